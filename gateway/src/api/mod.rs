@@ -1,0 +1,157 @@
+//! The HTTP surface on the TLS listener: route table, native API, admin API, and the path
+//! reserved for the EC2 Query API.
+
+pub mod admin;
+pub mod native;
+pub mod problem;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Response, StatusCode};
+use http_body_util::Full;
+
+use crate::error::{ErrorKind, GatewayError};
+
+/// A matched route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// `GET /v1/whoami`
+    Whoami,
+    /// `GET /v1/providers`
+    Providers,
+    /// `GET /v1/regions`
+    Regions,
+    /// `GET /admin/plugins`
+    AdminPlugins,
+    /// `GET /admin/tenants`
+    AdminTenants,
+    /// `POST /admin/plugins/{name}/ops/{op}`: call a plugin op (operators' diagnostics).
+    AdminPluginCall {
+        /// Plugin instance.
+        plugin: String,
+        /// `op` or `op@version`.
+        op: String,
+    },
+    /// `/` and `/services/compute`: reserved for the EC2 Query API.
+    Ec2Reserved,
+}
+
+/// Route facts the pipeline needs.
+#[derive(Debug, Clone)]
+pub struct RouteMatch {
+    /// The route.
+    pub route: Route,
+    /// Template for logs and metrics (never the raw path, which could explode cardinality).
+    pub template: &'static str,
+    /// Read-cache TTL (GET only).
+    pub cache_ttl: Option<Duration>,
+    /// Whether the `admin` role is required.
+    pub admin: bool,
+    /// Whether the request changes state (invalidates the tenant's cache entries).
+    pub write: bool,
+}
+
+fn matched(route: Route, template: &'static str) -> RouteMatch {
+    RouteMatch {
+        route,
+        template,
+        cache_ttl: None,
+        admin: false,
+        write: false,
+    }
+}
+
+/// Matches a request to a route, or 404/405.
+pub fn route(method: &Method, path: &str) -> Result<RouteMatch, GatewayError> {
+    let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
+    let get_only = |m: RouteMatch| {
+        if method == Method::GET || method == Method::HEAD {
+            Ok(m)
+        } else {
+            Err(GatewayError::new(
+                ErrorKind::MethodNotAllowed,
+                format!("{method} is not allowed on {}", m.template),
+            ))
+        }
+    };
+    match segments.as_slice() {
+        [] | ["services", "compute"] => Ok(matched(Route::Ec2Reserved, "/ (EC2 Query API)")),
+        ["v1", "whoami"] => get_only(matched(Route::Whoami, "/v1/whoami")),
+        ["v1", "providers"] => get_only(RouteMatch {
+            cache_ttl: Some(Duration::from_secs(2)),
+            ..matched(Route::Providers, "/v1/providers")
+        }),
+        ["v1", "regions"] => get_only(RouteMatch {
+            cache_ttl: Some(Duration::from_secs(10)),
+            ..matched(Route::Regions, "/v1/regions")
+        }),
+        ["admin", "plugins"] => get_only(RouteMatch {
+            admin: true,
+            ..matched(Route::AdminPlugins, "/admin/plugins")
+        }),
+        ["admin", "tenants"] => get_only(RouteMatch {
+            admin: true,
+            ..matched(Route::AdminTenants, "/admin/tenants")
+        }),
+        ["admin", "plugins", plugin, "ops", op] => {
+            if method != Method::POST {
+                return Err(GatewayError::new(
+                    ErrorKind::MethodNotAllowed,
+                    "use POST to call a plugin operation",
+                ));
+            }
+            Ok(RouteMatch {
+                admin: true,
+                write: true,
+                ..matched(
+                    Route::AdminPluginCall {
+                        plugin: plugin.to_string(),
+                        op: op.to_string(),
+                    },
+                    "/admin/plugins/{name}/ops/{op}",
+                )
+            })
+        }
+        _ => Err(GatewayError::not_found(format!("no route for {path}"))),
+    }
+}
+
+/// A JSON response.
+pub fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(status)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(value.to_string())))
+        .expect("static response parts are valid")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_and_refusals() {
+        assert_eq!(
+            route(&Method::GET, "/v1/whoami").unwrap().route,
+            Route::Whoami
+        );
+        assert_eq!(
+            route(&Method::GET, "/v1/regions/").unwrap().route,
+            Route::Regions
+        );
+        assert!(route(&Method::GET, "/admin/tenants").unwrap().admin);
+        assert_eq!(
+            route(&Method::POST, "/v1/whoami").unwrap_err().kind,
+            ErrorKind::MethodNotAllowed
+        );
+        assert_eq!(
+            route(&Method::GET, "/v2/x").unwrap_err().kind,
+            ErrorKind::NotFound
+        );
+        assert_eq!(
+            route(&Method::POST, "/services/compute").unwrap().route,
+            Route::Ec2Reserved
+        );
+    }
+}

@@ -1,0 +1,210 @@
+//! JWT key sets: PEM files, JWKS files and a JWKS URL.
+//!
+//! The URL is refetched when a token names an unknown `kid`: single-flight (concurrent
+//! misses wait for one fetch) and at most once per cooldown, so random kids cannot storm
+//! the identity provider.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use arc_swap::ArcSwap;
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet, KeyAlgorithm};
+use jsonwebtoken::{Algorithm, DecodingKey};
+
+use super::jwt::{decoding_key_from_pem, parse_algorithm};
+use crate::config::JwtKeyConfig;
+
+/// One verification key, its algorithm pinned.
+pub struct VerifyKey {
+    /// Key id, when known.
+    pub kid: Option<String>,
+    /// The only algorithm accepted with this key.
+    pub algorithm: Algorithm,
+    /// The key.
+    pub key: DecodingKey,
+}
+
+/// A set of keys looked up by `kid`.
+#[derive(Default)]
+pub struct KeySet {
+    keys: Vec<Arc<VerifyKey>>,
+}
+
+impl KeySet {
+    /// Loads PEM files and JWKS files (URLs are handled by [`JwksRemote`]).
+    pub fn load_local(sources: &[JwtKeyConfig]) -> anyhow::Result<Self> {
+        let mut keys = Vec::new();
+        for source in sources {
+            if let Some(pem) = &source.pem {
+                let algorithm = source
+                    .algorithm
+                    .as_deref()
+                    .and_then(parse_algorithm)
+                    .context("pem keys need algorithm RS256, ES256 or EdDSA")?;
+                let bytes = std::fs::read(pem)
+                    .with_context(|| format!("reading JWT key {}", pem.display()))?;
+                let key = decoding_key_from_pem(algorithm, &bytes)
+                    .with_context(|| format!("parsing JWT key {}", pem.display()))?;
+                keys.push(Arc::new(VerifyKey {
+                    kid: source.kid.clone(),
+                    algorithm,
+                    key,
+                }));
+            }
+            if let Some(file) = &source.jwks_file {
+                let text = std::fs::read_to_string(file)
+                    .with_context(|| format!("reading JWKS {}", file.display()))?;
+                let set = Self::from_jwks_json(&text)
+                    .with_context(|| format!("parsing JWKS {}", file.display()))?;
+                keys.extend(set.keys);
+            }
+        }
+        Ok(Self { keys })
+    }
+
+    /// Parses a JWKS document; keys of unsupported types are skipped.
+    pub fn from_jwks_json(text: &str) -> anyhow::Result<Self> {
+        let set: JwkSet = serde_json::from_str(text)?;
+        let mut keys = Vec::new();
+        for jwk in &set.keys {
+            match key_from_jwk(jwk) {
+                Ok(key) => keys.push(Arc::new(key)),
+                Err(e) => tracing::warn!(kid = ?jwk.common.key_id, error = %e, "skipping JWKS key"),
+            }
+        }
+        Ok(Self { keys })
+    }
+
+    /// The key for `kid`; a token without `kid` matches only a one-key set.
+    pub fn find(&self, kid: Option<&str>) -> Option<Arc<VerifyKey>> {
+        match kid {
+            Some(kid) => self
+                .keys
+                .iter()
+                .find(|k| k.kid.as_deref() == Some(kid))
+                .cloned(),
+            None if self.keys.len() == 1 => self.keys.first().cloned(),
+            None => None,
+        }
+    }
+
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+}
+
+fn key_from_jwk(jwk: &Jwk) -> anyhow::Result<VerifyKey> {
+    let algorithm = match jwk.common.key_algorithm {
+        Some(KeyAlgorithm::RS256) => Algorithm::RS256,
+        Some(KeyAlgorithm::ES256) => Algorithm::ES256,
+        Some(KeyAlgorithm::EdDSA) => Algorithm::EdDSA,
+        Some(other) => anyhow::bail!("algorithm {other:?} is not accepted"),
+        None => match &jwk.algorithm {
+            AlgorithmParameters::RSA(_) => Algorithm::RS256,
+            AlgorithmParameters::EllipticCurve(p) if p.curve == EllipticCurve::P256 => {
+                Algorithm::ES256
+            }
+            AlgorithmParameters::OctetKeyPair(p) if p.curve == EllipticCurve::Ed25519 => {
+                Algorithm::EdDSA
+            }
+            _ => anyhow::bail!("key type not accepted"),
+        },
+    };
+    Ok(VerifyKey {
+        kid: jwk.common.key_id.clone(),
+        algorithm,
+        key: DecodingKey::from_jwk(jwk)?,
+    })
+}
+
+/// A JWKS URL and the keys last fetched from it.
+pub struct JwksRemote {
+    url: String,
+    client: reqwest::Client,
+    keys: ArcSwap<KeySet>,
+    last_attempt: tokio::sync::Mutex<Option<Instant>>,
+    cooldown: Duration,
+    fetches: AtomicU64,
+}
+
+impl JwksRemote {
+    /// A remote key set; nothing is fetched yet.
+    pub fn new(url: String, cooldown: Duration) -> anyhow::Result<Self> {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()?;
+        Ok(Self {
+            url,
+            client,
+            keys: ArcSwap::from_pointee(KeySet::default()),
+            last_attempt: tokio::sync::Mutex::new(None),
+            cooldown,
+            fetches: AtomicU64::new(0),
+        })
+    }
+
+    /// The URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The keys last fetched.
+    pub fn keys(&self) -> arc_swap::Guard<Arc<KeySet>> {
+        self.keys.load()
+    }
+
+    /// Fetches now, regardless of the cooldown.
+    pub async fn fetch(&self) -> anyhow::Result<()> {
+        let mut last = self.last_attempt.lock().await;
+        *last = Some(Instant::now());
+        self.fetch_locked().await
+    }
+
+    async fn fetch_locked(&self) -> anyhow::Result<()> {
+        self.fetches.fetch_add(1, Ordering::Relaxed);
+        let text = self
+            .client
+            .get(&self.url)
+            .send()
+            .await?
+            .error_for_status()?
+            .text()
+            .await?;
+        let set = KeySet::from_jwks_json(&text)?;
+        tracing::info!(url = %self.url, keys = set.len(), "JWKS fetched");
+        self.keys.store(Arc::new(set));
+        Ok(())
+    }
+
+    /// Refetches because a token named an unknown `kid`: single-flight and at most once
+    /// per cooldown. Returns whether a fetch happened and succeeded.
+    pub async fn refresh_for_unknown_kid(&self) -> bool {
+        let mut last = self.last_attempt.lock().await;
+        if let Some(at) = *last {
+            if at.elapsed() < self.cooldown {
+                return false;
+            }
+        }
+        *last = Some(Instant::now());
+        match self.fetch_locked().await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(url = %self.url, error = %e, "JWKS refetch failed");
+                false
+            }
+        }
+    }
+
+    /// Fetches attempted so far.
+    pub fn fetch_count(&self) -> u64 {
+        self.fetches.load(Ordering::Relaxed)
+    }
+}

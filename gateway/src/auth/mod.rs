@@ -1,0 +1,119 @@
+//! Authentication: who is calling, from a JWT bearer token or a verified mTLS client
+//! certificate, then the tenant context (is the tenant known, is the department its own).
+//!
+//! Order: a request with an `Authorization` header is judged by its token alone (a bad
+//! token is 401 even with a client certificate); without one, a verified client
+//! certificate's identity is used; otherwise 401.
+
+pub mod jwks;
+pub mod jwt;
+pub mod mtls;
+pub mod tenant;
+
+use std::sync::Arc;
+
+use http::HeaderMap;
+
+use crate::error::GatewayError;
+pub use mtls::ServiceIdentity;
+pub use tenant::{TenantContext, TenantDirectory};
+
+/// How the caller proved who it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdentitySource {
+    /// A JWT bearer token.
+    Jwt,
+    /// A client certificate.
+    Mtls,
+}
+
+impl IdentitySource {
+    /// `jwt` or `mtls`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Jwt => "jwt",
+            Self::Mtls => "mtls",
+        }
+    }
+}
+
+/// A verified caller, before the tenant context is checked.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    /// Tenant claimed by a verified credential.
+    pub tenant: String,
+    /// Department, when the credential names one.
+    pub department: Option<String>,
+    /// Roles, e.g. `admin`.
+    pub roles: Vec<String>,
+    /// Subject (JWT `sub`, or the mTLS service name).
+    pub subject: String,
+    /// How the identity was proven.
+    pub source: IdentitySource,
+}
+
+/// Authenticates requests.
+pub struct Authenticator {
+    jwt: Arc<jwt::JwtVerifier>,
+    admin_services: Vec<String>,
+}
+
+impl Authenticator {
+    /// An authenticator over `jwt`; `admin_services` get the `admin` role over mTLS.
+    pub fn new(jwt: Arc<jwt::JwtVerifier>, admin_services: Vec<String>) -> Self {
+        Self {
+            jwt,
+            admin_services,
+        }
+    }
+
+    /// The JWT verifier (for reloads and metrics).
+    pub fn jwt(&self) -> &Arc<jwt::JwtVerifier> {
+        &self.jwt
+    }
+
+    /// Authenticates from the headers and the connection's verified client identity.
+    pub async fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        peer: Option<&ServiceIdentity>,
+    ) -> Result<Principal, GatewayError> {
+        if let Some(value) = headers.get(http::header::AUTHORIZATION) {
+            let value = value
+                .to_str()
+                .map_err(|_| GatewayError::unauthenticated("malformed Authorization header"))?;
+            let token = value
+                .strip_prefix("Bearer ")
+                .or_else(|| value.strip_prefix("bearer "))
+                .ok_or_else(|| {
+                    GatewayError::unauthenticated("Authorization must be a Bearer token")
+                })?
+                .trim();
+            let claims = self.jwt.verify(token).await?;
+            return Ok(Principal {
+                tenant: claims.tenant.clone(),
+                department: claims.dept.clone(),
+                roles: claims.roles.clone(),
+                subject: claims.sub.clone(),
+                source: IdentitySource::Jwt,
+            });
+        }
+        if let Some(identity) = peer {
+            let roles = if self.admin_services.contains(&identity.service) {
+                vec!["admin".to_string()]
+            } else {
+                Vec::new()
+            };
+            return Ok(Principal {
+                tenant: identity.tenant.clone(),
+                department: None,
+                roles,
+                subject: identity.service.clone(),
+                source: IdentitySource::Mtls,
+            });
+        }
+        Err(GatewayError::unauthenticated(
+            "authentication required: send a Bearer token or a client certificate",
+        ))
+    }
+}

@@ -1,0 +1,70 @@
+//! Tenant context: the one place that decides whether a verified principal's tenant and
+//! department exist. Both front ends go through it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::{IdentitySource, Principal};
+use crate::config::TenantConfig;
+use crate::error::GatewayError;
+
+/// Who a request acts for, after authentication and tenant checks.
+#[derive(Debug, Clone)]
+pub struct TenantContext {
+    /// Tenant id.
+    pub tenant: Arc<str>,
+    /// Department, when the credential names one.
+    pub department: Option<String>,
+    /// Roles.
+    pub roles: Vec<String>,
+    /// Subject.
+    pub subject: String,
+    /// How the identity was proven.
+    pub source: IdentitySource,
+}
+
+impl TenantContext {
+    /// Whether the caller holds the `admin` role.
+    pub fn is_admin(&self) -> bool {
+        self.roles.iter().any(|r| r == "admin")
+    }
+}
+
+/// Known tenants and their departments.
+pub struct TenantDirectory {
+    tenants: BTreeMap<String, TenantConfig>,
+}
+
+impl TenantDirectory {
+    /// From configuration.
+    pub fn new(tenants: BTreeMap<String, TenantConfig>) -> Self {
+        Self { tenants }
+    }
+
+    /// Tenant ids and their configuration.
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &TenantConfig)> {
+        self.tenants.iter()
+    }
+
+    /// Checks `principal` against the directory.
+    pub fn resolve(&self, principal: Principal) -> Result<TenantContext, GatewayError> {
+        let tenant = self.tenants.get(&principal.tenant).ok_or_else(|| {
+            GatewayError::forbidden(format!("tenant '{}' is not registered", principal.tenant))
+        })?;
+        if let Some(dept) = &principal.department {
+            if !tenant.departments.iter().any(|d| d == dept) {
+                return Err(GatewayError::forbidden(format!(
+                    "department '{dept}' does not belong to tenant '{}'",
+                    principal.tenant
+                )));
+            }
+        }
+        Ok(TenantContext {
+            tenant: Arc::from(principal.tenant.as_str()),
+            department: principal.department,
+            roles: principal.roles,
+            subject: principal.subject,
+            source: principal.source,
+        })
+    }
+}

@@ -1,0 +1,150 @@
+//! Read cache (moka). Entries are never shared across tenants: the key starts with the
+//! tenant (then the department, the tenant's write generation, method, path and the
+//! normalised query). Only GET responses with status 200 on routes with a TTL are cached.
+//! Any write by a tenant bumps its generation, so its older entries are never served again
+//! and simply age out.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+
+/// What identifies a cached response.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CacheKey {
+    tenant: Arc<str>,
+    department: Option<String>,
+    generation: u64,
+    method: http::Method,
+    path: String,
+    query: String,
+}
+
+/// A cached response body with the headers that matter.
+#[derive(Debug, Clone)]
+pub struct CachedResponse {
+    /// Status code.
+    pub status: http::StatusCode,
+    /// Content type.
+    pub content_type: http::HeaderValue,
+    /// Body.
+    pub body: Bytes,
+    /// Time to live.
+    pub ttl: Duration,
+}
+
+struct TtlFromEntry;
+
+impl moka::Expiry<CacheKey, Arc<CachedResponse>> for TtlFromEntry {
+    fn expire_after_create(
+        &self,
+        _key: &CacheKey,
+        value: &Arc<CachedResponse>,
+        _created_at: std::time::Instant,
+    ) -> Option<Duration> {
+        Some(value.ttl)
+    }
+}
+
+/// The read cache.
+pub struct ResponseCache {
+    entries: moka::future::Cache<CacheKey, Arc<CachedResponse>>,
+    generations: Mutex<HashMap<Arc<str>, u64>>,
+}
+
+impl ResponseCache {
+    /// A cache holding at most `max_entries` responses.
+    pub fn new(max_entries: u64) -> Self {
+        Self {
+            entries: moka::future::Cache::builder()
+                .max_capacity(max_entries)
+                .expire_after(TtlFromEntry)
+                .build(),
+            generations: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The key for a request by `tenant`/`department`.
+    pub fn key(
+        &self,
+        tenant: &Arc<str>,
+        department: Option<&str>,
+        method: &http::Method,
+        uri: &http::Uri,
+    ) -> CacheKey {
+        let generation = *self
+            .generations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(tenant)
+            .unwrap_or(&0);
+        CacheKey {
+            tenant: Arc::clone(tenant),
+            department: department.map(str::to_owned),
+            generation,
+            method: method.clone(),
+            path: uri.path().to_string(),
+            query: normalise_query(uri.query().unwrap_or("")),
+        }
+    }
+
+    /// A cached response for `key`, if fresh.
+    pub async fn get(&self, key: &CacheKey) -> Option<Arc<CachedResponse>> {
+        self.entries.get(key).await
+    }
+
+    /// Stores a response.
+    pub async fn put(&self, key: CacheKey, response: CachedResponse) {
+        self.entries.insert(key, Arc::new(response)).await;
+    }
+
+    /// Makes every earlier entry of `tenant` unreachable (called after any write).
+    pub fn invalidate_tenant(&self, tenant: &Arc<str>) {
+        let mut generations = self.generations.lock().unwrap_or_else(|p| p.into_inner());
+        *generations.entry(Arc::clone(tenant)).or_insert(0) += 1;
+    }
+}
+
+/// Sorts `a=1&b=2` pairs and drops empty ones, so equivalent queries share an entry.
+pub fn normalise_query(query: &str) -> String {
+    let mut pairs: Vec<&str> = query.split('&').filter(|p| !p.is_empty()).collect();
+    pairs.sort_unstable();
+    pairs.join("&")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn response() -> CachedResponse {
+        CachedResponse {
+            status: http::StatusCode::OK,
+            content_type: http::HeaderValue::from_static("application/json"),
+            body: Bytes::from_static(b"{}"),
+            ttl: Duration::from_secs(60),
+        }
+    }
+
+    #[tokio::test]
+    async fn tenants_never_share_entries_and_writes_invalidate() {
+        let cache = ResponseCache::new(100);
+        let (a, b): (Arc<str>, Arc<str>) = (Arc::from("a"), Arc::from("b"));
+        let uri: http::Uri = "/v1/regions?y=2&x=1".parse().unwrap();
+        let key_a = cache.key(&a, None, &http::Method::GET, &uri);
+        cache.put(key_a.clone(), response()).await;
+        assert!(cache.get(&key_a).await.is_some());
+        let key_b = cache.key(&b, None, &http::Method::GET, &uri);
+        assert!(cache.get(&key_b).await.is_none());
+        let reordered: http::Uri = "/v1/regions?x=1&y=2".parse().unwrap();
+        assert!(cache
+            .get(&cache.key(&a, None, &http::Method::GET, &reordered))
+            .await
+            .is_some());
+        cache.invalidate_tenant(&a);
+        assert!(cache
+            .get(&cache.key(&a, None, &http::Method::GET, &uri))
+            .await
+            .is_none());
+    }
+}

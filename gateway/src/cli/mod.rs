@@ -1,0 +1,97 @@
+//! The `skyport` command line.
+
+mod certs;
+mod check;
+pub mod serve;
+mod token;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// Skyport: one cloud in front of many.
+#[derive(Debug, Parser)]
+#[command(name = "skyport", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Start the gateway (TLS API listener and plain-HTTP metrics listener).
+    Serve(serve::ServeArgs),
+    /// Print a development JWT signed with the key under <state-dir>/certs/.
+    Token(token::TokenArgs),
+    /// Plugin tools.
+    Plugins {
+        #[command(subcommand)]
+        command: PluginsCommand,
+    },
+    /// Configuration tools.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Certificate tools.
+    Certs {
+        #[command(subcommand)]
+        command: CertsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PluginsCommand {
+    /// Run exactly the loader's checks on FILE and print a one-line verdict (exit 0 or 1).
+    Check {
+        /// The plugin library (.so).
+        file: PathBuf,
+        /// Expected sha256 of the file.
+        #[arg(long)]
+        sha256: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Validate FILE and print every error with its key path (exit 0 or 1).
+    Check {
+        /// The configuration file (TOML).
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CertsCommand {
+    /// Create development certificates and keys in DIR (existing files are kept).
+    Init {
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+/// Runs the command line; returns the process exit code.
+pub fn run() -> i32 {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => serve::run(args),
+        Command::Token(args) => token::run(args),
+        Command::Plugins {
+            command: PluginsCommand::Check { file, sha256 },
+        } => check::plugin(&file, sha256.as_deref()),
+        Command::Config {
+            command: ConfigCommand::Check { file },
+        } => check::config(&file),
+        Command::Certs {
+            command: CertsCommand::Init { out },
+        } => certs::init(&out),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("skyport: {e:#}");
+            1
+        }
+    }
+}

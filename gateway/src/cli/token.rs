@@ -1,0 +1,77 @@
+//! `skyport token`: mints a development JWT with the key created on first start.
+
+use std::path::PathBuf;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use clap::Args;
+use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+
+use crate::config::Config;
+use crate::tls::dev_certs;
+
+/// Arguments of `skyport token`.
+#[derive(Debug, Args)]
+pub(super) struct TokenArgs {
+    /// Tenant claim.
+    #[arg(long)]
+    tenant: String,
+    /// Department claim.
+    #[arg(long)]
+    dept: Option<String>,
+    /// Comma-separated roles, e.g. `admin`.
+    #[arg(long, value_delimiter = ',')]
+    roles: Vec<String>,
+    /// Lifetime in seconds.
+    #[arg(long, default_value_t = 3600)]
+    ttl: u64,
+    /// Subject claim.
+    #[arg(long, default_value = "dev-user")]
+    sub: String,
+    /// Configuration file (for issuer, audience and the default state directory).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// State directory holding certs/jwt-signing-key.pem.
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+}
+
+/// Prints the token.
+pub(super) fn run(args: TokenArgs) -> anyhow::Result<i32> {
+    let config = match &args.config {
+        Some(path) => Config::load(path)?,
+        None => Config::embedded(),
+    };
+    let state_dir = args.state_dir.unwrap_or(config.server.state_dir.clone());
+    let key_path = state_dir
+        .join("certs")
+        .join(dev_certs::files::JWT_SIGNING_KEY);
+    let pem = std::fs::read(&key_path).with_context(|| {
+        format!(
+            "reading {} (start `skyport serve` once, or run `skyport certs init --out {}`)",
+            key_path.display(),
+            state_dir.join("certs").display()
+        )
+    })?;
+    let key = EncodingKey::from_ec_pem(&pem).context("parsing the development signing key")?;
+    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+    let mut claims = serde_json::json!({
+        "iss": config.auth.jwt.issuer,
+        "aud": config.auth.jwt.audience,
+        "sub": args.sub,
+        "tenant": args.tenant,
+        "iat": now,
+        "nbf": now,
+        "exp": now + args.ttl,
+    });
+    if let Some(dept) = args.dept {
+        claims["dept"] = dept.into();
+    }
+    if !args.roles.is_empty() {
+        claims["roles"] = args.roles.into();
+    }
+    let mut header = Header::new(Algorithm::ES256);
+    header.kid = Some(dev_certs::DEV_JWT_KID.to_string());
+    println!("{}", encode(&header, &claims, &key)?);
+    Ok(0)
+}

@@ -1,0 +1,412 @@
+//! Configuration: TOML, validated at load with errors that name the key path.
+//!
+//! The embedded default (`config/skyport.toml`) is compiled in; `--config FILE` replaces it.
+//! Unknown keys are errors, never silently ignored.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The embedded default configuration, as shipped.
+pub const EMBEDDED_DEFAULT: &str = include_str!("../../config/skyport.toml");
+
+/// A configuration error with the key path it concerns.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct ConfigError {
+    /// Dotted key path, e.g. `tenants.demo.burst`.
+    pub path: String,
+    /// What is wrong and, where possible, what to do.
+    pub message: String,
+}
+
+/// All configuration errors found in one file.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Listeners, state directory, logging and HTTP limits.
+    pub server: ServerConfig,
+    /// TLS material; empty paths select development material.
+    #[serde(default)]
+    pub tls: TlsConfig,
+    /// Authentication.
+    pub auth: AuthConfig,
+    /// Default per-tenant rate limits.
+    pub limits: LimitsConfig,
+    /// Read cache.
+    pub cache: CacheConfig,
+    /// Metering tap.
+    pub tap: TapConfig,
+    /// Tenants by id.
+    #[serde(default)]
+    pub tenants: BTreeMap<String, TenantConfig>,
+    /// Plugins to load, in order.
+    #[serde(default)]
+    pub plugins: Vec<PluginConfig>,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// TLS listener address.
+    pub listen: SocketAddr,
+    /// Plain-HTTP metrics and health listener address.
+    pub metrics_listen: SocketAddr,
+    /// State directory (certificates, database, plugin state).
+    pub state_dir: PathBuf,
+    /// `text` or `json`.
+    #[serde(default = "default_log_format")]
+    pub log_format: String,
+    /// Connections whose request headers are not complete within this many seconds are closed.
+    #[serde(default = "default_header_timeout")]
+    pub header_read_timeout_secs: u64,
+    /// Requests with larger headers get 431.
+    #[serde(default = "default_max_header_bytes")]
+    pub max_header_bytes: usize,
+    /// How long shutdown waits for in-flight requests.
+    #[serde(default = "default_drain")]
+    pub drain_timeout_secs: u64,
+}
+
+fn default_log_format() -> String {
+    "text".into()
+}
+fn default_header_timeout() -> u64 {
+    10
+}
+fn default_max_header_bytes() -> usize {
+    16 * 1024
+}
+fn default_drain() -> u64 {
+    10
+}
+
+/// `[tls]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Server certificate chain (PEM).
+    pub cert: Option<PathBuf>,
+    /// Server private key (PEM).
+    pub key: Option<PathBuf>,
+    /// CA that client certificates must chain to; enables optional mTLS.
+    pub client_ca: Option<PathBuf>,
+}
+
+/// `[auth]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// JWT bearer tokens.
+    pub jwt: JwtConfig,
+    /// mTLS client identities.
+    pub mtls: MtlsConfig,
+}
+
+/// `[auth.jwt]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtConfig {
+    /// Required `iss`.
+    pub issuer: String,
+    /// Required `aud`.
+    pub audience: String,
+    /// Clock leeway for `exp`/`nbf`, at most 30 s.
+    #[serde(default = "default_leeway")]
+    pub leeway_secs: u64,
+    /// Minimum time between two JWKS URL fetches triggered by unknown `kid`s.
+    #[serde(default = "default_cooldown")]
+    pub jwks_refetch_cooldown_secs: u64,
+    /// Verified tokens kept in the token cache.
+    #[serde(default = "default_token_cache")]
+    pub token_cache_entries: u64,
+    /// Verification keys. Empty: the development key.
+    #[serde(default)]
+    pub keys: Vec<JwtKeyConfig>,
+}
+
+fn default_leeway() -> u64 {
+    30
+}
+fn default_cooldown() -> u64 {
+    30
+}
+fn default_token_cache() -> u64 {
+    100_000
+}
+
+/// One `[[auth.jwt.keys]]` entry: exactly one of `pem`, `jwks_file`, `jwks_url`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtKeyConfig {
+    /// Key id matched against the token's `kid` (required with `pem`).
+    pub kid: Option<String>,
+    /// `RS256`, `ES256` or `EdDSA` (required with `pem`; JWKS keys carry or imply it).
+    pub algorithm: Option<String>,
+    /// Public key PEM file.
+    pub pem: Option<PathBuf>,
+    /// JWKS file.
+    pub jwks_file: Option<PathBuf>,
+    /// JWKS URL, refetched on an unknown `kid`.
+    pub jwks_url: Option<String>,
+}
+
+/// `[auth.mtls]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MtlsConfig {
+    /// Trust domain of `spiffe://<domain>/tenant/<tenant>/svc/<name>` URI SANs.
+    pub trust_domain: String,
+    /// Service names whose mTLS identity carries the `admin` role.
+    #[serde(default)]
+    pub admin_services: Vec<String>,
+}
+
+/// `[limits]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Sustained rate for tenants without their own.
+    pub default_requests_per_second: u32,
+    /// Burst for tenants without their own.
+    pub default_burst: u32,
+}
+
+/// `[cache]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheConfig {
+    /// Entries across all tenants.
+    pub max_entries: u64,
+}
+
+/// `[tap]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TapConfig {
+    /// Events the tap queue holds before it drops (and counts) new ones.
+    pub queue_capacity: usize,
+    /// Largest batch handed to a metering plugin.
+    pub batch_max_events: usize,
+}
+
+/// `[tenants.<id>]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantConfig {
+    /// Departments (chargeback splits).
+    #[serde(default)]
+    pub departments: Vec<String>,
+    /// Sustained request rate; default from `[limits]`.
+    pub requests_per_second: Option<u32>,
+    /// Burst; default from `[limits]`.
+    pub burst: Option<u32>,
+}
+
+/// One `[[plugins]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginConfig {
+    /// Instance name; defaults to the plugin's own name.
+    pub name: Option<String>,
+    /// Library file; relative names resolve against the executable's directory.
+    pub file: PathBuf,
+    /// Refuse to start when this plugin cannot be loaded.
+    #[serde(default)]
+    pub required: bool,
+    /// Expected sha256 of the file, hex.
+    pub sha256: Option<String>,
+    /// Plugin configuration, validated against the plugin's schema.
+    #[serde(default = "empty_table")]
+    pub config: toml::Value,
+}
+
+fn empty_table() -> toml::Value {
+    toml::Value::Table(Default::default())
+}
+
+impl Config {
+    /// The embedded default.
+    pub fn embedded() -> Self {
+        Self::parse(EMBEDDED_DEFAULT).expect("the embedded default configuration is valid")
+    }
+
+    /// Reads and validates a file.
+    pub fn load(path: &Path) -> Result<Self, ConfigErrors> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigErrors(vec![ConfigError {
+                path: path.display().to_string(),
+                message: format!("cannot read: {e}"),
+            }])
+        })?;
+        Self::parse(&text)
+    }
+
+    /// Parses and validates TOML text.
+    pub fn parse(text: &str) -> Result<Self, ConfigErrors> {
+        let deserializer = toml::Deserializer::new(text);
+        let config: Config = serde_path_to_error::deserialize(deserializer).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            ConfigErrors(vec![ConfigError {
+                path: if path == "." {
+                    "(top level)".into()
+                } else {
+                    path
+                },
+                message: inner.message().to_string(),
+            }])
+        })?;
+        let errors = config.validate();
+        if errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigErrors(errors))
+        }
+    }
+
+    fn validate(&self) -> Vec<ConfigError> {
+        let mut errors = Vec::new();
+        let mut err = |path: String, message: &str| {
+            errors.push(ConfigError {
+                path,
+                message: message.to_string(),
+            })
+        };
+        if !matches!(self.server.log_format.as_str(), "text" | "json") {
+            err("server.log_format".into(), "must be \"text\" or \"json\"");
+        }
+        if self.server.max_header_bytes < 8192 {
+            err("server.max_header_bytes".into(), "must be at least 8192");
+        }
+        if self.auth.jwt.leeway_secs > 30 {
+            err("auth.jwt.leeway_secs".into(), "must be at most 30");
+        }
+        if self.auth.jwt.issuer.is_empty() {
+            err("auth.jwt.issuer".into(), "must not be empty");
+        }
+        if self.auth.jwt.audience.is_empty() {
+            err("auth.jwt.audience".into(), "must not be empty");
+        }
+        for (i, key) in self.auth.jwt.keys.iter().enumerate() {
+            let sources = [
+                key.pem.is_some(),
+                key.jwks_file.is_some(),
+                key.jwks_url.is_some(),
+            ];
+            if sources.iter().filter(|s| **s).count() != 1 {
+                err(
+                    format!("auth.jwt.keys[{i}]"),
+                    "set exactly one of pem, jwks_file, jwks_url",
+                );
+            }
+            if key.pem.is_some() && (key.kid.is_none() || key.algorithm.is_none()) {
+                err(
+                    format!("auth.jwt.keys[{i}]"),
+                    "a pem key needs kid and algorithm",
+                );
+            }
+            if let Some(alg) = &key.algorithm {
+                if !matches!(alg.as_str(), "RS256" | "ES256" | "EdDSA") {
+                    err(
+                        format!("auth.jwt.keys[{i}].algorithm"),
+                        "must be RS256, ES256 or EdDSA",
+                    );
+                }
+            }
+        }
+        if self.limits.default_requests_per_second == 0 || self.limits.default_burst == 0 {
+            err("limits".into(), "rates and bursts must be positive");
+        }
+        for (id, tenant) in &self.tenants {
+            if !valid_name(id) {
+                err(format!("tenants.{id}"), "tenant ids are 1-63 of [a-z0-9-]");
+            }
+            if tenant.requests_per_second == Some(0) || tenant.burst == Some(0) {
+                err(format!("tenants.{id}"), "rates and bursts must be positive");
+            }
+            for d in &tenant.departments {
+                if !valid_name(d) {
+                    err(
+                        format!("tenants.{id}.departments"),
+                        "department names are 1-63 of [a-z0-9-]",
+                    );
+                }
+            }
+        }
+        if self.tap.queue_capacity == 0 || self.tap.batch_max_events == 0 {
+            err(
+                "tap".into(),
+                "queue_capacity and batch_max_events must be positive",
+            );
+        }
+        for (i, plugin) in self.plugins.iter().enumerate() {
+            if let Some(sha) = &plugin.sha256 {
+                if sha.len() != 64 || !sha.chars().all(|c| c.is_ascii_hexdigit()) {
+                    err(format!("plugins[{i}].sha256"), "must be 64 hex digits");
+                }
+            }
+            if !plugin.config.is_table() {
+                err(format!("plugins[{i}].config"), "must be a table");
+            }
+        }
+        errors
+    }
+
+    /// `p` resolved against the state directory when relative.
+    pub fn state_path(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.server.state_dir.join(p)
+        }
+    }
+}
+
+/// Tenant, department and service names: 1-63 of `[a-z0-9-]`, not starting with `-`.
+pub fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && !s.starts_with('-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_is_valid() {
+        let c = Config::embedded();
+        assert_eq!(c.server.listen.to_string(), "127.0.0.1:8443");
+        assert_eq!(c.tenants["demo"].burst, Some(200));
+        assert_eq!(c.tenants["acme"].departments, vec!["ops"]);
+    }
+
+    #[test]
+    fn unknown_key_is_an_error_naming_its_path() {
+        let text = EMBEDDED_DEFAULT.replace("[tenants.acme]", "[tenants.acme]\ncolour = \"red\"");
+        let err = Config::parse(&text).unwrap_err().to_string();
+        assert!(err.starts_with("tenants.acme"), "{err}");
+        assert!(err.contains("colour"), "{err}");
+    }
+
+    #[test]
+    fn semantic_errors_are_all_reported() {
+        let text = EMBEDDED_DEFAULT
+            .replace("leeway_secs = 30", "leeway_secs = 300")
+            .replace("log_format = \"text\"", "log_format = \"xml\"");
+        let errs = Config::parse(&text).unwrap_err();
+        let paths: Vec<_> = errs.0.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(paths, ["server.log_format", "auth.jwt.leeway_secs"]);
+    }
+}

@@ -1,0 +1,20 @@
+//! Skyport, a federated cloud-broker gateway.
+//!
+//! A request reads top to bottom through these modules (see `pipeline`): `tls` ->
+//! `auth` -> `limit` -> `cache` -> `api` -> `plugins` -> `metering_tap`.
+#![warn(missing_docs, unreachable_pub)]
+
+pub mod api;
+pub mod auth;
+pub mod cache;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod limit;
+pub mod metering_tap;
+pub mod metrics;
+pub mod pipeline;
+pub mod plugins;
+pub mod server;
+pub mod state;
+pub mod tls;

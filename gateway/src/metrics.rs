@@ -1,0 +1,219 @@
+//! Prometheus metrics and the plain-HTTP metrics listener (`/metrics`, `/healthz`,
+//! `/readyz`).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+/// Label set: ordered name/value pairs.
+pub type Labels = Vec<(&'static str, String)>;
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.000_05, 2.0, 18))
+}
+
+/// Every metric the gateway exports.
+pub struct Metrics {
+    registry: Registry,
+    /// Requests by route, status and tenant.
+    pub requests: Family<Labels, Counter>,
+    /// Request latency by route.
+    pub request_seconds: Family<Labels, Histogram, fn() -> Histogram>,
+    /// Requests refused by the rate limiter, by tenant.
+    pub rate_limited: Family<Labels, Counter>,
+    /// Cache lookups by result (`hit`/`miss`).
+    pub cache_lookups: Family<Labels, Counter>,
+    /// Plugin calls by plugin, op and outcome (`ok` or an error code).
+    pub plugin_calls: Family<Labels, Counter>,
+    /// Plugin call latency by plugin.
+    pub plugin_call_seconds: Family<Labels, Histogram, fn() -> Histogram>,
+    /// 1 when a plugin is healthy, 0 otherwise.
+    pub plugin_healthy: Family<Labels, Gauge>,
+    /// Metrics reported by plugins through the host.
+    pub plugin_reported: Family<Labels, Gauge<f64, AtomicU64>>,
+    /// Tap events dropped because the queue was full.
+    pub tap_dropped: Counter,
+    /// Tap events accepted into the queue.
+    pub tap_enqueued: Counter,
+}
+
+impl Metrics {
+    /// Registers every family.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("skyport");
+        let requests = Family::<Labels, Counter>::default();
+        let request_seconds = Family::<Labels, Histogram, fn() -> Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
+        let rate_limited = Family::<Labels, Counter>::default();
+        let cache_lookups = Family::<Labels, Counter>::default();
+        let plugin_calls = Family::<Labels, Counter>::default();
+        let plugin_call_seconds =
+            Family::<Labels, Histogram, fn() -> Histogram>::new_with_constructor(
+                latency_histogram as fn() -> Histogram,
+            );
+        let plugin_healthy = Family::<Labels, Gauge>::default();
+        let plugin_reported = Family::<Labels, Gauge<f64, AtomicU64>>::default();
+        let tap_dropped = Counter::default();
+        let tap_enqueued = Counter::default();
+        registry.register(
+            "http_requests",
+            "Requests by route, status and tenant",
+            requests.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "Request latency by route",
+            request_seconds.clone(),
+        );
+        registry.register(
+            "rate_limited",
+            "Requests refused by the rate limiter",
+            rate_limited.clone(),
+        );
+        registry.register(
+            "cache_lookups",
+            "Read cache lookups by result",
+            cache_lookups.clone(),
+        );
+        registry.register(
+            "plugin_calls",
+            "Plugin calls by plugin, op and outcome",
+            plugin_calls.clone(),
+        );
+        registry.register(
+            "plugin_call_duration_seconds",
+            "Plugin call latency by plugin",
+            plugin_call_seconds.clone(),
+        );
+        registry.register(
+            "plugin_healthy",
+            "1 when the plugin is healthy",
+            plugin_healthy.clone(),
+        );
+        registry.register(
+            "plugin_reported",
+            "Values reported by plugins",
+            plugin_reported.clone(),
+        );
+        registry.register(
+            "tap_dropped",
+            "Metering tap events dropped (queue full)",
+            tap_dropped.clone(),
+        );
+        registry.register(
+            "tap_enqueued",
+            "Metering tap events queued",
+            tap_enqueued.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            request_seconds,
+            rate_limited,
+            cache_lookups,
+            plugin_calls,
+            plugin_call_seconds,
+            plugin_healthy,
+            plugin_reported,
+            tap_dropped,
+            tap_enqueued,
+        }
+    }
+
+    /// The Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Readiness, flipped once the TLS listener serves.
+#[derive(Default)]
+pub struct Readiness(AtomicBool);
+
+impl Readiness {
+    /// Marks ready (or not).
+    pub fn set(&self, ready: bool) {
+        self.0.store(ready, Ordering::SeqCst);
+    }
+
+    /// Whether ready.
+    pub fn is_ready(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// Serves the metrics listener until `shutdown` resolves.
+pub async fn serve_metrics(
+    listener: tokio::net::TcpListener,
+    metrics: Arc<Metrics>,
+    readiness: Arc<Readiness>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        let (stream, _peer): (tokio::net::TcpStream, SocketAddr) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    tracing::warn!(error = %e, "metrics accept failed");
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => return,
+        };
+        let metrics = Arc::clone(&metrics);
+        let readiness = Arc::clone(&readiness);
+        tokio::spawn(async move {
+            let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                let metrics = Arc::clone(&metrics);
+                let readiness = Arc::clone(&readiness);
+                async move {
+                    let (status, content_type, body) = match req.uri().path() {
+                        "/metrics" => (
+                            200,
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                            metrics.encode(),
+                        ),
+                        "/healthz" => (200, "text/plain", "ok\n".to_string()),
+                        "/readyz" if readiness.is_ready() => {
+                            (200, "text/plain", "ready\n".to_string())
+                        }
+                        "/readyz" => (503, "text/plain", "not ready\n".to_string()),
+                        _ => (404, "text/plain", "not found\n".to_string()),
+                    };
+                    let response = http::Response::builder()
+                        .status(status)
+                        .header(http::header::CONTENT_TYPE, content_type)
+                        .body(Full::new(Bytes::from(body)))
+                        .expect("static response parts are valid");
+                    Ok::<_, Infallible>(response)
+                }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}

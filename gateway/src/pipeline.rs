@@ -1,0 +1,415 @@
+//! One request, top to bottom. This file is the gateway's stack:
+//!
+//! 1. request id (`x-request-id`, generated when absent, echoed) and removal of every
+//!    client-sent `x-skyport-*` header before anything reads them;
+//! 2. route (404/405 for unknown paths and methods);
+//! 3. authenticate (JWT or mTLS) -> tenant context;
+//! 4. per-tenant rate limit (429 with `Retry-After` and `RateLimit-*`);
+//! 5. admin check for `/admin/*`;
+//! 6. read cache (GET, per tenant);
+//! 7. handler;
+//! 8. cache fill / tenant invalidation on writes;
+//! 9. metering tap (`api.request`, every authenticated request, served or refused);
+//! 10. access log line and metrics.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use skyport_plugin_api::ops::MeterEvent;
+
+use crate::api::{self, problem, Route, RouteMatch};
+use crate::auth::{ServiceIdentity, TenantContext};
+use crate::cache::CachedResponse;
+use crate::error::{ErrorKind, GatewayError, RateLimitInfo};
+use crate::state::AppState;
+
+/// Largest request body accepted on the native and admin APIs.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// What the TLS layer learned about a connection.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    /// Client address.
+    pub peer: SocketAddr,
+    /// Identity from a verified client certificate.
+    pub identity: Option<ServiceIdentity>,
+}
+
+/// Everything the tail of the pipeline records about a request.
+struct Outcome {
+    response: Result<Response<Full<Bytes>>, GatewayError>,
+    route: &'static str,
+    tenant: Option<TenantContext>,
+    rate_limit: Option<RateLimitInfo>,
+    cache: Option<&'static str>,
+}
+
+/// Serves one request.
+pub async fn handle(
+    state: Arc<AppState>,
+    conn: Arc<ConnInfo>,
+    mut req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
+    let started = Instant::now();
+    let request_id = request_id(req.headers());
+    strip_identity_headers(req.headers_mut());
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let bytes_in = req
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+
+    let outcome = serve(&state, &conn, req, &request_id).await;
+
+    let mut response = match outcome.response {
+        Ok(response) => response,
+        Err(err) => {
+            if err.kind == ErrorKind::Internal || err.cause.is_some() {
+                tracing::warn!(request_id = %request_id, error = %err.public, cause = ?err.cause, "request failed");
+            }
+            problem::problem_response(&err, &request_id)
+        }
+    };
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        headers.insert("x-request-id", value);
+    }
+    if let Some(info) = &outcome.rate_limit {
+        if !headers.contains_key("ratelimit-limit") {
+            problem::insert_rate_limit_headers(headers, info);
+        }
+    }
+    if let Some(cache) = outcome.cache {
+        headers.insert("x-skyport-cache", HeaderValue::from_static(cache));
+    }
+
+    let status = response.status().as_u16();
+    let elapsed = started.elapsed();
+    let bytes_out = hyper::body::Body::size_hint(response.body())
+        .exact()
+        .unwrap_or(0);
+    let tenant = outcome.tenant.as_ref().map(|t| &*t.tenant).unwrap_or("-");
+    state
+        .metrics
+        .requests
+        .get_or_create(&vec![
+            ("route", outcome.route.to_string()),
+            ("status", status.to_string()),
+            ("tenant", tenant.to_string()),
+        ])
+        .inc();
+    state
+        .metrics
+        .request_seconds
+        .get_or_create(&vec![("route", outcome.route.to_string())])
+        .observe(elapsed.as_secs_f64());
+    if status == 429 {
+        state
+            .metrics
+            .rate_limited
+            .get_or_create(&vec![("tenant", tenant.to_string())])
+            .inc();
+    }
+    tracing::info!(
+        target: "access",
+        request_id = %request_id,
+        peer = %conn.peer,
+        method = %method,
+        path = %path,
+        route = outcome.route,
+        status,
+        tenant,
+        identity = outcome.tenant.as_ref().map(|t| t.source.as_str()).unwrap_or("-"),
+        cache = outcome.cache.unwrap_or("-"),
+        bytes_in,
+        bytes_out,
+        micros = elapsed.as_micros() as u64,
+    );
+    if let Some(ctx) = &outcome.tenant {
+        state.tap.record(api_request_event(
+            ctx,
+            &request_id,
+            outcome.route,
+            &method,
+            status,
+            bytes_in,
+            bytes_out,
+            elapsed,
+        ));
+    }
+    Ok(response)
+}
+
+async fn serve(
+    state: &AppState,
+    conn: &ConnInfo,
+    req: Request<Incoming>,
+    request_id: &str,
+) -> Outcome {
+    let mut outcome = Outcome {
+        response: Err(GatewayError::internal("unreached")),
+        route: "unmatched",
+        tenant: None,
+        rate_limit: None,
+        cache: None,
+    };
+    let matched = match api::route(req.method(), req.uri().path()) {
+        Ok(m) => m,
+        Err(e) => {
+            outcome.response = Err(e);
+            return outcome;
+        }
+    };
+    outcome.route = matched.template;
+    let principal = match state
+        .auth
+        .authenticate(req.headers(), conn.identity.as_ref())
+        .await
+    {
+        Ok(p) => p,
+        Err(e) => {
+            outcome.response = Err(e);
+            return outcome;
+        }
+    };
+    let ctx = match state.tenants.resolve(principal) {
+        Ok(ctx) => ctx,
+        Err(e) => {
+            outcome.response = Err(e);
+            return outcome;
+        }
+    };
+    outcome.tenant = Some(ctx.clone());
+    match state.limiter.check(&ctx.tenant) {
+        Ok(info) => outcome.rate_limit = Some(info),
+        Err(e) => {
+            outcome.response = Err(e);
+            return outcome;
+        }
+    }
+    if matched.admin && !ctx.is_admin() {
+        outcome.response = Err(GatewayError::forbidden(
+            "the admin API requires the admin role",
+        ));
+        return outcome;
+    }
+    let cacheable = matched.cache_ttl.is_some() && req.method() == http::Method::GET;
+    let cache_key = cacheable.then(|| {
+        state.cache.key(
+            &ctx.tenant,
+            ctx.department.as_deref(),
+            req.method(),
+            req.uri(),
+        )
+    });
+    if let Some(key) = &cache_key {
+        if let Some(hit) = state.cache.get(key).await {
+            state
+                .metrics
+                .cache_lookups
+                .get_or_create(&vec![("result", "hit".to_string())])
+                .inc();
+            outcome.cache = Some("hit");
+            outcome.response = Ok(cached_response(&hit));
+            return outcome;
+        }
+        state
+            .metrics
+            .cache_lookups
+            .get_or_create(&vec![("result", "miss".to_string())])
+            .inc();
+        outcome.cache = Some("miss");
+    }
+    let response = dispatch(state, &ctx, &matched, req, request_id).await;
+    if matched.write {
+        state.cache.invalidate_tenant(&ctx.tenant);
+    }
+    if let (Some(key), Ok(response), Some(ttl)) = (cache_key, &response, matched.cache_ttl) {
+        if response.status() == http::StatusCode::OK {
+            let body = body_bytes(response).await;
+            let content_type = response
+                .headers()
+                .get(http::header::CONTENT_TYPE)
+                .cloned()
+                .unwrap_or(HeaderValue::from_static("application/json"));
+            state
+                .cache
+                .put(
+                    key,
+                    CachedResponse {
+                        status: response.status(),
+                        content_type,
+                        body,
+                        ttl,
+                    },
+                )
+                .await;
+        }
+    }
+    outcome.response = response;
+    outcome
+}
+
+async fn dispatch(
+    state: &AppState,
+    ctx: &TenantContext,
+    matched: &RouteMatch,
+    req: Request<Incoming>,
+    request_id: &str,
+) -> Result<Response<Full<Bytes>>, GatewayError> {
+    match &matched.route {
+        Route::Whoami => Ok(api::native::whoami(ctx)),
+        Route::Providers => Ok(api::native::providers(state)),
+        Route::Regions => Ok(api::native::regions(state)),
+        Route::AdminPlugins => Ok(api::admin::plugins(state)),
+        Route::AdminTenants => Ok(api::admin::tenants(state)),
+        Route::AdminPluginCall { plugin, op } => {
+            let body = read_body(req).await?;
+            api::admin::call_plugin(state, ctx, request_id, plugin, op, body).await
+        }
+        Route::Ec2Reserved => Err(GatewayError::new(
+            ErrorKind::NotImplemented,
+            "the EC2 Query API is not served by this version of Skyport",
+        )),
+    }
+}
+
+async fn read_body(req: Request<Incoming>) -> Result<Bytes, GatewayError> {
+    Limited::new(req.into_body(), MAX_BODY_BYTES)
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .map_err(|e| {
+            GatewayError::invalid(format!(
+                "request body unreadable or over {MAX_BODY_BYTES} bytes"
+            ))
+            .with_cause(e)
+        })
+}
+
+/// The bytes of a buffered response body (`Full` is cheap to clone and never fails).
+async fn body_bytes(response: &Response<Full<Bytes>>) -> Bytes {
+    match response.body().clone().collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(never) => match never {},
+    }
+}
+
+fn cached_response(hit: &CachedResponse) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(hit.body.clone()));
+    *response.status_mut() = hit.status;
+    response
+        .headers_mut()
+        .insert(http::header::CONTENT_TYPE, hit.content_type.clone());
+    response
+}
+
+/// The client's `x-request-id` when it is sane (1-128 visible ASCII), else a new UUID.
+fn request_id(headers: &http::HeaderMap) -> String {
+    headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+}
+
+/// Removes every `x-skyport-*` header: identity is never taken from a client's word.
+fn strip_identity_headers(headers: &mut http::HeaderMap) {
+    let spoofed: Vec<http::HeaderName> = headers
+        .keys()
+        .filter(|name| name.as_str().starts_with("x-skyport-"))
+        .cloned()
+        .collect();
+    for name in spoofed {
+        headers.remove(name);
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn api_request_event(
+    ctx: &TenantContext,
+    request_id: &str,
+    route: &str,
+    method: &http::Method,
+    status: u16,
+    bytes_in: u64,
+    bytes_out: u64,
+    elapsed: std::time::Duration,
+) -> MeterEvent {
+    MeterEvent {
+        id: uuid::Uuid::new_v4().to_string(),
+        record_type: "api.request".into(),
+        time: humantime_rfc3339(SystemTime::now()),
+        tenant: ctx.tenant.to_string(),
+        department: ctx.department.clone(),
+        attributes: serde_json::json!({
+            "request_id": request_id,
+            "identity_source": ctx.source.as_str(),
+            "route": route,
+            "method": method.as_str(),
+            "status": status,
+            "bytes_in": bytes_in,
+            "bytes_out": bytes_out,
+            "latency_us": elapsed.as_micros() as u64,
+        }),
+    }
+}
+
+/// RFC 3339 UTC with milliseconds, e.g. `2026-11-23T11:39:01.123Z`.
+pub fn humantime_rfc3339(t: SystemTime) -> String {
+    let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs() as i64;
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60,
+        d.subsec_millis()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_formatting() {
+        let t = SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(1_795_433_941_123);
+        assert_eq!(humantime_rfc3339(t), "2026-11-23T11:39:01.123Z");
+        assert_eq!(
+            humantime_rfc3339(SystemTime::UNIX_EPOCH),
+            "1970-01-01T00:00:00.000Z"
+        );
+    }
+
+    #[test]
+    fn identity_headers_are_stripped() {
+        let mut h = http::HeaderMap::new();
+        h.insert("x-skyport-tenant", HeaderValue::from_static("acme"));
+        h.insert("x-other", HeaderValue::from_static("kept"));
+        strip_identity_headers(&mut h);
+        assert!(h.get("x-skyport-tenant").is_none());
+        assert!(h.get("x-other").is_some());
+    }
+}

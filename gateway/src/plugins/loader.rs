@@ -1,0 +1,270 @@
+//! The plugin loader (DESIGN §6). Only configured paths; every refusal is one line naming
+//! the plugin, the file and the reason.
+//!
+//! Order of checks: file ownership and permissions -> optional sha256 pin -> `dlopen`
+//! (`RTLD_NOW | RTLD_LOCAL`) -> the plain `#[repr(C)]` manifest (magic, API major, abi_stable
+//! minor, target, panic strategy, kind) -> abi_stable's layout check through
+//! `lib_header_from_path` + `init_root_module` (never `load_from_file`, which caches the
+//! first library per interface type) -> `describe()`.
+
+use std::fmt;
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use abi_stable::library::{lib_header_from_path, LibraryError};
+use abi_stable::std_types::RResult;
+use sha2::{Digest, Sha256};
+use skyport_plugin_api::abi::{
+    PluginKind, PluginManifest, PluginModuleRef, MANIFEST_MAGIC, MANIFEST_SYMBOL,
+};
+use skyport_plugin_api::{Description, ABI_STABLE_MINOR, API_MAJOR, BUILD_TARGET};
+
+/// Why a plugin was not loaded: one line.
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct Refusal {
+    /// Plugin name (from its manifest when readable, else the configured name or file stem).
+    pub plugin: String,
+    /// Plugin version, when the manifest was readable.
+    pub version: Option<String>,
+    /// The file.
+    pub file: PathBuf,
+    /// The reason.
+    pub reason: String,
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "plugin \"{}\"", self.plugin)?;
+        if let Some(v) = &self.version {
+            write!(f, " {v}")?;
+        }
+        write!(f, " ({}) refused: {}", self.file.display(), self.reason)
+    }
+}
+
+/// What the manifest says.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ManifestInfo {
+    /// Plugin name.
+    pub name: String,
+    /// Plugin version.
+    pub version: String,
+    /// `provider` or `metering`.
+    pub kind: &'static str,
+    /// plugin-api version the plugin was built against, `major.minor`.
+    pub api_version: String,
+    /// Target triple.
+    pub target: String,
+}
+
+/// A library that passed every check.
+pub struct LoadedLibrary {
+    /// Its manifest.
+    pub manifest: ManifestInfo,
+    /// Its description.
+    pub description: Description,
+    /// Its root module.
+    pub module: PluginModuleRef,
+    /// The file.
+    pub file: PathBuf,
+    /// sha256 of the file, hex.
+    pub sha256: String,
+}
+
+/// Loads and checks `file`. `fallback_name` names the plugin in refusals that happen before
+/// its manifest is read.
+pub fn load_library(
+    file: &Path,
+    fallback_name: &str,
+    pinned_sha256: Option<&str>,
+) -> Result<LoadedLibrary, Refusal> {
+    let refuse = |plugin: &str, version: Option<&str>, reason: String| Refusal {
+        plugin: plugin.to_string(),
+        version: version.map(str::to_owned),
+        file: file.to_path_buf(),
+        reason,
+    };
+    check_file_security(file).map_err(|r| refuse(fallback_name, None, r))?;
+    let sha256 =
+        sha256_of(file).map_err(|e| refuse(fallback_name, None, format!("cannot read: {e}")))?;
+    if let Some(pin) = pinned_sha256 {
+        if !pin.eq_ignore_ascii_case(&sha256) {
+            return Err(refuse(
+                fallback_name,
+                None,
+                format!("sha256 {sha256} does not match the pinned {pin}"),
+            ));
+        }
+    }
+
+    // SAFETY: loading a library runs its initialisers; only configured, permission-checked
+    // files reach this point (DESIGN §6).
+    let library = unsafe {
+        libloading::os::unix::Library::open(
+            Some(file),
+            libloading::os::unix::RTLD_NOW | libloading::os::unix::RTLD_LOCAL,
+        )
+    }
+    .map_err(|e| {
+        refuse(
+            fallback_name,
+            None,
+            format!("cannot be loaded: {}", one_line(&e.to_string())),
+        )
+    })?;
+
+    // SAFETY: the symbol, when present, is the `PluginManifest` static that
+    // `export_plugin!` emits; its layout is versioned by `layout_version`.
+    let manifest: PluginManifest = unsafe {
+        match library.get::<*const PluginManifest>(MANIFEST_SYMBOL) {
+            Ok(symbol) => **symbol,
+            Err(_) => {
+                return Err(refuse(
+                    fallback_name,
+                    None,
+                    "not a Skyport plugin (no SKYPORT_PLUGIN_MANIFEST symbol)".into(),
+                ))
+            }
+        }
+    };
+    // The library stays loaded for the life of the process: no unloading (DESIGN §6).
+    std::mem::forget(library);
+
+    if manifest.magic != MANIFEST_MAGIC || manifest.layout_version == 0 {
+        return Err(refuse(
+            fallback_name,
+            None,
+            "not a Skyport plugin (bad manifest magic)".into(),
+        ));
+    }
+    let name = manifest.name.to_string_lossy();
+    let version = manifest.version.to_string_lossy();
+    let refuse_named = |reason: String| refuse(&name, Some(&version), reason);
+    if manifest.api_major != API_MAJOR {
+        return Err(refuse_named(format!(
+            "targets plugin-api {}.x; this gateway supports {API_MAJOR}.x",
+            manifest.api_major
+        )));
+    }
+    if manifest.abi_stable_minor != ABI_STABLE_MINOR {
+        return Err(refuse_named(format!(
+            "built with abi_stable 0.{}; this gateway uses 0.{ABI_STABLE_MINOR}",
+            manifest.abi_stable_minor
+        )));
+    }
+    let target = manifest.target.to_string_lossy();
+    if target != BUILD_TARGET {
+        return Err(refuse_named(format!(
+            "built for {target}; this gateway runs on {BUILD_TARGET}"
+        )));
+    }
+    if manifest.panic_unwind != 1 {
+        return Err(refuse_named(
+            "built with panic = \"abort\"; plugins must unwind so that a panic cannot stop the gateway".into(),
+        ));
+    }
+    let kind = PluginKind::from_raw(manifest.kind)
+        .ok_or_else(|| refuse_named(format!("unknown plugin kind {}", manifest.kind)))?;
+
+    let header = lib_header_from_path(file).map_err(|e| refuse_named(summarise(&e)))?;
+    let module = header
+        .init_root_module::<PluginModuleRef>()
+        .map_err(|e| refuse_named(summarise(&e)))?;
+    let description = match (module.describe())() {
+        RResult::ROk(json) => serde_json::from_str::<Description>(json.as_str())
+            .map_err(|e| refuse_named(format!("describe() returned invalid JSON: {e}")))?,
+        RResult::RErr(e) => return Err(refuse_named(format!("describe() failed: {e}"))),
+    };
+    Ok(LoadedLibrary {
+        manifest: ManifestInfo {
+            name,
+            version,
+            kind: kind.as_str(),
+            api_version: format!("{}.{}", manifest.api_major, manifest.api_minor),
+            target,
+        },
+        description,
+        module,
+        file: file.to_path_buf(),
+        sha256,
+    })
+}
+
+/// Refuses files that someone other than root or this user could have replaced.
+fn check_file_security(file: &Path) -> Result<(), String> {
+    let meta = std::fs::metadata(file).map_err(|e| format!("cannot read: {e}"))?;
+    if !meta.is_file() {
+        return Err("not a regular file".into());
+    }
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    if meta.uid() != 0 && meta.uid() != euid {
+        return Err(format!(
+            "owned by uid {}, not root or the gateway's user",
+            meta.uid()
+        ));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(format!(
+            "writable by group or others (mode {:o}); chmod go-w it",
+            meta.mode() & 0o777
+        ));
+    }
+    if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+        let dmeta =
+            std::fs::metadata(dir).map_err(|e| format!("cannot read its directory: {e}"))?;
+        if dmeta.mode() & 0o002 != 0 && dmeta.mode() & 0o1000 == 0 {
+            return Err(format!("its directory {} is world-writable", dir.display()));
+        }
+    }
+    Ok(())
+}
+
+fn sha256_of(file: &Path) -> std::io::Result<String> {
+    let mut f = std::fs::File::open(file)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// abi_stable's errors can run to over a thousand lines: one line for the refusal, the
+/// whole text at debug level.
+fn summarise(err: &LibraryError) -> String {
+    let full = err.to_string();
+    tracing::debug!(error = %full, "abi_stable load error (full)");
+    let summary = match err {
+        LibraryError::AbiInstability(_) => {
+            "ABI layout mismatch with this gateway's plugin-api (rebuild the plugin against skyport-plugin-api 1.x)"
+                .to_string()
+        }
+        LibraryError::IncompatibleVersionNumber { expected_version, actual_version, .. } => format!(
+            "root module version {actual_version} is incompatible with {expected_version}"
+        ),
+        _ => format!("abi_stable refused it: {}", one_line(&full)),
+    };
+    summary
+}
+
+fn one_line(s: &str) -> String {
+    let line = s
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .trim();
+    if line.len() > 200 {
+        format!(
+            "{}...",
+            &line[..line.char_indices().nth(200).map_or(line.len(), |(i, _)| i)]
+        )
+    } else {
+        line.to_string()
+    }
+}

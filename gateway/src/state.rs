@@ -1,0 +1,36 @@
+//! Everything a request handler may touch, built once at startup.
+
+use std::sync::Arc;
+
+use crate::auth::{Authenticator, TenantDirectory};
+use crate::cache::ResponseCache;
+use crate::config::Config;
+use crate::limit::TenantRateLimiter;
+use crate::metering_tap::MeteringTap;
+use crate::metrics::Metrics;
+use crate::plugins::PluginRegistry;
+use crate::tls::ReloadableTls;
+
+/// Shared gateway state.
+pub struct AppState {
+    /// Effective configuration.
+    pub config: Arc<Config>,
+    /// Authentication.
+    pub auth: Authenticator,
+    /// Tenants.
+    pub tenants: TenantDirectory,
+    /// Rate limits.
+    pub limiter: TenantRateLimiter,
+    /// Read cache.
+    pub cache: ResponseCache,
+    /// Loaded plugins.
+    pub plugins: Arc<PluginRegistry>,
+    /// Provider regions, gathered at startup.
+    pub regions: Vec<crate::api::native::RegionView>,
+    /// Metering tap.
+    pub tap: MeteringTap,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// TLS configuration (reloadable).
+    pub tls: Arc<ReloadableTls>,
+}

@@ -1,0 +1,62 @@
+//! Well-known operation names and their schema-version-1 payloads.
+//!
+//! Operations are the extension point of the ABI: a new capability is a new name or a new
+//! schema version here, never a new field in [`crate::abi`].
+
+use serde::{Deserialize, Serialize};
+
+/// `health` v1: every plugin answers it. Params: `{}`. Result: [`Health`].
+pub const HEALTH: &str = "health";
+/// `regions` v1: providers list the regions they serve. Params: `{}`. Result: `Vec<Region>`.
+pub const REGIONS: &str = "regions";
+/// `meter.batch` v1: metering plugins receive the gateway's tap. Params: [`MeterBatch`].
+/// Result: `{"acknowledged": <count>}` once the batch is durable.
+pub const METER_BATCH: &str = "meter.batch";
+
+/// Result of [`HEALTH`].
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Health {
+    /// Whether the plugin can serve requests now.
+    pub healthy: bool,
+    /// Why not, when unhealthy (e.g. `qemu-system-x86_64 not found; install qemu-system-x86`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// A batch of metering events, in the order the gateway saw them.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct MeterBatch {
+    /// Monotonic per gateway process; a retried batch keeps its sequence number.
+    pub sequence: u64,
+    /// The events; each carries a unique id so that retries count once.
+    pub events: Vec<MeterEvent>,
+}
+
+/// One metering event.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct MeterEvent {
+    /// Globally unique event id (UUID).
+    pub id: String,
+    /// Record type, e.g. `api.request`.
+    #[serde(rename = "type")]
+    pub record_type: String,
+    /// When it happened, RFC 3339 UTC.
+    pub time: String,
+    /// Tenant the event is billed to.
+    pub tenant: String,
+    /// Department inside the tenant, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub department: Option<String>,
+    /// Type-specific attributes.
+    pub attributes: serde_json::Value,
+}
+
+/// One region a provider serves (result item of [`REGIONS`]).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Region {
+    /// Skyport region name, e.g. `local-1`.
+    pub name: String,
+    /// Availability zones in it.
+    #[serde(default)]
+    pub zones: Vec<String>,
+}
