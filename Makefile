@@ -9,7 +9,7 @@ CARGO ?= cargo
 run: deps-run build-release
 	./target/release/skyport serve
 
-test: deps-test build
+test: deps-test lint build
 	$(CARGO) test --workspace --all-targets --no-fail-fast
 
 build:

@@ -1,1 +1,306 @@
+//! End-to-end harness: starts the real `skyport` binary with real plugins on ephemeral
+//! loopback ports and talks to it as a client would (TLS with the development CA).
 
+use std::io::Read;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+
+/// The directory holding the built `skyport` binary and plugin libraries.
+pub fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test-binary>
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("test binary lives in target/<profile>/deps")
+        .to_path_buf()
+}
+
+/// Path of the `skyport` binary; fails loudly when it is not built.
+pub fn skyport_bin() -> PathBuf {
+    let bin = target_dir().join("skyport");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build --workspace` (make test does) before the e2e tests",
+        bin.display()
+    );
+    bin
+}
+
+/// Path of a fixture plugin library, e.g. `fixture("echo")`.
+pub fn fixture(name: &str) -> PathBuf {
+    let lib = target_dir().join(format!("libskyport_fixture_{}.so", name.replace('-', "_")));
+    assert!(
+        lib.exists(),
+        "{} is missing: run `cargo build --workspace` first",
+        lib.display()
+    );
+    lib
+}
+
+/// The embedded default configuration, as shipped.
+pub fn default_config() -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/skyport.toml"))
+        .expect("config/skyport.toml")
+}
+
+/// A fresh state directory under the system temp dir.
+pub fn temp_state_dir(tag: &str) -> PathBuf {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let dir =
+        std::env::temp_dir().join(format!("skyport-e2e-{tag}-{}-{nanos}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A running gateway; killed on drop.
+pub struct Gateway {
+    child: Option<Child>,
+    /// State directory.
+    pub state_dir: PathBuf,
+    /// TLS API address.
+    pub api: SocketAddr,
+    /// Metrics address.
+    pub metrics: SocketAddr,
+    log_path: PathBuf,
+}
+
+/// Options for [`Gateway::start_with`].
+#[derive(Default)]
+pub struct GatewayOptions {
+    /// Full configuration text; default: the embedded default.
+    pub config: Option<String>,
+    /// Extra TOML appended to the configuration (e.g. `[[plugins]]` entries).
+    pub extra: String,
+}
+
+impl Gateway {
+    /// Starts the gateway on the embedded defaults (ephemeral ports, fresh state dir).
+    pub fn start() -> Self {
+        Self::start_with(GatewayOptions::default())
+    }
+
+    /// Starts the gateway with `options`; panics with the gateway's log if it does not
+    /// become ready.
+    pub fn start_with(options: GatewayOptions) -> Self {
+        match Self::try_start(options) {
+            Ok(gw) => gw,
+            Err(log) => panic!("gateway did not start:\n{log}"),
+        }
+    }
+
+    /// Starts the gateway; `Err` carries its output when it exits or never becomes ready.
+    pub fn try_start(options: GatewayOptions) -> Result<Self, String> {
+        let state_dir = temp_state_dir("gw");
+        let mut config = options.config.unwrap_or_else(default_config);
+        config.push('\n');
+        config.push_str(&options.extra);
+        let config_path = state_dir.join("skyport.toml");
+        std::fs::write(&config_path, config).unwrap();
+        let log_path = state_dir.join("gateway.log");
+        let log = std::fs::File::create(&log_path).unwrap();
+        let child = Command::new(skyport_bin())
+            .arg("serve")
+            .arg("--config")
+            .arg(&config_path)
+            .arg("--state-dir")
+            .arg(&state_dir)
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--metrics-listen")
+            .arg("127.0.0.1:0")
+            .env("SKYPORT_LOG", "info,access=info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("spawn skyport");
+        let mut gw = Self {
+            child: Some(child),
+            state_dir,
+            api: "0.0.0.0:0".parse().unwrap(),
+            metrics: "0.0.0.0:0".parse().unwrap(),
+            log_path,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let listen = gw.state_dir.join("listen.json");
+        loop {
+            if let Ok(text) = std::fs::read_to_string(&listen) {
+                let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+                gw.api = v["api"].as_str().unwrap().parse().unwrap();
+                gw.metrics = v["metrics"].as_str().unwrap().parse().unwrap();
+                return Ok(gw);
+            }
+            if let Some(status) = gw.child.as_mut().unwrap().try_wait().unwrap() {
+                gw.child = None;
+                return Err(format!("exited with {status}:\n{}", gw.log()));
+            }
+            if Instant::now() > deadline {
+                return Err(format!("not ready in 30 s:\n{}", gw.log()));
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// Everything the gateway has logged so far.
+    pub fn log(&self) -> String {
+        let mut s = String::new();
+        if let Ok(mut f) = std::fs::File::open(&self.log_path) {
+            let _ = f.read_to_string(&mut s);
+        }
+        s
+    }
+
+    /// `https://127.0.0.1:<port><path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!("https://{}{path}", self.api)
+    }
+
+    /// Path of a file in the development certificate directory.
+    pub fn cert_path(&self, file: &str) -> PathBuf {
+        self.state_dir.join("certs").join(file)
+    }
+
+    /// A client trusting only the development CA, without a client certificate.
+    pub fn client(&self) -> reqwest::Client {
+        self.client_builder().build().unwrap()
+    }
+
+    /// A client presenting `cert`/`key` (PEM files) as its mTLS identity.
+    pub fn mtls_client(&self, cert: &Path, key: &Path) -> reqwest::Client {
+        let mut pem = std::fs::read(cert).unwrap();
+        pem.extend(std::fs::read(key).unwrap());
+        self.client_builder()
+            .identity(reqwest::Identity::from_pem(&pem).unwrap())
+            .build()
+            .unwrap()
+    }
+
+    fn client_builder(&self) -> reqwest::ClientBuilder {
+        let ca = reqwest::Certificate::from_pem(&std::fs::read(self.cert_path("ca.pem")).unwrap())
+            .unwrap();
+        reqwest::Client::builder()
+            .tls_certs_only([ca])
+            .timeout(Duration::from_secs(30))
+    }
+
+    /// A development token signed with the gateway's development key.
+    pub fn token(&self, tenant: &str, dept: Option<&str>, roles: &[&str]) -> String {
+        let mut claims = standard_claims(tenant);
+        if let Some(d) = dept {
+            claims["dept"] = d.into();
+        }
+        if !roles.is_empty() {
+            claims["roles"] = roles.into();
+        }
+        self.sign(&claims)
+    }
+
+    /// Signs arbitrary claims with the development key (ES256, kid `skyport-dev`).
+    pub fn sign(&self, claims: &serde_json::Value) -> String {
+        let key = EncodingKey::from_ec_pem(
+            &std::fs::read(self.cert_path("jwt-signing-key.pem")).unwrap(),
+        )
+        .unwrap();
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some("skyport-dev".into());
+        encode(&header, claims, &key).unwrap()
+    }
+
+    /// Sends `signal` to the gateway process.
+    pub fn signal(&self, signal: i32) {
+        let pid = self.child.as_ref().expect("running").id() as i32;
+        // SAFETY: plain kill(2) on our own child.
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
+    }
+
+    /// Waits up to `timeout` for the process to exit; returns its exit code.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.as_mut()?.try_wait().unwrap() {
+                self.child = None;
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        None
+    }
+
+    /// Fetches `/metrics` from the metrics listener.
+    pub async fn metrics_text(&self) -> String {
+        reqwest::get(format!("http://{}/metrics", self.metrics))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.state_dir);
+        } else {
+            eprintln!("gateway log ({}):\n{}", self.log_path.display(), self.log());
+        }
+    }
+}
+
+/// Claims every valid token carries, for `tenant`, valid for an hour.
+pub fn standard_claims(tenant: &str) -> serde_json::Value {
+    let now = unix_now();
+    serde_json::json!({
+        "iss": "skyport-dev",
+        "aud": "skyport",
+        "sub": "e2e-user",
+        "tenant": tenant,
+        "iat": now,
+        "exp": now + 3600,
+    })
+}
+
+/// Seconds since the epoch.
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// Asserts that `response` is an RFC 9457 problem with `status`; returns its body.
+pub async fn expect_problem(response: reqwest::Response, status: u16) -> serde_json::Value {
+    assert_eq!(response.status().as_u16(), status, "status");
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    assert_eq!(content_type, "application/problem+json");
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["status"], status);
+    assert!(body["type"].as_str().unwrap().starts_with("https://"));
+    assert!(body["title"].is_string() && body["detail"].is_string());
+    body
+}
+
+/// Runs `skyport <args>`; returns (exit code, stdout).
+pub fn run_cli(args: &[&str]) -> (i32, String) {
+    let out = Command::new(skyport_bin()).args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}

@@ -308,7 +308,7 @@ async fn gather_regions(plugins: &PluginRegistry) -> Vec<RegionView> {
             .await
             .and_then(|v| {
                 serde_json::from_value::<Vec<Region>>(v)
-                    .map_err(|e| crate::error::GatewayError::internal(e))
+                    .map_err(crate::error::GatewayError::internal)
             });
         match answer {
             Ok(list) => {

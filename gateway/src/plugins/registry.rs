@@ -138,17 +138,17 @@ impl PluginRegistry {
         fallback: &str,
     ) -> Result<Arc<PluginHandle>, Refusal> {
         let library = {
-            let (file, fallback, pin) = (
+            let (path, name, pin) = (
                 file.to_path_buf(),
                 fallback.to_string(),
                 config.sha256.clone(),
             );
-            tokio::task::spawn_blocking(move || load_library(&file, &fallback, pin.as_deref()))
+            tokio::task::spawn_blocking(move || load_library(&path, &name, pin.as_deref()))
                 .await
                 .map_err(|e| Refusal {
-                    plugin: fallback_name(fallback_str(config), file_str(config)),
+                    plugin: fallback.to_string(),
                     version: None,
-                    file: config.file.clone(),
+                    file: file.to_path_buf(),
                     reason: format!("loader task failed: {e}"),
                 })??
         };
@@ -363,22 +363,6 @@ impl PluginRegistry {
                 tracing::warn!(plugin = %name, error = %e, "plugin shutdown failed");
             }
         }
-    }
-}
-
-fn fallback_str(config: &PluginConfig) -> String {
-    config.name.clone().unwrap_or_default()
-}
-
-fn file_str(config: &PluginConfig) -> String {
-    config.file.display().to_string()
-}
-
-fn fallback_name(name: String, file: String) -> String {
-    if name.is_empty() {
-        file
-    } else {
-        name
     }
 }
 

@@ -1,0 +1,241 @@
+//! Front door: TLS with the development CA, JWT and mTLS identities, and every way a
+//! token can be wrong.
+
+use base64::Engine;
+use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+use skyport_e2e::{expect_problem, standard_claims, unix_now, Gateway};
+
+#[tokio::test]
+async fn whoami_by_jwt_names_tenant_department_and_roles() {
+    let gw = Gateway::start();
+    let token = gw.token("demo", Some("finance"), &["auditor"]);
+    let response = gw
+        .client()
+        .get(gw.url("/v1/whoami"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.headers().contains_key("x-request-id"));
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["tenant"], "demo");
+    assert_eq!(body["department"], "finance");
+    assert_eq!(body["roles"], serde_json::json!(["auditor"]));
+    assert_eq!(body["identity_source"], "jwt");
+}
+
+#[tokio::test]
+async fn whoami_by_mtls_client_certificate() {
+    let gw = Gateway::start();
+    let client = gw.mtls_client(
+        &gw.cert_path("client-demo.pem"),
+        &gw.cert_path("client-demo-key.pem"),
+    );
+    let body: serde_json::Value = client
+        .get(gw.url("/v1/whoami"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["tenant"], "demo");
+    assert_eq!(body["identity_source"], "mtls");
+    assert_eq!(body["subject"], "demo-cli");
+}
+
+#[tokio::test]
+async fn client_certificate_from_another_ca_is_refused_at_the_handshake() {
+    let gw = Gateway::start();
+    let dir = skyport_e2e::temp_state_dir("foreign-ca");
+    let status = std::process::Command::new(skyport_e2e::skyport_bin())
+        .args(["certs", "init", "--out"])
+        .arg(&dir)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let client = gw.mtls_client(
+        &dir.join("client-demo.pem"),
+        &dir.join("client-demo-key.pem"),
+    );
+    let result = client.get(gw.url("/v1/whoami")).send().await;
+    assert!(
+        result.is_err(),
+        "a certificate from a foreign CA must not be accepted"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+fn alg_none_token(tenant: &str) -> String {
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    format!(
+        "{}.{}.",
+        b64.encode(br#"{"alg":"none","typ":"JWT"}"#),
+        b64.encode(standard_claims(tenant).to_string())
+    )
+}
+
+#[tokio::test]
+async fn bad_tokens_are_refused_with_401_problems() {
+    let gw = Gateway::start();
+    let now = unix_now();
+    let mut cases: Vec<(&str, Option<String>)> = vec![("no token", None)];
+    let mut expired = standard_claims("demo");
+    expired["exp"] = (now - 120).into();
+    cases.push(("expired", Some(gw.sign(&expired))));
+    let mut wrong_iss = standard_claims("demo");
+    wrong_iss["iss"] = "someone-else".into();
+    cases.push(("wrong iss", Some(gw.sign(&wrong_iss))));
+    let mut wrong_aud = standard_claims("demo");
+    wrong_aud["aud"] = "not-skyport".into();
+    cases.push(("wrong aud", Some(gw.sign(&wrong_aud))));
+    let mut no_tenant = standard_claims("demo");
+    no_tenant.as_object_mut().unwrap().remove("tenant");
+    cases.push(("no tenant claim", Some(gw.sign(&no_tenant))));
+    let mut no_sub = standard_claims("demo");
+    no_sub.as_object_mut().unwrap().remove("sub");
+    cases.push(("no sub claim", Some(gw.sign(&no_sub))));
+    cases.push(("alg none", Some(alg_none_token("demo"))));
+    let public_pem = std::fs::read(gw.cert_path("jwt-public.pem")).unwrap();
+    let mut hs_header = Header::new(Algorithm::HS256);
+    hs_header.kid = Some("skyport-dev".into());
+    let hs256 = encode(
+        &hs_header,
+        &standard_claims("demo"),
+        &EncodingKey::from_secret(&public_pem),
+    )
+    .unwrap();
+    cases.push(("HS256 with the public key as secret", Some(hs256)));
+    let good = gw.sign(&standard_claims("demo"));
+    let (head, _sig) = good.rsplit_once('.').unwrap();
+    let other = gw.sign(&standard_claims("acme"));
+    let other_sig = other.rsplit_once('.').unwrap().1;
+    cases.push(("bad signature", Some(format!("{head}.{other_sig}"))));
+    let mut future_nbf = standard_claims("demo");
+    future_nbf["nbf"] = (now + 600).into();
+    cases.push(("nbf in the future", Some(gw.sign(&future_nbf))));
+    cases.push(("garbage", Some("not.a.jwt".to_string())));
+
+    let client = gw.client();
+    for (name, token) in cases {
+        let mut request = client.get(gw.url("/v1/whoami"));
+        if let Some(token) = &token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 401, "case {name}");
+        assert_eq!(
+            response.headers().get("www-authenticate").unwrap(),
+            "Bearer",
+            "case {name}"
+        );
+        let body = expect_problem(response, 401).await;
+        assert!(!body["detail"].as_str().unwrap().is_empty(), "case {name}");
+    }
+    // The valid token still works after all that.
+    let ok = client
+        .get(gw.url("/v1/whoami"))
+        .bearer_auth(&good)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+}
+
+#[tokio::test]
+async fn verified_token_of_an_unregistered_tenant_is_403() {
+    let gw = Gateway::start();
+    let token = gw.token("nobody", None, &[]);
+    let response = gw
+        .client()
+        .get(gw.url("/v1/whoami"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    let body = expect_problem(response, 403).await;
+    assert!(body["detail"].as_str().unwrap().contains("nobody"));
+}
+
+#[tokio::test]
+async fn spoofed_identity_headers_are_ignored() {
+    let gw = Gateway::start();
+    let token = gw.token("demo", Some("engineering"), &[]);
+    let body: serde_json::Value = gw
+        .client()
+        .get(gw.url("/v1/whoami"))
+        .bearer_auth(token)
+        .header("x-skyport-tenant", "acme")
+        .header("x-skyport-department", "ops")
+        .header("x-skyport-roles", "admin")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["tenant"], "demo");
+    assert_eq!(body["department"], "engineering");
+    assert_eq!(body["roles"], serde_json::json!([]));
+}
+
+#[tokio::test]
+async fn admin_routes_are_403_for_tenant_tokens_and_open_to_admins() {
+    let gw = Gateway::start();
+    let client = gw.client();
+    for path in ["/admin/plugins", "/admin/tenants"] {
+        let response = client
+            .get(gw.url(path))
+            .bearer_auth(gw.token("demo", None, &[]))
+            .send()
+            .await
+            .unwrap();
+        expect_problem(response, 403).await;
+        let response = client
+            .get(gw.url(path))
+            .bearer_auth(gw.token("demo", None, &["admin"]))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+    }
+    let tenants: serde_json::Value = client
+        .get(gw.url("/admin/tenants"))
+        .bearer_auth(gw.token("demo", None, &["admin"]))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = tenants["tenants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["acme", "demo"]);
+}
+
+#[tokio::test]
+async fn unknown_routes_and_the_reserved_ec2_path_answer_with_problems() {
+    let gw = Gateway::start();
+    let client = gw.client();
+    expect_problem(client.get(gw.url("/v9/nothing")).send().await.unwrap(), 404).await;
+    let token = gw.token("demo", None, &[]);
+    let response = client
+        .post(gw.url("/"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    expect_problem(response, 501).await;
+    let response = client
+        .post(gw.url("/v1/whoami"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    expect_problem(response, 405).await;
+}
