@@ -133,34 +133,13 @@ async fn oversized_headers_get_431() {
     assert_eq!(r.status(), 431);
 }
 
-async fn tls_connect(gw: &Gateway) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
-    use rustls_pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pki_types::CertificateDer::pem_file_iter(gw.cert_path("ca.pem")).unwrap() {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
-    let tcp = tokio::net::TcpStream::connect(gw.api).await.unwrap();
-    connector
-        .connect("localhost".try_into().unwrap(), tcp)
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn headers_not_finished_in_time_close_the_connection() {
     let gw = Gateway::start_with(GatewayOptions {
         config: Some(small_burst_config()),
         ..Default::default()
     });
-    let mut tls = tls_connect(&gw).await;
+    let mut tls = gw.tls_connect(None).await;
     tls.write_all(b"GET /v1/whoami HTTP/1.1\r\nHost: localhost\r\nX-Slow: ")
         .await
         .unwrap();

@@ -1,0 +1,117 @@
+//! Operating the gateway: the metrics listener, graceful shutdown, and the CLI's checks.
+
+use std::time::Duration;
+
+use skyport_e2e::{default_config, run_cli, Gateway};
+
+#[tokio::test]
+async fn metrics_listener_serves_prometheus_text_health_and_readiness() {
+    let gw = Gateway::start();
+    let token = gw.token("demo", None, &[]);
+    let r = gw
+        .client()
+        .get(gw.url("/v1/whoami"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let metrics = gw.metrics_text().await;
+    assert!(
+        metrics.contains(
+            "skyport_http_requests_total{route=\"/v1/whoami\",status=\"200\",tenant=\"demo\"} 1"
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("skyport_http_request_duration_seconds_bucket"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("skyport_tap_dropped_total 0"), "{metrics}");
+    for (path, status) in [("/healthz", 200), ("/readyz", 200), ("/nothing", 404)] {
+        let r = reqwest::get(format!("http://{}{path}", gw.metrics))
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), status, "{path}");
+    }
+}
+
+#[test]
+fn sigterm_drains_and_exits_cleanly() {
+    let mut gw = Gateway::start();
+    gw.signal(libc::SIGTERM);
+    assert_eq!(
+        gw.wait_exit(Duration::from_secs(20)),
+        Some(0),
+        "{}",
+        gw.log()
+    );
+    assert!(gw.log().contains("stopped"));
+    assert!(!gw.state_dir.join("listen.json").exists());
+}
+
+#[test]
+fn config_check_reports_every_error_with_its_key_path() {
+    let dir = skyport_e2e::temp_state_dir("config-check");
+    let good = dir.join("good.toml");
+    std::fs::write(&good, default_config()).unwrap();
+    let (code, out) = run_cli(&["config", "check", good.to_str().unwrap()]);
+    assert_eq!((code, out.trim_end().ends_with(": ok")), (0, true), "{out}");
+
+    let bad = dir.join("bad.toml");
+    std::fs::write(
+        &bad,
+        default_config()
+            .replace("leeway_secs = 30", "leeway_secs = 90")
+            .replace("departments = [\"ops\"]", "departments = [\"Ops!\"]"),
+    )
+    .unwrap();
+    let (code, out) = run_cli(&["config", "check", bad.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("auth.jwt.leeway_secs: must be at most 30"),
+        "{out}"
+    );
+    assert!(out.contains("tenants.acme.departments"), "{out}");
+
+    let unknown = dir.join("unknown.toml");
+    std::fs::write(
+        &unknown,
+        default_config().replace("[cache]", "[cache]\nsize = 3"),
+    )
+    .unwrap();
+    let (code, out) = run_cli(&["config", "check", unknown.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(out.contains("cache.size: unknown field `size`"), "{out}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn token_command_mints_a_token_the_gateway_accepts() {
+    let gw = Gateway::start();
+    let (code, token) = run_cli(&[
+        "token",
+        "--tenant",
+        "acme",
+        "--dept",
+        "ops",
+        "--roles",
+        "admin,auditor",
+        "--state-dir",
+        gw.state_dir.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0);
+    let body: serde_json::Value = gw
+        .client()
+        .get(gw.url("/v1/whoami"))
+        .bearer_auth(token.trim())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["tenant"], "acme");
+    assert_eq!(body["department"], "ops");
+    assert_eq!(body["roles"], serde_json::json!(["admin", "auditor"]));
+}
