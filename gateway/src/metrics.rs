@@ -41,8 +41,9 @@ pub struct Metrics {
     pub plugin_call_seconds: Family<Labels, Histogram, fn() -> Histogram>,
     /// 1 when a plugin is healthy, 0 otherwise.
     pub plugin_healthy: Family<Labels, Gauge>,
-    /// Metrics reported by plugins through the host.
-    pub plugin_reported: Family<Labels, Gauge<f64, AtomicU64>>,
+    /// Metrics reported by plugins through the host (labels: plugin, name, then the
+    /// plugin's own labels).
+    pub plugin_reported: Family<Vec<(String, String)>, Gauge<f64, AtomicU64>>,
     /// Tap events dropped because the queue was full.
     pub tap_dropped: Counter,
     /// Tap events accepted into the queue.
@@ -65,7 +66,7 @@ impl Metrics {
                 latency_histogram as fn() -> Histogram,
             );
         let plugin_healthy = Family::<Labels, Gauge>::default();
-        let plugin_reported = Family::<Labels, Gauge<f64, AtomicU64>>::default();
+        let plugin_reported = Family::<Vec<(String, String)>, Gauge<f64, AtomicU64>>::default();
         let tap_dropped = Counter::default();
         let tap_enqueued = Counter::default();
         registry.register(

@@ -172,6 +172,37 @@ impl Gateway {
         self.client_builder().build().unwrap()
     }
 
+    /// `GET path` with a bearer token.
+    pub async fn get(&self, path: &str, token: &str) -> reqwest::Response {
+        self.client()
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// `GET path` with a bearer token; asserts 200 and returns the JSON body.
+    pub async fn get_json(&self, path: &str, token: &str) -> serde_json::Value {
+        let response = self.get(path, token).await;
+        assert_eq!(response.status(), 200, "GET {path}");
+        response.json().await.unwrap()
+    }
+
+    /// `POST path` with a bearer token and an optional JSON body.
+    pub async fn post(
+        &self,
+        path: &str,
+        token: &str,
+        body: Option<serde_json::Value>,
+    ) -> reqwest::Response {
+        let mut request = self.client().post(self.url(path)).bearer_auth(token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        request.send().await.unwrap()
+    }
+
     /// A client presenting `cert`/`key` (PEM files) as its mTLS identity.
     pub fn mtls_client(&self, cert: &Path, key: &Path) -> reqwest::Client {
         let mut pem = std::fs::read(cert).unwrap();

@@ -200,15 +200,9 @@ async fn admin_routes_are_403_for_tenant_tokens_and_open_to_admins() {
             .unwrap();
         assert_eq!(response.status(), 200, "{path}");
     }
-    let tenants: serde_json::Value = client
-        .get(gw.url("/admin/tenants"))
-        .bearer_auth(gw.token("demo", None, &["admin"]))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let tenants: serde_json::Value = gw
+        .get_json("/admin/tenants", &gw.token("demo", None, &["admin"]))
+        .await;
     let ids: Vec<&str> = tenants["tenants"]
         .as_array()
         .unwrap()
@@ -224,18 +218,8 @@ async fn unknown_routes_and_the_reserved_ec2_path_answer_with_problems() {
     let client = gw.client();
     expect_problem(client.get(gw.url("/v9/nothing")).send().await.unwrap(), 404).await;
     let token = gw.token("demo", None, &[]);
-    let response = client
-        .post(gw.url("/"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let response = gw.post("/", &token, None).await;
     expect_problem(response, 501).await;
-    let response = client
-        .post(gw.url("/v1/whoami"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let response = gw.post("/v1/whoami", &token, None).await;
     expect_problem(response, 405).await;
 }

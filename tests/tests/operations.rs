@@ -101,17 +101,60 @@ async fn token_command_mints_a_token_the_gateway_accepts() {
         gw.state_dir.to_str().unwrap(),
     ]);
     assert_eq!(code, 0);
-    let body: serde_json::Value = gw
-        .client()
-        .get(gw.url("/v1/whoami"))
-        .bearer_auth(token.trim())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body: serde_json::Value = gw.get_json("/v1/whoami", token.trim()).await;
     assert_eq!(body["tenant"], "acme");
     assert_eq!(body["department"], "ops");
     assert_eq!(body["roles"], serde_json::json!(["admin", "auditor"]));
+}
+
+#[tokio::test]
+async fn embedded_default_names_first_party_plugins_and_skips_unbuilt_ones_in_one_line() {
+    let gw = Gateway::start();
+    let log = gw.log();
+    for name in ["local-vmm", "metering"] {
+        let lines: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains(&format!("plugin \"{name}\" (")))
+            .collect();
+        if skyport_e2e::target_dir()
+            .join(format!("libskyport_{}.so", name.replace('-', "_")))
+            .exists()
+        {
+            continue; // built: loaded instead of skipped
+        }
+        assert_eq!(lines.len(), 1, "{log}");
+        assert!(
+            lines[0].contains("skipped: not built or not installed"),
+            "{log}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn json_access_log_has_one_line_per_request_with_its_request_id() {
+    let gw = Gateway::start_with(skyport_e2e::GatewayOptions {
+        config: Some(default_config().replace("log_format = \"text\"", "log_format = \"json\"")),
+        ..Default::default()
+    });
+    let response = gw
+        .client()
+        .get(gw.url("/v1/whoami"))
+        .bearer_auth(gw.token("demo", None, &[]))
+        .header("x-request-id", "e2e-req-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["x-request-id"], "e2e-req-42");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let log = gw.log();
+    let access: Vec<serde_json::Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["target"] == "access")
+        .collect();
+    assert_eq!(access.len(), 1, "{log}");
+    assert_eq!(access[0]["request_id"], "e2e-req-42");
+    assert_eq!(access[0]["status"], 200);
+    assert_eq!(access[0]["tenant"], "demo");
+    assert_eq!(access[0]["route"], "/v1/whoami");
 }

@@ -78,17 +78,8 @@ async fn refused_plugins_are_skipped_and_the_gateway_serves_the_rest() {
         extra,
         ..Default::default()
     });
-    let client = gw.client();
     let admin = gw.token("demo", None, &["admin"]);
-    let plugins: serde_json::Value = client
-        .get(gw.url("/admin/plugins"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let plugins: serde_json::Value = gw.get_json("/admin/plugins", &admin).await;
     let loaded: Vec<&str> = plugins["plugins"]
         .as_array()
         .unwrap()
@@ -122,13 +113,13 @@ async fn refused_plugins_are_skipped_and_the_gateway_serves_the_rest() {
     }
 
     // The echo plugin answers an op, with the caller's verified tenant as context.
-    let answer: serde_json::Value = client
-        .post(gw.url("/admin/plugins/echo/ops/echo@1"))
-        .bearer_auth(&admin)
-        .json(&serde_json::json!({"ping": 42}))
-        .send()
+    let answer: serde_json::Value = gw
+        .post(
+            "/admin/plugins/echo/ops/echo@1",
+            &admin,
+            Some(serde_json::json!({"ping": 42})),
+        )
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -137,12 +128,9 @@ async fn refused_plugins_are_skipped_and_the_gateway_serves_the_rest() {
     assert_eq!(answer["result"]["tenant"], "demo");
 
     // The plugin can call back into the host.
-    let answer: serde_json::Value = client
-        .post(gw.url("/admin/plugins/echo/ops/host.ping"))
-        .bearer_auth(&admin)
-        .send()
+    let answer: serde_json::Value = gw
+        .post("/admin/plugins/echo/ops/host.ping", &admin, None)
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -150,15 +138,9 @@ async fn refused_plugins_are_skipped_and_the_gateway_serves_the_rest() {
     assert_eq!(answer["result"]["caller"], "echo");
 
     // Regions come from provider plugins, plus the federated region.
-    let regions: serde_json::Value = client
-        .get(gw.url("/v1/regions"))
-        .bearer_auth(gw.token("demo", None, &[]))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let regions: serde_json::Value = gw
+        .get_json("/v1/regions", &gw.token("demo", None, &[]))
+        .await;
     let names: Vec<&str> = regions["regions"]
         .as_array()
         .unwrap()
@@ -168,12 +150,9 @@ async fn refused_plugins_are_skipped_and_the_gateway_serves_the_rest() {
     assert_eq!(names, ["skyport", "echo-1"]);
 
     // An op the plugin does not serve is a clear 501.
-    let r = client
-        .post(gw.url("/admin/plugins/echo/ops/nothing"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap();
+    let r = gw
+        .post("/admin/plugins/echo/ops/nothing", &admin, None)
+        .await;
     expect_problem(r, 501).await;
 }
 
@@ -185,14 +164,10 @@ async fn a_panicking_op_fails_that_request_and_marks_the_plugin_unhealthy() {
         extra,
         ..Default::default()
     });
-    let client = gw.client();
     let admin = gw.token("demo", None, &["admin"]);
-    let r = client
-        .post(gw.url("/admin/plugins/panicky/ops/boom"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap();
+    let r = gw
+        .post("/admin/plugins/panicky/ops/boom", &admin, None)
+        .await;
     let body = expect_problem(r, 500).await;
     assert!(body["detail"].as_str().unwrap().contains("unhealthy"));
     assert!(
@@ -201,12 +176,9 @@ async fn a_panicking_op_fails_that_request_and_marks_the_plugin_unhealthy() {
     );
 
     // Circuit open: the next call fails fast with 503 and the reason.
-    let r = client
-        .post(gw.url("/admin/plugins/panicky/ops/boom"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap();
+    let r = gw
+        .post("/admin/plugins/panicky/ops/boom", &admin, None)
+        .await;
     let body = expect_problem(r, 503).await;
     assert!(body["detail"]
         .as_str()
@@ -214,15 +186,9 @@ async fn a_panicking_op_fails_that_request_and_marks_the_plugin_unhealthy() {
         .contains("panicked in boom"));
 
     // Everything else keeps serving.
-    let providers: serde_json::Value = client
-        .get(gw.url("/v1/providers"))
-        .bearer_auth(gw.token("acme", None, &[]))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let providers: serde_json::Value = gw
+        .get_json("/v1/providers", &gw.token("acme", None, &[]))
+        .await;
     let health = |name: &str| {
         providers["providers"]
             .as_array()
@@ -234,12 +200,7 @@ async fn a_panicking_op_fails_that_request_and_marks_the_plugin_unhealthy() {
     };
     assert_eq!(health("panicky"), false);
     assert_eq!(health("echo"), true);
-    let r = client
-        .post(gw.url("/admin/plugins/echo/ops/echo"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap();
+    let r = gw.post("/admin/plugins/echo/ops/echo", &admin, None).await;
     assert_eq!(r.status(), 200);
     let metrics = gw.metrics_text().await;
     assert!(

@@ -212,6 +212,21 @@ async fn serve(config: Config) -> anyhow::Result<i32> {
             }
         })
     };
+    // Health probes: every plugin answers `health@1` every 30 s; an unhealthy plugin (also
+    // one whose circuit a panic opened) serves again once it answers healthy.
+    let probe_task = {
+        let plugins = Arc::clone(&plugins);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(HEALTH_PROBE_INTERVAL);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                for plugin in plugins.plugins() {
+                    plugins.probe(plugin).await;
+                }
+            }
+        })
+    };
     let server = tokio::spawn(crate::server::serve_tls(
         listener,
         Arc::clone(&state),
@@ -244,6 +259,7 @@ async fn serve(config: Config) -> anyhow::Result<i32> {
     let _ = shutdown_tx.send(true);
     let _ = server.await;
     retain_task.abort();
+    probe_task.abort();
     let _ = metrics_task.await;
     drop(state);
     if tokio::time::timeout(Duration::from_secs(10), forwarder)
@@ -274,6 +290,9 @@ fn reload(tls: &ReloadableTls, jwt: &JwtVerifier) {
         ),
     }
 }
+
+/// How often every plugin's health is probed.
+const HEALTH_PROBE_INTERVAL: Duration = Duration::from_secs(30);
 
 /// File in the state directory naming the bound addresses (port 0 resolves here).
 pub const LISTEN_FILE: &str = "listen.json";

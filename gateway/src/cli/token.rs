@@ -1,5 +1,6 @@
 //! `skyport token`: mints a development JWT with the key created on first start.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -34,6 +35,10 @@ pub(super) struct TokenArgs {
     /// State directory holding certs/jwt-signing-key.pem.
     #[arg(long)]
     state_dir: Option<PathBuf>,
+    /// Print this many distinct tokens, one per line (each with its own `jti`), e.g. for
+    /// benchmarks that need a new token on every request.
+    #[arg(long, default_value_t = 1)]
+    count: u32,
 }
 
 /// Prints the token.
@@ -72,6 +77,15 @@ pub(super) fn run(args: TokenArgs) -> anyhow::Result<i32> {
     }
     let mut header = Header::new(Algorithm::ES256);
     header.kid = Some(dev_certs::DEV_JWT_KID.to_string());
-    println!("{}", encode(&header, &claims, &key)?);
+    if args.count <= 1 {
+        println!("{}", encode(&header, &claims, &key)?);
+        return Ok(0);
+    }
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for i in 0..args.count {
+        claims["jti"] = format!("{now}-{i}").into();
+        writeln!(out, "{}", encode(&header, &claims, &key)?)?;
+    }
+    out.flush()?;
     Ok(0)
 }

@@ -41,11 +41,12 @@ impl HostServices for GatewayHost {
     }
 
     fn metric(&self, kind: MetricKind, name: RStr<'_>, value: f64, labels: RStr<'_>) {
-        let labels = vec![
-            ("plugin", self.plugin.clone()),
-            ("name", name.as_str().to_string()),
-            ("labels", labels.as_str().to_string()),
+        let mut labels_out = vec![
+            ("plugin".to_string(), self.plugin.clone()),
+            ("name".to_string(), sanitize_label_value(name.as_str())),
         ];
+        labels_out.extend(plugin_labels(labels.as_str()));
+        let labels = labels_out;
         let gauge = self.metrics.plugin_reported.get_or_create(&labels);
         match kind {
             MetricKind::Counter => {
@@ -74,5 +75,66 @@ impl HostServices for GatewayHost {
             )),
         };
         completion.complete(result);
+    }
+}
+
+/// The plugin's labels: a JSON object of string (or scalar) values. Keys are reduced to
+/// Prometheus label-name characters; values lose quotes, backslashes and newlines.
+fn plugin_labels(json: &str) -> Vec<(String, String)> {
+    let Ok(serde_json::Value::Object(map)) = serde_json::from_str(json) else {
+        return Vec::new();
+    };
+    map.into_iter()
+        .filter_map(|(key, value)| {
+            let key: String = key
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '_' {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            if key.is_empty()
+                || key.starts_with(|c: char| c.is_ascii_digit())
+                || key == "plugin"
+                || key == "name"
+            {
+                return None;
+            }
+            let value = match value {
+                serde_json::Value::String(s) => s,
+                other => other.to_string(),
+            };
+            Some((key, sanitize_label_value(&value)))
+        })
+        .collect()
+}
+
+fn sanitize_label_value(value: &str) -> String {
+    value
+        .chars()
+        .filter(|c| !matches!(c, '"' | '\\' | '\n'))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plugin_labels_become_separate_safe_labels() {
+        let labels =
+            plugin_labels(r#"{"region":"hello-1","bad key":"a\"b","plugin":"spoof","n":3}"#);
+        assert_eq!(
+            labels,
+            vec![
+                ("bad_key".to_string(), "ab".to_string()),
+                ("n".to_string(), "3".to_string()),
+                ("region".to_string(), "hello-1".to_string()),
+            ]
+        );
+        assert!(plugin_labels("not json").is_empty());
     }
 }

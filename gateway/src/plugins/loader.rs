@@ -141,31 +141,8 @@ pub fn load_library(
     let name = manifest.name.to_string_lossy();
     let version = manifest.version.to_string_lossy();
     let refuse_named = |reason: String| refuse(&name, Some(&version), reason);
-    if manifest.api_major != API_MAJOR {
-        return Err(refuse_named(format!(
-            "targets plugin-api {}.x; this gateway supports {API_MAJOR}.x",
-            manifest.api_major
-        )));
-    }
-    if manifest.abi_stable_minor != ABI_STABLE_MINOR {
-        return Err(refuse_named(format!(
-            "built with abi_stable 0.{}; this gateway uses 0.{ABI_STABLE_MINOR}",
-            manifest.abi_stable_minor
-        )));
-    }
+    let kind = check_manifest(&manifest).map_err(refuse_named)?;
     let target = manifest.target.to_string_lossy();
-    if target != BUILD_TARGET {
-        return Err(refuse_named(format!(
-            "built for {target}; this gateway runs on {BUILD_TARGET}"
-        )));
-    }
-    if manifest.panic_unwind != 1 {
-        return Err(refuse_named(
-            "built with panic = \"abort\"; plugins must unwind so that a panic cannot stop the gateway".into(),
-        ));
-    }
-    let kind = PluginKind::from_raw(manifest.kind)
-        .ok_or_else(|| refuse_named(format!("unknown plugin kind {}", manifest.kind)))?;
 
     let header = lib_header_from_path(file).map_err(|e| refuse_named(summarise(&e)))?;
     let module = header
@@ -189,6 +166,36 @@ pub fn load_library(
         file: file.to_path_buf(),
         sha256,
     })
+}
+
+/// Checks a manifest's API major, abi_stable minor, target, panic strategy and kind.
+pub fn check_manifest(manifest: &PluginManifest) -> Result<PluginKind, String> {
+    if manifest.api_major != API_MAJOR {
+        return Err(format!(
+            "targets plugin-api {}.x; this gateway supports {API_MAJOR}.x",
+            manifest.api_major
+        ));
+    }
+    if manifest.abi_stable_minor != ABI_STABLE_MINOR {
+        return Err(format!(
+            "built with abi_stable 0.{}; this gateway uses 0.{ABI_STABLE_MINOR}",
+            manifest.abi_stable_minor
+        ));
+    }
+    let target = manifest.target.to_string_lossy();
+    if target != BUILD_TARGET {
+        return Err(format!(
+            "built for {target}; this gateway runs on {BUILD_TARGET}"
+        ));
+    }
+    if manifest.panic_unwind != 1 {
+        return Err(
+            "built with panic = \"abort\"; plugins must unwind so that a panic cannot stop the gateway"
+                .into(),
+        );
+    }
+    PluginKind::from_raw(manifest.kind)
+        .ok_or_else(|| format!("unknown plugin kind {}", manifest.kind))
 }
 
 /// Refuses files that someone other than root or this user could have replaced.
@@ -266,5 +273,66 @@ fn one_line(s: &str) -> String {
         )
     } else {
         line.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use skyport_plugin_api::abi::FixedStr;
+
+    fn manifest() -> PluginManifest {
+        PluginManifest::current("t", "1.0.0", PluginKind::Provider)
+    }
+
+    #[test]
+    fn current_manifest_passes() {
+        assert_eq!(check_manifest(&manifest()), Ok(PluginKind::Provider));
+    }
+
+    #[test]
+    fn each_manifest_refusal_is_one_clear_line() {
+        let cases = [
+            (
+                PluginManifest {
+                    api_major: 2,
+                    ..manifest()
+                },
+                "targets plugin-api 2.x; this gateway supports 1.x",
+            ),
+            (
+                PluginManifest {
+                    abi_stable_minor: 12,
+                    ..manifest()
+                },
+                "built with abi_stable 0.12; this gateway uses 0.11",
+            ),
+            (
+                PluginManifest {
+                    target: FixedStr::new("aarch64-apple-darwin"),
+                    ..manifest()
+                },
+                "built for aarch64-apple-darwin; this gateway runs on",
+            ),
+            (
+                PluginManifest {
+                    panic_unwind: 0,
+                    ..manifest()
+                },
+                "built with panic = \"abort\"",
+            ),
+            (
+                PluginManifest {
+                    kind: 9,
+                    ..manifest()
+                },
+                "unknown plugin kind 9",
+            ),
+        ];
+        for (m, expected) in cases {
+            let reason = check_manifest(&m).unwrap_err();
+            assert!(reason.starts_with(expected), "{reason}");
+            assert_eq!(reason.lines().count(), 1);
+        }
     }
 }

@@ -1,0 +1,102 @@
+#!/bin/sh
+# Pipeline benchmark: cached, authenticated GET /v1/regions through the whole Skyport
+# pipeline against a lower bound measured in the same run (hyper + rustls + jsonwebtoken,
+# verifying the JWT on every request; bench/src/lowerbound.rs).
+#
+# Servers are pinned to CPU 0, the load generator (wrk, 64 keep-alive connections, closed
+# loop) to CPU 1. Server CPU time per request comes from /proc/<pid>/stat (utime + stime)
+# around each run. Two token modes: the same token on every request (Skyport's verified-token
+# cache applies) and a new token on every request (it cannot).
+#
+# Usage: bench/pipeline.sh [seconds-per-run] [rounds]
+set -eu
+cd "$(dirname "$0")/.."
+DUR=${1:-5}
+ROUNDS=${2:-3}
+
+command -v wrk >/dev/null 2>&1 || {
+    apt-get update -q >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk >/dev/null
+}
+command -v taskset >/dev/null 2>&1 || { echo "taskset (util-linux) is required" >&2; exit 1; }
+
+cargo build -q --release -p skyport-gateway -p skyport-bench
+B=target/release
+STATE=$(mktemp -d)
+trap 'kill $SKY $LB 2>/dev/null || true; rm -rf "$STATE"' EXIT
+
+# Rate limit far above what one core can serve; access log off (warn level) in both servers.
+sed -e 's/requests_per_second = 100/requests_per_second = 10000000/' \
+    -e 's/^burst = 200/burst = 10000000/' config/skyport.toml > "$STATE/skyport.toml"
+SKYPORT_LOG=warn taskset -c 0 $B/skyport serve --config "$STATE/skyport.toml" --state-dir "$STATE" \
+    --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 2>"$STATE/skyport.log" &
+SKY=$!
+for _ in $(seq 200); do [ -s "$STATE/listen.json" ] && break; sleep 0.05; done
+SKY_ADDR=$(sed 's/.*"api":"\([^"]*\)".*/\1/' "$STATE/listen.json")
+C="$STATE/certs"
+LB_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+taskset -c 0 $B/skyport-lowerbound "127.0.0.1:$LB_PORT" "$C/server.pem" "$C/server-key.pem" "$C/jwt-public.pem" 2>"$STATE/lb.log" &
+LB=$!
+sleep 0.5
+
+TOKEN=$($B/skyport token --tenant demo --ttl 36000 --state-dir "$STATE")
+$B/skyport token --tenant demo --ttl 36000 --count 400000 --state-dir "$STATE" >"$STATE/tokens.txt"
+cat >"$STATE/rotate.lua" <<'LUA'
+local tokens = {}
+for line in io.lines(os.getenv("TOKENS")) do tokens[#tokens + 1] = line end
+local i = 0
+request = function()
+  i = i + 1
+  if i > #tokens then i = 1 end
+  return wrk.format("GET", nil, { ["Authorization"] = "Bearer " .. tokens[i] })
+end
+LUA
+export TOKENS="$STATE/tokens.txt"
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+HZ=$(getconf CLK_TCK)
+
+# run NAME PID URL MODE -> prints "NAME rps cpu_us_per_req p50 p99"
+run() {
+    before=$(cpu_ticks "$2")
+    if [ "$4" = same ]; then
+        out=$(taskset -c 1 wrk -t1 -c64 -d"${DUR}s" --latency -H "Authorization: Bearer $TOKEN" "$3")
+    else
+        out=$(taskset -c 1 wrk -t1 -c64 -d"${DUR}s" --latency -s "$STATE/rotate.lua" "$3")
+    fi
+    after=$(cpu_ticks "$2")
+    reqs=$(echo "$out" | awk '/requests in/ {print $1}')
+    non2xx=$(echo "$out" | awk '/Non-2xx/ {print $5}')
+    rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+    p50=$(echo "$out" | awk '$1 == "50%" {print $2}')
+    p99=$(echo "$out" | awk '$1 == "99%" {print $2}')
+    cpu=$(awk -v a="$after" -v b="$before" -v r="$reqs" -v hz="$HZ" 'BEGIN {printf "%.1f", (a - b) * 1e6 / hz / r}')
+    echo "$1 $rps $cpu $p50 $p99 ${non2xx:-0}"
+}
+
+median() { sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
+
+echo "rounds=$ROUNDS seconds=$DUR; servers on CPU 0, wrk on CPU 1, 64 connections" >&2
+: >"$STATE/results"
+for r in $(seq "$ROUNDS"); do
+    for mode in same new; do
+        run "lowerbound-$mode" $LB "https://127.0.0.1:$LB_PORT/v1/regions" $mode >>"$STATE/results"
+        run "skyport-$mode" $SKY "https://$SKY_ADDR/v1/regions" $mode >>"$STATE/results"
+    done
+    echo "round $r done" >&2
+done
+
+printf '%-18s %12s %14s %10s %10s %8s\n' server "req/s(med)" "cpu_us/req" "p50" "p99" "non2xx"
+for name in lowerbound-same skyport-same lowerbound-new skyport-new; do
+    rps=$(awk -v n=$name '$1 == n {print $2}' "$STATE/results" | median)
+    cpu=$(awk -v n=$name '$1 == n {print $3}' "$STATE/results" | median)
+    p50=$(awk -v n=$name '$1 == n {print $4}' "$STATE/results" | sort | head -1)
+    p99=$(awk -v n=$name '$1 == n {print $5}' "$STATE/results" | sed -n '1p')
+    bad=$(awk -v n=$name '$1 == n {s += $6} END {print s + 0}' "$STATE/results")
+    printf '%-18s %12s %14s %10s %10s %8s\n' $name "$rps" "$cpu" "$p50" "$p99" "$bad"
+done
+for mode in same new; do
+    lb=$(awk -v n=lowerbound-$mode '$1 == n {print $3}' "$STATE/results" | median)
+    sk=$(awk -v n=skyport-$mode '$1 == n {print $3}' "$STATE/results" | median)
+    awk -v m=$mode -v a="$sk" -v b="$lb" 'BEGIN {printf "cpu per request, %s token: skyport / lower bound = %.2fx\n", m, a / b}'
+done
