@@ -44,7 +44,8 @@ $B/skyport token --tenant demo --ttl 36000 --count 400000 --state-dir "$STATE" >
 cat >"$STATE/rotate.lua" <<'LUA'
 local tokens = {}
 for line in io.lines(os.getenv("TOKENS")) do tokens[#tokens + 1] = line end
-local i = 0
+-- Each run starts at its own offset so that no run reuses another run's tokens.
+local i = tonumber(os.getenv("TOKEN_OFFSET") or "0")
 request = function()
   i = i + 1
   if i > #tokens then i = 1 end
@@ -81,6 +82,7 @@ echo "rounds=$ROUNDS seconds=$DUR; servers on CPU 0, wrk on CPU 1, 64 connection
 for r in $(seq "$ROUNDS"); do
     for mode in same new; do
         run "lowerbound-$mode" $LB "https://127.0.0.1:$LB_PORT/v1/regions" $mode >>"$STATE/results"
+        export TOKEN_OFFSET=$(( (r - 1) * 130000 ))
         run "skyport-$mode" $SKY "https://$SKY_ADDR/v1/regions" $mode >>"$STATE/results"
     done
     echo "round $r done" >&2

@@ -223,3 +223,49 @@ async fn unknown_routes_and_the_reserved_ec2_path_answer_with_problems() {
     let response = gw.post("/v1/whoami", &token, None).await;
     expect_problem(response, 405).await;
 }
+
+#[tokio::test]
+async fn admin_mtls_identity_reaches_admin_routes_and_other_services_do_not() {
+    let gw = Gateway::start();
+    let ca_key =
+        rcgen::KeyPair::from_pem(&std::fs::read_to_string(gw.cert_path("ca-key.pem")).unwrap())
+            .unwrap();
+    let issuer = rcgen::Issuer::from_ca_cert_pem(
+        &std::fs::read_to_string(gw.cert_path("ca.pem")).unwrap(),
+        ca_key,
+    )
+    .unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.subject_alt_names.push(rcgen::SanType::URI(
+        "spiffe://skyport/tenant/acme/svc/skyport-admin"
+            .try_into()
+            .unwrap(),
+    ));
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    let dir = skyport_e2e::temp_state_dir("admin-mtls");
+    std::fs::write(dir.join("admin.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.join("admin-key.pem"), key.serialize_pem()).unwrap();
+
+    let admin = gw.mtls_client(&dir.join("admin.pem"), &dir.join("admin-key.pem"));
+    let r = admin.get(gw.url("/admin/tenants")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let who: serde_json::Value = admin
+        .get(gw.url("/v1/whoami"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(who["tenant"], "acme");
+    assert_eq!(who["roles"], serde_json::json!(["admin"]));
+
+    let demo = gw.mtls_client(
+        &gw.cert_path("client-demo.pem"),
+        &gw.cert_path("client-demo-key.pem"),
+    );
+    let r = demo.get(gw.url("/admin/tenants")).send().await.unwrap();
+    expect_problem(r, 403).await;
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -396,5 +396,9 @@ fn print_banner(
         plugins.plugins().len(),
         plugins.refusals().len()
     );
-    eprintln!("  try: curl --cacert {} -H \"Authorization: Bearer $(skyport token --tenant demo{state_flag})\" https://{api}/v1/whoami", ca.display());
+    let exe = std::env::args().next().unwrap_or_else(|| "skyport".into());
+    eprintln!(
+        "  try: curl --cacert {} -H \"Authorization: Bearer $({exe} token --tenant demo{state_flag})\" https://{api}/v1/whoami",
+        ca.display()
+    );
 }

@@ -99,7 +99,10 @@ pub trait Plugin: Send + Sync + Sized + 'static {
     /// Creates an instance. Runs inside the plugin's own runtime, so it may spawn tasks.
     fn init(config: serde_json::Value, host: Host) -> Result<Self, PluginError>;
 
-    /// Serves one call. Runs on the plugin's own runtime.
+    /// Serves one call. The future is first polled on the caller's thread (inside this
+    /// plugin's runtime context) so that an op that is ready at once costs no thread hop;
+    /// if it is not ready it continues on the plugin's own runtime. So never block in it:
+    /// await, or move blocking work to `tokio::task::spawn_blocking`.
     fn call(
         self: Arc<Self>,
         call: OpCall,
