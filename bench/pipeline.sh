@@ -18,6 +18,8 @@ command -v wrk >/dev/null 2>&1 || {
     apt-get update -q >/dev/null
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk >/dev/null
 }
+command -v oha >/dev/null 2>&1 || [ -x "$HOME/.cargo/bin/oha" ] || cargo install --locked oha
+OHA=$(command -v oha || echo "$HOME/.cargo/bin/oha")
 command -v taskset >/dev/null 2>&1 || { echo "taskset (util-linux) is required" >&2; exit 1; }
 
 cargo build -q --release -p skyport-gateway -p skyport-bench
@@ -102,3 +104,23 @@ for mode in same new; do
     sk=$(awk -v n=skyport-$mode '$1 == n {print $3}' "$STATE/results" | median)
     awk -v m=$mode -v a="$sk" -v b="$lb" 'BEGIN {printf "cpu per request, %s token: skyport / lower bound = %.2fx\n", m, a / b}'
 done
+
+# Open loop: a fixed request rate at 70% of the lower bound's closed-loop peak (same token),
+# with oha's coordinated-omission correction; p99 per server, median over the rounds.
+peak=$(awk '$1 == "lowerbound-same" {print $2}' "$STATE/results" | median)
+RATE=$(awk -v p="$peak" 'BEGIN {printf "%d", p * 0.7}')
+echo "open loop at $RATE req/s (70% of the lower bound's peak $peak)" >&2
+p99() {
+    taskset -c 1 "$OHA" -z "${DUR}s" -c 64 -q "$RATE" --latency-correction --no-tui \
+        --cacert "$C/ca.pem" --output-format json -H "Authorization: Bearer $TOKEN" "$1" |
+        python3 -c 'import json,sys; d=json.load(sys.stdin); print("%.3f %d" % (d["latencyPercentiles"]["p99"] * 1000, sum(v for k, v in d["statusCodeDistribution"].items() if not k.startswith("2"))))'
+}
+: >"$STATE/open"
+for r in $(seq "$ROUNDS"); do
+    echo "lowerbound $(p99 "https://127.0.0.1:$LB_PORT/v1/regions")" >>"$STATE/open"
+    echo "skyport $(p99 "https://$SKY_ADDR/v1/regions")" >>"$STATE/open"
+done
+lb=$(awk '$1 == "lowerbound" {print $2}' "$STATE/open" | median)
+sk=$(awk '$1 == "skyport" {print $2}' "$STATE/open" | median)
+bad=$(awk '{s += $3} END {print s + 0}' "$STATE/open")
+awk -v a="$sk" -v b="$lb" -v r="$RATE" -v bad="$bad" 'BEGIN {printf "open-loop p99 at %d req/s: skyport %.3f ms, lower bound %.3f ms = %.2fx (non-2xx: %d)\n", r, a, b, a / b, bad}'

@@ -319,7 +319,7 @@ fn request_id(headers: &http::HeaderMap) -> String {
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
         .map(str::to_owned)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+        .unwrap_or_else(fast_uuid)
 }
 
 /// Removes every `x-skyport-*` header: identity is never taken from a client's word.
@@ -346,7 +346,7 @@ fn api_request_event(
     elapsed: std::time::Duration,
 ) -> MeterEvent {
     MeterEvent {
-        id: uuid::Uuid::new_v4().to_string(),
+        id: fast_uuid(),
         record_type: "api.request".into(),
         time: humantime_rfc3339(SystemTime::now()),
         tenant: ctx.tenant.to_string(),
@@ -387,6 +387,13 @@ pub fn humantime_rfc3339(t: SystemTime) -> String {
         rem % 60,
         d.subsec_millis()
     )
+}
+
+/// A random (v4) UUID from the thread-local generator: no system call per request.
+fn fast_uuid() -> String {
+    uuid::Builder::from_random_bytes(rand::random())
+        .into_uuid()
+        .to_string()
 }
 
 #[cfg(test)]

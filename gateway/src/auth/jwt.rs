@@ -13,6 +13,7 @@ use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 
 use super::jwks::{JwksRemote, KeySet, VerifyKey};
+use super::token_cache::TokenCache;
 use crate::config::{JwtConfig, JwtKeyConfig};
 use crate::error::GatewayError;
 
@@ -35,26 +36,12 @@ pub struct TokenClaims {
 
 /// Verifies bearer tokens against the configured keys.
 pub struct JwtVerifier {
-    issuer: String,
-    audience: String,
-    leeway: u64,
+    /// One prepared validation per accepted algorithm (built once, not per request).
+    validations: Vec<(Algorithm, Validation)>,
     local_keys: ArcSwap<KeySet>,
     key_sources: Vec<JwtKeyConfig>,
     remote: Option<JwksRemote>,
-    cache: moka::sync::Cache<Arc<str>, Arc<TokenClaims>>,
-}
-
-struct ExpireAtExp;
-
-impl moka::Expiry<Arc<str>, Arc<TokenClaims>> for ExpireAtExp {
-    fn expire_after_create(
-        &self,
-        _key: &Arc<str>,
-        claims: &Arc<TokenClaims>,
-        _created_at: std::time::Instant,
-    ) -> Option<Duration> {
-        Some(Duration::from_secs(claims.exp.saturating_sub(unix_now())))
-    }
+    cache: TokenCache,
 }
 
 fn unix_now() -> u64 {
@@ -84,17 +71,25 @@ impl JwtVerifier {
             .find_map(|k| k.jwks_url.clone())
             .map(|url| JwksRemote::new(url, Duration::from_secs(config.jwks_refetch_cooldown_secs)))
             .transpose()?;
+        let validations = [Algorithm::RS256, Algorithm::ES256, Algorithm::EdDSA]
+            .into_iter()
+            .map(|algorithm| {
+                let mut v = Validation::new(algorithm);
+                v.set_issuer(&[&config.issuer]);
+                v.set_audience(&[&config.audience]);
+                v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+                v.leeway = config.leeway_secs.min(30);
+                v.validate_nbf = true;
+                v.validate_exp = true;
+                (algorithm, v)
+            })
+            .collect();
         Ok(Self {
-            issuer: config.issuer.clone(),
-            audience: config.audience.clone(),
-            leeway: config.leeway_secs.min(30),
+            validations,
             local_keys: ArcSwap::from_pointee(local),
             key_sources: keys,
             remote,
-            cache: moka::sync::Cache::builder()
-                .max_capacity(config.token_cache_entries)
-                .expire_after(ExpireAtExp)
-                .build(),
+            cache: TokenCache::new(config.token_cache_entries),
         })
     }
 
@@ -111,7 +106,7 @@ impl JwtVerifier {
     pub fn reload(&self) -> anyhow::Result<()> {
         let keys = KeySet::load_local(&self.key_sources)?;
         self.local_keys.store(Arc::new(keys));
-        self.cache.invalidate_all();
+        self.cache.clear();
         Ok(())
     }
 
@@ -122,10 +117,8 @@ impl JwtVerifier {
 
     /// Verifies `token`, from the cache when it was verified before and has not expired.
     pub async fn verify(&self, token: &str) -> Result<Arc<TokenClaims>, GatewayError> {
-        if let Some(claims) = self.cache.get(token) {
-            if claims.exp > unix_now() {
-                return Ok(claims);
-            }
+        if let Some(claims) = self.cache.get(token, unix_now()) {
+            return Ok(claims);
         }
         let header = decode_header(token)
             .map_err(|e| GatewayError::unauthenticated("malformed bearer token").with_cause(e))?;
@@ -137,7 +130,7 @@ impl JwtVerifier {
                     _ => false,
                 };
                 if refreshed {
-                    self.cache.invalidate_all();
+                    self.cache.clear();
                 }
                 self.find_key(header.kid.as_deref()).ok_or_else(|| {
                     GatewayError::unauthenticated("token signed by an unknown key")
@@ -145,14 +138,13 @@ impl JwtVerifier {
                 })?
             }
         };
-        let mut validation = Validation::new(key.algorithm);
-        validation.set_issuer(&[&self.issuer]);
-        validation.set_audience(&[&self.audience]);
-        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        validation.leeway = self.leeway;
-        validation.validate_nbf = true;
-        validation.validate_exp = true;
-        let data = decode::<TokenClaims>(token, &key.key, &validation).map_err(|e| {
+        let validation = self
+            .validations
+            .iter()
+            .find(|(alg, _)| *alg == key.algorithm)
+            .map(|(_, v)| v)
+            .ok_or_else(|| GatewayError::internal("no validation for the key's algorithm"))?;
+        let data = decode::<TokenClaims>(token, &key.key, validation).map_err(|e| {
             use jsonwebtoken::errors::ErrorKind as K;
             let public = match e.kind() {
                 K::ExpiredSignature => "token expired".to_string(),
@@ -171,7 +163,7 @@ impl JwtVerifier {
             return Err(GatewayError::unauthenticated("token tenant claim is empty"));
         }
         let claims = Arc::new(data.claims);
-        self.cache.insert(Arc::from(token), Arc::clone(&claims));
+        self.cache.insert(token, Arc::clone(&claims));
         Ok(claims)
     }
 

@@ -9,6 +9,7 @@ pub mod jwks;
 pub mod jwt;
 pub mod mtls;
 pub mod tenant;
+pub mod token_cache;
 
 use std::sync::Arc;
 
