@@ -1,8 +1,10 @@
 #!/bin/sh
-# Installs, idempotently, what Skyport needs: `run` for the running product, `test` for the
-# test suite. Safe to run again; it only installs what is missing.
+# Installs, idempotently, what Skyport needs: `run` for the running product (QEMU and the
+# default guest image for the local-vmm provider), `test` for the test suite (the same).
+# Safe to run again: it only installs what is missing.
 set -eu
 what=${1:-run}
+root=$(cd "$(dirname "$0")/.." && pwd)
 
 need_cmd() {
     command -v "$1" >/dev/null 2>&1 || {
@@ -11,12 +13,38 @@ need_cmd() {
     }
 }
 
+as_root() {
+    if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null 2>&1; then sudo "$@"; else
+        echo "install-deps: need root (or sudo) to run: $*" >&2
+        exit 1
+    fi
+}
+
+# QEMU 7.2 from Debian 12. The machine may carry a newer qemu-utils backport that Breaks
+# bookworm's qemu-system-common, so qemu-utils is pinned to bookworm (a downgrade).
+install_qemu() {
+    if command -v qemu-system-x86_64 >/dev/null 2>&1 && command -v qemu-img >/dev/null 2>&1 &&
+        command -v cpio >/dev/null 2>&1 && [ -x /bin/busybox ] && ! ldd /bin/busybox >/dev/null 2>&1; then
+        return 0
+    fi
+    as_root apt-get update -q >/dev/null
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+        --allow-downgrades qemu-system-x86 qemu-utils/bookworm busybox-static cpio >/dev/null
+    need_cmd qemu-system-x86_64 "the QEMU install failed"
+}
+
 need_cmd cargo "install the Rust toolchain (rustup or Debian's cargo) first"
 need_cmd cc "install a C compiler: apt-get install -y build-essential"
 
 case "$what" in
-run) ;;
-test) ;;
+run)
+    install_qemu
+    "$root/plugins/local-vmm/prepare-guest.sh" "$root/var/images/skyport-tiny" >/dev/null
+    ;;
+test)
+    install_qemu
+    "$root/plugins/local-vmm/prepare-guest.sh" "$root/target/guest/skyport-tiny" >/dev/null
+    ;;
 *)
     echo "usage: $0 run|test" >&2
     exit 2

@@ -35,9 +35,14 @@ fn main() {
             sha256: None,
             config: toml::Value::Table(Default::default()),
         };
-        let registry = PluginRegistry::load_all(&[config], dir, Arc::new(Metrics::new()))
-            .await
-            .expect("echo fixture loads");
+        let registry = PluginRegistry::load_all(
+            &[config],
+            dir,
+            &std::env::temp_dir(),
+            Arc::new(Metrics::new()),
+        )
+        .await
+        .expect("echo fixture loads");
         let params = serde_json::json!({"ping": 1});
         let call = || {
             registry.call(

@@ -41,10 +41,21 @@ pub fn fixture(name: &str) -> PathBuf {
     lib
 }
 
-/// The embedded default configuration, as shipped.
+/// The embedded default configuration, as shipped, with the local-vmm image library
+/// pointed at the guest image the test command prepares (`target/guest`).
 pub fn default_config() -> String {
-    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/skyport.toml"))
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    std::fs::read_to_string(repo.join("config/skyport.toml"))
         .expect("config/skyport.toml")
+        .replace(
+            "image_library = \"var/images\"",
+            &format!("image_library = \"{}\"", guest_library().display()),
+        )
+}
+
+/// Where `tests/install-deps.sh test` puts the guest image (`<library>/skyport-tiny`).
+pub fn guest_library() -> PathBuf {
+    target_dir().parent().expect("target dir").join("guest")
 }
 
 /// A fresh state directory under the system temp dir.

@@ -86,7 +86,7 @@ async fn refused_plugins_are_skipped_and_the_gateway_serves_the_rest() {
         .iter()
         .map(|p| p["name"].as_str().unwrap())
         .collect();
-    assert_eq!(loaded, ["echo", "panicky"]);
+    assert_eq!(loaded, ["local-vmm", "echo", "panicky"]);
     let refused: Vec<String> = plugins["refused"]
         .as_array()
         .unwrap()
@@ -147,7 +147,7 @@ async fn refused_plugins_are_skipped_and_the_gateway_serves_the_rest() {
         .iter()
         .map(|r| r["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["skyport", "echo-1"]);
+    assert_eq!(names, ["skyport", "local-1", "echo-1"]);
 
     // An op the plugin does not serve is a clear 501.
     let r = gw

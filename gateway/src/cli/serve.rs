@@ -158,9 +158,14 @@ async fn serve(config: Config) -> anyhow::Result<i32> {
 
     let metrics = Arc::new(Metrics::new());
     let plugins = Arc::new(
-        PluginRegistry::load_all(&config.plugins, &plugin_dir(), Arc::clone(&metrics))
-            .await
-            .map_err(|refusal| anyhow::anyhow!("{refusal} (required = true)"))?,
+        PluginRegistry::load_all(
+            &config.plugins,
+            &plugin_dir(),
+            &state_dir,
+            Arc::clone(&metrics),
+        )
+        .await
+        .map_err(|refusal| anyhow::anyhow!("{refusal} (required = true)"))?,
     );
     let regions = gather_regions(&plugins).await;
 

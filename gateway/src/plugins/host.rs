@@ -16,6 +16,8 @@ pub struct GatewayHost {
     pub plugin: String,
     /// Where plugin metrics go.
     pub metrics: Arc<Metrics>,
+    /// The plugin's own state directory (`<state-dir>/plugins/<name>`), told by `host.info`.
+    pub state_dir: std::path::PathBuf,
 }
 
 impl HostServices for GatewayHost {
@@ -66,6 +68,7 @@ impl HostServices for GatewayHost {
                     "gateway_version": env!("CARGO_PKG_VERSION"),
                     "plugin_api": format!("{}.{}", skyport_plugin_api::API_MAJOR, skyport_plugin_api::API_MINOR),
                     "caller": self.plugin,
+                    "state_dir": self.state_dir,
                 })
                 .to_string(),
             )),

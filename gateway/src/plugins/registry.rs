@@ -77,6 +77,7 @@ pub struct PluginRegistry {
     refusals: Vec<Refusal>,
     next_call: AtomicU64,
     metrics: Arc<Metrics>,
+    state_dir: std::path::PathBuf,
 }
 
 /// Default deadline of a plugin call.
@@ -90,6 +91,7 @@ impl PluginRegistry {
             refusals: Vec::new(),
             next_call: AtomicU64::new(1),
             metrics,
+            state_dir: std::path::PathBuf::from("plugins"),
         }
     }
 
@@ -98,9 +100,11 @@ impl PluginRegistry {
     pub async fn load_all(
         configs: &[PluginConfig],
         plugin_dir: &std::path::Path,
+        state_dir: &std::path::Path,
         metrics: Arc<Metrics>,
     ) -> Result<Self, Refusal> {
         let mut registry = Self::empty(metrics);
+        registry.state_dir = state_dir.join("plugins");
         for config in configs {
             let file = if config.file.is_absolute() {
                 config.file.clone()
@@ -174,6 +178,7 @@ impl PluginRegistry {
             GatewayHost {
                 plugin: name.clone(),
                 metrics: Arc::clone(&self.metrics),
+                state_dir: self.state_dir.join(&name),
             },
             TD_Opaque,
         );

@@ -1,0 +1,494 @@
+//! `local-vmm`: a Skyport provider plugin that runs real virtual machines on this host with
+//! QEMU (KVM when usable, else TCG) and drives them over QMP.
+//!
+//! Operations (schema version 1):
+//! - `health`, `regions`
+//! - `instance.create` `{image, instance_type, vcpus, memory_mib}` -> the instance, `pending`;
+//!   it becomes `running` when the guest prints its ready marker
+//! - `instance.get` / `instance.stop` / `instance.start` / `instance.terminate` `{id}`
+//! - `instance.console` `{id, tail_bytes?}` -> `{output}`
+//! - `instance.list` and `inventory.list` -> every VM with its state
+
+mod qmp;
+mod vm;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+use skyport_plugin_api::abi::error_code;
+use skyport_plugin_api::{export_plugin, ops, Description, Host, OpCall, Plugin, PluginError};
+use tokio::sync::Semaphore;
+
+use vm::{Launcher, VmDir, VmSpec, VmState};
+
+/// Configuration (`[[plugins]] config = {...}`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VmmConfig {
+    /// Directory of images: `<library>/<image>/vmlinuz` and `initramfs.gz`.
+    #[serde(default = "default_library")]
+    image_library: String,
+    /// State directory; default: the one the host assigns (`<state-dir>/plugins/<name>`).
+    state_dir: Option<String>,
+    /// `auto`, `tcg` or `kvm`.
+    #[serde(default = "default_accel")]
+    accelerator: String,
+    /// Region name.
+    #[serde(default = "default_region")]
+    region: String,
+    /// VMs booting at the same time.
+    #[serde(default = "default_boots")]
+    max_concurrent_boots: usize,
+    /// Seconds a boot may take before the VM is marked failed.
+    #[serde(default = "default_ready_timeout")]
+    ready_timeout_secs: u64,
+    /// QEMU binary.
+    #[serde(default = "default_qemu")]
+    qemu: String,
+    /// qemu-img binary.
+    #[serde(default = "default_qemu_img")]
+    qemu_img: String,
+}
+
+fn default_library() -> String {
+    "var/images".into()
+}
+fn default_accel() -> String {
+    "auto".into()
+}
+fn default_region() -> String {
+    "local-1".into()
+}
+fn default_boots() -> usize {
+    2
+}
+fn default_ready_timeout() -> u64 {
+    90
+}
+fn default_qemu() -> String {
+    "qemu-system-x86_64".into()
+}
+fn default_qemu_img() -> String {
+    "qemu-img".into()
+}
+
+/// The default image, built by `plugins/local-vmm/prepare-guest.sh`.
+const DEFAULT_IMAGE: &str = "skyport-tiny";
+
+struct LocalVmm {
+    config: VmmConfig,
+    launcher: Launcher,
+    state_dir: PathBuf,
+    boots: Arc<Semaphore>,
+    vms: Arc<Mutex<HashMap<String, VmSpec>>>,
+}
+
+fn err(code: &str, message: impl Into<String>) -> PluginError {
+    PluginError::new(code, message)
+}
+
+/// `kvm` only when /dev/kvm opens and the host is not a nested kvm_pvm host (where an
+/// unmodified kernel barely boots); `tcg` with a bounded translation cache otherwise.
+fn choose_accelerator(configured: &str) -> String {
+    let wanted = std::env::var("SKYPORT_VMM_ACCEL").unwrap_or_else(|_| configured.to_string());
+    let kvm_usable = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_ok()
+        && !Path::new("/sys/module/kvm_pvm").exists();
+    match wanted.as_str() {
+        "kvm" => "kvm".into(),
+        "tcg" => "tcg,tb-size=64".into(),
+        _ if kvm_usable => "kvm".into(),
+        _ => "tcg,tb-size=64".into(),
+    }
+}
+
+fn find_program(name: &str) -> Option<PathBuf> {
+    if name.contains('/') {
+        return Path::new(name).is_file().then(|| PathBuf::from(name));
+    }
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(name))
+            .find(|candidate| candidate.is_file())
+    })
+}
+
+impl LocalVmm {
+    fn health(&self) -> ops::Health {
+        let reason = if find_program(&self.config.qemu).is_none() {
+            Some(format!(
+                "{} not found; install qemu-system-x86",
+                self.config.qemu
+            ))
+        } else if find_program(&self.config.qemu_img).is_none() {
+            Some(format!(
+                "{} not found; install qemu-utils",
+                self.config.qemu_img
+            ))
+        } else {
+            let image = self.launcher.image_library.join(DEFAULT_IMAGE);
+            (!image.join("vmlinuz").is_file() || !image.join("initramfs.gz").is_file()).then(|| {
+                format!(
+                    "image {DEFAULT_IMAGE} missing in {}; run plugins/local-vmm/prepare-guest.sh {}",
+                    self.launcher.image_library.display(),
+                    image.display()
+                )
+            })
+        };
+        ops::Health {
+            healthy: reason.is_none(),
+            reason,
+        }
+    }
+
+    fn dir(&self, id: &str) -> VmDir {
+        VmDir(vm::vms_root(&self.state_dir).join(id))
+    }
+
+    fn view(&self, spec: &VmSpec) -> Value {
+        json!({
+            "id": spec.id,
+            "state": spec.state,
+            "image": spec.image,
+            "instance_type": spec.instance_type,
+            "vcpus": spec.vcpus,
+            "memory_mib": spec.memory_mib,
+            "region": self.config.region,
+        })
+    }
+
+    fn get(&self, id: &str) -> Result<VmSpec, PluginError> {
+        self.vms
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned()
+            .ok_or_else(|| err(error_code::NOT_FOUND, format!("no VM {id}")))
+    }
+
+    fn set_state(&self, id: &str, state: VmState, pid: Option<u32>) {
+        let mut vms = self.vms.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(spec) = vms.get_mut(id) {
+            spec.state = state;
+            spec.pid = pid;
+            if let Err(e) = self.dir(id).save(spec) {
+                log::error!("VM {id}: {e}");
+            }
+        }
+    }
+
+    /// Boots `id` in the background: wait for a boot slot, launch, wait for the marker.
+    fn boot(self: &Arc<Self>, id: String) {
+        let this = Arc::clone(self);
+        tokio::spawn(async move {
+            let Ok(_slot) = this.boots.clone().acquire_owned().await else {
+                return;
+            };
+            let Ok(spec) = this.get(&id) else { return };
+            let dir = this.dir(&id);
+            let outcome = async {
+                let pid = this.launcher.launch(&dir, &spec).await?;
+                this.set_state(&id, VmState::Pending, Some(pid));
+                vm::wait_ready(
+                    &dir,
+                    pid,
+                    &id,
+                    Duration::from_secs(this.config.ready_timeout_secs),
+                )
+                .await?;
+                Ok::<u32, String>(pid)
+            }
+            .await;
+            match outcome {
+                Ok(pid) => {
+                    log::info!("VM {id} running (pid {pid})");
+                    this.set_state(&id, VmState::Running, Some(pid));
+                }
+                Err(e) => {
+                    log::warn!("VM {id} failed to boot: {e}");
+                    if let Ok(spec) = this.get(&id) {
+                        if let Some(pid) = spec.pid {
+                            let _ = vm::power_off(&dir, pid, &id, Duration::from_secs(1)).await;
+                        }
+                    }
+                    this.set_state(&id, VmState::Stopped, None);
+                }
+            }
+        });
+    }
+
+    async fn create(self: &Arc<Self>, params: &Value) -> Result<Value, PluginError> {
+        #[derive(Deserialize)]
+        struct Create {
+            image: String,
+            instance_type: String,
+            vcpus: u32,
+            memory_mib: u32,
+        }
+        let p: Create = serde_json::from_value(params.clone())
+            .map_err(|e| err(error_code::INVALID_INPUT, format!("instance.create: {e}")))?;
+        let health = self.health();
+        if !health.healthy {
+            return Err(err(
+                error_code::UNAVAILABLE,
+                health.reason.unwrap_or_default(),
+            ));
+        }
+        let image = self.launcher.image_library.join(&p.image);
+        if p.image.contains('/') || !image.join("vmlinuz").is_file() {
+            return Err(err(
+                error_code::INVALID_INPUT,
+                format!("unknown image '{}'", p.image),
+            ));
+        }
+        if p.memory_mib < 96 || !(1..=16).contains(&p.vcpus) {
+            return Err(err(
+                error_code::INVALID_INPUT,
+                "memory_mib must be at least 96 and vcpus 1-16",
+            ));
+        }
+        let id = format!("vm-{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff);
+        let dir = self.dir(&id);
+        std::fs::create_dir_all(&dir.0).map_err(|e| err(error_code::INTERNAL, e.to_string()))?;
+        let spec = VmSpec {
+            id: id.clone(),
+            image: p.image,
+            instance_type: p.instance_type,
+            vcpus: p.vcpus,
+            memory_mib: p.memory_mib,
+            state: VmState::Pending,
+            pid: None,
+        };
+        dir.save(&spec).map_err(|e| err(error_code::INTERNAL, e))?;
+        let view = self.view(&spec);
+        self.vms
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.clone(), spec);
+        self.boot(id);
+        Ok(view)
+    }
+
+    async fn stop(&self, id: &str) -> Result<Value, PluginError> {
+        let spec = self.get(id)?;
+        if spec.state != VmState::Running {
+            return Err(err(
+                error_code::CONFLICT,
+                format!("instance is {:?}, not running", spec.state).to_lowercase(),
+            ));
+        }
+        self.set_state(id, VmState::Stopping, spec.pid);
+        if let Some(pid) = spec.pid {
+            vm::power_off(&self.dir(id), pid, id, Duration::from_secs(10))
+                .await
+                .map_err(|e| err(error_code::INTERNAL, e))?;
+        }
+        self.set_state(id, VmState::Stopped, None);
+        Ok(self.view(&self.get(id)?))
+    }
+
+    async fn start(self: &Arc<Self>, id: &str) -> Result<Value, PluginError> {
+        let spec = self.get(id)?;
+        if spec.state != VmState::Stopped {
+            return Err(err(
+                error_code::CONFLICT,
+                format!("instance is {:?}, not stopped", spec.state).to_lowercase(),
+            ));
+        }
+        self.set_state(id, VmState::Pending, None);
+        self.boot(id.to_string());
+        Ok(self.view(&self.get(id)?))
+    }
+
+    async fn terminate(&self, id: &str) -> Result<Value, PluginError> {
+        let spec = self.get(id)?;
+        self.set_state(id, VmState::ShuttingDown, spec.pid);
+        if let Some(pid) = spec.pid {
+            vm::power_off(&self.dir(id), pid, id, Duration::from_secs(2))
+                .await
+                .map_err(|e| err(error_code::INTERNAL, e))?;
+        }
+        let mut spec = self.get(id)?;
+        spec.state = VmState::Terminated;
+        spec.pid = None;
+        let _ = std::fs::remove_dir_all(&self.dir(id).0);
+        self.vms
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+        Ok(self.view(&spec))
+    }
+
+    fn console(&self, id: &str, tail: usize) -> Result<Value, PluginError> {
+        self.get(id)?;
+        let bytes = std::fs::read(self.dir(id).serial()).unwrap_or_default();
+        let start = bytes.len().saturating_sub(tail);
+        Ok(json!({"output": String::from_utf8_lossy(&bytes[start..])}))
+    }
+
+    fn list(&self) -> Value {
+        let vms = self.vms.lock().unwrap_or_else(|p| p.into_inner());
+        let mut list: Vec<Value> = vms.values().map(|s| self.view(s)).collect();
+        list.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
+        Value::Array(list)
+    }
+
+    /// Loads every VM directory: live QEMUs are re-attached, dead ones become `stopped`.
+    fn reattach(&self) {
+        let root = vm::vms_root(&self.state_dir);
+        let Ok(entries) = std::fs::read_dir(&root) else {
+            return;
+        };
+        let mut vms = self.vms.lock().unwrap_or_else(|p| p.into_inner());
+        for entry in entries.flatten() {
+            let dir = VmDir(entry.path());
+            let Ok(mut spec) = dir.load() else {
+                log::warn!("orphan VM directory {} (no readable spec)", dir.0.display());
+                continue;
+            };
+            let alive = spec.pid.is_some_and(|pid| vm::is_our_qemu(pid, &spec.id));
+            if alive {
+                log::info!("VM {} re-attached (pid {:?})", spec.id, spec.pid);
+            } else if matches!(
+                spec.state,
+                VmState::Running | VmState::Pending | VmState::Stopping
+            ) {
+                log::warn!("VM {} found dead; marked stopped", spec.id);
+                spec.state = VmState::Stopped;
+                spec.pid = None;
+                let _ = dir.save(&spec);
+            }
+            vms.insert(spec.id.clone(), spec);
+        }
+    }
+}
+
+fn id_param(params: &Value) -> Result<String, PluginError> {
+    params
+        .get("id")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .ok_or_else(|| err(error_code::INVALID_INPUT, "missing \"id\""))
+}
+
+/// The plugin as the SDK sees it: a shared handle, because boots run in background tasks.
+struct LocalVmmPlugin(Arc<LocalVmm>);
+
+impl Plugin for LocalVmmPlugin {
+    fn describe() -> Description {
+        Description {
+            name: "local-vmm".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            kind: "provider".into(),
+            summary: "virtual machines on this host through QEMU".into(),
+            ops: [
+                "health@1",
+                "regions@1",
+                "instance.create@1",
+                "instance.get@1",
+                "instance.list@1",
+                "instance.stop@1",
+                "instance.start@1",
+                "instance.terminate@1",
+                "instance.console@1",
+                "inventory.list@1",
+            ]
+            .map(String::from)
+            .to_vec(),
+            config_schema: json!({
+                "type": "object",
+                "additionalProperties": false,
+                "properties": {
+                    "image_library": {"type": "string"},
+                    "state_dir": {"type": "string"},
+                    "accelerator": {"enum": ["auto", "tcg", "kvm"]},
+                    "region": {"type": "string"},
+                    "max_concurrent_boots": {"type": "integer", "minimum": 1},
+                    "ready_timeout_secs": {"type": "integer", "minimum": 1},
+                    "qemu": {"type": "string"},
+                    "qemu_img": {"type": "string"}
+                }
+            }),
+        }
+    }
+
+    fn init(config: Value, host: Host) -> Result<Self, PluginError> {
+        let config: VmmConfig = serde_json::from_value(config)
+            .map_err(|e| err(error_code::INVALID_CONFIG, e.to_string()))?;
+        let state_dir = match &config.state_dir {
+            Some(dir) => PathBuf::from(dir),
+            None => {
+                let info = futures::executor::block_on(host.call("host.info", 1, json!({})))?;
+                info.get("state_dir")
+                    .and_then(Value::as_str)
+                    .map(PathBuf::from)
+                    .ok_or_else(|| {
+                        err(
+                            error_code::INVALID_CONFIG,
+                            "no state_dir from the host; set one",
+                        )
+                    })?
+            }
+        };
+        std::fs::create_dir_all(vm::vms_root(&state_dir)).map_err(|e| {
+            err(
+                error_code::INVALID_CONFIG,
+                format!("{}: {e}", state_dir.display()),
+            )
+        })?;
+        let launcher = Launcher {
+            qemu: config.qemu.clone(),
+            qemu_img: config.qemu_img.clone(),
+            accel: choose_accelerator(&config.accelerator),
+            image_library: PathBuf::from(&config.image_library),
+        };
+        log::info!(
+            "local-vmm: accelerator {}, state in {}",
+            launcher.accel,
+            state_dir.display()
+        );
+        let vmm = LocalVmm {
+            boots: Arc::new(Semaphore::new(config.max_concurrent_boots.max(1))),
+            config,
+            launcher,
+            state_dir,
+            vms: Arc::default(),
+        };
+        vmm.reattach();
+        Ok(LocalVmmPlugin(Arc::new(vmm)))
+    }
+
+    async fn call(self: Arc<Self>, call: OpCall) -> Result<Value, PluginError> {
+        let vmm = &self.0;
+        match (call.op.as_str(), call.version) {
+            (ops::HEALTH, 1) => Ok(serde_json::to_value(vmm.health()).unwrap_or_default()),
+            (ops::REGIONS, 1) => Ok(
+                json!([{"name": vmm.config.region, "zones": [format!("{}a", vmm.config.region)]}]),
+            ),
+            ("instance.create", 1) => vmm.create(&call.params).await,
+            ("instance.get", 1) => Ok(vmm.view(&vmm.get(&id_param(&call.params)?)?)),
+            ("instance.list", 1) | ("inventory.list", 1) => Ok(vmm.list()),
+            ("instance.stop", 1) => vmm.stop(&id_param(&call.params)?).await,
+            ("instance.start", 1) => vmm.start(&id_param(&call.params)?).await,
+            ("instance.terminate", 1) => vmm.terminate(&id_param(&call.params)?).await,
+            ("instance.console", 1) => {
+                let tail = call
+                    .params
+                    .get("tail_bytes")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(64 * 1024);
+                vmm.console(&id_param(&call.params)?, tail as usize)
+            }
+            _ => Err(call.unsupported()),
+        }
+    }
+}
+
+export_plugin!(LocalVmmPlugin, name = "local-vmm", kind = Provider);

@@ -1,0 +1,259 @@
+//! One VM: its state directory (the source of truth), its QEMU process and its lifecycle.
+//!
+//! `<state>/vms/<id>/` holds `spec.json` (written via tmp + rename), `disk.qcow2` (kept
+//! across stop/start), `qmp.sock`, `serial.log`, `stderr.log` and `pid`. QEMU runs in its
+//! own process group, so VMs outlive a gateway restart.
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::qmp;
+
+/// Serial-console line the guest prints when booted.
+pub const READY_MARKER: &str = "SKYPORT-GUEST-READY";
+
+/// EC2-named states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum VmState {
+    /// Booting.
+    Pending,
+    /// Guest ready.
+    Running,
+    /// Powering down.
+    Stopping,
+    /// No process; disk kept.
+    Stopped,
+    /// Being removed.
+    ShuttingDown,
+    /// Gone.
+    Terminated,
+}
+
+/// What is persisted about a VM.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct VmSpec {
+    /// Plugin-side id (`vm-` + 12 hex).
+    pub id: String,
+    /// Image name in the library.
+    pub image: String,
+    /// Skyport instance type, as given by the gateway.
+    pub instance_type: String,
+    /// vCPUs.
+    pub vcpus: u32,
+    /// Memory in MiB.
+    pub memory_mib: u32,
+    /// Current state.
+    pub state: VmState,
+    /// Pid of the running QEMU, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+}
+
+/// Paths inside a VM's state directory.
+#[derive(Debug, Clone)]
+pub struct VmDir(pub PathBuf);
+
+impl VmDir {
+    /// `spec.json`.
+    pub fn spec(&self) -> PathBuf {
+        self.0.join("spec.json")
+    }
+    /// `disk.qcow2`.
+    pub fn disk(&self) -> PathBuf {
+        self.0.join("disk.qcow2")
+    }
+    /// `qmp.sock`.
+    pub fn qmp(&self) -> PathBuf {
+        self.0.join("qmp.sock")
+    }
+    /// `serial.log`.
+    pub fn serial(&self) -> PathBuf {
+        self.0.join("serial.log")
+    }
+    /// `pid`.
+    pub fn pid(&self) -> PathBuf {
+        self.0.join("pid")
+    }
+
+    /// Writes `spec` atomically.
+    pub fn save(&self, spec: &VmSpec) -> Result<(), String> {
+        let tmp = self.0.join("spec.json.tmp");
+        let text = serde_json::to_vec_pretty(spec).map_err(|e| e.to_string())?;
+        std::fs::write(&tmp, text).map_err(|e| format!("writing {}: {e}", tmp.display()))?;
+        std::fs::rename(&tmp, self.spec()).map_err(|e| format!("saving spec: {e}"))
+    }
+
+    /// Reads the spec.
+    pub fn load(&self) -> Result<VmSpec, String> {
+        let text = std::fs::read(self.spec()).map_err(|e| format!("reading spec: {e}"))?;
+        serde_json::from_slice(&text).map_err(|e| format!("parsing spec: {e}"))
+    }
+}
+
+/// How to launch QEMU.
+#[derive(Debug, Clone)]
+pub struct Launcher {
+    /// `qemu-system-x86_64` (name or path).
+    pub qemu: String,
+    /// `qemu-img`.
+    pub qemu_img: String,
+    /// `-accel` argument, e.g. `tcg,tb-size=64`.
+    pub accel: String,
+    /// Directory holding `<image>/vmlinuz` and `<image>/initramfs.gz`.
+    pub image_library: PathBuf,
+}
+
+impl Launcher {
+    /// Creates the disk if missing and starts QEMU; returns its pid.
+    pub async fn launch(&self, dir: &VmDir, spec: &VmSpec) -> Result<u32, String> {
+        if !dir.disk().exists() {
+            let status = tokio::process::Command::new(&self.qemu_img)
+                .args(["create", "-q", "-f", "qcow2"])
+                .arg(dir.disk())
+                .arg("1G")
+                .status()
+                .await
+                .map_err(|e| format!("{}: {e}", self.qemu_img))?;
+            if !status.success() {
+                return Err(format!("qemu-img create failed: {status}"));
+            }
+        }
+        let image = self.image_library.join(&spec.image);
+        let _ = std::fs::remove_file(dir.qmp());
+        let _ = std::fs::remove_file(dir.pid());
+        let stderr = std::fs::File::create(dir.0.join("stderr.log")).map_err(|e| e.to_string())?;
+        let mut command = std::process::Command::new(&self.qemu);
+        command
+            .arg("-name")
+            .arg(&spec.id)
+            .args(["-machine", "q35", "-accel", &self.accel])
+            .args([
+                "-m",
+                &spec.memory_mib.to_string(),
+                "-smp",
+                &spec.vcpus.to_string(),
+            ])
+            .args(["-nodefaults", "-no-user-config", "-display", "none"])
+            .arg("-serial")
+            .arg(format!("file:{}", dir.serial().display()))
+            .arg("-kernel")
+            .arg(image.join("vmlinuz"))
+            .arg("-initrd")
+            .arg(image.join("initramfs.gz"))
+            .args(["-append", "console=ttyS0 quiet panic=-1"])
+            .arg("-qmp")
+            .arg(format!("unix:{},server=on,wait=off", dir.qmp().display()))
+            .arg("-drive")
+            .arg(format!(
+                "file={},if=virtio,format=qcow2",
+                dir.disk().display()
+            ))
+            .args(["-device", "virtio-balloon-pci"])
+            .arg("-pidfile")
+            .arg(dir.pid())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .process_group(0);
+        let mut child = tokio::process::Command::from(command)
+            .spawn()
+            .map_err(|e| format!("{}: {e}", self.qemu))?;
+        let pid = child.id().ok_or("QEMU exited at once")?;
+        // Reap it when it exits (no zombies); never kill on drop: VMs outlive us.
+        tokio::spawn(async move {
+            let _ = child.wait().await;
+        });
+        Ok(pid)
+    }
+}
+
+/// Whether `pid` is alive and is the QEMU of VM `id` (guards against pid reuse).
+pub fn is_our_qemu(pid: u32, id: &str) -> bool {
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // A zombie (exited, not yet reaped) is not alive.
+        if stat
+            .rsplit(')')
+            .next()
+            .map(|s| s.trim_start().starts_with('Z'))
+            == Some(true)
+        {
+            return false;
+        }
+    }
+    let needle = format!("-name\0{id}\0");
+    cmdline
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+/// Waits until the serial console shows the ready marker, the process dies, or `timeout`.
+pub async fn wait_ready(dir: &VmDir, pid: u32, id: &str, timeout: Duration) -> Result<(), String> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Ok(text) = std::fs::read(dir.serial()) {
+            if text
+                .windows(READY_MARKER.len())
+                .any(|w| w == READY_MARKER.as_bytes())
+            {
+                return Ok(());
+            }
+        }
+        if !is_our_qemu(pid, id) {
+            let stderr = std::fs::read_to_string(dir.0.join("stderr.log")).unwrap_or_default();
+            return Err(format!(
+                "QEMU exited during boot: {}",
+                stderr.lines().last().unwrap_or("")
+            ));
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(format!("guest not ready within {timeout:?}"));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Stops QEMU: ACPI power-down, then `quit`, then SIGKILL. Returns once the process is gone.
+pub async fn power_off(dir: &VmDir, pid: u32, id: &str, grace: Duration) -> Result<(), String> {
+    if !is_our_qemu(pid, id) {
+        return Ok(());
+    }
+    let _ = qmp::execute(&dir.qmp(), "system_powerdown", None, Duration::from_secs(5)).await;
+    if wait_gone(pid, id, grace).await {
+        return Ok(());
+    }
+    let _ = qmp::execute(&dir.qmp(), "quit", None, Duration::from_secs(5)).await;
+    if wait_gone(pid, id, Duration::from_secs(5)).await {
+        return Ok(());
+    }
+    // SAFETY: kill(2) on a pid we verified is this VM's QEMU.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    if wait_gone(pid, id, Duration::from_secs(5)).await {
+        Ok(())
+    } else {
+        Err(format!("QEMU pid {pid} did not exit"))
+    }
+}
+
+async fn wait_gone(pid: u32, id: &str, timeout: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while tokio::time::Instant::now() < deadline {
+        if !is_our_qemu(pid, id) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    !is_our_qemu(pid, id)
+}
+
+/// Where VMs live under the plugin's state directory.
+pub fn vms_root(state_dir: &Path) -> PathBuf {
+    state_dir.join("vms")
+}

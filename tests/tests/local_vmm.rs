@@ -1,0 +1,180 @@
+//! The local-vmm provider plugin with real QEMU, driven through the gateway's plugin-op
+//! admin route (the tenant instance API builds on these ops).
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use skyport_e2e::{default_config, expect_problem, Gateway, GatewayOptions};
+
+fn assert_qemu_installed() {
+    assert!(
+        std::process::Command::new("qemu-system-x86_64")
+            .arg("--version")
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false),
+        "qemu-system-x86_64 is missing: run tests/install-deps.sh test (make test does)"
+    );
+    assert!(
+        skyport_e2e::guest_library()
+            .join("skyport-tiny/vmlinuz")
+            .exists(),
+        "guest image missing: run tests/install-deps.sh test (make test does)"
+    );
+}
+
+async fn op(gw: &Gateway, admin: &str, name: &str, params: Value) -> reqwest::Response {
+    gw.post(
+        &format!("/admin/plugins/local-vmm/ops/{name}"),
+        admin,
+        Some(params),
+    )
+    .await
+}
+
+async fn op_ok(gw: &Gateway, admin: &str, name: &str, params: Value) -> Value {
+    let response = op(gw, admin, name, params).await;
+    let status = response.status();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(status, 200, "{name}: {body}");
+    body["result"].clone()
+}
+
+async fn wait_state(gw: &Gateway, admin: &str, id: &str, state: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let vm = op_ok(gw, admin, "instance.get", json!({"id": id})).await;
+        if vm["state"] == state {
+            return vm;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{id} never reached {state}: {vm}\n{}",
+            gw.log()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+fn qemu_pids(id: &str) -> Vec<u32> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) {
+            let needle = format!("-name\0{id}\0");
+            if cmdline
+                .windows(needle.len())
+                .any(|w| w == needle.as_bytes())
+            {
+                let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .map(|s| {
+                        s.rsplit(')')
+                            .next()
+                            .unwrap_or("")
+                            .trim_start()
+                            .starts_with('Z')
+                    })
+                    .unwrap_or(false);
+                if !zombie {
+                    pids.push(pid);
+                }
+            }
+        }
+    }
+    pids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_vm_boots_stops_starts_and_terminates() {
+    assert_qemu_installed();
+    let gw = Gateway::start();
+    let admin = gw.token("demo", None, &["admin"]);
+    let providers = gw.get_json("/v1/providers", &admin).await;
+    let vmm = providers["providers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "local-vmm")
+        .expect("local-vmm loaded")
+        .clone();
+    assert_eq!(vmm["health"]["healthy"], true, "{vmm}");
+    assert_eq!(vmm["regions"], json!(["local-1"]));
+
+    let created = op_ok(
+        &gw,
+        &admin,
+        "instance.create",
+        json!({"image": "skyport-tiny", "instance_type": "sp.micro", "vcpus": 1, "memory_mib": 128}),
+    )
+    .await;
+    assert_eq!(created["state"], "pending");
+    let id = created["id"].as_str().unwrap().to_string();
+    wait_state(&gw, &admin, &id, "running").await;
+    assert_eq!(qemu_pids(&id).len(), 1);
+    let console = op_ok(&gw, &admin, "instance.console", json!({"id": id})).await;
+    let output = console["output"].as_str().unwrap();
+    assert!(output.contains("SKYPORT-GUEST-READY"), "{output}");
+    assert!(output.contains("cpus=1"), "{output}");
+
+    // Stopping a running VM powers the guest off; the disk stays.
+    let stopped = op_ok(&gw, &admin, "instance.stop", json!({"id": id})).await;
+    assert_eq!(stopped["state"], "stopped");
+    assert!(qemu_pids(&id).is_empty(), "QEMU still running after stop");
+    let again = op(&gw, &admin, "instance.stop", json!({"id": id})).await;
+    expect_problem(again, 409).await;
+
+    // Start boots it again from the same disk.
+    let started = op_ok(&gw, &admin, "instance.start", json!({"id": id})).await;
+    assert_eq!(started["state"], "pending");
+    wait_state(&gw, &admin, &id, "running").await;
+
+    let vm_dir = gw.state_dir.join("plugins/local-vmm/vms").join(&id);
+    assert!(vm_dir.join("disk.qcow2").exists());
+    let gone = op_ok(&gw, &admin, "instance.terminate", json!({"id": id})).await;
+    assert_eq!(gone["state"], "terminated");
+    assert!(
+        qemu_pids(&id).is_empty(),
+        "QEMU still running after terminate"
+    );
+    assert!(!vm_dir.exists(), "state directory not removed");
+    let missing = op(&gw, &admin, "instance.get", json!({"id": id})).await;
+    expect_problem(missing, 404).await;
+}
+
+#[tokio::test]
+async fn missing_qemu_makes_the_provider_unhealthy_with_the_reason_and_creates_fail_503() {
+    let config = default_config().replace(
+        "config = { image_library = ",
+        "config = { qemu = \"/nonexistent/qemu-system-x86_64\", image_library = ",
+    );
+    let gw = Gateway::start_with(GatewayOptions {
+        config: Some(config),
+        ..Default::default()
+    });
+    let token = gw.token("demo", None, &["admin"]);
+    let providers = gw.get_json("/v1/providers", &token).await;
+    let vmm = &providers["providers"][0];
+    assert_eq!(vmm["name"], "local-vmm");
+    assert_eq!(vmm["health"]["healthy"], false);
+    let reason = vmm["health"]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("not found; install qemu-system-x86"),
+        "{reason}"
+    );
+    let r = op(
+        &gw,
+        &token,
+        "instance.create",
+        json!({"image": "skyport-tiny", "instance_type": "sp.micro", "vcpus": 1, "memory_mib": 128}),
+    )
+    .await;
+    let body = expect_problem(r, 503).await;
+    assert!(body["detail"]
+        .as_str()
+        .unwrap()
+        .contains("install qemu-system-x86"));
+    // The gateway keeps serving.
+    assert_eq!(gw.get("/v1/whoami", &token).await.status(), 200);
+}
