@@ -7,9 +7,11 @@
 pub mod api;
 pub mod auth;
 pub mod cache;
+pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod inventory;
 pub mod limit;
 pub mod metering_tap;
 pub mod metrics;

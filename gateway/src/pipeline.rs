@@ -275,11 +275,42 @@ async fn dispatch(
             let body = read_body(req).await?;
             api::admin::call_plugin(state, ctx, request_id, plugin, op, body).await
         }
+        Route::InstanceTypes => Ok(api::instances::instance_types()),
+        Route::InstanceList => {
+            let query = query_pairs(req.uri());
+            api::instances::list(state, ctx, request_id, &query).await
+        }
+        Route::InstanceCreate => {
+            let wait = query_value(req.uri(), "wait");
+            let body = read_body(req).await?;
+            api::instances::create(state, ctx, request_id, body, wait.as_deref()).await
+        }
+        Route::InstanceGet(id) => {
+            let wait = query_value(req.uri(), "wait");
+            api::instances::get(state, ctx, request_id, id, wait.as_deref()).await
+        }
+        Route::InstanceAction(id, action) => {
+            let wait = query_value(req.uri(), "wait");
+            api::instances::action(state, ctx, request_id, id, action, wait.as_deref()).await
+        }
         Route::Ec2Reserved => Err(GatewayError::new(
             ErrorKind::NotImplemented,
             "the EC2 Query API is not served by this version of Skyport",
         )),
     }
+}
+
+fn query_pairs(uri: &http::Uri) -> Vec<(String, String)> {
+    form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
+        .into_owned()
+        .collect()
+}
+
+fn query_value(uri: &http::Uri, key: &str) -> Option<String> {
+    query_pairs(uri)
+        .into_iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v)
 }
 
 async fn read_body(req: Request<Incoming>) -> Result<Bytes, GatewayError> {

@@ -23,6 +23,8 @@ pub struct AppState {
     pub limiter: TenantRateLimiter,
     /// Read cache.
     pub cache: ResponseCache,
+    /// Instance inventory (SQLite).
+    pub inventory: crate::inventory::Inventory,
     /// Loaded plugins.
     pub plugins: Arc<PluginRegistry>,
     /// Provider regions, gathered at startup.

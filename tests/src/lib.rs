@@ -229,7 +229,7 @@ impl Gateway {
             .unwrap();
         reqwest::Client::builder()
             .tls_certs_only([ca])
-            .timeout(Duration::from_secs(30))
+            .timeout(Duration::from_secs(180))
     }
 
     /// A development token signed with the gateway's development key.

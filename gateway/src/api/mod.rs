@@ -2,6 +2,7 @@
 //! reserved for the EC2 Query API.
 
 pub mod admin;
+pub mod instances;
 pub mod native;
 pub mod problem;
 
@@ -33,6 +34,16 @@ pub enum Route {
         /// `op` or `op@version`.
         op: String,
     },
+    /// `GET /v1/instance-types`
+    InstanceTypes,
+    /// `GET /v1/instances`
+    InstanceList,
+    /// `POST /v1/instances`
+    InstanceCreate,
+    /// `GET /v1/instances/{id}`
+    InstanceGet(String),
+    /// `POST /v1/instances/{id}/{start|stop}`, `DELETE /v1/instances/{id}` (`terminate`)
+    InstanceAction(String, String),
     /// `/` and `/services/compute`: reserved for the EC2 Query API.
     Ec2Reserved,
 }
@@ -86,6 +97,42 @@ pub fn route(method: &Method, path: &str) -> Result<RouteMatch, GatewayError> {
             cache_ttl: Some(Duration::from_secs(10)),
             ..matched(Route::Regions, "/v1/regions")
         }),
+        ["v1", "instance-types"] => get_only(RouteMatch {
+            cache_ttl: Some(Duration::from_secs(60)),
+            ..matched(Route::InstanceTypes, "/v1/instance-types")
+        }),
+        ["v1", "instances"] => match *method {
+            Method::GET => Ok(matched(Route::InstanceList, "/v1/instances")),
+            Method::POST => Ok(RouteMatch {
+                write: true,
+                ..matched(Route::InstanceCreate, "/v1/instances")
+            }),
+            _ => Err(not_allowed(method, "/v1/instances")),
+        },
+        ["v1", "instances", id] => match *method {
+            Method::GET => Ok(matched(
+                Route::InstanceGet(id.to_string()),
+                "/v1/instances/{id}",
+            )),
+            Method::DELETE => Ok(RouteMatch {
+                write: true,
+                ..matched(
+                    Route::InstanceAction(id.to_string(), "terminate".into()),
+                    "/v1/instances/{id}",
+                )
+            }),
+            _ => Err(not_allowed(method, "/v1/instances/{id}")),
+        },
+        ["v1", "instances", id, action @ ("start" | "stop")] => match *method {
+            Method::POST => Ok(RouteMatch {
+                write: true,
+                ..matched(
+                    Route::InstanceAction(id.to_string(), action.to_string()),
+                    "/v1/instances/{id}/{action}",
+                )
+            }),
+            _ => Err(not_allowed(method, "/v1/instances/{id}/{action}")),
+        },
         ["admin", "plugins"] => get_only(RouteMatch {
             admin: true,
             ..matched(Route::AdminPlugins, "/admin/plugins")
@@ -115,6 +162,13 @@ pub fn route(method: &Method, path: &str) -> Result<RouteMatch, GatewayError> {
         }
         _ => Err(GatewayError::not_found(format!("no route for {path}"))),
     }
+}
+
+fn not_allowed(method: &Method, template: &str) -> GatewayError {
+    GatewayError::new(
+        ErrorKind::MethodNotAllowed,
+        format!("{method} is not allowed on {template}"),
+    )
 }
 
 /// A JSON response.

@@ -185,8 +185,11 @@ async fn serve(config: Config) -> anyhow::Result<i32> {
     let api_addr = listener.local_addr()?;
     let metrics_addr = metrics_listener.local_addr()?;
 
+    let inventory =
+        crate::inventory::Inventory::open(&state_dir).context("opening the inventory")?;
     let config = Arc::new(config);
     let state = Arc::new(AppState {
+        inventory,
         auth: Authenticator::new(Arc::clone(&jwt), config.auth.mtls.admin_services.clone()),
         tenants: TenantDirectory::new(config.tenants.clone()),
         limiter: TenantRateLimiter::from_config(&config),

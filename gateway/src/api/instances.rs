@@ -1,0 +1,370 @@
+//! The native instance API (`/v1/instances`, `/v1/instance-types`): tenant-scoped, with
+//! the inventory as the map from Skyport ids to provider VMs.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use http::{Response, StatusCode};
+use http_body_util::Full;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use skyport_plugin_api::sdk::CallContext;
+
+use super::json_response;
+use crate::auth::TenantContext;
+use crate::catalog::{instance_type, instance_type_names, INSTANCE_TYPES};
+use crate::error::{ErrorKind, GatewayError};
+use crate::inventory::{is_instance_id, new_instance_id, InstanceRecord};
+use crate::state::AppState;
+
+/// Longest `?wait=` a request may ask for.
+const MAX_WAIT: Duration = Duration::from_secs(120);
+/// Deadline of one provider call.
+const PROVIDER_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// `POST /v1/instances` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateRequest {
+    image: String,
+    instance_type: String,
+    region: Option<String>,
+    provider: Option<String>,
+    name: Option<String>,
+    #[serde(default)]
+    tags: serde_json::Map<String, Value>,
+    department: Option<String>,
+}
+
+fn context(ctx: &TenantContext, request_id: &str) -> CallContext {
+    CallContext {
+        request_id: request_id.to_string(),
+        tenant: Some(ctx.tenant.to_string()),
+        department: ctx.department.clone(),
+    }
+}
+
+fn view(record: &InstanceRecord) -> Value {
+    let t = instance_type(&record.instance_type);
+    json!({
+        "id": record.id,
+        "state": record.state,
+        "provider": record.provider,
+        "region": record.region,
+        "image": record.image,
+        "instance_type": record.instance_type,
+        "vcpus": t.map(|t| t.vcpus),
+        "memory_mib": t.map(|t| t.memory_mib),
+        "name": record.name,
+        "tags": record.tags,
+        "department": record.department,
+        "created_at": record.created_at,
+    })
+}
+
+/// `GET /v1/instance-types`.
+pub fn instance_types() -> Response<Full<Bytes>> {
+    json_response(StatusCode::OK, &json!({ "instance_types": INSTANCE_TYPES }))
+}
+
+/// `POST /v1/instances`.
+pub async fn create(
+    state: &AppState,
+    ctx: &TenantContext,
+    request_id: &str,
+    body: Bytes,
+    wait: Option<&str>,
+) -> Result<Response<Full<Bytes>>, GatewayError> {
+    let req: CreateRequest = serde_json::from_slice(&body)
+        .map_err(|e| GatewayError::invalid(format!("invalid instance request: {e}")))?;
+    let itype = instance_type(&req.instance_type).ok_or_else(|| {
+        GatewayError::invalid(format!(
+            "unknown instance_type '{}'; choose one of {}",
+            req.instance_type,
+            instance_type_names().join(", ")
+        ))
+    })?;
+    let department = match (&ctx.department, req.department) {
+        (Some(own), Some(asked)) if *own != asked => {
+            return Err(GatewayError::forbidden(format!(
+                "a token of department '{own}' cannot create for department '{asked}'"
+            )))
+        }
+        (own, asked) => asked.or_else(|| own.clone()),
+    };
+    if let Some(dept) = &department {
+        let known = state
+            .tenants
+            .iter()
+            .any(|(id, t)| **id == *ctx.tenant && t.departments.contains(dept));
+        if !known {
+            return Err(GatewayError::invalid(format!(
+                "department '{dept}' does not belong to tenant '{}'",
+                ctx.tenant
+            )));
+        }
+    }
+    let (provider, region) = place(state, req.provider.as_deref(), req.region.as_deref())?;
+    let mut record = InstanceRecord {
+        id: new_instance_id(),
+        tenant: ctx.tenant.to_string(),
+        department,
+        provider: provider.clone(),
+        region,
+        remote_id: None,
+        image: req.image.clone(),
+        instance_type: itype.name.to_string(),
+        name: req.name,
+        tags: req.tags,
+        state: "pending".into(),
+        created_at: crate::pipeline::humantime_rfc3339(SystemTime::now()),
+    };
+    // The row exists before the provider is asked, so a crash in between is visible.
+    state.inventory.insert(record.clone()).await?;
+    let created = state
+        .plugins
+        .call(
+            &provider,
+            "instance.create",
+            1,
+            json!({
+                "image": req.image,
+                "instance_type": itype.name,
+                "vcpus": itype.vcpus,
+                "memory_mib": itype.memory_mib,
+            }),
+            context(ctx, request_id),
+            PROVIDER_TIMEOUT,
+        )
+        .await;
+    let created = match created {
+        Ok(v) => v,
+        Err(e) => {
+            state.inventory.delete(&record.id).await?;
+            return Err(e);
+        }
+    };
+    record.remote_id = created["id"].as_str().map(str::to_owned);
+    record.state = created["state"].as_str().unwrap_or("pending").to_string();
+    state
+        .inventory
+        .update(&record.id, record.remote_id.clone(), &record.state, None)
+        .await?;
+    let record = wait_for(state, ctx, request_id, record, wait).await?;
+    Ok(json_response(StatusCode::ACCEPTED, &view(&record)))
+}
+
+/// Chooses the provider: by name, by region, or the first provider region.
+fn place(
+    state: &AppState,
+    provider: Option<&str>,
+    region: Option<&str>,
+) -> Result<(String, String), GatewayError> {
+    let provider_regions = state.regions.iter().filter(|r| r.kind == "provider");
+    let candidates: Vec<(String, String)> = provider_regions
+        .flat_map(|r| r.providers.iter().map(move |p| (p.clone(), r.name.clone())))
+        .filter(|(p, r)| {
+            provider.is_none_or(|want| want == p) && region.is_none_or(|want| want == r)
+        })
+        .collect();
+    if let Some((p, r)) = candidates.first() {
+        return Ok((p.clone(), r.clone()));
+    }
+    let known: Vec<&str> = state
+        .regions
+        .iter()
+        .filter(|r| r.kind == "provider")
+        .map(|r| r.name.as_str())
+        .collect();
+    Err(GatewayError::invalid(match (provider, region) {
+        (Some(p), _) => format!("no provider '{p}' serves that request"),
+        (None, Some(r)) => format!("unknown region '{r}'; choose one of {}", known.join(", ")),
+        (None, None) => "no provider is loaded".to_string(),
+    }))
+}
+
+async fn lookup(
+    state: &AppState,
+    ctx: &TenantContext,
+    id: &str,
+) -> Result<InstanceRecord, GatewayError> {
+    if !is_instance_id(id) {
+        return Err(GatewayError::invalid(format!(
+            "'{id}' is not an instance id (i- and 17 hex digits)"
+        )));
+    }
+    state
+        .inventory
+        .get(&ctx.tenant, id)
+        .await?
+        .ok_or_else(|| GatewayError::not_found(format!("instance {id} not found")))
+}
+
+/// Refreshes the state from the provider (the source of truth for running VMs).
+async fn refresh(
+    state: &AppState,
+    ctx: &TenantContext,
+    request_id: &str,
+    mut record: InstanceRecord,
+) -> Result<InstanceRecord, GatewayError> {
+    let Some(remote) = record.remote_id.clone() else {
+        return Ok(record);
+    };
+    if record.state == "terminated" {
+        return Ok(record);
+    }
+    let live = state
+        .plugins
+        .call(
+            &record.provider,
+            "instance.get",
+            1,
+            json!({"id": remote}),
+            context(ctx, request_id),
+            PROVIDER_TIMEOUT,
+        )
+        .await;
+    let new_state = match live {
+        Ok(v) => v["state"].as_str().unwrap_or(&record.state).to_string(),
+        Err(e) if e.kind == ErrorKind::NotFound => "terminated".to_string(),
+        Err(e) => return Err(e),
+    };
+    if new_state != record.state {
+        state
+            .inventory
+            .update(&record.id, None, &new_state, None)
+            .await?;
+        record.state = new_state;
+    }
+    Ok(record)
+}
+
+async fn wait_for(
+    state: &AppState,
+    ctx: &TenantContext,
+    request_id: &str,
+    mut record: InstanceRecord,
+    wait: Option<&str>,
+) -> Result<InstanceRecord, GatewayError> {
+    let Some(target) = wait else {
+        return Ok(record);
+    };
+    if !matches!(target, "running" | "stopped" | "terminated") {
+        return Err(GatewayError::invalid(
+            "wait must be running, stopped or terminated",
+        ));
+    }
+    let deadline = Instant::now() + MAX_WAIT;
+    while record.state != target {
+        if Instant::now() > deadline {
+            return Err(GatewayError::new(
+                ErrorKind::Timeout,
+                format!(
+                    "instance {} did not reach {target} within {MAX_WAIT:?}",
+                    record.id
+                ),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        record = refresh(state, ctx, request_id, record).await?;
+    }
+    Ok(record)
+}
+
+/// `GET /v1/instances/{id}`.
+pub async fn get(
+    state: &AppState,
+    ctx: &TenantContext,
+    request_id: &str,
+    id: &str,
+    wait: Option<&str>,
+) -> Result<Response<Full<Bytes>>, GatewayError> {
+    let record = refresh(state, ctx, request_id, lookup(state, ctx, id).await?).await?;
+    let record = wait_for(state, ctx, request_id, record, wait).await?;
+    Ok(json_response(StatusCode::OK, &view(&record)))
+}
+
+/// `GET /v1/instances` with filters `state`, `region`, `tag:<key>`.
+pub async fn list(
+    state: &AppState,
+    ctx: &TenantContext,
+    request_id: &str,
+    query: &[(String, String)],
+) -> Result<Response<Full<Bytes>>, GatewayError> {
+    let mut out = Vec::new();
+    for record in state.inventory.list(&ctx.tenant).await? {
+        let record = refresh(state, ctx, request_id, record).await?;
+        let keep = query.iter().all(|(k, v)| match k.as_str() {
+            "state" => record.state == *v,
+            "region" => record.region == *v,
+            k if k.starts_with("tag:") => {
+                record.tags.get(&k[4..]).and_then(Value::as_str) == Some(v.as_str())
+            }
+            _ => true,
+        });
+        if keep {
+            out.push(view(&record));
+        }
+    }
+    Ok(json_response(StatusCode::OK, &json!({ "instances": out })))
+}
+
+/// `POST /v1/instances/{id}/{start|stop}` and `DELETE /v1/instances/{id}`.
+pub async fn action(
+    state: &AppState,
+    ctx: &TenantContext,
+    request_id: &str,
+    id: &str,
+    action: &str,
+    wait: Option<&str>,
+) -> Result<Response<Full<Bytes>>, GatewayError> {
+    let record = refresh(state, ctx, request_id, lookup(state, ctx, id).await?).await?;
+    let op = match action {
+        "start" => "instance.start",
+        "stop" => "instance.stop",
+        "terminate" => "instance.terminate",
+        other => return Err(GatewayError::not_found(format!("no action '{other}'"))),
+    };
+    if record.state == "terminated" {
+        return Err(GatewayError::new(
+            ErrorKind::Conflict,
+            format!("instance {id} is terminated"),
+        ));
+    }
+    let remote = record.remote_id.clone().ok_or_else(|| {
+        GatewayError::new(
+            ErrorKind::Conflict,
+            format!("instance {id} is still being created"),
+        )
+    })?;
+    let result = state
+        .plugins
+        .call(
+            &record.provider,
+            op,
+            1,
+            json!({"id": remote}),
+            context(ctx, request_id),
+            PROVIDER_TIMEOUT,
+        )
+        .await?;
+    let new_state = result["state"]
+        .as_str()
+        .unwrap_or(&record.state)
+        .to_string();
+    state
+        .inventory
+        .update(&record.id, None, &new_state, None)
+        .await?;
+    let record = InstanceRecord {
+        state: new_state,
+        ..record
+    };
+    let record = wait_for(state, ctx, request_id, record, wait).await?;
+    let status = if action == "terminate" {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
+    Ok(json_response(status, &view(&record)))
+}

@@ -1,0 +1,272 @@
+//! The inventory: which Skyport instance id is which provider's VM, for which tenant.
+//!
+//! One SQLite database in the state directory (WAL). The row is written before the provider
+//! call (state `pending`, no remote id yet) and completed after it, so a crash in between
+//! leaves a visible, reconcilable row rather than an unknown VM. Another tenant's id is
+//! indistinguishable from an unknown id: every query is keyed by (tenant, id).
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
+
+use crate::error::GatewayError;
+
+/// One instance as Skyport knows it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct InstanceRecord {
+    /// `i-` + 17 hex.
+    pub id: String,
+    /// Owning tenant (never shown to others).
+    #[serde(skip)]
+    pub tenant: String,
+    /// Department billed.
+    pub department: Option<String>,
+    /// Provider instance name.
+    pub provider: String,
+    /// Region.
+    pub region: String,
+    /// The provider's own id (never shown to tenants).
+    #[serde(skip)]
+    pub remote_id: Option<String>,
+    /// Image.
+    pub image: String,
+    /// Instance type.
+    pub instance_type: String,
+    /// Name given at creation.
+    pub name: Option<String>,
+    /// Tags.
+    pub tags: serde_json::Map<String, serde_json::Value>,
+    /// EC2-named state.
+    pub state: String,
+    /// Creation time (RFC 3339 UTC).
+    pub created_at: String,
+}
+
+/// The inventory store.
+#[derive(Clone)]
+pub struct Inventory {
+    conn: Arc<Mutex<Connection>>,
+}
+
+fn db_error(e: rusqlite::Error) -> GatewayError {
+    GatewayError::internal(format!("inventory: {e}"))
+}
+
+impl Inventory {
+    /// Opens (and migrates) `<state_dir>/skyport.db`.
+    pub fn open(state_dir: &Path) -> anyhow::Result<Self> {
+        let conn = Connection::open(state_dir.join("skyport.db"))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS instances (
+                id TEXT PRIMARY KEY,
+                tenant TEXT NOT NULL,
+                department TEXT,
+                provider TEXT NOT NULL,
+                region TEXT NOT NULL,
+                remote_id TEXT,
+                image TEXT NOT NULL,
+                instance_type TEXT NOT NULL,
+                name TEXT,
+                tags TEXT NOT NULL DEFAULT '{}',
+                state TEXT NOT NULL,
+                created_at TEXT NOT NULL
+            );
+            CREATE INDEX IF NOT EXISTS instances_tenant ON instances (tenant, id);",
+        )?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// Runs `f` on the connection outside the async workers.
+    async fn with<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, rusqlite::Error> + Send + 'static,
+    ) -> Result<T, GatewayError> {
+        let conn = Arc::clone(&self.conn);
+        tokio::task::spawn_blocking(move || {
+            let conn = conn.lock().unwrap_or_else(|p| p.into_inner());
+            f(&conn)
+        })
+        .await
+        .map_err(GatewayError::internal)?
+        .map_err(db_error)
+    }
+
+    /// Inserts a new record.
+    pub async fn insert(&self, r: InstanceRecord) -> Result<(), GatewayError> {
+        self.with(move |c| {
+            c.execute(
+                "INSERT INTO instances (id, tenant, department, provider, region, remote_id, image,
+                 instance_type, name, tags, state, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                params![
+                    r.id,
+                    r.tenant,
+                    r.department,
+                    r.provider,
+                    r.region,
+                    r.remote_id,
+                    r.image,
+                    r.instance_type,
+                    r.name,
+                    serde_json::Value::Object(r.tags).to_string(),
+                    r.state,
+                    r.created_at
+                ],
+            )
+            .map(|_| ())
+        })
+        .await
+    }
+
+    /// Sets remote id and state.
+    pub async fn update(
+        &self,
+        id: &str,
+        remote_id: Option<String>,
+        state: &str,
+        instance_type: Option<String>,
+    ) -> Result<(), GatewayError> {
+        let (id, state) = (id.to_string(), state.to_string());
+        self.with(move |c| {
+            c.execute(
+                "UPDATE instances SET remote_id = COALESCE(?2, remote_id), state = ?3,
+                 instance_type = COALESCE(?4, instance_type) WHERE id = ?1",
+                params![id, remote_id, state, instance_type],
+            )
+            .map(|_| ())
+        })
+        .await
+    }
+
+    /// Deletes a record.
+    pub async fn delete(&self, id: &str) -> Result<(), GatewayError> {
+        let id = id.to_string();
+        self.with(move |c| {
+            c.execute("DELETE FROM instances WHERE id = ?1", params![id])
+                .map(|_| ())
+        })
+        .await
+    }
+
+    /// The tenant's instance `id`, or `None` (also for another tenant's id).
+    pub async fn get(
+        &self,
+        tenant: &str,
+        id: &str,
+    ) -> Result<Option<InstanceRecord>, GatewayError> {
+        let (tenant, id) = (tenant.to_string(), id.to_string());
+        self.with(move |c| {
+            c.query_row(
+                &format!("{SELECT} WHERE tenant = ?1 AND id = ?2"),
+                params![tenant, id],
+                row_to_record,
+            )
+            .optional()
+        })
+        .await
+    }
+
+    /// The tenant's instances, ordered by id.
+    pub async fn list(&self, tenant: &str) -> Result<Vec<InstanceRecord>, GatewayError> {
+        let tenant = tenant.to_string();
+        self.with(move |c| {
+            let mut stmt = c.prepare(&format!("{SELECT} WHERE tenant = ?1 ORDER BY id"))?;
+            let rows = stmt.query_map(params![tenant], row_to_record)?;
+            rows.collect()
+        })
+        .await
+    }
+}
+
+const SELECT: &str =
+    "SELECT id, tenant, department, provider, region, remote_id, image, instance_type,
+    name, tags, state, created_at FROM instances";
+
+fn row_to_record(row: &rusqlite::Row<'_>) -> Result<InstanceRecord, rusqlite::Error> {
+    let tags: String = row.get(9)?;
+    Ok(InstanceRecord {
+        id: row.get(0)?,
+        tenant: row.get(1)?,
+        department: row.get(2)?,
+        provider: row.get(3)?,
+        region: row.get(4)?,
+        remote_id: row.get(5)?,
+        image: row.get(6)?,
+        instance_type: row.get(7)?,
+        name: row.get(8)?,
+        tags: serde_json::from_str(&tags).unwrap_or_default(),
+        state: row.get(10)?,
+        created_at: row.get(11)?,
+    })
+}
+
+/// A new Skyport instance id: `i-` + 17 lower-case hex digits.
+pub fn new_instance_id() -> String {
+    format!("i-{:017x}", rand::random::<u128>() & ((1u128 << 68) - 1))
+}
+
+/// Whether `id` has the shape of a Skyport instance id.
+pub fn is_instance_id(id: &str) -> bool {
+    id.len() == 19
+        && id.starts_with("i-")
+        && id[2..]
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_have_the_ec2_shape() {
+        for _ in 0..100 {
+            let id = new_instance_id();
+            assert!(is_instance_id(&id), "{id}");
+        }
+        assert!(!is_instance_id("i-123"));
+        assert!(!is_instance_id("i-0123456789ABCDEF0"));
+    }
+
+    #[tokio::test]
+    async fn another_tenants_id_is_not_found() {
+        let dir = std::env::temp_dir().join(format!("inv-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let inv = Inventory::open(&dir).unwrap();
+        let record = InstanceRecord {
+            id: new_instance_id(),
+            tenant: "demo".into(),
+            department: None,
+            provider: "local-vmm".into(),
+            region: "local-1".into(),
+            remote_id: None,
+            image: "skyport-tiny".into(),
+            instance_type: "sp.micro".into(),
+            name: None,
+            tags: Default::default(),
+            state: "pending".into(),
+            created_at: "2026-11-23T00:00:00.000Z".into(),
+        };
+        inv.insert(record.clone()).await.unwrap();
+        assert_eq!(
+            inv.get("demo", &record.id).await.unwrap(),
+            Some(record.clone())
+        );
+        assert_eq!(inv.get("acme", &record.id).await.unwrap(), None);
+        assert!(inv.list("acme").await.unwrap().is_empty());
+        inv.update(&record.id, Some("vm-1".into()), "running", None)
+            .await
+            .unwrap();
+        assert_eq!(
+            inv.get("demo", &record.id).await.unwrap().unwrap().state,
+            "running"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

@@ -1,0 +1,172 @@
+//! The native instance API with real QEMU VMs: lifecycle, tenant isolation, bad input.
+
+use serde_json::{json, Value};
+use skyport_e2e::{expect_problem, Gateway};
+
+fn assert_guest_ready_to_boot() {
+    assert!(
+        skyport_e2e::guest_library()
+            .join("skyport-tiny/vmlinuz")
+            .exists(),
+        "guest image missing: run tests/install-deps.sh test (make test does)"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instance_lifecycle_is_tenant_scoped_and_hides_provider_internals() {
+    assert_guest_ready_to_boot();
+    let gw = Gateway::start();
+    let demo = gw.token("demo", Some("finance"), &[]);
+    let acme = gw.token("acme", None, &[]);
+
+    let types = gw.get_json("/v1/instance-types", &demo).await;
+    assert_eq!(
+        types["instance_types"][0],
+        json!({"name": "sp.micro", "vcpus": 1, "memory_mib": 128})
+    );
+
+    let response = gw
+        .post(
+            "/v1/instances?wait=running",
+            &demo,
+            Some(
+                json!({"image": "skyport-tiny", "instance_type": "sp.micro", "region": "local-1",
+                        "name": "web-1", "tags": {"env": "dev"}}),
+            ),
+        )
+        .await;
+    assert_eq!(response.status(), 202);
+    let text = response.text().await.unwrap();
+    assert!(
+        !text.contains("vm-") && !text.contains("pid") && !text.contains("/"),
+        "{text}"
+    );
+    let created: Value = serde_json::from_str(&text).unwrap();
+    let id = created["id"].as_str().unwrap().to_string();
+    assert!(id.starts_with("i-") && id.len() == 19, "{id}");
+    assert_eq!(created["state"], "running");
+    assert_eq!(created["provider"], "local-vmm");
+    assert_eq!(created["region"], "local-1");
+    assert_eq!(created["department"], "finance");
+    assert_eq!(created["memory_mib"], 128);
+
+    let listed = gw
+        .get_json("/v1/instances?tag:env=dev&state=running", &demo)
+        .await;
+    assert_eq!(listed["instances"].as_array().unwrap().len(), 1);
+    let none = gw.get_json("/v1/instances?tag:env=prod", &demo).await;
+    assert!(none["instances"].as_array().unwrap().is_empty());
+
+    // Another tenant cannot see, stop or delete it: 404, exactly like an unknown id.
+    let theirs = gw.get_json("/v1/instances", &acme).await;
+    assert!(theirs["instances"].as_array().unwrap().is_empty());
+    let path = format!("/v1/instances/{id}");
+    expect_problem(gw.get(&path, &acme).await, 404).await;
+    expect_problem(gw.post(&format!("{path}/stop"), &acme, None).await, 404).await;
+    let delete = gw
+        .client()
+        .delete(gw.url(&path))
+        .bearer_auth(&acme)
+        .send()
+        .await
+        .unwrap();
+    expect_problem(delete, 404).await;
+    let unknown = "i-0123456789abcdef0";
+    let a = expect_problem(
+        gw.get(&format!("/v1/instances/{unknown}"), &demo).await,
+        404,
+    )
+    .await;
+    let b = expect_problem(gw.get(&path, &acme).await, 404).await;
+    assert_eq!(
+        a["detail"].as_str().unwrap().replace(unknown, "ID"),
+        b["detail"].as_str().unwrap().replace(&id, "ID")
+    );
+
+    // Stop, stop again (409), start, terminate.
+    let stopped: Value = gw
+        .post(&format!("{path}/stop?wait=stopped"), &demo, None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stopped["state"], "stopped");
+    expect_problem(gw.post(&format!("{path}/stop"), &demo, None).await, 409).await;
+    let started = gw
+        .post(&format!("{path}/start?wait=running"), &demo, None)
+        .await;
+    assert_eq!(started.status(), 202);
+    let started: Value = started.json().await.unwrap();
+    assert_eq!(started["state"], "running");
+    let deleted = gw
+        .client()
+        .delete(gw.url(&path))
+        .bearer_auth(&demo)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 200);
+    let deleted: Value = deleted.json().await.unwrap();
+    assert_eq!(deleted["state"], "terminated");
+    assert_eq!(gw.get_json(&path, &demo).await["state"], "terminated");
+    expect_problem(gw.post(&format!("{path}/start"), &demo, None).await, 409).await;
+}
+
+#[tokio::test]
+async fn bad_instance_requests_get_clear_400s() {
+    let gw = Gateway::start();
+    let demo = gw.token("demo", None, &[]);
+    let bad_type = gw
+        .post(
+            "/v1/instances",
+            &demo,
+            Some(json!({"image": "skyport-tiny", "instance_type": "sp.huge"})),
+        )
+        .await;
+    let body = expect_problem(bad_type, 400).await;
+    let detail = body["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("sp.huge") && detail.contains("sp.micro, sp.small, sp.medium, sp.large"),
+        "{detail}"
+    );
+
+    let bad_image = gw
+        .post(
+            "/v1/instances",
+            &demo,
+            Some(json!({"image": "windows-95", "instance_type": "sp.micro"})),
+        )
+        .await;
+    let body = expect_problem(bad_image, 400).await;
+    assert!(
+        body["detail"].as_str().unwrap().contains("windows-95"),
+        "{body}"
+    );
+    // Nothing was left behind.
+    let listed = gw.get_json("/v1/instances", &demo).await;
+    assert!(
+        listed["instances"].as_array().unwrap().is_empty(),
+        "{listed}"
+    );
+
+    let bad_region = gw
+        .post(
+            "/v1/instances",
+            &demo,
+            Some(json!({"image": "skyport-tiny", "instance_type": "sp.micro", "region": "mars-1"})),
+        )
+        .await;
+    let body = expect_problem(bad_region, 400).await;
+    assert!(
+        body["detail"].as_str().unwrap().contains("local-1"),
+        "{body}"
+    );
+
+    expect_problem(gw.get("/v1/instances/i-zzz", &demo).await, 400).await;
+    expect_problem(
+        gw.post("/v1/instances", &demo, Some(json!({"image": 1})))
+            .await,
+        400,
+    )
+    .await;
+}
