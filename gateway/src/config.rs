@@ -209,6 +209,12 @@ pub struct TenantConfig {
     pub requests_per_second: Option<u32>,
     /// Burst; default from `[limits]`.
     pub burst: Option<u32>,
+    /// Most instances (not terminated) at once.
+    pub max_instances: Option<u32>,
+    /// Most vCPUs across those instances.
+    pub max_vcpus: Option<u32>,
+    /// Most memory (MiB) across those instances.
+    pub max_memory_mib: Option<u32>,
 }
 
 /// One `[[plugins]]` entry.

@@ -293,6 +293,12 @@ async fn dispatch(
             let wait = query_value(req.uri(), "wait");
             api::instances::action(state, ctx, request_id, id, action, wait.as_deref()).await
         }
+        Route::InstanceResize(id) => {
+            let body = read_body(req).await?;
+            api::instances::resize(state, ctx, request_id, id, body).await
+        }
+        Route::InstanceConsole(id) => api::instances::console(state, ctx, request_id, id).await,
+        Route::Images => api::instances::images(state, ctx, request_id).await,
         Route::Ec2Reserved => Err(GatewayError::new(
             ErrorKind::NotImplemented,
             "the EC2 Query API is not served by this version of Skyport",

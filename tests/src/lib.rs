@@ -115,13 +115,42 @@ impl Gateway {
         let config_path = state_dir.join("skyport.toml");
         std::fs::write(&config_path, config).unwrap();
         let log_path = state_dir.join("gateway.log");
-        let log = std::fs::File::create(&log_path).unwrap();
+        let mut gw = Self {
+            child: None,
+            state_dir,
+            api: "0.0.0.0:0".parse().unwrap(),
+            metrics: "0.0.0.0:0".parse().unwrap(),
+            log_path,
+        };
+        gw.spawn_and_wait()?;
+        Ok(gw)
+    }
+
+    /// Kills the gateway with SIGKILL (no drain, no flush) and starts it again on the same
+    /// state directory and configuration.
+    pub fn kill9_and_restart(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+        let _ = std::fs::remove_file(self.state_dir.join("listen.json"));
+        if let Err(log) = self.spawn_and_wait() {
+            panic!("gateway did not restart:\n{log}");
+        }
+    }
+
+    fn spawn_and_wait(&mut self) -> Result<(), String> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)
+            .unwrap();
         let child = Command::new(skyport_bin())
             .arg("serve")
             .arg("--config")
-            .arg(&config_path)
+            .arg(self.state_dir.join("skyport.toml"))
             .arg("--state-dir")
-            .arg(&state_dir)
+            .arg(&self.state_dir)
             .arg("--listen")
             .arg("127.0.0.1:0")
             .arg("--metrics-listen")
@@ -132,13 +161,8 @@ impl Gateway {
             .stderr(log)
             .spawn()
             .expect("spawn skyport");
-        let mut gw = Self {
-            child: Some(child),
-            state_dir,
-            api: "0.0.0.0:0".parse().unwrap(),
-            metrics: "0.0.0.0:0".parse().unwrap(),
-            log_path,
-        };
+        self.child = Some(child);
+        let gw = self;
         let deadline = Instant::now() + Duration::from_secs(30);
         let listen = gw.state_dir.join("listen.json");
         loop {
@@ -146,7 +170,7 @@ impl Gateway {
                 let v: serde_json::Value = serde_json::from_str(&text).unwrap();
                 gw.api = v["api"].as_str().unwrap().parse().unwrap();
                 gw.metrics = v["metrics"].as_str().unwrap().parse().unwrap();
-                return Ok(gw);
+                return Ok(());
             }
             if let Some(status) = gw.child.as_mut().unwrap().try_wait().unwrap() {
                 gw.child = None;

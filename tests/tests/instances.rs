@@ -170,3 +170,81 @@ async fn bad_instance_requests_get_clear_400s() {
     )
     .await;
 }
+
+fn qemu_pid_of_instance(gw: &Gateway) -> u32 {
+    let vms = std::fs::read_dir(gw.state_dir.join("plugins/local-vmm/vms")).unwrap();
+    let dir = vms.flatten().next().expect("one VM").path();
+    std::fs::read_to_string(dir.join("pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vms_survive_a_gateway_kill9_and_a_killed_qemu_becomes_stopped() {
+    assert_guest_ready_to_boot();
+    let mut gw = Gateway::start();
+    let demo = gw.token("demo", None, &[]);
+    let created: Value = gw
+        .post(
+            "/v1/instances?wait=running",
+            &demo,
+            Some(json!({"image": "skyport-tiny", "instance_type": "sp.micro"})),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let path = format!("/v1/instances/{}", created["id"].as_str().unwrap());
+    let pid = qemu_pid_of_instance(&gw);
+
+    gw.kill9_and_restart();
+    assert!(gw.log().contains("re-attached"), "{}", gw.log());
+    let after = gw.get_json(&path, &demo).await;
+    assert_eq!(after["state"], "running");
+    assert_eq!(qemu_pid_of_instance(&gw), pid, "the same QEMU process");
+
+    // Policy: a VM whose QEMU dies is `stopped` (disk kept), and can be started again.
+    // SAFETY: kill(2) on the QEMU this test started.
+    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(gw.get_json(&path, &demo).await["state"], "stopped");
+    let delete = gw
+        .client()
+        .delete(gw.url(&path))
+        .bearer_auth(&demo)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(delete.status(), 200);
+}
+
+#[tokio::test]
+async fn quota_breach_is_a_409_naming_the_limit_and_current_use() {
+    let config = skyport_e2e::default_config().replace(
+        "[tenants.acme]\ndepartments = [\"ops\"]",
+        "[tenants.acme]\ndepartments = [\"ops\"]\nmax_memory_mib = 100",
+    );
+    let gw = Gateway::start_with(skyport_e2e::GatewayOptions {
+        config: Some(config),
+        ..Default::default()
+    });
+    let acme = gw.token("acme", None, &[]);
+    let r = gw
+        .post(
+            "/v1/instances",
+            &acme,
+            Some(json!({"image": "skyport-tiny", "instance_type": "sp.micro"})),
+        )
+        .await;
+    let body = expect_problem(r, 409).await;
+    assert_eq!(
+        body["detail"],
+        "quota exceeded: max_memory_mib is 100, 0 in use, this request needs 128 more"
+    );
+    assert!(gw.get_json("/v1/instances", &acme).await["instances"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+}

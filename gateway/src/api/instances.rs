@@ -62,6 +62,77 @@ fn view(record: &InstanceRecord) -> Value {
     })
 }
 
+/// Emits one lifecycle event to the metering tap.
+fn lifecycle(state: &AppState, ctx: &TenantContext, record: &InstanceRecord, event: &str) {
+    let t = instance_type(&record.instance_type);
+    state.tap.record(skyport_plugin_api::ops::MeterEvent {
+        id: uuid::Uuid::new_v4().to_string(),
+        record_type: "instance.lifecycle".into(),
+        time: crate::pipeline::humantime_rfc3339(SystemTime::now()),
+        tenant: ctx.tenant.to_string(),
+        department: record.department.clone(),
+        attributes: json!({
+            "event": event,
+            "instance_id": record.id,
+            "provider": record.provider,
+            "region": record.region,
+            "instance_type": record.instance_type,
+            "vcpus": t.map(|t| t.vcpus),
+            "memory_mib": t.map(|t| t.memory_mib),
+            "state": record.state,
+        }),
+    });
+}
+
+/// Refuses a create that would exceed the tenant's quotas (409 with limit and use).
+async fn check_quota(
+    state: &AppState,
+    ctx: &TenantContext,
+    adding: crate::catalog::InstanceType,
+) -> Result<(), GatewayError> {
+    let Some((_, tenant)) = state.tenants.iter().find(|(id, _)| **id == *ctx.tenant) else {
+        return Ok(());
+    };
+    let live: Vec<InstanceRecord> = state
+        .inventory
+        .list(&ctx.tenant)
+        .await?
+        .into_iter()
+        .filter(|r| r.state != "terminated")
+        .collect();
+    let used_vcpus: u32 = live
+        .iter()
+        .filter_map(|r| instance_type(&r.instance_type))
+        .map(|t| t.vcpus)
+        .sum();
+    let used_mib: u32 = live
+        .iter()
+        .filter_map(|r| instance_type(&r.instance_type))
+        .map(|t| t.memory_mib)
+        .sum();
+    let checks = [
+        ("max_instances", tenant.max_instances, live.len() as u32, 1),
+        ("max_vcpus", tenant.max_vcpus, used_vcpus, adding.vcpus),
+        (
+            "max_memory_mib",
+            tenant.max_memory_mib,
+            used_mib,
+            adding.memory_mib,
+        ),
+    ];
+    for (name, limit, used, add) in checks {
+        if let Some(limit) = limit {
+            if used + add > limit {
+                return Err(GatewayError::new(
+                    ErrorKind::Conflict,
+                    format!("quota exceeded: {name} is {limit}, {used} in use, this request needs {add} more"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// `GET /v1/instance-types`.
 pub fn instance_types() -> Response<Full<Bytes>> {
     json_response(StatusCode::OK, &json!({ "instance_types": INSTANCE_TYPES }))
@@ -105,6 +176,7 @@ pub async fn create(
         }
     }
     let (provider, region) = place(state, req.provider.as_deref(), req.region.as_deref())?;
+    check_quota(state, ctx, itype).await?;
     let mut record = InstanceRecord {
         id: new_instance_id(),
         tenant: ctx.tenant.to_string(),
@@ -150,6 +222,7 @@ pub async fn create(
         .inventory
         .update(&record.id, record.remote_id.clone(), &record.state, None)
         .await?;
+    lifecycle(state, ctx, &record, "run");
     let record = wait_for(state, ctx, request_id, record, wait).await?;
     Ok(json_response(StatusCode::ACCEPTED, &view(&record)))
 }
@@ -322,6 +395,7 @@ pub async fn action(
     let op = match action {
         "start" => "instance.start",
         "stop" => "instance.stop",
+        "reboot" => "instance.reboot",
         "terminate" => "instance.terminate",
         other => return Err(GatewayError::not_found(format!("no action '{other}'"))),
     };
@@ -367,4 +441,134 @@ pub async fn action(
         StatusCode::ACCEPTED
     };
     Ok(json_response(status, &view(&record)))
+}
+
+/// `PATCH /v1/instances/{id}` `{"instance_type"}`: resize a stopped instance (409 otherwise,
+/// whatever the provider would accept); the next start uses the new size.
+pub async fn resize(
+    state: &AppState,
+    ctx: &TenantContext,
+    request_id: &str,
+    id: &str,
+    body: Bytes,
+) -> Result<Response<Full<Bytes>>, GatewayError> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Patch {
+        instance_type: String,
+    }
+    let patch: Patch = serde_json::from_slice(&body)
+        .map_err(|e| GatewayError::invalid(format!("invalid patch: {e}")))?;
+    let itype = instance_type(&patch.instance_type).ok_or_else(|| {
+        GatewayError::invalid(format!(
+            "unknown instance_type '{}'; choose one of {}",
+            patch.instance_type,
+            instance_type_names().join(", ")
+        ))
+    })?;
+    let record = refresh(state, ctx, request_id, lookup(state, ctx, id).await?).await?;
+    if record.state != "stopped" {
+        return Err(GatewayError::new(
+            ErrorKind::Conflict,
+            format!(
+                "instance {id} is {}; stop it before changing its type",
+                record.state
+            ),
+        ));
+    }
+    let remote = record.remote_id.clone().unwrap_or_default();
+    state
+        .plugins
+        .call(
+            &record.provider,
+            "instance.resize",
+            1,
+            json!({"id": remote, "instance_type": itype.name, "vcpus": itype.vcpus, "memory_mib": itype.memory_mib}),
+            context(ctx, request_id),
+            PROVIDER_TIMEOUT,
+        )
+        .await?;
+    state
+        .inventory
+        .update(
+            &record.id,
+            None,
+            &record.state,
+            Some(itype.name.to_string()),
+        )
+        .await?;
+    let record = InstanceRecord {
+        instance_type: itype.name.to_string(),
+        ..record
+    };
+    lifecycle(state, ctx, &record, "resize");
+    Ok(json_response(StatusCode::OK, &view(&record)))
+}
+
+/// `GET /v1/instances/{id}/console`: the tail of the serial console.
+pub async fn console(
+    state: &AppState,
+    ctx: &TenantContext,
+    request_id: &str,
+    id: &str,
+) -> Result<Response<Full<Bytes>>, GatewayError> {
+    let record = lookup(state, ctx, id).await?;
+    let remote = record.remote_id.clone().ok_or_else(|| {
+        GatewayError::new(
+            ErrorKind::Conflict,
+            format!("instance {id} is still being created"),
+        )
+    })?;
+    let out = state
+        .plugins
+        .call(
+            &record.provider,
+            "instance.console",
+            1,
+            json!({"id": remote, "tail_bytes": 65536}),
+            context(ctx, request_id),
+            PROVIDER_TIMEOUT,
+        )
+        .await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"id": record.id, "output": out["output"]}),
+    ))
+}
+
+/// `GET /v1/images`: every provider's images, with provider and region.
+pub async fn images(
+    state: &AppState,
+    ctx: &TenantContext,
+    request_id: &str,
+) -> Result<Response<Full<Bytes>>, GatewayError> {
+    let mut out = Vec::new();
+    for region in state.regions.iter().filter(|r| r.kind == "provider") {
+        for provider in &region.providers {
+            let supports = state
+                .plugins
+                .get(provider)
+                .is_some_and(|p| p.ops.iter().any(|o| o == "images.list@1"));
+            if !supports {
+                continue;
+            }
+            let list = state
+                .plugins
+                .call(
+                    provider,
+                    "images.list",
+                    1,
+                    json!({}),
+                    context(ctx, request_id),
+                    PROVIDER_TIMEOUT,
+                )
+                .await?;
+            for image in list.as_array().into_iter().flatten() {
+                out.push(
+                    json!({"name": image["name"], "provider": provider, "region": region.name}),
+                );
+            }
+        }
+    }
+    Ok(json_response(StatusCode::OK, &json!({ "images": out })))
 }

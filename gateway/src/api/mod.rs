@@ -44,6 +44,12 @@ pub enum Route {
     InstanceGet(String),
     /// `POST /v1/instances/{id}/{start|stop}`, `DELETE /v1/instances/{id}` (`terminate`)
     InstanceAction(String, String),
+    /// `PATCH /v1/instances/{id}`
+    InstanceResize(String),
+    /// `GET /v1/instances/{id}/console`
+    InstanceConsole(String),
+    /// `GET /v1/images`
+    Images,
     /// `/` and `/services/compute`: reserved for the EC2 Query API.
     Ec2Reserved,
 }
@@ -114,6 +120,10 @@ pub fn route(method: &Method, path: &str) -> Result<RouteMatch, GatewayError> {
                 Route::InstanceGet(id.to_string()),
                 "/v1/instances/{id}",
             )),
+            Method::PATCH => Ok(RouteMatch {
+                write: true,
+                ..matched(Route::InstanceResize(id.to_string()), "/v1/instances/{id}")
+            }),
             Method::DELETE => Ok(RouteMatch {
                 write: true,
                 ..matched(
@@ -123,7 +133,15 @@ pub fn route(method: &Method, path: &str) -> Result<RouteMatch, GatewayError> {
             }),
             _ => Err(not_allowed(method, "/v1/instances/{id}")),
         },
-        ["v1", "instances", id, action @ ("start" | "stop")] => match *method {
+        ["v1", "instances", id, "console"] => get_only(matched(
+            Route::InstanceConsole(id.to_string()),
+            "/v1/instances/{id}/console",
+        )),
+        ["v1", "images"] => get_only(RouteMatch {
+            cache_ttl: Some(Duration::from_secs(10)),
+            ..matched(Route::Images, "/v1/images")
+        }),
+        ["v1", "instances", id, action @ ("start" | "stop" | "reboot")] => match *method {
             Method::POST => Ok(RouteMatch {
                 write: true,
                 ..matched(

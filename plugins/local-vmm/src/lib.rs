@@ -164,13 +164,27 @@ impl LocalVmm {
         })
     }
 
+    /// The VM's spec. A `running` VM whose QEMU has died (killed, crashed, or powered off
+    /// from inside the guest) is reported, and recorded, as `stopped`: its disk is kept and
+    /// it can be started again (the policy EC2 applies to an instance-initiated shutdown).
     fn get(&self, id: &str) -> Result<VmSpec, PluginError> {
-        self.vms
+        let spec = self
+            .vms
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(id)
             .cloned()
-            .ok_or_else(|| err(error_code::NOT_FOUND, format!("no VM {id}")))
+            .ok_or_else(|| err(error_code::NOT_FOUND, format!("no VM {id}")))?;
+        if spec.state == VmState::Running && !spec.pid.is_some_and(|pid| vm::is_our_qemu(pid, id)) {
+            log::warn!("VM {id}: QEMU is gone; marked stopped");
+            self.set_state(id, VmState::Stopped, None);
+            return Ok(VmSpec {
+                state: VmState::Stopped,
+                pid: None,
+                ..spec
+            });
+        }
+        Ok(spec)
     }
 
     fn set_state(&self, id: &str, state: VmState, pid: Option<u32>) {
@@ -326,6 +340,100 @@ impl LocalVmm {
         Ok(self.view(&spec))
     }
 
+    /// Changes vCPU and memory of a stopped VM; the next start uses them.
+    fn resize(&self, params: &Value) -> Result<Value, PluginError> {
+        let id = id_param(params)?;
+        let spec = self.get(&id)?;
+        if spec.state != VmState::Stopped {
+            return Err(err(
+                error_code::CONFLICT,
+                "an instance must be stopped to be resized",
+            ));
+        }
+        let field = |name: &str| {
+            params
+                .get(name)
+                .and_then(Value::as_u64)
+                .map(|v| v as u32)
+                .ok_or_else(|| err(error_code::INVALID_INPUT, format!("missing \"{name}\"")))
+        };
+        let (vcpus, memory_mib) = (field("vcpus")?, field("memory_mib")?);
+        let instance_type = params
+            .get("instance_type")
+            .and_then(Value::as_str)
+            .unwrap_or(&spec.instance_type)
+            .to_string();
+        let mut vms = self.vms.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = vms
+            .get_mut(&id)
+            .ok_or_else(|| err(error_code::NOT_FOUND, "gone"))?;
+        entry.vcpus = vcpus;
+        entry.memory_mib = memory_mib;
+        entry.instance_type = instance_type;
+        self.dir(&id)
+            .save(entry)
+            .map_err(|e| err(error_code::INTERNAL, e))?;
+        Ok(self.view(entry))
+    }
+
+    /// Images in the library: directories holding `vmlinuz` and `initramfs.gz`.
+    fn images(&self) -> Value {
+        let mut names: Vec<String> = std::fs::read_dir(&self.launcher.image_library)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .filter(|e| {
+                        e.path().join("vmlinuz").is_file()
+                            && e.path().join("initramfs.gz").is_file()
+                    })
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        Value::Array(
+            names
+                .into_iter()
+                .map(|n| json!({"name": n, "kind": "kernel+initrd"}))
+                .collect(),
+        )
+    }
+
+    /// Resets a running VM (QMP `system_reset`); it stays `running`.
+    async fn reboot(&self, id: &str) -> Result<Value, PluginError> {
+        let spec = self.get(id)?;
+        if spec.state != VmState::Running {
+            return Err(err(
+                error_code::CONFLICT,
+                "an instance must be running to be rebooted",
+            ));
+        }
+        qmp::execute(
+            &self.dir(id).qmp(),
+            "system_reset",
+            None,
+            Duration::from_secs(5),
+        )
+        .await
+        .map_err(|e| err(error_code::INTERNAL, e))?;
+        Ok(self.view(&spec))
+    }
+
+    /// The QEMU command line of a running VM (to check what a start used).
+    fn command_line(&self, id: &str) -> Result<Value, PluginError> {
+        let spec = self.get(id)?;
+        let pid = spec
+            .pid
+            .ok_or_else(|| err(error_code::CONFLICT, "not running"))?;
+        let raw = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let args: Vec<String> = raw
+            .split(|b| *b == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        Ok(json!({"args": args}))
+    }
+
     fn console(&self, id: &str, tail: usize) -> Result<Value, PluginError> {
         self.get(id)?;
         let bytes = std::fs::read(self.dir(id).serial()).unwrap_or_default();
@@ -398,6 +506,10 @@ impl Plugin for LocalVmmPlugin {
                 "instance.start@1",
                 "instance.terminate@1",
                 "instance.console@1",
+                "instance.resize@1",
+                "images.list@1",
+                "instance.reboot@1",
+                "instance.debug.cmdline@1",
                 "inventory.list@1",
             ]
             .map(String::from)
@@ -478,6 +590,10 @@ impl Plugin for LocalVmmPlugin {
             ("instance.stop", 1) => vmm.stop(&id_param(&call.params)?).await,
             ("instance.start", 1) => vmm.start(&id_param(&call.params)?).await,
             ("instance.terminate", 1) => vmm.terminate(&id_param(&call.params)?).await,
+            ("instance.resize", 1) => vmm.resize(&call.params),
+            ("images.list", 1) => Ok(vmm.images()),
+            ("instance.reboot", 1) => vmm.reboot(&id_param(&call.params)?).await,
+            ("instance.debug.cmdline", 1) => vmm.command_line(&id_param(&call.params)?),
             ("instance.console", 1) => {
                 let tail = call
                     .params

@@ -165,29 +165,35 @@ impl Launcher {
             .map_err(|e| format!("{}: {e}", self.qemu))?;
         let pid = child.id().ok_or("QEMU exited at once")?;
         // Reap it when it exits (no zombies); never kill on drop: VMs outlive us.
+        let exit_file = dir.0.join("exit-status");
         tokio::spawn(async move {
-            let _ = child.wait().await;
+            if let Ok(status) = child.wait().await {
+                let _ = std::fs::write(exit_file, format!("{status}\n"));
+            }
         });
         Ok(pid)
     }
 }
 
+/// Whether process `pid` exists and has not exited (a zombie has exited).
+pub fn is_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|s| s.trim_start().starts_with(['Z', 'X'])),
+        Err(_) => false,
+    }
+}
+
 /// Whether `pid` is alive and is the QEMU of VM `id` (guards against pid reuse).
 pub fn is_our_qemu(pid: u32, id: &str) -> bool {
+    if !is_alive(pid) {
+        return false;
+    }
     let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
         return false;
     };
-    if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        // A zombie (exited, not yet reaped) is not alive.
-        if stat
-            .rsplit(')')
-            .next()
-            .map(|s| s.trim_start().starts_with('Z'))
-            == Some(true)
-        {
-            return false;
-        }
-    }
     let needle = format!("-name\0{id}\0");
     cmdline
         .windows(needle.len())
@@ -206,10 +212,13 @@ pub async fn wait_ready(dir: &VmDir, pid: u32, id: &str, timeout: Duration) -> R
                 return Ok(());
             }
         }
-        if !is_our_qemu(pid, id) {
+        // Only liveness here: right after spawn the cmdline may not show QEMU's arguments yet.
+        if !is_alive(pid) {
             let stderr = std::fs::read_to_string(dir.0.join("stderr.log")).unwrap_or_default();
+            let status = std::fs::read_to_string(dir.0.join("exit-status")).unwrap_or_default();
             return Err(format!(
-                "QEMU exited during boot: {}",
+                "QEMU {id} exited during boot ({}): {}",
+                status.trim(),
                 stderr.lines().last().unwrap_or("")
             ));
         }
