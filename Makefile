@@ -16,7 +16,7 @@ build:
 	$(CARGO) build --workspace --all-targets
 
 build-release:
-	$(CARGO) build --release --workspace
+	$(CARGO) build --release -p skyport-gateway -p skyport-local-vmm
 
 deps-run:
 	./tests/install-deps.sh run
