@@ -248,3 +248,33 @@ async fn quota_breach_is_a_409_naming_the_limit_and_current_use() {
         .unwrap()
         .is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_concurrent_creates_all_reach_running() {
+    assert_guest_ready_to_boot();
+    let gw = Gateway::start();
+    let demo = gw.token("demo", None, &[]);
+    let body = json!({"image": "skyport-tiny", "instance_type": "sp.micro"});
+    let creates = (0..4).map(|_| gw.post("/v1/instances?wait=running", &demo, Some(body.clone())));
+    let responses = futures::future::join_all(creates).await;
+    let mut ids = Vec::new();
+    for response in responses {
+        assert_eq!(response.status(), 202);
+        let v: Value = response.json().await.unwrap();
+        assert_eq!(v["state"], "running", "{v}");
+        ids.push(v["id"].as_str().unwrap().to_string());
+    }
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 4);
+    for id in ids {
+        let r = gw
+            .client()
+            .delete(gw.url(&format!("/v1/instances/{id}")))
+            .bearer_auth(&demo)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+}
