@@ -278,3 +278,77 @@ async fn four_concurrent_creates_all_reach_running() {
         assert_eq!(r.status(), 200);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_creates_with_progress_and_terminates() {
+    assert_guest_ready_to_boot();
+    let gw = Gateway::start();
+    let url = format!("https://{}", gw.api);
+    let state = gw.state_dir.to_str().unwrap().to_string();
+    let cli = move |args: &[&str]| {
+        let mut full: Vec<&str> = vec!["instances"];
+        full.extend_from_slice(args);
+        full.extend_from_slice(&["--url", &url, "--state-dir", &state, "--tenant", "acme"]);
+        let out = std::process::Command::new(skyport_e2e::skyport_bin())
+            .args(&full)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stdout, stderr) =
+        tokio::task::spawn_blocking(move || cli(&["create", "--type", "sp.micro", "--wait"]))
+            .await
+            .unwrap();
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let created: Value = serde_json::from_str(&stdout).unwrap();
+    let id = created["id"].as_str().unwrap().to_string();
+    assert_eq!(created["state"], "running");
+    assert!(
+        stderr.contains(&format!("{id}: pending")) && stderr.contains(&format!("{id}: running")),
+        "{stderr}"
+    );
+
+    let url = format!("https://{}", gw.api);
+    let state = gw.state_dir.to_str().unwrap().to_string();
+    let out = std::process::Command::new(skyport_e2e::skyport_bin())
+        .args([
+            "instances",
+            "terminate",
+            &id,
+            "--url",
+            &url,
+            "--state-dir",
+            &state,
+            "--tenant",
+            "demo",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "demo cannot terminate acme's instance"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("404"));
+    let out = std::process::Command::new(skyport_e2e::skyport_bin())
+        .args([
+            "instances",
+            "terminate",
+            &id,
+            "--url",
+            &url,
+            "--state-dir",
+            &state,
+            "--tenant",
+            "acme",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["state"], "terminated");
+}

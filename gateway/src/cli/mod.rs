@@ -2,6 +2,7 @@
 
 mod certs;
 mod check;
+mod instances;
 pub mod serve;
 mod token;
 
@@ -33,6 +34,8 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Instances through the native API (create, list, stop, start, resize, console, terminate).
+    Instances(instances::InstancesArgs),
     /// Certificate tools.
     Certs {
         #[command(subcommand)]
@@ -77,6 +80,7 @@ pub fn run() -> i32 {
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Token(args) => token::run(args),
+        Command::Instances(args) => instances::run(args),
         Command::Plugins {
             command: PluginsCommand::Check { file, sha256 },
         } => check::plugin(&file, sha256.as_deref()),

@@ -41,13 +41,36 @@ pub(super) struct TokenArgs {
     count: u32,
 }
 
-/// Prints the token.
-pub(super) fn run(args: TokenArgs) -> anyhow::Result<i32> {
-    let config = match &args.config {
-        Some(path) => Config::load(path)?,
-        None => Config::embedded(),
-    };
-    let state_dir = args.state_dir.unwrap_or(config.server.state_dir.clone());
+/// The claims of a development token.
+fn dev_claims(
+    config: &Config,
+    sub: &str,
+    tenant: &str,
+    dept: Option<String>,
+    roles: Vec<String>,
+    ttl: u64,
+) -> anyhow::Result<serde_json::Value> {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+    let mut claims = serde_json::json!({
+        "iss": config.auth.jwt.issuer,
+        "aud": config.auth.jwt.audience,
+        "sub": sub,
+        "tenant": tenant,
+        "iat": now,
+        "nbf": now,
+        "exp": now + ttl,
+    });
+    if let Some(dept) = dept {
+        claims["dept"] = dept.into();
+    }
+    if !roles.is_empty() {
+        claims["roles"] = roles.into();
+    }
+    Ok(claims)
+}
+
+/// The development signing key under `state_dir/certs` and its header.
+fn dev_key(state_dir: &std::path::Path) -> anyhow::Result<(Header, EncodingKey)> {
     let key_path = state_dir
         .join("certs")
         .join(dev_certs::files::JWT_SIGNING_KEY);
@@ -59,31 +82,44 @@ pub(super) fn run(args: TokenArgs) -> anyhow::Result<i32> {
         )
     })?;
     let key = EncodingKey::from_ec_pem(&pem).context("parsing the development signing key")?;
-    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
-    let mut claims = serde_json::json!({
-        "iss": config.auth.jwt.issuer,
-        "aud": config.auth.jwt.audience,
-        "sub": args.sub,
-        "tenant": args.tenant,
-        "iat": now,
-        "nbf": now,
-        "exp": now + args.ttl,
-    });
-    if let Some(dept) = args.dept {
-        claims["dept"] = dept.into();
-    }
-    if !args.roles.is_empty() {
-        claims["roles"] = args.roles.into();
-    }
     let mut header = Header::new(Algorithm::ES256);
     header.kid = Some(dev_certs::DEV_JWT_KID.to_string());
-    if args.count <= 1 {
-        println!("{}", encode(&header, &claims, &key)?);
-        return Ok(0);
-    }
+    Ok((header, key))
+}
+
+/// Mints one development token for `tenant`.
+pub(super) fn mint(
+    state_dir: &std::path::Path,
+    config: &Config,
+    tenant: &str,
+    dept: Option<String>,
+) -> anyhow::Result<String> {
+    let (header, key) = dev_key(state_dir)?;
+    let claims = dev_claims(config, "dev-user", tenant, dept, Vec::new(), 3600)?;
+    Ok(encode(&header, &claims, &key)?)
+}
+
+/// Prints the token(s).
+pub(super) fn run(args: TokenArgs) -> anyhow::Result<i32> {
+    let config = match &args.config {
+        Some(path) => Config::load(path)?,
+        None => Config::embedded(),
+    };
+    let state_dir = args.state_dir.unwrap_or(config.server.state_dir.clone());
+    let (header, key) = dev_key(&state_dir)?;
+    let mut claims = dev_claims(
+        &config,
+        &args.sub,
+        &args.tenant,
+        args.dept,
+        args.roles,
+        args.ttl,
+    )?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    for i in 0..args.count {
-        claims["jti"] = format!("{now}-{i}").into();
+    for i in 0..args.count.max(1) {
+        if args.count > 1 {
+            claims["jti"] = format!("{}-{i}", claims["iat"]).into();
+        }
         writeln!(out, "{}", encode(&header, &claims, &key)?)?;
     }
     out.flush()?;
