@@ -202,6 +202,19 @@ impl Gateway {
         self.state_dir.join("certs").join(file)
     }
 
+    /// The development CA of this gateway, to issue test certificates with.
+    pub fn dev_ca(&self) -> rcgen::Issuer<'static, rcgen::KeyPair> {
+        let key = rcgen::KeyPair::from_pem(
+            &std::fs::read_to_string(self.cert_path("ca-key.pem")).unwrap(),
+        )
+        .unwrap();
+        rcgen::Issuer::from_ca_cert_pem(
+            &std::fs::read_to_string(self.cert_path("ca.pem")).unwrap(),
+            key,
+        )
+        .unwrap()
+    }
+
     /// A client trusting only the development CA, without a client certificate.
     pub fn client(&self) -> reqwest::Client {
         self.client_builder().build().unwrap()

@@ -227,14 +227,7 @@ async fn unknown_routes_and_the_reserved_ec2_path_answer_with_problems() {
 #[tokio::test]
 async fn admin_mtls_identity_reaches_admin_routes_and_other_services_do_not() {
     let gw = Gateway::start();
-    let ca_key =
-        rcgen::KeyPair::from_pem(&std::fs::read_to_string(gw.cert_path("ca-key.pem")).unwrap())
-            .unwrap();
-    let issuer = rcgen::Issuer::from_ca_cert_pem(
-        &std::fs::read_to_string(gw.cert_path("ca.pem")).unwrap(),
-        ca_key,
-    )
-    .unwrap();
+    let issuer = gw.dev_ca();
     let key = rcgen::KeyPair::generate().unwrap();
     let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     params.subject_alt_names.push(rcgen::SanType::URI(

@@ -149,14 +149,7 @@ async fn sighup_reloads_the_server_certificate_without_dropping_connections() {
     std::fs::write(&server_pem, original).unwrap();
 
     // A new certificate from the same CA is served to new connections after SIGHUP.
-    let ca_key =
-        rcgen::KeyPair::from_pem(&std::fs::read_to_string(gw.cert_path("ca-key.pem")).unwrap())
-            .unwrap();
-    let issuer = rcgen::Issuer::from_ca_cert_pem(
-        &std::fs::read_to_string(gw.cert_path("ca.pem")).unwrap(),
-        ca_key,
-    )
-    .unwrap();
+    let issuer = gw.dev_ca();
     let key = rcgen::KeyPair::generate().unwrap();
     let params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
     let cert = params.signed_by(&key, &issuer).unwrap();

@@ -133,6 +133,16 @@ async fn check_quota(
     Ok(())
 }
 
+/// The instance type `name`, or 400 naming the valid choices.
+fn parse_instance_type(name: &str) -> Result<crate::catalog::InstanceType, GatewayError> {
+    instance_type(name).ok_or_else(|| {
+        GatewayError::invalid(format!(
+            "unknown instance_type '{name}'; choose one of {}",
+            instance_type_names().join(", ")
+        ))
+    })
+}
+
 /// `GET /v1/instance-types`.
 pub fn instance_types() -> Response<Full<Bytes>> {
     json_response(StatusCode::OK, &json!({ "instance_types": INSTANCE_TYPES }))
@@ -148,13 +158,7 @@ pub async fn create(
 ) -> Result<Response<Full<Bytes>>, GatewayError> {
     let req: CreateRequest = serde_json::from_slice(&body)
         .map_err(|e| GatewayError::invalid(format!("invalid instance request: {e}")))?;
-    let itype = instance_type(&req.instance_type).ok_or_else(|| {
-        GatewayError::invalid(format!(
-            "unknown instance_type '{}'; choose one of {}",
-            req.instance_type,
-            instance_type_names().join(", ")
-        ))
-    })?;
+    let itype = parse_instance_type(&req.instance_type)?;
     let department = match (&ctx.department, req.department) {
         (Some(own), Some(asked)) if *own != asked => {
             return Err(GatewayError::forbidden(format!(
@@ -459,13 +463,7 @@ pub async fn resize(
     }
     let patch: Patch = serde_json::from_slice(&body)
         .map_err(|e| GatewayError::invalid(format!("invalid patch: {e}")))?;
-    let itype = instance_type(&patch.instance_type).ok_or_else(|| {
-        GatewayError::invalid(format!(
-            "unknown instance_type '{}'; choose one of {}",
-            patch.instance_type,
-            instance_type_names().join(", ")
-        ))
-    })?;
+    let itype = parse_instance_type(&patch.instance_type)?;
     let record = refresh(state, ctx, request_id, lookup(state, ctx, id).await?).await?;
     if record.state != "stopped" {
         return Err(GatewayError::new(
