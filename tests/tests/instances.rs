@@ -184,7 +184,13 @@ fn qemu_pid_of_instance(gw: &Gateway) -> u32 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vms_survive_a_gateway_kill9_and_a_killed_qemu_becomes_stopped() {
     assert_guest_ready_to_boot();
-    let mut gw = Gateway::start();
+    let mut gw = Gateway::start_with(skyport_e2e::GatewayOptions {
+        extra: format!(
+            "[[plugins]]\nname = \"meter-sink\"\nfile = \"{}\"\n",
+            skyport_e2e::fixture("meter-sink").display()
+        ),
+        ..Default::default()
+    });
     let demo = gw.token("demo", None, &[]);
     let created: Value = gw
         .post(
@@ -210,6 +216,29 @@ async fn vms_survive_a_gateway_kill9_and_a_killed_qemu_becomes_stopped() {
     assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0);
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert_eq!(gw.get_json(&path, &demo).await["state"], "stopped");
+
+    // ... and that stop is metered, marked as the provider's doing.
+    let admin = gw.token("demo", None, &["admin"]);
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await; // tap flush: 100 ms
+    let dump: Value = gw
+        .post("/admin/plugins/meter-sink/ops/events.dump", &admin, None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let lifecycle: Vec<&Value> = dump["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "instance.lifecycle")
+        .collect();
+    let stop = lifecycle
+        .iter()
+        .find(|e| e["attributes"]["event"] == "stop")
+        .unwrap_or_else(|| panic!("no stop event in {dump}"));
+    assert_eq!(stop["attributes"]["initiated_by"], "provider");
+    assert_eq!(stop["attributes"]["instance_id"], created["id"]);
+    assert_eq!(stop["tenant"], "demo");
     let delete = gw
         .client()
         .delete(gw.url(&path))
@@ -218,6 +247,23 @@ async fn vms_survive_a_gateway_kill9_and_a_killed_qemu_becomes_stopped() {
         .await
         .unwrap();
     assert_eq!(delete.status(), 200);
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    let dump: Value = gw
+        .post("/admin/plugins/meter-sink/ops/events.dump", &admin, None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let terminate = dump["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["type"] == "instance.lifecycle" && e["attributes"]["event"] == "terminate")
+        .unwrap_or_else(|| panic!("no terminate event in {dump}"))
+        .clone();
+    assert_eq!(terminate["attributes"]["initiated_by"], "api");
+    assert_eq!(terminate["attributes"]["vcpus"], 1);
+    assert_eq!(terminate["attributes"]["provider"], "local-vmm");
 }
 
 #[tokio::test]

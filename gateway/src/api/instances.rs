@@ -62,8 +62,16 @@ fn view(record: &InstanceRecord) -> Value {
     })
 }
 
-/// Emits one lifecycle event to the metering tap.
-fn lifecycle(state: &AppState, ctx: &TenantContext, record: &InstanceRecord, event: &str) {
+/// Emits one lifecycle event to the metering tap. `initiated_by` is `api` for changes a
+/// caller asked for and `provider` for changes the provider reported by itself (a guest
+/// that powered off, a QEMU that died, an instance gone from its cloud).
+fn lifecycle(
+    state: &AppState,
+    ctx: &TenantContext,
+    record: &InstanceRecord,
+    event: &str,
+    initiated_by: &str,
+) {
     let t = instance_type(&record.instance_type);
     state.tap.record(skyport_plugin_api::ops::MeterEvent {
         id: uuid::Uuid::new_v4().to_string(),
@@ -80,6 +88,7 @@ fn lifecycle(state: &AppState, ctx: &TenantContext, record: &InstanceRecord, eve
             "vcpus": t.map(|t| t.vcpus),
             "memory_mib": t.map(|t| t.memory_mib),
             "state": record.state,
+            "initiated_by": initiated_by,
         }),
     });
 }
@@ -226,7 +235,7 @@ pub async fn create(
         .inventory
         .update(&record.id, record.remote_id.clone(), &record.state, None)
         .await?;
-    lifecycle(state, ctx, &record, "run");
+    lifecycle(state, ctx, &record, "run", "api");
     let record = wait_for(state, ctx, request_id, record, wait).await?;
     Ok(json_response(StatusCode::ACCEPTED, &view(&record)))
 }
@@ -311,7 +320,14 @@ async fn refresh(
             .inventory
             .update(&record.id, None, &new_state, None)
             .await?;
+        let was_running = record.state == "running";
         record.state = new_state;
+        // A change nobody asked for: meter it so that no stopped time is billed.
+        match record.state.as_str() {
+            "stopped" if was_running => lifecycle(state, ctx, &record, "stop", "provider"),
+            "terminated" => lifecycle(state, ctx, &record, "terminate", "provider"),
+            _ => {}
+        }
     }
     Ok(record)
 }
@@ -438,6 +454,7 @@ pub async fn action(
         state: new_state,
         ..record
     };
+    lifecycle(state, ctx, &record, action, "api");
     let record = wait_for(state, ctx, request_id, record, wait).await?;
     let status = if action == "terminate" {
         StatusCode::OK
@@ -499,7 +516,7 @@ pub async fn resize(
         instance_type: itype.name.to_string(),
         ..record
     };
-    lifecycle(state, ctx, &record, "resize");
+    lifecycle(state, ctx, &record, "resize", "api");
     Ok(json_response(StatusCode::OK, &view(&record)))
 }
 
