@@ -385,7 +385,7 @@ fn api_request_event(
     MeterEvent {
         id: fast_uuid(),
         record_type: "api.request".into(),
-        time: humantime_rfc3339(SystemTime::now()),
+        time: rfc3339_millis(SystemTime::now()),
         tenant: ctx.tenant.to_string(),
         department: ctx.department.clone(),
         attributes: serde_json::json!({
@@ -402,32 +402,12 @@ fn api_request_event(
 }
 
 /// RFC 3339 UTC with milliseconds, e.g. `2026-11-23T11:39:01.123Z`.
-pub fn humantime_rfc3339(t: SystemTime) -> String {
-    let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
-    let secs = d.as_secs() as i64;
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Civil-from-days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60,
-        d.subsec_millis()
-    )
+pub fn rfc3339_millis(t: SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
 }
 
 /// A random (v4) UUID from the thread-local generator: no system call per request.
-fn fast_uuid() -> String {
+pub(crate) fn fast_uuid() -> String {
     uuid::Builder::from_random_bytes(rand::random())
         .into_uuid()
         .to_string()
@@ -440,9 +420,9 @@ mod tests {
     #[test]
     fn rfc3339_formatting() {
         let t = SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(1_795_433_941_123);
-        assert_eq!(humantime_rfc3339(t), "2026-11-23T11:39:01.123Z");
+        assert_eq!(rfc3339_millis(t), "2026-11-23T11:39:01.123Z");
         assert_eq!(
-            humantime_rfc3339(SystemTime::UNIX_EPOCH),
+            rfc3339_millis(SystemTime::UNIX_EPOCH),
             "1970-01-01T00:00:00.000Z"
         );
     }

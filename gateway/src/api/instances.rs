@@ -74,9 +74,9 @@ fn lifecycle(
 ) {
     let t = instance_type(&record.instance_type);
     state.tap.record(skyport_plugin_api::ops::MeterEvent {
-        id: uuid::Uuid::new_v4().to_string(),
+        id: crate::pipeline::fast_uuid(),
         record_type: "instance.lifecycle".into(),
-        time: crate::pipeline::humantime_rfc3339(SystemTime::now()),
+        time: crate::pipeline::rfc3339_millis(SystemTime::now()),
         tenant: ctx.tenant.to_string(),
         department: record.department.clone(),
         attributes: json!({
@@ -99,7 +99,7 @@ async fn check_quota(
     ctx: &TenantContext,
     adding: crate::catalog::InstanceType,
 ) -> Result<(), GatewayError> {
-    let Some((_, tenant)) = state.tenants.iter().find(|(id, _)| **id == *ctx.tenant) else {
+    let Some(tenant) = state.tenants.get(&ctx.tenant) else {
         return Ok(());
     };
     let live: Vec<InstanceRecord> = state
@@ -179,8 +179,8 @@ pub async fn create(
     if let Some(dept) = &department {
         let known = state
             .tenants
-            .iter()
-            .any(|(id, t)| **id == *ctx.tenant && t.departments.contains(dept));
+            .get(&ctx.tenant)
+            .is_some_and(|t| t.departments.contains(dept));
         if !known {
             return Err(GatewayError::invalid(format!(
                 "department '{dept}' does not belong to tenant '{}'",
@@ -202,7 +202,7 @@ pub async fn create(
         name: req.name,
         tags: req.tags,
         state: "pending".into(),
-        created_at: crate::pipeline::humantime_rfc3339(SystemTime::now()),
+        created_at: crate::pipeline::rfc3339_millis(SystemTime::now()),
     };
     // The row exists before the provider is asked, so a crash in between is visible.
     state.inventory.insert(record.clone()).await?;

@@ -46,9 +46,14 @@ impl TenantDirectory {
         self.tenants.iter()
     }
 
+    /// The configuration of `tenant`, if it is registered.
+    pub fn get(&self, tenant: &str) -> Option<&TenantConfig> {
+        self.tenants.get(tenant)
+    }
+
     /// Checks `principal` against the directory.
     pub fn resolve(&self, principal: Principal) -> Result<TenantContext, GatewayError> {
-        let tenant = self.tenants.get(&principal.tenant).ok_or_else(|| {
+        let tenant = self.get(&principal.tenant).ok_or_else(|| {
             GatewayError::forbidden(format!("tenant '{}' is not registered", principal.tenant))
         })?;
         if let Some(dept) = &principal.department {
