@@ -9,13 +9,7 @@ use skyport_e2e::{expect_problem, standard_claims, unix_now, Gateway};
 async fn whoami_by_jwt_names_tenant_department_and_roles() {
     let gw = Gateway::start();
     let token = gw.token("demo", Some("finance"), &["auditor"]);
-    let response = gw
-        .client()
-        .get(gw.url("/v1/whoami"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let response = gw.get("/v1/whoami", &token).await;
     assert_eq!(response.status(), 200);
     assert!(response.headers().contains_key("x-request-id"));
     let body: serde_json::Value = response.json().await.unwrap();
@@ -147,13 +141,7 @@ async fn bad_tokens_are_refused_with_401_problems() {
 async fn verified_token_of_an_unregistered_tenant_is_403() {
     let gw = Gateway::start();
     let token = gw.token("nobody", None, &[]);
-    let response = gw
-        .client()
-        .get(gw.url("/v1/whoami"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
+    let response = gw.get("/v1/whoami", &token).await;
     let body = expect_problem(response, 403).await;
     assert!(body["detail"].as_str().unwrap().contains("nobody"));
 }

@@ -325,30 +325,29 @@ async fn four_concurrent_creates_all_reach_running() {
     }
 }
 
+/// Runs `skyport instances <args>` against `gw` as `tenant`: (exit code, stdout, stderr).
+fn instances_cli(gw: &Gateway, tenant: &str, args: &[&str]) -> (i32, String, String) {
+    let url = format!("https://{}", gw.api);
+    let out = std::process::Command::new(skyport_e2e::skyport_bin())
+        .arg("instances")
+        .args(args)
+        .args(["--url", &url, "--tenant", tenant, "--state-dir"])
+        .arg(&gw.state_dir)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_creates_with_progress_and_terminates() {
     assert_guest_ready_to_boot();
     let gw = Gateway::start();
-    let url = format!("https://{}", gw.api);
-    let state = gw.state_dir.to_str().unwrap().to_string();
-    let cli = move |args: &[&str]| {
-        let mut full: Vec<&str> = vec!["instances"];
-        full.extend_from_slice(args);
-        full.extend_from_slice(&["--url", &url, "--state-dir", &state, "--tenant", "acme"]);
-        let out = std::process::Command::new(skyport_e2e::skyport_bin())
-            .args(&full)
-            .output()
-            .unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
     let (code, stdout, stderr) =
-        tokio::task::spawn_blocking(move || cli(&["create", "--type", "sp.micro", "--wait"]))
-            .await
-            .unwrap();
+        instances_cli(&gw, "acme", &["create", "--type", "sp.micro", "--wait"]);
     assert_eq!(code, 0, "{stdout}{stderr}");
     let created: Value = serde_json::from_str(&stdout).unwrap();
     let id = created["id"].as_str().unwrap().to_string();
@@ -358,43 +357,11 @@ async fn cli_creates_with_progress_and_terminates() {
         "{stderr}"
     );
 
-    let url = format!("https://{}", gw.api);
-    let state = gw.state_dir.to_str().unwrap().to_string();
-    let out = std::process::Command::new(skyport_e2e::skyport_bin())
-        .args([
-            "instances",
-            "terminate",
-            &id,
-            "--url",
-            &url,
-            "--state-dir",
-            &state,
-            "--tenant",
-            "demo",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "demo cannot terminate acme's instance"
-    );
-    assert!(String::from_utf8_lossy(&out.stderr).contains("404"));
-    let out = std::process::Command::new(skyport_e2e::skyport_bin())
-        .args([
-            "instances",
-            "terminate",
-            &id,
-            "--url",
-            &url,
-            "--state-dir",
-            &state,
-            "--tenant",
-            "acme",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0));
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (code, _, stderr) = instances_cli(&gw, "demo", &["terminate", &id]);
+    assert_eq!(code, 1, "demo cannot terminate acme's instance");
+    assert!(stderr.contains("404"), "{stderr}");
+    let (code, stdout, _) = instances_cli(&gw, "acme", &["terminate", &id]);
+    assert_eq!(code, 0);
+    let v: Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(v["state"], "terminated");
 }

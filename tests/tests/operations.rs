@@ -8,13 +8,7 @@ use skyport_e2e::{default_config, run_cli, Gateway};
 async fn metrics_listener_serves_prometheus_text_health_and_readiness() {
     let gw = Gateway::start();
     let token = gw.token("demo", None, &[]);
-    let r = gw
-        .client()
-        .get(gw.url("/v1/whoami"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
+    let r = gw.get("/v1/whoami", &token).await;
     assert_eq!(r.status(), 200);
     let metrics = gw.metrics_text().await;
     assert!(
