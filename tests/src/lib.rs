@@ -237,6 +237,16 @@ impl Gateway {
         response.json().await.unwrap()
     }
 
+    /// `DELETE path` with a bearer token.
+    pub async fn delete(&self, path: &str, token: &str) -> reqwest::Response {
+        self.client()
+            .delete(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// `POST path` with a bearer token and an optional JSON body.
     pub async fn post(
         &self,

@@ -63,13 +63,7 @@ async fn instance_lifecycle_is_tenant_scoped_and_hides_provider_internals() {
     let path = format!("/v1/instances/{id}");
     expect_problem(gw.get(&path, &acme).await, 404).await;
     expect_problem(gw.post(&format!("{path}/stop"), &acme, None).await, 404).await;
-    let delete = gw
-        .client()
-        .delete(gw.url(&path))
-        .bearer_auth(&acme)
-        .send()
-        .await
-        .unwrap();
+    let delete = gw.delete(&path, &acme).await;
     expect_problem(delete, 404).await;
     let unknown = "i-0123456789abcdef0";
     let a = expect_problem(
@@ -98,13 +92,7 @@ async fn instance_lifecycle_is_tenant_scoped_and_hides_provider_internals() {
     assert_eq!(started.status(), 202);
     let started: Value = started.json().await.unwrap();
     assert_eq!(started["state"], "running");
-    let deleted = gw
-        .client()
-        .delete(gw.url(&path))
-        .bearer_auth(&demo)
-        .send()
-        .await
-        .unwrap();
+    let deleted = gw.delete(&path, &demo).await;
     assert_eq!(deleted.status(), 200);
     let deleted: Value = deleted.json().await.unwrap();
     assert_eq!(deleted["state"], "terminated");
@@ -239,13 +227,7 @@ async fn vms_survive_a_gateway_kill9_and_a_killed_qemu_becomes_stopped() {
     assert_eq!(stop["attributes"]["initiated_by"], "provider");
     assert_eq!(stop["attributes"]["instance_id"], created["id"]);
     assert_eq!(stop["tenant"], "demo");
-    let delete = gw
-        .client()
-        .delete(gw.url(&path))
-        .bearer_auth(&demo)
-        .send()
-        .await
-        .unwrap();
+    let delete = gw.delete(&path, &demo).await;
     assert_eq!(delete.status(), 200);
     tokio::time::sleep(std::time::Duration::from_millis(400)).await;
     let dump: Value = gw
@@ -314,13 +296,7 @@ async fn four_concurrent_creates_all_reach_running() {
     ids.dedup();
     assert_eq!(ids.len(), 4);
     for id in ids {
-        let r = gw
-            .client()
-            .delete(gw.url(&format!("/v1/instances/{id}")))
-            .bearer_auth(&demo)
-            .send()
-            .await
-            .unwrap();
+        let r = gw.delete(&format!("/v1/instances/{id}"), &demo).await;
         assert_eq!(r.status(), 200);
     }
 }
