@@ -44,6 +44,9 @@ pub struct Config {
     pub cache: CacheConfig,
     /// Metering tap.
     pub tap: TapConfig,
+    /// Inventory reconciliation with the providers.
+    #[serde(default)]
+    pub inventory: InventoryConfig,
     /// Tenants by id.
     #[serde(default)]
     pub tenants: BTreeMap<String, TenantConfig>,
@@ -196,6 +199,23 @@ pub struct TapConfig {
     pub queue_capacity: usize,
     /// Largest batch handed to a metering plugin.
     pub batch_max_events: usize,
+}
+
+/// `[inventory]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InventoryConfig {
+    /// Seconds between two comparisons of every provider's `inventory.list` with the
+    /// inventory (changes a provider made by itself are recorded and metered then).
+    pub sync_interval_secs: u64,
+}
+
+impl Default for InventoryConfig {
+    fn default() -> Self {
+        Self {
+            sync_interval_secs: 5,
+        }
+    }
 }
 
 /// `[tenants.<id>]`.
@@ -353,6 +373,9 @@ impl Config {
                 "tap".into(),
                 "queue_capacity and batch_max_events must be positive",
             );
+        }
+        if self.inventory.sync_interval_secs == 0 {
+            err("inventory.sync_interval_secs".into(), "must be at least 1");
         }
         for (i, plugin) in self.plugins.iter().enumerate() {
             if let Some(sha) = &plugin.sha256 {

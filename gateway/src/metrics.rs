@@ -48,6 +48,12 @@ pub struct Metrics {
     pub tap_dropped: Counter,
     /// Tap events accepted into the queue.
     pub tap_enqueued: Counter,
+    /// Instance changes a provider made by itself (labels: provider, state), found by the
+    /// inventory sync or a read.
+    pub instance_changes_detected: Family<Labels, Counter>,
+    /// Instances a provider runs that Skyport's inventory does not know (label: provider),
+    /// as of the last inventory sync.
+    pub instances_unmanaged: Family<Labels, Gauge>,
 }
 
 impl Metrics {
@@ -69,6 +75,18 @@ impl Metrics {
         let plugin_reported = Family::<Vec<(String, String)>, Gauge<f64, AtomicU64>>::default();
         let tap_dropped = Counter::default();
         let tap_enqueued = Counter::default();
+        let instance_changes_detected = Family::<Labels, Counter>::default();
+        let instances_unmanaged = Family::<Labels, Gauge>::default();
+        registry.register(
+            "instance_changes_detected",
+            "Instance changes a provider made by itself",
+            instance_changes_detected.clone(),
+        );
+        registry.register(
+            "instances_unmanaged",
+            "Instances a provider runs that the inventory does not know",
+            instances_unmanaged.clone(),
+        );
         registry.register(
             "http_requests",
             "Requests by route, status and tenant",
@@ -131,6 +149,8 @@ impl Metrics {
             plugin_reported,
             tap_dropped,
             tap_enqueued,
+            instance_changes_detected,
+            instances_unmanaged,
         }
     }
 

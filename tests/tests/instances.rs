@@ -159,20 +159,41 @@ async fn bad_instance_requests_get_clear_400s() {
     .await;
 }
 
-fn qemu_pid_of_instance(gw: &Gateway) -> u32 {
-    let vms = std::fs::read_dir(gw.state_dir.join("plugins/local-vmm/vms")).unwrap();
-    let dir = vms.flatten().next().expect("one VM").path();
-    std::fs::read_to_string(dir.join("pid"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
+/// The meter-sink fixture's lifecycle events of kind `event`, polled until at least `at_least`
+/// arrived (or 20 s passed: the sync runs every 5 s and the tap flushes every 100 ms).
+async fn lifecycle_events_eventually(
+    gw: &Gateway,
+    admin: &str,
+    event: &str,
+    at_least: usize,
+) -> Vec<Value> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let dump: Value = gw
+            .post("/admin/plugins/meter-sink/ops/events.dump", admin, None)
+            .await
+            .json()
+            .await
+            .unwrap();
+        let found: Vec<Value> = dump["result"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["type"] == "instance.lifecycle" && e["attributes"]["event"] == event)
+            .cloned()
+            .collect();
+        if found.len() >= at_least || std::time::Instant::now() > deadline {
+            return found;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn vms_survive_a_gateway_kill9_and_a_killed_qemu_becomes_stopped() {
+/// A gateway with the meter-sink fixture loaded, a demo token, and one `sp.micro` VM that
+/// reached `running`.
+async fn metered_gateway_with_one_running_vm() -> (Gateway, String, Value) {
     assert_guest_ready_to_boot();
-    let mut gw = Gateway::start_with(skyport_e2e::GatewayOptions {
+    let gw = Gateway::start_with(skyport_e2e::GatewayOptions {
         extra: format!(
             "[[plugins]]\nname = \"meter-sink\"\nfile = \"{}\"\n",
             skyport_e2e::fixture("meter-sink").display()
@@ -190,6 +211,23 @@ async fn vms_survive_a_gateway_kill9_and_a_killed_qemu_becomes_stopped() {
         .json()
         .await
         .unwrap();
+    assert_eq!(created["state"], "running", "{created}");
+    (gw, demo, created)
+}
+
+fn qemu_pid_of_instance(gw: &Gateway) -> u32 {
+    let vms = std::fs::read_dir(gw.state_dir.join("plugins/local-vmm/vms")).unwrap();
+    let dir = vms.flatten().next().expect("one VM").path();
+    std::fs::read_to_string(dir.join("pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vms_survive_a_gateway_kill9_and_a_killed_qemu_becomes_stopped() {
+    let (mut gw, demo, created) = metered_gateway_with_one_running_vm().await;
     let path = format!("/v1/instances/{}", created["id"].as_str().unwrap());
     let pid = qemu_pid_of_instance(&gw);
 
@@ -199,34 +237,31 @@ async fn vms_survive_a_gateway_kill9_and_a_killed_qemu_becomes_stopped() {
     assert_eq!(after["state"], "running");
     assert_eq!(qemu_pid_of_instance(&gw), pid, "the same QEMU process");
 
-    // Policy: a VM whose QEMU dies is `stopped` (disk kept), and can be started again.
+    // Policy: a VM whose QEMU dies is `stopped` (disk kept), and can be started again. The
+    // inventory sync (every 5 s) notices it and meters the stop, marked as the provider's
+    // doing, without anyone reading the instance.
     // SAFETY: kill(2) on the QEMU this test started.
     assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0);
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    assert_eq!(gw.get_json(&path, &demo).await["state"], "stopped");
-
-    // ... and that stop is metered, marked as the provider's doing.
     let admin = gw.token("demo", None, &["admin"]);
-    tokio::time::sleep(std::time::Duration::from_millis(400)).await; // tap flush: 100 ms
-    let dump: Value = gw
-        .post("/admin/plugins/meter-sink/ops/events.dump", &admin, None)
-        .await
-        .json()
-        .await
-        .unwrap();
-    let lifecycle: Vec<&Value> = dump["result"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["type"] == "instance.lifecycle")
-        .collect();
-    let stop = lifecycle
-        .iter()
-        .find(|e| e["attributes"]["event"] == "stop")
-        .unwrap_or_else(|| panic!("no stop event in {dump}"));
-    assert_eq!(stop["attributes"]["initiated_by"], "provider");
-    assert_eq!(stop["attributes"]["instance_id"], created["id"]);
-    assert_eq!(stop["tenant"], "demo");
+    let stops = lifecycle_events_eventually(&gw, &admin, "stop", 1).await;
+    assert_eq!(stops.len(), 1, "exactly one stop: {stops:?}");
+    assert_eq!(stops[0]["attributes"]["initiated_by"], "provider");
+    assert_eq!(stops[0]["attributes"]["instance_id"], created["id"]);
+    assert_eq!(stops[0]["attributes"]["state"], "stopped");
+    assert_eq!(stops[0]["tenant"], "demo");
+    assert_eq!(gw.get_json(&path, &demo).await["state"], "stopped");
+    assert!(gw.metrics_text().await.contains(
+        r#"skyport_instance_changes_detected_total{provider="local-vmm",state="stopped"} 1"#
+    ));
+    // Later sync rounds and reads must not meter the same change again.
+    tokio::time::sleep(std::time::Duration::from_millis(5500)).await;
+    assert_eq!(
+        lifecycle_events_eventually(&gw, &admin, "stop", 1)
+            .await
+            .len(),
+        1
+    );
+
     let delete = gw.delete(&path, &demo).await;
     assert_eq!(delete.status(), 200);
     tokio::time::sleep(std::time::Duration::from_millis(400)).await;
@@ -244,8 +279,45 @@ async fn vms_survive_a_gateway_kill9_and_a_killed_qemu_becomes_stopped() {
         .unwrap_or_else(|| panic!("no terminate event in {dump}"))
         .clone();
     assert_eq!(terminate["attributes"]["initiated_by"], "api");
+    assert_eq!(
+        lifecycle_events_eventually(&gw, &admin, "terminate", 1)
+            .await
+            .len(),
+        1,
+        "the API's terminate is metered once, not again by the sync"
+    );
     assert_eq!(terminate["attributes"]["vcpus"], 1);
     assert_eq!(terminate["attributes"]["provider"], "local-vmm");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vm_whose_directory_vanished_is_terminated_and_its_qemu_reported_as_an_orphan() {
+    let (mut gw, demo, created) = metered_gateway_with_one_running_vm().await;
+    let pid = qemu_pid_of_instance(&gw);
+    let vms = gw.state_dir.join("plugins/local-vmm/vms");
+    std::fs::remove_dir_all(&vms).unwrap();
+    std::fs::create_dir(&vms).unwrap();
+
+    gw.kill9_and_restart();
+    assert!(
+        gw.log().contains(&format!("orphan QEMU pid {pid}")),
+        "{}",
+        gw.log()
+    );
+    let admin = gw.token("demo", None, &["admin"]);
+    let terminated = lifecycle_events_eventually(&gw, &admin, "terminate", 1).await;
+    // The QEMU keeps running until an operator decides; the test cleans up after itself.
+    // SAFETY: kill(2) on the QEMU this test started.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    assert_eq!(terminated.len(), 1, "{terminated:?}");
+    assert_eq!(terminated[0]["attributes"]["instance_id"], created["id"]);
+    assert_eq!(terminated[0]["attributes"]["initiated_by"], "provider");
+    let path = format!("/v1/instances/{}", created["id"].as_str().unwrap());
+    assert_eq!(gw.get_json(&path, &demo).await["state"], "terminated");
+    assert!(gw
+        .metrics_text()
+        .await
+        .contains(r#"skyport_instances_unmanaged{provider="local-vmm"} 1"#));
 }
 
 #[tokio::test]

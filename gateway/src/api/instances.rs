@@ -14,7 +14,8 @@ use super::json_response;
 use crate::auth::TenantContext;
 use crate::catalog::{instance_type, instance_type_names, INSTANCE_TYPES};
 use crate::error::{ErrorKind, GatewayError};
-use crate::inventory::{is_instance_id, new_instance_id, InstanceRecord};
+use crate::inventory::lifecycle::{emit, Initiator};
+use crate::inventory::{is_instance_id, new_instance_id, sync, InstanceRecord};
 use crate::state::AppState;
 
 /// Longest `?wait=` a request may ask for.
@@ -60,37 +61,6 @@ fn view(record: &InstanceRecord) -> Value {
         "department": record.department,
         "created_at": record.created_at,
     })
-}
-
-/// Emits one lifecycle event to the metering tap. `initiated_by` is `api` for changes a
-/// caller asked for and `provider` for changes the provider reported by itself (a guest
-/// that powered off, a QEMU that died, an instance gone from its cloud).
-fn lifecycle(
-    state: &AppState,
-    ctx: &TenantContext,
-    record: &InstanceRecord,
-    event: &str,
-    initiated_by: &str,
-) {
-    let t = instance_type(&record.instance_type);
-    state.tap.record(skyport_plugin_api::ops::MeterEvent {
-        id: crate::pipeline::fast_uuid(),
-        record_type: "instance.lifecycle".into(),
-        time: crate::pipeline::rfc3339_millis(SystemTime::now()),
-        tenant: ctx.tenant.to_string(),
-        department: record.department.clone(),
-        attributes: json!({
-            "event": event,
-            "instance_id": record.id,
-            "provider": record.provider,
-            "region": record.region,
-            "instance_type": record.instance_type,
-            "vcpus": t.map(|t| t.vcpus),
-            "memory_mib": t.map(|t| t.memory_mib),
-            "state": record.state,
-            "initiated_by": initiated_by,
-        }),
-    });
 }
 
 /// Refuses a create that would exceed the tenant's quotas (409 with limit and use).
@@ -235,7 +205,7 @@ pub async fn create(
         .inventory
         .update(&record.id, record.remote_id.clone(), &record.state, None)
         .await?;
-    lifecycle(state, ctx, &record, "run", "api");
+    emit(state, &record, "run", Initiator::Api);
     let record = wait_for(state, ctx, request_id, record, wait).await?;
     Ok(json_response(StatusCode::ACCEPTED, &view(&record)))
 }
@@ -291,7 +261,7 @@ async fn refresh(
     state: &AppState,
     ctx: &TenantContext,
     request_id: &str,
-    mut record: InstanceRecord,
+    record: InstanceRecord,
 ) -> Result<InstanceRecord, GatewayError> {
     let Some(remote) = record.remote_id.clone() else {
         return Ok(record);
@@ -310,26 +280,12 @@ async fn refresh(
             PROVIDER_TIMEOUT,
         )
         .await;
-    let new_state = match live {
+    let observed = match live {
         Ok(v) => v["state"].as_str().unwrap_or(&record.state).to_string(),
         Err(e) if e.kind == ErrorKind::NotFound => "terminated".to_string(),
         Err(e) => return Err(e),
     };
-    if new_state != record.state {
-        state
-            .inventory
-            .update(&record.id, None, &new_state, None)
-            .await?;
-        let was_running = record.state == "running";
-        record.state = new_state;
-        // A change nobody asked for: meter it so that no stopped time is billed.
-        match record.state.as_str() {
-            "stopped" if was_running => lifecycle(state, ctx, &record, "stop", "provider"),
-            "terminated" => lifecycle(state, ctx, &record, "terminate", "provider"),
-            _ => {}
-        }
-    }
-    Ok(record)
+    sync::observe(state, record, &observed).await
 }
 
 async fn wait_for(
@@ -431,6 +387,7 @@ pub async fn action(
             format!("instance {id} is still being created"),
         )
     })?;
+    let claim = state.inventory.claim(&record.id)?;
     let result = state
         .plugins
         .call(
@@ -454,7 +411,8 @@ pub async fn action(
         state: new_state,
         ..record
     };
-    lifecycle(state, ctx, &record, action, "api");
+    emit(state, &record, action, Initiator::Api);
+    drop(claim);
     let record = wait_for(state, ctx, request_id, record, wait).await?;
     let status = if action == "terminate" {
         StatusCode::OK
@@ -492,6 +450,7 @@ pub async fn resize(
         ));
     }
     let remote = record.remote_id.clone().unwrap_or_default();
+    let _claim = state.inventory.claim(&record.id)?;
     state
         .plugins
         .call(
@@ -516,7 +475,7 @@ pub async fn resize(
         instance_type: itype.name.to_string(),
         ..record
     };
-    lifecycle(state, ctx, &record, "resize", "api");
+    emit(state, &record, "resize", Initiator::Api);
     Ok(json_response(StatusCode::OK, &view(&record)))
 }
 

@@ -235,6 +235,10 @@ async fn serve(config: Config) -> anyhow::Result<i32> {
             }
         })
     };
+    let sync_task = crate::inventory::sync::spawn(
+        Arc::clone(&state),
+        Duration::from_secs(config.inventory.sync_interval_secs),
+    );
     let server = tokio::spawn(crate::server::serve_tls(
         listener,
         Arc::clone(&state),
@@ -268,6 +272,7 @@ async fn serve(config: Config) -> anyhow::Result<i32> {
     let _ = server.await;
     retain_task.abort();
     probe_task.abort();
+    sync_task.abort();
     let _ = metrics_task.await;
     drop(state);
     if tokio::time::timeout(Duration::from_secs(10), forwarder)

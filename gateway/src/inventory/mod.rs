@@ -5,6 +5,10 @@
 //! leaves a visible, reconcilable row rather than an unknown VM. Another tenant's id is
 //! indistinguishable from an unknown id: every query is keyed by (tenant, id).
 
+pub mod lifecycle;
+pub mod sync;
+
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -48,6 +52,24 @@ pub struct InstanceRecord {
 #[derive(Clone)]
 pub struct Inventory {
     conn: Arc<Mutex<Connection>>,
+    claims: Arc<Mutex<HashSet<String>>>,
+}
+
+/// An API operation's hold on one instance: while it lives, no other operation may start on
+/// that instance and the background sync leaves the instance alone (the operation records
+/// and meters its own outcome). Released on drop.
+pub struct Claim {
+    id: String,
+    claims: Arc<Mutex<HashSet<String>>>,
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        self.claims
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.id);
+    }
 }
 
 fn db_error(e: rusqlite::Error) -> GatewayError {
@@ -79,7 +101,63 @@ impl Inventory {
         )?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
+            claims: Arc::default(),
         })
+    }
+
+    /// Claims instance `id` for one API operation; 409 while another one holds it.
+    pub fn claim(&self, id: &str) -> Result<Claim, GatewayError> {
+        let mut claims = self.claims.lock().unwrap_or_else(|p| p.into_inner());
+        if !claims.insert(id.to_string()) {
+            return Err(GatewayError::new(
+                crate::error::ErrorKind::Conflict,
+                format!("another operation on instance {id} is in progress; retry when it ends"),
+            ));
+        }
+        Ok(Claim {
+            id: id.to_string(),
+            claims: Arc::clone(&self.claims),
+        })
+    }
+
+    /// Whether an API operation holds instance `id`.
+    pub fn is_claimed(&self, id: &str) -> bool {
+        self.claims
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(id)
+    }
+
+    /// Moves instance `id` from state `from` to `to`; false when its state was no longer
+    /// `from` (someone else recorded a change first), so a change is recorded, and
+    /// metered, once.
+    pub async fn transition(&self, id: &str, from: &str, to: &str) -> Result<bool, GatewayError> {
+        let (id, from, to) = (id.to_string(), from.to_string(), to.to_string());
+        self.with(move |c| {
+            c.execute(
+                "UPDATE instances SET state = ?3 WHERE id = ?1 AND state = ?2",
+                params![id, from, to],
+            )
+            .map(|changed| changed == 1)
+        })
+        .await
+    }
+
+    /// Every instance of `provider` that has a remote id and is not terminated: what a
+    /// reconciliation compares with the provider's own inventory.
+    pub async fn active_for_provider(
+        &self,
+        provider: &str,
+    ) -> Result<Vec<InstanceRecord>, GatewayError> {
+        let provider = provider.to_string();
+        self.with(move |c| {
+            let mut stmt = c.prepare(&format!(
+                "{SELECT} WHERE provider = ?1 AND remote_id IS NOT NULL AND state != 'terminated'"
+            ))?;
+            let rows = stmt.query_map(params![provider], row_to_record)?;
+            rows.collect()
+        })
+        .await
     }
 
     /// Runs `f` on the connection outside the async workers.
@@ -267,6 +345,30 @@ mod tests {
             inv.get("demo", &record.id).await.unwrap().unwrap().state,
             "running"
         );
+
+        // A change is recorded once: the second observer of running -> stopped loses.
+        assert!(inv
+            .transition(&record.id, "running", "stopped")
+            .await
+            .unwrap());
+        assert!(!inv
+            .transition(&record.id, "running", "stopped")
+            .await
+            .unwrap());
+        let active = inv.active_for_provider("local-vmm").await.unwrap();
+        assert_eq!(active.len(), 1);
+        assert!(inv.active_for_provider("ec2").await.unwrap().is_empty());
+
+        // One API operation per instance at a time; the claim ends with its guard.
+        let claim = inv.claim(&record.id).unwrap();
+        assert!(inv.is_claimed(&record.id));
+        assert_eq!(
+            inv.claim(&record.id).err().map(|e| e.kind),
+            Some(crate::error::ErrorKind::Conflict)
+        );
+        drop(claim);
+        assert!(!inv.is_claimed(&record.id));
+        assert!(inv.claim(&record.id).is_ok());
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

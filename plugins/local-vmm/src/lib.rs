@@ -441,11 +441,48 @@ impl LocalVmm {
         Ok(json!({"output": String::from_utf8_lossy(&bytes[start..])}))
     }
 
+    /// Every managed VM, its liveness checked (a dead QEMU shows as `stopped`).
     fn list(&self) -> Value {
-        let vms = self.vms.lock().unwrap_or_else(|p| p.into_inner());
-        let mut list: Vec<Value> = vms.values().map(|s| self.view(s)).collect();
+        let ids: Vec<String> = self
+            .vms
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        let mut list: Vec<Value> = ids
+            .iter()
+            .filter_map(|id| self.get(id).ok())
+            .map(|spec| self.view(&spec))
+            .collect();
         list.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
         Value::Array(list)
+    }
+
+    /// [`list`](Self::list) plus orphans: QEMU processes launched from this state
+    /// directory that no VM directory accounts for (its directory was removed, or its spec
+    /// names another pid). They are reported, `"orphan": true`, never touched: an operator
+    /// decides whether to kill them or restore their directory.
+    fn inventory(&self) -> Value {
+        let mut list = self.list();
+        let orphans = self.orphans();
+        if let Value::Array(items) = &mut list {
+            items.extend(orphans.iter().map(|(pid, id)| {
+                json!({"id": id, "state": "running", "region": self.config.region, "orphan": true, "pid": pid})
+            }));
+        }
+        list
+    }
+
+    fn orphans(&self) -> Vec<(u32, String)> {
+        let vms = self.vms.lock().unwrap_or_else(|p| p.into_inner());
+        vm::qemus_under(&vm::vms_root(&self.state_dir))
+            .into_iter()
+            .filter(|(pid, id)| {
+                vms.get(id)
+                    .is_none_or(|spec| spec.pid.is_some_and(|known| known != *pid))
+            })
+            .collect()
     }
 
     /// Loads every VM directory: live QEMUs are re-attached, dead ones become `stopped`.
@@ -474,6 +511,14 @@ impl LocalVmm {
                 let _ = dir.save(&spec);
             }
             vms.insert(spec.id.clone(), spec);
+        }
+        drop(vms);
+        for (pid, id) in self.orphans() {
+            log::warn!(
+                "orphan QEMU pid {pid} (VM {id}): no VM directory accounts for it; \
+                 kill it or restore {}",
+                self.dir(&id).0.display()
+            );
         }
     }
 }
@@ -586,7 +631,8 @@ impl Plugin for LocalVmmPlugin {
             ),
             ("instance.create", 1) => vmm.create(&call.params).await,
             ("instance.get", 1) => Ok(vmm.view(&vmm.get(&id_param(&call.params)?)?)),
-            ("instance.list", 1) | ("inventory.list", 1) => Ok(vmm.list()),
+            ("instance.list", 1) => Ok(vmm.list()),
+            ("inventory.list", 1) => Ok(vmm.inventory()),
             ("instance.stop", 1) => vmm.stop(&id_param(&call.params)?).await,
             ("instance.start", 1) => vmm.start(&id_param(&call.params)?).await,
             ("instance.terminate", 1) => vmm.terminate(&id_param(&call.params)?).await,

@@ -200,6 +200,30 @@ pub fn is_our_qemu(pid: u32, id: &str) -> bool {
         .any(|w| w == needle.as_bytes())
 }
 
+/// Every live QEMU process whose pid file lies under `root` (so one this plugin launched,
+/// from this state directory), as (pid, VM id from its `-name`).
+pub fn qemus_under(root: &Path) -> Vec<(u32, String)> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let raw = std::fs::read(entry.path().join("cmdline")).ok()?;
+            let args: Vec<&[u8]> = raw.split(|b| *b == 0).collect();
+            let after = |flag: &str| {
+                args.windows(2)
+                    .find(|w| w[0] == flag.as_bytes())
+                    .map(|w| String::from_utf8_lossy(w[1]).into_owned())
+            };
+            let pidfile = after("-pidfile")?;
+            let name = after("-name")?;
+            (Path::new(&pidfile).starts_with(root) && is_alive(pid)).then_some((pid, name))
+        })
+        .collect()
+}
+
 /// Waits until the serial console shows the ready marker, the process dies, or `timeout`.
 pub async fn wait_ready(dir: &VmDir, pid: u32, id: &str, timeout: Duration) -> Result<(), String> {
     let deadline = tokio::time::Instant::now() + timeout;

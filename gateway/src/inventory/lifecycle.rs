@@ -1,0 +1,52 @@
+//! Lifecycle events: one metering event per instance change, whoever made it.
+
+use std::time::SystemTime;
+
+use serde_json::json;
+use skyport_plugin_api::ops::MeterEvent;
+
+use super::InstanceRecord;
+use crate::catalog::instance_type;
+use crate::state::AppState;
+
+/// Who made a change: a caller through the API, or the provider by itself (a guest that
+/// powered off, a QEMU that died, an instance gone from its cloud).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Initiator {
+    /// A tenant's API call.
+    Api,
+    /// The provider, noticed by a read or by the inventory sync.
+    Provider,
+}
+
+impl Initiator {
+    fn as_str(self) -> &'static str {
+        match self {
+            Initiator::Api => "api",
+            Initiator::Provider => "provider",
+        }
+    }
+}
+
+/// Emits one `instance.lifecycle` event for `record` (in its new state) to the metering tap.
+pub fn emit(state: &AppState, record: &InstanceRecord, event: &str, initiated_by: Initiator) {
+    let t = instance_type(&record.instance_type);
+    state.tap.record(MeterEvent {
+        id: crate::pipeline::fast_uuid(),
+        record_type: "instance.lifecycle".into(),
+        time: crate::pipeline::rfc3339_millis(SystemTime::now()),
+        tenant: record.tenant.clone(),
+        department: record.department.clone(),
+        attributes: json!({
+            "event": event,
+            "instance_id": record.id,
+            "provider": record.provider,
+            "region": record.region,
+            "instance_type": record.instance_type,
+            "vcpus": t.map(|t| t.vcpus),
+            "memory_mib": t.map(|t| t.memory_mib),
+            "state": record.state,
+            "initiated_by": initiated_by.as_str(),
+        }),
+    });
+}
