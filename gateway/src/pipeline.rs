@@ -298,7 +298,16 @@ async fn dispatch(
             api::instances::resize(state, ctx, request_id, id, body).await
         }
         Route::InstanceConsole(id) => api::instances::console(state, ctx, request_id, id).await,
-        Route::Images => api::instances::images(state, ctx, request_id).await,
+        Route::Images => api::images::list(state, ctx, request_id).await,
+        Route::AdminImages => api::images::admin_list(state, ctx, request_id).await,
+        Route::AdminImageRegister => {
+            let body = read_body(req).await?;
+            api::images::register(state, ctx, request_id, body).await
+        }
+        Route::AdminImageRemove(name) => {
+            let provider = query_value(req.uri(), "provider");
+            api::images::remove(state, ctx, request_id, name, provider.as_deref()).await
+        }
         Route::Ec2Reserved => Err(GatewayError::new(
             ErrorKind::NotImplemented,
             "the EC2 Query API is not served by this version of Skyport",

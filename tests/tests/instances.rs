@@ -6,7 +6,7 @@ use skyport_e2e::{expect_problem, Gateway};
 fn assert_guest_ready_to_boot() {
     assert!(
         skyport_e2e::guest_library()
-            .join("skyport-tiny/vmlinuz")
+            .join("skyport-tiny/disk.qcow2")
             .exists(),
         "guest image missing: run tests/install-deps.sh test (make test does)"
     );

@@ -21,7 +21,7 @@ use crate::state::AppState;
 /// Longest `?wait=` a request may ask for.
 const MAX_WAIT: Duration = Duration::from_secs(120);
 /// Deadline of one provider call.
-const PROVIDER_TIMEOUT: Duration = Duration::from_secs(60);
+pub(crate) const PROVIDER_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// `POST /v1/instances` body.
 #[derive(Debug, Deserialize)]
@@ -37,7 +37,8 @@ struct CreateRequest {
     department: Option<String>,
 }
 
-fn context(ctx: &TenantContext, request_id: &str) -> CallContext {
+/// The plugin-call context of a tenant's request.
+pub(crate) fn context(ctx: &TenantContext, request_id: &str) -> CallContext {
     CallContext {
         request_id: request_id.to_string(),
         tenant: Some(ctx.tenant.to_string()),
@@ -508,41 +509,4 @@ pub async fn console(
         StatusCode::OK,
         &json!({"id": record.id, "output": out["output"]}),
     ))
-}
-
-/// `GET /v1/images`: every provider's images, with provider and region.
-pub async fn images(
-    state: &AppState,
-    ctx: &TenantContext,
-    request_id: &str,
-) -> Result<Response<Full<Bytes>>, GatewayError> {
-    let mut out = Vec::new();
-    for region in state.regions.iter().filter(|r| r.kind == "provider") {
-        for provider in &region.providers {
-            let supports = state
-                .plugins
-                .get(provider)
-                .is_some_and(|p| p.ops.iter().any(|o| o == "images.list@1"));
-            if !supports {
-                continue;
-            }
-            let list = state
-                .plugins
-                .call(
-                    provider,
-                    "images.list",
-                    1,
-                    json!({}),
-                    context(ctx, request_id),
-                    PROVIDER_TIMEOUT,
-                )
-                .await?;
-            for image in list.as_array().into_iter().flatten() {
-                out.push(
-                    json!({"name": image["name"], "provider": provider, "region": region.name}),
-                );
-            }
-        }
-    }
-    Ok(json_response(StatusCode::OK, &json!({ "images": out })))
 }

@@ -2,6 +2,7 @@
 //! reserved for the EC2 Query API.
 
 pub mod admin;
+pub mod images;
 pub mod instances;
 pub mod native;
 pub mod problem;
@@ -50,6 +51,12 @@ pub enum Route {
     InstanceConsole(String),
     /// `GET /v1/images`
     Images,
+    /// `GET /admin/images`
+    AdminImages,
+    /// `POST /admin/images`
+    AdminImageRegister,
+    /// `DELETE /admin/images/{name}`
+    AdminImageRemove(String),
     /// `/` and `/services/compute`: reserved for the EC2 Query API.
     Ec2Reserved,
 }
@@ -159,6 +166,29 @@ pub fn route(method: &Method, path: &str) -> Result<RouteMatch, GatewayError> {
             admin: true,
             ..matched(Route::AdminTenants, "/admin/tenants")
         }),
+        ["admin", "images"] => match *method {
+            Method::GET => Ok(RouteMatch {
+                admin: true,
+                ..matched(Route::AdminImages, "/admin/images")
+            }),
+            Method::POST => Ok(RouteMatch {
+                admin: true,
+                write: true,
+                ..matched(Route::AdminImageRegister, "/admin/images")
+            }),
+            _ => Err(not_allowed(method, "/admin/images")),
+        },
+        ["admin", "images", name] => match *method {
+            Method::DELETE => Ok(RouteMatch {
+                admin: true,
+                write: true,
+                ..matched(
+                    Route::AdminImageRemove(name.to_string()),
+                    "/admin/images/{name}",
+                )
+            }),
+            _ => Err(not_allowed(method, "/admin/images/{name}")),
+        },
         ["admin", "plugins", plugin, "ops", op] => {
             if method != Method::POST {
                 return Err(GatewayError::new(

@@ -7,8 +7,12 @@
 //!   it becomes `running` when the guest prints its ready marker
 //! - `instance.get` / `instance.stop` / `instance.start` / `instance.terminate` `{id}`
 //! - `instance.console` `{id, tail_bytes?}` -> `{output}`
-//! - `instance.list` and `inventory.list` -> every VM with its state
+//! - `instance.list` -> every VM with its state; `inventory.list` -> the same plus orphan
+//!   QEMU processes
+//! - `images.list`, `images.register` `{name, kernel, initrd, disk?}`, `images.remove`
+//!   `{name}`
 
+mod images;
 mod qmp;
 mod vm;
 
@@ -23,15 +27,19 @@ use skyport_plugin_api::abi::error_code;
 use skyport_plugin_api::{export_plugin, ops, Description, Host, OpCall, Plugin, PluginError};
 use tokio::sync::Semaphore;
 
+use images::{ImageFiles, ImageLibrary};
 use vm::{Launcher, VmDir, VmSpec, VmState};
 
 /// Configuration (`[[plugins]] config = {...}`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct VmmConfig {
-    /// Directory of images: `<library>/<image>/vmlinuz` and `initramfs.gz`.
+    /// Directory of images: `<library>/<image>/{vmlinuz,initramfs.gz,disk.qcow2}`.
     #[serde(default = "default_library")]
     image_library: String,
+    /// Images registered in place: `[{name, kernel, initrd, disk}]`.
+    #[serde(default)]
+    images: Vec<ImageFiles>,
     /// State directory; default: the one the host assigns (`<state-dir>/plugins/<name>`).
     state_dir: Option<String>,
     /// `auto`, `tcg` or `kvm`.
@@ -82,6 +90,7 @@ const DEFAULT_IMAGE: &str = "skyport-tiny";
 struct LocalVmm {
     config: VmmConfig,
     launcher: Launcher,
+    images: ImageLibrary,
     state_dir: PathBuf,
     boots: Arc<Semaphore>,
     vms: Arc<Mutex<HashMap<String, VmSpec>>>,
@@ -132,15 +141,14 @@ impl LocalVmm {
                 "{} not found; install qemu-utils",
                 self.config.qemu_img
             ))
+        } else if self.images.list().is_empty() {
+            Some(format!(
+                "no image in {}; run plugins/local-vmm/prepare-guest.sh {}",
+                self.images.root().display(),
+                self.images.root().join(DEFAULT_IMAGE).display()
+            ))
         } else {
-            let image = self.launcher.image_library.join(DEFAULT_IMAGE);
-            (!image.join("vmlinuz").is_file() || !image.join("initramfs.gz").is_file()).then(|| {
-                format!(
-                    "image {DEFAULT_IMAGE} missing in {}; run plugins/local-vmm/prepare-guest.sh {}",
-                    self.launcher.image_library.display(),
-                    image.display()
-                )
-            })
+            None
         };
         ops::Health {
             healthy: reason.is_none(),
@@ -208,7 +216,11 @@ impl LocalVmm {
             let Ok(spec) = this.get(&id) else { return };
             let dir = this.dir(&id);
             let outcome = async {
-                let pid = this.launcher.launch(&dir, &spec).await?;
+                let image = this
+                    .images
+                    .get(&spec.image)
+                    .ok_or_else(|| format!("image {} is no longer in the library", spec.image))?;
+                let pid = this.launcher.launch(&dir, &spec, &image).await?;
                 this.set_state(&id, VmState::Pending, Some(pid));
                 vm::wait_ready(
                     &dir,
@@ -255,11 +267,15 @@ impl LocalVmm {
                 health.reason.unwrap_or_default(),
             ));
         }
-        let image = self.launcher.image_library.join(&p.image);
-        if p.image.contains('/') || !image.join("vmlinuz").is_file() {
+        if self.images.get(&p.image).is_none() {
+            let known: Vec<String> = self.images.list().into_iter().map(|i| i.name).collect();
             return Err(err(
                 error_code::INVALID_INPUT,
-                format!("unknown image '{}'", p.image),
+                format!(
+                    "unknown image '{}'; choose one of {}",
+                    p.image,
+                    known.join(", ")
+                ),
             ));
         }
         if p.memory_mib < 96 || !(1..=16).contains(&p.vcpus) {
@@ -376,27 +392,41 @@ impl LocalVmm {
         Ok(self.view(entry))
     }
 
-    /// Images in the library: directories holding `vmlinuz` and `initramfs.gz`.
+    /// Images: name, whether it has a disk template, and where it was registered.
     fn images(&self) -> Value {
-        let mut names: Vec<String> = std::fs::read_dir(&self.launcher.image_library)
-            .map(|entries| {
-                entries
-                    .flatten()
-                    .filter(|e| {
-                        e.path().join("vmlinuz").is_file()
-                            && e.path().join("initramfs.gz").is_file()
-                    })
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .collect()
-            })
-            .unwrap_or_default();
-        names.sort();
         Value::Array(
-            names
+            self.images
+                .list()
                 .into_iter()
-                .map(|n| json!({"name": n, "kind": "kernel+initrd"}))
+                .map(|i| {
+                    json!({
+                        "name": i.name,
+                        "kind": "kernel+initrd",
+                        "disk_template": i.disk.is_some(),
+                        "source": i.source,
+                    })
+                })
                 .collect(),
         )
+    }
+
+    /// Removes an image no VM uses (a VM's disk is an overlay on its template).
+    fn remove_image(&self, name: &str) -> Result<Value, PluginError> {
+        let users = self
+            .vms
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .filter(|spec| spec.image == name)
+            .count();
+        if users > 0 {
+            return Err(err(
+                error_code::CONFLICT,
+                format!("image {name} is used by {users} VM(s); terminate them first"),
+            ));
+        }
+        self.images.remove(name)?;
+        Ok(json!({"name": name, "removed": true}))
     }
 
     /// Resets a running VM (QMP `system_reset`); it stays `running`.
@@ -553,6 +583,8 @@ impl Plugin for LocalVmmPlugin {
                 "instance.console@1",
                 "instance.resize@1",
                 "images.list@1",
+                "images.register@1",
+                "images.remove@1",
                 "instance.reboot@1",
                 "instance.debug.cmdline@1",
                 "inventory.list@1",
@@ -564,6 +596,20 @@ impl Plugin for LocalVmmPlugin {
                 "additionalProperties": false,
                 "properties": {
                     "image_library": {"type": "string"},
+                    "images": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "additionalProperties": false,
+                            "required": ["name", "kernel", "initrd"],
+                            "properties": {
+                                "name": {"type": "string"},
+                                "kernel": {"type": "string"},
+                                "initrd": {"type": "string"},
+                                "disk": {"type": "string"}
+                            }
+                        }
+                    },
                     "state_dir": {"type": "string"},
                     "accelerator": {"enum": ["auto", "tcg", "kvm"]},
                     "region": {"type": "string"},
@@ -604,14 +650,20 @@ impl Plugin for LocalVmmPlugin {
             qemu: config.qemu.clone(),
             qemu_img: config.qemu_img.clone(),
             accel: choose_accelerator(&config.accelerator),
-            image_library: PathBuf::from(&config.image_library),
         };
         log::info!(
             "local-vmm: accelerator {}, state in {}",
             launcher.accel,
             state_dir.display()
         );
+        let images = ImageLibrary::new(
+            PathBuf::from(&config.image_library),
+            &config.images,
+            config.qemu_img.clone(),
+        )
+        .map_err(|e| err(error_code::INVALID_CONFIG, e))?;
         let vmm = LocalVmm {
+            images,
             boots: Arc::new(Semaphore::new(config.max_concurrent_boots.max(1))),
             config,
             launcher,
@@ -638,6 +690,23 @@ impl Plugin for LocalVmmPlugin {
             ("instance.terminate", 1) => vmm.terminate(&id_param(&call.params)?).await,
             ("instance.resize", 1) => vmm.resize(&call.params),
             ("images.list", 1) => Ok(vmm.images()),
+            ("images.register", 1) => {
+                let files: ImageFiles = serde_json::from_value(call.params.clone())
+                    .map_err(|e| err(error_code::INVALID_INPUT, format!("images.register: {e}")))?;
+                let image = vmm.images.register(&files).await?;
+                log::info!("image {} registered", image.name);
+                Ok(
+                    json!({"name": image.name, "disk_template": image.disk.is_some(), "source": image.source}),
+                )
+            }
+            ("images.remove", 1) => {
+                let name = call
+                    .params
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                vmm.remove_image(name)
+            }
             ("instance.reboot", 1) => vmm.reboot(&id_param(&call.params)?).await,
             ("instance.debug.cmdline", 1) => vmm.command_line(&id_param(&call.params)?),
             ("instance.console", 1) => {

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::images::Image;
 use crate::qmp;
 
 /// Serial-console line the guest prints when booted.
@@ -104,26 +105,43 @@ pub struct Launcher {
     pub qemu_img: String,
     /// `-accel` argument, e.g. `tcg,tb-size=64`.
     pub accel: String,
-    /// Directory holding `<image>/vmlinuz` and `<image>/initramfs.gz`.
-    pub image_library: PathBuf,
 }
 
 impl Launcher {
-    /// Creates the disk if missing and starts QEMU; returns its pid.
-    pub async fn launch(&self, dir: &VmDir, spec: &VmSpec) -> Result<u32, String> {
-        if !dir.disk().exists() {
-            let status = tokio::process::Command::new(&self.qemu_img)
-                .args(["create", "-q", "-f", "qcow2"])
-                .arg(dir.disk())
-                .arg("1G")
-                .status()
-                .await
-                .map_err(|e| format!("{}: {e}", self.qemu_img))?;
-            if !status.success() {
-                return Err(format!("qemu-img create failed: {status}"));
-            }
+    /// Creates the VM's disk if missing: a qcow2 overlay on the image's disk template, or a
+    /// blank 1 GiB qcow2 for an image without one. The disk outlives stop and start.
+    async fn create_disk(&self, dir: &VmDir, image: &Image) -> Result<(), String> {
+        if dir.disk().exists() {
+            return Ok(());
         }
-        let image = self.image_library.join(&spec.image);
+        let mut command = tokio::process::Command::new(&self.qemu_img);
+        command.args(["create", "-q", "-f", "qcow2"]);
+        if let Some(template) = &image.disk {
+            let template = template
+                .canonicalize()
+                .map_err(|e| format!("disk template {}: {e}", template.display()))?;
+            command.arg("-b").arg(template).args(["-F", "qcow2"]);
+        }
+        command.arg(dir.disk());
+        if image.disk.is_none() {
+            command.arg("1G");
+        }
+        let out = command
+            .output()
+            .await
+            .map_err(|e| format!("{}: {e}", self.qemu_img))?;
+        if !out.status.success() {
+            return Err(format!(
+                "qemu-img create failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(())
+    }
+
+    /// Creates the disk if missing and starts QEMU; returns its pid.
+    pub async fn launch(&self, dir: &VmDir, spec: &VmSpec, image: &Image) -> Result<u32, String> {
+        self.create_disk(dir, image).await?;
         let _ = std::fs::remove_file(dir.qmp());
         let _ = std::fs::remove_file(dir.pid());
         let stderr = std::fs::File::create(dir.0.join("stderr.log")).map_err(|e| e.to_string())?;
@@ -142,9 +160,9 @@ impl Launcher {
             .arg("-serial")
             .arg(format!("file:{}", dir.serial().display()))
             .arg("-kernel")
-            .arg(image.join("vmlinuz"))
+            .arg(&image.kernel)
             .arg("-initrd")
-            .arg(image.join("initramfs.gz"))
+            .arg(&image.initrd)
             .args(["-append", "console=ttyS0 quiet panic=-1"])
             .arg("-qmp")
             .arg(format!("unix:{},server=on,wait=off", dir.qmp().display()))
