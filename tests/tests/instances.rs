@@ -232,7 +232,11 @@ async fn vms_survive_a_gateway_kill9_and_a_killed_qemu_becomes_stopped() {
     let pid = qemu_pid_of_instance(&gw);
 
     gw.kill9_and_restart();
-    assert!(gw.log().contains("re-attached"), "{}", gw.log());
+    assert!(
+        gw.log().contains("re-attached") && gw.log().contains("QMP status running"),
+        "{}",
+        gw.log()
+    );
     let after = gw.get_json(&path, &demo).await;
     assert_eq!(after["state"], "running");
     assert_eq!(qemu_pid_of_instance(&gw), pid, "the same QEMU process");

@@ -118,6 +118,15 @@ async fn a_real_vm_boots_stops_starts_and_terminates() {
     assert!(output.contains("SKYPORT-GUEST-READY"), "{output}");
     assert!(output.contains("cpus=1"), "{output}");
 
+    // QMP controls: pause and resume (EC2 has no paused state: it stays `running`).
+    let paused = op_ok(&gw, &admin, "instance.pause", json!({"id": id})).await;
+    assert_eq!(paused["qmp_status"], "paused", "{paused}");
+    assert_eq!(paused["state"], "running");
+    let status = op_ok(&gw, &admin, "instance.status", json!({"id": id})).await;
+    assert_eq!(status["qmp_status"], "paused");
+    let resumed = op_ok(&gw, &admin, "instance.resume", json!({"id": id})).await;
+    assert_eq!(resumed["qmp_status"], "running", "{resumed}");
+
     // Stopping a running VM powers the guest off; the disk stays.
     let stopped = op_ok(&gw, &admin, "instance.stop", json!({"id": id})).await;
     assert_eq!(stopped["state"], "stopped");

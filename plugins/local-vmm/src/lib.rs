@@ -449,6 +449,30 @@ impl LocalVmm {
         Ok(self.view(&spec))
     }
 
+    /// QMP on a running VM: `query-status`, `stop` (pause) or `cont` (resume). A paused VM
+    /// stays `running` in EC2's terms (EC2 has no paused state); its QMP status says
+    /// `paused`. Returns the QMP status after the command.
+    async fn qmp_control(&self, id: &str, command: &str) -> Result<Value, PluginError> {
+        let spec = self.get(id)?;
+        if spec.state != VmState::Running {
+            return Err(err(
+                error_code::CONFLICT,
+                format!("instance is {:?}, not running", spec.state).to_lowercase(),
+            ));
+        }
+        let qmp = self.dir(id).qmp();
+        let timeout = Duration::from_secs(5);
+        if command != "query-status" {
+            qmp::execute(&qmp, command, None, timeout)
+                .await
+                .map_err(|e| err(error_code::INTERNAL, e))?;
+        }
+        let status = qmp::execute(&qmp, "query-status", None, timeout)
+            .await
+            .map_err(|e| err(error_code::INTERNAL, e))?;
+        Ok(json!({"id": id, "state": spec.state, "qmp_status": status["status"]}))
+    }
+
     /// The QEMU command line of a running VM (to check what a start used).
     fn command_line(&self, id: &str) -> Result<Value, PluginError> {
         let spec = self.get(id)?;
@@ -530,7 +554,40 @@ impl LocalVmm {
             };
             let alive = spec.pid.is_some_and(|pid| vm::is_our_qemu(pid, &spec.id));
             if alive {
-                log::info!("VM {} re-attached (pid {:?})", spec.id, spec.pid);
+                // init runs inside the plugin's runtime context, outside any task.
+                let answer = tokio::runtime::Handle::current().block_on(qmp::execute(
+                    &dir.qmp(),
+                    "query-status",
+                    None,
+                    Duration::from_secs(5),
+                ));
+                match answer {
+                    Ok(status) => log::info!(
+                        "VM {} re-attached (pid {:?}, QMP status {})",
+                        spec.id,
+                        spec.pid,
+                        status["status"].as_str().unwrap_or("unknown")
+                    ),
+                    Err(e) => {
+                        // Ours (its command line names it) but unreachable: it cannot be
+                        // controlled, so it is stopped rather than left running unbilled.
+                        log::warn!(
+                            "VM {}: QEMU alive but QMP silent ({e}); stopping it",
+                            spec.id
+                        );
+                        if let Some(pid) = spec.pid {
+                            let _ = tokio::runtime::Handle::current().block_on(vm::power_off(
+                                &dir,
+                                pid,
+                                &spec.id,
+                                Duration::from_secs(1),
+                            ));
+                        }
+                        spec.state = VmState::Stopped;
+                        spec.pid = None;
+                        let _ = dir.save(&spec);
+                    }
+                }
             } else if matches!(
                 spec.state,
                 VmState::Running | VmState::Pending | VmState::Stopping
@@ -586,6 +643,9 @@ impl Plugin for LocalVmmPlugin {
                 "images.register@1",
                 "images.remove@1",
                 "instance.reboot@1",
+                "instance.status@1",
+                "instance.pause@1",
+                "instance.resume@1",
                 "instance.debug.cmdline@1",
                 "inventory.list@1",
             ]
@@ -708,6 +768,12 @@ impl Plugin for LocalVmmPlugin {
                 vmm.remove_image(name)
             }
             ("instance.reboot", 1) => vmm.reboot(&id_param(&call.params)?).await,
+            ("instance.status", 1) => {
+                vmm.qmp_control(&id_param(&call.params)?, "query-status")
+                    .await
+            }
+            ("instance.pause", 1) => vmm.qmp_control(&id_param(&call.params)?, "stop").await,
+            ("instance.resume", 1) => vmm.qmp_control(&id_param(&call.params)?, "cont").await,
             ("instance.debug.cmdline", 1) => vmm.command_line(&id_param(&call.params)?),
             ("instance.console", 1) => {
                 let tail = call
