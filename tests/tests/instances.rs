@@ -159,11 +159,13 @@ async fn bad_instance_requests_get_clear_400s() {
     .await;
 }
 
-/// The meter-sink fixture's lifecycle events of kind `event`, polled until at least `at_least`
-/// arrived (or 20 s passed: the sync runs every 5 s and the tap flushes every 100 ms).
+/// The meter-sink fixture's lifecycle events of kind `event` for `instance`, polled until
+/// at least `at_least` arrived (or 20 s passed: the sync runs every 5 s and the tap flushes
+/// every 100 ms).
 async fn lifecycle_events_eventually(
     gw: &Gateway,
     admin: &str,
+    instance: &Value,
     event: &str,
     at_least: usize,
 ) -> Vec<Value> {
@@ -179,7 +181,11 @@ async fn lifecycle_events_eventually(
             .as_array()
             .unwrap()
             .iter()
-            .filter(|e| e["type"] == "instance.lifecycle" && e["attributes"]["event"] == event)
+            .filter(|e| {
+                e["type"] == "instance.lifecycle"
+                    && e["attributes"]["event"] == event
+                    && e["attributes"]["instance_id"] == instance["id"]
+            })
             .cloned()
             .collect();
         if found.len() >= at_least || std::time::Instant::now() > deadline {
@@ -215,31 +221,75 @@ async fn metered_gateway_with_one_running_vm() -> (Gateway, String, Value) {
     (gw, demo, created)
 }
 
-fn qemu_pid_of_instance(gw: &Gateway) -> u32 {
+/// The QEMU pids of every VM the gateway's local-vmm manages (from their pid files).
+fn qemu_pids(gw: &Gateway) -> std::collections::BTreeSet<u32> {
     let vms = std::fs::read_dir(gw.state_dir.join("plugins/local-vmm/vms")).unwrap();
-    let dir = vms.flatten().next().expect("one VM").path();
-    std::fs::read_to_string(dir.join("pid"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
+    vms.flatten()
+        .filter_map(|dir| std::fs::read_to_string(dir.path().join("pid")).ok())
+        .map(|pid| pid.trim().parse().unwrap())
+        .collect()
+}
+
+fn vm_process_alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        !stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z')
+    })
+}
+
+/// The QEMU pid of the only VM.
+fn qemu_pid_of_instance(gw: &Gateway) -> u32 {
+    let pids = qemu_pids(gw);
+    assert_eq!(pids.len(), 1, "one VM: {pids:?}");
+    pids.into_iter().next().unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn vms_survive_a_gateway_kill9_and_a_killed_qemu_becomes_stopped() {
+async fn two_vms_survive_a_gateway_kill9_and_a_killed_qemu_becomes_stopped() {
     let (mut gw, demo, created) = metered_gateway_with_one_running_vm().await;
     let path = format!("/v1/instances/{}", created["id"].as_str().unwrap());
     let pid = qemu_pid_of_instance(&gw);
+    let second: Value = gw
+        .post(
+            "/v1/instances?wait=running",
+            &demo,
+            Some(json!({"image": "skyport-tiny", "instance_type": "sp.micro"})),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(second["state"], "running", "{second}");
+    let second_path = format!("/v1/instances/{}", second["id"].as_str().unwrap());
+    let pids = qemu_pids(&gw);
+    assert_eq!(pids.len(), 2);
+    let second_pid = *pids.iter().find(|p| **p != pid).unwrap();
 
     gw.kill9_and_restart();
-    assert!(
-        gw.log().contains("re-attached") && gw.log().contains("QMP status running"),
-        "{}",
+    assert_eq!(
+        gw.log().matches("QMP status running").count(),
+        2,
+        "both re-attached: {}",
         gw.log()
     );
-    let after = gw.get_json(&path, &demo).await;
-    assert_eq!(after["state"], "running");
-    assert_eq!(qemu_pid_of_instance(&gw), pid, "the same QEMU process");
+    assert_eq!(qemu_pids(&gw), pids, "the same QEMU processes");
+    assert_eq!(gw.get_json(&path, &demo).await["state"], "running");
+    // Both are still controllable: the second one stops through the API.
+    let stopped: Value = gw
+        .post(&format!("{second_path}/stop?wait=stopped"), &demo, None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stopped["state"], "stopped", "{stopped}");
+    assert!(
+        !vm_process_alive(second_pid),
+        "QEMU {second_pid} still runs"
+    );
 
     // Policy: a VM whose QEMU dies is `stopped` (disk kept), and can be started again. The
     // inventory sync (every 5 s) notices it and meters the stop, marked as the provider's
@@ -247,7 +297,7 @@ async fn vms_survive_a_gateway_kill9_and_a_killed_qemu_becomes_stopped() {
     // SAFETY: kill(2) on the QEMU this test started.
     assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0);
     let admin = gw.token("demo", None, &["admin"]);
-    let stops = lifecycle_events_eventually(&gw, &admin, "stop", 1).await;
+    let stops = lifecycle_events_eventually(&gw, &admin, &created, "stop", 1).await;
     assert_eq!(stops.len(), 1, "exactly one stop: {stops:?}");
     assert_eq!(stops[0]["attributes"]["initiated_by"], "provider");
     assert_eq!(stops[0]["attributes"]["instance_id"], created["id"]);
@@ -260,7 +310,7 @@ async fn vms_survive_a_gateway_kill9_and_a_killed_qemu_becomes_stopped() {
     // Later sync rounds and reads must not meter the same change again.
     tokio::time::sleep(std::time::Duration::from_millis(5500)).await;
     assert_eq!(
-        lifecycle_events_eventually(&gw, &admin, "stop", 1)
+        lifecycle_events_eventually(&gw, &admin, &created, "stop", 1)
             .await
             .len(),
         1
@@ -284,7 +334,7 @@ async fn vms_survive_a_gateway_kill9_and_a_killed_qemu_becomes_stopped() {
         .clone();
     assert_eq!(terminate["attributes"]["initiated_by"], "api");
     assert_eq!(
-        lifecycle_events_eventually(&gw, &admin, "terminate", 1)
+        lifecycle_events_eventually(&gw, &admin, &created, "terminate", 1)
             .await
             .len(),
         1,
@@ -309,7 +359,7 @@ async fn a_vm_whose_directory_vanished_is_terminated_and_its_qemu_reported_as_an
         gw.log()
     );
     let admin = gw.token("demo", None, &["admin"]);
-    let terminated = lifecycle_events_eventually(&gw, &admin, "terminate", 1).await;
+    let terminated = lifecycle_events_eventually(&gw, &admin, &created, "terminate", 1).await;
     // The QEMU keeps running until an operator decides; the test cleans up after itself.
     // SAFETY: kill(2) on the QEMU this test started.
     unsafe { libc::kill(pid as i32, libc::SIGKILL) };
