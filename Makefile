@@ -16,7 +16,7 @@ build:
 	$(CARGO) build --workspace --all-targets
 
 build-release:
-	$(CARGO) build --release -p skyport-gateway -p skyport-local-vmm
+	$(CARGO) build --release -p skyport-gateway -p skyport-local-vmm -p skyport-metering
 
 deps-run:
 	./tests/install-deps.sh run

@@ -26,7 +26,7 @@ RSS0=$(rss $SKY)
 
 bare() {
     d="$STATE/bare-$1"; mkdir -p "$d"
-    qemu-img create -q -f qcow2 "$d/disk.qcow2" 1G
+    qemu-img create -q -f qcow2 -b "$G/disk.qcow2" -F qcow2 "$d/disk.qcow2"
     t0=$(now)
     qemu-system-x86_64 -name "bench-$1" -machine q35 -accel tcg,tb-size=64 -m 128 -smp 1 \
         -nodefaults -no-user-config -display none -serial "file:$d/serial.log" \

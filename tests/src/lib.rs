@@ -53,6 +53,14 @@ pub fn default_config() -> String {
         )
 }
 
+/// Fails loudly unless the guest image `skyport-tiny` (with its disk template) is prepared.
+pub fn assert_guest_image_prepared() {
+    assert!(
+        guest_library().join("skyport-tiny/disk.qcow2").exists(),
+        "guest image missing or outdated: run tests/install-deps.sh test (make test does)"
+    );
+}
+
 /// Where `tests/install-deps.sh test` puts the guest image (`<library>/skyport-tiny`).
 pub fn guest_library() -> PathBuf {
     target_dir().parent().expect("target dir").join("guest")
@@ -245,6 +253,21 @@ impl Gateway {
             .send()
             .await
             .unwrap()
+    }
+
+    /// `POST path` with a bearer token and an optional JSON body; asserts a 2xx answer and
+    /// returns its JSON body.
+    pub async fn post_json(
+        &self,
+        path: &str,
+        token: &str,
+        body: Option<serde_json::Value>,
+    ) -> serde_json::Value {
+        let response = self.post(path, token, body).await;
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        assert!(status.is_success(), "POST {path}: {status} {text}");
+        serde_json::from_str(&text).unwrap()
     }
 
     /// `POST path` with a bearer token and an optional JSON body.

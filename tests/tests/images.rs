@@ -7,10 +7,7 @@ use skyport_e2e::{default_config, expect_problem, Gateway, GatewayOptions};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn images_register_boot_from_their_disk_template_and_refuse_unsafe_removal() {
     let tiny = skyport_e2e::guest_library().join("skyport-tiny");
-    assert!(
-        tiny.join("disk.qcow2").exists(),
-        "guest image missing: run tests/install-deps.sh test (make test does)"
-    );
+    skyport_e2e::assert_guest_image_prepared();
     let file = |name: &str| tiny.join(name).display().to_string();
     // A library of this test's own (registrations land there), holding skyport-tiny, and
     // one image registered in the configuration, used in place, without a disk template.
@@ -114,15 +111,12 @@ async fn images_register_boot_from_their_disk_template_and_refuse_unsafe_removal
 
     // A tenant boots it; the guest reads the template's label through its overlay disk.
     let vm: Value = gw
-        .post(
+        .post_json(
             "/v1/instances?wait=running",
             &demo,
             Some(json!({"image": "tiny-copy", "instance_type": "sp.micro"})),
         )
-        .await
-        .json()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(vm["state"], "running", "{vm}");
     let path = format!("/v1/instances/{}", vm["id"].as_str().unwrap());
     let console = gw.get_json(&format!("{path}/console"), &demo).await;

@@ -3,18 +3,9 @@
 use serde_json::{json, Value};
 use skyport_e2e::{expect_problem, Gateway};
 
-fn assert_guest_ready_to_boot() {
-    assert!(
-        skyport_e2e::guest_library()
-            .join("skyport-tiny/disk.qcow2")
-            .exists(),
-        "guest image missing: run tests/install-deps.sh test (make test does)"
-    );
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn instance_lifecycle_is_tenant_scoped_and_hides_provider_internals() {
-    assert_guest_ready_to_boot();
+    skyport_e2e::assert_guest_image_prepared();
     let gw = Gateway::start();
     let demo = gw.token("demo", Some("finance"), &[]);
     let acme = gw.token("acme", None, &[]);
@@ -198,7 +189,7 @@ async fn lifecycle_events_eventually(
 /// A gateway with the meter-sink fixture loaded, a demo token, and one `sp.micro` VM that
 /// reached `running`.
 async fn metered_gateway_with_one_running_vm() -> (Gateway, String, Value) {
-    assert_guest_ready_to_boot();
+    skyport_e2e::assert_guest_image_prepared();
     let gw = Gateway::start_with(skyport_e2e::GatewayOptions {
         extra: format!(
             "[[plugins]]\nname = \"meter-sink\"\nfile = \"{}\"\n",
@@ -208,15 +199,12 @@ async fn metered_gateway_with_one_running_vm() -> (Gateway, String, Value) {
     });
     let demo = gw.token("demo", None, &[]);
     let created: Value = gw
-        .post(
+        .post_json(
             "/v1/instances?wait=running",
             &demo,
             Some(json!({"image": "skyport-tiny", "instance_type": "sp.micro"})),
         )
-        .await
-        .json()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(created["state"], "running", "{created}");
     (gw, demo, created)
 }
@@ -254,15 +242,12 @@ async fn two_vms_survive_a_gateway_kill9_and_a_killed_qemu_becomes_stopped() {
     let path = format!("/v1/instances/{}", created["id"].as_str().unwrap());
     let pid = qemu_pid_of_instance(&gw);
     let second: Value = gw
-        .post(
+        .post_json(
             "/v1/instances?wait=running",
             &demo,
             Some(json!({"image": "skyport-tiny", "instance_type": "sp.micro"})),
         )
-        .await
-        .json()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(second["state"], "running", "{second}");
     let second_path = format!("/v1/instances/{}", second["id"].as_str().unwrap());
     let pids = qemu_pids(&gw);
@@ -405,7 +390,7 @@ async fn quota_breach_is_a_409_naming_the_limit_and_current_use() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn four_concurrent_creates_all_reach_running() {
-    assert_guest_ready_to_boot();
+    skyport_e2e::assert_guest_image_prepared();
     let gw = Gateway::start();
     let demo = gw.token("demo", None, &[]);
     let body = json!({"image": "skyport-tiny", "instance_type": "sp.micro"});
@@ -446,7 +431,7 @@ fn instances_cli(gw: &Gateway, tenant: &str, args: &[&str]) -> (i32, String, Str
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_creates_with_progress_and_terminates() {
-    assert_guest_ready_to_boot();
+    skyport_e2e::assert_guest_image_prepared();
     let gw = Gateway::start();
     let (code, stdout, stderr) =
         instances_cli(&gw, "acme", &["create", "--type", "sp.micro", "--wait"]);

@@ -15,12 +15,7 @@ fn assert_qemu_installed() {
             .unwrap_or(false),
         "qemu-system-x86_64 is missing: run tests/install-deps.sh test (make test does)"
     );
-    assert!(
-        skyport_e2e::guest_library()
-            .join("skyport-tiny/vmlinuz")
-            .exists(),
-        "guest image missing: run tests/install-deps.sh test (make test does)"
-    );
+    skyport_e2e::assert_guest_image_prepared();
 }
 
 async fn op(gw: &Gateway, admin: &str, name: &str, params: Value) -> reqwest::Response {

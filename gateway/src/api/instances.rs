@@ -206,7 +206,7 @@ pub async fn create(
         .inventory
         .update(&record.id, record.remote_id.clone(), &record.state, None)
         .await?;
-    emit(state, &record, "run", Initiator::Api);
+    emit(state, &record, "run", Initiator::Api).await;
     let record = wait_for(state, ctx, request_id, record, wait).await?;
     Ok(json_response(StatusCode::ACCEPTED, &view(&record)))
 }
@@ -412,7 +412,7 @@ pub async fn action(
         state: new_state,
         ..record
     };
-    emit(state, &record, action, Initiator::Api);
+    emit(state, &record, action, Initiator::Api).await;
     drop(claim);
     let record = wait_for(state, ctx, request_id, record, wait).await?;
     let status = if action == "terminate" {
@@ -476,7 +476,7 @@ pub async fn resize(
         instance_type: itype.name.to_string(),
         ..record
     };
-    emit(state, &record, "resize", Initiator::Api);
+    emit(state, &record, "resize", Initiator::Api).await;
     Ok(json_response(StatusCode::OK, &view(&record)))
 }
 

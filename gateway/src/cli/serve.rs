@@ -169,12 +169,12 @@ async fn serve(config: Config) -> anyhow::Result<i32> {
     );
     let regions = gather_regions(&plugins).await;
 
-    let (tap, tap_rx) = MeteringTap::new(config.tap.queue_capacity, Arc::clone(&metrics));
-    let forwarder = tokio::spawn(forward_batches(
-        tap_rx,
+    let (tap, tap_rx) = MeteringTap::new(
+        config.tap.queue_capacity,
         Arc::clone(&plugins),
-        config.tap.batch_max_events,
-    ));
+        Arc::clone(&metrics),
+    );
+    let forwarder = tokio::spawn(forward_batches(tap_rx, config.tap.batch_max_events));
 
     let listener = TcpListener::bind(config.server.listen)
         .await

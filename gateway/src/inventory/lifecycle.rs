@@ -28,10 +28,12 @@ impl Initiator {
     }
 }
 
-/// Emits one `instance.lifecycle` event for `record` (in its new state) to the metering tap.
-pub fn emit(state: &AppState, record: &InstanceRecord, event: &str, initiated_by: Initiator) {
+/// Emits one `instance.lifecycle` event for `record` (in its new state) and returns once
+/// every metering plugin stored it durably (or it is in the tap's retry backlog), so the
+/// API call that caused the change answers only then: a created VM is never unbilled.
+pub async fn emit(state: &AppState, record: &InstanceRecord, event: &str, initiated_by: Initiator) {
     let t = instance_type(&record.instance_type);
-    state.tap.record(MeterEvent {
+    let event = MeterEvent {
         id: crate::pipeline::fast_uuid(),
         record_type: "instance.lifecycle".into(),
         time: crate::pipeline::rfc3339_millis(SystemTime::now()),
@@ -48,5 +50,6 @@ pub fn emit(state: &AppState, record: &InstanceRecord, event: &str, initiated_by
             "state": record.state,
             "initiated_by": initiated_by.as_str(),
         }),
-    });
+    };
+    state.tap.record_durable(event).await;
 }

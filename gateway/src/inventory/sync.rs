@@ -63,7 +63,7 @@ pub async fn observe(
                 ("state", observed.to_string()),
             ])
             .inc();
-        emit(state, &record, event, Initiator::Provider);
+        emit(state, &record, event, Initiator::Provider).await;
     }
     Ok(record)
 }

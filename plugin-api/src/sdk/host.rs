@@ -84,6 +84,25 @@ impl Host {
     }
 }
 
+impl Host {
+    /// The directory the host gives this plugin instance for its own state
+    /// (`<state-dir>/plugins/<instance>`; `host.info@1`'s `state_dir`). It blocks until the
+    /// host answers, so call it from [`Plugin::init`](super::Plugin::init), not from an op.
+    /// Since 1.1.
+    pub fn state_dir(&self) -> Result<std::path::PathBuf, PluginError> {
+        let info = futures::executor::block_on(self.call("host.info", 1, serde_json::json!({})))?;
+        info.get("state_dir")
+            .and_then(serde_json::Value::as_str)
+            .map(std::path::PathBuf::from)
+            .ok_or_else(|| {
+                PluginError::new(
+                    error_code::INVALID_CONFIG,
+                    "the host did not name a state directory (host.info@1 without state_dir)",
+                )
+            })
+    }
+}
+
 /// Forwards the plugin's `log` records to the host (each cdylib has its own `log` statics).
 pub(crate) struct LogBridge {
     pub(crate) host: Host,

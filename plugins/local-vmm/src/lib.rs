@@ -206,6 +206,29 @@ impl LocalVmm {
         }
     }
 
+    /// VMs that were still `pending` when the previous gateway stopped: a launched one's
+    /// ready marker is waited for again (the task that waited for it died with that
+    /// gateway), one never launched is booted.
+    fn resume_pending_boots(self: &Arc<Self>) {
+        let booting: Vec<(String, Option<u32>)> = self
+            .vms
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .filter(|spec| spec.state == VmState::Pending)
+            .map(|spec| (spec.id.clone(), spec.pid))
+            .collect();
+        for (id, pid) in booting {
+            match pid {
+                Some(pid) => {
+                    let this = Arc::clone(self);
+                    tokio::spawn(async move { this.await_ready(&id, pid).await });
+                }
+                None => self.boot(id),
+            }
+        }
+    }
+
     /// Boots `id` in the background: wait for a boot slot, launch, wait for the marker.
     fn boot(self: &Arc<Self>, id: String) {
         let this = Arc::clone(self);
@@ -214,40 +237,38 @@ impl LocalVmm {
                 return;
             };
             let Ok(spec) = this.get(&id) else { return };
-            let dir = this.dir(&id);
-            let outcome = async {
-                let image = this
-                    .images
-                    .get(&spec.image)
-                    .ok_or_else(|| format!("image {} is no longer in the library", spec.image))?;
-                let pid = this.launcher.launch(&dir, &spec, &image).await?;
-                this.set_state(&id, VmState::Pending, Some(pid));
-                vm::wait_ready(
-                    &dir,
-                    pid,
-                    &id,
-                    Duration::from_secs(this.config.ready_timeout_secs),
-                )
-                .await?;
-                Ok::<u32, String>(pid)
-            }
-            .await;
-            match outcome {
+            let launched = match this.images.get(&spec.image) {
+                Some(image) => this.launcher.launch(&this.dir(&id), &spec, &image).await,
+                None => Err(format!("image {} is no longer in the library", spec.image)),
+            };
+            match launched {
                 Ok(pid) => {
-                    log::info!("VM {id} running (pid {pid})");
-                    this.set_state(&id, VmState::Running, Some(pid));
+                    this.set_state(&id, VmState::Pending, Some(pid));
+                    this.await_ready(&id, pid).await;
                 }
                 Err(e) => {
-                    log::warn!("VM {id} failed to boot: {e}");
-                    if let Ok(spec) = this.get(&id) {
-                        if let Some(pid) = spec.pid {
-                            let _ = vm::power_off(&dir, pid, &id, Duration::from_secs(1)).await;
-                        }
-                    }
+                    log::warn!("VM {id} failed to start: {e}");
                     this.set_state(&id, VmState::Stopped, None);
                 }
             }
         });
+    }
+
+    /// Waits for the guest's ready marker: `running` then, else powered off and `stopped`.
+    async fn await_ready(&self, id: &str, pid: u32) {
+        let dir = self.dir(id);
+        let timeout = Duration::from_secs(self.config.ready_timeout_secs);
+        match vm::wait_ready(&dir, pid, id, timeout).await {
+            Ok(()) => {
+                log::info!("VM {id} running (pid {pid})");
+                self.set_state(id, VmState::Running, Some(pid));
+            }
+            Err(e) => {
+                log::warn!("VM {id} failed to boot: {e}");
+                let _ = vm::power_off(&dir, pid, id, Duration::from_secs(1)).await;
+                self.set_state(id, VmState::Stopped, None);
+            }
+        }
     }
 
     async fn create(self: &Arc<Self>, params: &Value) -> Result<Value, PluginError> {
@@ -545,6 +566,12 @@ impl LocalVmm {
         let Ok(entries) = std::fs::read_dir(&root) else {
             return;
         };
+        // A QEMU launched just before the previous gateway died may not have its pid in
+        // the spec yet: it is found by its pid file's place and its `-name`.
+        let launched: HashMap<String, u32> = vm::qemus_under(&root)
+            .into_iter()
+            .map(|(pid, id)| (id, pid))
+            .collect();
         let mut vms = self.vms.lock().unwrap_or_else(|p| p.into_inner());
         for entry in entries.flatten() {
             let dir = VmDir(entry.path());
@@ -552,8 +579,15 @@ impl LocalVmm {
                 log::warn!("orphan VM directory {} (no readable spec)", dir.0.display());
                 continue;
             };
-            let alive = spec.pid.is_some_and(|pid| vm::is_our_qemu(pid, &spec.id));
-            if alive {
+            let live_pid = spec
+                .pid
+                .filter(|pid| vm::is_our_qemu(*pid, &spec.id))
+                .or_else(|| launched.get(&spec.id).copied());
+            if live_pid.is_some() && live_pid != spec.pid {
+                spec.pid = live_pid;
+                let _ = dir.save(&spec);
+            }
+            if live_pid.is_some() {
                 // init runs inside the plugin's runtime context, outside any task.
                 let answer = tokio::runtime::Handle::current().block_on(qmp::execute(
                     &dir.qmp(),
@@ -588,10 +622,10 @@ impl LocalVmm {
                         let _ = dir.save(&spec);
                     }
                 }
-            } else if matches!(
-                spec.state,
-                VmState::Running | VmState::Pending | VmState::Stopping
-            ) {
+            } else if spec.state == VmState::Pending {
+                // Asked to run but never launched: resume_pending_boots boots it.
+                log::info!("VM {} was not launched yet; booting it", spec.id);
+            } else if matches!(spec.state, VmState::Running | VmState::Stopping) {
                 log::warn!("VM {} found dead; marked stopped", spec.id);
                 spec.state = VmState::Stopped;
                 spec.pid = None;
@@ -687,18 +721,7 @@ impl Plugin for LocalVmmPlugin {
             .map_err(|e| err(error_code::INVALID_CONFIG, e.to_string()))?;
         let state_dir = match &config.state_dir {
             Some(dir) => PathBuf::from(dir),
-            None => {
-                let info = futures::executor::block_on(host.call("host.info", 1, json!({})))?;
-                info.get("state_dir")
-                    .and_then(Value::as_str)
-                    .map(PathBuf::from)
-                    .ok_or_else(|| {
-                        err(
-                            error_code::INVALID_CONFIG,
-                            "no state_dir from the host; set one",
-                        )
-                    })?
-            }
+            None => host.state_dir()?,
         };
         std::fs::create_dir_all(vm::vms_root(&state_dir)).map_err(|e| {
             err(
@@ -731,7 +754,9 @@ impl Plugin for LocalVmmPlugin {
             vms: Arc::default(),
         };
         vmm.reattach();
-        Ok(LocalVmmPlugin(Arc::new(vmm)))
+        let vmm = Arc::new(vmm);
+        vmm.resume_pending_boots();
+        Ok(LocalVmmPlugin(vmm))
     }
 
     async fn call(self: Arc<Self>, call: OpCall) -> Result<Value, PluginError> {

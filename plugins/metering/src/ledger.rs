@@ -1,0 +1,349 @@
+//! The ledger: every accepted metering event, once, durably (SQLite, WAL, `synchronous =
+//! FULL`), plus the registered record types and an audit of refused events.
+//!
+//! A batch is one transaction. An event's id is claimed by the same `INSERT` that stores
+//! it (`ON CONFLICT(id) DO NOTHING`), so a batch retried after a failed write counts each
+//! event exactly once, never zero times. The caller acknowledges the batch only after
+//! [`Ledger::ingest`] returned, that is after the commit.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::SystemTime;
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
+use skyport_plugin_api::ops::MeterEvent;
+
+use crate::record_types::RecordType;
+use crate::validate::{check_event, Limits};
+
+/// What one batch did.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+pub struct IngestOutcome {
+    /// Events stored now.
+    pub accepted: usize,
+    /// Events whose id was already in the ledger (a retry): not stored again.
+    pub duplicates: usize,
+    /// Events refused, with the reason (also in the audit table).
+    pub rejected: Vec<Rejection>,
+}
+
+/// One refused event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Rejection {
+    /// The event's id as sent.
+    pub id: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// Counts for operators and tests.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+pub struct LedgerStats {
+    /// Stored events by record type.
+    pub events: BTreeMap<String, u64>,
+    /// Refused events (audit rows).
+    pub rejections: u64,
+}
+
+/// The ledger database.
+pub struct Ledger {
+    conn: Connection,
+}
+
+fn rfc3339(time: SystemTime) -> String {
+    humantime::format_rfc3339_millis(time).to_string()
+}
+
+impl Ledger {
+    /// Opens (and migrates) `<dir>/ledger.db`.
+    pub fn open(dir: &Path) -> rusqlite::Result<Self> {
+        let conn = Connection::open(dir.join("ledger.db"))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS record_types (
+                id TEXT PRIMARY KEY,
+                definition TEXT NOT NULL,
+                registered_at TEXT NOT NULL
+            );
+            CREATE TABLE IF NOT EXISTS events (
+                seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                id TEXT NOT NULL UNIQUE,
+                type TEXT NOT NULL,
+                time TEXT NOT NULL,
+                tenant TEXT NOT NULL,
+                department TEXT,
+                attributes TEXT NOT NULL,
+                received_at TEXT NOT NULL
+            );
+            CREATE INDEX IF NOT EXISTS events_tenant_time ON events (tenant, time);
+            CREATE TABLE IF NOT EXISTS rejections (
+                seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                event_id TEXT NOT NULL,
+                type TEXT NOT NULL,
+                reason TEXT NOT NULL,
+                event TEXT NOT NULL,
+                received_at TEXT NOT NULL
+            );",
+        )?;
+        Ok(Self { conn })
+    }
+
+    /// Registers `record_type`, durably. Registering the same definition again is a no-op;
+    /// a different definition under an existing id is refused (it would change the meaning
+    /// of events already stored).
+    pub fn register(&self, record_type: &RecordType, now: SystemTime) -> Result<bool, String> {
+        if let Some(problem) = record_type.problem() {
+            return Err(problem);
+        }
+        let definition = serde_json::to_string(record_type).map_err(|e| e.to_string())?;
+        let existing: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT definition FROM record_types WHERE id = ?1",
+                params![record_type.id],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(|e| e.to_string())?;
+        match existing {
+            Some(known) if known == definition => Ok(false),
+            Some(known) => Err(format!(
+                "record type {} is already registered differently ({known})",
+                record_type.id
+            )),
+            None => {
+                self.conn
+                    .execute(
+                        "INSERT INTO record_types (id, definition, registered_at) VALUES (?1, ?2, ?3)",
+                        params![record_type.id, definition, rfc3339(now)],
+                    )
+                    .map_err(|e| e.to_string())?;
+                Ok(true)
+            }
+        }
+    }
+
+    /// Every registered record type.
+    pub fn record_types(&self) -> rusqlite::Result<BTreeMap<String, RecordType>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT definition FROM record_types ORDER BY id")?;
+        let rows = stmt.query_map([], |row| row.get::<_, String>(0))?;
+        let mut out = BTreeMap::new();
+        for definition in rows {
+            if let Ok(t) = serde_json::from_str::<RecordType>(&definition?) {
+                out.insert(t.id.clone(), t);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Stores a batch in one transaction: valid new events are stored, known ids counted as
+    /// duplicates, invalid events audited. Nothing is stored if the commit fails.
+    pub fn ingest(
+        &mut self,
+        events: &[MeterEvent],
+        limits: &Limits,
+        now: SystemTime,
+    ) -> rusqlite::Result<IngestOutcome> {
+        let types = self.record_types()?;
+        let received_at = rfc3339(now);
+        let tx = self.conn.transaction()?;
+        let mut outcome = IngestOutcome::default();
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO events (id, type, time, tenant, department, attributes, received_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT(id) DO NOTHING",
+            )?;
+            let mut audit = tx.prepare_cached(
+                "INSERT INTO rejections (event_id, type, reason, event, received_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            for event in events {
+                match check_event(event, &types, limits, now) {
+                    Ok(time) => {
+                        let stored = insert.execute(params![
+                            event.id,
+                            event.record_type,
+                            time,
+                            event.tenant,
+                            event.department,
+                            event.attributes.to_string(),
+                            received_at
+                        ])?;
+                        if stored == 1 {
+                            outcome.accepted += 1;
+                        } else {
+                            outcome.duplicates += 1;
+                        }
+                    }
+                    Err(reason) => {
+                        let mut raw = serde_json::to_string(event).unwrap_or_default();
+                        raw.truncate(4096);
+                        audit.execute(params![
+                            event.id,
+                            event.record_type,
+                            reason,
+                            raw,
+                            received_at
+                        ])?;
+                        outcome.rejected.push(Rejection {
+                            id: event.id.clone(),
+                            reason,
+                        });
+                    }
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(outcome)
+    }
+
+    /// Stored events by type, and the number of refused ones.
+    pub fn stats(&self) -> rusqlite::Result<LedgerStats> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT type, COUNT(*) FROM events GROUP BY type ORDER BY type")?;
+        let events = stmt
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+            .collect::<rusqlite::Result<BTreeMap<String, u64>>>()?;
+        let rejections = self
+            .conn
+            .query_row("SELECT COUNT(*) FROM rejections", [], |row| row.get(0))?;
+        Ok(LedgerStats { events, rejections })
+    }
+
+    /// The tenant's stored events in ledger order (at most `limit`), as JSON.
+    pub fn events(&self, tenant: &str, limit: u32) -> rusqlite::Result<Vec<serde_json::Value>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, type, time, tenant, department, attributes FROM events
+             WHERE tenant = ?1 ORDER BY seq LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![tenant, limit], |row| {
+            let attributes: String = row.get(5)?;
+            Ok(serde_json::json!({
+                "id": row.get::<_, String>(0)?,
+                "type": row.get::<_, String>(1)?,
+                "time": row.get::<_, String>(2)?,
+                "tenant": row.get::<_, String>(3)?,
+                "department": row.get::<_, Option<String>>(4)?,
+                "attributes": serde_json::from_str::<serde_json::Value>(&attributes)
+                    .unwrap_or_default(),
+            }))
+        })?;
+        rows.collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record_types::built_in;
+
+    fn ledger(tag: &str) -> (Ledger, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("ledger-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let ledger = Ledger::open(&dir).unwrap();
+        for t in built_in() {
+            ledger.register(&t, SystemTime::now()).unwrap();
+        }
+        (ledger, dir)
+    }
+
+    fn event(id: &str) -> MeterEvent {
+        MeterEvent {
+            id: id.into(),
+            record_type: "api.request".into(),
+            time: "2026-11-23T12:00:00.000Z".into(),
+            tenant: "demo".into(),
+            department: None,
+            attributes: serde_json::json!({"route": "/v1/whoami", "status": 200}),
+        }
+    }
+
+    fn now() -> SystemTime {
+        humantime::parse_rfc3339("2026-11-23T12:00:01Z").unwrap()
+    }
+
+    /// METERING.md case 1: duplicates and retries count once, also after a failed write.
+    #[test]
+    fn duplicates_and_retries_after_a_failed_write_count_exactly_once() {
+        let (mut ledger, dir) = ledger("dup");
+        let batch: Vec<MeterEvent> = ["e-1", "e-2", "e-3"].map(event).to_vec();
+        // The write fails part-way (as a full disk would): nothing of the batch is kept.
+        ledger
+            .conn
+            .execute_batch(
+                "CREATE TEMP TRIGGER fail BEFORE INSERT ON events WHEN NEW.id = 'e-3'
+                 BEGIN SELECT RAISE(ABORT, 'disk full'); END;",
+            )
+            .unwrap();
+        assert!(ledger.ingest(&batch, &Limits::default(), now()).is_err());
+        assert_eq!(ledger.stats().unwrap().events.get("api.request"), None);
+        ledger.conn.execute_batch("DROP TRIGGER fail").unwrap();
+        // The retry stores every event once; a second retry and an in-batch duplicate
+        // store nothing more.
+        let first = ledger.ingest(&batch, &Limits::default(), now()).unwrap();
+        assert_eq!((first.accepted, first.duplicates), (3, 0));
+        let mut again = batch.clone();
+        again.push(event("e-1"));
+        let second = ledger.ingest(&again, &Limits::default(), now()).unwrap();
+        assert_eq!((second.accepted, second.duplicates), (0, 4));
+        assert_eq!(ledger.stats().unwrap().events["api.request"], 3);
+        // Still there after reopening.
+        drop(ledger);
+        let reopened = Ledger::open(&dir).unwrap();
+        assert_eq!(reopened.stats().unwrap().events["api.request"], 3);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn refused_events_are_audited_and_the_rest_of_the_batch_is_kept() {
+        let (mut ledger, dir) = ledger("refuse");
+        let unknown = MeterEvent {
+            record_type: "storage.volume".into(),
+            ..event("e-2")
+        };
+        let outcome = ledger
+            .ingest(&[event("e-1"), unknown], &Limits::default(), now())
+            .unwrap();
+        assert_eq!(outcome.accepted, 1);
+        assert_eq!(outcome.rejected.len(), 1);
+        assert!(outcome.rejected[0]
+            .reason
+            .contains("unregistered record type"));
+        let stats = ledger.stats().unwrap();
+        assert_eq!((stats.events["api.request"], stats.rejections), (1, 1));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn record_types_persist_and_cannot_be_redefined() {
+        let (ledger, dir) = ledger("types");
+        let mut changed = built_in().remove(1);
+        assert!(
+            !ledger.register(&changed, now()).unwrap(),
+            "same definition: no-op"
+        );
+        changed.state_key.push("region".into());
+        assert!(ledger
+            .register(&changed, now())
+            .unwrap_err()
+            .contains("already registered differently"));
+        let bad = RecordType {
+            id: "Bad Id".into(),
+            ..changed
+        };
+        assert!(ledger
+            .register(&bad, now())
+            .unwrap_err()
+            .contains("use 1-63"));
+        drop(ledger);
+        let reopened = Ledger::open(&dir).unwrap();
+        assert_eq!(reopened.record_types().unwrap().len(), 2);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
