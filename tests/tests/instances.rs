@@ -406,6 +406,37 @@ async fn four_concurrent_creates_all_reach_running() {
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), 4);
+
+    // Listing pages through them in id order.
+    let first = gw
+        .get_json("/v1/instances?limit=3&state=running", &demo)
+        .await;
+    let page: Vec<&str> = first["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        page,
+        ids[..3].iter().map(String::as_str).collect::<Vec<_>>()
+    );
+    let token = first["next_token"].as_str().expect("a next_token");
+    let rest = gw
+        .get_json(
+            &format!("/v1/instances?limit=3&state=running&next_token={token}"),
+            &demo,
+        )
+        .await;
+    assert_eq!(rest["instances"].as_array().unwrap().len(), 1);
+    assert_eq!(rest["instances"][0]["id"], ids[3].as_str());
+    assert!(rest.get("next_token").is_none(), "{rest}");
+    for bad in ["limit=0", "limit=5000", "next_token=zzz", "colour=red"] {
+        let problem =
+            expect_problem(gw.get(&format!("/v1/instances?{bad}"), &demo).await, 400).await;
+        assert!(problem["detail"].is_string(), "{bad}: {problem}");
+    }
+
     for id in ids {
         let r = gw.delete(&format!("/v1/instances/{id}"), &demo).await;
         assert_eq!(r.status(), 200);

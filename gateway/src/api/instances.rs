@@ -334,15 +334,52 @@ pub async fn get(
     Ok(json_response(StatusCode::OK, &view(&record)))
 }
 
-/// `GET /v1/instances` with filters `state`, `region`, `tag:<key>`.
+/// Largest page of `GET /v1/instances`.
+const MAX_PAGE: usize = 1000;
+
+/// `GET /v1/instances`: filters `state`, `region`, `tag:<key>` (all must match), pages of
+/// `limit` (default 100, at most 1,000) in id order, continued with `next_token`.
 pub async fn list(
     state: &AppState,
     ctx: &TenantContext,
     request_id: &str,
     query: &[(String, String)],
 ) -> Result<Response<Full<Bytes>>, GatewayError> {
+    let mut limit = 100;
+    let mut after: Option<&str> = None;
+    for (key, value) in query {
+        match key.as_str() {
+            "state" | "region" => {}
+            k if k.starts_with("tag:") && k.len() > 4 => {}
+            "limit" => {
+                limit = value
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=MAX_PAGE).contains(n))
+                    .ok_or_else(|| {
+                        GatewayError::invalid(format!("limit must be 1-{MAX_PAGE}, not '{value}'"))
+                    })?
+            }
+            "next_token" if is_instance_id(value) => after = Some(value),
+            "next_token" => {
+                return Err(GatewayError::invalid(format!(
+                    "next_token '{value}' is not one this API returned"
+                )))
+            }
+            other => {
+                return Err(GatewayError::invalid(format!(
+                    "unknown query parameter '{other}'; use state, region, tag:<key>, limit, next_token"
+                )))
+            }
+        }
+    }
     let mut out = Vec::new();
-    for record in state.inventory.list(&ctx.tenant).await? {
+    let mut next_token = None;
+    let records = state.inventory.list(&ctx.tenant).await?;
+    for record in records
+        .into_iter()
+        .filter(|r| after.is_none_or(|a| r.id.as_str() > a))
+    {
         let record = refresh(state, ctx, request_id, record).await?;
         let keep = query.iter().all(|(k, v)| match k.as_str() {
             "state" => record.state == *v,
@@ -352,11 +389,22 @@ pub async fn list(
             }
             _ => true,
         });
-        if keep {
-            out.push(view(&record));
+        if !keep {
+            continue;
         }
+        if out.len() == limit {
+            next_token = out
+                .last()
+                .and_then(|v: &Value| v["id"].as_str().map(str::to_owned));
+            break;
+        }
+        out.push(view(&record));
     }
-    Ok(json_response(StatusCode::OK, &json!({ "instances": out })))
+    let mut body = json!({ "instances": out });
+    if let Some(token) = next_token {
+        body["next_token"] = json!(token);
+    }
+    Ok(json_response(StatusCode::OK, &body))
 }
 
 /// `POST /v1/instances/{id}/{start|stop}` and `DELETE /v1/instances/{id}`.

@@ -179,7 +179,19 @@ pub(super) fn run(args: InstancesArgs) -> anyhow::Result<i32> {
     runtime.block_on(async move {
         use reqwest::Method as M;
         let out = match args.command {
-            InstancesCommand::List => client.send(M::GET, "/v1/instances", None).await?,
+            InstancesCommand::List => {
+                // Every page, as one list.
+                let mut all = Vec::new();
+                let mut path = "/v1/instances?limit=1000".to_string();
+                loop {
+                    let page = client.send(M::GET, &path, None).await?;
+                    all.extend(page["instances"].as_array().cloned().unwrap_or_default());
+                    match page["next_token"].as_str() {
+                        Some(token) => path = format!("/v1/instances?limit=1000&next_token={token}"),
+                        None => break json!({ "instances": all }),
+                    }
+                }
+            }
             InstancesCommand::Create { image, instance_type, region, name, wait } => {
                 let created = client
                     .send(
