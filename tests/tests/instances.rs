@@ -475,6 +475,18 @@ async fn cli_creates_with_progress_and_terminates() {
         "{stderr}"
     );
 
+    let (code, stdout, _) = instances_cli(&gw, "acme", &["list"]);
+    assert_eq!(code, 0);
+    let listed: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(listed["instances"][0]["id"], id.as_str(), "{listed}");
+    let (_, stdout, _) = instances_cli(&gw, "demo", &["list"]);
+    assert_eq!(
+        stdout.trim(),
+        r#"{
+  "instances": []
+}"#
+    );
+
     let (code, _, stderr) = instances_cli(&gw, "demo", &["terminate", &id]);
     assert_eq!(code, 1, "demo cannot terminate acme's instance");
     assert!(stderr.contains("404"), "{stderr}");
