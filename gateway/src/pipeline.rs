@@ -300,6 +300,14 @@ async fn dispatch(
         Route::InstanceConsole(id) => api::instances::console(state, ctx, request_id, id).await,
         Route::Images => api::images::list(state, ctx, request_id).await,
         Route::AdminImages => api::images::admin_list(state, ctx, request_id).await,
+        Route::Bill => {
+            let query = query_pairs(req.uri());
+            api::billing::bill(state, ctx, request_id, &query).await
+        }
+        Route::Usage => {
+            let query = query_pairs(req.uri());
+            api::billing::usage(state, ctx, request_id, &query).await
+        }
         Route::AdminImageRegister => {
             let body = read_body(req).await?;
             api::images::register(state, ctx, request_id, body).await

@@ -2,6 +2,7 @@
 //! reserved for the EC2 Query API.
 
 pub mod admin;
+pub mod billing;
 pub mod images;
 pub mod instances;
 pub mod native;
@@ -53,6 +54,10 @@ pub enum Route {
     Images,
     /// `GET /admin/images`
     AdminImages,
+    /// `GET /v1/bill`
+    Bill,
+    /// `GET /v1/usage`
+    Usage,
     /// `POST /admin/images`
     AdminImageRegister,
     /// `DELETE /admin/images/{name}`
@@ -166,6 +171,8 @@ pub fn route(method: &Method, path: &str) -> Result<RouteMatch, GatewayError> {
             admin: true,
             ..matched(Route::AdminTenants, "/admin/tenants")
         }),
+        ["v1", "bill"] => get_only(matched(Route::Bill, "/v1/bill")),
+        ["v1", "usage"] => get_only(matched(Route::Usage, "/v1/usage")),
         ["admin", "images"] => match *method {
             Method::GET => Ok(RouteMatch {
                 admin: true,

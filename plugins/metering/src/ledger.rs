@@ -215,6 +215,48 @@ impl Ledger {
         Ok(LedgerStats { events, rejections })
     }
 
+    /// The tenant's `instance.lifecycle` events stamped before `before` (a ledger time),
+    /// in event-time then ledger order, as (department, attributes, time) rows.
+    pub fn lifecycle_rows(
+        &self,
+        tenant: &str,
+        before: &str,
+    ) -> rusqlite::Result<Vec<(Option<String>, serde_json::Value, String)>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT department, attributes, time FROM events
+             WHERE tenant = ?1 AND type = 'instance.lifecycle' AND time < ?2
+             ORDER BY time, seq",
+        )?;
+        let rows = stmt.query_map(params![tenant, before], |row| {
+            let attributes: String = row.get(1)?;
+            Ok((
+                row.get(0)?,
+                serde_json::from_str(&attributes).unwrap_or_default(),
+                row.get(2)?,
+            ))
+        })?;
+        rows.collect()
+    }
+
+    /// The tenant's `api.request` events in `[from, to)` (ledger times), counted per
+    /// department.
+    pub fn api_request_counts(
+        &self,
+        tenant: &str,
+        from: &str,
+        to: &str,
+    ) -> rusqlite::Result<Vec<(Option<String>, u64)>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT department, COUNT(*) FROM events
+             WHERE tenant = ?1 AND type = 'api.request' AND time >= ?2 AND time < ?3
+             GROUP BY department ORDER BY department",
+        )?;
+        let rows = stmt.query_map(params![tenant, from, to], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })?;
+        rows.collect()
+    }
+
     /// The tenant's stored events in ledger order (at most `limit`), as JSON.
     pub fn events(&self, tenant: &str, limit: u32) -> rusqlite::Result<Vec<serde_json::Value>> {
         let mut stmt = self.conn.prepare(

@@ -9,8 +9,13 @@
 //! - `record_types.register` [`RecordType`] -> `{id, registered}`; `record_types.list`
 //! - `ledger.stats` -> events by type and refusals; `ledger.events` `{tenant, limit?}`
 
+mod bill;
+mod billing;
 mod ledger;
+mod period;
+mod rating;
 mod record_types;
+mod usage;
 mod validate;
 
 use std::path::PathBuf;
@@ -22,6 +27,10 @@ use serde_json::{json, Value};
 use skyport_plugin_api::abi::error_code;
 use skyport_plugin_api::ops::{MeterBatch, HEALTH, METER_BATCH};
 use skyport_plugin_api::{export_plugin, Description, Host, OpCall, Plugin, PluginError};
+use time::OffsetDateTime;
+
+use period::Period;
+use rating::RateCard;
 
 pub use ledger::{IngestOutcome, Ledger, LedgerStats, Rejection};
 pub use record_types::RecordType;
@@ -39,6 +48,15 @@ struct MeteringConfig {
     max_future_skew_secs: u64,
     /// Ledger directory; default: the one the host assigns.
     state_dir: Option<String>,
+    /// Prices; default: the embedded card.
+    rate_card: Option<Value>,
+    /// Length of a usage-record interval, seconds (1 h).
+    #[serde(default = "default_interval")]
+    interval_secs: u64,
+}
+
+fn default_interval() -> u64 {
+    3600
 }
 
 fn default_skew() -> u64 {
@@ -52,6 +70,8 @@ fn err(code: &str, message: impl Into<String>) -> PluginError {
 struct Metering {
     ledger: Arc<Mutex<Ledger>>,
     limits: Limits,
+    card: Arc<RateCard>,
+    interval_secs: i64,
     host: Host,
 }
 
@@ -114,6 +134,8 @@ impl Plugin for Metering {
                 "record_types.list@1",
                 "ledger.stats@1",
                 "ledger.events@1",
+                "bill.get@1",
+                "usage.list@1",
             ]
             .map(String::from)
             .to_vec(),
@@ -123,7 +145,9 @@ impl Plugin for Metering {
                 "properties": {
                     "record_types": {"type": "array", "items": {"type": "object"}},
                     "max_future_skew_secs": {"type": "integer", "minimum": 0},
-                    "state_dir": {"type": "string"}
+                    "state_dir": {"type": "string"},
+                    "rate_card": {"type": "object"},
+                    "interval_secs": {"type": "integer", "minimum": 1, "maximum": 2678400}
                 }
             }),
         }
@@ -153,6 +177,11 @@ impl Plugin for Metering {
                 .register(record_type, SystemTime::now())
                 .map_err(|e| err(error_code::INVALID_CONFIG, e))?;
         }
+        let card = match &config.rate_card {
+            Some(value) => RateCard::from_json(value),
+            None => Ok(RateCard::embedded()),
+        }
+        .map_err(|e| err(error_code::INVALID_CONFIG, e))?;
         log::info!("metering: ledger in {}", dir.display());
         Ok(Self {
             ledger: Arc::new(Mutex::new(ledger)),
@@ -160,6 +189,8 @@ impl Plugin for Metering {
                 max_future_skew: Duration::from_secs(config.max_future_skew_secs),
                 ..Limits::default()
             },
+            card: Arc::new(card),
+            interval_secs: config.interval_secs.clamp(1, 31 * 86400) as i64,
             host,
         })
     }
@@ -211,8 +242,78 @@ impl Plugin for Metering {
                     .await?;
                 Ok(Value::Array(events))
             }
+            ("bill.get", 1) => self.bill(&call.params).await,
+            ("usage.list", 1) => self.usage(&call.params).await,
             _ => Err(call.unsupported()),
         }
+    }
+}
+
+/// A required, non-empty string parameter.
+fn text_param<'a>(params: &'a Value, name: &str, op: &str) -> Result<&'a str, PluginError> {
+    params[name]
+        .as_str()
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| err(error_code::INVALID_INPUT, format!("{op} needs \"{name}\"")))
+}
+
+fn time_param(params: &Value, name: &str, op: &str) -> Result<OffsetDateTime, PluginError> {
+    let text = text_param(params, name, op)?;
+    OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).map_err(|e| {
+        err(
+            error_code::INVALID_INPUT,
+            format!("{name} '{text}' is not an RFC 3339 time: {e}"),
+        )
+    })
+}
+
+impl Metering {
+    /// `usage.list` `{tenant, from, to, department?}`: usage records in `[from, to)`.
+    async fn usage(&self, params: &Value) -> Result<Value, PluginError> {
+        let now = OffsetDateTime::now_utc();
+        let tenant = text_param(params, "tenant", "usage.list")?.to_string();
+        let (from, to) = (
+            time_param(params, "from", "usage.list")?,
+            time_param(params, "to", "usage.list")?,
+        );
+        if to <= from {
+            return Err(err(error_code::INVALID_INPUT, "to must be after from"));
+        }
+        let department = params["department"].as_str().map(str::to_owned);
+        let interval = self.interval_secs;
+        self.with_ledger(move |ledger| {
+            billing::usage(
+                ledger,
+                &tenant,
+                department.as_deref(),
+                from,
+                to,
+                interval,
+                now,
+            )
+            .map_err(|e| err(error_code::INTERNAL, e))
+        })
+        .await
+    }
+
+    /// `bill.get` `{tenant, period?, department?}`: the tenant's bill for `period`
+    /// (default: the current one), or one department's view of it.
+    async fn bill(&self, params: &Value) -> Result<Value, PluginError> {
+        let now = OffsetDateTime::now_utc();
+        let tenant = text_param(params, "tenant", "bill.get")?.to_string();
+        let period = match params["period"].as_str() {
+            Some(text) => Period::parse(text).map_err(|e| err(error_code::INVALID_INPUT, e))?,
+            None => Period::of(now),
+        };
+        let department = params["department"].as_str().map(str::to_owned);
+        let card = Arc::clone(&self.card);
+        let bill = self
+            .with_ledger(move |ledger| {
+                billing::tenant_bill(ledger, &card, &tenant, department.as_deref(), period, now)
+                    .map_err(|e| err(error_code::INVALID_INPUT, e))
+            })
+            .await?;
+        serde_json::to_value(bill).map_err(|e| err(error_code::INTERNAL, e.to_string()))
     }
 }
 

@@ -1,0 +1,129 @@
+//! The tenant's bill and usage (`GET /v1/bill`, `GET /v1/usage`), served by whichever
+//! metering plugin implements `bill.get@1` / `usage.list@1`. A department-scoped token
+//! sees its department only.
+
+use bytes::Bytes;
+use http::{Response, StatusCode};
+use http_body_util::Full;
+use serde_json::{json, Value};
+
+use super::instances::{context, PROVIDER_TIMEOUT};
+use super::json_response;
+use crate::auth::TenantContext;
+use crate::error::{ErrorKind, GatewayError};
+use crate::state::AppState;
+
+/// The first loaded plugin serving `op@1`.
+fn metering_plugin<'a>(state: &'a AppState, op: &str) -> Result<&'a str, GatewayError> {
+    let wanted = format!("{op}@1");
+    state
+        .plugins
+        .plugins()
+        .iter()
+        .find(|p| p.ops.contains(&wanted))
+        .map(|p| p.name.as_str())
+        .ok_or_else(|| {
+            GatewayError::new(
+                ErrorKind::Unavailable,
+                format!("no metering plugin serving {wanted} is loaded"),
+            )
+        })
+}
+
+/// The department a request may see: the token's, or for a tenant-wide token the one it
+/// asks for (if any).
+fn department_scope(
+    ctx: &TenantContext,
+    asked: Option<&str>,
+) -> Result<Option<String>, GatewayError> {
+    match (&ctx.department, asked) {
+        (Some(own), Some(asked)) if own != asked => Err(GatewayError::forbidden(format!(
+            "a token of department '{own}' cannot see department '{asked}'"
+        ))),
+        (Some(own), _) => Ok(Some(own.clone())),
+        (None, asked) => Ok(asked.map(str::to_owned)),
+    }
+}
+
+/// Refuses query parameters other than `allowed`.
+fn check_params(query: &[(String, String)], allowed: &[&str]) -> Result<(), GatewayError> {
+    match query.iter().find(|(k, _)| !allowed.contains(&k.as_str())) {
+        Some((k, _)) => Err(GatewayError::invalid(format!(
+            "unknown query parameter '{k}'; use {}",
+            allowed.join(", ")
+        ))),
+        None => Ok(()),
+    }
+}
+
+fn param<'a>(query: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    query
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// `GET /v1/bill?period=YYYY-MM[&department=D][&format=json]`.
+pub async fn bill(
+    state: &AppState,
+    ctx: &TenantContext,
+    request_id: &str,
+    query: &[(String, String)],
+) -> Result<Response<Full<Bytes>>, GatewayError> {
+    check_params(query, &["period", "department", "format"])?;
+    match param(query, "format").unwrap_or("json") {
+        "json" => {}
+        other => {
+            return Err(GatewayError::invalid(format!(
+                "format '{other}' is not available; use json"
+            )))
+        }
+    }
+    let department = department_scope(ctx, param(query, "department"))?;
+    let mut params = json!({"tenant": &*ctx.tenant, "department": department});
+    if let Some(period) = param(query, "period") {
+        params["period"] = Value::from(period);
+    }
+    let plugin = metering_plugin(state, "bill.get")?;
+    let bill = state
+        .plugins
+        .call(
+            plugin,
+            "bill.get",
+            1,
+            params,
+            context(ctx, request_id),
+            PROVIDER_TIMEOUT,
+        )
+        .await?;
+    Ok(json_response(StatusCode::OK, &bill))
+}
+
+/// `GET /v1/usage?from=T&to=T[&department=D]`: raw usage records.
+pub async fn usage(
+    state: &AppState,
+    ctx: &TenantContext,
+    request_id: &str,
+    query: &[(String, String)],
+) -> Result<Response<Full<Bytes>>, GatewayError> {
+    check_params(query, &["from", "to", "department"])?;
+    let (Some(from), Some(to)) = (param(query, "from"), param(query, "to")) else {
+        return Err(GatewayError::invalid(
+            "from and to (RFC 3339 times) are required",
+        ));
+    };
+    let department = department_scope(ctx, param(query, "department"))?;
+    let plugin = metering_plugin(state, "usage.list")?;
+    let records = state
+        .plugins
+        .call(
+            plugin,
+            "usage.list",
+            1,
+            json!({"tenant": &*ctx.tenant, "department": department, "from": from, "to": to}),
+            context(ctx, request_id),
+            PROVIDER_TIMEOUT,
+        )
+        .await?;
+    Ok(json_response(StatusCode::OK, &json!({ "usage": records })))
+}

@@ -1,0 +1,184 @@
+//! The consolidated bill end to end: a real VM's lifecycle and real API calls, priced by
+//! the metering plugin, checked to the cent against values computed here from the ledger's
+//! own timestamps and the rate card.
+
+use std::str::FromStr;
+
+use rust_decimal::{Decimal, RoundingStrategy};
+use serde_json::{json, Value};
+use skyport_e2e::{default_config, expect_problem, Gateway, GatewayOptions};
+
+/// Prices large enough that seconds of use show in cents: 1.00/s for sp.micro, 2.00/s for
+/// sp.small, 0.01 per request.
+const RATE_CARD: &str = r#"rate_card = { currency = "USD", rates = [
+  { sku = "sp.micro", unit = "hour", price = "3600" },
+  { sku = "sp.small", unit = "hour", price = "7200" },
+  { sku = "api.requests", unit = "1000-requests", price = "10" } ] }"#;
+
+fn dec(v: &Value) -> Decimal {
+    Decimal::from_str(
+        v.as_str()
+            .unwrap_or_else(|| panic!("not a decimal string: {v}")),
+    )
+    .unwrap()
+}
+
+fn millis_between(from: &Value, to: &Value) -> i64 {
+    let t = |v: &Value| humantime::parse_rfc3339(v.as_str().unwrap()).unwrap();
+    t(to).duration_since(t(from)).unwrap().as_millis() as i64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vm_lifecycle_and_api_calls_are_billed_to_the_cent_and_only_to_their_tenant() {
+    skyport_e2e::assert_guest_image_prepared();
+    let config = default_config().replace(
+        "file = \"libskyport_metering.so\"",
+        &format!(
+            "file = \"libskyport_metering.so\"\nconfig = {{ {} }}",
+            RATE_CARD.replace('\n', " ")
+        ),
+    );
+    assert!(config.contains("3600"), "the metering entry changed shape");
+    let gw = Gateway::start_with(GatewayOptions {
+        config: Some(config),
+        ..Default::default()
+    });
+    let demo = gw.token("demo", Some("finance"), &[]);
+    let created = gw
+        .post_json(
+            "/v1/instances?wait=running",
+            &demo,
+            Some(json!({"image": "skyport-tiny", "instance_type": "sp.micro"})),
+        )
+        .await;
+    let path = format!("/v1/instances/{}", created["id"].as_str().unwrap());
+    gw.post_json(&format!("{path}/stop?wait=stopped"), &demo, None)
+        .await;
+    let resized = gw
+        .client()
+        .patch(gw.url(&path))
+        .bearer_auth(&demo)
+        .json(&json!({"instance_type": "sp.small"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resized.status(), 200);
+    gw.post_json(&format!("{path}/start?wait=running"), &demo, None)
+        .await;
+    assert_eq!(gw.delete(&path, &demo).await.status(), 200);
+    for _ in 0..7 {
+        gw.get("/v1/whoami", &demo).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await; // tap flush: 100 ms
+
+    // What the ledger holds, read by an operator of another tenant.
+    let admin = gw.token("acme", None, &["admin"]);
+    let ledger = gw
+        .post_json(
+            "/admin/plugins/metering/ops/ledger.events",
+            &admin,
+            Some(json!({"tenant": "demo"})),
+        )
+        .await["result"]
+        .clone();
+    let events = ledger.as_array().unwrap();
+    let lifecycle: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["type"] == "instance.lifecycle")
+        .collect();
+    let kinds: Vec<&str> = lifecycle
+        .iter()
+        .map(|e| e["attributes"]["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["run", "stop", "resize", "start", "terminate"]);
+    let period = &lifecycle[0]["time"].as_str().unwrap()[..7];
+    let requests = events.iter().filter(|e| e["type"] == "api.request").count() as i64;
+
+    let bill = gw
+        .get_json(&format!("/v1/bill?period={period}"), &demo)
+        .await;
+    assert_eq!(bill["tenant"], "demo");
+    assert_eq!(bill["currency"], "USD");
+    let lines = bill["lines"].as_array().unwrap();
+    assert_eq!(lines.len(), 3, "{bill:#}");
+    // Compute: [run, stop) as sp.micro and [start, terminate) as sp.small, per millisecond.
+    let micro_ms = millis_between(&lifecycle[0]["time"], &lifecycle[1]["time"]);
+    let small_ms = millis_between(&lifecycle[3]["time"], &lifecycle[4]["time"]);
+    let micro = &lines[0];
+    assert_eq!(micro["sku"], "sp.micro");
+    assert_eq!(micro["provider"], "local-vmm");
+    assert_eq!(micro["department"], "finance");
+    assert_eq!(micro["resource_id"], created["id"]);
+    assert_eq!(
+        millis_between(&lifecycle[0]["time"], &micro["charge_period_start"]),
+        0,
+        "the charge starts at the run event"
+    );
+    assert_eq!(dec(&micro["cost"]), Decimal::new(micro_ms, 3));
+    let small = &lines[1];
+    assert_eq!(small["sku"], "sp.small");
+    assert_eq!(dec(&small["cost"]), Decimal::new(small_ms * 2, 3));
+    let api = &lines[2];
+    assert_eq!(api["provider"], "skyport");
+    assert_eq!(dec(&api["cost"]), Decimal::new(requests, 2));
+    let exact = Decimal::new(micro_ms + small_ms * 2, 3) + Decimal::new(requests, 2);
+    let total = exact.round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero);
+    assert_eq!(dec(&bill["total"]), total);
+    assert_eq!(dec(&bill["subtotals"]["departments"]["finance"]), total);
+    let providers = &bill["subtotals"]["providers"];
+    assert_eq!(
+        dec(&providers["local-vmm"]) + dec(&providers["skyport"]),
+        total
+    );
+
+    // acme never sees demo's lines; a department token sees its department only.
+    let acme = gw
+        .get_json(
+            &format!("/v1/bill?period={period}"),
+            &gw.token("acme", None, &[]),
+        )
+        .await;
+    assert!(
+        acme["lines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|l| l["resource_id"].is_null() && l["department"] != "finance"),
+        "{acme:#}"
+    );
+    let engineering = gw
+        .get_json(
+            &format!("/v1/bill?period={period}"),
+            &gw.token("demo", Some("engineering"), &[]),
+        )
+        .await;
+    assert!(
+        engineering["lines"].as_array().unwrap().is_empty(),
+        "{engineering:#}"
+    );
+    assert_eq!(engineering["total"], "0.00");
+    expect_problem(
+        gw.get(
+            &format!("/v1/bill?period={period}&department=finance"),
+            &gw.token("demo", Some("engineering"), &[]),
+        )
+        .await,
+        403,
+    )
+    .await;
+    for bad in ["period=2026-13", "period=2026-11&format=xml", "colour=red"] {
+        expect_problem(gw.get(&format!("/v1/bill?{bad}"), &demo).await, 400).await;
+    }
+
+    // Usage records: one short-lived record per run, exact start and stop.
+    let from = format!("{period}-01T00:00:00Z");
+    let usage = gw
+        .get_json(
+            &format!("/v1/usage?from={from}&to=2099-01-01T00:00:00Z"),
+            &demo,
+        )
+        .await;
+    let records = usage["usage"].as_array().unwrap();
+    assert!(!records.is_empty(), "{usage:#}");
+    assert!(records.iter().all(|r| r["instance_id"] == created["id"]));
+}
