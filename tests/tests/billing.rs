@@ -23,6 +23,13 @@ fn dec(v: &Value) -> Decimal {
     .unwrap()
 }
 
+/// `price_per_hour x` the hours between two times, hours to 12 decimals as the bill does.
+fn compute_cost(price_per_hour: i64, millis: i64) -> Decimal {
+    let hours = (Decimal::from(millis) / Decimal::from(3_600_000))
+        .round_dp_with_strategy(12, RoundingStrategy::MidpointAwayFromZero);
+    Decimal::from(price_per_hour) * hours
+}
+
 fn millis_between(from: &Value, to: &Value) -> i64 {
     let t = |v: &Value| humantime::parse_rfc3339(v.as_str().unwrap()).unwrap();
     t(to).duration_since(t(from)).unwrap().as_millis() as i64
@@ -114,14 +121,15 @@ async fn a_vm_lifecycle_and_api_calls_are_billed_to_the_cent_and_only_to_their_t
         0,
         "the charge starts at the run event"
     );
-    assert_eq!(dec(&micro["cost"]), Decimal::new(micro_ms, 3));
+    assert_eq!(dec(&micro["cost"]), compute_cost(3600, micro_ms));
     let small = &lines[1];
     assert_eq!(small["sku"], "sp.small");
-    assert_eq!(dec(&small["cost"]), Decimal::new(small_ms * 2, 3));
+    assert_eq!(dec(&small["cost"]), compute_cost(7200, small_ms));
     let api = &lines[2];
     assert_eq!(api["provider"], "skyport");
     assert_eq!(dec(&api["cost"]), Decimal::new(requests, 2));
-    let exact = Decimal::new(micro_ms + small_ms * 2, 3) + Decimal::new(requests, 2);
+    let exact =
+        compute_cost(3600, micro_ms) + compute_cost(7200, small_ms) + Decimal::new(requests, 2);
     let total = exact.round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero);
     assert_eq!(dec(&bill["total"]), total);
     assert_eq!(dec(&bill["subtotals"]["departments"]["finance"]), total);
@@ -129,6 +137,35 @@ async fn a_vm_lifecycle_and_api_calls_are_billed_to_the_cent_and_only_to_their_t
     assert_eq!(
         dec(&providers["local-vmm"]) + dec(&providers["skyport"]),
         total
+    );
+
+    // The same bill as FOCUS 1.2 CSV and as CSR lines.
+    let focus = gw
+        .get(&format!("/v1/bill?period={period}&format=focus"), &demo)
+        .await;
+    assert_eq!(focus.headers()["content-type"], "text/csv");
+    let focus = focus.text().await.unwrap();
+    let rows: Vec<&str> = focus.lines().collect();
+    assert_eq!(rows.len(), 4, "{focus}");
+    assert!(rows[0].starts_with("BilledCost,BillingAccountId,BillingAccountName,BillingCurrency,"));
+    assert!(
+        rows[1].starts_with(&format!(
+            "{},demo,demo,USD,",
+            micro["cost"].as_str().unwrap()
+        )),
+        "{focus}"
+    );
+    let csr = gw
+        .get(&format!("/v1/bill?period={period}&format=csr"), &demo)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(csr.lines().count(), 3, "{csr}");
+    assert!(
+        csr.lines()
+            .all(|l| l.starts_with("SKYPORT,") && l.contains(r#"Account_Code,"demo/finance""#)),
+        "{csr}"
     );
 
     // acme never sees demo's lines; a department token sees its department only.

@@ -63,7 +63,7 @@ fn param<'a>(query: &'a [(String, String)], name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
-/// `GET /v1/bill?period=YYYY-MM[&department=D][&format=json]`.
+/// `GET /v1/bill?period=YYYY-MM[&department=D][&format=json|focus|csr]`.
 pub async fn bill(
     state: &AppState,
     ctx: &TenantContext,
@@ -71,32 +71,33 @@ pub async fn bill(
     query: &[(String, String)],
 ) -> Result<Response<Full<Bytes>>, GatewayError> {
     check_params(query, &["period", "department", "format"])?;
-    match param(query, "format").unwrap_or("json") {
-        "json" => {}
-        other => {
-            return Err(GatewayError::invalid(format!(
-                "format '{other}' is not available; use json"
-            )))
-        }
-    }
+    let format = param(query, "format").unwrap_or("json");
     let department = department_scope(ctx, param(query, "department"))?;
-    let mut params = json!({"tenant": &*ctx.tenant, "department": department});
+    let mut params = json!({"tenant": &*ctx.tenant, "department": department, "format": format});
     if let Some(period) = param(query, "period") {
         params["period"] = Value::from(period);
     }
-    let plugin = metering_plugin(state, "bill.get")?;
-    let bill = state
+    let plugin = metering_plugin(state, "bill.render")?;
+    let rendered = state
         .plugins
         .call(
             plugin,
-            "bill.get",
+            "bill.render",
             1,
             params,
             context(ctx, request_id),
             PROVIDER_TIMEOUT,
         )
         .await?;
-    Ok(json_response(StatusCode::OK, &bill))
+    let content_type = rendered["content_type"]
+        .as_str()
+        .unwrap_or("application/octet-stream");
+    let body = rendered["body"].as_str().unwrap_or_default().to_string();
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(http::header::CONTENT_TYPE, content_type)
+        .body(Full::new(Bytes::from(body)))
+        .map_err(GatewayError::internal)
 }
 
 /// `GET /v1/usage?from=T&to=T[&department=D]`: raw usage records.

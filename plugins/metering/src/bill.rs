@@ -18,6 +18,8 @@ use crate::usage::{cut_slices, Exception, Slice};
 
 /// Minor-unit digits of the currency.
 const MINOR_UNIT_DIGITS: u32 = 2;
+/// Decimals of a quantity in hours.
+const HOURS_DIGITS: u32 = 12;
 /// Subtotal key for usage without a department.
 pub const NO_DEPARTMENT: &str = "(none)";
 
@@ -72,7 +74,7 @@ pub struct BillLine {
     pub pricing_unit: String,
     /// Price per unit.
     pub unit_price: Decimal,
-    /// `unit_price x pricing_quantity`, full precision.
+    /// `unit_price x pricing_quantity`, exactly.
     pub cost: Decimal,
     /// Metering exceptions.
     pub exceptions: Vec<Exception>,
@@ -215,9 +217,10 @@ pub fn build_bill(inputs: &BillInputs<'_>) -> Result<Bill, String> {
                     slice.capacity.instance_type
                 ));
             }
-            // Cost multiplies before it divides, so that it is exact whenever it can be.
+            // Hours to 12 decimals (3.6 ns), so that cost = unit price x quantity exactly.
             let millis = Decimal::from_i128_with_scale(slice.millis(), 0);
-            let hours = millis / Decimal::from(3_600_000);
+            let hours = (millis / Decimal::from(3_600_000))
+                .round_dp_with_strategy(HOURS_DIGITS, RoundingStrategy::MidpointAwayFromZero);
             lines.push(BillLine {
                 provider: instance.provider.clone(),
                 region: Some(instance.region.clone()),
@@ -236,7 +239,7 @@ pub fn build_bill(inputs: &BillInputs<'_>) -> Result<Bill, String> {
                 pricing_quantity: hours.normalize(),
                 pricing_unit: rate.unit.pricing_unit().into(),
                 unit_price: rate.price,
-                cost: (rate.price * millis / Decimal::from(3_600_000)).normalize(),
+                cost: (rate.price * hours).normalize(),
                 exceptions: slice.exceptions.clone(),
             });
         }
@@ -260,7 +263,7 @@ pub fn build_bill(inputs: &BillInputs<'_>) -> Result<Bill, String> {
             pricing_quantity: thousands.normalize(),
             pricing_unit: rate.unit.pricing_unit().into(),
             unit_price: rate.price,
-            cost: (rate.price * Decimal::from(api.requests) / Decimal::from(1000)).normalize(),
+            cost: (rate.price * thousands).normalize(),
             exceptions: vec![],
         });
     }

@@ -11,6 +11,7 @@
 
 mod bill;
 mod billing;
+mod export;
 mod ledger;
 mod period;
 mod rating;
@@ -135,6 +136,7 @@ impl Plugin for Metering {
                 "ledger.stats@1",
                 "ledger.events@1",
                 "bill.get@1",
+                "bill.render@1",
                 "usage.list@1",
             ]
             .map(String::from)
@@ -242,7 +244,20 @@ impl Plugin for Metering {
                     .await?;
                 Ok(Value::Array(events))
             }
-            ("bill.get", 1) => self.bill(&call.params).await,
+            ("bill.get", 1) => {
+                let bill = self.bill(&call.params).await?;
+                serde_json::to_value(bill).map_err(|e| err(error_code::INTERNAL, e.to_string()))
+            }
+            ("bill.render", 1) => {
+                let format = call.params["format"].as_str().unwrap_or("json");
+                let handler =
+                    export::handler(format).map_err(|e| err(error_code::INVALID_INPUT, e))?;
+                let bill = self.bill(&call.params).await?;
+                let body = handler
+                    .render(&bill)
+                    .map_err(|e| err(error_code::INTERNAL, e))?;
+                Ok(json!({"content_type": handler.content_type(), "body": body}))
+            }
             ("usage.list", 1) => self.usage(&call.params).await,
             _ => Err(call.unsupported()),
         }
@@ -298,7 +313,7 @@ impl Metering {
 
     /// `bill.get` `{tenant, period?, department?}`: the tenant's bill for `period`
     /// (default: the current one), or one department's view of it.
-    async fn bill(&self, params: &Value) -> Result<Value, PluginError> {
+    async fn bill(&self, params: &Value) -> Result<bill::Bill, PluginError> {
         let now = OffsetDateTime::now_utc();
         let tenant = text_param(params, "tenant", "bill.get")?.to_string();
         let period = match params["period"].as_str() {
@@ -307,13 +322,11 @@ impl Metering {
         };
         let department = params["department"].as_str().map(str::to_owned);
         let card = Arc::clone(&self.card);
-        let bill = self
-            .with_ledger(move |ledger| {
-                billing::tenant_bill(ledger, &card, &tenant, department.as_deref(), period, now)
-                    .map_err(|e| err(error_code::INVALID_INPUT, e))
-            })
-            .await?;
-        serde_json::to_value(bill).map_err(|e| err(error_code::INTERNAL, e.to_string()))
+        self.with_ledger(move |ledger| {
+            billing::tenant_bill(ledger, &card, &tenant, department.as_deref(), period, now)
+                .map_err(|e| err(error_code::INVALID_INPUT, e))
+        })
+        .await
     }
 }
 
