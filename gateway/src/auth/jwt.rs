@@ -1,9 +1,9 @@
 //! JWT bearer tokens: RS256, ES256 and EdDSA, algorithm pinned per key, `exp`, `iss`, `aud`,
 //! `sub` and `tenant` required, `nbf` checked, leeway at most 30 s.
 //!
-//! Verified tokens are cached (signature verification is most of a request's cost): keyed
-//! by the full token, expiring at the token's `exp`, flushed whenever keys change. A failure
-//! is never cached.
+//! Verified tokens are cached from their second use (signature verification is most of a
+//! request's cost): keyed by the full token, expiring at the token's `exp`, flushed
+//! whenever keys change. A failure is never cached.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
