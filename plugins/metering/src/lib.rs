@@ -8,16 +8,19 @@
 //!   answered only after the batch is committed
 //! - `record_types.register` [`RecordType`] -> `{id, registered}`; `record_types.list`
 //! - `ledger.stats` -> events by type and refusals; `ledger.events` `{tenant, limit?}`
+//!
+//! The modules are public so that benchmarks and tools can drive the ledger and the bill
+//! directly; the plugin itself is the `cdylib`.
 
-mod bill;
-mod billing;
-mod export;
-mod ledger;
-mod period;
-mod rating;
-mod record_types;
-mod usage;
-mod validate;
+pub mod bill;
+pub mod billing;
+pub mod export;
+pub mod ledger;
+pub mod period;
+pub mod rating;
+pub mod record_types;
+pub mod usage;
+pub mod validate;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -33,9 +36,9 @@ use time::OffsetDateTime;
 use period::Period;
 use rating::RateCard;
 
-pub use ledger::{IngestOutcome, Ledger, LedgerStats, Rejection};
+pub use ledger::Ledger;
 pub use record_types::RecordType;
-pub use validate::{check_event, Limits};
+pub use validate::Limits;
 
 /// Configuration (`[[plugins]] config = {...}`).
 #[derive(Debug, Deserialize)]
