@@ -304,6 +304,14 @@ async fn dispatch(
             let query = query_pairs(req.uri());
             api::billing::bill(state, ctx, request_id, &query).await
         }
+        Route::AdminBills => {
+            let query = query_pairs(req.uri());
+            api::billing::admin_bills(state, ctx, request_id, &query).await
+        }
+        Route::AdminPeriods => api::billing::periods(state, ctx, request_id).await,
+        Route::AdminFinalize(period) => {
+            api::billing::finalize(state, ctx, request_id, period).await
+        }
         Route::Usage => {
             let query = query_pairs(req.uri());
             api::billing::usage(state, ctx, request_id, &query).await

@@ -219,3 +219,187 @@ async fn a_vm_lifecycle_and_api_calls_are_billed_to_the_cent_and_only_to_their_t
     assert!(!records.is_empty(), "{usage:#}");
     assert!(records.iter().all(|r| r["instance_id"] == created["id"]));
 }
+
+/// `YYYY-MM` of the month before the current one, and the current one.
+fn previous_and_current_period() -> (String, String) {
+    let now = humantime::format_rfc3339(std::time::SystemTime::now()).to_string();
+    let (year, month): (i32, u32) = (now[..4].parse().unwrap(), now[5..7].parse().unwrap());
+    let previous = if month == 1 {
+        format!("{}-12", year - 1)
+    } else {
+        format!("{year}-{:02}", month - 1)
+    };
+    (previous, now[..7].to_string())
+}
+
+fn lifecycle(id: &str, instance: &str, event: &str, time: &str) -> Value {
+    json!({"id": id, "type": "instance.lifecycle", "time": time, "tenant": "demo",
+           "department": "finance",
+           "attributes": {"event": event, "instance_id": instance, "provider": "local-vmm",
+                          "region": "local-1", "instance_type": "sp.micro", "vcpus": 1,
+                          "memory_mib": 128}})
+}
+
+#[tokio::test]
+async fn a_finalized_period_never_changes_and_late_events_become_corrections() {
+    let gw = Gateway::start();
+    let admin = gw.token("acme", None, &["admin"]);
+    let demo = gw.token("demo", None, &[]);
+    let (previous, current) = previous_and_current_period();
+    let batch = |events: Vec<Value>| json!({"sequence": 1, "events": events});
+    let ingest = |events| {
+        gw.post_json(
+            "/admin/plugins/metering/ops/meter.batch",
+            &admin,
+            Some(batch(events)),
+        )
+    };
+    ingest(vec![
+        lifecycle(
+            "f-1",
+            "i-00000000000000001",
+            "run",
+            &format!("{previous}-10T10:00:00Z"),
+        ),
+        lifecycle(
+            "f-2",
+            "i-00000000000000001",
+            "terminate",
+            &format!("{previous}-10T12:00:00Z"),
+        ),
+    ])
+    .await;
+
+    // Finalize: only once, and only a period that has ended.
+    let done = gw
+        .post_json(&format!("/admin/periods/{previous}/finalize"), &admin, None)
+        .await;
+    assert_eq!(done["period"], previous.as_str());
+    let again = expect_problem(
+        gw.post(&format!("/admin/periods/{previous}/finalize"), &admin, None)
+            .await,
+        409,
+    )
+    .await;
+    assert!(
+        again["detail"]
+            .as_str()
+            .unwrap()
+            .contains("was finalized at"),
+        "{again}"
+    );
+    let open = expect_problem(
+        gw.post(&format!("/admin/periods/{current}/finalize"), &admin, None)
+            .await,
+        409,
+    )
+    .await;
+    assert!(
+        open["detail"].as_str().unwrap().contains("has not ended"),
+        "{open}"
+    );
+    expect_problem(
+        gw.post(&format!("/admin/periods/{previous}/finalize"), &demo, None)
+            .await,
+        403,
+    )
+    .await;
+    let periods = gw.get_json("/admin/periods", &admin).await;
+    assert_eq!(periods["finalized"][0]["period"], previous.as_str());
+
+    // Operators see every tenant's bill; tenants cannot.
+    let all = gw
+        .get_json(&format!("/admin/bills?period={previous}"), &admin)
+        .await;
+    let bills = all["bills"].as_array().unwrap();
+    assert_eq!(bills.len(), 1, "{all:#}");
+    assert_eq!(bills[0]["tenant"], "demo");
+    assert_eq!(bills[0]["total"], "0.01"); // 2 h of sp.micro on local-vmm at 0.005/h
+    expect_problem(
+        gw.get(&format!("/admin/bills?period={previous}"), &demo)
+            .await,
+        403,
+    )
+    .await;
+
+    let finalized_bill = |gw: &Gateway, period: String| {
+        let demo = demo.clone();
+        let gw_url = gw.url(&format!("/v1/bill?period={period}&format=csr"));
+        let client = gw.client();
+        async move {
+            client
+                .get(gw_url)
+                .bearer_auth(demo)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        }
+    };
+    let before = finalized_bill(&gw, previous.clone()).await;
+
+    // A late event for the finalized period: that bill stays the same bytes, and the
+    // change lands as a Correction in the open period.
+    ingest(vec![
+        lifecycle(
+            "f-3",
+            "i-00000000000000002",
+            "run",
+            &format!("{previous}-11T20:00:00Z"),
+        ),
+        lifecycle(
+            "f-4",
+            "i-00000000000000002",
+            "terminate",
+            &format!("{previous}-11T22:00:00Z"),
+        ),
+    ])
+    .await;
+    assert_eq!(finalized_bill(&gw, previous.clone()).await, before);
+    let now = gw
+        .get_json(&format!("/v1/bill?period={current}"), &demo)
+        .await;
+    let corrections: Vec<&Value> = now["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["charge_class"] == "Correction")
+        .collect();
+    assert_eq!(corrections.len(), 1, "{now:#}");
+    assert_eq!(corrections[0]["resource_id"], "i-00000000000000002");
+    assert_eq!(corrections[0]["pricing_quantity"], "2");
+    let focus = gw
+        .get(&format!("/v1/bill?period={current}&format=focus"), &demo)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        focus.contains(r#",Usage,Correction,"Correction for "#),
+        "{focus}"
+    );
+
+    // The offline CLI prints the same bytes as the API, from the ledger.
+    let out = std::process::Command::new(skyport_e2e::skyport_bin())
+        .args([
+            "bill",
+            "--tenant",
+            "demo",
+            "--period",
+            &previous,
+            "--format",
+            "csr",
+            "--state-dir",
+        ])
+        .arg(&gw.state_dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), before);
+}

@@ -77,18 +77,7 @@ pub async fn bill(
     if let Some(period) = param(query, "period") {
         params["period"] = Value::from(period);
     }
-    let plugin = metering_plugin(state, "bill.render")?;
-    let rendered = state
-        .plugins
-        .call(
-            plugin,
-            "bill.render",
-            1,
-            params,
-            context(ctx, request_id),
-            PROVIDER_TIMEOUT,
-        )
-        .await?;
+    let rendered = metering_call(state, ctx, request_id, "bill.render", params).await?;
     let content_type = rendered["content_type"]
         .as_str()
         .unwrap_or("application/octet-stream");
@@ -114,17 +103,89 @@ pub async fn usage(
         ));
     };
     let department = department_scope(ctx, param(query, "department"))?;
-    let plugin = metering_plugin(state, "usage.list")?;
-    let records = state
+    let records = metering_call(
+        state,
+        ctx,
+        request_id,
+        "usage.list",
+        json!({"tenant": &*ctx.tenant, "department": department, "from": from, "to": to}),
+    )
+    .await?;
+    Ok(json_response(StatusCode::OK, &json!({ "usage": records })))
+}
+
+/// Calls `op@1` with `params` on the metering plugin that serves it; the JSON answer.
+async fn metering_call(
+    state: &AppState,
+    ctx: &TenantContext,
+    request_id: &str,
+    op: &str,
+    params: Value,
+) -> Result<Value, GatewayError> {
+    let plugin = metering_plugin(state, op)?;
+    state
         .plugins
         .call(
             plugin,
-            "usage.list",
+            op,
             1,
-            json!({"tenant": &*ctx.tenant, "department": department, "from": from, "to": to}),
+            params,
             context(ctx, request_id),
             PROVIDER_TIMEOUT,
         )
-        .await?;
-    Ok(json_response(StatusCode::OK, &json!({ "usage": records })))
+        .await
+}
+
+/// `GET /admin/bills?period=YYYY-MM`: every tenant's bill (JSON).
+pub async fn admin_bills(
+    state: &AppState,
+    ctx: &TenantContext,
+    request_id: &str,
+    query: &[(String, String)],
+) -> Result<Response<Full<Bytes>>, GatewayError> {
+    check_params(query, &["period"])?;
+    let period = param(query, "period")
+        .ok_or_else(|| GatewayError::invalid("period=YYYY-MM is required"))?;
+    let bills = metering_call(
+        state,
+        ctx,
+        request_id,
+        "bill.all",
+        json!({"period": period}),
+    )
+    .await?;
+    Ok(json_response(StatusCode::OK, &bills))
+}
+
+/// `POST /admin/periods/{period}/finalize`: freezes that period's bills (409 before the
+/// period has ended, or when it already is).
+pub async fn finalize(
+    state: &AppState,
+    ctx: &TenantContext,
+    request_id: &str,
+    period: &str,
+) -> Result<Response<Full<Bytes>>, GatewayError> {
+    let done = metering_call(
+        state,
+        ctx,
+        request_id,
+        "period.finalize",
+        json!({"period": period}),
+    )
+    .await?;
+    tracing::info!(period, "billing period finalized");
+    Ok(json_response(StatusCode::OK, &done))
+}
+
+/// `GET /admin/periods`: finalized periods.
+pub async fn periods(
+    state: &AppState,
+    ctx: &TenantContext,
+    request_id: &str,
+) -> Result<Response<Full<Bytes>>, GatewayError> {
+    let periods = metering_call(state, ctx, request_id, "periods.list", json!({})).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({ "finalized": periods }),
+    ))
 }

@@ -58,6 +58,12 @@ pub enum Route {
     Bill,
     /// `GET /v1/usage`
     Usage,
+    /// `GET /admin/bills`
+    AdminBills,
+    /// `GET /admin/periods`
+    AdminPeriods,
+    /// `POST /admin/periods/{period}/finalize`
+    AdminFinalize(String),
     /// `POST /admin/images`
     AdminImageRegister,
     /// `DELETE /admin/images/{name}`
@@ -173,6 +179,25 @@ pub fn route(method: &Method, path: &str) -> Result<RouteMatch, GatewayError> {
         }),
         ["v1", "bill"] => get_only(matched(Route::Bill, "/v1/bill")),
         ["v1", "usage"] => get_only(matched(Route::Usage, "/v1/usage")),
+        ["admin", "bills"] => get_only(RouteMatch {
+            admin: true,
+            ..matched(Route::AdminBills, "/admin/bills")
+        }),
+        ["admin", "periods"] => get_only(RouteMatch {
+            admin: true,
+            ..matched(Route::AdminPeriods, "/admin/periods")
+        }),
+        ["admin", "periods", period, "finalize"] => match *method {
+            Method::POST => Ok(RouteMatch {
+                admin: true,
+                write: true,
+                ..matched(
+                    Route::AdminFinalize(period.to_string()),
+                    "/admin/periods/{period}/finalize",
+                )
+            }),
+            _ => Err(not_allowed(method, "/admin/periods/{period}/finalize")),
+        },
         ["admin", "images"] => match *method {
             Method::GET => Ok(RouteMatch {
                 admin: true,

@@ -1,5 +1,6 @@
 //! The `skyport` command line.
 
+mod bill;
 mod certs;
 mod check;
 mod instances;
@@ -36,6 +37,8 @@ enum Command {
     },
     /// Instances through the native API (create, list, stop, start, resize, console, terminate).
     Instances(instances::InstancesArgs),
+    /// A tenant's bill (json, focus, csr), or `finalize` a period, offline from the ledger.
+    Bill(bill::BillArgs),
     /// Certificate tools.
     Certs {
         #[command(subcommand)]
@@ -81,6 +84,7 @@ pub fn run() -> i32 {
         Command::Serve(args) => serve::run(args),
         Command::Token(args) => token::run(args),
         Command::Instances(args) => instances::run(args),
+        Command::Bill(args) => bill::run(args),
         Command::Plugins {
             command: PluginsCommand::Check { file, sha256 },
         } => check::plugin(&file, sha256.as_deref()),

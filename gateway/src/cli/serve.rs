@@ -84,7 +84,7 @@ fn init_logging(format: &str) {
 }
 
 /// Where first-party plugins are looked up: the directory holding this executable.
-fn plugin_dir() -> PathBuf {
+pub(super) fn plugin_dir() -> PathBuf {
     std::env::current_exe()
         .ok()
         .and_then(|p| p.parent().map(Path::to_path_buf))

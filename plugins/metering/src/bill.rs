@@ -78,6 +78,9 @@ pub struct BillLine {
     pub cost: Decimal,
     /// Metering exceptions.
     pub exceptions: Vec<Exception>,
+    /// `Correction` for a late change to a finalized period; absent for regular lines.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub charge_class: Option<String>,
 }
 
 /// Subtotals.
@@ -124,43 +127,25 @@ pub fn round_minor(amount: Decimal) -> Decimal {
     rounded
 }
 
-/// Splits the rounded `total` over `parts` in proportion to their unrounded amounts, so
-/// that the rounded parts sum to `total` exactly: each part gets its floor, and the
-/// remaining minor units go to the largest remainders (ties to the earlier key).
+/// Rounds each of `parts` (exact amounts that add up to about `total`, the rounded sum) so
+/// that the rounded parts sum to `total` exactly: each part gets its floor, and the minor
+/// units left over go to the largest remainders (ties to the earlier key). Works with
+/// negative parts (corrections) too.
 pub fn largest_remainder(
     total: Decimal,
     parts: &BTreeMap<String, Decimal>,
 ) -> BTreeMap<String, Decimal> {
     let unit = Decimal::new(1, MINOR_UNIT_DIGITS);
-    let weight: Decimal = parts.values().sum();
-    if parts.is_empty() {
-        return BTreeMap::new();
-    }
-    if weight.is_zero() {
-        let mut out: BTreeMap<String, Decimal> = parts
-            .keys()
-            .map(|k| (k.clone(), round_minor(Decimal::ZERO)))
-            .collect();
-        if let Some(first) = out.values_mut().next() {
-            *first = round_minor(total);
-        }
-        return out;
-    }
     let mut shares: Vec<(String, Decimal, Decimal)> = parts
         .iter()
-        .map(|(key, amount)| {
-            let exact = total * amount / weight;
+        .map(|(key, exact)| {
             let floor = exact
                 .round_dp_with_strategy(MINOR_UNIT_DIGITS, RoundingStrategy::ToNegativeInfinity);
-            (key.clone(), floor, exact - floor)
+            (key.clone(), floor, *exact - floor)
         })
         .collect();
     let assigned: Decimal = shares.iter().map(|(_, floor, _)| *floor).sum();
-    let mut left = ((total - assigned) / unit)
-        .round()
-        .to_string()
-        .parse::<i64>()
-        .unwrap_or(0);
+    let mut left = ((total - assigned) / unit).round().mantissa();
     let mut order: Vec<usize> = (0..shares.len()).collect();
     order.sort_by(|a, b| shares[*b].2.cmp(&shares[*a].2).then(a.cmp(b)));
     for i in order.into_iter().cycle().take(shares.len() * 2) {
@@ -173,6 +158,74 @@ pub fn largest_remainder(
     shares
         .into_iter()
         .map(|(k, v, _)| (k, round_minor(v)))
+        .collect()
+}
+
+/// Splits `total` (in minor units) by `weights`: 1.00 over three equal weights is 0.34,
+/// 0.33, 0.33.
+pub fn split_by_weight(
+    total: Decimal,
+    weights: &BTreeMap<String, Decimal>,
+) -> BTreeMap<String, Decimal> {
+    let sum: Decimal = weights.values().sum();
+    if sum.is_zero() {
+        return weights
+            .keys()
+            .map(|k| (k.clone(), round_minor(Decimal::ZERO)))
+            .collect();
+    }
+    let exact = weights
+        .iter()
+        .map(|(k, w)| (k.clone(), total * w / sum))
+        .collect();
+    largest_remainder(total, &exact)
+}
+
+/// Lines that turn the `before` bill of a finalized period into the `after` one (late
+/// events), as `Correction` lines: per resource, SKU, department and price, the change in
+/// quantity and cost, over the finalized period.
+pub fn correction_lines(before: &Bill, after: &Bill) -> Vec<BillLine> {
+    type Key = (
+        String,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        String,
+        Decimal,
+    );
+    let key = |l: &BillLine| -> Key {
+        (
+            l.provider.clone(),
+            l.region.clone(),
+            l.department.clone(),
+            l.resource_id.clone(),
+            l.sku.clone(),
+            l.unit_price,
+        )
+    };
+    let mut delta: BTreeMap<Key, (Decimal, Decimal, BillLine)> = BTreeMap::new();
+    for (sign, bill) in [(Decimal::NEGATIVE_ONE, before), (Decimal::ONE, after)] {
+        for line in bill.lines.iter().filter(|l| l.charge_class.is_none()) {
+            let entry = delta
+                .entry(key(line))
+                .or_insert_with(|| (Decimal::ZERO, Decimal::ZERO, line.clone()));
+            entry.0 += sign * line.pricing_quantity;
+            entry.1 += sign * line.cost;
+        }
+    }
+    delta
+        .into_values()
+        .filter(|(quantity, cost, _)| !quantity.is_zero() || !cost.is_zero())
+        .map(|(quantity, cost, line)| BillLine {
+            description: format!("Correction for {}: {}", after.period, line.description),
+            charge_class: Some("Correction".into()),
+            charge_period_start: after.period_start,
+            charge_period_end: after.period_end,
+            pricing_quantity: quantity.normalize(),
+            cost: cost.normalize(),
+            exceptions: vec![],
+            ..line
+        })
         .collect()
 }
 
@@ -241,6 +294,7 @@ pub fn build_bill(inputs: &BillInputs<'_>) -> Result<Bill, String> {
                 unit_price: rate.price,
                 cost: (rate.price * hours).normalize(),
                 exceptions: slice.exceptions.clone(),
+                charge_class: None,
             });
         }
     }
@@ -265,50 +319,70 @@ pub fn build_bill(inputs: &BillInputs<'_>) -> Result<Bill, String> {
             unit_price: rate.price,
             cost: (rate.price * thousands).normalize(),
             exceptions: vec![],
+            charge_class: None,
         });
     }
-    lines.sort_by(|a, b| {
-        (
-            &a.provider,
-            &a.resource_id,
-            a.charge_period_start,
-            &a.department,
-        )
-            .cmp(&(
-                &b.provider,
-                &b.resource_id,
-                b.charge_period_start,
-                &b.department,
-            ))
-    });
-    let exact: Decimal = lines.iter().map(|l| l.cost).sum();
-    let total = round_minor(exact);
-    let mut by_provider = BTreeMap::new();
-    let mut by_department = BTreeMap::new();
-    for line in &lines {
-        *by_provider
-            .entry(line.provider.clone())
-            .or_insert(Decimal::ZERO) += line.cost;
-        let department = line
-            .department
-            .clone()
-            .unwrap_or_else(|| NO_DEPARTMENT.into());
-        *by_department.entry(department).or_insert(Decimal::ZERO) += line.cost;
-    }
-    Ok(Bill {
-        tenant: inputs.tenant.to_string(),
-        department: inputs.department.map(str::to_owned),
-        period: inputs.period.to_string(),
-        period_start: start,
-        period_end: end,
-        currency: inputs.card.currency.clone(),
+    Ok(Bill::from_lines(
+        inputs.tenant,
+        inputs.department,
+        inputs.period,
+        &inputs.card.currency,
         lines,
-        subtotals: Subtotals {
-            providers: largest_remainder(total, &by_provider),
-            departments: largest_remainder(total, &by_department),
-        },
-        total,
-    })
+    ))
+}
+
+impl Bill {
+    /// A bill of `lines`: ordered (regular lines, then corrections; by provider, resource
+    /// and time), totalled and split into subtotals.
+    pub fn from_lines(
+        tenant: &str,
+        department: Option<&str>,
+        period: Period,
+        currency: &str,
+        mut lines: Vec<BillLine>,
+    ) -> Self {
+        lines.sort_by(|a, b| {
+            let key = |l: &BillLine| {
+                (
+                    l.charge_class.clone(),
+                    l.provider.clone(),
+                    l.resource_id.clone(),
+                    l.charge_period_start,
+                    l.department.clone(),
+                    l.sku.clone(),
+                )
+            };
+            key(a).cmp(&key(b))
+        });
+        let exact: Decimal = lines.iter().map(|l| l.cost).sum();
+        let total = round_minor(exact);
+        let mut by_provider = BTreeMap::new();
+        let mut by_department = BTreeMap::new();
+        for line in &lines {
+            *by_provider
+                .entry(line.provider.clone())
+                .or_insert(Decimal::ZERO) += line.cost;
+            let department = line
+                .department
+                .clone()
+                .unwrap_or_else(|| NO_DEPARTMENT.into());
+            *by_department.entry(department).or_insert(Decimal::ZERO) += line.cost;
+        }
+        Bill {
+            tenant: tenant.to_string(),
+            department: department.map(str::to_owned),
+            period: period.to_string(),
+            period_start: period.start(),
+            period_end: period.end(),
+            currency: currency.to_string(),
+            lines,
+            subtotals: Subtotals {
+                providers: largest_remainder(total, &by_provider),
+                departments: largest_remainder(total, &by_department),
+            },
+            total,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -430,7 +504,7 @@ mod tests {
         let parts: BTreeMap<String, Decimal> = [("a", "1"), ("b", "1"), ("c", "1")]
             .map(|(k, v)| (k.to_string(), dec(v)))
             .into();
-        let split = largest_remainder(dec("1.00"), &parts);
+        let split = split_by_weight(dec("1.00"), &parts);
         assert_eq!(
             split.values().copied().collect::<Vec<_>>(),
             [dec("0.34"), dec("0.33"), dec("0.33")]

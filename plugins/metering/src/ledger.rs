@@ -78,6 +78,10 @@ impl Ledger {
                 received_at TEXT NOT NULL
             );
             CREATE INDEX IF NOT EXISTS events_tenant_time ON events (tenant, time);
+            CREATE TABLE IF NOT EXISTS finalized_periods (
+                period TEXT PRIMARY KEY,
+                finalized_at TEXT NOT NULL
+            );
             CREATE TABLE IF NOT EXISTS rejections (
                 seq INTEGER PRIMARY KEY AUTOINCREMENT,
                 event_id TEXT NOT NULL,
@@ -215,19 +219,65 @@ impl Ledger {
         Ok(LedgerStats { events, rejections })
     }
 
-    /// The tenant's `instance.lifecycle` events stamped before `before` (a ledger time),
-    /// in event-time then ledger order, as (department, attributes, time) rows.
+    /// Marks `period` (`YYYY-MM`) final as of `now`: its bill is then computed only from
+    /// events received before that instant. Refused if it already is.
+    pub fn finalize(&self, period: &str, now: SystemTime) -> Result<String, String> {
+        let at = rfc3339(now);
+        let changed = self
+            .conn
+            .execute(
+                "INSERT INTO finalized_periods (period, finalized_at) VALUES (?1, ?2)
+                 ON CONFLICT(period) DO NOTHING",
+                params![period, at],
+            )
+            .map_err(|e| e.to_string())?;
+        if changed == 1 {
+            return Ok(at);
+        }
+        let when: String = self
+            .conn
+            .query_row(
+                "SELECT finalized_at FROM finalized_periods WHERE period = ?1",
+                params![period],
+                |row| row.get(0),
+            )
+            .map_err(|e| e.to_string())?;
+        Err(format!("period {period} was finalized at {when}"))
+    }
+
+    /// Finalized periods and when, oldest first.
+    pub fn finalized_periods(&self) -> rusqlite::Result<Vec<(String, String)>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT period, finalized_at FROM finalized_periods ORDER BY period")?;
+        let rows = stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+        rows.collect()
+    }
+
+    /// Every tenant with events stamped in `[from, to)`.
+    pub fn tenants(&self, from: &str, to: &str) -> rusqlite::Result<Vec<String>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT DISTINCT tenant FROM events WHERE time >= ?1 AND time < ?2 ORDER BY tenant",
+        )?;
+        let rows = stmt.query_map(params![from, to], |row| row.get(0))?;
+        rows.collect()
+    }
+
+    /// The tenant's `instance.lifecycle` events stamped before `before` and received before
+    /// `received_before` (ledger times), in event-time then ledger order, as (department,
+    /// attributes, time) rows.
     pub fn lifecycle_rows(
         &self,
         tenant: &str,
         before: &str,
+        received_before: &str,
     ) -> rusqlite::Result<Vec<(Option<String>, serde_json::Value, String)>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT department, attributes, time FROM events
-             WHERE tenant = ?1 AND type = 'instance.lifecycle' AND time < ?2
+             WHERE tenant = ?1 AND type = 'instance.lifecycle' AND time < ?2 AND received_at < ?3
              ORDER BY time, seq",
         )?;
-        let rows = stmt.query_map(params![tenant, before], |row| {
+        let rows = stmt.query_map(params![tenant, before, received_before], |row| {
             let attributes: String = row.get(1)?;
             Ok((
                 row.get(0)?,
@@ -238,20 +288,22 @@ impl Ledger {
         rows.collect()
     }
 
-    /// The tenant's `api.request` events in `[from, to)` (ledger times), counted per
-    /// department.
+    /// The tenant's `api.request` events stamped in `[from, to)` and received before
+    /// `received_before` (ledger times), counted per department.
     pub fn api_request_counts(
         &self,
         tenant: &str,
         from: &str,
         to: &str,
+        received_before: &str,
     ) -> rusqlite::Result<Vec<(Option<String>, u64)>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT department, COUNT(*) FROM events
              WHERE tenant = ?1 AND type = 'api.request' AND time >= ?2 AND time < ?3
+               AND received_at < ?4
              GROUP BY department ORDER BY department",
         )?;
-        let rows = stmt.query_map(params![tenant, from, to], |row| {
+        let rows = stmt.query_map(params![tenant, from, to, received_before], |row| {
             Ok((row.get(0)?, row.get(1)?))
         })?;
         rows.collect()

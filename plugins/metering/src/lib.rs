@@ -141,6 +141,9 @@ impl Plugin for Metering {
                 "bill.get@1",
                 "bill.render@1",
                 "usage.list@1",
+                "period.finalize@1",
+                "periods.list@1",
+                "bill.all@1",
             ]
             .map(String::from)
             .to_vec(),
@@ -262,6 +265,43 @@ impl Plugin for Metering {
                 Ok(json!({"content_type": handler.content_type(), "body": body}))
             }
             ("usage.list", 1) => self.usage(&call.params).await,
+            ("period.finalize", 1) => {
+                let period = Period::parse(text_param(&call.params, "period", "period.finalize")?)
+                    .map_err(|e| err(error_code::INVALID_INPUT, e))?;
+                let at = self
+                    .with_ledger(move |ledger| {
+                        billing::finalize(ledger, period, OffsetDateTime::now_utc())
+                            .map_err(|e| err(error_code::CONFLICT, e))
+                    })
+                    .await?;
+                log::info!("period {period} finalized at {at}");
+                Ok(json!({"period": period.to_string(), "finalized_at": at}))
+            }
+            ("periods.list", 1) => {
+                let periods = self
+                    .with_ledger(|ledger| {
+                        ledger
+                            .finalized_periods()
+                            .map_err(|e| err(error_code::INTERNAL, e.to_string()))
+                    })
+                    .await?;
+                Ok(json!(periods
+                    .into_iter()
+                    .map(|(period, at)| json!({"period": period, "finalized_at": at}))
+                    .collect::<Vec<_>>()))
+            }
+            ("bill.all", 1) => {
+                let period = Period::parse(text_param(&call.params, "period", "bill.all")?)
+                    .map_err(|e| err(error_code::INVALID_INPUT, e))?;
+                let card = Arc::clone(&self.card);
+                let bills = self
+                    .with_ledger(move |ledger| {
+                        billing::all_bills(ledger, &card, period, OffsetDateTime::now_utc())
+                            .map_err(|e| err(error_code::INVALID_INPUT, e))
+                    })
+                    .await?;
+                Ok(json!({"period": period.to_string(), "bills": bills}))
+            }
             _ => Err(call.unsupported()),
         }
     }

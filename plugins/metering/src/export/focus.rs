@@ -93,7 +93,7 @@ fn row(bill: &Bill, line: &BillLine) -> Vec<String> {
         focus_time(bill.period_end),
         focus_time(bill.period_start),
         "Usage".into(),
-        String::new(),
+        opt(&line.charge_class),
         line.description.clone(),
         end_rounded_up(line.charge_period_end),
         focus_time(line.charge_period_start),
