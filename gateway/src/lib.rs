@@ -11,6 +11,7 @@ pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod host_ops;
 pub mod inventory;
 pub mod limit;
 pub mod metering_tap;

@@ -134,6 +134,11 @@ impl Gateway {
         Ok(gw)
     }
 
+    /// Replaces the configuration the next (re)start uses.
+    pub fn replace_config(&self, config: &str) {
+        std::fs::write(self.state_dir.join("skyport.toml"), config).unwrap();
+    }
+
     /// Kills the gateway with SIGKILL (no drain, no flush) and starts it again on the same
     /// state directory and configuration.
     pub fn kill9_and_restart(&mut self) {

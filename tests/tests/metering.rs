@@ -234,3 +234,72 @@ async fn a_created_vm_is_in_the_ledger_before_the_create_answers_even_across_kil
         "{lifecycle:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_sync_meters_a_vm_the_ledger_never_heard_of_from_first_detection() {
+    skyport_e2e::assert_guest_image_prepared();
+    let metering = "file = \"libskyport_metering.so\"";
+    // First without the metering plugin (its file is absent): the VM's run is not metered.
+    let without =
+        skyport_e2e::default_config().replace(metering, "file = \"libskyport_metering_absent.so\"");
+    assert_ne!(
+        without,
+        skyport_e2e::default_config(),
+        "the metering entry changed shape"
+    );
+    let mut gw = Gateway::start_with(GatewayOptions {
+        config: Some(without),
+        ..Default::default()
+    });
+    let demo = gw.token("demo", Some("finance"), &[]);
+    let created = gw
+        .post_json(
+            "/v1/instances?wait=running",
+            &demo,
+            Some(json!({"image": "skyport-tiny", "instance_type": "sp.micro"})),
+        )
+        .await;
+    assert_eq!(created["state"], "running", "{created}");
+
+    // Then with it, syncing every second: the VM is found and metered from then on.
+    gw.replace_config(&skyport_e2e::default_config().replace(
+        metering,
+        &format!("{metering}\nconfig = {{ group_sync_secs = 1 }}"),
+    ));
+    gw.kill9_and_restart();
+    let admin = gw.token("acme", None, &["admin"]);
+    let lifecycle = ledger_events(&gw, &admin, "demo", "instance.lifecycle", 1).await;
+    assert_eq!(lifecycle.len(), 1, "{lifecycle:?}\n{}", gw.log());
+    let discovered = &lifecycle[0];
+    assert_eq!(discovered["attributes"]["event"], "discovered");
+    assert_eq!(discovered["attributes"]["instance_id"], created["id"]);
+    assert_eq!(
+        discovered["attributes"]["exception"],
+        "DiscoveredWithoutStart"
+    );
+    assert_eq!(discovered["department"], "finance");
+    let bill = gw.get_json("/v1/bill", &demo).await;
+    let line = bill["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["resource_id"] == created["id"])
+        .unwrap_or_else(|| panic!("no line for the VM: {bill:#}"))
+        .clone();
+    assert_eq!(line["exceptions"], json!(["DiscoveredWithoutStart"]));
+    assert!(gw
+        .metrics_text()
+        .await
+        .contains(r#"skyport_plugin_reported{plugin="metering",name="group_sync_discovered"} 1"#));
+
+    // A terminate through the API is an ordinary stop for the ledger: nothing vanishes.
+    let path = format!("/v1/instances/{}", created["id"].as_str().unwrap());
+    assert_eq!(gw.delete(&path, &demo).await.status(), 200);
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let kinds: Vec<String> = ledger_events(&gw, &admin, "demo", "instance.lifecycle", 2)
+        .await
+        .iter()
+        .map(|e| e["attributes"]["event"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(kinds, ["discovered", "terminate"]);
+}

@@ -202,6 +202,9 @@ async fn serve(config: Config) -> anyhow::Result<i32> {
         config: Arc::clone(&config),
     });
 
+    plugins.bind_host_ops(Arc::new(crate::host_ops::GatewayHostOps(Arc::downgrade(
+        &state,
+    ))));
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let readiness = Arc::new(Readiness::default());
     let metrics_task = tokio::spawn(serve_metrics(

@@ -1,7 +1,12 @@
 //! The host side of the ABI's `HostServices`: plugin logs into `tracing`, plugin metrics
 //! into the Prometheus registry, and generic host calls.
+//!
+//! Host calls are `host.info@1`, answered here, and the ops of [`HostOps`], which need the
+//! running gateway (its inventory, the other plugins) and are bound once it is built.
 
-use std::sync::Arc;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
 
 use abi_stable::std_types::{RResult, RStr, RString};
 use skyport_plugin_api::abi::{
@@ -9,6 +14,25 @@ use skyport_plugin_api::abi::{
 };
 
 use crate::metrics::Metrics;
+
+/// A host op's answer: JSON, or a plugin-style error.
+pub type HostOpFuture =
+    Pin<Box<dyn Future<Output = Result<serde_json::Value, PluginError>> + Send>>;
+
+/// Host operations that need the running gateway.
+pub trait HostOps: Send + Sync {
+    /// Serves `op@version` with `params` for plugin `caller`; `None` if not a host op.
+    fn call(
+        &self,
+        caller: &str,
+        op: &str,
+        version: u32,
+        params: serde_json::Value,
+    ) -> Option<HostOpFuture>;
+}
+
+/// Where the gateway binds its [`HostOps`] after startup; shared by every plugin's host.
+pub type HostOpsSlot = Arc<OnceLock<Arc<dyn HostOps>>>;
 
 /// Host services handed to one plugin instance.
 pub struct GatewayHost {
@@ -18,6 +42,10 @@ pub struct GatewayHost {
     pub metrics: Arc<Metrics>,
     /// The plugin's own state directory (`<state-dir>/plugins/<name>`), told by `host.info`.
     pub state_dir: std::path::PathBuf,
+    /// Gateway-wide host ops, once bound.
+    pub ops: HostOpsSlot,
+    /// The gateway's runtime, where host ops run.
+    pub runtime: tokio::runtime::Handle,
 }
 
 impl HostServices for GatewayHost {
@@ -61,6 +89,21 @@ impl HostServices for GatewayHost {
     }
 
     fn call(&self, request: OpRequest, completion: CompletionBox) {
+        if let Some(ops) = self.ops.get() {
+            let params = serde_json::from_str(request.params.as_str()).unwrap_or_default();
+            if let Some(answer) =
+                ops.call(&self.plugin, request.op.as_str(), request.version, params)
+            {
+                self.runtime.spawn(async move {
+                    let result = match answer.await {
+                        Ok(value) => RResult::ROk(RString::from(value.to_string())),
+                        Err(e) => RResult::RErr(e),
+                    };
+                    completion.complete(result);
+                });
+                return;
+            }
+        }
         let result = match (request.op.as_str(), request.version) {
             ("host.info", 1) => RResult::ROk(RString::from(
                 serde_json::json!({

@@ -78,6 +78,7 @@ pub struct PluginRegistry {
     next_call: AtomicU64,
     metrics: Arc<Metrics>,
     state_dir: std::path::PathBuf,
+    host_ops: super::host::HostOpsSlot,
 }
 
 /// Default deadline of a plugin call.
@@ -92,7 +93,13 @@ impl PluginRegistry {
             next_call: AtomicU64::new(1),
             metrics,
             state_dir: std::path::PathBuf::from("plugins"),
+            host_ops: Arc::default(),
         }
+    }
+
+    /// Binds the gateway's host ops (once, after startup); plugins can call them from then on.
+    pub fn bind_host_ops(&self, ops: Arc<dyn super::host::HostOps>) {
+        let _ = self.host_ops.set(ops);
     }
 
     /// Loads every configured plugin. A refused plugin is logged and skipped unless it is
@@ -179,6 +186,8 @@ impl PluginRegistry {
                 plugin: name.clone(),
                 metrics: Arc::clone(&self.metrics),
                 state_dir: self.state_dir.join(&name),
+                ops: Arc::clone(&self.host_ops),
+                runtime: tokio::runtime::Handle::current(),
             },
             TD_Opaque,
         );

@@ -46,6 +46,21 @@ pub struct LedgerStats {
     pub rejections: u64,
 }
 
+/// The last lifecycle event of one instance.
+#[derive(Debug, Clone)]
+pub struct LifecycleHead {
+    /// Skyport instance id.
+    pub instance_id: String,
+    /// Tenant.
+    pub tenant: String,
+    /// Department.
+    pub department: Option<String>,
+    /// The event's attributes.
+    pub attributes: serde_json::Value,
+    /// Its time (ledger format).
+    pub time: String,
+}
+
 /// The ledger database.
 pub struct Ledger {
     conn: Connection,
@@ -78,6 +93,15 @@ impl Ledger {
                 received_at TEXT NOT NULL
             );
             CREATE INDEX IF NOT EXISTS events_tenant_time ON events (tenant, time);
+            CREATE TABLE IF NOT EXISTS sync_seen (
+                instance_id TEXT PRIMARY KEY,
+                last_seen TEXT NOT NULL
+            );
+            CREATE TABLE IF NOT EXISTS sync_suspects (
+                instance_id TEXT PRIMARY KEY,
+                kind TEXT NOT NULL,
+                first_seen TEXT NOT NULL
+            );
             CREATE TABLE IF NOT EXISTS finalized_periods (
                 period TEXT PRIMARY KEY,
                 finalized_at TEXT NOT NULL
@@ -307,6 +331,91 @@ impl Ledger {
             Ok((row.get(0)?, row.get(1)?))
         })?;
         rows.collect()
+    }
+
+    /// The last `instance.lifecycle` event of every instance (event time, then ledger
+    /// order), as (instance id, tenant, department, attributes, time).
+    pub fn lifecycle_heads(&self) -> rusqlite::Result<Vec<LifecycleHead>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT tenant, department, attributes, time FROM events
+             WHERE type = 'instance.lifecycle' ORDER BY time, seq",
+        )?;
+        let mut heads: BTreeMap<String, LifecycleHead> = BTreeMap::new();
+        let rows = stmt.query_map([], |row| {
+            let attributes: String = row.get(2)?;
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, Option<String>>(1)?,
+                serde_json::from_str::<serde_json::Value>(&attributes).unwrap_or_default(),
+                row.get::<_, String>(3)?,
+            ))
+        })?;
+        for row in rows {
+            let (tenant, department, attributes, time) = row?;
+            if let Some(id) = attributes["instance_id"].as_str().map(str::to_owned) {
+                heads.insert(
+                    id.clone(),
+                    LifecycleHead {
+                        instance_id: id,
+                        tenant,
+                        department,
+                        attributes,
+                        time,
+                    },
+                );
+            }
+        }
+        Ok(heads.into_values().collect())
+    }
+
+    /// Group sync bookkeeping: `instance` was seen running at `at`.
+    pub fn mark_seen(&self, instance: &str, at: &str) -> rusqlite::Result<()> {
+        self.conn
+            .execute(
+                "INSERT INTO sync_seen (instance_id, last_seen) VALUES (?1, ?2)
+                 ON CONFLICT(instance_id) DO UPDATE SET last_seen = excluded.last_seen",
+                params![instance, at],
+            )
+            .map(|_| ())
+    }
+
+    /// When `instance` was last seen running by a group sync.
+    pub fn last_seen(&self, instance: &str) -> rusqlite::Result<Option<String>> {
+        self.conn
+            .query_row(
+                "SELECT last_seen FROM sync_seen WHERE instance_id = ?1",
+                params![instance],
+                |row| row.get(0),
+            )
+            .optional()
+    }
+
+    /// Group sync bookkeeping: disagreements seen by the last sync, by instance, as
+    /// (kind, first seen).
+    pub fn suspects(&self) -> rusqlite::Result<BTreeMap<String, (String, String)>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT instance_id, kind, first_seen FROM sync_suspects")?;
+        let rows = stmt.query_map([], |row| Ok((row.get(0)?, (row.get(1)?, row.get(2)?))))?;
+        rows.collect()
+    }
+
+    /// Group sync bookkeeping: replaces the disagreements with this sync's.
+    pub fn set_suspects(
+        &mut self,
+        suspects: &BTreeMap<String, (String, String)>,
+    ) -> rusqlite::Result<()> {
+        let tx = self.conn.transaction()?;
+        tx.execute("DELETE FROM sync_suspects", [])?;
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO sync_suspects (instance_id, kind, first_seen) VALUES (?1, ?2, ?3)",
+            )?;
+            for (id, (kind, first_seen)) in suspects {
+                insert.execute(params![id, kind, first_seen])?;
+            }
+        }
+        tx.commit()
     }
 
     /// The tenant's stored events in ledger order (at most `limit`), as JSON.

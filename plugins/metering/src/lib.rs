@@ -15,6 +15,7 @@
 pub mod bill;
 pub mod billing;
 pub mod export;
+pub mod group_sync;
 pub mod ledger;
 pub mod period;
 pub mod rating;
@@ -57,6 +58,13 @@ struct MeteringConfig {
     /// Length of a usage-record interval, seconds (1 h).
     #[serde(default = "default_interval")]
     interval_secs: u64,
+    /// Seconds between two group syncs with the providers' inventories (0: never).
+    #[serde(default = "default_group_sync")]
+    group_sync_secs: u64,
+}
+
+fn default_group_sync() -> u64 {
+    300
 }
 
 fn default_interval() -> u64 {
@@ -155,7 +163,8 @@ impl Plugin for Metering {
                     "max_future_skew_secs": {"type": "integer", "minimum": 0},
                     "state_dir": {"type": "string"},
                     "rate_card": {"type": "object"},
-                    "interval_secs": {"type": "integer", "minimum": 1, "maximum": 2678400}
+                    "interval_secs": {"type": "integer", "minimum": 1, "maximum": 2678400},
+                    "group_sync_secs": {"type": "integer", "minimum": 0}
                 }
             }),
         }
@@ -191,8 +200,16 @@ impl Plugin for Metering {
         }
         .map_err(|e| err(error_code::INVALID_CONFIG, e))?;
         log::info!("metering: ledger in {}", dir.display());
+        let ledger = Arc::new(Mutex::new(ledger));
+        if config.group_sync_secs > 0 {
+            tokio::spawn(group_sync_loop(
+                Arc::clone(&ledger),
+                host.clone(),
+                Duration::from_secs(config.group_sync_secs),
+            ));
+        }
         Ok(Self {
-            ledger: Arc::new(Mutex::new(ledger)),
+            ledger,
             limits: Limits {
                 max_future_skew: Duration::from_secs(config.max_future_skew_secs),
                 ..Limits::default()
@@ -303,6 +320,53 @@ impl Plugin for Metering {
                 Ok(json!({"period": period.to_string(), "bills": bills}))
             }
             _ => Err(call.unsupported()),
+        }
+    }
+}
+
+/// Runs a group sync every `every`: asks the host for every provider's instances and
+/// reconciles the ledger with them.
+async fn group_sync_loop(ledger: Arc<Mutex<Ledger>>, host: Host, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let listing = match host.call("inventory.instances", 1, json!({})).await {
+            Ok(listing) => listing,
+            Err(e) => {
+                log::debug!("group sync skipped: {e}");
+                continue;
+            }
+        };
+        let ledger = Arc::clone(&ledger);
+        let outcome = tokio::task::spawn_blocking(move || {
+            let mut ledger = ledger.lock().unwrap_or_else(|p| p.into_inner());
+            group_sync::reconcile(&mut ledger, &listing, SystemTime::now())
+        })
+        .await;
+        match outcome {
+            Ok(Ok(outcome)) => {
+                let labels = json!({});
+                host.counter("group_sync_runs", 1.0, &labels);
+                host.counter(
+                    "group_sync_discovered",
+                    outcome.discovered.len() as f64,
+                    &labels,
+                );
+                host.counter(
+                    "group_sync_vanished",
+                    outcome.vanished.len() as f64,
+                    &labels,
+                );
+                for id in &outcome.discovered {
+                    log::warn!("group sync: {id} runs without a start event; metered from first detection (DiscoveredWithoutStart)");
+                }
+                for id in &outcome.vanished {
+                    log::warn!("group sync: {id} is gone without a stop event; terminated when last seen (VanishedWithoutStop)");
+                }
+            }
+            Ok(Err(e)) => log::error!("group sync failed: {e}"),
+            Err(e) => log::error!("group sync task failed: {e}"),
         }
     }
 }
