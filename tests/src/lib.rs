@@ -260,6 +260,20 @@ impl Gateway {
             .unwrap()
     }
 
+    /// Creates a `skyport-tiny` VM of `instance_type` and waits until it runs; returns the
+    /// instance.
+    pub async fn create_running(&self, token: &str, instance_type: &str) -> serde_json::Value {
+        let created = self
+            .post_json(
+                "/v1/instances?wait=running",
+                token,
+                Some(serde_json::json!({"image": "skyport-tiny", "instance_type": instance_type})),
+            )
+            .await;
+        assert_eq!(created["state"], "running", "{created}");
+        created
+    }
+
     /// `POST path` with a bearer token and an optional JSON body; asserts a 2xx answer and
     /// returns its JSON body.
     pub async fn post_json(

@@ -51,13 +51,7 @@ async fn a_vm_lifecycle_and_api_calls_are_billed_to_the_cent_and_only_to_their_t
         ..Default::default()
     });
     let demo = gw.token("demo", Some("finance"), &[]);
-    let created = gw
-        .post_json(
-            "/v1/instances?wait=running",
-            &demo,
-            Some(json!({"image": "skyport-tiny", "instance_type": "sp.micro"})),
-        )
-        .await;
+    let created = gw.create_running(&demo, "sp.micro").await;
     let path = format!("/v1/instances/{}", created["id"].as_str().unwrap());
     gw.post_json(&format!("{path}/stop?wait=stopped"), &demo, None)
         .await;

@@ -198,13 +198,7 @@ async fn metered_gateway_with_one_running_vm() -> (Gateway, String, Value) {
         ..Default::default()
     });
     let demo = gw.token("demo", None, &[]);
-    let created: Value = gw
-        .post_json(
-            "/v1/instances?wait=running",
-            &demo,
-            Some(json!({"image": "skyport-tiny", "instance_type": "sp.micro"})),
-        )
-        .await;
+    let created: Value = gw.create_running(&demo, "sp.micro").await;
     assert_eq!(created["state"], "running", "{created}");
     (gw, demo, created)
 }
@@ -241,13 +235,7 @@ async fn two_vms_survive_a_gateway_kill9_and_a_killed_qemu_becomes_stopped() {
     let (mut gw, demo, created) = metered_gateway_with_one_running_vm().await;
     let path = format!("/v1/instances/{}", created["id"].as_str().unwrap());
     let pid = qemu_pid_of_instance(&gw);
-    let second: Value = gw
-        .post_json(
-            "/v1/instances?wait=running",
-            &demo,
-            Some(json!({"image": "skyport-tiny", "instance_type": "sp.micro"})),
-        )
-        .await;
+    let second: Value = gw.create_running(&demo, "sp.micro").await;
     assert_eq!(second["state"], "running", "{second}");
     let second_path = format!("/v1/instances/{}", second["id"].as_str().unwrap());
     let pids = qemu_pids(&gw);

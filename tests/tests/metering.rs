@@ -252,13 +252,7 @@ async fn group_sync_meters_a_vm_the_ledger_never_heard_of_from_first_detection()
         ..Default::default()
     });
     let demo = gw.token("demo", Some("finance"), &[]);
-    let created = gw
-        .post_json(
-            "/v1/instances?wait=running",
-            &demo,
-            Some(json!({"image": "skyport-tiny", "instance_type": "sp.micro"})),
-        )
-        .await;
+    let created = gw.create_running(&demo, "sp.micro").await;
     assert_eq!(created["state"], "running", "{created}");
 
     // Then with it, syncing every second: the VM is found and metered from then on.
