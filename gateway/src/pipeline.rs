@@ -431,9 +431,15 @@ pub fn rfc3339_millis(t: SystemTime) -> String {
     humantime::format_rfc3339_millis(t).to_string()
 }
 
-/// A random (v4) UUID from the thread-local generator: no system call per request.
+/// A time-ordered (v7) UUID: 48 bits of Unix milliseconds, then 74 random bits from the
+/// thread-local generator (no system call per request). Ids that grow with time land at
+/// the end of the ledger's unique index instead of on a random page of it, which keeps
+/// durable ingest fast as the ledger grows.
 pub(crate) fn fast_uuid() -> String {
-    uuid::Builder::from_random_bytes(rand::random())
+    let millis = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    uuid::Builder::from_unix_timestamp_millis(millis, &rand::random())
         .into_uuid()
         .to_string()
 }
@@ -441,6 +447,16 @@ pub(crate) fn fast_uuid() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn event_ids_are_unique_and_grow_with_time() {
+        let a = fast_uuid();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let b = fast_uuid();
+        assert!(a < b, "{a} !< {b}");
+        assert_eq!(uuid::Uuid::parse_str(&a).unwrap().get_version_num(), 7);
+        assert_ne!(fast_uuid(), fast_uuid());
+    }
 
     #[test]
     fn rfc3339_formatting() {

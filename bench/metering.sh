@@ -1,0 +1,11 @@
+#!/bin/sh
+# Metering benchmark: durable ingest rate of the ledger (SQLite, WAL, synchronous=FULL, one
+# transaction per batch of the gateway tap's size) and bill generation over one tenant's
+# month of events (bench/src/metering.rs). Each ingest round writes a fresh ledger in a
+# temporary directory; the bill is computed over the last one.
+#
+# Usage: bench/metering.sh [events=1000000] [rounds=3] [batch=512]
+set -eu
+cd "$(dirname "$0")/.."
+cargo build -q --release -p skyport-bench --bin skyport-metering-bench
+exec target/release/skyport-metering-bench "$@"
