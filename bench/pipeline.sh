@@ -8,11 +8,15 @@
 # around each run. Two token modes: the same token on every request (Skyport's verified-token
 # cache applies) and a new token on every request (it cannot).
 #
-# Usage: bench/pipeline.sh [seconds-per-run] [rounds]
+# METERING=on loads the metering plugin (every request's event is then stored durably in
+# its ledger, in the same process); the default, off, measures the pipeline without it.
+#
+# Usage: [METERING=on|off] bench/pipeline.sh [seconds-per-run] [rounds]
 set -eu
 cd "$(dirname "$0")/.."
 DUR=${1:-5}
 ROUNDS=${2:-3}
+METERING=${METERING:-off}
 
 command -v wrk >/dev/null 2>&1 || {
     apt-get update -q >/dev/null
@@ -22,14 +26,20 @@ command -v oha >/dev/null 2>&1 || [ -x "$HOME/.cargo/bin/oha" ] || cargo install
 OHA=$(command -v oha || echo "$HOME/.cargo/bin/oha")
 command -v taskset >/dev/null 2>&1 || { echo "taskset (util-linux) is required" >&2; exit 1; }
 
-cargo build -q --release -p skyport-gateway -p skyport-bench
+cargo build -q --release -p skyport-gateway -p skyport-bench -p skyport-metering
 B=target/release
 STATE=$(mktemp -d)
 trap 'kill $SKY $LB 2>/dev/null || true; rm -rf "$STATE"' EXIT
 
 # Rate limit far above what one core can serve; access log off (warn level) in both servers.
+case "$METERING" in
+on) PLUGIN=libskyport_metering.so ;;
+off) PLUGIN=libskyport_metering_not_loaded.so ;;
+*) echo "METERING must be on or off" >&2; exit 2 ;;
+esac
 sed -e 's/requests_per_second = 100/requests_per_second = 10000000/' \
-    -e 's/^burst = 200/burst = 10000000/' config/skyport.toml > "$STATE/skyport.toml"
+    -e 's/^burst = 200/burst = 10000000/' \
+    -e "s/libskyport_metering.so/$PLUGIN/" config/skyport.toml > "$STATE/skyport.toml"
 SKYPORT_LOG=warn taskset -c 0 $B/skyport serve --config "$STATE/skyport.toml" --state-dir "$STATE" \
     --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 2>"$STATE/skyport.log" &
 SKY=$!
@@ -79,7 +89,7 @@ run() {
 
 median() { sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
 
-echo "rounds=$ROUNDS seconds=$DUR; servers on CPU 0, wrk on CPU 1, 64 connections" >&2
+echo "rounds=$ROUNDS seconds=$DUR metering=$METERING; servers on CPU 0, wrk on CPU 1, 64 connections" >&2
 : >"$STATE/results"
 for r in $(seq "$ROUNDS"); do
     for mode in same new; do

@@ -302,19 +302,24 @@ async fn dispatch(
         Route::AdminImages => api::images::admin_list(state, ctx, request_id).await,
         Route::Bill => {
             let query = query_pairs(req.uri());
-            api::billing::bill(state, ctx, request_id, &query).await
+            api::metering::bill(state, ctx, request_id, &query).await
         }
         Route::AdminBills => {
             let query = query_pairs(req.uri());
-            api::billing::admin_bills(state, ctx, request_id, &query).await
+            api::metering::admin_bills(state, ctx, request_id, &query).await
         }
-        Route::AdminPeriods => api::billing::periods(state, ctx, request_id).await,
+        Route::AdminPeriods => api::metering::periods(state, ctx, request_id).await,
+        Route::AdminRecordTypes => api::metering::record_types(state, ctx, request_id).await,
+        Route::AdminRecordTypeRegister => {
+            let body = read_body(req).await?;
+            api::metering::register_record_type(state, ctx, request_id, body).await
+        }
         Route::AdminFinalize(period) => {
-            api::billing::finalize(state, ctx, request_id, period).await
+            api::metering::finalize(state, ctx, request_id, period).await
         }
         Route::Usage => {
             let query = query_pairs(req.uri());
-            api::billing::usage(state, ctx, request_id, &query).await
+            api::metering::usage(state, ctx, request_id, &query).await
         }
         Route::AdminImageRegister => {
             let body = read_body(req).await?;

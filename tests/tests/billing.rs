@@ -398,6 +398,9 @@ async fn a_finalized_period_never_changes_and_late_events_become_corrections() {
     assert_eq!(String::from_utf8(out.stdout).unwrap(), before);
 }
 
+/// METERING.md case 5: a crash between receiving and persisting (events queued or in a
+/// batch being written) loses nothing acknowledged and doubles nothing; the bill, which is
+/// aggregated on demand from the ledger, is the same after the restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill9_in_a_burst_loses_no_acknowledged_event_and_keeps_the_finalized_bill() {
     let mut gw = Gateway::start();

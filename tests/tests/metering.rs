@@ -119,17 +119,17 @@ async fn the_ledger_stores_each_request_once_and_audits_refused_events() {
     );
 
     // Record types can be registered at run time, and not silently redefined.
-    let registered = metering_op(
-        &gw,
-        &admin,
-        "record_types.register",
-        json!({"id": "storage.volume", "primary_key": ["volume_id"], "state_key": ["size_gib"], "group_key": ["tenant"]}),
-    )
-    .await;
-    assert_eq!(registered["registered"], true);
+    let volume = json!({"id": "storage.volume", "primary_key": ["volume_id"],
+                        "state_key": ["size_gib"], "group_key": ["tenant"]});
+    let first = gw
+        .post("/admin/record-types", &admin, Some(volume.clone()))
+        .await;
+    assert_eq!(first.status(), 201);
+    let again = gw.post("/admin/record-types", &admin, Some(volume)).await;
+    assert_eq!(again.status(), 200, "the same definition again is a no-op");
     let conflict = gw
         .post(
-            "/admin/plugins/metering/ops/record_types.register",
+            "/admin/record-types",
             &admin,
             Some(json!({"id": "storage.volume", "primary_key": ["other"]})),
         )
@@ -142,6 +142,21 @@ async fn the_ledger_stores_each_request_once_and_audits_refused_events() {
             .contains("already registered differently"),
         "{problem}"
     );
+    let listed = gw.get_json("/admin/record-types", &admin).await;
+    assert_eq!(
+        listed["record_types"].as_array().unwrap().len(),
+        3,
+        "{listed}"
+    );
+    skyport_e2e::expect_problem(gw.get("/admin/record-types", &demo).await, 403).await;
+    let stored = metering_op(
+        &gw,
+        &admin,
+        "meter.batch",
+        json!({"sequence": 9, "events": [event("t-volume", "storage.volume", &now, json!({"volume_id": "v-1", "size_gib": 10}))]}),
+    )
+    .await;
+    assert_eq!(stored["accepted"], 1, "{stored}");
     // acme's own admin requests are in acme's ledger, never in demo's.
     assert!(ledger_events(&gw, &admin, "demo", "api.request", 0)
         .await

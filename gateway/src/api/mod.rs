@@ -2,9 +2,9 @@
 //! reserved for the EC2 Query API.
 
 pub mod admin;
-pub mod billing;
 pub mod images;
 pub mod instances;
+pub mod metering;
 pub mod native;
 pub mod problem;
 
@@ -62,6 +62,10 @@ pub enum Route {
     AdminBills,
     /// `GET /admin/periods`
     AdminPeriods,
+    /// `GET /admin/record-types`
+    AdminRecordTypes,
+    /// `POST /admin/record-types`
+    AdminRecordTypeRegister,
     /// `POST /admin/periods/{period}/finalize`
     AdminFinalize(String),
     /// `POST /admin/images`
@@ -183,6 +187,18 @@ pub fn route(method: &Method, path: &str) -> Result<RouteMatch, GatewayError> {
             admin: true,
             ..matched(Route::AdminBills, "/admin/bills")
         }),
+        ["admin", "record-types"] => match *method {
+            Method::GET => Ok(RouteMatch {
+                admin: true,
+                ..matched(Route::AdminRecordTypes, "/admin/record-types")
+            }),
+            Method::POST => Ok(RouteMatch {
+                admin: true,
+                write: true,
+                ..matched(Route::AdminRecordTypeRegister, "/admin/record-types")
+            }),
+            _ => Err(not_allowed(method, "/admin/record-types")),
+        },
         ["admin", "periods"] => get_only(RouteMatch {
             admin: true,
             ..matched(Route::AdminPeriods, "/admin/periods")

@@ -27,7 +27,7 @@ impl Default for Limits {
 }
 
 /// Checks `event` against the registered `types`; returns its time normalised to RFC 3339
-/// UTC with milliseconds, or why it is refused.
+/// UTC with milliseconds (whatever offset it was sent with), or why it is refused.
 pub fn check_event(
     event: &MeterEvent,
     types: &BTreeMap<String, RecordType>,
@@ -46,8 +46,11 @@ pub fn check_event(
     if event.tenant.is_empty() {
         return Err("malformed: no tenant".into());
     }
-    let time = humantime::parse_rfc3339(&event.time)
-        .map_err(|e| format!("malformed: time '{}' is not RFC 3339 UTC ({e})", event.time))?;
+    // Any RFC 3339 offset is accepted; the ledger stores UTC.
+    let time: SystemTime =
+        time::OffsetDateTime::parse(&event.time, &time::format_description::well_known::Rfc3339)
+            .map_err(|e| format!("malformed: time '{}' is not RFC 3339 ({e})", event.time))?
+            .into();
     if let Ok(ahead) = time.duration_since(now) {
         if ahead > limits.max_future_skew {
             return Err(format!(
@@ -121,6 +124,13 @@ mod tests {
                 "not RFC 3339",
             ),
             (
+                event(
+                    "2026-11-23T14:06:00+02:00",
+                    serde_json::json!({"instance_id": "i-1"}),
+                ),
+                "in the future",
+            ),
+            (
                 event("2026-11-23T12:00:00Z", serde_json::json!({"vcpus": 1})),
                 "primary-key attribute 'instance_id'",
             ),
@@ -147,6 +157,15 @@ mod tests {
             let reason = check_event(&e, &types, &limits, now).unwrap_err();
             assert!(reason.contains(needle), "{reason} lacks {needle}");
         }
+        // METERING.md case 10: other offsets are stored as UTC, to the millisecond.
+        let offset = event(
+            "2026-11-23T10:30:00.5-01:30",
+            serde_json::json!({"instance_id": "i-1"}),
+        );
+        assert_eq!(
+            check_event(&offset, &types, &limits, now).unwrap(),
+            "2026-11-23T12:00:00.500Z"
+        );
         let unknown = MeterEvent {
             record_type: "storage.volume".into(),
             ..ok

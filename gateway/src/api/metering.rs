@@ -1,6 +1,7 @@
-//! The tenant's bill and usage (`GET /v1/bill`, `GET /v1/usage`), served by whichever
-//! metering plugin implements `bill.get@1` / `usage.list@1`. A department-scoped token
-//! sees its department only.
+//! Metering through the API: the tenant's bill and usage (`GET /v1/bill`, `GET /v1/usage`;
+//! a department-scoped token sees its department only) and the operators' routes (every
+//! tenant's bill, finalized periods, record types), each served by whichever metering
+//! plugin implements the op.
 
 use bytes::Bytes;
 use http::{Response, StatusCode};
@@ -188,4 +189,36 @@ pub async fn periods(
         StatusCode::OK,
         &json!({ "finalized": periods }),
     ))
+}
+
+/// `GET /admin/record-types`: the registered record types.
+pub async fn record_types(
+    state: &AppState,
+    ctx: &TenantContext,
+    request_id: &str,
+) -> Result<Response<Full<Bytes>>, GatewayError> {
+    let types = metering_call(state, ctx, request_id, "record_types.list", json!({})).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({ "record_types": types }),
+    ))
+}
+
+/// `POST /admin/record-types` `{id, primary_key, state_key, group_key}`: 201 when newly
+/// registered, 200 when the same definition already was, 409 for another definition.
+pub async fn register_record_type(
+    state: &AppState,
+    ctx: &TenantContext,
+    request_id: &str,
+    body: Bytes,
+) -> Result<Response<Full<Bytes>>, GatewayError> {
+    let definition: Value = serde_json::from_slice(&body)
+        .map_err(|e| GatewayError::invalid(format!("invalid record type: {e}")))?;
+    let done = metering_call(state, ctx, request_id, "record_types.register", definition).await?;
+    let status = if done["registered"] == true {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok(json_response(status, &done))
 }
