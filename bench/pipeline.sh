@@ -8,6 +8,9 @@
 # around each run. Two token modes: the same token on every request (Skyport's verified-token
 # cache applies) and a new token on every request (it cannot).
 #
+# A second measurement loads both servers at the same time (each by its own wrk), which
+# keeps the ratio steady on a shared machine.
+#
 # METERING=on loads the metering plugin (every request's event is then stored durably in
 # its ledger, in the same process); the default, off, measures the pipeline without it.
 #
@@ -113,6 +116,40 @@ for mode in same new; do
     lb=$(awk -v n=lowerbound-$mode '$1 == n {print $3}' "$STATE/results" | median)
     sk=$(awk -v n=skyport-$mode '$1 == n {print $3}' "$STATE/results" | median)
     awk -v m=$mode -v a="$sk" -v b="$lb" 'BEGIN {printf "cpu per request, %s token: skyport / lower bound = %.2fx\n", m, a / b}'
+done
+
+# The same ratio measured with both servers loaded at the same time (each by its own wrk on
+# CPU 1), so that noise from the rest of the machine falls on both alike: sequential runs
+# on a shared machine vary by 20-30% between runs of the same server.
+: >"$STATE/paired"
+# load URL MODE TOKEN_OFFSET OUT: one closed-loop wrk run in the background.
+load() {
+    if [ "$2" = same ]; then
+        TOKEN_OFFSET=$3 taskset -c 1 wrk -t1 -c64 -d"${DUR}s" -H "Authorization: Bearer $TOKEN" "$1" >"$4" &
+    else
+        TOKEN_OFFSET=$3 taskset -c 1 wrk -t1 -c64 -d"${DUR}s" -s "$STATE/rotate.lua" "$1" >"$4" &
+    fi
+}
+for r in $(seq $((ROUNDS * 2))); do
+    for mode in same new; do
+        lb0=$(cpu_ticks $LB)
+        sk0=$(cpu_ticks $SKY)
+        load "https://127.0.0.1:$LB_PORT/v1/regions" $mode $(( (r * 2) * 20000 % 360000 )) "$STATE/wa"
+        WA=$!
+        load "https://$SKY_ADDR/v1/regions" $mode $(( (r * 2 + 1) * 20000 % 360000 )) "$STATE/wb"
+        WB=$!
+        wait $WA $WB
+        lb1=$(cpu_ticks $LB)
+        sk1=$(cpu_ticks $SKY)
+        ra=$(awk '/requests in/ {print $1}' "$STATE/wa")
+        rb=$(awk '/requests in/ {print $1}' "$STATE/wb")
+        awk -v m=$mode -v a=$((lb1 - lb0)) -v b=$((sk1 - sk0)) -v ra="$ra" -v rb="$rb" \
+            'BEGIN {print m, (b / rb) / (a / ra)}' >>"$STATE/paired"
+    done
+done
+for mode in same new; do
+    awk -v m=$mode '$1 == m {print $2}' "$STATE/paired" | median |
+        awk -v m=$mode -v n=$((ROUNDS * 2)) '{printf "cpu per request, %s token, both servers loaded at once: skyport / lower bound = %.2fx (median of %d)\n", m, $1, n}'
 done
 
 # Open loop: a fixed request rate at 70% of the lower bound's closed-loop peak (same token),
