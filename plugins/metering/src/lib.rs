@@ -287,7 +287,7 @@ impl Plugin for Metering {
                     .map_err(|e| err(error_code::INVALID_INPUT, e))?;
                 let at = self
                     .with_ledger(move |ledger| {
-                        billing::finalize(ledger, period, OffsetDateTime::now_utc())
+                        billing::finalize(ledger, period, now_millis())
                             .map_err(|e| err(error_code::CONFLICT, e))
                     })
                     .await?;
@@ -313,7 +313,7 @@ impl Plugin for Metering {
                 let card = Arc::clone(&self.card);
                 let bills = self
                     .with_ledger(move |ledger| {
-                        billing::all_bills(ledger, &card, period, OffsetDateTime::now_utc())
+                        billing::all_bills(ledger, &card, period, now_millis())
                             .map_err(|e| err(error_code::INVALID_INPUT, e))
                     })
                     .await?;
@@ -371,6 +371,13 @@ async fn group_sync_loop(ledger: Arc<Mutex<Ledger>>, host: Host, every: Duration
     }
 }
 
+/// Now, to the millisecond: the ledger's precision, so that an open slice ends on the
+/// same grid as the events around it.
+fn now_millis() -> OffsetDateTime {
+    let now = OffsetDateTime::now_utc();
+    now.replace_millisecond(now.millisecond()).unwrap_or(now)
+}
+
 /// A required, non-empty string parameter.
 fn text_param<'a>(params: &'a Value, name: &str, op: &str) -> Result<&'a str, PluginError> {
     params[name]
@@ -392,7 +399,7 @@ fn time_param(params: &Value, name: &str, op: &str) -> Result<OffsetDateTime, Pl
 impl Metering {
     /// `usage.list` `{tenant, from, to, department?}`: usage records in `[from, to)`.
     async fn usage(&self, params: &Value) -> Result<Value, PluginError> {
-        let now = OffsetDateTime::now_utc();
+        let now = now_millis();
         let tenant = text_param(params, "tenant", "usage.list")?.to_string();
         let (from, to) = (
             time_param(params, "from", "usage.list")?,
@@ -421,7 +428,7 @@ impl Metering {
     /// `bill.get` `{tenant, period?, department?}`: the tenant's bill for `period`
     /// (default: the current one), or one department's view of it.
     async fn bill(&self, params: &Value) -> Result<bill::Bill, PluginError> {
-        let now = OffsetDateTime::now_utc();
+        let now = now_millis();
         let tenant = text_param(params, "tenant", "bill.get")?.to_string();
         let period = match params["period"].as_str() {
             Some(text) => Period::parse(text).map_err(|e| err(error_code::INVALID_INPUT, e))?,
