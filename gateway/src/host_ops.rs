@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 use skyport_plugin_api::abi::error_code;
 use skyport_plugin_api::PluginError;
 
+use crate::inventory::sync::{join_listing, listing_providers};
 use crate::plugins::host::{HostOpFuture, HostOps};
 use crate::state::AppState;
 
@@ -49,61 +50,40 @@ impl HostOps for GatewayHostOps {
 /// Skyport id, tenant and department.
 async fn provider_instances(state: &AppState) -> Result<Value, PluginError> {
     let mut providers = Vec::new();
-    for plugin in state.plugins.plugins() {
-        if !plugin.ops.iter().any(|op| op == "inventory.list@1") {
-            continue;
-        }
+    for plugin in listing_providers(state) {
         if !plugin.health().healthy {
             providers.push(json!({"name": plugin.name, "ok": false, "reason": "unhealthy"}));
             continue;
         }
-        let known = state
-            .inventory
-            .active_for_provider(&plugin.name)
-            .await
-            .map_err(|e| PluginError::new(error_code::INTERNAL, e.public))?;
-        let listed = state
-            .plugins
-            .call(
-                &plugin.name,
-                "inventory.list",
-                1,
-                json!({}),
-                Default::default(),
-                std::time::Duration::from_secs(30),
-            )
-            .await;
-        let listed = match listed {
-            Ok(listed) => listed,
+        let joined = match join_listing(state, &plugin.name).await {
+            Ok(joined) => joined,
             Err(e) => {
                 providers.push(json!({"name": plugin.name, "ok": false, "reason": e.public}));
                 continue;
             }
         };
-        let mut instances = Vec::new();
-        let mut unmanaged = 0;
-        for vm in listed.as_array().into_iter().flatten() {
-            let record = known
-                .iter()
-                .find(|r| r.remote_id.as_deref() == vm["id"].as_str());
-            let Some(record) = record.filter(|_| vm["orphan"].as_bool() != Some(true)) else {
-                unmanaged += 1;
-                continue;
-            };
-            let itype = crate::catalog::instance_type(&record.instance_type);
-            instances.push(json!({
-                "instance_id": record.id,
-                "tenant": record.tenant,
-                "department": record.department,
-                "provider": record.provider,
-                "region": record.region,
-                "instance_type": record.instance_type,
-                "vcpus": itype.map(|t| t.vcpus),
-                "memory_mib": itype.map(|t| t.memory_mib),
-                "state": vm["state"],
-            }));
-        }
-        providers.push(json!({"name": plugin.name, "ok": true, "instances": instances, "unmanaged": unmanaged}));
+        let instances: Vec<Value> = joined
+            .records
+            .iter()
+            .filter_map(|(record, reported)| {
+                let itype = crate::catalog::instance_type(&record.instance_type);
+                Some(json!({
+                    "instance_id": record.id,
+                    "tenant": record.tenant,
+                    "department": record.department,
+                    "provider": record.provider,
+                    "region": record.region,
+                    "instance_type": record.instance_type,
+                    "vcpus": itype.map(|t| t.vcpus),
+                    "memory_mib": itype.map(|t| t.memory_mib),
+                    "state": reported.as_deref()?,
+                }))
+            })
+            .collect();
+        providers.push(
+            json!({"name": plugin.name, "ok": true, "instances": instances,
+                              "unmanaged": joined.unmanaged.len()}),
+        );
     }
     Ok(json!({ "providers": providers }))
 }

@@ -50,22 +50,16 @@ struct Shared {
 }
 
 impl Shared {
-    /// Sends `batch` to `sink`; true when acknowledged.
-    async fn deliver(&self, sink: &str, batch: &MeterBatch) -> bool {
-        let params = match serde_json::to_value(batch) {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::error!(error = %e, "tap batch not serialisable");
-                return true;
-            }
-        };
+    /// Sends `batch` (as `params`, serialised once for every sink) to `sink`; true when
+    /// acknowledged.
+    async fn deliver(&self, sink: &str, batch: &MeterBatch, params: &serde_json::Value) -> bool {
         match self
             .plugins
             .call(
                 sink,
                 METER_BATCH,
                 1,
-                params,
+                params.clone(),
                 CallContext::default(),
                 SINK_TIMEOUT,
             )
@@ -101,8 +95,18 @@ impl Shared {
             std::mem::take(&mut backlog.batches)
         };
         for (sink, batch) in pending {
-            if !self.deliver(&sink, &batch).await {
+            if !self.deliver(&sink, &batch, &batch_params(&batch)).await {
                 self.keep_for_retry(&sink, batch);
+            }
+        }
+    }
+
+    /// Hands `batch` to every sink; a sink that does not acknowledge keeps it for retry.
+    async fn deliver_to_all(&self, batch: MeterBatch) {
+        let params = batch_params(&batch);
+        for sink in &self.sinks {
+            if !self.deliver(sink, &batch, &params).await {
+                self.keep_for_retry(sink, batch.clone());
             }
         }
     }
@@ -121,6 +125,11 @@ impl Shared {
             events,
         }
     }
+}
+
+/// A batch as `meter.batch@1` params (a `MeterBatch` is plain data: it always serialises).
+fn batch_params(batch: &MeterBatch) -> serde_json::Value {
+    serde_json::to_value(batch).unwrap_or_default()
 }
 
 /// The request path's end of the tap.
@@ -187,11 +196,7 @@ impl MeteringTap {
             return;
         }
         let batch = self.shared.next_batch(vec![event]);
-        for sink in &self.shared.sinks {
-            if !self.shared.deliver(sink, &batch).await {
-                self.shared.keep_for_retry(sink, batch.clone());
-            }
-        }
+        self.shared.deliver_to_all(batch).await;
     }
 }
 
@@ -220,11 +225,7 @@ pub async fn forward_batches(receiver: TapReceiver, batch_max: usize) {
                 break;
             }
             let batch = shared.next_batch(std::mem::take(&mut buffer));
-            for sink in &shared.sinks {
-                if !shared.deliver(sink, &batch).await {
-                    shared.keep_for_retry(sink, batch.clone());
-                }
-            }
+            shared.deliver_to_all(batch).await;
         }
     }
 }

@@ -17,6 +17,7 @@ use skyport_plugin_api::sdk::CallContext;
 use super::lifecycle::{emit, Initiator};
 use super::InstanceRecord;
 use crate::error::GatewayError;
+use crate::plugins::PluginHandle;
 use crate::state::AppState;
 
 /// Deadline of one `inventory.list` call.
@@ -68,11 +69,17 @@ pub async fn observe(
     Ok(record)
 }
 
-/// Compares one provider's `inventory.list` with the inventory: changed states are
-/// observed, instances the provider no longer has become `terminated`, and instances the
-/// provider has but the inventory does not know are counted (`skyport_instances_unmanaged`)
-/// and logged. Returns how many inventory records changed.
-pub async fn sync_provider(state: &AppState, provider: &str) -> Result<usize, GatewayError> {
+/// One provider's `inventory.list` joined with the inventory.
+pub struct JoinedListing {
+    /// Every active inventory record of the provider, with the state the provider reports
+    /// for it (`None`: the provider no longer has it).
+    pub records: Vec<(InstanceRecord, Option<String>)>,
+    /// Ids the provider runs that the inventory does not know, orphans included.
+    pub unmanaged: Vec<String>,
+}
+
+/// Asks `provider` for its `inventory.list` and joins it with the inventory.
+pub async fn join_listing(state: &AppState, provider: &str) -> Result<JoinedListing, GatewayError> {
     // The snapshot comes first: every record in it had its remote id before the provider
     // was asked, so a VM being created right now cannot be mistaken for a vanished one.
     let records = state.inventory.active_for_provider(provider).await?;
@@ -97,27 +104,47 @@ pub async fn sync_provider(state: &AppState, provider: &str) -> Result<usize, Ga
         .into_iter()
         .filter_map(|vm| Some((vm["id"].as_str()?, vm)))
         .collect();
-    let mut changed = 0;
-    for record in records {
-        let remote_id = record.remote_id.clone().unwrap_or_default();
-        let observed = match remote.remove(remote_id.as_str()) {
-            Some(vm) => vm["state"].as_str().unwrap_or(&record.state).to_string(),
-            None => "terminated".to_string(),
-        };
-        if observed != record.state && !state.inventory.is_claimed(&record.id) {
-            observe(state, record, &observed).await?;
-            changed += 1;
-        }
-    }
-    let unmanaged: Vec<&str> = remote
+    let records = records
+        .into_iter()
+        .map(|record| {
+            let reported = remote
+                .remove(record.remote_id.as_deref().unwrap_or_default())
+                .map(|vm| vm["state"].as_str().unwrap_or(&record.state).to_string());
+            (record, reported)
+        })
+        .collect();
+    let unmanaged = remote
         .keys()
         .copied()
         .chain(orphans.iter().filter_map(|vm| vm["id"].as_str()))
+        .map(str::to_owned)
         .collect();
-    if !unmanaged.is_empty() {
+    Ok(JoinedListing { records, unmanaged })
+}
+
+/// The plugins that serve `inventory.list@1`.
+pub fn listing_providers(state: &AppState) -> impl Iterator<Item = &Arc<PluginHandle>> {
+    state
+        .plugins
+        .plugins()
+        .iter()
+        .filter(|p| p.ops.iter().any(|op| op == "inventory.list@1"))
+}
+
+/// Compares one provider's `inventory.list` with the inventory: changed states are
+/// observed, instances the provider no longer has become `terminated`, and instances the
+/// provider has but the inventory does not know are counted (`skyport_instances_unmanaged`)
+/// and logged.
+pub async fn sync_provider(state: &AppState, provider: &str) -> Result<(), GatewayError> {
+    let joined = join_listing(state, provider).await?;
+    for (record, reported) in joined.records {
+        let observed = reported.unwrap_or_else(|| "terminated".to_string());
+        observe(state, record, &observed).await?;
+    }
+    if !joined.unmanaged.is_empty() {
         tracing::warn!(
             provider,
-            unmanaged = ?unmanaged,
+            unmanaged = ?joined.unmanaged,
             "the provider runs instances Skyport's inventory does not know"
         );
     }
@@ -125,8 +152,8 @@ pub async fn sync_provider(state: &AppState, provider: &str) -> Result<usize, Ga
         .metrics
         .instances_unmanaged
         .get_or_create(&vec![("provider", provider.to_string())])
-        .set(unmanaged.len() as i64);
-    Ok(changed)
+        .set(joined.unmanaged.len() as i64);
+    Ok(())
 }
 
 /// Syncs every healthy provider that serves `inventory.list@1`, every `interval`.
@@ -136,9 +163,8 @@ pub fn spawn(state: Arc<AppState>, interval: Duration) -> tokio::task::JoinHandl
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            for plugin in state.plugins.plugins() {
-                let serves = plugin.ops.iter().any(|op| op == "inventory.list@1");
-                if !serves || !plugin.health().healthy {
+            for plugin in listing_providers(&state) {
+                if !plugin.health().healthy {
                     continue;
                 }
                 if let Err(e) = sync_provider(&state, &plugin.name).await {

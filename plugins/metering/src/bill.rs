@@ -145,15 +145,12 @@ pub fn largest_remainder(
         })
         .collect();
     let assigned: Decimal = shares.iter().map(|(_, floor, _)| *floor).sum();
-    let mut left = ((total - assigned) / unit).round().mantissa();
+    // Between 0 and the number of parts: each floor lost less than one minor unit.
+    let left = ((total - assigned) / unit).round().mantissa().max(0) as usize;
     let mut order: Vec<usize> = (0..shares.len()).collect();
     order.sort_by(|a, b| shares[*b].2.cmp(&shares[*a].2).then(a.cmp(b)));
-    for i in order.into_iter().cycle().take(shares.len() * 2) {
-        if left <= 0 {
-            break;
-        }
+    for i in order.into_iter().take(left) {
         shares[i].1 += unit;
-        left -= 1;
     }
     shares
         .into_iter()

@@ -269,7 +269,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("billing-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let ledger = Ledger::open(&dir).unwrap();
+        let mut ledger = Ledger::open(&dir).unwrap();
         for t in built_in() {
             ledger
                 .register(&t, std::time::SystemTime::UNIX_EPOCH)

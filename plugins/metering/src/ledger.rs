@@ -64,6 +64,8 @@ pub struct LifecycleHead {
 /// The ledger database.
 pub struct Ledger {
     conn: Connection,
+    /// The registered record types, as stored (read once, kept in step by `register`).
+    types: BTreeMap<String, RecordType>,
 }
 
 fn rfc3339(time: SystemTime) -> String {
@@ -117,13 +119,18 @@ impl Ledger {
                 received_at TEXT NOT NULL
             );",
         )?;
-        Ok(Self { conn })
+        let mut ledger = Self {
+            conn,
+            types: BTreeMap::new(),
+        };
+        ledger.types = ledger.record_types()?;
+        Ok(ledger)
     }
 
     /// Registers `record_type`, durably. Registering the same definition again is a no-op;
     /// a different definition under an existing id is refused (it would change the meaning
     /// of events already stored).
-    pub fn register(&self, record_type: &RecordType, now: SystemTime) -> Result<bool, String> {
+    pub fn register(&mut self, record_type: &RecordType, now: SystemTime) -> Result<bool, String> {
         if let Some(problem) = record_type.problem() {
             return Err(problem);
         }
@@ -150,6 +157,8 @@ impl Ledger {
                         params![record_type.id, definition, rfc3339(now)],
                     )
                     .map_err(|e| e.to_string())?;
+                self.types
+                    .insert(record_type.id.clone(), record_type.clone());
                 Ok(true)
             }
         }
@@ -178,7 +187,6 @@ impl Ledger {
         limits: &Limits,
         now: SystemTime,
     ) -> rusqlite::Result<IngestOutcome> {
-        let types = self.record_types()?;
         let received_at = rfc3339(now);
         let tx = self.conn.transaction()?;
         let mut outcome = IngestOutcome::default();
@@ -192,7 +200,7 @@ impl Ledger {
                  VALUES (?1, ?2, ?3, ?4, ?5)",
             )?;
             for event in events {
-                match check_event(event, &types, limits, now) {
+                match check_event(event, &self.types, limits, now) {
                     Ok(time) => {
                         let stored = insert.execute(params![
                             event.id,
@@ -451,7 +459,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("ledger-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let ledger = Ledger::open(&dir).unwrap();
+        let mut ledger = Ledger::open(&dir).unwrap();
         for t in built_in() {
             ledger.register(&t, SystemTime::now()).unwrap();
         }
@@ -527,7 +535,7 @@ mod tests {
 
     #[test]
     fn record_types_persist_and_cannot_be_redefined() {
-        let (ledger, dir) = ledger("types");
+        let (mut ledger, dir) = ledger("types");
         let mut changed = built_in().remove(1);
         assert!(
             !ledger.register(&changed, now()).unwrap(),

@@ -183,7 +183,7 @@ impl Plugin for Metering {
                 format!("{}: {e}", dir.display()),
             )
         })?;
-        let ledger = Ledger::open(&dir).map_err(|e| {
+        let mut ledger = Ledger::open(&dir).map_err(|e| {
             err(
                 error_code::INVALID_CONFIG,
                 format!("ledger in {}: {e}", dir.display()),
