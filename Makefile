@@ -16,7 +16,7 @@ build:
 	$(CARGO) build --workspace --all-targets
 
 build-release:
-	$(CARGO) build --release -p skyport-gateway -p skyport-local-vmm -p skyport-metering
+	$(CARGO) build --release -p skyport-gateway -p skyport-local-vmm -p skyport-metering -p skyport-ec2
 
 deps-run:
 	./tests/install-deps.sh run

@@ -1,6 +1,7 @@
 #!/bin/sh
 # Installs, idempotently, what Skyport needs: `run` for the running product (QEMU and the
-# default guest image for the local-vmm provider), `test` for the test suite (the same).
+# default guest image for the local-vmm provider), `test` for the test suite (the same, plus
+# the AWS CLI, boto3 and moto in .venv).
 # Safe to run again: it only installs what is missing.
 set -eu
 what=${1:-run}
@@ -33,6 +34,27 @@ install_qemu() {
     need_cmd qemu-system-x86_64 "the QEMU install failed"
 }
 
+# The AWS CLI, boto3 and moto (the EC2-compatible server the tests use as a remote cloud),
+# pinned, in a project-local virtualenv (.venv). Rebuilt only when the pins change.
+PY_PINS="moto[server]==5.2.5 awscli==1.46.3 boto3==1.44.5"
+install_python_tools() {
+    venv="$root/.venv"
+    stamp="$venv/skyport-pins"
+    if [ -x "$venv/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$PY_PINS" ]; then
+        return 0
+    fi
+    if ! command -v python3 >/dev/null 2>&1 || ! python3 -m venv "$venv.probe" >/dev/null 2>&1; then
+        as_root apt-get update -q >/dev/null
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+            python3 python3-venv >/dev/null
+    fi
+    rm -rf "$venv.probe" "$venv"
+    python3 -m venv "$venv"
+    # shellcheck disable=SC2086 # the pins are separate words
+    "$venv/bin/pip" install -q --disable-pip-version-check $PY_PINS
+    echo "$PY_PINS" >"$stamp"
+}
+
 need_cmd cargo "install the Rust toolchain (rustup or Debian's cargo) first"
 need_cmd cc "install a C compiler: apt-get install -y build-essential"
 
@@ -43,6 +65,7 @@ run)
     ;;
 test)
     install_qemu
+    install_python_tools
     "$root/plugins/local-vmm/prepare-guest.sh" "$root/target/guest/skyport-tiny" >/dev/null
     ;;
 *)

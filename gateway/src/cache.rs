@@ -73,6 +73,25 @@ impl ResponseCache {
         method: &http::Method,
         uri: &http::Uri,
     ) -> CacheKey {
+        self.key_for(
+            tenant,
+            department,
+            method,
+            uri.path(),
+            normalise_query(uri.query().unwrap_or("")),
+        )
+    }
+
+    /// The key for a request that is not a plain GET URI (an EC2 Query action): `path`
+    /// names the front end and region, `query` the normalised parameters.
+    pub fn key_for(
+        &self,
+        tenant: &Arc<str>,
+        department: Option<&str>,
+        method: &http::Method,
+        path: &str,
+        query: String,
+    ) -> CacheKey {
         let generation = *self
             .generations
             .lock()
@@ -84,8 +103,8 @@ impl ResponseCache {
             department: department.map(str::to_owned),
             generation,
             method: method.clone(),
-            path: uri.path().to_string(),
-            query: normalise_query(uri.query().unwrap_or("")),
+            path: path.to_string(),
+            query,
         }
     }
 

@@ -112,6 +112,31 @@ pub struct AuthConfig {
     pub jwt: JwtConfig,
     /// mTLS client identities.
     pub mtls: MtlsConfig,
+    /// AWS SigV4 access keys (EC2 Query API).
+    #[serde(default)]
+    pub sigv4: Sigv4Config,
+}
+
+/// `[auth.sigv4]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sigv4Config {
+    /// Largest difference between a request's `X-Amz-Date` and the gateway's clock (AWS
+    /// allows 15 minutes).
+    #[serde(default = "default_sigv4_skew")]
+    pub max_skew_secs: u64,
+}
+
+impl Default for Sigv4Config {
+    fn default() -> Self {
+        Self {
+            max_skew_secs: default_sigv4_skew(),
+        }
+    }
+}
+
+fn default_sigv4_skew() -> u64 {
+    900
 }
 
 /// `[auth.jwt]`.
@@ -315,6 +340,9 @@ impl Config {
         }
         if self.auth.jwt.leeway_secs > 30 {
             err("auth.jwt.leeway_secs".into(), "must be at most 30");
+        }
+        if !(1..=3600).contains(&self.auth.sigv4.max_skew_secs) {
+            err("auth.sigv4.max_skew_secs".into(), "must be 1-3600");
         }
         if self.auth.jwt.issuer.is_empty() {
             err("auth.jwt.issuer".into(), "must not be empty");

@@ -18,6 +18,8 @@ pub enum ErrorKind {
     InvalidInput,
     /// The resource's state forbids the operation (409).
     Conflict,
+    /// The request would exceed one of the tenant's quotas (409).
+    QuotaExceeded,
     /// Rate limited (429).
     Throttled,
     /// A provider failed (502).
@@ -42,7 +44,7 @@ impl ErrorKind {
             Self::NotFound => S::NOT_FOUND,
             Self::MethodNotAllowed => S::METHOD_NOT_ALLOWED,
             Self::InvalidInput => S::BAD_REQUEST,
-            Self::Conflict => S::CONFLICT,
+            Self::Conflict | Self::QuotaExceeded => S::CONFLICT,
             Self::Throttled => S::TOO_MANY_REQUESTS,
             Self::Upstream => S::BAD_GATEWAY,
             Self::Timeout => S::GATEWAY_TIMEOUT,
@@ -61,6 +63,7 @@ impl ErrorKind {
             Self::MethodNotAllowed => "Method Not Allowed",
             Self::InvalidInput => "Invalid Input",
             Self::Conflict => "Conflict",
+            Self::QuotaExceeded => "Quota Exceeded",
             Self::Throttled => "Too Many Requests",
             Self::Upstream => "Upstream Error",
             Self::Timeout => "Timeout",
@@ -79,6 +82,7 @@ impl ErrorKind {
             Self::MethodNotAllowed => "method-not-allowed",
             Self::InvalidInput => "invalid-input",
             Self::Conflict => "conflict",
+            Self::QuotaExceeded => "quota-exceeded",
             Self::Throttled => "throttled",
             Self::Upstream => "upstream",
             Self::Timeout => "timeout",

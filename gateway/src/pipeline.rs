@@ -41,12 +41,17 @@ pub struct ConnInfo {
 }
 
 /// Everything the tail of the pipeline records about a request.
-struct Outcome {
-    response: Result<Response<Full<Bytes>>, GatewayError>,
-    route: &'static str,
-    tenant: Option<TenantContext>,
-    rate_limit: Option<RateLimitInfo>,
-    cache: Option<&'static str>,
+pub(crate) struct Outcome {
+    /// The response, or the error the front end renders.
+    pub(crate) response: Result<Response<Full<Bytes>>, GatewayError>,
+    /// Route template (or EC2 action) for logs and metrics.
+    pub(crate) route: &'static str,
+    /// The caller, once authenticated.
+    pub(crate) tenant: Option<TenantContext>,
+    /// Rate-limit facts for the response headers.
+    pub(crate) rate_limit: Option<RateLimitInfo>,
+    /// `hit` or `miss` when the read cache was consulted.
+    pub(crate) cache: Option<&'static str>,
 }
 
 /// Serves one request.
@@ -169,6 +174,10 @@ async fn serve(
         }
     };
     outcome.route = matched.template;
+    if matched.route == Route::Ec2 {
+        api::ec2::serve(state, req, request_id, &mut outcome).await;
+        return outcome;
+    }
     let principal = match state
         .auth
         .authenticate(req.headers(), conn.identity.as_ref())
@@ -211,48 +220,17 @@ async fn serve(
         )
     });
     if let Some(key) = &cache_key {
-        if let Some(hit) = state.cache.get(key).await {
-            state
-                .metrics
-                .cache_lookups
-                .get_or_create(&vec![("result", "hit".to_string())])
-                .inc();
-            outcome.cache = Some("hit");
-            outcome.response = Ok(cached_response(&hit));
+        if let Some(hit) = cache_lookup(state, key, &mut outcome).await {
+            outcome.response = Ok(hit);
             return outcome;
         }
-        state
-            .metrics
-            .cache_lookups
-            .get_or_create(&vec![("result", "miss".to_string())])
-            .inc();
-        outcome.cache = Some("miss");
     }
     let response = dispatch(state, &ctx, &matched, req, request_id).await;
     if matched.write {
         state.cache.invalidate_tenant(&ctx.tenant);
     }
     if let (Some(key), Ok(response), Some(ttl)) = (cache_key, &response, matched.cache_ttl) {
-        if response.status() == http::StatusCode::OK {
-            let body = body_bytes(response).await;
-            let content_type = response
-                .headers()
-                .get(http::header::CONTENT_TYPE)
-                .cloned()
-                .unwrap_or(HeaderValue::from_static("application/json"));
-            state
-                .cache
-                .put(
-                    key,
-                    CachedResponse {
-                        status: response.status(),
-                        content_type,
-                        body,
-                        ttl,
-                    },
-                )
-                .await;
-        }
+        cache_fill(state, key, response, ttl).await;
     }
     outcome.response = response;
     outcome
@@ -329,9 +307,17 @@ async fn dispatch(
             let provider = query_value(req.uri(), "provider");
             api::images::remove(state, ctx, request_id, name, provider.as_deref()).await
         }
-        Route::Ec2Reserved => Err(GatewayError::new(
-            ErrorKind::NotImplemented,
-            "the EC2 Query API is not served by this version of Skyport",
+        Route::AdminKeys => {
+            let query = query_pairs(req.uri());
+            api::keys::list(state, &query).await
+        }
+        Route::AdminKeyCreate => {
+            let body = read_body(req).await?;
+            api::keys::create(state, body).await
+        }
+        Route::AdminKeyRevoke(id) => api::keys::revoke(state, id).await,
+        Route::Ec2 => Err(GatewayError::internal(
+            "EC2 requests are served by api::ec2",
         )),
     }
 }
@@ -350,7 +336,12 @@ fn query_value(uri: &http::Uri, key: &str) -> Option<String> {
 }
 
 async fn read_body(req: Request<Incoming>) -> Result<Bytes, GatewayError> {
-    Limited::new(req.into_body(), MAX_BODY_BYTES)
+    read_incoming(req.into_body()).await
+}
+
+/// A request body, whole, up to [`MAX_BODY_BYTES`].
+pub(crate) async fn read_incoming(body: Incoming) -> Result<Bytes, GatewayError> {
+    Limited::new(body, MAX_BODY_BYTES)
         .collect()
         .await
         .map(|c| c.to_bytes())
@@ -360,6 +351,53 @@ async fn read_body(req: Request<Incoming>) -> Result<Bytes, GatewayError> {
             ))
             .with_cause(e)
         })
+}
+
+/// The cached response for `key`, if fresh; the hit or miss is counted and noted in
+/// `outcome` (front ends share this, so every cached read is counted the same way).
+pub(crate) async fn cache_lookup(
+    state: &AppState,
+    key: &crate::cache::CacheKey,
+    outcome: &mut Outcome,
+) -> Option<Response<Full<Bytes>>> {
+    let hit = state.cache.get(key).await;
+    let result = if hit.is_some() { "hit" } else { "miss" };
+    state
+        .metrics
+        .cache_lookups
+        .get_or_create(&vec![("result", result.to_string())])
+        .inc();
+    outcome.cache = Some(result);
+    hit.map(|hit| cached_response(&hit))
+}
+
+/// Stores `response` under `key` for `ttl` when its status is 200.
+pub(crate) async fn cache_fill(
+    state: &AppState,
+    key: crate::cache::CacheKey,
+    response: &Response<Full<Bytes>>,
+    ttl: std::time::Duration,
+) {
+    if response.status() != http::StatusCode::OK {
+        return;
+    }
+    let content_type = response
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .cloned()
+        .unwrap_or(HeaderValue::from_static("application/json"));
+    state
+        .cache
+        .put(
+            key,
+            CachedResponse {
+                status: response.status(),
+                content_type,
+                body: body_bytes(response).await,
+                ttl,
+            },
+        )
+        .await;
 }
 
 /// The bytes of a buffered response body (`Full` is cheap to clone and never fails).

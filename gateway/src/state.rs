@@ -25,6 +25,10 @@ pub struct AppState {
     pub cache: ResponseCache,
     /// Instance inventory (SQLite).
     pub inventory: crate::inventory::Inventory,
+    /// EC2 access keys.
+    pub access_keys: Arc<crate::auth::access_keys::AccessKeyStore>,
+    /// Tenants' SSH key pairs.
+    pub key_pairs: crate::operations::keypairs::KeyPairStore,
     /// Loaded plugins.
     pub plugins: Arc<PluginRegistry>,
     /// Provider regions, gathered at startup.

@@ -201,13 +201,19 @@ async fn admin_routes_are_403_for_tenant_tokens_and_open_to_admins() {
 }
 
 #[tokio::test]
-async fn unknown_routes_and_the_reserved_ec2_path_answer_with_problems() {
+async fn unknown_routes_answer_with_problems_and_the_ec2_path_with_ec2_errors() {
     let gw = Gateway::start();
     let client = gw.client();
     expect_problem(client.get(gw.url("/v9/nothing")).send().await.unwrap(), 404).await;
     let token = gw.token("demo", None, &[]);
+    // A bearer token is not an EC2 credential: the EC2 path answers in its own format.
     let response = gw.post("/", &token, None).await;
-    expect_problem(response, 501).await;
+    assert_eq!(response.status(), 401);
+    let body = response.text().await.unwrap();
+    assert!(
+        body.contains("<Response><Errors><Error><Code>AuthFailure</Code>"),
+        "{body}"
+    );
     let response = gw.post("/v1/whoami", &token, None).await;
     expect_problem(response, 405).await;
 }

@@ -7,10 +7,10 @@ use http::{Response, StatusCode};
 use http_body_util::Full;
 use serde_json::{json, Value};
 
-use super::instances::{context, PROVIDER_TIMEOUT};
 use super::json_response;
 use crate::auth::TenantContext;
 use crate::error::GatewayError;
+use crate::operations::{context, PROVIDER_TIMEOUT};
 use crate::state::AppState;
 
 /// Every (provider, region) whose provider serves `op@1`.
@@ -36,7 +36,7 @@ fn providers_serving<'a>(state: &'a AppState, op: &str) -> Vec<(&'a str, &'a str
 
 /// Every provider's `images.list`, each image tagged with provider and region; `detail`
 /// adds what operators need (disk template, where it was registered).
-async fn all_images(
+pub(crate) async fn all_images(
     state: &AppState,
     ctx: &TenantContext,
     request_id: &str,

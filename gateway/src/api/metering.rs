@@ -8,10 +8,10 @@ use http::{Response, StatusCode};
 use http_body_util::Full;
 use serde_json::{json, Value};
 
-use super::instances::{context, PROVIDER_TIMEOUT};
 use super::json_response;
 use crate::auth::TenantContext;
 use crate::error::{ErrorKind, GatewayError};
+use crate::operations::{context, PROVIDER_TIMEOUT};
 use crate::state::AppState;
 
 /// The first loaded plugin serving `op@1`.

@@ -1,9 +1,11 @@
-//! The HTTP surface on the TLS listener: route table, native API, admin API, and the path
-//! reserved for the EC2 Query API.
+//! The HTTP surface on the TLS listener: route table, native API, admin API and the EC2
+//! Query API.
 
 pub mod admin;
+pub mod ec2;
 pub mod images;
 pub mod instances;
+pub mod keys;
 pub mod metering;
 pub mod native;
 pub mod problem;
@@ -72,8 +74,14 @@ pub enum Route {
     AdminImageRegister,
     /// `DELETE /admin/images/{name}`
     AdminImageRemove(String),
-    /// `/` and `/services/compute`: reserved for the EC2 Query API.
-    Ec2Reserved,
+    /// `GET /admin/keys`
+    AdminKeys,
+    /// `POST /admin/keys`
+    AdminKeyCreate,
+    /// `DELETE /admin/keys/{id}`
+    AdminKeyRevoke(String),
+    /// `/` and `/services/compute`: the EC2 Query API.
+    Ec2,
 }
 
 /// Route facts the pipeline needs.
@@ -115,7 +123,10 @@ pub fn route(method: &Method, path: &str) -> Result<RouteMatch, GatewayError> {
         }
     };
     match segments.as_slice() {
-        [] | ["services", "compute"] => Ok(matched(Route::Ec2Reserved, "/ (EC2 Query API)")),
+        [] | ["services", "compute"] => match *method {
+            Method::GET | Method::POST => Ok(matched(Route::Ec2, "/ (EC2 Query API)")),
+            _ => Err(not_allowed(method, "/ (EC2 Query API)")),
+        },
         ["v1", "whoami"] => get_only(matched(Route::Whoami, "/v1/whoami")),
         ["v1", "providers"] => get_only(RouteMatch {
             cache_ttl: Some(Duration::from_secs(2)),
@@ -226,6 +237,26 @@ pub fn route(method: &Method, path: &str) -> Result<RouteMatch, GatewayError> {
             }),
             _ => Err(not_allowed(method, "/admin/images")),
         },
+        ["admin", "keys"] => match *method {
+            Method::GET => Ok(RouteMatch {
+                admin: true,
+                ..matched(Route::AdminKeys, "/admin/keys")
+            }),
+            Method::POST => Ok(RouteMatch {
+                admin: true,
+                write: true,
+                ..matched(Route::AdminKeyCreate, "/admin/keys")
+            }),
+            _ => Err(not_allowed(method, "/admin/keys")),
+        },
+        ["admin", "keys", id] => match *method {
+            Method::DELETE => Ok(RouteMatch {
+                admin: true,
+                write: true,
+                ..matched(Route::AdminKeyRevoke(id.to_string()), "/admin/keys/{id}")
+            }),
+            _ => Err(not_allowed(method, "/admin/keys/{id}")),
+        },
         ["admin", "images", name] => match *method {
             Method::DELETE => Ok(RouteMatch {
                 admin: true,
@@ -301,7 +332,7 @@ mod tests {
         );
         assert_eq!(
             route(&Method::POST, "/services/compute").unwrap().route,
-            Route::Ec2Reserved
+            Route::Ec2
         );
     }
 }

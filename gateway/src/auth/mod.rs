@@ -5,13 +5,16 @@
 //! token is 401 even with a client certificate); without one, a verified client
 //! certificate's identity is used; otherwise 401.
 
+pub mod access_keys;
 pub mod jwks;
 pub mod jwt;
 pub mod mtls;
+pub mod sigv4;
 pub mod tenant;
 pub mod token_cache;
 
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use http::HeaderMap;
 
@@ -26,6 +29,8 @@ pub enum IdentitySource {
     Jwt,
     /// A client certificate.
     Mtls,
+    /// An AWS SigV4-signed request (EC2 Query API access key).
+    Sigv4,
 }
 
 impl IdentitySource {
@@ -34,6 +39,7 @@ impl IdentitySource {
         match self {
             Self::Jwt => "jwt",
             Self::Mtls => "mtls",
+            Self::Sigv4 => "sigv4",
         }
     }
 }
@@ -57,15 +63,60 @@ pub struct Principal {
 pub struct Authenticator {
     jwt: Arc<jwt::JwtVerifier>,
     admin_services: Vec<String>,
+    access_keys: Arc<access_keys::AccessKeyStore>,
+    max_skew: Duration,
 }
 
 impl Authenticator {
-    /// An authenticator over `jwt`; `admin_services` get the `admin` role over mTLS.
-    pub fn new(jwt: Arc<jwt::JwtVerifier>, admin_services: Vec<String>) -> Self {
+    /// An authenticator over `jwt` and `access_keys`; `admin_services` get the `admin`
+    /// role over mTLS; SigV4 dates may be `max_skew` away from the clock.
+    pub fn new(
+        jwt: Arc<jwt::JwtVerifier>,
+        admin_services: Vec<String>,
+        access_keys: Arc<access_keys::AccessKeyStore>,
+        max_skew: Duration,
+    ) -> Self {
         Self {
             jwt,
             admin_services,
+            access_keys,
+            max_skew,
         }
+    }
+
+    /// Authenticates a SigV4-signed EC2 request; returns the principal and the credential
+    /// scope's region. The key's tenant and department are the principal's; SigV4 callers
+    /// hold no roles.
+    pub async fn authenticate_sigv4(
+        &self,
+        parts: &sigv4::RequestParts<'_>,
+    ) -> Result<(Principal, String), sigv4::SigV4Error> {
+        let signed = sigv4::parse(parts)?;
+        let key = self
+            .access_keys
+            .active(&signed.access_key_id)
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = %e.public, cause = ?e.cause, "access key lookup failed");
+                sigv4::SigV4Error::AuthFailure("access keys cannot be checked now".into())
+            })?
+            .ok_or_else(|| {
+                sigv4::SigV4Error::AuthFailure(
+                    "the access key id you provided does not exist in our records".into(),
+                )
+            })?;
+        sigv4::verify(parts, &signed, &key.secret)?;
+        sigv4::check_time(&signed, SystemTime::now(), self.max_skew)?;
+        Ok((
+            Principal {
+                tenant: key.tenant.clone(),
+                department: key.department.clone(),
+                roles: Vec::new(),
+                subject: signed.access_key_id.clone(),
+                source: IdentitySource::Sigv4,
+            },
+            signed.region,
+        ))
     }
 
     /// The JWT verifier (for reloads and metrics).

@@ -12,7 +12,6 @@ use clap::{Args, Subcommand};
 use serde_json::json;
 use skyport_plugin_api::sdk::CallContext;
 
-use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::plugins::PluginRegistry;
 
@@ -58,15 +57,7 @@ enum BillCommand {
 
 /// Runs `skyport bill`.
 pub(super) fn run(args: BillArgs) -> anyhow::Result<i32> {
-    let mut config = match &args.config {
-        Some(path) => {
-            Config::load(path).map_err(|e| anyhow::anyhow!("{}:\n{e}", path.display()))?
-        }
-        None => Config::embedded(),
-    };
-    if let Some(dir) = &args.state_dir {
-        config.server.state_dir = dir.clone();
-    }
+    let config = super::load_config(args.config.as_deref(), args.state_dir.as_deref())?;
     let plugin_config: Vec<_> = config
         .plugins
         .iter()

@@ -4,6 +4,7 @@ mod bill;
 mod certs;
 mod check;
 mod instances;
+mod keys;
 pub mod serve;
 mod token;
 
@@ -39,6 +40,8 @@ enum Command {
     Instances(instances::InstancesArgs),
     /// A tenant's bill (json, focus, csr), or `finalize` a period, offline from the ledger.
     Bill(bill::BillArgs),
+    /// EC2 access keys (SigV4) for tenants: create, list, revoke.
+    Keys(keys::KeysArgs),
     /// Certificate tools.
     Certs {
         #[command(subcommand)]
@@ -77,6 +80,23 @@ enum CertsCommand {
     },
 }
 
+/// The configuration an offline command uses: `--config FILE` or the embedded default,
+/// with `--state-dir` overriding `server.state_dir`.
+fn load_config(
+    file: Option<&std::path::Path>,
+    state_dir: Option<&std::path::Path>,
+) -> anyhow::Result<crate::config::Config> {
+    let mut config = match file {
+        Some(path) => crate::config::Config::load(path)
+            .map_err(|e| anyhow::anyhow!("{}:\n{e}", path.display()))?,
+        None => crate::config::Config::embedded(),
+    };
+    if let Some(dir) = state_dir {
+        config.server.state_dir = dir.to_path_buf();
+    }
+    Ok(config)
+}
+
 /// Runs the command line; returns the process exit code.
 pub fn run() -> i32 {
     let cli = Cli::parse();
@@ -85,6 +105,7 @@ pub fn run() -> i32 {
         Command::Token(args) => token::run(args),
         Command::Instances(args) => instances::run(args),
         Command::Bill(args) => bill::run(args),
+        Command::Keys(args) => keys::run(args),
         Command::Plugins {
             command: PluginsCommand::Check { file, sha256 },
         } => check::plugin(&file, sha256.as_deref()),

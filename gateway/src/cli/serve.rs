@@ -187,10 +187,23 @@ async fn serve(config: Config) -> anyhow::Result<i32> {
 
     let inventory =
         crate::inventory::Inventory::open(&state_dir).context("opening the inventory")?;
+    let access_keys = Arc::new(
+        crate::auth::access_keys::AccessKeyStore::open(&state_dir)
+            .context("opening the access keys")?,
+    );
+    let key_pairs = crate::operations::keypairs::KeyPairStore::open(&state_dir)
+        .context("opening the key pairs")?;
     let config = Arc::new(config);
     let state = Arc::new(AppState {
         inventory,
-        auth: Authenticator::new(Arc::clone(&jwt), config.auth.mtls.admin_services.clone()),
+        auth: Authenticator::new(
+            Arc::clone(&jwt),
+            config.auth.mtls.admin_services.clone(),
+            Arc::clone(&access_keys),
+            Duration::from_secs(config.auth.sigv4.max_skew_secs),
+        ),
+        access_keys,
+        key_pairs,
         tenants: TenantDirectory::new(config.tenants.clone()),
         limiter: TenantRateLimiter::from_config(&config),
         cache: ResponseCache::new(config.cache.max_entries),

@@ -12,9 +12,10 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
 
+use crate::db::Db;
 use crate::error::GatewayError;
 
 /// One instance as Skyport knows it.
@@ -46,12 +47,18 @@ pub struct InstanceRecord {
     pub state: String,
     /// Creation time (RFC 3339 UTC).
     pub created_at: String,
+    /// Key pair named at creation (EC2 `KeyName`).
+    pub key_name: Option<String>,
+    /// The caller's idempotency token (EC2 `ClientToken`): a retried create with the same
+    /// token returns this instance instead of creating another.
+    #[serde(skip)]
+    pub client_token: Option<String>,
 }
 
 /// The inventory store.
 #[derive(Clone)]
 pub struct Inventory {
-    conn: Arc<Mutex<Connection>>,
+    db: Db,
     claims: Arc<Mutex<HashSet<String>>>,
 }
 
@@ -72,17 +79,12 @@ impl Drop for Claim {
     }
 }
 
-fn db_error(e: rusqlite::Error) -> GatewayError {
-    GatewayError::internal(format!("inventory: {e}"))
-}
-
 impl Inventory {
     /// Opens (and migrates) `<state_dir>/skyport.db`.
     pub fn open(state_dir: &Path) -> anyhow::Result<Self> {
-        let conn = Connection::open(state_dir.join("skyport.db"))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.execute_batch(
+        let db = Db::open(
+            state_dir,
+            "inventory",
             "CREATE TABLE IF NOT EXISTS instances (
                 id TEXT PRIMARY KEY,
                 tenant TEXT NOT NULL,
@@ -99,8 +101,31 @@ impl Inventory {
             );
             CREATE INDEX IF NOT EXISTS instances_tenant ON instances (tenant, id);",
         )?;
+        // Columns added after the first release: added in place to older databases.
+        db.migrate(|conn| {
+            for (column, ddl) in [
+                ("key_name", "ALTER TABLE instances ADD COLUMN key_name TEXT"),
+                (
+                    "client_token",
+                    "ALTER TABLE instances ADD COLUMN client_token TEXT",
+                ),
+            ] {
+                let present: bool = conn.query_row(
+                    "SELECT count(*) FROM pragma_table_info('instances') WHERE name = ?1",
+                    params![column],
+                    |row| row.get::<_, i64>(0).map(|n| n > 0),
+                )?;
+                if !present {
+                    conn.execute_batch(ddl)?;
+                }
+            }
+            conn.execute_batch(
+                "CREATE UNIQUE INDEX IF NOT EXISTS instances_client_token
+                 ON instances (tenant, client_token) WHERE client_token IS NOT NULL;",
+            )
+        })?;
         Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
+            db,
             claims: Arc::default(),
         })
     }
@@ -133,14 +158,15 @@ impl Inventory {
     /// metered, once.
     pub async fn transition(&self, id: &str, from: &str, to: &str) -> Result<bool, GatewayError> {
         let (id, from, to) = (id.to_string(), from.to_string(), to.to_string());
-        self.with(move |c| {
-            c.execute(
-                "UPDATE instances SET state = ?3 WHERE id = ?1 AND state = ?2",
-                params![id, from, to],
-            )
-            .map(|changed| changed == 1)
-        })
-        .await
+        self.db
+            .with(move |c| {
+                c.execute(
+                    "UPDATE instances SET state = ?3 WHERE id = ?1 AND state = ?2",
+                    params![id, from, to],
+                )
+                .map(|changed| changed == 1)
+            })
+            .await
     }
 
     /// Every instance of `provider` that has a remote id and is not terminated: what a
@@ -150,38 +176,25 @@ impl Inventory {
         provider: &str,
     ) -> Result<Vec<InstanceRecord>, GatewayError> {
         let provider = provider.to_string();
-        self.with(move |c| {
-            let mut stmt = c.prepare(&format!(
+        self.db
+            .with(move |c| {
+                let mut stmt = c.prepare(&format!(
                 "{SELECT} WHERE provider = ?1 AND remote_id IS NOT NULL AND state != 'terminated'"
             ))?;
-            let rows = stmt.query_map(params![provider], row_to_record)?;
-            rows.collect()
-        })
-        .await
-    }
-
-    /// Runs `f` on the connection outside the async workers.
-    async fn with<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&Connection) -> Result<T, rusqlite::Error> + Send + 'static,
-    ) -> Result<T, GatewayError> {
-        let conn = Arc::clone(&self.conn);
-        tokio::task::spawn_blocking(move || {
-            let conn = conn.lock().unwrap_or_else(|p| p.into_inner());
-            f(&conn)
-        })
-        .await
-        .map_err(GatewayError::internal)?
-        .map_err(db_error)
+                let rows = stmt.query_map(params![provider], row_to_record)?;
+                rows.collect()
+            })
+            .await
     }
 
     /// Inserts a new record.
     pub async fn insert(&self, r: InstanceRecord) -> Result<(), GatewayError> {
-        self.with(move |c| {
-            c.execute(
+        self.db
+            .with(move |c| {
+                c.execute(
                 "INSERT INTO instances (id, tenant, department, provider, region, remote_id, image,
-                 instance_type, name, tags, state, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                 instance_type, name, tags, state, created_at, key_name, client_token)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
                 params![
                     r.id,
                     r.tenant,
@@ -194,12 +207,14 @@ impl Inventory {
                     r.name,
                     serde_json::Value::Object(r.tags).to_string(),
                     r.state,
-                    r.created_at
+                    r.created_at,
+                    r.key_name,
+                    r.client_token
                 ],
             )
             .map(|_| ())
-        })
-        .await
+            })
+            .await
     }
 
     /// Sets remote id and state.
@@ -211,25 +226,65 @@ impl Inventory {
         instance_type: Option<String>,
     ) -> Result<(), GatewayError> {
         let (id, state) = (id.to_string(), state.to_string());
-        self.with(move |c| {
-            c.execute(
-                "UPDATE instances SET remote_id = COALESCE(?2, remote_id), state = ?3,
+        self.db
+            .with(move |c| {
+                c.execute(
+                    "UPDATE instances SET remote_id = COALESCE(?2, remote_id), state = ?3,
                  instance_type = COALESCE(?4, instance_type) WHERE id = ?1",
-                params![id, remote_id, state, instance_type],
-            )
-            .map(|_| ())
-        })
-        .await
+                    params![id, remote_id, state, instance_type],
+                )
+                .map(|_| ())
+            })
+            .await
+    }
+
+    /// Replaces the tags of instance `id`.
+    pub async fn set_tags(
+        &self,
+        id: &str,
+        tags: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<(), GatewayError> {
+        let id = id.to_string();
+        let tags = serde_json::Value::Object(tags).to_string();
+        self.db
+            .with(move |c| {
+                c.execute(
+                    "UPDATE instances SET tags = ?2 WHERE id = ?1",
+                    params![id, tags],
+                )
+                .map(|_| ())
+            })
+            .await
+    }
+
+    /// The tenant's instance created with idempotency token `token`, if any.
+    pub async fn by_client_token(
+        &self,
+        tenant: &str,
+        token: &str,
+    ) -> Result<Option<InstanceRecord>, GatewayError> {
+        let (tenant, token) = (tenant.to_string(), token.to_string());
+        self.db
+            .with(move |c| {
+                c.query_row(
+                    &format!("{SELECT} WHERE tenant = ?1 AND client_token = ?2"),
+                    params![tenant, token],
+                    row_to_record,
+                )
+                .optional()
+            })
+            .await
     }
 
     /// Deletes a record.
     pub async fn delete(&self, id: &str) -> Result<(), GatewayError> {
         let id = id.to_string();
-        self.with(move |c| {
-            c.execute("DELETE FROM instances WHERE id = ?1", params![id])
-                .map(|_| ())
-        })
-        .await
+        self.db
+            .with(move |c| {
+                c.execute("DELETE FROM instances WHERE id = ?1", params![id])
+                    .map(|_| ())
+            })
+            .await
     }
 
     /// The tenant's instance `id`, or `None` (also for another tenant's id).
@@ -239,32 +294,34 @@ impl Inventory {
         id: &str,
     ) -> Result<Option<InstanceRecord>, GatewayError> {
         let (tenant, id) = (tenant.to_string(), id.to_string());
-        self.with(move |c| {
-            c.query_row(
-                &format!("{SELECT} WHERE tenant = ?1 AND id = ?2"),
-                params![tenant, id],
-                row_to_record,
-            )
-            .optional()
-        })
-        .await
+        self.db
+            .with(move |c| {
+                c.query_row(
+                    &format!("{SELECT} WHERE tenant = ?1 AND id = ?2"),
+                    params![tenant, id],
+                    row_to_record,
+                )
+                .optional()
+            })
+            .await
     }
 
     /// The tenant's instances, ordered by id.
     pub async fn list(&self, tenant: &str) -> Result<Vec<InstanceRecord>, GatewayError> {
         let tenant = tenant.to_string();
-        self.with(move |c| {
-            let mut stmt = c.prepare(&format!("{SELECT} WHERE tenant = ?1 ORDER BY id"))?;
-            let rows = stmt.query_map(params![tenant], row_to_record)?;
-            rows.collect()
-        })
-        .await
+        self.db
+            .with(move |c| {
+                let mut stmt = c.prepare(&format!("{SELECT} WHERE tenant = ?1 ORDER BY id"))?;
+                let rows = stmt.query_map(params![tenant], row_to_record)?;
+                rows.collect()
+            })
+            .await
     }
 }
 
 const SELECT: &str =
     "SELECT id, tenant, department, provider, region, remote_id, image, instance_type,
-    name, tags, state, created_at FROM instances";
+    name, tags, state, created_at, key_name, client_token FROM instances";
 
 fn row_to_record(row: &rusqlite::Row<'_>) -> Result<InstanceRecord, rusqlite::Error> {
     let tags: String = row.get(9)?;
@@ -281,6 +338,8 @@ fn row_to_record(row: &rusqlite::Row<'_>) -> Result<InstanceRecord, rusqlite::Er
         tags: serde_json::from_str(&tags).unwrap_or_default(),
         state: row.get(10)?,
         created_at: row.get(11)?,
+        key_name: row.get(12)?,
+        client_token: row.get(13)?,
     })
 }
 
@@ -330,6 +389,8 @@ mod tests {
             tags: Default::default(),
             state: "pending".into(),
             created_at: "2026-11-23T00:00:00.000Z".into(),
+            key_name: None,
+            client_token: Some("token-1".into()),
         };
         inv.insert(record.clone()).await.unwrap();
         assert_eq!(
@@ -337,6 +398,11 @@ mod tests {
             Some(record.clone())
         );
         assert_eq!(inv.get("acme", &record.id).await.unwrap(), None);
+        assert_eq!(
+            inv.by_client_token("demo", "token-1").await.unwrap(),
+            Some(record.clone())
+        );
+        assert_eq!(inv.by_client_token("acme", "token-1").await.unwrap(), None);
         assert!(inv.list("acme").await.unwrap().is_empty());
         inv.update(&record.id, Some("vm-1".into()), "running", None)
             .await

@@ -1,0 +1,242 @@
+//! EC2 Query parameters: the flat `Name=value` pairs of a form body or query string, with
+//! the conventions EC2 layers on top: 1-based lists (`InstanceId.1`), filters
+//! (`Filter.N.Name`, `Filter.N.Value.M`), tags (`Tag.N.Key`, `Tag.N.Value`) and tag
+//! specifications (`TagSpecification.N.ResourceType`, `TagSpecification.N.Tag.M.Key`).
+
+use std::collections::BTreeMap;
+
+use super::Ec2Error;
+
+/// One request's parameters (signature parameters removed).
+#[derive(Debug, Clone, Default)]
+pub struct Params {
+    map: BTreeMap<String, String>,
+}
+
+/// One `Filter.N`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Filter {
+    /// `Filter.N.Name`.
+    pub name: String,
+    /// `Filter.N.Value.M`, in order.
+    pub values: Vec<String>,
+}
+
+impl Filter {
+    /// Whether `value` matches one of the filter's values (`*` and `?` wildcards, as on
+    /// EC2).
+    pub fn matches(&self, value: &str) -> bool {
+        self.values.iter().any(|pattern| glob(pattern, value))
+    }
+}
+
+/// `*` matches any run, `?` any one character; everything else literally.
+fn glob(pattern: &str, value: &str) -> bool {
+    let (p, v): (Vec<char>, Vec<char>) = (pattern.chars().collect(), value.chars().collect());
+    let (mut pi, mut vi) = (0, 0);
+    let (mut star, mut mark) = (None, 0);
+    while vi < v.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == v[vi]) {
+            pi += 1;
+            vi += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = vi;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            vi = mark;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|c| *c == '*')
+}
+
+impl Params {
+    /// From decoded pairs; a repeated name keeps its last value.
+    pub fn from_pairs(pairs: impl IntoIterator<Item = (String, String)>) -> Self {
+        Self {
+            map: pairs.into_iter().collect(),
+        }
+    }
+
+    /// Every (name, value), sorted by name.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.map.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// The value of `name`.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.map.get(name).map(String::as_str)
+    }
+
+    /// The value of `name`, or `MissingParameter`.
+    pub fn required(&self, name: &str) -> Result<&str, Ec2Error> {
+        self.get(name)
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| Ec2Error::missing(name))
+    }
+
+    /// `name` as a boolean (`true`/`false`), default `default`.
+    pub fn flag(&self, name: &str, default: bool) -> Result<bool, Ec2Error> {
+        match self.get(name) {
+            None => Ok(default),
+            Some(v) if v.eq_ignore_ascii_case("true") => Ok(true),
+            Some(v) if v.eq_ignore_ascii_case("false") => Ok(false),
+            Some(v) => Err(Ec2Error::invalid_value(format!(
+                "Value ({v}) for parameter {name} is invalid. Expected: 'true' or 'false'."
+            ))),
+        }
+    }
+
+    /// `name` as an integer in `range`.
+    pub fn int(
+        &self,
+        name: &str,
+        range: std::ops::RangeInclusive<i64>,
+    ) -> Result<Option<i64>, Ec2Error> {
+        let Some(v) = self.get(name) else {
+            return Ok(None);
+        };
+        v.parse::<i64>()
+            .ok()
+            .filter(|n| range.contains(n))
+            .map(Some)
+            .ok_or_else(|| {
+                Ec2Error::invalid_value(format!(
+                    "Value ({v}) for parameter {name} is invalid. Expected an integer from {} to {}.",
+                    range.start(),
+                    range.end()
+                ))
+            })
+    }
+
+    /// The numbered entries `prefix.N` (or, with a suffix, `prefix.N.suffix`) in N order.
+    fn numbered(&self, prefix: &str, suffix: &str) -> Vec<(u32, &str)> {
+        let mut out: Vec<(u32, &str)> = self
+            .map
+            .iter()
+            .filter_map(|(k, v)| {
+                let rest = k.strip_prefix(prefix)?.strip_prefix('.')?;
+                let n = if suffix.is_empty() {
+                    rest
+                } else {
+                    rest.strip_suffix(suffix)?.strip_suffix('.')?
+                };
+                Some((n.parse::<u32>().ok()?, v.as_str()))
+            })
+            .collect();
+        out.sort_by_key(|(n, _)| *n);
+        out
+    }
+
+    /// The list `prefix.1`, `prefix.2`, ...
+    pub fn list(&self, prefix: &str) -> Vec<String> {
+        self.numbered(prefix, "")
+            .into_iter()
+            .map(|(_, v)| v.to_string())
+            .collect()
+    }
+
+    /// `Filter.N.Name` / `Filter.N.Value.M`.
+    pub fn filters(&self) -> Result<Vec<Filter>, Ec2Error> {
+        self.numbered("Filter", "Name")
+            .into_iter()
+            .map(|(n, name)| {
+                let values = self.list(&format!("Filter.{n}.Value"));
+                if values.is_empty() {
+                    return Err(Ec2Error::invalid_value(format!(
+                        "The filter '{name}' has no values"
+                    )));
+                }
+                Ok(Filter {
+                    name: name.to_string(),
+                    values,
+                })
+            })
+            .collect()
+    }
+
+    /// Tags under `prefix` (`Tag`, or `TagSpecification.N.Tag`): `(key, value)`; the value
+    /// is `None` when absent.
+    pub fn tags(&self, prefix: &str) -> Vec<(String, Option<String>)> {
+        self.numbered(prefix, "Key")
+            .into_iter()
+            .map(|(n, key)| {
+                (
+                    key.to_string(),
+                    self.get(&format!("{prefix}.{n}.Value")).map(str::to_owned),
+                )
+            })
+            .collect()
+    }
+
+    /// `TagSpecification.N` for `resource_type`: its tags. Other resource types are
+    /// refused: only instances carry tags here.
+    pub fn tag_specifications(
+        &self,
+        resource_type: &str,
+    ) -> Result<Vec<(String, String)>, Ec2Error> {
+        let mut out = Vec::new();
+        for (n, kind) in self.numbered("TagSpecification", "ResourceType") {
+            if kind != resource_type {
+                return Err(Ec2Error::invalid_value(format!(
+                    "'{kind}' is not a valid taggable resource type for this operation"
+                )));
+            }
+            for (key, value) in self.tags(&format!("TagSpecification.{n}.Tag")) {
+                out.push((key, value.unwrap_or_default()));
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(s: &str) -> Params {
+        Params::from_pairs(form_urlencoded::parse(s.as_bytes()).into_owned())
+    }
+
+    #[test]
+    fn lists_filters_and_tags() {
+        let p = params(
+            "Action=DescribeInstances&InstanceId.2=i-b&InstanceId.1=i-a&InstanceId.10=i-j\
+             &Filter.1.Name=tag%3AName&Filter.1.Value.1=vm1\
+             &Filter.2.Name=instance-state-name&Filter.2.Value.2=pending&Filter.2.Value.1=running\
+             &Tag.1.Key=env&Tag.1.Value=dev&Tag.2.Key=gone\
+             &TagSpecification.1.ResourceType=instance&TagSpecification.1.Tag.1.Key=Name&TagSpecification.1.Tag.1.Value=vm1",
+        );
+        assert_eq!(p.list("InstanceId"), vec!["i-a", "i-b", "i-j"]);
+        let filters = p.filters().unwrap();
+        assert_eq!(filters[0].name, "tag:Name");
+        assert_eq!(filters[1].values, vec!["running", "pending"]);
+        assert_eq!(
+            p.tags("Tag"),
+            vec![("env".into(), Some("dev".into())), ("gone".into(), None)]
+        );
+        assert_eq!(
+            p.tag_specifications("instance").unwrap(),
+            vec![("Name".into(), "vm1".into())]
+        );
+        assert!(p.tag_specifications("volume").is_err());
+        assert_eq!(p.required("Nope").unwrap_err().code, "MissingParameter");
+    }
+
+    #[test]
+    fn wildcards() {
+        let f = Filter {
+            name: "tag:Name".into(),
+            values: vec!["web-*".into(), "db-?".into()],
+        };
+        assert!(f.matches("web-1"));
+        assert!(f.matches("web-"));
+        assert!(f.matches("db-2"));
+        assert!(!f.matches("db-22"));
+        assert!(!f.matches("cache"));
+    }
+}

@@ -1,0 +1,128 @@
+//! EC2 XML responses in the 2016-11-15 shapes botocore's service model reads: root
+//! `<{Action}Response xmlns=...>`, lowerCamel element names, lists as `<fooSet><item>`,
+//! and `<requestId>`; errors as `<Response><Errors><Error>`.
+
+use bytes::Bytes;
+use http::{Response, StatusCode};
+use http_body_util::Full;
+
+/// The API version and namespace Skyport answers in.
+pub const API_VERSION: &str = "2016-11-15";
+const NAMESPACE: &str = "http://ec2.amazonaws.com/doc/2016-11-15/";
+
+/// A small XML writer: elements nest through closures, text is always escaped.
+pub struct Xml {
+    out: String,
+}
+
+impl Xml {
+    /// A response document for `action`, ending with `requestId`.
+    pub fn response(action: &str, request_id: &str, body: impl FnOnce(&mut Xml)) -> String {
+        let mut x = Xml {
+            out: String::with_capacity(1024),
+        };
+        x.out.push_str(r#"<?xml version="1.0" encoding="UTF-8"?>"#);
+        x.out
+            .push_str(&format!(r#"<{action}Response xmlns="{NAMESPACE}">"#));
+        x.leaf("requestId", request_id);
+        body(&mut x);
+        x.out.push_str(&format!("</{action}Response>"));
+        x.out
+    }
+
+    /// `<tag>text</tag>`.
+    pub fn leaf(&mut self, tag: &str, text: impl AsRef<str>) {
+        self.out.push('<');
+        self.out.push_str(tag);
+        self.out.push('>');
+        self.out.push_str(&quick_xml::escape::escape(text.as_ref()));
+        self.out.push_str("</");
+        self.out.push_str(tag);
+        self.out.push('>');
+    }
+
+    /// `<tag>text</tag>` when `text` is present.
+    pub fn opt(&mut self, tag: &str, text: Option<impl AsRef<str>>) {
+        if let Some(text) = text {
+            self.leaf(tag, text);
+        }
+    }
+
+    /// `<tag>...</tag>` with children written by `children`.
+    pub fn elem(&mut self, tag: &str, children: impl FnOnce(&mut Xml)) {
+        self.out.push('<');
+        self.out.push_str(tag);
+        self.out.push('>');
+        children(self);
+        self.out.push_str("</");
+        self.out.push_str(tag);
+        self.out.push('>');
+    }
+
+    /// `<tag><item>...</item>...</tag>`, one item per element of `items`.
+    pub fn set<T>(
+        &mut self,
+        tag: &str,
+        items: impl IntoIterator<Item = T>,
+        mut item: impl FnMut(&mut Xml, T),
+    ) {
+        self.elem(tag, |x| {
+            for i in items {
+                x.elem("item", |x| item(x, i));
+            }
+        });
+    }
+}
+
+/// A 200 XML response.
+pub fn ok(body: String) -> Response<Full<Bytes>> {
+    xml_response(StatusCode::OK, body)
+}
+
+/// An XML response with `status`.
+pub fn xml_response(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(status)
+        .header(http::header::CONTENT_TYPE, "text/xml;charset=UTF-8")
+        .body(Full::new(Bytes::from(body)))
+        .expect("static response parts are valid")
+}
+
+/// The EC2 error envelope.
+pub fn error_document(code: &str, message: &str, request_id: &str) -> String {
+    let mut x = Xml {
+        out: String::with_capacity(256),
+    };
+    x.out.push_str(r#"<?xml version="1.0" encoding="UTF-8"?>"#);
+    x.elem("Response", |x| {
+        x.elem("Errors", |x| {
+            x.elem("Error", |x| {
+                x.leaf("Code", code);
+                x.leaf("Message", message);
+            })
+        });
+        x.leaf("RequestID", request_id);
+    });
+    x.out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn documents_nest_and_escape() {
+        let doc = Xml::response("DescribeTags", "r-1", |x| {
+            x.set("tagSet", [("a<b", "x&y")], |x, (k, v)| {
+                x.leaf("key", k);
+                x.leaf("value", v);
+            })
+        });
+        assert_eq!(
+            doc,
+            r#"<?xml version="1.0" encoding="UTF-8"?><DescribeTagsResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><requestId>r-1</requestId><tagSet><item><key>a&lt;b</key><value>x&amp;y</value></item></tagSet></DescribeTagsResponse>"#
+        );
+        assert!(error_document("AuthFailure", "no <key>", "r-2")
+            .contains("<Code>AuthFailure</Code><Message>no &lt;key&gt;</Message>"));
+    }
+}

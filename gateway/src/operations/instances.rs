@@ -1,0 +1,549 @@
+//! Instance operations: create, read, list, start/stop/reboot/terminate, resize, console
+//! and tags, tenant-scoped, with the inventory as the map from Skyport ids to provider VMs.
+//! Every state change an operation causes is metered here (`inventory::lifecycle::emit`).
+
+use std::time::{Duration, Instant, SystemTime};
+
+use serde_json::{json, Map, Value};
+
+use super::context;
+use crate::auth::TenantContext;
+use crate::catalog::{instance_type, instance_type_names, InstanceType};
+use crate::error::{ErrorKind, GatewayError};
+use crate::inventory::lifecycle::{emit, Initiator};
+use crate::inventory::{is_instance_id, new_instance_id, sync, InstanceRecord};
+use crate::state::AppState;
+
+/// Longest wait for a state a request may ask for.
+pub const MAX_WAIT: Duration = Duration::from_secs(120);
+/// Deadline of one provider call.
+pub const PROVIDER_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What a create asks for, whichever front end it came through.
+#[derive(Debug, Clone)]
+pub struct CreateSpec {
+    /// Image name.
+    pub image: String,
+    /// Instance type.
+    pub instance_type: InstanceType,
+    /// Provider instance, when the caller names one.
+    pub provider: Option<String>,
+    /// Region, when the caller names one.
+    pub region: Option<String>,
+    /// Name.
+    pub name: Option<String>,
+    /// Tags.
+    pub tags: Map<String, Value>,
+    /// Department asked for (checked against the credential's).
+    pub department: Option<String>,
+    /// Key pair (checked by the caller).
+    pub key_name: Option<String>,
+    /// Idempotency token.
+    pub client_token: Option<String>,
+}
+
+/// A state-changing instance action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Start a stopped instance.
+    Start,
+    /// Stop a running instance.
+    Stop,
+    /// Reboot a running instance.
+    Reboot,
+    /// Terminate (irreversible).
+    Terminate,
+}
+
+impl Action {
+    /// `start`, `stop`, `reboot` or `terminate` (also the lifecycle event's action).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Start => "start",
+            Self::Stop => "stop",
+            Self::Reboot => "reboot",
+            Self::Terminate => "terminate",
+        }
+    }
+
+    /// The action named `name`.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "start" => Some(Self::Start),
+            "stop" => Some(Self::Stop),
+            "reboot" => Some(Self::Reboot),
+            "terminate" => Some(Self::Terminate),
+            _ => None,
+        }
+    }
+
+    fn op(self) -> &'static str {
+        match self {
+            Self::Start => "instance.start",
+            Self::Stop => "instance.stop",
+            Self::Reboot => "instance.reboot",
+            Self::Terminate => "instance.terminate",
+        }
+    }
+}
+
+/// The instance type `name`, or 400 naming the valid choices.
+pub fn parse_instance_type(name: &str) -> Result<InstanceType, GatewayError> {
+    instance_type(name).ok_or_else(|| {
+        GatewayError::invalid(format!(
+            "unknown instance type '{name}'; choose one of {}",
+            instance_type_names().join(", ")
+        ))
+    })
+}
+
+/// The department a create bills: the credential's own, or one the caller asks for when
+/// the credential names none; it must belong to the tenant.
+pub fn department_for(
+    state: &AppState,
+    ctx: &TenantContext,
+    asked: Option<String>,
+) -> Result<Option<String>, GatewayError> {
+    let department = match (&ctx.department, asked) {
+        (Some(own), Some(asked)) if *own != asked => {
+            return Err(GatewayError::forbidden(format!(
+                "a credential of department '{own}' cannot create for department '{asked}'"
+            )))
+        }
+        (own, asked) => asked.or_else(|| own.clone()),
+    };
+    if let Some(dept) = &department {
+        let known = state
+            .tenants
+            .get(&ctx.tenant)
+            .is_some_and(|t| t.departments.contains(dept));
+        if !known {
+            return Err(GatewayError::invalid(format!(
+                "department '{dept}' does not belong to tenant '{}'",
+                ctx.tenant
+            )));
+        }
+    }
+    Ok(department)
+}
+
+/// Refuses a create that would exceed the tenant's quotas, naming the limit and the use.
+async fn check_quota(
+    state: &AppState,
+    ctx: &TenantContext,
+    adding: InstanceType,
+) -> Result<(), GatewayError> {
+    let Some(tenant) = state.tenants.get(&ctx.tenant) else {
+        return Ok(());
+    };
+    let live: Vec<InstanceRecord> = state
+        .inventory
+        .list(&ctx.tenant)
+        .await?
+        .into_iter()
+        .filter(|r| r.state != "terminated")
+        .collect();
+    let used_vcpus: u32 = live
+        .iter()
+        .filter_map(|r| instance_type(&r.instance_type))
+        .map(|t| t.vcpus)
+        .sum();
+    let used_mib: u32 = live
+        .iter()
+        .filter_map(|r| instance_type(&r.instance_type))
+        .map(|t| t.memory_mib)
+        .sum();
+    let checks = [
+        ("max_instances", tenant.max_instances, live.len() as u32, 1),
+        ("max_vcpus", tenant.max_vcpus, used_vcpus, adding.vcpus),
+        (
+            "max_memory_mib",
+            tenant.max_memory_mib,
+            used_mib,
+            adding.memory_mib,
+        ),
+    ];
+    for (name, limit, used, add) in checks {
+        if let Some(limit) = limit {
+            if used + add > limit {
+                return Err(GatewayError::new(
+                    ErrorKind::QuotaExceeded,
+                    format!("quota exceeded: {name} is {limit}, {used} in use, this request needs {add} more"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Chooses the provider: by name, by region, or the first provider region.
+pub fn place(
+    state: &AppState,
+    provider: Option<&str>,
+    region: Option<&str>,
+) -> Result<(String, String), GatewayError> {
+    let provider_regions = state.regions.iter().filter(|r| r.kind == "provider");
+    let candidates: Vec<(String, String)> = provider_regions
+        .flat_map(|r| r.providers.iter().map(move |p| (p.clone(), r.name.clone())))
+        .filter(|(p, r)| {
+            provider.is_none_or(|want| want == p) && region.is_none_or(|want| want == r)
+        })
+        .collect();
+    if let Some((p, r)) = candidates.first() {
+        return Ok((p.clone(), r.clone()));
+    }
+    let known: Vec<&str> = state
+        .regions
+        .iter()
+        .filter(|r| r.kind == "provider")
+        .map(|r| r.name.as_str())
+        .collect();
+    Err(GatewayError::invalid(match (provider, region) {
+        (Some(p), _) => format!("no provider '{p}' serves that request"),
+        (None, Some(r)) => format!("unknown region '{r}'; choose one of {}", known.join(", ")),
+        (None, None) => "no provider is loaded".to_string(),
+    }))
+}
+
+/// Creates an instance: the inventory row first (so a crash in between is visible), then
+/// the provider call, then the `run` lifecycle event. A repeated `client_token` returns
+/// the instance it created.
+pub async fn create(
+    state: &AppState,
+    ctx: &TenantContext,
+    request_id: &str,
+    spec: CreateSpec,
+) -> Result<InstanceRecord, GatewayError> {
+    if let Some(token) = &spec.client_token {
+        if let Some(existing) = state.inventory.by_client_token(&ctx.tenant, token).await? {
+            return Ok(existing);
+        }
+    }
+    let department = department_for(state, ctx, spec.department)?;
+    let (provider, region) = place(state, spec.provider.as_deref(), spec.region.as_deref())?;
+    check_quota(state, ctx, spec.instance_type).await?;
+    let itype = spec.instance_type;
+    let mut record = InstanceRecord {
+        id: new_instance_id(),
+        tenant: ctx.tenant.to_string(),
+        department,
+        provider: provider.clone(),
+        region,
+        remote_id: None,
+        image: spec.image.clone(),
+        instance_type: itype.name.to_string(),
+        name: spec.name,
+        tags: spec.tags,
+        state: "pending".into(),
+        created_at: crate::pipeline::rfc3339_millis(SystemTime::now()),
+        key_name: spec.key_name,
+        client_token: spec.client_token,
+    };
+    state.inventory.insert(record.clone()).await?;
+    let created = state
+        .plugins
+        .call(
+            &provider,
+            "instance.create",
+            1,
+            json!({
+                "image": spec.image,
+                "instance_type": itype.name,
+                "vcpus": itype.vcpus,
+                "memory_mib": itype.memory_mib,
+            }),
+            context(ctx, request_id),
+            PROVIDER_TIMEOUT,
+        )
+        .await;
+    let created = match created {
+        Ok(v) => v,
+        Err(e) => {
+            state.inventory.delete(&record.id).await?;
+            return Err(e);
+        }
+    };
+    record.remote_id = created["id"].as_str().map(str::to_owned);
+    record.state = created["state"].as_str().unwrap_or("pending").to_string();
+    state
+        .inventory
+        .update(&record.id, record.remote_id.clone(), &record.state, None)
+        .await?;
+    emit(state, &record, "run", Initiator::Api).await;
+    Ok(record)
+}
+
+/// The tenant's instance `id`: 400 for a malformed id, 404 for an unknown one (also for
+/// another tenant's).
+pub async fn lookup(
+    state: &AppState,
+    ctx: &TenantContext,
+    id: &str,
+) -> Result<InstanceRecord, GatewayError> {
+    if !is_instance_id(id) {
+        return Err(GatewayError::invalid(format!(
+            "'{id}' is not an instance id (i- and 17 hex digits)"
+        )));
+    }
+    state
+        .inventory
+        .get(&ctx.tenant, id)
+        .await?
+        .ok_or_else(|| GatewayError::not_found(format!("instance {id} not found")))
+}
+
+/// Refreshes the state from the provider (the source of truth for running VMs).
+pub async fn refresh(
+    state: &AppState,
+    ctx: &TenantContext,
+    request_id: &str,
+    record: InstanceRecord,
+) -> Result<InstanceRecord, GatewayError> {
+    let Some(remote) = record.remote_id.clone() else {
+        return Ok(record);
+    };
+    if record.state == "terminated" {
+        return Ok(record);
+    }
+    let live = state
+        .plugins
+        .call(
+            &record.provider,
+            "instance.get",
+            1,
+            json!({"id": remote}),
+            context(ctx, request_id),
+            PROVIDER_TIMEOUT,
+        )
+        .await;
+    let observed = match live {
+        Ok(v) => v["state"].as_str().unwrap_or(&record.state).to_string(),
+        Err(e) if e.kind == ErrorKind::NotFound => "terminated".to_string(),
+        Err(e) => return Err(e),
+    };
+    sync::observe(state, record, &observed).await
+}
+
+/// The tenant's instance `id`, refreshed from its provider.
+pub async fn get(
+    state: &AppState,
+    ctx: &TenantContext,
+    request_id: &str,
+    id: &str,
+) -> Result<InstanceRecord, GatewayError> {
+    let record = lookup(state, ctx, id).await?;
+    refresh(state, ctx, request_id, record).await
+}
+
+/// Polls until `record` reaches `target` (`running`, `stopped` or `terminated`), at most
+/// [`MAX_WAIT`].
+pub async fn wait_for(
+    state: &AppState,
+    ctx: &TenantContext,
+    request_id: &str,
+    mut record: InstanceRecord,
+    target: &str,
+) -> Result<InstanceRecord, GatewayError> {
+    if !matches!(target, "running" | "stopped" | "terminated") {
+        return Err(GatewayError::invalid(
+            "wait must be running, stopped or terminated",
+        ));
+    }
+    let deadline = Instant::now() + MAX_WAIT;
+    while record.state != target {
+        if Instant::now() > deadline {
+            return Err(GatewayError::new(
+                ErrorKind::Timeout,
+                format!(
+                    "instance {} did not reach {target} within {MAX_WAIT:?}",
+                    record.id
+                ),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        record = refresh(state, ctx, request_id, record).await?;
+    }
+    Ok(record)
+}
+
+/// Every instance of the tenant in id order, each refreshed from its provider.
+pub async fn list(
+    state: &AppState,
+    ctx: &TenantContext,
+    request_id: &str,
+) -> Result<Vec<InstanceRecord>, GatewayError> {
+    let mut out = Vec::new();
+    for record in state.inventory.list(&ctx.tenant).await? {
+        out.push(refresh(state, ctx, request_id, record).await?);
+    }
+    Ok(out)
+}
+
+/// Runs `action` on the tenant's instance `id`; returns the state before and the record
+/// after. A terminated instance refuses every action (409).
+pub async fn act(
+    state: &AppState,
+    ctx: &TenantContext,
+    request_id: &str,
+    id: &str,
+    action: Action,
+) -> Result<(String, InstanceRecord), GatewayError> {
+    let record = get(state, ctx, request_id, id).await?;
+    let previous = record.state.clone();
+    if record.state == "terminated" {
+        return Err(GatewayError::new(
+            ErrorKind::Conflict,
+            format!("instance {id} is terminated"),
+        ));
+    }
+    let remote = record.remote_id.clone().ok_or_else(|| {
+        GatewayError::new(
+            ErrorKind::Conflict,
+            format!("instance {id} is still being created"),
+        )
+    })?;
+    let claim = state.inventory.claim(&record.id)?;
+    let result = state
+        .plugins
+        .call(
+            &record.provider,
+            action.op(),
+            1,
+            json!({"id": remote}),
+            context(ctx, request_id),
+            PROVIDER_TIMEOUT,
+        )
+        .await?;
+    let new_state = result["state"]
+        .as_str()
+        .unwrap_or(&record.state)
+        .to_string();
+    state
+        .inventory
+        .update(&record.id, None, &new_state, None)
+        .await?;
+    let record = InstanceRecord {
+        state: new_state,
+        ..record
+    };
+    emit(state, &record, action.as_str(), Initiator::Api).await;
+    drop(claim);
+    Ok((previous, record))
+}
+
+/// Changes the type of a stopped instance (409 otherwise, whatever the provider would
+/// accept); the next start uses the new size.
+pub async fn resize(
+    state: &AppState,
+    ctx: &TenantContext,
+    request_id: &str,
+    id: &str,
+    itype: InstanceType,
+) -> Result<InstanceRecord, GatewayError> {
+    let record = get(state, ctx, request_id, id).await?;
+    if record.state != "stopped" {
+        return Err(GatewayError::new(
+            ErrorKind::Conflict,
+            format!(
+                "instance {id} is {}; stop it before changing its type",
+                record.state
+            ),
+        ));
+    }
+    let remote = record.remote_id.clone().unwrap_or_default();
+    let _claim = state.inventory.claim(&record.id)?;
+    state
+        .plugins
+        .call(
+            &record.provider,
+            "instance.resize",
+            1,
+            json!({"id": remote, "instance_type": itype.name, "vcpus": itype.vcpus, "memory_mib": itype.memory_mib}),
+            context(ctx, request_id),
+            PROVIDER_TIMEOUT,
+        )
+        .await?;
+    state
+        .inventory
+        .update(
+            &record.id,
+            None,
+            &record.state,
+            Some(itype.name.to_string()),
+        )
+        .await?;
+    let record = InstanceRecord {
+        instance_type: itype.name.to_string(),
+        ..record
+    };
+    emit(state, &record, "resize", Initiator::Api).await;
+    Ok(record)
+}
+
+/// The tail of the instance's serial console.
+pub async fn console(
+    state: &AppState,
+    ctx: &TenantContext,
+    request_id: &str,
+    id: &str,
+) -> Result<(InstanceRecord, String), GatewayError> {
+    let record = lookup(state, ctx, id).await?;
+    let remote = record.remote_id.clone().ok_or_else(|| {
+        GatewayError::new(
+            ErrorKind::Conflict,
+            format!("instance {id} is still being created"),
+        )
+    })?;
+    let out = state
+        .plugins
+        .call(
+            &record.provider,
+            "instance.console",
+            1,
+            json!({"id": remote, "tail_bytes": 65536}),
+            context(ctx, request_id),
+            PROVIDER_TIMEOUT,
+        )
+        .await?;
+    let output = out["output"].as_str().unwrap_or_default().to_string();
+    Ok((record, output))
+}
+
+/// Most tags an instance may carry (as on EC2).
+pub const MAX_TAGS: usize = 50;
+
+/// Adds or overwrites `set` and removes `remove` (a key, optionally only when its value
+/// matches) on the tenant's instance `id`.
+pub async fn change_tags(
+    state: &AppState,
+    ctx: &TenantContext,
+    id: &str,
+    set: &[(String, String)],
+    remove: &[(String, Option<String>)],
+) -> Result<InstanceRecord, GatewayError> {
+    let mut record = lookup(state, ctx, id).await?;
+    for (key, value) in set {
+        record
+            .tags
+            .insert(key.clone(), Value::String(value.clone()));
+    }
+    for (key, value) in remove {
+        let matches = match value {
+            None => true,
+            Some(v) => record.tags.get(key).and_then(Value::as_str) == Some(v.as_str()),
+        };
+        if matches {
+            record.tags.remove(key);
+        }
+    }
+    if record.tags.len() > MAX_TAGS {
+        return Err(GatewayError::invalid(format!(
+            "an instance carries at most {MAX_TAGS} tags"
+        )));
+    }
+    state
+        .inventory
+        .set_tags(&record.id, record.tags.clone())
+        .await?;
+    Ok(record)
+}

@@ -1,0 +1,334 @@
+//! An EC2 Query API client: form-encoded POST, SigV4-signed with `aws-sigv4`, throttling
+//! and server errors retried with jittered exponential backoff, replies parsed into
+//! [`Element`]s, and the endpoint's errors mapped to plugin error codes. The endpoint's
+//! own error text is logged, never passed on: callers see the plugin's messages.
+
+use std::time::{Duration, SystemTime};
+
+use aws_credential_types::Credentials;
+use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
+use aws_sigv4::sign::v4;
+use aws_smithy_runtime_api::client::identity::Identity;
+use skyport_plugin_api::abi::error_code;
+use skyport_plugin_api::PluginError;
+
+use crate::xml::{self, Element};
+
+/// The EC2 API version requested.
+pub const API_VERSION: &str = "2016-11-15";
+
+/// Attempts per call (the first and up to three retries).
+const ATTEMPTS: u32 = 4;
+/// Backoff before the first retry; doubled each time, with jitter.
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+/// Deadline of one HTTP exchange.
+const HTTP_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Access key and secret for the endpoint.
+#[derive(Clone)]
+pub struct Secret {
+    /// Access key id.
+    pub access_key_id: String,
+    /// Secret access key (never logged: `Debug` hides it).
+    pub secret_access_key: String,
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Secret")
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &"<hidden>")
+            .finish()
+    }
+}
+
+/// A client for one endpoint and region.
+pub struct Ec2Client {
+    http: reqwest::Client,
+    endpoint: String,
+    region: String,
+    secret: Secret,
+}
+
+/// An error reply from the endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteError {
+    /// HTTP status.
+    pub status: u16,
+    /// EC2 error code (`InternalError` when the body had none).
+    pub code: String,
+    /// The endpoint's message (for logs only).
+    pub message: String,
+}
+
+impl RemoteError {
+    fn retryable(&self) -> bool {
+        self.status >= 500
+            || matches!(
+                self.code.as_str(),
+                "RequestLimitExceeded" | "Throttling" | "ThrottlingException"
+            )
+    }
+
+    /// The plugin error a caller sees for this reply to `action`.
+    pub fn to_plugin_error(&self, action: &str) -> PluginError {
+        let code = self.code.as_str();
+        let (kind, message) = match code {
+            c if c.starts_with("InvalidInstanceID") => (
+                error_code::NOT_FOUND,
+                "the instance does not exist at the provider".to_string(),
+            ),
+            "IncorrectInstanceState" | "IncorrectState" => (
+                error_code::CONFLICT,
+                "the provider refused: the instance is not in a state that allows this".to_string(),
+            ),
+            "InstanceLimitExceeded" | "VcpuLimitExceeded" | "InsufficientInstanceCapacity" => (
+                error_code::LIMIT_EXCEEDED,
+                "the provider has no capacity or quota left for this".to_string(),
+            ),
+            "RequestLimitExceeded" | "Throttling" | "ThrottlingException" => (
+                error_code::THROTTLED,
+                "the provider is throttling requests".to_string(),
+            ),
+            "AuthFailure"
+            | "UnauthorizedOperation"
+            | "SignatureDoesNotMatch"
+            | "InvalidClientTokenId"
+            | "OptInRequired" => (
+                error_code::UNAVAILABLE,
+                "the provider refused Skyport's credentials".to_string(),
+            ),
+            c if c.starts_with("InvalidAMIID") => (
+                error_code::INVALID_INPUT,
+                "the provider does not know this image".to_string(),
+            ),
+            c if c.starts_with("Invalid") || c == "MissingParameter" || c == "UnknownParameter" => {
+                (
+                    error_code::INVALID_INPUT,
+                    format!("the provider rejected the {action} request ({code})"),
+                )
+            }
+            _ => (
+                error_code::UNAVAILABLE,
+                format!("the provider failed to serve {action}"),
+            ),
+        };
+        let err = PluginError::new(kind, message);
+        if self.retryable() {
+            err.retryable()
+        } else {
+            err
+        }
+    }
+}
+
+/// Why a call failed.
+#[derive(Debug)]
+pub enum CallError {
+    /// The endpoint answered with an error.
+    Remote(RemoteError),
+    /// No usable answer (connection, timeout, unreadable reply).
+    Transport(String),
+}
+
+impl CallError {
+    /// The plugin error for a failed `action`.
+    pub fn to_plugin_error(&self, action: &str) -> PluginError {
+        match self {
+            Self::Remote(r) => r.to_plugin_error(action),
+            Self::Transport(_) => PluginError::new(
+                error_code::UNAVAILABLE,
+                format!("the provider could not be reached for {action}"),
+            )
+            .retryable(),
+        }
+    }
+}
+
+impl Ec2Client {
+    /// A client for `endpoint` (e.g. `https://ec2.us-east-1.amazonaws.com/`) in `region`.
+    pub fn new(endpoint: &str, region: &str, secret: Secret) -> Result<Self, String> {
+        let http = reqwest::Client::builder()
+            .timeout(HTTP_TIMEOUT)
+            .build()
+            .map_err(|e| format!("HTTP client: {e}"))?;
+        let endpoint = if endpoint.ends_with('/') {
+            endpoint.to_string()
+        } else {
+            format!("{endpoint}/")
+        };
+        reqwest::Url::parse(&endpoint).map_err(|e| format!("endpoint {endpoint}: {e}"))?;
+        Ok(Self {
+            http,
+            endpoint,
+            region: region.to_string(),
+            secret,
+        })
+    }
+
+    /// Calls `action` with `params`, retrying throttling and server errors.
+    pub async fn call(
+        &self,
+        action: &str,
+        params: &[(String, String)],
+    ) -> Result<Element, CallError> {
+        let mut backoff = FIRST_BACKOFF;
+        let mut attempt = 1;
+        loop {
+            let result = self.call_once(action, params).await;
+            let retry = match &result {
+                Ok(_) => false,
+                Err(CallError::Remote(r)) => r.retryable(),
+                Err(CallError::Transport(_)) => true,
+            };
+            if !retry || attempt == ATTEMPTS {
+                if let Err(e) = &result {
+                    log::warn!("ec2: {action} failed after {attempt} attempt(s): {e:?}");
+                }
+                return result;
+            }
+            let jitter = rand::random_range(0..=backoff.as_millis() as u64 / 2);
+            tokio::time::sleep(backoff + Duration::from_millis(jitter)).await;
+            backoff *= 2;
+            attempt += 1;
+        }
+    }
+
+    async fn call_once(
+        &self,
+        action: &str,
+        params: &[(String, String)],
+    ) -> Result<Element, CallError> {
+        let body = {
+            let mut form = reqwest::Url::parse("http://form/").expect("static URL");
+            {
+                let mut pairs = form.query_pairs_mut();
+                pairs.append_pair("Action", action);
+                pairs.append_pair("Version", API_VERSION);
+                for (k, v) in params {
+                    pairs.append_pair(k, v);
+                }
+            }
+            form.query().unwrap_or_default().to_string()
+        };
+        let url =
+            reqwest::Url::parse(&self.endpoint).map_err(|e| CallError::Transport(e.to_string()))?;
+        let host = match (url.host_str(), url.port()) {
+            (Some(h), Some(p)) => format!("{h}:{p}"),
+            (Some(h), None) => h.to_string(),
+            (None, _) => return Err(CallError::Transport("endpoint has no host".into())),
+        };
+        let content_type = "application/x-www-form-urlencoded; charset=utf-8";
+        let headers = [("content-type", content_type), ("host", host.as_str())];
+        let identity: Identity = Credentials::new(
+            &self.secret.access_key_id,
+            &self.secret.secret_access_key,
+            None,
+            None,
+            "skyport-ec2",
+        )
+        .into();
+        let params = v4::SigningParams::builder()
+            .identity(&identity)
+            .region(&self.region)
+            .name("ec2")
+            .time(SystemTime::now())
+            .settings(SigningSettings::default())
+            .build()
+            .map_err(|e| CallError::Transport(format!("signing: {e}")))?
+            .into();
+        let signable = SignableRequest::new(
+            "POST",
+            self.endpoint.as_str(),
+            headers.iter().copied(),
+            SignableBody::Bytes(body.as_bytes()),
+        )
+        .map_err(|e| CallError::Transport(format!("signing: {e}")))?;
+        let (instructions, _) = sign(signable, &params)
+            .map_err(|e| CallError::Transport(format!("signing: {e}")))?
+            .into_parts();
+        let mut request = self
+            .http
+            .post(url)
+            .header("content-type", content_type)
+            .body(body);
+        for (name, value) in instructions.headers() {
+            request = request.header(name, value);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| CallError::Transport(e.to_string()))?;
+        let status = response.status().as_u16();
+        let text = response
+            .text()
+            .await
+            .map_err(|e| CallError::Transport(e.to_string()))?;
+        if (200..300).contains(&status) {
+            return xml::parse(&text).map_err(|e| CallError::Transport(format!("reply: {e}")));
+        }
+        Err(CallError::Remote(parse_error(status, &text)))
+    }
+}
+
+/// The code and message of an error reply (`<Response><Errors><Error>`), or
+/// `InternalError` with the status when the body is not EC2's envelope.
+pub fn parse_error(status: u16, body: &str) -> RemoteError {
+    let parsed = xml::parse(body).ok();
+    let error = parsed
+        .as_ref()
+        .and_then(|doc| doc.at("Errors/Error").or_else(|| doc.at("Error")));
+    RemoteError {
+        status,
+        code: error
+            .and_then(|e| e.text_at("Code"))
+            .unwrap_or("InternalError")
+            .to_string(),
+        message: error
+            .and_then(|e| e.text_at("Message"))
+            .unwrap_or("no EC2 error in the reply")
+            .chars()
+            .take(300)
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_replies_map_to_plugin_codes_without_the_remote_text() {
+        let moto = r#"<?xml version="1.0" encoding="utf-8"?>
+<Response><Errors><Error><Code>InvalidInstanceID.NotFound</Code><Message>The instance ID 'i-00000000000000000' does not exist</Message></Error></Errors><RequestID>request-id</RequestID></Response>"#;
+        let err = parse_error(400, moto);
+        assert_eq!(err.code, "InvalidInstanceID.NotFound");
+        let plugin = err.to_plugin_error("DescribeInstances");
+        assert_eq!(plugin.code.as_str(), error_code::NOT_FOUND);
+        assert!(!plugin.message.as_str().contains("i-0000"));
+
+        let throttled = parse_error(
+            503,
+            "<Response><Errors><Error><Code>RequestLimitExceeded</Code><Message>x</Message></Error></Errors></Response>",
+        );
+        assert!(throttled.retryable());
+        assert!(throttled.to_plugin_error("RunInstances").retryable);
+
+        let html = parse_error(500, "<html><body>Internal Server Error</body></html>");
+        assert_eq!(html.code, "InternalError");
+        assert!(html.retryable());
+        let bad = parse_error(400, "<Response><Errors><Error><Code>InvalidParameterValue</Code><Message>secret detail</Message></Error></Errors></Response>");
+        let plugin = bad.to_plugin_error("RunInstances");
+        assert_eq!(plugin.code.as_str(), error_code::INVALID_INPUT);
+        assert!(!plugin.message.as_str().contains("secret detail"));
+    }
+
+    #[test]
+    fn secrets_stay_out_of_debug_output() {
+        let s = Secret {
+            access_key_id: "AKID".into(),
+            secret_access_key: "hunter2".into(),
+        };
+        assert!(!format!("{s:?}").contains("hunter2"));
+    }
+}
