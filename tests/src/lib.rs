@@ -1,6 +1,8 @@
 //! End-to-end harness: starts the real `skyport` binary with real plugins on ephemeral
 //! loopback ports and talks to it as a client would (TLS with the development CA).
 
+pub mod ec2;
+
 use std::io::Read;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

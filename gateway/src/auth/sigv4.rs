@@ -391,19 +391,25 @@ pub fn verify(
     signed: &SignedRequest,
     secret: &str,
 ) -> Result<(), SigV4Error> {
-    let canonical = canonical_request(parts, signed)?;
-    let sts = string_to_sign(signed, &canonical);
     let claimed = hex::decode(&signed.signature)
         .map_err(|_| SigV4Error::Mismatch("the signature is not a hex string".into()))?;
-    let mut mac = HmacSha256::new_from_slice(&signing_key(secret, signed))
-        .expect("HMAC takes keys of any length");
-    mac.update(sts.as_bytes());
-    // `verify_slice` compares in constant time.
-    mac.verify_slice(&claimed).map_err(|_| {
-        SigV4Error::Mismatch(
-            "the request signature we calculated does not match the signature you provided; check your secret access key and signing method".into(),
-        )
-    })
+    let key = signing_key(secret, signed);
+    let matches = |canonical: &str| {
+        let mut mac = HmacSha256::new_from_slice(&key).expect("HMAC takes keys of any length");
+        mac.update(string_to_sign(signed, canonical).as_bytes());
+        // `verify_slice` compares in constant time.
+        mac.verify_slice(&claimed).is_ok()
+    };
+    let canonical = canonical_request(parts, signed)?;
+    if matches(&canonical) {
+        return Ok(());
+    }
+    // The canonical request holds no secret; it is what a client author needs to find
+    // where their signer differs.
+    tracing::debug!(access_key_id = %signed.access_key_id, canonical_request = %canonical, "SigV4 signature mismatch");
+    Err(SigV4Error::Mismatch(
+        "the request signature we calculated does not match the signature you provided; check your secret access key and signing method".into(),
+    ))
 }
 
 #[cfg(test)]

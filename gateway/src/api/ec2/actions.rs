@@ -197,6 +197,19 @@ async fn region_instances(call: &Call<'_>) -> Result<Vec<InstanceRecord>, Ec2Err
         .collect())
 }
 
+/// The instance filters Skyport understands (besides `tag:<key>`).
+const INSTANCE_FILTERS: [&str; 9] = [
+    "instance-id",
+    "instance-state-name",
+    "instance-state-code",
+    "instance-type",
+    "image-id",
+    "availability-zone",
+    "key-name",
+    "tag-key",
+    "tag-value",
+];
+
 fn instance_filter_matches(
     call: &Call<'_>,
     f: &Filter,
@@ -259,6 +272,16 @@ async fn select_instances(
         named_instances(call, &ids).await?
     };
     let filters = call.params.filters()?;
+    if let Some(f) = filters
+        .iter()
+        .find(|f| !INSTANCE_FILTERS.contains(&f.name.as_str()) && !f.name.starts_with("tag:"))
+    {
+        return Err(Ec2Error::invalid_value(format!(
+            "The filter '{}' is invalid; Skyport filters instances by {} and tag:<key>",
+            f.name,
+            INSTANCE_FILTERS.join(", ")
+        )));
+    }
     let mut out = Vec::new();
     let mut next = None;
     for record in candidates

@@ -1,0 +1,170 @@
+//! What the EC2 end-to-end tests need beyond the gateway: a real moto server (the remote
+//! EC2-compatible cloud), the project virtualenv's Python with boto3 and the AWS CLI,
+//! access keys, and the `ec2` provider's configuration.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::{target_dir, temp_state_dir, Gateway};
+
+/// The project virtualenv (`.venv`, made by `tests/install-deps.sh test`); fails loudly when
+/// it is missing.
+pub fn venv_bin(program: &str) -> PathBuf {
+    let bin = target_dir()
+        .parent()
+        .and_then(|t| t.parent())
+        .expect("repository root")
+        .join(".venv/bin")
+        .join(program);
+    assert!(
+        bin.exists(),
+        "{} is missing: run tests/install-deps.sh test (make test does)",
+        bin.display()
+    );
+    bin
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A moto server on a loopback port; killed on drop.
+pub struct Moto {
+    child: Child,
+    /// `http://127.0.0.1:<port>`.
+    pub endpoint: String,
+}
+
+impl Moto {
+    /// Starts `moto_server` and waits until it answers.
+    pub fn start() -> Self {
+        let port = free_port();
+        let log = temp_state_dir("moto").join("moto.log");
+        let child = Command::new(venv_bin("moto_server"))
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn moto_server");
+        let moto = Self {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "moto_server did not listen within 30 s"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        moto
+    }
+
+    /// A `[[plugins]]` entry for an `ec2` provider named `name` (region `aws-us-east-1`)
+    /// in front of this server, with credentials from a file.
+    pub fn provider_config(&self, name: &str) -> String {
+        let creds = temp_state_dir("moto-creds").join("credentials");
+        std::fs::write(
+            &creds,
+            "[default]\naws_access_key_id = moto-test\naws_secret_access_key = moto-test-secret\n",
+        )
+        .unwrap();
+        format!(
+            r#"
+[[plugins]]
+name = "{name}"
+file = "libskyport_ec2.so"
+config = {{ endpoint = "{}", region = "us-east-1", skyport_region = "aws-us-east-1", credentials = {{ file = "{}" }}, instance_types = {{ "sp.micro" = "t2.micro", "sp.small" = "t2.small", "sp.medium" = "t3.medium", "sp.large" = "t3.large" }}, images = {{ "skyport-tiny" = "ami-03cf127a" }} }}
+"#,
+            self.endpoint,
+            creds.display()
+        )
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An access key created through the admin API: `{"access_key_id", "secret_access_key"}`.
+pub async fn access_key(gw: &Gateway, tenant: &str) -> serde_json::Value {
+    let admin = gw.token("demo", None, &["admin"]);
+    let r = gw
+        .post(
+            "/admin/keys",
+            &admin,
+            Some(serde_json::json!({"tenant": tenant})),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    r.json().await.unwrap()
+}
+
+/// Runs `tests/ec2/scenarios.py <scenario>` with the virtualenv's boto3 against `gw`;
+/// panics with the script's output unless it succeeds. Returns its stdout.
+pub fn scenario(gw: &Gateway, name: &str, mut args: serde_json::Value) -> String {
+    args["endpoint"] = format!("https://{}", gw.api).into();
+    args["ca"] = gw.cert_path("ca.pem").display().to_string().into();
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("ec2/scenarios.py");
+    let out: Output = Command::new(venv_bin("python"))
+        .arg(script)
+        .arg(name)
+        .arg(args.to_string())
+        .env_remove("AWS_PROFILE")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .output()
+        .expect("run python");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "scenario {name} failed:\n{stdout}\n{}\n--- gateway log (tail) ---\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        tail(&gw.log(), 60)
+    );
+    stdout
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Runs the unmodified AWS CLI against `gw` with `key`; returns (exit code, stdout, stderr).
+pub fn aws_cli(
+    gw: &Gateway,
+    key: &serde_json::Value,
+    region: &str,
+    args: &[&str],
+) -> (i32, String, String) {
+    let out = Command::new(venv_bin("aws"))
+        .args(["--endpoint-url", &format!("https://{}", gw.api)])
+        .args(["--ca-bundle", &gw.cert_path("ca.pem").display().to_string()])
+        .args(["--region", region, "--output", "json"])
+        .args(args)
+        .env("AWS_ACCESS_KEY_ID", key["access_key_id"].as_str().unwrap())
+        .env(
+            "AWS_SECRET_ACCESS_KEY",
+            key["secret_access_key"].as_str().unwrap(),
+        )
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .output()
+        .expect("run aws");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
