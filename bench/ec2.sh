@@ -1,0 +1,108 @@
+#!/bin/sh
+# EC2 front-door benchmark, two measurements in one run:
+#
+# 1. Throughput of SigV4-authenticated, cached DescribeInstances (POST /, form body)
+#    against the spine's JWT path (cached GET /v1/regions), both through Skyport: wrk,
+#    64 keep-alive connections, Skyport pinned to CPU 0 and wrk to CPU 1, alternating
+#    rounds; medians. A SigV4 request carries no nonce, so one request signed by botocore
+#    is replayed for the whole run (within the 15-minute date window); every replay is
+#    verified in full (signature recomputed, key looked up).
+# 2. Per-call overhead Skyport adds over calling moto directly: boto3 DescribeInstances
+#    for one instance, alternately straight to moto and through Skyport's aws-us-east-1
+#    region (each call through Skyport carries a unique filter value, so the read cache
+#    never answers it: every call reaches moto), p50 of each and the difference.
+#
+# Usage: bench/ec2.sh [seconds-per-run=5] [rounds=3] [calls=300]
+set -eu
+cd "$(dirname "$0")/.."
+DUR=${1:-5}
+ROUNDS=${2:-3}
+CALLS=${3:-300}
+
+command -v wrk >/dev/null 2>&1 || {
+    apt-get update -q >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk >/dev/null
+}
+command -v taskset >/dev/null 2>&1 || { echo "taskset (util-linux) is required" >&2; exit 1; }
+./tests/install-deps.sh test >/dev/null
+PY=.venv/bin/python
+
+cargo build -q --release -p skyport-gateway -p skyport-metering -p skyport-ec2
+B=target/release
+STATE=$(mktemp -d)
+trap 'kill $SKY $MOTO 2>/dev/null || true; rm -rf "$STATE"' EXIT
+
+MOTO_PORT=$($PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+.venv/bin/moto_server -H 127.0.0.1 -p "$MOTO_PORT" >"$STATE/moto.log" 2>&1 &
+MOTO=$!
+printf '[default]\naws_access_key_id = bench\naws_secret_access_key = bench-secret\n' >"$STATE/creds"
+
+# Rate limit out of the way; access log off (warn).
+sed -e 's/requests_per_second = 100/requests_per_second = 10000000/' \
+    -e 's/^burst = 200/burst = 10000000/' config/skyport.toml >"$STATE/skyport.toml"
+cat >>"$STATE/skyport.toml" <<TOML
+
+[[plugins]]
+name = "aws-us-east-1"
+file = "libskyport_ec2.so"
+config = { endpoint = "http://127.0.0.1:$MOTO_PORT", region = "us-east-1", credentials = { file = "$STATE/creds" }, instance_types = { "sp.micro" = "t2.micro" }, images = { "skyport-tiny" = "ami-03cf127a" } }
+TOML
+for _ in $(seq 100); do $PY -c "import socket; socket.create_connection(('127.0.0.1', $MOTO_PORT))" 2>/dev/null && break; sleep 0.1; done
+$B/skyport keys create --tenant demo --state-dir "$STATE" >"$STATE/key.txt" 2>/dev/null
+SKYPORT_LOG=warn taskset -c 0 $B/skyport serve --config "$STATE/skyport.toml" --state-dir "$STATE" \
+    --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 2>"$STATE/skyport.log" &
+SKY=$!
+for _ in $(seq 200); do [ -s "$STATE/listen.json" ] && break; sleep 0.05; done
+ADDR=$(sed 's/.*"api":"\([^"]*\)".*/\1/' "$STATE/listen.json")
+export AK=$(awk '/^access_key_id/ {print $2}' "$STATE/key.txt")
+export SK=$(awk '/^secret_access_key/ {print $2}' "$STATE/key.txt")
+export ENDPOINT="https://$ADDR" CA="$STATE/certs/ca.pem" MOTO="http://127.0.0.1:$MOTO_PORT"
+
+# One instance at moto, through Skyport; then the signed request wrk replays.
+$PY - >"$STATE/wrk.lua" <<'PY'
+import os, boto3, botocore.auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+sky = boto3.client("ec2", region_name="aws-us-east-1", endpoint_url=os.environ["ENDPOINT"],
+                   aws_access_key_id=os.environ["AK"], aws_secret_access_key=os.environ["SK"], verify=os.environ["CA"])
+ami = sky.describe_images()["Images"][0]["ImageId"]
+sky.run_instances(ImageId=ami, InstanceType="sp.micro", MinCount=1, MaxCount=1)
+body = "Action=DescribeInstances&Version=2016-11-15"
+req = AWSRequest(method="POST", url=os.environ["ENDPOINT"] + "/", data=body,
+                 headers={"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"})
+botocore.auth.SigV4Auth(Credentials(os.environ["AK"], os.environ["SK"]), "ec2", "aws-us-east-1").add_auth(req)
+headers = ", ".join('["%s"] = "%s"' % (k, v) for k, v in req.headers.items() if k.lower() != "host")
+print('wrk.method = "POST"\nwrk.body = "%s"\nwrk.headers = {%s}' % (body, headers))
+PY
+TOKEN=$($B/skyport token --tenant demo --ttl 36000 --state-dir "$STATE")
+
+rps() { taskset -c 1 wrk -t1 -c64 -d"${DUR}s" "$@" | awk '/Requests\/sec/ {printf "%d", $2}'; }
+median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+: >"$STATE/jwt" && : >"$STATE/sig"
+for r in $(seq "$ROUNDS"); do
+    rps -H "Authorization: Bearer $TOKEN" "https://$ADDR/v1/regions" >>"$STATE/jwt"; echo >>"$STATE/jwt"
+    rps -s "$STATE/wrk.lua" "https://$ADDR/" >>"$STATE/sig"; echo >>"$STATE/sig"
+done
+J=$(median <"$STATE/jwt"); S=$(median <"$STATE/sig")
+echo "cached reads, closed loop (wrk -c64, ${DUR}s x $ROUNDS rounds, medians):"
+echo "  JWT   GET /v1/regions                $J req/s   (rounds: $(tr '\n' ' ' <"$STATE/jwt"))"
+echo "  SigV4 POST / DescribeInstances       $S req/s   (rounds: $(tr '\n' ' ' <"$STATE/sig"))"
+awk -v j="$J" -v s="$S" 'BEGIN {printf "  JWT/SigV4 throughput ratio: %.2fx (target: at most 1.3x)\n", j / s}'
+grep -q 'ec2:DescribeInstances' "$STATE/skyport.log" 2>/dev/null && echo "  (warnings in the gateway log)" || true
+
+CALLS=$CALLS $PY - <<'PY'
+import os, statistics, time, boto3
+sky = boto3.client("ec2", region_name="aws-us-east-1", endpoint_url=os.environ["ENDPOINT"],
+                   aws_access_key_id=os.environ["AK"], aws_secret_access_key=os.environ["SK"], verify=os.environ["CA"])
+moto = boto3.client("ec2", region_name="us-east-1", endpoint_url=os.environ["MOTO"],
+                    aws_access_key_id="bench", aws_secret_access_key="bench-secret")
+direct, through = [], []
+for i in range(int(os.environ["CALLS"])):
+    t = time.perf_counter(); moto.describe_instances(); direct.append(time.perf_counter() - t)
+    t = time.perf_counter()
+    sky.describe_instances(Filters=[{"Name": "instance-state-code", "Values": ["*", str(i)]}])
+    through.append(time.perf_counter() - t)
+d, s = statistics.median(direct) * 1e3, statistics.median(through) * 1e3
+print(f"per-call overhead over moto ({len(direct)} alternating boto3 DescribeInstances calls each):")
+print(f"  moto direct p50 {d:.2f} ms, through Skyport p50 {s:.2f} ms: +{s - d:.2f} ms ({s / d:.2f}x)")
+PY
