@@ -260,6 +260,9 @@ pub struct TenantConfig {
     pub max_vcpus: Option<u32>,
     /// Most memory (MiB) across those instances.
     pub max_memory_mib: Option<u32>,
+    /// Where a create in the federated region goes when the request does not say (a
+    /// provider region name); default: the first provider region that offers the image.
+    pub default_region: Option<String>,
 }
 
 /// One `[[plugins]]` entry.

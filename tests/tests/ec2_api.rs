@@ -16,7 +16,11 @@ fn gateway_with_moto(moto: &Moto, config: Option<String>) -> Gateway {
 async fn lifecycle_in_both_regions_federated_view_isolation_and_one_bill() {
     assert_guest_image_prepared();
     let moto = Moto::start();
-    let gw = gateway_with_moto(&moto, None);
+    let config = default_config().replace(
+        "[tenants.demo]\n",
+        "[tenants.demo]\ndefault_region = \"aws-us-east-1\"\n",
+    );
+    let gw = gateway_with_moto(&moto, Some(config));
     let demo = access_key(&gw, "demo").await;
     let acme = access_key(&gw, "acme").await;
 
@@ -31,7 +35,7 @@ async fn lifecycle_in_both_regions_federated_view_isolation_and_one_bill() {
     scenario(
         &gw,
         "federated",
-        json!({"demo": demo, "expect": expect, "per_region": keepers}),
+        json!({"demo": demo, "expect": expect, "per_region": keepers, "default_region": "aws-us-east-1"}),
     );
     for (region, instance) in &keepers {
         scenario(

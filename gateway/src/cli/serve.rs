@@ -168,6 +168,16 @@ async fn serve(config: Config) -> anyhow::Result<i32> {
         .map_err(|refusal| anyhow::anyhow!("{refusal} (required = true)"))?,
     );
     let regions = gather_regions(&plugins).await;
+    for (tenant, t) in &config.tenants {
+        if let Some(region) = &t.default_region {
+            if !regions
+                .iter()
+                .any(|r| r.kind == "provider" && &r.name == region)
+            {
+                tracing::warn!(tenant = %tenant, region = %region, "tenants.{tenant}.default_region names no provider region served now; federated creates use the first region that offers the image");
+            }
+        }
+    }
 
     let (tap, tap_rx) = MeteringTap::new(
         config.tap.queue_capacity,

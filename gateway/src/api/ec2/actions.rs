@@ -455,10 +455,18 @@ async fn run_instances(call: &Call<'_>) -> Result<String, Ec2Error> {
             .ok_or_else(|| {
                 Ec2Error::invalid_value(format!("Invalid availability zone: [{zone}]"))
             })?,
-        None if call.federated() => offering
-            .first()
-            .cloned()
-            .ok_or_else(|| Ec2Error::invalid_value("no region offers this image"))?,
+        None if call.federated() => {
+            // The tenant's default region when it offers the image, else the first that does.
+            let default = call
+                .state
+                .tenants
+                .get(&call.ctx.tenant)
+                .and_then(|t| t.default_region.clone())
+                .filter(|d| offering.contains(d));
+            default
+                .or_else(|| offering.first().cloned())
+                .ok_or_else(|| Ec2Error::invalid_value("no region offers this image"))?
+        }
         None => call.region.name.clone(),
     };
     let mut launched: Vec<InstanceRecord> = Vec::new();
