@@ -88,7 +88,6 @@ echo "cached reads, closed loop (wrk -c64, ${DUR}s x $ROUNDS rounds, medians):"
 echo "  JWT   GET /v1/regions                $J req/s   (rounds: $(tr '\n' ' ' <"$STATE/jwt"))"
 echo "  SigV4 POST / DescribeInstances       $S req/s   (rounds: $(tr '\n' ' ' <"$STATE/sig"))"
 awk -v j="$J" -v s="$S" 'BEGIN {printf "  JWT/SigV4 throughput ratio: %.2fx (target: at most 1.3x)\n", j / s}'
-grep -q 'ec2:DescribeInstances' "$STATE/skyport.log" 2>/dev/null && echo "  (warnings in the gateway log)" || true
 
 CALLS=$CALLS $PY - <<'PY'
 import os, statistics, time, boto3

@@ -113,6 +113,30 @@ impl ResponseCache {
         self.entries.get(key).await
     }
 
+    /// The fresh entry for `key`, or the one `fill` produces. Concurrent misses of one key
+    /// wait for a single `fill` (no stampede on a provider when a popular entry expires);
+    /// its error, if any, is returned to each of them and nothing is stored. The flag says
+    /// whether the entry was already there.
+    pub async fn get_or_fill<E, F>(
+        &self,
+        key: CacheKey,
+        fill: F,
+    ) -> Result<(Arc<CachedResponse>, bool), Arc<E>>
+    where
+        E: Send + Sync + 'static,
+        F: std::future::Future<Output = Result<CachedResponse, E>>,
+    {
+        let filled = std::sync::atomic::AtomicBool::new(false);
+        let entry = self
+            .entries
+            .try_get_with(key, async {
+                filled.store(true, std::sync::atomic::Ordering::Relaxed);
+                fill.await.map(Arc::new)
+            })
+            .await?;
+        Ok((entry, !filled.load(std::sync::atomic::Ordering::Relaxed)))
+    }
+
     /// Stores a response.
     pub async fn put(&self, key: CacheKey, response: CachedResponse) {
         self.entries.insert(key, Arc::new(response)).await;
@@ -143,6 +167,42 @@ mod tests {
             body: Bytes::from_static(b"{}"),
             ttl: Duration::from_secs(60),
         }
+    }
+
+    #[tokio::test]
+    async fn concurrent_misses_share_one_fill() {
+        let cache = Arc::new(ResponseCache::new(100));
+        let tenant: Arc<str> = Arc::from("a");
+        let fills = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut tasks = Vec::new();
+        for _ in 0..8 {
+            let (cache, tenant, fills) = (cache.clone(), tenant.clone(), fills.clone());
+            tasks.push(tokio::spawn(async move {
+                let key = cache.key_for(&tenant, None, &http::Method::POST, "ec2/x", "q".into());
+                cache
+                    .get_or_fill::<(), _>(key, async {
+                        fills.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        Ok(response())
+                    })
+                    .await
+                    .unwrap()
+                    .1
+            }));
+        }
+        let mut hits = 0;
+        for t in tasks {
+            hits += usize::from(t.await.unwrap());
+        }
+        assert_eq!(fills.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(hits, 7);
+        // A failed fill stores nothing.
+        let key = cache.key_for(&tenant, None, &http::Method::POST, "ec2/y", "q".into());
+        assert!(cache
+            .get_or_fill::<&str, _>(key.clone(), async { Err("provider down") })
+            .await
+            .is_err());
+        assert!(cache.get(&key).await.is_none());
     }
 
     #[tokio::test]

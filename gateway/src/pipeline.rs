@@ -355,24 +355,29 @@ pub(crate) async fn read_incoming(body: Incoming) -> Result<Bytes, GatewayError>
 
 /// The cached response for `key`, if fresh; the hit or miss is counted and noted in
 /// `outcome` (front ends share this, so every cached read is counted the same way).
-pub(crate) async fn cache_lookup(
+async fn cache_lookup(
     state: &AppState,
     key: &crate::cache::CacheKey,
     outcome: &mut Outcome,
 ) -> Option<Response<Full<Bytes>>> {
     let hit = state.cache.get(key).await;
-    let result = if hit.is_some() { "hit" } else { "miss" };
+    count_cache_lookup(state, hit.is_some(), outcome);
+    hit.map(|hit| cached_response(&hit))
+}
+
+/// Counts a read-cache hit or miss and notes it in `outcome`.
+pub(crate) fn count_cache_lookup(state: &AppState, hit: bool, outcome: &mut Outcome) {
+    let result = if hit { "hit" } else { "miss" };
     state
         .metrics
         .cache_lookups
         .get_or_create(&vec![("result", result.to_string())])
         .inc();
     outcome.cache = Some(result);
-    hit.map(|hit| cached_response(&hit))
 }
 
 /// Stores `response` under `key` for `ttl` when its status is 200.
-pub(crate) async fn cache_fill(
+async fn cache_fill(
     state: &AppState,
     key: crate::cache::CacheKey,
     response: &Response<Full<Bytes>>,

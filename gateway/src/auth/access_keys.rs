@@ -34,8 +34,11 @@ pub struct AccessKey {
     pub revoked_at: Option<String>,
 }
 
-/// A usable key with its secret (what verification needs).
-#[derive(Debug, Clone)]
+/// Derived signing keys by (scope date, region).
+type SigningKeys = std::collections::HashMap<(String, String), Arc<Vec<u8>>>;
+
+/// A usable key with its secret (what verification needs). `Debug` leaves the secret and
+/// its derived keys out.
 pub struct ActiveKey {
     /// Owning tenant.
     pub tenant: String,
@@ -43,6 +46,36 @@ pub struct ActiveKey {
     pub department: Option<String>,
     /// Secret access key.
     pub secret: String,
+    /// Derived SigV4 signing keys by (scope date, region): four HMACs saved on every
+    /// request after the first of a day and region.
+    signing_keys: std::sync::Mutex<SigningKeys>,
+}
+
+impl std::fmt::Debug for ActiveKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ActiveKey")
+            .field("tenant", &self.tenant)
+            .field("department", &self.department)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ActiveKey {
+    /// The SigV4 signing key for `signed`'s scope, derived once per date and region.
+    pub fn signing_key(&self, signed: &super::sigv4::SignedRequest) -> Arc<Vec<u8>> {
+        let mut keys = self.signing_keys.lock().unwrap_or_else(|p| p.into_inner());
+        let scope = (signed.scope_date.clone(), signed.region.clone());
+        if let Some(key) = keys.get(&scope) {
+            return Arc::clone(key);
+        }
+        // A handful of scopes per day; dropping older ones keeps the map small.
+        if keys.len() >= 16 {
+            keys.clear();
+        }
+        let key = Arc::new(super::sigv4::signing_key(&self.secret, signed));
+        keys.insert(scope, Arc::clone(&key));
+        key
+    }
 }
 
 /// A new key: shown to its owner once.
@@ -205,6 +238,7 @@ impl AccessKeyStore {
                             tenant: row.get(0)?,
                             department: row.get(1)?,
                             secret: row.get(2)?,
+                            signing_keys: Default::default(),
                         })
                     },
                 )

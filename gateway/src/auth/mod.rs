@@ -105,7 +105,7 @@ impl Authenticator {
                     "the access key id you provided does not exist in our records".into(),
                 )
             })?;
-        sigv4::verify(parts, &signed, &key.secret)?;
+        sigv4::verify_with_key(parts, &signed, &key.signing_key(&signed))?;
         sigv4::check_time(&signed, SystemTime::now(), self.max_skew)?;
         Ok((
             Principal {

@@ -200,21 +200,33 @@ fn build(
     })
 }
 
-/// `YYYYMMDDTHHMMSSZ` as a time.
+/// `YYYYMMDDTHHMMSSZ` as a time (no allocation: this runs on every EC2 request).
 fn parse_amz_date(date: &str) -> Option<SystemTime> {
-    if date.len() != 16 {
+    let b = date.as_bytes();
+    if b.len() != 16 || b[8] != b'T' || b[15] != b'Z' {
         return None;
     }
-    let rfc3339 = format!(
-        "{}-{}-{}T{}:{}:{}Z",
-        &date.get(0..4)?,
-        &date.get(4..6)?,
-        &date.get(6..8)?,
-        &date.get(9..11)?,
-        &date.get(11..13)?,
-        &date.get(13..15)?
-    );
-    humantime::parse_rfc3339(&rfc3339).ok()
+    let num = |range: std::ops::Range<usize>| -> Option<i64> {
+        b[range].iter().try_fold(0i64, |n, d| {
+            d.is_ascii_digit().then(|| n * 10 + i64::from(d - b'0'))
+        })
+    };
+    let (y, m, d) = (num(0..4)?, num(4..6)?, num(6..8)?);
+    let (hh, mm, ss) = (num(9..11)?, num(11..13)?, num(13..15)?);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || hh > 23 || mm > 59 || ss > 60 {
+        return None;
+    }
+    // Days from the civil date (Howard Hinnant's algorithm), proleptic Gregorian.
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + hh * 3600 + mm * 60 + ss;
+    u64::try_from(secs)
+        .ok()
+        .map(|s| SystemTime::UNIX_EPOCH + Duration::from_secs(s))
 }
 
 /// Checks the request's date against `now`: within `max_skew` either way, and for a
@@ -266,6 +278,9 @@ fn uri_encode(s: &str, out: &mut String) {
 /// The canonical query string: every pair decoded, re-encoded, sorted; the presigned
 /// signature itself left out.
 fn canonical_query(query: &str) -> String {
+    if query.is_empty() {
+        return String::new();
+    }
     let mut pairs: Vec<(String, String)> = query_pairs(query)
         .filter(|(k, _)| k != "X-Amz-Signature")
         .map(|(k, v)| {
@@ -305,9 +320,15 @@ pub fn canonical_request(
             .get_all(name.as_str())
             .iter()
             .map(|v| {
-                v.to_str()
-                    .map(|s| s.split_whitespace().collect::<Vec<_>>().join(" "))
-                    .map_err(|_| auth_failure(format!("signed header {name} is not valid text")))
+                let s = v
+                    .to_str()
+                    .map_err(|_| auth_failure(format!("signed header {name} is not valid text")))?;
+                // Trimmed, inner runs of spaces collapsed; most values already are.
+                Ok(if s.trim() == s && !s.contains("  ") {
+                    s.to_string()
+                } else {
+                    s.split_whitespace().collect::<Vec<_>>().join(" ")
+                })
             })
             .collect::<Result<_, _>>()?;
         let value = if values.is_empty() && name == "host" {
@@ -366,8 +387,9 @@ pub fn string_to_sign(signed: &SignedRequest, canonical: &str) -> String {
     )
 }
 
-/// The signing key of `secret` for this request's scope.
-fn signing_key(secret: &str, signed: &SignedRequest) -> Vec<u8> {
+/// The signing key of `secret` for this request's scope (date and region): the same for
+/// every request of that day and region, so callers may keep it.
+pub fn signing_key(secret: &str, signed: &SignedRequest) -> Vec<u8> {
     let k_date = hmac(
         format!("AWS4{secret}").as_bytes(),
         signed.scope_date.as_bytes(),
@@ -391,11 +413,19 @@ pub fn verify(
     signed: &SignedRequest,
     secret: &str,
 ) -> Result<(), SigV4Error> {
+    verify_with_key(parts, signed, &signing_key(secret, signed))
+}
+
+/// [`verify`] with the scope's signing key already derived (see [`signing_key`]).
+pub fn verify_with_key(
+    parts: &RequestParts<'_>,
+    signed: &SignedRequest,
+    key: &[u8],
+) -> Result<(), SigV4Error> {
     let claimed = hex::decode(&signed.signature)
         .map_err(|_| SigV4Error::Mismatch("the signature is not a hex string".into()))?;
-    let key = signing_key(secret, signed);
     let matches = |canonical: &str| {
-        let mut mac = HmacSha256::new_from_slice(&key).expect("HMAC takes keys of any length");
+        let mut mac = HmacSha256::new_from_slice(key).expect("HMAC takes keys of any length");
         mac.update(string_to_sign(signed, canonical).as_bytes());
         // `verify_slice` compares in constant time.
         mac.verify_slice(&claimed).is_ok()
@@ -533,6 +563,16 @@ mod tests {
             expires: None,
         };
         let at = parse_amz_date("20261123T120000Z").unwrap();
+        assert_eq!(
+            at,
+            humantime::parse_rfc3339("2026-11-23T12:00:00Z").unwrap()
+        );
+        assert_eq!(
+            parse_amz_date("20240229T235959Z").unwrap(),
+            humantime::parse_rfc3339("2024-02-29T23:59:59Z").unwrap()
+        );
+        assert!(parse_amz_date("20261323T120000Z").is_none());
+        assert!(parse_amz_date("2026112xT120000Z").is_none());
         let skew = Duration::from_secs(900);
         assert!(check_time(&signed, at + Duration::from_secs(899), skew).is_ok());
         assert!(matches!(

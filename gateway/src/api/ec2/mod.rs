@@ -21,6 +21,7 @@ use hyper::body::Incoming;
 use crate::api::native::{RegionView, FEDERATED_REGION};
 use crate::auth::sigv4::{self, SigV4Error};
 use crate::auth::TenantContext;
+use crate::cache::CachedResponse;
 use crate::error::{ErrorKind, GatewayError};
 use crate::pipeline::Outcome;
 use crate::state::AppState;
@@ -311,29 +312,27 @@ async fn serve_inner(
         ));
     }
 
+    // Keyed by the raw parameters (sorted), which is what the signature covered; the
+    // signature parameters themselves are left out, so re-signed requests share entries.
     let cache_key = spec.cache_ttl.map(|_| {
-        let normalised: Vec<String> = params
-            .iter()
-            .map(|(k, v)| {
-                form_urlencoded::Serializer::new(String::new())
-                    .append_pair(k, v)
-                    .finish()
-            })
+        let form = if parts.method == http::Method::POST {
+            std::str::from_utf8(&body).unwrap_or_default()
+        } else {
+            ""
+        };
+        let unsigned: Vec<&str> = query
+            .split('&')
+            .chain(form.split('&'))
+            .filter(|p| !p.starts_with("X-Amz-"))
             .collect();
         state.cache.key_for(
             &ctx.tenant,
             ctx.department.as_deref(),
             &http::Method::POST,
-            &format!("ec2/{}/{}", region.name, spec.name),
-            normalised.join("&"),
+            &format!("ec2/{}", region.name),
+            crate::cache::normalise_query(&unsigned.join("&")),
         )
     });
-    if let Some(key) = &cache_key {
-        if let Some(hit) = crate::pipeline::cache_lookup(state, key, outcome).await {
-            return Ok(hit);
-        }
-    }
-
     let call = Call {
         state,
         ctx: &ctx,
@@ -341,14 +340,25 @@ async fn serve_inner(
         region,
         params: &params,
     };
-    let result = actions::run(spec.name, &call).await;
-    if spec.write {
-        state.cache.invalidate_tenant(&ctx.tenant);
-    }
-    let document = result?;
-    let response = xml::ok(document);
-    if let (Some(key), Some(ttl)) = (cache_key, spec.cache_ttl) {
-        crate::pipeline::cache_fill(state, key, &response, ttl).await;
-    }
-    Ok(response)
+    let (Some(key), Some(ttl)) = (cache_key, spec.cache_ttl) else {
+        let result = actions::run(spec.name, &call).await;
+        if spec.write {
+            state.cache.invalidate_tenant(&ctx.tenant);
+        }
+        return result.map(xml::ok);
+    };
+    let fill = async {
+        actions::run(spec.name, &call)
+            .await
+            .map(|document| CachedResponse {
+                status: StatusCode::OK,
+                content_type: http::HeaderValue::from_static(xml::CONTENT_TYPE),
+                body: Bytes::from(document),
+                ttl,
+            })
+    };
+    let filled = state.cache.get_or_fill(key, fill).await;
+    crate::pipeline::count_cache_lookup(state, matches!(filled, Ok((_, true))), outcome);
+    let (entry, _) = filled.map_err(|e| (*e).clone())?;
+    Ok(xml::xml_response(StatusCode::OK, entry.body.clone()))
 }

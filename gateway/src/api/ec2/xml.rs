@@ -74,17 +74,20 @@ impl Xml {
     }
 }
 
+/// The content type of every EC2 response.
+pub const CONTENT_TYPE: &str = "text/xml;charset=UTF-8";
+
 /// A 200 XML response.
 pub fn ok(body: String) -> Response<Full<Bytes>> {
     xml_response(StatusCode::OK, body)
 }
 
 /// An XML response with `status`.
-pub fn xml_response(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+pub fn xml_response(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
     Response::builder()
         .status(status)
-        .header(http::header::CONTENT_TYPE, "text/xml;charset=UTF-8")
-        .body(Full::new(Bytes::from(body)))
+        .header(http::header::CONTENT_TYPE, CONTENT_TYPE)
+        .body(Full::new(body.into()))
         .expect("static response parts are valid")
 }
 
