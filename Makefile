@@ -16,7 +16,7 @@ build:
 	$(CARGO) build --workspace --all-targets
 
 build-release:
-	$(CARGO) build --release -p skyport-gateway -p skyport-local-vmm -p skyport-metering -p skyport-ec2
+	$(CARGO) build --release -p skyport-gateway -p skyport-local-vmm -p skyport-metering -p skyport-ec2 -p skyport-eucalyptus
 
 deps-run:
 	./tests/install-deps.sh run

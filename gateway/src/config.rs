@@ -77,6 +77,14 @@ pub struct ServerConfig {
     /// How long shutdown waits for in-flight requests.
     #[serde(default = "default_drain")]
     pub drain_timeout_secs: u64,
+    /// How often every plugin is asked for its health (`health@1`); an unhealthy provider's
+    /// requests fail fast with 503 and the reason until it answers healthy again.
+    #[serde(default = "default_health_probe")]
+    pub health_probe_interval_secs: u64,
+}
+
+fn default_health_probe() -> u64 {
+    30
 }
 
 fn default_log_format() -> String {
@@ -337,6 +345,12 @@ impl Config {
         };
         if !matches!(self.server.log_format.as_str(), "text" | "json") {
             err("server.log_format".into(), "must be \"text\" or \"json\"");
+        }
+        if self.server.health_probe_interval_secs == 0 {
+            err(
+                "server.health_probe_interval_secs".into(),
+                "must be at least 1",
+            );
         }
         if self.server.max_header_bytes < 8192 {
             err("server.max_header_bytes".into(), "must be at least 8192");

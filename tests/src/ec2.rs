@@ -168,3 +168,78 @@ pub fn aws_cli(
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// The test-only Eucalyptus stand-in (`tests/ec2/euca_shim.py`) in front of its own moto;
+/// both killed on drop.
+pub struct EucaShim {
+    child: Child,
+    _moto: Moto,
+    /// `http://127.0.0.1:<port>` (the plugin appends `/services/compute`).
+    pub endpoint: String,
+}
+
+impl EucaShim {
+    /// Starts a moto and the shim in front of it; waits until the shim listens.
+    pub fn start() -> Self {
+        let moto = Moto::start();
+        let port = free_port();
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("ec2/euca_shim.py");
+        let child = Command::new(venv_bin("python"))
+            .arg(script)
+            .args([
+                &port.to_string(),
+                &moto.endpoint,
+                "euca-test",
+                "euca-test-secret",
+            ])
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn the Eucalyptus shim");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "the Eucalyptus shim did not listen within 30 s"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Self {
+            child,
+            _moto: moto,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    /// Stops the shim (the cloud becomes unreachable); moto stays up.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// A `[[plugins]]` entry for a `eucalyptus` provider named `name` (region `euca-1`,
+    /// zone `euca-1a` = cluster `cluster01`).
+    pub fn provider_config(&self, name: &str) -> String {
+        let creds = temp_state_dir("euca-creds").join("credentials");
+        std::fs::write(
+            &creds,
+            "[default]\naws_access_key_id = euca-test\naws_secret_access_key = euca-test-secret\n",
+        )
+        .unwrap();
+        format!(
+            r#"
+[[plugins]]
+name = "{name}"
+file = "libskyport_eucalyptus.so"
+config = {{ endpoint = "{}", clusters = {{ "euca-1a" = "cluster01" }}, credentials = {{ file = "{}" }}, instance_types = {{ "sp.micro" = "t2.micro", "sp.small" = "t2.small", "sp.medium" = "t3.medium", "sp.large" = "t3.large" }}, images = {{ "skyport-tiny" = "emi-03cf127a" }} }}
+"#,
+            self.endpoint,
+            creds.display()
+        )
+    }
+}
+
+impl Drop for EucaShim {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -475,3 +475,10 @@ pub fn run_cli(args: &[&str]) -> (i32, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
     )
 }
+
+/// A bill amount (`"12.34"`) in cents.
+pub fn cents(amount: &serde_json::Value) -> i64 {
+    let text = amount.as_str().expect("amounts are strings");
+    let (units, frac) = text.split_once('.').expect("amounts have two decimals");
+    units.parse::<i64>().unwrap() * 100 + frac.parse::<i64>().unwrap()
+}

@@ -71,18 +71,13 @@ async fn lifecycle_in_both_regions_federated_view_isolation_and_one_bill() {
         providers.contains("local-vmm") && providers.contains("aws-us-east-1"),
         "{bill}"
     );
-    let cents = |v: &serde_json::Value| -> i64 {
-        let s = v.as_str().unwrap();
-        let (units, frac) = s.split_once('.').unwrap();
-        units.parse::<i64>().unwrap() * 100 + frac.parse::<i64>().unwrap()
-    };
     let subtotal: i64 = bill["subtotals"]["providers"]
         .as_object()
         .unwrap()
         .values()
-        .map(cents)
+        .map(skyport_e2e::cents)
         .sum();
-    assert_eq!(subtotal, cents(&bill["total"]), "{bill}");
+    assert_eq!(subtotal, skyport_e2e::cents(&bill["total"]), "{bill}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

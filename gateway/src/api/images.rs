@@ -44,6 +44,14 @@ pub(crate) async fn all_images(
 ) -> Result<Vec<Value>, GatewayError> {
     let mut out = Vec::new();
     for (provider, region) in providers_serving(state, "images.list") {
+        // An unhealthy provider offers nothing now; the others still list theirs.
+        if state
+            .plugins
+            .get(provider)
+            .is_some_and(|p| !p.health().healthy)
+        {
+            continue;
+        }
         let list = state
             .plugins
             .call(

@@ -151,7 +151,7 @@ pub async fn list(
         .into_iter()
         .filter(|r| after.is_none_or(|a| r.id.as_str() > a))
     {
-        let record = ops::refresh(state, ctx, request_id, record).await?;
+        let record = ops::refresh_for_listing(state, ctx, request_id, record).await?;
         let keep = query.iter().all(|(k, v)| match k.as_str() {
             "state" => record.state == *v,
             "region" => record.region == *v,

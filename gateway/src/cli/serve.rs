@@ -246,12 +246,14 @@ async fn serve(config: Config) -> anyhow::Result<i32> {
             }
         })
     };
-    // Health probes: every plugin answers `health@1` every 30 s; an unhealthy plugin (also
-    // one whose circuit a panic opened) serves again once it answers healthy.
+    // Health probes: every plugin answers `health@1` every
+    // `server.health_probe_interval_secs`; an unhealthy plugin (also one whose circuit a
+    // panic opened) serves again once it answers healthy.
     let probe_task = {
         let plugins = Arc::clone(&plugins);
+        let interval = Duration::from_secs(config.server.health_probe_interval_secs);
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(HEALTH_PROBE_INTERVAL);
+            let mut tick = tokio::time::interval(interval);
             tick.tick().await;
             loop {
                 tick.tick().await;
@@ -329,9 +331,6 @@ fn reload(tls: &ReloadableTls, jwt: &JwtVerifier) {
         ),
     }
 }
-
-/// How often every plugin's health is probed.
-const HEALTH_PROBE_INTERVAL: Duration = Duration::from_secs(30);
 
 /// File in the state directory naming the bound addresses (port 0 resolves here).
 pub const LISTEN_FILE: &str = "listen.json";

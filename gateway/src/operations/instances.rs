@@ -324,6 +324,29 @@ pub async fn refresh(
     sync::observe(state, record, &observed).await
 }
 
+/// [`refresh`] for listings: when the provider cannot answer now (unhealthy, unreachable,
+/// timing out), the inventory's last known state is shown instead of failing the whole
+/// listing, so one cloud being down never hides the others.
+pub async fn refresh_for_listing(
+    state: &AppState,
+    ctx: &TenantContext,
+    request_id: &str,
+    record: InstanceRecord,
+) -> Result<InstanceRecord, GatewayError> {
+    match refresh(state, ctx, request_id, record.clone()).await {
+        Err(e)
+            if matches!(
+                e.kind,
+                ErrorKind::Unavailable | ErrorKind::Timeout | ErrorKind::Upstream
+            ) =>
+        {
+            tracing::debug!(request_id, instance = %record.id, provider = %record.provider, error = %e.public, "listing shows the last known state");
+            Ok(record)
+        }
+        other => other,
+    }
+}
+
 /// The tenant's instance `id`, refreshed from its provider.
 pub async fn get(
     state: &AppState,
@@ -374,7 +397,7 @@ pub async fn list(
 ) -> Result<Vec<InstanceRecord>, GatewayError> {
     let mut out = Vec::new();
     for record in state.inventory.list(&ctx.tenant).await? {
-        out.push(refresh(state, ctx, request_id, record).await?);
+        out.push(refresh_for_listing(state, ctx, request_id, record).await?);
     }
     Ok(out)
 }

@@ -40,7 +40,13 @@ pub fn canonical_query(params: &[(String, String)]) -> String {
 
 /// The `Signature` value for `params` (which must already hold `AWSAccessKeyId`,
 /// `SignatureVersion`, `SignatureMethod` and `Timestamp`, and not `Signature`).
-pub fn signature(method: &str, host: &str, path: &str, params: &[(String, String)], secret: &str) -> String {
+pub fn signature(
+    method: &str,
+    host: &str,
+    path: &str,
+    params: &[(String, String)],
+    secret: &str,
+) -> String {
     let string_to_sign = format!(
         "{method}\n{}\n{path}\n{}",
         host.to_ascii_lowercase(),
@@ -75,7 +81,9 @@ mod tests {
     use super::*;
 
     fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
-        list.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        list.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     /// The worked example of AWS's "Signature Version 2 signing process" (Elastic
@@ -109,17 +117,45 @@ mod tests {
     #[test]
     fn sign_adds_the_parameters_and_covers_them() {
         let mut params = pairs(&[("Action", "DescribeInstances"), ("Version", "2014-06-15")]);
-        sign("POST", "Cloud:8773", "/services/compute", &mut params, "AK", "secret", "2026-11-23T11:39:01Z");
+        sign(
+            "POST",
+            "Cloud:8773",
+            "/services/compute",
+            &mut params,
+            "AK",
+            "secret",
+            "2026-11-23T11:39:01Z",
+        );
         let names: Vec<&str> = params.iter().map(|(k, _)| k.as_str()).collect();
         assert_eq!(
             names,
-            ["Action", "Version", "AWSAccessKeyId", "SignatureVersion", "SignatureMethod", "Timestamp", "Signature"]
+            [
+                "Action",
+                "Version",
+                "AWSAccessKeyId",
+                "SignatureVersion",
+                "SignatureMethod",
+                "Timestamp",
+                "Signature"
+            ]
         );
         let (signed, sig) = params.split_at(params.len() - 1);
         // The host is lower-cased; any parameter change changes the signature.
-        assert_eq!(sig[0].1, signature("POST", "cloud:8773", "/services/compute", signed, "secret"));
+        assert_eq!(
+            sig[0].1,
+            signature("POST", "cloud:8773", "/services/compute", signed, "secret")
+        );
         let mut altered = signed.to_vec();
         altered[0].1 = "TerminateInstances".into();
-        assert_ne!(sig[0].1, signature("POST", "cloud:8773", "/services/compute", &altered, "secret"));
+        assert_ne!(
+            sig[0].1,
+            signature(
+                "POST",
+                "cloud:8773",
+                "/services/compute",
+                &altered,
+                "secret"
+            )
+        );
     }
 }

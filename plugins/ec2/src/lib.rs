@@ -1,324 +1,42 @@
 //! `ec2`: a Skyport provider plugin for any EC2-compatible endpoint (AWS itself, or a
-//! compatible cloud), speaking the EC2 Query API signed with SigV4.
+//! compatible cloud), speaking the EC2 Query API `2016-11-15` signed with SigV4.
 //!
 //! Skyport's generic names are mapped here: instance types (`sp.micro` -> `t3.micro`)
 //! and images (`skyport-tiny` -> `ami-...`) come from the configuration; the endpoint's
-//! ids never leave the plugin except as the opaque `id` the gateway stores.
-//!
-//! Operations (schema version 1): `health`, `regions`, `instance.create`
-//! `{image, instance_type}`, `instance.get` / `instance.start` / `instance.stop` /
-//! `instance.reboot` / `instance.terminate` `{id}`, `instance.resize`
-//! `{id, instance_type}`, `instance.console` `{id}`, `instance.list`, `inventory.list`,
-//! `images.list`.
+//! ids never leave the plugin except as the opaque `id` the gateway stores. The logic is
+//! `skyport-ec2-core`'s, shared with the `eucalyptus` plugin.
 
-pub mod client;
-pub mod xml;
-
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use base64::Engine;
-use serde::Deserialize;
 use serde_json::{json, Value};
-use skyport_plugin_api::abi::error_code;
-use skyport_plugin_api::{export_plugin, ops, Description, Host, OpCall, Plugin, PluginError};
+use skyport_ec2_core::client::Signing;
+use skyport_ec2_core::{Dialect, Provider, OPS};
+use skyport_plugin_api::{export_plugin, Description, Host, OpCall, Plugin, PluginError};
 
-use client::{Ec2Client, Secret};
-use xml::Element;
-
-/// Configuration (`[[plugins]] config = {...}`). Credentials are never inline: they come
-/// from a file or from environment variables named here.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Ec2Config {
-    /// Endpoint URL, e.g. `https://ec2.us-east-1.amazonaws.com`.
-    pub endpoint: String,
-    /// The endpoint's region (signed into every request), e.g. `us-east-1`.
-    pub region: String,
-    /// The Skyport region this provider serves (default `aws-<region>`).
-    pub skyport_region: Option<String>,
-    /// Skyport zones of that region (default `<skyport_region>a`).
-    #[serde(default)]
-    pub zones: Vec<String>,
-    /// Where the access key comes from.
-    pub credentials: CredentialSource,
-    /// Skyport instance type -> the endpoint's instance type.
-    pub instance_types: BTreeMap<String, String>,
-    /// Skyport image name -> the endpoint's image id.
-    pub images: BTreeMap<String, String>,
-}
-
-/// Where the endpoint's access key is read from.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CredentialSource {
-    /// An AWS shared-credentials file (`aws_access_key_id`, `aws_secret_access_key`).
-    pub file: Option<String>,
-    /// The profile in that file (default `default`).
-    pub profile: Option<String>,
-    /// Environment variable holding the access key id.
-    pub access_key_id_env: Option<String>,
-    /// Environment variable holding the secret access key.
-    pub secret_access_key_env: Option<String>,
-}
-
-impl CredentialSource {
-    /// Reads the key; the error names the source, never the secret.
-    pub fn load(&self) -> Result<Secret, String> {
-        match (
-            &self.file,
-            &self.access_key_id_env,
-            &self.secret_access_key_env,
-        ) {
-            (Some(file), None, None) => {
-                let text = std::fs::read_to_string(file)
-                    .map_err(|e| format!("credentials file {file}: {e}"))?;
-                let profile = self.profile.as_deref().unwrap_or("default");
-                parse_credentials_file(&text, profile)
-                    .ok_or_else(|| format!("credentials file {file}: profile [{profile}] lacks aws_access_key_id or aws_secret_access_key"))
-            }
-            (None, Some(id_var), Some(secret_var)) => {
-                let read = |var: &str| {
-                    std::env::var(var)
-                        .map_err(|_| format!("environment variable {var} is not set"))
-                };
-                Ok(Secret {
-                    access_key_id: read(id_var)?,
-                    secret_access_key: read(secret_var)?,
-                })
-            }
-            _ => Err("credentials: set either file (and profile) or both access_key_id_env and secret_access_key_env".into()),
-        }
+/// The EC2 dialect: `/`, `2016-11-15`, SigV4, Skyport region `aws-<region>`.
+pub fn dialect() -> Dialect {
+    Dialect {
+        name: "ec2",
+        path: "/",
+        api_version: "2016-11-15",
+        signing: Signing::V4,
+        region: "us-east-1",
+        skyport_region: |region| format!("aws-{region}"),
+        image_prefixes: &["ami-"],
     }
 }
 
-/// The `[profile]` section's key pair of an AWS shared-credentials file.
-fn parse_credentials_file(text: &str, profile: &str) -> Option<Secret> {
-    let mut in_profile = false;
-    let (mut id, mut secret) = (None, None);
-    for line in text.lines().map(str::trim) {
-        if line.starts_with('[') && line.ends_with(']') {
-            in_profile = line[1..line.len() - 1].trim() == profile;
-            continue;
-        }
-        if !in_profile {
-            continue;
-        }
-        if let Some((k, v)) = line.split_once('=') {
-            match k.trim() {
-                "aws_access_key_id" => id = Some(v.trim().to_string()),
-                "aws_secret_access_key" => secret = Some(v.trim().to_string()),
-                _ => {}
-            }
-        }
-    }
-    Some(Secret {
-        access_key_id: id?,
-        secret_access_key: secret?,
-    })
-}
+/// The plugin.
+pub struct Ec2Plugin(Provider);
 
-fn err(code: &str, message: impl Into<String>) -> PluginError {
-    PluginError::new(code, message)
-}
-
-fn str_param<'a>(params: &'a Value, name: &str) -> Result<&'a str, PluginError> {
-    params
-        .get(name)
-        .and_then(Value::as_str)
-        .ok_or_else(|| err(error_code::INVALID_INPUT, format!("missing \"{name}\"")))
-}
-
-/// The plugin: one endpoint, one region.
-pub struct Ec2Provider {
-    config: Ec2Config,
-    client: Ec2Client,
-}
-
-impl Ec2Provider {
-    fn skyport_region(&self) -> String {
-        self.config
-            .skyport_region
-            .clone()
-            .unwrap_or_else(|| format!("aws-{}", self.config.region))
-    }
-
-    fn zones(&self) -> Vec<String> {
-        if self.config.zones.is_empty() {
-            vec![format!("{}a", self.skyport_region())]
-        } else {
-            self.config.zones.clone()
-        }
-    }
-
-    async fn ec2(&self, action: &str, params: &[(&str, &str)]) -> Result<Element, PluginError> {
-        let owned: Vec<(String, String)> = params
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        self.client
-            .call(action, &owned)
-            .await
-            .map_err(|e| e.to_plugin_error(action))
-    }
-
-    fn native_type(&self, skyport: &str) -> Result<&str, PluginError> {
-        self.config
-            .instance_types
-            .get(skyport)
-            .map(String::as_str)
-            .ok_or_else(|| {
-                err(
-                    error_code::INVALID_INPUT,
-                    format!("this provider offers no '{skyport}' instance type"),
-                )
-            })
-    }
-
-    /// `{id, state}` of an instance item.
-    fn view(item: &Element) -> Value {
-        json!({
-            "id": item.text_at("instanceId"),
-            "state": item.text_at("instanceState/name"),
-        })
-    }
-
-    async fn create(&self, params: &Value) -> Result<Value, PluginError> {
-        let image = str_param(params, "image")?;
-        let ami = self.config.images.get(image).ok_or_else(|| {
-            err(
-                error_code::INVALID_INPUT,
-                format!("this provider offers no image '{image}'"),
-            )
-        })?;
-        let native = self.native_type(str_param(params, "instance_type")?)?;
-        let reply = self
-            .ec2(
-                "RunInstances",
-                &[
-                    ("ImageId", ami),
-                    ("InstanceType", native),
-                    ("MinCount", "1"),
-                    ("MaxCount", "1"),
-                    ("TagSpecification.1.ResourceType", "instance"),
-                    ("TagSpecification.1.Tag.1.Key", "skyport:managed"),
-                    ("TagSpecification.1.Tag.1.Value", "true"),
-                ],
-            )
-            .await?;
-        let item = reply
-            .items("instancesSet")
-            .next()
-            .ok_or_else(|| err(error_code::UNAVAILABLE, "the provider launched nothing"))?;
-        Ok(Self::view(item))
-    }
-
-    async fn describe(&self, id: &str) -> Result<Value, PluginError> {
-        let reply = self
-            .ec2("DescribeInstances", &[("InstanceId.1", id)])
-            .await?;
-        let found = reply
-            .items("reservationSet")
-            .flat_map(|r| r.items("instancesSet"))
-            .find(|i| i.text_at("instanceId") == Some(id))
-            .map(Self::view);
-        found.ok_or_else(|| {
-            err(
-                error_code::NOT_FOUND,
-                "the instance does not exist at the provider",
-            )
-        })
-    }
-
-    async fn change(&self, action: &str, id: &str) -> Result<Value, PluginError> {
-        let reply = self.ec2(action, &[("InstanceId.1", id)]).await?;
-        let state = reply
-            .items("instancesSet")
-            .next()
-            .and_then(|i| i.text_at("currentState/name"))
-            .map(str::to_owned);
-        match state {
-            Some(state) => Ok(json!({"id": id, "state": state})),
-            // RebootInstances answers only `return`; the state is unchanged.
-            None => self.describe(id).await,
-        }
-    }
-
-    async fn list(&self) -> Result<Value, PluginError> {
-        let mut out = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let mut params = vec![("MaxResults", "1000")];
-            if let Some(t) = &token {
-                params.push(("NextToken", t.as_str()));
-            }
-            let reply = self.ec2("DescribeInstances", &params).await?;
-            for item in reply
-                .items("reservationSet")
-                .flat_map(|r| r.items("instancesSet"))
-            {
-                let mut view = Self::view(item);
-                view["region"] = json!(self.skyport_region());
-                out.push(view);
-            }
-            token = reply
-                .text_at("nextToken")
-                .filter(|t| !t.is_empty())
-                .map(str::to_owned);
-            if token.is_none() {
-                break;
-            }
-        }
-        Ok(Value::Array(out))
-    }
-
-    async fn console(&self, id: &str) -> Result<Value, PluginError> {
-        let reply = self.ec2("GetConsoleOutput", &[("InstanceId", id)]).await?;
-        let encoded = reply.text_at("output").unwrap_or_default();
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(encoded)
-            .unwrap_or_default();
-        Ok(json!({"output": String::from_utf8_lossy(&bytes)}))
-    }
-
-    async fn health(&self) -> ops::Health {
-        match self.ec2("DescribeAvailabilityZones", &[]).await {
-            Ok(_) => ops::Health {
-                healthy: true,
-                reason: None,
-            },
-            Err(e) => ops::Health {
-                healthy: false,
-                reason: Some(e.message.to_string()),
-            },
-        }
-    }
-}
-
-impl Plugin for Ec2Provider {
+impl Plugin for Ec2Plugin {
     fn describe() -> Description {
         Description {
             name: "ec2".into(),
             version: env!("CARGO_PKG_VERSION").into(),
             kind: "provider".into(),
             summary: "any EC2-compatible endpoint, over the EC2 Query API with SigV4".into(),
-            ops: [
-                "health@1",
-                "regions@1",
-                "instance.create@1",
-                "instance.get@1",
-                "instance.list@1",
-                "instance.start@1",
-                "instance.stop@1",
-                "instance.reboot@1",
-                "instance.terminate@1",
-                "instance.resize@1",
-                "instance.console@1",
-                "images.list@1",
-                "inventory.list@1",
-            ]
-            .map(String::from)
-            .to_vec(),
+            ops: OPS.map(String::from).to_vec(),
             config_schema: json!({
                 "type": "object",
                 "additionalProperties": false,
@@ -328,16 +46,7 @@ impl Plugin for Ec2Provider {
                     "region": {"type": "string"},
                     "skyport_region": {"type": "string"},
                     "zones": {"type": "array", "items": {"type": "string"}},
-                    "credentials": {
-                        "type": "object",
-                        "additionalProperties": false,
-                        "properties": {
-                            "file": {"type": "string"},
-                            "profile": {"type": "string"},
-                            "access_key_id_env": {"type": "string"},
-                            "secret_access_key_env": {"type": "string"}
-                        }
-                    },
+                    "credentials": skyport_ec2_core::provider::credentials_schema(),
                     "instance_types": {"type": "object", "additionalProperties": {"type": "string"}},
                     "images": {"type": "object", "additionalProperties": {"type": "string"}}
                 }
@@ -346,91 +55,12 @@ impl Plugin for Ec2Provider {
     }
 
     fn init(config: Value, _host: Host) -> Result<Self, PluginError> {
-        let config: Ec2Config = serde_json::from_value(config)
-            .map_err(|e| err(error_code::INVALID_CONFIG, e.to_string()))?;
-        let secret = config
-            .credentials
-            .load()
-            .map_err(|e| err(error_code::INVALID_CONFIG, e))?;
-        let client = Ec2Client::new(&config.endpoint, &config.region, secret)
-            .map_err(|e| err(error_code::INVALID_CONFIG, e))?;
-        log::info!(
-            "ec2: endpoint {} (region {}), {} instance types, {} images",
-            config.endpoint,
-            config.region,
-            config.instance_types.len(),
-            config.images.len()
-        );
-        Ok(Self { config, client })
+        Provider::new(config, dialect()).map(Self)
     }
 
     async fn call(self: Arc<Self>, call: OpCall) -> Result<Value, PluginError> {
-        let p = &call.params;
-        match (call.op.as_str(), call.version) {
-            (ops::HEALTH, 1) => Ok(serde_json::to_value(self.health().await).unwrap_or_default()),
-            (ops::REGIONS, 1) => {
-                Ok(json!([{"name": self.skyport_region(), "zones": self.zones()}]))
-            }
-            ("instance.create", 1) => self.create(p).await,
-            ("instance.get", 1) => self.describe(str_param(p, "id")?).await,
-            ("instance.list", 1) | ("inventory.list", 1) => self.list().await,
-            ("instance.start", 1) => self.change("StartInstances", str_param(p, "id")?).await,
-            ("instance.stop", 1) => self.change("StopInstances", str_param(p, "id")?).await,
-            ("instance.reboot", 1) => self.change("RebootInstances", str_param(p, "id")?).await,
-            ("instance.terminate", 1) => {
-                self.change("TerminateInstances", str_param(p, "id")?).await
-            }
-            ("instance.resize", 1) => {
-                let id = str_param(p, "id")?;
-                let native = self.native_type(str_param(p, "instance_type")?)?;
-                self.ec2(
-                    "ModifyInstanceAttribute",
-                    &[("InstanceId", id), ("InstanceType.Value", native)],
-                )
-                .await?;
-                self.describe(id).await
-            }
-            ("instance.console", 1) => self.console(str_param(p, "id")?).await,
-            ("images.list", 1) => Ok(Value::Array(
-                self.config
-                    .images
-                    .keys()
-                    .map(|name| json!({"name": name}))
-                    .collect(),
-            )),
-            _ => Err(call.unsupported()),
-        }
+        self.0.call(call).await
     }
 }
 
-export_plugin!(Ec2Provider, name = "ec2", kind = Provider);
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn credentials_file_profiles() {
-        let text = "[default]\naws_access_key_id = A1\naws_secret_access_key = S1\n\n[other]\naws_access_key_id=A2\naws_secret_access_key=S2\n";
-        assert_eq!(
-            parse_credentials_file(text, "default")
-                .unwrap()
-                .access_key_id,
-            "A1"
-        );
-        assert_eq!(
-            parse_credentials_file(text, "other")
-                .unwrap()
-                .secret_access_key,
-            "S2"
-        );
-        assert!(parse_credentials_file(text, "missing").is_none());
-        let both = CredentialSource {
-            file: Some("x".into()),
-            profile: None,
-            access_key_id_env: Some("A".into()),
-            secret_access_key_env: None,
-        };
-        assert!(both.load().is_err());
-    }
-}
+export_plugin!(Ec2Plugin, name = "ec2", kind = Provider);

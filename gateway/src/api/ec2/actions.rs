@@ -288,7 +288,7 @@ async fn select_instances(
         .into_iter()
         .filter(|r| after.as_deref().is_none_or(|a| r.id.as_str() > a))
     {
-        let record = ops::refresh(call.state, call.ctx, call.request_id, record)
+        let record = ops::refresh_for_listing(call.state, call.ctx, call.request_id, record)
             .await
             .map_err(instance_error)?;
         let mut matched = keep(&record)?;

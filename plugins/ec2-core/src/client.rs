@@ -1,4 +1,5 @@
-//! An EC2 Query API client: form-encoded POST, SigV4-signed with `aws-sigv4`, throttling
+//! An EC2 Query API client: form-encoded POST, signed with SigV4 (`aws-sigv4`) or SigV2
+//! (`crate::sigv2`) as the dialect says, throttling
 //! and server errors retried with jittered exponential backoff, replies parsed into
 //! [`Element`]s, and the endpoint's errors mapped to plugin error codes. The endpoint's
 //! own error text is logged, never passed on: callers see the plugin's messages.
@@ -14,8 +15,14 @@ use skyport_plugin_api::PluginError;
 
 use crate::xml::{self, Element};
 
-/// The EC2 API version requested.
-pub const API_VERSION: &str = "2016-11-15";
+/// How requests are signed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signing {
+    /// AWS Signature Version 4 (EC2 today).
+    V4,
+    /// AWS Signature Version 2, `HmacSHA256` (Eucalyptus, euca2ools 3.x).
+    V2,
+}
 
 /// Attempts per call (the first and up to three retries).
 const ATTEMPTS: u32 = 4;
@@ -45,9 +52,12 @@ impl std::fmt::Debug for Secret {
 /// A client for one endpoint and region.
 pub struct Ec2Client {
     http: reqwest::Client,
-    endpoint: String,
+    /// Full URL of the service (endpoint and path).
+    url: reqwest::Url,
     region: String,
     secret: Secret,
+    signing: Signing,
+    api_version: String,
 }
 
 /// An error reply from the endpoint.
@@ -146,23 +156,34 @@ impl CallError {
 }
 
 impl Ec2Client {
-    /// A client for `endpoint` (e.g. `https://ec2.us-east-1.amazonaws.com/`) in `region`.
-    pub fn new(endpoint: &str, region: &str, secret: Secret) -> Result<Self, String> {
+    /// A client for the service at `endpoint` + `path` (e.g.
+    /// `https://ec2.us-east-1.amazonaws.com` + `/`) in `region`, speaking `api_version`
+    /// signed with `signing`.
+    pub fn new(
+        endpoint: &str,
+        path: &str,
+        region: &str,
+        secret: Secret,
+        signing: Signing,
+        api_version: &str,
+    ) -> Result<Self, String> {
         let http = reqwest::Client::builder()
             .timeout(HTTP_TIMEOUT)
             .build()
             .map_err(|e| format!("HTTP client: {e}"))?;
-        let endpoint = if endpoint.ends_with('/') {
-            endpoint.to_string()
-        } else {
-            format!("{endpoint}/")
-        };
-        reqwest::Url::parse(&endpoint).map_err(|e| format!("endpoint {endpoint}: {e}"))?;
+        let mut url =
+            reqwest::Url::parse(endpoint).map_err(|e| format!("endpoint {endpoint}: {e}"))?;
+        if url.host_str().is_none() {
+            return Err(format!("endpoint {endpoint}: no host"));
+        }
+        url.set_path(path);
         Ok(Self {
             http,
-            endpoint,
+            url,
             region: region.to_string(),
             secret,
+            signing,
+            api_version: api_version.to_string(),
         })
     }
 
@@ -199,27 +220,68 @@ impl Ec2Client {
         action: &str,
         params: &[(String, String)],
     ) -> Result<Element, CallError> {
-        let body = {
-            let mut form = reqwest::Url::parse("http://form/").expect("static URL");
-            {
-                let mut pairs = form.query_pairs_mut();
-                pairs.append_pair("Action", action);
-                pairs.append_pair("Version", API_VERSION);
-                for (k, v) in params {
-                    pairs.append_pair(k, v);
-                }
-            }
-            form.query().unwrap_or_default().to_string()
-        };
-        let url =
-            reqwest::Url::parse(&self.endpoint).map_err(|e| CallError::Transport(e.to_string()))?;
-        let host = match (url.host_str(), url.port()) {
+        let mut pairs: Vec<(String, String)> = Vec::with_capacity(params.len() + 7);
+        pairs.push(("Action".into(), action.into()));
+        pairs.push(("Version".into(), self.api_version.clone()));
+        pairs.extend(params.iter().cloned());
+        let host = match (self.url.host_str(), self.url.port()) {
             (Some(h), Some(p)) => format!("{h}:{p}"),
             (Some(h), None) => h.to_string(),
             (None, _) => return Err(CallError::Transport("endpoint has no host".into())),
         };
         let content_type = "application/x-www-form-urlencoded; charset=utf-8";
-        let headers = [("content-type", content_type), ("host", host.as_str())];
+        let mut request = self
+            .http
+            .post(self.url.clone())
+            .header("content-type", content_type);
+        let body = match self.signing {
+            Signing::V2 => {
+                let timestamp = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+                crate::sigv2::sign(
+                    "POST",
+                    &host,
+                    self.url.path(),
+                    &mut pairs,
+                    &self.secret.access_key_id,
+                    &self.secret.secret_access_key,
+                    &timestamp,
+                );
+                crate::sigv2::canonical_query(&pairs)
+            }
+            Signing::V4 => {
+                let body = crate::sigv2::canonical_query(&pairs);
+                for (name, value) in self.sigv4_headers(&host, content_type, &body)? {
+                    request = request.header(name, value);
+                }
+                body
+            }
+        };
+        let response = request
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| CallError::Transport(e.to_string()))?;
+        let status = response.status().as_u16();
+        let text = response
+            .text()
+            .await
+            .map_err(|e| CallError::Transport(e.to_string()))?;
+        if (200..300).contains(&status) {
+            return xml::parse(&text).map_err(|e| CallError::Transport(format!("reply: {e}")));
+        }
+        Err(CallError::Remote(parse_error(status, &text)))
+    }
+
+    /// The headers SigV4 adds (`authorization`, `x-amz-date`) for a POST of `body`.
+    fn sigv4_headers(
+        &self,
+        host: &str,
+        content_type: &str,
+        body: &str,
+    ) -> Result<Vec<(String, String)>, CallError> {
+        let signing_error =
+            |e: &dyn std::fmt::Display| CallError::Transport(format!("signing: {e}"));
+        let headers = [("content-type", content_type), ("host", host)];
         let identity: Identity = Credentials::new(
             &self.secret.access_key_id,
             &self.secret.secret_access_key,
@@ -235,39 +297,22 @@ impl Ec2Client {
             .time(SystemTime::now())
             .settings(SigningSettings::default())
             .build()
-            .map_err(|e| CallError::Transport(format!("signing: {e}")))?
+            .map_err(|e| signing_error(&e))?
             .into();
         let signable = SignableRequest::new(
             "POST",
-            self.endpoint.as_str(),
+            self.url.as_str(),
             headers.iter().copied(),
             SignableBody::Bytes(body.as_bytes()),
         )
-        .map_err(|e| CallError::Transport(format!("signing: {e}")))?;
+        .map_err(|e| signing_error(&e))?;
         let (instructions, _) = sign(signable, &params)
-            .map_err(|e| CallError::Transport(format!("signing: {e}")))?
+            .map_err(|e| signing_error(&e))?
             .into_parts();
-        let mut request = self
-            .http
-            .post(url)
-            .header("content-type", content_type)
-            .body(body);
-        for (name, value) in instructions.headers() {
-            request = request.header(name, value);
-        }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| CallError::Transport(e.to_string()))?;
-        let status = response.status().as_u16();
-        let text = response
-            .text()
-            .await
-            .map_err(|e| CallError::Transport(e.to_string()))?;
-        if (200..300).contains(&status) {
-            return xml::parse(&text).map_err(|e| CallError::Transport(format!("reply: {e}")));
-        }
-        Err(CallError::Remote(parse_error(status, &text)))
+        Ok(instructions
+            .headers()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect())
     }
 }
 
