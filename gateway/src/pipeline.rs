@@ -20,12 +20,12 @@ use bytes::Bytes;
 use http::{HeaderValue, Request, Response};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use skyport_plugin_api::ops::MeterEvent;
 
 use crate::api::{self, problem, Route, RouteMatch};
 use crate::auth::{ServiceIdentity, TenantContext};
 use crate::cache::CachedResponse;
 use crate::error::{ErrorKind, GatewayError, RateLimitInfo};
+use crate::metering_tap::ApiRequestEvent;
 use crate::state::AppState;
 
 /// Largest request body accepted on the native and admin APIs.
@@ -138,17 +138,22 @@ pub async fn handle(
         bytes_out,
         micros = elapsed.as_micros() as u64,
     );
-    if let Some(ctx) = &outcome.tenant {
-        state.tap.record(api_request_event(
-            ctx,
-            &request_id,
-            outcome.route,
-            &method,
+    if let Some(ctx) = outcome.tenant {
+        let now = SystemTime::now();
+        state.tap.record(ApiRequestEvent {
+            id: time_ordered_uuid(now),
+            time: now,
+            tenant: ctx.tenant,
+            department: ctx.department,
+            request_id,
+            identity_source: ctx.source.as_str(),
+            route: outcome.route,
+            method,
             status,
             bytes_in,
             bytes_out,
-            elapsed,
-        ));
+            latency_us: elapsed.as_micros() as u64,
+        });
     }
     Ok(response)
 }
@@ -444,36 +449,6 @@ fn strip_identity_headers(headers: &mut http::HeaderMap) {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn api_request_event(
-    ctx: &TenantContext,
-    request_id: &str,
-    route: &str,
-    method: &http::Method,
-    status: u16,
-    bytes_in: u64,
-    bytes_out: u64,
-    elapsed: std::time::Duration,
-) -> MeterEvent {
-    MeterEvent {
-        id: fast_uuid(),
-        record_type: "api.request".into(),
-        time: rfc3339_millis(SystemTime::now()),
-        tenant: ctx.tenant.to_string(),
-        department: ctx.department.clone(),
-        attributes: serde_json::json!({
-            "request_id": request_id,
-            "identity_source": ctx.source.as_str(),
-            "route": route,
-            "method": method.as_str(),
-            "status": status,
-            "bytes_in": bytes_in,
-            "bytes_out": bytes_out,
-            "latency_us": elapsed.as_micros() as u64,
-        }),
-    }
-}
-
 /// RFC 3339 UTC with milliseconds, e.g. `2026-11-23T11:39:01.123Z`.
 pub fn rfc3339_millis(t: SystemTime) -> String {
     humantime::format_rfc3339_millis(t).to_string()
@@ -484,12 +459,15 @@ pub fn rfc3339_millis(t: SystemTime) -> String {
 /// the end of the ledger's unique index instead of on a random page of it, which keeps
 /// durable ingest fast as the ledger grows.
 pub(crate) fn fast_uuid() -> String {
-    let millis = SystemTime::now()
+    time_ordered_uuid(SystemTime::now()).to_string()
+}
+
+/// The time-ordered (v7) UUID of an event at `time` (see [`fast_uuid`]).
+pub(crate) fn time_ordered_uuid(time: SystemTime) -> uuid::Uuid {
+    let millis = time
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
-    uuid::Builder::from_unix_timestamp_millis(millis, &rand::random())
-        .into_uuid()
-        .to_string()
+    uuid::Builder::from_unix_timestamp_millis(millis, &rand::random()).into_uuid()
 }
 
 #[cfg(test)]
