@@ -26,6 +26,7 @@ use crate::auth::{ServiceIdentity, TenantContext};
 use crate::cache::CachedResponse;
 use crate::error::{ErrorKind, GatewayError, RateLimitInfo};
 use crate::metering_tap::ApiRequestEvent;
+use crate::metrics::{CacheLookupLabels, RequestLabels, RouteLabels, TenantLabel, TenantLabels};
 use crate::state::AppState;
 
 /// Largest request body accepted on the native and admin APIs.
@@ -101,26 +102,34 @@ pub async fn handle(
     let bytes_out = hyper::body::Body::size_hint(response.body())
         .exact()
         .unwrap_or(0);
-    let tenant = outcome.tenant.as_ref().map(|t| &*t.tenant).unwrap_or("-");
+    let tenant_label = match &outcome.tenant {
+        Some(ctx) => Arc::clone(&ctx.tenant),
+        None => Arc::clone(&state.metrics.no_tenant),
+    };
+    let tenant = &*tenant_label;
     state
         .metrics
         .requests
-        .get_or_create(&vec![
-            ("route", outcome.route.to_string()),
-            ("status", status.to_string()),
-            ("tenant", tenant.to_string()),
-        ])
+        .get_or_create(&RequestLabels {
+            route: outcome.route,
+            status,
+            tenant: TenantLabel(Arc::clone(&tenant_label)),
+        })
         .inc();
     state
         .metrics
         .request_seconds
-        .get_or_create(&vec![("route", outcome.route.to_string())])
+        .get_or_create(&RouteLabels {
+            route: outcome.route,
+        })
         .observe(elapsed.as_secs_f64());
     if status == 429 {
         state
             .metrics
             .rate_limited
-            .get_or_create(&vec![("tenant", tenant.to_string())])
+            .get_or_create(&TenantLabels {
+                tenant: TenantLabel(Arc::clone(&tenant_label)),
+            })
             .inc();
     }
     tracing::info!(
@@ -376,7 +385,7 @@ pub(crate) fn count_cache_lookup(state: &AppState, hit: bool, outcome: &mut Outc
     state
         .metrics
         .cache_lookups
-        .get_or_create(&vec![("result", result.to_string())])
+        .get_or_create(&CacheLookupLabels { result })
         .inc();
     outcome.cache = Some(result);
 }
