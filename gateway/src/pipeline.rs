@@ -32,6 +32,9 @@ use crate::state::AppState;
 /// Largest request body accepted on the native and admin APIs.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
+const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
+const X_SKYPORT_CACHE: http::HeaderName = http::HeaderName::from_static("x-skyport-cache");
+
 /// What the TLS layer learned about a connection.
 #[derive(Debug, Clone)]
 pub struct ConnInfo {
@@ -65,7 +68,8 @@ pub async fn handle(
     let request_id = request_id(req.headers());
     strip_identity_headers(req.headers_mut());
     let method = req.method().clone();
-    let path = req.uri().path().to_string();
+    // For the access log: a clone of the parsed URI shares its bytes (no copy).
+    let uri = req.uri().clone();
     let bytes_in = req
         .headers()
         .get(http::header::CONTENT_LENGTH)
@@ -86,15 +90,15 @@ pub async fn handle(
     };
     let headers = response.headers_mut();
     if let Ok(value) = HeaderValue::from_str(&request_id) {
-        headers.insert("x-request-id", value);
+        headers.insert(X_REQUEST_ID, value);
     }
     if let Some(info) = &outcome.rate_limit {
-        if !headers.contains_key("ratelimit-limit") {
+        if !headers.contains_key(problem::RATELIMIT_LIMIT) {
             problem::insert_rate_limit_headers(headers, info);
         }
     }
     if let Some(cache) = outcome.cache {
-        headers.insert("x-skyport-cache", HeaderValue::from_static(cache));
+        headers.insert(X_SKYPORT_CACHE, HeaderValue::from_static(cache));
     }
 
     let status = response.status().as_u16();
@@ -137,7 +141,7 @@ pub async fn handle(
         request_id = %request_id,
         peer = %conn.peer,
         method = %method,
-        path = %path,
+        path = %uri.path(),
         route = outcome.route,
         status,
         tenant,
@@ -210,7 +214,7 @@ async fn serve(
             return outcome;
         }
     };
-    outcome.tenant = Some(ctx.clone());
+    let ctx = &*outcome.tenant.insert(ctx);
     match state.limiter.check(&ctx.tenant) {
         Ok(info) => outcome.rate_limit = Some(info),
         Err(e) => {
@@ -234,12 +238,12 @@ async fn serve(
         )
     });
     if let Some(key) = &cache_key {
-        if let Some(hit) = cache_lookup(state, key, &mut outcome).await {
+        if let Some(hit) = cache_lookup(state, key, &mut outcome.cache).await {
             outcome.response = Ok(hit);
             return outcome;
         }
     }
-    let response = dispatch(state, &ctx, &matched, req, request_id).await;
+    let response = dispatch(state, ctx, &matched, req, request_id).await;
     if matched.write {
         state.cache.invalidate_tenant(&ctx.tenant);
     }
@@ -368,26 +372,31 @@ pub(crate) async fn read_incoming(body: Incoming) -> Result<Bytes, GatewayError>
 }
 
 /// The cached response for `key`, if fresh; the hit or miss is counted and noted in
-/// `outcome` (front ends share this, so every cached read is counted the same way).
+/// `cache` (front ends share this, so every cached read is counted the same way).
 async fn cache_lookup(
     state: &AppState,
     key: &crate::cache::CacheKey,
-    outcome: &mut Outcome,
+    cache: &mut Option<&'static str>,
 ) -> Option<Response<Full<Bytes>>> {
     let hit = state.cache.get(key).await;
-    count_cache_lookup(state, hit.is_some(), outcome);
+    *cache = Some(count_cache_result(state, hit.is_some()));
     hit.map(|hit| cached_response(&hit))
 }
 
 /// Counts a read-cache hit or miss and notes it in `outcome`.
 pub(crate) fn count_cache_lookup(state: &AppState, hit: bool, outcome: &mut Outcome) {
+    outcome.cache = Some(count_cache_result(state, hit));
+}
+
+/// Counts a read-cache hit or miss; `hit` or `miss`.
+fn count_cache_result(state: &AppState, hit: bool) -> &'static str {
     let result = if hit { "hit" } else { "miss" };
     state
         .metrics
         .cache_lookups
         .get_or_create(&CacheLookupLabels { result })
         .inc();
-    outcome.cache = Some(result);
+    result
 }
 
 /// Stores `response` under `key` for `ttl` when its status is 200.
@@ -439,7 +448,7 @@ fn cached_response(hit: &CachedResponse) -> Response<Full<Bytes>> {
 /// The client's `x-request-id` when it is sane (1-128 visible ASCII), else a new UUID.
 fn request_id(headers: &http::HeaderMap) -> String {
     headers
-        .get("x-request-id")
+        .get(X_REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
         .map(str::to_owned)
