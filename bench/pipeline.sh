@@ -148,8 +148,8 @@ for r in $(seq $((ROUNDS * 2))); do
     done
 done
 for mode in same new; do
-    awk -v m=$mode '$1 == m {print $2}' "$STATE/paired" | median |
-        awk -v m=$mode -v n=$((ROUNDS * 2)) '{printf "cpu per request, %s token, both servers loaded at once: skyport / lower bound = %.2fx (median of %d)\n", m, $1, n}'
+    awk -v m=$mode '$1 == m {print $2}' "$STATE/paired" | sort -n |
+        awk -v m=$mode '{v[NR] = $1} END {printf "cpu per request, %s token, both servers loaded at once: skyport / lower bound = %.2fx (median of %d, range %.2f-%.2f)\n", m, v[int((NR + 1) / 2)], NR, v[1], v[NR]}'
 done
 
 # Open loop: a fixed request rate at 70% of the lower bound's closed-loop peak (same token),

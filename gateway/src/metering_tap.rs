@@ -5,6 +5,12 @@
 //!   (`skyport_tap_dropped_total`). The forwarder drains the queue on a timer
 //!   ([`FLUSH_INTERVAL`]) rather than waiting on it: a waiting receiver would be woken,
 //!   across threads, by every request.
+//! - The request path queues an [`ApiRequestEvent`] of plain values; the forwarder writes a
+//!   whole batch as `meter.batch@1` JSON text once, straight from those values, and sends
+//!   that text to every metering plugin. The text is byte for byte what a [`MeterBatch`] of
+//!   [`MeterEvent`]s serialised through a `serde_json::Value` gives (keys in sorted order),
+//!   without building a JSON tree per event. With no metering plugin loaded, queued events
+//!   are drained and nothing is written.
 //! - [`MeteringTap::record_durable`] (lifecycle events) hands the event to every metering
 //!   plugin at once and returns after each acknowledged it (that is, stored it durably), so
 //!   the API call that caused it answers only then.
@@ -14,10 +20,13 @@
 //!   beyond it). At shutdown the forwarder keeps retrying until its deadline.
 
 use std::collections::VecDeque;
+use std::fmt::Display;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
+use serde::ser::{SerializeStruct, Serializer};
+use serde::Serialize;
 use skyport_plugin_api::ops::{MeterBatch, MeterEvent, METER_BATCH};
 use skyport_plugin_api::sdk::CallContext;
 use tokio::sync::mpsc;
@@ -30,10 +39,126 @@ pub const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
 /// Deadline of one `meter.batch` call.
 const SINK_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Record type of [`ApiRequestEvent`].
+pub const API_REQUEST: &str = "api.request";
+
+/// One `api.request` event, as the request path records it: plain values, no JSON.
+///
+/// A metering plugin receives it as a [`MeterEvent`]: `id`, `type` (`api.request`), `time`
+/// (RFC 3339 UTC, milliseconds), `tenant`, `department` (when known) and `attributes`
+/// `{request_id, identity_source, route, method, status, bytes_in, bytes_out, latency_us}`.
+#[derive(Debug, Clone)]
+pub struct ApiRequestEvent {
+    /// Event id (a time-ordered UUID).
+    pub id: uuid::Uuid,
+    /// When the request was answered.
+    pub time: SystemTime,
+    /// Tenant billed.
+    pub tenant: Arc<str>,
+    /// Department inside the tenant, when known.
+    pub department: Option<String>,
+    /// The request's `x-request-id`.
+    pub request_id: String,
+    /// How the caller proved who it is (`jwt` or `mtls`).
+    pub identity_source: &'static str,
+    /// Route template, e.g. `/v1/instances/{id}`.
+    pub route: &'static str,
+    /// HTTP method.
+    pub method: http::Method,
+    /// Response status.
+    pub status: u16,
+    /// Request body bytes (`Content-Length`).
+    pub bytes_in: u64,
+    /// Response body bytes.
+    pub bytes_out: u64,
+    /// Time to answer, in microseconds.
+    pub latency_us: u64,
+}
+
+/// Serialises a `Display` value as a JSON string without an intermediate `String`.
+struct AsString<T>(T);
+
+impl<T: Display> Serialize for AsString<T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&self.0)
+    }
+}
+
+/// `attributes` of an [`ApiRequestEvent`], keys in sorted order.
+#[derive(Serialize)]
+struct ApiRequestAttributes<'a> {
+    bytes_in: u64,
+    bytes_out: u64,
+    identity_source: &'a str,
+    latency_us: u64,
+    method: &'a str,
+    request_id: &'a str,
+    route: &'a str,
+    status: u16,
+}
+
+impl Serialize for ApiRequestEvent {
+    /// The [`MeterEvent`] wire form, keys in sorted order (as a `serde_json::Value` map
+    /// writes them).
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut event = serializer.serialize_struct("MeterEvent", 6)?;
+        event.serialize_field(
+            "attributes",
+            &ApiRequestAttributes {
+                bytes_in: self.bytes_in,
+                bytes_out: self.bytes_out,
+                identity_source: self.identity_source,
+                latency_us: self.latency_us,
+                method: self.method.as_str(),
+                request_id: &self.request_id,
+                route: self.route,
+                status: self.status,
+            },
+        )?;
+        match &self.department {
+            Some(department) => event.serialize_field("department", department)?,
+            None => event.skip_field("department")?,
+        }
+        event.serialize_field("id", &AsString(self.id.hyphenated()))?;
+        event.serialize_field("tenant", &*self.tenant)?;
+        event.serialize_field(
+            "time",
+            &AsString(humantime::format_rfc3339_millis(self.time)),
+        )?;
+        event.serialize_field("type", API_REQUEST)?;
+        event.end()
+    }
+}
+
+/// `meter.batch@1` params for `events`: the JSON text of a [`MeterBatch`], keys in sorted
+/// order, written in one pass.
+fn batch_json(sequence: u64, events: &[ApiRequestEvent]) -> String {
+    #[derive(Serialize)]
+    struct Batch<'a> {
+        events: &'a [ApiRequestEvent],
+        sequence: u64,
+    }
+    // About 350 bytes an event: one allocation for most batches.
+    let mut out = Vec::with_capacity(64 + events.len() * 384);
+    // Plain data into a Vec cannot fail to serialise, and serde_json writes UTF-8.
+    if serde_json::to_writer(&mut out, &Batch { events, sequence }).is_err() {
+        return String::new();
+    }
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// A batch on its way to the plugins: its sequence number, size and JSON text.
+#[derive(Clone)]
+struct Pending {
+    sequence: u64,
+    events: usize,
+    params: String,
+}
+
 /// Batches a metering plugin has not acknowledged yet, oldest first.
 #[derive(Default)]
 struct Backlog {
-    batches: VecDeque<(String, MeterBatch)>,
+    batches: VecDeque<(String, Pending)>,
     events: usize,
 }
 
@@ -50,16 +175,15 @@ struct Shared {
 }
 
 impl Shared {
-    /// Sends `batch` (as `params`, serialised once for every sink) to `sink`; true when
-    /// acknowledged.
-    async fn deliver(&self, sink: &str, batch: &MeterBatch, params: &serde_json::Value) -> bool {
+    /// Sends `batch` to `sink`; true when acknowledged.
+    async fn deliver(&self, sink: &str, batch: &Pending) -> bool {
         match self
             .plugins
-            .call(
+            .call_json(
                 sink,
                 METER_BATCH,
                 1,
-                params.clone(),
+                batch.params.clone(),
                 CallContext::default(),
                 SINK_TIMEOUT,
             )
@@ -73,17 +197,17 @@ impl Shared {
         }
     }
 
-    fn keep_for_retry(&self, sink: &str, batch: MeterBatch) {
+    fn keep_for_retry(&self, sink: &str, batch: Pending) {
         let mut backlog = self.backlog.lock().unwrap_or_else(|p| p.into_inner());
-        backlog.events += batch.events.len();
+        backlog.events += batch.events;
         backlog.batches.push_back((sink.to_string(), batch));
         while backlog.events > self.backlog_capacity {
             let Some((sink, dropped)) = backlog.batches.pop_front() else {
                 break;
             };
-            backlog.events -= dropped.events.len();
-            self.metrics.tap_dropped.inc_by(dropped.events.len() as u64);
-            tracing::error!(plugin = %sink, sequence = dropped.sequence, events = dropped.events.len(), "metering backlog full: oldest batch dropped");
+            backlog.events -= dropped.events;
+            self.metrics.tap_dropped.inc_by(dropped.events as u64);
+            tracing::error!(plugin = %sink, sequence = dropped.sequence, events = dropped.events, "metering backlog full: oldest batch dropped");
         }
     }
 
@@ -95,17 +219,17 @@ impl Shared {
             std::mem::take(&mut backlog.batches)
         };
         for (sink, batch) in pending {
-            if !self.deliver(&sink, &batch, &batch_params(&batch)).await {
+            if !self.deliver(&sink, &batch).await {
                 self.keep_for_retry(&sink, batch);
             }
         }
     }
 
-    /// Hands `batch` to every sink; a sink that does not acknowledge keeps it for retry.
-    async fn deliver_to_all(&self, batch: MeterBatch) {
-        let params = batch_params(&batch);
+    /// Hands `batch` (written once) to every sink; a sink that does not acknowledge keeps
+    /// it for retry.
+    async fn deliver_to_all(&self, batch: Pending) {
         for sink in &self.sinks {
-            if !self.deliver(sink, &batch, &params).await {
+            if !self.deliver(sink, &batch).await {
                 self.keep_for_retry(sink, batch.clone());
             }
         }
@@ -119,29 +243,21 @@ impl Shared {
             .is_empty()
     }
 
-    fn next_batch(&self, events: Vec<MeterEvent>) -> MeterBatch {
-        MeterBatch {
-            sequence: self.sequence.fetch_add(1, Ordering::Relaxed) + 1,
-            events,
-        }
+    fn next_sequence(&self) -> u64 {
+        self.sequence.fetch_add(1, Ordering::Relaxed) + 1
     }
-}
-
-/// A batch as `meter.batch@1` params (a `MeterBatch` is plain data: it always serialises).
-fn batch_params(batch: &MeterBatch) -> serde_json::Value {
-    serde_json::to_value(batch).unwrap_or_default()
 }
 
 /// The request path's end of the tap.
 #[derive(Clone)]
 pub struct MeteringTap {
-    tx: mpsc::Sender<MeterEvent>,
+    tx: mpsc::Sender<ApiRequestEvent>,
     shared: Arc<Shared>,
 }
 
 /// The forwarder's end of the tap: pass it to [`forward_batches`].
 pub struct TapReceiver {
-    rx: mpsc::Receiver<MeterEvent>,
+    rx: mpsc::Receiver<ApiRequestEvent>,
     shared: Arc<Shared>,
 }
 
@@ -178,7 +294,7 @@ impl MeteringTap {
     }
 
     /// Queues an event without waiting; drops and counts it when the queue is full.
-    pub fn record(&self, event: MeterEvent) {
+    pub fn record(&self, event: ApiRequestEvent) {
         match self.tx.try_send(event) {
             Ok(()) => {
                 self.shared.metrics.tap_enqueued.inc();
@@ -195,8 +311,22 @@ impl MeteringTap {
         if self.shared.sinks.is_empty() {
             return;
         }
-        let batch = self.shared.next_batch(vec![event]);
-        self.shared.deliver_to_all(batch).await;
+        let sequence = self.shared.next_sequence();
+        let batch = MeterBatch {
+            sequence,
+            events: vec![event],
+        };
+        // Through a `Value`, as always: keys in sorted order, like the tap's batches.
+        let params = serde_json::to_value(&batch)
+            .map(|v| v.to_string())
+            .unwrap_or_default();
+        self.shared
+            .deliver_to_all(Pending {
+                sequence,
+                events: 1,
+                params,
+            })
+            .await;
     }
 }
 
@@ -224,8 +354,80 @@ pub async fn forward_batches(receiver: TapReceiver, batch_max: usize) {
             if buffer.is_empty() {
                 break;
             }
-            let batch = shared.next_batch(std::mem::take(&mut buffer));
+            if shared.sinks.is_empty() {
+                buffer.clear();
+                continue;
+            }
+            let sequence = shared.next_sequence();
+            let batch = Pending {
+                sequence,
+                events: buffer.len(),
+                params: batch_json(sequence, &buffer),
+            };
+            buffer.clear();
             shared.deliver_to_all(batch).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(department: Option<&str>, request_id: &str, status: u16) -> ApiRequestEvent {
+        let time = SystemTime::UNIX_EPOCH + Duration::from_millis(1_795_433_941_123);
+        ApiRequestEvent {
+            id: crate::pipeline::time_ordered_uuid(time),
+            time,
+            tenant: Arc::from("demo"),
+            department: department.map(str::to_owned),
+            request_id: request_id.to_string(),
+            identity_source: "jwt",
+            route: "/v1/instances/{id}",
+            method: http::Method::DELETE,
+            status,
+            bytes_in: 17,
+            bytes_out: u64::MAX,
+            latency_us: 1234,
+        }
+    }
+
+    /// The event as the request path used to build it: a `MeterEvent` with a JSON map.
+    fn as_meter_event(e: &ApiRequestEvent) -> MeterEvent {
+        MeterEvent {
+            id: e.id.to_string(),
+            record_type: "api.request".into(),
+            time: crate::pipeline::rfc3339_millis(e.time),
+            tenant: e.tenant.to_string(),
+            department: e.department.clone(),
+            attributes: serde_json::json!({
+                "request_id": e.request_id,
+                "identity_source": e.identity_source,
+                "route": e.route,
+                "method": e.method.as_str(),
+                "status": e.status,
+                "bytes_in": e.bytes_in,
+                "bytes_out": e.bytes_out,
+                "latency_us": e.latency_us,
+            }),
+        }
+    }
+
+    #[test]
+    fn a_batch_is_byte_for_byte_a_meter_batch_through_a_value() {
+        let events = vec![
+            event(Some("fin\"ance"), "req-1", 200),
+            event(None, "r\\q\u{e9}\u{1}", 429),
+        ];
+        let reference = MeterBatch {
+            sequence: 42,
+            events: events.iter().map(as_meter_event).collect(),
+        };
+        let text = batch_json(42, &events);
+        assert_eq!(text, serde_json::to_value(&reference).unwrap().to_string());
+        let parsed: MeterBatch = serde_json::from_str(&text).unwrap();
+        assert_eq!(parsed, reference);
+        assert_eq!(parsed.events[0].time, "2026-11-23T11:39:01.123Z");
+        assert_eq!(batch_json(1, &[]), r#"{"events":[],"sequence":1}"#);
     }
 }

@@ -11,6 +11,7 @@ use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -20,6 +21,48 @@ use prometheus_client::registry::Registry;
 /// Label set: ordered name/value pairs.
 pub type Labels = Vec<(&'static str, String)>;
 
+/// Labels of [`Metrics::requests`]: built per request without allocating.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// Route template.
+    pub route: &'static str,
+    /// Response status.
+    pub status: u16,
+    /// Tenant, or `-` when unauthenticated.
+    pub tenant: TenantLabel,
+}
+
+/// Labels of [`Metrics::request_seconds`].
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    /// Route template.
+    pub route: &'static str,
+}
+
+/// Labels of [`Metrics::rate_limited`].
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TenantLabels {
+    /// Tenant.
+    pub tenant: TenantLabel,
+}
+
+/// A tenant as a label value, sharing the tenant's `Arc<str>`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq)]
+pub struct TenantLabel(pub Arc<str>);
+
+impl EncodeLabelValue for TenantLabel {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        EncodeLabelValue::encode(&&*self.0, encoder)
+    }
+}
+
+/// Labels of [`Metrics::cache_lookups`].
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CacheLookupLabels {
+    /// `hit` or `miss`.
+    pub result: &'static str,
+}
+
 fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.000_05, 2.0, 18))
 }
@@ -28,13 +71,13 @@ fn latency_histogram() -> Histogram {
 pub struct Metrics {
     registry: Registry,
     /// Requests by route, status and tenant.
-    pub requests: Family<Labels, Counter>,
+    pub requests: Family<RequestLabels, Counter>,
     /// Request latency by route.
-    pub request_seconds: Family<Labels, Histogram, fn() -> Histogram>,
+    pub request_seconds: Family<RouteLabels, Histogram, fn() -> Histogram>,
     /// Requests refused by the rate limiter, by tenant.
-    pub rate_limited: Family<Labels, Counter>,
+    pub rate_limited: Family<TenantLabels, Counter>,
     /// Cache lookups by result (`hit`/`miss`).
-    pub cache_lookups: Family<Labels, Counter>,
+    pub cache_lookups: Family<CacheLookupLabels, Counter>,
     /// Plugin calls by plugin, op and outcome (`ok` or an error code).
     pub plugin_calls: Family<Labels, Counter>,
     /// Plugin call latency by plugin.
@@ -54,18 +97,21 @@ pub struct Metrics {
     /// Instances a provider runs that Skyport's inventory does not know (label: provider),
     /// as of the last inventory sync.
     pub instances_unmanaged: Family<Labels, Gauge>,
+    /// The `tenant` label of requests without a tenant: `-`.
+    pub no_tenant: Arc<str>,
 }
 
 impl Metrics {
     /// Registers every family.
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("skyport");
-        let requests = Family::<Labels, Counter>::default();
-        let request_seconds = Family::<Labels, Histogram, fn() -> Histogram>::new_with_constructor(
-            latency_histogram as fn() -> Histogram,
-        );
-        let rate_limited = Family::<Labels, Counter>::default();
-        let cache_lookups = Family::<Labels, Counter>::default();
+        let requests = Family::<RequestLabels, Counter>::default();
+        let request_seconds =
+            Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+                latency_histogram as fn() -> Histogram,
+            );
+        let rate_limited = Family::<TenantLabels, Counter>::default();
+        let cache_lookups = Family::<CacheLookupLabels, Counter>::default();
         let plugin_calls = Family::<Labels, Counter>::default();
         let plugin_call_seconds =
             Family::<Labels, Histogram, fn() -> Histogram>::new_with_constructor(
@@ -151,6 +197,7 @@ impl Metrics {
             tap_enqueued,
             instance_changes_detected,
             instances_unmanaged,
+            no_tenant: Arc::from("-"),
         }
     }
 

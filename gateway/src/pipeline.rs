@@ -20,16 +20,20 @@ use bytes::Bytes;
 use http::{HeaderValue, Request, Response};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use skyport_plugin_api::ops::MeterEvent;
 
 use crate::api::{self, problem, Route, RouteMatch};
 use crate::auth::{ServiceIdentity, TenantContext};
 use crate::cache::CachedResponse;
 use crate::error::{ErrorKind, GatewayError, RateLimitInfo};
+use crate::metering_tap::ApiRequestEvent;
+use crate::metrics::{CacheLookupLabels, RequestLabels, RouteLabels, TenantLabel, TenantLabels};
 use crate::state::AppState;
 
 /// Largest request body accepted on the native and admin APIs.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
+const X_SKYPORT_CACHE: http::HeaderName = http::HeaderName::from_static("x-skyport-cache");
 
 /// What the TLS layer learned about a connection.
 #[derive(Debug, Clone)]
@@ -64,7 +68,8 @@ pub async fn handle(
     let request_id = request_id(req.headers());
     strip_identity_headers(req.headers_mut());
     let method = req.method().clone();
-    let path = req.uri().path().to_string();
+    // For the access log: a clone of the parsed URI shares its bytes (no copy).
+    let uri = req.uri().clone();
     let bytes_in = req
         .headers()
         .get(http::header::CONTENT_LENGTH)
@@ -85,15 +90,15 @@ pub async fn handle(
     };
     let headers = response.headers_mut();
     if let Ok(value) = HeaderValue::from_str(&request_id) {
-        headers.insert("x-request-id", value);
+        headers.insert(X_REQUEST_ID, value);
     }
     if let Some(info) = &outcome.rate_limit {
-        if !headers.contains_key("ratelimit-limit") {
+        if !headers.contains_key(problem::RATELIMIT_LIMIT) {
             problem::insert_rate_limit_headers(headers, info);
         }
     }
     if let Some(cache) = outcome.cache {
-        headers.insert("x-skyport-cache", HeaderValue::from_static(cache));
+        headers.insert(X_SKYPORT_CACHE, HeaderValue::from_static(cache));
     }
 
     let status = response.status().as_u16();
@@ -101,26 +106,34 @@ pub async fn handle(
     let bytes_out = hyper::body::Body::size_hint(response.body())
         .exact()
         .unwrap_or(0);
-    let tenant = outcome.tenant.as_ref().map(|t| &*t.tenant).unwrap_or("-");
+    let tenant_label = match &outcome.tenant {
+        Some(ctx) => Arc::clone(&ctx.tenant),
+        None => Arc::clone(&state.metrics.no_tenant),
+    };
+    let tenant = &*tenant_label;
     state
         .metrics
         .requests
-        .get_or_create(&vec![
-            ("route", outcome.route.to_string()),
-            ("status", status.to_string()),
-            ("tenant", tenant.to_string()),
-        ])
+        .get_or_create(&RequestLabels {
+            route: outcome.route,
+            status,
+            tenant: TenantLabel(Arc::clone(&tenant_label)),
+        })
         .inc();
     state
         .metrics
         .request_seconds
-        .get_or_create(&vec![("route", outcome.route.to_string())])
+        .get_or_create(&RouteLabels {
+            route: outcome.route,
+        })
         .observe(elapsed.as_secs_f64());
     if status == 429 {
         state
             .metrics
             .rate_limited
-            .get_or_create(&vec![("tenant", tenant.to_string())])
+            .get_or_create(&TenantLabels {
+                tenant: TenantLabel(Arc::clone(&tenant_label)),
+            })
             .inc();
     }
     tracing::info!(
@@ -128,7 +141,7 @@ pub async fn handle(
         request_id = %request_id,
         peer = %conn.peer,
         method = %method,
-        path = %path,
+        path = %uri.path(),
         route = outcome.route,
         status,
         tenant,
@@ -138,17 +151,22 @@ pub async fn handle(
         bytes_out,
         micros = elapsed.as_micros() as u64,
     );
-    if let Some(ctx) = &outcome.tenant {
-        state.tap.record(api_request_event(
-            ctx,
-            &request_id,
-            outcome.route,
-            &method,
+    if let Some(ctx) = outcome.tenant {
+        let now = SystemTime::now();
+        state.tap.record(ApiRequestEvent {
+            id: time_ordered_uuid(now),
+            time: now,
+            tenant: ctx.tenant,
+            department: ctx.department,
+            request_id,
+            identity_source: ctx.source.as_str(),
+            route: outcome.route,
+            method,
             status,
             bytes_in,
             bytes_out,
-            elapsed,
-        ));
+            latency_us: elapsed.as_micros() as u64,
+        });
     }
     Ok(response)
 }
@@ -196,7 +214,7 @@ async fn serve(
             return outcome;
         }
     };
-    outcome.tenant = Some(ctx.clone());
+    let ctx = &*outcome.tenant.insert(ctx);
     match state.limiter.check(&ctx.tenant) {
         Ok(info) => outcome.rate_limit = Some(info),
         Err(e) => {
@@ -220,12 +238,12 @@ async fn serve(
         )
     });
     if let Some(key) = &cache_key {
-        if let Some(hit) = cache_lookup(state, key, &mut outcome).await {
+        if let Some(hit) = cache_lookup(state, key, &mut outcome.cache).await {
             outcome.response = Ok(hit);
             return outcome;
         }
     }
-    let response = dispatch(state, &ctx, &matched, req, request_id).await;
+    let response = dispatch(state, ctx, &matched, req, request_id).await;
     if matched.write {
         state.cache.invalidate_tenant(&ctx.tenant);
     }
@@ -354,26 +372,31 @@ pub(crate) async fn read_incoming(body: Incoming) -> Result<Bytes, GatewayError>
 }
 
 /// The cached response for `key`, if fresh; the hit or miss is counted and noted in
-/// `outcome` (front ends share this, so every cached read is counted the same way).
+/// `cache` (front ends share this, so every cached read is counted the same way).
 async fn cache_lookup(
     state: &AppState,
     key: &crate::cache::CacheKey,
-    outcome: &mut Outcome,
+    cache: &mut Option<&'static str>,
 ) -> Option<Response<Full<Bytes>>> {
     let hit = state.cache.get(key).await;
-    count_cache_lookup(state, hit.is_some(), outcome);
+    *cache = Some(count_cache_result(state, hit.is_some()));
     hit.map(|hit| cached_response(&hit))
 }
 
 /// Counts a read-cache hit or miss and notes it in `outcome`.
 pub(crate) fn count_cache_lookup(state: &AppState, hit: bool, outcome: &mut Outcome) {
+    outcome.cache = Some(count_cache_result(state, hit));
+}
+
+/// Counts a read-cache hit or miss; `hit` or `miss`.
+fn count_cache_result(state: &AppState, hit: bool) -> &'static str {
     let result = if hit { "hit" } else { "miss" };
     state
         .metrics
         .cache_lookups
-        .get_or_create(&vec![("result", result.to_string())])
+        .get_or_create(&CacheLookupLabels { result })
         .inc();
-    outcome.cache = Some(result);
+    result
 }
 
 /// Stores `response` under `key` for `ttl` when its status is 200.
@@ -425,7 +448,7 @@ fn cached_response(hit: &CachedResponse) -> Response<Full<Bytes>> {
 /// The client's `x-request-id` when it is sane (1-128 visible ASCII), else a new UUID.
 fn request_id(headers: &http::HeaderMap) -> String {
     headers
-        .get("x-request-id")
+        .get(X_REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
         .map(str::to_owned)
@@ -444,36 +467,6 @@ fn strip_identity_headers(headers: &mut http::HeaderMap) {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn api_request_event(
-    ctx: &TenantContext,
-    request_id: &str,
-    route: &str,
-    method: &http::Method,
-    status: u16,
-    bytes_in: u64,
-    bytes_out: u64,
-    elapsed: std::time::Duration,
-) -> MeterEvent {
-    MeterEvent {
-        id: fast_uuid(),
-        record_type: "api.request".into(),
-        time: rfc3339_millis(SystemTime::now()),
-        tenant: ctx.tenant.to_string(),
-        department: ctx.department.clone(),
-        attributes: serde_json::json!({
-            "request_id": request_id,
-            "identity_source": ctx.source.as_str(),
-            "route": route,
-            "method": method.as_str(),
-            "status": status,
-            "bytes_in": bytes_in,
-            "bytes_out": bytes_out,
-            "latency_us": elapsed.as_micros() as u64,
-        }),
-    }
-}
-
 /// RFC 3339 UTC with milliseconds, e.g. `2026-11-23T11:39:01.123Z`.
 pub fn rfc3339_millis(t: SystemTime) -> String {
     humantime::format_rfc3339_millis(t).to_string()
@@ -484,12 +477,15 @@ pub fn rfc3339_millis(t: SystemTime) -> String {
 /// the end of the ledger's unique index instead of on a random page of it, which keeps
 /// durable ingest fast as the ledger grows.
 pub(crate) fn fast_uuid() -> String {
-    let millis = SystemTime::now()
+    time_ordered_uuid(SystemTime::now()).to_string()
+}
+
+/// The time-ordered (v7) UUID of an event at `time` (see [`fast_uuid`]).
+pub(crate) fn time_ordered_uuid(time: SystemTime) -> uuid::Uuid {
+    let millis = time
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
-    uuid::Builder::from_unix_timestamp_millis(millis, &rand::random())
-        .into_uuid()
-        .to_string()
+    uuid::Builder::from_unix_timestamp_millis(millis, &rand::random()).into_uuid()
 }
 
 #[cfg(test)]

@@ -36,11 +36,19 @@ pub fn problem_response(err: &GatewayError, request_id: &str) -> Response<Full<B
     response
 }
 
+/// `RateLimit-Limit`.
+pub const RATELIMIT_LIMIT: header::HeaderName = header::HeaderName::from_static("ratelimit-limit");
+/// `RateLimit-Remaining`.
+pub const RATELIMIT_REMAINING: header::HeaderName =
+    header::HeaderName::from_static("ratelimit-remaining");
+/// `RateLimit-Reset`.
+pub const RATELIMIT_RESET: header::HeaderName = header::HeaderName::from_static("ratelimit-reset");
+
 /// Writes `RateLimit-*` (and `Retry-After` when refused) headers.
 pub fn insert_rate_limit_headers(headers: &mut http::HeaderMap, info: &RateLimitInfo) {
-    headers.insert("ratelimit-limit", HeaderValue::from(info.limit));
-    headers.insert("ratelimit-remaining", HeaderValue::from(info.remaining));
-    headers.insert("ratelimit-reset", HeaderValue::from(info.reset_secs));
+    headers.insert(RATELIMIT_LIMIT, HeaderValue::from(info.limit));
+    headers.insert(RATELIMIT_REMAINING, HeaderValue::from(info.remaining));
+    headers.insert(RATELIMIT_RESET, HeaderValue::from(info.reset_secs));
     if let Some(wait) = info.retry_after {
         let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
         headers.insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));

@@ -219,7 +219,7 @@ impl PluginRegistry {
                 handle,
                 ops::HEALTH,
                 1,
-                serde_json::json!({}),
+                "{}".to_string(),
                 CallContext::default(),
                 Duration::from_secs(10),
             )
@@ -267,6 +267,21 @@ impl PluginRegistry {
         context: CallContext,
         timeout: Duration,
     ) -> Result<serde_json::Value, GatewayError> {
+        self.call_json(name, op, version, params.to_string(), context, timeout)
+            .await
+    }
+
+    /// [`PluginRegistry::call`] with `params` already written as JSON text, which crosses
+    /// the ABI as it is (a caller sending one payload to several plugins writes it once).
+    pub async fn call_json(
+        &self,
+        name: &str,
+        op: &str,
+        version: u32,
+        params: String,
+        context: CallContext,
+        timeout: Duration,
+    ) -> Result<serde_json::Value, GatewayError> {
         let handle = self.get(name).ok_or_else(|| {
             GatewayError::not_found(format!("no plugin named '{name}' is loaded"))
         })?;
@@ -290,7 +305,7 @@ impl PluginRegistry {
         handle: &Arc<PluginHandle>,
         op: &str,
         version: u32,
-        params: serde_json::Value,
+        params: String,
         context: CallContext,
         timeout: Duration,
     ) -> Result<serde_json::Value, GatewayError> {
@@ -300,7 +315,7 @@ impl PluginRegistry {
             id,
             op: op.into(),
             version,
-            params: params.to_string().into(),
+            params: params.into(),
             context: serde_json::to_string(&context).unwrap_or_default().into(),
             deadline_unix_ms: deadline
                 .duration_since(UNIX_EPOCH)
