@@ -144,6 +144,9 @@ impl Launcher {
         self.create_disk(dir, image).await?;
         let _ = std::fs::remove_file(dir.qmp());
         let _ = std::fs::remove_file(dir.pid());
+        // The previous boot's console holds its ready marker; QEMU truncates the file only
+        // once it opens it, so a readiness check in between would see the old marker.
+        let _ = std::fs::remove_file(dir.serial());
         let stderr = std::fs::File::create(dir.0.join("stderr.log")).map_err(|e| e.to_string())?;
         let mut command = std::process::Command::new(&self.qemu);
         command
