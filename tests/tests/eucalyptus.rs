@@ -74,6 +74,57 @@ async fn three_providers_one_federated_view_one_bill_and_a_failing_cloud_fails_f
     // The EC2 API, unmodified boto3 and AWS CLI, in region euca-1.
     let demo = access_key(&gw, "demo").await;
     scenario(&gw, "lifecycle", json!({"demo": demo, "region": "euca-1"}));
+    // The AWS CLI: run, stop, resize, start, terminate.
+    let cli = |args: &[&str]| -> serde_json::Value {
+        let (code, out, err) = aws_cli(&gw, &demo, "euca-1", args);
+        assert_eq!(code, 0, "aws {args:?}: {err}");
+        if out.trim().is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_str(&out).unwrap()
+        }
+    };
+    let image = cli(&["ec2", "describe-images"])["Images"][0]["ImageId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let run = cli(&[
+        "ec2",
+        "run-instances",
+        "--image-id",
+        &image,
+        "--instance-type",
+        "sp.micro",
+        "--count",
+        "1",
+    ]);
+    let cli_id = run["Instances"][0]["InstanceId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    cli(&["ec2", "stop-instances", "--instance-ids", &cli_id]);
+    cli(&["ec2", "wait", "instance-stopped", "--instance-ids", &cli_id]);
+    cli(&[
+        "ec2",
+        "modify-instance-attribute",
+        "--instance-id",
+        &cli_id,
+        "--instance-type",
+        "Value=sp.small",
+    ]);
+    cli(&["ec2", "start-instances", "--instance-ids", &cli_id]);
+    cli(&["ec2", "wait", "instance-running", "--instance-ids", &cli_id]);
+    let described = cli(&["ec2", "describe-instances", "--instance-ids", &cli_id]);
+    assert_eq!(
+        described["Reservations"][0]["Instances"][0]["InstanceType"],
+        "sp.small"
+    );
+    let gone = cli(&["ec2", "terminate-instances", "--instance-ids", &cli_id]);
+    assert_eq!(
+        gone["TerminatingInstances"][0]["InstanceId"],
+        cli_id.as_str()
+    );
+
     let (code, out, err) = aws_cli(&gw, &demo, "euca-1", &["ec2", "describe-instances"]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains(&euca) && out.contains("euca-1a"), "{out}");
