@@ -66,18 +66,11 @@ async fn provider_instances(state: &AppState) -> Result<Value, PluginError> {
             .records
             .iter()
             .filter_map(|(record, reported)| {
-                let itype = crate::catalog::instance_type(&record.instance_type);
-                Some(json!({
-                    "instance_id": record.id,
-                    "tenant": record.tenant,
-                    "department": record.department,
-                    "provider": record.provider,
-                    "region": record.region,
-                    "instance_type": record.instance_type,
-                    "vcpus": itype.map(|t| t.vcpus),
-                    "memory_mib": itype.map(|t| t.memory_mib),
-                    "state": reported.as_deref()?,
-                }))
+                let mut attributes = record.meter_attributes();
+                attributes.insert("tenant".into(), json!(record.tenant));
+                attributes.insert("department".into(), json!(record.department));
+                attributes.insert("state".into(), json!(reported.as_deref()?));
+                Some(Value::Object(attributes))
             })
             .collect();
         providers.push(

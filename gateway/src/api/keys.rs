@@ -24,17 +24,9 @@ pub async fn create(state: &AppState, body: Bytes) -> Result<Response<Full<Bytes
     }
     let req: NewKey = serde_json::from_slice(&body)
         .map_err(|e| GatewayError::invalid(format!("invalid key request: {e}")))?;
-    let tenant = state.tenants.get(&req.tenant).ok_or_else(|| {
-        GatewayError::invalid(format!("tenant '{}' is not configured", req.tenant))
-    })?;
-    if let Some(d) = &req.department {
-        if !tenant.departments.contains(d) {
-            return Err(GatewayError::invalid(format!(
-                "department '{d}' does not belong to tenant '{}'",
-                req.tenant
-            )));
-        }
-    }
+    state
+        .tenants
+        .check_member(&req.tenant, req.department.as_deref())?;
     let new = state
         .access_keys
         .create(&req.tenant, req.department.as_deref())

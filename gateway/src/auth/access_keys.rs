@@ -173,15 +173,7 @@ impl AccessKeyStore {
                  FROM access_keys WHERE ?1 IS NULL OR tenant = ?1
                  ORDER BY created_at, access_key_id",
                 )?;
-                let rows = stmt.query_map(params![tenant], |row| {
-                    Ok(AccessKey {
-                        access_key_id: row.get(0)?,
-                        tenant: row.get(1)?,
-                        department: row.get(2)?,
-                        created_at: row.get(3)?,
-                        revoked_at: row.get(4)?,
-                    })
-                })?;
+                let rows = stmt.query_map(params![tenant], row_to_key)?;
                 rows.collect()
             })
             .await
@@ -202,11 +194,19 @@ impl AccessKeyStore {
             })
             .await?;
         self.cache.invalidate(access_key_id).await;
+        let id = access_key_id.to_string();
         let key = self
-            .list(None)
+            .db
+            .with(move |c| {
+                c.query_row(
+                    "SELECT access_key_id, tenant, department, created_at, revoked_at
+                     FROM access_keys WHERE access_key_id = ?1",
+                    params![id],
+                    row_to_key,
+                )
+                .optional()
+            })
             .await?
-            .into_iter()
-            .find(|k| k.access_key_id == access_key_id)
             .ok_or_else(|| GatewayError::not_found(format!("no access key {access_key_id}")))?;
         if changed == 0 {
             return Err(GatewayError::new(
@@ -251,6 +251,16 @@ impl AccessKeyStore {
             .await;
         Ok(found)
     }
+}
+
+fn row_to_key(row: &rusqlite::Row<'_>) -> Result<AccessKey, rusqlite::Error> {
+    Ok(AccessKey {
+        access_key_id: row.get(0)?,
+        tenant: row.get(1)?,
+        department: row.get(2)?,
+        created_at: row.get(3)?,
+        revoked_at: row.get(4)?,
+    })
 }
 
 #[cfg(unix)]

@@ -51,6 +51,22 @@ impl TenantDirectory {
         self.tenants.get(tenant)
     }
 
+    /// 400 unless `tenant` is configured and `department`, when given, is one of its own:
+    /// what anything created for a tenant (an access key, an instance) must satisfy.
+    pub fn check_member(&self, tenant: &str, department: Option<&str>) -> Result<(), GatewayError> {
+        let config = self
+            .get(tenant)
+            .ok_or_else(|| GatewayError::invalid(format!("tenant '{tenant}' is not configured")))?;
+        if let Some(dept) = department {
+            if !config.departments.iter().any(|d| d == dept) {
+                return Err(GatewayError::invalid(format!(
+                    "department '{dept}' does not belong to tenant '{tenant}'"
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Checks `principal` against the directory.
     pub fn resolve(&self, principal: Principal) -> Result<TenantContext, GatewayError> {
         let tenant = self.get(&principal.tenant).ok_or_else(|| {

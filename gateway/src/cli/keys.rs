@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 
 use crate::auth::access_keys::AccessKeyStore;
-use crate::config::Config;
+use crate::auth::TenantDirectory;
 
 /// `skyport keys ...`.
 #[derive(Debug, Args)]
@@ -59,7 +59,10 @@ pub(super) fn run(args: KeysArgs) -> anyhow::Result<i32> {
             .with_context(|| format!("opening {}", config.server.state_dir.display()))?;
         match args.command {
             KeysCommand::Create { tenant, dept } => {
-                check_tenant(&config, &tenant, dept.as_deref())?;
+                // A key for nobody would only fail later.
+                TenantDirectory::new(config.tenants.clone())
+                    .check_member(&tenant, dept.as_deref())
+                    .map_err(|e| anyhow::anyhow!("{}", e.public))?;
                 let new = store
                     .create(&tenant, dept.as_deref())
                     .await
@@ -106,22 +109,4 @@ pub(super) fn run(args: KeysArgs) -> anyhow::Result<i32> {
         }
         Ok(0)
     })
-}
-
-/// The tenant (and department) must be configured: a key for nobody would only fail later.
-pub(crate) fn check_tenant(
-    config: &Config,
-    tenant: &str,
-    dept: Option<&str>,
-) -> anyhow::Result<()> {
-    let known = config
-        .tenants
-        .get(tenant)
-        .with_context(|| format!("tenant '{tenant}' is not configured"))?;
-    if let Some(d) = dept {
-        if !known.departments.iter().any(|x| x == d) {
-            anyhow::bail!("department '{d}' does not belong to tenant '{tenant}'");
-        }
-    }
-    Ok(())
 }

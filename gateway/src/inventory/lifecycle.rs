@@ -6,7 +6,6 @@ use serde_json::json;
 use skyport_plugin_api::ops::MeterEvent;
 
 use super::InstanceRecord;
-use crate::catalog::instance_type;
 use crate::state::AppState;
 
 /// Who made a change: a caller through the API, or the provider by itself (a guest that
@@ -32,24 +31,17 @@ impl Initiator {
 /// every metering plugin stored it durably (or it is in the tap's retry backlog), so the
 /// API call that caused the change answers only then: a created VM is never unbilled.
 pub async fn emit(state: &AppState, record: &InstanceRecord, event: &str, initiated_by: Initiator) {
-    let t = instance_type(&record.instance_type);
+    let mut attributes = record.meter_attributes();
+    attributes.insert("event".into(), json!(event));
+    attributes.insert("state".into(), json!(record.state));
+    attributes.insert("initiated_by".into(), json!(initiated_by.as_str()));
     let event = MeterEvent {
         id: crate::pipeline::fast_uuid(),
         record_type: "instance.lifecycle".into(),
         time: crate::pipeline::rfc3339_millis(SystemTime::now()),
         tenant: record.tenant.clone(),
         department: record.department.clone(),
-        attributes: json!({
-            "event": event,
-            "instance_id": record.id,
-            "provider": record.provider,
-            "region": record.region,
-            "instance_type": record.instance_type,
-            "vcpus": t.map(|t| t.vcpus),
-            "memory_mib": t.map(|t| t.memory_mib),
-            "state": record.state,
-            "initiated_by": initiated_by.as_str(),
-        }),
+        attributes: serde_json::Value::Object(attributes),
     };
     state.tap.record_durable(event).await;
 }

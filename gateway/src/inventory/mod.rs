@@ -55,6 +55,26 @@ pub struct InstanceRecord {
     pub client_token: Option<String>,
 }
 
+impl InstanceRecord {
+    /// What metering records and the metering plugin's inventory view say about an
+    /// instance: its id, provider, region, type and the type's size. Callers add their own
+    /// fields (event, state, tenant).
+    pub fn meter_attributes(&self) -> serde_json::Map<String, serde_json::Value> {
+        let size = crate::catalog::instance_type(&self.instance_type);
+        let serde_json::Value::Object(map) = serde_json::json!({
+            "instance_id": self.id,
+            "provider": self.provider,
+            "region": self.region,
+            "instance_type": self.instance_type,
+            "vcpus": size.map(|t| t.vcpus),
+            "memory_mib": size.map(|t| t.memory_mib),
+        }) else {
+            unreachable!("a json! object literal is an object")
+        };
+        map
+    }
+}
+
 /// The inventory store.
 #[derive(Clone)]
 pub struct Inventory {

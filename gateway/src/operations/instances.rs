@@ -112,18 +112,9 @@ pub fn department_for(
         }
         (own, asked) => asked.or_else(|| own.clone()),
     };
-    if let Some(dept) = &department {
-        let known = state
-            .tenants
-            .get(&ctx.tenant)
-            .is_some_and(|t| t.departments.contains(dept));
-        if !known {
-            return Err(GatewayError::invalid(format!(
-                "department '{dept}' does not belong to tenant '{}'",
-                ctx.tenant
-            )));
-        }
-    }
+    state
+        .tenants
+        .check_member(&ctx.tenant, department.as_deref())?;
     Ok(department)
 }
 

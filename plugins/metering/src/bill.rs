@@ -385,7 +385,7 @@ impl Bill {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::usage::{running_slices, Capacity, LifecycleEvent};
+    use crate::usage::{running_slices, LifecycleEvent};
     use time::macros::datetime;
 
     fn dec(s: &str) -> Decimal {
@@ -416,16 +416,7 @@ mod tests {
     }
 
     fn run(from: OffsetDateTime, to: OffsetDateTime) -> Vec<Slice> {
-        let capacity = Capacity {
-            instance_type: "sp.micro".into(),
-            vcpus: 1,
-            memory_mib: 128,
-        };
-        let event = |time, event: &str| LifecycleEvent {
-            time,
-            event: event.into(),
-            capacity: capacity.clone(),
-        };
+        let event = |time, event: &str| LifecycleEvent::sample(time, event, "sp.micro", 1, 128);
         running_slices(&[event(from, "run"), event(to, "terminate")], to)
     }
 

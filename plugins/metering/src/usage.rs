@@ -260,24 +260,34 @@ pub fn usage_records(slices: &[Slice], interval_secs: i64) -> Vec<UsageRecord> {
 }
 
 #[cfg(test)]
+impl LifecycleEvent {
+    /// A test event: `event` at `time`, reporting `instance_type` with this size.
+    pub(crate) fn sample(
+        time: OffsetDateTime,
+        event: &str,
+        instance_type: &str,
+        vcpus: u64,
+        memory_mib: u64,
+    ) -> Self {
+        Self {
+            time,
+            event: event.into(),
+            capacity: Capacity {
+                instance_type: instance_type.into(),
+                vcpus,
+                memory_mib,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use time::macros::datetime;
 
-    fn capacity(instance_type: &str) -> Capacity {
-        Capacity {
-            instance_type: instance_type.into(),
-            vcpus: 1,
-            memory_mib: 128,
-        }
-    }
-
     fn event(time: OffsetDateTime, event: &str, instance_type: &str) -> LifecycleEvent {
-        LifecycleEvent {
-            time,
-            event: event.into(),
-            capacity: capacity(instance_type),
-        }
+        LifecycleEvent::sample(time, event, instance_type, 1, 128)
     }
 
     /// METERING.md case 2: a stop that arrives before its start.

@@ -107,21 +107,12 @@ mod tests {
     use crate::bill::{build_bill, ApiUsage, BillInputs, InstanceUsage};
     use crate::period::Period;
     use crate::rating::RateCard;
-    use crate::usage::{running_slices, Capacity, LifecycleEvent};
+    use crate::usage::{running_slices, LifecycleEvent};
     use time::macros::datetime;
 
     #[test]
     fn lines_have_the_csr_shape() {
-        let capacity = Capacity {
-            instance_type: "sp.small".into(),
-            vcpus: 1,
-            memory_mib: 256,
-        };
-        let event = |time, event: &str| LifecycleEvent {
-            time,
-            event: event.into(),
-            capacity: capacity.clone(),
-        };
+        let event = |time, event: &str| LifecycleEvent::sample(time, event, "sp.small", 1, 256);
         let instances = [InstanceUsage {
             instance_id: "i-0a1b2c3d4e5f60718".into(),
             provider: "local-vmm".into(),

@@ -170,20 +170,11 @@ mod tests {
     use crate::bill::{build_bill, ApiUsage, BillInputs, InstanceUsage};
     use crate::period::Period;
     use crate::rating::RateCard;
-    use crate::usage::{running_slices, Capacity, LifecycleEvent};
+    use crate::usage::{running_slices, LifecycleEvent};
     use time::macros::datetime;
 
     fn sample_bill() -> Bill {
-        let capacity = Capacity {
-            instance_type: "sp.small".into(),
-            vcpus: 1,
-            memory_mib: 256,
-        };
-        let event = |time, event: &str| LifecycleEvent {
-            time,
-            event: event.into(),
-            capacity: capacity.clone(),
-        };
+        let event = |time, event: &str| LifecycleEvent::sample(time, event, "sp.small", 1, 256);
         let slices = running_slices(
             &[
                 event(datetime!(2026-11-03 00:00:00.250 UTC), "run"),
