@@ -193,7 +193,9 @@ async fn serve(
     };
     outcome.route = matched.template;
     if matched.route == Route::Ec2 {
-        api::ec2::serve(state, req, request_id, &mut outcome).await;
+        // Boxed, as `dispatch` below (see there): the EC2 front end's own state would
+        // otherwise enlarge every native request's future too.
+        Box::pin(api::ec2::serve(state, req, request_id, &mut outcome)).await;
         return outcome;
     }
     let principal = match state
@@ -243,7 +245,10 @@ async fn serve(
             return outcome;
         }
     }
-    let response = dispatch(state, ctx, &matched, req, request_id).await;
+    // Boxed: the handlers' futures together are tens of kilobytes, and inline they would
+    // make every request's future that large (hyper moves it into place per request),
+    // cache hits included. A miss pays one allocation instead.
+    let response = Box::pin(dispatch(state, ctx, &matched, req, request_id)).await;
     if matched.write {
         state.cache.invalidate_tenant(&ctx.tenant);
     }

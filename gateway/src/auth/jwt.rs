@@ -138,7 +138,8 @@ impl JwtVerifier {
 
     /// Verifies `token`, from the cache when it was verified before and has not expired.
     pub async fn verify(&self, token: &str) -> Result<Arc<TokenClaims>, GatewayError> {
-        if let Some(claims) = self.cache.get(token, unix_now()) {
+        let hash = self.cache.hash(token);
+        if let Some(claims) = self.cache.get(hash, token, unix_now()) {
             return Ok(claims);
         }
         let header = self.header_kid(token)?;
@@ -147,7 +148,9 @@ impl JwtVerifier {
             Some(key) => key,
             None => {
                 let refreshed = match (&self.remote, kid) {
-                    (Some(remote), Some(_)) => remote.refresh_for_unknown_kid().await,
+                    // Boxed: a rare path whose HTTP fetch would otherwise enlarge every
+                    // request's future.
+                    (Some(remote), Some(_)) => Box::pin(remote.refresh_for_unknown_kid()).await,
                     _ => false,
                 };
                 if refreshed {
@@ -184,7 +187,7 @@ impl JwtVerifier {
             return Err(GatewayError::unauthenticated("token tenant claim is empty"));
         }
         let claims = Arc::new(data.claims);
-        self.cache.insert(token, Arc::clone(&claims));
+        self.cache.insert(hash, token, Arc::clone(&claims));
         Ok(claims)
     }
 

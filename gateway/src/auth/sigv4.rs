@@ -315,59 +315,61 @@ pub fn canonical_request(
     out.push_str(&canonical_query(parts.query));
     out.push('\n');
     for name in &signed.signed_headers {
-        let values: Vec<String> = parts
-            .headers
-            .get_all(name.as_str())
-            .iter()
-            .map(|v| {
-                let s = v
-                    .to_str()
-                    .map_err(|_| auth_failure(format!("signed header {name} is not valid text")))?;
-                // Trimmed, inner runs of spaces collapsed; most values already are.
-                Ok(if s.trim() == s && !s.contains("  ") {
-                    s.to_string()
-                } else {
-                    s.split_whitespace().collect::<Vec<_>>().join(" ")
-                })
-            })
-            .collect::<Result<_, _>>()?;
-        let value = if values.is_empty() && name == "host" {
-            parts
-                .authority
-                .ok_or_else(|| auth_failure("the signed host header is missing"))?
-                .to_string()
-        } else if values.is_empty() {
-            return Err(auth_failure(format!("signed header {name} is missing")));
-        } else {
-            values.join(",")
-        };
         out.push_str(name);
         out.push(':');
-        out.push_str(&value);
+        let mut values = parts.headers.get_all(name.as_str()).iter().peekable();
+        if values.peek().is_none() {
+            if name != "host" {
+                return Err(auth_failure(format!("signed header {name} is missing")));
+            }
+            let host = parts
+                .authority
+                .ok_or_else(|| auth_failure("the signed host header is missing"))?;
+            out.push_str(host);
+        }
+        for (i, value) in values.enumerate() {
+            let value = value
+                .to_str()
+                .map_err(|_| auth_failure(format!("signed header {name} is not valid text")))?;
+            if i > 0 {
+                out.push(',');
+            }
+            // Trimmed, inner runs of spaces collapsed; most values already are.
+            for (j, word) in value.split_whitespace().enumerate() {
+                if j > 0 {
+                    out.push(' ');
+                }
+                out.push_str(word);
+            }
+        }
         out.push('\n');
     }
     out.push('\n');
     out.push_str(&signed.signed_headers.join(";"));
     out.push('\n');
-    let payload = match parts
+    let declared = parts
         .headers
         .get("x-amz-content-sha256")
-        .and_then(|v| v.to_str().ok())
-    {
-        Some(declared) if declared == "UNSIGNED-PAYLOAD" => declared.to_string(),
-        Some(declared) => {
-            let actual = hex::encode(Sha256::digest(parts.body));
-            if !declared.eq_ignore_ascii_case(&actual) {
-                return Err(SigV4Error::Mismatch(
-                    "x-amz-content-sha256 does not match the body".into(),
-                ));
-            }
-            actual
-        }
-        None => hex::encode(Sha256::digest(parts.body)),
-    };
-    out.push_str(&payload);
+        .and_then(|v| v.to_str().ok());
+    if declared == Some("UNSIGNED-PAYLOAD") {
+        out.push_str("UNSIGNED-PAYLOAD");
+        return Ok(out);
+    }
+    let mut hex_buffer = [0u8; 64];
+    let actual = sha256_hex(parts.body, &mut hex_buffer);
+    if declared.is_some_and(|d| !d.eq_ignore_ascii_case(actual)) {
+        return Err(SigV4Error::Mismatch(
+            "x-amz-content-sha256 does not match the body".into(),
+        ));
+    }
+    out.push_str(actual);
     Ok(out)
+}
+
+/// The lower-case hex SHA-256 of `data`, written into `buffer` (no allocation).
+fn sha256_hex<'b>(data: &[u8], buffer: &'b mut [u8; 64]) -> &'b str {
+    hex::encode_to_slice(Sha256::digest(data), buffer).expect("64 bytes hold a SHA-256 in hex");
+    std::str::from_utf8(buffer).expect("hex is ASCII")
 }
 
 fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
@@ -378,13 +380,29 @@ fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
 
 /// The string to sign for `canonical`.
 pub fn string_to_sign(signed: &SignedRequest, canonical: &str) -> String {
-    format!(
-        "{ALGORITHM}\n{}\n{}/{}/{SERVICE}/aws4_request\n{}",
-        signed.amz_date,
-        signed.scope_date,
-        signed.region,
-        hex::encode(Sha256::digest(canonical.as_bytes()))
-    )
+    let mut out = Vec::with_capacity(128);
+    write_string_to_sign(signed, canonical, |part| out.extend_from_slice(part));
+    String::from_utf8(out).expect("the string to sign is text")
+}
+
+/// Feeds the string to sign for `canonical` to `sink`, piece by piece (no allocation).
+fn write_string_to_sign(signed: &SignedRequest, canonical: &str, mut sink: impl FnMut(&[u8])) {
+    let mut hex_buffer = [0u8; 64];
+    for part in [
+        ALGORITHM,
+        "\n",
+        &signed.amz_date,
+        "\n",
+        &signed.scope_date,
+        "/",
+        &signed.region,
+        "/",
+        SERVICE,
+        "/aws4_request\n",
+        sha256_hex(canonical.as_bytes(), &mut hex_buffer),
+    ] {
+        sink(part.as_bytes());
+    }
 }
 
 /// The signing key of `secret` for this request's scope (date and region): the same for
@@ -422,11 +440,12 @@ pub fn verify_with_key(
     signed: &SignedRequest,
     key: &[u8],
 ) -> Result<(), SigV4Error> {
-    let claimed = hex::decode(&signed.signature)
-        .map_err(|_| SigV4Error::Mismatch("the signature is not a hex string".into()))?;
+    let mut claimed = [0u8; 32];
+    hex::decode_to_slice(&signed.signature, &mut claimed)
+        .map_err(|_| SigV4Error::Mismatch("the signature is not a 64-digit hex string".into()))?;
     let matches = |canonical: &str| {
         let mut mac = HmacSha256::new_from_slice(key).expect("HMAC takes keys of any length");
-        mac.update(string_to_sign(signed, canonical).as_bytes());
+        write_string_to_sign(signed, canonical, |part| mac.update(part));
         // `verify_slice` compares in constant time.
         mac.verify_slice(&claimed).is_ok()
     };

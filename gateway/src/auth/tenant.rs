@@ -33,12 +33,18 @@ impl TenantContext {
 /// Known tenants and their departments.
 pub struct TenantDirectory {
     tenants: BTreeMap<String, TenantConfig>,
+    /// Each tenant's id as shared by every context of it (no allocation per request).
+    ids: BTreeMap<String, Arc<str>>,
 }
 
 impl TenantDirectory {
     /// From configuration.
     pub fn new(tenants: BTreeMap<String, TenantConfig>) -> Self {
-        Self { tenants }
+        let ids = tenants
+            .keys()
+            .map(|t| (t.clone(), Arc::from(t.as_str())))
+            .collect();
+        Self { tenants, ids }
     }
 
     /// Tenant ids and their configuration.
@@ -81,7 +87,10 @@ impl TenantDirectory {
             }
         }
         Ok(TenantContext {
-            tenant: Arc::from(principal.tenant.as_str()),
+            tenant: self
+                .ids
+                .get(&principal.tenant)
+                .map_or_else(|| Arc::from(principal.tenant.as_str()), Arc::clone),
             department: principal.department,
             roles: principal.roles,
             subject: principal.subject,

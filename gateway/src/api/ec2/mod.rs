@@ -12,6 +12,7 @@ mod actions;
 pub mod query;
 pub mod xml;
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -179,6 +180,31 @@ fn is_protocol_param(name: &str) -> bool {
     name.starts_with("X-Amz-") || name == "Action" || name == "Version"
 }
 
+/// The read-cache key of an EC2 read: tenant, department, region and the request's raw
+/// parameters without the signature's own, sorted (the same call signed again shares it).
+fn read_cache_key(
+    state: &AppState,
+    ctx: &TenantContext,
+    region: &str,
+    query: &str,
+    form: &[u8],
+) -> crate::cache::CacheKey {
+    let form = std::str::from_utf8(form).unwrap_or_default();
+    let mut unsigned: Vec<&str> = query
+        .split('&')
+        .chain(form.split('&'))
+        .filter(|p| !p.is_empty() && !p.starts_with("X-Amz-"))
+        .collect();
+    unsigned.sort_unstable();
+    state.cache.key_for(
+        &ctx.tenant,
+        ctx.department.as_deref(),
+        &http::Method::POST,
+        &format!("ec2/{region}"),
+        unsigned.join("&"),
+    )
+}
+
 /// What an action handler gets.
 pub(crate) struct Call<'a> {
     state: &'a AppState,
@@ -281,16 +307,20 @@ async fn serve_inner(
             )
         })?;
 
-    let mut pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
-        .into_owned()
+    // Decoded once, borrowed where nothing was escaped (the usual case). A cached read is
+    // answered from these pairs alone; the parameter map is built only when an action runs.
+    let form: &[u8] = if parts.method == http::Method::POST {
+        &body
+    } else {
+        &[]
+    };
+    let pairs: Vec<(Cow<'_, str>, Cow<'_, str>)> = form_urlencoded::parse(query.as_bytes())
+        .chain(form_urlencoded::parse(form))
         .collect();
-    if parts.method == http::Method::POST {
-        pairs.extend(form_urlencoded::parse(&body).into_owned());
-    }
     let action_name = pairs
         .iter()
         .find(|(k, _)| k == "Action")
-        .map(|(_, v)| v.clone())
+        .map(|(_, v)| v.as_ref())
         .ok_or_else(|| Ec2Error::missing("Action"))?;
     let spec = ACTIONS
         .iter()
@@ -303,7 +333,25 @@ async fn serve_inner(
             )
         })?;
     outcome.route = spec.route;
-    let params = Params::from_pairs(pairs.into_iter().filter(|(k, _)| !is_protocol_param(k)));
+
+    // Keyed by the raw parameters (sorted), which is what the signature covered; the
+    // signature parameters themselves are left out, so re-signed requests share entries.
+    // Only successful non-`DryRun` calls are ever stored, so a hit needs no further checks.
+    let cache_key = spec
+        .cache_ttl
+        .map(|_| read_cache_key(state, &ctx, &region.name, query, form));
+    if let Some(key) = &cache_key {
+        if let Some(hit) = state.cache.get(key).await {
+            crate::pipeline::count_cache_lookup(state, true, outcome);
+            return Ok(xml::xml_response(StatusCode::OK, hit.body.clone()));
+        }
+    }
+    let params = Params::from_pairs(
+        pairs
+            .into_iter()
+            .filter(|(k, _)| !is_protocol_param(k))
+            .map(|(k, v)| (k.into_owned(), v.into_owned())),
+    );
     if params.flag("DryRun", false)? {
         return Err(Ec2Error::new(
             StatusCode::PRECONDITION_FAILED,
@@ -311,28 +359,6 @@ async fn serve_inner(
             "Request would have succeeded, but DryRun flag is set.",
         ));
     }
-
-    // Keyed by the raw parameters (sorted), which is what the signature covered; the
-    // signature parameters themselves are left out, so re-signed requests share entries.
-    let cache_key = spec.cache_ttl.map(|_| {
-        let form = if parts.method == http::Method::POST {
-            std::str::from_utf8(&body).unwrap_or_default()
-        } else {
-            ""
-        };
-        let unsigned: Vec<&str> = query
-            .split('&')
-            .chain(form.split('&'))
-            .filter(|p| !p.starts_with("X-Amz-"))
-            .collect();
-        state.cache.key_for(
-            &ctx.tenant,
-            ctx.department.as_deref(),
-            &http::Method::POST,
-            &format!("ec2/{}", region.name),
-            crate::cache::normalise_query(&unsigned.join("&")),
-        )
-    });
     let call = Call {
         state,
         ctx: &ctx,
@@ -341,14 +367,16 @@ async fn serve_inner(
         params: &params,
     };
     let (Some(key), Some(ttl)) = (cache_key, spec.cache_ttl) else {
-        let result = actions::run(spec.name, &call).await;
+        // Boxed, as in the fill below: the actions' futures together are large, and a
+        // cached read should not carry them.
+        let result = Box::pin(actions::run(spec.name, &call)).await;
         if spec.write {
             state.cache.invalidate_tenant(&ctx.tenant);
         }
         return result.map(xml::ok);
     };
     let fill = async {
-        actions::run(spec.name, &call)
+        Box::pin(actions::run(spec.name, &call))
             .await
             .map(|document| CachedResponse {
                 status: StatusCode::OK,
@@ -358,6 +386,7 @@ async fn serve_inner(
             })
     };
     let filled = state.cache.get_or_fill(key, fill).await;
+    // A concurrent caller may have filled the entry meanwhile: that is a hit too.
     crate::pipeline::count_cache_lookup(state, matches!(filled, Ok((_, true))), outcome);
     let (entry, _) = filled.map_err(|e| (*e).clone())?;
     Ok(xml::xml_response(StatusCode::OK, entry.body.clone()))
