@@ -50,6 +50,15 @@ pub struct Config {
     /// Tenants by id.
     #[serde(default)]
     pub tenants: BTreeMap<String, TenantConfig>,
+    /// Catalog: generic providers by name.
+    #[serde(default)]
+    pub blueprints: BTreeMap<String, crate::catalog::BlueprintConfig>,
+    /// Catalog: what tenants order, by name.
+    #[serde(default)]
+    pub offerings: BTreeMap<String, crate::catalog::OfferingConfig>,
+    /// Catalog: what each tenant may use, by name.
+    #[serde(default)]
+    pub plans: BTreeMap<String, crate::catalog::PlanConfig>,
     /// Plugins to load, in order.
     #[serde(default)]
     pub plugins: Vec<PluginConfig>,
@@ -271,6 +280,9 @@ pub struct TenantConfig {
     /// Where a create in the federated region goes when the request does not say (a
     /// provider region name); default: the first provider region that offers the image.
     pub default_region: Option<String>,
+    /// The tenant's plan (`[plans.<name>]`); none: every offering, every region, raw
+    /// requests allowed.
+    pub plan: Option<String>,
 }
 
 /// One `[[plugins]]` entry.
@@ -419,6 +431,13 @@ impl Config {
                 "queue_capacity and batch_max_events must be positive",
             );
         }
+        errors.extend(crate::catalog::validate(self));
+        let mut err = |path: String, message: &str| {
+            errors.push(ConfigError {
+                path,
+                message: message.to_string(),
+            })
+        };
         if self.inventory.sync_interval_secs == 0 {
             err("inventory.sync_interval_secs".into(), "must be at least 1");
         }

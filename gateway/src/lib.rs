@@ -19,6 +19,7 @@ pub mod metering_tap;
 pub mod metrics;
 pub mod operations;
 pub mod pipeline;
+pub mod placement;
 pub mod plugins;
 pub mod server;
 pub mod state;

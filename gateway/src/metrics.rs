@@ -97,6 +97,8 @@ pub struct Metrics {
     /// Instances a provider runs that Skyport's inventory does not know (label: provider),
     /// as of the last inventory sync.
     pub instances_unmanaged: Family<Labels, Gauge>,
+    /// Orders stopped because a required parameter had no value (label: parameter).
+    pub placement_missing_parameter: Family<Labels, Counter>,
     /// The `tenant` label of requests without a tenant: `-`.
     pub no_tenant: Arc<str>,
 }
@@ -123,6 +125,12 @@ impl Metrics {
         let tap_enqueued = Counter::default();
         let instance_changes_detected = Family::<Labels, Counter>::default();
         let instances_unmanaged = Family::<Labels, Gauge>::default();
+        let placement_missing_parameter = Family::<Labels, Counter>::default();
+        registry.register(
+            "placement_missing_parameter",
+            "Orders stopped because a required parameter had no value and no default",
+            placement_missing_parameter.clone(),
+        );
         registry.register(
             "instance_changes_detected",
             "Instance changes a provider made by itself",
@@ -196,6 +204,7 @@ impl Metrics {
             tap_dropped,
             tap_enqueued,
             instance_changes_detected,
+            placement_missing_parameter,
             instances_unmanaged,
             no_tenant: Arc::from("-"),
         }

@@ -277,6 +277,11 @@ async fn dispatch(
             api::admin::call_plugin(state, ctx, request_id, plugin, op, body).await
         }
         Route::InstanceTypes => Ok(api::instances::instance_types()),
+        Route::Offerings => Ok(api::catalog::offerings(state, ctx)),
+        Route::PlacementExplain => {
+            let body = read_body(req).await?;
+            api::instances::explain(state, ctx, body)
+        }
         Route::InstanceList => {
             let query = query_pairs(req.uri());
             api::instances::list(state, ctx, request_id, &query).await

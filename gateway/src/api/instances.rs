@@ -9,24 +9,86 @@ use serde_json::{json, Value};
 
 use super::json_response;
 use crate::auth::TenantContext;
-use crate::catalog::{instance_type, INSTANCE_TYPES};
+use crate::catalog::{instance_type, ParamValue, Params, INSTANCE_TYPES};
 use crate::error::GatewayError;
 use crate::inventory::{is_instance_id, InstanceRecord};
 use crate::operations::instances::{self as ops, Action, CreateSpec};
+use crate::placement;
 use crate::state::AppState;
 
 /// `POST /v1/instances` body.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CreateRequest {
-    image: String,
-    instance_type: String,
+    /// An offering to order; its choices go in `params`.
+    offering: Option<String>,
+    /// Choices for the offering (its `user_params`).
+    #[serde(default)]
+    params: Params,
+    image: Option<String>,
+    instance_type: Option<String>,
     region: Option<String>,
     provider: Option<String>,
     name: Option<String>,
     #[serde(default)]
     tags: serde_json::Map<String, Value>,
     department: Option<String>,
+}
+
+/// What an instance request asks for: an offering to place, or a raw image + type.
+enum Ordered {
+    Offering(placement::OrderRequest),
+    Raw {
+        image: String,
+        instance_type: String,
+    },
+}
+
+impl CreateRequest {
+    /// The order: by offering (top-level `image`, `instance_type`, `region` and `provider`
+    /// count as choices for it, like `params`), else raw (`image` and `instance_type`
+    /// required, `params` refused).
+    fn ordered(&mut self, department: Option<String>) -> Result<Ordered, GatewayError> {
+        let Some(offering) = self.offering.take() else {
+            if !self.params.is_empty() {
+                return Err(GatewayError::invalid(
+                    "params are choices for an offering; name one in \"offering\"",
+                ));
+            }
+            let missing = |field: &str| {
+                GatewayError::invalid(format!(
+                    "invalid instance request: missing field `{field}` (or order an offering)"
+                ))
+            };
+            return Ok(Ordered::Raw {
+                image: self.image.take().ok_or_else(|| missing("image"))?,
+                instance_type: self
+                    .instance_type
+                    .take()
+                    .ok_or_else(|| missing("instance_type"))?,
+            });
+        };
+        let mut preferences = std::mem::take(&mut self.params);
+        for (name, value) in [
+            ("image", self.image.take()),
+            ("instance_type", self.instance_type.take()),
+            ("region", self.region.take()),
+            ("provider", self.provider.take()),
+        ] {
+            let Some(value) = value else { continue };
+            if preferences.contains_key(name) {
+                return Err(GatewayError::invalid(format!(
+                    "'{name}' is given twice, at the top level and in params"
+                )));
+            }
+            preferences.insert(name.to_string(), ParamValue::Text(value));
+        }
+        Ok(Ordered::Offering(placement::OrderRequest {
+            offering,
+            preferences,
+            department,
+        }))
+    }
 }
 
 /// The JSON view of an instance.
@@ -74,22 +136,80 @@ pub async fn create(
     body: Bytes,
     wait: Option<&str>,
 ) -> Result<Response<Full<Bytes>>, GatewayError> {
-    let req: CreateRequest = serde_json::from_slice(&body)
+    let mut req: CreateRequest = serde_json::from_slice(&body)
         .map_err(|e| GatewayError::invalid(format!("invalid instance request: {e}")))?;
-    let spec = CreateSpec {
-        image: req.image,
-        instance_type: ops::parse_instance_type(&req.instance_type)?,
-        provider: req.provider,
-        region: req.region,
-        name: req.name,
-        tags: req.tags,
-        department: req.department,
-        key_name: None,
-        client_token: None,
+    let department = ops::department_for(state, ctx, req.department.take())?;
+    let (spec, decision) = match req.ordered(department.clone())? {
+        Ordered::Raw {
+            image,
+            instance_type,
+        } => (
+            CreateSpec {
+                image,
+                instance_type: ops::parse_instance_type(&instance_type)?,
+                provider: req.provider,
+                region: req.region,
+                name: req.name,
+                tags: req.tags,
+                department,
+                key_name: None,
+                client_token: None,
+                offering: None,
+            },
+            None,
+        ),
+        Ordered::Offering(order) => {
+            let decision = placement::decide(state, ctx, &order)?;
+            let text = |name: &str| decision.params.text(name).unwrap_or_default().to_string();
+            let spec = CreateSpec {
+                image: text("image"),
+                instance_type: ops::parse_instance_type(&text("instance_type"))?,
+                provider: Some(decision.provider.clone()),
+                region: Some(decision.region.clone()),
+                name: req.name,
+                tags: req.tags,
+                department,
+                key_name: None,
+                client_token: None,
+                offering: Some(decision.offering.clone()),
+            };
+            (spec, Some(decision))
+        }
     };
     let record = ops::create(state, ctx, request_id, spec).await?;
     let record = wait_for(state, ctx, request_id, record, wait).await?;
-    Ok(json_response(StatusCode::ACCEPTED, &view(&record)))
+    let mut body = view(&record);
+    if let Some(decision) = decision {
+        body["placement"] = json!({
+            "offering": decision.offering,
+            "provider": decision.provider,
+            "region": decision.region,
+            "params": decision.params.iter().map(|(k, p)| (k.to_string(), json!(p.value))).collect::<serde_json::Map<_, _>>(),
+        });
+    }
+    Ok(json_response(StatusCode::ACCEPTED, &body))
+}
+
+/// `POST /v1/placement/explain`: the decision a create with the same body would reach
+/// (offering orders only), with every parameter's decision point and every candidate;
+/// nothing is created.
+pub fn explain(
+    state: &AppState,
+    ctx: &TenantContext,
+    body: Bytes,
+) -> Result<Response<Full<Bytes>>, GatewayError> {
+    let mut req: CreateRequest = serde_json::from_slice(&body)
+        .map_err(|e| GatewayError::invalid(format!("invalid instance request: {e}")))?;
+    let department = ops::department_for(state, ctx, req.department.take())?;
+    match req.ordered(department)? {
+        Ordered::Offering(order) => {
+            let decision = placement::decide(state, ctx, &order)?;
+            Ok(json_response(StatusCode::OK, &json!(decision)))
+        }
+        Ordered::Raw { .. } => Err(GatewayError::invalid(
+            "explain takes an order by offering (\"offering\": \"...\")",
+        )),
+    }
 }
 
 /// `GET /v1/instances/{id}`.

@@ -2,6 +2,7 @@
 //! Query API.
 
 pub mod admin;
+pub mod catalog;
 pub mod ec2;
 pub mod images;
 pub mod instances;
@@ -40,6 +41,10 @@ pub enum Route {
     },
     /// `GET /v1/instance-types`
     InstanceTypes,
+    /// `GET /v1/offerings`
+    Offerings,
+    /// `POST /v1/placement/explain`
+    PlacementExplain,
     /// `GET /v1/instances`
     InstanceList,
     /// `POST /v1/instances`
@@ -135,6 +140,14 @@ pub fn route(method: &Method, path: &str) -> Result<RouteMatch, GatewayError> {
         ["v1", "regions"] => get_only(RouteMatch {
             cache_ttl: Some(Duration::from_secs(10)),
             ..matched(Route::Regions, "/v1/regions")
+        }),
+        ["v1", "placement", "explain"] => match *method {
+            Method::POST => Ok(matched(Route::PlacementExplain, "/v1/placement/explain")),
+            _ => Err(not_allowed(method, "/v1/placement/explain")),
+        },
+        ["v1", "offerings"] => get_only(RouteMatch {
+            cache_ttl: Some(Duration::from_secs(10)),
+            ..matched(Route::Offerings, "/v1/offerings")
         }),
         ["v1", "instance-types"] => get_only(RouteMatch {
             cache_ttl: Some(Duration::from_secs(60)),

@@ -40,6 +40,9 @@ pub struct CreateSpec {
     pub key_name: Option<String>,
     /// Idempotency token.
     pub client_token: Option<String>,
+    /// The offering this order came from, already placed and checked against the plan;
+    /// `None` for a raw request (image and instance type), which the plan must allow.
+    pub offering: Option<String>,
 }
 
 /// A state-changing instance action.
@@ -167,13 +170,17 @@ async fn check_quota(
     Ok(())
 }
 
-/// Chooses the provider: by name, by region, or the first provider region.
+/// Chooses the provider: by name, by region, or the first provider region; only among
+/// `allowed_regions` when given and not empty (the tenant's plan).
 pub fn place(
     state: &AppState,
     provider: Option<&str>,
     region: Option<&str>,
+    allowed_regions: Option<&[String]>,
 ) -> Result<(String, String), GatewayError> {
-    let provider_regions = state.regions.iter().filter(|r| r.kind == "provider");
+    let provider_regions = state.regions.iter().filter(|r| {
+        r.kind == "provider" && allowed_regions.is_none_or(|a| a.is_empty() || a.contains(&r.name))
+    });
     let candidates: Vec<(String, String)> = provider_regions
         .flat_map(|r| r.providers.iter().map(move |p| (p.clone(), r.name.clone())))
         .filter(|(p, r)| {
@@ -192,8 +199,51 @@ pub fn place(
     Err(GatewayError::invalid(match (provider, region) {
         (Some(p), _) => format!("no provider '{p}' serves that request"),
         (None, Some(r)) => format!("unknown region '{r}'; choose one of {}", known.join(", ")),
-        (None, None) => "no provider is loaded".to_string(),
+        (None, None) => match allowed_regions.filter(|a| !a.is_empty()) {
+            Some(allowed) => format!(
+                "no loaded provider serves the regions your plan allows ({})",
+                allowed.join(", ")
+            ),
+            None => "no provider is loaded".to_string(),
+        },
     }))
+}
+
+/// The caller's plan, after checking that it allows a `raw` request (an image and an
+/// instance type, no offering) and, when one is named, `region`: 403 otherwise. `None`: the
+/// tenant has no plan (everything allowed).
+fn check_plan<'s>(
+    state: &'s AppState,
+    ctx: &TenantContext,
+    raw: bool,
+    region: Option<&str>,
+) -> Result<Option<&'s crate::catalog::PlanConfig>, GatewayError> {
+    let config = &state.config;
+    let Some(name) = config
+        .tenants
+        .get(&*ctx.tenant)
+        .and_then(|t| t.plan.as_ref())
+    else {
+        return Ok(None);
+    };
+    let plan = config
+        .plans
+        .get(name)
+        .ok_or_else(|| GatewayError::internal(format!("plan '{name}' is not defined")))?;
+    if raw && !plan.raw {
+        return Err(GatewayError::forbidden(format!(
+            "plan '{name}' does not allow requests by image and instance type; see GET /v1/offerings"
+        )));
+    }
+    if let Some(region) = region {
+        if !plan.regions.is_empty() && !plan.regions.iter().any(|r| r == region) {
+            return Err(GatewayError::forbidden(format!(
+                "plan '{name}' does not include region '{region}'; it allows {}",
+                plan.regions.join(", ")
+            )));
+        }
+    }
+    Ok(Some(plan))
 }
 
 /// Creates an instance: the inventory row first (so a crash in between is visible), then
@@ -211,7 +261,13 @@ pub async fn create(
         }
     }
     let department = department_for(state, ctx, spec.department)?;
-    let (provider, region) = place(state, spec.provider.as_deref(), spec.region.as_deref())?;
+    let plan = check_plan(state, ctx, spec.offering.is_none(), spec.region.as_deref())?;
+    let (provider, region) = place(
+        state,
+        spec.provider.as_deref(),
+        spec.region.as_deref(),
+        plan.map(|p| p.regions.as_slice()),
+    )?;
     check_quota(state, ctx, spec.instance_type).await?;
     let itype = spec.instance_type;
     let mut record = InstanceRecord {

@@ -481,6 +481,7 @@ async fn run_instances(call: &Call<'_>) -> Result<String, Ec2Error> {
             department: None,
             key_name: key_name.clone(),
             client_token: p.get("ClientToken").map(|t| format!("{t}#{index}")),
+            offering: None,
         };
         match ops::create(call.state, call.ctx, call.request_id, spec).await {
             Ok(record) => launched.push(record),

@@ -1,4 +1,4 @@
-//! Skyport's instance-type catalogue, shared by every provider.
+//! Skyport's instance types, shared by every provider.
 
 use serde::Serialize;
 

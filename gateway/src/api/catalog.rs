@@ -1,0 +1,69 @@
+//! `GET /v1/offerings`: what the caller's plan lets it order.
+
+use bytes::Bytes;
+use http::{Response, StatusCode};
+use http_body_util::Full;
+use serde_json::{json, Value};
+
+use crate::api::json_response;
+use crate::auth::TenantContext;
+use crate::catalog::Params;
+use crate::state::AppState;
+
+/// `GET /v1/offerings`: the caller's plan, the provider regions it allows, whether raw
+/// requests are allowed, and each offering it may order with its effective parameters
+/// (blueprint's, then the offering's) and defaults (offering's first).
+pub fn offerings(state: &AppState, ctx: &TenantContext) -> Response<Full<Bytes>> {
+    let config = &state.config;
+    let plan_name = config
+        .tenants
+        .get(&*ctx.tenant)
+        .and_then(|t| t.plan.clone());
+    let plan = plan_name.as_ref().and_then(|p| config.plans.get(p));
+    let offered = |name: &str| plan.is_none_or(|p| p.offerings.iter().any(|o| o == name));
+    let regions: Vec<&str> = state
+        .regions
+        .iter()
+        .filter(|r| r.kind == "provider")
+        .map(|r| r.name.as_str())
+        .filter(|r| plan.is_none_or(|p| p.regions.is_empty() || p.regions.iter().any(|x| x == r)))
+        .collect();
+    let offerings: Vec<Value> = config
+        .offerings
+        .iter()
+        .filter(|(name, _)| offered(name))
+        .filter_map(|(name, offering)| {
+            let blueprint = config.blueprints.get(&offering.blueprint)?;
+            Some(json!({
+                "name": name,
+                "description": offering.description,
+                "blueprint": offering.blueprint,
+                "resources": blueprint.resources.iter().map(|r| json!({
+                    "name": r.name,
+                    "type": r.kind,
+                })).collect::<Vec<_>>(),
+                "separate": blueprint.separate,
+                "params": merged(&blueprint.params, &offering.params),
+                "defaults": merged(&blueprint.defaults, &offering.defaults),
+                "user_params": offering.user_params,
+            }))
+        })
+        .collect();
+    json_response(
+        StatusCode::OK,
+        &json!({
+            "tenant": &*ctx.tenant,
+            "plan": plan_name,
+            "raw_requests": plan.is_none_or(|p| p.raw),
+            "regions": regions,
+            "offerings": offerings,
+        }),
+    )
+}
+
+/// `base` with `over` laid on top.
+fn merged(base: &Params, over: &Params) -> Params {
+    let mut out = base.clone();
+    out.extend(over.iter().map(|(k, v)| (k.clone(), v.clone())));
+    out
+}

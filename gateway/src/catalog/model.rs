@@ -1,0 +1,131 @@
+//! The catalog's configuration shapes: `[blueprints.*]`, `[offerings.*]`, `[plans.*]`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Generic resource types a blueprint can ask for.
+pub const RESOURCE_TYPES: &[&str] = &["compute"];
+
+/// A parameter value: a flag, a whole number or text.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum ParamValue {
+    /// `true` or `false`.
+    Bool(bool),
+    /// A whole number.
+    Int(i64),
+    /// Text.
+    Text(String),
+}
+
+impl ParamValue {
+    /// The text, when the value is text.
+    pub fn as_text(&self) -> Option<&str> {
+        match self {
+            Self::Text(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+/// Parameters by name, in name order.
+pub type Params = BTreeMap<String, ParamValue>;
+
+/// `[blueprints.<name>]`: a generic provider.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlueprintConfig {
+    /// What it is, for people.
+    #[serde(default)]
+    pub description: String,
+    /// The generic resources it creates, in order.
+    pub resources: Vec<ResourceConfig>,
+    /// Parameters it sets (decision point 1).
+    #[serde(default)]
+    pub params: Params,
+    /// Parameters of `params` that offerings and callers may not change.
+    #[serde(default)]
+    pub locked: Vec<String>,
+    /// Values used when nothing else sets a parameter.
+    #[serde(default)]
+    pub defaults: Params,
+    /// Resources that must not share a provider or region.
+    pub separate: Option<SeparateConfig>,
+}
+
+/// One generic resource of a blueprint.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceConfig {
+    /// Name inside the blueprint, e.g. `primary`.
+    pub name: String,
+    /// Generic type, one of [`RESOURCE_TYPES`].
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Parameters for this resource only (set with the blueprint's).
+    #[serde(default)]
+    pub params: Params,
+}
+
+/// A blueprint's separation requirement.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeparateConfig {
+    /// The resources that must be kept apart (at least two).
+    pub resources: Vec<String>,
+    /// Apart by what.
+    pub by: Separation,
+}
+
+/// What separated resources must not share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Separation {
+    /// Different providers.
+    Provider,
+    /// Different regions (a provider may serve several).
+    Region,
+}
+
+/// `[offerings.<name>]`: a blueprint plus parameters, what tenants order.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OfferingConfig {
+    /// What it is, for people.
+    #[serde(default)]
+    pub description: String,
+    /// The blueprint it instantiates.
+    pub blueprint: String,
+    /// Parameters it sets (decision point 2), overriding the blueprint's unless locked.
+    #[serde(default)]
+    pub params: Params,
+    /// Values used when nothing else sets a parameter (before the blueprint's).
+    #[serde(default)]
+    pub defaults: Params,
+    /// Parameters a caller may choose when ordering it.
+    #[serde(default)]
+    pub user_params: Vec<String>,
+}
+
+/// `[plans.<name>]`: what the tenants on it may use.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanConfig {
+    /// What it is, for people.
+    #[serde(default)]
+    pub description: String,
+    /// Offerings its tenants may order.
+    #[serde(default)]
+    pub offerings: Vec<String>,
+    /// Provider regions its tenants may use; empty: every region.
+    #[serde(default)]
+    pub regions: Vec<String>,
+    /// Whether raw requests (an image and an instance type, no offering) are allowed.
+    #[serde(default = "allowed")]
+    pub raw: bool,
+}
+
+fn allowed() -> bool {
+    true
+}

@@ -1,0 +1,204 @@
+//! Placement of orders by offering: the offering is checked against the caller's plan, the
+//! resource's parameters are gathered over the five decision points ([`params`]), and a
+//! provider region is chosen among the loaded ones, each candidate recording why it lost.
+//!
+//! [`decide`] runs without side effects, so an explanation (`POST /v1/placement/explain`)
+//! and a create (`POST /v1/instances` with an offering) reach the same decision for the
+//! same request and the same gateway state.
+
+pub mod params;
+
+use serde::Serialize;
+
+use crate::auth::TenantContext;
+use crate::catalog::{ParamValue, Params};
+use crate::error::GatewayError;
+use crate::state::AppState;
+use params::{GatherError, Order, ParamSet};
+
+/// An order by offering.
+#[derive(Debug, Clone, Default)]
+pub struct OrderRequest {
+    /// The offering.
+    pub offering: String,
+    /// What the caller chose (only the offering's `user_params`).
+    pub preferences: Params,
+    /// The department to charge (already checked against the caller's).
+    pub department: Option<String>,
+}
+
+/// One provider region considered, and why it lost if it did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Candidate {
+    /// Provider instance.
+    pub provider: String,
+    /// Region.
+    pub region: String,
+    /// `None` for the chosen one; otherwise why it was not chosen.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lost: Option<String>,
+}
+
+/// A placement decision for one resource.
+#[derive(Debug, Clone, Serialize)]
+pub struct Decision {
+    /// The offering ordered.
+    pub offering: String,
+    /// The blueprint's resource placed.
+    pub resource: String,
+    /// The parameter set, each value with its decision point.
+    pub params: ParamSet,
+    /// Chosen provider instance.
+    pub provider: String,
+    /// Chosen region.
+    pub region: String,
+    /// Every provider region considered, in order.
+    pub candidates: Vec<Candidate>,
+}
+
+/// Decides where an order by offering goes, without creating anything.
+pub fn decide(
+    state: &AppState,
+    ctx: &TenantContext,
+    request: &OrderRequest,
+) -> Result<Decision, GatewayError> {
+    let config = &state.config;
+    let name = &request.offering;
+    let offering = config.offerings.get(name).ok_or_else(|| {
+        GatewayError::invalid(format!(
+            "unknown offering '{name}'; GET /v1/offerings lists yours"
+        ))
+    })?;
+    let plan_name = config
+        .tenants
+        .get(&*ctx.tenant)
+        .and_then(|t| t.plan.as_deref());
+    let plan = plan_name.and_then(|p| config.plans.get(p));
+    if let (Some(plan_name), Some(plan)) = (plan_name, plan) {
+        if !plan.offerings.iter().any(|o| o == name) {
+            return Err(GatewayError::forbidden(format!(
+                "offering '{name}' is not in your plan '{plan_name}'"
+            )));
+        }
+    }
+    let blueprint = config.blueprints.get(&offering.blueprint).ok_or_else(|| {
+        GatewayError::internal(format!("blueprint '{}' is not defined", offering.blueprint))
+    })?;
+    let [resource] = blueprint.resources.as_slice() else {
+        return Err(GatewayError::invalid(format!(
+            "offering '{name}' creates {} resources; such deployments cannot be ordered yet",
+            blueprint.resources.len()
+        )));
+    };
+
+    let mut context = Params::new();
+    context.insert("tenant".into(), ParamValue::Text(ctx.tenant.to_string()));
+    if let Some(department) = &request.department {
+        context.insert("department".into(), ParamValue::Text(department.clone()));
+    }
+    if let Some(plan) = plan_name {
+        context.insert("plan".into(), ParamValue::Text(plan.to_string()));
+    }
+    let params = params::gather(&Order {
+        offering_name: name,
+        offering,
+        blueprint,
+        resource,
+        context: &context,
+        preferences: &request.preferences,
+    })
+    .map_err(|e| match e {
+        GatherError::NotUserSettable { parameter } => GatewayError::invalid(format!(
+            "offering '{name}' does not let you set '{parameter}'; you may set: {}",
+            offering.user_params.join(", ")
+        )),
+        GatherError::Missing { parameter } => {
+            tracing::warn!(offering = %name, tenant = %ctx.tenant, parameter = %parameter,
+                "order stopped: a required parameter has no value and no default");
+            state
+                .metrics
+                .placement_missing_parameter
+                .get_or_create(&vec![("parameter", parameter.clone())])
+                .inc();
+            GatewayError::invalid(format!(
+                "parameter '{parameter}' has no value: neither the blueprint, the offering, \
+                 your context, your request nor a default sets it"
+            ))
+        }
+    })?;
+    for text_param in ["image", "instance_type", "region", "provider"] {
+        if params
+            .get(text_param)
+            .is_some_and(|v| v.as_text().is_none())
+        {
+            return Err(GatewayError::invalid(format!(
+                "parameter '{text_param}' must be text"
+            )));
+        }
+    }
+    crate::operations::instances::parse_instance_type(
+        params.text("instance_type").unwrap_or_default(),
+    )?;
+
+    let allowed = |region: &str| {
+        plan.is_none_or(|p| p.regions.is_empty() || p.regions.iter().any(|r| r == region))
+    };
+    let mut candidates = Vec::new();
+    let mut chosen: Option<(String, String)> = None;
+    for view in state.regions.iter().filter(|r| r.kind == "provider") {
+        for provider in &view.providers {
+            let health = state.plugins.get(provider).map(|p| p.health());
+            let lost = if let Some(h) = health.as_ref().filter(|h| !h.healthy) {
+                Some(format!(
+                    "unhealthy: {}",
+                    h.reason.as_deref().unwrap_or("no reason given")
+                ))
+            } else if !allowed(&view.name) {
+                Some("region not in your plan".to_string())
+            } else if let Some(p) = params.text("provider").filter(|p| p != provider) {
+                Some(format!("provider set to '{p}'"))
+            } else if let Some(r) = params.text("region").filter(|r| *r != view.name) {
+                Some(format!("region set to '{r}'"))
+            } else if chosen.is_some() {
+                Some("an earlier candidate was chosen (configuration order)".to_string())
+            } else {
+                chosen = Some((provider.clone(), view.name.clone()));
+                None
+            };
+            candidates.push(Candidate {
+                provider: provider.clone(),
+                region: view.name.clone(),
+                lost,
+            });
+        }
+    }
+    let Some((provider, region)) = chosen else {
+        let reasons: Vec<String> = candidates
+            .iter()
+            .map(|c| {
+                format!(
+                    "{}/{}: {}",
+                    c.provider,
+                    c.region,
+                    c.lost.as_deref().unwrap_or("")
+                )
+            })
+            .collect();
+        return Err(GatewayError::invalid(format!(
+            "no provider can serve offering '{name}'{}",
+            if reasons.is_empty() {
+                " (no provider is loaded)".to_string()
+            } else {
+                format!(": {}", reasons.join("; "))
+            }
+        )));
+    };
+    Ok(Decision {
+        offering: name.clone(),
+        resource: resource.name.clone(),
+        params,
+        provider,
+        region,
+        candidates,
+    })
+}

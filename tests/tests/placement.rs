@@ -1,0 +1,170 @@
+//! Orders by offering, end to end with real QEMU: the five decision points, explain equals
+//! create, a missing parameter stops the order (nothing created), plan limits.
+
+use serde_json::{json, Value};
+use skyport_e2e::{default_config, expect_problem, Gateway, GatewayOptions};
+
+fn gateway() -> Gateway {
+    let config = default_config().replacen(
+        "departments = [\"ops\"]\nplan = \"standard\"",
+        "departments = [\"ops\"]\nplan = \"dev-only\"",
+        1,
+    );
+    Gateway::start_with(GatewayOptions {
+        config: Some(config),
+        extra: r#"
+[plans.dev-only]
+offerings = ["dev-vm", "bare-vm"]
+
+[offerings.bare-vm]
+description = "No image default: the caller must choose one"
+blueprint = "single-vm"
+defaults = { instance_type = "sp.micro" }
+user_params = ["image"]
+"#
+        .into(),
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offering_is_placed_as_explained_and_remembers_each_decision_point() {
+    skyport_e2e::assert_guest_image_prepared();
+    let gw = gateway();
+    let demo = gw.token("demo", Some("finance"), &[]);
+    let order =
+        json!({"offering": "dev-vm", "params": {"instance_type": "sp.small"}, "name": "dev-1"});
+
+    let explained = gw
+        .post("/v1/placement/explain", &demo, Some(order.clone()))
+        .await;
+    assert_eq!(explained.status(), 200);
+    let explained: Value = explained.json().await.unwrap();
+    assert_eq!(explained["offering"], "dev-vm");
+    assert_eq!(explained["resource"], "vm");
+    let params = &explained["params"];
+    let point = |name: &str| params[name]["set_by"].as_str().unwrap_or("").to_string();
+    assert_eq!(params["tier"]["value"], "dev");
+    assert_eq!(point("tier"), "offering");
+    assert_eq!(params["department"]["value"], "finance");
+    assert_eq!(point("department"), "user_context");
+    assert_eq!(params["instance_type"]["value"], "sp.small");
+    assert_eq!(point("instance_type"), "user_preference");
+    assert_eq!(params["image"]["value"], "skyport-tiny");
+    assert_eq!(point("image"), "default");
+    assert_eq!(params["image"]["source"], "offering dev-vm defaults");
+    let chosen: Vec<&Value> = explained["candidates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c.get("lost").is_none())
+        .collect();
+    assert_eq!(chosen.len(), 1, "{explained}");
+    assert_eq!(chosen[0]["provider"], explained["provider"]);
+
+    // Nothing was created by explaining.
+    let listed = gw.get_json("/v1/instances", &demo).await;
+    assert!(listed["instances"].as_array().unwrap().is_empty());
+
+    let created = gw
+        .post("/v1/instances?wait=running", &demo, Some(order))
+        .await;
+    assert_eq!(created.status(), 202);
+    let created: Value = created.json().await.unwrap();
+    assert_eq!(created["state"], "running");
+    assert_eq!(created["instance_type"], "sp.small");
+    assert_eq!(created["image"], "skyport-tiny");
+    assert_eq!(created["department"], "finance");
+    // Explain equals create.
+    assert_eq!(created["provider"], explained["provider"]);
+    assert_eq!(created["region"], explained["region"]);
+    assert_eq!(created["placement"]["offering"], "dev-vm");
+    assert_eq!(created["placement"]["params"]["tier"], "dev");
+    for (name, param) in params.as_object().unwrap() {
+        assert_eq!(
+            created["placement"]["params"][name], param["value"],
+            "{name}"
+        );
+    }
+    let id = created["id"].as_str().unwrap();
+    let terminated = gw.delete(&format!("/v1/instances/{id}"), &demo).await;
+    assert!(terminated.status().is_success(), "{}", terminated.status());
+}
+
+#[tokio::test]
+async fn bad_orders_are_refused_before_anything_is_created() {
+    let gw = gateway();
+    let acme = gw.token("acme", None, &[]);
+
+    // No value and no default for a required parameter: stopped, counted, logged.
+    let problem = expect_problem(
+        gw.post("/v1/instances", &acme, Some(json!({"offering": "bare-vm"})))
+            .await,
+        400,
+    )
+    .await;
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("parameter 'image' has no value"),
+        "{problem}"
+    );
+    let metrics = gw.metrics_text().await;
+    assert!(
+        metrics.contains("skyport_placement_missing_parameter_total{parameter=\"image\"} 1"),
+        "{metrics}"
+    );
+    assert!(gw.log().contains("a required parameter has no value"));
+
+    // A parameter the offering does not let callers set.
+    let problem = expect_problem(
+        gw.post(
+            "/v1/instances",
+            &acme,
+            Some(json!({"offering": "dev-vm", "params": {"provider": "ec2"}})),
+        )
+        .await,
+        400,
+    )
+    .await;
+    assert!(problem["detail"]
+        .as_str()
+        .unwrap()
+        .contains("does not let you set 'provider'"));
+
+    // An offering outside the plan, an unknown one, and explain of the same.
+    for path in ["/v1/instances", "/v1/placement/explain"] {
+        let problem = expect_problem(
+            gw.post(path, &acme, Some(json!({"offering": "prod-vm"})))
+                .await,
+            403,
+        )
+        .await;
+        assert!(problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("not in your plan 'dev-only'"));
+        expect_problem(
+            gw.post(path, &acme, Some(json!({"offering": "nope"})))
+                .await,
+            400,
+        )
+        .await;
+    }
+    // A deployment of two resources is not orderable as one instance.
+    let demo = gw.token("demo", None, &[]);
+    expect_problem(
+        gw.post("/v1/instances", &demo, Some(json!({"offering": "web-dr"})))
+            .await,
+        400,
+    )
+    .await;
+
+    for token in [acme, demo] {
+        let listed = gw.get_json("/v1/instances", &token).await;
+        assert!(
+            listed["instances"].as_array().unwrap().is_empty(),
+            "{listed}"
+        );
+    }
+}
