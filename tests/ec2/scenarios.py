@@ -280,6 +280,45 @@ def throttle(args):
     print(json.dumps({"throttled": throttled, "retries": r["ResponseMetadata"]["RetryAttempts"]}))
 
 
+def offering(args):
+    """RunInstances in region 'skyport' with the skyport:offering tag is placed like the
+    native API's orders by offering; elsewhere, or outside the plan, it is refused."""
+    ec2 = client(args, args["demo"], "skyport")
+
+    def tagged(offering):
+        return [{"ResourceType": "instance", "Tags": [{"Key": "skyport:offering", "Value": offering}]}]
+
+    # No ImageId, no InstanceType: the offering's defaults decide.
+    placed = ec2.run_instances(MinCount=1, MaxCount=1, TagSpecifications=tagged("dev-vm"))["Instances"][0]
+    assert placed["InstanceType"] == "sp.micro", placed["InstanceType"]
+    assert placed["Placement"]["AvailabilityZone"].startswith(args["region"]), placed["Placement"]
+    # A choice the offering allows.
+    chosen = ec2.run_instances(
+        MinCount=1, MaxCount=1, InstanceType="sp.small", TagSpecifications=tagged("dev-vm")
+    )["Instances"][0]
+    assert chosen["InstanceType"] == "sp.small", chosen["InstanceType"]
+    ec2.terminate_instances(InstanceIds=[placed["InstanceId"], chosen["InstanceId"]])
+
+    expect_error(
+        lambda: ec2.run_instances(MinCount=1, MaxCount=1, TagSpecifications=tagged(args["outside_plan"])),
+        "UnauthorizedOperation",
+        403,
+    )
+    expect_error(
+        lambda: client(args, args["demo"], args["region"]).run_instances(
+            MinCount=1, MaxCount=1, TagSpecifications=tagged("dev-vm")
+        ),
+        "InvalidParameterValue",
+        400,
+    )
+    e = expect_error(
+        lambda: ec2.run_instances(MinCount=1, MaxCount=1, TagSpecifications=tagged("no-such-offering")),
+        "InvalidParameterValue",
+        400,
+    )
+    assert "unknown offering" in e.response["Error"]["Message"], e.response["Error"]
+
+
 def cleanup(args):
     """Terminates the given instances in their regions."""
     for region, iid in args["per_region"].items():

@@ -2,6 +2,7 @@
 //! create, a missing parameter stops the order (nothing created), plan limits.
 
 use serde_json::{json, Value};
+use skyport_e2e::ec2::{access_key, scenario, Moto};
 use skyport_e2e::{default_config, expect_problem, Gateway, GatewayOptions};
 
 fn gateway() -> Gateway {
@@ -167,4 +168,27 @@ async fn bad_orders_are_refused_before_anything_is_created() {
             "{listed}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ec2_run_instances_orders_an_offering_in_the_federated_region() {
+    let moto = Moto::start();
+    let config = default_config().replacen(
+        "burst = 200\nplan = \"standard\"",
+        "burst = 200\nplan = \"cloud-only\"",
+        1,
+    );
+    let gw = Gateway::start_with(GatewayOptions {
+        config: Some(config),
+        extra: format!(
+            "{}\n[plans.cloud-only]\nofferings = [\"dev-vm\"]\nregions = [\"aws-us-east-1\"]\n",
+            moto.provider_config("aws-us-east-1")
+        ),
+    });
+    let demo = access_key(&gw, "demo").await;
+    scenario(
+        &gw,
+        "offering",
+        json!({"demo": demo, "region": "aws-us-east-1", "outside_plan": "prod-vm"}),
+    );
 }

@@ -13,11 +13,12 @@ use sha2::{Digest, Sha256};
 use super::query::Filter;
 use super::xml::Xml;
 use super::{Call, Ec2Error};
-use crate::catalog::{instance_type, INSTANCE_TYPES};
+use crate::catalog::{instance_type, InstanceType, ParamValue, Params, INSTANCE_TYPES};
 use crate::error::ErrorKind;
 use crate::inventory::{is_instance_id, InstanceRecord};
 use crate::operations::instances::{self as ops, Action, CreateSpec};
 use crate::operations::keypairs::KeyType;
+use crate::placement;
 
 /// Runs `action` (one of `ACTIONS`) and returns the response document.
 pub(super) async fn run(action: &str, call: &Call<'_>) -> Result<String, Ec2Error> {
@@ -390,9 +391,11 @@ async fn resolve_image(call: &Call<'_>, ami: &str) -> Result<(String, Vec<String
     })
 }
 
+/// The tag that orders an offering through `RunInstances` (federated region only).
+const OFFERING_TAG: &str = "skyport:offering";
+
 async fn run_instances(call: &Call<'_>) -> Result<String, Ec2Error> {
     let p = call.params;
-    let ami = p.required("ImageId")?.to_string();
     let min = p
         .int("MinCount", 1..=20)?
         .ok_or_else(|| Ec2Error::missing("MinCount"))?;
@@ -404,13 +407,6 @@ async fn run_instances(call: &Call<'_>) -> Result<String, Ec2Error> {
             "MinCount must be less than or equal to MaxCount",
         ));
     }
-    let type_name = p.get("InstanceType").unwrap_or("sp.micro");
-    let itype = instance_type(type_name).ok_or_else(|| {
-        Ec2Error::invalid_value(format!(
-            "Invalid value '{type_name}' for InstanceType; Skyport's types are {}",
-            crate::catalog::instance_type_names().join(", ")
-        ))
-    })?;
     let key_name = p.get("KeyName").map(str::to_owned);
     if let Some(key) = &key_name {
         if call
@@ -442,46 +438,26 @@ async fn run_instances(call: &Call<'_>) -> Result<String, Ec2Error> {
         .into_iter()
         .map(|(k, v)| (k, Value::String(v)))
         .collect();
-    let (image, offering) = resolve_image(call, &ami).await?;
-    let zone = p.get("Placement.AvailabilityZone");
-    let region = match zone {
-        Some(zone) => call
-            .state
-            .regions
-            .iter()
-            .filter(|r| r.kind == "provider" && offering.contains(&r.name))
-            .find(|r| r.zones.iter().any(|z| z == zone))
-            .map(|r| r.name.clone())
-            .ok_or_else(|| {
-                Ec2Error::invalid_value(format!("Invalid availability zone: [{zone}]"))
-            })?,
-        None if call.federated() => {
-            // The tenant's default region when it offers the image, else the first that does.
-            let default = call
-                .state
-                .tenants
-                .get(&call.ctx.tenant)
-                .and_then(|t| t.default_region.clone())
-                .filter(|d| offering.contains(d));
-            default
-                .or_else(|| offering.first().cloned())
-                .ok_or_else(|| Ec2Error::invalid_value("no region offers this image"))?
+    let (image, itype, region, ordered) = match tags.get(OFFERING_TAG).and_then(Value::as_str) {
+        Some(offering) => place_offering(call, offering).await?,
+        None => {
+            let (image, itype, region) = place_raw(call).await?;
+            (image, itype, region, None)
         }
-        None => call.region.name.clone(),
     };
     let mut launched: Vec<InstanceRecord> = Vec::new();
     for index in 0..max {
         let spec = CreateSpec {
             image: image.clone(),
             instance_type: itype,
-            provider: None,
+            provider: ordered.as_ref().map(|d| d.provider.clone()),
             region: Some(region.clone()),
             name: name.clone(),
             tags: tags.clone(),
             department: None,
             key_name: key_name.clone(),
             client_token: p.get("ClientToken").map(|t| format!("{t}#{index}")),
-            offering: None,
+            offering: ordered.as_ref().map(|d| d.offering.clone()),
         };
         match ops::create(call.state, call.ctx, call.request_id, spec).await {
             Ok(record) => launched.push(record),
@@ -516,6 +492,104 @@ async fn run_instances(call: &Call<'_>) -> Result<String, Ec2Error> {
         x.elem("groupSet", |_| {});
         x.set("instancesSet", &launched, |x, r| write_instance(x, call, r));
     }))
+}
+
+/// A raw launch: the image from `ImageId`, the type from `InstanceType` (default
+/// `sp.micro`), the region from the zone, the tenant's default or the first region that
+/// offers the image (federated), else the request's region.
+async fn place_raw(call: &Call<'_>) -> Result<(String, InstanceType, String), Ec2Error> {
+    let p = call.params;
+    let ami = p.required("ImageId")?.to_string();
+    let itype = ec2_instance_type(p.get("InstanceType").unwrap_or("sp.micro"))?;
+    let (image, offering) = resolve_image(call, &ami).await?;
+    let zone = p.get("Placement.AvailabilityZone");
+    let region = match zone {
+        Some(zone) => call
+            .state
+            .regions
+            .iter()
+            .filter(|r| r.kind == "provider" && offering.contains(&r.name))
+            .find(|r| r.zones.iter().any(|z| z == zone))
+            .map(|r| r.name.clone())
+            .ok_or_else(|| {
+                Ec2Error::invalid_value(format!("Invalid availability zone: [{zone}]"))
+            })?,
+        None if call.federated() => {
+            // The tenant's default region when it offers the image, else the first that does.
+            let default = call
+                .state
+                .tenants
+                .get(&call.ctx.tenant)
+                .and_then(|t| t.default_region.clone())
+                .filter(|d| offering.contains(d));
+            default
+                .or_else(|| offering.first().cloned())
+                .ok_or_else(|| Ec2Error::invalid_value("no region offers this image"))?
+        }
+        None => call.region.name.clone(),
+    };
+    Ok((image, itype, region))
+}
+
+/// A launch by offering (the `skyport:offering` tag, federated region only): `ImageId`,
+/// `InstanceType` and the zone's region are the caller's preferences, and the same
+/// placement as the native API decides (`placement::decide`).
+async fn place_offering(
+    call: &Call<'_>,
+    offering: &str,
+) -> Result<(String, InstanceType, String, Option<placement::Decision>), Ec2Error> {
+    if !call.federated() {
+        return Err(Ec2Error::invalid_value(format!(
+            "the {OFFERING_TAG} tag orders an offering; send it to region {}",
+            crate::api::native::FEDERATED_REGION
+        )));
+    }
+    let p = call.params;
+    let mut preferences = Params::new();
+    if let Some(ami) = p.get("ImageId") {
+        let (image, _) = resolve_image(call, ami).await?;
+        preferences.insert("image".into(), ParamValue::Text(image));
+    }
+    if let Some(itype) = p.get("InstanceType") {
+        ec2_instance_type(itype)?;
+        preferences.insert("instance_type".into(), ParamValue::Text(itype.to_string()));
+    }
+    if let Some(zone) = p.get("Placement.AvailabilityZone") {
+        let region = call
+            .state
+            .regions
+            .iter()
+            .find(|r| r.kind == "provider" && r.zones.iter().any(|z| z == zone))
+            .ok_or_else(|| {
+                Ec2Error::invalid_value(format!("Invalid availability zone: [{zone}]"))
+            })?;
+        preferences.insert("region".into(), ParamValue::Text(region.name.clone()));
+    }
+    let order = placement::OrderRequest {
+        offering: offering.to_string(),
+        preferences,
+        department: call.ctx.department.clone(),
+    };
+    let decision = placement::decide(call.state, call.ctx, &order)
+        .map_err(|e| Ec2Error::from_gateway(e, "InvalidParameterValue"))?;
+    let image = decision
+        .params
+        .text("image")
+        .unwrap_or_default()
+        .to_string();
+    let itype = ec2_instance_type(decision.params.text("instance_type").unwrap_or_default())?;
+    let region = decision.region.clone();
+    Ok((image, itype, region, Some(decision)))
+}
+
+/// A Skyport instance type by name, or EC2's `InvalidParameterValue`.
+fn ec2_instance_type(name: &str) -> Result<InstanceType, Ec2Error> {
+    instance_type(name).ok_or_else(|| {
+        Ec2Error::invalid_value(format!(
+            "Invalid value '{name}' for InstanceType; Skyport's types are {}",
+            crate::catalog::instance_type_names().join(", ")
+        ))
+    })
 }
 
 async fn change_state(call: &Call<'_>, action: Action, name: &str) -> Result<String, Ec2Error> {
