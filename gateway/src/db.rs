@@ -1,5 +1,5 @@
-//! The gateway database, `<state-dir>/skyport.db` (SQLite, WAL): instances, access keys
-//! and key pairs. Each store holds its own connection and runs its statements on the
+//! The gateway database, `<state-dir>/skyport.db` (SQLite, WAL): instances, access keys,
+//! key pairs and the placement audit. Each store holds its own connection and runs its statements on the
 //! blocking pool, never on the async workers.
 
 use std::path::Path;

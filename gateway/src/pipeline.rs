@@ -280,8 +280,9 @@ async fn dispatch(
         Route::Offerings => Ok(api::catalog::offerings(state, ctx)),
         Route::PlacementExplain => {
             let body = read_body(req).await?;
-            api::instances::explain(state, ctx, body)
+            api::instances::explain(state, ctx, request_id, body).await
         }
+        Route::AdminPlacement(id) => api::instances::placement_record(state, id).await,
         Route::InstanceList => {
             let query = query_pairs(req.uri());
             api::instances::list(state, ctx, request_id, &query).await

@@ -29,6 +29,8 @@ pub struct AppState {
     pub access_keys: Arc<crate::auth::access_keys::AccessKeyStore>,
     /// Tenants' SSH key pairs.
     pub key_pairs: crate::operations::keypairs::KeyPairStore,
+    /// Every placement decision, for `GET /admin/placements/{id}`.
+    pub placements: crate::placement::audit::PlacementAudit,
     /// Loaded plugins.
     pub plugins: Arc<PluginRegistry>,
     /// Provider regions, gathered at startup.

@@ -86,6 +86,26 @@ async fn an_offering_is_placed_as_explained_and_remembers_each_decision_point() 
             "{name}"
         );
     }
+    // Both decisions are stored; operators read them back in full.
+    let admin = gw.token("demo", None, &["admin"]);
+    for (placement, mode) in [
+        (&explained["id"], "explain"),
+        (&created["placement"]["id"], "create"),
+    ] {
+        let path = format!("/admin/placements/{}", placement.as_str().unwrap());
+        let record = gw.get_json(&path, &admin).await;
+        assert_eq!(record["mode"], mode);
+        assert_eq!(record["tenant"], "demo");
+        assert_eq!(record["decision"]["provider"], explained["provider"]);
+        assert_eq!(record["decision"]["params"], explained["params"]);
+        expect_problem(gw.get(&path, &demo).await, 403).await;
+    }
+    expect_problem(
+        gw.get("/admin/placements/pl-00000000000000000", &admin)
+            .await,
+        404,
+    )
+    .await;
     let id = created["id"].as_str().unwrap();
     let terminated = gw.delete(&format!("/v1/instances/{id}"), &demo).await;
     assert!(terminated.status().is_success(), "{}", terminated.status());

@@ -14,6 +14,7 @@ use crate::error::GatewayError;
 use crate::inventory::{is_instance_id, InstanceRecord};
 use crate::operations::instances::{self as ops, Action, CreateSpec};
 use crate::placement;
+use crate::placement::audit::Mode;
 use crate::state::AppState;
 
 /// `POST /v1/instances` body.
@@ -160,6 +161,10 @@ pub async fn create(
         ),
         Ordered::Offering(order) => {
             let decision = placement::decide(state, ctx, &order)?;
+            let id = state
+                .placements
+                .record(&ctx.tenant, request_id, Mode::Create, &decision)
+                .await?;
             let text = |name: &str| decision.params.text(name).unwrap_or_default().to_string();
             let spec = CreateSpec {
                 image: text("image"),
@@ -173,14 +178,15 @@ pub async fn create(
                 client_token: None,
                 offering: Some(decision.offering.clone()),
             };
-            (spec, Some(decision))
+            (spec, Some((id, decision)))
         }
     };
     let record = ops::create(state, ctx, request_id, spec).await?;
     let record = wait_for(state, ctx, request_id, record, wait).await?;
     let mut body = view(&record);
-    if let Some(decision) = decision {
+    if let Some((id, decision)) = decision {
         body["placement"] = json!({
+            "id": id,
             "offering": decision.offering,
             "provider": decision.provider,
             "region": decision.region,
@@ -193,9 +199,10 @@ pub async fn create(
 /// `POST /v1/placement/explain`: the decision a create with the same body would reach
 /// (offering orders only), with every parameter's decision point and every candidate;
 /// nothing is created.
-pub fn explain(
+pub async fn explain(
     state: &AppState,
     ctx: &TenantContext,
+    request_id: &str,
     body: Bytes,
 ) -> Result<Response<Full<Bytes>>, GatewayError> {
     let mut req: CreateRequest = serde_json::from_slice(&body)
@@ -204,12 +211,31 @@ pub fn explain(
     match req.ordered(department)? {
         Ordered::Offering(order) => {
             let decision = placement::decide(state, ctx, &order)?;
-            Ok(json_response(StatusCode::OK, &json!(decision)))
+            let id = state
+                .placements
+                .record(&ctx.tenant, request_id, Mode::Explain, &decision)
+                .await?;
+            let mut body = json!(decision);
+            body["id"] = json!(id);
+            Ok(json_response(StatusCode::OK, &body))
         }
         Ordered::Raw { .. } => Err(GatewayError::invalid(
             "explain takes an order by offering (\"offering\": \"...\")",
         )),
     }
+}
+
+/// `GET /admin/placements/{id}`: the full stored record of one placement decision.
+pub async fn placement_record(
+    state: &AppState,
+    id: &str,
+) -> Result<Response<Full<Bytes>>, GatewayError> {
+    let record = state
+        .placements
+        .get(id)
+        .await?
+        .ok_or_else(|| GatewayError::not_found(format!("no placement '{id}'")))?;
+    Ok(json_response(StatusCode::OK, &record))
 }
 
 /// `GET /v1/instances/{id}`.

@@ -45,6 +45,8 @@ pub enum Route {
     Offerings,
     /// `POST /v1/placement/explain`
     PlacementExplain,
+    /// `GET /admin/placements/{id}`
+    AdminPlacement(String),
     /// `GET /v1/instances`
     InstanceList,
     /// `POST /v1/instances`
@@ -140,6 +142,13 @@ pub fn route(method: &Method, path: &str) -> Result<RouteMatch, GatewayError> {
         ["v1", "regions"] => get_only(RouteMatch {
             cache_ttl: Some(Duration::from_secs(10)),
             ..matched(Route::Regions, "/v1/regions")
+        }),
+        ["admin", "placements", id] => get_only(RouteMatch {
+            admin: true,
+            ..matched(
+                Route::AdminPlacement((*id).to_string()),
+                "/admin/placements/{id}",
+            )
         }),
         ["v1", "placement", "explain"] => match *method {
             Method::POST => Ok(matched(Route::PlacementExplain, "/v1/placement/explain")),

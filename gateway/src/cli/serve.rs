@@ -203,6 +203,8 @@ async fn serve(config: Config) -> anyhow::Result<i32> {
     );
     let key_pairs = crate::operations::keypairs::KeyPairStore::open(&state_dir)
         .context("opening the key pairs")?;
+    let placements = crate::placement::audit::PlacementAudit::open(&state_dir)
+        .context("opening the placement audit")?;
     let config = Arc::new(config);
     let state = Arc::new(AppState {
         inventory,
@@ -214,6 +216,7 @@ async fn serve(config: Config) -> anyhow::Result<i32> {
         ),
         access_keys,
         key_pairs,
+        placements,
         tenants: TenantDirectory::new(config.tenants.clone()),
         limiter: TenantRateLimiter::from_config(&config),
         cache: ResponseCache::new(config.cache.max_entries),

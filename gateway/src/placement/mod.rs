@@ -6,6 +6,7 @@
 //! and a create (`POST /v1/instances` with an offering) reach the same decision for the
 //! same request and the same gateway state.
 
+pub mod audit;
 pub mod params;
 
 use serde::Serialize;

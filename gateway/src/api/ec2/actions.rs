@@ -572,6 +572,15 @@ async fn place_offering(
     };
     let decision = placement::decide(call.state, call.ctx, &order)
         .map_err(|e| Ec2Error::from_gateway(e, "InvalidParameterValue"))?;
+    call.state
+        .placements
+        .record(
+            &call.ctx.tenant,
+            call.request_id,
+            placement::audit::Mode::Create,
+            &decision,
+        )
+        .await?;
     let image = decision
         .params
         .text("image")
