@@ -212,3 +212,72 @@ async fn ec2_run_instances_orders_an_offering_in_the_federated_region() {
         json!({"demo": demo, "region": "aws-us-east-1", "outside_plan": "prod-vm"}),
     );
 }
+
+#[tokio::test]
+async fn the_cheapest_provider_by_the_live_rate_card_wins_unless_the_caller_pins_one() {
+    let moto = Moto::start();
+    // moto's region is cheaper than this host for sp.micro; local-1 comes first in order.
+    let card = [
+        r#"{ sku = "sp.micro", unit = "hour", price = "0.0100" }"#,
+        r#"{ sku = "sp.micro", provider = "local-vmm", unit = "hour", price = "0.0050" }"#,
+        r#"{ sku = "sp.micro", provider = "aws-us-east-1", unit = "hour", price = "0.0010" }"#,
+    ]
+    .join(", ");
+    let config = default_config().replacen(
+        "file = \"libskyport_metering.so\"",
+        &format!(
+            "file = \"libskyport_metering.so\"\n\
+             config = {{ rate_card = {{ currency = \"USD\", rates = [{card}] }} }}"
+        ),
+        1,
+    );
+    let gw = Gateway::start_with(GatewayOptions {
+        config: Some(config),
+        extra: moto.provider_config("aws-us-east-1"),
+    });
+    let demo = gw.token("demo", None, &[]);
+    let explain = |body: Value| {
+        let gw = &gw;
+        let demo = demo.clone();
+        async move {
+            let response = gw.post("/v1/placement/explain", &demo, Some(body)).await;
+            assert_eq!(response.status(), 200);
+            response.json::<Value>().await.unwrap()
+        }
+    };
+
+    let cheapest = explain(json!({"offering": "dev-vm"})).await;
+    assert_eq!(cheapest["provider"], "aws-us-east-1", "{cheapest}");
+    assert_eq!(cheapest["currency"], "USD");
+    let local = cheapest["candidates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["provider"] == "local-vmm")
+        .unwrap()
+        .clone();
+    assert_eq!(local["price"], "0.0050");
+    assert_eq!(
+        local["lost"],
+        "costs 0.0050 USD/hour, more than the chosen 0.0010"
+    );
+
+    // A caller's region choice pins the provider, whatever it costs.
+    let pinned = explain(json!({"offering": "dev-vm", "region": "local-1"})).await;
+    assert_eq!(pinned["provider"], "local-vmm", "{pinned}");
+
+    // The create follows the same decision and reports the price.
+    let created = gw
+        .post("/v1/instances", &demo, Some(json!({"offering": "dev-vm"})))
+        .await;
+    assert_eq!(created.status(), 202);
+    let created: Value = created.json().await.unwrap();
+    assert_eq!(created["provider"], "aws-us-east-1");
+    assert_eq!(created["placement"]["price_per_hour"], "0.0010");
+    let id = created["id"].as_str().unwrap();
+    assert!(gw
+        .delete(&format!("/v1/instances/{id}"), &demo)
+        .await
+        .status()
+        .is_success());
+}

@@ -160,7 +160,7 @@ pub async fn create(
             None,
         ),
         Ordered::Offering(order) => {
-            let decision = placement::decide(state, ctx, &order)?;
+            let decision = placement::decide(state, ctx, request_id, &order).await?;
             let id = state
                 .placements
                 .record(&ctx.tenant, request_id, Mode::Create, &decision)
@@ -190,6 +190,10 @@ pub async fn create(
             "offering": decision.offering,
             "provider": decision.provider,
             "region": decision.region,
+            "price_per_hour": decision.candidates.iter()
+                .find(|c| c.lost.is_none())
+                .and_then(|c| c.price.clone()),
+            "currency": decision.currency,
             "params": decision.params.iter().map(|(k, p)| (k.to_string(), json!(p.value))).collect::<serde_json::Map<_, _>>(),
         });
     }
@@ -210,7 +214,7 @@ pub async fn explain(
     let department = ops::department_for(state, ctx, req.department.take())?;
     match req.ordered(department)? {
         Ordered::Offering(order) => {
-            let decision = placement::decide(state, ctx, &order)?;
+            let decision = placement::decide(state, ctx, request_id, &order).await?;
             let id = state
                 .placements
                 .record(&ctx.tenant, request_id, Mode::Explain, &decision)

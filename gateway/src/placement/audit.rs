@@ -135,6 +135,7 @@ mod tests {
             provider: "local-vmm".into(),
             region: "local-1".into(),
             candidates: Vec::new(),
+            currency: None,
         };
         let id = PlacementAudit::open(&dir)
             .unwrap()

@@ -1,6 +1,8 @@
 //! Placement of orders by offering: the offering is checked against the caller's plan, the
 //! resource's parameters are gathered over the five decision points ([`params`]), and a
-//! provider region is chosen among the loaded ones, each candidate recording why it lost.
+//! provider region is chosen among the loaded ones: the cheapest for the order's instance
+//! type by the metering plugin's rate card, configuration order among equals, each
+//! candidate recording why it lost.
 //!
 //! [`decide`] runs without side effects, so an explanation (`POST /v1/placement/explain`)
 //! and a create (`POST /v1/instances` with an offering) reach the same decision for the
@@ -8,6 +10,7 @@
 
 pub mod audit;
 pub mod params;
+pub mod rates;
 
 use serde::Serialize;
 
@@ -35,6 +38,9 @@ pub struct Candidate {
     pub provider: String,
     /// Region.
     pub region: String,
+    /// Price per hour of the order's instance type here, from the rate card.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub price: Option<String>,
     /// `None` for the chosen one; otherwise why it was not chosen.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lost: Option<String>,
@@ -53,14 +59,19 @@ pub struct Decision {
     pub provider: String,
     /// Chosen region.
     pub region: String,
-    /// Every provider region considered, in order.
+    /// Every provider region considered, in configuration order.
     pub candidates: Vec<Candidate>,
+    /// Currency of the candidates' prices; `None` when no rate card could be read (then
+    /// the first candidate in configuration order wins).
+    pub currency: Option<String>,
 }
 
-/// Decides where an order by offering goes, without creating anything.
-pub fn decide(
+/// Decides where an order by offering goes, without creating anything (the prices come
+/// from the metering plugin, asked once).
+pub async fn decide(
     state: &AppState,
     ctx: &TenantContext,
+    request_id: &str,
     request: &OrderRequest,
 ) -> Result<Decision, GatewayError> {
     let config = &state.config;
@@ -144,8 +155,8 @@ pub fn decide(
     let allowed = |region: &str| {
         plan.is_none_or(|p| p.regions.is_empty() || p.regions.iter().any(|r| r == region))
     };
+    // Every provider region, with why it cannot serve this order, if it cannot.
     let mut candidates = Vec::new();
-    let mut chosen: Option<(String, String)> = None;
     for view in state.regions.iter().filter(|r| r.kind == "provider") {
         for provider in &view.providers {
             let health = state.plugins.get(provider).map(|p| p.health());
@@ -158,22 +169,28 @@ pub fn decide(
                 Some("region not in your plan".to_string())
             } else if let Some(p) = params.text("provider").filter(|p| p != provider) {
                 Some(format!("provider set to '{p}'"))
-            } else if let Some(r) = params.text("region").filter(|r| *r != view.name) {
-                Some(format!("region set to '{r}'"))
-            } else if chosen.is_some() {
-                Some("an earlier candidate was chosen (configuration order)".to_string())
             } else {
-                chosen = Some((provider.clone(), view.name.clone()));
-                None
+                params
+                    .text("region")
+                    .filter(|r| *r != view.name)
+                    .map(|r| format!("region set to '{r}'"))
             };
             candidates.push(Candidate {
                 provider: provider.clone(),
                 region: view.name.clone(),
+                price: None,
                 lost,
             });
         }
     }
-    let Some((provider, region)) = chosen else {
+    let instance_type = params.text("instance_type").unwrap_or_default().to_string();
+    let providers: Vec<String> = candidates
+        .iter()
+        .filter(|c| c.lost.is_none())
+        .map(|c| c.provider.clone())
+        .collect();
+    let card = rates::prices(state, ctx, request_id, &instance_type, &providers).await;
+    let Some(winner) = rates::rank(&mut candidates, &card) else {
         let reasons: Vec<String> = candidates
             .iter()
             .map(|c| {
@@ -194,6 +211,10 @@ pub fn decide(
             }
         )));
     };
+    let (provider, region) = (
+        candidates[winner].provider.clone(),
+        candidates[winner].region.clone(),
+    );
     Ok(Decision {
         offering: name.clone(),
         resource: resource.name.clone(),
@@ -201,5 +222,6 @@ pub fn decide(
         provider,
         region,
         candidates,
+        currency: card.currency,
     })
 }

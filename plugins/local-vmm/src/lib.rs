@@ -369,11 +369,19 @@ impl LocalVmm {
         let mut spec = self.get(id)?;
         spec.state = VmState::Terminated;
         spec.pid = None;
-        let _ = std::fs::remove_dir_all(&self.dir(id).0);
+        // Forgotten first: a background task still watching this VM (its boot or readiness
+        // wait, which sees QEMU exit) saves its spec only while it is known, so nothing
+        // writes into the directory while it is being removed.
         self.vms
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(id);
+        let dir = self.dir(id).0;
+        if let Err(e) = std::fs::remove_dir_all(&dir) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                log::warn!("VM {id}: removing {}: {e}", dir.display());
+            }
+        }
         Ok(self.view(&spec))
     }
 

@@ -132,6 +132,38 @@ impl Metering {
     }
 }
 
+impl Metering {
+    /// `rates.get@1`: the prices in force now for `pairs` of `{sku, provider}` (the rate
+    /// card's own precedence: a provider's row beats `*`), so the gateway can compare
+    /// providers without reading this plugin's configuration.
+    fn rates(&self, params: &Value) -> Result<Value, PluginError> {
+        let pairs = params["pairs"].as_array().ok_or_else(|| {
+            err(
+                error_code::INVALID_INPUT,
+                "rates.get needs pairs: [{sku, provider}]",
+            )
+        })?;
+        let now = OffsetDateTime::now_utc();
+        let rates: Vec<Value> = pairs
+            .iter()
+            .map(|pair| {
+                let sku = pair["sku"].as_str().unwrap_or_default();
+                let provider = pair["provider"].as_str().unwrap_or_default();
+                match self.card.lookup(sku, provider, now) {
+                    Ok(rate) => json!({
+                        "sku": sku,
+                        "provider": provider,
+                        "unit": rate.unit.name(),
+                        "price": rate.price.to_string(),
+                    }),
+                    Err(e) => json!({"sku": sku, "provider": provider, "error": e}),
+                }
+            })
+            .collect();
+        Ok(json!({"currency": self.card.currency, "rates": rates}))
+    }
+}
+
 impl Plugin for Metering {
     fn describe() -> Description {
         Description {
@@ -152,6 +184,7 @@ impl Plugin for Metering {
                 "period.finalize@1",
                 "periods.list@1",
                 "bill.all@1",
+                "rates.get@1",
             ]
             .map(String::from)
             .to_vec(),
@@ -282,6 +315,7 @@ impl Plugin for Metering {
                 Ok(json!({"content_type": handler.content_type(), "body": body}))
             }
             ("usage.list", 1) => self.usage(&call.params).await,
+            ("rates.get", 1) => self.rates(&call.params),
             ("period.finalize", 1) => {
                 let period = Period::parse(text_param(&call.params, "period", "period.finalize")?)
                     .map_err(|e| err(error_code::INVALID_INPUT, e))?;

@@ -22,6 +22,14 @@ pub enum Unit {
 }
 
 impl Unit {
+    /// The unit as the rate card writes it: `hour` or `1000-requests`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Hour => "hour",
+            Self::ThousandRequests => "1000-requests",
+        }
+    }
+
     /// FOCUS `PricingUnit`.
     pub fn pricing_unit(self) -> &'static str {
         match self {
