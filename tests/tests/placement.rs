@@ -112,6 +112,52 @@ async fn an_offering_is_placed_as_explained_and_remembers_each_decision_point() 
 }
 
 #[tokio::test]
+async fn the_cli_explains_an_order_as_the_api_does() {
+    let gw = gateway();
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(skyport_e2e::skyport_bin())
+            .args(["placement", "explain"])
+            .args(args)
+            .args([
+                "--url",
+                &format!("https://{}", gw.api),
+                "--tenant",
+                "acme",
+                "--state-dir",
+            ])
+            .arg(&gw.state_dir)
+            .output()
+            .unwrap();
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        (out.status.code(), text(&out.stdout), text(&out.stderr))
+    };
+    let (code, table, err) = cli(&["--offering", "dev-vm", "--set", "instance_type=sp.small"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(table.starts_with("offering dev-vm: "), "{table}");
+    let line = table
+        .lines()
+        .find(|l| l.trim_start().starts_with("instance_type"))
+        .unwrap();
+    assert!(
+        line.contains("sp.small") && line.contains("user_preference"),
+        "{line}"
+    );
+    assert!(
+        table.contains("chosen") && table.contains("placement id: pl-"),
+        "{table}"
+    );
+
+    let (code, json, _) = cli(&["--offering", "dev-vm", "--json"]);
+    assert_eq!(code, Some(0));
+    let decision: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(decision["params"]["instance_type"]["value"], "sp.micro");
+
+    let (code, _, err) = cli(&["--offering", "prod-vm"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("not in your plan 'dev-only'"), "{err}");
+}
+
+#[tokio::test]
 async fn bad_orders_are_refused_before_anything_is_created() {
     let gw = gateway();
     let acme = gw.token("acme", None, &[]);

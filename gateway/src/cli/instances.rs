@@ -94,14 +94,39 @@ enum InstancesCommand {
     },
 }
 
-struct Client {
+/// A native-API client acting as one tenant with a development token.
+pub(super) struct Client {
     http: reqwest::Client,
     url: String,
     token: String,
 }
 
 impl Client {
-    async fn send(
+    /// A client for the gateway at `url`, as `tenant` (and `dept`), trusting the CA and
+    /// minting the token with the key under `state_dir` (default: the embedded one).
+    pub(super) fn connect(
+        url: &str,
+        tenant: &str,
+        dept: Option<String>,
+        state_dir: Option<PathBuf>,
+    ) -> anyhow::Result<Self> {
+        let state_dir = state_dir.unwrap_or(Config::embedded().server.state_dir);
+        let ca = std::fs::read(state_dir.join("certs").join(dev_certs::files::CA))
+            .with_context(|| format!("reading the CA under {}", state_dir.display()))?;
+        let token = token::mint(&state_dir, &Config::embedded(), tenant, dept)?;
+        let http = reqwest::Client::builder()
+            .tls_certs_only([reqwest::Certificate::from_pem(&ca)?])
+            .timeout(Duration::from_secs(200))
+            .build()?;
+        Ok(Self {
+            http,
+            url: url.trim_end_matches('/').to_string(),
+            token,
+        })
+    }
+
+    /// Sends one request; a non-2xx answer is an error with the problem's detail.
+    pub(super) async fn send(
         &self,
         method: reqwest::Method,
         path: &str,
@@ -152,27 +177,12 @@ impl Client {
 
 /// Runs an `instances` command.
 pub(super) fn run(args: InstancesArgs) -> anyhow::Result<i32> {
-    let state_dir = args
-        .state_dir
-        .clone()
-        .unwrap_or(Config::embedded().server.state_dir);
-    let ca = std::fs::read(state_dir.join("certs").join(dev_certs::files::CA))
-        .with_context(|| format!("reading the CA under {}", state_dir.display()))?;
-    let token = token::mint(
-        &state_dir,
-        &Config::embedded(),
+    let client = Client::connect(
+        &args.url,
         &args.tenant,
         args.dept.clone(),
+        args.state_dir.clone(),
     )?;
-    let http = reqwest::Client::builder()
-        .tls_certs_only([reqwest::Certificate::from_pem(&ca)?])
-        .timeout(Duration::from_secs(200))
-        .build()?;
-    let client = Client {
-        http,
-        url: args.url.trim_end_matches('/').to_string(),
-        token,
-    };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

@@ -5,6 +5,7 @@ mod certs;
 mod check;
 mod instances;
 mod keys;
+mod placement;
 pub mod serve;
 mod token;
 
@@ -38,6 +39,8 @@ enum Command {
     },
     /// Instances through the native API (create, list, stop, start, resize, console, terminate).
     Instances(instances::InstancesArgs),
+    /// Placement of orders by offering: `explain` where one would go, creating nothing.
+    Placement(placement::PlacementArgs),
     /// A tenant's bill (json, focus, csr), or `finalize` a period, offline from the ledger.
     Bill(bill::BillArgs),
     /// EC2 access keys (SigV4) for tenants: create, list, revoke.
@@ -104,6 +107,7 @@ pub fn run() -> i32 {
         Command::Serve(args) => serve::run(args),
         Command::Token(args) => token::run(args),
         Command::Instances(args) => instances::run(args),
+        Command::Placement(args) => placement::run(args),
         Command::Bill(args) => bill::run(args),
         Command::Keys(args) => keys::run(args),
         Command::Plugins {
