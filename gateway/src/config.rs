@@ -454,6 +454,13 @@ impl Config {
         errors
     }
 
+    /// `tenant`'s plan and its name; `None` when the tenant has none (every offering, every
+    /// region, raw requests allowed). Load-time validation guarantees a named plan exists.
+    pub fn plan_of(&self, tenant: &str) -> Option<(&str, &crate::catalog::PlanConfig)> {
+        let name = self.tenants.get(tenant)?.plan.as_deref()?;
+        Some((name, self.plans.get(name)?))
+    }
+
     /// `p` resolved against the state directory when relative.
     pub fn state_path(&self, p: &Path) -> PathBuf {
         if p.is_absolute() {

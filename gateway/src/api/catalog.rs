@@ -15,23 +15,18 @@ use crate::state::AppState;
 /// (blueprint's, then the offering's) and defaults (offering's first).
 pub fn offerings(state: &AppState, ctx: &TenantContext) -> Response<Full<Bytes>> {
     let config = &state.config;
-    let plan_name = config
-        .tenants
-        .get(&*ctx.tenant)
-        .and_then(|t| t.plan.clone());
-    let plan = plan_name.as_ref().and_then(|p| config.plans.get(p));
-    let offered = |name: &str| plan.is_none_or(|p| p.offerings.iter().any(|o| o == name));
+    let (plan_name, plan) = config.plan_of(&ctx.tenant).unzip();
     let regions: Vec<&str> = state
         .regions
         .iter()
         .filter(|r| r.kind == "provider")
         .map(|r| r.name.as_str())
-        .filter(|r| plan.is_none_or(|p| p.regions.is_empty() || p.regions.iter().any(|x| x == r)))
+        .filter(|r| plan.is_none_or(|p| p.allows_region(r)))
         .collect();
     let offerings: Vec<Value> = config
         .offerings
         .iter()
-        .filter(|(name, _)| offered(name))
+        .filter(|(name, _)| plan.is_none_or(|p| p.offers(name)))
         .filter_map(|(name, offering)| {
             let blueprint = config.blueprints.get(&offering.blueprint)?;
             Some(json!({

@@ -20,4 +20,4 @@ pub use model::{
     BlueprintConfig, OfferingConfig, ParamValue, Params, PlanConfig, ResourceConfig,
     SeparateConfig, Separation, RESOURCE_TYPES,
 };
-pub use validate::{valid_param_name, validate};
+pub use validate::{valid_param_name, validate, TEXT_PARAMS};

@@ -129,3 +129,15 @@ pub struct PlanConfig {
 fn allowed() -> bool {
     true
 }
+
+impl PlanConfig {
+    /// Whether its tenants may order `offering`.
+    pub fn offers(&self, offering: &str) -> bool {
+        self.offerings.iter().any(|o| o == offering)
+    }
+
+    /// Whether its tenants may use provider region `region` (an empty list allows all).
+    pub fn allows_region(&self, region: &str) -> bool {
+        self.regions.is_empty() || self.regions.iter().any(|r| r == region)
+    }
+}

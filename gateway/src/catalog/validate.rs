@@ -6,7 +6,7 @@ use super::{instance_type, instance_type_names, ParamValue, Params, RESOURCE_TYP
 use crate::config::{valid_name, Config, ConfigError};
 
 /// Parameters whose values Skyport itself reads, and must be text.
-const TEXT_PARAMS: &[&str] = &["image", "instance_type", "region", "provider", "zone"];
+pub const TEXT_PARAMS: &[&str] = &["image", "instance_type", "region", "provider", "zone"];
 
 /// Parameter names: 1-63 of `[a-z0-9_]`, starting with a letter (usable in rules as
 /// `params.<name>`).

@@ -17,6 +17,13 @@ use crate::tls::dev_certs;
 pub(super) struct InstancesArgs {
     #[command(subcommand)]
     command: InstancesCommand,
+    #[command(flatten)]
+    gateway: GatewayArgs,
+}
+
+/// Which gateway to call, and as whom (shared by the commands that use the native API).
+#[derive(Debug, Args)]
+pub(super) struct GatewayArgs {
     /// Gateway URL.
     #[arg(long, default_value = "https://127.0.0.1:8443", global = true)]
     url: String,
@@ -102,18 +109,20 @@ pub(super) struct Client {
 }
 
 impl Client {
-    /// A client for the gateway at `url`, as `tenant` (and `dept`), trusting the CA and
-    /// minting the token with the key under `state_dir` (default: the embedded one).
-    pub(super) fn connect(
-        url: &str,
-        tenant: &str,
-        dept: Option<String>,
-        state_dir: Option<PathBuf>,
-    ) -> anyhow::Result<Self> {
+    /// A client for the gateway at `args.url`, as `args.tenant` (and `args.dept`), trusting
+    /// the CA and minting the token with the key under `args.state_dir` (default: the
+    /// embedded one).
+    pub(super) fn connect(args: GatewayArgs) -> anyhow::Result<Self> {
+        let GatewayArgs {
+            url,
+            tenant,
+            dept,
+            state_dir,
+        } = args;
         let state_dir = state_dir.unwrap_or(Config::embedded().server.state_dir);
         let ca = std::fs::read(state_dir.join("certs").join(dev_certs::files::CA))
             .with_context(|| format!("reading the CA under {}", state_dir.display()))?;
-        let token = token::mint(&state_dir, &Config::embedded(), tenant, dept)?;
+        let token = token::mint(&state_dir, &Config::embedded(), &tenant, dept)?;
         let http = reqwest::Client::builder()
             .tls_certs_only([reqwest::Certificate::from_pem(&ca)?])
             .timeout(Duration::from_secs(200))
@@ -177,12 +186,7 @@ impl Client {
 
 /// Runs an `instances` command.
 pub(super) fn run(args: InstancesArgs) -> anyhow::Result<i32> {
-    let client = Client::connect(
-        &args.url,
-        &args.tenant,
-        args.dept.clone(),
-        args.state_dir.clone(),
-    )?;
+    let client = Client::connect(args.gateway)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

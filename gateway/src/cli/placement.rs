@@ -1,31 +1,19 @@
 //! `skyport placement explain`: the placement decision an order by offering would reach,
 //! as a table (or the JSON with `--json`), without creating anything.
 
-use std::path::PathBuf;
-
 use anyhow::bail;
 use clap::{Args, Subcommand};
 use serde_json::{json, Map, Value};
 
-use super::instances::Client;
+use super::instances::{Client, GatewayArgs};
 
 /// `skyport placement ...`.
 #[derive(Debug, Args)]
 pub(super) struct PlacementArgs {
     #[command(subcommand)]
     command: PlacementCommand,
-    /// Gateway URL.
-    #[arg(long, default_value = "https://127.0.0.1:8443", global = true)]
-    url: String,
-    /// Tenant to act as (a development token is minted with the state directory's key).
-    #[arg(long, default_value = "demo", global = true)]
-    tenant: String,
-    /// Department claim of that token.
-    #[arg(long, global = true)]
-    dept: Option<String>,
-    /// State directory holding certs/ (CA and JWT key).
-    #[arg(long, global = true)]
-    state_dir: Option<PathBuf>,
+    #[command(flatten)]
+    gateway: GatewayArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -94,7 +82,7 @@ fn render(decision: &Value) -> String {
 
 /// Runs a `placement` command.
 pub(super) fn run(args: PlacementArgs) -> anyhow::Result<i32> {
-    let client = Client::connect(&args.url, &args.tenant, args.dept, args.state_dir)?;
+    let client = Client::connect(args.gateway)?;
     let PlacementCommand::Explain {
         offering,
         set,

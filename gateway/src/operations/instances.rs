@@ -8,7 +8,7 @@ use serde_json::{json, Map, Value};
 
 use super::context;
 use crate::auth::TenantContext;
-use crate::catalog::{instance_type, instance_type_names, InstanceType};
+use crate::catalog::{instance_type, instance_type_names, InstanceType, PlanConfig};
 use crate::error::{ErrorKind, GatewayError};
 use crate::inventory::lifecycle::{emit, Initiator};
 use crate::inventory::{is_instance_id, new_instance_id, sync, InstanceRecord};
@@ -170,17 +170,18 @@ async fn check_quota(
     Ok(())
 }
 
-/// Chooses the provider: by name, by region, or the first provider region; only among
-/// `allowed_regions` when given and not empty (the tenant's plan).
+/// Chooses the provider: by name, by region, or the first provider region; only among the
+/// regions the tenant's `plan` allows.
 pub fn place(
     state: &AppState,
     provider: Option<&str>,
     region: Option<&str>,
-    allowed_regions: Option<&[String]>,
+    plan: Option<&PlanConfig>,
 ) -> Result<(String, String), GatewayError> {
-    let provider_regions = state.regions.iter().filter(|r| {
-        r.kind == "provider" && allowed_regions.is_none_or(|a| a.is_empty() || a.contains(&r.name))
-    });
+    let provider_regions = state
+        .regions
+        .iter()
+        .filter(|r| r.kind == "provider" && plan.is_none_or(|p| p.allows_region(&r.name)));
     let candidates: Vec<(String, String)> = provider_regions
         .flat_map(|r| r.providers.iter().map(move |p| (p.clone(), r.name.clone())))
         .filter(|(p, r)| {
@@ -199,10 +200,10 @@ pub fn place(
     Err(GatewayError::invalid(match (provider, region) {
         (Some(p), _) => format!("no provider '{p}' serves that request"),
         (None, Some(r)) => format!("unknown region '{r}'; choose one of {}", known.join(", ")),
-        (None, None) => match allowed_regions.filter(|a| !a.is_empty()) {
-            Some(allowed) => format!(
+        (None, None) => match plan.filter(|p| !p.regions.is_empty()) {
+            Some(plan) => format!(
                 "no loaded provider serves the regions your plan allows ({})",
-                allowed.join(", ")
+                plan.regions.join(", ")
             ),
             None => "no provider is loaded".to_string(),
         },
@@ -217,26 +218,17 @@ fn check_plan<'s>(
     ctx: &TenantContext,
     raw: bool,
     region: Option<&str>,
-) -> Result<Option<&'s crate::catalog::PlanConfig>, GatewayError> {
-    let config = &state.config;
-    let Some(name) = config
-        .tenants
-        .get(&*ctx.tenant)
-        .and_then(|t| t.plan.as_ref())
-    else {
+) -> Result<Option<&'s PlanConfig>, GatewayError> {
+    let Some((name, plan)) = state.config.plan_of(&ctx.tenant) else {
         return Ok(None);
     };
-    let plan = config
-        .plans
-        .get(name)
-        .ok_or_else(|| GatewayError::internal(format!("plan '{name}' is not defined")))?;
     if raw && !plan.raw {
         return Err(GatewayError::forbidden(format!(
             "plan '{name}' does not allow requests by image and instance type; see GET /v1/offerings"
         )));
     }
     if let Some(region) = region {
-        if !plan.regions.is_empty() && !plan.regions.iter().any(|r| r == region) {
+        if !plan.allows_region(region) {
             return Err(GatewayError::forbidden(format!(
                 "plan '{name}' does not include region '{region}'; it allows {}",
                 plan.regions.join(", ")
@@ -266,7 +258,7 @@ pub async fn create(
         state,
         spec.provider.as_deref(),
         spec.region.as_deref(),
-        plan.map(|p| p.regions.as_slice()),
+        plan,
     )?;
     check_quota(state, ctx, spec.instance_type).await?;
     let itype = spec.instance_type;

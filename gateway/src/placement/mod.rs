@@ -81,13 +81,9 @@ pub async fn decide(
             "unknown offering '{name}'; GET /v1/offerings lists yours"
         ))
     })?;
-    let plan_name = config
-        .tenants
-        .get(&*ctx.tenant)
-        .and_then(|t| t.plan.as_deref());
-    let plan = plan_name.and_then(|p| config.plans.get(p));
+    let (plan_name, plan) = config.plan_of(&ctx.tenant).unzip();
     if let (Some(plan_name), Some(plan)) = (plan_name, plan) {
-        if !plan.offerings.iter().any(|o| o == name) {
+        if !plan.offers(name) {
             return Err(GatewayError::forbidden(format!(
                 "offering '{name}' is not in your plan '{plan_name}'"
             )));
@@ -138,7 +134,7 @@ pub async fn decide(
             ))
         }
     })?;
-    for text_param in ["image", "instance_type", "region", "provider"] {
+    for text_param in crate::catalog::TEXT_PARAMS {
         if params
             .get(text_param)
             .is_some_and(|v| v.as_text().is_none())
@@ -152,9 +148,6 @@ pub async fn decide(
         params.text("instance_type").unwrap_or_default(),
     )?;
 
-    let allowed = |region: &str| {
-        plan.is_none_or(|p| p.regions.is_empty() || p.regions.iter().any(|r| r == region))
-    };
     // Every provider region, with why it cannot serve this order, if it cannot.
     let mut candidates = Vec::new();
     for view in state.regions.iter().filter(|r| r.kind == "provider") {
@@ -165,7 +158,7 @@ pub async fn decide(
                     "unhealthy: {}",
                     h.reason.as_deref().unwrap_or("no reason given")
                 ))
-            } else if !allowed(&view.name) {
+            } else if !plan.is_none_or(|p| p.allows_region(&view.name)) {
                 Some("region not in your plan".to_string())
             } else if let Some(p) = params.text("provider").filter(|p| p != provider) {
                 Some(format!("provider set to '{p}'"))
