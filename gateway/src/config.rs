@@ -59,9 +59,21 @@ pub struct Config {
     /// Catalog: what each tenant may use, by name.
     #[serde(default)]
     pub plans: BTreeMap<String, crate::catalog::PlanConfig>,
+    /// Placement: the administrators' rules.
+    #[serde(default)]
+    pub placement: PlacementConfig,
     /// Plugins to load, in order.
     #[serde(default)]
     pub plugins: Vec<PluginConfig>,
+}
+
+/// `[placement]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlacementConfig {
+    /// `[[placement.rules]]`, in the order they run (`docs/placement.md`).
+    #[serde(default)]
+    pub rules: Vec<crate::placement::rules::RuleConfig>,
 }
 
 /// `[server]`.
@@ -431,7 +443,15 @@ impl Config {
                 "queue_capacity and batch_max_events must be positive",
             );
         }
-        errors.extend(crate::catalog::validate(self));
+        errors.extend(crate::catalog::validate(
+            &crate::catalog::Catalog::from_config(self),
+            &self.tenants,
+        ));
+        if let Err(rule_errors) =
+            crate::placement::rules::RuleSet::compile(&self.placement.rules, "placement.rules")
+        {
+            errors.extend(rule_errors);
+        }
         let mut err = |path: String, message: &str| {
             errors.push(ConfigError {
                 path,
@@ -454,11 +474,9 @@ impl Config {
         errors
     }
 
-    /// `tenant`'s plan and its name; `None` when the tenant has none (every offering, every
-    /// region, raw requests allowed). Load-time validation guarantees a named plan exists.
-    pub fn plan_of(&self, tenant: &str) -> Option<(&str, &crate::catalog::PlanConfig)> {
-        let name = self.tenants.get(tenant)?.plan.as_deref()?;
-        Some((name, self.plans.get(name)?))
+    /// The name of `tenant`'s plan, if it has one.
+    pub fn plan_name(&self, tenant: &str) -> Option<&str> {
+        self.tenants.get(tenant)?.plan.as_deref()
     }
 
     /// `p` resolved against the state directory when relative.

@@ -99,6 +99,8 @@ pub struct Metrics {
     pub instances_unmanaged: Family<Labels, Gauge>,
     /// Orders stopped because a required parameter had no value (label: parameter).
     pub placement_missing_parameter: Family<Labels, Counter>,
+    /// Placement rules whose condition failed to give true or false (label: rule).
+    pub placement_rule_errors: Family<Labels, Counter>,
     /// The `tenant` label of requests without a tenant: `-`.
     pub no_tenant: Arc<str>,
 }
@@ -126,6 +128,12 @@ impl Metrics {
         let instance_changes_detected = Family::<Labels, Counter>::default();
         let instances_unmanaged = Family::<Labels, Gauge>::default();
         let placement_missing_parameter = Family::<Labels, Counter>::default();
+        let placement_rule_errors = Family::<Labels, Counter>::default();
+        registry.register(
+            "placement_rule_errors",
+            "Placement rules whose condition gave an error or a non-boolean (they did not fire)",
+            placement_rule_errors.clone(),
+        );
         registry.register(
             "placement_missing_parameter",
             "Orders stopped because a required parameter had no value and no default",
@@ -205,6 +213,7 @@ impl Metrics {
             tap_enqueued,
             instance_changes_detected,
             placement_missing_parameter,
+            placement_rule_errors,
             instances_unmanaged,
             no_tenant: Arc::from("-"),
         }

@@ -280,9 +280,15 @@ async fn dispatch(
         Route::Offerings => Ok(api::catalog::offerings(state, ctx)),
         Route::PlacementExplain => {
             let body = read_body(req).await?;
-            api::instances::explain(state, ctx, request_id, body).await
+            api::placement::explain(state, ctx, request_id, body).await
         }
-        Route::AdminPlacement(id) => api::instances::placement_record(state, id).await,
+        Route::AdminPlacement(id) => api::placement::placement_record(state, id).await,
+        Route::DeploymentList => api::deployments::list(state, ctx, request_id).await,
+        Route::DeploymentCreate => {
+            let body = read_body(req).await?;
+            api::deployments::create(state, ctx, request_id, body).await
+        }
+        Route::DeploymentGet(id) => api::deployments::get(state, ctx, request_id, id).await,
         Route::InstanceList => {
             let query = query_pairs(req.uri());
             api::instances::list(state, ctx, request_id, &query).await

@@ -29,8 +29,14 @@ pub struct AppState {
     pub access_keys: Arc<crate::auth::access_keys::AccessKeyStore>,
     /// Tenants' SSH key pairs.
     pub key_pairs: crate::operations::keypairs::KeyPairStore,
+    /// The catalog in force (configuration plus administrators' changes).
+    pub catalog: arc_swap::ArcSwap<crate::catalog::Catalog>,
+    /// The administrators' placement rules, compiled.
+    pub rules: crate::placement::rules::RuleSet,
     /// Every placement decision, for `GET /admin/placements/{id}`.
     pub placements: crate::placement::audit::PlacementAudit,
+    /// Deployments (orders for offerings of several resources).
+    pub deployments: crate::operations::deployments::DeploymentStore,
     /// Loaded plugins.
     pub plugins: Arc<PluginRegistry>,
     /// Provider regions, gathered at startup.

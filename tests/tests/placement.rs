@@ -133,7 +133,10 @@ async fn the_cli_explains_an_order_as_the_api_does() {
     };
     let (code, table, err) = cli(&["--offering", "dev-vm", "--set", "instance_type=sp.small"]);
     assert_eq!(code, Some(0), "{err}");
-    assert!(table.starts_with("offering dev-vm: "), "{table}");
+    assert!(
+        table.starts_with("offering dev-vm resource vm: "),
+        "{table}"
+    );
     let line = table
         .lines()
         .find(|l| l.trim_start().starts_with("instance_type"))
@@ -220,12 +223,16 @@ async fn bad_orders_are_refused_before_anything_is_created() {
     }
     // A deployment of two resources is not orderable as one instance.
     let demo = gw.token("demo", None, &[]);
-    expect_problem(
+    let problem = expect_problem(
         gw.post("/v1/instances", &demo, Some(json!({"offering": "web-dr"})))
             .await,
         400,
     )
     .await;
+    assert!(problem["detail"]
+        .as_str()
+        .unwrap()
+        .contains("order it with POST /v1/deployments"));
 
     for token in [acme, demo] {
         let listed = gw.get_json("/v1/instances", &token).await;

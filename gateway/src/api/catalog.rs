@@ -14,8 +14,8 @@ use crate::state::AppState;
 /// requests are allowed, and each offering it may order with its effective parameters
 /// (blueprint's, then the offering's) and defaults (offering's first).
 pub fn offerings(state: &AppState, ctx: &TenantContext) -> Response<Full<Bytes>> {
-    let config = &state.config;
-    let (plan_name, plan) = config.plan_of(&ctx.tenant).unzip();
+    let config = state.catalog.load();
+    let (plan_name, plan) = config.plan(state.config.plan_name(&ctx.tenant)).unzip();
     let regions: Vec<&str> = state
         .regions
         .iter()

@@ -20,7 +20,7 @@ use crate::state::AppState;
 /// `POST /v1/instances` body.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct CreateRequest {
+pub(super) struct CreateRequest {
     /// An offering to order; its choices go in `params`.
     offering: Option<String>,
     /// Choices for the offering (its `user_params`).
@@ -33,11 +33,11 @@ struct CreateRequest {
     name: Option<String>,
     #[serde(default)]
     tags: serde_json::Map<String, Value>,
-    department: Option<String>,
+    pub(super) department: Option<String>,
 }
 
 /// What an instance request asks for: an offering to place, or a raw image + type.
-enum Ordered {
+pub(super) enum Ordered {
     Offering(placement::OrderRequest),
     Raw {
         image: String,
@@ -49,7 +49,7 @@ impl CreateRequest {
     /// The order: by offering (top-level `image`, `instance_type`, `region` and `provider`
     /// count as choices for it, like `params`), else raw (`image` and `instance_type`
     /// required, `params` refused).
-    fn ordered(&mut self, department: Option<String>) -> Result<Ordered, GatewayError> {
+    pub(super) fn ordered(&mut self, department: Option<String>) -> Result<Ordered, GatewayError> {
         let Some(offering) = self.offering.take() else {
             if !self.params.is_empty() {
                 return Err(GatewayError::invalid(
@@ -160,7 +160,7 @@ pub async fn create(
             None,
         ),
         Ordered::Offering(order) => {
-            let decision = placement::decide(state, ctx, request_id, &order).await?;
+            let decision = placement::decide_one(state, ctx, request_id, &order).await?;
             let id = state
                 .placements
                 .record(&ctx.tenant, request_id, Mode::Create, &decision)
@@ -185,61 +185,9 @@ pub async fn create(
     let record = wait_for(state, ctx, request_id, record, wait).await?;
     let mut body = view(&record);
     if let Some((id, decision)) = decision {
-        body["placement"] = json!({
-            "id": id,
-            "offering": decision.offering,
-            "provider": decision.provider,
-            "region": decision.region,
-            "price_per_hour": decision.candidates.iter()
-                .find(|c| c.lost.is_none())
-                .and_then(|c| c.price.clone()),
-            "currency": decision.currency,
-            "params": decision.params.iter().map(|(k, p)| (k.to_string(), json!(p.value))).collect::<serde_json::Map<_, _>>(),
-        });
+        body["placement"] = super::placement::summary(&id, &decision);
     }
     Ok(json_response(StatusCode::ACCEPTED, &body))
-}
-
-/// `POST /v1/placement/explain`: the decision a create with the same body would reach
-/// (offering orders only), with every parameter's decision point and every candidate;
-/// nothing is created.
-pub async fn explain(
-    state: &AppState,
-    ctx: &TenantContext,
-    request_id: &str,
-    body: Bytes,
-) -> Result<Response<Full<Bytes>>, GatewayError> {
-    let mut req: CreateRequest = serde_json::from_slice(&body)
-        .map_err(|e| GatewayError::invalid(format!("invalid instance request: {e}")))?;
-    let department = ops::department_for(state, ctx, req.department.take())?;
-    match req.ordered(department)? {
-        Ordered::Offering(order) => {
-            let decision = placement::decide(state, ctx, request_id, &order).await?;
-            let id = state
-                .placements
-                .record(&ctx.tenant, request_id, Mode::Explain, &decision)
-                .await?;
-            let mut body = json!(decision);
-            body["id"] = json!(id);
-            Ok(json_response(StatusCode::OK, &body))
-        }
-        Ordered::Raw { .. } => Err(GatewayError::invalid(
-            "explain takes an order by offering (\"offering\": \"...\")",
-        )),
-    }
-}
-
-/// `GET /admin/placements/{id}`: the full stored record of one placement decision.
-pub async fn placement_record(
-    state: &AppState,
-    id: &str,
-) -> Result<Response<Full<Bytes>>, GatewayError> {
-    let record = state
-        .placements
-        .get(id)
-        .await?
-        .ok_or_else(|| GatewayError::not_found(format!("no placement '{id}'")))?;
-    Ok(json_response(StatusCode::OK, &record))
 }
 
 /// `GET /v1/instances/{id}`.

@@ -3,12 +3,14 @@
 
 pub mod admin;
 pub mod catalog;
+pub mod deployments;
 pub mod ec2;
 pub mod images;
 pub mod instances;
 pub mod keys;
 pub mod metering;
 pub mod native;
+pub mod placement;
 pub mod problem;
 
 use std::time::Duration;
@@ -47,6 +49,12 @@ pub enum Route {
     PlacementExplain,
     /// `GET /admin/placements/{id}`
     AdminPlacement(String),
+    /// `GET /v1/deployments`
+    DeploymentList,
+    /// `POST /v1/deployments`
+    DeploymentCreate,
+    /// `GET /v1/deployments/{id}`
+    DeploymentGet(String),
     /// `GET /v1/instances`
     InstanceList,
     /// `POST /v1/instances`
@@ -162,6 +170,18 @@ pub fn route(method: &Method, path: &str) -> Result<RouteMatch, GatewayError> {
             cache_ttl: Some(Duration::from_secs(60)),
             ..matched(Route::InstanceTypes, "/v1/instance-types")
         }),
+        ["v1", "deployments"] => match *method {
+            Method::GET => Ok(matched(Route::DeploymentList, "/v1/deployments")),
+            Method::POST => Ok(RouteMatch {
+                write: true,
+                ..matched(Route::DeploymentCreate, "/v1/deployments")
+            }),
+            _ => Err(not_allowed(method, "/v1/deployments")),
+        },
+        ["v1", "deployments", id] => get_only(matched(
+            Route::DeploymentGet(id.to_string()),
+            "/v1/deployments/{id}",
+        )),
         ["v1", "instances"] => match *method {
             Method::GET => Ok(matched(Route::InstanceList, "/v1/instances")),
             Method::POST => Ok(RouteMatch {

@@ -11,6 +11,10 @@
 //! All three are defined in `[blueprints.*]`, `[offerings.*]` and `[plans.*]` and validated
 //! with the configuration (every error names its key path); see `docs/placement.md`.
 
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
 mod instance_types;
 mod model;
 mod validate;
@@ -21,3 +25,33 @@ pub use model::{
     SeparateConfig, Separation, RESOURCE_TYPES,
 };
 pub use validate::{valid_param_name, validate, TEXT_PARAMS};
+
+/// The catalog in force: the configuration's blueprints, offerings and plans, with the
+/// administrators' changes (`/admin/blueprints|offerings|plans`) laid over them.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Catalog {
+    /// Generic providers by name.
+    pub blueprints: BTreeMap<String, BlueprintConfig>,
+    /// What tenants order, by name.
+    pub offerings: BTreeMap<String, OfferingConfig>,
+    /// What each tenant may use, by name.
+    pub plans: BTreeMap<String, PlanConfig>,
+}
+
+impl Catalog {
+    /// The catalog the configuration defines.
+    pub fn from_config(config: &crate::config::Config) -> Self {
+        Self {
+            blueprints: config.blueprints.clone(),
+            offerings: config.offerings.clone(),
+            plans: config.plans.clone(),
+        }
+    }
+
+    /// Plan `name` with its name; `None` when `name` is `None` (no plan: every offering,
+    /// every region, raw requests allowed) or names no plan.
+    pub fn plan<'a>(&'a self, name: Option<&'a str>) -> Option<(&'a str, &'a PlanConfig)> {
+        let name = name?;
+        Some((name, self.plans.get(name)?))
+    }
+}

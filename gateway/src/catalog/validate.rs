@@ -1,9 +1,9 @@
 //! Catalog validation: every problem, each with the key path it concerns.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
-use super::{instance_type, instance_type_names, ParamValue, Params, RESOURCE_TYPES};
-use crate::config::{valid_name, Config, ConfigError};
+use super::{instance_type, instance_type_names, Catalog, ParamValue, Params, RESOURCE_TYPES};
+use crate::config::{valid_name, ConfigError, TenantConfig};
 
 /// Parameters whose values Skyport itself reads, and must be text.
 pub const TEXT_PARAMS: &[&str] = &["image", "instance_type", "region", "provider", "zone"];
@@ -20,7 +20,7 @@ pub fn valid_param_name(name: &str) -> bool {
 
 /// Every catalog problem in `config`: names, references between blueprints, offerings,
 /// plans and tenants, locked parameters, and the values Skyport reads itself.
-pub fn validate(config: &Config) -> Vec<ConfigError> {
+pub fn validate(config: &Catalog, tenants: &BTreeMap<String, TenantConfig>) -> Vec<ConfigError> {
     let mut errors = Vec::new();
     let mut err = |path: String, message: String| errors.push(ConfigError { path, message });
 
@@ -141,7 +141,7 @@ pub fn validate(config: &Config) -> Vec<ConfigError> {
         }
     }
 
-    for (id, tenant) in &config.tenants {
+    for (id, tenant) in tenants {
         if let Some(plan) = &tenant.plan {
             if !config.plans.contains_key(plan) {
                 err(
@@ -254,6 +254,24 @@ offerings = ["pair-vm", "missing"]
                 "{expected} missing from {paths:?}"
             );
         }
+    }
+
+    #[test]
+    fn placement_rules_are_checked_at_load_with_their_paths() {
+        let extra = r#"
+[[placement.rules]]
+name = "prod-elsewhere"
+when = 'params.tier == "prod"'
+exclude = { providers = ["local-vmm", "nowhere"] }
+
+[[placement.rules]]
+name = "broken"
+when = 'params.tier =='
+choose = { provider = "ghost" }
+"#;
+        assert_eq!(paths_of(extra, |t| t), ["placement.rules[1].when"]);
+        let good = "[[placement.rules]]\nname = \"ok\"\nwhen = 'params.tier == \"prod\"'\nexclude = { regions = [\"local-1\"] }\n";
+        assert!(paths_of(good, |t| t).is_empty());
     }
 
     #[test]

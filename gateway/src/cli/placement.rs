@@ -50,8 +50,9 @@ fn parse_choice(choice: &str) -> anyhow::Result<(String, Value)> {
 /// each candidate with its price and why it lost.
 fn render(decision: &Value) -> String {
     let mut out = format!(
-        "offering {}: {} in {}\n\nparameters:\n",
+        "offering {} resource {}: {} in {}\n\nparameters:\n",
         decision["offering"].as_str().unwrap_or("?"),
+        decision["resource"].as_str().unwrap_or("?"),
         decision["provider"].as_str().unwrap_or("?"),
         decision["region"].as_str().unwrap_or("?"),
     );
@@ -62,6 +63,21 @@ fn render(decision: &Value) -> String {
             param["set_by"].as_str().unwrap_or(""),
             param["source"].as_str().unwrap_or(""),
         ));
+    }
+    let rules = decision["rules"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    if !rules.is_empty() {
+        out.push_str("\nrules:\n");
+        for f in rules {
+            out.push_str(&format!(
+                "  {:<24} {:<10} {}\n",
+                f["rule"].as_str().unwrap_or(""),
+                f["effect"].as_str().unwrap_or(""),
+                f["error"].as_str().unwrap_or(""),
+            ));
+        }
     }
     out.push_str("\ncandidates:\n");
     for c in decision["candidates"].as_array().into_iter().flatten() {
@@ -102,6 +118,9 @@ pub(super) fn run(args: PlacementArgs) -> anyhow::Result<i32> {
     ))?;
     if as_json {
         println!("{}", serde_json::to_string_pretty(&decision)?);
+    } else if let Some(resources) = decision["resources"].as_array() {
+        let texts: Vec<String> = resources.iter().map(render).collect();
+        print!("{}", texts.join("\n"));
     } else {
         print!("{}", render(&decision));
     }

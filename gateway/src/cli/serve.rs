@@ -205,8 +205,26 @@ async fn serve(config: Config) -> anyhow::Result<i32> {
         .context("opening the key pairs")?;
     let placements = crate::placement::audit::PlacementAudit::open(&state_dir)
         .context("opening the placement audit")?;
+    let deployments = crate::operations::deployments::DeploymentStore::open(&state_dir)
+        .context("opening the deployments")?;
+    let rules =
+        crate::placement::rules::RuleSet::compile(&config.placement.rules, "placement.rules")
+            .map_err(|errors| anyhow::anyhow!(crate::config::ConfigErrors(errors)))?;
+    for (rule, provider) in rules.named_providers() {
+        if plugins.get(provider).is_none() {
+            tracing::warn!(
+                rule,
+                provider,
+                "a placement rule names a provider that is not loaded"
+            );
+        }
+    }
+    let catalog = arc_swap::ArcSwap::from_pointee(crate::catalog::Catalog::from_config(&config));
     let config = Arc::new(config);
     let state = Arc::new(AppState {
+        catalog,
+        rules,
+        deployments,
         inventory,
         auth: Authenticator::new(
             Arc::clone(&jwt),

@@ -121,11 +121,12 @@ pub fn department_for(
     Ok(department)
 }
 
-/// Refuses a create that would exceed the tenant's quotas, naming the limit and the use.
-async fn check_quota(
+/// Refuses creating the instances `adding` (all of them together) when that would exceed
+/// the tenant's quotas, naming the limit and the use.
+pub async fn check_quota(
     state: &AppState,
     ctx: &TenantContext,
-    adding: InstanceType,
+    adding: &[InstanceType],
 ) -> Result<(), GatewayError> {
     let Some(tenant) = state.tenants.get(&ctx.tenant) else {
         return Ok(());
@@ -148,13 +149,23 @@ async fn check_quota(
         .map(|t| t.memory_mib)
         .sum();
     let checks = [
-        ("max_instances", tenant.max_instances, live.len() as u32, 1),
-        ("max_vcpus", tenant.max_vcpus, used_vcpus, adding.vcpus),
+        (
+            "max_instances",
+            tenant.max_instances,
+            live.len() as u32,
+            adding.len() as u32,
+        ),
+        (
+            "max_vcpus",
+            tenant.max_vcpus,
+            used_vcpus,
+            adding.iter().map(|t| t.vcpus).sum(),
+        ),
         (
             "max_memory_mib",
             tenant.max_memory_mib,
             used_mib,
-            adding.memory_mib,
+            adding.iter().map(|t| t.memory_mib).sum(),
         ),
     ];
     for (name, limit, used, add) in checks {
@@ -213,13 +224,14 @@ pub fn place(
 /// The caller's plan, after checking that it allows a `raw` request (an image and an
 /// instance type, no offering) and, when one is named, `region`: 403 otherwise. `None`: the
 /// tenant has no plan (everything allowed).
-fn check_plan<'s>(
-    state: &'s AppState,
+fn check_plan(
+    state: &AppState,
     ctx: &TenantContext,
     raw: bool,
     region: Option<&str>,
-) -> Result<Option<&'s PlanConfig>, GatewayError> {
-    let Some((name, plan)) = state.config.plan_of(&ctx.tenant) else {
+) -> Result<Option<PlanConfig>, GatewayError> {
+    let catalog = state.catalog.load();
+    let Some((name, plan)) = catalog.plan(state.config.plan_name(&ctx.tenant)) else {
         return Ok(None);
     };
     if raw && !plan.raw {
@@ -235,7 +247,7 @@ fn check_plan<'s>(
             )));
         }
     }
-    Ok(Some(plan))
+    Ok(Some(plan.clone()))
 }
 
 /// Creates an instance: the inventory row first (so a crash in between is visible), then
@@ -258,9 +270,9 @@ pub async fn create(
         state,
         spec.provider.as_deref(),
         spec.region.as_deref(),
-        plan,
+        plan.as_ref(),
     )?;
-    check_quota(state, ctx, spec.instance_type).await?;
+    check_quota(state, ctx, &[spec.instance_type]).await?;
     let itype = spec.instance_type;
     let mut record = InstanceRecord {
         id: new_instance_id(),

@@ -102,7 +102,7 @@ impl KeyPairStore {
         let (key_type, blob) = parse_public_key(public_key)?;
         let pair = KeyPair {
             name: name.to_string(),
-            id: format!("key-{:017x}", rand::random::<u128>() & ((1u128 << 68) - 1)),
+            id: crate::db::new_id("key"),
             key_type,
             fingerprint: fingerprint(&blob),
             // Stored without the comment, which may name a person or a machine.

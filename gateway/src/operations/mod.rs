@@ -2,6 +2,7 @@
 //! and the EC2 Query API (`api/ec2`) parse their own wire formats, call these, and render
 //! the results their own way: there is one path from a tenant's request to a provider.
 
+pub mod deployments;
 pub mod instances;
 pub mod keypairs;
 

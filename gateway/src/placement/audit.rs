@@ -38,7 +38,7 @@ pub struct PlacementAudit {
 
 /// A new placement id: `pl-` and 17 hex digits.
 fn new_placement_id() -> String {
-    format!("pl-{:017x}", rand::random::<u128>() & ((1u128 << 68) - 1))
+    crate::db::new_id("pl")
 }
 
 impl PlacementAudit {
@@ -132,6 +132,7 @@ mod tests {
             offering: "dev-vm".into(),
             resource: "vm".into(),
             params: ParamSet::default(),
+            rules: Vec::new(),
             provider: "local-vmm".into(),
             region: "local-1".into(),
             candidates: Vec::new(),

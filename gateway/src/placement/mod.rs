@@ -9,8 +9,10 @@
 //! same request and the same gateway state.
 
 pub mod audit;
+pub mod engine;
 pub mod params;
 pub mod rates;
+pub mod rules;
 
 use serde::Serialize;
 
@@ -18,7 +20,9 @@ use crate::auth::TenantContext;
 use crate::catalog::{ParamValue, Params};
 use crate::error::GatewayError;
 use crate::state::AppState;
+use engine::{Ranked, Site};
 use params::{GatherError, Order, ParamSet};
+use rules::RuleFiring;
 
 /// An order by offering.
 #[derive(Debug, Clone, Default)]
@@ -55,6 +59,8 @@ pub struct Decision {
     pub resource: String,
     /// The parameter set, each value with its decision point.
     pub params: ParamSet,
+    /// The administrators' rules that fired (or failed) for it, in order.
+    pub rules: Vec<RuleFiring>,
     /// Chosen provider instance.
     pub provider: String,
     /// Chosen region.
@@ -62,26 +68,65 @@ pub struct Decision {
     /// Every provider region considered, in configuration order.
     pub candidates: Vec<Candidate>,
     /// Currency of the candidates' prices; `None` when no rate card could be read (then
-    /// the first candidate in configuration order wins).
+    /// configuration order decides).
     pub currency: Option<String>,
 }
 
-/// Decides where an order by offering goes, without creating anything (the prices come
-/// from the metering plugin, asked once).
+impl Decision {
+    /// The instance type decided.
+    pub fn instance_type(&self) -> &str {
+        self.params.text("instance_type").unwrap_or_default()
+    }
+}
+
+/// One resource on its way to a decision.
+struct Pending {
+    resource: String,
+    params: ParamSet,
+    rules: Vec<RuleFiring>,
+    candidates: Vec<Candidate>,
+    order: Vec<usize>,
+    prices: rates::Prices,
+}
+
+/// Every provider region placement may use, in configuration order, with its health now.
+fn sites(state: &AppState) -> Vec<Site> {
+    let mut sites = Vec::new();
+    for view in state.regions.iter().filter(|r| r.kind == "provider") {
+        for provider in &view.providers {
+            let unhealthy = state
+                .plugins
+                .get(provider)
+                .map(|p| p.health())
+                .filter(|h| !h.healthy)
+                .map(|h| h.reason.unwrap_or_else(|| "no reason given".into()));
+            sites.push(Site {
+                provider: provider.clone(),
+                region: view.name.clone(),
+                unhealthy,
+            });
+        }
+    }
+    sites
+}
+
+/// Decides where each resource of an order by offering goes, without creating anything:
+/// one decision per blueprint resource, in blueprint order, separated resources kept apart.
+/// The prices come from the metering plugin, asked once per resource.
 pub async fn decide(
     state: &AppState,
     ctx: &TenantContext,
     request_id: &str,
     request: &OrderRequest,
-) -> Result<Decision, GatewayError> {
-    let config = &state.config;
+) -> Result<Vec<Decision>, GatewayError> {
+    let catalog = state.catalog.load();
     let name = &request.offering;
-    let offering = config.offerings.get(name).ok_or_else(|| {
+    let offering = catalog.offerings.get(name).ok_or_else(|| {
         GatewayError::invalid(format!(
             "unknown offering '{name}'; GET /v1/offerings lists yours"
         ))
     })?;
-    let (plan_name, plan) = config.plan_of(&ctx.tenant).unzip();
+    let (plan_name, plan) = catalog.plan(state.config.plan_name(&ctx.tenant)).unzip();
     if let (Some(plan_name), Some(plan)) = (plan_name, plan) {
         if !plan.offers(name) {
             return Err(GatewayError::forbidden(format!(
@@ -89,15 +134,9 @@ pub async fn decide(
             )));
         }
     }
-    let blueprint = config.blueprints.get(&offering.blueprint).ok_or_else(|| {
+    let blueprint = catalog.blueprints.get(&offering.blueprint).ok_or_else(|| {
         GatewayError::internal(format!("blueprint '{}' is not defined", offering.blueprint))
     })?;
-    let [resource] = blueprint.resources.as_slice() else {
-        return Err(GatewayError::invalid(format!(
-            "offering '{name}' creates {} resources; such deployments cannot be ordered yet",
-            blueprint.resources.len()
-        )));
-    };
 
     let mut context = Params::new();
     context.insert("tenant".into(), ParamValue::Text(ctx.tenant.to_string()));
@@ -107,15 +146,150 @@ pub async fn decide(
     if let Some(plan) = plan_name {
         context.insert("plan".into(), ParamValue::Text(plan.to_string()));
     }
-    let params = params::gather(&Order {
-        offering_name: name,
-        offering,
-        blueprint,
-        resource,
-        context: &context,
-        preferences: &request.preferences,
-    })
-    .map_err(|e| match e {
+    let sites = sites(state);
+    let mut pending = Vec::with_capacity(blueprint.resources.len());
+    for resource in &blueprint.resources {
+        let mut params = params::gather(&Order {
+            offering_name: name,
+            offering,
+            blueprint,
+            resource,
+            context: &context,
+            preferences: &request.preferences,
+        })
+        .map_err(|e| gather_error(state, ctx, name, offering, e))?;
+        let mut candidates = engine::candidates(&sites, &params, plan);
+        let outcome =
+            state
+                .rules
+                .evaluate(&resource.kind, name, &params, &engine::open(&candidates));
+        engine::apply_rules(&mut candidates, &outcome);
+        for failed in outcome.errors() {
+            tracing::warn!(request_id, rule = %failed.rule,
+                error = failed.error.as_deref().unwrap_or_default(),
+                "placement rule failed; it does not fire");
+            state
+                .metrics
+                .placement_rule_errors
+                .get_or_create(&vec![("rule", failed.rule.clone())])
+                .inc();
+        }
+        if let Some((rule, chosen)) = &outcome.chosen {
+            if let Some(t) = &chosen.instance_type {
+                params.set_by_rule("instance_type", &ParamValue::Text(t.clone()), rule);
+            }
+        }
+        check_values(&params)?;
+        let providers: Vec<String> = candidates
+            .iter()
+            .filter(|c| c.lost.is_none())
+            .map(|c| c.provider.clone())
+            .collect();
+        let instance_type = params.text("instance_type").unwrap_or_default();
+        let prices = rates::prices(state, ctx, request_id, instance_type, &providers).await;
+        let order = engine::preference_order(&mut candidates, &prices);
+        if order.is_empty() {
+            return Err(no_candidate(name, &resource.name, &candidates));
+        }
+        pending.push(Pending {
+            resource: resource.name.clone(),
+            params,
+            rules: outcome.fired,
+            candidates,
+            order,
+            prices,
+        });
+    }
+
+    let ranked: Vec<Ranked<'_>> = pending
+        .iter()
+        .map(|p| Ranked {
+            resource: &p.resource,
+            candidates: &p.candidates,
+            order: &p.order,
+        })
+        .collect();
+    let separate = blueprint.separate.as_ref();
+    let picks =
+        engine::pick(&ranked, separate).ok_or_else(|| inseparable(name, blueprint, &pending))?;
+
+    let mut placed: Vec<(String, Candidate)> = Vec::new();
+    let mut decisions = Vec::with_capacity(pending.len());
+    for (mut p, winner) in pending.into_iter().zip(picks) {
+        let already: Vec<(&str, Candidate)> = placed
+            .iter()
+            .map(|(r, c)| (r.as_str(), c.clone()))
+            .collect();
+        engine::mark_losers(
+            &mut p.candidates,
+            winner,
+            &p.prices,
+            separate,
+            &p.resource,
+            &already,
+        );
+        let chosen = p.candidates[winner].clone();
+        placed.push((p.resource.clone(), chosen.clone()));
+        decisions.push(Decision {
+            offering: name.clone(),
+            resource: p.resource,
+            params: p.params,
+            rules: p.rules,
+            provider: chosen.provider,
+            region: chosen.region,
+            candidates: p.candidates,
+            currency: p.prices.currency,
+        });
+    }
+    Ok(decisions)
+}
+
+/// Decides an order for an offering of one resource (`POST /v1/instances`, EC2
+/// `RunInstances`); an offering of several is refused, naming `POST /v1/deployments`.
+pub async fn decide_one(
+    state: &AppState,
+    ctx: &TenantContext,
+    request_id: &str,
+    request: &OrderRequest,
+) -> Result<Decision, GatewayError> {
+    let several = {
+        let catalog = state.catalog.load();
+        catalog
+            .offerings
+            .get(&request.offering)
+            .and_then(|o| catalog.blueprints.get(&o.blueprint))
+            .map(|b| {
+                b.resources
+                    .iter()
+                    .map(|r| r.name.clone())
+                    .collect::<Vec<_>>()
+            })
+            .filter(|names| names.len() > 1)
+    };
+    if let Some(names) = several {
+        return Err(GatewayError::invalid(format!(
+            "offering '{}' creates {} resources ({}); order it with POST /v1/deployments",
+            request.offering,
+            names.len(),
+            names.join(", ")
+        )));
+    }
+    let mut decisions = decide(state, ctx, request_id, request).await?;
+    decisions
+        .pop()
+        .ok_or_else(|| GatewayError::internal("a placement decided no resource"))
+}
+
+/// The problem for a parameter set that could not be gathered; a missing parameter is also
+/// logged and counted, for the operator.
+fn gather_error(
+    state: &AppState,
+    ctx: &TenantContext,
+    name: &str,
+    offering: &crate::catalog::OfferingConfig,
+    e: GatherError,
+) -> GatewayError {
+    match e {
         GatherError::NotUserSettable { parameter } => GatewayError::invalid(format!(
             "offering '{name}' does not let you set '{parameter}'; you may set: {}",
             offering.user_params.join(", ")
@@ -133,7 +307,11 @@ pub async fn decide(
                  your context, your request nor a default sets it"
             ))
         }
-    })?;
+    }
+}
+
+/// The values Skyport reads itself must be text, and the instance type one it knows.
+fn check_values(params: &ParamSet) -> Result<(), GatewayError> {
     for text_param in crate::catalog::TEXT_PARAMS {
         if params
             .get(text_param)
@@ -147,74 +325,63 @@ pub async fn decide(
     crate::operations::instances::parse_instance_type(
         params.text("instance_type").unwrap_or_default(),
     )?;
+    Ok(())
+}
 
-    // Every provider region, with why it cannot serve this order, if it cannot.
-    let mut candidates = Vec::new();
-    for view in state.regions.iter().filter(|r| r.kind == "provider") {
-        for provider in &view.providers {
-            let health = state.plugins.get(provider).map(|p| p.health());
-            let lost = if let Some(h) = health.as_ref().filter(|h| !h.healthy) {
-                Some(format!(
-                    "unhealthy: {}",
-                    h.reason.as_deref().unwrap_or("no reason given")
-                ))
-            } else if !plan.is_none_or(|p| p.allows_region(&view.name)) {
-                Some("region not in your plan".to_string())
-            } else if let Some(p) = params.text("provider").filter(|p| p != provider) {
-                Some(format!("provider set to '{p}'"))
-            } else {
-                params
-                    .text("region")
-                    .filter(|r| *r != view.name)
-                    .map(|r| format!("region set to '{r}'"))
-            };
-            candidates.push(Candidate {
-                provider: provider.clone(),
-                region: view.name.clone(),
-                price: None,
-                lost,
-            });
-        }
-    }
-    let instance_type = params.text("instance_type").unwrap_or_default().to_string();
-    let providers: Vec<String> = candidates
+/// The problem when no candidate can serve a resource: every candidate and why.
+fn no_candidate(offering: &str, resource: &str, candidates: &[Candidate]) -> GatewayError {
+    let reasons: Vec<String> = candidates
         .iter()
-        .filter(|c| c.lost.is_none())
-        .map(|c| c.provider.clone())
+        .map(|c| {
+            format!(
+                "{}/{}: {}",
+                c.provider,
+                c.region,
+                c.lost.as_deref().unwrap_or("")
+            )
+        })
         .collect();
-    let card = rates::prices(state, ctx, request_id, &instance_type, &providers).await;
-    let Some(winner) = rates::rank(&mut candidates, &card) else {
-        let reasons: Vec<String> = candidates
-            .iter()
-            .map(|c| {
-                format!(
-                    "{}/{}: {}",
-                    c.provider,
-                    c.region,
-                    c.lost.as_deref().unwrap_or("")
-                )
-            })
-            .collect();
-        return Err(GatewayError::invalid(format!(
-            "no provider can serve offering '{name}'{}",
-            if reasons.is_empty() {
-                " (no provider is loaded)".to_string()
-            } else {
-                format!(": {}", reasons.join("; "))
-            }
-        )));
+    GatewayError::invalid(format!(
+        "no provider can serve offering '{offering}' (resource '{resource}'){}",
+        if reasons.is_empty() {
+            " (no provider is loaded)".to_string()
+        } else {
+            format!(": {}", reasons.join("; "))
+        }
+    ))
+}
+
+/// The problem when every resource has candidates but no combination keeps the separated
+/// ones apart.
+fn inseparable(
+    offering: &str,
+    blueprint: &crate::catalog::BlueprintConfig,
+    pending: &[Pending],
+) -> GatewayError {
+    let separate = blueprint.separate.as_ref();
+    let by = match separate.map(|s| s.by) {
+        Some(crate::catalog::Separation::Provider) => "providers",
+        _ => "regions",
     };
-    let (provider, region) = (
-        candidates[winner].provider.clone(),
-        candidates[winner].region.clone(),
-    );
-    Ok(Decision {
-        offering: name.clone(),
-        resource: resource.name.clone(),
-        params,
-        provider,
-        region,
-        candidates,
-        currency: card.currency,
-    })
+    let each: Vec<String> = pending
+        .iter()
+        .map(|p| {
+            let at: Vec<String> = p
+                .order
+                .iter()
+                .map(|&i| format!("{}/{}", p.candidates[i].provider, p.candidates[i].region))
+                .collect();
+            format!("'{}' can use {}", p.resource, at.join(", "))
+        })
+        .collect();
+    GatewayError::new(
+        crate::error::ErrorKind::Conflict,
+        format!(
+            "offering '{offering}' needs {} in different {by}, and no placement does that: {}",
+            separate
+                .map(|s| s.resources.join(" and "))
+                .unwrap_or_default(),
+            each.join("; ")
+        ),
+    )
 }

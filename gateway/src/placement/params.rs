@@ -22,6 +22,8 @@ pub enum DecisionPoint {
     UserPreference,
     /// The offering's, then the blueprint's `defaults`, for what is still unset.
     Default,
+    /// Not one of the five points: an administrator rule's `choose`, applied after them.
+    Rule,
 }
 
 /// One parameter's value and its history.
@@ -63,6 +65,30 @@ impl ParamSet {
     /// The text value of `name`.
     pub fn text(&self, name: &str) -> Option<&str> {
         self.get(name).and_then(ParamValue::as_text)
+    }
+
+    /// A set of plain values, each as if the request had set it (for tests and benchmarks).
+    pub fn from_params(params: &Params) -> Self {
+        let mut set = Self::default();
+        for (name, value) in params {
+            set.set(name, value, DecisionPoint::UserPreference, "request");
+        }
+        set
+    }
+
+    /// How many parameters are set.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether none is set.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Sets `name` as administrator rule `rule` chose it.
+    pub fn set_by_rule(&mut self, name: &str, value: &ParamValue, rule: &str) {
+        self.set(name, value, DecisionPoint::Rule, &format!("rule {rule}"));
     }
 
     /// Every parameter, by name.

@@ -7,7 +7,6 @@ use std::time::Duration;
 use rust_decimal::Decimal;
 use serde_json::json;
 
-use super::Candidate;
 use crate::auth::TenantContext;
 use crate::state::AppState;
 
@@ -77,107 +76,5 @@ pub async fn prices(
     Prices {
         currency: answer["currency"].as_str().map(str::to_owned),
         by_provider,
-    }
-}
-
-/// Ranks the candidates that have not lost yet: cheapest first, configuration order among
-/// equals, unpriced ones last. Fills in each one's price, marks every other one with why
-/// it lost, and returns the index of the winner.
-pub fn rank(candidates: &mut [Candidate], prices: &Prices) -> Option<usize> {
-    for c in candidates.iter_mut() {
-        c.price = prices.by_provider.get(&c.provider).map(Decimal::to_string);
-    }
-    let price = |c: &Candidate| prices.by_provider.get(&c.provider).copied();
-    let winner = candidates
-        .iter()
-        .enumerate()
-        .filter(|(_, c)| c.lost.is_none())
-        .min_by_key(|(i, c)| (price(c).is_none(), price(c), *i))
-        .map(|(i, _)| i)?;
-    let best = price(&candidates[winner]);
-    let currency = prices.currency.as_deref().unwrap_or("");
-    for (i, c) in candidates.iter_mut().enumerate() {
-        if i == winner || c.lost.is_some() {
-            continue;
-        }
-        let mine = prices.by_provider.get(&c.provider).copied();
-        c.lost = Some(match (mine, best) {
-            (Some(m), Some(b)) if m > b => {
-                format!("costs {m} {currency}/hour, more than the chosen {b}")
-            }
-            (None, Some(_)) => "no price on the rate card".to_string(),
-            _ => "same price; an earlier candidate in configuration order was chosen".to_string(),
-        });
-    }
-    Some(winner)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn candidate(provider: &str, lost: Option<&str>) -> Candidate {
-        Candidate {
-            provider: provider.into(),
-            region: format!("{provider}-1"),
-            price: None,
-            lost: lost.map(str::to_owned),
-        }
-    }
-
-    fn prices(pairs: &[(&str, &str)]) -> Prices {
-        Prices {
-            currency: Some("USD".into()),
-            by_provider: pairs
-                .iter()
-                .map(|(p, v)| (p.to_string(), v.parse().unwrap()))
-                .collect(),
-        }
-    }
-
-    #[test]
-    fn the_cheapest_wins_configuration_order_breaks_ties_unpriced_ones_come_last() {
-        let table: [(&[(&str, &str)], usize); 4] = [
-            (&[("a", "0.02"), ("b", "0.01"), ("c", "0.01")], 1),
-            (&[("a", "0.01"), ("b", "0.01"), ("c", "0.01")], 0),
-            (&[("b", "0.05")], 1),
-            (&[], 0),
-        ];
-        for (rates, expected) in table {
-            let mut cs = vec![
-                candidate("a", None),
-                candidate("b", None),
-                candidate("c", None),
-            ];
-            assert_eq!(rank(&mut cs, &prices(rates)), Some(expected), "{rates:?}");
-            assert!(cs[expected].lost.is_none());
-            assert_eq!(cs.iter().filter(|c| c.lost.is_none()).count(), 1);
-        }
-    }
-
-    #[test]
-    fn a_candidate_that_already_lost_never_wins_and_keeps_its_reason() {
-        let mut cs = vec![
-            candidate("a", Some("unhealthy: down")),
-            candidate("b", None),
-        ];
-        assert_eq!(
-            rank(&mut cs, &prices(&[("a", "0.001"), ("b", "9")])),
-            Some(1)
-        );
-        assert_eq!(cs[0].lost.as_deref(), Some("unhealthy: down"));
-        let mut none = vec![candidate("a", Some("region not in your plan"))];
-        assert_eq!(rank(&mut none, &prices(&[])), None);
-    }
-
-    #[test]
-    fn losers_say_what_they_cost() {
-        let mut cs = vec![candidate("a", None), candidate("b", None)];
-        rank(&mut cs, &prices(&[("a", "0.0200"), ("b", "0.0050")]));
-        assert_eq!(
-            cs[0].lost.as_deref(),
-            Some("costs 0.0200 USD/hour, more than the chosen 0.0050")
-        );
-        assert_eq!(cs[1].price.as_deref(), Some("0.0050"));
     }
 }

@@ -570,7 +570,7 @@ async fn place_offering(
         preferences,
         department: call.ctx.department.clone(),
     };
-    let decision = placement::decide(call.state, call.ctx, call.request_id, &order)
+    let decision = placement::decide_one(call.state, call.ctx, call.request_id, &order)
         .await
         .map_err(|e| Ec2Error::from_gateway(e, "InvalidParameterValue"))?;
     call.state
