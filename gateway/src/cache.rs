@@ -142,6 +142,12 @@ impl ResponseCache {
         self.entries.insert(key, Arc::new(response)).await;
     }
 
+    /// Drops every entry of every tenant (after a catalog change, which every tenant's
+    /// `/v1/offerings` may show).
+    pub fn invalidate_all(&self) {
+        self.entries.invalidate_all();
+    }
+
     /// Makes every earlier entry of `tenant` unreachable (called after any write).
     pub fn invalidate_tenant(&self, tenant: &Arc<str>) {
         let mut generations = self.generations.lock().unwrap_or_else(|p| p.into_inner());

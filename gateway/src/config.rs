@@ -13,7 +13,7 @@ use serde::Deserialize;
 pub const EMBEDDED_DEFAULT: &str = include_str!("../../config/skyport.toml");
 
 /// A configuration error with the key path it concerns.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("{path}: {message}")]
 pub struct ConfigError {
     /// Dotted key path, e.g. `tenants.demo.burst`.

@@ -283,6 +283,11 @@ async fn dispatch(
             api::placement::explain(state, ctx, request_id, body).await
         }
         Route::AdminPlacement(id) => api::placement::placement_record(state, id).await,
+        Route::AdminCatalog(kind, name) => {
+            let method = req.method().clone();
+            let body = read_body(req).await?;
+            api::catalog_admin::handle(state, &method, *kind, name.as_deref(), body).await
+        }
         Route::DeploymentList => api::deployments::list(state, ctx, request_id).await,
         Route::DeploymentCreate => {
             let body = read_body(req).await?;

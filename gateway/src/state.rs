@@ -31,6 +31,10 @@ pub struct AppState {
     pub key_pairs: crate::operations::keypairs::KeyPairStore,
     /// The catalog in force (configuration plus administrators' changes).
     pub catalog: arc_swap::ArcSwap<crate::catalog::Catalog>,
+    /// The administrators' catalog changes, stored.
+    pub catalog_store: crate::catalog::store::CatalogStore,
+    /// Catalog changes are applied one at a time.
+    pub catalog_writes: tokio::sync::Mutex<()>,
     /// The administrators' placement rules, compiled.
     pub rules: crate::placement::rules::RuleSet,
     /// Every placement decision, for `GET /admin/placements/{id}`.

@@ -115,3 +115,204 @@ plan = "far-away"
         assert_eq!(list["instances"].as_array().unwrap().len(), 0, "{list}");
     }
 }
+
+/// A PUT or DELETE on the admin catalog API.
+async fn admin_send(
+    gw: &Gateway,
+    method: reqwest::Method,
+    path: &str,
+    token: &str,
+    body: Option<serde_json::Value>,
+) -> reqwest::Response {
+    let mut request = gw.client().request(method, gw.url(path)).bearer_auth(token);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    request.send().await.unwrap()
+}
+
+#[tokio::test]
+async fn administrators_change_the_catalog_at_run_time_and_it_survives_a_restart() {
+    let mut gw = Gateway::start();
+    let admin = gw.token("demo", None, &["admin"]);
+    let demo = gw.token("demo", None, &[]);
+    let names = |offerings: &serde_json::Value| -> Vec<String> {
+        offerings["offerings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        names(&gw.get_json("/v1/offerings", &demo).await),
+        ["dev-vm", "prod-vm", "web-dr"]
+    );
+
+    // Tenants may not touch the catalog.
+    expect_problem(
+        admin_send(
+            &gw,
+            reqwest::Method::PUT,
+            "/admin/offerings/big-vm",
+            &demo,
+            Some(serde_json::json!({"blueprint": "single-vm"})),
+        )
+        .await,
+        403,
+    )
+    .await;
+
+    // A new offering, then the plan that lists it: the tenant sees it at once.
+    let big = serde_json::json!({
+        "description": "A large VM",
+        "blueprint": "single-vm",
+        "params": {"tier": "prod"},
+        "defaults": {"image": "skyport-tiny", "instance_type": "sp.large"},
+        "user_params": ["image"],
+    });
+    let r = admin_send(
+        &gw,
+        reqwest::Method::PUT,
+        "/admin/offerings/big-vm",
+        &admin,
+        Some(big),
+    )
+    .await;
+    assert_eq!(r.status(), 201);
+    let mut standard = gw.get_json("/admin/plans/standard", &admin).await;
+    standard["offerings"]
+        .as_array_mut()
+        .unwrap()
+        .push("big-vm".into());
+    let r = admin_send(
+        &gw,
+        reqwest::Method::PUT,
+        "/admin/plans/standard",
+        &admin,
+        Some(standard),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        names(&gw.get_json("/v1/offerings", &demo).await),
+        ["big-vm", "dev-vm", "prod-vm", "web-dr"]
+    );
+    let explained = gw
+        .post(
+            "/v1/placement/explain",
+            &demo,
+            Some(serde_json::json!({"offering": "big-vm"})),
+        )
+        .await;
+    assert_eq!(explained.status(), 200);
+    let explained: serde_json::Value = explained.json().await.unwrap();
+    assert_eq!(explained["params"]["instance_type"]["value"], "sp.large");
+
+    // Bad changes name the field, and change nothing.
+    for (path, body, field) in [
+        (
+            "/admin/offerings/ghost",
+            serde_json::json!({"blueprint": "nowhere"}),
+            "offerings.ghost.blueprint",
+        ),
+        (
+            "/admin/offerings/typo",
+            serde_json::json!({"blueprint": "single-vm", "colour": 1}),
+            "offerings.typo",
+        ),
+        (
+            "/admin/blueprints/web-dr",
+            serde_json::json!({"resources": [{"name": "a", "type": "storage"}]}),
+            "blueprints.web-dr.resources[0].type",
+        ),
+        (
+            "/admin/plans/standard",
+            serde_json::json!({"offerings": ["dev-vm"], "raw": "yes"}),
+            "plans.standard.raw",
+        ),
+    ] {
+        let problem = expect_problem(
+            admin_send(&gw, reqwest::Method::PUT, path, &admin, Some(body)).await,
+            400,
+        )
+        .await;
+        assert!(
+            problem["detail"].as_str().unwrap().contains(field),
+            "{field}: {problem}"
+        );
+    }
+    // A deletion others still refer to is refused, naming them.
+    let problem = expect_problem(
+        admin_send(
+            &gw,
+            reqwest::Method::DELETE,
+            "/admin/blueprints/single-vm",
+            &admin,
+            None,
+        )
+        .await,
+        409,
+    )
+    .await;
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("offerings.dev-vm.blueprint"),
+        "{problem}"
+    );
+    expect_problem(
+        admin_send(
+            &gw,
+            reqwest::Method::DELETE,
+            "/admin/plans/nope",
+            &admin,
+            None,
+        )
+        .await,
+        404,
+    )
+    .await;
+
+    // Deleting web-dr from the plan and then the offering: both go.
+    let mut standard = gw.get_json("/admin/plans/standard", &admin).await;
+    standard["offerings"] = serde_json::json!(["big-vm", "dev-vm", "prod-vm"]);
+    let r = admin_send(
+        &gw,
+        reqwest::Method::PUT,
+        "/admin/plans/standard",
+        &admin,
+        Some(standard),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let r = admin_send(
+        &gw,
+        reqwest::Method::DELETE,
+        "/admin/offerings/web-dr",
+        &admin,
+        None,
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+
+    // The changes are stored: after a kill -9 and restart they are still in force, the
+    // deleted offering (still in the configuration file) included.
+    gw.kill9_and_restart();
+    let demo = gw.token("demo", None, &[]);
+    let admin = gw.token("demo", None, &["admin"]);
+    assert_eq!(
+        names(&gw.get_json("/v1/offerings", &demo).await),
+        ["big-vm", "dev-vm", "prod-vm"]
+    );
+    let offerings = gw.get_json("/admin/offerings", &admin).await;
+    assert!(
+        offerings["offerings"].get("web-dr").is_none(),
+        "{offerings}"
+    );
+    assert_eq!(
+        offerings["offerings"]["big-vm"]["defaults"]["instance_type"],
+        "sp.large"
+    );
+}

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod catalog;
+pub mod catalog_admin;
 pub mod deployments;
 pub mod ec2;
 pub mod images;
@@ -49,6 +50,8 @@ pub enum Route {
     PlacementExplain,
     /// `GET /admin/placements/{id}`
     AdminPlacement(String),
+    /// `/admin/{blueprints|offerings|plans}[/{name}]`: list, get, put, delete.
+    AdminCatalog(crate::catalog::store::Kind, Option<String>),
     /// `GET /v1/deployments`
     DeploymentList,
     /// `POST /v1/deployments`
@@ -158,6 +161,28 @@ pub fn route(method: &Method, path: &str) -> Result<RouteMatch, GatewayError> {
                 "/admin/placements/{id}",
             )
         }),
+        ["admin", kind @ ("blueprints" | "offerings" | "plans"), rest @ ..] if rest.len() <= 1 => {
+            let kind = crate::catalog::store::Kind::from_segment(kind)
+                .ok_or_else(|| GatewayError::not_found(format!("no route for {path}")))?;
+            let (template, allowed): (&'static str, &[Method]) = match (kind, rest.is_empty()) {
+                (_, true) => ("/admin/{catalog}", &[Method::GET, Method::HEAD]),
+                (_, false) => (
+                    "/admin/{catalog}/{name}",
+                    &[Method::GET, Method::HEAD, Method::PUT, Method::DELETE],
+                ),
+            };
+            if !allowed.contains(method) {
+                return Err(not_allowed(method, template));
+            }
+            Ok(RouteMatch {
+                admin: true,
+                write: matches!(*method, Method::PUT | Method::DELETE),
+                ..matched(
+                    Route::AdminCatalog(kind, rest.first().map(|n| n.to_string())),
+                    template,
+                )
+            })
+        }
         ["v1", "placement", "explain"] => match *method {
             Method::POST => Ok(matched(Route::PlacementExplain, "/v1/placement/explain")),
             _ => Err(not_allowed(method, "/v1/placement/explain")),

@@ -17,6 +17,7 @@ use serde::Serialize;
 
 mod instance_types;
 mod model;
+pub mod store;
 mod validate;
 
 pub use instance_types::{instance_type, instance_type_names, InstanceType, INSTANCE_TYPES};

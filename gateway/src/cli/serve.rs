@@ -219,10 +219,14 @@ async fn serve(config: Config) -> anyhow::Result<i32> {
             );
         }
     }
-    let catalog = arc_swap::ArcSwap::from_pointee(crate::catalog::Catalog::from_config(&config));
+    let catalog_store = crate::catalog::store::CatalogStore::open(&state_dir)
+        .context("opening the catalog changes")?;
+    let catalog = arc_swap::ArcSwap::from_pointee(effective_catalog(&config, &catalog_store)?);
     let config = Arc::new(config);
     let state = Arc::new(AppState {
         catalog,
+        catalog_store,
+        catalog_writes: tokio::sync::Mutex::new(()),
         rules,
         deployments,
         inventory,
@@ -460,4 +464,44 @@ fn print_banner(
         "  try: curl --cacert {} -H \"Authorization: Bearer $({exe} token --tenant demo{state_flag})\" https://{api}/v1/whoami",
         ca.display()
     );
+}
+
+/// The configuration's catalog with the administrators' stored changes laid over it. When
+/// the changes no longer fit the configuration (it was edited since), the configuration's
+/// catalog alone is served, and the problems are logged with their key paths.
+fn effective_catalog(
+    config: &crate::config::Config,
+    store: &crate::catalog::store::CatalogStore,
+) -> anyhow::Result<crate::catalog::Catalog> {
+    let configured = crate::catalog::Catalog::from_config(config);
+    let changes = store.load().context("reading the catalog changes")?;
+    if changes.is_empty() {
+        return Ok(configured);
+    }
+    let overlaid = changes
+        .iter()
+        .try_fold(configured.clone(), |catalog, change| {
+            catalog.with_change(change)
+        });
+    let problems = match &overlaid {
+        Ok(catalog) => crate::catalog::validate(catalog, &config.tenants),
+        Err(e) => vec![e.clone()],
+    };
+    match overlaid {
+        Ok(catalog) if problems.is_empty() => {
+            tracing::info!(
+                changes = changes.len(),
+                "catalog changes from the admin API applied"
+            );
+            Ok(catalog)
+        }
+        _ => {
+            for p in &problems {
+                tracing::error!(path = %p.path, problem = %p.message,
+                    "the admin API's catalog changes no longer fit the configuration");
+            }
+            tracing::error!("serving the configuration's catalog alone; fix the changes through /admin/blueprints, /admin/offerings or /admin/plans");
+            Ok(configured)
+        }
+    }
 }
