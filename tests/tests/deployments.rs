@@ -188,12 +188,8 @@ async fn a_dr_deployment_lands_apart_all_or_none_within_quota() {
         .provider_config("aws-us-east-1")
         .replacen(r#", "sp.large" = "t3.large""#, "", 1);
     assert!(!aws.contains("sp.large"));
+    // The plan's quota: 3 live instances per tenant.
     let config = default_config()
-        .replacen(
-            "plan = \"standard\"",
-            "plan = \"standard\"\nmax_instances = 3",
-            1,
-        )
         .replacen(
             "departments = [\"ops\"]\nplan = \"standard\"",
             "departments = [\"ops\"]\nplan = \"one-region\"",
@@ -201,7 +197,7 @@ async fn a_dr_deployment_lands_apart_all_or_none_within_quota() {
         )
         .replacen(
             "offerings = [\"dev-vm\", \"prod-vm\", \"web-dr\"]",
-            "offerings = [\"dev-vm\", \"prod-vm\", \"web-dr\", \"pair-broken\"]",
+            "offerings = [\"dev-vm\", \"prod-vm\", \"web-dr\", \"pair-broken\"]\nmax_instances = 3",
             1,
         );
     let gw = Gateway::start_with(GatewayOptions {

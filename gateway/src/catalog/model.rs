@@ -124,6 +124,16 @@ pub struct PlanConfig {
     /// Whether raw requests (an image and an instance type, no offering) are allowed.
     #[serde(default = "allowed")]
     pub raw: bool,
+    /// Most live instances each tenant on it may have (the tighter of this and the
+    /// tenant's own `max_instances` applies).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_instances: Option<u32>,
+    /// Most vCPUs over its live instances.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_vcpus: Option<u32>,
+    /// Most memory (MiB) over its live instances.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_memory_mib: Option<u32>,
 }
 
 fn allowed() -> bool {

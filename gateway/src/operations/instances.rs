@@ -122,7 +122,8 @@ pub fn department_for(
 }
 
 /// Refuses creating the instances `adding` (all of them together) when that would exceed
-/// the tenant's quotas, naming the limit and the use.
+/// the tenant's quotas (the tighter of its own and its plan's), naming the limit and the
+/// use.
 pub async fn check_quota(
     state: &AppState,
     ctx: &TenantContext,
@@ -130,6 +131,13 @@ pub async fn check_quota(
 ) -> Result<(), GatewayError> {
     let Some(tenant) = state.tenants.get(&ctx.tenant) else {
         return Ok(());
+    };
+    // The tighter of the tenant's own limit and its plan's.
+    let catalog = state.catalog.load();
+    let plan = catalog.plan(state.config.plan_name(&ctx.tenant));
+    let limit = |own: Option<u32>, of_plan: fn(&PlanConfig) -> Option<u32>| {
+        let planned = plan.and_then(|(_, p)| of_plan(p));
+        own.into_iter().chain(planned).min()
     };
     let live: Vec<InstanceRecord> = state
         .inventory
@@ -151,19 +159,19 @@ pub async fn check_quota(
     let checks = [
         (
             "max_instances",
-            tenant.max_instances,
+            limit(tenant.max_instances, |p| p.max_instances),
             live.len() as u32,
             adding.len() as u32,
         ),
         (
             "max_vcpus",
-            tenant.max_vcpus,
+            limit(tenant.max_vcpus, |p| p.max_vcpus),
             used_vcpus,
             adding.iter().map(|t| t.vcpus).sum(),
         ),
         (
             "max_memory_mib",
-            tenant.max_memory_mib,
+            limit(tenant.max_memory_mib, |p| p.max_memory_mib),
             used_mib,
             adding.iter().map(|t| t.memory_mib).sum(),
         ),

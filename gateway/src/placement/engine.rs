@@ -289,6 +289,9 @@ mod tests {
             offerings: Vec::new(),
             regions: vec!["s-1".into(), "o-1".into(), "k-1".into()],
             raw: true,
+            max_instances: None,
+            max_vcpus: None,
+            max_memory_mib: None,
         };
         let params = ParamSet::from_params(&Params::from([(
             "region".to_string(),
