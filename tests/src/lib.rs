@@ -55,6 +55,19 @@ pub fn default_config() -> String {
         )
 }
 
+/// [`default_config`] with tenant `acme` on plan `plan` (defined by the caller's extra
+/// configuration) instead of `standard`.
+pub fn config_with_acme_plan(plan: &str) -> String {
+    let on_standard = "departments = [\"ops\"]\nplan = \"standard\"";
+    let config = default_config();
+    assert!(config.contains(on_standard), "acme is on plan standard");
+    config.replacen(
+        on_standard,
+        &format!("departments = [\"ops\"]\nplan = \"{plan}\""),
+        1,
+    )
+}
+
 /// Fails loudly unless the guest image `skyport-tiny` (with its disk template) is prepared.
 pub fn assert_guest_image_prepared() {
     assert!(

@@ -1,14 +1,10 @@
 //! The service catalog end to end: each tenant sees exactly what its plan lets it order.
 
-use skyport_e2e::{default_config, expect_problem, Gateway, GatewayOptions};
+use skyport_e2e::{config_with_acme_plan, expect_problem, Gateway, GatewayOptions};
 
 #[tokio::test]
 async fn offerings_follow_each_tenants_plan() {
-    let config = default_config().replacen(
-        "departments = [\"ops\"]\nplan = \"standard\"",
-        "departments = [\"ops\"]\nplan = \"dev-only\"",
-        1,
-    );
+    let config = config_with_acme_plan("dev-only");
     let gw = Gateway::start_with(GatewayOptions {
         config: Some(config),
         extra:
@@ -50,11 +46,7 @@ async fn offerings_follow_each_tenants_plan() {
 
 #[tokio::test]
 async fn raw_requests_are_held_to_the_plan() {
-    let config = default_config().replacen(
-        "departments = [\"ops\"]\nplan = \"standard\"",
-        "departments = [\"ops\"]\nplan = \"no-raw\"",
-        1,
-    );
+    let config = config_with_acme_plan("no-raw");
     let gw = Gateway::start_with(GatewayOptions {
         config: Some(config),
         extra: r#"

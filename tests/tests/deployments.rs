@@ -5,7 +5,7 @@
 
 use serde_json::{json, Value};
 use skyport_e2e::ec2::{EucaShim, Moto};
-use skyport_e2e::{default_config, expect_problem, Gateway, GatewayOptions};
+use skyport_e2e::{config_with_acme_plan, expect_problem, Gateway, GatewayOptions};
 
 const RULES: &str = r#"
 [[placement.rules]]
@@ -189,17 +189,11 @@ async fn a_dr_deployment_lands_apart_all_or_none_within_quota() {
         .replacen(r#", "sp.large" = "t3.large""#, "", 1);
     assert!(!aws.contains("sp.large"));
     // The plan's quota: 3 live instances per tenant.
-    let config = default_config()
-        .replacen(
-            "departments = [\"ops\"]\nplan = \"standard\"",
-            "departments = [\"ops\"]\nplan = \"one-region\"",
-            1,
-        )
-        .replacen(
-            "offerings = [\"dev-vm\", \"prod-vm\", \"web-dr\"]",
-            "offerings = [\"dev-vm\", \"prod-vm\", \"web-dr\", \"pair-broken\"]\nmax_instances = 3",
-            1,
-        );
+    let config = config_with_acme_plan("one-region").replacen(
+        "offerings = [\"dev-vm\", \"prod-vm\", \"web-dr\"]",
+        "offerings = [\"dev-vm\", \"prod-vm\", \"web-dr\", \"pair-broken\"]\nmax_instances = 3",
+        1,
+    );
     let gw = Gateway::start_with(GatewayOptions {
         config: Some(config),
         extra: format!("{aws}{}{DR_CATALOG}", euca.provider_config("eucalyptus")),

@@ -3,14 +3,10 @@
 
 use serde_json::{json, Value};
 use skyport_e2e::ec2::{access_key, scenario, Moto};
-use skyport_e2e::{default_config, expect_problem, Gateway, GatewayOptions};
+use skyport_e2e::{config_with_acme_plan, default_config, expect_problem, Gateway, GatewayOptions};
 
 fn gateway() -> Gateway {
-    let config = default_config().replacen(
-        "departments = [\"ops\"]\nplan = \"standard\"",
-        "departments = [\"ops\"]\nplan = \"dev-only\"",
-        1,
-    );
+    let config = config_with_acme_plan("dev-only");
     Gateway::start_with(GatewayOptions {
         config: Some(config),
         extra: r#"

@@ -61,16 +61,21 @@ pub struct Change {
 }
 
 impl Catalog {
-    /// This catalog with `change` applied; a body that is not an object of its kind is an
-    /// error naming the field, under `<kind>.<name>`.
-    pub fn with_change(&self, change: &Change) -> Result<Catalog, ConfigError> {
-        let mut next = self.clone();
+    /// Applies `change`; a body that is not an object of its kind is an error naming the
+    /// field, under `<kind>.<name>`, and leaves the catalog as it was.
+    pub fn apply(&mut self, change: &Change) -> Result<(), ConfigError> {
         let at = format!("{}.{}", change.kind.plural(), change.name);
         match change.kind {
-            Kind::Blueprint => apply(&mut next.blueprints, change, &at)?,
-            Kind::Offering => apply(&mut next.offerings, change, &at)?,
-            Kind::Plan => apply(&mut next.plans, change, &at)?,
+            Kind::Blueprint => apply(&mut self.blueprints, change, &at),
+            Kind::Offering => apply(&mut self.offerings, change, &at),
+            Kind::Plan => apply(&mut self.plans, change, &at),
         }
+    }
+
+    /// This catalog with `change` applied (see [`Catalog::apply`]).
+    pub fn with_change(&self, change: &Change) -> Result<Catalog, ConfigError> {
+        let mut next = self.clone();
+        next.apply(change)?;
         Ok(next)
     }
 
@@ -221,12 +226,10 @@ mod tests {
         store.save(&put).await.unwrap();
         store.save(&delete).await.unwrap();
         let changes = CatalogStore::open(&dir).unwrap().load().unwrap();
-        let catalog = changes
-            .iter()
-            .try_fold(Catalog::from_config(&Config::embedded()), |c, change| {
-                c.with_change(change)
-            })
-            .unwrap();
+        let mut catalog = Catalog::from_config(&Config::embedded());
+        for change in &changes {
+            catalog.apply(change).unwrap();
+        }
         assert!(!catalog.offerings.contains_key("dev-vm"));
         assert_eq!(
             catalog.offerings["big-vm"].params["cpus"],

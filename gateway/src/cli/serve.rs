@@ -478,30 +478,22 @@ fn effective_catalog(
     if changes.is_empty() {
         return Ok(configured);
     }
-    let overlaid = changes
-        .iter()
-        .try_fold(configured.clone(), |catalog, change| {
-            catalog.with_change(change)
-        });
-    let problems = match &overlaid {
-        Ok(catalog) => crate::catalog::validate(catalog, &config.tenants),
-        Err(e) => vec![e.clone()],
+    let mut overlaid = configured.clone();
+    let problems = match changes.iter().try_for_each(|c| overlaid.apply(c)) {
+        Ok(()) => crate::catalog::validate(&overlaid, &config.tenants),
+        Err(e) => vec![e],
     };
-    match overlaid {
-        Ok(catalog) if problems.is_empty() => {
-            tracing::info!(
-                changes = changes.len(),
-                "catalog changes from the admin API applied"
-            );
-            Ok(catalog)
-        }
-        _ => {
-            for p in &problems {
-                tracing::error!(path = %p.path, problem = %p.message,
-                    "the admin API's catalog changes no longer fit the configuration");
-            }
-            tracing::error!("serving the configuration's catalog alone; fix the changes through /admin/blueprints, /admin/offerings or /admin/plans");
-            Ok(configured)
-        }
+    if problems.is_empty() {
+        tracing::info!(
+            changes = changes.len(),
+            "catalog changes from the admin API applied"
+        );
+        return Ok(overlaid);
     }
+    for p in &problems {
+        tracing::error!(path = %p.path, problem = %p.message,
+            "the admin API's catalog changes no longer fit the configuration");
+    }
+    tracing::error!("serving the configuration's catalog alone; fix the changes through /admin/blueprints, /admin/offerings or /admin/plans");
+    Ok(configured)
 }

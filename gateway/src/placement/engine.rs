@@ -158,7 +158,7 @@ pub fn mark_losers(
     prices: &Prices,
     separate: Option<&SeparateConfig>,
     resource: &str,
-    placed: &[(&str, Candidate)],
+    placed: &[(String, Candidate)],
 ) {
     let best = prices
         .by_provider
@@ -363,7 +363,7 @@ mod tests {
 
     #[test]
     fn a_loser_to_separation_names_the_resource_it_would_share_with() {
-        let placed = [("primary", candidate("p", "r1", None))];
+        let placed = [("primary".to_string(), candidate("p", "r1", None))];
         let mut cs = vec![candidate("p", "r1", None), candidate("q", "r2", None)];
         let p = prices(&[("p", "0.01"), ("q", "0.02")]);
         mark_losers(

@@ -216,17 +216,13 @@ pub async fn decide(
     let mut placed: Vec<(String, Candidate)> = Vec::new();
     let mut decisions = Vec::with_capacity(pending.len());
     for (mut p, winner) in pending.into_iter().zip(picks) {
-        let already: Vec<(&str, Candidate)> = placed
-            .iter()
-            .map(|(r, c)| (r.as_str(), c.clone()))
-            .collect();
         engine::mark_losers(
             &mut p.candidates,
             winner,
             &p.prices,
             separate,
             &p.resource,
-            &already,
+            &placed,
         );
         let chosen = p.candidates[winner].clone();
         placed.push((p.resource.clone(), chosen.clone()));
