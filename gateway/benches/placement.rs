@@ -141,7 +141,7 @@ fn run(label: &str, rule_count: usize, firing: bool) -> (Duration, Duration) {
             preferences: &preferences,
         })
         .expect("gathered");
-        let mut candidates = engine::candidates(&sites, &params, None);
+        let mut candidates = engine::candidates(&sites, &params, None, None);
         let outcome = rules.evaluate("compute", "prod-vm", &params, &engine::open(&candidates));
         engine::apply_rules(&mut candidates, &outcome);
         let order = engine::preference_order(&mut candidates, &prices);

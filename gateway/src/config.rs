@@ -289,8 +289,9 @@ pub struct TenantConfig {
     pub max_vcpus: Option<u32>,
     /// Most memory (MiB) across those instances.
     pub max_memory_mib: Option<u32>,
-    /// Where a create in the federated region goes when the request does not say (a
-    /// provider region name); default: the first provider region that offers the image.
+    /// Where a raw request (no offering) goes when it names no region (a provider region
+    /// name): the user context's `region` of the built-in offering `raw`; through EC2 only
+    /// when that region holds the image. None: placement chooses.
     pub default_region: Option<String>,
     /// The tenant's plan (`[plans.<name>]`); none: every offering, every region, raw
     /// requests allowed.

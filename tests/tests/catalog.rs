@@ -22,7 +22,14 @@ async fn offerings_follow_each_tenants_plan() {
         .iter()
         .map(|o| o["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["dev-vm", "prod-vm", "web-dr"]);
+    // The built-in offering of raw requests comes last, with what a caller may set.
+    assert_eq!(names, ["dev-vm", "prod-vm", "web-dr", "raw"]);
+    let raw = &demo["offerings"][3];
+    assert_eq!(raw["resources"][0]["type"], "compute");
+    assert_eq!(
+        raw["user_params"],
+        serde_json::json!(["image", "instance_type", "region", "provider"])
+    );
     let dev = &demo["offerings"][0];
     assert_eq!(dev["params"]["tier"], "dev");
     assert_eq!(dev["defaults"]["instance_type"], "sp.micro");
@@ -138,7 +145,7 @@ async fn administrators_change_the_catalog_at_run_time_and_it_survives_a_restart
     };
     assert_eq!(
         names(&gw.get_json("/v1/offerings", &demo).await),
-        ["dev-vm", "prod-vm", "web-dr"]
+        ["dev-vm", "prod-vm", "web-dr", "raw"]
     );
 
     // Tenants may not touch the catalog.
@@ -188,7 +195,7 @@ async fn administrators_change_the_catalog_at_run_time_and_it_survives_a_restart
     assert_eq!(r.status(), 200);
     assert_eq!(
         names(&gw.get_json("/v1/offerings", &demo).await),
-        ["big-vm", "dev-vm", "prod-vm", "web-dr"]
+        ["big-vm", "dev-vm", "prod-vm", "web-dr", "raw"]
     );
     let explained = gw
         .post(
@@ -296,7 +303,7 @@ async fn administrators_change_the_catalog_at_run_time_and_it_survives_a_restart
     let admin = gw.token("demo", None, &["admin"]);
     assert_eq!(
         names(&gw.get_json("/v1/offerings", &demo).await),
-        ["big-vm", "dev-vm", "prod-vm"]
+        ["big-vm", "dev-vm", "prod-vm", "raw"]
     );
     let offerings = gw.get_json("/admin/offerings", &admin).await;
     assert!(

@@ -262,6 +262,19 @@ async fn ec2_run_instances_orders_an_offering_in_the_federated_region() {
     );
 }
 
+/// The default configuration with the metering plugin's rate card made of `rows`, USD.
+fn config_with_rate_card(rows: &[&str]) -> String {
+    default_config().replacen(
+        "file = \"libskyport_metering.so\"",
+        &format!(
+            "file = \"libskyport_metering.so\"\n\
+             config = {{ rate_card = {{ currency = \"USD\", rates = [{}] }} }}",
+            rows.join(", ")
+        ),
+        1,
+    )
+}
+
 #[tokio::test]
 async fn the_cheapest_provider_by_the_live_rate_card_wins_unless_the_caller_pins_one() {
     let moto = Moto::start();
@@ -270,16 +283,8 @@ async fn the_cheapest_provider_by_the_live_rate_card_wins_unless_the_caller_pins
         r#"{ sku = "sp.micro", unit = "hour", price = "0.0100" }"#,
         r#"{ sku = "sp.micro", provider = "local-vmm", unit = "hour", price = "0.0050" }"#,
         r#"{ sku = "sp.micro", provider = "aws-us-east-1", unit = "hour", price = "0.0010" }"#,
-    ]
-    .join(", ");
-    let config = default_config().replacen(
-        "file = \"libskyport_metering.so\"",
-        &format!(
-            "file = \"libskyport_metering.so\"\n\
-             config = {{ rate_card = {{ currency = \"USD\", rates = [{card}] }} }}"
-        ),
-        1,
-    );
+    ];
+    let config = config_with_rate_card(&card);
     let gw = Gateway::start_with(GatewayOptions {
         config: Some(config),
         extra: moto.provider_config("aws-us-east-1"),
@@ -326,6 +331,117 @@ async fn the_cheapest_provider_by_the_live_rate_card_wins_unless_the_caller_pins
     let id = created["id"].as_str().unwrap();
     assert!(gw
         .delete(&format!("/v1/instances/{id}"), &demo)
+        .await
+        .status()
+        .is_success());
+}
+
+#[tokio::test]
+async fn raw_requests_are_the_built_in_offering_placed_by_rules_cost_and_defaults() {
+    let moto = Moto::start();
+    // moto's region is the cheapest for sp.micro; a rule keeps acme's raw requests off it;
+    // initech's default region is this host.
+    let card = [
+        r#"{ sku = "sp.micro", unit = "hour", price = "0.0100" }"#,
+        r#"{ sku = "sp.micro", provider = "aws-us-east-1", unit = "hour", price = "0.0010" }"#,
+    ];
+    let config = config_with_rate_card(&card);
+    let gw = Gateway::start_with(GatewayOptions {
+        config: Some(config),
+        extra: format!(
+            r#"{}
+[tenants.initech]
+default_region = "local-1"
+
+[[placement.rules]]
+name = "acme-raw-at-home"
+offerings = ["raw"]
+when = 'params.tenant == "acme"'
+exclude = {{ providers = ["aws-us-east-1"] }}
+"#,
+            moto.provider_config("aws-us-east-1")
+        ),
+    });
+    let explain = |tenant: &'static str, body: Value| {
+        let gw = &gw;
+        let token = gw.token(tenant, None, &[]);
+        async move {
+            let response = gw.post("/v1/placement/explain", &token, Some(body)).await;
+            let status = response.status().as_u16();
+            let body: Value = response.json().await.unwrap();
+            (status, body)
+        }
+    };
+    let raw = json!({"image": "skyport-tiny", "instance_type": "sp.micro"});
+
+    // demo: the cheapest region wins, as for any offering.
+    let (status, demo) = explain("demo", raw.clone()).await;
+    assert_eq!(status, 200, "{demo}");
+    assert_eq!(demo["offering"], "raw");
+    assert_eq!(demo["provider"], "aws-us-east-1", "{demo}");
+    assert_eq!(demo["params"]["image"]["set_by"], "user_preference");
+
+    // acme: the rule for raw requests fires, and its offerings are not touched by it.
+    let (_, acme) = explain("acme", raw.clone()).await;
+    assert_eq!(acme["provider"], "local-vmm", "{acme}");
+    assert_eq!(acme["rules"][0]["rule"], "acme-raw-at-home", "{acme}");
+    let (_, acme_dev) = explain("acme", json!({"offering": "dev-vm"})).await;
+    assert_eq!(acme_dev["provider"], "aws-us-east-1", "{acme_dev}");
+
+    // initech: its default region is user context; the request's own region beats it.
+    let (_, initech) = explain("initech", raw.clone()).await;
+    assert_eq!(initech["provider"], "local-vmm", "{initech}");
+    assert_eq!(initech["params"]["region"]["set_by"], "user_context");
+    let mut to_aws = raw.clone();
+    to_aws["region"] = "aws-us-east-1".into();
+    let (_, chosen) = explain("initech", to_aws).await;
+    assert_eq!(chosen["provider"], "aws-us-east-1", "{chosen}");
+    assert_eq!(
+        chosen["params"]["region"]["overrode"][0]["value"],
+        "local-1"
+    );
+
+    // Names that nothing serves are refused, naming what is there.
+    for (field, value, expected) in [
+        (
+            "region",
+            "mars-1",
+            "unknown region 'mars-1'; choose one of local-1, aws-us-east-1",
+        ),
+        (
+            "provider",
+            "gcp",
+            "no provider 'gcp' is loaded; choose one of local-vmm, aws-us-east-1",
+        ),
+    ] {
+        let mut body = raw.clone();
+        body[field] = value.into();
+        let (status, problem) = explain("demo", body).await;
+        assert_eq!(status, 400, "{problem}");
+        assert_eq!(problem["detail"], expected);
+    }
+
+    // A raw create is placed exactly as explained, and its decision is kept for the audit.
+    let demo_token = gw.token("demo", None, &[]);
+    let created = gw.post("/v1/instances", &demo_token, Some(raw)).await;
+    assert_eq!(created.status(), 202);
+    let created: Value = created.json().await.unwrap();
+    assert_eq!(created["provider"], "aws-us-east-1", "{created}");
+    assert_eq!(created["placement"]["offering"], "raw");
+    assert_eq!(created["placement"]["price_per_hour"], "0.0010");
+    let record = gw
+        .get_json(
+            &format!(
+                "/admin/placements/{}",
+                created["placement"]["id"].as_str().unwrap()
+            ),
+            &gw.token("demo", None, &["admin"]),
+        )
+        .await;
+    assert_eq!(record["decision"]["offering"], "raw", "{record}");
+    let id = created["id"].as_str().unwrap();
+    assert!(gw
+        .delete(&format!("/v1/instances/{id}"), &demo_token)
         .await
         .status()
         .is_success());

@@ -7,12 +7,13 @@ use serde_json::{json, Value};
 
 use crate::api::json_response;
 use crate::auth::TenantContext;
-use crate::catalog::Params;
+use crate::catalog::{Params, RAW};
 use crate::state::AppState;
 
 /// `GET /v1/offerings`: the caller's plan, the provider regions it allows, whether raw
-/// requests are allowed, and each offering it may order with its effective parameters
-/// (blueprint's, then the offering's) and defaults (offering's first).
+/// requests are allowed, and each offering it may order (the built-in `raw` last, when
+/// allowed) with its effective parameters (blueprint's, then the offering's) and defaults
+/// (offering's first).
 pub fn offerings(state: &AppState, ctx: &TenantContext) -> Response<Full<Bytes>> {
     let config = state.catalog.load();
     let (plan_name, plan) = config.plan(state.config.plan_name(&ctx.tenant)).unzip();
@@ -25,10 +26,12 @@ pub fn offerings(state: &AppState, ctx: &TenantContext) -> Response<Full<Bytes>>
         .collect();
     let offerings: Vec<Value> = config
         .offerings
-        .iter()
-        .filter(|(name, _)| plan.is_none_or(|p| p.offers(name)))
-        .filter_map(|(name, offering)| {
-            let blueprint = config.blueprints.get(&offering.blueprint)?;
+        .keys()
+        .map(String::as_str)
+        .chain([RAW])
+        .filter(|name| plan.is_none_or(|p| p.offers(name)))
+        .filter_map(|name| {
+            let (offering, blueprint) = config.offering(name)?;
             Some(json!({
                 "name": name,
                 "description": offering.description,

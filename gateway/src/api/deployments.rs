@@ -50,6 +50,7 @@ pub async fn create(
         offering: req.offering,
         preferences: req.params,
         department,
+        image_regions: None,
     };
     let spec = DeploymentSpec {
         name: req.name,

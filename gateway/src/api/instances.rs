@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use super::json_response;
 use crate::auth::TenantContext;
-use crate::catalog::{instance_type, ParamValue, Params, INSTANCE_TYPES};
+use crate::catalog::{instance_type, ParamValue, Params, INSTANCE_TYPES, RAW};
 use crate::error::GatewayError;
 use crate::inventory::{is_instance_id, InstanceRecord};
 use crate::operations::instances::{self as ops, Action, CreateSpec};
@@ -17,11 +17,12 @@ use crate::placement;
 use crate::placement::audit::Mode;
 use crate::state::AppState;
 
-/// `POST /v1/instances` body.
+/// `POST /v1/instances` body (also `POST /v1/placement/explain`'s).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct CreateRequest {
-    /// An offering to order; its choices go in `params`.
+    /// An offering to order; its choices go in `params`. None: a raw request, placed as
+    /// the built-in offering `raw`.
     offering: Option<String>,
     /// Choices for the offering (its `user_params`).
     #[serde(default)]
@@ -36,38 +37,30 @@ pub(super) struct CreateRequest {
     pub(super) department: Option<String>,
 }
 
-/// What an instance request asks for: an offering to place, or a raw image + type.
-pub(super) enum Ordered {
-    Offering(placement::OrderRequest),
-    Raw {
-        image: String,
-        instance_type: String,
-    },
-}
-
 impl CreateRequest {
-    /// The order: by offering (top-level `image`, `instance_type`, `region` and `provider`
-    /// count as choices for it, like `params`), else raw (`image` and `instance_type`
-    /// required, `params` refused).
-    pub(super) fn ordered(&mut self, department: Option<String>) -> Result<Ordered, GatewayError> {
-        let Some(offering) = self.offering.take() else {
-            if !self.params.is_empty() {
-                return Err(GatewayError::invalid(
-                    "params are choices for an offering; name one in \"offering\"",
-                ));
+    /// The order: the offering named, else the built-in `raw` (which needs `image` and
+    /// `instance_type`). Top-level `image`, `instance_type`, `region` and `provider` are
+    /// choices for it, like `params`.
+    pub(super) fn order(
+        &mut self,
+        department: Option<String>,
+    ) -> Result<placement::OrderRequest, GatewayError> {
+        let offering = match self.offering.take() {
+            Some(offering) => offering,
+            None => {
+                let missing = [
+                    ("image", &self.image),
+                    ("instance_type", &self.instance_type),
+                ]
+                .into_iter()
+                .find(|(field, value)| value.is_none() && !self.params.contains_key(*field));
+                if let Some((field, _)) = missing {
+                    return Err(GatewayError::invalid(format!(
+                        "invalid instance request: missing field `{field}` (or order an offering)"
+                    )));
+                }
+                RAW.to_string()
             }
-            let missing = |field: &str| {
-                GatewayError::invalid(format!(
-                    "invalid instance request: missing field `{field}` (or order an offering)"
-                ))
-            };
-            return Ok(Ordered::Raw {
-                image: self.image.take().ok_or_else(|| missing("image"))?,
-                instance_type: self
-                    .instance_type
-                    .take()
-                    .ok_or_else(|| missing("instance_type"))?,
-            });
         };
         let mut preferences = std::mem::take(&mut self.params);
         for (name, value) in [
@@ -84,11 +77,12 @@ impl CreateRequest {
             }
             preferences.insert(name.to_string(), ParamValue::Text(value));
         }
-        Ok(Ordered::Offering(placement::OrderRequest {
+        Ok(placement::OrderRequest {
             offering,
             preferences,
             department,
-        }))
+            image_regions: None,
+        })
     }
 }
 
@@ -140,53 +134,22 @@ pub async fn create(
     let mut req: CreateRequest = serde_json::from_slice(&body)
         .map_err(|e| GatewayError::invalid(format!("invalid instance request: {e}")))?;
     let department = ops::department_for(state, ctx, req.department.take())?;
-    let (spec, decision) = match req.ordered(department.clone())? {
-        Ordered::Raw {
-            image,
-            instance_type,
-        } => (
-            CreateSpec {
-                image,
-                instance_type: ops::parse_instance_type(&instance_type)?,
-                provider: req.provider,
-                region: req.region,
-                name: req.name,
-                tags: req.tags,
-                department,
-                key_name: None,
-                client_token: None,
-                offering: None,
-            },
-            None,
-        ),
-        Ordered::Offering(order) => {
-            let decision = placement::decide_one(state, ctx, request_id, &order).await?;
-            let id = state
-                .placements
-                .record(&ctx.tenant, request_id, Mode::Create, &decision)
-                .await?;
-            let text = |name: &str| decision.params.text(name).unwrap_or_default().to_string();
-            let spec = CreateSpec {
-                image: text("image"),
-                instance_type: ops::parse_instance_type(&text("instance_type"))?,
-                provider: Some(decision.provider.clone()),
-                region: Some(decision.region.clone()),
-                name: req.name,
-                tags: req.tags,
-                department,
-                key_name: None,
-                client_token: None,
-                offering: Some(decision.offering.clone()),
-            };
-            (spec, Some((id, decision)))
-        }
+    let order = req.order(department.clone())?;
+    let decision = placement::decide_one(state, ctx, request_id, &order).await?;
+    let id = state
+        .placements
+        .record(&ctx.tenant, request_id, Mode::Create, &decision)
+        .await?;
+    let spec = CreateSpec {
+        name: req.name,
+        tags: req.tags,
+        department,
+        ..CreateSpec::decided(&decision)?
     };
     let record = ops::create(state, ctx, request_id, spec).await?;
     let record = wait_for(state, ctx, request_id, record, wait).await?;
     let mut body = view(&record);
-    if let Some((id, decision)) = decision {
-        body["placement"] = super::placement::summary(&id, &decision);
-    }
+    body["placement"] = super::placement::summary(&id, &decision);
     Ok(json_response(StatusCode::ACCEPTED, &body))
 }
 

@@ -7,7 +7,7 @@ use http::{Response, StatusCode};
 use http_body_util::Full;
 use serde_json::{json, Value};
 
-use super::instances::{CreateRequest, Ordered};
+use super::instances::CreateRequest;
 use super::json_response;
 use crate::auth::TenantContext;
 use crate::error::GatewayError;
@@ -53,11 +53,7 @@ pub async fn explain(
     let mut req: CreateRequest = serde_json::from_slice(&body)
         .map_err(|e| GatewayError::invalid(format!("invalid order: {e}")))?;
     let department = ops::department_for(state, ctx, req.department.take())?;
-    let Ordered::Offering(order) = req.ordered(department)? else {
-        return Err(GatewayError::invalid(
-            "explain takes an order by offering (\"offering\": \"...\")",
-        ));
-    };
+    let order = req.order(department)?;
     let decisions = placement::decide(state, ctx, request_id, &order).await?;
     let mut explained = Vec::with_capacity(decisions.len());
     for decision in &decisions {

@@ -6,7 +6,7 @@
 //! - An **offering** is a blueprint plus parameters, which may override the blueprint's
 //!   unless the blueprint locks them.
 //! - A **plan** lists the offerings and regions a tenant may use, and whether raw image +
-//!   instance type requests are allowed.
+//!   instance type requests (the built-in offering [`RAW`]) are allowed.
 //!
 //! All three are defined in `[blueprints.*]`, `[offerings.*]` and `[plans.*]` and validated
 //! with the configuration (every error names its key path); see `docs/placement.md`.
@@ -15,11 +15,13 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+mod builtin;
 mod instance_types;
 mod model;
 pub mod store;
 mod validate;
 
+pub use builtin::RAW;
 pub use instance_types::{instance_type, instance_type_names, InstanceType, INSTANCE_TYPES};
 pub use model::{
     BlueprintConfig, OfferingConfig, ParamValue, Params, PlanConfig, ResourceConfig,
@@ -47,6 +49,15 @@ impl Catalog {
             offerings: config.offerings.clone(),
             plans: config.plans.clone(),
         }
+    }
+
+    /// Offering `name` with its blueprint: one of the catalog's, or the built-in [`RAW`].
+    pub fn offering(&self, name: &str) -> Option<(&OfferingConfig, &BlueprintConfig)> {
+        if name == RAW {
+            return Some(builtin::raw());
+        }
+        let offering = self.offerings.get(name)?;
+        Some((offering, self.blueprints.get(&offering.blueprint)?))
     }
 
     /// Plan `name` with its name; `None` when `name` is `None` (no plan: every offering,

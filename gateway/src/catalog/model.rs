@@ -141,8 +141,11 @@ fn allowed() -> bool {
 }
 
 impl PlanConfig {
-    /// Whether its tenants may order `offering`.
+    /// Whether its tenants may order `offering` (the built-in `raw` when `raw` is set).
     pub fn offers(&self, offering: &str) -> bool {
+        if offering == super::RAW {
+            return self.raw;
+        }
         self.offerings.iter().any(|o| o == offering)
     }
 

@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{instance_type, instance_type_names, Catalog, ParamValue, Params, RESOURCE_TYPES};
+use super::{instance_type, instance_type_names, Catalog, ParamValue, Params, RAW, RESOURCE_TYPES};
 use crate::config::{valid_name, ConfigError, TenantConfig};
 
 /// Parameters whose values Skyport itself reads, and must be text.
@@ -28,6 +28,11 @@ pub fn validate(config: &Catalog, tenants: &BTreeMap<String, TenantConfig>) -> V
         let at = format!("blueprints.{name}");
         if !valid_name(name) {
             err(at.clone(), "blueprint names are 1-63 of [a-z0-9-]".into());
+        } else if name == RAW {
+            err(
+                at.clone(),
+                format!("'{RAW}' is the built-in blueprint of raw requests"),
+            );
         }
         if blueprint.resources.is_empty() {
             err(
@@ -89,6 +94,11 @@ pub fn validate(config: &Catalog, tenants: &BTreeMap<String, TenantConfig>) -> V
         let at = format!("offerings.{name}");
         if !valid_name(name) {
             err(at.clone(), "offering names are 1-63 of [a-z0-9-]".into());
+        } else if name == RAW {
+            err(
+                at.clone(),
+                format!("'{RAW}' is the built-in offering of raw requests"),
+            );
         }
         check_params(&offering.params, &format!("{at}.params"), &mut err);
         check_params(&offering.defaults, &format!("{at}.defaults"), &mut err);
@@ -132,7 +142,12 @@ pub fn validate(config: &Catalog, tenants: &BTreeMap<String, TenantConfig>) -> V
             err(at.clone(), "plan names are 1-63 of [a-z0-9-]".into());
         }
         for offering in &plan.offerings {
-            if !config.offerings.contains_key(offering) {
+            if offering == RAW {
+                err(
+                    format!("{at}.offerings"),
+                    format!("'{RAW}' (requests by image and instance type) is allowed by `raw = true`, not listed"),
+                );
+            } else if !config.offerings.contains_key(offering) {
                 err(
                     format!("{at}.offerings"),
                     format!("no offering '{offering}' is defined"),
@@ -232,6 +247,12 @@ blueprint = "nowhere"
 
 [plans.small]
 offerings = ["pair-vm", "missing"]
+
+[offerings.raw]
+blueprint = "pair"
+
+[plans.listed-raw]
+offerings = ["raw"]
 "#;
         let paths = paths_of(extra, |t| {
             t.replacen("plan = \"standard\"", "plan = \"gold\"", 1)
@@ -247,6 +268,8 @@ offerings = ["pair-vm", "missing"]
             "offerings.pair-vm.params.tier",
             "offerings.ghost.blueprint",
             "plans.small.offerings",
+            "offerings.raw",
+            "plans.listed-raw.offerings",
             "tenants.demo.plan",
         ] {
             assert!(

@@ -174,7 +174,7 @@ async fn serve(config: Config) -> anyhow::Result<i32> {
                 .iter()
                 .any(|r| r.kind == "provider" && &r.name == region)
             {
-                tracing::warn!(tenant = %tenant, region = %region, "tenants.{tenant}.default_region names no provider region served now; federated creates use the first region that offers the image");
+                tracing::warn!(tenant = %tenant, region = %region, "tenants.{tenant}.default_region names no provider region served now; its raw requests are placed as if it were not set");
             }
         }
     }

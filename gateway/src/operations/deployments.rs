@@ -152,14 +152,15 @@ pub async fn create(
     spec: DeploymentSpec,
 ) -> Result<(Deployment, Vec<Decision>), GatewayError> {
     let decisions = placement::decide(state, ctx, request_id, order).await?;
-    let types = decisions
+    let decided = decisions
         .iter()
-        .map(|d| ops::parse_instance_type(d.instance_type()))
+        .map(CreateSpec::decided)
         .collect::<Result<Vec<_>, _>>()?;
+    let types: Vec<_> = decided.iter().map(|d| d.instance_type).collect();
     ops::check_quota(state, ctx, &types).await?;
 
     let mut resources: Vec<DeployedResource> = Vec::with_capacity(decisions.len());
-    for (decision, instance_type) in decisions.iter().zip(types) {
+    for (decision, decided) in decisions.iter().zip(decided) {
         let placement_id = state
             .placements
             .record(&ctx.tenant, request_id, Mode::Create, decision)
@@ -169,19 +170,13 @@ pub async fn create(
             ctx,
             request_id,
             CreateSpec {
-                image: decision.params.text("image").unwrap_or_default().into(),
-                instance_type,
-                provider: Some(decision.provider.clone()),
-                region: Some(decision.region.clone()),
                 name: spec
                     .name
                     .as_ref()
                     .map(|n| format!("{n}-{}", decision.resource)),
                 tags: spec.tags.clone(),
                 department: order.department.clone(),
-                key_name: None,
-                client_token: None,
-                offering: Some(decision.offering.clone()),
+                ..decided
             },
         )
         .await;

@@ -12,6 +12,7 @@ use crate::catalog::{instance_type, instance_type_names, InstanceType, PlanConfi
 use crate::error::{ErrorKind, GatewayError};
 use crate::inventory::lifecycle::{emit, Initiator};
 use crate::inventory::{is_instance_id, new_instance_id, sync, InstanceRecord};
+use crate::placement::Decision;
 use crate::state::AppState;
 
 /// Longest wait for a state a request may ask for.
@@ -26,10 +27,10 @@ pub struct CreateSpec {
     pub image: String,
     /// Instance type.
     pub instance_type: InstanceType,
-    /// Provider instance, when the caller names one.
-    pub provider: Option<String>,
-    /// Region, when the caller names one.
-    pub region: Option<String>,
+    /// Provider instance, as placement decided.
+    pub provider: String,
+    /// Region, as placement decided.
+    pub region: String,
     /// Name.
     pub name: Option<String>,
     /// Tags.
@@ -40,9 +41,28 @@ pub struct CreateSpec {
     pub key_name: Option<String>,
     /// Idempotency token.
     pub client_token: Option<String>,
-    /// The offering this order came from, already placed and checked against the plan;
-    /// `None` for a raw request (image and instance type), which the plan must allow.
-    pub offering: Option<String>,
+}
+
+impl CreateSpec {
+    /// What placement `decision` decided (image, instance type, provider, region), with no
+    /// name, tags, department, key pair or idempotency token yet.
+    pub fn decided(decision: &Decision) -> Result<Self, GatewayError> {
+        Ok(Self {
+            image: decision
+                .params
+                .text("image")
+                .unwrap_or_default()
+                .to_string(),
+            instance_type: parse_instance_type(decision.instance_type())?,
+            provider: decision.provider.clone(),
+            region: decision.region.clone(),
+            name: None,
+            tags: Map::new(),
+            department: None,
+            key_name: None,
+            client_token: None,
+        })
+    }
 }
 
 /// A state-changing instance action.
@@ -189,77 +209,9 @@ pub async fn check_quota(
     Ok(())
 }
 
-/// Chooses the provider: by name, by region, or the first provider region; only among the
-/// regions the tenant's `plan` allows.
-pub fn place(
-    state: &AppState,
-    provider: Option<&str>,
-    region: Option<&str>,
-    plan: Option<&PlanConfig>,
-) -> Result<(String, String), GatewayError> {
-    let provider_regions = state
-        .regions
-        .iter()
-        .filter(|r| r.kind == "provider" && plan.is_none_or(|p| p.allows_region(&r.name)));
-    let candidates: Vec<(String, String)> = provider_regions
-        .flat_map(|r| r.providers.iter().map(move |p| (p.clone(), r.name.clone())))
-        .filter(|(p, r)| {
-            provider.is_none_or(|want| want == p) && region.is_none_or(|want| want == r)
-        })
-        .collect();
-    if let Some((p, r)) = candidates.first() {
-        return Ok((p.clone(), r.clone()));
-    }
-    let known: Vec<&str> = state
-        .regions
-        .iter()
-        .filter(|r| r.kind == "provider")
-        .map(|r| r.name.as_str())
-        .collect();
-    Err(GatewayError::invalid(match (provider, region) {
-        (Some(p), _) => format!("no provider '{p}' serves that request"),
-        (None, Some(r)) => format!("unknown region '{r}'; choose one of {}", known.join(", ")),
-        (None, None) => match plan.filter(|p| !p.regions.is_empty()) {
-            Some(plan) => format!(
-                "no loaded provider serves the regions your plan allows ({})",
-                plan.regions.join(", ")
-            ),
-            None => "no provider is loaded".to_string(),
-        },
-    }))
-}
-
-/// The caller's plan, after checking that it allows a `raw` request (an image and an
-/// instance type, no offering) and, when one is named, `region`: 403 otherwise. `None`: the
-/// tenant has no plan (everything allowed).
-fn check_plan(
-    state: &AppState,
-    ctx: &TenantContext,
-    raw: bool,
-    region: Option<&str>,
-) -> Result<Option<PlanConfig>, GatewayError> {
-    let catalog = state.catalog.load();
-    let Some((name, plan)) = catalog.plan(state.config.plan_name(&ctx.tenant)) else {
-        return Ok(None);
-    };
-    if raw && !plan.raw {
-        return Err(GatewayError::forbidden(format!(
-            "plan '{name}' does not allow requests by image and instance type; see GET /v1/offerings"
-        )));
-    }
-    if let Some(region) = region {
-        if !plan.allows_region(region) {
-            return Err(GatewayError::forbidden(format!(
-                "plan '{name}' does not include region '{region}'; it allows {}",
-                plan.regions.join(", ")
-            )));
-        }
-    }
-    Ok(Some(plan.clone()))
-}
-
-/// Creates an instance: the inventory row first (so a crash in between is visible), then
-/// the provider call, then the `run` lifecycle event. A repeated `client_token` returns
+/// Creates an instance where placement decided ([`CreateSpec::decided`]), within the
+/// tenant's quotas: the inventory row first (so a crash in between is visible), then the
+/// provider call, then the `run` lifecycle event. A repeated `client_token` returns
 /// the instance it created.
 pub async fn create(
     state: &AppState,
@@ -273,21 +225,14 @@ pub async fn create(
         }
     }
     let department = department_for(state, ctx, spec.department)?;
-    let plan = check_plan(state, ctx, spec.offering.is_none(), spec.region.as_deref())?;
-    let (provider, region) = place(
-        state,
-        spec.provider.as_deref(),
-        spec.region.as_deref(),
-        plan.as_ref(),
-    )?;
     check_quota(state, ctx, &[spec.instance_type]).await?;
     let itype = spec.instance_type;
     let mut record = InstanceRecord {
         id: new_instance_id(),
         tenant: ctx.tenant.to_string(),
         department,
-        provider: provider.clone(),
-        region,
+        provider: spec.provider,
+        region: spec.region,
         remote_id: None,
         image: spec.image.clone(),
         instance_type: itype.name.to_string(),
@@ -302,7 +247,7 @@ pub async fn create(
     let created = state
         .plugins
         .call(
-            &provider,
+            &record.provider,
             "instance.create",
             1,
             json!({

@@ -23,23 +23,32 @@ pub struct Site {
 }
 
 /// Every site as a candidate for a resource with `params`, each marked with the first
-/// reason it cannot serve it: unhealthy, outside the plan, or set elsewhere by a parameter.
-pub fn candidates(sites: &[Site], params: &ParamSet, plan: Option<&PlanConfig>) -> Vec<Candidate> {
+/// reason it cannot serve it: outside the plan, not holding the image (when the regions
+/// that hold it, `image_regions`, are known), set elsewhere by a parameter, or, last (so
+/// that it means "could serve, but not now"), unhealthy.
+pub fn candidates(
+    sites: &[Site],
+    params: &ParamSet,
+    plan: Option<&PlanConfig>,
+    image_regions: Option<&[String]>,
+) -> Vec<Candidate> {
     let pinned_provider = params.text("provider");
     let pinned_region = params.text("region");
     sites
         .iter()
         .map(|site| {
-            let lost = if let Some(reason) = &site.unhealthy {
-                Some(format!("unhealthy: {reason}"))
-            } else if !plan.is_none_or(|p| p.allows_region(&site.region)) {
+            let lost = if !plan.is_none_or(|p| p.allows_region(&site.region)) {
                 Some("region not in your plan".to_string())
+            } else if !image_regions.is_none_or(|within| within.contains(&site.region)) {
+                Some("the image is not offered here".to_string())
             } else if let Some(p) = pinned_provider.filter(|p| *p != site.provider) {
                 Some(format!("provider set to '{p}'"))
+            } else if let Some(r) = pinned_region.filter(|r| *r != site.region) {
+                Some(format!("region set to '{r}'"))
             } else {
-                pinned_region
-                    .filter(|r| *r != site.region)
-                    .map(|r| format!("region set to '{r}'"))
+                site.unhealthy
+                    .as_ref()
+                    .map(|reason| format!("{UNHEALTHY}{reason}"))
             };
             Candidate {
                 provider: site.provider.clone(),
@@ -50,6 +59,9 @@ pub fn candidates(sites: &[Site], params: &ParamSet, plan: Option<&PlanConfig>) 
         })
         .collect()
 }
+
+/// How the reason of a candidate that could serve but whose provider is unhealthy starts.
+pub const UNHEALTHY: &str = "unhealthy: ";
 
 /// The candidates still in the running, as (provider, region), for the rules.
 pub fn open(candidates: &[Candidate]) -> Vec<(&str, &str)> {
@@ -274,20 +286,21 @@ mod tests {
     }
 
     #[test]
-    fn pins_plans_health_and_rules_each_put_a_candidate_out() {
+    fn pins_plans_health_and_images_each_put_a_candidate_out() {
         let sites = [
             Site {
                 unhealthy: Some("probe failed".into()),
-                ..site("sick", "s-1")
+                ..site("sick", "k-1")
             },
             site("far", "far-1"),
             site("other", "o-1"),
+            site("bare", "b-1"),
             site("kept", "k-1"),
         ];
         let plan = PlanConfig {
             description: String::new(),
             offerings: Vec::new(),
-            regions: vec!["s-1".into(), "o-1".into(), "k-1".into()],
+            regions: vec!["o-1".into(), "b-1".into(), "k-1".into()],
             raw: true,
             max_instances: None,
             max_vcpus: None,
@@ -297,7 +310,8 @@ mod tests {
             "region".to_string(),
             ParamValue::Text("k-1".into()),
         )]));
-        let cs = candidates(&sites, &params, Some(&plan));
+        let image_regions = ["o-1".to_string(), "k-1".to_string(), "far-1".to_string()];
+        let cs = candidates(&sites, &params, Some(&plan), Some(&image_regions));
         let reasons: Vec<_> = cs.iter().map(|c| c.lost.as_deref()).collect();
         assert_eq!(
             reasons,
@@ -305,6 +319,7 @@ mod tests {
                 Some("unhealthy: probe failed"),
                 Some("region not in your plan"),
                 Some("region set to 'k-1'"),
+                Some("the image is not offered here"),
                 None,
             ]
         );

@@ -17,7 +17,7 @@ pub mod rules;
 use serde::Serialize;
 
 use crate::auth::TenantContext;
-use crate::catalog::{ParamValue, Params};
+use crate::catalog::{ParamValue, Params, RAW};
 use crate::error::GatewayError;
 use crate::state::AppState;
 use engine::{Ranked, Site};
@@ -33,6 +33,9 @@ pub struct OrderRequest {
     pub preferences: Params,
     /// The department to charge (already checked against the caller's).
     pub department: Option<String>,
+    /// The provider regions that hold the ordered image, when the front end has resolved
+    /// it (EC2 `ImageId`); the others lose. `None`: not known, every region is a candidate.
+    pub image_regions: Option<Vec<String>>,
 }
 
 /// One provider region considered, and why it lost if it did.
@@ -121,32 +124,26 @@ pub async fn decide(
 ) -> Result<Vec<Decision>, GatewayError> {
     let catalog = state.catalog.load();
     let name = &request.offering;
-    let offering = catalog.offerings.get(name).ok_or_else(|| {
+    let (offering, blueprint) = catalog.offering(name).ok_or_else(|| {
         GatewayError::invalid(format!(
             "unknown offering '{name}'; GET /v1/offerings lists yours"
         ))
     })?;
-    let (plan_name, plan) = catalog.plan(state.config.plan_name(&ctx.tenant)).unzip();
-    if let (Some(plan_name), Some(plan)) = (plan_name, plan) {
+    let plan_entry = catalog.plan(state.config.plan_name(&ctx.tenant));
+    if let Some((plan_name, plan)) = plan_entry {
         if !plan.offers(name) {
-            return Err(GatewayError::forbidden(format!(
-                "offering '{name}' is not in your plan '{plan_name}'"
-            )));
+            return Err(GatewayError::forbidden(if name == RAW {
+                format!("plan '{plan_name}' does not allow requests by image and instance type; see GET /v1/offerings")
+            } else {
+                format!("offering '{name}' is not in your plan '{plan_name}'")
+            }));
         }
     }
-    let blueprint = catalog.blueprints.get(&offering.blueprint).ok_or_else(|| {
-        GatewayError::internal(format!("blueprint '{}' is not defined", offering.blueprint))
-    })?;
 
-    let mut context = Params::new();
-    context.insert("tenant".into(), ParamValue::Text(ctx.tenant.to_string()));
-    if let Some(department) = &request.department {
-        context.insert("department".into(), ParamValue::Text(department.clone()));
-    }
-    if let Some(plan) = plan_name {
-        context.insert("plan".into(), ParamValue::Text(plan.to_string()));
-    }
+    let context = caller_context(state, ctx, request, plan_entry.map(|(name, _)| name));
     let sites = sites(state);
+    let image_regions = request.image_regions.as_deref();
+    let plan = plan_entry.map(|(_, plan)| plan);
     let mut pending = Vec::with_capacity(blueprint.resources.len());
     for resource in &blueprint.resources {
         let mut params = params::gather(&Order {
@@ -158,7 +155,8 @@ pub async fn decide(
             preferences: &request.preferences,
         })
         .map_err(|e| gather_error(state, ctx, name, offering, e))?;
-        let mut candidates = engine::candidates(&sites, &params, plan);
+        check_pins(&sites, &params, plan_entry)?;
+        let mut candidates = engine::candidates(&sites, &params, plan, image_regions);
         let outcome =
             state
                 .rules
@@ -189,7 +187,7 @@ pub async fn decide(
         let prices = rates::prices(state, ctx, request_id, instance_type, &providers).await;
         let order = engine::preference_order(&mut candidates, &prices);
         if order.is_empty() {
-            return Err(no_candidate(name, &resource.name, &candidates));
+            return Err(no_candidate(name, &resource.name, &candidates, plan_entry));
         }
         pending.push(Pending {
             resource: resource.name.clone(),
@@ -240,6 +238,88 @@ pub async fn decide(
     Ok(decisions)
 }
 
+/// Who is asking (decision point 3): `tenant`, `department`, `plan`, and for the built-in
+/// raw offering the tenant's `default_region` when a provider serves it and it holds the
+/// image (if that is known).
+fn caller_context(
+    state: &AppState,
+    ctx: &TenantContext,
+    request: &OrderRequest,
+    plan: Option<&str>,
+) -> Params {
+    let mut context = Params::new();
+    context.insert("tenant".into(), ParamValue::Text(ctx.tenant.to_string()));
+    if let Some(department) = &request.department {
+        context.insert("department".into(), ParamValue::Text(department.clone()));
+    }
+    if let Some(plan) = plan {
+        context.insert("plan".into(), ParamValue::Text(plan.to_string()));
+    }
+    if request.offering == RAW {
+        let default_region = state
+            .tenants
+            .get(&ctx.tenant)
+            .and_then(|t| t.default_region.clone())
+            .filter(|r| {
+                state
+                    .regions
+                    .iter()
+                    .any(|served| served.kind == "provider" && served.name == *r)
+            })
+            .filter(|r| {
+                request
+                    .image_regions
+                    .as_ref()
+                    .is_none_or(|within| within.contains(r))
+            });
+        if let Some(region) = default_region {
+            context.insert("region".into(), ParamValue::Text(region));
+        }
+    }
+    context
+}
+
+/// A `provider` or `region` parameter must name one that is loaded (400 otherwise), and a
+/// region must be one the caller's plan allows (403 otherwise).
+fn check_pins(
+    sites: &[Site],
+    params: &ParamSet,
+    plan: Option<(&str, &crate::catalog::PlanConfig)>,
+) -> Result<(), GatewayError> {
+    let known = |names: Vec<&str>| {
+        let mut distinct: Vec<&str> = Vec::new();
+        for name in names {
+            if !distinct.contains(&name) {
+                distinct.push(name);
+            }
+        }
+        distinct.join(", ")
+    };
+    if let Some(provider) = params.text("provider") {
+        if !sites.iter().any(|s| s.provider == provider) {
+            return Err(GatewayError::invalid(format!(
+                "no provider '{provider}' is loaded; choose one of {}",
+                known(sites.iter().map(|s| s.provider.as_str()).collect())
+            )));
+        }
+    }
+    if let Some(region) = params.text("region") {
+        if !sites.iter().any(|s| s.region == region) {
+            return Err(GatewayError::invalid(format!(
+                "unknown region '{region}'; choose one of {}",
+                known(sites.iter().map(|s| s.region.as_str()).collect())
+            )));
+        }
+        if let Some((name, plan)) = plan.filter(|(_, p)| !p.allows_region(region)) {
+            return Err(GatewayError::forbidden(format!(
+                "plan '{name}' does not include region '{region}'; it allows {}",
+                plan.regions.join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Decides an order for an offering of one resource (`POST /v1/instances`, EC2
 /// `RunInstances`); an offering of several is refused, naming `POST /v1/deployments`.
 pub async fn decide_one(
@@ -251,10 +331,8 @@ pub async fn decide_one(
     let several = {
         let catalog = state.catalog.load();
         catalog
-            .offerings
-            .get(&request.offering)
-            .and_then(|o| catalog.blueprints.get(&o.blueprint))
-            .map(|b| {
+            .offering(&request.offering)
+            .map(|(_, b)| {
                 b.resources
                     .iter()
                     .map(|r| r.name.clone())
@@ -324,8 +402,15 @@ fn check_values(params: &ParamSet) -> Result<(), GatewayError> {
     Ok(())
 }
 
-/// The problem when no candidate can serve a resource: every candidate and why.
-fn no_candidate(offering: &str, resource: &str, candidates: &[Candidate]) -> GatewayError {
+/// The problem when no candidate can serve a resource: every candidate and why, and the
+/// regions the caller's plan allows when it limits them. 503 when one could serve but its
+/// provider is unhealthy now, else 400.
+fn no_candidate(
+    offering: &str,
+    resource: &str,
+    candidates: &[Candidate],
+    plan: Option<(&str, &crate::catalog::PlanConfig)>,
+) -> GatewayError {
     let reasons: Vec<String> = candidates
         .iter()
         .map(|c| {
@@ -337,14 +422,34 @@ fn no_candidate(offering: &str, resource: &str, candidates: &[Candidate]) -> Gat
             )
         })
         .collect();
-    GatewayError::invalid(format!(
-        "no provider can serve offering '{offering}' (resource '{resource}'){}",
+    let plan_regions = plan
+        .filter(|(_, p)| !p.regions.is_empty())
+        .map(|(name, p)| {
+            format!(
+                "; your plan '{name}' allows only region {}",
+                p.regions.join(", ")
+            )
+        })
+        .unwrap_or_default();
+    let message = format!(
+        "no provider can serve offering '{offering}' (resource '{resource}'){}{plan_regions}",
         if reasons.is_empty() {
             " (no provider is loaded)".to_string()
         } else {
             format!(": {}", reasons.join("; "))
         }
-    ))
+    );
+    // A provider that could serve but is unhealthy now: worth retrying later.
+    let unhealthy = candidates.iter().any(|c| {
+        c.lost
+            .as_deref()
+            .is_some_and(|l| l.starts_with(engine::UNHEALTHY))
+    });
+    if unhealthy {
+        GatewayError::new(crate::error::ErrorKind::Unavailable, message)
+    } else {
+        GatewayError::invalid(message)
+    }
 }
 
 /// The problem when every resource has candidates but no combination keeps the separated

@@ -188,12 +188,7 @@ pub fn gather(order: &Order<'_>) -> Result<ParamSet, GatherError> {
     }
     for (name, value) in order.context {
         if !locked(name) {
-            set.set(
-                name,
-                value,
-                DecisionPoint::UserContext,
-                "caller's credential",
-            );
+            set.set(name, value, DecisionPoint::UserContext, "caller");
         }
     }
     for (name, value) in order.preferences {

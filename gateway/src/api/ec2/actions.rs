@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use super::query::Filter;
 use super::xml::Xml;
 use super::{Call, Ec2Error};
-use crate::catalog::{instance_type, InstanceType, ParamValue, Params, INSTANCE_TYPES};
+use crate::catalog::{instance_type, InstanceType, ParamValue, Params, INSTANCE_TYPES, RAW};
 use crate::error::ErrorKind;
 use crate::inventory::{is_instance_id, InstanceRecord};
 use crate::operations::instances::{self as ops, Action, CreateSpec};
@@ -438,26 +438,19 @@ async fn run_instances(call: &Call<'_>) -> Result<String, Ec2Error> {
         .into_iter()
         .map(|(k, v)| (k, Value::String(v)))
         .collect();
-    let (image, itype, region, ordered) = match tags.get(OFFERING_TAG).and_then(Value::as_str) {
-        Some(offering) => place_offering(call, offering).await?,
-        None => {
-            let (image, itype, region) = place_raw(call).await?;
-            (image, itype, region, None)
-        }
+    let offering = tags.get(OFFERING_TAG).and_then(Value::as_str);
+    let decision = place(call, offering).await?;
+    let decided = CreateSpec {
+        name,
+        tags: tags.clone(),
+        key_name,
+        ..CreateSpec::decided(&decision)?
     };
     let mut launched: Vec<InstanceRecord> = Vec::new();
     for index in 0..max {
         let spec = CreateSpec {
-            image: image.clone(),
-            instance_type: itype,
-            provider: ordered.as_ref().map(|d| d.provider.clone()),
-            region: Some(region.clone()),
-            name: name.clone(),
-            tags: tags.clone(),
-            department: None,
-            key_name: key_name.clone(),
             client_token: p.get("ClientToken").map(|t| format!("{t}#{index}")),
-            offering: ordered.as_ref().map(|d| d.offering.clone()),
+            ..decided.clone()
         };
         match ops::create(call.state, call.ctx, call.request_id, spec).await {
             Ok(record) => launched.push(record),
@@ -494,51 +487,14 @@ async fn run_instances(call: &Call<'_>) -> Result<String, Ec2Error> {
     }))
 }
 
-/// A raw launch: the image from `ImageId`, the type from `InstanceType` (default
-/// `sp.micro`), the region from the zone, the tenant's default or the first region that
-/// offers the image (federated), else the request's region.
-async fn place_raw(call: &Call<'_>) -> Result<(String, InstanceType, String), Ec2Error> {
-    let p = call.params;
-    let ami = p.required("ImageId")?.to_string();
-    let itype = ec2_instance_type(p.get("InstanceType").unwrap_or("sp.micro"))?;
-    let (image, offering) = resolve_image(call, &ami).await?;
-    let zone = p.get("Placement.AvailabilityZone");
-    let region = match zone {
-        Some(zone) => call
-            .state
-            .regions
-            .iter()
-            .filter(|r| r.kind == "provider" && offering.contains(&r.name))
-            .find(|r| r.zones.iter().any(|z| z == zone))
-            .map(|r| r.name.clone())
-            .ok_or_else(|| {
-                Ec2Error::invalid_value(format!("Invalid availability zone: [{zone}]"))
-            })?,
-        None if call.federated() => {
-            // The tenant's default region when it offers the image, else the first that does.
-            let default = call
-                .state
-                .tenants
-                .get(&call.ctx.tenant)
-                .and_then(|t| t.default_region.clone())
-                .filter(|d| offering.contains(d));
-            default
-                .or_else(|| offering.first().cloned())
-                .ok_or_else(|| Ec2Error::invalid_value("no region offers this image"))?
-        }
-        None => call.region.name.clone(),
-    };
-    Ok((image, itype, region))
-}
-
-/// A launch by offering (the `skyport:offering` tag, federated region only): `ImageId`,
-/// `InstanceType` and the zone's region are the caller's preferences, and the same
-/// placement as the native API decides (`placement::decide`).
-async fn place_offering(
-    call: &Call<'_>,
-    offering: &str,
-) -> Result<(String, InstanceType, String, Option<placement::Decision>), Ec2Error> {
-    if !call.federated() {
+/// Places a launch: by offering (the `skyport:offering` tag, federated region only), else
+/// as the built-in offering `raw` (`ImageId` required, `InstanceType` `sp.micro` when not
+/// given). `ImageId`, `InstanceType` and the zone's region are the caller's preferences;
+/// outside the federated region the request's region is. Only regions that hold the image
+/// are candidates. The same placement as the native API decides, and the decision is
+/// stored for the audit.
+async fn place(call: &Call<'_>, offering: Option<&str>) -> Result<placement::Decision, Ec2Error> {
+    if offering.is_some() && !call.federated() {
         return Err(Ec2Error::invalid_value(format!(
             "the {OFFERING_TAG} tag orders an offering; send it to region {}",
             crate::api::native::FEDERATED_REGION
@@ -546,29 +502,45 @@ async fn place_offering(
     }
     let p = call.params;
     let mut preferences = Params::new();
-    if let Some(ami) = p.get("ImageId") {
-        let (image, _) = resolve_image(call, ami).await?;
+    let ami = match offering {
+        Some(_) => p.get("ImageId"),
+        None => Some(p.required("ImageId")?),
+    };
+    let mut image_regions = None;
+    if let Some(ami) = ami {
+        let (image, regions) = resolve_image(call, ami).await?;
         preferences.insert("image".into(), ParamValue::Text(image));
+        image_regions = Some(regions);
     }
-    if let Some(itype) = p.get("InstanceType") {
+    let default_type = offering.is_none().then_some("sp.micro");
+    if let Some(itype) = p.get("InstanceType").or(default_type) {
         ec2_instance_type(itype)?;
         preferences.insert("instance_type".into(), ParamValue::Text(itype.to_string()));
     }
-    if let Some(zone) = p.get("Placement.AvailabilityZone") {
-        let region = call
-            .state
-            .regions
-            .iter()
-            .find(|r| r.kind == "provider" && r.zones.iter().any(|z| z == zone))
-            .ok_or_else(|| {
-                Ec2Error::invalid_value(format!("Invalid availability zone: [{zone}]"))
-            })?;
-        preferences.insert("region".into(), ParamValue::Text(region.name.clone()));
+    let region = match p.get("Placement.AvailabilityZone") {
+        Some(zone) => Some(
+            call.state
+                .regions
+                .iter()
+                .filter(|r| r.kind == "provider")
+                .filter(|r| call.federated() || r.name == call.region.name)
+                .find(|r| r.zones.iter().any(|z| z == zone))
+                .map(|r| r.name.clone())
+                .ok_or_else(|| {
+                    Ec2Error::invalid_value(format!("Invalid availability zone: [{zone}]"))
+                })?,
+        ),
+        None if !call.federated() => Some(call.region.name.clone()),
+        None => None,
+    };
+    if let Some(region) = region {
+        preferences.insert("region".into(), ParamValue::Text(region));
     }
     let order = placement::OrderRequest {
-        offering: offering.to_string(),
+        offering: offering.unwrap_or(RAW).to_string(),
         preferences,
         department: call.ctx.department.clone(),
+        image_regions,
     };
     let decision = placement::decide_one(call.state, call.ctx, call.request_id, &order)
         .await
@@ -582,14 +554,7 @@ async fn place_offering(
             &decision,
         )
         .await?;
-    let image = decision
-        .params
-        .text("image")
-        .unwrap_or_default()
-        .to_string();
-    let itype = ec2_instance_type(decision.params.text("instance_type").unwrap_or_default())?;
-    let region = decision.region.clone();
-    Ok((image, itype, region, Some(decision)))
+    Ok(decision)
 }
 
 /// A Skyport instance type by name, or EC2's `InvalidParameterValue`.
