@@ -155,8 +155,15 @@ def federated(args):
         assert iid in listed, (iid, listed)
     # A launch in the federated region goes to the tenant's default region.
     image = ec2.describe_images()["Images"][0]["ImageId"]
-    placed = ec2.run_instances(ImageId=image, InstanceType="sp.micro", MinCount=1, MaxCount=1)["Instances"][0]
+    placed = ec2.run_instances(
+        ImageId=image, InstanceType="sp.micro", MinCount=1, MaxCount=1, ClientToken="federated-1"
+    )["Instances"][0]
     assert placed["Placement"]["AvailabilityZone"].startswith(args["default_region"]), placed["Placement"]
+    # The same ClientToken again: the same instance, nothing new launched.
+    again = ec2.run_instances(
+        ImageId=image, InstanceType="sp.micro", MinCount=1, MaxCount=1, ClientToken="federated-1"
+    )["Instances"]
+    assert [i["InstanceId"] for i in again] == [placed["InstanceId"]], again
     ec2.terminate_instances(InstanceIds=[placed["InstanceId"]])
     zones = set(listed.values())
     assert len({z.rsplit("a", 1)[0] for z in zones}) >= 2, zones

@@ -438,18 +438,69 @@ async fn run_instances(call: &Call<'_>) -> Result<String, Ec2Error> {
         .into_iter()
         .map(|(k, v)| (k, Value::String(v)))
         .collect();
-    let offering = tags.get(OFFERING_TAG).and_then(Value::as_str);
-    let decision = place(call, offering).await?;
-    let decided = CreateSpec {
-        name,
-        tags: tags.clone(),
-        key_name,
-        ..CreateSpec::decided(&decision)?
+    let client_token = p.get("ClientToken");
+    let earlier = match client_token {
+        Some(token) => launched_with(call, token, max).await?,
+        None => Vec::new(),
     };
+    let launched = if earlier.is_empty() {
+        let offering = tags.get(OFFERING_TAG).and_then(Value::as_str);
+        let decision = place(call, offering).await?;
+        let decided = CreateSpec {
+            name,
+            tags,
+            key_name,
+            ..CreateSpec::decided(&decision)?
+        };
+        launch(call, &decided, client_token, min, max).await?
+    } else {
+        // A retry of a launch that happened: its instances, placed nowhere again.
+        earlier
+    };
+    let owner = owner_id(&call.ctx.tenant);
+    let reservation = reservation_id(&launched[0].id);
+    Ok(Xml::response("RunInstances", call.request_id, |x| {
+        x.leaf("reservationId", &reservation);
+        x.leaf("ownerId", &owner);
+        x.elem("groupSet", |_| {});
+        x.set("instancesSet", &launched, |x, r| write_instance(x, call, r));
+    }))
+}
+
+/// The instances an earlier `RunInstances` with `ClientToken` `token` launched, in order.
+async fn launched_with(
+    call: &Call<'_>,
+    token: &str,
+    max: i64,
+) -> Result<Vec<InstanceRecord>, Ec2Error> {
+    let mut earlier = Vec::new();
+    for index in 0..max {
+        let token = format!("{token}#{index}");
+        match call
+            .state
+            .inventory
+            .by_client_token(&call.ctx.tenant, &token)
+            .await?
+        {
+            Some(record) => earlier.push(record),
+            None => break,
+        }
+    }
+    Ok(earlier)
+}
+
+/// Launches up to `max` instances as `decided`; fewer than `min` undoes them all.
+async fn launch(
+    call: &Call<'_>,
+    decided: &CreateSpec,
+    client_token: Option<&str>,
+    min: i64,
+    max: i64,
+) -> Result<Vec<InstanceRecord>, Ec2Error> {
     let mut launched: Vec<InstanceRecord> = Vec::new();
     for index in 0..max {
         let spec = CreateSpec {
-            client_token: p.get("ClientToken").map(|t| format!("{t}#{index}")),
+            client_token: client_token.map(|t| format!("{t}#{index}")),
             ..decided.clone()
         };
         match ops::create(call.state, call.ctx, call.request_id, spec).await {
@@ -477,14 +528,7 @@ async fn run_instances(call: &Call<'_>) -> Result<String, Ec2Error> {
             }
         }
     }
-    let owner = owner_id(&call.ctx.tenant);
-    let reservation = reservation_id(&launched[0].id);
-    Ok(Xml::response("RunInstances", call.request_id, |x| {
-        x.leaf("reservationId", &reservation);
-        x.leaf("ownerId", &owner);
-        x.elem("groupSet", |_| {});
-        x.set("instancesSet", &launched, |x, r| write_instance(x, call, r));
-    }))
+    Ok(launched)
 }
 
 /// Places a launch: by offering (the `skyport:offering` tag, federated region only), else
