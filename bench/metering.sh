@@ -8,4 +8,4 @@
 set -eu
 cd "$(dirname "$0")/.."
 cargo build -q --release -p skyport-bench --bin skyport-metering-bench
-exec target/release/skyport-metering-bench "$@"
+exec "${CARGO_TARGET_DIR:-target}"/release/skyport-metering-bench "$@"

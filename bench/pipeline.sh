@@ -30,7 +30,7 @@ OHA=$(command -v oha || echo "$HOME/.cargo/bin/oha")
 command -v taskset >/dev/null 2>&1 || { echo "taskset (util-linux) is required" >&2; exit 1; }
 
 cargo build -q --release -p skyport-gateway -p skyport-bench -p skyport-metering
-B=target/release
+B=${CARGO_TARGET_DIR:-target}/release
 STATE=$(mktemp -d)
 trap 'kill $SKY $LB 2>/dev/null || true; rm -rf "$STATE"' EXIT
 

@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 N=${1:-10}
 ./tests/install-deps.sh test >/dev/null
 cargo build -q --release -p skyport-gateway -p skyport-local-vmm
-B=target/release
+B=${CARGO_TARGET_DIR:-target}/release
 G=$(pwd)/target/guest/skyport-tiny
 STATE=$(mktemp -d)
 trap 'kill $SKY 2>/dev/null || true; pkill -f "qemu-system-x86_64 -name bench-" 2>/dev/null || true; pkill -f "$STATE/plugins" 2>/dev/null || true; rm -rf "$STATE"' EXIT
