@@ -77,7 +77,7 @@ impl ResponseCache {
             tenant,
             department,
             method,
-            uri.path(),
+            uri.path().to_owned(),
             normalise_query(uri.query().unwrap_or("")),
         )
     }
@@ -89,7 +89,7 @@ impl ResponseCache {
         tenant: &Arc<str>,
         department: Option<&str>,
         method: &http::Method,
-        path: &str,
+        path: String,
         query: String,
     ) -> CacheKey {
         let generation = *self
@@ -103,7 +103,7 @@ impl ResponseCache {
             department: department.map(str::to_owned),
             generation,
             method: method.clone(),
-            path: path.to_string(),
+            path,
             query,
         }
     }
@@ -184,7 +184,13 @@ mod tests {
         for _ in 0..8 {
             let (cache, tenant, fills) = (cache.clone(), tenant.clone(), fills.clone());
             tasks.push(tokio::spawn(async move {
-                let key = cache.key_for(&tenant, None, &http::Method::POST, "ec2/x", "q".into());
+                let key = cache.key_for(
+                    &tenant,
+                    None,
+                    &http::Method::POST,
+                    "ec2/x".into(),
+                    "q".into(),
+                );
                 cache
                     .get_or_fill::<(), _>(key, async {
                         fills.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -203,7 +209,13 @@ mod tests {
         assert_eq!(fills.load(std::sync::atomic::Ordering::SeqCst), 1);
         assert_eq!(hits, 7);
         // A failed fill stores nothing.
-        let key = cache.key_for(&tenant, None, &http::Method::POST, "ec2/y", "q".into());
+        let key = cache.key_for(
+            &tenant,
+            None,
+            &http::Method::POST,
+            "ec2/y".into(),
+            "q".into(),
+        );
         assert!(cache
             .get_or_fill::<&str, _>(key.clone(), async { Err("provider down") })
             .await

@@ -405,13 +405,8 @@ async fn cache_lookup(
     hit.map(|hit| cached_response(&hit))
 }
 
-/// Counts a read-cache hit or miss and notes it in `outcome`.
-pub(crate) fn count_cache_lookup(state: &AppState, hit: bool, outcome: &mut Outcome) {
-    outcome.cache = Some(count_cache_result(state, hit));
-}
-
-/// Counts a read-cache hit or miss; `hit` or `miss`.
-fn count_cache_result(state: &AppState, hit: bool) -> &'static str {
+/// Counts a read-cache hit or miss; `hit` or `miss`, for the outcome.
+pub(crate) fn count_cache_result(state: &AppState, hit: bool) -> &'static str {
     let result = if hit { "hit" } else { "miss" };
     state
         .metrics

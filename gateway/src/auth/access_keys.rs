@@ -10,9 +10,11 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use base64::Engine;
+use hmac::Mac;
 use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
 
+use super::sigv4::HmacSha256;
 use crate::db::Db;
 use crate::error::{ErrorKind, GatewayError};
 
@@ -34,8 +36,9 @@ pub struct AccessKey {
     pub revoked_at: Option<String>,
 }
 
-/// Derived signing keys by (scope date, region).
-type SigningKeys = std::collections::HashMap<(String, String), Arc<Vec<u8>>>;
+/// Signing keys by (scope date, region), each as an HMAC already keyed with it. A handful
+/// per key at most, so a list searched without allocating beats a map.
+type SigningKeys = Vec<(String, String, HmacSha256)>;
 
 /// A usable key with its secret (what verification needs). `Debug` leaves the secret and
 /// its derived keys out.
@@ -61,20 +64,28 @@ impl std::fmt::Debug for ActiveKey {
 }
 
 impl ActiveKey {
-    /// The SigV4 signing key for `signed`'s scope, derived once per date and region.
-    pub fn signing_key(&self, signed: &super::sigv4::SignedRequest) -> Arc<Vec<u8>> {
+    /// An HMAC keyed with the SigV4 signing key of `signed`'s scope, derived once per date
+    /// and region.
+    pub fn signing_mac(&self, signed: &super::sigv4::SignedRequest) -> HmacSha256 {
         let mut keys = self.signing_keys.lock().unwrap_or_else(|p| p.into_inner());
-        let scope = (signed.scope_date.clone(), signed.region.clone());
-        if let Some(key) = keys.get(&scope) {
-            return Arc::clone(key);
+        if let Some((_, _, mac)) = keys
+            .iter()
+            .find(|(date, region, _)| *date == signed.scope_date && *region == signed.region)
+        {
+            return mac.clone();
         }
-        // A handful of scopes per day; dropping older ones keeps the map small.
+        // A handful of scopes per day; dropping older ones keeps the list short.
         if keys.len() >= 16 {
             keys.clear();
         }
-        let key = Arc::new(super::sigv4::signing_key(&self.secret, signed));
-        keys.insert(scope, Arc::clone(&key));
-        key
+        let key = super::sigv4::signing_key(&self.secret, signed);
+        let mac = HmacSha256::new_from_slice(&key).expect("HMAC takes keys of any length");
+        keys.push((
+            signed.scope_date.to_string(),
+            signed.region.to_string(),
+            mac.clone(),
+        ));
+        mac
     }
 }
 

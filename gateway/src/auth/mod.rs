@@ -105,17 +105,17 @@ impl Authenticator {
                     "the access key id you provided does not exist in our records".into(),
                 )
             })?;
-        sigv4::verify_with_key(parts, &signed, &key.signing_key(&signed))?;
+        sigv4::verify_with_mac(parts, &signed, key.signing_mac(&signed))?;
         sigv4::check_time(&signed, SystemTime::now(), self.max_skew)?;
         Ok((
             Principal {
                 tenant: key.tenant.clone(),
                 department: key.department.clone(),
                 roles: Vec::new(),
-                subject: signed.access_key_id.clone(),
+                subject: signed.access_key_id.into_owned(),
                 source: IdentitySource::Sigv4,
             },
-            signed.region,
+            signed.region.into_owned(),
         ))
     }
 

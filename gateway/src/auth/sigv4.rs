@@ -9,12 +9,18 @@
 //! Steps (AWS "Create a signed AWS API request"): canonical request -> string to sign ->
 //! signing key (HMAC chain over date, region, service, `aws4_request`) -> signature.
 
+use std::borrow::Cow;
 use std::time::{Duration, SystemTime};
 
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
-type HmacSha256 = Hmac<Sha256>;
+/// HMAC-SHA256, the MAC of every SigV4 step.
+pub type HmacSha256 = Hmac<Sha256>;
+
+const X_AMZ_DATE: http::HeaderName = http::HeaderName::from_static("x-amz-date");
+const X_AMZ_CONTENT_SHA256: http::HeaderName =
+    http::HeaderName::from_static("x-amz-content-sha256");
 
 /// The only algorithm SigV4 defines.
 pub const ALGORITHM: &str = "AWS4-HMAC-SHA256";
@@ -38,23 +44,54 @@ pub enum SigV4Error {
     Mismatch(String),
 }
 
-/// What a request claims before its signature is checked.
+/// What a request claims before its signature is checked. Its text is borrowed from the
+/// request where it can be (the header form: this runs on every EC2 request).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SignedRequest {
+pub struct SignedRequest<'a> {
     /// Access key id.
-    pub access_key_id: String,
+    pub access_key_id: Cow<'a, str>,
     /// Scope date, `YYYYMMDD`.
-    pub scope_date: String,
+    pub scope_date: Cow<'a, str>,
     /// Scope region: selects the provider region.
-    pub region: String,
+    pub region: Cow<'a, str>,
     /// `X-Amz-Date`, `YYYYMMDDTHHMMSSZ`.
-    pub amz_date: String,
-    /// Signed header names, lower case, in the order given.
-    pub signed_headers: Vec<String>,
-    /// Hex signature.
-    pub signature: String,
+    pub amz_date: Cow<'a, str>,
+    /// Signed header names, lower case, `;`-separated in the order given (as they enter
+    /// the canonical request); see [`SignedRequest::signed_header_names`].
+    pub signed_headers: Cow<'a, str>,
+    /// Hex signature, lower case.
+    pub signature: Cow<'a, str>,
     /// Presigned lifetime (query form only).
     pub expires: Option<u64>,
+}
+
+impl SignedRequest<'_> {
+    /// The signed header names, lower case, in the order given.
+    pub fn signed_header_names(&self) -> impl Iterator<Item = &str> {
+        self.signed_headers.split(';')
+    }
+
+    /// The same claims, owning their text.
+    pub fn into_owned(self) -> SignedRequest<'static> {
+        SignedRequest {
+            access_key_id: Cow::Owned(self.access_key_id.into_owned()),
+            scope_date: Cow::Owned(self.scope_date.into_owned()),
+            region: Cow::Owned(self.region.into_owned()),
+            amz_date: Cow::Owned(self.amz_date.into_owned()),
+            signed_headers: Cow::Owned(self.signed_headers.into_owned()),
+            signature: Cow::Owned(self.signature.into_owned()),
+            expires: self.expires,
+        }
+    }
+}
+
+/// `text` in lower case, borrowed when it already is.
+fn lower_case(text: &str) -> Cow<'_, str> {
+    if text.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(text.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(text)
+    }
 }
 
 /// The parts of an HTTP request a signature covers.
@@ -91,7 +128,7 @@ fn query_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
 }
 
 /// Parses the SigV4 material of a request (header form first, then presigned).
-pub fn parse(parts: &RequestParts<'_>) -> Result<SignedRequest, SigV4Error> {
+pub fn parse<'a>(parts: &RequestParts<'a>) -> Result<SignedRequest<'a>, SigV4Error> {
     if let Some(value) = parts.headers.get(http::header::AUTHORIZATION) {
         let value = value
             .to_str()
@@ -123,7 +160,7 @@ pub fn parse(parts: &RequestParts<'_>) -> Result<SignedRequest, SigV4Error> {
         };
         let amz_date = parts
             .headers
-            .get("x-amz-date")
+            .get(X_AMZ_DATE)
             .and_then(|v| v.to_str().ok())
             .ok_or_else(|| auth_failure("the X-Amz-Date header is missing"))?;
         return build(credential, signed, signature, amz_date, None);
@@ -155,27 +192,35 @@ pub fn parse(parts: &RequestParts<'_>) -> Result<SignedRequest, SigV4Error> {
         get("X-Amz-Date")?,
         Some(expires),
     )
+    .map(SignedRequest::into_owned)
 }
 
-fn build(
-    credential: &str,
-    signed: &str,
-    signature: &str,
-    amz_date: &str,
+fn build<'a>(
+    credential: &'a str,
+    signed: &'a str,
+    signature: &'a str,
+    amz_date: &'a str,
     expires: Option<u64>,
-) -> Result<SignedRequest, SigV4Error> {
-    let scope: Vec<&str> = credential.split('/').collect();
-    let [key, date, region, service, terminator] = scope.as_slice() else {
+) -> Result<SignedRequest<'a>, SigV4Error> {
+    let mut scope = credential.split('/');
+    let (Some(key), Some(date), Some(region), Some(service), Some(terminator), None) = (
+        scope.next(),
+        scope.next(),
+        scope.next(),
+        scope.next(),
+        scope.next(),
+        scope.next(),
+    ) else {
         return Err(auth_failure(
             "the credential must be <key>/<date>/<region>/ec2/aws4_request",
         ));
     };
-    if *service != SERVICE {
+    if service != SERVICE {
         return Err(auth_failure(format!(
             "the credential scope names service '{service}'; this endpoint is 'ec2'"
         )));
     }
-    if *terminator != "aws4_request" {
+    if terminator != "aws4_request" {
         return Err(auth_failure(
             "the credential scope must end in aws4_request",
         ));
@@ -185,17 +230,17 @@ fn build(
             "X-Amz-Date must be YYYYMMDDTHHMMSSZ on the credential scope's date",
         ));
     }
-    let signed_headers: Vec<String> = signed.split(';').map(str::to_ascii_lowercase).collect();
-    if !signed_headers.iter().any(|h| h == "host") {
+    let signed_headers = lower_case(signed);
+    if !signed_headers.split(';').any(|h| h == "host") {
         return Err(auth_failure("the host header must be signed"));
     }
     Ok(SignedRequest {
-        access_key_id: key.to_string(),
-        scope_date: date.to_string(),
-        region: region.to_string(),
-        amz_date: amz_date.to_string(),
+        access_key_id: Cow::Borrowed(key),
+        scope_date: Cow::Borrowed(date),
+        region: Cow::Borrowed(region),
+        amz_date: Cow::Borrowed(amz_date),
         signed_headers,
-        signature: signature.to_ascii_lowercase(),
+        signature: lower_case(signature),
         expires,
     })
 }
@@ -314,10 +359,10 @@ pub fn canonical_request(
     out.push('\n');
     out.push_str(&canonical_query(parts.query));
     out.push('\n');
-    for name in &signed.signed_headers {
+    for name in signed.signed_header_names() {
         out.push_str(name);
         out.push(':');
-        let mut values = parts.headers.get_all(name.as_str()).iter().peekable();
+        let mut values = parts.headers.get_all(name).iter().peekable();
         if values.peek().is_none() {
             if name != "host" {
                 return Err(auth_failure(format!("signed header {name} is missing")));
@@ -345,11 +390,11 @@ pub fn canonical_request(
         out.push('\n');
     }
     out.push('\n');
-    out.push_str(&signed.signed_headers.join(";"));
+    out.push_str(&signed.signed_headers);
     out.push('\n');
     let declared = parts
         .headers
-        .get("x-amz-content-sha256")
+        .get(X_AMZ_CONTENT_SHA256)
         .and_then(|v| v.to_str().ok());
     if declared == Some("UNSIGNED-PAYLOAD") {
         out.push_str("UNSIGNED-PAYLOAD");
@@ -440,17 +485,27 @@ pub fn verify_with_key(
     signed: &SignedRequest,
     key: &[u8],
 ) -> Result<(), SigV4Error> {
+    verify_with_mac(
+        parts,
+        signed,
+        HmacSha256::new_from_slice(key).expect("HMAC takes keys of any length"),
+    )
+}
+
+/// [`verify`] with an HMAC already keyed with the scope's signing key (what a caller keeps
+/// per scope: keying costs two SHA-256 blocks a request otherwise).
+pub fn verify_with_mac(
+    parts: &RequestParts<'_>,
+    signed: &SignedRequest,
+    mut mac: HmacSha256,
+) -> Result<(), SigV4Error> {
     let mut claimed = [0u8; 32];
-    hex::decode_to_slice(&signed.signature, &mut claimed)
+    hex::decode_to_slice(signed.signature.as_bytes(), &mut claimed)
         .map_err(|_| SigV4Error::Mismatch("the signature is not a 64-digit hex string".into()))?;
-    let matches = |canonical: &str| {
-        let mut mac = HmacSha256::new_from_slice(key).expect("HMAC takes keys of any length");
-        write_string_to_sign(signed, canonical, |part| mac.update(part));
-        // `verify_slice` compares in constant time.
-        mac.verify_slice(&claimed).is_ok()
-    };
     let canonical = canonical_request(parts, signed)?;
-    if matches(&canonical) {
+    write_string_to_sign(signed, &canonical, |part| mac.update(part));
+    // `verify_slice` compares in constant time.
+    if mac.verify_slice(&claimed).is_ok() {
         return Ok(());
     }
     // The canonical request holds no secret; it is what a client author needs to find
@@ -474,8 +529,8 @@ mod tests {
             scope_date: "20150830".into(),
             region: "us-east-1".into(),
             amz_date: "20150830T123600Z".into(),
-            signed_headers: vec!["host".into(), "x-amz-date".into()],
-            signature: String::new(),
+            signed_headers: "host;x-amz-date".into(),
+            signature: "".into(),
             expires: None,
         };
         let mut headers = http::HeaderMap::new();
@@ -497,14 +552,14 @@ mod tests {
         let secret = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
         let sig = sign(secret, &signed, &string_to_sign(&signed, &canonical));
         let good = SignedRequest {
-            signature: sig.clone(),
+            signature: sig.clone().into(),
             ..signed.clone()
         };
         assert_eq!(verify(&parts, &good, secret), Ok(()));
         let mut flipped = sig.into_bytes();
         flipped[0] = if flipped[0] == b'0' { b'1' } else { b'0' };
         let bad = SignedRequest {
-            signature: String::from_utf8(flipped).unwrap(),
+            signature: String::from_utf8(flipped).unwrap().into(),
             ..signed
         };
         assert!(matches!(
@@ -535,7 +590,7 @@ mod tests {
     fn header_parsing_checks_scope_and_service() {
         let mut headers = http::HeaderMap::new();
         headers.insert("x-amz-date", "20261123T113901Z".parse().unwrap());
-        let parts = |h: &http::HeaderMap| -> Result<SignedRequest, SigV4Error> {
+        let parts = |h: &http::HeaderMap| -> Result<SignedRequest<'static>, SigV4Error> {
             parse(&RequestParts {
                 method: "POST",
                 path: "/",
@@ -544,6 +599,7 @@ mod tests {
                 authority: None,
                 body: b"",
             })
+            .map(SignedRequest::into_owned)
         };
         headers.insert(
             "authorization",
@@ -577,8 +633,8 @@ mod tests {
             scope_date: "20261123".into(),
             region: "local-1".into(),
             amz_date: "20261123T120000Z".into(),
-            signed_headers: vec!["host".into()],
-            signature: String::new(),
+            signed_headers: "host".into(),
+            signature: "".into(),
             expires: None,
         };
         let at = parse_amz_date("20261123T120000Z").unwrap();

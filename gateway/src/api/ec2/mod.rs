@@ -200,7 +200,7 @@ fn read_cache_key(
         &ctx.tenant,
         ctx.department.as_deref(),
         &http::Method::POST,
-        &format!("ec2/{region}"),
+        format!("ec2/{region}"),
         unsigned.join("&"),
     )
 }
@@ -279,7 +279,8 @@ async fn serve_inner(
         .tenants
         .resolve(principal)
         .map_err(|e| Ec2Error::from_gateway(e, "AuthFailure"))?;
-    outcome.tenant = Some(ctx.clone());
+    // Outcome fields are set directly below (not through `&mut outcome`): `ctx` borrows it.
+    let ctx = &*outcome.tenant.insert(ctx);
     match state.limiter.check(&ctx.tenant) {
         Ok(info) => outcome.rate_limit = Some(info),
         Err(e) => {
@@ -307,21 +308,20 @@ async fn serve_inner(
             )
         })?;
 
-    // Decoded once, borrowed where nothing was escaped (the usual case). A cached read is
-    // answered from these pairs alone; the parameter map is built only when an action runs.
+    // A cached read is answered from the action's name and the raw parameters alone
+    // (decoded only up to `Action`, borrowed where nothing was escaped); the parameters are
+    // decoded again, into the parameter map, only when an action runs.
     let form: &[u8] = if parts.method == http::Method::POST {
         &body
     } else {
         &[]
     };
-    let pairs: Vec<(Cow<'_, str>, Cow<'_, str>)> = form_urlencoded::parse(query.as_bytes())
-        .chain(form_urlencoded::parse(form))
-        .collect();
-    let action_name = pairs
-        .iter()
+    let all_pairs = || form_urlencoded::parse(query.as_bytes()).chain(form_urlencoded::parse(form));
+    let action_name: Cow<'_, str> = all_pairs()
         .find(|(k, _)| k == "Action")
-        .map(|(_, v)| v.as_ref())
+        .map(|(_, v)| v)
         .ok_or_else(|| Ec2Error::missing("Action"))?;
+    let action_name = &*action_name;
     let spec = ACTIONS
         .iter()
         .find(|a| a.name == action_name)
@@ -339,16 +339,15 @@ async fn serve_inner(
     // Only successful non-`DryRun` calls are ever stored, so a hit needs no further checks.
     let cache_key = spec
         .cache_ttl
-        .map(|_| read_cache_key(state, &ctx, &region.name, query, form));
+        .map(|_| read_cache_key(state, ctx, &region.name, query, form));
     if let Some(key) = &cache_key {
         if let Some(hit) = state.cache.get(key).await {
-            crate::pipeline::count_cache_lookup(state, true, outcome);
+            outcome.cache = Some(crate::pipeline::count_cache_result(state, true));
             return Ok(xml::xml_response(StatusCode::OK, hit.body.clone()));
         }
     }
     let params = Params::from_pairs(
-        pairs
-            .into_iter()
+        all_pairs()
             .filter(|(k, _)| !is_protocol_param(k))
             .map(|(k, v)| (k.into_owned(), v.into_owned())),
     );
@@ -361,7 +360,7 @@ async fn serve_inner(
     }
     let call = Call {
         state,
-        ctx: &ctx,
+        ctx,
         request_id,
         region,
         params: &params,
@@ -387,7 +386,10 @@ async fn serve_inner(
     };
     let filled = state.cache.get_or_fill(key, fill).await;
     // A concurrent caller may have filled the entry meanwhile: that is a hit too.
-    crate::pipeline::count_cache_lookup(state, matches!(filled, Ok((_, true))), outcome);
+    outcome.cache = Some(crate::pipeline::count_cache_result(
+        state,
+        matches!(filled, Ok((_, true))),
+    ));
     let (entry, _) = filled.map_err(|e| (*e).clone())?;
     Ok(xml::xml_response(StatusCode::OK, entry.body.clone()))
 }
