@@ -5,8 +5,8 @@
 #    against the spine's JWT path (cached GET /v1/regions), both through Skyport: wrk,
 #    64 keep-alive connections, Skyport pinned to CPU 0 and wrk to CPU 1; after a warm-up,
 #    alternating rounds, each JWT round paired with the SigV4 round after it; medians of
-#    the pairs' ratios (throughput, and the gateway's CPU per request from /proc). A SigV4 request carries no nonce, so one request signed by botocore
-#    is replayed for the whole run (within the 15-minute date window); every replay is
+#    the pairs' ratios (throughput, and the gateway's CPU per request from /proc). A SigV4
+#    request carries no nonce, so one request signed by botocore is replayed for the whole run (within the 15-minute date window); every replay is
 #    verified in full (signature recomputed, key looked up).
 # 2. Per-call overhead Skyport adds over calling moto directly: boto3 DescribeInstances
 #    for one instance, alternately straight to moto and through Skyport's aws-us-east-1

@@ -4,6 +4,7 @@
 //! limit, no logging, no metrics.
 //!
 //! Usage: skyport-lowerbound <listen> <cert.pem> <key.pem> <jwt-public.pem>
+#![forbid(unsafe_code)]
 
 use std::convert::Infallible;
 use std::sync::Arc;

@@ -16,6 +16,7 @@
 //!    line count and total are checked against values computed here from the generator.
 //!
 //! Usage: skyport-metering-bench [events=1000000] [rounds=3] [batch=512]
+#![forbid(unsafe_code)]
 
 use std::path::PathBuf;
 use std::process::ExitCode;

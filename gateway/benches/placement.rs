@@ -5,6 +5,7 @@
 //! rules is the baseline, measured in the same run.
 //!
 //! Run: `cargo bench -p skyport-gateway --bench placement`
+#![forbid(unsafe_code)]
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};

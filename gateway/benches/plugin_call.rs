@@ -2,6 +2,7 @@
 //! fixture plugin (JSON params out, completion back, JSON result parsed).
 //!
 //! Run: `cargo build --release -p skyport-fixture-echo && cargo bench -p skyport-gateway --bench plugin_call`
+#![forbid(unsafe_code)]
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -10,14 +10,6 @@ use rusqlite::Connection;
 
 use crate::error::GatewayError;
 
-/// A new random id: `prefix`, a dash and 17 hex digits (68 bits), e.g. `i-0123456789abcdef0`.
-pub fn new_id(prefix: &str) -> String {
-    format!(
-        "{prefix}-{:017x}",
-        rand::random::<u128>() & ((1u128 << 68) - 1)
-    )
-}
-
 /// One store's connection to the gateway database.
 #[derive(Clone)]
 pub struct Db {

@@ -377,7 +377,7 @@ mod tests {
     fn event(department: Option<&str>, request_id: &str, status: u16) -> ApiRequestEvent {
         let time = SystemTime::UNIX_EPOCH + Duration::from_millis(1_795_433_941_123);
         ApiRequestEvent {
-            id: crate::pipeline::time_ordered_uuid(time),
+            id: crate::ids::time_ordered_uuid(time),
             time,
             tenant: Arc::from("demo"),
             department: department.map(str::to_owned),
@@ -397,7 +397,7 @@ mod tests {
         MeterEvent {
             id: e.id.to_string(),
             record_type: "api.request".into(),
-            time: crate::pipeline::rfc3339_millis(e.time),
+            time: crate::ids::rfc3339_millis(e.time),
             tenant: e.tenant.to_string(),
             department: e.department.clone(),
             attributes: serde_json::json!({

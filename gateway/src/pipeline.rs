@@ -154,7 +154,7 @@ pub async fn handle(
     if let Some(ctx) = outcome.tenant {
         let now = SystemTime::now();
         state.tap.record(ApiRequestEvent {
-            id: time_ordered_uuid(now),
+            id: crate::ids::time_ordered_uuid(now),
             time: now,
             tenant: ctx.tenant,
             department: ctx.department,
@@ -469,7 +469,7 @@ fn request_id(headers: &http::HeaderMap) -> String {
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
         .map(str::to_owned)
-        .unwrap_or_else(fast_uuid)
+        .unwrap_or_else(|| crate::ids::time_ordered_uuid(SystemTime::now()).to_string())
 }
 
 /// Removes every `x-skyport-*` header: identity is never taken from a client's word.
@@ -484,50 +484,9 @@ fn strip_identity_headers(headers: &mut http::HeaderMap) {
     }
 }
 
-/// RFC 3339 UTC with milliseconds, e.g. `2026-11-23T11:39:01.123Z`.
-pub fn rfc3339_millis(t: SystemTime) -> String {
-    humantime::format_rfc3339_millis(t).to_string()
-}
-
-/// A time-ordered (v7) UUID: 48 bits of Unix milliseconds, then 74 random bits from the
-/// thread-local generator (no system call per request). Ids that grow with time land at
-/// the end of the ledger's unique index instead of on a random page of it, which keeps
-/// durable ingest fast as the ledger grows.
-pub(crate) fn fast_uuid() -> String {
-    time_ordered_uuid(SystemTime::now()).to_string()
-}
-
-/// The time-ordered (v7) UUID of an event at `time` (see [`fast_uuid`]).
-pub(crate) fn time_ordered_uuid(time: SystemTime) -> uuid::Uuid {
-    let millis = time
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
-    uuid::Builder::from_unix_timestamp_millis(millis, &rand::random()).into_uuid()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn event_ids_are_unique_and_grow_with_time() {
-        let a = fast_uuid();
-        std::thread::sleep(std::time::Duration::from_millis(2));
-        let b = fast_uuid();
-        assert!(a < b, "{a} !< {b}");
-        assert_eq!(uuid::Uuid::parse_str(&a).unwrap().get_version_num(), 7);
-        assert_ne!(fast_uuid(), fast_uuid());
-    }
-
-    #[test]
-    fn rfc3339_formatting() {
-        let t = SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(1_795_433_941_123);
-        assert_eq!(rfc3339_millis(t), "2026-11-23T11:39:01.123Z");
-        assert_eq!(
-            rfc3339_millis(SystemTime::UNIX_EPOCH),
-            "1970-01-01T00:00:00.000Z"
-        );
-    }
 
     #[test]
     fn identity_headers_are_stripped() {

@@ -8,6 +8,7 @@
 //!
 //! The ABI (module [`abi`]) is a promise: it changes only with a new major version of this
 //! crate. New capabilities are new operation names or schema versions, never new fields.
+#![deny(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod abi;

@@ -1,5 +1,6 @@
 //! End-to-end harness: starts the real `skyport` binary with real plugins on ephemeral
 //! loopback ports and talks to it as a client would (TLS with the development CA).
+#![forbid(unsafe_code)]
 
 pub mod ec2;
 
@@ -10,6 +11,14 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+pub use rustix::process::Signal;
+
+/// Sends `signal` to process `pid` (kill(2)).
+pub fn kill(pid: u32, signal: Signal) -> std::io::Result<()> {
+    let pid = rustix::process::Pid::from_raw(pid as i32)
+        .ok_or_else(|| std::io::Error::other(format!("{pid} is not a process id")))?;
+    rustix::process::kill_process(pid, signal).map_err(std::io::Error::from)
+}
 
 /// The directory holding the built `skyport` binary and plugin libraries.
 pub fn target_dir() -> PathBuf {
@@ -360,10 +369,9 @@ impl Gateway {
     }
 
     /// Sends `signal` to the gateway process.
-    pub fn signal(&self, signal: i32) {
-        let pid = self.child.as_ref().expect("running").id() as i32;
-        // SAFETY: plain kill(2) on our own child.
-        assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
+    pub fn signal(&self, signal: Signal) {
+        let pid = self.child.as_ref().expect("running").id();
+        kill(pid, signal).expect("signal the gateway");
     }
 
     /// Waits up to `timeout` for the process to exit; returns its exit code.

@@ -1,5 +1,6 @@
 //! Front door: TLS with the development CA, JWT and mTLS identities, and every way a
 //! token can be wrong.
+#![forbid(unsafe_code)]
 
 use base64::Engine;
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};

@@ -1,6 +1,7 @@
 //! The consolidated bill end to end: a real VM's lifecycle and real API calls, priced by
 //! the metering plugin, checked to the cent against values computed here from the ledger's
 //! own timestamps and the rate card.
+#![forbid(unsafe_code)]
 
 use std::str::FromStr;
 

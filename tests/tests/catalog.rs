@@ -1,4 +1,5 @@
 //! The service catalog end to end: each tenant sees exactly what its plan lets it order.
+#![forbid(unsafe_code)]
 
 use skyport_e2e::{config_with_acme_plan, expect_problem, Gateway, GatewayOptions};
 

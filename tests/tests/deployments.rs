@@ -2,6 +2,7 @@
 //! the Eucalyptus shim: a rule overrides cost, a DR deployment lands its two instances
 //! apart (or fails clearly when it cannot), a failure part-way rolls back what was
 //! created, and quotas count the whole deployment.
+#![forbid(unsafe_code)]
 
 use serde_json::{json, Value};
 use skyport_e2e::ec2::{EucaShim, Moto};

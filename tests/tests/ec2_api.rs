@@ -1,5 +1,6 @@
 //! The EC2 Query API end to end: the unmodified boto3 and AWS CLI against Skyport over TLS,
 //! with real QEMU behind region `local-1` and a real moto server behind `aws-us-east-1`.
+#![forbid(unsafe_code)]
 
 use serde_json::json;
 use skyport_e2e::ec2::{access_key, aws_cli, scenario, Moto};

@@ -2,6 +2,7 @@
 //! moto (SigV2, `/services/compute`, API 2014-06-15, `emi-` ids, clusters): its dialect,
 //! not a live Eucalyptus. With local-vmm (QEMU) and the `ec2` provider (moto) beside it,
 //! one tenant's instances on all three appear in the federated region and on one bill.
+#![forbid(unsafe_code)]
 
 use std::time::{Duration, Instant};
 

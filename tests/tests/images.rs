@@ -1,5 +1,6 @@
 //! Image registration: in the configuration and through `/admin/images`, disk templates
 //! that VMs boot from (as qcow2 overlays), and the refusals around them.
+#![forbid(unsafe_code)]
 
 use serde_json::{json, Value};
 use skyport_e2e::{default_config, expect_problem, Gateway, GatewayOptions};

@@ -1,4 +1,5 @@
 //! The native instance API with real QEMU VMs: lifecycle, tenant isolation, bad input.
+#![forbid(unsafe_code)]
 
 use serde_json::{json, Value};
 use skyport_e2e::{expect_problem, Gateway};
@@ -267,8 +268,7 @@ async fn two_vms_survive_a_gateway_kill9_and_a_killed_qemu_becomes_stopped() {
     // Policy: a VM whose QEMU dies is `stopped` (disk kept), and can be started again. The
     // inventory sync (every 5 s) notices it and meters the stop, marked as the provider's
     // doing, without anyone reading the instance.
-    // SAFETY: kill(2) on the QEMU this test started.
-    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0);
+    skyport_e2e::kill(pid, skyport_e2e::Signal::KILL).expect("kill the VM's QEMU");
     let admin = gw.token("demo", None, &["admin"]);
     let stops = lifecycle_events_eventually(&gw, &admin, &created, "stop", 1).await;
     assert_eq!(stops.len(), 1, "exactly one stop: {stops:?}");
@@ -334,8 +334,7 @@ async fn a_vm_whose_directory_vanished_is_terminated_and_its_qemu_reported_as_an
     let admin = gw.token("demo", None, &["admin"]);
     let terminated = lifecycle_events_eventually(&gw, &admin, &created, "terminate", 1).await;
     // The QEMU keeps running until an operator decides; the test cleans up after itself.
-    // SAFETY: kill(2) on the QEMU this test started.
-    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    let _ = skyport_e2e::kill(pid, skyport_e2e::Signal::KILL);
     assert_eq!(terminated.len(), 1, "{terminated:?}");
     assert_eq!(terminated[0]["attributes"]["instance_id"], created["id"]);
     assert_eq!(terminated[0]["attributes"]["initiated_by"], "provider");

@@ -1,6 +1,7 @@
 //! Key rotation: JWKS URL refetch on an unknown `kid` (single-flight, with a cooldown so
 //! random kids cannot storm the identity provider) and SIGHUP reload of the server
 //! certificate without dropping connections.
+#![forbid(unsafe_code)]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -141,7 +142,7 @@ async fn sighup_reloads_the_server_certificate_without_dropping_connections() {
         b"-----BEGIN CERTIFICATE-----\ngarbage\n-----END CERTIFICATE-----\n",
     )
     .unwrap();
-    gw.signal(libc::SIGHUP);
+    gw.signal(skyport_e2e::Signal::HUP);
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(gw.log().contains("TLS reload refused"), "{}", gw.log());
     let still_old = gw.tls_connect(None).await;
@@ -155,7 +156,7 @@ async fn sighup_reloads_the_server_certificate_without_dropping_connections() {
     let cert = params.signed_by(&key, &issuer).unwrap();
     std::fs::write(gw.cert_path("server-key.pem"), key.serialize_pem()).unwrap();
     std::fs::write(&server_pem, cert.pem()).unwrap();
-    gw.signal(libc::SIGHUP);
+    gw.signal(skyport_e2e::Signal::HUP);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let after = gw.tls_connect(None).await;
     assert_eq!(served_certificate(&after), cert.der().to_vec());

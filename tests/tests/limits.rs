@@ -1,4 +1,5 @@
 //! Per-tenant rate limits, the per-tenant read cache and HTTP-level limits.
+#![forbid(unsafe_code)]
 
 use std::time::Duration;
 

@@ -1,5 +1,6 @@
 //! The local-vmm provider plugin with real QEMU, driven through the gateway's plugin-op
 //! admin route (the tenant instance API builds on these ops).
+#![forbid(unsafe_code)]
 
 use std::time::{Duration, Instant};
 

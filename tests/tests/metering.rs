@@ -1,6 +1,7 @@
 //! The metering plugin behind the gateway's tap: a durable ledger that stores every event
 //! once, refuses bad events with an audit entry, and the tap's retries of unacknowledged
 //! batches.
+#![forbid(unsafe_code)]
 
 use serde_json::{json, Value};
 use skyport_e2e::{Gateway, GatewayOptions};

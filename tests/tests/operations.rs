@@ -1,4 +1,5 @@
 //! Operating the gateway: the metrics listener, graceful shutdown, and the CLI's checks.
+#![forbid(unsafe_code)]
 
 use std::time::Duration;
 
@@ -33,7 +34,7 @@ async fn metrics_listener_serves_prometheus_text_health_and_readiness() {
 #[test]
 fn sigterm_drains_and_exits_cleanly() {
     let mut gw = Gateway::start();
-    gw.signal(libc::SIGTERM);
+    gw.signal(skyport_e2e::Signal::TERM);
     assert_eq!(
         gw.wait_exit(Duration::from_secs(20)),
         Some(0),

@@ -1,5 +1,6 @@
 //! Orders by offering, end to end with real QEMU: the five decision points, explain equals
 //! create, a missing parameter stops the order (nothing created), plan limits.
+#![forbid(unsafe_code)]
 
 use serde_json::{json, Value};
 use skyport_e2e::ec2::{access_key, scenario, Moto};

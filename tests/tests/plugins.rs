@@ -1,6 +1,7 @@
 //! The plugin loader and host with fixture plugins (built from tests/fixtures, never
 //! shipped): one that loads and answers, one built for plugin-api 2.x, one that panics in
 //! an op, and a shared library that is not a plugin.
+#![forbid(unsafe_code)]
 
 use skyport_e2e::{expect_problem, fixture, run_cli, Gateway, GatewayOptions};
 

@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use base64::Engine;
-use hmac::Mac;
 use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
 
@@ -78,8 +77,7 @@ impl ActiveKey {
         if keys.len() >= 16 {
             keys.clear();
         }
-        let key = super::sigv4::signing_key(&self.secret, signed);
-        let mac = HmacSha256::new_from_slice(&key).expect("HMAC takes keys of any length");
+        let mac = super::sigv4::signing_mac(&self.secret, signed);
         keys.push((
             signed.scope_date.to_string(),
             signed.region.to_string(),
@@ -148,7 +146,7 @@ impl AccessKeyStore {
             access_key_id: id,
             tenant: tenant.to_string(),
             department: department.map(str::to_owned),
-            created_at: crate::pipeline::rfc3339_millis(SystemTime::now()),
+            created_at: crate::ids::rfc3339_millis(SystemTime::now()),
             revoked_at: None,
         };
         let (row, secret_row) = (key.clone(), secret.clone());
@@ -193,7 +191,7 @@ impl AccessKeyStore {
     /// Revokes a key at once; 404 when there is no such key, 409 when already revoked.
     pub async fn revoke(&self, access_key_id: &str) -> Result<AccessKey, GatewayError> {
         let id = access_key_id.to_string();
-        let now = crate::pipeline::rfc3339_millis(SystemTime::now());
+        let now = crate::ids::rfc3339_millis(SystemTime::now());
         let changed = self
             .db
             .with(move |c| {

@@ -10,7 +10,6 @@ pub mod jwks;
 pub mod jwt;
 pub mod mtls;
 pub mod sigv4;
-pub mod tenant;
 pub mod token_cache;
 
 use std::sync::Arc;
@@ -20,44 +19,7 @@ use http::HeaderMap;
 
 use crate::error::GatewayError;
 pub use mtls::ServiceIdentity;
-pub use tenant::{TenantContext, TenantDirectory};
-
-/// How the caller proved who it is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IdentitySource {
-    /// A JWT bearer token.
-    Jwt,
-    /// A client certificate.
-    Mtls,
-    /// An AWS SigV4-signed request (EC2 Query API access key).
-    Sigv4,
-}
-
-impl IdentitySource {
-    /// `jwt` or `mtls`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Jwt => "jwt",
-            Self::Mtls => "mtls",
-            Self::Sigv4 => "sigv4",
-        }
-    }
-}
-
-/// A verified caller, before the tenant context is checked.
-#[derive(Debug, Clone)]
-pub struct Principal {
-    /// Tenant claimed by a verified credential.
-    pub tenant: String,
-    /// Department, when the credential names one.
-    pub department: Option<String>,
-    /// Roles, e.g. `admin`.
-    pub roles: Vec<String>,
-    /// Subject (JWT `sub`, or the mTLS service name).
-    pub subject: String,
-    /// How the identity was proven.
-    pub source: IdentitySource,
-}
+pub use skyport_core::tenancy::{IdentitySource, Principal, TenantContext, TenantDirectory};
 
 /// Authenticates requests.
 pub struct Authenticator {

@@ -470,30 +470,22 @@ pub fn sign(secret: &str, signed: &SignedRequest, string_to_sign: &str) -> Strin
     ))
 }
 
+/// An HMAC keyed with the signing key of `secret` for this request's scope: what a caller
+/// keeps per date and region (keying it costs two SHA-256 blocks a request otherwise).
+pub fn signing_mac(secret: &str, signed: &SignedRequest) -> HmacSha256 {
+    HmacSha256::new_from_slice(&signing_key(secret, signed)).expect("HMAC takes keys of any length")
+}
+
 /// Recomputes the signature with `secret` and compares it in constant time.
 pub fn verify(
     parts: &RequestParts<'_>,
     signed: &SignedRequest,
     secret: &str,
 ) -> Result<(), SigV4Error> {
-    verify_with_key(parts, signed, &signing_key(secret, signed))
+    verify_with_mac(parts, signed, signing_mac(secret, signed))
 }
 
-/// [`verify`] with the scope's signing key already derived (see [`signing_key`]).
-pub fn verify_with_key(
-    parts: &RequestParts<'_>,
-    signed: &SignedRequest,
-    key: &[u8],
-) -> Result<(), SigV4Error> {
-    verify_with_mac(
-        parts,
-        signed,
-        HmacSha256::new_from_slice(key).expect("HMAC takes keys of any length"),
-    )
-}
-
-/// [`verify`] with an HMAC already keyed with the scope's signing key (what a caller keeps
-/// per scope: keying costs two SHA-256 blocks a request otherwise).
+/// [`verify`] with the scope's [`signing_mac`] already made.
 pub fn verify_with_mac(
     parts: &RequestParts<'_>,
     signed: &SignedRequest,

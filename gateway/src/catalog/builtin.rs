@@ -6,8 +6,7 @@ use std::sync::LazyLock;
 
 use super::{BlueprintConfig, OfferingConfig, Params, ResourceConfig};
 
-/// The name of the built-in offering (and of its blueprint); reserved in the catalog.
-pub const RAW: &str = "raw";
+pub use crate::config::RAW;
 
 /// What callers choose in a raw request.
 const RAW_USER_PARAMS: &[&str] = &["image", "instance_type", "region", "provider"];

@@ -17,16 +17,15 @@ use serde::Serialize;
 
 mod builtin;
 mod instance_types;
-mod model;
 pub mod store;
 mod validate;
 
-pub use builtin::RAW;
-pub use instance_types::{instance_type, instance_type_names, InstanceType, INSTANCE_TYPES};
-pub use model::{
+pub use crate::config::{
     BlueprintConfig, OfferingConfig, ParamValue, Params, PlanConfig, ResourceConfig,
     SeparateConfig, Separation, RESOURCE_TYPES,
 };
+pub use builtin::RAW;
+pub use instance_types::{instance_type, instance_type_names, InstanceType, INSTANCE_TYPES};
 pub use validate::{valid_param_name, validate, TEXT_PARAMS};
 
 /// The catalog in force: the configuration's blueprints, offerings and plans, with the

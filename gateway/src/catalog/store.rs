@@ -188,7 +188,7 @@ impl CatalogStore {
             change.kind.plural(),
             change.name.clone(),
             change.body.as_ref().map(Value::to_string),
-            crate::pipeline::rfc3339_millis(SystemTime::now()),
+            crate::ids::rfc3339_millis(SystemTime::now()),
         );
         self.db
             .with(move |conn| {
@@ -211,7 +211,7 @@ mod tests {
 
     #[tokio::test]
     async fn changes_are_stored_and_laid_over_the_configuration_in_order() {
-        let dir = std::env::temp_dir().join(crate::db::new_id("skyport-catalog"));
+        let dir = std::env::temp_dir().join(crate::ids::new_id("skyport-catalog"));
         let store = CatalogStore::open(&dir).unwrap();
         let put = Change {
             kind: Kind::Offering,

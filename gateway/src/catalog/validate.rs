@@ -207,7 +207,7 @@ mod tests {
 
     fn paths_of(extra: &str, edit: impl Fn(String) -> String) -> Vec<String> {
         let text = edit(format!("{EMBEDDED_DEFAULT}\n{extra}"));
-        match Config::parse(&text) {
+        match crate::config_check::parse(&text) {
             Ok(_) => Vec::new(),
             Err(errors) => errors.0.into_iter().map(|e| e.path).collect(),
         }

@@ -90,7 +90,7 @@ fn load_config(
     state_dir: Option<&std::path::Path>,
 ) -> anyhow::Result<crate::config::Config> {
     let mut config = match file {
-        Some(path) => crate::config::Config::load(path)
+        Some(path) => crate::config_check::load(path)
             .map_err(|e| anyhow::anyhow!("{}:\n{e}", path.display()))?,
         None => crate::config::Config::embedded(),
     };

@@ -21,7 +21,8 @@ use crate::cache::ResponseCache;
 use crate::config::{Config, JwtKeyConfig};
 use crate::limit::TenantRateLimiter;
 use crate::metering_tap::{forward_batches, MeteringTap};
-use crate::metrics::{serve_metrics, Metrics, Readiness};
+use crate::metrics::Metrics;
+use crate::metrics_listener::{serve_metrics, Readiness};
 use crate::plugins::PluginRegistry;
 use crate::state::AppState;
 use crate::tls::{dev_certs, ReloadableTls, TlsPaths};
@@ -48,9 +49,8 @@ pub struct ServeArgs {
 /// Runs the gateway until it is told to stop.
 pub fn run(args: ServeArgs) -> anyhow::Result<i32> {
     let mut config = match &args.config {
-        Some(path) => {
-            Config::load(path).map_err(|e| anyhow::anyhow!("{}:\n{e}", path.display()))?
-        }
+        Some(path) => crate::config_check::load(path)
+            .map_err(|e| anyhow::anyhow!("{}:\n{e}", path.display()))?,
         None => Config::embedded(),
     };
     if let Some(dir) = args.state_dir {

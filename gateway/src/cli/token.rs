@@ -102,7 +102,7 @@ pub(super) fn mint(
 /// Prints the token(s).
 pub(super) fn run(args: TokenArgs) -> anyhow::Result<i32> {
     let config = match &args.config {
-        Some(path) => Config::load(path)?,
+        Some(path) => crate::config_check::load(path)?,
         None => Config::embedded(),
     };
     let state_dir = args.state_dir.unwrap_or(config.server.state_dir.clone());

@@ -36,9 +36,9 @@ pub async fn emit(state: &AppState, record: &InstanceRecord, event: &str, initia
     attributes.insert("state".into(), json!(record.state));
     attributes.insert("initiated_by".into(), json!(initiated_by.as_str()));
     let event = MeterEvent {
-        id: crate::pipeline::fast_uuid(),
+        id: crate::ids::time_ordered_uuid(SystemTime::now()).to_string(),
         record_type: "instance.lifecycle".into(),
-        time: crate::pipeline::rfc3339_millis(SystemTime::now()),
+        time: crate::ids::rfc3339_millis(SystemTime::now()),
         tenant: record.tenant.clone(),
         department: record.department.clone(),
         attributes: serde_json::Value::Object(attributes),

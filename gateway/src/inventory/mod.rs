@@ -365,7 +365,7 @@ fn row_to_record(row: &rusqlite::Row<'_>) -> Result<InstanceRecord, rusqlite::Er
 
 /// A new Skyport instance id: `i-` + 17 lower-case hex digits.
 pub fn new_instance_id() -> String {
-    crate::db::new_id("i")
+    crate::ids::new_id("i")
 }
 
 /// Whether `id` has the shape of a Skyport instance id.

@@ -56,7 +56,7 @@ pub struct DeploymentStore {
 
 /// A new deployment id: `d-` and 17 hex digits.
 fn new_deployment_id() -> String {
-    crate::db::new_id("d")
+    crate::ids::new_id("d")
 }
 
 impl DeploymentStore {
@@ -205,7 +205,7 @@ pub async fn create(
         tenant: ctx.tenant.to_string(),
         department: order.department.clone(),
         offering: order.offering.clone(),
-        created_at: crate::pipeline::rfc3339_millis(SystemTime::now()),
+        created_at: crate::ids::rfc3339_millis(SystemTime::now()),
         resources,
     };
     if let Err(e) = state.deployments.insert(&deployment).await {

@@ -239,7 +239,7 @@ pub async fn create(
         name: spec.name,
         tags: spec.tags,
         state: "pending".into(),
-        created_at: crate::pipeline::rfc3339_millis(SystemTime::now()),
+        created_at: crate::ids::rfc3339_millis(SystemTime::now()),
         key_name: spec.key_name,
         client_token: spec.client_token,
     };

@@ -102,7 +102,7 @@ impl KeyPairStore {
         let (key_type, blob) = parse_public_key(public_key)?;
         let pair = KeyPair {
             name: name.to_string(),
-            id: crate::db::new_id("key"),
+            id: crate::ids::new_id("key"),
             key_type,
             fingerprint: fingerprint(&blob),
             // Stored without the comment, which may name a person or a machine.
@@ -111,7 +111,7 @@ impl KeyPairStore {
                 .take(2)
                 .collect::<Vec<_>>()
                 .join(" "),
-            created_at: crate::pipeline::rfc3339_millis(SystemTime::now()),
+            created_at: crate::ids::rfc3339_millis(SystemTime::now()),
         };
         let (tenant, row) = (tenant.to_string(), pair.clone());
         let inserted = self

@@ -38,7 +38,7 @@ pub struct PlacementAudit {
 
 /// A new placement id: `pl-` and 17 hex digits.
 fn new_placement_id() -> String {
-    crate::db::new_id("pl")
+    crate::ids::new_id("pl")
 }
 
 impl PlacementAudit {
@@ -71,7 +71,7 @@ impl PlacementAudit {
         decision: &Decision,
     ) -> Result<String, GatewayError> {
         let id = new_placement_id();
-        let created_at = crate::pipeline::rfc3339_millis(SystemTime::now());
+        let created_at = crate::ids::rfc3339_millis(SystemTime::now());
         let record = json!({
             "id": id,
             "created_at": created_at,

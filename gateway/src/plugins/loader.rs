@@ -100,6 +100,7 @@ pub fn load_library(
 
     // SAFETY: loading a library runs its initialisers; only configured, permission-checked
     // files reach this point (DESIGN §6).
+    #[allow(unsafe_code)]
     let library = unsafe {
         libloading::os::unix::Library::open(
             Some(file),
@@ -116,6 +117,7 @@ pub fn load_library(
 
     // SAFETY: the symbol, when present, is the `PluginManifest` static that
     // `export_plugin!` emits; its layout is versioned by `layout_version`.
+    #[allow(unsafe_code)]
     let manifest: PluginManifest = unsafe {
         match library.get::<*const PluginManifest>(MANIFEST_SYMBOL) {
             Ok(symbol) => **symbol,
@@ -204,8 +206,7 @@ fn check_file_security(file: &Path) -> Result<(), String> {
     if !meta.is_file() {
         return Err("not a regular file".into());
     }
-    // SAFETY: geteuid has no preconditions.
-    let euid = unsafe { libc::geteuid() };
+    let euid = rustix::process::geteuid().as_raw();
     if meta.uid() != 0 && meta.uid() != euid {
         return Err(format!(
             "owned by uid {}, not root or the gateway's user",

@@ -1,7 +1,9 @@
 //! Message, error and callback types that cross the boundary.
 
-// abi_stable 0.11's `#[sabi_trait]` expands to impls the non_local_definitions lint flags.
-#![allow(non_local_definitions)]
+// abi_stable 0.11's `#[sabi_trait]` expands to impls the non_local_definitions lint flags,
+// and to the unsafe impls and calls of its FFI-safe trait objects: the one place in this
+// crate whose expansion is unsafe code (the crate root denies it everywhere else).
+#![allow(non_local_definitions, unsafe_code)]
 
 use abi_stable::{
     sabi_trait,

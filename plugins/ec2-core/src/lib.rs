@@ -1,6 +1,7 @@
 //! What Skyport's EC2-dialect provider plugins share: the Query API client (signing,
 //! retries, error mapping), reply parsing, SigV2, and the provider ops. The `ec2` and
 //! `eucalyptus` plugins are each a [`provider::Dialect`] and a JSON Schema over this crate.
+#![forbid(unsafe_code)]
 
 pub mod client;
 pub mod provider;

@@ -5,6 +5,7 @@
 //! and images (`skyport-tiny` -> `ami-...`) come from the configuration; the endpoint's
 //! ids never leave the plugin except as the opaque `id` the gateway stores. The logic is
 //! `skyport-ec2-core`'s, shared with the `eucalyptus` plugin.
+#![forbid(unsafe_code)]
 
 use std::sync::Arc;
 

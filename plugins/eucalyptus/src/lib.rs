@@ -3,6 +3,7 @@
 //! configurable; `/services/Eucalyptus` on old clouds), API `2014-06-15` (configurable),
 //! SigV2 (`HmacSHA256`) query signing, replies in any namespace, `emi-` image ids, and
 //! clusters as availability zones. The logic is `skyport-ec2-core`'s, shared with `ec2`.
+#![forbid(unsafe_code)]
 
 use std::sync::Arc;
 

@@ -11,6 +11,7 @@
 //!   QEMU processes
 //! - `images.list`, `images.register` `{name, kernel, initrd, disk?}`, `images.remove`
 //!   `{name}`
+#![forbid(unsafe_code)]
 
 mod images;
 mod qmp;

@@ -287,8 +287,10 @@ pub async fn power_off(dir: &VmDir, pid: u32, id: &str, grace: Duration) -> Resu
     if wait_gone(pid, id, Duration::from_secs(5)).await {
         return Ok(());
     }
-    // SAFETY: kill(2) on a pid we verified is this VM's QEMU.
-    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    // kill(2) on a pid we verified is this VM's QEMU.
+    if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+    }
     if wait_gone(pid, id, Duration::from_secs(5)).await {
         Ok(())
     } else {

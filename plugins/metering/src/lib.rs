@@ -11,6 +11,7 @@
 //!
 //! The modules are public so that benchmarks and tools can drive the ledger and the bill
 //! directly; the plugin itself is the `cdylib`.
+#![forbid(unsafe_code)]
 
 pub mod bill;
 pub mod billing;

@@ -758,7 +758,7 @@ async fn get_console_output(call: &Call<'_>) -> Result<String, Ec2Error> {
     let (record, output) = ops::console(call.state, call.ctx, call.request_id, &id)
         .await
         .map_err(instance_error)?;
-    let now = crate::pipeline::rfc3339_millis(SystemTime::now());
+    let now = crate::ids::rfc3339_millis(SystemTime::now());
     Ok(Xml::response("GetConsoleOutput", call.request_id, |x| {
         x.leaf("instanceId", &record.id);
         x.leaf("timestamp", &now);

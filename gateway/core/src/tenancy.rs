@@ -1,12 +1,49 @@
-//! Tenant context: the one place that decides whether a verified principal's tenant and
-//! department exist. Both front ends go through it.
+//! Tenancy: who a verified caller is ([`Principal`]), and the one place that decides
+//! whether its tenant and department exist ([`TenantDirectory::resolve`]), giving the
+//! [`TenantContext`] every later step acts for. Both front ends go through it.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::{IdentitySource, Principal};
 use crate::config::TenantConfig;
 use crate::error::GatewayError;
+
+/// How the caller proved who it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdentitySource {
+    /// A JWT bearer token.
+    Jwt,
+    /// A client certificate.
+    Mtls,
+    /// An AWS SigV4-signed request (EC2 Query API access key).
+    Sigv4,
+}
+
+impl IdentitySource {
+    /// `jwt`, `mtls` or `sigv4`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Jwt => "jwt",
+            Self::Mtls => "mtls",
+            Self::Sigv4 => "sigv4",
+        }
+    }
+}
+
+/// A verified caller, before the tenant context is checked.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    /// Tenant claimed by a verified credential.
+    pub tenant: String,
+    /// Department, when the credential names one.
+    pub department: Option<String>,
+    /// Roles, e.g. `admin`.
+    pub roles: Vec<String>,
+    /// Subject (JWT `sub`, the mTLS service name, or the access key id).
+    pub subject: String,
+    /// How the identity was proven.
+    pub source: IdentitySource,
+}
 
 /// Who a request acts for, after authentication and tenant checks.
 #[derive(Debug, Clone)]

@@ -1,5 +1,7 @@
-//! The gateway's one error type. Each front end maps it to its own wire format; the
-//! internal cause is logged with the request id and never sent to a client.
+//! The gateway's one error type. Each front end maps it to its own wire format (the
+//! native API to RFC 9457 problem documents, the EC2 Query API to EC2 error codes, from the
+//! [`ErrorKind`] and the [`Detail`], never from the message); the internal cause is logged
+//! with the request id and never sent to a client.
 
 use std::time::Duration;
 
@@ -106,8 +108,34 @@ pub struct RateLimitInfo {
     pub retry_after: Option<Duration>,
 }
 
+/// The kinds of resource an error can concern.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resource {
+    /// An instance (`i-...`).
+    Instance,
+    /// An image (`ami-...` on the EC2 API, a name on the native API).
+    Image,
+    /// An SSH key pair.
+    KeyPair,
+}
+
+/// What an error says about a resource, finer than its [`ErrorKind`]: what front ends
+/// whose wire format names such failures (EC2's `InvalidInstanceID.Malformed`,
+/// `InvalidKeyPair.Duplicate`, ...) map from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Detail {
+    /// The id given cannot be one of this resource's (wrong shape).
+    MalformedId(Resource),
+    /// No such resource for this caller (another tenant's is not found either).
+    NotFound(Resource),
+    /// One with this name exists already.
+    Duplicate(Resource),
+    /// Its state forbids the operation.
+    WrongState(Resource),
+}
+
 /// A gateway error: kind, a message safe for clients, and the internal cause for logs.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("{kind:?}: {public}")]
 pub struct GatewayError {
     /// What kind of failure.
@@ -120,6 +148,8 @@ pub struct GatewayError {
     pub retryable: bool,
     /// Present on throttling errors.
     pub rate_limit: Option<RateLimitInfo>,
+    /// What it says about a resource, when it concerns one.
+    pub detail: Option<Detail>,
 }
 
 impl GatewayError {
@@ -134,7 +164,14 @@ impl GatewayError {
                 ErrorKind::Throttled | ErrorKind::Unavailable | ErrorKind::Timeout
             ),
             rate_limit: None,
+            detail: None,
         }
+    }
+
+    /// Says what the error is about (see [`Detail`]).
+    pub fn with_detail(mut self, detail: Detail) -> Self {
+        self.detail = Some(detail);
+        self
     }
 
     /// Attaches an internal cause (logged, never sent).

@@ -2,6 +2,10 @@
 //!
 //! The embedded default (`config/skyport.toml`) is compiled in; `--config FILE` replaces it.
 //! Unknown keys are errors, never silently ignored.
+//!
+//! This module is the schema and the checks that need nothing but the schema. What needs
+//! the layers above (the catalog's references, the placement rules' CEL) is checked there,
+//! by `skyport_domain::config_check`, which every command that loads a configuration calls.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -9,8 +13,17 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+mod catalog;
+mod placement;
+
+pub use catalog::{
+    BlueprintConfig, OfferingConfig, ParamValue, Params, PlanConfig, ResourceConfig,
+    SeparateConfig, Separation, RAW, RESOURCE_TYPES,
+};
+pub use placement::{ChooseAction, ExcludeAction, RuleConfig};
+
 /// The embedded default configuration, as shipped.
-pub const EMBEDDED_DEFAULT: &str = include_str!("../../config/skyport.toml");
+pub const EMBEDDED_DEFAULT: &str = include_str!("../../../../config/skyport.toml");
 
 /// A configuration error with the key path it concerns.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -52,13 +65,13 @@ pub struct Config {
     pub tenants: BTreeMap<String, TenantConfig>,
     /// Catalog: generic providers by name.
     #[serde(default)]
-    pub blueprints: BTreeMap<String, crate::catalog::BlueprintConfig>,
+    pub blueprints: BTreeMap<String, BlueprintConfig>,
     /// Catalog: what tenants order, by name.
     #[serde(default)]
-    pub offerings: BTreeMap<String, crate::catalog::OfferingConfig>,
+    pub offerings: BTreeMap<String, OfferingConfig>,
     /// Catalog: what each tenant may use, by name.
     #[serde(default)]
-    pub plans: BTreeMap<String, crate::catalog::PlanConfig>,
+    pub plans: BTreeMap<String, PlanConfig>,
     /// Placement: the administrators' rules.
     #[serde(default)]
     pub placement: PlacementConfig,
@@ -73,7 +86,7 @@ pub struct Config {
 pub struct PlacementConfig {
     /// `[[placement.rules]]`, in the order they run (`docs/placement.md`).
     #[serde(default)]
-    pub rules: Vec<crate::placement::rules::RuleConfig>,
+    pub rules: Vec<RuleConfig>,
 }
 
 /// `[server]`.
@@ -326,21 +339,27 @@ impl Config {
         Self::parse(EMBEDDED_DEFAULT).expect("the embedded default configuration is valid")
     }
 
-    /// Reads and validates a file.
+    /// Reads a file and checks what the schema alone can check (see the module docs).
     pub fn load(path: &Path) -> Result<Self, ConfigErrors> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigErrors(vec![ConfigError {
-                path: path.display().to_string(),
-                message: format!("cannot read: {e}"),
-            }])
-        })?;
-        Self::parse(&text)
+        Self::parse(&read(path)?)
     }
 
-    /// Parses and validates TOML text.
+    /// Parses TOML text and checks what the schema alone can check (see the module docs).
     pub fn parse(text: &str) -> Result<Self, ConfigErrors> {
+        let config = Self::from_toml(text)?;
+        let errors = config.check();
+        if errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigErrors(errors))
+        }
+    }
+
+    /// Parses TOML text into the schema: unknown keys and wrong types are errors (the
+    /// first one, with its key path); values are not checked yet (see [`Config::check`]).
+    pub fn from_toml(text: &str) -> Result<Self, ConfigErrors> {
         let deserializer = toml::Deserializer::new(text);
-        let config: Config = serde_path_to_error::deserialize(deserializer).map_err(|e| {
+        serde_path_to_error::deserialize(deserializer).map_err(|e| {
             let path = e.path().to_string();
             let inner = e.into_inner();
             ConfigErrors(vec![ConfigError {
@@ -351,16 +370,11 @@ impl Config {
                 },
                 message: inner.message().to_string(),
             }])
-        })?;
-        let errors = config.validate();
-        if errors.is_empty() {
-            Ok(config)
-        } else {
-            Err(ConfigErrors(errors))
-        }
+        })
     }
 
-    fn validate(&self) -> Vec<ConfigError> {
+    /// Every problem with the values that the schema alone can see, each with its key path.
+    pub fn check(&self) -> Vec<ConfigError> {
         let mut errors = Vec::new();
         let mut err = |path: String, message: &str| {
             errors.push(ConfigError {
@@ -444,21 +458,6 @@ impl Config {
                 "queue_capacity and batch_max_events must be positive",
             );
         }
-        errors.extend(crate::catalog::validate(
-            &crate::catalog::Catalog::from_config(self),
-            &self.tenants,
-        ));
-        if let Err(rule_errors) =
-            crate::placement::rules::RuleSet::compile(&self.placement.rules, "placement.rules")
-        {
-            errors.extend(rule_errors);
-        }
-        let mut err = |path: String, message: &str| {
-            errors.push(ConfigError {
-                path,
-                message: message.to_string(),
-            })
-        };
         if self.inventory.sync_interval_secs == 0 {
             err("inventory.sync_interval_secs".into(), "must be at least 1");
         }
@@ -488,6 +487,16 @@ impl Config {
             self.server.state_dir.join(p)
         }
     }
+}
+
+/// The text of configuration file `path`.
+pub fn read(path: &Path) -> Result<String, ConfigErrors> {
+    std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors(vec![ConfigError {
+            path: path.display().to_string(),
+            message: format!("cannot read: {e}"),
+        }])
+    })
 }
 
 /// Tenant, department and service names: 1-63 of `[a-z0-9-]`, not starting with `-`.

@@ -4,6 +4,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+/// The built-in offering of raw requests (an image and an instance type, no offering named):
+/// placed like any other, its plan switch is `raw`.
+pub const RAW: &str = "raw";
+
 /// Generic resource types a blueprint can ask for.
 pub const RESOURCE_TYPES: &[&str] = &["compute"];
 
@@ -143,7 +147,7 @@ fn allowed() -> bool {
 impl PlanConfig {
     /// Whether its tenants may order `offering` (the built-in `raw` when `raw` is set).
     pub fn offers(&self, offering: &str) -> bool {
-        if offering == super::RAW {
+        if offering == RAW {
             return self.raw;
         }
         self.offerings.iter().any(|o| o == offering)
