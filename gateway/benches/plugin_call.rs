@@ -4,6 +4,7 @@
 //! Run: `cargo build --release -p skyport-fixture-echo && cargo bench -p skyport-gateway --bench plugin_call`
 #![forbid(unsafe_code)]
 
+use skyport_plugin_host::Plugins as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -41,6 +42,7 @@ fn main() {
             dir,
             &std::env::temp_dir(),
             Arc::new(Metrics::new()),
+            skyport_gateway::clock::SystemClock::shared(),
         )
         .await
         .expect("echo fixture loads");

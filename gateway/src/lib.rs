@@ -8,12 +8,10 @@
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod api;
-pub mod auth;
 pub mod cache;
 pub mod catalog;
 pub mod cli;
 pub mod config_check;
-pub mod db;
 pub mod host_ops;
 pub mod inventory;
 pub mod limit;
@@ -22,9 +20,11 @@ pub mod metrics_listener;
 pub mod operations;
 pub mod pipeline;
 pub mod placement;
-pub mod plugins;
 pub mod server;
 pub mod state;
 pub mod tls;
 
+pub use skyport_auth as auth;
 pub use skyport_core::{clock, config, error, ids, metrics};
+pub use skyport_plugin_host as plugins;
+pub use skyport_store_sqlite::db;

@@ -19,6 +19,7 @@
 //!   retry backlog is bounded by the queue capacity (oldest batches dropped and counted
 //!   beyond it). At shutdown the forwarder keeps retrying until its deadline.
 
+use skyport_plugin_host::Plugins as _;
 use std::collections::VecDeque;
 use std::fmt::Display;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -26,7 +26,7 @@ pub struct AppState {
     /// Instance inventory (SQLite).
     pub inventory: crate::inventory::Inventory,
     /// EC2 access keys.
-    pub access_keys: Arc<crate::auth::access_keys::AccessKeyStore>,
+    pub access_keys: Arc<crate::auth::access_keys::AccessKeys>,
     /// Tenants' SSH key pairs.
     pub key_pairs: crate::operations::keypairs::KeyPairStore,
     /// The catalog in force (configuration plus administrators' changes).

@@ -1,5 +1,6 @@
 //! The admin API (`/admin/*`): allowed for the `admin` role claim or an admin mTLS identity.
 
+use skyport_plugin_host::Plugins as _;
 use std::time::Duration;
 
 use bytes::Bytes;

@@ -6,6 +6,7 @@ use bytes::Bytes;
 use http::{Response, StatusCode};
 use http_body_util::Full;
 use serde_json::{json, Value};
+use skyport_plugin_host::Plugins as _;
 
 use super::json_response;
 use crate::auth::TenantContext;

@@ -3,6 +3,7 @@
 //! It loads the configured metering plugin itself (no gateway needs to run) and asks it
 //! through the same ops the API uses, so the bytes are those `GET /v1/bill` would serve.
 
+use skyport_plugin_host::Plugins as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -91,6 +92,7 @@ pub(super) fn run(args: BillArgs) -> anyhow::Result<i32> {
             &super::serve::plugin_dir(),
             &config.server.state_dir,
             Arc::new(Metrics::new()),
+            crate::clock::SystemClock::shared(),
         )
         .await
         .map_err(|refusal| anyhow::anyhow!("{refusal}"))?;

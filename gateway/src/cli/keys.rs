@@ -8,8 +8,13 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 
-use crate::auth::access_keys::AccessKeyStore;
+use std::sync::Arc;
+
+use skyport_store_sqlite::SqliteAccessKeys;
+
+use crate::auth::access_keys::AccessKeys;
 use crate::auth::TenantDirectory;
+use crate::clock::SystemClock;
 
 /// `skyport keys ...`.
 #[derive(Debug, Args)]
@@ -55,8 +60,13 @@ pub(super) fn run(args: KeysArgs) -> anyhow::Result<i32> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let store = AccessKeyStore::open(&config.server.state_dir)
-            .with_context(|| format!("opening {}", config.server.state_dir.display()))?;
+        let store = AccessKeys::new(
+            Arc::new(
+                SqliteAccessKeys::open(&config.server.state_dir)
+                    .with_context(|| format!("opening {}", config.server.state_dir.display()))?,
+            ),
+            SystemClock::shared(),
+        );
         match args.command {
             KeysCommand::Create { tenant, dept } => {
                 // A key for nobody would only fail later.

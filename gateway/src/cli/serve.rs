@@ -5,6 +5,7 @@
 //! certificate, client CA and JWT keys; SIGTERM or ctrl-c stops accepting, drains in-flight
 //! requests up to the drain deadline, flushes the tap and shuts plugins down.
 
+use skyport_plugin_host::Plugins as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -92,6 +93,7 @@ pub(super) fn plugin_dir() -> PathBuf {
 }
 
 async fn serve(config: Config) -> anyhow::Result<i32> {
+    let clock = crate::clock::SystemClock::shared();
     let state_dir = config.server.state_dir.clone();
     std::fs::create_dir_all(&state_dir)
         .with_context(|| format!("creating state directory {}", state_dir.display()))?;
@@ -152,8 +154,10 @@ async fn serve(config: Config) -> anyhow::Result<i32> {
             })
             .collect()
     };
-    let jwt =
-        Arc::new(JwtVerifier::new(&config.auth.jwt, key_sources).context("loading JWT keys")?);
+    let jwt = Arc::new(
+        JwtVerifier::new(&config.auth.jwt, key_sources, clock.clone())
+            .context("loading JWT keys")?,
+    );
     jwt.prefetch().await;
 
     let metrics = Arc::new(Metrics::new());
@@ -163,6 +167,7 @@ async fn serve(config: Config) -> anyhow::Result<i32> {
             &plugin_dir(),
             &state_dir,
             Arc::clone(&metrics),
+            clock.clone(),
         )
         .await
         .map_err(|refusal| anyhow::anyhow!("{refusal} (required = true)"))?,
@@ -197,10 +202,13 @@ async fn serve(config: Config) -> anyhow::Result<i32> {
 
     let inventory =
         crate::inventory::Inventory::open(&state_dir).context("opening the inventory")?;
-    let access_keys = Arc::new(
-        crate::auth::access_keys::AccessKeyStore::open(&state_dir)
-            .context("opening the access keys")?,
-    );
+    let access_keys = Arc::new(crate::auth::access_keys::AccessKeys::new(
+        Arc::new(
+            skyport_store_sqlite::SqliteAccessKeys::open(&state_dir)
+                .context("opening the access keys")?,
+        ),
+        clock.clone(),
+    ));
     let key_pairs = crate::operations::keypairs::KeyPairStore::open(&state_dir)
         .context("opening the key pairs")?;
     let placements = crate::placement::audit::PlacementAudit::open(&state_dir)
@@ -235,6 +243,7 @@ async fn serve(config: Config) -> anyhow::Result<i32> {
             config.auth.mtls.admin_services.clone(),
             Arc::clone(&access_keys),
             Duration::from_secs(config.auth.sigv4.max_skew_secs),
+            clock.clone(),
         ),
         access_keys,
         key_pairs,

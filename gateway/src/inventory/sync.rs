@@ -7,6 +7,7 @@
 //! ([`sync_provider`]). An instance an API operation holds (see
 //! [`Inventory::claim`](super::Inventory::claim)) is left to that operation.
 
+use skyport_plugin_host::Plugins as _;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;

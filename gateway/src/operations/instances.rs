@@ -2,6 +2,7 @@
 //! and tags, tenant-scoped, with the inventory as the map from Skyport ids to provider VMs.
 //! Every state change an operation causes is metered here (`inventory::lifecycle::emit`).
 
+use skyport_plugin_host::Plugins as _;
 use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{json, Map, Value};

@@ -1,6 +1,7 @@
 //! Prices for placement: asked of the metering plugin through the host (op `rates.get@1`),
 //! never read from its files, and the ranking of candidates by them.
 
+use skyport_plugin_host::Plugins as _;
 use std::collections::HashMap;
 use std::time::Duration;
 

@@ -11,33 +11,17 @@
 //! header (jsonwebtoken's `decode` reads it again itself).
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
-use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
-use serde::Deserialize;
+use jsonwebtoken::{decode, decode_header, Algorithm, Validation};
 
+use super::claims::TokenClaims;
 use super::jwks::{JwksRemote, KeySet, VerifyKey};
 use super::token_cache::TokenCache;
-use crate::config::{JwtConfig, JwtKeyConfig};
-use crate::error::GatewayError;
-
-/// Claims Skyport reads from a verified token.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-pub struct TokenClaims {
-    /// Subject (user or service).
-    pub sub: String,
-    /// Tenant (required).
-    pub tenant: String,
-    /// Department inside the tenant.
-    #[serde(default)]
-    pub dept: Option<String>,
-    /// Roles, e.g. `admin`.
-    #[serde(default)]
-    pub roles: Vec<String>,
-    /// Expiry, seconds since the epoch.
-    pub exp: u64,
-}
+use skyport_core::clock::SharedClock;
+use skyport_core::config::{JwtConfig, JwtKeyConfig};
+use skyport_core::error::GatewayError;
 
 /// Verifies bearer tokens against the configured keys.
 pub struct JwtVerifier {
@@ -49,6 +33,7 @@ pub struct JwtVerifier {
     cache: TokenCache,
     /// The last header segment decoded and its `kid`.
     last_header: ArcSwapOption<HeaderKid>,
+    clock: SharedClock,
 }
 
 /// A token's encoded header segment and the `kid` it decodes to.
@@ -64,32 +49,26 @@ fn header_segment(token: &str) -> Option<&str> {
     Some(header)
 }
 
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-/// Parses an algorithm name as configured.
-pub fn parse_algorithm(name: &str) -> Option<Algorithm> {
-    match name {
-        "RS256" => Some(Algorithm::RS256),
-        "ES256" => Some(Algorithm::ES256),
-        "EdDSA" => Some(Algorithm::EdDSA),
-        _ => None,
-    }
-}
-
 impl JwtVerifier {
     /// Builds the verifier; `keys` are the configured sources (already defaulted to the
-    /// development key by the caller when empty).
-    pub fn new(config: &JwtConfig, keys: Vec<JwtKeyConfig>) -> anyhow::Result<Self> {
+    /// development key by the caller when empty). Cached tokens expire, and the JWKS
+    /// refetch cooldown runs, by `clock`.
+    pub fn new(
+        config: &JwtConfig,
+        keys: Vec<JwtKeyConfig>,
+        clock: SharedClock,
+    ) -> anyhow::Result<Self> {
         let local = KeySet::load_local(&keys)?;
         let remote = keys
             .iter()
             .find_map(|k| k.jwks_url.clone())
-            .map(|url| JwksRemote::new(url, Duration::from_secs(config.jwks_refetch_cooldown_secs)))
+            .map(|url| {
+                JwksRemote::new(
+                    url,
+                    Duration::from_secs(config.jwks_refetch_cooldown_secs),
+                    clock.clone(),
+                )
+            })
             .transpose()?;
         let validations = [Algorithm::RS256, Algorithm::ES256, Algorithm::EdDSA]
             .into_iter()
@@ -111,6 +90,7 @@ impl JwtVerifier {
             remote,
             cache: TokenCache::new(config.token_cache_entries),
             last_header: ArcSwapOption::empty(),
+            clock,
         })
     }
 
@@ -139,7 +119,12 @@ impl JwtVerifier {
     /// Verifies `token`, from the cache when it was verified before and has not expired.
     pub async fn verify(&self, token: &str) -> Result<Arc<TokenClaims>, GatewayError> {
         let hash = self.cache.hash(token);
-        if let Some(claims) = self.cache.get(hash, token, unix_now()) {
+        let now = self
+            .clock
+            .wall()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if let Some(claims) = self.cache.get(hash, token, now) {
             return Ok(claims);
         }
         let header = self.header_kid(token)?;
@@ -217,16 +202,6 @@ impl JwtVerifier {
         }
         self.remote.as_ref().and_then(|r| r.keys().find(kid))
     }
-}
-
-/// Loads a PEM public key for `algorithm`.
-pub fn decoding_key_from_pem(algorithm: Algorithm, pem: &[u8]) -> anyhow::Result<DecodingKey> {
-    Ok(match algorithm {
-        Algorithm::RS256 => DecodingKey::from_rsa_pem(pem)?,
-        Algorithm::ES256 => DecodingKey::from_ec_pem(pem)?,
-        Algorithm::EdDSA => DecodingKey::from_ed_pem(pem)?,
-        other => anyhow::bail!("algorithm {other:?} is not accepted"),
-    })
 }
 
 #[cfg(test)]

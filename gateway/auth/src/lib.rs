@@ -5,7 +5,11 @@
 //! token is 401 even with a client certificate); without one, a verified client
 //! certificate's identity is used; otherwise 401.
 
+#![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub)]
+
 pub mod access_keys;
+pub mod claims;
 pub mod jwks;
 pub mod jwt;
 pub mod mtls;
@@ -13,36 +17,39 @@ pub mod sigv4;
 pub mod token_cache;
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use http::HeaderMap;
-
-use crate::error::GatewayError;
 pub use mtls::ServiceIdentity;
+use skyport_core::clock::SharedClock;
+use skyport_core::error::GatewayError;
 pub use skyport_core::tenancy::{IdentitySource, Principal, TenantContext, TenantDirectory};
 
 /// Authenticates requests.
 pub struct Authenticator {
     jwt: Arc<jwt::JwtVerifier>,
     admin_services: Vec<String>,
-    access_keys: Arc<access_keys::AccessKeyStore>,
+    access_keys: Arc<access_keys::AccessKeys>,
     max_skew: Duration,
+    clock: SharedClock,
 }
 
 impl Authenticator {
     /// An authenticator over `jwt` and `access_keys`; `admin_services` get the `admin`
-    /// role over mTLS; SigV4 dates may be `max_skew` away from the clock.
+    /// role over mTLS; SigV4 dates may be `max_skew` away from `clock`.
     pub fn new(
         jwt: Arc<jwt::JwtVerifier>,
         admin_services: Vec<String>,
-        access_keys: Arc<access_keys::AccessKeyStore>,
+        access_keys: Arc<access_keys::AccessKeys>,
         max_skew: Duration,
+        clock: SharedClock,
     ) -> Self {
         Self {
             jwt,
             admin_services,
             access_keys,
             max_skew,
+            clock,
         }
     }
 
@@ -68,7 +75,7 @@ impl Authenticator {
                 )
             })?;
         sigv4::verify_with_mac(parts, &signed, key.signing_mac(&signed))?;
-        sigv4::check_time(&signed, SystemTime::now(), self.max_skew)?;
+        sigv4::check_time(&signed, self.clock.wall(), self.max_skew)?;
         Ok((
             Principal {
                 tenant: key.tenant.clone(),

@@ -1,6 +1,5 @@
-//! The gateway database, `<state-dir>/skyport.db` (SQLite, WAL): instances, access keys,
-//! key pairs and the placement audit. Each store holds its own connection and runs its statements on the
-//! blocking pool, never on the async workers.
+//! The gateway database, `<state-dir>/skyport.db` (SQLite, WAL): one connection per
+//! store, statements run on the blocking pool, never on the async workers.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -8,7 +7,7 @@ use std::time::Duration;
 
 use rusqlite::Connection;
 
-use crate::error::GatewayError;
+use skyport_core::error::GatewayError;
 
 /// One store's connection to the gateway database.
 #[derive(Clone)]

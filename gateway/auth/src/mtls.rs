@@ -34,7 +34,8 @@ pub fn parse_spiffe_uri(uri: &str, trust_domain: &str) -> Option<ServiceIdentity
     let parts: Vec<&str> = path.split('/').collect();
     match parts.as_slice() {
         ["tenant", tenant, "svc", service]
-            if crate::config::valid_name(tenant) && crate::config::valid_name(service) =>
+            if skyport_core::config::valid_name(tenant)
+                && skyport_core::config::valid_name(service) =>
         {
             Some(ServiceIdentity {
                 tenant: tenant.to_string(),

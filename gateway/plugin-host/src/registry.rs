@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use abi_stable::sabi_trait::TD_Opaque;
 use abi_stable::std_types::{RResult, RStr};
@@ -12,11 +12,15 @@ use skyport_plugin_api::abi::{error_code, HostServices_TO, OpRequest, PluginBox}
 use skyport_plugin_api::ops::{self, Health};
 use skyport_plugin_api::sdk::{completion_channel, CallContext};
 
-use super::host::GatewayHost;
-use super::loader::{load_library, ManifestInfo, Refusal};
-use crate::config::PluginConfig;
-use crate::error::{ErrorKind, GatewayError};
-use crate::metrics::Metrics;
+use async_trait::async_trait;
+use skyport_core::clock::SharedClock;
+use skyport_core::config::PluginConfig;
+use skyport_core::error::{ErrorKind, GatewayError};
+use skyport_core::metrics::Metrics;
+
+use crate::host::GatewayHost;
+use crate::loader::{load_library, ManifestInfo, Refusal};
+use crate::plugins::{PluginFacts, Plugins};
 
 /// One instantiated plugin.
 pub struct PluginHandle {
@@ -78,15 +82,16 @@ pub struct PluginRegistry {
     next_call: AtomicU64,
     metrics: Arc<Metrics>,
     state_dir: std::path::PathBuf,
-    host_ops: super::host::HostOpsSlot,
+    host_ops: crate::host::HostOpsSlot,
+    clock: SharedClock,
 }
 
 /// Default deadline of a plugin call.
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl PluginRegistry {
-    /// An empty registry.
-    pub fn empty(metrics: Arc<Metrics>) -> Self {
+    /// An empty registry; call deadlines and durations are read from `clock`.
+    pub fn empty(metrics: Arc<Metrics>, clock: SharedClock) -> Self {
         Self {
             plugins: Vec::new(),
             refusals: Vec::new(),
@@ -94,11 +99,12 @@ impl PluginRegistry {
             metrics,
             state_dir: std::path::PathBuf::from("plugins"),
             host_ops: Arc::default(),
+            clock,
         }
     }
 
     /// Binds the gateway's host ops (once, after startup); plugins can call them from then on.
-    pub fn bind_host_ops(&self, ops: Arc<dyn super::host::HostOps>) {
+    pub fn bind_host_ops(&self, ops: Arc<dyn crate::host::HostOps>) {
         let _ = self.host_ops.set(ops);
     }
 
@@ -109,8 +115,9 @@ impl PluginRegistry {
         plugin_dir: &std::path::Path,
         state_dir: &std::path::Path,
         metrics: Arc<Metrics>,
+        clock: SharedClock,
     ) -> Result<Self, Refusal> {
-        let mut registry = Self::empty(metrics);
+        let mut registry = Self::empty(metrics, clock);
         registry.state_dir = state_dir.join("plugins");
         for config in configs {
             let file = if config.file.is_absolute() {
@@ -257,49 +264,6 @@ impl PluginRegistry {
         self.plugins.iter().find(|p| p.name == name)
     }
 
-    /// Calls `op@version` on the plugin `name`.
-    pub async fn call(
-        &self,
-        name: &str,
-        op: &str,
-        version: u32,
-        params: serde_json::Value,
-        context: CallContext,
-        timeout: Duration,
-    ) -> Result<serde_json::Value, GatewayError> {
-        self.call_json(name, op, version, params.to_string(), context, timeout)
-            .await
-    }
-
-    /// [`PluginRegistry::call`] with `params` already written as JSON text, which crosses
-    /// the ABI as it is (a caller sending one payload to several plugins writes it once).
-    pub async fn call_json(
-        &self,
-        name: &str,
-        op: &str,
-        version: u32,
-        params: String,
-        context: CallContext,
-        timeout: Duration,
-    ) -> Result<serde_json::Value, GatewayError> {
-        let handle = self.get(name).ok_or_else(|| {
-            GatewayError::not_found(format!("no plugin named '{name}' is loaded"))
-        })?;
-        let health = handle.health();
-        if !health.healthy {
-            return Err(GatewayError::new(
-                ErrorKind::Unavailable,
-                format!(
-                    "plugin '{name}' is unhealthy: {}",
-                    health.reason.unwrap_or_else(|| "no reason given".into())
-                ),
-            ));
-        }
-        let handle = Arc::clone(handle);
-        self.call_handle(&handle, op, version, params, context, timeout)
-            .await
-    }
-
     async fn call_handle(
         &self,
         handle: &Arc<PluginHandle>,
@@ -310,7 +274,7 @@ impl PluginRegistry {
         timeout: Duration,
     ) -> Result<serde_json::Value, GatewayError> {
         let id = self.next_call.fetch_add(1, Ordering::Relaxed);
-        let deadline = SystemTime::now() + timeout;
+        let deadline = self.clock.wall() + timeout;
         let request = OpRequest {
             id,
             op: op.into(),
@@ -323,13 +287,13 @@ impl PluginRegistry {
                 .unwrap_or(0),
         };
         let (completion, receiver) = completion_channel();
-        let started = Instant::now();
+        let started = self.clock.monotonic();
         handle.instance.start(request, completion);
         let outcome = tokio::time::timeout(timeout, receiver).await;
         self.metrics
             .plugin_call_seconds
             .get_or_create(&vec![("plugin", handle.name.clone())])
-            .observe(started.elapsed().as_secs_f64());
+            .observe(self.clock.monotonic().saturating_sub(started).as_secs_f64());
         let (code, result) = match outcome {
             Err(_elapsed) => {
                 handle.instance.cancel(id);
@@ -392,6 +356,48 @@ impl PluginRegistry {
                 tracing::warn!(plugin = %name, error = %e, "plugin shutdown failed");
             }
         }
+    }
+}
+
+#[async_trait]
+impl Plugins for PluginRegistry {
+    fn loaded(&self) -> Vec<PluginFacts> {
+        self.plugins
+            .iter()
+            .map(|p| PluginFacts {
+                name: p.name.clone(),
+                kind: p.manifest.kind,
+                ops: p.ops.clone(),
+                health: p.health(),
+            })
+            .collect()
+    }
+
+    async fn call_json(
+        &self,
+        name: &str,
+        op: &str,
+        version: u32,
+        params: String,
+        context: CallContext,
+        timeout: Duration,
+    ) -> Result<serde_json::Value, GatewayError> {
+        let handle = self.get(name).ok_or_else(|| {
+            GatewayError::not_found(format!("no plugin named '{name}' is loaded"))
+        })?;
+        let health = handle.health();
+        if !health.healthy {
+            return Err(GatewayError::new(
+                ErrorKind::Unavailable,
+                format!(
+                    "plugin '{name}' is unhealthy: {}",
+                    health.reason.unwrap_or_else(|| "no reason given".into())
+                ),
+            ));
+        }
+        let handle = Arc::clone(handle);
+        self.call_handle(&handle, op, version, params, context, timeout)
+            .await
     }
 }
 

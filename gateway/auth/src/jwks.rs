@@ -6,15 +6,35 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use arc_swap::ArcSwap;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet, KeyAlgorithm};
 use jsonwebtoken::{Algorithm, DecodingKey};
 
-use super::jwt::{decoding_key_from_pem, parse_algorithm};
-use crate::config::JwtKeyConfig;
+use skyport_core::clock::SharedClock;
+use skyport_core::config::JwtKeyConfig;
+
+/// Parses an algorithm name as configured.
+pub fn parse_algorithm(name: &str) -> Option<Algorithm> {
+    match name {
+        "RS256" => Some(Algorithm::RS256),
+        "ES256" => Some(Algorithm::ES256),
+        "EdDSA" => Some(Algorithm::EdDSA),
+        _ => None,
+    }
+}
+
+/// Loads a PEM public key for `algorithm`.
+pub fn decoding_key_from_pem(algorithm: Algorithm, pem: &[u8]) -> anyhow::Result<DecodingKey> {
+    Ok(match algorithm {
+        Algorithm::RS256 => DecodingKey::from_rsa_pem(pem)?,
+        Algorithm::ES256 => DecodingKey::from_ec_pem(pem)?,
+        Algorithm::EdDSA => DecodingKey::from_ed_pem(pem)?,
+        other => anyhow::bail!("algorithm {other:?} is not accepted"),
+    })
+}
 
 /// One verification key, its algorithm pinned.
 pub struct VerifyKey {
@@ -130,14 +150,16 @@ pub struct JwksRemote {
     url: String,
     client: reqwest::Client,
     keys: ArcSwap<KeySet>,
-    last_attempt: tokio::sync::Mutex<Option<Instant>>,
+    /// When the last fetch started, on `clock`'s monotonic time.
+    last_attempt: tokio::sync::Mutex<Option<Duration>>,
     cooldown: Duration,
     fetches: AtomicU64,
+    clock: SharedClock,
 }
 
 impl JwksRemote {
-    /// A remote key set; nothing is fetched yet.
-    pub fn new(url: String, cooldown: Duration) -> anyhow::Result<Self> {
+    /// A remote key set; nothing is fetched yet. The cooldown runs on `clock`.
+    pub fn new(url: String, cooldown: Duration, clock: SharedClock) -> anyhow::Result<Self> {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
             .build()?;
@@ -148,6 +170,7 @@ impl JwksRemote {
             last_attempt: tokio::sync::Mutex::new(None),
             cooldown,
             fetches: AtomicU64::new(0),
+            clock,
         })
     }
 
@@ -164,7 +187,7 @@ impl JwksRemote {
     /// Fetches now, regardless of the cooldown.
     pub async fn fetch(&self) -> anyhow::Result<()> {
         let mut last = self.last_attempt.lock().await;
-        *last = Some(Instant::now());
+        *last = Some(self.clock.monotonic());
         self.fetch_locked().await
     }
 
@@ -188,12 +211,13 @@ impl JwksRemote {
     /// per cooldown. Returns whether a fetch happened and succeeded.
     pub async fn refresh_for_unknown_kid(&self) -> bool {
         let mut last = self.last_attempt.lock().await;
+        let now = self.clock.monotonic();
         if let Some(at) = *last {
-            if at.elapsed() < self.cooldown {
+            if now.saturating_sub(at) < self.cooldown {
                 return false;
             }
         }
-        *last = Some(Instant::now());
+        *last = Some(now);
         match self.fetch_locked().await {
             Ok(()) => true,
             Err(e) => {

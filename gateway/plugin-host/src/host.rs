@@ -13,7 +13,7 @@ use skyport_plugin_api::abi::{
     error_code, CompletionBox, HostServices, LogLevel, MetricKind, OpRequest, PluginError,
 };
 
-use crate::metrics::Metrics;
+use skyport_core::metrics::Metrics;
 
 /// A host op's answer: JSON, or a plugin-style error.
 pub type HostOpFuture =

@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
 
-use super::jwt::TokenClaims;
+use super::claims::TokenClaims;
 
 /// How many bytes at the end of a token are hashed to pick its slot.
 pub const HASHED_TAIL: usize = 32;

@@ -1,0 +1,148 @@
+//! The canonical request and the string to sign (AWS "Create a canonical request for
+//! Signature Version 4").
+
+use super::*;
+
+pub(super) fn uri_encode(s: &str, out: &mut String) {
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+}
+
+/// The canonical query string: every pair decoded, re-encoded, sorted; the presigned
+/// signature itself left out.
+pub(super) fn canonical_query(query: &str) -> String {
+    if query.is_empty() {
+        return String::new();
+    }
+    let mut pairs: Vec<(String, String)> = query_pairs(query)
+        .filter(|(k, _)| k != "X-Amz-Signature")
+        .map(|(k, v)| {
+            let (mut ek, mut ev) = (String::new(), String::new());
+            uri_encode(&k, &mut ek);
+            uri_encode(&v, &mut ev);
+            (ek, ev)
+        })
+        .collect();
+    pairs.sort();
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// The canonical request of `parts` under `signed`.
+pub fn canonical_request(
+    parts: &RequestParts<'_>,
+    signed: &SignedRequest,
+) -> Result<String, SigV4Error> {
+    let mut out = String::with_capacity(256);
+    out.push_str(parts.method);
+    out.push('\n');
+    out.push_str(if parts.path.is_empty() {
+        "/"
+    } else {
+        parts.path
+    });
+    out.push('\n');
+    out.push_str(&canonical_query(parts.query));
+    out.push('\n');
+    for name in signed.signed_header_names() {
+        out.push_str(name);
+        out.push(':');
+        let mut values = parts.headers.get_all(name).iter().peekable();
+        if values.peek().is_none() {
+            if name != "host" {
+                return Err(auth_failure(format!("signed header {name} is missing")));
+            }
+            let host = parts
+                .authority
+                .ok_or_else(|| auth_failure("the signed host header is missing"))?;
+            out.push_str(host);
+        }
+        for (i, value) in values.enumerate() {
+            let value = value
+                .to_str()
+                .map_err(|_| auth_failure(format!("signed header {name} is not valid text")))?;
+            if i > 0 {
+                out.push(',');
+            }
+            // Trimmed, inner runs of spaces collapsed; most values already are.
+            for (j, word) in value.split_whitespace().enumerate() {
+                if j > 0 {
+                    out.push(' ');
+                }
+                out.push_str(word);
+            }
+        }
+        out.push('\n');
+    }
+    out.push('\n');
+    out.push_str(&signed.signed_headers);
+    out.push('\n');
+    let declared = parts
+        .headers
+        .get(X_AMZ_CONTENT_SHA256)
+        .and_then(|v| v.to_str().ok());
+    if declared == Some("UNSIGNED-PAYLOAD") {
+        out.push_str("UNSIGNED-PAYLOAD");
+        return Ok(out);
+    }
+    let mut hex_buffer = [0u8; 64];
+    let actual = sha256_hex(parts.body, &mut hex_buffer);
+    if declared.is_some_and(|d| !d.eq_ignore_ascii_case(actual)) {
+        return Err(SigV4Error::Mismatch(
+            "x-amz-content-sha256 does not match the body".into(),
+        ));
+    }
+    out.push_str(actual);
+    Ok(out)
+}
+
+/// The lower-case hex SHA-256 of `data`, written into `buffer` (no allocation).
+pub(super) fn sha256_hex<'b>(data: &[u8], buffer: &'b mut [u8; 64]) -> &'b str {
+    hex::encode_to_slice(Sha256::digest(data), buffer).expect("64 bytes hold a SHA-256 in hex");
+    std::str::from_utf8(buffer).expect("hex is ASCII")
+}
+
+pub(super) fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
+    let mut mac = HmacSha256::new_from_slice(key).expect("HMAC takes keys of any length");
+    mac.update(data);
+    mac.finalize().into_bytes().to_vec()
+}
+
+/// The string to sign for `canonical`.
+pub fn string_to_sign(signed: &SignedRequest, canonical: &str) -> String {
+    let mut out = Vec::with_capacity(128);
+    write_string_to_sign(signed, canonical, |part| out.extend_from_slice(part));
+    String::from_utf8(out).expect("the string to sign is text")
+}
+
+/// Feeds the string to sign for `canonical` to `sink`, piece by piece (no allocation).
+pub(super) fn write_string_to_sign(
+    signed: &SignedRequest,
+    canonical: &str,
+    mut sink: impl FnMut(&[u8]),
+) {
+    let mut hex_buffer = [0u8; 64];
+    for part in [
+        ALGORITHM,
+        "\n",
+        &signed.amz_date,
+        "\n",
+        &signed.scope_date,
+        "/",
+        &signed.region,
+        "/",
+        SERVICE,
+        "/aws4_request\n",
+        sha256_hex(canonical.as_bytes(), &mut hex_buffer),
+    ] {
+        sink(part.as_bytes());
+    }
+}

@@ -1,0 +1,155 @@
+use super::*;
+
+/// The canonical request of a GET, then sign/verify round trip: the right secret
+/// verifies, one flipped signature digit or another secret does not.
+#[test]
+fn canonical_request_and_constant_time_verification() {
+    let signed = SignedRequest {
+        access_key_id: "AKIDEXAMPLE".into(),
+        scope_date: "20150830".into(),
+        region: "us-east-1".into(),
+        amz_date: "20150830T123600Z".into(),
+        signed_headers: "host;x-amz-date".into(),
+        signature: "".into(),
+        expires: None,
+    };
+    let mut headers = http::HeaderMap::new();
+    headers.insert("host", "ec2.amazonaws.com".parse().unwrap());
+    headers.insert("x-amz-date", "20150830T123600Z".parse().unwrap());
+    let parts = RequestParts {
+        method: "GET",
+        path: "/",
+        query: "Action=DescribeRegions&Version=2016-11-15",
+        headers: &headers,
+        authority: None,
+        body: b"",
+    };
+    let canonical = canonical_request(&parts, &signed).unwrap();
+    assert_eq!(
+        canonical,
+        "GET\n/\nAction=DescribeRegions&Version=2016-11-15\nhost:ec2.amazonaws.com\nx-amz-date:20150830T123600Z\n\nhost;x-amz-date\ne3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+    );
+    let secret = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
+    let sig = sign(secret, &signed, &string_to_sign(&signed, &canonical));
+    let good = SignedRequest {
+        signature: sig.clone().into(),
+        ..signed.clone()
+    };
+    assert_eq!(verify(&parts, &good, secret), Ok(()));
+    let mut flipped = sig.into_bytes();
+    flipped[0] = if flipped[0] == b'0' { b'1' } else { b'0' };
+    let bad = SignedRequest {
+        signature: String::from_utf8(flipped).unwrap().into(),
+        ..signed
+    };
+    assert!(matches!(
+        verify(&parts, &bad, secret),
+        Err(SigV4Error::Mismatch(_))
+    ));
+    assert!(matches!(
+        verify(&parts, &good, "another secret"),
+        Err(SigV4Error::Mismatch(_))
+    ));
+}
+
+#[test]
+fn aws_documented_signing_key() {
+    // docs.aws.amazon.com "Examples of how to derive a signing key for Signature
+    // Version 4": secret wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY, 20120215,
+    // us-east-1, iam -> f4780e2d9f65fa895f9c67b32ce1baf0b0d8a43505a000a1a9e090d414db404d.
+    let k_date = hmac(b"AWS4wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", b"20120215");
+    let k_region = hmac(&k_date, b"us-east-1");
+    let k_service = hmac(&k_region, b"iam");
+    assert_eq!(
+        hex::encode(hmac(&k_service, b"aws4_request")),
+        "f4780e2d9f65fa895f9c67b32ce1baf0b0d8a43505a000a1a9e090d414db404d"
+    );
+}
+
+#[test]
+fn header_parsing_checks_scope_and_service() {
+    let mut headers = http::HeaderMap::new();
+    headers.insert("x-amz-date", "20261123T113901Z".parse().unwrap());
+    let parts = |h: &http::HeaderMap| -> Result<SignedRequest<'static>, SigV4Error> {
+        parse(&RequestParts {
+            method: "POST",
+            path: "/",
+            query: "",
+            headers: h,
+            authority: None,
+            body: b"",
+        })
+        .map(SignedRequest::into_owned)
+    };
+    headers.insert(
+        "authorization",
+        "AWS4-HMAC-SHA256 Credential=AK/20261123/local-1/ec2/aws4_request, SignedHeaders=host;x-amz-date, Signature=ABCD"
+            .parse()
+            .unwrap(),
+    );
+    let signed = parts(&headers).unwrap();
+    assert_eq!(signed.region, "local-1");
+    assert_eq!(signed.signature, "abcd");
+    headers.insert(
+        "authorization",
+        "AWS4-HMAC-SHA256 Credential=AK/20261123/local-1/s3/aws4_request, SignedHeaders=host;x-amz-date, Signature=ab"
+            .parse()
+            .unwrap(),
+    );
+    assert!(matches!(parts(&headers), Err(SigV4Error::AuthFailure(m)) if m.contains("'s3'")));
+    headers.insert(
+        "authorization",
+        "AWS4-HMAC-SHA256 Credential=AK/20261122/local-1/ec2/aws4_request, SignedHeaders=host;x-amz-date, Signature=ab"
+            .parse()
+            .unwrap(),
+    );
+    assert!(parts(&headers).is_err());
+}
+
+#[test]
+fn skew_window_and_presigned_expiry() {
+    let signed = SignedRequest {
+        access_key_id: "AK".into(),
+        scope_date: "20261123".into(),
+        region: "local-1".into(),
+        amz_date: "20261123T120000Z".into(),
+        signed_headers: "host".into(),
+        signature: "".into(),
+        expires: None,
+    };
+    let at = parse_amz_date("20261123T120000Z").unwrap();
+    assert_eq!(
+        at,
+        humantime::parse_rfc3339("2026-11-23T12:00:00Z").unwrap()
+    );
+    assert_eq!(
+        parse_amz_date("20240229T235959Z").unwrap(),
+        humantime::parse_rfc3339("2024-02-29T23:59:59Z").unwrap()
+    );
+    assert!(parse_amz_date("20261323T120000Z").is_none());
+    assert!(parse_amz_date("2026112xT120000Z").is_none());
+    let skew = Duration::from_secs(900);
+    assert!(check_time(&signed, at + Duration::from_secs(899), skew).is_ok());
+    assert!(matches!(
+        check_time(&signed, at + Duration::from_secs(901), skew),
+        Err(SigV4Error::Expired(_))
+    ));
+    assert!(matches!(
+        check_time(&signed, at - Duration::from_secs(901), skew),
+        Err(SigV4Error::Expired(_))
+    ));
+    let presigned = SignedRequest {
+        expires: Some(60),
+        ..signed
+    };
+    assert!(check_time(&presigned, at + Duration::from_secs(59), skew).is_ok());
+    assert!(check_time(&presigned, at + Duration::from_secs(61), skew).is_err());
+}
+
+#[test]
+fn canonical_query_sorts_and_reencodes() {
+    assert_eq!(
+        canonical_query("b=2&a=x%20y&X-Amz-Signature=zz&c=%7E"),
+        "a=x%20y&b=2&c=~"
+    );
+}

@@ -1,0 +1,22 @@
+//! Skyport's plugin host: everything that touches a plugin library.
+//!
+//! - [`loader`]: the checks a library must pass before any of its code runs, and the
+//!   one-line refusals (the same checks `skyport plugins check` runs);
+//! - [`registry`]: the loaded instances, calls into them (deadline, cancel, panic ->
+//!   circuit open) and their health;
+//! - [`host`]: the host services a plugin calls back into (logs, metrics, host ops);
+//! - [`plugins`]: the [`Plugins`] trait, what the rest of the gateway needs of the loaded
+//!   plugins, so that the services above can be tested without loading a library.
+// Only the loader opens libraries and reads their manifest (`loader.rs`, each block with
+// its SAFETY note); nothing else in this crate may use `unsafe`.
+#![deny(unsafe_code)]
+#![warn(missing_docs, unreachable_pub)]
+
+pub mod host;
+pub mod loader;
+pub mod plugins;
+pub mod registry;
+
+pub use loader::{load_library, Refusal};
+pub use plugins::{PluginFacts, Plugins};
+pub use registry::{HealthView, PluginHandle, PluginRegistry};

@@ -1,0 +1,18 @@
+//! The embedded default storage: every store of the gateway in one SQLite database,
+//! `<state-dir>/skyport.db` (WAL), each implementing its trait from the layer that owns
+//! it and passing that trait's conformance suite.
+#![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub)]
+
+pub mod access_keys;
+pub mod db;
+
+pub use access_keys::SqliteAccessKeys;
+
+/// A new empty directory for one test's database.
+#[cfg(test)]
+fn test_dir(tag: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(skyport_core::ids::new_id(&format!("skyport-{tag}")));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
