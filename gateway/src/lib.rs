@@ -1,30 +1,17 @@
-//! Skyport, a federated cloud-broker gateway.
+//! Skyport, a federated cloud-broker gateway: the `skyport` binary's library.
 //!
-//! A request reads top to bottom through these modules (see `pipeline`): `tls` ->
-//! `auth` -> `limit` -> `cache` -> `api` -> `plugins` -> `metering_tap`.
-// Only the plugin loader opens libraries and reads their manifest (`plugins/loader.rs`,
-// each block with its SAFETY note); nothing else may use `unsafe`.
-#![deny(unsafe_code)]
+//! A request reads top to bottom through these modules: [`server`] (TLS, HTTP) ->
+//! [`stack`] (the one request pipeline) -> [`api`] (the front door: native or EC2) ->
+//! the domain's services (`skyport-domain`) -> the plugins (`skyport-plugin-host`).
+//! [`wiring`] builds all of it from the configuration; [`cli`] is the command line.
+// Nothing in this crate needs `unsafe`; the plugin loader's lives in skyport-plugin-host.
+#![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod api;
-pub mod cache;
-pub mod catalog;
 pub mod cli;
-pub mod config_check;
-pub mod host_ops;
-pub mod inventory;
-pub mod limit;
-pub mod metering_tap;
 pub mod metrics_listener;
-pub mod operations;
-pub mod pipeline;
-pub mod placement;
 pub mod server;
-pub mod state;
+pub mod stack;
 pub mod tls;
-
-pub use skyport_auth as auth;
-pub use skyport_core::{clock, config, error, ids, metrics};
-pub use skyport_plugin_host as plugins;
-pub use skyport_store_sqlite::db;
+pub mod wiring;

@@ -10,9 +10,13 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
-use crate::auth::mtls::identity_from_certificate;
-use crate::pipeline::{self, ConnInfo};
-use crate::state::AppState;
+use skyport_auth::mtls::identity_from_certificate;
+
+use crate::api::ec2::Ec2Api;
+use crate::stack::request::ConnInfo;
+use crate::stack::{self};
+use crate::tls::ReloadableTls;
+use crate::wiring::Gateway;
 
 /// Time allowed for a TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -21,13 +25,15 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// `drain` before returning.
 pub async fn serve_tls(
     listener: TcpListener,
-    state: Arc<AppState>,
+    gateway: Arc<Gateway>,
+    tls: Arc<ReloadableTls>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
     drain: Duration,
 ) {
     let graceful = GracefulShutdown::new();
-    let header_timeout = Duration::from_secs(state.config.server.header_read_timeout_secs);
-    let max_header_bytes = state.config.server.max_header_bytes;
+    let server = &gateway.services.config.server;
+    let header_timeout = Duration::from_secs(server.header_read_timeout_secs);
+    let max_header_bytes = server.max_header_bytes;
     loop {
         let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -41,9 +47,9 @@ pub async fn serve_tls(
             _ = shutdown.changed() => break,
         };
         let _ = tcp.set_nodelay(true);
-        let acceptor = state.tls.acceptor();
-        let state = Arc::clone(&state);
-        let trust_domain = state.config.auth.mtls.trust_domain.clone();
+        let acceptor = tls.acceptor();
+        let gateway = Arc::clone(&gateway);
+        let trust_domain = gateway.services.config.auth.mtls.trust_domain.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
@@ -64,8 +70,10 @@ pub async fn serve_tls(
                 .and_then(|certs| certs.first())
                 .and_then(|leaf| identity_from_certificate(leaf, &trust_domain));
             let conn = Arc::new(ConnInfo { peer, identity });
-            let service =
-                service_fn(move |req| pipeline::handle(Arc::clone(&state), Arc::clone(&conn), req));
+            let service = service_fn(move |req| {
+                let (gateway, conn) = (Arc::clone(&gateway), Arc::clone(&conn));
+                async move { Ok::<_, std::convert::Infallible>(dispatch(&gateway, &conn, req).await) }
+            });
             let mut builder = auto::Builder::new(TokioExecutor::new());
             builder
                 .http1()
@@ -86,5 +94,19 @@ pub async fn serve_tls(
     tokio::select! {
         _ = graceful.shutdown() => tracing::info!("all connections drained"),
         _ = tokio::time::sleep(drain) => tracing::warn!("drain deadline passed; closing remaining connections"),
+    }
+}
+
+/// Hands a request to the front door that serves its path, through the one stack.
+async fn dispatch(
+    gateway: &Gateway,
+    conn: &ConnInfo,
+    req: http::Request<hyper::body::Incoming>,
+) -> http::Response<http_body_util::Full<bytes::Bytes>> {
+    if Ec2Api::serves(req.uri().path()) {
+        // Boxed: the EC2 door's future would otherwise enlarge every native request's.
+        Box::pin(stack::handle(&gateway.stack, &gateway.ec2, conn, req)).await
+    } else {
+        stack::handle(&gateway.stack, &gateway.native, conn, req).await
     }
 }

@@ -89,6 +89,16 @@ impl TenantDirectory {
         self.tenants.iter()
     }
 
+    /// Every tenant's configuration, by id.
+    pub fn configs(&self) -> &BTreeMap<String, TenantConfig> {
+        &self.tenants
+    }
+
+    /// The name of `tenant`'s plan, if it has one.
+    pub fn plan_of(&self, tenant: &str) -> Option<&str> {
+        self.tenants.get(tenant)?.plan.as_deref()
+    }
+
     /// The configuration of `tenant`, if it is registered.
     pub fn get(&self, tenant: &str) -> Option<&TenantConfig> {
         self.tenants.get(tenant)

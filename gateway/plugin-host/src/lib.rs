@@ -16,6 +16,8 @@ pub mod host;
 pub mod loader;
 pub mod plugins;
 pub mod registry;
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;
 
 pub use loader::{load_library, Refusal};
 pub use plugins::{PluginFacts, Plugins};

@@ -249,6 +249,19 @@ impl PluginRegistry {
         }
     }
 
+    /// Probes every plugin's health every `interval`, until aborted: an unhealthy plugin
+    /// (also one whose circuit a panic opened) serves again once it answers healthy.
+    pub async fn probe_every(self: Arc<Self>, interval: Duration) {
+        let mut tick = tokio::time::interval(interval);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            for plugin in &self.plugins {
+                self.probe(plugin).await;
+            }
+        }
+    }
+
     /// Loaded plugins.
     pub fn plugins(&self) -> &[Arc<PluginHandle>] {
         &self.plugins

@@ -5,7 +5,7 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Response};
 use http_body_util::Full;
 
-use crate::error::{GatewayError, RateLimitInfo};
+use skyport_core::error::{GatewayError, RateLimitInfo};
 
 /// Problem documents' `type` URIs live under this base.
 const TYPE_BASE: &str = "https://skyport.dev/problems/";
@@ -27,7 +27,7 @@ pub fn problem_response(err: &GatewayError, request_id: &str) -> Response<Full<B
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/problem+json"),
     );
-    if err.kind == crate::error::ErrorKind::Unauthenticated {
+    if err.kind == skyport_core::error::ErrorKind::Unauthenticated {
         headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     }
     if let Some(info) = &err.rate_limit {

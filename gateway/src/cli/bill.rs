@@ -13,8 +13,8 @@ use clap::{Args, Subcommand};
 use serde_json::json;
 use skyport_plugin_api::sdk::CallContext;
 
-use crate::metrics::Metrics;
-use crate::plugins::PluginRegistry;
+use skyport_core::metrics::Metrics;
+use skyport_plugin_host::PluginRegistry;
 
 /// `skyport bill ...`.
 #[derive(Debug, Args)]
@@ -92,7 +92,7 @@ pub(super) fn run(args: BillArgs) -> anyhow::Result<i32> {
             &super::serve::plugin_dir(),
             &config.server.state_dir,
             Arc::new(Metrics::new()),
-            crate::clock::SystemClock::shared(),
+            skyport_core::clock::SystemClock::shared(),
         )
         .await
         .map_err(|refusal| anyhow::anyhow!("{refusal}"))?;

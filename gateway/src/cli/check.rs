@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use crate::plugins::load_library;
+use skyport_plugin_host::load_library;
 
 /// Runs the loader's checks on `file`; prints one line.
 pub(super) fn plugin(file: &Path, sha256: Option<&str>) -> anyhow::Result<i32> {
@@ -33,7 +33,7 @@ pub(super) fn plugin(file: &Path, sha256: Option<&str>) -> anyhow::Result<i32> {
 
 /// Validates a configuration file; prints every error with its key path.
 pub(super) fn config(file: &Path) -> anyhow::Result<i32> {
-    match crate::config_check::load(file) {
+    match skyport_domain::config_check::load(file) {
         Ok(_) => {
             println!("{}: ok", file.display());
             Ok(0)

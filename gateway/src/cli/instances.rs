@@ -9,8 +9,8 @@ use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 
 use super::token;
-use crate::config::Config;
 use crate::tls::dev_certs;
+use skyport_core::config::Config;
 
 /// Arguments shared by every `instances` command.
 #[derive(Debug, Args)]

@@ -12,9 +12,9 @@ use std::sync::Arc;
 
 use skyport_store_sqlite::SqliteAccessKeys;
 
-use crate::auth::access_keys::AccessKeys;
-use crate::auth::TenantDirectory;
-use crate::clock::SystemClock;
+use skyport_auth::access_keys::AccessKeys;
+use skyport_auth::TenantDirectory;
+use skyport_core::clock::SystemClock;
 
 /// `skyport keys ...`.
 #[derive(Debug, Args)]

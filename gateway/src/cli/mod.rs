@@ -88,11 +88,11 @@ enum CertsCommand {
 fn load_config(
     file: Option<&std::path::Path>,
     state_dir: Option<&std::path::Path>,
-) -> anyhow::Result<crate::config::Config> {
+) -> anyhow::Result<skyport_core::config::Config> {
     let mut config = match file {
-        Some(path) => crate::config_check::load(path)
+        Some(path) => skyport_domain::config_check::load(path)
             .map_err(|e| anyhow::anyhow!("{}:\n{e}", path.display()))?,
-        None => crate::config::Config::embedded(),
+        None => skyport_core::config::Config::embedded(),
     };
     if let Some(dir) = state_dir {
         config.server.state_dir = dir.to_path_buf();

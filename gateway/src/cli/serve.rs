@@ -5,7 +5,6 @@
 //! certificate, client CA and JWT keys; SIGTERM or ctrl-c stops accepting, drains in-flight
 //! requests up to the drain deadline, flushes the tap and shuts plugins down.
 
-use skyport_plugin_host::Plugins as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,20 +14,16 @@ use clap::Args;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::api::native::{RegionView, FEDERATED_REGION};
-use crate::auth::jwt::JwtVerifier;
-use crate::auth::{Authenticator, TenantDirectory};
-use crate::cache::ResponseCache;
-use crate::config::{Config, JwtKeyConfig};
-use crate::limit::TenantRateLimiter;
-use crate::metering_tap::{forward_batches, MeteringTap};
-use crate::metrics::Metrics;
+use skyport_auth::jwt::JwtVerifier;
+use skyport_core::clock::SystemClock;
+use skyport_core::config::Config;
+use skyport_core::metrics::Metrics;
+use skyport_domain::metering_tap::forward_batches;
+use skyport_plugin_host::PluginRegistry;
+
 use crate::metrics_listener::{serve_metrics, Readiness};
-use crate::plugins::PluginRegistry;
-use crate::state::AppState;
 use crate::tls::{dev_certs, ReloadableTls, TlsPaths};
-use skyport_plugin_api::ops::{Region, REGIONS};
-use skyport_plugin_api::sdk::CallContext;
+use crate::wiring::Gateway;
 
 /// Arguments of `skyport serve`.
 #[derive(Debug, Args)]
@@ -50,7 +45,7 @@ pub struct ServeArgs {
 /// Runs the gateway until it is told to stop.
 pub fn run(args: ServeArgs) -> anyhow::Result<i32> {
     let mut config = match &args.config {
-        Some(path) => crate::config_check::load(path)
+        Some(path) => skyport_domain::config_check::load(path)
             .map_err(|e| anyhow::anyhow!("{}:\n{e}", path.display()))?,
         None => Config::embedded(),
     };
@@ -93,7 +88,7 @@ pub(super) fn plugin_dir() -> PathBuf {
 }
 
 async fn serve(config: Config) -> anyhow::Result<i32> {
-    let clock = crate::clock::SystemClock::shared();
+    let clock = SystemClock::shared();
     let state_dir = config.server.state_dir.clone();
     std::fs::create_dir_all(&state_dir)
         .with_context(|| format!("creating state directory {}", state_dir.display()))?;
@@ -106,90 +101,8 @@ async fn serve(config: Config) -> anyhow::Result<i32> {
             tracing::info!(dir = %certs_dir.display(), files = ?material.created, "created development certificates and keys");
         }
     }
-
-    let tls_paths = match (&config.tls.cert, &config.tls.key) {
-        (Some(cert), Some(key)) => TlsPaths {
-            cert: config.state_path(cert),
-            key: config.state_path(key),
-            client_ca: config
-                .tls
-                .client_ca
-                .as_deref()
-                .map(|p| config.state_path(p)),
-        },
-        (None, None) => TlsPaths {
-            cert: certs_dir.join(dev_certs::files::SERVER),
-            key: certs_dir.join(dev_certs::files::SERVER_KEY),
-            client_ca: Some(
-                config
-                    .tls
-                    .client_ca
-                    .as_deref()
-                    .map(|p| config.state_path(p))
-                    .unwrap_or_else(|| certs_dir.join(dev_certs::files::CA)),
-            ),
-        },
-        _ => anyhow::bail!("tls: set both cert and key, or neither (development certificates)"),
-    };
+    let tls_paths = tls_paths(&config, &certs_dir)?;
     let tls = Arc::new(ReloadableTls::load(tls_paths.clone()).context("loading TLS material")?);
-
-    let key_sources: Vec<JwtKeyConfig> = if config.auth.jwt.keys.is_empty() {
-        vec![JwtKeyConfig {
-            kid: Some(dev_certs::DEV_JWT_KID.to_string()),
-            algorithm: Some("ES256".to_string()),
-            pem: Some(certs_dir.join(dev_certs::files::JWT_PUBLIC)),
-            jwks_file: None,
-            jwks_url: None,
-        }]
-    } else {
-        config
-            .auth
-            .jwt
-            .keys
-            .iter()
-            .map(|k| JwtKeyConfig {
-                pem: k.pem.as_deref().map(|p| config.state_path(p)),
-                jwks_file: k.jwks_file.as_deref().map(|p| config.state_path(p)),
-                ..k.clone()
-            })
-            .collect()
-    };
-    let jwt = Arc::new(
-        JwtVerifier::new(&config.auth.jwt, key_sources, clock.clone())
-            .context("loading JWT keys")?,
-    );
-    jwt.prefetch().await;
-
-    let metrics = Arc::new(Metrics::new());
-    let plugins = Arc::new(
-        PluginRegistry::load_all(
-            &config.plugins,
-            &plugin_dir(),
-            &state_dir,
-            Arc::clone(&metrics),
-            clock.clone(),
-        )
-        .await
-        .map_err(|refusal| anyhow::anyhow!("{refusal} (required = true)"))?,
-    );
-    let regions = gather_regions(&plugins).await;
-    for (tenant, t) in &config.tenants {
-        if let Some(region) = &t.default_region {
-            if !regions
-                .iter()
-                .any(|r| r.kind == "provider" && &r.name == region)
-            {
-                tracing::warn!(tenant = %tenant, region = %region, "tenants.{tenant}.default_region names no provider region served now; its raw requests are placed as if it were not set");
-            }
-        }
-    }
-
-    let (tap, tap_rx) = MeteringTap::new(
-        config.tap.queue_capacity,
-        Arc::clone(&plugins),
-        Arc::clone(&metrics),
-    );
-    let forwarder = tokio::spawn(forward_batches(tap_rx, config.tap.batch_max_events));
 
     let listener = TcpListener::bind(config.server.listen)
         .await
@@ -200,68 +113,15 @@ async fn serve(config: Config) -> anyhow::Result<i32> {
     let api_addr = listener.local_addr()?;
     let metrics_addr = metrics_listener.local_addr()?;
 
-    let inventory =
-        crate::inventory::Inventory::open(&state_dir).context("opening the inventory")?;
-    let access_keys = Arc::new(crate::auth::access_keys::AccessKeys::new(
-        Arc::new(
-            skyport_store_sqlite::SqliteAccessKeys::open(&state_dir)
-                .context("opening the access keys")?,
-        ),
-        clock.clone(),
-    ));
-    let key_pairs = crate::operations::keypairs::KeyPairStore::open(&state_dir)
-        .context("opening the key pairs")?;
-    let placements = crate::placement::audit::PlacementAudit::open(&state_dir)
-        .context("opening the placement audit")?;
-    let deployments = crate::operations::deployments::DeploymentStore::open(&state_dir)
-        .context("opening the deployments")?;
-    let rules =
-        crate::placement::rules::RuleSet::compile(&config.placement.rules, "placement.rules")
-            .map_err(|errors| anyhow::anyhow!(crate::config::ConfigErrors(errors)))?;
-    for (rule, provider) in rules.named_providers() {
-        if plugins.get(provider).is_none() {
-            tracing::warn!(
-                rule,
-                provider,
-                "a placement rule names a provider that is not loaded"
-            );
-        }
-    }
-    let catalog_store = crate::catalog::store::CatalogStore::open(&state_dir)
-        .context("opening the catalog changes")?;
-    let catalog = arc_swap::ArcSwap::from_pointee(effective_catalog(&config, &catalog_store)?);
-    let config = Arc::new(config);
-    let state = Arc::new(AppState {
-        catalog,
-        catalog_store,
-        catalog_writes: tokio::sync::Mutex::new(()),
-        rules,
-        deployments,
-        inventory,
-        auth: Authenticator::new(
-            Arc::clone(&jwt),
-            config.auth.mtls.admin_services.clone(),
-            Arc::clone(&access_keys),
-            Duration::from_secs(config.auth.sigv4.max_skew_secs),
-            clock.clone(),
-        ),
-        access_keys,
-        key_pairs,
-        placements,
-        tenants: TenantDirectory::new(config.tenants.clone()),
-        limiter: TenantRateLimiter::from_config(&config),
-        cache: ResponseCache::new(config.cache.max_entries),
-        plugins: Arc::clone(&plugins),
-        regions,
-        tap,
-        metrics: Arc::clone(&metrics),
-        tls: Arc::clone(&tls),
-        config: Arc::clone(&config),
-    });
+    let metrics = Arc::new(Metrics::new());
+    let (gateway, tap_receiver) =
+        Gateway::build(config, &plugin_dir(), Arc::clone(&metrics), clock).await?;
+    let gateway = Arc::new(gateway);
+    let config = Arc::clone(&gateway.services.config);
+    let plugins = Arc::clone(&gateway.services.plugins);
+    let jwt = Arc::clone(&gateway.jwt);
+    let forwarder = tokio::spawn(forward_batches(tap_receiver, config.tap.batch_max_events));
 
-    plugins.bind_host_ops(Arc::new(crate::host_ops::GatewayHostOps(Arc::downgrade(
-        &state,
-    ))));
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let readiness = Arc::new(Readiness::default());
     let metrics_task = tokio::spawn(serve_metrics(
@@ -271,39 +131,24 @@ async fn serve(config: Config) -> anyhow::Result<i32> {
         shutdown_rx.clone(),
     ));
     let retain_task = {
-        let state = Arc::clone(&state);
+        let gateway = Arc::clone(&gateway);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(60));
             loop {
                 tick.tick().await;
-                state.limiter.retain_recent();
+                gateway.stack.limiter.retain_recent();
             }
         })
     };
-    // Health probes: every plugin answers `health@1` every
-    // `server.health_probe_interval_secs`; an unhealthy plugin (also one whose circuit a
-    // panic opened) serves again once it answers healthy.
-    let probe_task = {
-        let plugins = Arc::clone(&plugins);
-        let interval = Duration::from_secs(config.server.health_probe_interval_secs);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(interval);
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                for plugin in plugins.plugins() {
-                    plugins.probe(plugin).await;
-                }
-            }
-        })
-    };
-    let sync_task = crate::inventory::sync::spawn(
-        Arc::clone(&state),
-        Duration::from_secs(config.inventory.sync_interval_secs),
-    );
+    let probe_task = tokio::spawn(Arc::clone(&plugins).probe_every(Duration::from_secs(
+        config.server.health_probe_interval_secs,
+    )));
+    let sync_task =
+        Arc::clone(&gateway.sync).spawn(Duration::from_secs(config.inventory.sync_interval_secs));
     let server = tokio::spawn(crate::server::serve_tls(
         listener,
-        Arc::clone(&state),
+        Arc::clone(&gateway),
+        Arc::clone(&tls),
         shutdown_rx,
         Duration::from_secs(config.server.drain_timeout_secs),
     ));
@@ -336,7 +181,8 @@ async fn serve(config: Config) -> anyhow::Result<i32> {
     probe_task.abort();
     sync_task.abort();
     let _ = metrics_task.await;
-    drop(state);
+    // The tap's senders go with the gateway, which lets the forwarder finish.
+    drop(gateway);
     if tokio::time::timeout(Duration::from_secs(10), forwarder)
         .await
         .is_err()
@@ -347,6 +193,28 @@ async fn serve(config: Config) -> anyhow::Result<i32> {
     let _ = std::fs::remove_file(state_dir.join(LISTEN_FILE));
     tracing::info!("stopped");
     Ok(0)
+}
+
+/// The server certificate, key and client CA: configured, or the development ones.
+fn tls_paths(config: &Config, certs_dir: &Path) -> anyhow::Result<TlsPaths> {
+    let client_ca = config
+        .tls
+        .client_ca
+        .as_deref()
+        .map(|p| config.state_path(p));
+    Ok(match (&config.tls.cert, &config.tls.key) {
+        (Some(cert), Some(key)) => TlsPaths {
+            cert: config.state_path(cert),
+            key: config.state_path(key),
+            client_ca,
+        },
+        (None, None) => TlsPaths {
+            cert: certs_dir.join(dev_certs::files::SERVER),
+            key: certs_dir.join(dev_certs::files::SERVER_KEY),
+            client_ca: Some(client_ca.unwrap_or_else(|| certs_dir.join(dev_certs::files::CA))),
+        },
+        _ => anyhow::bail!("tls: set both cert and key, or neither (development certificates)"),
+    })
 }
 
 fn reload(tls: &ReloadableTls, jwt: &JwtVerifier) {
@@ -379,63 +247,6 @@ fn write_listen_file(
     std::fs::write(&tmp, body.to_string())?;
     std::fs::rename(tmp, state_dir.join(LISTEN_FILE))?;
     Ok(())
-}
-
-async fn gather_regions(plugins: &PluginRegistry) -> Vec<RegionView> {
-    let mut regions: Vec<RegionView> = Vec::new();
-    for plugin in plugins.plugins() {
-        if plugin.manifest.kind != "provider" || !plugin.ops.iter().any(|o| o == "regions@1") {
-            continue;
-        }
-        let answer = plugins
-            .call(
-                &plugin.name,
-                REGIONS,
-                1,
-                serde_json::json!({}),
-                CallContext::default(),
-                Duration::from_secs(10),
-            )
-            .await
-            .and_then(|v| {
-                serde_json::from_value::<Vec<Region>>(v)
-                    .map_err(crate::error::GatewayError::internal)
-            });
-        match answer {
-            Ok(list) => {
-                for region in list {
-                    match regions.iter_mut().find(|r| r.name == region.name) {
-                        Some(existing) => existing.providers.push(plugin.name.clone()),
-                        None => regions.push(RegionView {
-                            name: region.name,
-                            kind: "provider",
-                            providers: vec![plugin.name.clone()],
-                            zones: region.zones,
-                        }),
-                    }
-                }
-            }
-            Err(e) => {
-                tracing::warn!(plugin = %plugin.name, error = %e.public, cause = ?e.cause, "regions unavailable")
-            }
-        }
-    }
-    let all: Vec<String> = plugins
-        .plugins()
-        .iter()
-        .filter(|p| p.manifest.kind == "provider")
-        .map(|p| p.name.clone())
-        .collect();
-    regions.insert(
-        0,
-        RegionView {
-            name: FEDERATED_REGION.to_string(),
-            kind: "federated",
-            providers: all,
-            zones: Vec::new(),
-        },
-    );
-    regions
 }
 
 fn print_banner(
@@ -473,36 +284,4 @@ fn print_banner(
         "  try: curl --cacert {} -H \"Authorization: Bearer $({exe} token --tenant demo{state_flag})\" https://{api}/v1/whoami",
         ca.display()
     );
-}
-
-/// The configuration's catalog with the administrators' stored changes laid over it. When
-/// the changes no longer fit the configuration (it was edited since), the configuration's
-/// catalog alone is served, and the problems are logged with their key paths.
-fn effective_catalog(
-    config: &crate::config::Config,
-    store: &crate::catalog::store::CatalogStore,
-) -> anyhow::Result<crate::catalog::Catalog> {
-    let configured = crate::catalog::Catalog::from_config(config);
-    let changes = store.load().context("reading the catalog changes")?;
-    if changes.is_empty() {
-        return Ok(configured);
-    }
-    let mut overlaid = configured.clone();
-    let problems = match changes.iter().try_for_each(|c| overlaid.apply(c)) {
-        Ok(()) => crate::catalog::validate(&overlaid, &config.tenants),
-        Err(e) => vec![e],
-    };
-    if problems.is_empty() {
-        tracing::info!(
-            changes = changes.len(),
-            "catalog changes from the admin API applied"
-        );
-        return Ok(overlaid);
-    }
-    for p in &problems {
-        tracing::error!(path = %p.path, problem = %p.message,
-            "the admin API's catalog changes no longer fit the configuration");
-    }
-    tracing::error!("serving the configuration's catalog alone; fix the changes through /admin/blueprints, /admin/offerings or /admin/plans");
-    Ok(configured)
 }

@@ -8,8 +8,8 @@ use anyhow::Context;
 use clap::Args;
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 
-use crate::config::Config;
 use crate::tls::dev_certs;
+use skyport_core::config::Config;
 
 /// Arguments of `skyport token`.
 #[derive(Debug, Args)]
@@ -102,7 +102,7 @@ pub(super) fn mint(
 /// Prints the token(s).
 pub(super) fn run(args: TokenArgs) -> anyhow::Result<i32> {
     let config = match &args.config {
-        Some(path) => crate::config_check::load(path)?,
+        Some(path) => skyport_domain::config_check::load(path)?,
         None => Config::embedded(),
     };
     let state_dir = args.state_dir.unwrap_or(config.server.state_dir.clone());

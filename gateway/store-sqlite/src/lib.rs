@@ -5,9 +5,19 @@
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod access_keys;
+pub mod catalog;
 pub mod db;
+pub mod deployments;
+pub mod inventory;
+pub mod key_pairs;
+pub mod placements;
 
 pub use access_keys::SqliteAccessKeys;
+pub use catalog::SqliteCatalogChanges;
+pub use deployments::SqliteDeployments;
+pub use inventory::SqliteInventory;
+pub use key_pairs::SqliteKeyPairs;
+pub use placements::SqlitePlacementAudit;
 
 /// A new empty directory for one test's database.
 #[cfg(test)]

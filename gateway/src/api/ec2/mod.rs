@@ -1,395 +1,262 @@
 //! The EC2 Query API front door (`POST /`, `GET /?Action=...`, also at
 //! `/services/compute`), so that the AWS CLI and boto3 work unchanged against Skyport.
 //!
-//! A request goes: body read (the signature covers it) -> SigV4 authentication (the
-//! credential scope's region selects the provider region) -> tenant context -> rate limit
-//! (throttling is `RequestLimitExceeded` with 503, which botocore retries) -> action ->
-//! read cache for `Describe*` (per tenant, region and parameters) -> the shared operations
-//! -> XML. Every error is EC2's `<Response><Errors>` envelope with EC2's code and status;
-//! a provider's own error text never reaches the caller.
+//! As a [`FrontDoor`]: the body is read before authentication (the signature covers it);
+//! SigV4 authenticates, and the credential scope's region selects a provider region (or
+//! the federated one); once the caller is known the `Action` is looked up in one table
+//! ([`actions`]), which says whether it writes and how long it is cached. Actions call the
+//! domain's operations and render EC2's 2016-11-15 XML; every error is EC2's
+//! `<Response><Errors>` envelope with EC2's code and status ([`errors`]).
 
 mod actions;
+mod describe;
+pub mod errors;
+mod instances;
+mod key_pairs;
+mod model;
 pub mod query;
+mod tags;
 pub mod xml;
 
 use std::borrow::Cow;
-use std::time::Duration;
+use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{Request, StatusCode};
-use hyper::body::Incoming;
+use futures::future::BoxFuture;
+use http::request::Parts;
+use http::{Response, StatusCode};
+use http_body_util::Full;
+use skyport_auth::{sigv4, Authenticator};
+use skyport_core::tenancy::{Principal, TenantContext};
+use skyport_domain::regions::{RegionView, FEDERATED_REGION};
 
-use crate::api::native::{RegionView, FEDERATED_REGION};
-use crate::auth::sigv4::{self, SigV4Error};
-use crate::auth::TenantContext;
-use crate::cache::CachedResponse;
-use crate::error::{ErrorKind, GatewayError};
-use crate::pipeline::Outcome;
-use crate::state::AppState;
+use crate::stack::request::ConnInfo;
+use crate::stack::{Call, FrontDoor, RouteFacts, Writes};
+use crate::wiring::Services;
+pub use errors::Ec2Error;
 use query::Params;
 
-/// An EC2 error: code, message and HTTP status, as EC2 sends them.
-#[derive(Debug, Clone)]
-pub struct Ec2Error {
-    /// HTTP status.
-    pub status: StatusCode,
-    /// EC2 error code, e.g. `InvalidInstanceID.NotFound`.
-    pub code: &'static str,
-    /// Message for the caller.
-    pub message: String,
-    /// Internal cause, logged with the request id, never sent.
-    pub cause: Option<String>,
+/// Template of every EC2 request in logs and metrics until its action is known.
+const ENDPOINT: &str = "/ (EC2 Query API)";
+
+/// The EC2 Query API.
+pub struct Ec2Api {
+    services: Arc<Services>,
+    auth: Arc<Authenticator>,
 }
 
-impl Ec2Error {
-    /// An error with `status`, `code` and `message`.
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            code,
-            message: message.into(),
-            cause: None,
-        }
+impl Ec2Api {
+    /// The API over `services`, callers authenticated by `auth` (SigV4).
+    pub fn new(services: Arc<Services>, auth: Arc<Authenticator>) -> Self {
+        Self { services, auth }
     }
 
-    /// `MissingParameter` for `name`.
-    pub fn missing(name: &str) -> Self {
-        Self::new(
-            StatusCode::BAD_REQUEST,
-            "MissingParameter",
-            format!("The request must contain the parameter {name}"),
-        )
-    }
-
-    /// `InvalidParameterValue`.
-    pub fn invalid_value(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "InvalidParameterValue", message)
-    }
-
-    /// The EC2 form of a gateway error; `not_found` is the code for a missing resource in
-    /// the action's context (e.g. `InvalidInstanceID.NotFound`).
-    pub fn from_gateway(err: GatewayError, not_found: &'static str) -> Self {
-        use StatusCode as S;
-        let (status, code) = match err.kind {
-            ErrorKind::Unauthenticated => (S::UNAUTHORIZED, "AuthFailure"),
-            ErrorKind::Forbidden => (S::FORBIDDEN, "UnauthorizedOperation"),
-            ErrorKind::NotFound => (S::BAD_REQUEST, not_found),
-            ErrorKind::MethodNotAllowed | ErrorKind::InvalidInput => {
-                (S::BAD_REQUEST, "InvalidParameterValue")
-            }
-            ErrorKind::Conflict => (S::BAD_REQUEST, "IncorrectInstanceState"),
-            ErrorKind::QuotaExceeded => (S::BAD_REQUEST, "InstanceLimitExceeded"),
-            ErrorKind::Throttled => (S::SERVICE_UNAVAILABLE, "RequestLimitExceeded"),
-            ErrorKind::Upstream | ErrorKind::Timeout | ErrorKind::Unavailable => {
-                (S::SERVICE_UNAVAILABLE, "Unavailable")
-            }
-            ErrorKind::NotImplemented => (S::BAD_REQUEST, "InvalidAction"),
-            ErrorKind::Internal => (S::INTERNAL_SERVER_ERROR, "InternalError"),
-        };
-        let message = if err.kind == ErrorKind::Internal {
-            "An internal error has occurred".to_string()
-        } else {
-            err.public
-        };
-        Self {
-            status,
-            code,
-            message,
-            cause: err.cause,
-        }
-    }
-
-    fn from_sigv4(err: SigV4Error) -> Self {
-        match err {
-            SigV4Error::AuthFailure(m) => Self::new(StatusCode::UNAUTHORIZED, "AuthFailure", m),
-            SigV4Error::Expired(m) => Self::new(StatusCode::BAD_REQUEST, "RequestExpired", m),
-            SigV4Error::Mismatch(m) => Self::new(StatusCode::FORBIDDEN, "SignatureDoesNotMatch", m),
-        }
+    /// Whether `path` is the EC2 endpoint's (`/` or `/services/compute`).
+    pub fn serves(path: &str) -> bool {
+        matches!(path.trim_end_matches('/'), "" | "/services/compute")
     }
 }
 
-impl From<GatewayError> for Ec2Error {
-    fn from(err: GatewayError) -> Self {
-        Self::from_gateway(err, "InvalidParameterValue")
+/// An EC2 request on its way: the credential scope's region once authenticated, the
+/// action once admitted.
+pub struct Ec2Route {
+    region: String,
+    action: Option<&'static actions::Action>,
+}
+
+/// What an action gets.
+pub(crate) struct Ec2Call<'a> {
+    pub(crate) services: &'a Services,
+    pub(crate) ctx: &'a TenantContext,
+    pub(crate) request_id: &'a str,
+    /// The credential scope's region (a provider region or the federated one).
+    pub(crate) region: &'a RegionView,
+    pub(crate) params: &'a Params,
+}
+
+impl Ec2Call<'_> {
+    /// Whether the request is in the federated region (sees every provider).
+    pub(crate) fn federated(&self) -> bool {
+        self.region.name == FEDERATED_REGION
     }
 }
 
-/// One EC2 action Skyport serves.
-struct ActionSpec {
-    name: &'static str,
-    /// Metrics and log route: `ec2:<Action>`.
-    route: &'static str,
-    /// Changes state: the tenant's cached reads are invalidated after it.
-    write: bool,
-    /// Cached for this long (reads only).
-    cache_ttl: Option<Duration>,
-}
+/// An action's answer: the response document.
+pub(crate) type ActionResult = Result<String, Ec2Error>;
 
-const fn read(name: &'static str, route: &'static str, ttl_secs: u64) -> ActionSpec {
-    ActionSpec {
-        name,
-        route,
-        write: false,
-        cache_ttl: Some(Duration::from_secs(ttl_secs)),
-    }
-}
-
-const fn write(name: &'static str, route: &'static str) -> ActionSpec {
-    ActionSpec {
-        name,
-        route,
-        write: true,
-        cache_ttl: None,
-    }
-}
-
-/// Every action, with its cache rule.
-const ACTIONS: &[ActionSpec] = &[
-    write("RunInstances", "ec2:RunInstances"),
-    read("DescribeInstances", "ec2:DescribeInstances", 2),
-    read("DescribeInstanceStatus", "ec2:DescribeInstanceStatus", 2),
-    write("StartInstances", "ec2:StartInstances"),
-    write("StopInstances", "ec2:StopInstances"),
-    write("RebootInstances", "ec2:RebootInstances"),
-    write("TerminateInstances", "ec2:TerminateInstances"),
-    write("ModifyInstanceAttribute", "ec2:ModifyInstanceAttribute"),
-    ActionSpec {
-        // Console output changes as the guest writes; never cached.
-        cache_ttl: None,
-        ..read("GetConsoleOutput", "ec2:GetConsoleOutput", 0)
-    },
-    read("DescribeImages", "ec2:DescribeImages", 10),
-    read("DescribeInstanceTypes", "ec2:DescribeInstanceTypes", 60),
-    read("DescribeRegions", "ec2:DescribeRegions", 60),
-    read(
-        "DescribeAvailabilityZones",
-        "ec2:DescribeAvailabilityZones",
-        60,
-    ),
-    write("CreateTags", "ec2:CreateTags"),
-    write("DeleteTags", "ec2:DeleteTags"),
-    read("DescribeTags", "ec2:DescribeTags", 2),
-    write("CreateKeyPair", "ec2:CreateKeyPair"),
-    write("ImportKeyPair", "ec2:ImportKeyPair"),
-    read("DescribeKeyPairs", "ec2:DescribeKeyPairs", 2),
-    write("DeleteKeyPair", "ec2:DeleteKeyPair"),
-];
+/// An action.
+pub(crate) type ActionFn = for<'a> fn(&'a Ec2Call<'a>) -> BoxFuture<'a, ActionResult>;
 
 /// Parameters that belong to the signature or the protocol, not to the action.
 fn is_protocol_param(name: &str) -> bool {
     name.starts_with("X-Amz-") || name == "Action" || name == "Version"
 }
 
-/// The read-cache key of an EC2 read: tenant, department, region and the request's raw
-/// parameters without the signature's own, sorted (the same call signed again shares it).
-fn read_cache_key(
-    state: &AppState,
-    ctx: &TenantContext,
-    region: &str,
-    query: &str,
-    form: &[u8],
-) -> crate::cache::CacheKey {
-    let form = std::str::from_utf8(form).unwrap_or_default();
-    let mut unsigned: Vec<&str> = query
-        .split('&')
-        .chain(form.split('&'))
-        .filter(|p| !p.is_empty() && !p.starts_with("X-Amz-"))
-        .collect();
-    unsigned.sort_unstable();
-    state.cache.key_for(
-        &ctx.tenant,
-        ctx.department.as_deref(),
-        &http::Method::POST,
-        format!("ec2/{region}"),
-        unsigned.join("&"),
-    )
-}
-
-/// What an action handler gets.
-pub(crate) struct Call<'a> {
-    state: &'a AppState,
-    ctx: &'a TenantContext,
-    request_id: &'a str,
-    /// The credential scope's region (a provider region or the federated one).
-    region: &'a RegionView,
-    params: &'a Params,
-}
-
-impl Call<'_> {
-    /// Whether the request is in the federated region (sees every provider).
-    fn federated(&self) -> bool {
-        self.region.name == FEDERATED_REGION
+/// The form body of a POST (the query string carries the rest).
+fn form<'b>(head: &Parts, body: &'b Bytes) -> &'b [u8] {
+    if head.method == http::Method::POST {
+        body
+    } else {
+        &[]
     }
 }
 
-/// Serves one EC2 Query request, filling `outcome` for the pipeline's tail.
-pub(crate) async fn serve(
-    state: &AppState,
-    req: Request<Incoming>,
-    request_id: &str,
-    outcome: &mut Outcome,
-) {
-    let response = match serve_inner(state, req, request_id, outcome).await {
-        Ok(response) => response,
-        Err(err) => {
-            if err.status.is_server_error() || err.cause.is_some() {
-                tracing::warn!(request_id, code = err.code, error = %err.message, cause = ?err.cause, "EC2 request failed");
-            }
-            xml::xml_response(
-                err.status,
-                xml::error_document(err.code, &err.message, request_id),
-            )
+impl FrontDoor for Ec2Api {
+    type Route = Ec2Route;
+    type Error = Ec2Error;
+
+    fn route(&self, head: &Parts) -> Result<Ec2Route, Ec2Error> {
+        match head.method {
+            http::Method::GET | http::Method::POST => Ok(Ec2Route {
+                region: String::new(),
+                action: None,
+            }),
+            ref other => Err(Ec2Error::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "InvalidAction",
+                format!("{other} is not allowed on {ENDPOINT}"),
+            )),
         }
-    };
-    outcome.response = Ok(response);
-}
-
-async fn serve_inner(
-    state: &AppState,
-    req: Request<Incoming>,
-    request_id: &str,
-    outcome: &mut Outcome,
-) -> Result<http::Response<http_body_util::Full<Bytes>>, Ec2Error> {
-    let (parts, body) = req.into_parts();
-    let body = crate::pipeline::read_incoming(body)
-        .await
-        .map_err(Ec2Error::from)?;
-    let query = parts.uri.query().unwrap_or("");
-    if !sigv4::is_signed(&parts.headers, query) {
-        return Err(Ec2Error::new(
-            StatusCode::UNAUTHORIZED,
-            "AuthFailure",
-            "this endpoint needs AWS Signature Version 4 (an access key from `skyport keys create`)",
-        ));
     }
-    let signed_parts = sigv4::RequestParts {
-        method: parts.method.as_str(),
-        path: parts.uri.path(),
-        query,
-        headers: &parts.headers,
-        authority: parts.uri.authority().map(|a| a.as_str()),
-        body: &body,
-    };
-    let (principal, region_name) = state
-        .auth
-        .authenticate_sigv4(&signed_parts)
-        .await
-        .map_err(Ec2Error::from_sigv4)?;
-    let ctx = state
-        .tenants
-        .resolve(principal)
-        .map_err(|e| Ec2Error::from_gateway(e, "AuthFailure"))?;
-    // Outcome fields are set directly below (not through `&mut outcome`): `ctx` borrows it.
-    let ctx = &*outcome.tenant.insert(ctx);
-    match state.limiter.check(&ctx.tenant) {
-        Ok(info) => outcome.rate_limit = Some(info),
-        Err(e) => {
-            outcome.rate_limit = e.rate_limit;
+
+    fn template(&self, _route: &Ec2Route) -> &'static str {
+        ENDPOINT
+    }
+
+    fn body_before_auth(&self, _route: &Ec2Route) -> bool {
+        true
+    }
+
+    async fn authenticate(
+        &self,
+        route: &mut Ec2Route,
+        head: &Parts,
+        body: &Bytes,
+        _conn: &ConnInfo,
+    ) -> Result<Principal, Ec2Error> {
+        let query = head.uri.query().unwrap_or("");
+        if !sigv4::is_signed(&head.headers, query) {
             return Err(Ec2Error::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "RequestLimitExceeded",
-                "Request limit exceeded.",
+                StatusCode::UNAUTHORIZED,
+                "AuthFailure",
+                "this endpoint needs AWS Signature Version 4 (an access key from `skyport keys create`)",
             ));
         }
+        let signed = sigv4::RequestParts {
+            method: head.method.as_str(),
+            path: head.uri.path(),
+            query,
+            headers: &head.headers,
+            authority: head.uri.authority().map(|a| a.as_str()),
+            body,
+        };
+        let (principal, region) = self.auth.authenticate_sigv4(&signed).await?;
+        route.region = region;
+        Ok(principal)
     }
-    let region = state
-        .regions
-        .iter()
-        .find(|r| r.name == region_name)
-        .ok_or_else(|| {
-            let known: Vec<&str> = state.regions.iter().map(|r| r.name.as_str()).collect();
-            Ec2Error::new(
+
+    fn admit(
+        &self,
+        route: &mut Ec2Route,
+        _ctx: &TenantContext,
+        head: &Parts,
+        body: &Bytes,
+    ) -> Result<RouteFacts, Ec2Error> {
+        let regions = &self.services.regions;
+        if regions.get(&route.region).is_none() {
+            let known: Vec<&str> = regions.all().iter().map(|r| r.name.as_str()).collect();
+            return Err(Ec2Error::new(
                 StatusCode::UNAUTHORIZED,
                 "AuthFailure",
                 format!(
-                    "Credential should be scoped to a valid region: '{region_name}' is not one of {}",
+                    "Credential should be scoped to a valid region: '{}' is not one of {}",
+                    route.region,
                     known.join(", ")
                 ),
-            )
-        })?;
-
-    // A cached read is answered from the action's name and the raw parameters alone
-    // (decoded only up to `Action`, borrowed where nothing was escaped); the parameters are
-    // decoded again, into the parameter map, only when an action runs.
-    let form: &[u8] = if parts.method == http::Method::POST {
-        &body
-    } else {
-        &[]
-    };
-    let all_pairs = || form_urlencoded::parse(query.as_bytes()).chain(form_urlencoded::parse(form));
-    let action_name: Cow<'_, str> = all_pairs()
-        .find(|(k, _)| k == "Action")
-        .map(|(_, v)| v)
-        .ok_or_else(|| Ec2Error::missing("Action"))?;
-    let action_name = &*action_name;
-    let spec = ACTIONS
-        .iter()
-        .find(|a| a.name == action_name)
-        .ok_or_else(|| {
-            Ec2Error::new(
-                StatusCode::BAD_REQUEST,
-                "InvalidAction",
-                format!("The action {action_name} is not valid for this web service."),
-            )
-        })?;
-    outcome.route = spec.route;
-
-    // Keyed by the raw parameters (sorted), which is what the signature covered; the
-    // signature parameters themselves are left out, so re-signed requests share entries.
-    // Only successful non-`DryRun` calls are ever stored, so a hit needs no further checks.
-    let cache_key = spec
-        .cache_ttl
-        .map(|_| read_cache_key(state, ctx, &region.name, query, form));
-    if let Some(key) = &cache_key {
-        if let Some(hit) = state.cache.get(key).await {
-            outcome.cache = Some(crate::pipeline::count_cache_result(state, true));
-            return Ok(xml::xml_response(StatusCode::OK, hit.body.clone()));
+            ));
         }
+        // Decoded only up to `Action`, borrowed where nothing was escaped: a cached read
+        // needs no more.
+        let query = head.uri.query().unwrap_or("");
+        let name: Cow<'_, str> = form_urlencoded::parse(query.as_bytes())
+            .chain(form_urlencoded::parse(form(head, body)))
+            .find(|(k, _)| k == "Action")
+            .map(|(_, v)| v)
+            .ok_or_else(|| Ec2Error::missing("Action"))?;
+        let action = actions::find(&name).ok_or_else(|| Ec2Error::invalid_action(&name))?;
+        route.action = Some(action);
+        Ok(RouteFacts {
+            template: action.route,
+            admin: false,
+            writes: if action.writes {
+                Writes::Tenant
+            } else {
+                Writes::Nothing
+            },
+            cache_ttl: action.cache_ttl,
+            takes_body: false,
+        })
     }
-    let params = Params::from_pairs(
-        all_pairs()
-            .filter(|(k, _)| !is_protocol_param(k))
-            .map(|(k, v)| (k.into_owned(), v.into_owned())),
-    );
-    if params.flag("DryRun", false)? {
-        return Err(Ec2Error::new(
-            StatusCode::PRECONDITION_FAILED,
-            "DryRunOperation",
-            "Request would have succeeded, but DryRun flag is set.",
-        ));
+
+    /// Keyed by the raw parameters (sorted), which is what the signature covered; the
+    /// signature parameters themselves are left out, so re-signed requests share entries.
+    /// Only successful non-`DryRun` calls are ever stored.
+    fn cache_key(&self, route: &Ec2Route, head: &Parts, body: &Bytes) -> (String, String) {
+        let form = std::str::from_utf8(form(head, body)).unwrap_or_default();
+        let mut unsigned: Vec<&str> = head
+            .uri
+            .query()
+            .unwrap_or("")
+            .split('&')
+            .chain(form.split('&'))
+            .filter(|p| !p.is_empty() && !p.starts_with("X-Amz-"))
+            .collect();
+        unsigned.sort_unstable();
+        (format!("ec2/{}", route.region), unsigned.join("&"))
     }
-    let call = Call {
-        state,
-        ctx,
-        request_id,
-        region,
-        params: &params,
-    };
-    let (Some(key), Some(ttl)) = (cache_key, spec.cache_ttl) else {
-        // Boxed, as in the fill below: the actions' futures together are large, and a
-        // cached read should not carry them.
-        let result = Box::pin(actions::run(spec.name, &call)).await;
-        if spec.write {
-            state.cache.invalidate_tenant(&ctx.tenant);
+
+    async fn call(
+        &self,
+        route: Ec2Route,
+        call: Call<'_>,
+    ) -> Result<Response<Full<Bytes>>, Ec2Error> {
+        let (Some(action), Some(region)) = (route.action, self.services.regions.get(&route.region))
+        else {
+            return Err(Ec2Error::from(skyport_core::error::GatewayError::internal(
+                "an EC2 call without its action or region",
+            )));
+        };
+        let query = call.head.uri.query().unwrap_or("");
+        let params = Params::from_pairs(
+            form_urlencoded::parse(query.as_bytes())
+                .chain(form_urlencoded::parse(form(&call.head, &call.body)))
+                .filter(|(k, _)| !is_protocol_param(k))
+                .map(|(k, v)| (k.into_owned(), v.into_owned())),
+        );
+        if params.flag("DryRun", false)? {
+            return Err(Ec2Error::new(
+                StatusCode::PRECONDITION_FAILED,
+                "DryRunOperation",
+                "Request would have succeeded, but DryRun flag is set.",
+            ));
         }
-        return result.map(xml::ok);
-    };
-    let fill = async {
-        Box::pin(actions::run(spec.name, &call))
-            .await
-            .map(|document| CachedResponse {
-                status: StatusCode::OK,
-                content_type: http::HeaderValue::from_static(xml::CONTENT_TYPE),
-                body: Bytes::from(document),
-                ttl,
-            })
-    };
-    let filled = state.cache.get_or_fill(key, fill).await;
-    // A concurrent caller may have filled the entry meanwhile: that is a hit too.
-    outcome.cache = Some(crate::pipeline::count_cache_result(
-        state,
-        matches!(filled, Ok((_, true))),
-    ));
-    let (entry, _) = filled.map_err(|e| (*e).clone())?;
-    Ok(xml::xml_response(StatusCode::OK, entry.body.clone()))
+        let ec2 = Ec2Call {
+            services: &self.services,
+            ctx: call.ctx,
+            request_id: call.request_id,
+            region,
+            params: &params,
+        };
+        (action.run)(&ec2).await.map(xml::ok)
+    }
+
+    fn render_error(&self, err: Ec2Error, request_id: &str) -> Response<Full<Bytes>> {
+        if err.status.is_server_error() || err.cause.is_some() {
+            tracing::warn!(request_id, code = err.code, error = %err.message, cause = ?err.cause, "EC2 request failed");
+        }
+        xml::xml_response(
+            err.status,
+            xml::error_document(err.code, &err.message, request_id),
+        )
+    }
 }

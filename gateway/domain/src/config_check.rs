@@ -1,0 +1,67 @@
+//! The whole configuration check: the schema's own ([`Config::check`]) and what only the
+//! layers above it can judge: the catalog's references and values, and the placement
+//! rules (their CEL must compile). Every command that loads a configuration comes here,
+//! so that a file is accepted or refused the same way by `skyport serve` and by
+//! `skyport config check`.
+
+use std::path::Path;
+
+use skyport_core::config::{Config, ConfigErrors};
+
+/// Reads and checks configuration file `path`.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    parse(&skyport_core::config::read(path)?)
+}
+
+/// Parses and checks configuration text; every problem is reported, each with its key
+/// path.
+pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
+    let config = Config::from_toml(text)?;
+    let mut errors = config.check();
+    errors.extend(crate::catalog::validate(
+        &crate::catalog::Catalog::from_config(&config),
+        &config.tenants,
+    ));
+    if let Err(rule_errors) =
+        crate::placement::rules::RuleSet::compile(&config.placement.rules, "placement.rules")
+    {
+        errors.extend(rule_errors);
+    }
+    if errors.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigErrors(errors))
+    }
+}
+
+/// The configuration file `path`, or the embedded default.
+pub fn load_or_embedded(path: Option<&Path>) -> Result<Config, ConfigErrors> {
+    match path {
+        Some(path) => load(path),
+        None => Ok(Config::embedded()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use skyport_core::config::EMBEDDED_DEFAULT;
+
+    #[test]
+    fn the_embedded_default_passes_the_whole_check() {
+        assert!(parse(EMBEDDED_DEFAULT).is_ok());
+    }
+
+    #[test]
+    fn schema_catalog_and_rule_problems_are_reported_together() {
+        let text = EMBEDDED_DEFAULT.replace("log_format = \"text\"", "log_format = \"xml\"")
+            + "\n[[placement.rules]]\nname = \"broken\"\nwhen = \"params.tier ==\"\n";
+        let errors = parse(&text).unwrap_err().0;
+        let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+        assert!(paths.contains(&"server.log_format"), "{paths:?}");
+        assert!(
+            paths.iter().any(|p| p.starts_with("placement.rules")),
+            "{paths:?}"
+        );
+    }
+}

@@ -1,0 +1,278 @@
+//! A small world for the domain's unit tests: two fake providers (`local-vmm` in
+//! `local-1`, `ec2` in `aws-us-east-1`) that keep their VMs in memory, a fake metering
+//! plugin with a rate card, in-memory stores, the embedded configuration's tenants and
+//! catalog, and a manual clock.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use serde_json::{json, Value};
+use skyport_core::clock::ManualClock;
+use skyport_core::config::Config;
+use skyport_core::error::{ErrorKind, GatewayError};
+use skyport_core::metrics::Metrics;
+use skyport_core::tenancy::{IdentitySource, TenantContext, TenantDirectory};
+use skyport_plugin_host::testkit::FakePlugins;
+use skyport_plugin_host::Plugins;
+
+use crate::catalog::changes::memory::MemoryCatalogChanges;
+use crate::catalog::CatalogService;
+use crate::inventory::lifecycle::LifecycleMeter;
+use crate::inventory::memory::MemoryInventory;
+use crate::metering_tap::MeteringTap;
+use crate::operations::deployments::memory::MemoryDeployments;
+use crate::operations::deployments::DeploymentService;
+use crate::operations::instances::InstanceService;
+use crate::placement::audit::memory::MemoryPlacementAudit;
+use crate::placement::rules::RuleSet;
+use crate::placement::PlacementService;
+use crate::regions::{RegionView, Regions, FEDERATED_REGION};
+
+/// The ops a fake provider serves.
+const PROVIDER_OPS: &[&str] = &[
+    "regions@1",
+    "instance.create@1",
+    "instance.get@1",
+    "instance.start@1",
+    "instance.stop@1",
+    "instance.reboot@1",
+    "instance.terminate@1",
+    "instance.resize@1",
+    "instance.console@1",
+    "images.list@1",
+    "inventory.list@1",
+];
+
+/// A fake provider's VMs: remote id -> state.
+pub(crate) type Vms = Arc<Mutex<BTreeMap<String, String>>>;
+
+/// A provider that keeps its VMs in `vms`; creates answer `running` at once, or fail
+/// while `fail_creates` is set.
+fn provider(
+    vms: Vms,
+    prefix: &'static str,
+    fail_creates: Arc<AtomicBool>,
+) -> impl Fn(&str, &Value) -> Result<Value, GatewayError> {
+    move |op, params| {
+        if op == "instance.create@1" && fail_creates.load(Ordering::SeqCst) {
+            return Err(GatewayError::new(
+                ErrorKind::Upstream,
+                "the fake provider refuses to create",
+            ));
+        }
+        let mut vms = vms.lock().unwrap();
+        let id = params["id"].as_str().unwrap_or_default().to_string();
+        let known = |vms: &BTreeMap<String, String>| {
+            vms.get(&id)
+                .cloned()
+                .ok_or_else(|| GatewayError::not_found(format!("no VM {id}")))
+        };
+        match op {
+            "instance.create@1" => {
+                let id = format!("{prefix}-{}", vms.len() + 1);
+                vms.insert(id.clone(), "running".into());
+                Ok(json!({"id": id, "state": "running"}))
+            }
+            "instance.get@1" => Ok(json!({"id": id, "state": known(&vms)?})),
+            "instance.start@1" | "instance.stop@1" | "instance.terminate@1" => {
+                known(&vms)?;
+                let state = match op {
+                    "instance.start@1" => "running",
+                    "instance.stop@1" => "stopped",
+                    _ => "terminated",
+                };
+                vms.insert(id.clone(), state.into());
+                Ok(json!({"id": id, "state": state}))
+            }
+            "instance.reboot@1" | "instance.resize@1" => {
+                Ok(json!({"id": id, "state": known(&vms)?}))
+            }
+            "instance.console@1" => Ok(json!({"output": format!("console of {id}")})),
+            "images.list@1" => Ok(json!([{"name": "skyport-tiny"}])),
+            "inventory.list@1" => Ok(Value::Array(
+                vms.iter()
+                    .filter(|(_, s)| *s != "terminated")
+                    .map(|(id, state)| json!({"id": id, "state": state}))
+                    .collect(),
+            )),
+            other => Err(GatewayError::invalid(format!("fake provider: no {other}"))),
+        }
+    }
+}
+
+/// Hourly prices: `local-vmm` 0.02, `ec2` 0.01, so `ec2` is the cheaper.
+fn metering(op: &str, params: &Value) -> Result<Value, GatewayError> {
+    match op {
+        "meter.batch@1" => Ok(json!({"stored": true})),
+        "rates.get@1" => {
+            let rates: Vec<Value> = params["pairs"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|p| {
+                    let price = if p["provider"] == "ec2" { "0.01" } else { "0.02" };
+                    json!({"provider": p["provider"], "sku": p["sku"], "unit": "hour", "price": price})
+                })
+                .collect();
+            Ok(json!({"currency": "EUR", "rates": rates}))
+        }
+        other => Err(GatewayError::invalid(format!("fake metering: no {other}"))),
+    }
+}
+
+/// The world: services over fakes.
+pub(crate) struct World {
+    pub(crate) plugins: Arc<FakePlugins>,
+    pub(crate) local_vms: Vms,
+    pub(crate) ec2_vms: Vms,
+    /// While set, `local-vmm` refuses every create.
+    pub(crate) local_fails: Arc<AtomicBool>,
+    pub(crate) audit: Arc<MemoryPlacementAudit>,
+    pub(crate) placement: Arc<PlacementService>,
+    pub(crate) instances: Arc<InstanceService>,
+    pub(crate) deployments: DeploymentService,
+}
+
+impl World {
+    /// The embedded configuration, with `extra` TOML appended and `edit` applied.
+    pub(crate) async fn with_config(edit: impl Fn(String) -> String) -> Self {
+        let config =
+            crate::config_check::parse(&edit(skyport_core::config::EMBEDDED_DEFAULT.to_string()))
+                .expect("test configuration");
+        Self::from_config(config).await
+    }
+
+    /// The embedded configuration as shipped.
+    pub(crate) async fn new() -> Self {
+        Self::with_config(|c| c).await
+    }
+
+    async fn from_config(config: Config) -> Self {
+        let clock = ManualClock::at_unix(1_795_433_941);
+        let (local_vms, ec2_vms) = (Vms::default(), Vms::default());
+        let local_fails = Arc::new(AtomicBool::new(false));
+        let plugins = Arc::new(
+            FakePlugins::new()
+                .with(
+                    "local-vmm",
+                    "provider",
+                    PROVIDER_OPS,
+                    provider(local_vms.clone(), "vm", local_fails.clone()),
+                )
+                .with(
+                    "ec2",
+                    "provider",
+                    PROVIDER_OPS,
+                    provider(ec2_vms.clone(), "i-remote", Arc::default()),
+                )
+                .with(
+                    "metering",
+                    "metering",
+                    &["meter.batch@1", "rates.get@1"],
+                    metering,
+                ),
+        );
+        let dyn_plugins: Arc<dyn Plugins> = plugins.clone();
+        let metrics = Arc::new(Metrics::new());
+        let tenants = Arc::new(TenantDirectory::new(config.tenants.clone()));
+        let regions = Arc::new(Regions::new(vec![
+            RegionView {
+                name: FEDERATED_REGION.into(),
+                kind: "federated",
+                providers: vec!["local-vmm".into(), "ec2".into()],
+                zones: Vec::new(),
+            },
+            RegionView {
+                name: "local-1".into(),
+                kind: "provider",
+                providers: vec!["local-vmm".into()],
+                zones: vec!["local-1a".into()],
+            },
+            RegionView {
+                name: "aws-us-east-1".into(),
+                kind: "provider",
+                providers: vec!["ec2".into()],
+                zones: vec!["us-east-1a".into()],
+            },
+        ]));
+        let catalog = Arc::new(
+            CatalogService::open(
+                &config,
+                Arc::clone(&tenants),
+                Arc::new(MemoryCatalogChanges::default()),
+                clock.clone(),
+            )
+            .await
+            .unwrap(),
+        );
+        let (tap, _receiver) = MeteringTap::new(64, Arc::clone(&dyn_plugins), Arc::clone(&metrics));
+        let inventory = Arc::new(MemoryInventory::default());
+        let audit = Arc::new(MemoryPlacementAudit::default());
+        let rules = RuleSet::compile(&config.placement.rules, "placement.rules").unwrap();
+        let placement = Arc::new(PlacementService::new(
+            Arc::clone(&catalog),
+            rules,
+            Arc::clone(&tenants),
+            regions,
+            Arc::clone(&dyn_plugins),
+            audit.clone(),
+            Arc::clone(&metrics),
+            clock.clone(),
+        ));
+        let instances = Arc::new(InstanceService::new(
+            inventory,
+            Arc::clone(&dyn_plugins),
+            tenants,
+            catalog,
+            LifecycleMeter::new(tap, clock.clone()),
+            metrics,
+            clock.clone(),
+        ));
+        let deployments = DeploymentService::new(
+            Arc::clone(&placement),
+            Arc::clone(&instances),
+            Arc::new(MemoryDeployments::default()),
+            clock.clone(),
+        );
+        Self {
+            plugins,
+            local_vms,
+            ec2_vms,
+            local_fails,
+            audit,
+            placement,
+            instances,
+            deployments,
+        }
+    }
+
+    /// The lifecycle events metered so far, as (event, instance id, initiator).
+    pub(crate) fn lifecycle_events(&self) -> Vec<(String, String, String)> {
+        self.plugins
+            .calls_of("meter.batch@1")
+            .into_iter()
+            .flat_map(|c| c.params["events"].as_array().cloned().unwrap_or_default())
+            .filter(|e| e["type"] == "instance.lifecycle")
+            .map(|e| {
+                let a = &e["attributes"];
+                (
+                    a["event"].as_str().unwrap_or_default().to_string(),
+                    a["instance_id"].as_str().unwrap_or_default().to_string(),
+                    a["initiated_by"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect()
+    }
+}
+
+/// The context of a JWT caller of `tenant` (and `department`).
+pub(crate) fn caller(tenant: &str, department: Option<&str>) -> TenantContext {
+    TenantContext {
+        tenant: Arc::from(tenant),
+        department: department.map(str::to_owned),
+        roles: Vec::new(),
+        subject: "tester".into(),
+        source: IdentitySource::Jwt,
+    }
+}

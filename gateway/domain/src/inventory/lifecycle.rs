@@ -1,0 +1,63 @@
+//! Lifecycle events: one metering event per instance change, whoever made it.
+
+use serde_json::json;
+use skyport_core::clock::SharedClock;
+use skyport_core::ids::{rfc3339_millis, time_ordered_uuid};
+use skyport_plugin_api::ops::MeterEvent;
+
+use super::InstanceRecord;
+use crate::metering_tap::MeteringTap;
+
+/// Who made a change: a caller through the API, or the provider by itself (a guest that
+/// powered off, a QEMU that died, an instance gone from its cloud).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Initiator {
+    /// A tenant's API call.
+    Api,
+    /// The provider, noticed by a read or by the inventory sync.
+    Provider,
+}
+
+impl Initiator {
+    fn as_str(self) -> &'static str {
+        match self {
+            Initiator::Api => "api",
+            Initiator::Provider => "provider",
+        }
+    }
+}
+
+/// Meters instance changes through the tap, timed by the clock.
+#[derive(Clone)]
+pub struct LifecycleMeter {
+    tap: MeteringTap,
+    clock: SharedClock,
+}
+
+impl LifecycleMeter {
+    /// A meter sending through `tap`, events timed by `clock`.
+    pub fn new(tap: MeteringTap, clock: SharedClock) -> Self {
+        Self { tap, clock }
+    }
+
+    /// Emits one `instance.lifecycle` event for `record` (in its new state) and returns
+    /// once every metering plugin stored it durably (or it is in the tap's retry backlog),
+    /// so the API call that caused the change answers only then: a created VM is never
+    /// unbilled.
+    pub async fn emit(&self, record: &InstanceRecord, event: &str, initiated_by: Initiator) {
+        let mut attributes = record.meter_attributes();
+        attributes.insert("event".into(), json!(event));
+        attributes.insert("state".into(), json!(record.state));
+        attributes.insert("initiated_by".into(), json!(initiated_by.as_str()));
+        let now = self.clock.wall();
+        let event = MeterEvent {
+            id: time_ordered_uuid(now).to_string(),
+            record_type: "instance.lifecycle".into(),
+            time: rfc3339_millis(now),
+            tenant: record.tenant.clone(),
+            department: record.department.clone(),
+            attributes: serde_json::Value::Object(attributes),
+        };
+        self.tap.record_durable(event).await;
+    }
+}

@@ -1,0 +1,140 @@
+//! An [`InventoryStore`] in memory, for tests of what sits above the store.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use serde_json::{Map, Value};
+use skyport_core::error::{ErrorKind, GatewayError};
+
+use super::{InstanceRecord, InventoryStore};
+
+/// Records by id.
+#[derive(Default)]
+pub struct MemoryInventory {
+    records: Mutex<BTreeMap<String, InstanceRecord>>,
+}
+
+#[async_trait]
+impl InventoryStore for MemoryInventory {
+    async fn insert(&self, record: InstanceRecord) -> Result<(), GatewayError> {
+        let mut records = self.records.lock().unwrap();
+        let duplicate_token = record.client_token.is_some()
+            && records
+                .values()
+                .any(|r| r.tenant == record.tenant && r.client_token == record.client_token);
+        if duplicate_token || records.contains_key(&record.id) {
+            return Err(GatewayError::new(
+                ErrorKind::Conflict,
+                "an instance with this id or idempotency token exists",
+            ));
+        }
+        records.insert(record.id.clone(), record);
+        Ok(())
+    }
+
+    async fn get(&self, tenant: &str, id: &str) -> Result<Option<InstanceRecord>, GatewayError> {
+        Ok(self
+            .records
+            .lock()
+            .unwrap()
+            .get(id)
+            .filter(|r| r.tenant == tenant)
+            .cloned())
+    }
+
+    async fn list(&self, tenant: &str) -> Result<Vec<InstanceRecord>, GatewayError> {
+        Ok(self
+            .records
+            .lock()
+            .unwrap()
+            .values()
+            .filter(|r| r.tenant == tenant)
+            .cloned()
+            .collect())
+    }
+
+    async fn by_client_token(
+        &self,
+        tenant: &str,
+        token: &str,
+    ) -> Result<Option<InstanceRecord>, GatewayError> {
+        Ok(self
+            .records
+            .lock()
+            .unwrap()
+            .values()
+            .find(|r| r.tenant == tenant && r.client_token.as_deref() == Some(token))
+            .cloned())
+    }
+
+    async fn update(
+        &self,
+        id: &str,
+        remote_id: Option<String>,
+        state: &str,
+        instance_type: Option<String>,
+    ) -> Result<(), GatewayError> {
+        if let Some(r) = self.records.lock().unwrap().get_mut(id) {
+            if remote_id.is_some() {
+                r.remote_id = remote_id;
+            }
+            r.state = state.to_string();
+            if let Some(t) = instance_type {
+                r.instance_type = t;
+            }
+        }
+        Ok(())
+    }
+
+    async fn transition(&self, id: &str, from: &str, to: &str) -> Result<bool, GatewayError> {
+        Ok(match self.records.lock().unwrap().get_mut(id) {
+            Some(r) if r.state == from => {
+                r.state = to.to_string();
+                true
+            }
+            _ => false,
+        })
+    }
+
+    async fn set_tags(&self, id: &str, tags: Map<String, Value>) -> Result<(), GatewayError> {
+        if let Some(r) = self.records.lock().unwrap().get_mut(id) {
+            r.tags = tags;
+        }
+        Ok(())
+    }
+
+    async fn delete(&self, id: &str) -> Result<(), GatewayError> {
+        self.records.lock().unwrap().remove(id);
+        Ok(())
+    }
+
+    async fn active_for_provider(
+        &self,
+        provider: &str,
+    ) -> Result<Vec<InstanceRecord>, GatewayError> {
+        Ok(self
+            .records
+            .lock()
+            .unwrap()
+            .values()
+            .filter(|r| r.provider == provider && r.remote_id.is_some() && r.state != "terminated")
+            .cloned()
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn the_memory_store_passes_the_conformance_suite() {
+        super::super::conformance::run(|| async {
+            Arc::new(MemoryInventory::default()) as Arc<dyn InventoryStore>
+        })
+        .await;
+    }
+}

@@ -1,0 +1,41 @@
+//! Skyport's domain: what the gateway does for a tenant, whichever front door the
+//! request came through, over stores and plugins it reaches only through traits.
+//!
+//! - [`catalog`]: instance types, blueprints, offerings and plans, and their changes at
+//!   run time ([`catalog::CatalogService`]);
+//! - [`placement`]: where an order goes, and why ([`placement::PlacementService`]);
+//! - [`inventory`]: Skyport's record of every instance ([`inventory::InventoryStore`]),
+//!   its claims, lifecycle metering and the sync with what providers report;
+//! - [`operations`]: instances, deployments, key pairs, images, metering and operators'
+//!   diagnostics, the operations both front ends call;
+//! - [`metering_tap`]: how events reach the metering plugins;
+//! - [`regions`]: the regions providers serve, and the federated one;
+//! - [`config_check`]: the configuration checks that need the catalog and the rules.
+//!
+//! Every store is a trait with a conformance suite (feature `testkit`, which also brings
+//! in-memory stores for tests of what builds on them).
+#![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub)]
+
+pub mod catalog;
+pub mod config_check;
+pub mod inventory;
+pub mod metering_tap;
+pub mod operations;
+pub mod placement;
+pub mod regions;
+
+#[cfg(test)]
+mod fixtures;
+
+use skyport_core::tenancy::TenantContext;
+use skyport_plugin_api::sdk::CallContext;
+
+/// The plugin-call context of a tenant's request: its id, tenant and department.
+pub fn call_context(ctx: &TenantContext, request_id: &str) -> CallContext {
+    CallContext {
+        request_id: request_id.to_string(),
+        tenant: Some(ctx.tenant.to_string()),
+        department: ctx.department.clone(),
+    }
+}

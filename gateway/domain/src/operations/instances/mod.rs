@@ -1,0 +1,373 @@
+//! Instance operations: create, read, list, start/stop/reboot/terminate, resize, console
+//! and tags, tenant-scoped, with the inventory as the map from Skyport ids to provider
+//! VMs. Every state change an operation causes is metered here ([`LifecycleMeter`]).
+
+mod actions;
+mod observe;
+mod provider;
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+use skyport_core::clock::SharedClock;
+use skyport_core::error::{Detail, ErrorKind, GatewayError, Resource};
+use skyport_core::ids::rfc3339_millis;
+use skyport_core::metrics::Metrics;
+use skyport_core::tenancy::{TenantContext, TenantDirectory};
+use skyport_plugin_host::Plugins;
+
+pub use actions::{Action, MAX_TAGS};
+pub use provider::PROVIDER_TIMEOUT;
+
+use super::context;
+use crate::catalog::{
+    instance_type, parse_instance_type, CatalogService, InstanceType, PlanConfig,
+};
+use crate::inventory::claims::Claims;
+use crate::inventory::lifecycle::{Initiator, LifecycleMeter};
+use crate::inventory::{is_instance_id, new_instance_id, InstanceRecord, InventoryStore};
+use crate::placement::Decision;
+use provider::Provider;
+
+/// Longest wait for a state a request may ask for.
+pub const MAX_WAIT: Duration = Duration::from_secs(120);
+
+/// How often a wait asks the provider again.
+const WAIT_POLL: Duration = Duration::from_millis(250);
+
+/// What a create asks for, whichever front end it came through.
+#[derive(Debug, Clone)]
+pub struct CreateSpec {
+    /// Image name.
+    pub image: String,
+    /// Instance type.
+    pub instance_type: InstanceType,
+    /// Provider instance, as placement decided.
+    pub provider: String,
+    /// Region, as placement decided.
+    pub region: String,
+    /// Name.
+    pub name: Option<String>,
+    /// Tags.
+    pub tags: Map<String, Value>,
+    /// Department asked for (checked against the credential's).
+    pub department: Option<String>,
+    /// Key pair (checked by the caller).
+    pub key_name: Option<String>,
+    /// Idempotency token.
+    pub client_token: Option<String>,
+}
+
+impl CreateSpec {
+    /// What placement `decision` decided (image, instance type, provider, region), with no
+    /// name, tags, department, key pair or idempotency token yet.
+    pub fn decided(decision: &Decision) -> Result<Self, GatewayError> {
+        Ok(Self {
+            image: decision
+                .params
+                .text("image")
+                .unwrap_or_default()
+                .to_string(),
+            instance_type: parse_instance_type(decision.instance_type())?,
+            provider: decision.provider.clone(),
+            region: decision.region.clone(),
+            name: None,
+            tags: Map::new(),
+            department: None,
+            key_name: None,
+            client_token: None,
+        })
+    }
+}
+
+/// The instance operations.
+pub struct InstanceService {
+    inventory: Arc<dyn InventoryStore>,
+    claims: Claims,
+    plugins: Arc<dyn Plugins>,
+    tenants: Arc<TenantDirectory>,
+    catalog: Arc<CatalogService>,
+    meter: LifecycleMeter,
+    metrics: Arc<Metrics>,
+    clock: SharedClock,
+}
+
+impl InstanceService {
+    /// Instances recorded in `inventory`, run by `plugins`, within the quotas of
+    /// `tenants` and their plans in `catalog`, every change metered by `meter`.
+    pub fn new(
+        inventory: Arc<dyn InventoryStore>,
+        plugins: Arc<dyn Plugins>,
+        tenants: Arc<TenantDirectory>,
+        catalog: Arc<CatalogService>,
+        meter: LifecycleMeter,
+        metrics: Arc<Metrics>,
+        clock: SharedClock,
+    ) -> Self {
+        Self {
+            inventory,
+            claims: Claims::default(),
+            plugins,
+            tenants,
+            catalog,
+            meter,
+            metrics,
+            clock,
+        }
+    }
+
+    /// The provider `record` lives on, called for `ctx`'s request `request_id`.
+    fn provider<'a>(
+        &'a self,
+        name: &'a str,
+        context: skyport_plugin_api::sdk::CallContext,
+    ) -> Provider<'a> {
+        Provider {
+            plugins: &*self.plugins,
+            name,
+            context,
+        }
+    }
+
+    /// The department a create bills: the credential's own, or one the caller asks for
+    /// when the credential names none; it must belong to the tenant.
+    pub fn department_for(
+        &self,
+        ctx: &TenantContext,
+        asked: Option<String>,
+    ) -> Result<Option<String>, GatewayError> {
+        let department = match (&ctx.department, asked) {
+            (Some(own), Some(asked)) if *own != asked => {
+                return Err(GatewayError::forbidden(format!(
+                    "a credential of department '{own}' cannot create for department '{asked}'"
+                )))
+            }
+            (own, asked) => asked.or_else(|| own.clone()),
+        };
+        self.tenants
+            .check_member(&ctx.tenant, department.as_deref())?;
+        Ok(department)
+    }
+
+    /// Refuses creating the instances `adding` (all of them together) when that would
+    /// exceed the tenant's quotas (the tighter of its own and its plan's), naming the
+    /// limit and the use.
+    pub async fn check_quota(
+        &self,
+        ctx: &TenantContext,
+        adding: &[InstanceType],
+    ) -> Result<(), GatewayError> {
+        let Some(tenant) = self.tenants.get(&ctx.tenant) else {
+            return Ok(());
+        };
+        let catalog = self.catalog.current();
+        let plan = catalog.plan(tenant.plan.as_deref());
+        let limit = |own: Option<u32>, of_plan: fn(&PlanConfig) -> Option<u32>| {
+            let planned = plan.and_then(|(_, p)| of_plan(p));
+            own.into_iter().chain(planned).min()
+        };
+        let live: Vec<InstanceRecord> = self
+            .inventory
+            .list(&ctx.tenant)
+            .await?
+            .into_iter()
+            .filter(|r| r.state != "terminated")
+            .collect();
+        let sizes: Vec<InstanceType> = live
+            .iter()
+            .filter_map(|r| instance_type(&r.instance_type))
+            .collect();
+        let checks = [
+            (
+                "max_instances",
+                limit(tenant.max_instances, |p| p.max_instances),
+                live.len() as u32,
+                adding.len() as u32,
+            ),
+            (
+                "max_vcpus",
+                limit(tenant.max_vcpus, |p| p.max_vcpus),
+                sizes.iter().map(|t| t.vcpus).sum(),
+                adding.iter().map(|t| t.vcpus).sum(),
+            ),
+            (
+                "max_memory_mib",
+                limit(tenant.max_memory_mib, |p| p.max_memory_mib),
+                sizes.iter().map(|t| t.memory_mib).sum(),
+                adding.iter().map(|t| t.memory_mib).sum(),
+            ),
+        ];
+        for (name, limit, used, add) in checks {
+            if let Some(limit) = limit {
+                if used + add > limit {
+                    return Err(GatewayError::new(
+                        ErrorKind::QuotaExceeded,
+                        format!("quota exceeded: {name} is {limit}, {used} in use, this request needs {add} more"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates an instance where placement decided ([`CreateSpec::decided`]), within the
+    /// tenant's quotas: the inventory row first (so a crash in between is visible), then
+    /// the provider call, then the `run` lifecycle event. A repeated `client_token`
+    /// returns the instance it created.
+    pub async fn create(
+        &self,
+        ctx: &TenantContext,
+        request_id: &str,
+        spec: CreateSpec,
+    ) -> Result<InstanceRecord, GatewayError> {
+        if let Some(token) = &spec.client_token {
+            if let Some(existing) = self.inventory.by_client_token(&ctx.tenant, token).await? {
+                return Ok(existing);
+            }
+        }
+        let department = self.department_for(ctx, spec.department)?;
+        self.check_quota(ctx, &[spec.instance_type]).await?;
+        let itype = spec.instance_type;
+        let mut record = InstanceRecord {
+            id: new_instance_id(),
+            tenant: ctx.tenant.to_string(),
+            department,
+            provider: spec.provider,
+            region: spec.region,
+            remote_id: None,
+            image: spec.image,
+            instance_type: itype.name.to_string(),
+            name: spec.name,
+            tags: spec.tags,
+            state: "pending".into(),
+            created_at: rfc3339_millis(self.clock.wall()),
+            key_name: spec.key_name,
+            client_token: spec.client_token,
+        };
+        self.inventory.insert(record.clone()).await?;
+        let created = self
+            .provider(&record.provider, context(ctx, request_id))
+            .create(&record.image, itype)
+            .await;
+        let created = match created {
+            Ok(created) => created,
+            Err(e) => {
+                self.inventory.delete(&record.id).await?;
+                return Err(e);
+            }
+        };
+        record.remote_id = created.id;
+        record.state = created.state.unwrap_or_else(|| "pending".into());
+        self.inventory
+            .update(&record.id, record.remote_id.clone(), &record.state, None)
+            .await?;
+        self.meter.emit(&record, "run", Initiator::Api).await;
+        Ok(record)
+    }
+
+    /// The tenant's instance created with idempotency token `token`, if any.
+    pub async fn by_client_token(
+        &self,
+        ctx: &TenantContext,
+        token: &str,
+    ) -> Result<Option<InstanceRecord>, GatewayError> {
+        self.inventory.by_client_token(&ctx.tenant, token).await
+    }
+
+    /// The tenant's instance `id` as last recorded: 400 for a malformed id, 404 for an
+    /// unknown one (also for another tenant's).
+    pub async fn lookup(
+        &self,
+        ctx: &TenantContext,
+        id: &str,
+    ) -> Result<InstanceRecord, GatewayError> {
+        if !is_instance_id(id) {
+            return Err(GatewayError::invalid(format!(
+                "'{id}' is not an instance id (i- and 17 hex digits)"
+            ))
+            .with_detail(Detail::MalformedId(Resource::Instance)));
+        }
+        self.inventory
+            .get(&ctx.tenant, id)
+            .await?
+            .ok_or_else(|| not_found(id))
+    }
+
+    /// The tenant's instance `id` as last recorded, or `None` (also for another tenant's).
+    pub async fn find(
+        &self,
+        ctx: &TenantContext,
+        id: &str,
+    ) -> Result<Option<InstanceRecord>, GatewayError> {
+        self.inventory.get(&ctx.tenant, id).await
+    }
+
+    /// The tenant's instances as last recorded, in id order (nothing asked of providers).
+    pub async fn records(&self, ctx: &TenantContext) -> Result<Vec<InstanceRecord>, GatewayError> {
+        self.inventory.list(&ctx.tenant).await
+    }
+
+    /// The tenant's instance `id`, refreshed from its provider.
+    pub async fn get(
+        &self,
+        ctx: &TenantContext,
+        request_id: &str,
+        id: &str,
+    ) -> Result<InstanceRecord, GatewayError> {
+        let record = self.lookup(ctx, id).await?;
+        self.refresh(ctx, request_id, record).await
+    }
+
+    /// Every instance of the tenant in id order, each refreshed from its provider.
+    pub async fn list(
+        &self,
+        ctx: &TenantContext,
+        request_id: &str,
+    ) -> Result<Vec<InstanceRecord>, GatewayError> {
+        let mut out = Vec::new();
+        for record in self.inventory.list(&ctx.tenant).await? {
+            out.push(self.refresh_for_listing(ctx, request_id, record).await?);
+        }
+        Ok(out)
+    }
+
+    /// Polls until `record` reaches `target` (`running`, `stopped` or `terminated`), at
+    /// most [`MAX_WAIT`].
+    pub async fn wait_for(
+        &self,
+        ctx: &TenantContext,
+        request_id: &str,
+        record: InstanceRecord,
+        target: &str,
+    ) -> Result<InstanceRecord, GatewayError> {
+        if !matches!(target, "running" | "stopped" | "terminated") {
+            return Err(GatewayError::invalid(
+                "wait must be running, stopped or terminated",
+            ));
+        }
+        let id = record.id.clone();
+        let reached = async {
+            let mut record = record;
+            while record.state != target {
+                tokio::time::sleep(WAIT_POLL).await;
+                record = self.refresh(ctx, request_id, record).await?;
+            }
+            Ok(record)
+        };
+        tokio::time::timeout(MAX_WAIT, reached).await.map_err(|_| {
+            GatewayError::new(
+                ErrorKind::Timeout,
+                format!("instance {id} did not reach {target} within {MAX_WAIT:?}"),
+            )
+        })?
+    }
+}
+
+/// 404 for instance `id`.
+fn not_found(id: &str) -> GatewayError {
+    GatewayError::not_found(format!("instance {id} not found"))
+        .with_detail(Detail::NotFound(Resource::Instance))
+}

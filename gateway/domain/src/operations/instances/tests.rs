@@ -1,0 +1,287 @@
+//! The instance operations over fake providers, in-memory stores and a manual clock.
+
+use skyport_core::error::{Detail, ErrorKind, Resource};
+
+use super::*;
+use crate::catalog::instance_type;
+use crate::fixtures::{caller, World};
+
+fn spec(provider: &str, region: &str) -> CreateSpec {
+    CreateSpec {
+        image: "skyport-tiny".into(),
+        instance_type: instance_type("sp.micro").unwrap(),
+        provider: provider.into(),
+        region: region.into(),
+        name: None,
+        tags: Map::new(),
+        department: None,
+        key_name: None,
+        client_token: None,
+    }
+}
+
+#[tokio::test]
+async fn a_created_instance_is_recorded_metered_changed_and_terminated() {
+    let world = World::new().await;
+    let demo = caller("demo", Some("finance"));
+    let created = world
+        .instances
+        .create(&demo, "req-1", spec("local-vmm", "local-1"))
+        .await
+        .unwrap();
+    assert_eq!(created.state, "running");
+    assert_eq!(created.remote_id.as_deref(), Some("vm-1"));
+    assert_eq!(created.department.as_deref(), Some("finance"));
+    assert_eq!(created.created_at, "2026-11-23T11:39:01.000Z");
+    let provider_calls = world.plugins.calls_of("instance.create@1");
+    assert_eq!(provider_calls[0].tenant.as_deref(), Some("demo"));
+    assert_eq!(provider_calls[0].params["memory_mib"], 128);
+
+    let (before, stopped) = world
+        .instances
+        .act(&demo, "req-2", &created.id, Action::Stop)
+        .await
+        .unwrap();
+    assert_eq!(
+        (before.as_str(), stopped.state.as_str()),
+        ("running", "stopped")
+    );
+    let resized = world
+        .instances
+        .resize(
+            &demo,
+            "req-3",
+            &created.id,
+            instance_type("sp.small").unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resized.instance_type, "sp.small");
+    world
+        .instances
+        .act(&demo, "req-4", &created.id, Action::Terminate)
+        .await
+        .unwrap();
+    let refused = world
+        .instances
+        .act(&demo, "req-5", &created.id, Action::Start)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.kind, ErrorKind::Conflict);
+    assert_eq!(refused.detail, Some(Detail::WrongState(Resource::Instance)));
+
+    let events: Vec<String> = world
+        .lifecycle_events()
+        .into_iter()
+        .map(|(event, id, by)| {
+            assert_eq!((id.as_str(), by.as_str()), (created.id.as_str(), "api"));
+            event
+        })
+        .collect();
+    assert_eq!(events, ["run", "stop", "resize", "terminate"]);
+}
+
+#[tokio::test]
+async fn another_tenants_instance_is_not_found_and_a_malformed_id_says_so() {
+    let world = World::new().await;
+    let created = world
+        .instances
+        .create(&caller("demo", None), "req-1", spec("local-vmm", "local-1"))
+        .await
+        .unwrap();
+    let acme = caller("acme", None);
+    let hidden = world
+        .instances
+        .get(&acme, "req-2", &created.id)
+        .await
+        .unwrap_err();
+    assert_eq!(hidden.kind, ErrorKind::NotFound);
+    assert_eq!(hidden.detail, Some(Detail::NotFound(Resource::Instance)));
+    assert!(world
+        .instances
+        .list(&acme, "req-3")
+        .await
+        .unwrap()
+        .is_empty());
+    let malformed = world
+        .instances
+        .get(&acme, "req-4", "i-123")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        malformed.detail,
+        Some(Detail::MalformedId(Resource::Instance))
+    );
+    let tags = world
+        .instances
+        .change_tags(&acme, &created.id, &[("k".into(), "v".into())], &[])
+        .await
+        .unwrap_err();
+    assert_eq!(tags.kind, ErrorKind::NotFound);
+}
+
+#[tokio::test]
+async fn quotas_count_live_instances_and_a_terminated_one_frees_its_slot() {
+    let world = World::with_config(|c| {
+        c.replace(
+            "[tenants.acme]\ndepartments = [\"ops\"]",
+            "[tenants.acme]\ndepartments = [\"ops\"]\nmax_instances = 1",
+        )
+    })
+    .await;
+    let acme = caller("acme", None);
+    let first = world
+        .instances
+        .create(&acme, "req-1", spec("local-vmm", "local-1"))
+        .await
+        .unwrap();
+    let refused = world
+        .instances
+        .create(&acme, "req-2", spec("local-vmm", "local-1"))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.kind, ErrorKind::QuotaExceeded);
+    assert!(
+        refused.public.contains("max_instances is 1, 1 in use"),
+        "{}",
+        refused.public
+    );
+    world
+        .instances
+        .act(&acme, "req-3", &first.id, Action::Terminate)
+        .await
+        .unwrap();
+    world
+        .instances
+        .create(&acme, "req-4", spec("local-vmm", "local-1"))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_retried_idempotency_token_returns_the_first_instance_without_a_second_create() {
+    let world = World::new().await;
+    let demo = caller("demo", None);
+    let with_token = || CreateSpec {
+        client_token: Some("token-1".into()),
+        ..spec("local-vmm", "local-1")
+    };
+    let first = world
+        .instances
+        .create(&demo, "req-1", with_token())
+        .await
+        .unwrap();
+    let again = world
+        .instances
+        .create(&demo, "req-2", with_token())
+        .await
+        .unwrap();
+    assert_eq!(first.id, again.id);
+    assert_eq!(world.plugins.calls_of("instance.create@1").len(), 1);
+}
+
+#[tokio::test]
+async fn a_create_the_provider_refuses_leaves_no_record_and_meters_nothing() {
+    let world = World::new().await;
+    world
+        .plugins
+        .set_health("local-vmm", false, Some("down for the test"));
+    let demo = caller("demo", None);
+    let refused = world
+        .instances
+        .create(&demo, "req-1", spec("local-vmm", "local-1"))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.kind, ErrorKind::Unavailable);
+    assert!(world.instances.records(&demo).await.unwrap().is_empty());
+    assert!(world.lifecycle_events().is_empty());
+}
+
+#[tokio::test]
+async fn a_change_the_provider_made_is_recorded_and_metered_once() {
+    let world = World::new().await;
+    let demo = caller("demo", None);
+    let created = world
+        .instances
+        .create(&demo, "req-1", spec("local-vmm", "local-1"))
+        .await
+        .unwrap();
+    world
+        .local_vms
+        .lock()
+        .unwrap()
+        .insert("vm-1".into(), "stopped".into());
+    let seen = world
+        .instances
+        .get(&demo, "req-2", &created.id)
+        .await
+        .unwrap();
+    assert_eq!(seen.state, "stopped");
+    // A second observer of the same change records and meters nothing more.
+    let stale = InstanceRecord {
+        state: "running".into(),
+        ..seen
+    };
+    world.instances.observe(stale, "stopped").await.unwrap();
+    let stops: Vec<_> = world
+        .lifecycle_events()
+        .into_iter()
+        .filter(|(event, _, _)| event == "stop")
+        .collect();
+    assert_eq!(
+        stops,
+        [(
+            "stop".to_string(),
+            created.id.clone(),
+            "provider".to_string()
+        )]
+    );
+}
+
+#[tokio::test]
+async fn a_listing_shows_the_last_known_state_of_an_unreachable_provider() {
+    let world = World::new().await;
+    let demo = caller("demo", None);
+    world
+        .instances
+        .create(&demo, "req-1", spec("local-vmm", "local-1"))
+        .await
+        .unwrap();
+    world
+        .plugins
+        .set_health("local-vmm", false, Some("unreachable"));
+    let listed = world.instances.list(&demo, "req-2").await.unwrap();
+    assert_eq!(listed[0].state, "running");
+    let single = world.instances.get(&demo, "req-3", &listed[0].id).await;
+    assert_eq!(single.unwrap_err().kind, ErrorKind::Unavailable);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_wait_gives_up_after_its_limit_on_a_paused_clock() {
+    let world = World::new().await;
+    let demo = caller("demo", None);
+    let created = world
+        .instances
+        .create(&demo, "req-1", spec("local-vmm", "local-1"))
+        .await
+        .unwrap();
+    let started = tokio::time::Instant::now();
+    let gave_up = world
+        .instances
+        .wait_for(&demo, "req-2", created.clone(), "stopped")
+        .await
+        .unwrap_err();
+    assert_eq!(gave_up.kind, ErrorKind::Timeout);
+    assert_eq!(tokio::time::Instant::now() - started, MAX_WAIT);
+    let reached = world
+        .instances
+        .wait_for(&demo, "req-3", created, "running")
+        .await
+        .unwrap();
+    assert_eq!(reached.state, "running");
+    assert!(world
+        .instances
+        .wait_for(&demo, "r", reached, "sleeping")
+        .await
+        .is_err());
+}

@@ -1,0 +1,98 @@
+//! The placement audit: every decision, explained or acted on, kept with its full record,
+//! so an operator can see later why an order went where it went
+//! (`GET /admin/placements/{id}`). Where records are kept is a [`PlacementAuditStore`].
+
+use async_trait::async_trait;
+use serde_json::{json, Value};
+use skyport_core::error::GatewayError;
+
+use super::Decision;
+
+#[cfg(any(test, feature = "testkit"))]
+pub mod conformance;
+#[cfg(any(test, feature = "testkit"))]
+pub mod memory;
+
+/// Whether a decision was only explained or also acted on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// `POST /v1/placement/explain`: nothing was created.
+    Explain,
+    /// An order that went on to create.
+    Create,
+}
+
+impl Mode {
+    /// `explain` or `create`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Explain => "explain",
+            Self::Create => "create",
+        }
+    }
+}
+
+/// One stored decision: the columns a store may index, and the whole record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditEntry {
+    /// `pl-` and 17 hex digits.
+    pub id: String,
+    /// When it was decided (RFC 3339).
+    pub created_at: String,
+    /// The tenant that ordered.
+    pub tenant: String,
+    /// The request that decided it.
+    pub request_id: String,
+    /// Explained or acted on.
+    pub mode: Mode,
+    /// The offering ordered.
+    pub offering: String,
+    /// Where it went.
+    pub provider: String,
+    /// Its region.
+    pub region: String,
+    /// The full record, as `GET /admin/placements/{id}` shows it.
+    pub record: Value,
+}
+
+impl AuditEntry {
+    /// The entry of `decision`, made for `tenant`'s request `request_id` at `created_at`.
+    pub fn new(
+        tenant: &str,
+        request_id: &str,
+        mode: Mode,
+        decision: &Decision,
+        created_at: String,
+    ) -> Self {
+        let id = skyport_core::ids::new_id("pl");
+        let record = json!({
+            "id": id,
+            "created_at": created_at,
+            "tenant": tenant,
+            "request_id": request_id,
+            "mode": mode.as_str(),
+            "decision": decision,
+        });
+        Self {
+            id,
+            created_at,
+            tenant: tenant.to_string(),
+            request_id: request_id.to_string(),
+            mode,
+            offering: decision.offering.clone(),
+            provider: decision.provider.clone(),
+            region: decision.region.clone(),
+            record,
+        }
+    }
+}
+
+/// Where placement decisions are kept.
+#[async_trait]
+pub trait PlacementAuditStore: Send + Sync {
+    /// Stores `entry`.
+    async fn insert(&self, entry: AuditEntry) -> Result<(), GatewayError>;
+
+    /// The full record of placement `id`.
+    async fn get(&self, id: &str) -> Result<Option<Value>, GatewayError>;
+}

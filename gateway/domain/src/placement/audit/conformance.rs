@@ -1,0 +1,67 @@
+//! What every [`PlacementAuditStore`] must do, as a suite a backend runs against itself.
+//! Each check gets a fresh, empty store.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use super::{AuditEntry, Mode, PlacementAuditStore};
+use crate::placement::params::ParamSet;
+use crate::placement::Decision;
+
+fn decision(provider: &str) -> Decision {
+    Decision {
+        offering: "dev-vm".into(),
+        resource: "vm".into(),
+        params: ParamSet::default(),
+        rules: Vec::new(),
+        provider: provider.into(),
+        region: "local-1".into(),
+        candidates: Vec::new(),
+        currency: None,
+    }
+}
+
+/// Runs every check, each on a new store from `new_store`; panics naming the first that
+/// fails.
+pub async fn run<F, Fut>(new_store: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Arc<dyn PlacementAuditStore>>,
+{
+    a_stored_decision_is_found_whole(new_store().await).await;
+    an_unknown_id_is_not_found(new_store().await).await;
+}
+
+async fn a_stored_decision_is_found_whole(store: Arc<dyn PlacementAuditStore>) {
+    let create = AuditEntry::new(
+        "demo",
+        "req-1",
+        Mode::Create,
+        &decision("local-vmm"),
+        "2026-11-23T00:00:00.000Z".into(),
+    );
+    let explain = AuditEntry::new(
+        "acme",
+        "req-2",
+        Mode::Explain,
+        &decision("ec2"),
+        "2026-11-23T00:00:01.000Z".into(),
+    );
+    store.insert(create.clone()).await.unwrap();
+    store.insert(explain.clone()).await.unwrap();
+    let found = store.get(&create.id).await.unwrap().unwrap();
+    assert_eq!(found, create.record, "a_stored_decision_is_found_whole");
+    assert_eq!(found["mode"], "create");
+    assert_eq!(found["decision"]["provider"], "local-vmm");
+    assert_eq!(
+        store.get(&explain.id).await.unwrap().unwrap()["mode"],
+        "explain"
+    );
+}
+
+async fn an_unknown_id_is_not_found(store: Arc<dyn PlacementAuditStore>) {
+    assert!(
+        store.get("pl-00000000000000000").await.unwrap().is_none(),
+        "an_unknown_id_is_not_found"
+    );
+}

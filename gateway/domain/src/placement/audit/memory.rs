@@ -1,0 +1,55 @@
+//! A [`PlacementAuditStore`] in memory, for tests of what sits above the store.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use serde_json::Value;
+use skyport_core::error::GatewayError;
+
+use super::{AuditEntry, PlacementAuditStore};
+
+/// Records by id.
+#[derive(Default)]
+pub struct MemoryPlacementAudit {
+    entries: Mutex<HashMap<String, AuditEntry>>,
+}
+
+impl MemoryPlacementAudit {
+    /// Every entry stored, in no particular order.
+    pub fn entries(&self) -> Vec<AuditEntry> {
+        self.entries.lock().unwrap().values().cloned().collect()
+    }
+}
+
+#[async_trait]
+impl PlacementAuditStore for MemoryPlacementAudit {
+    async fn insert(&self, entry: AuditEntry) -> Result<(), GatewayError> {
+        self.entries.lock().unwrap().insert(entry.id.clone(), entry);
+        Ok(())
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<Value>, GatewayError> {
+        Ok(self
+            .entries
+            .lock()
+            .unwrap()
+            .get(id)
+            .map(|e| e.record.clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn the_memory_store_passes_the_conformance_suite() {
+        super::super::conformance::run(|| async {
+            Arc::new(MemoryPlacementAudit::default()) as Arc<dyn PlacementAuditStore>
+        })
+        .await;
+    }
+}

@@ -1,0 +1,436 @@
+//! The EC2 instance actions: `RunInstances` (placed like any order, `ClientToken`
+//! idempotent, all or at least `MinCount`), state changes, `ModifyInstanceAttribute`
+//! (instance type, stopped instances only, as on EC2) and `GetConsoleOutput`. EC2's rules
+//! are enforced here whatever a provider would accept.
+
+use base64::Engine;
+use serde_json::Value;
+use skyport_core::error::ErrorKind;
+use skyport_core::ids::rfc3339_millis;
+use skyport_domain::catalog::{instance_type, instance_type_names, InstanceType, ParamValue};
+use skyport_domain::catalog::{Params as OrderParams, RAW};
+use skyport_domain::inventory::InstanceRecord;
+use skyport_domain::operations::instances::{Action, CreateSpec, MAX_TAGS};
+use skyport_domain::placement;
+use skyport_domain::regions::FEDERATED_REGION;
+
+use super::model::{image_id, is_image_id, named_instances, owner_id, reservation_id};
+use super::model::{write_instance, write_state};
+use super::xml::Xml;
+use super::{Ec2Call, Ec2Error};
+
+/// The image `ami` names, as (image name, provider regions offering it).
+async fn resolve_image(call: &Ec2Call<'_>, ami: &str) -> Result<(String, Vec<String>), Ec2Error> {
+    if !is_image_id(ami) {
+        return Err(Ec2Error::bad_request(
+            "InvalidAMIID.Malformed",
+            format!("Invalid id: \"{ami}\" (expecting \"ami-...\")"),
+        ));
+    }
+    let images = call.services.images.list(call.ctx, call.request_id).await?;
+    let mut name = None;
+    let mut regions = Vec::new();
+    for image in images {
+        if image_id(&image.name) == ami && (call.federated() || image.region == call.region.name) {
+            name = Some(image.name);
+            regions.push(image.region);
+        }
+    }
+    name.map(|n| (n, regions)).ok_or_else(|| {
+        Ec2Error::bad_request(
+            "InvalidAMIID.NotFound",
+            format!("The image id '[{ami}]' does not exist"),
+        )
+    })
+}
+
+/// The tag that orders an offering through `RunInstances` (federated region only).
+const OFFERING_TAG: &str = "skyport:offering";
+
+pub(super) async fn run_instances(call: &Ec2Call<'_>) -> Result<String, Ec2Error> {
+    let p = call.params;
+    let min = p
+        .int("MinCount", 1..=20)?
+        .ok_or_else(|| Ec2Error::missing("MinCount"))?;
+    let max = p
+        .int("MaxCount", 1..=20)?
+        .ok_or_else(|| Ec2Error::missing("MaxCount"))?;
+    if min > max {
+        return Err(Ec2Error::invalid_value(
+            "MinCount must be less than or equal to MaxCount",
+        ));
+    }
+    let key_name = p.get("KeyName").map(str::to_owned);
+    if let Some(key) = &key_name {
+        if call
+            .services
+            .key_pairs
+            .get(&call.ctx.tenant, key)
+            .await?
+            .is_none()
+        {
+            return Err(Ec2Error::bad_request(
+                "InvalidKeyPair.NotFound",
+                format!("The key pair '{key}' does not exist"),
+            ));
+        }
+    }
+    let tags = p.tag_specifications("instance")?;
+    if tags.len() > MAX_TAGS {
+        return Err(Ec2Error::invalid_value(format!(
+            "an instance carries at most {} tags",
+            MAX_TAGS
+        )));
+    }
+    let name = tags
+        .iter()
+        .find(|(k, _)| k == "Name")
+        .map(|(_, v)| v.clone());
+    let tags: serde_json::Map<String, Value> = tags
+        .into_iter()
+        .map(|(k, v)| (k, Value::String(v)))
+        .collect();
+    let client_token = p.get("ClientToken");
+    let earlier = match client_token {
+        Some(token) => launched_with(call, token, max).await?,
+        None => Vec::new(),
+    };
+    let launched = if earlier.is_empty() {
+        let offering = tags.get(OFFERING_TAG).and_then(Value::as_str);
+        let decision = place(call, offering).await?;
+        let decided = CreateSpec {
+            name,
+            tags,
+            key_name,
+            ..CreateSpec::decided(&decision)?
+        };
+        launch(call, &decided, client_token, min, max).await?
+    } else {
+        // A retry of a launch that happened: its instances, placed nowhere again.
+        earlier
+    };
+    let owner = owner_id(&call.ctx.tenant);
+    let reservation = reservation_id(&launched[0].id);
+    Ok(Xml::response("RunInstances", call.request_id, |x| {
+        x.leaf("reservationId", &reservation);
+        x.leaf("ownerId", &owner);
+        x.elem("groupSet", |_| {});
+        x.set("instancesSet", &launched, |x, r| write_instance(x, call, r));
+    }))
+}
+
+/// The instances an earlier `RunInstances` with `ClientToken` `token` launched, in order.
+async fn launched_with(
+    call: &Ec2Call<'_>,
+    token: &str,
+    max: i64,
+) -> Result<Vec<InstanceRecord>, Ec2Error> {
+    let mut earlier = Vec::new();
+    for index in 0..max {
+        let token = format!("{token}#{index}");
+        match call
+            .services
+            .instances
+            .by_client_token(call.ctx, &token)
+            .await?
+        {
+            Some(record) => earlier.push(record),
+            None => break,
+        }
+    }
+    Ok(earlier)
+}
+
+/// Launches up to `max` instances as `decided`; fewer than `min` undoes them all.
+async fn launch(
+    call: &Ec2Call<'_>,
+    decided: &CreateSpec,
+    client_token: Option<&str>,
+    min: i64,
+    max: i64,
+) -> Result<Vec<InstanceRecord>, Ec2Error> {
+    let mut launched: Vec<InstanceRecord> = Vec::new();
+    for index in 0..max {
+        let spec = CreateSpec {
+            client_token: client_token.map(|t| format!("{t}#{index}")),
+            ..decided.clone()
+        };
+        match call
+            .services
+            .instances
+            .create(call.ctx, call.request_id, spec)
+            .await
+        {
+            Ok(record) => launched.push(record),
+            Err(e) if (launched.len() as i64) >= min => {
+                tracing::info!(request_id = call.request_id, launched = launched.len(), error = %e.public, "RunInstances launched fewer than MaxCount");
+                break;
+            }
+            Err(e) => {
+                // Fewer than MinCount: undo what was launched, then report why.
+                for record in &launched {
+                    if let Err(undo) = call
+                        .services
+                        .instances
+                        .act(call.ctx, call.request_id, &record.id, Action::Terminate)
+                        .await
+                    {
+                        tracing::warn!(request_id = call.request_id, instance = %record.id, error = %undo.public, "could not undo a partial launch");
+                    }
+                }
+                return Err(Ec2Error::from(e));
+            }
+        }
+    }
+    Ok(launched)
+}
+
+/// Places a launch: by offering (the `skyport:offering` tag, federated region only), else
+/// as the built-in offering `raw` (`ImageId` required, `InstanceType` `sp.micro` when not
+/// given). `ImageId`, `InstanceType` and the zone's region are the caller's preferences;
+/// outside the federated region the request's region is. Only regions that hold the image
+/// are candidates. The same placement as the native API decides, and the decision is
+/// stored for the audit.
+async fn place(
+    call: &Ec2Call<'_>,
+    offering: Option<&str>,
+) -> Result<placement::Decision, Ec2Error> {
+    if offering.is_some() && !call.federated() {
+        return Err(Ec2Error::invalid_value(format!(
+            "the {OFFERING_TAG} tag orders an offering; send it to region {}",
+            FEDERATED_REGION
+        )));
+    }
+    let p = call.params;
+    let mut preferences = OrderParams::new();
+    let ami = match offering {
+        Some(_) => p.get("ImageId"),
+        None => Some(p.required("ImageId")?),
+    };
+    let mut image_regions = None;
+    if let Some(ami) = ami {
+        let (image, regions) = resolve_image(call, ami).await?;
+        preferences.insert("image".into(), ParamValue::Text(image));
+        image_regions = Some(regions);
+    }
+    let default_type = offering.is_none().then_some("sp.micro");
+    if let Some(itype) = p.get("InstanceType").or(default_type) {
+        ec2_instance_type(itype)?;
+        preferences.insert("instance_type".into(), ParamValue::Text(itype.to_string()));
+    }
+    let region = match p.get("Placement.AvailabilityZone") {
+        Some(zone) => Some(
+            call.services
+                .regions
+                .provider_regions()
+                .filter(|r| call.federated() || r.name == call.region.name)
+                .find(|r| r.zones.iter().any(|z| z == zone))
+                .map(|r| r.name.clone())
+                .ok_or_else(|| {
+                    Ec2Error::invalid_value(format!("Invalid availability zone: [{zone}]"))
+                })?,
+        ),
+        None if !call.federated() => Some(call.region.name.clone()),
+        None => None,
+    };
+    if let Some(region) = region {
+        preferences.insert("region".into(), ParamValue::Text(region));
+    }
+    let order = placement::OrderRequest {
+        offering: offering.unwrap_or(RAW).to_string(),
+        preferences,
+        department: call.ctx.department.clone(),
+        image_regions,
+    };
+    let (_, decision) = call
+        .services
+        .placement
+        .place(call.ctx, call.request_id, &order)
+        .await?;
+    Ok(decision)
+}
+
+/// A Skyport instance type by name, or EC2's `InvalidParameterValue`.
+fn ec2_instance_type(name: &str) -> Result<InstanceType, Ec2Error> {
+    instance_type(name).ok_or_else(|| {
+        Ec2Error::invalid_value(format!(
+            "Invalid value '{name}' for InstanceType; Skyport's types are {}",
+            instance_type_names().join(", ")
+        ))
+    })
+}
+
+/// `StartInstances`.
+pub(super) async fn start_instances(call: &Ec2Call<'_>) -> Result<String, Ec2Error> {
+    change_state(call, Action::Start, "StartInstances").await
+}
+
+/// `StopInstances`.
+pub(super) async fn stop_instances(call: &Ec2Call<'_>) -> Result<String, Ec2Error> {
+    change_state(call, Action::Stop, "StopInstances").await
+}
+
+/// `TerminateInstances`.
+pub(super) async fn terminate_instances(call: &Ec2Call<'_>) -> Result<String, Ec2Error> {
+    change_state(call, Action::Terminate, "TerminateInstances").await
+}
+
+async fn change_state(call: &Ec2Call<'_>, action: Action, name: &str) -> Result<String, Ec2Error> {
+    let ids = call.params.list("InstanceId");
+    if ids.is_empty() {
+        return Err(Ec2Error::missing("InstanceId"));
+    }
+    let records = named_instances(call, &ids).await?;
+    let mut changes = Vec::new();
+    for record in records {
+        let record = call
+            .services
+            .instances
+            .refresh(call.ctx, call.request_id, record)
+            .await?;
+        let state = record.state.as_str();
+        let unchanged = match action {
+            Action::Terminate => state == "terminated",
+            Action::Stop => matches!(state, "stopped" | "stopping"),
+            Action::Start => matches!(state, "running" | "pending"),
+            Action::Reboot => false,
+        };
+        if unchanged {
+            changes.push((
+                record.id.clone(),
+                record.state.clone(),
+                record.state.clone(),
+            ));
+            continue;
+        }
+        let allowed = match action {
+            Action::Start => state == "stopped",
+            Action::Stop => matches!(state, "running" | "pending"),
+            _ => true,
+        };
+        if !allowed {
+            return Err(Ec2Error::bad_request(
+                "IncorrectInstanceState",
+                format!(
+                    "The instance '{}' is not in a state from which it can be {}ed (it is {state}).",
+                    record.id,
+                    if action == Action::Stop { "stopp" } else { action.as_str() }
+                ),
+            ));
+        }
+        let (previous, after) = call
+            .services
+            .instances
+            .act(call.ctx, call.request_id, &record.id, action)
+            .await?;
+        changes.push((after.id, previous, after.state));
+    }
+    Ok(Xml::response(name, call.request_id, |x| {
+        x.set("instancesSet", &changes, |x, (id, previous, current)| {
+            x.leaf("instanceId", id);
+            write_state(x, "currentState", current);
+            write_state(x, "previousState", previous);
+        });
+    }))
+}
+
+pub(super) async fn reboot_instances(call: &Ec2Call<'_>) -> Result<String, Ec2Error> {
+    let ids = call.params.list("InstanceId");
+    if ids.is_empty() {
+        return Err(Ec2Error::missing("InstanceId"));
+    }
+    for record in named_instances(call, &ids).await? {
+        let record = call
+            .services
+            .instances
+            .refresh(call.ctx, call.request_id, record)
+            .await?;
+        if record.state != "running" {
+            return Err(Ec2Error::bad_request(
+                "IncorrectInstanceState",
+                format!(
+                    "The instance '{}' is not in the 'running' state (it is {}).",
+                    record.id, record.state
+                ),
+            ));
+        }
+        call.services
+            .instances
+            .act(call.ctx, call.request_id, &record.id, Action::Reboot)
+            .await?;
+    }
+    Ok(Xml::response("RebootInstances", call.request_id, |x| {
+        x.leaf("return", "true")
+    }))
+}
+
+pub(super) async fn modify_instance_attribute(call: &Ec2Call<'_>) -> Result<String, Ec2Error> {
+    let p = call.params;
+    let id = p.required("InstanceId")?.to_string();
+    for (name, _) in p.iter() {
+        if !matches!(
+            name,
+            "InstanceId" | "InstanceType.Value" | "Attribute" | "Value"
+        ) {
+            return Err(Ec2Error::invalid_value(format!(
+                "Skyport can only change instanceType; '{name}' is not supported"
+            )));
+        }
+    }
+    let type_name = match (
+        p.get("InstanceType.Value"),
+        p.get("Attribute"),
+        p.get("Value"),
+    ) {
+        (Some(t), None, None) => t,
+        (None, Some("instanceType"), Some(t)) => t,
+        (None, Some(other), _) if other != "instanceType" => {
+            return Err(Ec2Error::invalid_value(format!(
+                "Skyport can only change instanceType, not '{other}'"
+            )))
+        }
+        _ => return Err(Ec2Error::missing("InstanceType.Value")),
+    };
+    let itype = instance_type(type_name).ok_or_else(|| {
+        Ec2Error::invalid_value(format!("Invalid value '{type_name}' for InstanceType"))
+    })?;
+    named_instances(call, std::slice::from_ref(&id)).await?;
+    call.services
+        .instances
+        .resize(call.ctx, call.request_id, &id, itype)
+        .await
+        .map_err(|e| {
+            if e.kind == ErrorKind::Conflict {
+                Ec2Error::bad_request(
+                    "IncorrectInstanceState",
+                    format!("The instance '{id}' is not in the 'stopped' state."),
+                )
+            } else {
+                Ec2Error::from(e)
+            }
+        })?;
+    Ok(Xml::response(
+        "ModifyInstanceAttribute",
+        call.request_id,
+        |x| x.leaf("return", "true"),
+    ))
+}
+
+pub(super) async fn get_console_output(call: &Ec2Call<'_>) -> Result<String, Ec2Error> {
+    let id = call.params.required("InstanceId")?.to_string();
+    named_instances(call, std::slice::from_ref(&id)).await?;
+    let (record, output) = call
+        .services
+        .instances
+        .console(call.ctx, call.request_id, &id)
+        .await?;
+    let now = rfc3339_millis(call.services.clock.wall());
+    Ok(Xml::response("GetConsoleOutput", call.request_id, |x| {
+        x.leaf("instanceId", &record.id);
+        x.leaf("timestamp", &now);
+        x.leaf(
+            "output",
+            base64::engine::general_purpose::STANDARD.encode(output.as_bytes()),
+        );
+    }))
+}

@@ -1,0 +1,298 @@
+//! The native instance API (`/v1/instances`, `/v1/instance-types`): JSON in, JSON out,
+//! over the shared instance operations.
+
+use http::StatusCode;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use skyport_core::error::GatewayError;
+use skyport_domain::catalog::{instance_type, parse_instance_type, ParamValue, Params};
+use skyport_domain::catalog::{INSTANCE_TYPES, RAW};
+use skyport_domain::inventory::{is_instance_id, InstanceRecord};
+use skyport_domain::operations::instances::{Action, CreateSpec};
+use skyport_domain::placement;
+
+use super::{json_response, Answer, NativeApi, NativeCall};
+
+/// `POST /v1/instances` body (also `POST /v1/placement/explain`'s).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct CreateRequest {
+    /// An offering to order; its choices go in `params`. None: a raw request, placed as
+    /// the built-in offering `raw`.
+    offering: Option<String>,
+    /// Choices for the offering (its `user_params`).
+    #[serde(default)]
+    params: Params,
+    image: Option<String>,
+    instance_type: Option<String>,
+    region: Option<String>,
+    provider: Option<String>,
+    name: Option<String>,
+    #[serde(default)]
+    tags: serde_json::Map<String, Value>,
+    pub(super) department: Option<String>,
+}
+
+impl CreateRequest {
+    /// The order: the offering named, else the built-in `raw` (which needs `image` and
+    /// `instance_type`). Top-level `image`, `instance_type`, `region` and `provider` are
+    /// choices for it, like `params`.
+    pub(super) fn order(
+        &mut self,
+        department: Option<String>,
+    ) -> Result<placement::OrderRequest, GatewayError> {
+        let offering = match self.offering.take() {
+            Some(offering) => offering,
+            None => {
+                let missing = [
+                    ("image", &self.image),
+                    ("instance_type", &self.instance_type),
+                ]
+                .into_iter()
+                .find(|(field, value)| value.is_none() && !self.params.contains_key(*field));
+                if let Some((field, _)) = missing {
+                    return Err(GatewayError::invalid(format!(
+                        "invalid instance request: missing field `{field}` (or order an offering)"
+                    )));
+                }
+                RAW.to_string()
+            }
+        };
+        let mut preferences = std::mem::take(&mut self.params);
+        for (name, value) in [
+            ("image", self.image.take()),
+            ("instance_type", self.instance_type.take()),
+            ("region", self.region.take()),
+            ("provider", self.provider.take()),
+        ] {
+            let Some(value) = value else { continue };
+            if preferences.contains_key(name) {
+                return Err(GatewayError::invalid(format!(
+                    "'{name}' is given twice, at the top level and in params"
+                )));
+            }
+            preferences.insert(name.to_string(), ParamValue::Text(value));
+        }
+        Ok(placement::OrderRequest {
+            offering,
+            preferences,
+            department,
+            image_regions: None,
+        })
+    }
+}
+
+/// The JSON view of an instance.
+fn view(record: &InstanceRecord) -> Value {
+    let t = instance_type(&record.instance_type);
+    json!({
+        "id": record.id,
+        "state": record.state,
+        "provider": record.provider,
+        "region": record.region,
+        "image": record.image,
+        "instance_type": record.instance_type,
+        "vcpus": t.map(|t| t.vcpus),
+        "memory_mib": t.map(|t| t.memory_mib),
+        "name": record.name,
+        "tags": record.tags,
+        "department": record.department,
+        "created_at": record.created_at,
+    })
+}
+
+/// `GET /v1/instance-types`.
+pub(super) async fn instance_types(_api: &NativeApi, _call: NativeCall<'_>) -> Answer {
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({ "instance_types": INSTANCE_TYPES }),
+    ))
+}
+
+/// `record` once it reached the state `?wait=` names, if any.
+async fn waited(
+    api: &NativeApi,
+    call: &NativeCall<'_>,
+    record: InstanceRecord,
+) -> Result<InstanceRecord, GatewayError> {
+    match call.query_value("wait") {
+        None => Ok(record),
+        Some(target) => {
+            api.services
+                .instances
+                .wait_for(call.ctx, call.request_id, record, &target)
+                .await
+        }
+    }
+}
+
+/// `POST /v1/instances[?wait=running]`: placed like any order (by offering, or raw as the
+/// built-in offering `raw`), then created; 202 with the placement's summary.
+pub(super) async fn create(api: &NativeApi, call: NativeCall<'_>) -> Answer {
+    let mut req: CreateRequest = call.json("instance request")?;
+    let services = &api.services;
+    let department = services
+        .instances
+        .department_for(call.ctx, req.department.take())?;
+    let order = req.order(department.clone())?;
+    let (placement_id, decision) = services
+        .placement
+        .place(call.ctx, call.request_id, &order)
+        .await?;
+    let spec = CreateSpec {
+        name: req.name,
+        tags: req.tags,
+        department,
+        ..CreateSpec::decided(&decision)?
+    };
+    let record = services
+        .instances
+        .create(call.ctx, call.request_id, spec)
+        .await?;
+    let record = waited(api, &call, record).await?;
+    let mut body = view(&record);
+    body["placement"] = super::placement::summary(&placement_id, &decision);
+    Ok(json_response(StatusCode::ACCEPTED, &body))
+}
+
+/// `GET /v1/instances/{id}[?wait=state]`.
+pub(super) async fn get(api: &NativeApi, call: NativeCall<'_>) -> Answer {
+    let record = api
+        .services
+        .instances
+        .get(call.ctx, call.request_id, call.param(0))
+        .await?;
+    let record = waited(api, &call, record).await?;
+    Ok(json_response(StatusCode::OK, &view(&record)))
+}
+
+/// Largest page of `GET /v1/instances`.
+const MAX_PAGE: usize = 1000;
+
+/// `GET /v1/instances`: filters `state`, `region`, `tag:<key>` (all must match), pages of
+/// `limit` (default 100, at most 1,000) in id order, continued with `next_token`.
+pub(super) async fn list(api: &NativeApi, call: NativeCall<'_>) -> Answer {
+    let query = call.query();
+    let mut limit = 100;
+    let mut after: Option<&str> = None;
+    for (key, value) in &query {
+        match key.as_str() {
+            "state" | "region" => {}
+            k if k.starts_with("tag:") && k.len() > 4 => {}
+            "limit" => {
+                limit = value
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=MAX_PAGE).contains(n))
+                    .ok_or_else(|| {
+                        GatewayError::invalid(format!("limit must be 1-{MAX_PAGE}, not '{value}'"))
+                    })?
+            }
+            "next_token" if is_instance_id(value) => after = Some(value),
+            "next_token" => {
+                return Err(GatewayError::invalid(format!(
+                    "next_token '{value}' is not one this API returned"
+                )))
+            }
+            other => {
+                return Err(GatewayError::invalid(format!(
+                    "unknown query parameter '{other}'; use state, region, tag:<key>, limit, next_token"
+                )))
+            }
+        }
+    }
+    let instances = &api.services.instances;
+    let mut out = Vec::new();
+    let mut next_token = None;
+    for record in instances
+        .records(call.ctx)
+        .await?
+        .into_iter()
+        .filter(|r| after.is_none_or(|a| r.id.as_str() > a))
+    {
+        let record = instances
+            .refresh_for_listing(call.ctx, call.request_id, record)
+            .await?;
+        let keep = query.iter().all(|(k, v)| match k.as_str() {
+            "state" => record.state == *v,
+            "region" => record.region == *v,
+            k if k.starts_with("tag:") => {
+                record.tags.get(&k[4..]).and_then(Value::as_str) == Some(v.as_str())
+            }
+            _ => true,
+        });
+        if !keep {
+            continue;
+        }
+        if out.len() == limit {
+            next_token = out
+                .last()
+                .and_then(|v: &Value| v["id"].as_str().map(str::to_owned));
+            break;
+        }
+        out.push(view(&record));
+    }
+    let mut body = json!({ "instances": out });
+    if let Some(token) = next_token {
+        body["next_token"] = json!(token);
+    }
+    Ok(json_response(StatusCode::OK, &body))
+}
+
+/// Runs `action` on the instance `{id}`; `status` on success.
+async fn run_action(
+    api: &NativeApi,
+    call: NativeCall<'_>,
+    action: Action,
+    status: StatusCode,
+) -> Answer {
+    let (_, record) = api
+        .services
+        .instances
+        .act(call.ctx, call.request_id, call.param(0), action)
+        .await?;
+    let record = waited(api, &call, record).await?;
+    Ok(json_response(status, &view(&record)))
+}
+
+/// `POST /v1/instances/{id}/{start|stop|reboot}` -> 202.
+pub(super) async fn act(api: &NativeApi, call: NativeCall<'_>) -> Answer {
+    let action = Action::parse(call.param(1))
+        .ok_or_else(|| GatewayError::not_found(format!("no action '{}'", call.param(1))))?;
+    run_action(api, call, action, StatusCode::ACCEPTED).await
+}
+
+/// `DELETE /v1/instances/{id}` -> 200.
+pub(super) async fn terminate(api: &NativeApi, call: NativeCall<'_>) -> Answer {
+    run_action(api, call, Action::Terminate, StatusCode::OK).await
+}
+
+/// `PATCH /v1/instances/{id}` `{"instance_type"}`: resize a stopped instance.
+pub(super) async fn resize(api: &NativeApi, call: NativeCall<'_>) -> Answer {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Patch {
+        instance_type: String,
+    }
+    let patch: Patch = call.json("patch")?;
+    let itype = parse_instance_type(&patch.instance_type)?;
+    let record = api
+        .services
+        .instances
+        .resize(call.ctx, call.request_id, call.param(0), itype)
+        .await?;
+    Ok(json_response(StatusCode::OK, &view(&record)))
+}
+
+/// `GET /v1/instances/{id}/console`: the tail of the serial console.
+pub(super) async fn console(api: &NativeApi, call: NativeCall<'_>) -> Answer {
+    let (record, output) = api
+        .services
+        .instances
+        .console(call.ctx, call.request_id, call.param(0))
+        .await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"id": record.id, "output": output}),
+    ))
+}

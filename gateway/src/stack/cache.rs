@@ -1,0 +1,315 @@
+//! Read cache (moka). Entries are never shared across tenants: the key starts with the
+//! tenant (then the department, the tenant's write generation, method, path and the
+//! normalised query). Only GET responses with status 200 on routes with a TTL are cached.
+//! Any write by a tenant bumps its generation, so its older entries are never served again
+//! and simply age out.
+//!
+//! Freshness is judged by the injected clock: an entry is served until its time to live
+//! has passed on the clock's monotonic time. moka's own expiry (the same TTL, on its own
+//! clock) only bounds how long memory is held.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use skyport_core::clock::SharedClock;
+
+/// What identifies a cached response.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CacheKey {
+    tenant: Arc<str>,
+    department: Option<String>,
+    generation: u64,
+    method: http::Method,
+    path: String,
+    query: String,
+}
+
+/// A cached response body with the headers that matter.
+#[derive(Debug, Clone)]
+pub struct CachedResponse {
+    /// Status code.
+    pub status: http::StatusCode,
+    /// Content type.
+    pub content_type: http::HeaderValue,
+    /// Body.
+    pub body: Bytes,
+    /// Time to live.
+    pub ttl: Duration,
+    /// When it stops being fresh, on the cache clock's monotonic time (set when stored).
+    expires_at: Duration,
+}
+
+impl CachedResponse {
+    /// A response to keep for `ttl`.
+    pub fn new(
+        status: http::StatusCode,
+        content_type: http::HeaderValue,
+        body: Bytes,
+        ttl: Duration,
+    ) -> Self {
+        Self {
+            status,
+            content_type,
+            body,
+            ttl,
+            expires_at: Duration::ZERO,
+        }
+    }
+}
+
+struct TtlFromEntry;
+
+impl moka::Expiry<CacheKey, Arc<CachedResponse>> for TtlFromEntry {
+    fn expire_after_create(
+        &self,
+        _key: &CacheKey,
+        value: &Arc<CachedResponse>,
+        _created_at: std::time::Instant,
+    ) -> Option<Duration> {
+        Some(value.ttl)
+    }
+}
+
+/// The read cache.
+pub struct ResponseCache {
+    entries: moka::future::Cache<CacheKey, Arc<CachedResponse>>,
+    generations: Mutex<HashMap<Arc<str>, u64>>,
+    clock: SharedClock,
+}
+
+impl ResponseCache {
+    /// A cache holding at most `max_entries` responses, fresh by `clock`.
+    pub fn new(max_entries: u64, clock: SharedClock) -> Self {
+        Self {
+            entries: moka::future::Cache::builder()
+                .max_capacity(max_entries)
+                .expire_after(TtlFromEntry)
+                .build(),
+            generations: Mutex::new(HashMap::new()),
+            clock,
+        }
+    }
+
+    /// `response`, stamped with when it stops being fresh.
+    fn stamped(&self, mut response: CachedResponse) -> Arc<CachedResponse> {
+        response.expires_at = self.clock.monotonic() + response.ttl;
+        Arc::new(response)
+    }
+
+    /// Whether `entry` is still fresh now.
+    fn fresh(&self, entry: &CachedResponse) -> bool {
+        self.clock.monotonic() < entry.expires_at
+    }
+
+    /// The key for a request by `tenant`/`department`.
+    pub fn key(
+        &self,
+        tenant: &Arc<str>,
+        department: Option<&str>,
+        method: &http::Method,
+        uri: &http::Uri,
+    ) -> CacheKey {
+        self.key_for(
+            tenant,
+            department,
+            method,
+            uri.path().to_owned(),
+            normalise_query(uri.query().unwrap_or("")),
+        )
+    }
+
+    /// The key for a request that is not a plain GET URI (an EC2 Query action): `path`
+    /// names the front end and region, `query` the normalised parameters.
+    pub fn key_for(
+        &self,
+        tenant: &Arc<str>,
+        department: Option<&str>,
+        method: &http::Method,
+        path: String,
+        query: String,
+    ) -> CacheKey {
+        let generation = *self
+            .generations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(tenant)
+            .unwrap_or(&0);
+        CacheKey {
+            tenant: Arc::clone(tenant),
+            department: department.map(str::to_owned),
+            generation,
+            method: method.clone(),
+            path,
+            query,
+        }
+    }
+
+    /// A cached response for `key`, if fresh.
+    pub async fn get(&self, key: &CacheKey) -> Option<Arc<CachedResponse>> {
+        self.entries.get(key).await.filter(|e| self.fresh(e))
+    }
+
+    /// The fresh entry for `key`, or the one `fill` produces. Concurrent misses of one key
+    /// wait for a single `fill` (no stampede on a provider when a popular entry expires);
+    /// its error, if any, is returned to each of them and nothing is stored. The flag says
+    /// whether the entry was already there.
+    pub async fn get_or_fill<E, F>(
+        &self,
+        key: CacheKey,
+        fill: F,
+    ) -> Result<(Arc<CachedResponse>, bool), Arc<E>>
+    where
+        E: Send + Sync + 'static,
+        F: std::future::Future<Output = Result<CachedResponse, E>>,
+    {
+        if let Some(stale) = self.entries.get(&key).await.filter(|e| !self.fresh(e)) {
+            // Expired by the clock, still held by moka: dropped so that it is filled anew.
+            drop(stale);
+            self.entries.invalidate(&key).await;
+        }
+        let filled = std::sync::atomic::AtomicBool::new(false);
+        let entry = self
+            .entries
+            .try_get_with(key, async {
+                filled.store(true, std::sync::atomic::Ordering::Relaxed);
+                fill.await.map(|r| self.stamped(r))
+            })
+            .await?;
+        Ok((entry, !filled.load(std::sync::atomic::Ordering::Relaxed)))
+    }
+
+    /// Stores a response.
+    pub async fn put(&self, key: CacheKey, response: CachedResponse) {
+        self.entries.insert(key, self.stamped(response)).await;
+    }
+
+    /// Drops every entry of every tenant (after a catalog change, which every tenant's
+    /// `/v1/offerings` may show).
+    pub fn invalidate_all(&self) {
+        self.entries.invalidate_all();
+    }
+
+    /// Makes every earlier entry of `tenant` unreachable (called after any write).
+    pub fn invalidate_tenant(&self, tenant: &Arc<str>) {
+        let mut generations = self.generations.lock().unwrap_or_else(|p| p.into_inner());
+        *generations.entry(Arc::clone(tenant)).or_insert(0) += 1;
+    }
+}
+
+/// Sorts `a=1&b=2` pairs and drops empty ones, so equivalent queries share an entry.
+pub fn normalise_query(query: &str) -> String {
+    let mut pairs: Vec<&str> = query.split('&').filter(|p| !p.is_empty()).collect();
+    pairs.sort_unstable();
+    pairs.join("&")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use skyport_core::clock::{ManualClock, SystemClock};
+
+    fn response() -> CachedResponse {
+        CachedResponse::new(
+            http::StatusCode::OK,
+            http::HeaderValue::from_static("application/json"),
+            Bytes::from_static(b"{}"),
+            Duration::from_secs(60),
+        )
+    }
+
+    #[tokio::test]
+    async fn an_entry_expires_when_its_ttl_has_passed_on_the_clock() {
+        let clock = ManualClock::at_unix(1_795_433_941);
+        let cache = ResponseCache::new(100, clock.clone());
+        let tenant: Arc<str> = Arc::from("a");
+        let uri: http::Uri = "/v1/regions".parse().unwrap();
+        let key = cache.key(&tenant, None, &http::Method::GET, &uri);
+        cache.put(key.clone(), response()).await;
+        clock.advance(Duration::from_secs(59));
+        assert!(cache.get(&key).await.is_some());
+        clock.advance(Duration::from_secs(1));
+        assert!(
+            cache.get(&key).await.is_none(),
+            "expired at exactly its TTL"
+        );
+        let (_, was_there) = cache
+            .get_or_fill::<(), _>(key.clone(), async { Ok(response()) })
+            .await
+            .unwrap();
+        assert!(!was_there, "an expired entry is filled anew");
+        assert!(cache.get(&key).await.is_some());
+    }
+
+    #[tokio::test]
+    async fn concurrent_misses_share_one_fill() {
+        let cache = Arc::new(ResponseCache::new(100, SystemClock::shared()));
+        let tenant: Arc<str> = Arc::from("a");
+        let fills = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut tasks = Vec::new();
+        for _ in 0..8 {
+            let (cache, tenant, fills) = (cache.clone(), tenant.clone(), fills.clone());
+            tasks.push(tokio::spawn(async move {
+                let key = cache.key_for(
+                    &tenant,
+                    None,
+                    &http::Method::POST,
+                    "ec2/x".into(),
+                    "q".into(),
+                );
+                cache
+                    .get_or_fill::<(), _>(key, async {
+                        fills.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        Ok(response())
+                    })
+                    .await
+                    .unwrap()
+                    .1
+            }));
+        }
+        let mut hits = 0;
+        for t in tasks {
+            hits += usize::from(t.await.unwrap());
+        }
+        assert_eq!(fills.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(hits, 7);
+        // A failed fill stores nothing.
+        let key = cache.key_for(
+            &tenant,
+            None,
+            &http::Method::POST,
+            "ec2/y".into(),
+            "q".into(),
+        );
+        assert!(cache
+            .get_or_fill::<&str, _>(key.clone(), async { Err("provider down") })
+            .await
+            .is_err());
+        assert!(cache.get(&key).await.is_none());
+    }
+
+    #[tokio::test]
+    async fn tenants_never_share_entries_and_writes_invalidate() {
+        let cache = ResponseCache::new(100, SystemClock::shared());
+        let (a, b): (Arc<str>, Arc<str>) = (Arc::from("a"), Arc::from("b"));
+        let uri: http::Uri = "/v1/regions?y=2&x=1".parse().unwrap();
+        let key_a = cache.key(&a, None, &http::Method::GET, &uri);
+        cache.put(key_a.clone(), response()).await;
+        assert!(cache.get(&key_a).await.is_some());
+        let key_b = cache.key(&b, None, &http::Method::GET, &uri);
+        assert!(cache.get(&key_b).await.is_none());
+        let reordered: http::Uri = "/v1/regions?x=1&y=2".parse().unwrap();
+        assert!(cache
+            .get(&cache.key(&a, None, &http::Method::GET, &reordered))
+            .await
+            .is_some());
+        cache.invalidate_tenant(&a);
+        assert!(cache
+            .get(&cache.key(&a, None, &http::Method::GET, &uri))
+            .await
+            .is_none());
+    }
+}

@@ -1,0 +1,189 @@
+//! Per-tenant rate limiting with governor (GCRA), keyed by the verified tenant only (never
+//! by anything a client can choose). Tenants sharing a quota share one keyed limiter;
+//! state for idle tenants is dropped by `retain_recent` on a timer, so memory stays
+//! bounded. Buckets refill by the injected clock's monotonic time.
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use governor::clock::Clock;
+use governor::middleware::{NoOpMiddleware, StateInformationMiddleware};
+use governor::state::keyed::DashMapStateStore;
+use governor::{Quota, RateLimiter};
+use skyport_core::clock::SharedClock;
+use skyport_core::config::Config;
+use skyport_core::error::{ErrorKind, GatewayError, RateLimitInfo};
+
+/// The gateway's clock as governor's: instants are monotonic time since the clock's origin.
+#[derive(Clone)]
+struct LimiterClock(SharedClock);
+
+impl Clock for LimiterClock {
+    type Instant = Duration;
+
+    fn now(&self) -> Duration {
+        self.0.monotonic()
+    }
+}
+
+type KeyedLimiter =
+    RateLimiter<Arc<str>, DashMapStateStore<Arc<str>>, LimiterClock, StateInformationMiddleware>;
+
+struct QuotaLimiter {
+    per_second: u32,
+    burst: u32,
+    limiter: KeyedLimiter,
+}
+
+/// The gateway's rate limiter.
+pub struct TenantRateLimiter {
+    limiters: Vec<QuotaLimiter>,
+    by_tenant: HashMap<String, usize>,
+    default_index: usize,
+    clock: LimiterClock,
+}
+
+impl TenantRateLimiter {
+    /// Builds limiters from `[limits]` and each tenant's own rate and burst, refilled by
+    /// `clock`.
+    pub fn from_config(config: &Config, clock: SharedClock) -> Self {
+        let clock = LimiterClock(clock);
+        let mut limiters: Vec<QuotaLimiter> = Vec::new();
+        let mut index_for = |per_second: u32, burst: u32| -> usize {
+            if let Some(i) = limiters
+                .iter()
+                .position(|l| l.per_second == per_second && l.burst == burst)
+            {
+                return i;
+            }
+            let quota = Quota::per_second(NonZeroU32::new(per_second).unwrap_or(NonZeroU32::MIN))
+                .allow_burst(NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN));
+            limiters.push(QuotaLimiter {
+                per_second,
+                burst,
+                limiter: RateLimiter::<_, _, _, NoOpMiddleware<Duration>>::new(
+                    quota,
+                    DashMapStateStore::default(),
+                    clock.clone(),
+                )
+                .with_middleware::<StateInformationMiddleware>(),
+            });
+            limiters.len() - 1
+        };
+        let default_index = index_for(
+            config.limits.default_requests_per_second,
+            config.limits.default_burst,
+        );
+        let mut by_tenant = HashMap::new();
+        for (id, tenant) in &config.tenants {
+            let i = index_for(
+                tenant
+                    .requests_per_second
+                    .unwrap_or(config.limits.default_requests_per_second),
+                tenant.burst.unwrap_or(config.limits.default_burst),
+            );
+            by_tenant.insert(id.clone(), i);
+        }
+        Self {
+            limiters,
+            by_tenant,
+            default_index,
+            clock,
+        }
+    }
+
+    /// Takes one request from `tenant`'s bucket, or refuses with 429 and the wait.
+    pub fn check(&self, tenant: &Arc<str>) -> Result<RateLimitInfo, GatewayError> {
+        let q = &self.limiters[*self.by_tenant.get(&**tenant).unwrap_or(&self.default_index)];
+        match q.limiter.check_key(tenant) {
+            Ok(snapshot) => {
+                let remaining = snapshot.remaining_burst_capacity();
+                Ok(RateLimitInfo {
+                    limit: q.burst,
+                    remaining,
+                    reset_secs: reset_secs(q.burst - remaining.min(q.burst), q.per_second),
+                    retry_after: None,
+                })
+            }
+            Err(not_until) => {
+                let wait = not_until.wait_time_from(self.clock.now());
+                let mut err = GatewayError::new(
+                    ErrorKind::Throttled,
+                    format!(
+                        "rate limit of {} requests/s (burst {}) exceeded for tenant '{tenant}'",
+                        q.per_second, q.burst
+                    ),
+                );
+                err.rate_limit = Some(RateLimitInfo {
+                    limit: q.burst,
+                    remaining: 0,
+                    reset_secs: reset_secs(q.burst, q.per_second),
+                    retry_after: Some(wait.max(Duration::from_millis(1))),
+                });
+                Err(err)
+            }
+        }
+    }
+
+    /// Drops state of tenants idle long enough to be back at full burst.
+    pub fn retain_recent(&self) {
+        for q in &self.limiters {
+            q.limiter.retain_recent();
+            q.limiter.shrink_to_fit();
+        }
+    }
+}
+
+fn reset_secs(used: u32, per_second: u32) -> u64 {
+    u64::from(used).div_ceil(u64::from(per_second.max(1)))
+}
+
+#[cfg(test)]
+mod tests {
+    use skyport_core::clock::ManualClock;
+
+    use super::*;
+
+    fn limiter(clock: SharedClock) -> TenantRateLimiter {
+        let text = skyport_core::config::EMBEDDED_DEFAULT.replace(
+            "requests_per_second = 100\nburst = 200",
+            "requests_per_second = 2\nburst = 3",
+        );
+        TenantRateLimiter::from_config(&Config::parse(&text).unwrap(), clock)
+    }
+
+    #[test]
+    fn a_burst_then_a_refusal_with_retry_after_and_another_tenant_unaffected() {
+        let clock = ManualClock::at_unix(1_795_433_941);
+        let limiter = limiter(clock.clone());
+        let demo: Arc<str> = Arc::from("demo");
+        for expected_remaining in [2, 1, 0] {
+            assert_eq!(limiter.check(&demo).unwrap().remaining, expected_remaining);
+        }
+        let refused = limiter.check(&demo).unwrap_err();
+        assert_eq!(refused.kind, ErrorKind::Throttled);
+        let info = refused.rate_limit.unwrap();
+        assert_eq!(info.retry_after, Some(Duration::from_millis(500)));
+        assert_eq!((info.limit, info.remaining), (3, 0));
+        assert!(limiter.check(&Arc::from("acme")).is_ok());
+    }
+
+    #[test]
+    fn the_bucket_refills_at_the_tenants_rate_on_the_clock_not_the_wall() {
+        let clock = ManualClock::at_unix(1_795_433_941);
+        let limiter = limiter(clock.clone());
+        let demo: Arc<str> = Arc::from("demo");
+        for _ in 0..3 {
+            limiter.check(&demo).unwrap();
+        }
+        assert!(limiter.check(&demo).is_err());
+        clock.advance(Duration::from_millis(499));
+        assert!(limiter.check(&demo).is_err(), "not a whole token yet");
+        clock.advance(Duration::from_millis(1));
+        assert_eq!(limiter.check(&demo).unwrap().remaining, 0);
+        clock.advance(Duration::from_secs(10));
+        assert_eq!(limiter.check(&demo).unwrap().remaining, 2, "full again");
+    }
+}

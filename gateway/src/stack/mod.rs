@@ -1,0 +1,333 @@
+//! The request stack: one pipeline that runs every shared step once and in one order for
+//! both front doors, the native JSON API and the EC2 Query API. Each door is a
+//! [`FrontDoor`]; what differs between them is what the trait says, phase by phase:
+//!
+//! 1. request id (`x-request-id`, generated when absent, echoed); every client-sent
+//!    `x-skyport-*` header removed before anything reads it;
+//! 2. **route** (door): unknown paths and methods are refused before authentication;
+//! 3. the body, when the door authenticates over it (SigV4 signs it), up to
+//!    [`request::MAX_BODY_BYTES`];
+//! 4. **authenticate** (door) -> a principal;
+//! 5. tenant context: the tenant directory checks tenant and department;
+//! 6. per-tenant rate limit (the door renders a refusal: 429 problem, or EC2's 503
+//!    `RequestLimitExceeded`);
+//! 7. **admit** (door): the route's facts once the caller is known (EC2: region and
+//!    action); the admin role for admin routes;
+//! 8. read cache, per tenant, for the reads the facts mark cacheable (**cache key**:
+//!    door); concurrent misses of one key share one call;
+//! 9. the body for routes that take one; **call** (door);
+//! 10. invalidation after writes (the tenant's entries, or everyone's);
+//! 11. errors rendered in the door's wire format (**render error**: door);
+//! 12. the tail: `RateLimit-*` and `x-skyport-cache` headers, metrics, one access-log
+//!     line, one metering event for every authenticated request ([`tail`]).
+
+pub mod cache;
+pub mod limit;
+pub mod request;
+mod tail;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::request::Parts;
+use http::{HeaderValue, Request, Response};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use skyport_core::clock::SharedClock;
+use skyport_core::error::GatewayError;
+use skyport_core::ids::time_ordered_uuid;
+use skyport_core::metrics::{CacheLookupLabels, Metrics};
+use skyport_core::tenancy::{Principal, TenantContext, TenantDirectory};
+use skyport_domain::metering_tap::MeteringTap;
+
+use cache::{CacheKey, CachedResponse, ResponseCache};
+use limit::TenantRateLimiter;
+use request::ConnInfo;
+use tail::{Outcome, Received};
+
+/// What a write invalidates in the read cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Writes {
+    /// Nothing: a read.
+    Nothing,
+    /// The caller's tenant's entries.
+    Tenant,
+    /// Every tenant's entries (a catalog change, which every tenant's offerings show).
+    Everyone,
+}
+
+/// What the stack needs to know of a route once the caller is known.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteFacts {
+    /// Template for logs and metrics (never the raw path).
+    pub template: &'static str,
+    /// Whether the `admin` role is required.
+    pub admin: bool,
+    /// What the request invalidates.
+    pub writes: Writes,
+    /// Cached for this long, when this request is a cacheable read.
+    pub cache_ttl: Option<Duration>,
+    /// Whether the call reads the body (read here, bounded, when it was not before).
+    pub takes_body: bool,
+}
+
+/// One call into a front door, after every shared step.
+pub struct Call<'a> {
+    /// Who it acts for.
+    pub ctx: &'a TenantContext,
+    /// The request id.
+    pub request_id: &'a str,
+    /// Method, URI and headers.
+    pub head: Parts,
+    /// The body (empty unless the route takes one or authentication read it).
+    pub body: Bytes,
+}
+
+/// A front door: its wire format and authentication, phase by phase.
+pub trait FrontDoor: Send + Sync + 'static {
+    /// What routing learned of a request, carried through the later phases.
+    type Route: Send + Sync;
+    /// The door's error; the stack's own refusals become it through `From`.
+    type Error: From<GatewayError> + Clone + Send + Sync + 'static;
+
+    /// Matches the request to a route before anyone is authenticated.
+    fn route(&self, head: &Parts) -> Result<Self::Route, Self::Error>;
+
+    /// Template for logs and metrics until [`FrontDoor::admit`] gives the final one.
+    fn template(&self, route: &Self::Route) -> &'static str;
+
+    /// Whether authentication reads the body (it is then read before it, bounded).
+    fn body_before_auth(&self, route: &Self::Route) -> bool;
+
+    /// Who is calling.
+    fn authenticate(
+        &self,
+        route: &mut Self::Route,
+        head: &Parts,
+        body: &Bytes,
+        conn: &ConnInfo,
+    ) -> impl Future<Output = Result<Principal, Self::Error>> + Send;
+
+    /// The route's facts once the caller is known; may still refuse (an unknown EC2
+    /// action or region).
+    fn admit(
+        &self,
+        route: &mut Self::Route,
+        ctx: &TenantContext,
+        head: &Parts,
+        body: &Bytes,
+    ) -> Result<RouteFacts, Self::Error>;
+
+    /// The read-cache key's path and normalised query for a cacheable read (the stack
+    /// adds tenant, department, generation and method).
+    fn cache_key(&self, route: &Self::Route, head: &Parts, body: &Bytes) -> (String, String);
+
+    /// Serves the request.
+    fn call(
+        &self,
+        route: Self::Route,
+        call: Call<'_>,
+    ) -> impl Future<Output = Result<Response<Full<Bytes>>, Self::Error>> + Send;
+
+    /// The error in the door's wire format (and logged, when it has an internal cause).
+    fn render_error(&self, err: Self::Error, request_id: &str) -> Response<Full<Bytes>>;
+}
+
+/// The state of the shared steps.
+pub struct Stack {
+    /// Tenants and departments.
+    pub tenants: Arc<TenantDirectory>,
+    /// Per-tenant rate limits.
+    pub limiter: TenantRateLimiter,
+    /// The read cache.
+    pub cache: ResponseCache,
+    /// The metering tap.
+    pub tap: MeteringTap,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Time.
+    pub clock: SharedClock,
+}
+
+/// What a cache fill produced that is not stored: the call's error, or a response other
+/// than 200; every caller waiting on the fill gets it.
+#[derive(Clone)]
+enum Unstored<E> {
+    Failed(E),
+    Passed(CachedResponse),
+}
+
+/// Serves one request through `door`.
+pub async fn handle<D: FrontDoor>(
+    stack: &Stack,
+    door: &D,
+    conn: &ConnInfo,
+    mut req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
+    let started = stack.clock.monotonic();
+    let request_id = request::request_id(req.headers(), || {
+        time_ordered_uuid(stack.clock.wall()).to_string()
+    });
+    request::strip_identity_headers(req.headers_mut());
+    let (head, body) = req.into_parts();
+    let received = Received {
+        request_id,
+        method: head.method.clone(),
+        uri: head.uri.clone(),
+        bytes_in: request::content_length(&head.headers),
+        started,
+    };
+    let mut outcome = Outcome {
+        route: "unmatched",
+        tenant: None,
+        rate_limit: None,
+        cache: None,
+    };
+    let served = serve(
+        stack,
+        door,
+        conn,
+        head,
+        body,
+        &received.request_id,
+        &mut outcome,
+    )
+    .await;
+    let response = served.unwrap_or_else(|e| door.render_error(e, &received.request_id));
+    tail::finish(stack, conn, received, outcome, response)
+}
+
+async fn serve<D: FrontDoor>(
+    stack: &Stack,
+    door: &D,
+    conn: &ConnInfo,
+    head: Parts,
+    incoming: Incoming,
+    request_id: &str,
+    outcome: &mut Outcome,
+) -> Result<Response<Full<Bytes>>, D::Error> {
+    let mut route = door.route(&head)?;
+    outcome.route = door.template(&route);
+    let mut body = Bytes::new();
+    let mut incoming = Some(incoming);
+    if door.body_before_auth(&route) {
+        body = request::read_body(incoming.take().expect("unread")).await?;
+    }
+    let principal = door.authenticate(&mut route, &head, &body, conn).await?;
+    let ctx = &*outcome.tenant.insert(stack.tenants.resolve(principal)?);
+    match stack.limiter.check(&ctx.tenant) {
+        Ok(info) => outcome.rate_limit = Some(info),
+        Err(refused) => {
+            outcome.rate_limit = refused.rate_limit;
+            return Err(refused.into());
+        }
+    }
+    let facts = door.admit(&mut route, ctx, &head, &body)?;
+    outcome.route = facts.template;
+    if facts.admin && !ctx.is_admin() {
+        return Err(GatewayError::forbidden("the admin API requires the admin role").into());
+    }
+    let key = facts.cache_ttl.map(|_| {
+        let (path, query) = door.cache_key(&route, &head, &body);
+        stack.cache.key_for(
+            &ctx.tenant,
+            ctx.department.as_deref(),
+            &head.method,
+            path,
+            query,
+        )
+    });
+    if let Some(key) = &key {
+        if let Some(hit) = stack.cache.get(key).await {
+            outcome.cache = Some(count_cache_result(&stack.metrics, true));
+            return Ok(cached_response(&hit));
+        }
+    }
+    if facts.takes_body {
+        if let Some(incoming) = incoming.take() {
+            body = request::read_body(incoming).await?;
+        }
+    }
+    let call = Call {
+        ctx,
+        request_id,
+        head,
+        body,
+    };
+    let served = match (key, facts.cache_ttl) {
+        (Some(key), Some(ttl)) => {
+            let (served, hit) = fill(stack, door, route, call, key, ttl).await;
+            outcome.cache = Some(count_cache_result(&stack.metrics, hit));
+            served
+        }
+        // Boxed: the doors' call futures are large, and a cached read should not carry them.
+        _ => Box::pin(door.call(route, call)).await,
+    };
+    match facts.writes {
+        Writes::Nothing => {}
+        Writes::Tenant => stack.cache.invalidate_tenant(&ctx.tenant),
+        Writes::Everyone => stack.cache.invalidate_all(),
+    }
+    served
+}
+
+/// Serves a cacheable read through the cache: concurrent misses of `key` wait for one
+/// call; a 200 answer is stored for `ttl`. The flag says whether the answer was cached.
+async fn fill<D: FrontDoor>(
+    stack: &Stack,
+    door: &D,
+    route: D::Route,
+    call: Call<'_>,
+    key: CacheKey,
+    ttl: Duration,
+) -> (Result<Response<Full<Bytes>>, D::Error>, bool) {
+    let filling = async {
+        let response = Box::pin(door.call(route, call))
+            .await
+            .map_err(Unstored::Failed)?;
+        let content_type = response
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .cloned()
+            .unwrap_or(HeaderValue::from_static("application/json"));
+        let status = response.status();
+        let body = match response.into_body().collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(never) => match never {},
+        };
+        let entry = CachedResponse::new(status, content_type, body, ttl);
+        if status == http::StatusCode::OK {
+            Ok(entry)
+        } else {
+            Err(Unstored::Passed(entry))
+        }
+    };
+    match stack.cache.get_or_fill(key, filling).await {
+        Ok((entry, hit)) => (Ok(cached_response(&entry)), hit),
+        Err(unstored) => match (*unstored).clone() {
+            Unstored::Failed(e) => (Err(e), false),
+            Unstored::Passed(entry) => (Ok(cached_response(&entry)), false),
+        },
+    }
+}
+
+/// Counts a read-cache hit or miss; `hit` or `miss`, for the outcome.
+fn count_cache_result(metrics: &Metrics, hit: bool) -> &'static str {
+    let result = if hit { "hit" } else { "miss" };
+    metrics
+        .cache_lookups
+        .get_or_create(&CacheLookupLabels { result })
+        .inc();
+    result
+}
+
+fn cached_response(hit: &CachedResponse) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(hit.body.clone()));
+    *response.status_mut() = hit.status;
+    response
+        .headers_mut()
+        .insert(http::header::CONTENT_TYPE, hit.content_type.clone());
+    response
+}

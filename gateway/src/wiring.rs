@@ -1,0 +1,289 @@
+//! Wiring: the gateway built from its configuration, once, at startup. Every store, service,
+//! shared stack step and front door is made here and handed what it uses; nothing below
+//! reaches back up for more.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use skyport_auth::access_keys::AccessKeys;
+use skyport_auth::jwt::JwtVerifier;
+use skyport_auth::Authenticator;
+use skyport_core::clock::SharedClock;
+use skyport_core::config::{Config, ConfigErrors, JwtKeyConfig};
+use skyport_core::metrics::Metrics;
+use skyport_core::tenancy::TenantDirectory;
+use skyport_domain::catalog::CatalogService;
+use skyport_domain::inventory::host_op::GatewayHostOps;
+use skyport_domain::inventory::lifecycle::LifecycleMeter;
+use skyport_domain::inventory::sync::InventorySync;
+use skyport_domain::metering_tap::{MeteringTap, TapReceiver};
+use skyport_domain::operations::deployments::DeploymentService;
+use skyport_domain::operations::diagnostics::Diagnostics;
+use skyport_domain::operations::images::ImageService;
+use skyport_domain::operations::instances::InstanceService;
+use skyport_domain::operations::key_pairs::KeyPairService;
+use skyport_domain::operations::metering::MeteringService;
+use skyport_domain::placement::rules::RuleSet;
+use skyport_domain::placement::PlacementService;
+use skyport_domain::regions::Regions;
+use skyport_plugin_host::{PluginRegistry, Plugins};
+use skyport_store_sqlite as sqlite;
+
+use crate::api::ec2::Ec2Api;
+use crate::api::native::NativeApi;
+use crate::stack::cache::ResponseCache;
+use crate::stack::limit::TenantRateLimiter;
+use crate::stack::Stack;
+
+/// What the front doors translate requests into: the domain's services, and the facts of
+/// the running gateway an API shows.
+pub struct Services {
+    /// The configuration in force.
+    pub config: Arc<Config>,
+    /// Tenants and departments.
+    pub tenants: Arc<TenantDirectory>,
+    /// Regions served now.
+    pub regions: Arc<Regions>,
+    /// The catalog.
+    pub catalog: Arc<CatalogService>,
+    /// Placement.
+    pub placement: Arc<PlacementService>,
+    /// Instances.
+    pub instances: Arc<InstanceService>,
+    /// Deployments.
+    pub deployments: DeploymentService,
+    /// SSH key pairs.
+    pub key_pairs: KeyPairService,
+    /// Images.
+    pub images: ImageService,
+    /// Bills and usage.
+    pub metering: MeteringService,
+    /// Operators' plugin calls.
+    pub diagnostics: Diagnostics,
+    /// EC2 access keys.
+    pub access_keys: Arc<AccessKeys>,
+    /// The loaded plugins, for the listings that show their manifests.
+    pub plugins: Arc<PluginRegistry>,
+    /// Time.
+    pub clock: SharedClock,
+}
+
+/// The running gateway's parts.
+pub struct Gateway {
+    /// The shared steps of the request stack.
+    pub stack: Stack,
+    /// The native and admin API.
+    pub native: NativeApi,
+    /// The EC2 Query API.
+    pub ec2: Ec2Api,
+    /// The services behind both.
+    pub services: Arc<Services>,
+    /// The JWT verifier (reloaded on SIGHUP).
+    pub jwt: Arc<JwtVerifier>,
+    /// The inventory sync, run on a timer.
+    pub sync: Arc<InventorySync>,
+}
+
+/// The JWT key sources in force: the configured ones (paths resolved against the state
+/// directory), or the development key when none is configured.
+pub fn jwt_key_sources(config: &Config, certs_dir: &Path) -> Vec<JwtKeyConfig> {
+    use crate::tls::dev_certs;
+    if config.auth.jwt.keys.is_empty() {
+        return vec![JwtKeyConfig {
+            kid: Some(dev_certs::DEV_JWT_KID.to_string()),
+            algorithm: Some("ES256".to_string()),
+            pem: Some(certs_dir.join(dev_certs::files::JWT_PUBLIC)),
+            jwks_file: None,
+            jwks_url: None,
+        }];
+    }
+    config
+        .auth
+        .jwt
+        .keys
+        .iter()
+        .map(|k| JwtKeyConfig {
+            pem: k.pem.as_deref().map(|p| config.state_path(p)),
+            jwks_file: k.jwks_file.as_deref().map(|p| config.state_path(p)),
+            ..k.clone()
+        })
+        .collect()
+}
+
+impl Gateway {
+    /// Builds the gateway over `config`'s state directory: stores opened (and migrated),
+    /// plugins loaded, regions gathered, services and front doors made. `plugin_dir` is
+    /// where relative plugin file names resolve. The tap's receiving end comes back beside
+    /// the gateway: the caller runs it (`forward_batches`), and it ends once the gateway
+    /// is dropped.
+    pub async fn build(
+        config: Config,
+        plugin_dir: &Path,
+        metrics: Arc<Metrics>,
+        clock: SharedClock,
+    ) -> anyhow::Result<(Self, TapReceiver)> {
+        let state_dir = config.server.state_dir.clone();
+        let jwt = Arc::new(
+            JwtVerifier::new(
+                &config.auth.jwt,
+                jwt_key_sources(&config, &state_dir.join("certs")),
+                clock.clone(),
+            )
+            .context("loading JWT keys")?,
+        );
+        jwt.prefetch().await;
+
+        let registry = Arc::new(
+            PluginRegistry::load_all(
+                &config.plugins,
+                plugin_dir,
+                &state_dir,
+                Arc::clone(&metrics),
+                clock.clone(),
+            )
+            .await
+            .map_err(|refusal| anyhow::anyhow!("{refusal} (required = true)"))?,
+        );
+        let plugins: Arc<dyn Plugins> = registry.clone();
+        let regions = Arc::new(Regions::gather(&*plugins).await);
+
+        let (tap, tap_receiver) = MeteringTap::new(
+            config.tap.queue_capacity,
+            Arc::clone(&plugins),
+            Arc::clone(&metrics),
+        );
+        let tenants = Arc::new(TenantDirectory::new(config.tenants.clone()));
+        let catalog = Arc::new(
+            CatalogService::open(
+                &config,
+                Arc::clone(&tenants),
+                Arc::new(
+                    sqlite::SqliteCatalogChanges::open(&state_dir)
+                        .context("opening the catalog changes")?,
+                ),
+                clock.clone(),
+            )
+            .await
+            .context("reading the catalog changes")?,
+        );
+        let rules = RuleSet::compile(&config.placement.rules, "placement.rules")
+            .map_err(|errors| anyhow::anyhow!(ConfigErrors(errors)))?;
+        warn_about_unserved(&config, &regions, &rules, &registry);
+        let placement = Arc::new(PlacementService::new(
+            Arc::clone(&catalog),
+            rules,
+            Arc::clone(&tenants),
+            Arc::clone(&regions),
+            Arc::clone(&plugins),
+            Arc::new(
+                sqlite::SqlitePlacementAudit::open(&state_dir)
+                    .context("opening the placement audit")?,
+            ),
+            Arc::clone(&metrics),
+            clock.clone(),
+        ));
+        let instances = Arc::new(InstanceService::new(
+            Arc::new(sqlite::SqliteInventory::open(&state_dir).context("opening the inventory")?),
+            Arc::clone(&plugins),
+            Arc::clone(&tenants),
+            Arc::clone(&catalog),
+            LifecycleMeter::new(tap.clone(), clock.clone()),
+            Arc::clone(&metrics),
+            clock.clone(),
+        ));
+        let sync = Arc::new(InventorySync::new(
+            Arc::clone(&instances),
+            Arc::clone(&plugins),
+            Arc::clone(&metrics),
+        ));
+        registry.bind_host_ops(Arc::new(GatewayHostOps(Arc::downgrade(&sync))));
+        let access_keys = Arc::new(AccessKeys::new(
+            Arc::new(
+                sqlite::SqliteAccessKeys::open(&state_dir).context("opening the access keys")?,
+            ),
+            clock.clone(),
+        ));
+        let config = Arc::new(config);
+        let services = Arc::new(Services {
+            deployments: DeploymentService::new(
+                Arc::clone(&placement),
+                Arc::clone(&instances),
+                Arc::new(
+                    sqlite::SqliteDeployments::open(&state_dir)
+                        .context("opening the deployments")?,
+                ),
+                clock.clone(),
+            ),
+            key_pairs: KeyPairService::new(
+                Arc::new(
+                    sqlite::SqliteKeyPairs::open(&state_dir).context("opening the key pairs")?,
+                ),
+                clock.clone(),
+            ),
+            images: ImageService::new(Arc::clone(&plugins), Arc::clone(&regions)),
+            metering: MeteringService::new(Arc::clone(&plugins)),
+            diagnostics: Diagnostics::new(Arc::clone(&plugins)),
+            access_keys: Arc::clone(&access_keys),
+            config: Arc::clone(&config),
+            tenants: Arc::clone(&tenants),
+            regions,
+            catalog,
+            placement,
+            instances,
+            plugins: registry,
+            clock: clock.clone(),
+        });
+        let auth = Arc::new(Authenticator::new(
+            Arc::clone(&jwt),
+            config.auth.mtls.admin_services.clone(),
+            access_keys,
+            Duration::from_secs(config.auth.sigv4.max_skew_secs),
+            clock.clone(),
+        ));
+        let stack = Stack {
+            tenants,
+            limiter: TenantRateLimiter::from_config(&config, clock.clone()),
+            cache: ResponseCache::new(config.cache.max_entries, clock.clone()),
+            tap,
+            metrics,
+            clock,
+        };
+        let gateway = Self {
+            stack,
+            native: NativeApi::new(Arc::clone(&services), Arc::clone(&auth)),
+            ec2: Ec2Api::new(Arc::clone(&services), auth),
+            services,
+            jwt,
+            sync,
+        };
+        Ok((gateway, tap_receiver))
+    }
+}
+
+/// Logs configuration that names what is not served now: a tenant's default region, a
+/// placement rule's provider.
+fn warn_about_unserved(
+    config: &Config,
+    regions: &Regions,
+    rules: &RuleSet,
+    plugins: &PluginRegistry,
+) {
+    for (tenant, t) in &config.tenants {
+        if let Some(region) = &t.default_region {
+            if !regions.serves(region) {
+                tracing::warn!(tenant = %tenant, region = %region, "tenants.{tenant}.default_region names no provider region served now; its raw requests are placed as if it were not set");
+            }
+        }
+    }
+    for (rule, provider) in rules.named_providers() {
+        if plugins.get(provider).is_none() {
+            tracing::warn!(
+                rule,
+                provider,
+                "a placement rule names a provider that is not loaded"
+            );
+        }
+    }
+}

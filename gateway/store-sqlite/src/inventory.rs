@@ -1,0 +1,287 @@
+//! [`InventoryStore`] in the gateway database (table `instances`); the idempotency tokens
+//! are a column of it, unique per tenant.
+
+use std::path::Path;
+
+use async_trait::async_trait;
+use rusqlite::{params, OptionalExtension};
+use serde_json::{Map, Value};
+use skyport_core::error::{ErrorKind, GatewayError};
+use skyport_domain::inventory::{InstanceRecord, InventoryStore};
+
+use crate::db::Db;
+
+/// Instance records in `<state_dir>/skyport.db`.
+pub struct SqliteInventory {
+    db: Db,
+}
+
+impl SqliteInventory {
+    /// Opens (and migrates) the table in `<state_dir>/skyport.db`.
+    pub fn open(state_dir: &Path) -> anyhow::Result<Self> {
+        let db = Db::open(
+            state_dir,
+            "inventory",
+            "CREATE TABLE IF NOT EXISTS instances (
+                id TEXT PRIMARY KEY,
+                tenant TEXT NOT NULL,
+                department TEXT,
+                provider TEXT NOT NULL,
+                region TEXT NOT NULL,
+                remote_id TEXT,
+                image TEXT NOT NULL,
+                instance_type TEXT NOT NULL,
+                name TEXT,
+                tags TEXT NOT NULL DEFAULT '{}',
+                state TEXT NOT NULL,
+                created_at TEXT NOT NULL
+            );
+            CREATE INDEX IF NOT EXISTS instances_tenant ON instances (tenant, id);",
+        )?;
+        // Columns added after the first release: added in place to older databases.
+        db.migrate(|conn| {
+            for (column, ddl) in [
+                ("key_name", "ALTER TABLE instances ADD COLUMN key_name TEXT"),
+                (
+                    "client_token",
+                    "ALTER TABLE instances ADD COLUMN client_token TEXT",
+                ),
+            ] {
+                let present: bool = conn.query_row(
+                    "SELECT count(*) FROM pragma_table_info('instances') WHERE name = ?1",
+                    params![column],
+                    |row| row.get::<_, i64>(0).map(|n| n > 0),
+                )?;
+                if !present {
+                    conn.execute_batch(ddl)?;
+                }
+            }
+            conn.execute_batch(
+                "CREATE UNIQUE INDEX IF NOT EXISTS instances_client_token
+                 ON instances (tenant, client_token) WHERE client_token IS NOT NULL;",
+            )
+        })?;
+        Ok(Self { db })
+    }
+}
+
+const SELECT: &str =
+    "SELECT id, tenant, department, provider, region, remote_id, image, instance_type,
+    name, tags, state, created_at, key_name, client_token FROM instances";
+
+fn row_to_record(row: &rusqlite::Row<'_>) -> Result<InstanceRecord, rusqlite::Error> {
+    let tags: String = row.get(9)?;
+    Ok(InstanceRecord {
+        id: row.get(0)?,
+        tenant: row.get(1)?,
+        department: row.get(2)?,
+        provider: row.get(3)?,
+        region: row.get(4)?,
+        remote_id: row.get(5)?,
+        image: row.get(6)?,
+        instance_type: row.get(7)?,
+        name: row.get(8)?,
+        tags: serde_json::from_str(&tags).unwrap_or_default(),
+        state: row.get(10)?,
+        created_at: row.get(11)?,
+        key_name: row.get(12)?,
+        client_token: row.get(13)?,
+    })
+}
+
+#[async_trait]
+impl InventoryStore for SqliteInventory {
+    async fn insert(&self, r: InstanceRecord) -> Result<(), GatewayError> {
+        let inserted = self
+            .db
+            .with(move |c| {
+                let done = c.execute(
+                    "INSERT INTO instances (id, tenant, department, provider, region, remote_id,
+                     image, instance_type, name, tags, state, created_at, key_name, client_token)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                    params![
+                        r.id,
+                        r.tenant,
+                        r.department,
+                        r.provider,
+                        r.region,
+                        r.remote_id,
+                        r.image,
+                        r.instance_type,
+                        r.name,
+                        Value::Object(r.tags).to_string(),
+                        r.state,
+                        r.created_at,
+                        r.key_name,
+                        r.client_token
+                    ],
+                );
+                match done {
+                    Ok(_) => Ok(true),
+                    Err(rusqlite::Error::SqliteFailure(e, _))
+                        if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+                    {
+                        Ok(false)
+                    }
+                    Err(e) => Err(e),
+                }
+            })
+            .await?;
+        if inserted {
+            Ok(())
+        } else {
+            Err(GatewayError::new(
+                ErrorKind::Conflict,
+                "an instance with this id or idempotency token exists",
+            ))
+        }
+    }
+
+    async fn get(&self, tenant: &str, id: &str) -> Result<Option<InstanceRecord>, GatewayError> {
+        let (tenant, id) = (tenant.to_string(), id.to_string());
+        self.db
+            .with(move |c| {
+                c.query_row(
+                    &format!("{SELECT} WHERE tenant = ?1 AND id = ?2"),
+                    params![tenant, id],
+                    row_to_record,
+                )
+                .optional()
+            })
+            .await
+    }
+
+    async fn list(&self, tenant: &str) -> Result<Vec<InstanceRecord>, GatewayError> {
+        let tenant = tenant.to_string();
+        self.db
+            .with(move |c| {
+                let mut stmt = c.prepare(&format!("{SELECT} WHERE tenant = ?1 ORDER BY id"))?;
+                let rows = stmt.query_map(params![tenant], row_to_record)?;
+                rows.collect()
+            })
+            .await
+    }
+
+    async fn by_client_token(
+        &self,
+        tenant: &str,
+        token: &str,
+    ) -> Result<Option<InstanceRecord>, GatewayError> {
+        let (tenant, token) = (tenant.to_string(), token.to_string());
+        self.db
+            .with(move |c| {
+                c.query_row(
+                    &format!("{SELECT} WHERE tenant = ?1 AND client_token = ?2"),
+                    params![tenant, token],
+                    row_to_record,
+                )
+                .optional()
+            })
+            .await
+    }
+
+    async fn update(
+        &self,
+        id: &str,
+        remote_id: Option<String>,
+        state: &str,
+        instance_type: Option<String>,
+    ) -> Result<(), GatewayError> {
+        let (id, state) = (id.to_string(), state.to_string());
+        self.db
+            .with(move |c| {
+                c.execute(
+                    "UPDATE instances SET remote_id = COALESCE(?2, remote_id), state = ?3,
+                     instance_type = COALESCE(?4, instance_type) WHERE id = ?1",
+                    params![id, remote_id, state, instance_type],
+                )
+                .map(|_| ())
+            })
+            .await
+    }
+
+    async fn transition(&self, id: &str, from: &str, to: &str) -> Result<bool, GatewayError> {
+        let (id, from, to) = (id.to_string(), from.to_string(), to.to_string());
+        self.db
+            .with(move |c| {
+                c.execute(
+                    "UPDATE instances SET state = ?3 WHERE id = ?1 AND state = ?2",
+                    params![id, from, to],
+                )
+                .map(|changed| changed == 1)
+            })
+            .await
+    }
+
+    async fn set_tags(&self, id: &str, tags: Map<String, Value>) -> Result<(), GatewayError> {
+        let id = id.to_string();
+        let tags = Value::Object(tags).to_string();
+        self.db
+            .with(move |c| {
+                c.execute(
+                    "UPDATE instances SET tags = ?2 WHERE id = ?1",
+                    params![id, tags],
+                )
+                .map(|_| ())
+            })
+            .await
+    }
+
+    async fn delete(&self, id: &str) -> Result<(), GatewayError> {
+        let id = id.to_string();
+        self.db
+            .with(move |c| {
+                c.execute("DELETE FROM instances WHERE id = ?1", params![id])
+                    .map(|_| ())
+            })
+            .await
+    }
+
+    async fn active_for_provider(
+        &self,
+        provider: &str,
+    ) -> Result<Vec<InstanceRecord>, GatewayError> {
+        let provider = provider.to_string();
+        self.db
+            .with(move |c| {
+                let mut stmt = c.prepare(&format!(
+                    "{SELECT} WHERE provider = ?1 AND remote_id IS NOT NULL AND state != 'terminated'"
+                ))?;
+                let rows = stmt.query_map(params![provider], row_to_record)?;
+                rows.collect()
+            })
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn sqlite_inventory_passes_the_conformance_suite() {
+        skyport_domain::inventory::conformance::run(|| async {
+            let dir = crate::test_dir("inventory");
+            Arc::new(SqliteInventory::open(&dir).unwrap()) as Arc<dyn InventoryStore>
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn records_survive_a_reopen() {
+        let dir = crate::test_dir("inventory-reopen");
+        let record = skyport_domain::inventory::conformance::record("i-00000000000000001", "demo");
+        SqliteInventory::open(&dir)
+            .unwrap()
+            .insert(record.clone())
+            .await
+            .unwrap();
+        let reopened = SqliteInventory::open(&dir).unwrap();
+        assert_eq!(
+            reopened.get("demo", &record.id).await.unwrap(),
+            Some(record)
+        );
+    }
+}
