@@ -25,7 +25,7 @@ use std::time::{Duration, Instant, SystemTime};
 use serde_json::json;
 use skyport_metering::billing::{ledger_time, tenant_bill};
 use skyport_metering::export;
-use skyport_metering::ledger::Ledger;
+use skyport_metering::ledger::{Ledger, SqliteLedger};
 use skyport_metering::period::Period;
 use skyport_metering::rating::RateCard;
 use skyport_metering::record_types::built_in;
@@ -275,10 +275,10 @@ fn ingest_round(
     events: &[MeterEvent],
     batch: usize,
     now: SystemTime,
-) -> Result<(Ledger, IngestRound), String> {
+) -> Result<(SqliteLedger, IngestRound), String> {
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let mut ledger = Ledger::open(dir).map_err(|e| e.to_string())?;
+    let mut ledger = SqliteLedger::open(dir).map_err(|e| e.to_string())?;
     for t in built_in() {
         ledger.register(&t, now)?;
     }

@@ -2,7 +2,7 @@
 //! output while waiting for a state.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
@@ -162,7 +162,12 @@ impl Client {
 
     /// Polls until `state`, printing each change; bounded by 180 s.
     async fn follow(&self, id: &str, target: &str) -> anyhow::Result<Value> {
-        let deadline = Instant::now() + Duration::from_secs(180);
+        let waited = tokio::time::timeout(Duration::from_secs(180), self.reach(id, target)).await;
+        waited.unwrap_or_else(|_| bail!("{id} did not reach {target} within 180 s"))
+    }
+
+    /// Polls until `state`, printing each change.
+    async fn reach(&self, id: &str, target: &str) -> anyhow::Result<Value> {
         let mut last = String::new();
         loop {
             let v = self
@@ -175,9 +180,6 @@ impl Client {
             }
             if state == target {
                 return Ok(v);
-            }
-            if Instant::now() > deadline {
-                bail!("{id} did not reach {target} within 180 s (now {state})");
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }

@@ -2,13 +2,14 @@
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
 use anyhow::Context;
 use clap::Args;
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 
 use crate::tls::dev_certs;
+use skyport_core::clock::{Clock, SystemClock};
 use skyport_core::config::Config;
 
 /// Arguments of `skyport token`.
@@ -50,7 +51,10 @@ fn dev_claims(
     roles: Vec<String>,
     ttl: u64,
 ) -> anyhow::Result<serde_json::Value> {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+    let now = SystemClock::new()
+        .wall()
+        .duration_since(UNIX_EPOCH)?
+        .as_secs();
     let mut claims = serde_json::json!({
         "iss": config.auth.jwt.issuer,
         "aud": config.auth.jwt.audience,

@@ -22,6 +22,7 @@
 //!     line, one metering event for every authenticated request ([`tail`]).
 
 pub mod cache;
+mod cached;
 pub mod limit;
 pub mod request;
 mod tail;
@@ -32,17 +33,17 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::request::Parts;
-use http::{HeaderValue, Request, Response};
-use http_body_util::{BodyExt, Full};
+use http::{Request, Response};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use skyport_core::clock::SharedClock;
 use skyport_core::error::GatewayError;
 use skyport_core::ids::time_ordered_uuid;
-use skyport_core::metrics::{CacheLookupLabels, Metrics};
+use skyport_core::metrics::Metrics;
 use skyport_core::tenancy::{Principal, TenantContext, TenantDirectory};
 use skyport_domain::metering_tap::MeteringTap;
 
-use cache::{CacheKey, CachedResponse, ResponseCache};
+use cache::ResponseCache;
 use limit::TenantRateLimiter;
 use request::ConnInfo;
 use tail::{Outcome, Received};
@@ -151,14 +152,6 @@ pub struct Stack {
     pub clock: SharedClock,
 }
 
-/// What a cache fill produced that is not stored: the call's error, or a response other
-/// than 200; every caller waiting on the fill gets it.
-#[derive(Clone)]
-enum Unstored<E> {
-    Failed(E),
-    Passed(CachedResponse),
-}
-
 /// Serves one request through `door`.
 pub async fn handle<D: FrontDoor>(
     stack: &Stack,
@@ -241,8 +234,8 @@ async fn serve<D: FrontDoor>(
     });
     if let Some(key) = &key {
         if let Some(hit) = stack.cache.get(key).await {
-            outcome.cache = Some(count_cache_result(&stack.metrics, true));
-            return Ok(cached_response(&hit));
+            outcome.cache = Some(cached::count(&stack.metrics, true));
+            return Ok(cached::response(&hit));
         }
     }
     if facts.takes_body {
@@ -258,8 +251,8 @@ async fn serve<D: FrontDoor>(
     };
     let served = match (key, facts.cache_ttl) {
         (Some(key), Some(ttl)) => {
-            let (served, hit) = fill(stack, door, route, call, key, ttl).await;
-            outcome.cache = Some(count_cache_result(&stack.metrics, hit));
+            let (served, hit) = cached::fill(stack, door, route, call, key, ttl).await;
+            outcome.cache = Some(cached::count(&stack.metrics, hit));
             served
         }
         // Boxed: the doors' call futures are large, and a cached read should not carry them.
@@ -271,63 +264,4 @@ async fn serve<D: FrontDoor>(
         Writes::Everyone => stack.cache.invalidate_all(),
     }
     served
-}
-
-/// Serves a cacheable read through the cache: concurrent misses of `key` wait for one
-/// call; a 200 answer is stored for `ttl`. The flag says whether the answer was cached.
-async fn fill<D: FrontDoor>(
-    stack: &Stack,
-    door: &D,
-    route: D::Route,
-    call: Call<'_>,
-    key: CacheKey,
-    ttl: Duration,
-) -> (Result<Response<Full<Bytes>>, D::Error>, bool) {
-    let filling = async {
-        let response = Box::pin(door.call(route, call))
-            .await
-            .map_err(Unstored::Failed)?;
-        let content_type = response
-            .headers()
-            .get(http::header::CONTENT_TYPE)
-            .cloned()
-            .unwrap_or(HeaderValue::from_static("application/json"));
-        let status = response.status();
-        let body = match response.into_body().collect().await {
-            Ok(collected) => collected.to_bytes(),
-            Err(never) => match never {},
-        };
-        let entry = CachedResponse::new(status, content_type, body, ttl);
-        if status == http::StatusCode::OK {
-            Ok(entry)
-        } else {
-            Err(Unstored::Passed(entry))
-        }
-    };
-    match stack.cache.get_or_fill(key, filling).await {
-        Ok((entry, hit)) => (Ok(cached_response(&entry)), hit),
-        Err(unstored) => match (*unstored).clone() {
-            Unstored::Failed(e) => (Err(e), false),
-            Unstored::Passed(entry) => (Ok(cached_response(&entry)), false),
-        },
-    }
-}
-
-/// Counts a read-cache hit or miss; `hit` or `miss`, for the outcome.
-fn count_cache_result(metrics: &Metrics, hit: bool) -> &'static str {
-    let result = if hit { "hit" } else { "miss" };
-    metrics
-        .cache_lookups
-        .get_or_create(&CacheLookupLabels { result })
-        .inc();
-    result
-}
-
-fn cached_response(hit: &CachedResponse) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(hit.body.clone()));
-    *response.status_mut() = hit.status;
-    response
-        .headers_mut()
-        .insert(http::header::CONTENT_TYPE, hit.content_type.clone());
-    response
 }

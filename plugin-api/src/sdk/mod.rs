@@ -2,6 +2,7 @@
 //! rest — panic guards on every entry point, a plugin-owned tokio runtime, exactly-once
 //! completions, cancellation and a `log` bridge into the host.
 
+pub mod clock;
 mod completion;
 mod entry;
 mod host;
@@ -12,6 +13,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use completion::{completion_channel, CompletionReceiver};
 pub use entry::{describe_entry, instantiate_entry, root_module};
 pub use host::Host;

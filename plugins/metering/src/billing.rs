@@ -8,6 +8,8 @@ use time::OffsetDateTime;
 
 use crate::bill::{build_bill, correction_lines, ApiUsage, Bill, BillInputs, InstanceUsage};
 use crate::ledger::Ledger;
+#[cfg(test)]
+use crate::ledger::SqliteLedger;
 use crate::period::Period;
 use crate::rating::RateCard;
 use crate::usage::{cut_slices, running_slices, usage_records, Capacity, LifecycleEvent};
@@ -30,7 +32,7 @@ pub fn ledger_time(time: OffsetDateTime) -> String {
 /// Every instance of `tenant` with its running slices up to `until`, from the events
 /// received before `received_before`.
 pub fn instance_usage(
-    ledger: &Ledger,
+    ledger: &dyn Ledger,
     tenant: &str,
     until: OffsetDateTime,
     received_before: OffsetDateTime,
@@ -80,7 +82,7 @@ pub fn instance_usage(
 /// The period's lines from the events received before `received_before`, with running
 /// usage counted up to `until`.
 fn regular_bill(
-    ledger: &Ledger,
+    ledger: &dyn Ledger,
     card: &RateCard,
     tenant: &str,
     department: Option<&str>,
@@ -114,7 +116,7 @@ fn regular_bill(
 }
 
 /// Finalized periods and the instant each was finalized.
-fn finalized(ledger: &Ledger) -> Result<Vec<(Period, OffsetDateTime)>, String> {
+fn finalized(ledger: &dyn Ledger) -> Result<Vec<(Period, OffsetDateTime)>, String> {
     ledger
         .finalized_periods()
         .map_err(|e| e.to_string())?
@@ -138,7 +140,7 @@ fn finalized(ledger: &Ledger) -> Result<Vec<(Period, OffsetDateTime)>, String> {
 ///   events received before and after that stretch of time.
 /// - Usage still running is counted up to `now` (or the period's end).
 pub fn tenant_bill(
-    ledger: &Ledger,
+    ledger: &dyn Ledger,
     card: &RateCard,
     tenant: &str,
     department: Option<&str>,
@@ -195,7 +197,11 @@ pub fn tenant_bill(
 }
 
 /// Finalizes `period` as of `now`: refused until the period has ended, and once done.
-pub fn finalize(ledger: &Ledger, period: Period, now: OffsetDateTime) -> Result<String, String> {
+pub fn finalize(
+    ledger: &dyn Ledger,
+    period: Period,
+    now: OffsetDateTime,
+) -> Result<String, String> {
     if now < period.end() {
         return Err(format!(
             "period {period} has not ended yet (it ends at {})",
@@ -207,7 +213,7 @@ pub fn finalize(ledger: &Ledger, period: Period, now: OffsetDateTime) -> Result<
 
 /// Every tenant's bill for `period`, as of `now`.
 pub fn all_bills(
-    ledger: &Ledger,
+    ledger: &dyn Ledger,
     card: &RateCard,
     period: Period,
     now: OffsetDateTime,
@@ -228,7 +234,7 @@ pub fn all_bills(
 /// Usage records of `tenant` (one department's if set) over `[from, to)`, cut into
 /// intervals of `interval_secs`, as of `now`.
 pub fn usage(
-    ledger: &Ledger,
+    ledger: &dyn Ledger,
     tenant: &str,
     department: Option<&str>,
     from: OffsetDateTime,
@@ -265,11 +271,11 @@ mod tests {
     use skyport_plugin_api::ops::MeterEvent;
     use time::macros::datetime;
 
-    fn ledger(tag: &str) -> (Ledger, std::path::PathBuf) {
+    fn ledger(tag: &str) -> (SqliteLedger, std::path::PathBuf) {
         let dir = std::env::temp_dir().join(format!("billing-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let mut ledger = Ledger::open(&dir).unwrap();
+        let mut ledger = SqliteLedger::open(&dir).unwrap();
         for t in built_in() {
             ledger
                 .register(&t, std::time::SystemTime::UNIX_EPOCH)
@@ -292,7 +298,7 @@ mod tests {
         }
     }
 
-    fn ingest(ledger: &mut Ledger, events: &[MeterEvent], received: OffsetDateTime) {
+    fn ingest(ledger: &mut dyn Ledger, events: &[MeterEvent], received: OffsetDateTime) {
         let outcome = ledger
             .ingest(events, &Limits::default(), received.into())
             .unwrap();
@@ -322,7 +328,7 @@ mod tests {
         assert!(finalize(&ledger, october, datetime!(2026-11-03 0:00 UTC))
             .unwrap_err()
             .contains("was finalized at 2026-11-02T00:00:00.000Z"));
-        let bill_of = |ledger: &Ledger, period, now| {
+        let bill_of = |ledger: &dyn Ledger, period, now| {
             serde_json::to_string(&tenant_bill(ledger, &card, "demo", None, period, now).unwrap())
                 .unwrap()
         };

@@ -23,6 +23,8 @@ use serde_json::{json, Value};
 use skyport_plugin_api::ops::MeterEvent;
 
 use crate::ledger::Ledger;
+#[cfg(test)]
+use crate::ledger::SqliteLedger;
 use crate::validate::Limits;
 
 /// Events after which the ledger considers an instance running.
@@ -49,11 +51,11 @@ fn ledger_time(time: SystemTime) -> String {
 
 /// Reconciles `ledger` with `listing` (the host's `inventory.instances@1` answer) at `now`.
 pub fn reconcile(
-    ledger: &mut Ledger,
+    ledger: &mut dyn Ledger,
     listing: &Value,
     now: SystemTime,
 ) -> Result<SyncOutcome, String> {
-    let db = |e: rusqlite::Error| e.to_string();
+    let db = |e: crate::ledger::LedgerError| e.to_string();
     let at = ledger_time(now);
     let mut outcome = SyncOutcome::default();
     let mut answered = BTreeSet::new();
@@ -180,11 +182,11 @@ mod tests {
     use crate::record_types::built_in;
     use std::time::Duration;
 
-    fn ledger(tag: &str) -> (Ledger, std::path::PathBuf) {
+    fn ledger(tag: &str) -> (SqliteLedger, std::path::PathBuf) {
         let dir = std::env::temp_dir().join(format!("sync-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let mut ledger = Ledger::open(&dir).unwrap();
+        let mut ledger = SqliteLedger::open(&dir).unwrap();
         for t in built_in() {
             ledger.register(&t, SystemTime::UNIX_EPOCH).unwrap();
         }
@@ -208,7 +210,7 @@ mod tests {
                              {"name": "ec2", "ok": false, "reason": "timeout"}]})
     }
 
-    fn lifecycle(ledger: &mut Ledger, id: &str, instance: &str, event: &str, time: SystemTime) {
+    fn lifecycle(ledger: &mut dyn Ledger, id: &str, instance: &str, event: &str, time: SystemTime) {
         let event = MeterEvent {
             id: id.into(),
             record_type: "instance.lifecycle".into(),
@@ -222,7 +224,7 @@ mod tests {
         ledger.ingest(&[event], &Limits::default(), time).unwrap();
     }
 
-    fn events_of(ledger: &Ledger, instance: &str) -> Vec<(String, String)> {
+    fn events_of(ledger: &dyn Ledger, instance: &str) -> Vec<(String, String)> {
         ledger
             .events("demo", 1000)
             .unwrap()

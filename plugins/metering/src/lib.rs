@@ -26,19 +26,20 @@ pub mod validate;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::{json, Value};
 use skyport_plugin_api::abi::error_code;
 use skyport_plugin_api::ops::{MeterBatch, HEALTH, METER_BATCH};
+use skyport_plugin_api::sdk::clock::{Clock, SharedClock, SystemClock};
 use skyport_plugin_api::{export_plugin, Description, Host, OpCall, Plugin, PluginError};
 use time::OffsetDateTime;
 
 use period::Period;
 use rating::RateCard;
 
-pub use ledger::Ledger;
+pub use ledger::{Ledger, SqliteLedger};
 pub use record_types::RecordType;
 pub use validate::Limits;
 
@@ -81,11 +82,14 @@ fn err(code: &str, message: impl Into<String>) -> PluginError {
 }
 
 struct Metering {
-    ledger: Arc<Mutex<Ledger>>,
+    ledger: Arc<Mutex<Box<dyn Ledger + Send>>>,
     limits: Limits,
     card: Arc<RateCard>,
     interval_secs: i64,
     host: Host,
+    /// Where every time the plugin uses comes from: event arrival, record-type
+    /// registration, rate lookups, the end of open usage slices.
+    clock: SharedClock,
 }
 
 impl Metering {
@@ -93,12 +97,12 @@ impl Metering {
     /// op's first poll runs on the gateway's own worker.
     async fn with_ledger<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&mut Ledger) -> Result<T, PluginError> + Send + 'static,
+        f: impl FnOnce(&mut dyn Ledger) -> Result<T, PluginError> + Send + 'static,
     ) -> Result<T, PluginError> {
         let ledger = Arc::clone(&self.ledger);
         tokio::task::spawn_blocking(move || {
             let mut ledger = ledger.lock().unwrap_or_else(|p| p.into_inner());
-            f(&mut ledger)
+            f(&mut **ledger)
         })
         .await
         .map_err(|e| err(error_code::INTERNAL, format!("ledger task: {e}")))?
@@ -107,10 +111,11 @@ impl Metering {
     async fn ingest(&self, batch: MeterBatch) -> Result<Value, PluginError> {
         let limits = self.limits.clone();
         let size = batch.events.len();
+        let now = self.clock.wall();
         let outcome = self
             .with_ledger(move |ledger| {
                 ledger
-                    .ingest(&batch.events, &limits, SystemTime::now())
+                    .ingest(&batch.events, &limits, now)
                     .map_err(|e| err(error_code::UNAVAILABLE, format!("ledger write failed: {e}")))
             })
             .await?;
@@ -144,7 +149,7 @@ impl Metering {
                 "rates.get needs pairs: [{sku, provider}]",
             )
         })?;
-        let now = OffsetDateTime::now_utc();
+        let now = OffsetDateTime::from(self.clock.wall());
         let rates: Vec<Value> = pairs
             .iter()
             .map(|pair| {
@@ -217,15 +222,16 @@ impl Plugin for Metering {
                 format!("{}: {e}", dir.display()),
             )
         })?;
-        let mut ledger = Ledger::open(&dir).map_err(|e| {
+        let mut ledger = SqliteLedger::open(&dir).map_err(|e| {
             err(
                 error_code::INVALID_CONFIG,
                 format!("ledger in {}: {e}", dir.display()),
             )
         })?;
+        let clock = SystemClock::shared();
         for record_type in &config.record_types {
             ledger
-                .register(record_type, SystemTime::now())
+                .register(record_type, clock.wall())
                 .map_err(|e| err(error_code::INVALID_CONFIG, e))?;
         }
         let card = match &config.rate_card {
@@ -234,12 +240,13 @@ impl Plugin for Metering {
         }
         .map_err(|e| err(error_code::INVALID_CONFIG, e))?;
         log::info!("metering: ledger in {}", dir.display());
-        let ledger = Arc::new(Mutex::new(ledger));
+        let ledger: Arc<Mutex<Box<dyn Ledger + Send>>> = Arc::new(Mutex::new(Box::new(ledger)));
         if config.group_sync_secs > 0 {
             tokio::spawn(group_sync_loop(
                 Arc::clone(&ledger),
                 host.clone(),
                 Duration::from_secs(config.group_sync_secs),
+                clock.clone(),
             ));
         }
         Ok(Self {
@@ -251,6 +258,7 @@ impl Plugin for Metering {
             card: Arc::new(card),
             interval_secs: config.interval_secs.clamp(1, 31 * 86400) as i64,
             host,
+            clock,
         })
     }
 
@@ -261,9 +269,10 @@ impl Plugin for Metering {
             ("record_types.register", 1) => {
                 let record_type: RecordType = call.params()?;
                 let id = record_type.id.clone();
+                let now = self.clock.wall();
                 let registered = self
                     .with_ledger(move |l| {
-                        l.register(&record_type, SystemTime::now())
+                        l.register(&record_type, now)
                             .map_err(|e| err(error_code::CONFLICT, e))
                     })
                     .await?;
@@ -320,9 +329,10 @@ impl Plugin for Metering {
             ("period.finalize", 1) => {
                 let period = Period::parse(text_param(&call.params, "period", "period.finalize")?)
                     .map_err(|e| err(error_code::INVALID_INPUT, e))?;
+                let now = now_millis(&*self.clock);
                 let at = self
                     .with_ledger(move |ledger| {
-                        billing::finalize(ledger, period, now_millis())
+                        billing::finalize(ledger, period, now)
                             .map_err(|e| err(error_code::CONFLICT, e))
                     })
                     .await?;
@@ -346,9 +356,10 @@ impl Plugin for Metering {
                 let period = Period::parse(text_param(&call.params, "period", "bill.all")?)
                     .map_err(|e| err(error_code::INVALID_INPUT, e))?;
                 let card = Arc::clone(&self.card);
+                let now = now_millis(&*self.clock);
                 let bills = self
                     .with_ledger(move |ledger| {
-                        billing::all_bills(ledger, &card, period, now_millis())
+                        billing::all_bills(ledger, &card, period, now)
                             .map_err(|e| err(error_code::INVALID_INPUT, e))
                     })
                     .await?;
@@ -361,7 +372,12 @@ impl Plugin for Metering {
 
 /// Runs a group sync every `every`: asks the host for every provider's instances and
 /// reconciles the ledger with them.
-async fn group_sync_loop(ledger: Arc<Mutex<Ledger>>, host: Host, every: Duration) {
+async fn group_sync_loop(
+    ledger: Arc<Mutex<Box<dyn Ledger + Send>>>,
+    host: Host,
+    every: Duration,
+    clock: SharedClock,
+) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -374,9 +390,10 @@ async fn group_sync_loop(ledger: Arc<Mutex<Ledger>>, host: Host, every: Duration
             }
         };
         let ledger = Arc::clone(&ledger);
+        let now = clock.wall();
         let outcome = tokio::task::spawn_blocking(move || {
             let mut ledger = ledger.lock().unwrap_or_else(|p| p.into_inner());
-            group_sync::reconcile(&mut ledger, &listing, SystemTime::now())
+            group_sync::reconcile(&mut **ledger, &listing, now)
         })
         .await;
         match outcome {
@@ -406,10 +423,10 @@ async fn group_sync_loop(ledger: Arc<Mutex<Ledger>>, host: Host, every: Duration
     }
 }
 
-/// Now, to the millisecond: the ledger's precision, so that an open slice ends on the
-/// same grid as the events around it.
-fn now_millis() -> OffsetDateTime {
-    let now = OffsetDateTime::now_utc();
+/// `clock`'s now, to the millisecond: the ledger's precision, so that an open slice ends
+/// on the same grid as the events around it.
+fn now_millis(clock: &dyn Clock) -> OffsetDateTime {
+    let now = OffsetDateTime::from(clock.wall());
     now.replace_millisecond(now.millisecond()).unwrap_or(now)
 }
 
@@ -434,7 +451,7 @@ fn time_param(params: &Value, name: &str, op: &str) -> Result<OffsetDateTime, Pl
 impl Metering {
     /// `usage.list` `{tenant, from, to, department?}`: usage records in `[from, to)`.
     async fn usage(&self, params: &Value) -> Result<Value, PluginError> {
-        let now = now_millis();
+        let now = now_millis(&*self.clock);
         let tenant = text_param(params, "tenant", "usage.list")?.to_string();
         let (from, to) = (
             time_param(params, "from", "usage.list")?,
@@ -463,7 +480,7 @@ impl Metering {
     /// `bill.get` `{tenant, period?, department?}`: the tenant's bill for `period`
     /// (default: the current one), or one department's view of it.
     async fn bill(&self, params: &Value) -> Result<bill::Bill, PluginError> {
-        let now = now_millis();
+        let now = now_millis(&*self.clock);
         let tenant = text_param(params, "tenant", "bill.get")?.to_string();
         let period = match params["period"].as_str() {
             Some(text) => Period::parse(text).map_err(|e| err(error_code::INVALID_INPUT, e))?,

@@ -1,68 +1,22 @@
-//! The ledger: every accepted metering event, once, durably (SQLite, WAL, `synchronous =
-//! FULL`), plus the registered record types and an audit of refused events.
+//! The ledger in SQLite (`<dir>/ledger.db`, WAL, `synchronous = FULL`).
 //!
 //! A batch is one transaction. An event's id is claimed by the same `INSERT` that stores
 //! it (`ON CONFLICT(id) DO NOTHING`), so a batch retried after a failed write counts each
-//! event exactly once, never zero times. The caller acknowledges the batch only after
-//! [`Ledger::ingest`] returned, that is after the commit.
+//! event exactly once, never zero times.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::SystemTime;
 
 use rusqlite::{params, Connection, OptionalExtension};
-use serde::Serialize;
 use skyport_plugin_api::ops::MeterEvent;
 
+use super::{IngestOutcome, Ledger, LedgerError, LedgerStats, LifecycleHead, Rejection};
 use crate::record_types::RecordType;
 use crate::validate::{check_event, Limits};
 
-/// What one batch did.
-#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
-pub struct IngestOutcome {
-    /// Events stored now.
-    pub accepted: usize,
-    /// Events whose id was already in the ledger (a retry): not stored again.
-    pub duplicates: usize,
-    /// Events refused, with the reason (also in the audit table).
-    pub rejected: Vec<Rejection>,
-}
-
-/// One refused event.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Rejection {
-    /// The event's id as sent.
-    pub id: String,
-    /// Why.
-    pub reason: String,
-}
-
-/// Counts for operators and tests.
-#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
-pub struct LedgerStats {
-    /// Stored events by record type.
-    pub events: BTreeMap<String, u64>,
-    /// Refused events (audit rows).
-    pub rejections: u64,
-}
-
-/// The last lifecycle event of one instance.
-#[derive(Debug, Clone)]
-pub struct LifecycleHead {
-    /// Skyport instance id.
-    pub instance_id: String,
-    /// Tenant.
-    pub tenant: String,
-    /// Department.
-    pub department: Option<String>,
-    /// The event's attributes.
-    pub attributes: serde_json::Value,
-    /// Its time (ledger format).
-    pub time: String,
-}
-
 /// The ledger database.
-pub struct Ledger {
+pub struct SqliteLedger {
     conn: Connection,
     /// The registered record types, as stored (read once, kept in step by `register`).
     types: BTreeMap<String, RecordType>,
@@ -72,9 +26,9 @@ fn rfc3339(time: SystemTime) -> String {
     humantime::format_rfc3339_millis(time).to_string()
 }
 
-impl Ledger {
+impl SqliteLedger {
     /// Opens (and migrates) `<dir>/ledger.db`.
-    pub fn open(dir: &Path) -> rusqlite::Result<Self> {
+    pub fn open(dir: &Path) -> Result<Self, LedgerError> {
         let conn = Connection::open(dir.join("ledger.db"))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
@@ -126,11 +80,13 @@ impl Ledger {
         ledger.types = ledger.record_types()?;
         Ok(ledger)
     }
+}
 
+impl Ledger for SqliteLedger {
     /// Registers `record_type`, durably. Registering the same definition again is a no-op;
     /// a different definition under an existing id is refused (it would change the meaning
     /// of events already stored).
-    pub fn register(&mut self, record_type: &RecordType, now: SystemTime) -> Result<bool, String> {
+    fn register(&mut self, record_type: &RecordType, now: SystemTime) -> Result<bool, String> {
         if let Some(problem) = record_type.problem() {
             return Err(problem);
         }
@@ -165,7 +121,7 @@ impl Ledger {
     }
 
     /// Every registered record type.
-    pub fn record_types(&self) -> rusqlite::Result<BTreeMap<String, RecordType>> {
+    fn record_types(&self) -> Result<BTreeMap<String, RecordType>, LedgerError> {
         let mut stmt = self
             .conn
             .prepare("SELECT definition FROM record_types ORDER BY id")?;
@@ -181,12 +137,12 @@ impl Ledger {
 
     /// Stores a batch in one transaction: valid new events are stored, known ids counted as
     /// duplicates, invalid events audited. Nothing is stored if the commit fails.
-    pub fn ingest(
+    fn ingest(
         &mut self,
         events: &[MeterEvent],
         limits: &Limits,
         now: SystemTime,
-    ) -> rusqlite::Result<IngestOutcome> {
+    ) -> Result<IngestOutcome, LedgerError> {
         let received_at = rfc3339(now);
         let tx = self.conn.transaction()?;
         let mut outcome = IngestOutcome::default();
@@ -240,7 +196,7 @@ impl Ledger {
     }
 
     /// Stored events by type, and the number of refused ones.
-    pub fn stats(&self) -> rusqlite::Result<LedgerStats> {
+    fn stats(&self) -> Result<LedgerStats, LedgerError> {
         let mut stmt = self
             .conn
             .prepare("SELECT type, COUNT(*) FROM events GROUP BY type ORDER BY type")?;
@@ -255,7 +211,7 @@ impl Ledger {
 
     /// Marks `period` (`YYYY-MM`) final as of `now`: its bill is then computed only from
     /// events received before that instant. Refused if it already is.
-    pub fn finalize(&self, period: &str, now: SystemTime) -> Result<String, String> {
+    fn finalize(&self, period: &str, now: SystemTime) -> Result<String, String> {
         let at = rfc3339(now);
         let changed = self
             .conn
@@ -280,32 +236,32 @@ impl Ledger {
     }
 
     /// Finalized periods and when, oldest first.
-    pub fn finalized_periods(&self) -> rusqlite::Result<Vec<(String, String)>> {
+    fn finalized_periods(&self) -> Result<Vec<(String, String)>, LedgerError> {
         let mut stmt = self
             .conn
             .prepare_cached("SELECT period, finalized_at FROM finalized_periods ORDER BY period")?;
         let rows = stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
-        rows.collect()
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     /// Every tenant with events stamped in `[from, to)`.
-    pub fn tenants(&self, from: &str, to: &str) -> rusqlite::Result<Vec<String>> {
+    fn tenants(&self, from: &str, to: &str) -> Result<Vec<String>, LedgerError> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT DISTINCT tenant FROM events WHERE time >= ?1 AND time < ?2 ORDER BY tenant",
         )?;
         let rows = stmt.query_map(params![from, to], |row| row.get(0))?;
-        rows.collect()
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     /// The tenant's `instance.lifecycle` events stamped before `before` and received before
     /// `received_before` (ledger times), in event-time then ledger order, as (department,
     /// attributes, time) rows.
-    pub fn lifecycle_rows(
+    fn lifecycle_rows(
         &self,
         tenant: &str,
         before: &str,
         received_before: &str,
-    ) -> rusqlite::Result<Vec<(Option<String>, serde_json::Value, String)>> {
+    ) -> Result<Vec<(Option<String>, serde_json::Value, String)>, LedgerError> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT department, attributes, time FROM events
              WHERE tenant = ?1 AND type = 'instance.lifecycle' AND time < ?2 AND received_at < ?3
@@ -319,18 +275,18 @@ impl Ledger {
                 row.get(2)?,
             ))
         })?;
-        rows.collect()
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     /// The tenant's `api.request` events stamped in `[from, to)` and received before
     /// `received_before` (ledger times), counted per department.
-    pub fn api_request_counts(
+    fn api_request_counts(
         &self,
         tenant: &str,
         from: &str,
         to: &str,
         received_before: &str,
-    ) -> rusqlite::Result<Vec<(Option<String>, u64)>> {
+    ) -> Result<Vec<(Option<String>, u64)>, LedgerError> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT department, COUNT(*) FROM events
              WHERE tenant = ?1 AND type = 'api.request' AND time >= ?2 AND time < ?3
@@ -340,12 +296,12 @@ impl Ledger {
         let rows = stmt.query_map(params![tenant, from, to, received_before], |row| {
             Ok((row.get(0)?, row.get(1)?))
         })?;
-        rows.collect()
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     /// The last `instance.lifecycle` event of every instance (event time, then ledger
     /// order), as (instance id, tenant, department, attributes, time).
-    pub fn lifecycle_heads(&self) -> rusqlite::Result<Vec<LifecycleHead>> {
+    fn lifecycle_heads(&self) -> Result<Vec<LifecycleHead>, LedgerError> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT tenant, department, attributes, time FROM events
              WHERE type = 'instance.lifecycle' ORDER BY time, seq",
@@ -379,42 +335,42 @@ impl Ledger {
     }
 
     /// Group sync bookkeeping: `instance` was seen running at `at`.
-    pub fn mark_seen(&self, instance: &str, at: &str) -> rusqlite::Result<()> {
-        self.conn
-            .execute(
-                "INSERT INTO sync_seen (instance_id, last_seen) VALUES (?1, ?2)
-                 ON CONFLICT(instance_id) DO UPDATE SET last_seen = excluded.last_seen",
-                params![instance, at],
-            )
-            .map(|_| ())
+    fn mark_seen(&self, instance: &str, at: &str) -> Result<(), LedgerError> {
+        self.conn.execute(
+            "INSERT INTO sync_seen (instance_id, last_seen) VALUES (?1, ?2)
+             ON CONFLICT(instance_id) DO UPDATE SET last_seen = excluded.last_seen",
+            params![instance, at],
+        )?;
+        Ok(())
     }
 
     /// When `instance` was last seen running by a group sync.
-    pub fn last_seen(&self, instance: &str) -> rusqlite::Result<Option<String>> {
-        self.conn
+    fn last_seen(&self, instance: &str) -> Result<Option<String>, LedgerError> {
+        Ok(self
+            .conn
             .query_row(
                 "SELECT last_seen FROM sync_seen WHERE instance_id = ?1",
                 params![instance],
                 |row| row.get(0),
             )
-            .optional()
+            .optional()?)
     }
 
     /// Group sync bookkeeping: disagreements seen by the last sync, by instance, as
     /// (kind, first seen).
-    pub fn suspects(&self) -> rusqlite::Result<BTreeMap<String, (String, String)>> {
+    fn suspects(&self) -> Result<BTreeMap<String, (String, String)>, LedgerError> {
         let mut stmt = self
             .conn
             .prepare_cached("SELECT instance_id, kind, first_seen FROM sync_suspects")?;
         let rows = stmt.query_map([], |row| Ok((row.get(0)?, (row.get(1)?, row.get(2)?))))?;
-        rows.collect()
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     /// Group sync bookkeeping: replaces the disagreements with this sync's.
-    pub fn set_suspects(
+    fn set_suspects(
         &mut self,
         suspects: &BTreeMap<String, (String, String)>,
-    ) -> rusqlite::Result<()> {
+    ) -> Result<(), LedgerError> {
         let tx = self.conn.transaction()?;
         tx.execute("DELETE FROM sync_suspects", [])?;
         {
@@ -425,11 +381,11 @@ impl Ledger {
                 insert.execute(params![id, kind, first_seen])?;
             }
         }
-        tx.commit()
+        Ok(tx.commit()?)
     }
 
     /// The tenant's stored events in ledger order (at most `limit`), as JSON.
-    pub fn events(&self, tenant: &str, limit: u32) -> rusqlite::Result<Vec<serde_json::Value>> {
+    fn events(&self, tenant: &str, limit: u32) -> Result<Vec<serde_json::Value>, LedgerError> {
         let mut stmt = self.conn.prepare(
             "SELECT id, type, time, tenant, department, attributes FROM events
              WHERE tenant = ?1 ORDER BY seq LIMIT ?2",
@@ -446,7 +402,7 @@ impl Ledger {
                     .unwrap_or_default(),
             }))
         })?;
-        rows.collect()
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 }
 
@@ -455,11 +411,11 @@ mod tests {
     use super::*;
     use crate::record_types::built_in;
 
-    fn ledger(tag: &str) -> (Ledger, std::path::PathBuf) {
+    fn ledger(tag: &str) -> (SqliteLedger, std::path::PathBuf) {
         let dir = std::env::temp_dir().join(format!("ledger-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let mut ledger = Ledger::open(&dir).unwrap();
+        let mut ledger = SqliteLedger::open(&dir).unwrap();
         for t in built_in() {
             ledger.register(&t, SystemTime::now()).unwrap();
         }
@@ -508,9 +464,28 @@ mod tests {
         assert_eq!(ledger.stats().unwrap().events["api.request"], 3);
         // Still there after reopening.
         drop(ledger);
-        let reopened = Ledger::open(&dir).unwrap();
+        let reopened = SqliteLedger::open(&dir).unwrap();
         assert_eq!(reopened.stats().unwrap().events["api.request"], 3);
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn the_sqlite_ledger_passes_the_conformance_suite() {
+        super::super::conformance::run(|| {
+            let dir = std::env::temp_dir().join(format!(
+                "ledger-conformance-{}-{}",
+                std::process::id(),
+                rand_suffix()
+            ));
+            std::fs::create_dir_all(&dir).unwrap();
+            Box::new(SqliteLedger::open(&dir).unwrap()) as Box<dyn Ledger + Send>
+        });
+    }
+
+    fn rand_suffix() -> u64 {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        NEXT.fetch_add(1, Ordering::Relaxed)
     }
 
     #[test]
@@ -555,7 +530,7 @@ mod tests {
             .unwrap_err()
             .contains("use 1-63"));
         drop(ledger);
-        let reopened = Ledger::open(&dir).unwrap();
+        let reopened = SqliteLedger::open(&dir).unwrap();
         assert_eq!(reopened.record_types().unwrap().len(), 2);
         std::fs::remove_dir_all(dir).unwrap();
     }
