@@ -12,6 +12,7 @@ pub mod api;
 pub mod cli;
 pub mod metrics_listener;
 pub mod server;
+pub mod services;
 pub mod stack;
 pub mod tls;
 pub mod wiring;

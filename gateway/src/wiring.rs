@@ -33,42 +33,10 @@ use skyport_store_sqlite as sqlite;
 
 use crate::api::ec2::Ec2Api;
 use crate::api::native::NativeApi;
+use crate::services::Services;
 use crate::stack::cache::ResponseCache;
 use crate::stack::limit::TenantRateLimiter;
 use crate::stack::Stack;
-
-/// What the front doors translate requests into: the domain's services, and the facts of
-/// the running gateway an API shows.
-pub struct Services {
-    /// The configuration in force.
-    pub config: Arc<Config>,
-    /// Tenants and departments.
-    pub tenants: Arc<TenantDirectory>,
-    /// Regions served now.
-    pub regions: Arc<Regions>,
-    /// The catalog.
-    pub catalog: Arc<CatalogService>,
-    /// Placement.
-    pub placement: Arc<PlacementService>,
-    /// Instances.
-    pub instances: Arc<InstanceService>,
-    /// Deployments.
-    pub deployments: DeploymentService,
-    /// SSH key pairs.
-    pub key_pairs: KeyPairService,
-    /// Images.
-    pub images: ImageService,
-    /// Bills and usage.
-    pub metering: MeteringService,
-    /// Operators' plugin calls.
-    pub diagnostics: Diagnostics,
-    /// EC2 access keys.
-    pub access_keys: Arc<AccessKeys>,
-    /// The loaded plugins, for the listings that show their manifests.
-    pub plugins: Arc<PluginRegistry>,
-    /// Time.
-    pub clock: SharedClock,
-}
 
 /// The running gateway's parts.
 pub struct Gateway {

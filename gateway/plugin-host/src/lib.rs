@@ -20,5 +20,5 @@ pub mod registry;
 pub mod testkit;
 
 pub use loader::{load_library, Refusal};
-pub use plugins::{PluginFacts, Plugins};
-pub use registry::{HealthView, PluginHandle, PluginRegistry};
+pub use plugins::{HealthView, PluginFacts, Plugins};
+pub use registry::{PluginHandle, PluginRegistry};

@@ -9,7 +9,17 @@ use serde_json::Value;
 use skyport_core::error::GatewayError;
 use skyport_plugin_api::sdk::CallContext;
 
-use crate::registry::HealthView;
+use serde::Serialize;
+
+/// Health as shown by the APIs.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct HealthView {
+    /// Whether it serves.
+    pub healthy: bool,
+    /// Why not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
 
 /// One loaded plugin instance, as the services see it.
 #[derive(Debug, Clone, PartialEq, Eq)]

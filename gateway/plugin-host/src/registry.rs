@@ -7,7 +7,6 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use abi_stable::sabi_trait::TD_Opaque;
 use abi_stable::std_types::{RResult, RStr};
-use serde::Serialize;
 use skyport_plugin_api::abi::{error_code, HostServices_TO, OpRequest, PluginBox};
 use skyport_plugin_api::ops::{self, Health};
 use skyport_plugin_api::sdk::{completion_channel, CallContext};
@@ -20,7 +19,7 @@ use skyport_core::metrics::Metrics;
 
 use crate::host::GatewayHost;
 use crate::loader::{load_library, ManifestInfo, Refusal};
-use crate::plugins::{PluginFacts, Plugins};
+use crate::plugins::{HealthView, PluginFacts, Plugins};
 
 /// One instantiated plugin.
 pub struct PluginHandle {
@@ -37,16 +36,6 @@ pub struct PluginHandle {
     instance: PluginBox,
     healthy: AtomicBool,
     unhealthy_reason: Mutex<Option<String>>,
-}
-
-/// Health as shown by the APIs.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct HealthView {
-    /// Whether it serves.
-    pub healthy: bool,
-    /// Why not.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
 }
 
 impl PluginHandle {

@@ -10,8 +10,7 @@ use serde_json::Value;
 use skyport_core::error::GatewayError;
 use skyport_plugin_api::sdk::CallContext;
 
-use crate::plugins::{PluginFacts, Plugins};
-use crate::registry::HealthView;
+use crate::plugins::{HealthView, PluginFacts, Plugins};
 
 /// How a fake plugin answers: `(op, params) -> result`.
 pub type Handler = Arc<dyn Fn(&str, &Value) -> Result<Value, GatewayError> + Send + Sync>;

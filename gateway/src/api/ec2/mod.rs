@@ -30,9 +30,9 @@ use skyport_auth::{sigv4, Authenticator};
 use skyport_core::tenancy::{Principal, TenantContext};
 use skyport_domain::regions::{RegionView, FEDERATED_REGION};
 
+use crate::services::Services;
 use crate::stack::request::ConnInfo;
 use crate::stack::{Call, FrontDoor, RouteFacts, Writes};
-use crate::wiring::Services;
 pub use errors::Ec2Error;
 use query::Params;
 

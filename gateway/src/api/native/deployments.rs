@@ -62,7 +62,7 @@ pub(super) async fn create(api: &NativeApi, call: NativeCall<'_>) -> Answer {
             .as_str()
             .unwrap_or_default()
             .to_string();
-        resource["placement"] = super::placement::summary(&id, decision);
+        resource["placement"] = super::orders::summary(&id, decision);
     }
     Ok(json_response(StatusCode::ACCEPTED, &body))
 }

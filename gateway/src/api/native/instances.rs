@@ -5,82 +5,12 @@ use http::StatusCode;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use skyport_core::error::GatewayError;
-use skyport_domain::catalog::{instance_type, parse_instance_type, ParamValue, Params};
-use skyport_domain::catalog::{INSTANCE_TYPES, RAW};
+use skyport_domain::catalog::{instance_type, parse_instance_type, INSTANCE_TYPES};
 use skyport_domain::inventory::{is_instance_id, InstanceRecord};
 use skyport_domain::operations::instances::{Action, CreateSpec};
-use skyport_domain::placement;
 
+use super::orders::CreateRequest;
 use super::{json_response, Answer, NativeApi, NativeCall};
-
-/// `POST /v1/instances` body (also `POST /v1/placement/explain`'s).
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct CreateRequest {
-    /// An offering to order; its choices go in `params`. None: a raw request, placed as
-    /// the built-in offering `raw`.
-    offering: Option<String>,
-    /// Choices for the offering (its `user_params`).
-    #[serde(default)]
-    params: Params,
-    image: Option<String>,
-    instance_type: Option<String>,
-    region: Option<String>,
-    provider: Option<String>,
-    name: Option<String>,
-    #[serde(default)]
-    tags: serde_json::Map<String, Value>,
-    pub(super) department: Option<String>,
-}
-
-impl CreateRequest {
-    /// The order: the offering named, else the built-in `raw` (which needs `image` and
-    /// `instance_type`). Top-level `image`, `instance_type`, `region` and `provider` are
-    /// choices for it, like `params`.
-    pub(super) fn order(
-        &mut self,
-        department: Option<String>,
-    ) -> Result<placement::OrderRequest, GatewayError> {
-        let offering = match self.offering.take() {
-            Some(offering) => offering,
-            None => {
-                let missing = [
-                    ("image", &self.image),
-                    ("instance_type", &self.instance_type),
-                ]
-                .into_iter()
-                .find(|(field, value)| value.is_none() && !self.params.contains_key(*field));
-                if let Some((field, _)) = missing {
-                    return Err(GatewayError::invalid(format!(
-                        "invalid instance request: missing field `{field}` (or order an offering)"
-                    )));
-                }
-                RAW.to_string()
-            }
-        };
-        let mut preferences = std::mem::take(&mut self.params);
-        for (name, value) in [
-            ("image", self.image.take()),
-            ("instance_type", self.instance_type.take()),
-            ("region", self.region.take()),
-            ("provider", self.provider.take()),
-        ] {
-            let Some(value) = value else { continue };
-            if preferences.contains_key(name) {
-                return Err(GatewayError::invalid(format!(
-                    "'{name}' is given twice, at the top level and in params"
-                )));
-            }
-            preferences.insert(name.to_string(), ParamValue::Text(value));
-        }
-        Ok(placement::OrderRequest {
-            offering,
-            preferences,
-            department,
-            image_regions: None,
-        })
-    }
-}
 
 /// The JSON view of an instance.
 fn view(record: &InstanceRecord) -> Value {
@@ -151,7 +81,7 @@ pub(super) async fn create(api: &NativeApi, call: NativeCall<'_>) -> Answer {
         .await?;
     let record = waited(api, &call, record).await?;
     let mut body = view(&record);
-    body["placement"] = super::placement::summary(&placement_id, &decision);
+    body["placement"] = super::orders::summary(&placement_id, &decision);
     Ok(json_response(StatusCode::ACCEPTED, &body))
 }
 

@@ -11,6 +11,7 @@ mod images;
 mod instances;
 mod keys;
 mod metering;
+mod orders;
 mod placement;
 pub(crate) mod routes;
 
@@ -27,9 +28,9 @@ use skyport_core::error::{ErrorKind, GatewayError};
 use skyport_core::tenancy::{Principal, TenantContext};
 
 use super::problem;
+use crate::services::Services;
 use crate::stack::request::ConnInfo;
 use crate::stack::{Call, FrontDoor, RouteFacts};
-use crate::wiring::Services;
 use routes::Matched;
 
 /// A handler's answer.

@@ -1,36 +1,11 @@
 //! Placement on the native API: `POST /v1/placement/explain` (what an order would do,
-//! nothing created), `GET /admin/placements/{id}` (a stored decision in full), and the
-//! summary a create's response carries.
+//! nothing created) and `GET /admin/placements/{id}` (a stored decision in full).
 
 use http::StatusCode;
 use serde_json::{json, Value};
-use skyport_domain::placement::Decision;
 
-use super::instances::CreateRequest;
+use super::orders::CreateRequest;
 use super::{json_response, Answer, NativeApi, NativeCall};
-
-/// The summary of placement `id` in a create's response: where the resource went, its
-/// price, and the parameter values it was created with.
-pub(super) fn summary(id: &str, decision: &Decision) -> Value {
-    json!({
-        "id": id,
-        "offering": decision.offering,
-        "resource": decision.resource,
-        "provider": decision.provider,
-        "region": decision.region,
-        "price_per_hour": decision.candidates.iter()
-            .find(|c| c.lost.is_none())
-            .and_then(|c| c.price.clone()),
-        "currency": decision.currency,
-        "rules": decision.rules.iter()
-            .filter(|f| f.error.is_none())
-            .map(|f| json!({"rule": f.rule, "effect": f.effect}))
-            .collect::<Vec<_>>(),
-        "params": decision.params.iter()
-            .map(|(k, p)| (k.to_string(), json!(p.value)))
-            .collect::<serde_json::Map<_, _>>(),
-    })
-}
 
 /// `POST /v1/placement/explain`: the decisions a create with the same body would reach
 /// (`POST /v1/instances` for an offering of one resource, `POST /v1/deployments` for one of
