@@ -1,4 +1,4 @@
-//! Time, injected (since 1.2). The gateway reads every time it uses (rate limits, cache
+//! Time, injected. The gateway reads every time it uses (rate limits, cache
 //! TTLs, token expiry, SigV4's date window, timestamps, event times, call deadlines) from a
 //! [`Clock`], and so can a plugin: hold a [`SharedClock`], use a [`SystemClock`] in
 //! production and a [`ManualClock`] in tests, which moves only when told, so that tests of
