@@ -16,3 +16,6 @@ pub mod services;
 pub mod stack;
 pub mod tls;
 pub mod wiring;
+
+#[cfg(test)]
+mod testkit;

@@ -25,8 +25,8 @@ pub mod operations;
 pub mod placement;
 pub mod regions;
 
-#[cfg(test)]
-mod fixtures;
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;
 
 use skyport_core::tenancy::TenantContext;
 use skyport_plugin_api::sdk::CallContext;

@@ -461,3 +461,71 @@ fn validate_config(schema: &serde_json::Value, config: &serde_json::Value) -> Re
         Err(format!("invalid config: {}", errors.join("; ")))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use skyport_plugin_api::PluginError;
+
+    use super::*;
+
+    #[test]
+    fn plugin_errors_map_to_gateway_kinds_keeping_the_cause_for_the_log() {
+        let cases = [
+            (
+                error_code::INVALID_INPUT,
+                ErrorKind::InvalidInput,
+                "bad size",
+            ),
+            (error_code::NOT_FOUND, ErrorKind::NotFound, "bad size"),
+            (error_code::CONFLICT, ErrorKind::Conflict, "bad size"),
+            (error_code::UNAVAILABLE, ErrorKind::Unavailable, "bad size"),
+            (
+                error_code::THROTTLED,
+                ErrorKind::Unavailable,
+                "is throttling",
+            ),
+            (error_code::TIMEOUT, ErrorKind::Timeout, "timed out"),
+            (
+                error_code::UNSUPPORTED_OP,
+                ErrorKind::NotImplemented,
+                "does not support",
+            ),
+            (
+                error_code::PANICKED,
+                ErrorKind::Internal,
+                "marked unhealthy",
+            ),
+            ("SOMETHING_NEW", ErrorKind::Upstream, "failed while serving"),
+        ];
+        for (code, kind, shown) in cases {
+            let mapped = map_plugin_error(
+                "vmm",
+                "instance.create",
+                &PluginError::new(code, "bad size"),
+            );
+            assert_eq!(mapped.kind, kind, "{code}");
+            assert!(mapped.public.contains(shown), "{code}: {}", mapped.public);
+            assert!(
+                mapped.cause.as_deref().unwrap().starts_with("vmm: "),
+                "{code}"
+            );
+        }
+        let internal = map_plugin_error("vmm", "x", &PluginError::new("OOPS", "secret path /etc"));
+        assert!(!internal.public.contains("secret"), "{}", internal.public);
+    }
+
+    #[test]
+    fn plugin_configuration_is_checked_against_its_schema_naming_the_key() {
+        let schema = serde_json::json!({
+            "type": "object",
+            "properties": {"region": {"type": "string"}},
+            "required": ["region"],
+            "additionalProperties": false
+        });
+        assert!(validate_config(&schema, &serde_json::json!({"region": "r1"})).is_ok());
+        let wrong = validate_config(&schema, &serde_json::json!({"region": 7})).unwrap_err();
+        assert!(wrong.contains("config.region"), "{wrong}");
+        let extra = validate_config(&schema, &serde_json::json!({"region": "r", "x": 1}));
+        assert!(extra.unwrap_err().starts_with("invalid config: config:"));
+    }
+}

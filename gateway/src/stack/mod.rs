@@ -35,7 +35,6 @@ use bytes::Bytes;
 use http::request::Parts;
 use http::{Request, Response};
 use http_body_util::Full;
-use hyper::body::Incoming;
 use skyport_core::clock::SharedClock;
 use skyport_core::error::GatewayError;
 use skyport_core::ids::time_ordered_uuid;
@@ -152,13 +151,19 @@ pub struct Stack {
     pub clock: SharedClock,
 }
 
-/// Serves one request through `door`.
-pub async fn handle<D: FrontDoor>(
+/// Serves one request through `door` (the server's bodies are hyper's `Incoming`; tests
+/// use any buffered body).
+pub async fn handle<D, B>(
     stack: &Stack,
     door: &D,
     conn: &ConnInfo,
-    mut req: Request<Incoming>,
-) -> Response<Full<Bytes>> {
+    mut req: Request<B>,
+) -> Response<Full<Bytes>>
+where
+    D: FrontDoor,
+    B: hyper::body::Body<Data = Bytes> + Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let started = stack.clock.monotonic();
     let request_id = request::request_id(req.headers(), || {
         time_ordered_uuid(stack.clock.wall()).to_string()
@@ -192,15 +197,20 @@ pub async fn handle<D: FrontDoor>(
     tail::finish(stack, conn, received, outcome, response)
 }
 
-async fn serve<D: FrontDoor>(
+async fn serve<D, B>(
     stack: &Stack,
     door: &D,
     conn: &ConnInfo,
     head: Parts,
-    incoming: Incoming,
+    incoming: B,
     request_id: &str,
     outcome: &mut Outcome,
-) -> Result<Response<Full<Bytes>>, D::Error> {
+) -> Result<Response<Full<Bytes>>, D::Error>
+where
+    D: FrontDoor,
+    B: hyper::body::Body<Data = Bytes> + Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let mut route = door.route(&head)?;
     outcome.route = door.template(&route);
     let mut body = Bytes::new();

@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
 use skyport_auth::ServiceIdentity;
 use skyport_core::error::GatewayError;
 
@@ -48,7 +47,11 @@ pub(crate) fn strip_identity_headers(headers: &mut http::HeaderMap) {
 }
 
 /// A request body, whole, up to [`MAX_BODY_BYTES`].
-pub(crate) async fn read_body(body: Incoming) -> Result<Bytes, GatewayError> {
+pub(crate) async fn read_body<B>(body: B) -> Result<Bytes, GatewayError>
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     Limited::new(body, MAX_BODY_BYTES)
         .collect()
         .await

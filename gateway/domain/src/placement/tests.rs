@@ -4,7 +4,7 @@
 use skyport_core::error::ErrorKind;
 
 use super::*;
-use crate::fixtures::{caller, World};
+use crate::testkit::{caller, World};
 
 fn raw(preferences: &[(&str, &str)]) -> OrderRequest {
     OrderRequest {

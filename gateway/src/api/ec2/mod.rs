@@ -16,6 +16,8 @@ mod key_pairs;
 mod model;
 pub mod query;
 mod tags;
+#[cfg(test)]
+mod tests;
 pub mod xml;
 
 use std::borrow::Cow;

@@ -14,6 +14,8 @@ mod metering;
 mod orders;
 mod placement;
 pub(crate) mod routes;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 

@@ -3,7 +3,7 @@
 use std::sync::atomic::Ordering;
 
 use super::*;
-use crate::fixtures::{caller, World};
+use crate::testkit::{caller, World};
 
 fn web_dr() -> OrderRequest {
     OrderRequest {

@@ -4,7 +4,7 @@ use skyport_core::error::{Detail, ErrorKind, Resource};
 
 use super::*;
 use crate::catalog::instance_type;
-use crate::fixtures::{caller, World};
+use crate::testkit::{caller, World};
 
 fn spec(provider: &str, region: &str) -> CreateSpec {
     CreateSpec {

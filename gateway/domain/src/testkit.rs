@@ -1,7 +1,8 @@
-//! A small world for the domain's unit tests: two fake providers (`local-vmm` in
-//! `local-1`, `ec2` in `aws-us-east-1`) that keep their VMs in memory, a fake metering
-//! plugin with a rate card, in-memory stores, the embedded configuration's tenants and
-//! catalog, and a manual clock.
+//! A small world for unit tests of the domain and of what builds on it (feature
+//! `testkit`): two fake providers (`local-vmm` in `local-1`, `ec2` in `aws-us-east-1`)
+//! that keep their VMs in memory, a fake metering plugin with a rate card, in-memory
+//! stores, the embedded configuration's tenants and catalog, and a manual clock. Never
+//! part of a gateway that serves.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,6 +25,8 @@ use crate::metering_tap::MeteringTap;
 use crate::operations::deployments::memory::MemoryDeployments;
 use crate::operations::deployments::DeploymentService;
 use crate::operations::instances::InstanceService;
+use crate::operations::key_pairs::memory::MemoryKeyPairs;
+use crate::operations::key_pairs::KeyPairService;
 use crate::placement::audit::memory::MemoryPlacementAudit;
 use crate::placement::rules::RuleSet;
 use crate::placement::PlacementService;
@@ -45,7 +48,7 @@ const PROVIDER_OPS: &[&str] = &[
 ];
 
 /// A fake provider's VMs: remote id -> state.
-pub(crate) type Vms = Arc<Mutex<BTreeMap<String, String>>>;
+pub type Vms = Arc<Mutex<BTreeMap<String, String>>>;
 
 /// A provider that keeps its VMs in `vms`; creates answer `running` at once, or fail
 /// while `fail_creates` is set.
@@ -122,21 +125,44 @@ fn metering(op: &str, params: &Value) -> Result<Value, GatewayError> {
 }
 
 /// The world: services over fakes.
-pub(crate) struct World {
-    pub(crate) plugins: Arc<FakePlugins>,
-    pub(crate) local_vms: Vms,
-    pub(crate) ec2_vms: Vms,
+pub struct World {
+    /// The configuration it was made from.
+    pub config: Config,
+    /// Its clock, at 2026-11-23T11:39:01Z until moved.
+    pub clock: Arc<ManualClock>,
+    /// Tenants.
+    pub tenants: Arc<TenantDirectory>,
+    /// `skyport`, `local-1` and `aws-us-east-1`.
+    pub regions: Arc<Regions>,
+    /// The catalog.
+    pub catalog: Arc<CatalogService>,
+    /// The tap (its receiving end is dropped: durable events go straight to the plugins).
+    pub tap: MeteringTap,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Key pairs over an in-memory store.
+    pub key_pairs: KeyPairService,
+    /// The fake plugins.
+    pub plugins: Arc<FakePlugins>,
+    /// `local-vmm`'s VMs.
+    pub local_vms: Vms,
+    /// `ec2`'s VMs.
+    pub ec2_vms: Vms,
     /// While set, `local-vmm` refuses every create.
-    pub(crate) local_fails: Arc<AtomicBool>,
-    pub(crate) audit: Arc<MemoryPlacementAudit>,
-    pub(crate) placement: Arc<PlacementService>,
-    pub(crate) instances: Arc<InstanceService>,
-    pub(crate) deployments: DeploymentService,
+    pub local_fails: Arc<AtomicBool>,
+    /// The placement audit's store.
+    pub audit: Arc<MemoryPlacementAudit>,
+    /// Placement.
+    pub placement: Arc<PlacementService>,
+    /// Instances.
+    pub instances: Arc<InstanceService>,
+    /// Deployments.
+    pub deployments: DeploymentService,
 }
 
 impl World {
-    /// The embedded configuration, with `extra` TOML appended and `edit` applied.
-    pub(crate) async fn with_config(edit: impl Fn(String) -> String) -> Self {
+    /// The embedded configuration with `edit` applied to its text.
+    pub async fn with_config(edit: impl Fn(String) -> String) -> Self {
         let config =
             crate::config_check::parse(&edit(skyport_core::config::EMBEDDED_DEFAULT.to_string()))
                 .expect("test configuration");
@@ -144,11 +170,12 @@ impl World {
     }
 
     /// The embedded configuration as shipped.
-    pub(crate) async fn new() -> Self {
+    pub async fn new() -> Self {
         Self::with_config(|c| c).await
     }
 
-    async fn from_config(config: Config) -> Self {
+    /// The world over `config`.
+    pub async fn from_config(config: Config) -> Self {
         let clock = ManualClock::at_unix(1_795_433_941);
         let (local_vms, ec2_vms) = (Vms::default(), Vms::default());
         let local_fails = Arc::new(AtomicBool::new(false));
@@ -214,7 +241,7 @@ impl World {
             Arc::clone(&catalog),
             rules,
             Arc::clone(&tenants),
-            regions,
+            Arc::clone(&regions),
             Arc::clone(&dyn_plugins),
             audit.clone(),
             Arc::clone(&metrics),
@@ -223,10 +250,10 @@ impl World {
         let instances = Arc::new(InstanceService::new(
             inventory,
             Arc::clone(&dyn_plugins),
-            tenants,
-            catalog,
-            LifecycleMeter::new(tap, clock.clone()),
-            metrics,
+            Arc::clone(&tenants),
+            Arc::clone(&catalog),
+            LifecycleMeter::new(tap.clone(), clock.clone()),
+            Arc::clone(&metrics),
             clock.clone(),
         ));
         let deployments = DeploymentService::new(
@@ -236,6 +263,14 @@ impl World {
             clock.clone(),
         );
         Self {
+            key_pairs: KeyPairService::new(Arc::new(MemoryKeyPairs::default()), clock.clone()),
+            config,
+            clock,
+            tenants,
+            regions,
+            catalog,
+            tap,
+            metrics,
             plugins,
             local_vms,
             ec2_vms,
@@ -248,7 +283,7 @@ impl World {
     }
 
     /// The lifecycle events metered so far, as (event, instance id, initiator).
-    pub(crate) fn lifecycle_events(&self) -> Vec<(String, String, String)> {
+    pub fn lifecycle_events(&self) -> Vec<(String, String, String)> {
         self.plugins
             .calls_of("meter.batch@1")
             .into_iter()
@@ -267,7 +302,7 @@ impl World {
 }
 
 /// The context of a JWT caller of `tenant` (and `department`).
-pub(crate) fn caller(tenant: &str, department: Option<&str>) -> TenantContext {
+pub fn caller(tenant: &str, department: Option<&str>) -> TenantContext {
     TenantContext {
         tenant: Arc::from(tenant),
         department: department.map(str::to_owned),
