@@ -51,6 +51,24 @@ impl PluginFacts {
     }
 }
 
+/// Plugin `name`, as `found` with its health, if it may be called now: 404 when it is not
+/// loaded, 503 with the reason while it is unhealthy (its circuit is open). Every
+/// [`Plugins`] refuses the same way.
+pub fn callable<T>(name: &str, found: Option<(T, HealthView)>) -> Result<T, GatewayError> {
+    let (plugin, health) = found
+        .ok_or_else(|| GatewayError::not_found(format!("no plugin named '{name}' is loaded")))?;
+    if health.healthy {
+        return Ok(plugin);
+    }
+    Err(GatewayError::new(
+        skyport_core::error::ErrorKind::Unavailable,
+        format!(
+            "plugin '{name}' is unhealthy: {}",
+            health.reason.as_deref().unwrap_or("no reason given")
+        ),
+    ))
+}
+
 /// The loaded plugins.
 #[async_trait]
 pub trait Plugins: Send + Sync {

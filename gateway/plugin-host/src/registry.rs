@@ -19,7 +19,7 @@ use skyport_core::metrics::Metrics;
 
 use crate::host::GatewayHost;
 use crate::loader::{load_library, ManifestInfo, Refusal};
-use crate::plugins::{HealthView, PluginFacts, Plugins};
+use crate::plugins::{callable, HealthView, PluginFacts, Plugins};
 
 /// One instantiated plugin.
 pub struct PluginHandle {
@@ -384,20 +384,7 @@ impl Plugins for PluginRegistry {
         context: CallContext,
         timeout: Duration,
     ) -> Result<serde_json::Value, GatewayError> {
-        let handle = self.get(name).ok_or_else(|| {
-            GatewayError::not_found(format!("no plugin named '{name}' is loaded"))
-        })?;
-        let health = handle.health();
-        if !health.healthy {
-            return Err(GatewayError::new(
-                ErrorKind::Unavailable,
-                format!(
-                    "plugin '{name}' is unhealthy: {}",
-                    health.reason.unwrap_or_else(|| "no reason given".into())
-                ),
-            ));
-        }
-        let handle = Arc::clone(handle);
+        let handle = callable(name, self.get(name).map(|h| (Arc::clone(h), h.health())))?;
         self.call_handle(&handle, op, version, params, context, timeout)
             .await
     }

@@ -10,7 +10,7 @@ use serde_json::Value;
 use skyport_core::error::GatewayError;
 use skyport_plugin_api::sdk::CallContext;
 
-use crate::plugins::{HealthView, PluginFacts, Plugins};
+use crate::plugins::{callable, HealthView, PluginFacts, Plugins};
 
 /// How a fake plugin answers: `(op, params) -> result`.
 pub type Handler = Arc<dyn Fn(&str, &Value) -> Result<Value, GatewayError> + Send + Sync>;
@@ -125,20 +125,8 @@ impl Plugins for FakePlugins {
         context: CallContext,
         _timeout: Duration,
     ) -> Result<Value, GatewayError> {
-        let fake = self
-            .plugins
-            .iter()
-            .find(|p| p.facts.name == name)
-            .ok_or_else(|| {
-                GatewayError::not_found(format!("no plugin named '{name}' is loaded"))
-            })?;
-        let health = self.health_of(fake);
-        if !health.healthy {
-            return Err(GatewayError::new(
-                skyport_core::error::ErrorKind::Unavailable,
-                format!("plugin '{name}' is unhealthy"),
-            ));
-        }
+        let found = self.plugins.iter().find(|p| p.facts.name == name);
+        let fake = callable(name, found.map(|f| (f, self.health_of(f))))?;
         let params: Value = serde_json::from_str(&params).map_err(GatewayError::internal)?;
         let op = format!("{op}@{version}");
         self.calls.lock().unwrap().push(ReceivedCall {
