@@ -55,10 +55,10 @@ LB=$!
 sleep 0.5
 
 TOKEN=$($B/skyport token --tenant demo --ttl 36000 --state-dir "$STATE")
-# New-token runs against Skyport each get their own slice of tokens (room for 10,000 req/s),
+# New-token runs against Skyport each get their own slice of tokens (room for 20,000 req/s),
 # so that no token reaches Skyport twice in the whole benchmark: a token seen twice is
 # stored by its verified-token cache, and a third sighting would be a cache hit.
-SLICE=$((10000 * DUR))
+SLICE=$((20000 * DUR))
 $B/skyport token --tenant demo --ttl 36000 --count $((SLICE * 3 * ROUNDS)) --state-dir "$STATE" >"$STATE/tokens.txt"
 cat >"$STATE/rotate.lua" <<'LUA'
 local tokens = {}

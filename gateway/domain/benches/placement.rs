@@ -4,7 +4,7 @@
 //! plugin is a plugin call, measured by the `plugin_call` bench). The same decision with no
 //! rules is the baseline, measured in the same run.
 //!
-//! Run: `cargo bench -p skyport-gateway --bench placement`
+//! Run: `cargo bench -p skyport-domain --bench placement`
 #![forbid(unsafe_code)]
 
 use std::hint::black_box;

@@ -261,7 +261,9 @@ where
     };
     let served = match (key, facts.cache_ttl) {
         (Some(key), Some(ttl)) => {
-            let (served, hit) = cached::fill(stack, door, route, call, key, ttl).await;
+            // Boxed: the single-flight fill (moka's and the door's futures) is large, and a
+            // cache hit, served above, should not carry it.
+            let (served, hit) = Box::pin(cached::fill(stack, door, route, call, key, ttl)).await;
             outcome.cache = Some(cached::count(&stack.metrics, hit));
             served
         }

@@ -243,14 +243,13 @@ pub(crate) fn find(method: &Method, path: &str) -> Matched {
     }
 }
 
-/// The parameters of `segments` under `pattern`, or `None` when it does not match.
+/// The parameters of `segments` under `pattern`, or `None` when it does not match. Walks
+/// the pattern in place: matching allocates nothing but the parameters it finds.
 fn match_pattern(pattern: &str, segments: &[&str]) -> Option<Vec<String>> {
-    let parts: Vec<&str> = pattern.split('/').skip(1).collect();
-    if parts.len() != segments.len() {
-        return None;
-    }
+    let mut parts = pattern.split('/').skip(1);
     let mut params = Vec::new();
-    for (part, segment) in parts.iter().zip(segments) {
+    for segment in segments {
+        let part = parts.next()?;
         match part.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
             Some(param) => {
                 if let Some((_, allowed)) = param.split_once('=') {
@@ -263,11 +262,11 @@ fn match_pattern(pattern: &str, segments: &[&str]) -> Option<Vec<String>> {
                 }
                 params.push((*segment).to_string());
             }
-            None if part == segment => {}
+            None if part == *segment => {}
             None => return None,
         }
     }
-    Some(params)
+    parts.next().is_none().then_some(params)
 }
 
 #[cfg(test)]
