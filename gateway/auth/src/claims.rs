@@ -17,4 +17,7 @@ pub struct TokenClaims {
     pub roles: Vec<String>,
     /// Expiry, seconds since the epoch.
     pub exp: u64,
+    /// Not before, seconds since the epoch, when the token says.
+    #[serde(default)]
+    pub nbf: Option<u64>,
 }

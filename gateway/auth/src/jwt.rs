@@ -1,5 +1,6 @@
 //! JWT bearer tokens: RS256, ES256 and EdDSA, algorithm pinned per key, `exp`, `iss`, `aud`,
-//! `sub` and `tenant` required, `nbf` checked, leeway at most 30 s.
+//! `sub` and `tenant` required, `nbf` checked, leeway at most 30 s. `exp` and `nbf` are
+//! judged by the injected clock, as is the verified-token cache.
 //!
 //! Verified tokens are cached from their second use (signature verification is most of a
 //! request's cost): keyed by the full token, expiring at the token's `exp`, flushed
@@ -33,6 +34,8 @@ pub struct JwtVerifier {
     cache: TokenCache,
     /// The last header segment decoded and its `kid`.
     last_header: ArcSwapOption<HeaderKid>,
+    /// Clock skew allowed for `exp` and `nbf`, in seconds.
+    leeway: u64,
     clock: SharedClock,
 }
 
@@ -77,9 +80,10 @@ impl JwtVerifier {
                 v.set_issuer(&[&config.issuer]);
                 v.set_audience(&[&config.audience]);
                 v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-                v.leeway = config.leeway_secs.min(30);
-                v.validate_nbf = true;
-                v.validate_exp = true;
+                // `exp` and `nbf` are checked below against the injected clock (jsonwebtoken
+                // would read the system's); their presence is required above.
+                v.validate_nbf = false;
+                v.validate_exp = false;
                 (algorithm, v)
             })
             .collect();
@@ -90,6 +94,7 @@ impl JwtVerifier {
             remote,
             cache: TokenCache::new(config.token_cache_entries),
             last_header: ArcSwapOption::empty(),
+            leeway: config.leeway_secs.min(30),
             clock,
         })
     }
@@ -171,6 +176,17 @@ impl JwtVerifier {
         if data.claims.tenant.is_empty() {
             return Err(GatewayError::unauthenticated("token tenant claim is empty"));
         }
+        // RFC 7519 §4.1.4 and §4.1.5, with the configured leeway.
+        if data.claims.exp.saturating_add(self.leeway) < now {
+            return Err(GatewayError::unauthenticated("token expired"));
+        }
+        if data
+            .claims
+            .nbf
+            .is_some_and(|nbf| nbf > now.saturating_add(self.leeway))
+        {
+            return Err(GatewayError::unauthenticated("token not valid yet (nbf)"));
+        }
         let claims = Arc::new(data.claims);
         self.cache.insert(hash, token, Arc::clone(&claims));
         Ok(claims)
@@ -206,7 +222,13 @@ impl JwtVerifier {
 
 #[cfg(test)]
 mod tests {
-    use super::header_segment;
+    use std::time::Duration;
+
+    use jsonwebtoken::{encode, EncodingKey, Header};
+    use skyport_core::clock::ManualClock;
+    use skyport_core::config::Config;
+
+    use super::*;
 
     #[test]
     fn header_segment_is_split_as_jsonwebtoken_splits_it() {
@@ -214,5 +236,60 @@ mod tests {
         assert_eq!(header_segment("h.x.p.s"), Some("h.x"));
         assert_eq!(header_segment("h.s"), None);
         assert_eq!(header_segment("h"), None);
+    }
+
+    /// A verifier with one ES256 key on `clock`, and that key's encoding half.
+    fn verifier(clock: Arc<ManualClock>) -> (JwtVerifier, EncodingKey) {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let dir = std::env::temp_dir().join(skyport_core::ids::new_id("skyport-jwt"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pem = dir.join("jwt.pem");
+        std::fs::write(&pem, key.public_key_pem()).unwrap();
+        let config = Config::embedded().auth.jwt;
+        let source = JwtKeyConfig {
+            kid: Some("k1".into()),
+            algorithm: Some("ES256".into()),
+            pem: Some(pem),
+            jwks_file: None,
+            jwks_url: None,
+        };
+        let verifier = JwtVerifier::new(&config, vec![source], clock).unwrap();
+        let encoding = EncodingKey::from_ec_pem(key.serialize_pem().as_bytes()).unwrap();
+        (verifier, encoding)
+    }
+
+    fn mint(key: &EncodingKey, nbf: u64, exp: u64) -> String {
+        let config = Config::embedded().auth.jwt;
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some("k1".into());
+        let claims = serde_json::json!({"sub": "alice", "tenant": "demo", "iss": config.issuer,
+            "aud": config.audience, "nbf": nbf, "exp": exp});
+        encode(&header, &claims, key).unwrap()
+    }
+
+    #[tokio::test]
+    async fn expiry_and_not_before_are_judged_by_the_injected_clock_cached_or_not() {
+        let t0 = 1_795_433_941;
+        let clock = ManualClock::at_unix(t0);
+        let (verifier, key) = verifier(clock.clone());
+        let token = mint(&key, t0, t0 + 60);
+        for _ in 0..3 {
+            // The second verification stores it, the third is a cache hit.
+            assert_eq!(verifier.verify(&token).await.unwrap().tenant, "demo");
+        }
+        clock.advance(Duration::from_secs(60 + 30));
+        assert!(
+            verifier.verify(&token).await.is_ok(),
+            "within the 30 s leeway"
+        );
+        clock.advance(Duration::from_secs(1));
+        let expired = verifier.verify(&token).await.unwrap_err();
+        assert_eq!(expired.public, "token expired");
+
+        let later = mint(&key, t0 + 200, t0 + 600);
+        let early = verifier.verify(&later).await.unwrap_err();
+        assert_eq!(early.public, "token not valid yet (nbf)");
+        clock.advance(Duration::from_secs(200));
+        assert!(verifier.verify(&later).await.is_ok());
     }
 }

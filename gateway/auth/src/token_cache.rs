@@ -118,6 +118,7 @@ mod tests {
             dept: None,
             roles: Vec::new(),
             exp,
+            nbf: None,
         })
     }
 

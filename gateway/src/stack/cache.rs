@@ -148,7 +148,13 @@ impl ResponseCache {
 
     /// A cached response for `key`, if fresh.
     pub async fn get(&self, key: &CacheKey) -> Option<Arc<CachedResponse>> {
-        self.entries.get(key).await.filter(|e| self.fresh(e))
+        self.get_at(key, self.clock.monotonic()).await
+    }
+
+    /// A cached response for `key`, if fresh at `now` (the clock's monotonic time, read by
+    /// the caller: a request reads the clock once for all its steps).
+    pub async fn get_at(&self, key: &CacheKey, now: Duration) -> Option<Arc<CachedResponse>> {
+        self.entries.get(key).await.filter(|e| now < e.expires_at)
     }
 
     /// The fresh entry for `key`, or the one `fill` produces. Concurrent misses of one key

@@ -183,16 +183,7 @@ where
         rate_limit: None,
         cache: None,
     };
-    let served = serve(
-        stack,
-        door,
-        conn,
-        head,
-        body,
-        &received.request_id,
-        &mut outcome,
-    )
-    .await;
+    let served = serve(stack, door, conn, head, body, &received, &mut outcome).await;
     let response = served.unwrap_or_else(|e| door.render_error(e, &received.request_id));
     tail::finish(stack, conn, received, outcome, response)
 }
@@ -203,7 +194,7 @@ async fn serve<D, B>(
     conn: &ConnInfo,
     head: Parts,
     incoming: B,
-    request_id: &str,
+    received: &Received,
     outcome: &mut Outcome,
 ) -> Result<Response<Full<Bytes>>, D::Error>
 where
@@ -243,7 +234,7 @@ where
         )
     });
     if let Some(key) = &key {
-        if let Some(hit) = stack.cache.get(key).await {
+        if let Some(hit) = stack.cache.get_at(key, received.started).await {
             outcome.cache = Some(cached::count(&stack.metrics, true));
             return Ok(cached::response(&hit));
         }
@@ -255,7 +246,7 @@ where
     }
     let call = Call {
         ctx,
-        request_id,
+        request_id: &received.request_id,
         head,
         body,
     };

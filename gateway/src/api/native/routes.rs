@@ -2,6 +2,7 @@
 //! per route, with everything the stack needs to know of it. Adding a route is one line
 //! here and its handler.
 
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use http::Method;
@@ -224,15 +225,67 @@ pub(crate) enum Matched {
     NotFound,
 }
 
+/// One segment of a route's pattern.
+enum Part {
+    /// Matches itself.
+    Literal(&'static str),
+    /// Matches any non-empty segment, or only the alternatives given.
+    Param(Option<Vec<&'static str>>),
+}
+
+/// Every route with its pattern split into parts, once.
+static COMPILED: LazyLock<Vec<(&'static Route, Vec<Part>)>> = LazyLock::new(|| {
+    ROUTES
+        .iter()
+        .map(|route| {
+            let parts = route
+                .pattern
+                .split('/')
+                .skip(1)
+                .map(
+                    |part| match part.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
+                        Some(param) => Part::Param(
+                            param
+                                .split_once('=')
+                                .map(|(_, allowed)| allowed.split('|').collect()),
+                        ),
+                        None => Part::Literal(part),
+                    },
+                )
+                .collect();
+            (route, parts)
+        })
+        .collect()
+});
+
+/// The deepest path any route has.
+const MAX_SEGMENTS: usize = 8;
+
 /// The route for `method` on `path`.
 pub(crate) fn find(method: &Method, path: &str) -> Matched {
-    let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
+    // The path's segments, split once, without allocating.
+    let mut segments = [""; MAX_SEGMENTS];
+    let mut count = 0;
+    for segment in path.trim_end_matches('/').split('/').skip(1) {
+        if count == MAX_SEGMENTS {
+            return Matched::NotFound;
+        }
+        segments[count] = segment;
+        count += 1;
+    }
+    let segments = &segments[..count];
     let mut path_known = None;
-    for route in ROUTES {
-        let Some(params) = match_pattern(route.pattern, &segments) else {
+    for (route, parts) in COMPILED.iter() {
+        if !matches(parts, segments) {
             continue;
-        };
+        }
         if route.methods.contains(method) {
+            let params = parts
+                .iter()
+                .zip(segments)
+                .filter(|(part, _)| matches!(part, Part::Param(_)))
+                .map(|(_, segment)| (*segment).to_string())
+                .collect();
             return Matched::Route(route, params);
         }
         path_known.get_or_insert(route.template);
@@ -243,30 +296,17 @@ pub(crate) fn find(method: &Method, path: &str) -> Matched {
     }
 }
 
-/// The parameters of `segments` under `pattern`, or `None` when it does not match. Walks
-/// the pattern in place: matching allocates nothing but the parameters it finds.
-fn match_pattern(pattern: &str, segments: &[&str]) -> Option<Vec<String>> {
-    let mut parts = pattern.split('/').skip(1);
-    let mut params = Vec::new();
-    for segment in segments {
-        let part = parts.next()?;
-        match part.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
-            Some(param) => {
-                if let Some((_, allowed)) = param.split_once('=') {
-                    if !allowed.split('|').any(|a| a == *segment) {
-                        return None;
-                    }
-                }
-                if segment.is_empty() {
-                    return None;
-                }
-                params.push((*segment).to_string());
-            }
-            None if part == *segment => {}
-            None => return None,
-        }
-    }
-    parts.next().is_none().then_some(params)
+/// Whether `segments` match the pattern `parts`.
+fn matches(parts: &[Part], segments: &[&str]) -> bool {
+    parts.len() == segments.len()
+        && parts
+            .iter()
+            .zip(segments)
+            .all(|(part, segment)| match part {
+                Part::Literal(literal) => literal == segment,
+                Part::Param(None) => !segment.is_empty(),
+                Part::Param(Some(allowed)) => allowed.contains(segment),
+            })
 }
 
 #[cfg(test)]
