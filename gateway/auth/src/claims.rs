@@ -16,8 +16,63 @@ pub struct TokenClaims {
     #[serde(default)]
     pub roles: Vec<String>,
     /// Expiry, seconds since the epoch.
+    #[serde(deserialize_with = "numeric_date")]
     pub exp: u64,
     /// Not before, seconds since the epoch, when the token says.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "optional_numeric_date")]
     pub nbf: Option<u64>,
+}
+
+/// A JWT NumericDate (RFC 7519 section 2): seconds since the epoch, which may carry a
+/// fraction; Skyport judges whole seconds, so the fraction is dropped.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum NumericDate {
+    Whole(u64),
+    Fractional(f64),
+}
+
+impl NumericDate {
+    fn seconds<E: serde::de::Error>(self) -> Result<u64, E> {
+        match self {
+            Self::Whole(s) => Ok(s),
+            Self::Fractional(s) if s.is_finite() && s >= 0.0 => Ok(s.floor() as u64),
+            Self::Fractional(s) => Err(E::custom(format!(
+                "a date must be seconds since the epoch, not {s}"
+            ))),
+        }
+    }
+}
+
+fn numeric_date<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    NumericDate::deserialize(d)?.seconds()
+}
+
+fn optional_numeric_date<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    Option::<NumericDate>::deserialize(d)?
+        .map(NumericDate::seconds)
+        .transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims(dates: &str) -> Result<TokenClaims, serde_json::Error> {
+        serde_json::from_str(&format!(r#"{{"sub": "u", "tenant": "t", {dates}}}"#))
+    }
+
+    #[test]
+    fn dates_may_carry_a_fraction_of_a_second() {
+        let c = claims(r#""exp": 1795433941.75, "nbf": 1795433000.5"#).unwrap();
+        assert_eq!((c.exp, c.nbf), (1_795_433_941, Some(1_795_433_000)));
+        let c = claims(r#""exp": 1795433941"#).unwrap();
+        assert_eq!((c.exp, c.nbf), (1_795_433_941, None));
+    }
+
+    #[test]
+    fn negative_or_textual_dates_are_refused() {
+        assert!(claims(r#""exp": -1.5"#).is_err());
+        assert!(claims(r#""exp": "tomorrow""#).is_err());
+    }
 }

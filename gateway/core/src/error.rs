@@ -113,8 +113,6 @@ pub struct RateLimitInfo {
 pub enum Resource {
     /// An instance (`i-...`).
     Instance,
-    /// An image (`ami-...` on the EC2 API, a name on the native API).
-    Image,
     /// An SSH key pair.
     KeyPair,
 }

@@ -34,14 +34,6 @@ pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
     }
 }
 
-/// The configuration file `path`, or the embedded default.
-pub fn load_or_embedded(path: Option<&Path>) -> Result<Config, ConfigErrors> {
-    match path {
-        Some(path) => load(path),
-        None => Ok(Config::embedded()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -92,7 +92,8 @@ fn provider(
                 Ok(json!({"id": id, "state": known(&vms)?}))
             }
             "instance.console@1" => Ok(json!({"output": format!("console of {id}")})),
-            "images.list@1" => Ok(json!([{"name": "skyport-tiny"}])),
+            // The nameless image is one a tenant must never be shown.
+            "images.list@1" => Ok(json!([{"name": "skyport-tiny"}, {"disk_template": {}}])),
             "inventory.list@1" => Ok(Value::Array(
                 vms.iter()
                     .filter(|(_, s)| *s != "terminated")

@@ -44,14 +44,7 @@ pub struct ServeArgs {
 
 /// Runs the gateway until it is told to stop.
 pub fn run(args: ServeArgs) -> anyhow::Result<i32> {
-    let mut config = match &args.config {
-        Some(path) => skyport_domain::config_check::load(path)
-            .map_err(|e| anyhow::anyhow!("{}:\n{e}", path.display()))?,
-        None => Config::embedded(),
-    };
-    if let Some(dir) = args.state_dir {
-        config.server.state_dir = dir;
-    }
+    let mut config = super::load_config(args.config.as_deref(), args.state_dir.as_deref())?;
     if let Some(listen) = args.listen {
         config.server.listen = listen;
     }
@@ -104,15 +97,6 @@ async fn serve(config: Config) -> anyhow::Result<i32> {
     let tls_paths = tls_paths(&config, &certs_dir)?;
     let tls = Arc::new(ReloadableTls::load(tls_paths.clone()).context("loading TLS material")?);
 
-    let listener = TcpListener::bind(config.server.listen)
-        .await
-        .with_context(|| format!("binding {}", config.server.listen))?;
-    let metrics_listener = TcpListener::bind(config.server.metrics_listen)
-        .await
-        .with_context(|| format!("binding {}", config.server.metrics_listen))?;
-    let api_addr = listener.local_addr()?;
-    let metrics_addr = metrics_listener.local_addr()?;
-
     let metrics = Arc::new(Metrics::new());
     let (gateway, tap_receiver) =
         Gateway::build(config, &plugin_dir(), Arc::clone(&metrics), clock).await?;
@@ -121,6 +105,19 @@ async fn serve(config: Config) -> anyhow::Result<i32> {
     let plugins = Arc::clone(&gateway.services.plugins);
     let jwt = Arc::clone(&gateway.jwt);
     let forwarder = tokio::spawn(forward_batches(tap_receiver, config.tap.batch_max_events));
+
+    // The ports are bound once plugins and regions are loaded: until then a connection is
+    // refused rather than left hanging behind a JWKS fetch or a plugin's start.
+    let (listener, metrics_listener) = match bind_both(&config).await {
+        Ok(bound) => bound,
+        Err(e) => {
+            // The plugins were started: they are stopped as on any shutdown.
+            plugins.shutdown().await;
+            return Err(e);
+        }
+    };
+    let api_addr = listener.local_addr()?;
+    let metrics_addr = metrics_listener.local_addr()?;
 
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let readiness = Arc::new(Readiness::default());
@@ -193,6 +190,17 @@ async fn serve(config: Config) -> anyhow::Result<i32> {
     let _ = std::fs::remove_file(state_dir.join(LISTEN_FILE));
     tracing::info!("stopped");
     Ok(0)
+}
+
+/// The API and metrics listeners, bound to the configured addresses.
+async fn bind_both(config: &Config) -> anyhow::Result<(TcpListener, TcpListener)> {
+    let listener = TcpListener::bind(config.server.listen)
+        .await
+        .with_context(|| format!("binding {}", config.server.listen))?;
+    let metrics_listener = TcpListener::bind(config.server.metrics_listen)
+        .await
+        .with_context(|| format!("binding {}", config.server.metrics_listen))?;
+    Ok((listener, metrics_listener))
 }
 
 /// The server certificate, key and client CA: configured, or the development ones.

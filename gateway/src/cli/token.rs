@@ -105,10 +105,7 @@ pub(super) fn mint(
 
 /// Prints the token(s).
 pub(super) fn run(args: TokenArgs) -> anyhow::Result<i32> {
-    let config = match &args.config {
-        Some(path) => skyport_domain::config_check::load(path)?,
-        None => Config::embedded(),
-    };
+    let config = super::load_config(args.config.as_deref(), None)?;
     let state_dir = args.state_dir.unwrap_or(config.server.state_dir.clone());
     let (header, key) = dev_key(&state_dir)?;
     let mut claims = dev_claims(

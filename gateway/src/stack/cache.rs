@@ -1,6 +1,7 @@
 //! Read cache (moka). Entries are never shared across tenants: the key starts with the
-//! tenant (then the department, the tenant's write generation, method, path and the
-//! normalised query). Only GET responses with status 200 on routes with a TTL are cached.
+//! tenant (then the department, the tenant's write generation, path and the normalised
+//! query). Only reads answered with status 200 on routes with a TTL are cached (an EC2
+//! read is the same entry whether sent by GET or POST).
 //! Any write by a tenant bumps its generation, so its older entries are never served again
 //! and simply age out.
 //!
@@ -21,7 +22,6 @@ pub struct CacheKey {
     tenant: Arc<str>,
     department: Option<String>,
     generation: u64,
-    method: http::Method,
     path: String,
     query: String,
 }
@@ -103,30 +103,12 @@ impl ResponseCache {
         self.clock.monotonic() < entry.expires_at
     }
 
-    /// The key for a request by `tenant`/`department`.
-    pub fn key(
-        &self,
-        tenant: &Arc<str>,
-        department: Option<&str>,
-        method: &http::Method,
-        uri: &http::Uri,
-    ) -> CacheKey {
-        self.key_for(
-            tenant,
-            department,
-            method,
-            uri.path().to_owned(),
-            normalise_query(uri.query().unwrap_or("")),
-        )
-    }
-
-    /// The key for a request that is not a plain GET URI (an EC2 Query action): `path`
-    /// names the front end and region, `query` the normalised parameters.
+    /// The key for a read by `tenant`/`department`: `path` names the route (for an EC2
+    /// action, the front door and region), `query` its normalised parameters.
     pub fn key_for(
         &self,
         tenant: &Arc<str>,
         department: Option<&str>,
-        method: &http::Method,
         path: String,
         query: String,
     ) -> CacheKey {
@@ -140,15 +122,9 @@ impl ResponseCache {
             tenant: Arc::clone(tenant),
             department: department.map(str::to_owned),
             generation,
-            method: method.clone(),
             path,
             query,
         }
-    }
-
-    /// A cached response for `key`, if fresh.
-    pub async fn get(&self, key: &CacheKey) -> Option<Arc<CachedResponse>> {
-        self.get_at(key, self.clock.monotonic()).await
     }
 
     /// A cached response for `key`, if fresh at `now` (the clock's monotonic time, read by
@@ -186,11 +162,6 @@ impl ResponseCache {
         Ok((entry, !filled.load(std::sync::atomic::Ordering::Relaxed)))
     }
 
-    /// Stores a response.
-    pub async fn put(&self, key: CacheKey, response: CachedResponse) {
-        self.entries.insert(key, self.stamped(response)).await;
-    }
-
     /// Drops every entry of every tenant (after a catalog change, which every tenant's
     /// `/v1/offerings` may show).
     pub fn invalidate_all(&self) {
@@ -215,7 +186,7 @@ pub fn normalise_query(query: &str) -> String {
 mod tests {
     use super::*;
 
-    use skyport_core::clock::{ManualClock, SystemClock};
+    use skyport_core::clock::{Clock, ManualClock, SystemClock};
 
     fn response() -> CachedResponse {
         CachedResponse::new(
@@ -231,14 +202,13 @@ mod tests {
         let clock = ManualClock::at_unix(1_795_433_941);
         let cache = ResponseCache::new(100, clock.clone());
         let tenant: Arc<str> = Arc::from("a");
-        let uri: http::Uri = "/v1/regions".parse().unwrap();
-        let key = cache.key(&tenant, None, &http::Method::GET, &uri);
-        cache.put(key.clone(), response()).await;
+        let key = key(&cache, &tenant, "/v1/regions", "");
+        fill(&cache, &key).await;
         clock.advance(Duration::from_secs(59));
-        assert!(cache.get(&key).await.is_some());
+        assert!(cache.get_at(&key, clock.monotonic()).await.is_some());
         clock.advance(Duration::from_secs(1));
         assert!(
-            cache.get(&key).await.is_none(),
+            cache.get_at(&key, clock.monotonic()).await.is_none(),
             "expired at exactly its TTL"
         );
         let (_, was_there) = cache
@@ -246,7 +216,7 @@ mod tests {
             .await
             .unwrap();
         assert!(!was_there, "an expired entry is filled anew");
-        assert!(cache.get(&key).await.is_some());
+        assert!(cache.get_at(&key, clock.monotonic()).await.is_some());
     }
 
     #[tokio::test]
@@ -258,13 +228,7 @@ mod tests {
         for _ in 0..8 {
             let (cache, tenant, fills) = (cache.clone(), tenant.clone(), fills.clone());
             tasks.push(tokio::spawn(async move {
-                let key = cache.key_for(
-                    &tenant,
-                    None,
-                    &http::Method::POST,
-                    "ec2/x".into(),
-                    "q".into(),
-                );
+                let key = key(&cache, &tenant, "ec2/x", "q");
                 cache
                     .get_or_fill::<(), _>(key, async {
                         fills.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -283,39 +247,43 @@ mod tests {
         assert_eq!(fills.load(std::sync::atomic::Ordering::SeqCst), 1);
         assert_eq!(hits, 7);
         // A failed fill stores nothing.
-        let key = cache.key_for(
-            &tenant,
-            None,
-            &http::Method::POST,
-            "ec2/y".into(),
-            "q".into(),
-        );
+        let key = key(&cache, &tenant, "ec2/y", "q");
         assert!(cache
             .get_or_fill::<&str, _>(key.clone(), async { Err("provider down") })
             .await
             .is_err());
-        assert!(cache.get(&key).await.is_none());
+        assert!(cache.get_at(&key, now(&cache)).await.is_none());
     }
 
     #[tokio::test]
     async fn tenants_never_share_entries_and_writes_invalidate() {
         let cache = ResponseCache::new(100, SystemClock::shared());
         let (a, b): (Arc<str>, Arc<str>) = (Arc::from("a"), Arc::from("b"));
-        let uri: http::Uri = "/v1/regions?y=2&x=1".parse().unwrap();
-        let key_a = cache.key(&a, None, &http::Method::GET, &uri);
-        cache.put(key_a.clone(), response()).await;
-        assert!(cache.get(&key_a).await.is_some());
-        let key_b = cache.key(&b, None, &http::Method::GET, &uri);
-        assert!(cache.get(&key_b).await.is_none());
-        let reordered: http::Uri = "/v1/regions?x=1&y=2".parse().unwrap();
-        assert!(cache
-            .get(&cache.key(&a, None, &http::Method::GET, &reordered))
-            .await
-            .is_some());
+        let query = normalise_query("y=2&x=1");
+        let key_a = key(&cache, &a, "/v1/regions", &query);
+        fill(&cache, &key_a).await;
+        assert!(cache.get_at(&key_a, now(&cache)).await.is_some());
+        let key_b = key(&cache, &b, "/v1/regions", &query);
+        assert!(cache.get_at(&key_b, now(&cache)).await.is_none());
+        let reordered = key(&cache, &a, "/v1/regions", &normalise_query("x=1&y=2&"));
+        assert!(cache.get_at(&reordered, now(&cache)).await.is_some());
         cache.invalidate_tenant(&a);
-        assert!(cache
-            .get(&cache.key(&a, None, &http::Method::GET, &uri))
+        let after_write = key(&cache, &a, "/v1/regions", &query);
+        assert!(cache.get_at(&after_write, now(&cache)).await.is_none());
+    }
+
+    fn key(cache: &ResponseCache, tenant: &Arc<str>, path: &str, query: &str) -> CacheKey {
+        cache.key_for(tenant, None, path.to_owned(), query.to_owned())
+    }
+
+    fn now(cache: &ResponseCache) -> Duration {
+        cache.clock.monotonic()
+    }
+
+    async fn fill(cache: &ResponseCache, key: &CacheKey) {
+        cache
+            .get_or_fill::<(), _>(key.clone(), async { Ok(response()) })
             .await
-            .is_none());
+            .unwrap();
     }
 }

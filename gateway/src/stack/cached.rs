@@ -31,9 +31,7 @@ pub(super) async fn fill<D: FrontDoor>(
     ttl: Duration,
 ) -> (Result<Response<Full<Bytes>>, D::Error>, bool) {
     let filling = async {
-        let response = Box::pin(door.call(route, call))
-            .await
-            .map_err(Unstored::Failed)?;
+        let response = door.call(route, call).await.map_err(Unstored::Failed)?;
         let content_type = response
             .headers()
             .get(http::header::CONTENT_TYPE)

@@ -14,9 +14,11 @@
 //! 7. **admit** (door): the route's facts once the caller is known (EC2: region and
 //!    action); the admin role for admin routes;
 //! 8. read cache, per tenant, for the reads the facts mark cacheable (**cache key**:
-//!    door); concurrent misses of one key share one call;
+//!    door), fresh as of the request's start; concurrent misses of one key share one
+//!    call;
 //! 9. the body for routes that take one; **call** (door);
-//! 10. invalidation after writes (the tenant's entries, or everyone's);
+//! 10. invalidation after writes (the tenant's entries; everyone's after a catalog change
+//!     that succeeded);
 //! 11. errors rendered in the door's wire format (**render error**: door);
 //! 12. the tail: `RateLimit-*` and `x-skyport-cache` headers, metrics, one access-log
 //!     line, one metering event for every authenticated request ([`tail`]).
@@ -121,7 +123,7 @@ pub trait FrontDoor: Send + Sync + 'static {
     ) -> Result<RouteFacts, Self::Error>;
 
     /// The read-cache key's path and normalised query for a cacheable read (the stack
-    /// adds tenant, department, generation and method).
+    /// adds tenant, department and generation).
     fn cache_key(&self, route: &Self::Route, head: &Parts, body: &Bytes) -> (String, String);
 
     /// Serves the request.
@@ -223,17 +225,16 @@ where
     if facts.admin && !ctx.is_admin() {
         return Err(GatewayError::forbidden("the admin API requires the admin role").into());
     }
-    let key = facts.cache_ttl.map(|_| {
+    let cacheable = facts.cache_ttl.map(|ttl| {
         let (path, query) = door.cache_key(&route, &head, &body);
-        stack.cache.key_for(
-            &ctx.tenant,
-            ctx.department.as_deref(),
-            &head.method,
-            path,
-            query,
-        )
+        let key = stack
+            .cache
+            .key_for(&ctx.tenant, ctx.department.as_deref(), path, query);
+        (key, ttl)
     });
-    if let Some(key) = &key {
+    if let Some((key, _)) = &cacheable {
+        // Freshness is judged at the request's start (the one clock read it makes), so an
+        // entry that expires while the request is being authenticated is still served.
         if let Some(hit) = stack.cache.get_at(key, received.started).await {
             outcome.cache = Some(cached::count(&stack.metrics, true));
             return Ok(cached::response(&hit));
@@ -250,8 +251,8 @@ where
         head,
         body,
     };
-    let served = match (key, facts.cache_ttl) {
-        (Some(key), Some(ttl)) => {
+    let served = match cacheable {
+        Some((key, ttl)) => {
             // Boxed: the single-flight fill (moka's and the door's futures) is large, and a
             // cache hit, served above, should not carry it.
             let (served, hit) = Box::pin(cached::fill(stack, door, route, call, key, ttl)).await;
@@ -259,12 +260,18 @@ where
             served
         }
         // Boxed: the doors' call futures are large, and a cached read should not carry them.
-        _ => Box::pin(door.call(route, call)).await,
+        None => Box::pin(door.call(route, call)).await,
     };
     match facts.writes {
         Writes::Nothing => {}
+        // A refused write may still have changed something (a batch that failed halfway).
         Writes::Tenant => stack.cache.invalidate_tenant(&ctx.tenant),
-        Writes::Everyone => stack.cache.invalidate_all(),
+        // A catalog change that failed changed nothing: every tenant keeps its entries.
+        Writes::Everyone => {
+            if served.as_ref().is_ok_and(|r| r.status().is_success()) {
+                stack.cache.invalidate_all();
+            }
+        }
     }
     served
 }

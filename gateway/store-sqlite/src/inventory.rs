@@ -118,8 +118,14 @@ impl InventoryStore for SqliteInventory {
                 );
                 match done {
                     Ok(_) => Ok(true),
+                    // Only a duplicate id or idempotency token is the caller's conflict;
+                    // any other constraint failing is the store's fault and says so.
                     Err(rusqlite::Error::SqliteFailure(e, _))
-                        if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+                        if matches!(
+                            e.extended_code,
+                            rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+                                | rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                        ) =>
                     {
                         Ok(false)
                     }

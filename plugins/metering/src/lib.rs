@@ -26,7 +26,7 @@ pub mod validate;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -108,12 +108,29 @@ impl Metering {
         .map_err(|e| err(error_code::INTERNAL, format!("ledger task: {e}")))?
     }
 
+    /// Like [`Metering::with_ledger`], with the clock read once the ledger is locked: a
+    /// write stamped with the time must not carry a time earlier than a write committed
+    /// before it (an event received before a period's finalization is counted in the
+    /// frozen bill; one after it is a correction).
+    async fn with_ledger_at<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut dyn Ledger, SystemTime) -> Result<T, PluginError> + Send + 'static,
+    ) -> Result<T, PluginError> {
+        let ledger = Arc::clone(&self.ledger);
+        let clock = Arc::clone(&self.clock);
+        tokio::task::spawn_blocking(move || {
+            let mut ledger = ledger.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut **ledger, clock.wall())
+        })
+        .await
+        .map_err(|e| err(error_code::INTERNAL, format!("ledger task: {e}")))?
+    }
+
     async fn ingest(&self, batch: MeterBatch) -> Result<Value, PluginError> {
         let limits = self.limits.clone();
         let size = batch.events.len();
-        let now = self.clock.wall();
         let outcome = self
-            .with_ledger(move |ledger| {
+            .with_ledger_at(move |ledger, now| {
                 ledger
                     .ingest(&batch.events, &limits, now)
                     .map_err(|e| err(error_code::UNAVAILABLE, format!("ledger write failed: {e}")))
@@ -269,9 +286,8 @@ impl Plugin for Metering {
             ("record_types.register", 1) => {
                 let record_type: RecordType = call.params()?;
                 let id = record_type.id.clone();
-                let now = self.clock.wall();
                 let registered = self
-                    .with_ledger(move |l| {
+                    .with_ledger_at(move |l, now| {
                         l.register(&record_type, now)
                             .map_err(|e| err(error_code::CONFLICT, e))
                     })
@@ -329,10 +345,9 @@ impl Plugin for Metering {
             ("period.finalize", 1) => {
                 let period = Period::parse(text_param(&call.params, "period", "period.finalize")?)
                     .map_err(|e| err(error_code::INVALID_INPUT, e))?;
-                let now = now_millis(&*self.clock);
                 let at = self
-                    .with_ledger(move |ledger| {
-                        billing::finalize(ledger, period, now)
+                    .with_ledger_at(move |ledger, now| {
+                        billing::finalize(ledger, period, to_millis(now))
                             .map_err(|e| err(error_code::CONFLICT, e))
                     })
                     .await?;
@@ -390,10 +405,10 @@ async fn group_sync_loop(
             }
         };
         let ledger = Arc::clone(&ledger);
-        let now = clock.wall();
+        let clock = Arc::clone(&clock);
         let outcome = tokio::task::spawn_blocking(move || {
             let mut ledger = ledger.lock().unwrap_or_else(|p| p.into_inner());
-            group_sync::reconcile(&mut **ledger, &listing, now)
+            group_sync::reconcile(&mut **ledger, &listing, clock.wall())
         })
         .await;
         match outcome {
@@ -426,8 +441,13 @@ async fn group_sync_loop(
 /// `clock`'s now, to the millisecond: the ledger's precision, so that an open slice ends
 /// on the same grid as the events around it.
 fn now_millis(clock: &dyn Clock) -> OffsetDateTime {
-    let now = OffsetDateTime::from(clock.wall());
-    now.replace_millisecond(now.millisecond()).unwrap_or(now)
+    to_millis(clock.wall())
+}
+
+/// `at`, to the millisecond (see [`now_millis`]).
+fn to_millis(at: SystemTime) -> OffsetDateTime {
+    let at = OffsetDateTime::from(at);
+    at.replace_millisecond(at.millisecond()).unwrap_or(at)
 }
 
 /// A required, non-empty string parameter.

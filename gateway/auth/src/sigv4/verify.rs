@@ -3,6 +3,7 @@
 use super::*;
 
 /// The signing key of `secret` for this request's scope (date and region): the same for
+/// every request of that key, day and region, which is why callers may cache it.
 pub fn signing_key(secret: &str, signed: &SignedRequest) -> Vec<u8> {
     let k_date = hmac(
         format!("AWS4{secret}").as_bytes(),

@@ -339,11 +339,6 @@ impl Config {
         Self::parse(EMBEDDED_DEFAULT).expect("the embedded default configuration is valid")
     }
 
-    /// Reads a file and checks what the schema alone can check (see the module docs).
-    pub fn load(path: &Path) -> Result<Self, ConfigErrors> {
-        Self::parse(&read(path)?)
-    }
-
     /// Parses TOML text and checks what the schema alone can check (see the module docs).
     pub fn parse(text: &str) -> Result<Self, ConfigErrors> {
         let config = Self::from_toml(text)?;

@@ -88,8 +88,14 @@ impl ImageService {
                 )
                 .await?;
             for image in list.as_array().into_iter().flatten() {
+                // An image without a name can be neither ordered nor removed: listing it
+                // would only mislead; the operator learns of it from the log.
+                let Some(name) = image["name"].as_str().filter(|n| !n.is_empty()) else {
+                    tracing::warn!(provider = %provider, "provider lists an image without a name");
+                    continue;
+                };
                 out.push(Image {
-                    name: image["name"].as_str().unwrap_or_default().to_string(),
+                    name: name.to_string(),
                     provider: provider.clone(),
                     region: region.clone(),
                     disk_template: image["disk_template"].clone(),
@@ -169,5 +175,24 @@ impl ImageService {
             .await?;
         tracing::info!(provider, image = name, "image removed");
         Ok(provider)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::{caller, World};
+
+    #[tokio::test]
+    async fn images_without_a_name_are_left_out_of_the_listing() {
+        let world = World::new().await;
+        let images = ImageService::new(world.plugins.clone(), world.regions.clone());
+        let ctx = caller("acme", None);
+        let listed = images.list(&ctx, "req-1").await.expect("listing");
+        assert!(!listed.is_empty());
+        assert!(
+            listed.iter().all(|i| i.name == "skyport-tiny"),
+            "{listed:?}"
+        );
     }
 }

@@ -5,6 +5,7 @@ use serde_json::Value;
 use skyport_domain::catalog::{instance_type, INSTANCE_TYPES};
 use skyport_domain::inventory::{is_instance_id, InstanceRecord};
 
+use super::errors::instance_error;
 use super::model::{
     image_id, is_image_id, named_instances, owner_id, region_instances, reservation_id, state_code,
     write_instance, write_state, zone_of,
@@ -107,7 +108,8 @@ async fn select_instances(
             .services
             .instances
             .refresh_for_listing(call.ctx, call.request_id, record)
-            .await?;
+            .await
+            .map_err(instance_error)?;
         let mut matched = keep(&record)?;
         for f in &filters {
             matched = matched && instance_filter_matches(call, f, &record)?;

@@ -61,16 +61,13 @@ impl Ec2Error {
 /// EC2's status and code for a gateway error: by what it says about a resource first,
 /// then by its kind.
 fn code_of(kind: ErrorKind, detail: Option<Detail>) -> (StatusCode, &'static str) {
-    use Resource::{Image, Instance, KeyPair};
+    use Resource::{Instance, KeyPair};
     use StatusCode as S;
     match detail {
         Some(Detail::MalformedId(Instance)) => {
             return (S::BAD_REQUEST, "InvalidInstanceID.Malformed")
         }
-        Some(Detail::MalformedId(Image)) => return (S::BAD_REQUEST, "InvalidAMIID.Malformed"),
         Some(Detail::NotFound(Instance)) => return (S::BAD_REQUEST, "InvalidInstanceID.NotFound"),
-        Some(Detail::NotFound(Image)) => return (S::BAD_REQUEST, "InvalidAMIID.NotFound"),
-        Some(Detail::NotFound(KeyPair)) => return (S::BAD_REQUEST, "InvalidKeyPair.NotFound"),
         Some(Detail::Duplicate(KeyPair)) => return (S::BAD_REQUEST, "InvalidKeyPair.Duplicate"),
         Some(Detail::WrongState(Instance)) => return (S::BAD_REQUEST, "IncorrectInstanceState"),
         _ => {}
@@ -108,6 +105,16 @@ impl From<GatewayError> for Ec2Error {
             cause: err.cause,
         }
     }
+}
+
+/// An error from an operation on instances the caller named: a "not found" that does not
+/// say what was missing (a provider that no longer knows the instance, a plugin no longer
+/// loaded) is reported as the instance not being found, as EC2 does.
+pub(super) fn instance_error(mut err: GatewayError) -> Ec2Error {
+    if err.kind == ErrorKind::NotFound && err.detail.is_none() {
+        err.detail = Some(Detail::NotFound(Resource::Instance));
+    }
+    Ec2Error::from(err)
 }
 
 impl From<SigV4Error> for Ec2Error {
@@ -158,6 +165,17 @@ mod tests {
         for (err, code) in cases {
             assert_eq!(Ec2Error::from(err).code, code);
         }
+    }
+
+    #[test]
+    fn an_unspecific_not_found_on_named_instances_is_the_instance_not_being_found() {
+        let gone = instance_error(GatewayError::not_found("no plugin named 'x' is loaded"));
+        assert_eq!(gone.code, "InvalidInstanceID.NotFound");
+        // Any other error keeps its own mapping.
+        let busy = instance_error(GatewayError::new(ErrorKind::Conflict, "x"));
+        assert_eq!(busy.code, "IncorrectInstanceState");
+        let elsewhere = Ec2Error::from(GatewayError::not_found("x"));
+        assert_eq!(elsewhere.code, "InvalidParameterValue");
     }
 
     #[test]

@@ -14,6 +14,7 @@ use skyport_domain::operations::instances::{Action, CreateSpec, MAX_TAGS};
 use skyport_domain::placement;
 use skyport_domain::regions::FEDERATED_REGION;
 
+use super::errors::instance_error;
 use super::model::{image_id, is_image_id, named_instances, owner_id, reservation_id};
 use super::model::{write_instance, write_state};
 use super::xml::Xml;
@@ -287,7 +288,8 @@ async fn change_state(call: &Ec2Call<'_>, action: Action, name: &str) -> Result<
             .services
             .instances
             .refresh(call.ctx, call.request_id, record)
-            .await?;
+            .await
+            .map_err(instance_error)?;
         let state = record.state.as_str();
         let unchanged = match action {
             Action::Terminate => state == "terminated",
@@ -322,7 +324,8 @@ async fn change_state(call: &Ec2Call<'_>, action: Action, name: &str) -> Result<
             .services
             .instances
             .act(call.ctx, call.request_id, &record.id, action)
-            .await?;
+            .await
+            .map_err(instance_error)?;
         changes.push((after.id, previous, after.state));
     }
     Ok(Xml::response(name, call.request_id, |x| {
@@ -344,7 +347,8 @@ pub(super) async fn reboot_instances(call: &Ec2Call<'_>) -> Result<String, Ec2Er
             .services
             .instances
             .refresh(call.ctx, call.request_id, record)
-            .await?;
+            .await
+            .map_err(instance_error)?;
         if record.state != "running" {
             return Err(Ec2Error::bad_request(
                 "IncorrectInstanceState",
@@ -357,7 +361,8 @@ pub(super) async fn reboot_instances(call: &Ec2Call<'_>) -> Result<String, Ec2Er
         call.services
             .instances
             .act(call.ctx, call.request_id, &record.id, Action::Reboot)
-            .await?;
+            .await
+            .map_err(instance_error)?;
     }
     Ok(Xml::response("RebootInstances", call.request_id, |x| {
         x.leaf("return", "true")
@@ -406,7 +411,7 @@ pub(super) async fn modify_instance_attribute(call: &Ec2Call<'_>) -> Result<Stri
                     format!("The instance '{id}' is not in the 'stopped' state."),
                 )
             } else {
-                Ec2Error::from(e)
+                instance_error(e)
             }
         })?;
     Ok(Xml::response(
@@ -423,7 +428,8 @@ pub(super) async fn get_console_output(call: &Ec2Call<'_>) -> Result<String, Ec2
         .services
         .instances
         .console(call.ctx, call.request_id, &id)
-        .await?;
+        .await
+        .map_err(instance_error)?;
     let now = rfc3339_millis(call.services.clock.wall());
     Ok(Xml::response("GetConsoleOutput", call.request_id, |x| {
         x.leaf("instanceId", &record.id);

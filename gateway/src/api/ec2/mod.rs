@@ -204,7 +204,7 @@ impl FrontDoor for Ec2Api {
     /// signature parameters themselves are left out, so re-signed requests share entries.
     /// Only successful non-`DryRun` calls are ever stored.
     fn cache_key(&self, route: &Ec2Route, head: &Parts, body: &Bytes) -> (String, String) {
-        let form = std::str::from_utf8(form(head, body)).unwrap_or_default();
+        let form = String::from_utf8_lossy(form(head, body));
         let mut unsigned: Vec<&str> = head
             .uri
             .query()

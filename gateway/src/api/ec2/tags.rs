@@ -2,6 +2,7 @@
 
 use skyport_domain::inventory::InstanceRecord;
 
+use super::errors::instance_error;
 use super::model::{named_instances, region_instances};
 use super::xml::Xml;
 use super::{Ec2Call, Ec2Error};
@@ -42,7 +43,8 @@ pub(super) async fn create_tags(call: &Ec2Call<'_>) -> Result<String, Ec2Error> 
         call.services
             .instances
             .change_tags(call.ctx, &record.id, &set, &[])
-            .await?;
+            .await
+            .map_err(instance_error)?;
     }
     Ok(Xml::response("CreateTags", call.request_id, |x| {
         x.leaf("return", "true")
@@ -61,7 +63,8 @@ pub(super) async fn delete_tags(call: &Ec2Call<'_>) -> Result<String, Ec2Error> 
         call.services
             .instances
             .change_tags(call.ctx, &record.id, &[], &remove)
-            .await?;
+            .await
+            .map_err(instance_error)?;
     }
     Ok(Xml::response("DeleteTags", call.request_id, |x| {
         x.leaf("return", "true")

@@ -304,7 +304,9 @@ fn matches(parts: &[Part], segments: &[&str]) -> bool {
             .zip(segments)
             .all(|(part, segment)| match part {
                 Part::Literal(literal) => literal == segment,
-                Part::Param(None) => !segment.is_empty(),
+                // An empty id still names the route: its handler says what is wrong
+                // with it (400), which a 404 would not.
+                Part::Param(None) => true,
                 Part::Param(Some(allowed)) => allowed.contains(segment),
             })
 }
@@ -331,6 +333,10 @@ mod tests {
             Err("405 /v1/whoami".into())
         );
         assert_eq!(template(Method::GET, "/v2/x"), Err("404".into()));
+        assert_eq!(
+            template(Method::GET, "/v1/instances//console"),
+            Ok("/v1/instances/{id}/console")
+        );
         assert_eq!(
             template(Method::POST, "/v1/instances/i-1/stop"),
             Ok("/v1/instances/{id}/{action}")

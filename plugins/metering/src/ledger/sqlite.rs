@@ -475,14 +475,18 @@ mod tests {
             let dir = std::env::temp_dir().join(format!(
                 "ledger-conformance-{}-{}",
                 std::process::id(),
-                rand_suffix()
+                next_suffix()
             ));
+            // A directory left by an earlier run with the same process id must not
+            // hand the suite a ledger that already holds events.
+            let _ = std::fs::remove_dir_all(&dir);
             std::fs::create_dir_all(&dir).unwrap();
             Box::new(SqliteLedger::open(&dir).unwrap()) as Box<dyn Ledger + Send>
         });
     }
 
-    fn rand_suffix() -> u64 {
+    /// A number not handed out before in this process.
+    fn next_suffix() -> u64 {
         use std::sync::atomic::{AtomicU64, Ordering};
         static NEXT: AtomicU64 = AtomicU64::new(0);
         NEXT.fetch_add(1, Ordering::Relaxed)

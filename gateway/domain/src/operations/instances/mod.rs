@@ -348,21 +348,24 @@ impl InstanceService {
                 "wait must be running, stopped or terminated",
             ));
         }
-        let id = record.id.clone();
-        let reached = async {
-            let mut record = record;
-            while record.state != target {
-                tokio::time::sleep(WAIT_POLL).await;
-                record = self.refresh(ctx, request_id, record).await?;
+        // The deadline is checked between polls, never in the middle of one: a refresh
+        // that commits (and meters) a transition always runs to its end.
+        let deadline = tokio::time::Instant::now() + MAX_WAIT;
+        let mut record = record;
+        while record.state != target {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(GatewayError::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "instance {} did not reach {target} within {MAX_WAIT:?}",
+                        record.id
+                    ),
+                ));
             }
-            Ok(record)
-        };
-        tokio::time::timeout(MAX_WAIT, reached).await.map_err(|_| {
-            GatewayError::new(
-                ErrorKind::Timeout,
-                format!("instance {id} did not reach {target} within {MAX_WAIT:?}"),
-            )
-        })?
+            tokio::time::sleep(WAIT_POLL).await;
+            record = self.refresh(ctx, request_id, record).await?;
+        }
+        Ok(record)
     }
 }
 
