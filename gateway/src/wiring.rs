@@ -83,12 +83,14 @@ pub fn jwt_key_sources(config: &Config, certs_dir: &Path) -> Vec<JwtKeyConfig> {
 impl Gateway {
     /// Builds the gateway over `config`'s state directory: stores opened (and migrated),
     /// plugins loaded, regions gathered, services and front doors made. `plugin_dir` is
-    /// where relative plugin file names resolve. The tap's receiving end comes back beside
+    /// where relative plugin file names resolve; `host_exe` is the `skyport` executable
+    /// that hosts plugin processes. The tap's receiving end comes back beside
     /// the gateway: the caller runs it (`forward_batches`), and it ends once the gateway
     /// is dropped.
     pub async fn build(
         config: Config,
         plugin_dir: &Path,
+        host_exe: &Path,
         metrics: Arc<Metrics>,
         clock: SharedClock,
     ) -> anyhow::Result<(Self, TapReceiver)> {
@@ -108,6 +110,7 @@ impl Gateway {
                 &config.plugins,
                 plugin_dir,
                 &state_dir,
+                host_exe,
                 Arc::clone(&metrics),
                 clock.clone(),
             )

@@ -78,6 +78,11 @@ pub struct Metrics {
     pub plugin_call_seconds: Family<Labels, Histogram, fn() -> Histogram>,
     /// 1 when a plugin is healthy, 0 otherwise.
     pub plugin_healthy: Family<Labels, Gauge>,
+    /// Plugin processes that ended without being told to (labels: plugin, `how`: the
+    /// signal's name, `exit` or `stuck`).
+    pub plugin_crashes: Family<Labels, Counter>,
+    /// Plugin processes started again after a crash (label: plugin).
+    pub plugin_restarts: Family<Labels, Counter>,
     /// Metrics reported by plugins through the host (labels: plugin, name, then the
     /// plugin's own labels).
     pub plugin_reported: Family<Vec<(String, String)>, Gauge<f64, AtomicU64>>,
@@ -116,6 +121,8 @@ impl Metrics {
                 latency_histogram as fn() -> Histogram,
             );
         let plugin_healthy = Family::<Labels, Gauge>::default();
+        let plugin_crashes = Family::<Labels, Counter>::default();
+        let plugin_restarts = Family::<Labels, Counter>::default();
         let plugin_reported = Family::<Vec<(String, String)>, Gauge<f64, AtomicU64>>::default();
         let tap_dropped = Counter::default();
         let tap_enqueued = Counter::default();
@@ -179,6 +186,16 @@ impl Metrics {
             plugin_healthy.clone(),
         );
         registry.register(
+            "plugin_crashes",
+            "Plugin processes that ended unasked, by how",
+            plugin_crashes.clone(),
+        );
+        registry.register(
+            "plugin_restarts",
+            "Plugin processes restarted after a crash",
+            plugin_restarts.clone(),
+        );
+        registry.register(
             "plugin_reported",
             "Values reported by plugins",
             plugin_reported.clone(),
@@ -202,6 +219,8 @@ impl Metrics {
             plugin_calls,
             plugin_call_seconds,
             plugin_healthy,
+            plugin_crashes,
+            plugin_restarts,
             plugin_reported,
             tap_dropped,
             tap_enqueued,

@@ -1,14 +1,16 @@
 //! Host -> plugin op round trip through the real ABI: `PluginRegistry::call` on the echo
-//! fixture plugin (JSON params out, completion back, JSON result parsed).
+//! fixture plugin (JSON params out, completion back, JSON result parsed), in process and
+//! in a plugin process of its own.
 //!
-//! Run: `cargo build --release -p skyport-fixture-echo && cargo bench -p skyport-plugin-host --bench plugin_call`
+//! Run: `cargo build --release -p skyport-fixture-echo -p skyport-gateway && cargo bench -p skyport-plugin-host --bench plugin_call`
 #![forbid(unsafe_code)]
 
 use skyport_plugin_host::Plugins as _;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use skyport_core::config::PluginConfig;
+use skyport_core::config::{Isolation, PluginConfig};
 use skyport_core::metrics::Metrics;
 use skyport_plugin_api::sdk::CallContext;
 use skyport_plugin_host::PluginRegistry;
@@ -29,53 +31,83 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    runtime.block_on(async {
-        let config = PluginConfig {
-            name: Some("echo".into()),
-            file,
-            required: true,
-            sha256: None,
-            config: toml::Value::Table(Default::default()),
-        };
-        let registry = PluginRegistry::load_all(
-            &[config],
-            dir,
-            &std::env::temp_dir(),
-            Arc::new(Metrics::new()),
-            skyport_core::clock::SystemClock::shared(),
-        )
-        .await
-        .expect("echo fixture loads");
-        let params = serde_json::json!({"ping": 1});
-        let call = || {
-            registry.call(
-                "echo",
-                "echo",
-                1,
-                params.clone(),
-                CallContext::default(),
-                Duration::from_secs(5),
-            )
-        };
-        for _ in 0..2_000 {
-            call().await.unwrap();
+    let host_exe = dir.join("skyport");
+    assert!(
+        host_exe.exists(),
+        "{} missing: cargo build --release -p skyport-gateway",
+        host_exe.display()
+    );
+    // Both isolation modes in one run, alternately, so that both see the same machine.
+    let mut rounds: Vec<(&str, Vec<Duration>)> =
+        vec![("in-process", Vec::new()), ("process", Vec::new())];
+    for _ in 0..3 {
+        for (mode, samples) in rounds.iter_mut() {
+            let isolation = if *mode == "process" {
+                Isolation::Process
+            } else {
+                Isolation::InProcess
+            };
+            samples.extend(runtime.block_on(measure(&file, dir, &host_exe, isolation)));
         }
-        let mut samples = Vec::with_capacity(50_000);
-        for _ in 0..50_000 {
-            #[allow(clippy::disallowed_methods)] // a benchmark times itself
-            let t = Instant::now();
-            call().await.unwrap();
-            samples.push(t.elapsed());
-        }
+    }
+    for (mode, mut samples) in rounds {
         samples.sort();
         let pct = |p: f64| samples[((samples.len() as f64 - 1.0) * p) as usize];
         println!(
-            "plugin_call echo@1: n={} median={:?} p90={:?} p99={:?}",
+            "plugin_call echo@1 {mode}: n={} median={:?} p90={:?} p99={:?}",
             samples.len(),
             pct(0.5),
             pct(0.9),
             pct(0.99)
         );
-        registry.shutdown().await;
-    });
+    }
+}
+
+/// 20,000 timed calls after 2,000 untimed ones, on a fresh registry.
+async fn measure(file: &Path, dir: &Path, host_exe: &Path, isolation: Isolation) -> Vec<Duration> {
+    let config = PluginConfig {
+        name: Some("echo".into()),
+        file: file.to_path_buf(),
+        required: true,
+        sha256: None,
+        config: toml::Value::Table(Default::default()),
+        isolation,
+        max_memory_mib: None,
+        max_open_files: None,
+        user: None,
+        env: Vec::new(),
+    };
+    let registry = PluginRegistry::load_all(
+        &[config],
+        dir,
+        &std::env::temp_dir(),
+        host_exe,
+        Arc::new(Metrics::new()),
+        skyport_core::clock::SystemClock::shared(),
+    )
+    .await
+    .expect("echo fixture loads");
+    let params = serde_json::json!({"ping": 1});
+    let call = || {
+        registry.call(
+            "echo",
+            "echo",
+            1,
+            params.clone(),
+            CallContext::default(),
+            Duration::from_secs(5),
+        )
+    };
+    for _ in 0..2_000 {
+        call().await.unwrap();
+    }
+    let mut samples = Vec::with_capacity(20_000);
+    for _ in 0..20_000 {
+        #[allow(clippy::disallowed_methods)] // a benchmark times itself
+        let t = Instant::now();
+        call().await.unwrap();
+        samples.push(t.elapsed());
+    }
+    registry.shutdown().await;
+    samples
 }

@@ -1,14 +1,17 @@
 //! The plugin loader (DESIGN §6). Only configured paths; every refusal is one line naming
 //! the plugin, the file and the reason.
 //!
-//! Order of checks: file ownership and permissions -> optional sha256 pin -> `dlopen`
+//! Order of checks: file ownership and permissions -> the file read once into an anonymous
+//! in-memory file (`memfd`), which is what is hashed and opened, so that a copy over the
+//! installed path never changes a loaded plugin -> optional sha256 pin -> `dlopen`
 //! (`RTLD_NOW | RTLD_LOCAL`) -> the plain `#[repr(C)]` manifest (magic, API major, abi_stable
 //! minor, target, panic strategy, kind) -> abi_stable's layout check through
 //! `lib_header_from_path` + `init_root_module` (never `load_from_file`, which caches the
 //! first library per interface type) -> `describe()`.
 
 use std::fmt;
-use std::io::Read;
+use std::io::Write;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -58,6 +61,41 @@ pub struct ManifestInfo {
     pub target: String,
 }
 
+/// [`ManifestInfo`] as a child process reports it, its kind as text.
+#[derive(serde::Deserialize)]
+struct ManifestText {
+    name: String,
+    version: String,
+    kind: String,
+    api_version: String,
+    target: String,
+}
+
+impl<'de> serde::Deserialize<'de> for ManifestInfo {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Self::try_from(ManifestText::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+impl TryFrom<ManifestText> for ManifestInfo {
+    type Error = String;
+
+    fn try_from(text: ManifestText) -> Result<Self, String> {
+        let kind = [PluginKind::Provider, PluginKind::Metering]
+            .into_iter()
+            .map(PluginKind::as_str)
+            .find(|k| *k == text.kind)
+            .ok_or_else(|| format!("unknown plugin kind {}", text.kind))?;
+        Ok(Self {
+            name: text.name,
+            version: text.version,
+            kind,
+            api_version: text.api_version,
+            target: text.target,
+        })
+    }
+}
+
 /// A library that passed every check.
 pub struct LoadedLibrary {
     /// Its manifest.
@@ -86,8 +124,8 @@ pub fn load_library(
         reason,
     };
     check_file_security(file).map_err(|r| refuse(fallback_name, None, r))?;
-    let sha256 =
-        sha256_of(file).map_err(|e| refuse(fallback_name, None, format!("cannot read: {e}")))?;
+    let (pinned, sha256) =
+        pin_content(file).map_err(|e| refuse(fallback_name, None, format!("cannot read: {e}")))?;
     if let Some(pin) = pinned_sha256 {
         if !pin.eq_ignore_ascii_case(&sha256) {
             return Err(refuse(
@@ -97,13 +135,17 @@ pub fn load_library(
             ));
         }
     }
+    // The in-memory copy stays open for the life of the process, as the library does.
+    let opened = format!("/proc/self/fd/{}", pinned.as_raw_fd());
+    let opened = Path::new(&opened);
+    std::mem::forget(pinned);
 
     // SAFETY: loading a library runs its initialisers; only configured, permission-checked
     // files reach this point (DESIGN §6).
     #[allow(unsafe_code)]
     let library = unsafe {
         libloading::os::unix::Library::open(
-            Some(file),
+            Some(opened),
             libloading::os::unix::RTLD_NOW | libloading::os::unix::RTLD_LOCAL,
         )
     }
@@ -111,7 +153,13 @@ pub fn load_library(
         refuse(
             fallback_name,
             None,
-            format!("cannot be loaded: {}", one_line(&e.to_string())),
+            format!(
+                "cannot be loaded: {}",
+                one_line(
+                    &e.to_string()
+                        .replace(&*opened.to_string_lossy(), "the file")
+                )
+            ),
         )
     })?;
 
@@ -146,7 +194,7 @@ pub fn load_library(
     let kind = check_manifest(&manifest).map_err(refuse_named)?;
     let target = manifest.target.to_string_lossy();
 
-    let header = lib_header_from_path(file).map_err(|e| refuse_named(summarise(&e)))?;
+    let header = lib_header_from_path(opened).map_err(|e| refuse_named(summarise(&e)))?;
     let module = header
         .init_root_module::<PluginModuleRef>()
         .map_err(|e| refuse_named(summarise(&e)))?;
@@ -229,18 +277,59 @@ fn check_file_security(file: &Path) -> Result<(), String> {
     Ok(())
 }
 
-fn sha256_of(file: &Path) -> std::io::Result<String> {
-    let mut f = std::fs::File::open(file)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
+/// A private copy of a configured library, named by its content.
+#[derive(Debug, Clone)]
+pub struct PinnedCopy {
+    /// The copy (`<dir>/<sha256>.so`).
+    pub path: PathBuf,
+    /// sha256 of its bytes, hex.
+    pub sha256: String,
+}
+
+/// Checks `file` as the loader does (ownership, permissions, the optional sha256 pin) and
+/// keeps a copy of its bytes in `dir`, named by their sha256. Plugins are started (and
+/// restarted) from the copy, so a file copied over the installed path changes nothing
+/// until the operator reloads the plugin.
+pub fn pin_copy(
+    file: &Path,
+    pinned_sha256: Option<&str>,
+    dir: &Path,
+) -> Result<PinnedCopy, String> {
+    use std::os::unix::fs::PermissionsExt;
+    check_file_security(file)?;
+    let bytes = std::fs::read(file).map_err(|e| format!("cannot read: {e}"))?;
+    let sha256 = sha256_hex(&bytes);
+    if let Some(pin) = pinned_sha256 {
+        if !pin.eq_ignore_ascii_case(&sha256) {
+            return Err(format!("sha256 {sha256} does not match the pinned {pin}"));
         }
-        hasher.update(&buf[..n]);
     }
-    Ok(hex::encode(hasher.finalize()))
+    let path = dir.join(format!("{sha256}.so"));
+    if !path.exists() {
+        let keep = |e: std::io::Error| format!("cannot keep a copy in {}: {e}", dir.display());
+        std::fs::create_dir_all(dir).map_err(keep)?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).map_err(keep)?;
+        let partial = dir.join(format!(".{sha256}.{}", std::process::id()));
+        std::fs::write(&partial, &bytes).map_err(keep)?;
+        std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o644)).map_err(keep)?;
+        std::fs::rename(&partial, &path).map_err(keep)?;
+    }
+    Ok(PinnedCopy { path, sha256 })
+}
+
+/// sha256 of `bytes`, hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// `file`'s bytes, read once into an anonymous in-memory file, and their sha256 (hex).
+fn pin_content(file: &Path) -> std::io::Result<(OwnedFd, String)> {
+    let bytes = std::fs::read(file)?;
+    let sha256 = sha256_hex(&bytes);
+    let fd = rustix::fs::memfd_create("skyport-plugin", rustix::fs::MemfdFlags::CLOEXEC)?;
+    let mut copy = std::fs::File::from(fd);
+    copy.write_all(&bytes)?;
+    Ok((OwnedFd::from(copy), sha256))
 }
 
 /// abi_stable's errors can run to over a thousand lines: one line for the refusal, the
@@ -274,6 +363,33 @@ fn one_line(s: &str) -> String {
         )
     } else {
         line.to_string()
+    }
+}
+
+/// Validates plugin configuration against the plugin's JSON Schema; the error names the
+/// key path.
+pub fn validate_config(
+    schema: &serde_json::Value,
+    config: &serde_json::Value,
+) -> Result<(), String> {
+    let validator = jsonschema::validator_for(schema)
+        .map_err(|e| format!("its config schema is invalid: {e}"))?;
+    let errors: Vec<String> = validator
+        .iter_errors(config)
+        .map(|e| {
+            let path = e.instance_path().to_string();
+            let path = if path.is_empty() {
+                "config".to_string()
+            } else {
+                format!("config{}", path.replace('/', "."))
+            };
+            format!("{path}: {e}")
+        })
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("invalid config: {}", errors.join("; ")))
     }
 }
 

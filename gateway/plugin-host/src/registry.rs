@@ -1,66 +1,115 @@
 //! Loaded plugin instances and calls into them: deadline, cancel on timeout, panic ->
 //! unhealthy (circuit open) while the gateway keeps serving everything else.
+//!
+//! Each instance runs where its configuration says ([`Isolation`]): in a supervised
+//! process of its own (the default; see [`crate::isolation`]) or inside the gateway. In
+//! both, its library is first checked in a child process, so a library that crashes
+//! while loading never takes the gateway down, and it is loaded from an in-memory copy of
+//! the bytes that were checked.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use abi_stable::sabi_trait::TD_Opaque;
 use abi_stable::std_types::{RResult, RStr};
-use skyport_plugin_api::abi::{error_code, HostServices_TO, OpRequest, PluginBox};
+use arc_swap::ArcSwap;
+use skyport_plugin_api::abi::{error_code, HostServices_TO, OpRequest, OpResult, PluginBox};
 use skyport_plugin_api::ops::{self, Health};
-use skyport_plugin_api::sdk::{completion_channel, CallContext};
+use skyport_plugin_api::sdk::{completion_channel, CallContext, CompletionReceiver};
 
 use async_trait::async_trait;
 use skyport_core::clock::SharedClock;
-use skyport_core::config::PluginConfig;
+use skyport_core::config::{Isolation, PluginConfig};
 use skyport_core::error::{ErrorKind, GatewayError};
 use skyport_core::metrics::Metrics;
 
+use crate::health::HealthCell;
 use crate::host::GatewayHost;
-use crate::loader::{load_library, ManifestInfo, Refusal};
+use crate::isolation::supervisor::{check_in_child, ChildSpec, ProcessPlugin, START_TIMEOUT};
+use crate::isolation::wire::Limits;
+use crate::loader::{load_library, pin_copy, validate_config, ManifestInfo, Refusal};
 use crate::plugins::{callable, HealthView, PluginFacts, Plugins};
 
-/// One instantiated plugin.
-pub struct PluginHandle {
-    /// Instance name (unique).
-    pub name: String,
+/// Where a loaded instance's code runs.
+enum Backend {
+    /// Inside the gateway, through the ABI directly.
+    InProcess(PluginBox),
+    /// In a supervised process of its own.
+    Process(Arc<ProcessPlugin>),
+}
+
+/// One running version of a plugin instance: what it loaded and where it runs. A reload
+/// replaces it as a whole.
+pub struct Running {
     /// Manifest facts.
     pub manifest: ManifestInfo,
     /// Operations it serves.
     pub ops: Vec<String>,
     /// One-line summary.
     pub summary: String,
-    /// sha256 of its file.
+    /// sha256 of the library bytes it runs.
     pub sha256: String,
-    instance: PluginBox,
-    healthy: AtomicBool,
-    unhealthy_reason: Mutex<Option<String>>,
+    backend: Backend,
+    /// Calls started on it and not yet answered (a replaced version drains them).
+    in_flight: AtomicUsize,
+}
+
+impl Running {
+    /// The id of the process serving it: its own (process isolation, while running) or
+    /// the gateway's.
+    pub fn pid(&self) -> Option<u32> {
+        match &self.backend {
+            Backend::InProcess(_) => Some(std::process::id()),
+            Backend::Process(process) => process.pid(),
+        }
+    }
+
+    /// Stops it (in-process ones outside the async workers).
+    async fn shutdown(self: Arc<Self>, name: &str) {
+        match &self.backend {
+            Backend::InProcess(_) => {
+                let running = Arc::clone(&self);
+                let stopped = tokio::task::spawn_blocking(move || {
+                    if let Backend::InProcess(instance) = &running.backend {
+                        instance.shutdown();
+                    }
+                });
+                if let Err(e) = stopped.await {
+                    tracing::warn!(plugin = %name, error = %e, "plugin shutdown failed");
+                }
+            }
+            Backend::Process(process) => process.shutdown().await,
+        }
+    }
+}
+
+/// One configured plugin instance; the version running can be replaced by a reload.
+pub struct PluginHandle {
+    /// Instance name (unique).
+    pub name: String,
+    /// Where its code runs.
+    pub isolation: Isolation,
+    /// Its configuration entry.
+    config: PluginConfig,
+    /// The configured library file.
+    file: PathBuf,
+    running: ArcSwap<Running>,
+    health: Arc<HealthCell>,
+    /// Held while a reload of this instance is under way.
+    reloading: tokio::sync::Mutex<()>,
 }
 
 impl PluginHandle {
     /// Current health.
     pub fn health(&self) -> HealthView {
-        HealthView {
-            healthy: self.healthy.load(Ordering::SeqCst),
-            reason: self
-                .unhealthy_reason
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone(),
-        }
+        self.health.view()
     }
 
-    fn set_health(&self, healthy: bool, reason: Option<String>, metrics: &Metrics) {
-        self.healthy.store(healthy, Ordering::SeqCst);
-        *self
-            .unhealthy_reason
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = reason;
-        metrics
-            .plugin_healthy
-            .get_or_create(&vec![("plugin", self.name.clone())])
-            .set(i64::from(healthy));
+    /// The version running now.
+    pub fn running(&self) -> Arc<Running> {
+        self.running.load_full()
     }
 }
 
@@ -70,7 +119,8 @@ pub struct PluginRegistry {
     refusals: Vec<Refusal>,
     next_call: AtomicU64,
     metrics: Arc<Metrics>,
-    state_dir: std::path::PathBuf,
+    state_dir: PathBuf,
+    host_exe: PathBuf,
     host_ops: crate::host::HostOpsSlot,
     clock: SharedClock,
 }
@@ -86,7 +136,8 @@ impl PluginRegistry {
             refusals: Vec::new(),
             next_call: AtomicU64::new(1),
             metrics,
-            state_dir: std::path::PathBuf::from("plugins"),
+            state_dir: PathBuf::from("plugins"),
+            host_exe: PathBuf::from("skyport"),
             host_ops: Arc::default(),
             clock,
         }
@@ -99,15 +150,19 @@ impl PluginRegistry {
 
     /// Loads every configured plugin. A refused plugin is logged and skipped unless it is
     /// `required`, in which case the refusal is returned and startup must fail.
+    /// `host_exe` is the `skyport` executable, which hosts plugin processes
+    /// (`skyport plugin-host`) and checks libraries before they are loaded.
     pub async fn load_all(
         configs: &[PluginConfig],
-        plugin_dir: &std::path::Path,
-        state_dir: &std::path::Path,
+        plugin_dir: &Path,
+        state_dir: &Path,
+        host_exe: &Path,
         metrics: Arc<Metrics>,
         clock: SharedClock,
     ) -> Result<Self, Refusal> {
         let mut registry = Self::empty(metrics, clock);
         registry.state_dir = state_dir.join("plugins");
+        registry.host_exe = host_exe.to_path_buf();
         for config in configs {
             let file = if config.file.is_absolute() {
                 config.file.clone()
@@ -125,7 +180,8 @@ impl PluginRegistry {
             }
             match registry.load_one(config, &file, &fallback).await {
                 Ok(handle) => {
-                    tracing::info!(plugin = %handle.name, version = %handle.manifest.version, kind = handle.manifest.kind, "plugin loaded");
+                    let running = handle.running();
+                    tracing::info!(plugin = %handle.name, version = %running.manifest.version, kind = running.manifest.kind, isolation = ?handle.isolation, "plugin loaded");
                     registry.plugins.push(handle);
                 }
                 Err(refusal) if config.required => return Err(refusal),
@@ -141,71 +197,201 @@ impl PluginRegistry {
     async fn load_one(
         &self,
         config: &PluginConfig,
-        file: &std::path::Path,
+        file: &Path,
         fallback: &str,
     ) -> Result<Arc<PluginHandle>, Refusal> {
-        let library = {
-            let (path, name, pin) = (
-                file.to_path_buf(),
-                fallback.to_string(),
-                config.sha256.clone(),
-            );
-            tokio::task::spawn_blocking(move || load_library(&path, &name, pin.as_deref()))
-                .await
-                .map_err(|e| Refusal {
-                    plugin: fallback.to_string(),
-                    version: None,
-                    file: file.to_path_buf(),
-                    reason: format!("loader task failed: {e}"),
-                })??
-        };
-        let name = config
-            .name
-            .clone()
-            .unwrap_or_else(|| library.manifest.name.clone());
-        let refuse = |reason: String| Refusal {
-            plugin: name.clone(),
-            version: Some(library.manifest.version.clone()),
+        let name = config.name.clone().unwrap_or_else(|| fallback.to_string());
+        if self.plugins.iter().any(|p| p.name == name) {
+            return Err(Refusal {
+                plugin: name.clone(),
+                version: None,
+                file: file.to_path_buf(),
+                reason: format!("duplicate name: a plugin named \"{name}\" is already loaded"),
+            });
+        }
+        let health = Arc::new(HealthCell::new(&name, Arc::clone(&self.metrics)));
+        let running = self.start_version(&name, config, file, &health).await?;
+        let handle = Arc::new(PluginHandle {
+            name,
+            isolation: config.isolation,
+            config: config.clone(),
+            file: file.to_path_buf(),
+            running: ArcSwap::new(running),
+            health,
+            reloading: tokio::sync::Mutex::new(()),
+        });
+        self.probe(&handle).await;
+        Ok(handle)
+    }
+
+    /// Checks, starts and instantiates `file` for instance `name` as `config` says.
+    async fn start_version(
+        &self,
+        name: &str,
+        config: &PluginConfig,
+        file: &Path,
+        health: &Arc<HealthCell>,
+    ) -> Result<Arc<Running>, Refusal> {
+        let refuse = |version: Option<String>, reason: String| Refusal {
+            plugin: name.to_string(),
+            version,
             file: file.to_path_buf(),
             reason,
         };
-        if self.plugins.iter().any(|p| p.name == name) {
-            return Err(refuse(format!(
-                "duplicate name: a plugin named \"{name}\" is already loaded"
-            )));
-        }
         let config_json = serde_json::to_value(&config.config)
-            .map_err(|e| refuse(format!("config cannot be converted to JSON: {e}")))?;
-        validate_config(&library.description.config_schema, &config_json).map_err(refuse)?;
-        let host = HostServices_TO::from_value(
-            GatewayHost {
-                plugin: name.clone(),
-                metrics: Arc::clone(&self.metrics),
-                state_dir: self.state_dir.join(&name),
-                ops: Arc::clone(&self.host_ops),
-                runtime: tokio::runtime::Handle::current(),
+            .map_err(|e| refuse(None, format!("config cannot be converted to JSON: {e}")))?;
+        let pinned = pin_copy(
+            file,
+            config.sha256.as_deref(),
+            &self.state_dir.join(".pinned"),
+        )
+        .map_err(|reason| refuse(None, reason))?;
+        let spec = ChildSpec {
+            exe: self.host_exe.clone(),
+            name: name.to_string(),
+            file: file.to_path_buf(),
+            library: pinned.path.clone(),
+            sha256: Some(pinned.sha256.clone()),
+            config: config_json.to_string(),
+            state_dir: self.state_dir.join(name),
+            limits: Limits {
+                max_memory_mib: config.max_memory_mib,
+                max_open_files: config.max_open_files,
             },
-            TD_Opaque,
-        );
-        let config_text = config_json.to_string();
-        let instance = match (library.module.instantiate())(RStr::from(config_text.as_str()), host)
-        {
-            RResult::ROk(instance) => instance,
-            RResult::RErr(e) => return Err(refuse(format!("init failure: {e}"))),
+            user: config.user.clone(),
+            env: config.env.clone(),
         };
-        let handle = Arc::new(PluginHandle {
-            name,
-            manifest: library.manifest.clone(),
-            ops: library.description.ops.clone(),
-            summary: library.description.summary.clone(),
-            sha256: library.sha256.clone(),
-            instance,
-            healthy: AtomicBool::new(true),
-            unhealthy_reason: Mutex::new(None),
+        let host = GatewayHost {
+            plugin: name.to_string(),
+            metrics: Arc::clone(&self.metrics),
+            state_dir: self.state_dir.join(name),
+            ops: Arc::clone(&self.host_ops),
+            runtime: tokio::runtime::Handle::current(),
+        };
+        let (backend, manifest, description, sha256) = match config.isolation {
+            Isolation::Process => {
+                let (plugin, loaded) = ProcessPlugin::start(spec, Arc::clone(health), host).await?;
+                (
+                    Backend::Process(plugin),
+                    loaded.manifest,
+                    loaded.description,
+                    loaded.sha256,
+                )
+            }
+            Isolation::InProcess => {
+                // Checked in a child first: a library that crashes while loading takes
+                // only that child down. Then these same bytes are loaded here.
+                let checked = check_in_child(&spec).await?;
+                let (path, fallback, pin) = (pinned.path, name.to_string(), checked.sha256.clone());
+                let library =
+                    tokio::task::spawn_blocking(move || load_library(&path, &fallback, Some(&pin)))
+                        .await
+                        .map_err(|e| refuse(None, format!("loader task failed: {e}")))?
+                        .map_err(|refusal| Refusal {
+                            file: file.to_path_buf(),
+                            ..refusal
+                        })?;
+                let version = Some(library.manifest.version.clone());
+                validate_config(&library.description.config_schema, &config_json)
+                    .map_err(|r| refuse(version.clone(), r))?;
+                let instance = instantiate_bounded(&library, config_json.to_string(), host)
+                    .await
+                    .map_err(|r| refuse(version, r))?;
+                (
+                    Backend::InProcess(instance),
+                    library.manifest,
+                    library.description,
+                    library.sha256,
+                )
+            }
+        };
+        Ok(Arc::new(Running {
+            manifest,
+            ops: description.ops,
+            summary: description.summary,
+            sha256,
+            backend,
+            in_flight: AtomicUsize::new(0),
+        }))
+    }
+
+    /// Replaces instance `name`'s running version with its configured file, as it is now
+    /// (`if_changed`: only when the file's bytes differ from what runs). The new version
+    /// starts beside the old and must answer `health@1` healthy; only then does it take new
+    /// calls, while the old finishes its calls in flight (at most [`DRAIN_LIMIT`]) and
+    /// stops. A new version that is refused or unhealthy is stopped, and the old keeps
+    /// serving.
+    pub async fn reload(&self, name: &str, if_changed: bool) -> Result<Reloaded, ReloadError> {
+        let handle = self
+            .get(name)
+            .ok_or_else(|| ReloadError::NotLoaded(name.to_string()))?;
+        let _one_at_a_time = handle.reloading.lock().await;
+        let old = handle.running();
+        if if_changed {
+            let file = handle.file.clone();
+            let unchanged = tokio::task::spawn_blocking(move || std::fs::read(&file))
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .map(|bytes| crate::loader::sha256_hex(&bytes) == old.sha256)
+                .unwrap_or(true);
+            if unchanged {
+                return Ok(Reloaded::Unchanged);
+            }
+        }
+        // The new version reports to a health cell of its own until it has proved itself.
+        let trial = Arc::new(HealthCell::detached(name));
+        let new = self
+            .start_version(name, &handle.config, &handle.file, &trial)
+            .await
+            .map_err(ReloadError::Refused)?;
+        let trial_health = Arc::new(HealthCell::detached(name));
+        let answer = self
+            .call_running(
+                name,
+                &new,
+                &trial_health,
+                ops::HEALTH,
+                1,
+                "{}".into(),
+                CallContext::default(),
+                Duration::from_secs(10),
+            )
+            .await;
+        let unhealthy = match answer.map(serde_json::from_value::<Health>) {
+            Ok(Ok(Health { healthy: true, .. })) => None,
+            Ok(Ok(Health { reason, .. })) => {
+                Some(reason.unwrap_or_else(|| "no reason given".into()))
+            }
+            Ok(Err(e)) => Some(format!("health answer malformed: {e}")),
+            Err(e) => Some(e.cause.clone().unwrap_or(e.public.clone())),
+        };
+        if let Some(reason) = unhealthy {
+            Arc::clone(&new).shutdown(name).await;
+            return Err(ReloadError::Unhealthy(reason));
+        }
+        if let Backend::Process(process) = &new.backend {
+            process.report_health_to(Arc::clone(&handle.health));
+        }
+        handle.running.store(Arc::clone(&new));
+        handle.health.set(true, None);
+        if let Backend::Process(process) = &old.backend {
+            process.retire();
+        }
+        tracing::info!(plugin = %name, from = %old.manifest.version, to = %new.manifest.version, sha256 = %new.sha256, "plugin reloaded; the old version drains");
+        let name = name.to_string();
+        tokio::spawn(async move {
+            let deadline = tokio::time::Instant::now() + DRAIN_LIMIT;
+            while old.in_flight.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < deadline
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            old.shutdown(&name).await;
         });
-        handle.set_health(true, None, &self.metrics);
-        self.probe(&handle).await;
-        Ok(handle)
+        Ok(Reloaded::Replaced {
+            version: new.manifest.version.clone(),
+            sha256: new.sha256.clone(),
+        })
     }
 
     /// Asks a plugin for its health and records the answer.
@@ -221,19 +407,15 @@ impl PluginRegistry {
             )
             .await;
         match result.map(serde_json::from_value::<Health>) {
-            Ok(Ok(health)) => handle.set_health(health.healthy, health.reason, &self.metrics),
-            Ok(Err(e)) => handle.set_health(
-                false,
-                Some(format!("health answer malformed: {e}")),
-                &self.metrics,
-            ),
+            Ok(Ok(health)) => handle.health.set(health.healthy, health.reason),
+            Ok(Err(e)) => handle
+                .health
+                .set(false, Some(format!("health answer malformed: {e}"))),
             Err(e) => {
                 let reason = e.cause.clone().unwrap_or(e.public.clone());
-                handle.set_health(
-                    false,
-                    Some(format!("health check failed: {reason}")),
-                    &self.metrics,
-                )
+                handle
+                    .health
+                    .set(false, Some(format!("health check failed: {reason}")))
             }
         }
     }
@@ -275,6 +457,37 @@ impl PluginRegistry {
         context: CallContext,
         timeout: Duration,
     ) -> Result<serde_json::Value, GatewayError> {
+        let running = handle.running();
+        running.in_flight.fetch_add(1, Ordering::SeqCst);
+        let result = self
+            .call_running(
+                &handle.name,
+                &running,
+                &handle.health,
+                op,
+                version,
+                params,
+                context,
+                timeout,
+            )
+            .await;
+        running.in_flight.fetch_sub(1, Ordering::SeqCst);
+        result
+    }
+
+    /// Calls `op@version` on one running version of plugin `name`; a panic marks `health`.
+    #[allow(clippy::too_many_arguments)]
+    async fn call_running(
+        &self,
+        name: &str,
+        running: &Running,
+        health: &HealthCell,
+        op: &str,
+        version: u32,
+        params: String,
+        context: CallContext,
+        timeout: Duration,
+    ) -> Result<serde_json::Value, GatewayError> {
         let id = self.next_call.fetch_add(1, Ordering::Relaxed);
         let deadline = self.clock.wall() + timeout;
         let request = OpRequest {
@@ -288,25 +501,38 @@ impl PluginRegistry {
                 .map(|d| d.as_millis() as u64)
                 .unwrap_or(0),
         };
-        let (completion, receiver) = completion_channel();
         let started = self.clock.monotonic();
-        handle.instance.start(request, completion);
+        let receiver: CompletionReceiver = match &running.backend {
+            Backend::InProcess(instance) => {
+                let (completion, receiver) = completion_channel();
+                instance.start(request, completion);
+                receiver
+            }
+            Backend::Process(process) => match process.start_call(&request, timeout).await {
+                Ok(receiver) => receiver,
+                Err(refused) => {
+                    let (tx, rx) = tokio::sync::oneshot::channel();
+                    let _ = tx.send(OpResult::RErr(refused));
+                    rx
+                }
+            },
+        };
         let outcome = tokio::time::timeout(timeout, receiver).await;
         self.metrics
             .plugin_call_seconds
-            .get_or_create(&vec![("plugin", handle.name.clone())])
+            .get_or_create(&vec![("plugin", name.to_string())])
             .observe(self.clock.monotonic().saturating_sub(started).as_secs_f64());
         let (code, result) = match outcome {
             Err(_elapsed) => {
-                handle.instance.cancel(id);
+                match &running.backend {
+                    Backend::InProcess(instance) => instance.cancel(id),
+                    Backend::Process(process) => process.cancel(id).await,
+                }
                 (
                     error_code::TIMEOUT.to_string(),
                     Err(GatewayError::new(
                         ErrorKind::Timeout,
-                        format!(
-                            "plugin '{}' did not answer {op} within {timeout:?}",
-                            handle.name
-                        ),
+                        format!("plugin '{}' did not answer {op} within {timeout:?}", name),
                     )),
                 )
             }
@@ -314,7 +540,7 @@ impl PluginRegistry {
                 error_code::INTERNAL.to_string(),
                 Err(GatewayError::internal(format!(
                     "plugin '{}' dropped the completion of {op}",
-                    handle.name
+                    name
                 ))),
             ),
             Ok(Ok(RResult::ROk(json))) => match serde_json::from_str(json.as_str()) {
@@ -323,25 +549,22 @@ impl PluginRegistry {
                     error_code::INTERNAL.to_string(),
                     Err(GatewayError::internal(format!(
                         "plugin '{}' returned invalid JSON for {op}: {e}",
-                        handle.name
+                        name
                     ))),
                 ),
             },
             Ok(Ok(RResult::RErr(err))) => {
                 if err.code.as_str() == error_code::PANICKED {
-                    tracing::error!(plugin = %handle.name, op, error = %err, "plugin panicked; marked unhealthy");
-                    handle.set_health(false, Some(format!("panicked in {op}")), &self.metrics);
+                    tracing::error!(plugin = %name, op, error = %err, "plugin panicked; marked unhealthy");
+                    health.set(false, Some(format!("panicked in {op}")));
                 }
-                (
-                    err.code.to_string(),
-                    Err(map_plugin_error(&handle.name, op, &err)),
-                )
+                (err.code.to_string(), Err(map_plugin_error(name, op, &err)))
             }
         };
         self.metrics
             .plugin_calls
             .get_or_create(&vec![
-                ("plugin", handle.name.clone()),
+                ("plugin", name.to_string()),
                 ("op", op.to_string()),
                 ("outcome", code),
             ])
@@ -349,15 +572,71 @@ impl PluginRegistry {
         result
     }
 
-    /// Shuts every instance down (outside the async workers).
+    /// Shuts every instance down.
     pub async fn shutdown(&self) {
         for handle in &self.plugins {
-            let handle = Arc::clone(handle);
-            let name = handle.name.clone();
-            if let Err(e) = tokio::task::spawn_blocking(move || handle.instance.shutdown()).await {
-                tracing::warn!(plugin = %name, error = %e, "plugin shutdown failed");
-            }
+            handle.running().shutdown(&handle.name).await;
         }
+    }
+}
+
+/// How long a replaced version may take to finish its calls in flight before it is
+/// stopped anyway.
+pub const DRAIN_LIMIT: Duration = Duration::from_secs(60);
+
+/// What a reload did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reloaded {
+    /// A new version took over.
+    Replaced {
+        /// Its version.
+        version: String,
+        /// sha256 of its library.
+        sha256: String,
+    },
+    /// The file holds the bytes already running (only when asked to reload on change).
+    Unchanged,
+}
+
+/// Why a reload left the running version in place.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ReloadError {
+    /// No instance has that name.
+    #[error("no plugin named '{0}' is loaded")]
+    NotLoaded(String),
+    /// The new version was refused (the loader's one line).
+    #[error("{0}")]
+    Refused(Refusal),
+    /// The new version started but did not answer healthy.
+    #[error("the new version is not healthy: {0}")]
+    Unhealthy(String),
+}
+
+/// Runs a library's `instantiate` (the plugin's `init`) on a thread of its own, so that
+/// no plugin code runs on a gateway thread; gives up after [`START_TIMEOUT`] (the thread
+/// is then left to finish or hang on its own).
+async fn instantiate_bounded(
+    library: &crate::loader::LoadedLibrary,
+    config: String,
+    host: GatewayHost,
+) -> Result<PluginBox, String> {
+    let module = library.module;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name(format!("init-{}", host.plugin))
+        .spawn(move || {
+            let host = HostServices_TO::from_value(host, TD_Opaque);
+            let result = match (module.instantiate())(RStr::from(config.as_str()), host) {
+                RResult::ROk(instance) => Ok(instance),
+                RResult::RErr(e) => Err(format!("init failure: {e}")),
+            };
+            let _ = tx.send(result);
+        })
+        .map_err(|e| format!("cannot start a thread for its init: {e}"))?;
+    match tokio::time::timeout(START_TIMEOUT, rx).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(_)) => Err("init failure: its init thread ended without an answer".into()),
+        Err(_) => Err(format!("its init did not finish within {START_TIMEOUT:?}")),
     }
 }
 
@@ -368,8 +647,8 @@ impl Plugins for PluginRegistry {
             .iter()
             .map(|p| PluginFacts {
                 name: p.name.clone(),
-                kind: p.manifest.kind,
-                ops: p.ops.clone(),
+                kind: p.running().manifest.kind,
+                ops: p.running().ops.clone(),
                 health: p.health(),
             })
             .collect()
@@ -423,30 +702,6 @@ fn map_plugin_error(plugin: &str, op: &str, err: &skyport_plugin_api::PluginErro
     let mut mapped = mapped.with_cause(format!("{plugin}: {err}"));
     mapped.retryable = err.retryable;
     mapped
-}
-
-/// Validates plugin configuration against the plugin's JSON Schema; the error names the
-/// key path.
-fn validate_config(schema: &serde_json::Value, config: &serde_json::Value) -> Result<(), String> {
-    let validator = jsonschema::validator_for(schema)
-        .map_err(|e| format!("its config schema is invalid: {e}"))?;
-    let errors: Vec<String> = validator
-        .iter_errors(config)
-        .map(|e| {
-            let path = e.instance_path().to_string();
-            let path = if path.is_empty() {
-                "config".to_string()
-            } else {
-                format!("config{}", path.replace('/', "."))
-            };
-            format!("{path}: {e}")
-        })
-        .collect();
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(format!("invalid config: {}", errors.join("; ")))
-    }
 }
 
 #[cfg(test)]

@@ -91,6 +91,7 @@ pub(super) fn run(args: BillArgs) -> anyhow::Result<i32> {
             &plugin_config,
             &super::serve::plugin_dir(),
             &config.server.state_dir,
+            &super::serve::plugin_host_exe()?,
             Arc::new(Metrics::new()),
             skyport_core::clock::SystemClock::shared(),
         )

@@ -2,15 +2,31 @@
 
 use std::path::Path;
 
-use skyport_plugin_host::load_library;
+use skyport_plugin_host::isolation::supervisor::{check_in_child, ChildSpec};
 
-/// Runs the loader's checks on `file`; prints one line.
+/// Runs the loader's checks on `file` in a child process (a library that crashes while
+/// loading takes only the child down); prints one line.
 pub(super) fn plugin(file: &Path, sha256: Option<&str>) -> anyhow::Result<i32> {
-    let fallback = file
+    let name = file
         .file_stem()
         .map(|s| s.to_string_lossy().trim_start_matches("lib").to_string())
         .unwrap_or_default();
-    match load_library(file, &fallback, sha256) {
+    let spec = ChildSpec {
+        exe: super::serve::plugin_host_exe()?,
+        name,
+        file: file.to_path_buf(),
+        library: file.to_path_buf(),
+        sha256: sha256.map(str::to_owned),
+        config: "{}".into(),
+        state_dir: std::env::temp_dir(),
+        limits: Default::default(),
+        user: None,
+        env: Vec::new(),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    match runtime.block_on(check_in_child(&spec)) {
         Ok(lib) => {
             println!(
                 "plugin \"{}\" {} ({}) ok: {} for plugin-api {}, {}, ops {}",

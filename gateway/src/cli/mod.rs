@@ -50,6 +50,10 @@ enum Command {
         #[command(subcommand)]
         command: CertsCommand,
     },
+    /// Host one plugin in this process, talking to the gateway over standard input (the
+    /// gateway starts it; not for interactive use).
+    #[command(hide = true)]
+    PluginHost,
 }
 
 #[derive(Debug, Subcommand)]
@@ -119,6 +123,7 @@ pub fn run() -> i32 {
         Command::Certs {
             command: CertsCommand::Init { out },
         } => certs::init(&out),
+        Command::PluginHost => Ok(skyport_plugin_host::isolation::child::run()),
     };
     match result {
         Ok(code) => code,

@@ -72,6 +72,12 @@ fn init_logging(format: &str) {
     }
 }
 
+/// The executable that hosts plugin processes and checks libraries: this one
+/// (`skyport plugin-host`).
+pub(super) fn plugin_host_exe() -> anyhow::Result<PathBuf> {
+    std::env::current_exe().context("finding the skyport executable, which hosts plugins")
+}
+
 /// Where first-party plugins are looked up: the directory holding this executable.
 pub(super) fn plugin_dir() -> PathBuf {
     std::env::current_exe()
@@ -98,8 +104,14 @@ async fn serve(config: Config) -> anyhow::Result<i32> {
     let tls = Arc::new(ReloadableTls::load(tls_paths.clone()).context("loading TLS material")?);
 
     let metrics = Arc::new(Metrics::new());
-    let (gateway, tap_receiver) =
-        Gateway::build(config, &plugin_dir(), Arc::clone(&metrics), clock).await?;
+    let (gateway, tap_receiver) = Gateway::build(
+        config,
+        &plugin_dir(),
+        &plugin_host_exe()?,
+        Arc::clone(&metrics),
+        clock,
+    )
+    .await?;
     let gateway = Arc::new(gateway);
     let config = Arc::clone(&gateway.services.config);
     let plugins = Arc::clone(&gateway.services.plugins);
@@ -165,7 +177,10 @@ async fn serve(config: Config) -> anyhow::Result<i32> {
     let mut terminate = signal(SignalKind::terminate())?;
     loop {
         tokio::select! {
-            _ = hangup.recv() => reload(&tls, &jwt),
+            _ = hangup.recv() => {
+                reload(&tls, &jwt);
+                tokio::spawn(reload_changed_plugins(Arc::clone(&plugins)));
+            }
             _ = terminate.recv() => break,
             _ = tokio::signal::ctrl_c() => break,
         }
@@ -239,6 +254,24 @@ fn reload(tls: &ReloadableTls, jwt: &JwtVerifier) {
             error = format!("{e:#}"),
             "SIGHUP: JWT key reload refused; the previous keys stay in use"
         ),
+    }
+}
+
+/// SIGHUP for plugins: each whose file's bytes changed is reloaded (the old version keeps
+/// serving when the new one is refused or unhealthy).
+async fn reload_changed_plugins(plugins: Arc<skyport_plugin_host::PluginRegistry>) {
+    use skyport_plugin_host::registry::Reloaded;
+    for name in plugins.plugins().iter().map(|p| p.name.clone()) {
+        match plugins.reload(&name, true).await {
+            Ok(Reloaded::Unchanged) => {}
+            Ok(Reloaded::Replaced { version, .. }) => {
+                tracing::info!(plugin = %name, %version, "SIGHUP: plugin reloaded")
+            }
+            Err(e) => tracing::error!(
+                plugin = %name,
+                "SIGHUP: plugin reload refused; the running version keeps serving: {e}"
+            ),
+        }
     }
 }
 

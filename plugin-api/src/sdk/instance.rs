@@ -1,11 +1,8 @@
 //! The SDK's implementation of the ABI's [`PluginInstance`] around an author's [`Plugin`].
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::Context;
 use std::time::Duration;
 
 use abi_stable::std_types::{RResult, RString};
@@ -83,7 +80,7 @@ impl<P: Plugin> Instance<P> {
         let inflight = Arc::clone(&self.inflight);
         let plugin = Arc::clone(&self.plugin);
         let op_name = format!("{}@{}", call.op, call.version);
-        let mut task: Pin<Box<dyn Future<Output = ()> + Send>> = Box::pin(async move {
+        let task = async move {
             let work = AssertUnwindSafe(async move { plugin.call(call).await }).catch_unwind();
             let result = match Abortable::new(work, registration).await {
                 Ok(Ok(result)) => result,
@@ -95,19 +92,10 @@ impl<P: Plugin> Instance<P> {
             };
             lock(&inflight).remove(&id);
             once.finish(result);
-        });
-        // Fast path: poll once on the caller's thread, inside this plugin's runtime context.
-        // An op that is ready at once completes without any thread hop; one that is not is
-        // handed to the plugin's runtime, which polls it again with its own waker.
-        let _context = self.handle.enter();
-        let waker = futures::task::noop_waker();
-        if task
-            .as_mut()
-            .poll(&mut Context::from_waker(&waker))
-            .is_pending()
-        {
-            self.handle.spawn(task);
-        }
+        };
+        // Every poll, the first included, runs on this plugin's own runtime: no plugin code
+        // runs on the host's thread, so an op that blocks stalls only this plugin.
+        self.handle.spawn(task);
         Ok(())
     }
 }

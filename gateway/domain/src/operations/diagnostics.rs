@@ -11,8 +11,10 @@ use skyport_plugin_host::Plugins;
 
 use crate::call_context;
 
-/// Deadline of an operator's plugin call.
-const DIAGNOSTIC_TIMEOUT: Duration = Duration::from_secs(30);
+/// Deadline of an operator's plugin call unless the operator sets one.
+pub const DIAGNOSTIC_TIMEOUT: Duration = Duration::from_secs(30);
+/// The longest deadline an operator may set.
+pub const MAX_DIAGNOSTIC_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Plugin calls for operators.
 pub struct Diagnostics {
@@ -25,7 +27,9 @@ impl Diagnostics {
         Self { plugins }
     }
 
-    /// Calls `op` (`op` or `op@version`, version 1 when not given) on `plugin`.
+    /// Calls `op` (`op` or `op@version`, version 1 when not given) on `plugin`, with
+    /// `timeout` as its deadline ([`DIAGNOSTIC_TIMEOUT`] when not given; at most
+    /// [`MAX_DIAGNOSTIC_TIMEOUT`]).
     pub async fn call(
         &self,
         ctx: &TenantContext,
@@ -33,7 +37,15 @@ impl Diagnostics {
         plugin: &str,
         op: &str,
         params: Value,
+        timeout: Option<Duration>,
     ) -> Result<Value, GatewayError> {
+        let timeout = timeout.unwrap_or(DIAGNOSTIC_TIMEOUT);
+        if timeout.is_zero() || timeout > MAX_DIAGNOSTIC_TIMEOUT {
+            return Err(GatewayError::invalid(format!(
+                "timeout_secs must be 1 to {}",
+                MAX_DIAGNOSTIC_TIMEOUT.as_secs()
+            )));
+        }
         let (op, version) = match op.split_once('@') {
             Some((op, v)) => (
                 op,
@@ -49,7 +61,7 @@ impl Diagnostics {
                 version,
                 params,
                 call_context(ctx, request_id),
-                DIAGNOSTIC_TIMEOUT,
+                timeout,
             )
             .await
     }

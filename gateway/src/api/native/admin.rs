@@ -14,16 +14,19 @@ pub(super) async fn plugins(api: &NativeApi, _call: NativeCall<'_>) -> Answer {
         .plugins()
         .iter()
         .map(|p| {
+            let running = p.running();
             json!({
                 "name": p.name,
-                "plugin": p.manifest.name,
-                "version": p.manifest.version,
-                "kind": p.manifest.kind,
-                "api_version": p.manifest.api_version,
-                "target": p.manifest.target,
-                "summary": p.summary,
-                "ops": p.ops,
-                "sha256": p.sha256,
+                "plugin": running.manifest.name,
+                "version": running.manifest.version,
+                "kind": running.manifest.kind,
+                "api_version": running.manifest.api_version,
+                "target": running.manifest.target,
+                "summary": running.summary,
+                "ops": running.ops,
+                "sha256": running.sha256,
+                "isolation": p.isolation,
+                "pid": running.pid(),
                 "health": p.health(),
             })
         })
@@ -37,6 +40,31 @@ pub(super) async fn plugins(api: &NativeApi, _call: NativeCall<'_>) -> Answer {
         StatusCode::OK,
         &json!({ "plugins": loaded, "refused": refused }),
     ))
+}
+
+/// `POST /admin/plugins/{name}/reload`: the plugin's configured file, as it is now, takes
+/// over from the running version once it answers healthy; the old one drains. 409 with
+/// the refusal when the new version is refused or unhealthy (the old keeps serving).
+pub(super) async fn reload_plugin(api: &NativeApi, call: NativeCall<'_>) -> Answer {
+    use skyport_plugin_host::registry::{ReloadError, Reloaded};
+    let name = call.param(0);
+    match api.services.plugins.reload(name, false).await {
+        Ok(Reloaded::Replaced { version, sha256 }) => Ok(json_response(
+            StatusCode::OK,
+            &json!({"name": name, "reloaded": true, "version": version, "sha256": sha256}),
+        )),
+        Ok(Reloaded::Unchanged) => Ok(json_response(
+            StatusCode::OK,
+            &json!({"name": name, "reloaded": false}),
+        )),
+        Err(ReloadError::NotLoaded(name)) => Err(GatewayError::not_found(format!(
+            "no plugin named '{name}' is loaded"
+        ))),
+        Err(e) => Err(GatewayError::new(
+            skyport_core::error::ErrorKind::Conflict,
+            format!("reload refused; the running version keeps serving: {e}"),
+        )),
+    }
 }
 
 /// `GET /admin/tenants`: each tenant's departments and rate limit.
@@ -61,8 +89,15 @@ pub(super) async fn tenants(api: &NativeApi, _call: NativeCall<'_>) -> Answer {
     ))
 }
 
-/// `POST /admin/plugins/{name}/ops/{op[@version]}` with JSON params as the body.
+/// `POST /admin/plugins/{name}/ops/{op[@version]}[?timeout_secs=N]` with JSON params as
+/// the body.
 pub(super) async fn call_plugin(api: &NativeApi, call: NativeCall<'_>) -> Answer {
+    let timeout = match call.query_value("timeout_secs") {
+        Some(secs) => Some(std::time::Duration::from_secs(secs.parse().map_err(
+            |_| GatewayError::invalid(format!("timeout_secs must be a whole number, not '{secs}'")),
+        )?)),
+        None => None,
+    };
     let params: serde_json::Value = if call.body.is_empty() {
         json!({})
     } else {
@@ -78,6 +113,7 @@ pub(super) async fn call_plugin(api: &NativeApi, call: NativeCall<'_>) -> Answer
             call.param(0),
             call.param(1),
             params,
+            timeout,
         )
         .await?;
     Ok(json_response(StatusCode::OK, &json!({ "result": result })))

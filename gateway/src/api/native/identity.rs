@@ -27,8 +27,9 @@ pub(super) async fn providers(api: &NativeApi, _call: NativeCall<'_>) -> Answer 
         .plugins
         .plugins()
         .iter()
-        .filter(|p| p.manifest.kind == "provider")
+        .filter(|p| p.running().manifest.kind == "provider")
         .map(|p| {
+            let running = p.running();
             let regions: Vec<&str> = services
                 .regions
                 .provider_regions()
@@ -37,9 +38,9 @@ pub(super) async fn providers(api: &NativeApi, _call: NativeCall<'_>) -> Answer 
                 .collect();
             json!({
                 "name": p.name,
-                "plugin": p.manifest.name,
-                "version": p.manifest.version,
-                "kind": p.manifest.kind,
+                "plugin": running.manifest.name,
+                "version": running.manifest.version,
+                "kind": running.manifest.kind,
                 "health": p.health(),
                 "regions": regions,
             })

@@ -147,6 +147,15 @@ pub(crate) static ROUTES: &[Route] = &[
         true,
         h!(admin::call_plugin),
     )),
+    admin(Route {
+        writes: Writes::Everyone,
+        ..write(
+            POST,
+            "/admin/plugins/{name}/reload",
+            false,
+            h!(admin::reload_plugin),
+        )
+    }),
     admin(get("/admin/tenants", h!(admin::tenants))),
     admin(get("/admin/placements/{id}", h!(placement::record))),
     admin(shown_as(

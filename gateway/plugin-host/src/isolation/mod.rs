@@ -1,0 +1,10 @@
+//! Plugins in processes of their own (`isolation = "process"`, the default).
+//!
+//! - [`wire`]: the messages and their framing on the socket between gateway and child;
+//! - [`child`]: `skyport plugin-host`, the child: limits, the loader, the relay;
+//! - [`supervisor`]: the gateway's side: starting a child, calls and their deadlines,
+//!   crashes, restarts, stuck processes, and the isolated `plugins check`.
+
+pub mod child;
+pub mod supervisor;
+pub mod wire;
