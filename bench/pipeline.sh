@@ -12,14 +12,17 @@
 # keeps the ratio steady on a shared machine.
 #
 # METERING=on loads the metering plugin (every request's event is then stored durably in
-# its ledger, in the same process); the default, off, measures the pipeline without it.
+# its ledger); the default, off, measures the pipeline without it. ISOLATION says where the
+# metering plugin runs: process (its own process, the shipped default) or in-process.
+# Skyport's CPU is the gateway's plus its plugin processes'.
 #
-# Usage: [METERING=on|off] bench/pipeline.sh [seconds-per-run] [rounds]
+# Usage: [METERING=on|off] [ISOLATION=process|in-process] bench/pipeline.sh [seconds-per-run] [rounds]
 set -eu
 cd "$(dirname "$0")/.."
 DUR=${1:-5}
 ROUNDS=${2:-3}
 METERING=${METERING:-off}
+ISOLATION=${ISOLATION:-process}
 
 command -v wrk >/dev/null 2>&1 || {
     apt-get update -q >/dev/null
@@ -40,9 +43,13 @@ on) PLUGIN=libskyport_metering.so ;;
 off) PLUGIN=libskyport_metering_not_loaded.so ;;
 *) echo "METERING must be on or off" >&2; exit 2 ;;
 esac
+case "$ISOLATION" in
+process | in-process) ;;
+*) echo "ISOLATION must be process or in-process" >&2; exit 2 ;;
+esac
 sed -e 's/requests_per_second = 100/requests_per_second = 10000000/' \
     -e 's/^burst = 200/burst = 10000000/' \
-    -e "s/libskyport_metering.so/$PLUGIN/" config/skyport.toml > "$STATE/skyport.toml"
+    -e "s/libskyport_metering.so\"/$PLUGIN\"\nisolation = \"$ISOLATION\"/" config/skyport.toml > "$STATE/skyport.toml"
 SKYPORT_LOG=warn taskset -c 0 $B/skyport serve --config "$STATE/skyport.toml" --state-dir "$STATE" \
     --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 2>"$STATE/skyport.log" &
 SKY=$!
@@ -73,7 +80,14 @@ end
 LUA
 export TOKENS="$STATE/tokens.txt"
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# CPU ticks of a process and its children (a gateway's plugin processes are its cost).
+cpu_ticks() {
+    t=$(awk '{print $14 + $15}' "/proc/$1/stat")
+    for c in $(ps -o pid= --ppid "$1"); do
+        t=$((t + $(awk '{print $14 + $15}' "/proc/$c/stat" 2>/dev/null || echo 0)))
+    done
+    echo "$t"
+}
 HZ=$(getconf CLK_TCK)
 
 # run NAME PID URL MODE -> prints "NAME rps cpu_us_per_req p50 p99"
@@ -97,7 +111,7 @@ run() {
 
 median() { sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
 
-echo "rounds=$ROUNDS seconds=$DUR metering=$METERING; servers on CPU 0, wrk on CPU 1, 64 connections" >&2
+echo "rounds=$ROUNDS seconds=$DUR metering=$METERING isolation=$ISOLATION; servers on CPU 0, wrk on CPU 1, 64 connections" >&2
 : >"$STATE/results"
 for r in $(seq "$ROUNDS"); do
     for mode in same new; do

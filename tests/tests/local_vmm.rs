@@ -102,11 +102,20 @@ async fn a_real_vm_boots_stops_starts_and_terminates() {
         &gw,
         &admin,
         "instance.create",
-        json!({"image": "skyport-tiny", "instance_type": "sp.micro", "vcpus": 1, "memory_mib": 128}),
+        json!({"skyport_id": "i-0000000000000e2e0", "idempotency_key": "e2e-1", "image": "skyport-tiny", "instance_type": "sp.micro", "vcpus": 1, "memory_mib": 128}),
     )
     .await;
     assert_eq!(created["state"], "pending");
     let id = created["id"].as_str().unwrap().to_string();
+    // The same create again (a retry after a timeout) answers the same VM.
+    let again = op_ok(
+        &gw,
+        &admin,
+        "instance.create",
+        json!({"skyport_id": "i-0000000000000e2e0", "idempotency_key": "e2e-1", "image": "skyport-tiny", "instance_type": "sp.micro", "vcpus": 1, "memory_mib": 128}),
+    )
+    .await;
+    assert_eq!(again["id"], created["id"]);
     wait_state(&gw, &admin, &id, "running").await;
     assert_eq!(qemu_pids(&id).len(), 1);
     let console = op_ok(&gw, &admin, "instance.console", json!({"id": id})).await;
@@ -172,7 +181,7 @@ async fn missing_qemu_makes_the_provider_unhealthy_with_the_reason_and_creates_f
         &gw,
         &token,
         "instance.create",
-        json!({"image": "skyport-tiny", "instance_type": "sp.micro", "vcpus": 1, "memory_mib": 128}),
+        json!({"skyport_id": "i-0000000000000e2e0", "idempotency_key": "e2e-1", "image": "skyport-tiny", "instance_type": "sp.micro", "vcpus": 1, "memory_mib": 128}),
     )
     .await;
     let body = expect_problem(r, 503).await;

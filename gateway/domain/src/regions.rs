@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 use skyport_core::error::GatewayError;
+use skyport_plugin_api::ops::provider::PLACEMENT_OPS;
 use skyport_plugin_api::ops::{Region, REGIONS};
 use skyport_plugin_api::sdk::CallContext;
 use skyport_plugin_host::Plugins;
@@ -53,6 +54,15 @@ impl Regions {
         let mut regions: Vec<RegionView> = Vec::new();
         let loaded = plugins.loaded();
         for plugin in loaded.iter().filter(|p| p.is_provider()) {
+            let missing = plugin.missing(&PLACEMENT_OPS);
+            if !missing.is_empty() {
+                tracing::warn!(
+                    plugin = %plugin.name,
+                    "provider \"{}\" does not serve {}: it is never a placement candidate",
+                    plugin.name,
+                    missing.join(", ")
+                );
+            }
             if !plugin.serves("regions@1") {
                 continue;
             }

@@ -5,7 +5,6 @@
 //! part of a gateway that serves.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde_json::{json, Value};
@@ -34,6 +33,7 @@ use crate::regions::{RegionView, Regions, FEDERATED_REGION};
 
 /// The ops a fake provider serves.
 const PROVIDER_OPS: &[&str] = &[
+    "health@1",
     "regions@1",
     "instance.create@1",
     "instance.get@1",
@@ -50,19 +50,37 @@ const PROVIDER_OPS: &[&str] = &[
 /// A fake provider's VMs: remote id -> state.
 pub type Vms = Arc<Mutex<BTreeMap<String, String>>>;
 
-/// A provider that keeps its VMs in `vms`; creates answer `running` at once, or fail
-/// while `fail_creates` is set.
+/// How a fake provider answers `instance.create@1`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CreateAnswer {
+    /// A VM, `running` at once (one per idempotency key).
+    #[default]
+    Running,
+    /// An error.
+    Fails,
+    /// A result without the VM's id (a provider breaking the contract).
+    WithoutId,
+}
+
+/// A provider that keeps its VMs in `vms`; creates answer as `creates` says.
 fn provider(
     vms: Vms,
     prefix: &'static str,
-    fail_creates: Arc<AtomicBool>,
+    creates: Arc<Mutex<CreateAnswer>>,
 ) -> impl Fn(&str, &Value) -> Result<Value, GatewayError> {
+    let by_key: Arc<Mutex<BTreeMap<String, String>>> = Arc::default();
     move |op, params| {
-        if op == "instance.create@1" && fail_creates.load(Ordering::SeqCst) {
-            return Err(GatewayError::new(
-                ErrorKind::Upstream,
-                "the fake provider refuses to create",
-            ));
+        if op == "instance.create@1" {
+            match *creates.lock().unwrap() {
+                CreateAnswer::Running => {}
+                CreateAnswer::Fails => {
+                    return Err(GatewayError::new(
+                        ErrorKind::Upstream,
+                        "the fake provider refuses to create",
+                    ))
+                }
+                CreateAnswer::WithoutId => return Ok(json!({"state": "running"})),
+            }
         }
         let mut vms = vms.lock().unwrap();
         let id = params["id"].as_str().unwrap_or_default().to_string();
@@ -73,8 +91,14 @@ fn provider(
         };
         match op {
             "instance.create@1" => {
+                let key = params["idempotency_key"].as_str().unwrap_or_default();
+                let mut by_key = by_key.lock().unwrap();
+                if let Some(id) = by_key.get(key) {
+                    return Ok(json!({"id": id, "state": vms[id]}));
+                }
                 let id = format!("{prefix}-{}", vms.len() + 1);
                 vms.insert(id.clone(), "running".into());
+                by_key.insert(key.to_string(), id.clone());
                 Ok(json!({"id": id, "state": "running"}))
             }
             "instance.get@1" => Ok(json!({"id": id, "state": known(&vms)?})),
@@ -149,8 +173,8 @@ pub struct World {
     pub local_vms: Vms,
     /// `ec2`'s VMs.
     pub ec2_vms: Vms,
-    /// While set, `local-vmm` refuses every create.
-    pub local_fails: Arc<AtomicBool>,
+    /// How `local-vmm` answers creates.
+    pub local_creates: Arc<Mutex<CreateAnswer>>,
     /// The placement audit's store.
     pub audit: Arc<MemoryPlacementAudit>,
     /// Placement.
@@ -179,14 +203,14 @@ impl World {
     pub async fn from_config(config: Config) -> Self {
         let clock = ManualClock::at_unix(1_795_433_941);
         let (local_vms, ec2_vms) = (Vms::default(), Vms::default());
-        let local_fails = Arc::new(AtomicBool::new(false));
+        let local_creates: Arc<Mutex<CreateAnswer>> = Arc::default();
         let plugins = Arc::new(
             FakePlugins::new()
                 .with(
                     "local-vmm",
                     "provider",
                     PROVIDER_OPS,
-                    provider(local_vms.clone(), "vm", local_fails.clone()),
+                    provider(local_vms.clone(), "vm", local_creates.clone()),
                 )
                 .with(
                     "ec2",
@@ -275,7 +299,7 @@ impl World {
             plugins,
             local_vms,
             ec2_vms,
-            local_fails,
+            local_creates,
             audit,
             placement,
             instances,

@@ -40,6 +40,15 @@ impl PluginFacts {
         self.ops.iter().any(|o| o == op_at_version)
     }
 
+    /// Those of `wanted` (each `op@version`) it does not serve.
+    pub fn missing<'a>(&self, wanted: &[&'a str]) -> Vec<&'a str> {
+        wanted
+            .iter()
+            .copied()
+            .filter(|op| !self.serves(op))
+            .collect()
+    }
+
     /// Whether it is a provider.
     pub fn is_provider(&self) -> bool {
         self.kind == "provider"

@@ -305,6 +305,7 @@ impl PluginRegistry {
                 )
             }
         };
+        warn_if_newer(name, &manifest);
         Ok(Arc::new(Running {
             manifest,
             ops: description.ops,
@@ -610,6 +611,22 @@ pub enum ReloadError {
     /// The new version started but did not answer healthy.
     #[error("the new version is not healthy: {0}")]
     Unhealthy(String),
+}
+
+/// Logs a warning when the plugin was built against a newer plugin-api minor than this
+/// gateway implements: it loads, but ops or fields it relies on may be missing.
+fn warn_if_newer(name: &str, manifest: &ManifestInfo) {
+    let minor = manifest
+        .api_version
+        .split_once('.')
+        .and_then(|(_, minor)| minor.parse::<u32>().ok());
+    if let Some(minor) = minor.filter(|m| *m > skyport_plugin_api::API_MINOR) {
+        tracing::warn!(
+            plugin = %name,
+            "plugin \"{name}\" was built against plugin-api 1.{minor}; this gateway implements 1.{}: ops or fields it relies on may be missing (upgrade the gateway)",
+            skyport_plugin_api::API_MINOR
+        );
+    }
 }
 
 /// Runs a library's `instantiate` (the plugin's `init`) on a thread of its own, so that

@@ -38,6 +38,7 @@ struct Fake {
 pub struct FakePlugins {
     plugins: Vec<Fake>,
     health: Mutex<HashMap<String, HealthView>>,
+    withdrawn: Mutex<Vec<(String, String)>>,
     calls: Mutex<Vec<ReceivedCall>>,
 }
 
@@ -81,6 +82,14 @@ impl FakePlugins {
         );
     }
 
+    /// Plugin `name` no longer lists `op_at_version` among its ops.
+    pub fn withdraw_op(&self, name: &str, op_at_version: &str) {
+        self.withdrawn
+            .lock()
+            .unwrap()
+            .push((name.to_string(), op_at_version.to_string()));
+    }
+
     /// Every call received so far, in order.
     pub fn calls(&self) -> Vec<ReceivedCall> {
         self.calls.lock().unwrap().clone()
@@ -109,9 +118,23 @@ impl Plugins for FakePlugins {
     fn loaded(&self) -> Vec<PluginFacts> {
         self.plugins
             .iter()
-            .map(|p| PluginFacts {
-                health: self.health_of(p),
-                ..p.facts.clone()
+            .map(|p| {
+                let withdrawn = self.withdrawn.lock().unwrap();
+                PluginFacts {
+                    health: self.health_of(p),
+                    ops: p
+                        .facts
+                        .ops
+                        .iter()
+                        .filter(|op| {
+                            !withdrawn
+                                .iter()
+                                .any(|(n, o)| *n == p.facts.name && o == *op)
+                        })
+                        .cloned()
+                        .collect(),
+                    ..p.facts.clone()
+                }
             })
             .collect()
     }

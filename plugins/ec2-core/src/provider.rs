@@ -9,6 +9,7 @@ use base64::Engine;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use skyport_plugin_api::abi::error_code;
+use skyport_plugin_api::ops::provider::CreateInstance;
 use skyport_plugin_api::{ops, OpCall, PluginError};
 
 use crate::client::{Ec2Client, Secret, Signing};
@@ -278,23 +279,43 @@ impl Provider {
     }
 
     async fn create(&self, params: &Value) -> Result<Value, PluginError> {
-        let image = str_param(params, "image")?;
-        let ami = self.config.images.get(image).ok_or_else(|| {
+        let p: CreateInstance = serde_json::from_value(params.clone())
+            .map_err(|e| err(error_code::INVALID_INPUT, format!("instance.create: {e}")))?;
+        let ami = self.config.images.get(&p.image).ok_or_else(|| {
             err(
                 error_code::INVALID_INPUT,
-                format!("this provider offers no image '{image}'"),
+                format!("this provider offers no image '{}'", p.image),
             )
         })?;
-        let native = self.native_type(str_param(params, "instance_type")?)?;
+        let native = self.native_type(&p.instance_type)?;
+        // The idempotency key is EC2's own client token: a retried create answers the
+        // instance the first one launched. The instance carries Skyport's id and the
+        // tenant's tags.
+        let mut tags: Vec<(String, String)> = vec![
+            ("skyport:managed".into(), "true".into()),
+            ("skyport:id".into(), p.skyport_id.clone()),
+        ];
+        tags.extend(p.tags.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let tag_params: Vec<(String, String)> = tags
+            .iter()
+            .enumerate()
+            .flat_map(|(i, (k, v))| {
+                [
+                    (format!("TagSpecification.1.Tag.{}.Key", i + 1), k.clone()),
+                    (format!("TagSpecification.1.Tag.{}.Value", i + 1), v.clone()),
+                ]
+            })
+            .collect();
+        let token: String = p.idempotency_key.chars().take(64).collect();
         let mut run = vec![
             ("ImageId", ami.as_str()),
             ("InstanceType", native),
             ("MinCount", "1"),
             ("MaxCount", "1"),
+            ("ClientToken", token.as_str()),
             ("TagSpecification.1.ResourceType", "instance"),
-            ("TagSpecification.1.Tag.1.Key", "skyport:managed"),
-            ("TagSpecification.1.Tag.1.Value", "true"),
         ];
+        run.extend(tag_params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         if let Some(cluster) = self.config.clusters.values().next() {
             run.push(("Placement.AvailabilityZone", cluster.as_str()));
         }

@@ -28,6 +28,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use skyport_plugin_api::abi::error_code;
+use skyport_plugin_api::ops::provider::CreateInstance;
 use skyport_plugin_api::{export_plugin, ops, Description, Host, OpCall, Plugin, PluginError};
 use tokio::sync::Semaphore;
 
@@ -196,15 +197,18 @@ impl LocalVmm {
     }
 
     async fn create(self: &Arc<Self>, params: &Value) -> Result<Value, PluginError> {
-        #[derive(Deserialize)]
-        struct Create {
-            image: String,
-            instance_type: String,
-            vcpus: u32,
-            memory_mib: u32,
-        }
-        let p: Create = serde_json::from_value(params.clone())
+        let p: CreateInstance = serde_json::from_value(params.clone())
             .map_err(|e| err(error_code::INVALID_INPUT, format!("instance.create: {e}")))?;
+        // A create seen before (a retry after a timeout) answers the VM it made.
+        if let Some(existing) = self
+            .vms
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .find(|vm| vm.idempotency_key.as_deref() == Some(p.idempotency_key.as_str()))
+        {
+            return Ok(self.view(existing));
+        }
         let health = self.health();
         if !health.healthy {
             return Err(err(
@@ -240,6 +244,8 @@ impl LocalVmm {
             memory_mib: p.memory_mib,
             state: VmState::Pending,
             pid: None,
+            skyport_id: Some(p.skyport_id),
+            idempotency_key: Some(p.idempotency_key),
         };
         dir.save(&spec).map_err(|e| err(error_code::INTERNAL, e))?;
         let view = self.view(&spec);

@@ -53,6 +53,12 @@ pub struct VmSpec {
     /// Pid of the running QEMU, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pid: Option<u32>,
+    /// Skyport's id of the instance, as its create said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skyport_id: Option<String>,
+    /// The create's idempotency key: a create with the same key answers this VM.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
 }
 
 /// Paths inside a VM's state directory.

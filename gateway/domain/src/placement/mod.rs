@@ -26,6 +26,7 @@ use skyport_core::error::GatewayError;
 use skyport_core::ids::rfc3339_millis;
 use skyport_core::metrics::Metrics;
 use skyport_core::tenancy::{TenantContext, TenantDirectory};
+use skyport_plugin_api::ops::provider::PLACEMENT_OPS;
 use skyport_plugin_host::Plugins;
 
 use crate::catalog::{CatalogService, ParamValue, Params, RAW};
@@ -143,11 +144,17 @@ impl PlacementService {
     }
 
     /// Every provider region placement may use, in configuration order, with its health
-    /// now.
+    /// now. A provider that does not serve every op of the provider contract placement
+    /// needs ([`PLACEMENT_OPS`]) is never one.
     fn sites(&self) -> Vec<Site> {
         let loaded = self.plugins.loaded();
         self.regions
             .sites()
+            .filter(|(provider, _)| {
+                loaded
+                    .iter()
+                    .any(|p| p.name == *provider && p.missing(&PLACEMENT_OPS).is_empty())
+            })
             .map(|(provider, region)| Site {
                 provider: provider.to_string(),
                 region: region.to_string(),

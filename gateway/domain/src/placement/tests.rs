@@ -168,3 +168,18 @@ async fn a_plan_decides_what_its_tenants_may_order() {
         "the plan's only region, though dearer"
     );
 }
+
+#[tokio::test]
+async fn a_provider_missing_an_op_of_the_contract_is_never_a_candidate() {
+    let world = World::new().await;
+    // The cheaper provider stops listing instance.create@1.
+    world.plugins.withdraw_op("ec2", "instance.create@1");
+    let demo = caller("demo", None);
+    let (_, decision) = world
+        .placement
+        .place(&demo, "req-1", &raw(&[IMAGE, MICRO]))
+        .await
+        .unwrap();
+    assert_eq!(decision.provider, "local-vmm");
+    assert!(decision.candidates.iter().all(|c| c.provider != "ec2"));
+}

@@ -1,9 +1,7 @@
 //! Deployments over fake providers, in-memory stores and a manual clock.
 
-use std::sync::atomic::Ordering;
-
 use super::*;
-use crate::testkit::{caller, World};
+use crate::testkit::{caller, CreateAnswer, World};
 
 fn web_dr() -> OrderRequest {
     OrderRequest {
@@ -64,7 +62,7 @@ async fn every_resource_is_placed_apart_created_and_stored_for_its_tenant() {
 async fn a_failure_part_way_terminates_what_was_created_and_says_so() {
     let world = World::new().await;
     // The primary goes to ec2 (cheaper), the standby to local-vmm, which now refuses.
-    world.local_fails.store(true, Ordering::SeqCst);
+    *world.local_creates.lock().unwrap() = CreateAnswer::Fails;
     let demo = caller("demo", None);
     let failed = world
         .deployments

@@ -86,7 +86,7 @@ impl InstanceService {
             .provider(&record.provider, context(ctx, request_id))
             .act(action.op(), &remote)
             .await?;
-        let new_state = answer.state.unwrap_or_else(|| record.state.clone());
+        let new_state = answer.state;
         self.inventory
             .update(&record.id, None, &new_state, None)
             .await?;

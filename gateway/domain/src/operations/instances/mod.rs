@@ -248,10 +248,14 @@ impl InstanceService {
             client_token: spec.client_token,
         };
         self.inventory.insert(record.clone()).await?;
-        let created = self
-            .provider(&record.provider, context(ctx, request_id))
-            .create(&record.image, itype)
-            .await;
+        let provider = self.provider(&record.provider, context(ctx, request_id));
+        let mut created = provider.create(&record, itype).await;
+        if matches!(&created, Err(e) if matches!(e.kind, ErrorKind::Timeout | ErrorKind::Unavailable))
+        {
+            // The provider may have made the VM and not said so: the same create again
+            // (same idempotency key) answers that VM instead of leaving it orphaned.
+            created = provider.create(&record, itype).await;
+        }
         let created = match created {
             Ok(created) => created,
             Err(e) => {
@@ -259,8 +263,8 @@ impl InstanceService {
                 return Err(e);
             }
         };
-        record.remote_id = created.id;
-        record.state = created.state.unwrap_or_else(|| "pending".into());
+        record.remote_id = Some(created.id);
+        record.state = created.state;
         self.inventory
             .update(&record.id, record.remote_id.clone(), &record.state, None)
             .await?;

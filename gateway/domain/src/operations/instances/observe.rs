@@ -30,7 +30,7 @@ impl InstanceService {
             .get(&remote)
             .await;
         let observed = match live {
-            Ok(live) => live.state.unwrap_or_else(|| record.state.clone()),
+            Ok(live) => live.state,
             Err(e) if e.kind == ErrorKind::NotFound => "terminated".to_string(),
             Err(e) => return Err(e),
         };

@@ -1,17 +1,21 @@
 //! The provider ops the instance operations call, in one place: their names, payloads and
 //! answers (`instance.*@1`, see `docs/plugin-authoring.md`).
 
-use std::time::Duration;
-
-use serde_json::{json, Value};
-use skyport_core::error::GatewayError;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use skyport_core::error::{ErrorKind, GatewayError};
+use skyport_plugin_api::ops::provider::{
+    self as contract, ConsoleOutput, ConsoleRequest, CreateInstance, InstanceRef, InstanceView,
+    ResizeInstance,
+};
 use skyport_plugin_api::sdk::CallContext;
 use skyport_plugin_host::Plugins;
 
 use crate::catalog::InstanceType;
+use crate::inventory::InstanceRecord;
 
 /// Deadline of one provider call.
-pub const PROVIDER_TIMEOUT: Duration = Duration::from_secs(60);
+pub const PROVIDER_TIMEOUT: std::time::Duration = contract::INSTANCE_DEADLINE;
 
 /// One provider instance, as the instance operations call it.
 pub(super) struct Provider<'a> {
@@ -20,27 +24,35 @@ pub(super) struct Provider<'a> {
     pub(super) context: CallContext,
 }
 
-/// What a provider says of one of its VMs.
+/// What a provider says of one of its VMs (a validated [`InstanceView`]).
 pub(super) struct Observed {
     /// Its id at the provider.
-    pub(super) id: Option<String>,
-    /// Its EC2-named state, when the provider said.
-    pub(super) state: Option<String>,
+    pub(super) id: String,
+    /// Its EC2-named state.
+    pub(super) state: String,
 }
 
-impl Observed {
-    fn from(answer: &Value) -> Self {
+impl From<InstanceView> for Observed {
+    fn from(view: InstanceView) -> Self {
         Self {
-            id: answer["id"].as_str().map(str::to_owned),
-            state: answer["state"].as_str().map(str::to_owned),
+            id: view.id,
+            state: view.state.as_str().to_string(),
         }
     }
 }
 
 impl Provider<'_> {
-    async fn call(&self, op: &str, params: Value) -> Result<Value, GatewayError> {
-        self.plugins
-            .call(
+    /// Calls `op@1` with `params` and checks the answer against the contract's `T`: a
+    /// malformed answer is 502 naming the provider and the op (the detail is logged).
+    async fn call<T: DeserializeOwned>(
+        &self,
+        op: &str,
+        params: &impl Serialize,
+    ) -> Result<T, GatewayError> {
+        let params = serde_json::to_string(params).expect("contract params serialise");
+        let answer = self
+            .plugins
+            .call_json(
                 self.name,
                 op,
                 1,
@@ -48,41 +60,80 @@ impl Provider<'_> {
                 self.context.clone(),
                 PROVIDER_TIMEOUT,
             )
-            .await
+            .await?;
+        serde_json::from_value(answer).map_err(|e| {
+            GatewayError::new(
+                ErrorKind::Upstream,
+                format!(
+                    "provider '{}' answered {op}@1 with a malformed result",
+                    self.name
+                ),
+            )
+            .with_cause(format!("{}: {op}@1: {e}", self.name))
+        })
     }
 
-    /// `instance.create@1`.
+    /// An [`InstanceView`] answer, with a non-empty id.
+    async fn view(&self, op: &str, params: &impl Serialize) -> Result<Observed, GatewayError> {
+        let view: InstanceView = self.call(op, params).await?;
+        if view.id.is_empty() {
+            return Err(GatewayError::new(
+                ErrorKind::Upstream,
+                format!("provider '{}' answered {op}@1 with an empty id", self.name),
+            ));
+        }
+        Ok(Observed::from(view))
+    }
+
+    /// `instance.create@1` for `record` (its id is the idempotency key: one Skyport
+    /// instance is never more than one VM, however often its create is sent).
     pub(super) async fn create(
         &self,
-        image: &str,
+        record: &InstanceRecord,
         itype: InstanceType,
     ) -> Result<Observed, GatewayError> {
-        let answer = self
-            .call(
-                "instance.create",
-                json!({
-                    "image": image,
-                    "instance_type": itype.name,
-                    "vcpus": itype.vcpus,
-                    "memory_mib": itype.memory_mib,
-                }),
-            )
-            .await?;
-        Ok(Observed::from(&answer))
+        let tags = record
+            .tags
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    v.as_str().map_or_else(|| v.to_string(), str::to_owned),
+                )
+            })
+            .collect();
+        let params = CreateInstance {
+            skyport_id: record.id.clone(),
+            idempotency_key: record.id.clone(),
+            image: record.image.clone(),
+            instance_type: itype.name.to_string(),
+            vcpus: itype.vcpus,
+            memory_mib: itype.memory_mib,
+            tags,
+        };
+        self.view(contract::INSTANCE_CREATE, &params).await
     }
 
     /// `instance.get@1`.
     pub(super) async fn get(&self, remote_id: &str) -> Result<Observed, GatewayError> {
-        Ok(Observed::from(
-            &self.call("instance.get", json!({"id": remote_id})).await?,
-        ))
+        self.view(
+            contract::INSTANCE_GET,
+            &InstanceRef {
+                id: remote_id.to_string(),
+            },
+        )
+        .await
     }
 
     /// `instance.start|stop|reboot|terminate@1`.
     pub(super) async fn act(&self, op: &str, remote_id: &str) -> Result<Observed, GatewayError> {
-        Ok(Observed::from(
-            &self.call(op, json!({"id": remote_id})).await?,
-        ))
+        self.view(
+            op,
+            &InstanceRef {
+                id: remote_id.to_string(),
+            },
+        )
+        .await
     }
 
     /// `instance.resize@1`.
@@ -91,22 +142,24 @@ impl Provider<'_> {
         remote_id: &str,
         itype: InstanceType,
     ) -> Result<(), GatewayError> {
-        self.call(
-            "instance.resize",
-            json!({"id": remote_id, "instance_type": itype.name, "vcpus": itype.vcpus, "memory_mib": itype.memory_mib}),
-        )
-        .await
-        .map(|_| ())
+        let params = ResizeInstance {
+            id: remote_id.to_string(),
+            instance_type: itype.name.to_string(),
+            vcpus: itype.vcpus,
+            memory_mib: itype.memory_mib,
+        };
+        self.call::<serde_json::Value>(contract::INSTANCE_RESIZE, &params)
+            .await
+            .map(|_| ())
     }
 
     /// `instance.console@1`: the tail of the serial console.
     pub(super) async fn console(&self, remote_id: &str) -> Result<String, GatewayError> {
-        let out = self
-            .call(
-                "instance.console",
-                json!({"id": remote_id, "tail_bytes": 65536}),
-            )
-            .await?;
-        Ok(out["output"].as_str().unwrap_or_default().to_string())
+        let params = ConsoleRequest {
+            id: remote_id.to_string(),
+            tail_bytes: 65536,
+        };
+        let out: ConsoleOutput = self.call(contract::INSTANCE_CONSOLE, &params).await?;
+        Ok(out.output)
     }
 }

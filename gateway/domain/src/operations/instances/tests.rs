@@ -4,7 +4,7 @@ use skyport_core::error::{Detail, ErrorKind, Resource};
 
 use super::*;
 use crate::catalog::instance_type;
-use crate::testkit::{caller, World};
+use crate::testkit::{caller, CreateAnswer, World};
 
 fn spec(provider: &str, region: &str) -> CreateSpec {
     CreateSpec {
@@ -36,6 +36,13 @@ async fn a_created_instance_is_recorded_metered_changed_and_terminated() {
     let provider_calls = world.plugins.calls_of("instance.create@1");
     assert_eq!(provider_calls[0].tenant.as_deref(), Some("demo"));
     assert_eq!(provider_calls[0].params["memory_mib"], 128);
+    // The provider contract: Skyport's id, the idempotency key and the tags go along.
+    assert_eq!(provider_calls[0].params["skyport_id"], created.id.as_str());
+    assert_eq!(
+        provider_calls[0].params["idempotency_key"],
+        created.id.as_str()
+    );
+    assert!(provider_calls[0].params["tags"].is_object());
 
     let (before, stopped) = world
         .instances
@@ -284,4 +291,29 @@ async fn a_wait_gives_up_after_its_limit_on_a_paused_clock() {
         .wait_for(&demo, "r", reached, "sleeping")
         .await
         .is_err());
+}
+
+#[tokio::test]
+async fn a_create_answered_without_an_id_is_a_502_naming_the_provider_and_leaves_nothing() {
+    let world = World::new().await;
+    *world.local_creates.lock().unwrap() = CreateAnswer::WithoutId;
+    let demo = caller("demo", None);
+    let err = world
+        .instances
+        .create(&demo, "req-1", spec("local-vmm", "local-1"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Upstream);
+    assert_eq!(
+        err.public,
+        "provider 'local-vmm' answered instance.create@1 with a malformed result"
+    );
+    assert!(err.cause.unwrap().contains("missing field `id`"));
+    // Nothing is left pending: the tenant has no instance.
+    assert!(world
+        .instances
+        .list(&demo, "req-2")
+        .await
+        .unwrap()
+        .is_empty());
 }

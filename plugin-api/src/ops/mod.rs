@@ -60,3 +60,5 @@ pub struct Region {
     #[serde(default)]
     pub zones: Vec<String>,
 }
+
+pub mod provider;

@@ -1,0 +1,214 @@
+//! The provider contract: every op the gateway calls on a provider plugin, with its
+//! parameters, its result, the errors it may answer and its deadline.
+//!
+//! A provider serves `health@1` and `regions@1` (see the parent module) and the ops below.
+//! The gateway validates every result against these types: a result that does not parse
+//! (for example a create without `id`) is refused with 502 naming the plugin and the op,
+//! and nothing is recorded from it. A provider that does not serve every op in
+//! [`PLACEMENT_OPS`] is warned about at load and is never chosen by placement.
+//!
+//! Errors (any op): `INVALID_INPUT` (bad params, unknown image or type), `NOT_FOUND` (no
+//! such instance at the provider), `CONFLICT` (the instance's state does not allow the
+//! op), `LIMIT_EXCEEDED`, `THROTTLED`, `UNAVAILABLE` (the backend cannot serve now).
+//! Their messages are shown to tenants; any other code is logged and hidden.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// `instance.create@1`: params [`CreateInstance`], result [`InstanceView`].
+pub const INSTANCE_CREATE: &str = "instance.create";
+/// `instance.get@1`: params [`InstanceRef`], result [`InstanceView`].
+pub const INSTANCE_GET: &str = "instance.get";
+/// `instance.start@1`: params [`InstanceRef`], result [`InstanceView`].
+pub const INSTANCE_START: &str = "instance.start";
+/// `instance.stop@1`: params [`InstanceRef`], result [`InstanceView`].
+pub const INSTANCE_STOP: &str = "instance.stop";
+/// `instance.reboot@1`: params [`InstanceRef`], result [`InstanceView`].
+pub const INSTANCE_REBOOT: &str = "instance.reboot";
+/// `instance.terminate@1`: params [`InstanceRef`], result [`InstanceView`]. Terminating
+/// an instance the provider no longer has answers `NOT_FOUND`.
+pub const INSTANCE_TERMINATE: &str = "instance.terminate";
+/// `instance.resize@1` (a stopped instance): params [`ResizeInstance`], result
+/// [`InstanceView`] or `{}`.
+pub const INSTANCE_RESIZE: &str = "instance.resize";
+/// `instance.console@1`: params [`ConsoleRequest`], result [`ConsoleOutput`].
+pub const INSTANCE_CONSOLE: &str = "instance.console";
+/// `images.list@1`: params `{}`, result `Vec<`[`ImageView`]`>`.
+pub const IMAGES_LIST: &str = "images.list";
+/// `inventory.list@1`: params `{}`, result `Vec<`[`InventoryItem`]`>`: every instance the
+/// provider runs, including ones Skyport did not create.
+pub const INVENTORY_LIST: &str = "inventory.list";
+
+/// The ops a provider must serve (`name@version`) to be a placement candidate.
+pub const PLACEMENT_OPS: [&str; 6] = [
+    "health@1",
+    "regions@1",
+    "instance.create@1",
+    "instance.get@1",
+    "instance.terminate@1",
+    "images.list@1",
+];
+
+/// Deadline of every `instance.*` op.
+pub const INSTANCE_DEADLINE: Duration = Duration::from_secs(60);
+/// Deadline of `images.list`, `inventory.list` and `regions`.
+pub const LISTING_DEADLINE: Duration = Duration::from_secs(30);
+
+/// An instance's state, with EC2's names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InstanceState {
+    /// Being created or started.
+    Pending,
+    /// Running.
+    Running,
+    /// Being stopped.
+    Stopping,
+    /// Stopped; can be started again.
+    Stopped,
+    /// Being terminated.
+    ShuttingDown,
+    /// Gone.
+    Terminated,
+}
+
+impl InstanceState {
+    /// The EC2 name (`shutting-down`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Running => "running",
+            Self::Stopping => "stopping",
+            Self::Stopped => "stopped",
+            Self::ShuttingDown => "shutting-down",
+            Self::Terminated => "terminated",
+        }
+    }
+}
+
+/// Params of [`INSTANCE_CREATE`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateInstance {
+    /// Skyport's id of the instance (`i-...`); tag the VM with it where the backend can.
+    pub skyport_id: String,
+    /// The same for every retry of one create: a provider that sees a key again answers
+    /// the instance it created for it, never a second one.
+    pub idempotency_key: String,
+    /// Image name (one of `images.list`).
+    pub image: String,
+    /// Skyport instance type name.
+    pub instance_type: String,
+    /// Virtual CPUs of that type.
+    pub vcpus: u32,
+    /// Memory of that type, MiB.
+    pub memory_mib: u32,
+    /// The tenant's tags for the instance.
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
+/// Params naming one instance by the provider's id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceRef {
+    /// The provider's id of the instance (the `id` its create answered).
+    pub id: String,
+}
+
+/// Params of [`INSTANCE_RESIZE`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResizeInstance {
+    /// The provider's id.
+    pub id: String,
+    /// New Skyport instance type name.
+    pub instance_type: String,
+    /// Its virtual CPUs.
+    pub vcpus: u32,
+    /// Its memory, MiB.
+    pub memory_mib: u32,
+}
+
+/// Params of [`INSTANCE_CONSOLE`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsoleRequest {
+    /// The provider's id.
+    pub id: String,
+    /// At most this many bytes, from the end.
+    pub tail_bytes: u64,
+}
+
+/// Result of [`INSTANCE_CONSOLE`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsoleOutput {
+    /// The tail of the serial console, as text.
+    pub output: String,
+}
+
+/// What a provider says of one instance: the result of every `instance.*` op but
+/// console. Extra fields are allowed and ignored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceView {
+    /// The provider's id of the instance: required, non-empty.
+    pub id: String,
+    /// Its state now.
+    pub state: InstanceState,
+}
+
+/// One image (item of [`IMAGES_LIST`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImageView {
+    /// Its name: required, non-empty.
+    pub name: String,
+    /// What the provider says of its disk (shown to operators).
+    #[serde(default)]
+    pub disk_template: serde_json::Value,
+    /// Where it came from (shown to operators).
+    #[serde(default)]
+    pub source: serde_json::Value,
+}
+
+/// One instance the provider runs (item of [`INVENTORY_LIST`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InventoryItem {
+    /// The provider's id.
+    pub id: String,
+    /// Its state.
+    pub state: InstanceState,
+    /// The region it runs in, when the provider serves several.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_view_without_an_id_or_with_an_unknown_state_does_not_parse() {
+        let ok: InstanceView =
+            serde_json::from_str(r#"{"id":"vm-1","state":"shutting-down","extra":1}"#).unwrap();
+        assert_eq!(ok.state, InstanceState::ShuttingDown);
+        assert_eq!(ok.state.as_str(), "shutting-down");
+        assert!(serde_json::from_str::<InstanceView>(r#"{"state":"running"}"#).is_err());
+        assert!(serde_json::from_str::<InstanceView>(r#"{"id":"x","state":"asleep"}"#).is_err());
+    }
+
+    #[test]
+    fn create_params_carry_skyport_id_key_and_tags() {
+        let params = CreateInstance {
+            skyport_id: "i-0123".into(),
+            idempotency_key: "k".into(),
+            image: "skyport-tiny".into(),
+            instance_type: "t1.small".into(),
+            vcpus: 1,
+            memory_mib: 256,
+            tags: BTreeMap::from([("team".into(), "a".into())]),
+        };
+        let json = serde_json::to_value(&params).unwrap();
+        assert_eq!(json["skyport_id"], "i-0123");
+        assert_eq!(json["tags"]["team"], "a");
+        let back: CreateInstance = serde_json::from_value(json).unwrap();
+        assert_eq!(back, params);
+    }
+}
