@@ -8,6 +8,7 @@ use skyport_core::clock::SharedClock;
 use skyport_core::config::Config;
 use skyport_core::tenancy::TenantDirectory;
 use skyport_domain::catalog::CatalogService;
+use skyport_domain::inventory::sync::InventorySync;
 use skyport_domain::operations::deployments::DeploymentService;
 use skyport_domain::operations::diagnostics::Diagnostics;
 use skyport_domain::operations::images::ImageService;
@@ -45,6 +46,8 @@ pub struct Services {
     pub diagnostics: Diagnostics,
     /// EC2 access keys.
     pub access_keys: Arc<AccessKeys>,
+    /// The inventory sync (also unmanaged VMs and their adoption).
+    pub sync: Arc<InventorySync>,
     /// The loaded plugins, for the listings that show their manifests.
     pub plugins: Arc<PluginRegistry>,
     /// Time.

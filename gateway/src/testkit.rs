@@ -103,6 +103,11 @@ impl TestGateway {
             metering: MeteringService::new(Arc::clone(&plugins)),
             diagnostics: Diagnostics::new(Arc::clone(&plugins)),
             access_keys: Arc::clone(&access_keys),
+            sync: Arc::new(skyport_domain::inventory::sync::InventorySync::new(
+                Arc::clone(&world.instances),
+                Arc::clone(&plugins),
+                Arc::clone(&world.metrics),
+            )),
             plugins: Arc::new(PluginRegistry::empty(
                 Arc::clone(&world.metrics),
                 clock.clone(),

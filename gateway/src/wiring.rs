@@ -203,6 +203,7 @@ impl Gateway {
             catalog,
             placement,
             instances,
+            sync: Arc::clone(&sync),
             plugins: registry,
             clock: clock.clone(),
         });

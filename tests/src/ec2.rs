@@ -90,6 +90,30 @@ config = {{ endpoint = "{}", region = "us-east-1", skyport_region = "aws-us-east
     }
 }
 
+impl Moto {
+    /// The configuration table of an `ec2` provider in front of this server (what a
+    /// `[[plugins]]` entry's `config` holds), as a TOML document of its own.
+    pub fn plugin_config_document(&self) -> String {
+        let creds = temp_state_dir("moto-creds").join("credentials");
+        std::fs::write(
+            &creds,
+            "[default]\naws_access_key_id = moto-test\naws_secret_access_key = moto-test-secret\n",
+        )
+        .unwrap();
+        format!(
+            r#"endpoint = "{}"
+region = "us-east-1"
+skyport_region = "aws-us-east-1"
+credentials = {{ file = "{}" }}
+instance_types = {{ "sp.micro" = "t2.micro", "sp.small" = "t2.small", "sp.medium" = "t3.medium", "sp.large" = "t3.large" }}
+images = {{ "skyport-tiny" = "ami-03cf127a" }}
+"#,
+            self.endpoint,
+            creds.display()
+        )
+    }
+}
+
 impl Drop for Moto {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -192,3 +192,101 @@ async fn missing_qemu_makes_the_provider_unhealthy_with_the_reason_and_creates_f
     // The gateway keeps serving.
     assert_eq!(gw.get("/v1/whoami", &token).await.status(), 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vm_skyport_did_not_create_is_logged_once_listed_and_adopted() {
+    assert_qemu_installed();
+    let gw = Gateway::start_with(GatewayOptions {
+        config: Some(default_config().replace("sync_interval_secs = 5", "sync_interval_secs = 1")),
+        ..Default::default()
+    });
+    let admin = gw.token("demo", None, &["admin"]);
+    // Made through the provider directly: Skyport's inventory does not know it.
+    let vm = op_ok(
+        &gw,
+        &admin,
+        "instance.create",
+        json!({"skyport_id": "i-0000000000000e2e1", "idempotency_key": "outside-1", "image": "skyport-tiny", "instance_type": "sp.micro", "vcpus": 1, "memory_mib": 128}),
+    )
+    .await;
+    let id = vm["id"].as_str().unwrap().to_string();
+    // Several syncs pass; the VM is logged once.
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let logged = gw
+        .log()
+        .lines()
+        .filter(|l| l.contains("does not know") && l.contains(&id))
+        .count();
+    assert_eq!(logged, 1, "{}", gw.log());
+
+    let listed = gw
+        .get_json("/admin/providers/local-vmm/unmanaged", &admin)
+        .await;
+    let entry = listed["unmanaged"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["id"] == id.as_str())
+        .unwrap_or_else(|| panic!("{listed}"))
+        .clone();
+    assert_eq!(entry["image"], "skyport-tiny");
+    assert_eq!(entry["instance_type"], "sp.micro");
+    assert_eq!(entry["orphan"], false);
+
+    // Adopted into acme, with what the provider reports.
+    let adopted: Value = gw
+        .post(
+            &format!("/admin/providers/local-vmm/unmanaged/{id}/adopt"),
+            &admin,
+            Some(json!({"tenant": "acme", "name": "found"})),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let instance = adopted["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{adopted}"));
+    assert!(instance.starts_with("i-"), "{adopted}");
+    assert_eq!(adopted["region"], "local-1");
+    let acme = gw.token("acme", None, &[]);
+    let mine = gw
+        .get_json(&format!("/v1/instances/{instance}"), &acme)
+        .await;
+    assert_eq!(mine["name"], "found");
+    let listed = gw
+        .get_json("/admin/providers/local-vmm/unmanaged", &admin)
+        .await;
+    assert!(
+        !listed["unmanaged"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v["id"] == id.as_str()),
+        "{listed}"
+    );
+    // Another tenant does not see it; a second adoption is refused.
+    let r = gw
+        .get(
+            &format!("/v1/instances/{instance}"),
+            &gw.token("demo", None, &[]),
+        )
+        .await;
+    expect_problem(r, 404).await;
+    let r = gw
+        .post(
+            &format!("/admin/providers/local-vmm/unmanaged/{id}/adopt"),
+            &admin,
+            Some(json!({"tenant": "acme"})),
+        )
+        .await;
+    expect_problem(r, 404).await;
+    // Its tenant terminates it like any instance: the VM goes.
+    let r = gw.delete(&format!("/v1/instances/{instance}"), &acme).await;
+    assert!(r.status().is_success(), "{}", r.status());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !qemu_pids(&id).is_empty() {
+        assert!(Instant::now() < deadline, "the VM's QEMU is still running");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}

@@ -175,6 +175,8 @@ pub struct World {
     pub ec2_vms: Vms,
     /// How `local-vmm` answers creates.
     pub local_creates: Arc<Mutex<CreateAnswer>>,
+    /// The inventory's store.
+    pub inventory: Arc<MemoryInventory>,
     /// The placement audit's store.
     pub audit: Arc<MemoryPlacementAudit>,
     /// Placement.
@@ -273,7 +275,7 @@ impl World {
             clock.clone(),
         ));
         let instances = Arc::new(InstanceService::new(
-            inventory,
+            inventory.clone(),
             Arc::clone(&dyn_plugins),
             Arc::clone(&tenants),
             Arc::clone(&catalog),
@@ -288,6 +290,7 @@ impl World {
             clock.clone(),
         );
         Self {
+            inventory,
             key_pairs: KeyPairService::new(Arc::new(MemoryKeyPairs::default()), clock.clone()),
             config,
             clock,

@@ -7,6 +7,7 @@
 //! - [`isolation`]: plugins in supervised processes of their own (the default), and the
 //!   child side of it, `skyport plugin-host`;
 //! - [`host`]: the host services a plugin calls back into (logs, metrics, host ops);
+//! - [`conformance`]: the provider conformance kit (`skyport plugins test`);
 //! - [`plugins`]: the [`Plugins`] trait, what the rest of the gateway needs of the loaded
 //!   plugins, so that the services above can be tested without loading a library.
 // Only the loader opens libraries and reads their manifest (`loader.rs`, each block with
@@ -14,6 +15,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod conformance;
 pub mod health;
 pub mod host;
 pub mod isolation;

@@ -58,6 +58,23 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum PluginsCommand {
+    /// Run the provider conformance kit against FILE: load it as the gateway does, call
+    /// the whole provider contract (one real instance is created and terminated) and print
+    /// a pass/fail report (exit 0 when it conforms, 1 otherwise).
+    Test {
+        /// The plugin library (.so).
+        file: PathBuf,
+        /// The plugin's configuration: a TOML file holding what its `[[plugins]]` entry's
+        /// `config` table would.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Where it runs: `process` (the default) or `in-process`.
+        #[arg(long, default_value = "process")]
+        isolation: String,
+        /// Its state directory (default: a temporary one, removed afterwards).
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+    },
     /// Run exactly the loader's checks on FILE and print a one-line verdict (exit 0 or 1).
     Check {
         /// The plugin library (.so).
@@ -117,6 +134,15 @@ pub fn run() -> i32 {
         Command::Plugins {
             command: PluginsCommand::Check { file, sha256 },
         } => check::plugin(&file, sha256.as_deref()),
+        Command::Plugins {
+            command:
+                PluginsCommand::Test {
+                    file,
+                    config,
+                    isolation,
+                    state_dir,
+                },
+        } => check::conformance(&file, config.as_deref(), &isolation, state_dir),
         Command::Config {
             command: ConfigCommand::Check { file },
         } => check::config(&file),

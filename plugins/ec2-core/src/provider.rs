@@ -288,12 +288,31 @@ impl Provider {
             )
         })?;
         let native = self.native_type(&p.instance_type)?;
-        // The idempotency key is EC2's own client token: a retried create answers the
-        // instance the first one launched. The instance carries Skyport's id and the
-        // tenant's tags.
+        // A retried create answers the instance the first one launched: found by the
+        // idempotency key it was tagged with (clouds that ignore EC2's ClientToken
+        // included), and, on EC2 itself, also held by the ClientToken.
+        let key: String = p.idempotency_key.chars().take(64).collect();
+        let earlier = self
+            .ec2(
+                "DescribeInstances",
+                &[
+                    ("Filter.1.Name", "tag:skyport:idempotency-key"),
+                    ("Filter.1.Value.1", key.as_str()),
+                ],
+            )
+            .await?;
+        if let Some(item) = earlier
+            .items("reservationSet")
+            .flat_map(|r| r.items("instancesSet"))
+            .next()
+        {
+            return Ok(Self::view(item));
+        }
+        // The instance carries Skyport's id, the key and the tenant's tags.
         let mut tags: Vec<(String, String)> = vec![
             ("skyport:managed".into(), "true".into()),
             ("skyport:id".into(), p.skyport_id.clone()),
+            ("skyport:idempotency-key".into(), key.clone()),
         ];
         tags.extend(p.tags.iter().map(|(k, v)| (k.clone(), v.clone())));
         let tag_params: Vec<(String, String)> = tags
@@ -306,13 +325,12 @@ impl Provider {
                 ]
             })
             .collect();
-        let token: String = p.idempotency_key.chars().take(64).collect();
         let mut run = vec![
             ("ImageId", ami.as_str()),
             ("InstanceType", native),
             ("MinCount", "1"),
             ("MaxCount", "1"),
-            ("ClientToken", token.as_str()),
+            ("ClientToken", key.as_str()),
             ("TagSpecification.1.ResourceType", "instance"),
         ];
         run.extend(tag_params.iter().map(|(k, v)| (k.as_str(), v.as_str())));

@@ -6,18 +6,19 @@
 //! [`InstanceService::observe`]), instances the provider no longer has become
 //! `terminated`, and instances it runs that the inventory does not know are counted.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use skyport_core::error::GatewayError;
+use skyport_core::error::{ErrorKind, GatewayError};
 use skyport_core::metrics::Metrics;
+use skyport_core::tenancy::TenantContext;
 use skyport_plugin_api::sdk::CallContext;
 use skyport_plugin_host::{PluginFacts, Plugins};
 
 use super::InstanceRecord;
-use crate::operations::instances::InstanceService;
+use crate::operations::instances::{Adoption, InstanceService};
 
 /// Deadline of one `inventory.list` call.
 const LIST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -27,8 +28,62 @@ pub struct JoinedListing {
     /// Every active inventory record of the provider, with the state the provider reports
     /// for it (`None`: the provider no longer has it).
     pub records: Vec<(InstanceRecord, Option<String>)>,
-    /// Ids the provider runs that the inventory does not know, orphans included.
-    pub unmanaged: Vec<String>,
+    /// What the provider runs that the inventory does not know, orphans included.
+    pub unmanaged: Vec<UnmanagedVm>,
+}
+
+/// An operator's request to adopt an unmanaged VM.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdoptRequest {
+    /// The tenant it is billed to.
+    pub tenant: String,
+    /// Its department.
+    #[serde(default)]
+    pub department: Option<String>,
+    /// Its image, when the provider does not report it.
+    #[serde(default)]
+    pub image: Option<String>,
+    /// Its Skyport instance type, when the provider does not report it.
+    #[serde(default)]
+    pub instance_type: Option<String>,
+    /// Its region, when the provider does not report it.
+    #[serde(default)]
+    pub region: Option<String>,
+    /// A name for it.
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// A VM a provider runs that is no instance of Skyport's.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct UnmanagedVm {
+    /// The provider's id.
+    pub id: String,
+    /// Its state, as the provider reports it.
+    pub state: Option<String>,
+    /// A process the provider runs but does not manage (it cannot be adopted).
+    pub orphan: bool,
+    /// Its image, when the provider says.
+    pub image: Option<String>,
+    /// Its instance type, when the provider says.
+    pub instance_type: Option<String>,
+    /// Its region, when the provider says.
+    pub region: Option<String>,
+}
+
+impl UnmanagedVm {
+    fn from(vm: &Value) -> Option<Self> {
+        let text = |key: &str| vm[key].as_str().map(str::to_owned);
+        Some(Self {
+            id: text("id")?,
+            state: text("state"),
+            orphan: vm["orphan"].as_bool() == Some(true),
+            image: text("image"),
+            instance_type: text("instance_type"),
+            region: text("region"),
+        })
+    }
 }
 
 /// The inventory sync.
@@ -36,6 +91,8 @@ pub struct InventorySync {
     instances: Arc<InstanceService>,
     plugins: Arc<dyn Plugins>,
     metrics: Arc<Metrics>,
+    /// `provider/id` of every unmanaged VM already logged: each is logged once.
+    logged: Mutex<HashSet<String>>,
 }
 
 impl InventorySync {
@@ -49,6 +106,7 @@ impl InventorySync {
             instances,
             plugins,
             metrics,
+            logged: Mutex::default(),
         }
     }
 
@@ -104,12 +162,12 @@ impl InventorySync {
                 (record, reported)
             })
             .collect();
-        let unmanaged = remote
-            .keys()
-            .copied()
-            .chain(orphans.iter().filter_map(|vm| vm["id"].as_str()))
-            .map(str::to_owned)
+        let mut unmanaged: Vec<UnmanagedVm> = remote
+            .values()
+            .chain(orphans.iter())
+            .filter_map(|vm| UnmanagedVm::from(vm))
             .collect();
+        unmanaged.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(JoinedListing { records, unmanaged })
     }
 
@@ -123,18 +181,81 @@ impl InventorySync {
             let observed = reported.unwrap_or_else(|| "terminated".to_string());
             self.instances.observe(record, &observed).await?;
         }
-        if !joined.unmanaged.is_empty() {
-            tracing::warn!(
-                provider,
-                unmanaged = ?joined.unmanaged,
-                "the provider runs instances Skyport's inventory does not know"
-            );
+        let mut logged = self.logged.lock().unwrap_or_else(|p| p.into_inner());
+        for vm in &joined.unmanaged {
+            if logged.insert(format!("{provider}/{}", vm.id)) {
+                tracing::warn!(
+                    provider,
+                    id = %vm.id,
+                    orphan = vm.orphan,
+                    "the provider runs a VM Skyport's inventory does not know (GET /admin/providers/{provider}/unmanaged; adopt it or remove it)"
+                );
+            }
         }
+        drop(logged);
         self.metrics
             .instances_unmanaged
             .get_or_create(&vec![("provider", provider.to_string())])
             .set(joined.unmanaged.len() as i64);
         Ok(())
+    }
+
+    /// The VMs `provider` runs that are no instance of Skyport's (404 for a provider that
+    /// does not list its inventory).
+    pub async fn unmanaged(&self, provider: &str) -> Result<Vec<UnmanagedVm>, GatewayError> {
+        if !self.listing_providers().iter().any(|p| p.name == provider) {
+            return Err(GatewayError::not_found(format!(
+                "no loaded provider named '{provider}' lists its inventory"
+            )));
+        }
+        Ok(self.join_listing(provider).await?.unmanaged)
+    }
+
+    /// Adopts `provider`'s unmanaged VM `id` as `request` says: what the request leaves
+    /// out (image, instance type, region) is taken from what the provider reports, and is
+    /// a 400 naming the field when the provider does not say either.
+    pub async fn adopt(
+        &self,
+        operator: &TenantContext,
+        request_id: &str,
+        provider: &str,
+        id: &str,
+        request: AdoptRequest,
+    ) -> Result<InstanceRecord, GatewayError> {
+        let vm = self
+            .unmanaged(provider)
+            .await?
+            .into_iter()
+            .find(|vm| vm.id == id)
+            .ok_or_else(|| {
+                GatewayError::not_found(format!(
+                    "provider '{provider}' runs no unmanaged VM '{id}'"
+                ))
+            })?;
+        if vm.orphan {
+            return Err(GatewayError::new(
+                ErrorKind::Conflict,
+                format!("'{id}' is a process {provider} runs but does not manage; it cannot be adopted (stop it instead)"),
+            ));
+        }
+        let given = |asked: Option<String>, reported: Option<String>, field: &str| {
+            asked.or(reported).ok_or_else(|| {
+                GatewayError::invalid(format!(
+                    "{field}: the provider does not report it; give it in the request"
+                ))
+            })
+        };
+        let adoption = Adoption {
+            tenant: request.tenant,
+            department: request.department,
+            provider: provider.to_string(),
+            remote_id: vm.id,
+            region: given(request.region, vm.region, "region")?,
+            image: given(request.image, vm.image, "image")?,
+            instance_type: given(request.instance_type, vm.instance_type, "instance_type")?,
+            name: request.name,
+        };
+        self.instances.adopt(operator, request_id, adoption).await
     }
 
     /// Syncs every healthy provider that serves `inventory.list@1` once.

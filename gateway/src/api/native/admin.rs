@@ -67,6 +67,38 @@ pub(super) async fn reload_plugin(api: &NativeApi, call: NativeCall<'_>) -> Answ
     }
 }
 
+/// `GET /admin/providers/{name}/unmanaged`: the VMs the provider runs that are no
+/// instance of Skyport's.
+pub(super) async fn unmanaged(api: &NativeApi, call: NativeCall<'_>) -> Answer {
+    let provider = call.param(0);
+    let vms = api.services.sync.unmanaged(provider).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"provider": provider, "unmanaged": vms}),
+    ))
+}
+
+/// `POST /admin/providers/{name}/unmanaged/{id}/adopt` with `{"tenant", "department"?,
+/// "image"?, "instance_type"?, "region"?, "name"?}`: 201 with the instance it became.
+pub(super) async fn adopt(api: &NativeApi, call: NativeCall<'_>) -> Answer {
+    let request = call.json("adoption")?;
+    let record = api
+        .services
+        .sync
+        .adopt(
+            call.ctx,
+            call.request_id,
+            call.param(0),
+            call.param(1),
+            request,
+        )
+        .await?;
+    Ok(json_response(
+        StatusCode::CREATED,
+        &super::instances::view(&record),
+    ))
+}
+
 /// `GET /admin/tenants`: each tenant's departments and rate limit.
 pub(super) async fn tenants(api: &NativeApi, _call: NativeCall<'_>) -> Answer {
     let limits = &api.services.config.limits;

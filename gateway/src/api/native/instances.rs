@@ -13,7 +13,7 @@ use super::orders::CreateRequest;
 use super::{json_response, Answer, NativeApi, NativeCall};
 
 /// The JSON view of an instance.
-fn view(record: &InstanceRecord) -> Value {
+pub(super) fn view(record: &InstanceRecord) -> Value {
     let t = instance_type(&record.instance_type);
     json!({
         "id": record.id,

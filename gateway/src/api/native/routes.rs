@@ -156,6 +156,19 @@ pub(crate) static ROUTES: &[Route] = &[
             h!(admin::reload_plugin),
         )
     }),
+    admin(get(
+        "/admin/providers/{name}/unmanaged",
+        h!(admin::unmanaged),
+    )),
+    admin(Route {
+        writes: Writes::Everyone,
+        ..write(
+            POST,
+            "/admin/providers/{name}/unmanaged/{id}/adopt",
+            true,
+            h!(admin::adopt),
+        )
+    }),
     admin(get("/admin/tenants", h!(admin::tenants))),
     admin(get("/admin/placements/{id}", h!(placement::record))),
     admin(shown_as(

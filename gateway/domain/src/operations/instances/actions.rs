@@ -77,10 +77,9 @@ impl InstanceService {
         if record.state == "terminated" {
             return Err(wrong_state(format!("instance {id} is terminated")));
         }
-        let remote = record
-            .remote_id
-            .clone()
-            .ok_or_else(|| wrong_state(format!("instance {id} is still being created")))?;
+        let Some(remote) = record.remote_id.clone() else {
+            return self.act_on_unfinished(record, action).await;
+        };
         let claim = self.claims.claim(&record.id)?;
         let answer = self
             .provider(&record.provider, context(ctx, request_id))
@@ -155,6 +154,40 @@ impl InstanceService {
             .console(&remote)
             .await?;
         Ok((record, output))
+    }
+
+    /// An action on an instance whose create never finished (no provider id): 409 while
+    /// its create may still be running; once that cannot be (twice the provider deadline
+    /// after its creation), terminate closes the record (no VM was recorded, nothing was
+    /// metered) so that a create cut short by a crash never leaves an instance stuck.
+    async fn act_on_unfinished(
+        &self,
+        record: InstanceRecord,
+        action: Action,
+    ) -> Result<(String, InstanceRecord), GatewayError> {
+        let id = record.id.clone();
+        let created = humantime::parse_rfc3339(&record.created_at).ok();
+        let settled = created.is_some_and(|t| {
+            self.clock
+                .wall()
+                .duration_since(t)
+                .is_ok_and(|age| age > 2 * super::PROVIDER_TIMEOUT)
+        });
+        if action != Action::Terminate || !settled {
+            return Err(wrong_state(format!("instance {id} is still being created")));
+        }
+        let previous = record.state.clone();
+        self.inventory
+            .update(&record.id, None, "terminated", None)
+            .await?;
+        tracing::warn!(instance = %id, provider = %record.provider, "an instance whose create never finished was terminated; it had no VM on record");
+        Ok((
+            previous,
+            InstanceRecord {
+                state: "terminated".into(),
+                ..record
+            },
+        ))
     }
 
     /// Adds or overwrites `set` and removes `remove` (a key, optionally only when its

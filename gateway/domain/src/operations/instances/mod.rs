@@ -3,6 +3,7 @@
 //! VMs. Every state change an operation causes is metered here ([`LifecycleMeter`]).
 
 mod actions;
+mod adopt;
 mod observe;
 mod provider;
 #[cfg(test)]
@@ -20,6 +21,7 @@ use skyport_core::tenancy::{TenantContext, TenantDirectory};
 use skyport_plugin_host::Plugins;
 
 pub use actions::{Action, MAX_TAGS};
+pub use adopt::Adoption;
 pub use provider::PROVIDER_TIMEOUT;
 
 use super::context;

@@ -317,3 +317,126 @@ async fn a_create_answered_without_an_id_is_a_502_naming_the_provider_and_leaves
         .unwrap()
         .is_empty());
 }
+
+#[tokio::test]
+async fn an_unmanaged_vm_is_listed_then_adopted_into_a_tenant_and_metered() {
+    use crate::inventory::sync::{AdoptRequest, InventorySync};
+    let world = World::new().await;
+    let sync = InventorySync::new(
+        world.instances.clone(),
+        world.plugins.clone(),
+        world.metrics.clone(),
+    );
+    // A VM the provider runs that Skyport never created.
+    world
+        .local_vms
+        .lock()
+        .unwrap()
+        .insert("vm-77".into(), "running".into());
+    let unmanaged = sync.unmanaged("local-vmm").await.unwrap();
+    assert_eq!(unmanaged.len(), 1);
+    assert_eq!(unmanaged[0].id, "vm-77");
+    let admin = caller("demo", None);
+    let request = AdoptRequest {
+        tenant: "acme".into(),
+        instance_type: Some("sp.micro".into()),
+        region: Some("local-1".into()),
+        ..Default::default()
+    };
+    // The fake provider does not report the image: the request must.
+    let err = sync
+        .adopt(&admin, "req-1", "local-vmm", "vm-77", request.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::InvalidInput);
+    assert!(err.public.starts_with("image:"), "{}", err.public);
+    let adopted = sync
+        .adopt(
+            &admin,
+            "req-2",
+            "local-vmm",
+            "vm-77",
+            AdoptRequest {
+                image: Some("skyport-tiny".into()),
+                ..request.clone()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(adopted.tenant, "acme");
+    assert_eq!(adopted.state, "running");
+    assert_eq!(adopted.remote_id.as_deref(), Some("vm-77"));
+    // Metered from now on: its usage starts with a `run` event.
+    assert!(world
+        .lifecycle_events()
+        .iter()
+        .any(|(event, id, _)| event == "run" && *id == adopted.id));
+    // It is acme's instance now, and no longer unmanaged.
+    let acme = world
+        .instances
+        .list(&caller("acme", None), "req-3")
+        .await
+        .unwrap();
+    assert_eq!(acme.len(), 1);
+    assert!(sync.unmanaged("local-vmm").await.unwrap().is_empty());
+    let again = sync
+        .adopt(&admin, "req-4", "local-vmm", "vm-77", request)
+        .await
+        .unwrap_err();
+    assert_eq!(again.kind, ErrorKind::NotFound);
+    // Unknown providers are 404.
+    let none = sync.unmanaged("nothing").await.unwrap_err();
+    assert_eq!(none.kind, ErrorKind::NotFound);
+}
+
+#[tokio::test]
+async fn an_instance_whose_create_never_finished_can_be_terminated_once_it_cannot_finish() {
+    let world = World::new().await;
+    let demo = caller("demo", None);
+    // What a crash between the inventory row and the provider's answer leaves.
+    let stuck = InstanceRecord {
+        id: "i-0000000000000000a".into(),
+        tenant: "demo".into(),
+        department: None,
+        provider: "local-vmm".into(),
+        region: "local-1".into(),
+        remote_id: None,
+        image: "skyport-tiny".into(),
+        instance_type: "sp.micro".into(),
+        name: None,
+        tags: Map::new(),
+        state: "pending".into(),
+        created_at: "2026-11-23T11:39:01.000Z".into(),
+        key_name: None,
+        client_token: None,
+    };
+    world.inventory.insert(stuck.clone()).await.unwrap();
+    // Its create could still be running: 409.
+    let early = world
+        .instances
+        .act(&demo, "req-1", &stuck.id, Action::Terminate)
+        .await
+        .unwrap_err();
+    assert_eq!(early.kind, ErrorKind::Conflict);
+    assert!(early.public.contains("still being created"));
+    // Twice the provider deadline later it cannot be: terminate closes it.
+    world
+        .clock
+        .advance(PROVIDER_TIMEOUT * 2 + std::time::Duration::from_secs(1));
+    let (before, after) = world
+        .instances
+        .act(&demo, "req-2", &stuck.id, Action::Terminate)
+        .await
+        .unwrap();
+    assert_eq!(
+        (before.as_str(), after.state.as_str()),
+        ("pending", "terminated")
+    );
+    let stop = world
+        .instances
+        .act(&demo, "req-3", &stuck.id, Action::Stop)
+        .await
+        .unwrap_err();
+    assert_eq!(stop.kind, ErrorKind::Conflict);
+    assert!(world.plugins.calls_of("instance.terminate@1").is_empty());
+}
