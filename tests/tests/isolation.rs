@@ -148,7 +148,7 @@ async fn a_blocking_op_gets_504_at_its_deadline_and_its_stuck_process_is_replace
     let blocking = |op: &'static str| {
         let (client, url, admin) = (
             gw.client(),
-            gw.url(&format!("/admin/plugins/chaos/ops/{op}?timeout_secs=2")),
+            gw.url(&format!("/admin/plugins/chaos/ops/{op}?timeout_secs=8")),
             admin.clone(),
         );
         tokio::spawn(async move {
