@@ -200,7 +200,26 @@ impl PluginRegistry {
         file: &Path,
         fallback: &str,
     ) -> Result<Arc<PluginHandle>, Refusal> {
-        let name = config.name.clone().unwrap_or_else(|| fallback.to_string());
+        let name = match &config.name {
+            Some(name) => name.clone(),
+            // The instance is named after the plugin: its manifest is read first, in a
+            // child, as every library is.
+            None => {
+                let spec = ChildSpec {
+                    exe: self.host_exe.clone(),
+                    name: fallback.to_string(),
+                    file: file.to_path_buf(),
+                    library: file.to_path_buf(),
+                    sha256: config.sha256.clone(),
+                    config: "{}".into(),
+                    state_dir: self.state_dir.clone(),
+                    limits: Limits::default(),
+                    user: None,
+                    env: Vec::new(),
+                };
+                check_in_child(&spec).await?.manifest.name
+            }
+        };
         if self.plugins.iter().any(|p| p.name == name) {
             return Err(Refusal {
                 plugin: name.clone(),
