@@ -240,6 +240,27 @@ impl EucaShim {
         let _ = self.child.wait();
     }
 
+    /// The configuration table of a `eucalyptus` provider in front of this shim, as a
+    /// TOML document of its own (for the conformance kit's `--config`).
+    pub fn plugin_config_document(&self) -> String {
+        let creds = temp_state_dir("euca-creds").join("credentials");
+        std::fs::write(
+            &creds,
+            "[default]\naws_access_key_id = euca-test\naws_secret_access_key = euca-test-secret\n",
+        )
+        .unwrap();
+        format!(
+            r#"endpoint = "{}"
+clusters = {{ "euca-1a" = "cluster01" }}
+credentials = {{ file = "{}" }}
+instance_types = {{ "sp.micro" = "t2.micro", "sp.small" = "t2.small", "sp.medium" = "t3.medium", "sp.large" = "t3.large" }}
+images = {{ "skyport-tiny" = "emi-03cf127a" }}
+"#,
+            self.endpoint,
+            creds.display()
+        )
+    }
+
     /// A `[[plugins]]` entry for a `eucalyptus` provider named `name` (region `euca-1`,
     /// zone `euca-1a` = cluster `cluster01`).
     pub fn provider_config(&self, name: &str) -> String {

@@ -1,9 +1,9 @@
 //! `skyport plugins test`, the provider conformance kit, run as an author would: on every
-//! first-party provider (it passes) and on a fixture that is no provider (it fails, saying
-//! why, and runs nothing that depends on what failed).
+//! first-party provider, local-vmm, ec2 and eucalyptus (it passes), and on a fixture that
+//! is no provider (it fails, saying why, and runs nothing that depends on what failed).
 #![forbid(unsafe_code)]
 
-use skyport_e2e::ec2::Moto;
+use skyport_e2e::ec2::{EucaShim, Moto};
 use skyport_e2e::{fixture, guest_library, run_cli, target_dir, temp_state_dir};
 
 /// Runs the kit on `file` with `config` as the plugin's configuration.
@@ -60,6 +60,16 @@ fn the_ec2_provider_conforms_in_front_of_moto() {
     let (code, report) = kit(
         &target_dir().join("libskyport_ec2.so"),
         &moto.plugin_config_document(),
+    );
+    assert_conforms(code, &report);
+}
+
+#[test]
+fn the_eucalyptus_provider_conforms_in_front_of_a_eucalyptus_endpoint() {
+    let shim = EucaShim::start();
+    let (code, report) = kit(
+        &target_dir().join("libskyport_eucalyptus.so"),
+        &shim.plugin_config_document(),
     );
     assert_conforms(code, &report);
 }

@@ -251,6 +251,51 @@ async fn a_leak_past_the_memory_limit_ends_in_the_plugin_not_the_gateway() {
     );
 }
 
+#[tokio::test]
+async fn a_plugin_run_as_another_user_reads_none_of_the_gateways_secrets() {
+    let extra = plugin_entry("chaos", "chaos", "user = \"nobody\"");
+    let gw = Gateway::start_with(GatewayOptions {
+        extra,
+        ..Default::default()
+    });
+    let admin = gw.token("demo", None, &["admin"]);
+    let pid = plugin_view(&gw, &admin, "chaos").await["pid"]
+        .as_u64()
+        .unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let uid = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    assert_eq!(
+        uid.split_whitespace().skip(1).collect::<Vec<_>>(),
+        ["65534"; 4],
+        "{uid}"
+    );
+    let pong: serde_json::Value = gw
+        .post_json("/admin/plugins/chaos/ops/chaos.ping", &admin, None)
+        .await;
+    let home = gw.state_dir.join("plugins").join("chaos");
+    assert_eq!(pong["result"]["home"], home.to_str().unwrap(), "{pong}");
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(std::fs::metadata(&home).unwrap().uid(), 65534);
+    for secret in [
+        "certs/server-key.pem",
+        "certs/jwt-signing-key.pem",
+        "skyport.db",
+        "skyport.db-wal",
+    ] {
+        let path = gw.state_dir.join(secret);
+        assert!(path.exists(), "{secret}");
+        let read: serde_json::Value = gw
+            .post_json(
+                "/admin/plugins/chaos/ops/chaos.read",
+                &admin,
+                Some(serde_json::json!({"path": path})),
+            )
+            .await;
+        let error = read["result"]["error"].as_str().unwrap_or_default();
+        assert!(error.contains("Permission denied"), "{secret}: {read}");
+    }
+}
+
 /// Where an ELF64 library's last loadable segment ends in the file.
 fn loaded_size(elf: &[u8]) -> usize {
     let u16_at = |at: usize| u16::from_le_bytes(elf[at..at + 2].try_into().unwrap()) as usize;

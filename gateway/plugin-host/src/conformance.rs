@@ -433,6 +433,17 @@ pub async fn run(plugins: &dyn Plugins, plugin: &str, clock: SharedClock) -> Rep
         if again.id == id {
             Ok(((), String::new()))
         } else {
+            // The kit leaves nothing running: the duplicate goes at once.
+            let _ = call(
+                plugins,
+                &p,
+                contract::INSTANCE_TERMINATE,
+                json!(InstanceRef {
+                    id: again.id.clone()
+                }),
+                contract::INSTANCE_DEADLINE,
+            )
+            .await;
             Err(format!(
                 "the second create made {} beside {id}: a retried create must answer the instance the key made",
                 again.id

@@ -309,7 +309,10 @@ pub fn pin_copy(
         let keep = |e: std::io::Error| format!("cannot keep a copy in {}: {e}", dir.display());
         std::fs::create_dir_all(dir).map_err(keep)?;
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).map_err(keep)?;
-        let partial = dir.join(format!(".{sha256}.{}", std::process::id()));
+        // Unique per copy under way: two loads of one file never write one partial file.
+        static COPIES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let copy = COPIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let partial = dir.join(format!(".{sha256}.{}.{copy}", std::process::id()));
         std::fs::write(&partial, &bytes).map_err(keep)?;
         std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o644)).map_err(keep)?;
         std::fs::rename(&partial, &path).map_err(keep)?;

@@ -85,6 +85,76 @@ impl Running {
     }
 }
 
+/// Creates an instance's state directory and gives it to `user`, who runs its process.
+fn own_state_dir(dir: &Path, user: &str) -> Result<(), String> {
+    let (uid, gid) = crate::isolation::supervisor::lookup_user(user)?;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| format!("cannot make its state directory {}: {e}", dir.display()))?;
+    rustix::fs::chown(
+        dir,
+        Some(rustix::fs::Uid::from_raw(uid)),
+        Some(rustix::fs::Gid::from_raw(gid)),
+    )
+    .map_err(|e| format!("cannot give {} to user {user}: {e}", dir.display()))?;
+    for ancestor in dir.ancestors().skip(1) {
+        searchable_by(ancestor, uid, gid).map_err(|mode| {
+            format!(
+                "user {user} cannot reach its state directory: {} (mode {mode:o}) is not \
+                 searchable by it; allow it (chmod o+x) or run the plugin without `user`",
+                ancestor.display()
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// Whether `uid`/`gid` may pass through directory `dir`; its mode when not.
+fn searchable_by(dir: &Path, uid: u32, gid: u32) -> Result<(), u32> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::metadata(dir) else {
+        return Ok(()); // what cannot be inspected is left to the kernel to refuse
+    };
+    let mode = meta.mode() & 0o7777;
+    let bit = if meta.uid() == uid {
+        0o100
+    } else if meta.gid() == gid {
+        0o010
+    } else {
+        0o001
+    };
+    if uid == 0 || mode & bit != 0 {
+        Ok(())
+    } else {
+        Err(mode)
+    }
+}
+
+/// A call counted in its version's `in_flight` until it is dropped (answered or
+/// abandoned), so a replaced version drains exactly the calls it still owes.
+struct InFlight(Arc<Running>);
+
+impl InFlight {
+    /// Counts a call on the version current now. The count is taken before the version is
+    /// confirmed current: a reload that replaces it afterwards sees the call and waits for
+    /// it, and a call that lost the race moves on to the new version.
+    fn on_current(handle: &PluginHandle) -> Self {
+        loop {
+            let running = handle.running();
+            running.in_flight.fetch_add(1, Ordering::SeqCst);
+            if Arc::ptr_eq(&running, &handle.running.load()) {
+                return Self(running);
+            }
+            running.in_flight.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// One configured plugin instance; the version running can be replaced by a reload.
 pub struct PluginHandle {
     /// Instance name (unique).
@@ -259,12 +329,21 @@ impl PluginRegistry {
         };
         let config_json = serde_json::to_value(&config.config)
             .map_err(|e| refuse(None, format!("config cannot be converted to JSON: {e}")))?;
-        let pinned = pin_copy(
-            file,
-            config.sha256.as_deref(),
-            &self.state_dir.join(".pinned"),
-        )
-        .map_err(|reason| refuse(None, reason))?;
+        let pinned = {
+            let (file, sha256, dir) = (
+                file.to_path_buf(),
+                config.sha256.clone(),
+                self.state_dir.join(".pinned"),
+            );
+            tokio::task::spawn_blocking(move || pin_copy(&file, sha256.as_deref(), &dir))
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|pinned| pinned)
+                .map_err(|reason| refuse(None, reason))?
+        };
+        if let Some(user) = &config.user {
+            own_state_dir(&self.state_dir.join(name), user).map_err(|e| refuse(None, e))?;
+        }
         let spec = ChildSpec {
             exe: self.host_exe.clone(),
             name: name.to_string(),
@@ -477,22 +556,18 @@ impl PluginRegistry {
         context: CallContext,
         timeout: Duration,
     ) -> Result<serde_json::Value, GatewayError> {
-        let running = handle.running();
-        running.in_flight.fetch_add(1, Ordering::SeqCst);
-        let result = self
-            .call_running(
-                &handle.name,
-                &running,
-                &handle.health,
-                op,
-                version,
-                params,
-                context,
-                timeout,
-            )
-            .await;
-        running.in_flight.fetch_sub(1, Ordering::SeqCst);
-        result
+        let running = InFlight::on_current(handle);
+        self.call_running(
+            &handle.name,
+            &running.0,
+            &handle.health,
+            op,
+            version,
+            params,
+            context,
+            timeout,
+        )
+        .await
     }
 
     /// Calls `op@version` on one running version of plugin `name`; a panic marks `health`.
@@ -528,7 +603,7 @@ impl PluginRegistry {
                 instance.start(request, completion);
                 receiver
             }
-            Backend::Process(process) => match process.start_call(&request, timeout).await {
+            Backend::Process(process) => match process.start_call(&request, timeout) {
                 Ok(receiver) => receiver,
                 Err(refused) => {
                     let (tx, rx) = tokio::sync::oneshot::channel();
@@ -546,7 +621,7 @@ impl PluginRegistry {
             Err(_elapsed) => {
                 match &running.backend {
                     Backend::InProcess(instance) => instance.cancel(id),
-                    Backend::Process(process) => process.cancel(id).await,
+                    Backend::Process(process) => process.cancel(id),
                 }
                 (
                     error_code::TIMEOUT.to_string(),
@@ -745,6 +820,24 @@ mod tests {
     use skyport_plugin_api::PluginError;
 
     use super::*;
+
+    #[test]
+    fn a_directory_is_searchable_by_owner_group_or_others_as_its_mode_says() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("skyport-searchable-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let set = |mode| std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode));
+        set(0o700).unwrap();
+        // Owned by root here: another uid in another group needs the others' bit.
+        assert_eq!(searchable_by(&dir, 65534, 65534), Err(0o700));
+        assert_eq!(searchable_by(&dir, 0, 0), Ok(()));
+        set(0o711).unwrap();
+        assert_eq!(searchable_by(&dir, 65534, 65534), Ok(()));
+        set(0o750).unwrap();
+        assert_eq!(searchable_by(&dir, 65534, 0), Ok(()), "group");
+        assert_eq!(searchable_by(&dir, 65534, 65534), Err(0o750));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn plugin_errors_map_to_gateway_kinds_keeping_the_cause_for_the_log() {

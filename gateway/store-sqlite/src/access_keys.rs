@@ -31,7 +31,6 @@ impl SqliteAccessKeys {
                 revoked_at TEXT
             );",
         )?;
-        restrict_to_owner(&state_dir.join("skyport.db"))?;
         Ok(Self { db })
     }
 }
@@ -130,11 +129,6 @@ fn row_to_key(row: &rusqlite::Row<'_>) -> Result<AccessKey, rusqlite::Error> {
     })
 }
 
-fn restrict_to_owner(path: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-}
-
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::PermissionsExt;
@@ -154,11 +148,15 @@ mod tests {
     #[test]
     fn the_database_holding_secrets_is_readable_by_its_owner_only() {
         let dir = crate::test_dir("access-keys-mode");
+        // Another store opens the database first, as the gateway does.
+        let _inventory = crate::SqliteInventory::open(&dir).unwrap();
         SqliteAccessKeys::open(&dir).unwrap();
-        let mode = std::fs::metadata(dir.join("skyport.db"))
-            .unwrap()
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o777, 0o600);
+        for file in ["skyport.db", "skyport.db-wal", "skyport.db-shm"] {
+            let mode = std::fs::metadata(dir.join(file))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{file}");
+        }
     }
 }

@@ -17,11 +17,35 @@ pub struct Db {
     what: &'static str,
 }
 
+/// Makes the database and its WAL and shared-memory files readable by their owner only
+/// (created so if missing): SQLite gives the files it creates the database's mode, and
+/// what they hold (access-key secrets among it) is no other user's to read, such as a
+/// plugin's process running as another user.
+fn restrict_to_owner(db: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(db)?;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut path = db.as_os_str().to_owned();
+        path.push(suffix);
+        match std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 impl Db {
     /// Opens `<state_dir>/skyport.db` in WAL mode and runs `schema` (idempotent DDL).
     pub fn open(state_dir: &Path, what: &'static str, schema: &str) -> anyhow::Result<Self> {
         std::fs::create_dir_all(state_dir)?;
-        let conn = Connection::open(state_dir.join("skyport.db"))?;
+        let path = state_dir.join("skyport.db");
+        restrict_to_owner(&path)?;
+        let conn = Connection::open(&path)?;
         conn.busy_timeout(Duration::from_secs(5))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;

@@ -15,6 +15,9 @@ use skyport_plugin_api::{ops, OpCall, PluginError};
 use crate::client::{Ec2Client, Secret, Signing};
 use crate::xml::Element;
 
+/// The most tags EC2 keeps on one resource.
+const EC2_MAX_TAGS: usize = 50;
+
 /// What distinguishes one EC2 dialect from another.
 #[derive(Debug, Clone)]
 pub struct Dialect {
@@ -314,7 +317,15 @@ impl Provider {
             ("skyport:id".into(), p.skyport_id.clone()),
             ("skyport:idempotency-key".into(), key.clone()),
         ];
-        tags.extend(p.tags.iter().map(|(k, v)| (k.clone(), v.clone())));
+        // The tenant's tags never stand in for Skyport's own (nor use the cloud's reserved
+        // `aws:` prefix), and the whole set stays within EC2's 50 tags per resource.
+        tags.extend(
+            p.tags
+                .iter()
+                .filter(|(k, _)| !k.starts_with("skyport:") && !k.starts_with("aws:"))
+                .take(EC2_MAX_TAGS - 3)
+                .map(|(k, v)| (k.clone(), v.clone())),
+        );
         let tag_params: Vec<(String, String)> = tags
             .iter()
             .enumerate()

@@ -182,6 +182,15 @@ impl InventorySync {
             self.instances.observe(record, &observed).await?;
         }
         let mut logged = self.logged.lock().unwrap_or_else(|p| p.into_inner());
+        // Only what the provider still runs is remembered: the set never outgrows it.
+        let prefix = format!("{provider}/");
+        logged.retain(|key| {
+            !key.starts_with(&prefix)
+                || joined
+                    .unmanaged
+                    .iter()
+                    .any(|vm| key[prefix.len()..] == vm.id)
+        });
         for vm in &joined.unmanaged {
             if logged.insert(format!("{provider}/{}", vm.id)) {
                 tracing::warn!(

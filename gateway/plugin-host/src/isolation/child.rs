@@ -102,6 +102,14 @@ pub fn run() -> i32 {
             return 2;
         }
     };
+    // The socket now lives only in descriptors closed on exec: programs the plugin starts
+    // (a VM monitor, a shell) neither inherit it nor keep it open after this process dies.
+    if let Err(e) = std::fs::File::open("/dev/null")
+        .and_then(|null| rustix::stdio::dup2_stdin(&null).map_err(std::io::Error::from))
+    {
+        eprintln!("skyport plugin-host: cannot close standard input: {e}");
+        return 2;
+    }
     let (mut reader, outbox) = match socket.try_clone() {
         Ok(write_half) => (
             BufReader::new(socket),

@@ -13,7 +13,7 @@ use std::collections::{HashMap, VecDeque};
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -30,6 +30,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
 use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
@@ -40,6 +41,8 @@ use crate::loader::{ManifestInfo, Refusal};
 
 /// How long a child may take to load its library and run the plugin's `init`.
 pub const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a process told to stop may take before it is killed.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// How long past its deadline a call may stay unanswered before its process is replaced.
 pub const STUCK_GRACE: Duration = Duration::from_secs(10);
 /// Crashes within [`CRASH_WINDOW`] after which a plugin stays down.
@@ -48,6 +51,11 @@ pub const MAX_CRASHES: usize = 5;
 pub const CRASH_WINDOW: Duration = Duration::from_secs(300);
 /// Lines of a child's standard error kept for the report of its death.
 const STDERR_TAIL: usize = 20;
+/// The longest line of a child's standard error logged as one line (longer ones are cut
+/// into pieces of this size).
+const STDERR_LINE: u64 = 4096;
+/// How long a process must have served for its next crash to restart it without waiting.
+const CALM_UPTIME: Duration = Duration::from_secs(60);
 /// Environment variables every child gets (everything else is scrubbed).
 const BASE_ENV: [&str; 6] = ["PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR"];
 
@@ -136,7 +144,8 @@ async fn launch(
     }
     if let Some(user) = &spec.user {
         let (uid, gid) = lookup_user(user).map_err(|e| refuse(&spec.name, None, e))?;
-        command.uid(uid).gid(gid);
+        // Its home is its state directory: the gateway's home is not its to read.
+        command.uid(uid).gid(gid).env("HOME", &spec.state_dir);
     }
     let mut child = command.spawn().map_err(|e| {
         refuse(
@@ -157,8 +166,10 @@ async fn launch(
     let stream = UnixStream::from_std(ours).map_err(|e| refuse(&spec.name, None, e.to_string()))?;
     let (read_half, write_half) = stream.into_split();
     let (first_tx, first_rx) = oneshot::channel::<FirstAnswer>();
+    let (frames_tx, frames_rx) = mpsc::unbounded_channel();
+    tokio::spawn(write_frames(write_half, frames_rx));
     let connection = Arc::new(Connection {
-        writer: tokio::sync::Mutex::new(write_half),
+        outbox: frames_tx,
         pending: Mutex::new(HashMap::new()),
         closed: AtomicBool::new(false),
         first: Mutex::new(Some(first_tx)),
@@ -174,7 +185,7 @@ async fn launch(
         state_dir: spec.state_dir.to_string_lossy().into_owned(),
         limits: spec.limits.clone(),
     };
-    let _ = connection.send(&init).await;
+    connection.send(&init);
     match tokio::time::timeout(START_TIMEOUT, first_rx).await {
         Ok(Ok(Ok(loaded))) => Ok(Running {
             child,
@@ -224,7 +235,7 @@ pub async fn check_in_child(spec: &ChildSpec) -> Result<Loaded, Refusal> {
 }
 
 /// The uid and gid of `user`, from the system's user database.
-fn lookup_user(user: &str) -> Result<(u32, u32), String> {
+pub fn lookup_user(user: &str) -> Result<(u32, u32), String> {
     let passwd = std::fs::read_to_string("/etc/passwd")
         .map_err(|e| format!("cannot read /etc/passwd to find user {user}: {e}"))?;
     passwd
@@ -241,8 +252,19 @@ async fn relay_stderr(
     pipe: tokio::process::ChildStderr,
     tail: Arc<Mutex<VecDeque<String>>>,
 ) {
-    let mut lines = BufReader::new(pipe).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
+    let mut reader = BufReader::new(pipe);
+    let mut bytes = Vec::new();
+    loop {
+        bytes.clear();
+        match (&mut reader)
+            .take(STDERR_LINE)
+            .read_until(b'\n', &mut bytes)
+            .await
+        {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        let line = String::from_utf8_lossy(&bytes).trim_end().to_string();
         tracing::warn!(target: "plugin", plugin = %plugin, "stderr: {line}");
         let mut tail = lock(&tail);
         if tail.len() == STDERR_TAIL {
@@ -261,8 +283,13 @@ async fn read_frame<T: for<'de> serde::Deserialize<'de>>(
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
         Err(e) => return Err(e),
     }
-    let mut body = vec![0u8; wire::frame_len(header)?];
-    reader.read_exact(&mut body).await?;
+    let len = wire::frame_len(header)?;
+    // Grown as bytes arrive: a header alone never reserves its announced length.
+    let mut body = Vec::with_capacity(len.min(wire::INITIAL_BODY));
+    reader.take(len as u64).read_to_end(&mut body).await?;
+    if body.len() < len {
+        return Err(std::io::ErrorKind::UnexpectedEof.into());
+    }
     wire::decode(&body).map(Some)
 }
 
@@ -298,9 +325,21 @@ struct Pending {
     result: oneshot::Sender<OpResult>,
 }
 
+/// Writes queued frames to a child, each one whole, until the queue closes or the child
+/// stops reading. Senders never wait: a call or a cancel dropped half way never leaves
+/// half a frame on the socket.
+async fn write_frames(mut writer: OwnedWriteHalf, mut frames: mpsc::UnboundedReceiver<Vec<u8>>) {
+    while let Some(frame) = frames.recv().await {
+        if writer.write_all(&frame).await.is_err() {
+            return;
+        }
+    }
+}
+
 /// The connection to one running process.
 struct Connection {
-    writer: tokio::sync::Mutex<OwnedWriteHalf>,
+    /// Frames for [`write_frames`].
+    outbox: mpsc::UnboundedSender<Vec<u8>>,
     pending: Mutex<HashMap<u64, Pending>>,
     /// Set once the process is going: new calls are refused.
     closed: AtomicBool,
@@ -311,9 +350,9 @@ struct Connection {
 }
 
 impl Connection {
-    async fn send(&self, message: &ToChild) -> std::io::Result<()> {
-        let frame = wire::encode(message);
-        self.writer.lock().await.write_all(&frame).await
+    /// Queues `message`; false once the child no longer reads.
+    fn send(&self, message: &ToChild) -> bool {
+        self.outbox.send(wire::encode(message)).is_ok()
     }
 
     /// Fails every call in flight with `error`; the ops that were in flight.
@@ -338,14 +377,9 @@ struct HostReply {
 
 impl CompletionSink for HostReply {
     fn complete(&self, result: OpResult) {
-        let (id, connection) = (self.id, Arc::clone(&self.connection));
-        tokio::spawn(async move {
-            let _ = connection
-                .send(&ToChild::HostReply {
-                    id,
-                    result: WireResult::from(result),
-                })
-                .await;
+        self.connection.send(&ToChild::HostReply {
+            id: self.id,
+            result: WireResult::from(result),
         });
     }
 }
@@ -354,10 +388,13 @@ impl CompletionSink for HostReply {
 pub struct ProcessPlugin {
     spec: ChildSpec,
     current: ArcSwapOption<Connection>,
+    /// The process now running, 0 when none is (for a kill when it will not stop).
+    pid: AtomicU32,
     health: ArcSwap<HealthCell>,
     host: Arc<GatewayHost>,
+    /// Set by a reload's retirement or the gateway's shutdown: no more restarts.
     stopping: AtomicBool,
-    stopped: tokio::sync::Notify,
+    supervisor: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl ProcessPlugin {
@@ -376,19 +413,28 @@ impl ProcessPlugin {
         let plugin = Arc::new(Self {
             spec,
             current: ArcSwapOption::empty(),
+            pid: AtomicU32::new(0),
             health: ArcSwap::new(health),
             host,
             stopping: AtomicBool::new(false),
-            stopped: tokio::sync::Notify::new(),
+            supervisor: Mutex::new(None),
         });
-        plugin.current.store(Some(Arc::clone(&running.connection)));
-        tokio::spawn(Arc::clone(&plugin).supervise(running));
+        plugin.serving(&running);
+        let supervisor = tokio::spawn(Arc::clone(&plugin).supervise(running));
+        *lock(&plugin.supervisor) = Some(supervisor);
         Ok((plugin, loaded))
     }
 
+    /// Makes `running` the process that takes calls.
+    fn serving(&self, running: &Running) {
+        self.pid
+            .store(running.connection.pid.unwrap_or(0), Ordering::SeqCst);
+        self.current.store(Some(Arc::clone(&running.connection)));
+    }
+
     /// Sends a call; the receiver resolves with its result, or with `UNAVAILABLE` if the
-    /// process dies first.
-    pub async fn start_call(
+    /// process dies first. Never waits: the frame is queued whole.
+    pub fn start_call(
         &self,
         request: &OpRequest,
         timeout: Duration,
@@ -419,7 +465,7 @@ impl ProcessPlugin {
                 },
             );
         }
-        if connection.send(&ToChild::from(request)).await.is_err() {
+        if !connection.send(&ToChild::from(request)) {
             lock(&connection.pending).remove(&request.id);
             return Err(unavailable());
         }
@@ -438,26 +484,43 @@ impl ProcessPlugin {
     }
 
     /// Asks the plugin to stop work on call `id`.
-    pub async fn cancel(&self, id: u64) {
+    pub fn cancel(&self, id: u64) {
         if let Some(connection) = self.current.load_full() {
-            let _ = connection.send(&ToChild::Cancel { id }).await;
+            connection.send(&ToChild::Cancel { id });
         }
     }
 
     /// Marks this process as on its way out (a reload replaced it): it finishes its calls
-    /// but is not restarted if it dies.
+    /// but is not restarted if it dies, and its fate no longer touches the instance's
+    /// health, which is the new version's now.
     pub fn retire(&self) {
         self.stopping.store(true, Ordering::SeqCst);
+        self.health
+            .store(Arc::new(HealthCell::detached(&self.spec.name)));
     }
 
-    /// Tells the process to stop and waits for it (at most 12 s; it is killed after 10).
+    /// Tells the process to stop and waits for its supervisor to finish; a process that
+    /// has not stopped within [`SHUTDOWN_GRACE`] is killed.
     pub async fn shutdown(&self) {
         self.stopping.store(true, Ordering::SeqCst);
-        let stopped = self.stopped.notified();
         if let Some(connection) = self.current.load_full() {
-            let _ = connection.send(&ToChild::Shutdown).await;
-            let _ = tokio::time::timeout(Duration::from_secs(12), stopped).await;
+            connection.send(&ToChild::Shutdown);
         }
+        let Some(mut supervisor) = lock(&self.supervisor).take() else {
+            return;
+        };
+        if tokio::time::timeout(SHUTDOWN_GRACE, &mut supervisor)
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        let pid = self.pid.load(Ordering::SeqCst);
+        if let Some(process) = rustix::process::Pid::from_raw(pid as i32) {
+            tracing::warn!(plugin = %self.spec.name, pid, "plugin process did not stop within {SHUTDOWN_GRACE:?}; killed");
+            let _ = rustix::process::kill_process(process, rustix::process::Signal::KILL);
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(5), supervisor).await;
     }
 
     /// Serves `first` until it dies, then starts the plugin again with a growing pause,
@@ -467,20 +530,25 @@ impl ProcessPlugin {
         let mut next = Some(first);
         let mut pause = Duration::from_millis(500);
         loop {
+            let served_from = Instant::now();
             let reason = match next.take() {
                 Some(running) => self.serve(running).await,
                 None => {
                     match launch(&self.spec, Purpose::Serve, Some(Arc::clone(&self.host))).await {
                         Ok(running) => {
-                            self.host
-                                .metrics
-                                .plugin_restarts
-                                .get_or_create(&vec![("plugin", self.spec.name.clone())])
-                                .inc();
-                            tracing::info!(plugin = %self.spec.name, "plugin process restarted");
-                            self.current.store(Some(Arc::clone(&running.connection)));
-                            self.health.load().set(true, None);
-                            pause = Duration::from_millis(500);
+                            self.serving(&running);
+                            if self.stopping.load(Ordering::SeqCst) {
+                                // Stopped while this one started: it stops too.
+                                running.connection.send(&ToChild::Shutdown);
+                            } else {
+                                self.host
+                                    .metrics
+                                    .plugin_restarts
+                                    .get_or_create(&vec![("plugin", self.spec.name.clone())])
+                                    .inc();
+                                tracing::info!(plugin = %self.spec.name, "plugin process restarted");
+                                self.health.load().set(true, None);
+                            }
                             self.serve(running).await
                         }
                         Err(refusal) => Some(format!("its restart failed: {}", refusal.reason)),
@@ -490,7 +558,13 @@ impl ProcessPlugin {
             let Some(reason) = reason else {
                 break; // told to stop
             };
+            if self.stopping.load(Ordering::SeqCst) {
+                break;
+            }
             let now = Instant::now();
+            if now.duration_since(served_from) >= CALM_UPTIME {
+                pause = Duration::from_millis(500);
+            }
             crashes.push_back(now);
             while crashes
                 .front()
@@ -517,7 +591,6 @@ impl ProcessPlugin {
                 break;
             }
         }
-        self.stopped.notify_waiters();
     }
 
     /// Waits for one process to end. `None` when it was told to stop, otherwise why it
@@ -526,11 +599,27 @@ impl ProcessPlugin {
         let Running {
             mut child,
             connection,
-            relay,
+            mut relay,
             stderr,
             ..
         } = running;
-        let ended = relay.await.unwrap_or(Ended::Stream);
+        // The stream ends when the process dies; a process that exits while something it
+        // started still holds its socket is noticed by its exit.
+        let mut exited = None;
+        let ended = tokio::select! {
+            ended = &mut relay => ended.unwrap_or(Ended::Stream),
+            status = child.wait() => {
+                exited = status.ok();
+                // What it wrote before it went is still read.
+                match tokio::time::timeout(Duration::from_secs(1), &mut relay).await {
+                    Ok(ended) => ended.unwrap_or(Ended::Stream),
+                    Err(_) => {
+                        relay.abort();
+                        Ended::Stream
+                    }
+                }
+            }
+        };
         self.current.store(None);
         let name = self.spec.name.clone();
         let stuck = match ended {
@@ -540,13 +629,7 @@ impl ProcessPlugin {
                 Some(op)
             }
         };
-        let status = match tokio::time::timeout(Duration::from_secs(10), child.wait()).await {
-            Ok(Ok(status)) => Some(status),
-            _ => {
-                let _ = child.kill().await;
-                child.try_wait().ok().flatten()
-            }
-        };
+        // Its callers learn at once; the forensics can wait for the exit status.
         let in_flight = connection.fail_all(|op| {
             PluginError::new(
                 error_code::UNAVAILABLE,
@@ -554,7 +637,18 @@ impl ProcessPlugin {
             )
             .retryable()
         });
-        if self.stopping.load(Ordering::SeqCst) && stuck.is_none() {
+        let status = match exited {
+            Some(status) => Some(status),
+            None => match tokio::time::timeout(Duration::from_secs(10), child.wait()).await {
+                Ok(Ok(status)) => Some(status),
+                _ => {
+                    let _ = child.kill().await;
+                    child.try_wait().ok().flatten()
+                }
+            },
+        };
+        self.pid.store(0, Ordering::SeqCst);
+        if self.stopping.load(Ordering::SeqCst) {
             return None;
         }
         let how = match (&stuck, status) {

@@ -15,6 +15,8 @@ use crate::loader::ManifestInfo;
 
 /// The largest frame either side accepts (a frame names its length before its bytes).
 pub const MAX_FRAME: usize = 64 << 20;
+/// What a frame's body reserves before its bytes arrive.
+pub const INITIAL_BODY: usize = 64 << 10;
 
 /// What the child must do with the library it is told about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -245,8 +247,13 @@ pub fn read_blocking<T: for<'de> Deserialize<'de>>(
         Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
         Err(e) => return Err(e),
     }
-    let mut body = vec![0u8; frame_len(header)?];
-    reader.read_exact(&mut body)?;
+    let len = frame_len(header)?;
+    // Grown as bytes arrive: a header alone never reserves its announced length.
+    let mut body = Vec::with_capacity(len.min(INITIAL_BODY));
+    reader.take(len as u64).read_to_end(&mut body)?;
+    if body.len() < len {
+        return Err(io::ErrorKind::UnexpectedEof.into());
+    }
     decode(&body).map(Some)
 }
 

@@ -50,6 +50,11 @@ impl InstanceService {
                 adoption.instance_type
             ))
         })?;
+        // One adoption of a VM at a time: a second one waits for none and gets a 409.
+        let _adopting = self.claims.claim(&format!(
+            "adopt:{}:{}",
+            adoption.provider, adoption.remote_id
+        ))?;
         let known = self
             .inventory
             .active_for_provider(&adoption.provider)
@@ -87,7 +92,8 @@ impl InstanceService {
             client_token: None,
         };
         self.inventory.insert(record.clone()).await?;
-        if record.state != "terminated" {
+        // Metered from now on if it runs; a stopped one starts its meter when started.
+        if matches!(record.state.as_str(), "pending" | "running") {
             self.meter.emit(&record, "run", Initiator::Api).await;
         }
         tracing::info!(

@@ -255,7 +255,9 @@ impl InstanceService {
         if matches!(&created, Err(e) if matches!(e.kind, ErrorKind::Timeout | ErrorKind::Unavailable))
         {
             // The provider may have made the VM and not said so: the same create again
-            // (same idempotency key) answers that VM instead of leaving it orphaned.
+            // (same idempotency key) answers that VM instead of leaving it orphaned. After
+            // a pause: a plugin being restarted gets a moment to come back.
+            tokio::time::sleep(CREATE_RETRY_PAUSE).await;
             created = provider.create(&record, itype).await;
         }
         let created = match created {
@@ -374,6 +376,10 @@ impl InstanceService {
         Ok(record)
     }
 }
+
+/// How long a create that timed out or found its provider unavailable waits before it
+/// asks once more.
+const CREATE_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// 404 for instance `id`.
 fn not_found(id: &str) -> GatewayError {
