@@ -90,6 +90,15 @@ pub fn canonical_request(
         .get(X_AMZ_CONTENT_SHA256)
         .and_then(|v| v.to_str().ok());
     if declared == Some("UNSIGNED-PAYLOAD") {
+        // The EC2 Query API carries its action and parameters in the body: a signature
+        // that does not cover it would let anyone who sees one request send another.
+        if !parts.body.is_empty() {
+            return Err(SigV4Error::AuthFailure(
+                "x-amz-content-sha256: UNSIGNED-PAYLOAD is refused for a request with a body; \
+                 sign the payload (its SHA-256)"
+                    .into(),
+            ));
+        }
         out.push_str("UNSIGNED-PAYLOAD");
         return Ok(out);
     }

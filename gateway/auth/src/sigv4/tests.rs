@@ -153,3 +153,37 @@ fn canonical_query_sorts_and_reencodes() {
         "a=x%20y&b=2&c=~"
     );
 }
+
+/// An unsigned payload is taken only where there is no payload: the EC2 Query API's body
+/// holds the action, so a signature that skips it would sign nothing that matters.
+#[test]
+fn unsigned_payload_is_refused_for_a_request_with_a_body() {
+    let signed = SignedRequest {
+        access_key_id: "AK".into(),
+        scope_date: "20150830".into(),
+        region: "us-east-1".into(),
+        amz_date: "20150830T123600Z".into(),
+        signed_headers: "host;x-amz-content-sha256;x-amz-date".into(),
+        signature: "".into(),
+        expires: None,
+    };
+    let mut headers = http::HeaderMap::new();
+    headers.insert("host", "ec2.amazonaws.com".parse().unwrap());
+    headers.insert("x-amz-date", "20150830T123600Z".parse().unwrap());
+    headers.insert("x-amz-content-sha256", "UNSIGNED-PAYLOAD".parse().unwrap());
+    let parts = |body: &'static [u8]| RequestParts {
+        method: "POST",
+        path: "/",
+        query: "",
+        headers: &headers,
+        authority: None,
+        body,
+    };
+    let canonical = canonical_request(&parts(b""), &signed).unwrap();
+    assert!(canonical.ends_with("\nUNSIGNED-PAYLOAD"), "{canonical}");
+    let refused = canonical_request(&parts(b"Action=CreateKeyPair&KeyName=k"), &signed);
+    assert!(
+        matches!(&refused, Err(SigV4Error::AuthFailure(m)) if m.contains("UNSIGNED-PAYLOAD")),
+        "{refused:?}"
+    );
+}
