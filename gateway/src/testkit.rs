@@ -129,6 +129,10 @@ impl TestGateway {
             tap: world.tap.clone(),
             metrics: Arc::clone(&world.metrics),
             clock,
+            bodies: crate::stack::request::BodyLimits::new(
+                config.server.max_buffered_body_bytes,
+                Duration::from_secs(config.server.body_read_timeout_secs),
+            ),
         };
         Self {
             native: NativeApi::new(Arc::clone(&services), Arc::clone(&auth)),

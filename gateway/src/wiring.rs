@@ -221,6 +221,10 @@ impl Gateway {
             tap,
             metrics,
             clock,
+            bodies: crate::stack::request::BodyLimits::new(
+                config.server.max_buffered_body_bytes,
+                Duration::from_secs(config.server.body_read_timeout_secs),
+            ),
         };
         let gateway = Self {
             stack,

@@ -53,15 +53,18 @@ pub fn fixture(name: &str) -> PathBuf {
 }
 
 /// The embedded default configuration, as shipped, with the local-vmm image library
-/// pointed at the guest image the test command prepares (`target/guest`).
+/// pointed at the guest image the test command prepares (`target/guest`), and one more
+/// tenant, `ops`, an operator tenant of its own: tests whose admin calls must be metered
+/// apart from the tenants they check use `ops` tokens for them.
 pub fn default_config() -> String {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    std::fs::read_to_string(repo.join("config/skyport.toml"))
+    let shipped = std::fs::read_to_string(repo.join("config/skyport.toml"))
         .expect("config/skyport.toml")
         .replace(
             "image_library = \"var/images\"",
             &format!("image_library = \"{}\"", guest_library().display()),
-        )
+        );
+    format!("{shipped}\n[tenants.ops]\noperator = true\n")
 }
 
 /// [`default_config`] with tenant `acme` on plan `plan` (defined by the caller's extra

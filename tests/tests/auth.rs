@@ -111,6 +111,12 @@ async fn bad_tokens_are_refused_with_401_problems() {
     future_nbf["nbf"] = (now + 600).into();
     cases.push(("nbf in the future", Some(gw.sign(&future_nbf))));
     cases.push(("garbage", Some("not.a.jwt".to_string())));
+    let mut empty_sub = standard_claims("demo");
+    empty_sub["sub"] = "".into();
+    cases.push(("empty sub", Some(gw.sign(&empty_sub))));
+    let mut year_long = standard_claims("demo");
+    year_long["exp"] = (now + 365 * 86400).into();
+    cases.push(("a year-long lifetime", Some(gw.sign(&year_long))));
 
     let client = gw.client();
     for (name, token) in cases {
@@ -198,7 +204,7 @@ async fn admin_routes_are_403_for_tenant_tokens_and_open_to_admins() {
         .iter()
         .map(|t| t["id"].as_str().unwrap())
         .collect();
-    assert_eq!(ids, ["acme", "demo"]);
+    assert_eq!(ids, ["acme", "demo", "ops"]);
 }
 
 #[tokio::test]
@@ -223,19 +229,28 @@ async fn unknown_routes_answer_with_problems_and_the_ec2_path_with_ec2_errors() 
 async fn admin_mtls_identity_reaches_admin_routes_and_other_services_do_not() {
     let gw = Gateway::start();
     let issuer = gw.dev_ca();
-    let key = rcgen::KeyPair::generate().unwrap();
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.subject_alt_names.push(rcgen::SanType::URI(
-        "spiffe://skyport/tenant/acme/svc/skyport-admin"
-            .try_into()
-            .unwrap(),
-    ));
-    let cert = params.signed_by(&key, &issuer).unwrap();
     let dir = skyport_e2e::temp_state_dir("admin-mtls");
-    std::fs::write(dir.join("admin.pem"), cert.pem()).unwrap();
-    std::fs::write(dir.join("admin-key.pem"), key.serialize_pem()).unwrap();
+    // The admin service's certificate, under the operator tenant and under another one.
+    let client_of = |tenant: &str| {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.subject_alt_names.push(rcgen::SanType::URI(
+            format!("spiffe://skyport/tenant/{tenant}/svc/skyport-admin")
+                .as_str()
+                .try_into()
+                .unwrap(),
+        ));
+        let cert = params.signed_by(&key, &issuer).unwrap();
+        let (pem, key_pem) = (
+            dir.join(format!("{tenant}.pem")),
+            dir.join(format!("{tenant}-key.pem")),
+        );
+        std::fs::write(&pem, cert.pem()).unwrap();
+        std::fs::write(&key_pem, key.serialize_pem()).unwrap();
+        gw.mtls_client(&pem, &key_pem)
+    };
 
-    let admin = gw.mtls_client(&dir.join("admin.pem"), &dir.join("admin-key.pem"));
+    let admin = client_of("demo");
     let r = admin.get(gw.url("/admin/tenants")).send().await.unwrap();
     assert_eq!(r.status(), 200);
     let who: serde_json::Value = admin
@@ -246,8 +261,16 @@ async fn admin_mtls_identity_reaches_admin_routes_and_other_services_do_not() {
         .json()
         .await
         .unwrap();
-    assert_eq!(who["tenant"], "acme");
+    assert_eq!(who["tenant"], "demo");
     assert_eq!(who["roles"], serde_json::json!(["admin"]));
+    // The same service name under a tenant that is no operator is no operator.
+    let elsewhere = client_of("acme");
+    let r = elsewhere
+        .get(gw.url("/admin/tenants"))
+        .send()
+        .await
+        .unwrap();
+    expect_problem(r, 403).await;
 
     let demo = gw.mtls_client(
         &gw.cert_path("client-demo.pem"),
@@ -256,4 +279,17 @@ async fn admin_mtls_identity_reaches_admin_routes_and_other_services_do_not() {
     let r = demo.get(gw.url("/admin/tenants")).send().await.unwrap();
     expect_problem(r, 403).await;
     std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn the_admin_role_of_a_tenant_that_is_not_an_operator_reaches_no_admin_route() {
+    let gw = Gateway::start();
+    let tenant_admin = gw.token("acme", None, &["admin"]);
+    let refused = expect_problem(gw.get("/admin/plugins", &tenant_admin).await, 403).await;
+    assert!(
+        refused["detail"].as_str().unwrap().contains("admin"),
+        "{refused}"
+    );
+    let operator = gw.token("demo", None, &["admin"]);
+    assert_eq!(gw.get("/admin/plugins", &operator).await.status(), 200);
 }

@@ -74,7 +74,7 @@ async fn a_vm_lifecycle_and_api_calls_are_billed_to_the_cent_and_only_to_their_t
     tokio::time::sleep(std::time::Duration::from_millis(500)).await; // tap flush: 100 ms
 
     // What the ledger holds, read by an operator of another tenant.
-    let admin = gw.token("acme", None, &["admin"]);
+    let admin = gw.token("ops", None, &["admin"]);
     let ledger = gw
         .post_json(
             "/admin/plugins/metering/ops/ledger.events",
@@ -238,7 +238,7 @@ fn lifecycle(id: &str, instance: &str, event: &str, time: &str) -> Value {
 #[tokio::test]
 async fn a_finalized_period_never_changes_and_late_events_become_corrections() {
     let gw = Gateway::start();
-    let admin = gw.token("acme", None, &["admin"]);
+    let admin = gw.token("ops", None, &["admin"]);
     let demo = gw.token("demo", None, &[]);
     let (previous, current) = previous_and_current_period();
     let batch = |events: Vec<Value>| json!({"sequence": 1, "events": events});
@@ -405,7 +405,7 @@ async fn a_finalized_period_never_changes_and_late_events_become_corrections() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill9_in_a_burst_loses_no_acknowledged_event_and_keeps_the_finalized_bill() {
     let mut gw = Gateway::start();
-    let admin = gw.token("acme", None, &["admin"]);
+    let admin = gw.token("ops", None, &["admin"]);
     let demo = gw.token("demo", Some("finance"), &[]);
     let (previous, _) = previous_and_current_period();
     let batch_path = "/admin/plugins/metering/ops/meter.batch";
@@ -488,7 +488,7 @@ async fn kill9_in_a_burst_loses_no_acknowledged_event_and_keeps_the_finalized_bi
     assert!(answered > 0 && !acknowledged.is_empty(), "the burst ran");
 
     // Every acknowledged lifecycle event is in the ledger, once.
-    let admin = gw.token("acme", None, &["admin"]);
+    let admin = gw.token("ops", None, &["admin"]);
     let events = gw
         .post_json(
             "/admin/plugins/metering/ops/ledger.events",

@@ -533,6 +533,24 @@ async fn a_reload_under_load_fails_no_request_and_a_bad_new_version_is_refused()
     let r = gw.post("/admin/plugins/nothing/reload", &admin, None).await;
     expect_problem(r, 404).await;
 
+    // A new version serving other regions is refused: that change takes a restart.
+    std::fs::copy(
+        skyport_e2e::target_dir().join("libskyport_example_provider.so"),
+        &installed,
+    )
+    .unwrap();
+    let r = gw.post("/admin/plugins/echo/reload", &admin, None).await;
+    let body = expect_problem(r, 409).await;
+    let detail = body["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("serves regions [proc-1 (proc-1a)], the running one [echo-1 (echo-1a)]"),
+        "{body}"
+    );
+    assert_eq!(
+        plugin_view(&gw, &admin, "echo").await["sha256"],
+        after_hup["sha256"]
+    );
+
     // An in-process instance reloads too (a new copy of the library beside the old).
     let trusted = plugin_view(&gw, &admin, "trusted").await;
     assert_eq!(trusted["isolation"], "in-process");

@@ -50,7 +50,7 @@ fn event(id: &str, record_type: &str, time: &str, attributes: Value) -> Value {
 async fn the_ledger_stores_each_request_once_and_audits_refused_events() {
     let gw = Gateway::start();
     let plugins = gw
-        .get_json("/admin/plugins", &gw.token("acme", None, &["admin"]))
+        .get_json("/admin/plugins", &gw.token("ops", None, &["admin"]))
         .await;
     assert!(
         plugins["plugins"]
@@ -60,8 +60,8 @@ async fn the_ledger_stores_each_request_once_and_audits_refused_events() {
             .any(|p| p["name"] == "metering" && p["kind"] == "metering"),
         "{plugins}"
     );
-    // Operators act as tenant acme here, so demo's ledger holds only demo's requests.
-    let admin = gw.token("acme", None, &["admin"]);
+    // Operators act as tenant ops here, so demo's ledger holds only demo's requests.
+    let admin = gw.token("ops", None, &["admin"]);
     let demo = gw.token("demo", Some("finance"), &[]);
     for _ in 0..5 {
         assert_eq!(gw.get("/v1/whoami", &demo).await.status(), 200);
@@ -175,7 +175,7 @@ async fn unacknowledged_batches_are_retried_and_count_once() {
         ..Default::default()
     });
     let demo = gw.token("demo", None, &[]);
-    let admin = gw.token("acme", None, &["admin"]);
+    let admin = gw.token("ops", None, &["admin"]);
     for _ in 0..3 {
         assert_eq!(gw.get("/v1/whoami", &demo).await.status(), 200);
     }
@@ -228,7 +228,7 @@ async fn a_created_vm_is_in_the_ledger_before_the_create_answers_even_across_kil
     assert_eq!(created["state"], "pending", "{created}");
     // The gateway dies the moment the create answered, before any tap flush.
     gw.kill9_and_restart();
-    let admin = gw.token("acme", None, &["admin"]);
+    let admin = gw.token("ops", None, &["admin"]);
     let lifecycle = ledger_events(&gw, &admin, "demo", "instance.lifecycle", 1).await;
     assert_eq!(lifecycle.len(), 1, "{lifecycle:?}");
     let run = &lifecycle[0]["attributes"];
@@ -277,7 +277,7 @@ async fn group_sync_meters_a_vm_the_ledger_never_heard_of_from_first_detection()
         &format!("{metering}\nconfig = {{ group_sync_secs = 1 }}"),
     ));
     gw.kill9_and_restart();
-    let admin = gw.token("acme", None, &["admin"]);
+    let admin = gw.token("ops", None, &["admin"]);
     let lifecycle = ledger_events(&gw, &admin, "demo", "instance.lifecycle", 1).await;
     assert_eq!(lifecycle.len(), 1, "{lifecycle:?}\n{}", gw.log());
     let discovered = &lifecycle[0];

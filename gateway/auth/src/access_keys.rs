@@ -163,13 +163,27 @@ pub struct AccessKeys {
 
 const ID_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
 
+/// What the lookup cache may hold, in bytes (estimated per entry).
+const CACHE_BYTES: u64 = 16 << 20;
+/// What one cache entry costs beside its id (the key, the secret, moka's own).
+const ENTRY_BYTES: usize = 256;
+
+/// Whether `id` could name an access key: 16-128 letters and digits, as AWS's own are
+/// (Skyport's are 20). Anything else is refused without a lookup.
+pub fn is_well_formed(id: &str) -> bool {
+    (16..=128).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
 impl AccessKeys {
     /// Keys kept in `store`; creation and revocation times are read from `clock`.
     pub fn new(store: Arc<dyn AccessKeyStore>, clock: SharedClock) -> Self {
         Self {
             store,
+            // Weighed by what an entry holds (its id, chosen by the caller, and a key), so
+            // the cache stays within [`CACHE_BYTES`] whatever ids callers send.
             cache: moka::future::Cache::builder()
-                .max_capacity(100_000)
+                .weigher(|id: &String, _| u32::try_from(id.len() + ENTRY_BYTES).unwrap_or(u32::MAX))
+                .max_capacity(CACHE_BYTES)
                 .time_to_live(LOOKUP_TTL)
                 .build(),
             clock,
@@ -229,6 +243,10 @@ impl AccessKeys {
         &self,
         access_key_id: &str,
     ) -> Result<Option<Arc<ActiveKey>>, GatewayError> {
+        if !is_well_formed(access_key_id) {
+            // No key has such an id: nothing to look up or to remember.
+            return Ok(None);
+        }
         if let Some(hit) = self.cache.get(access_key_id).await {
             return Ok(hit);
         }
@@ -253,6 +271,22 @@ mod tests {
 
     use super::memory::MemoryAccessKeys;
     use super::*;
+
+    #[tokio::test]
+    async fn ids_no_key_could_have_are_refused_without_a_lookup_or_a_cache_entry() {
+        let clock = ManualClock::at_unix(1_795_433_941);
+        let keys = AccessKeys::new(Arc::new(MemoryAccessKeys::default()), clock.clone());
+        for id in ["AKSP", "AKSP-NOT-ALNUM-0000", &"A".repeat(12_000)] {
+            assert!(!is_well_formed(id));
+            assert!(keys.active(id).await.unwrap().is_none());
+        }
+        keys.cache.run_pending_tasks().await;
+        assert_eq!(keys.cache.entry_count(), 0);
+        // A well-formed unknown id is looked up and remembered (briefly).
+        assert!(keys.active("AKSPAAAAAAAAAAAAAAAA").await.unwrap().is_none());
+        keys.cache.run_pending_tasks().await;
+        assert_eq!(keys.cache.entry_count(), 1);
+    }
 
     #[tokio::test]
     async fn a_key_is_created_looked_up_and_revoked_once() {

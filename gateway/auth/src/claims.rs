@@ -21,6 +21,9 @@ pub struct TokenClaims {
     /// Not before, seconds since the epoch, when the token says.
     #[serde(default, deserialize_with = "optional_numeric_date")]
     pub nbf: Option<u64>,
+    /// Issued at, seconds since the epoch, when the token says.
+    #[serde(default, deserialize_with = "optional_numeric_date")]
+    pub iat: Option<u64>,
 }
 
 /// A JWT NumericDate (RFC 7519 section 2): seconds since the epoch, which may carry a

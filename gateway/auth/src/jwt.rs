@@ -36,6 +36,8 @@ pub struct JwtVerifier {
     last_header: ArcSwapOption<HeaderKid>,
     /// Clock skew allowed for `exp` and `nbf`, in seconds.
     leeway: u64,
+    /// The longest lifetime (`exp` - `iat`, or `exp` - now) a token may have, in seconds.
+    max_lifetime: u64,
     clock: SharedClock,
 }
 
@@ -95,6 +97,7 @@ impl JwtVerifier {
             cache: TokenCache::new(config.token_cache_entries),
             last_header: ArcSwapOption::empty(),
             leeway: config.leeway_secs.min(30),
+            max_lifetime: config.max_token_lifetime_secs,
             clock,
         })
     }
@@ -175,6 +178,23 @@ impl JwtVerifier {
         })?;
         if data.claims.tenant.is_empty() {
             return Err(GatewayError::unauthenticated("token tenant claim is empty"));
+        }
+        if data.claims.sub.trim().is_empty() {
+            return Err(GatewayError::unauthenticated("token sub claim is empty"));
+        }
+        // A token that lives longer than the gateway allows is refused however it was
+        // signed: a leaked one must not stay good for years.
+        let lifetime = data.claims.exp.saturating_sub(
+            data.claims
+                .iat
+                .unwrap_or(now)
+                .min(now.saturating_add(self.leeway)),
+        );
+        if lifetime > self.max_lifetime.saturating_add(self.leeway) {
+            return Err(GatewayError::unauthenticated(format!(
+                "token lifetime ({lifetime} s) exceeds the {} s this gateway accepts (auth.jwt.max_token_lifetime_secs)",
+                self.max_lifetime
+            )));
         }
         // RFC 7519 §4.1.4 and §4.1.5, with the configured leeway.
         if data.claims.exp.saturating_add(self.leeway) < now {
@@ -265,6 +285,42 @@ mod tests {
         let claims = serde_json::json!({"sub": "alice", "tenant": "demo", "iss": config.issuer,
             "aud": config.audience, "nbf": nbf, "exp": exp});
         encode(&header, &claims, key).unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_empty_subject_and_a_lifetime_past_the_limit_are_refused() {
+        let t0 = 1_795_433_941;
+        let clock = ManualClock::at_unix(t0);
+        let (verifier, key) = verifier(clock.clone());
+        let config = Config::embedded().auth.jwt;
+        let mint_with = |claims: serde_json::Value| {
+            let mut header = Header::new(Algorithm::ES256);
+            header.kid = Some("k1".into());
+            let mut all = serde_json::json!({"sub": "alice", "tenant": "demo",
+                "iss": config.issuer, "aud": config.audience, "exp": t0 + 60});
+            for (k, v) in claims.as_object().unwrap() {
+                all[k] = v.clone();
+            }
+            encode(&header, &all, &key).unwrap()
+        };
+        let empty = mint_with(serde_json::json!({"sub": " "}));
+        let refused = verifier.verify(&empty).await.unwrap_err();
+        assert_eq!(refused.public, "token sub claim is empty");
+        // A year-long token, with or without iat.
+        for claims in [
+            serde_json::json!({"exp": t0 + 365 * 86400}),
+            serde_json::json!({"iat": t0 - 10, "exp": t0 + 365 * 86400}),
+        ] {
+            let refused = verifier.verify(&mint_with(claims)).await.unwrap_err();
+            assert!(
+                refused.public.contains("exceeds the 86400 s"),
+                "{}",
+                refused.public
+            );
+        }
+        // A day is fine.
+        let day = mint_with(serde_json::json!({"iat": t0, "exp": t0 + 86400}));
+        assert!(verifier.verify(&day).await.is_ok());
     }
 
     #[tokio::test]

@@ -88,6 +88,25 @@ impl Authenticator {
         ))
     }
 
+    /// What can be checked of a SigV4 request before its body is read: its signing
+    /// material is well formed, its time is within the window, and its access key exists
+    /// and is active. A request that fails here is refused without reading its body.
+    pub async fn screen_sigv4(
+        &self,
+        parts: &sigv4::RequestParts<'_>,
+    ) -> Result<(), sigv4::SigV4Error> {
+        let signed = sigv4::parse(parts)?;
+        sigv4::check_time(&signed, self.clock.wall(), self.max_skew)?;
+        match self.access_keys.active(&signed.access_key_id).await {
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => Err(sigv4::SigV4Error::AuthFailure(
+                "the access key id you provided does not exist in our records".into(),
+            )),
+            // Judged again, with the body, by authenticate_sigv4.
+            Err(_) => Ok(()),
+        }
+    }
+
     /// The JWT verifier (for reloads and metrics).
     pub fn jwt(&self) -> &Arc<jwt::JwtVerifier> {
         &self.jwt

@@ -119,6 +119,7 @@ mod tests {
             roles: Vec::new(),
             exp,
             nbf: None,
+            iat: None,
         })
     }
 

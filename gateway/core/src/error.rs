@@ -32,6 +32,10 @@ pub enum ErrorKind {
     Unavailable,
     /// Reserved for a later release (501).
     NotImplemented,
+    /// The request body is larger than the gateway accepts (413).
+    PayloadTooLarge,
+    /// The client did not send its request body in time (408).
+    RequestTimeout,
     /// A bug (500).
     Internal,
 }
@@ -52,6 +56,8 @@ impl ErrorKind {
             Self::Timeout => S::GATEWAY_TIMEOUT,
             Self::Unavailable => S::SERVICE_UNAVAILABLE,
             Self::NotImplemented => S::NOT_IMPLEMENTED,
+            Self::PayloadTooLarge => S::PAYLOAD_TOO_LARGE,
+            Self::RequestTimeout => S::REQUEST_TIMEOUT,
             Self::Internal => S::INTERNAL_SERVER_ERROR,
         }
     }
@@ -71,6 +77,8 @@ impl ErrorKind {
             Self::Timeout => "Timeout",
             Self::Unavailable => "Unavailable",
             Self::NotImplemented => "Not Implemented",
+            Self::PayloadTooLarge => "Payload Too Large",
+            Self::RequestTimeout => "Request Timeout",
             Self::Internal => "Internal Error",
         }
     }
@@ -90,6 +98,8 @@ impl ErrorKind {
             Self::Timeout => "timeout",
             Self::Unavailable => "unavailable",
             Self::NotImplemented => "not-implemented",
+            Self::PayloadTooLarge => "payload-too-large",
+            Self::RequestTimeout => "request-timeout",
             Self::Internal => "internal",
         }
     }

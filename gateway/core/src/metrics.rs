@@ -83,6 +83,11 @@ pub struct Metrics {
     pub plugin_crashes: Family<Labels, Counter>,
     /// Plugin processes started again after a crash (label: plugin).
     pub plugin_restarts: Family<Labels, Counter>,
+    /// Connections the API listener closed before their handshake (label: reason,
+    /// `global` or `peer` limit).
+    pub connections_refused: Family<Labels, Counter>,
+    /// Connections open on the API listener.
+    pub connections_open: Gauge,
     /// Metrics reported by plugins through the host (labels: plugin, name, then the
     /// plugin's own labels).
     pub plugin_reported: Family<Vec<(String, String)>, Gauge<f64, AtomicU64>>,
@@ -123,6 +128,18 @@ impl Metrics {
         let plugin_healthy = Family::<Labels, Gauge>::default();
         let plugin_crashes = Family::<Labels, Counter>::default();
         let plugin_restarts = Family::<Labels, Counter>::default();
+        let connections_refused = Family::<Labels, Counter>::default();
+        let connections_open = Gauge::default();
+        registry.register(
+            "connections_refused",
+            "API connections closed before their handshake: the listener's or the peer's connection limit was reached",
+            connections_refused.clone(),
+        );
+        registry.register(
+            "connections_open",
+            "Connections open on the API listener",
+            connections_open.clone(),
+        );
         let plugin_reported = Family::<Vec<(String, String)>, Gauge<f64, AtomicU64>>::default();
         let tap_dropped = Counter::default();
         let tap_enqueued = Counter::default();
@@ -221,6 +238,8 @@ impl Metrics {
             plugin_healthy,
             plugin_crashes,
             plugin_restarts,
+            connections_refused,
+            connections_open,
             plugin_reported,
             tap_dropped,
             tap_enqueued,

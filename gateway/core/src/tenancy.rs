@@ -58,12 +58,23 @@ pub struct TenantContext {
     pub subject: String,
     /// How the identity was proven.
     pub source: IdentitySource,
+    /// Whether the caller is an operator: the `admin` role (a token's, or an admin
+    /// service's certificate) of a tenant marked `operator = true`. Only operators use the
+    /// admin API, which reaches every tenant.
+    pub operator: bool,
 }
 
 impl TenantContext {
-    /// Whether the caller holds the `admin` role.
+    /// Whether the caller may use the admin API (see [`TenantContext::operator`]).
     pub fn is_admin(&self) -> bool {
-        self.roles.iter().any(|r| r == "admin")
+        self.operator
+    }
+
+    /// Whether the caller may see a resource of its tenant recorded under `department`: a
+    /// caller without a department sees the whole tenant, one with a department sees only
+    /// that department's.
+    pub fn sees_department(&self, department: Option<&str>) -> bool {
+        self.department.is_none() || self.department.as_deref() == department
     }
 }
 
@@ -133,7 +144,9 @@ impl TenantDirectory {
                 )));
             }
         }
+        let operator = tenant.operator && principal.roles.iter().any(|r| r == "admin");
         Ok(TenantContext {
+            operator,
             tenant: self
                 .ids
                 .get(&principal.tenant)
@@ -143,5 +156,57 @@ impl TenantDirectory {
             subject: principal.subject,
             source: principal.source,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn directory() -> TenantDirectory {
+        let tenant = |operator: bool| TenantConfig {
+            departments: vec!["ops".into(), "web".into()],
+            operator,
+            ..Default::default()
+        };
+        TenantDirectory::new(BTreeMap::from([
+            ("ops-team".to_string(), tenant(true)),
+            ("acme".to_string(), tenant(false)),
+        ]))
+    }
+
+    fn principal(tenant: &str, department: Option<&str>, roles: &[&str]) -> Principal {
+        Principal {
+            tenant: tenant.into(),
+            department: department.map(str::to_owned),
+            roles: roles.iter().map(|r| r.to_string()).collect(),
+            subject: "someone".into(),
+            source: IdentitySource::Jwt,
+        }
+    }
+
+    #[test]
+    fn only_the_admin_role_of_an_operator_tenant_is_an_operator() {
+        let tenants = directory();
+        let resolve = |p| tenants.resolve(p).unwrap().is_admin();
+        assert!(resolve(principal("ops-team", None, &["admin"])));
+        assert!(!resolve(principal("ops-team", None, &[])));
+        assert!(
+            !resolve(principal("acme", None, &["admin"])),
+            "a tenant's own admin"
+        );
+    }
+
+    #[test]
+    fn a_department_caller_sees_its_department_and_a_tenant_caller_all() {
+        let tenants = directory();
+        let web = tenants
+            .resolve(principal("acme", Some("web"), &[]))
+            .unwrap();
+        assert!(web.sees_department(Some("web")));
+        assert!(!web.sees_department(Some("ops")));
+        assert!(!web.sees_department(None));
+        let whole = tenants.resolve(principal("acme", None, &[])).unwrap();
+        assert!(whole.sees_department(Some("ops")) && whole.sees_department(None));
     }
 }

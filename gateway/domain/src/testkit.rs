@@ -337,5 +337,6 @@ pub fn caller(tenant: &str, department: Option<&str>) -> TenantContext {
         roles: Vec::new(),
         subject: "tester".into(),
         source: IdentitySource::Jwt,
+        operator: false,
     }
 }

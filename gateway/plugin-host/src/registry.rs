@@ -469,6 +469,10 @@ impl PluginRegistry {
             Arc::clone(&new).shutdown(name).await;
             return Err(ReloadError::Unhealthy(reason));
         }
+        if let Err(changed) = self.same_regions(name, &old, &new, &trial_health).await {
+            Arc::clone(&new).shutdown(name).await;
+            return Err(changed);
+        }
         if let Backend::Process(process) = &new.backend {
             process.report_health_to(Arc::clone(&handle.health));
         }
@@ -491,6 +495,59 @@ impl PluginRegistry {
             version: new.manifest.version.clone(),
             sha256: new.sha256.clone(),
         })
+    }
+
+    /// Whether `new` serves the regions `old` does (both asked `regions@1`; a plugin that
+    /// serves neither has none).
+    async fn same_regions(
+        &self,
+        name: &str,
+        old: &Running,
+        new: &Running,
+        health: &HealthCell,
+    ) -> Result<(), ReloadError> {
+        let regions_op = format!("{}@1", ops::REGIONS);
+        let mut answers = Vec::new();
+        for running in [old, new] {
+            if !running.ops.contains(&regions_op) {
+                answers.push("none".to_string());
+                continue;
+            }
+            let answer = self
+                .call_running(
+                    name,
+                    running,
+                    health,
+                    ops::REGIONS,
+                    1,
+                    "{}".into(),
+                    CallContext::default(),
+                    Duration::from_secs(10),
+                )
+                .await
+                .map_err(|e| {
+                    ReloadError::Unhealthy(format!(
+                        "regions@1 failed: {}",
+                        e.cause.clone().unwrap_or(e.public.clone())
+                    ))
+                })?;
+            let regions: Vec<ops::Region> = serde_json::from_value(answer)
+                .map_err(|e| ReloadError::Unhealthy(format!("regions@1 answer malformed: {e}")))?;
+            let mut names: Vec<String> = regions
+                .iter()
+                .map(|r| format!("{} ({})", r.name, r.zones.join(", ")))
+                .collect();
+            names.sort();
+            answers.push(format!("[{}]", names.join(", ")));
+        }
+        if answers[0] == answers[1] {
+            Ok(())
+        } else {
+            Err(ReloadError::RegionsChanged {
+                old: answers.remove(0),
+                new: answers.remove(0),
+            })
+        }
     }
 
     /// Asks a plugin for its health and records the answer.
@@ -705,6 +762,15 @@ pub enum ReloadError {
     /// The new version started but did not answer healthy.
     #[error("the new version is not healthy: {0}")]
     Unhealthy(String),
+    /// The new version serves other regions than the running one: inventory, placement
+    /// and the region list were built on the old set, so such a change needs a restart.
+    #[error("the new version serves regions {new}, the running one {old}: a change of regions takes a restart of the gateway")]
+    RegionsChanged {
+        /// What the running version serves.
+        old: String,
+        /// What the new one serves.
+        new: String,
+    },
 }
 
 /// Logs a warning when the plugin was built against a newer plugin-api minor than this

@@ -4,5 +4,6 @@
 //! documents ([`problem`]).
 
 pub mod ec2;
+pub mod failure_log;
 pub mod native;
 pub mod problem;

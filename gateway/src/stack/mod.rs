@@ -5,8 +5,9 @@
 //! 1. request id (`x-request-id`, generated when absent, echoed); every client-sent
 //!    `x-skyport-*` header removed before anything reads it;
 //! 2. **route** (door): unknown paths and methods are refused before authentication;
-//! 3. the body, when the door authenticates over it (SigV4 signs it), up to
-//!    [`request::MAX_BODY_BYTES`];
+//! 3. the body, when the door authenticates over it (SigV4 signs it), after the door has
+//!    screened what it can without it (**screen**: door), up to
+//!    [`request::MAX_BODY_BYTES`], within a deadline and a budget across connections;
 //! 4. **authenticate** (door) -> a principal;
 //! 5. tenant context: the tenant directory checks tenant and department;
 //! 6. per-tenant rate limit (the door renders a refusal: 429 problem, or EC2's 503
@@ -103,6 +104,17 @@ pub trait FrontDoor: Send + Sync + 'static {
     /// Whether authentication reads the body (it is then read before it, bounded).
     fn body_before_auth(&self, route: &Self::Route) -> bool;
 
+    /// What can be refused before the body is read, for doors whose authentication reads
+    /// it (a missing or unknown credential): an unauthenticated caller never makes the
+    /// gateway buffer a body.
+    fn screen(
+        &self,
+        _route: &Self::Route,
+        _head: &Parts,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send {
+        async { Ok(()) }
+    }
+
     /// Who is calling.
     fn authenticate(
         &self,
@@ -151,6 +163,8 @@ pub struct Stack {
     pub metrics: Arc<Metrics>,
     /// Time.
     pub clock: SharedClock,
+    /// How request bodies are read.
+    pub bodies: request::BodyLimits,
 }
 
 /// Serves one request through `door` (the server's bodies are hyper's `Incoming`; tests
@@ -209,7 +223,11 @@ where
     let mut body = Bytes::new();
     let mut incoming = Some(incoming);
     if door.body_before_auth(&route) {
-        body = request::read_body(incoming.take().expect("unread")).await?;
+        door.screen(&route, &head).await?;
+        body = stack
+            .bodies
+            .read(&head.headers, incoming.take().expect("unread"))
+            .await?;
     }
     let principal = door.authenticate(&mut route, &head, &body, conn).await?;
     let ctx = &*outcome.tenant.insert(stack.tenants.resolve(principal)?);
@@ -223,7 +241,10 @@ where
     let facts = door.admit(&mut route, ctx, &head, &body)?;
     outcome.route = facts.template;
     if facts.admin && !ctx.is_admin() {
-        return Err(GatewayError::forbidden("the admin API requires the admin role").into());
+        return Err(GatewayError::forbidden(
+            "the admin API requires the admin role of an operator tenant (`operator = true`)",
+        )
+        .into());
     }
     let cacheable = facts.cache_ttl.map(|ttl| {
         let (path, query) = door.cache_key(&route, &head, &body);
@@ -242,7 +263,7 @@ where
     }
     if facts.takes_body {
         if let Some(incoming) = incoming.take() {
-            body = request::read_body(incoming).await?;
+            body = stack.bodies.read(&head.headers, incoming).await?;
         }
     }
     let call = Call {

@@ -3,11 +3,15 @@
 //! client-sent `x-skyport-*` header.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Limited};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use skyport_auth::ServiceIdentity;
+use skyport_core::error::ErrorKind;
 use skyport_core::error::GatewayError;
+use tokio::sync::Semaphore;
 
 /// Largest request body accepted by either front door.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -46,22 +50,88 @@ pub(crate) fn strip_identity_headers(headers: &mut http::HeaderMap) {
     }
 }
 
-/// A request body, whole, up to [`MAX_BODY_BYTES`].
-pub(crate) async fn read_body<B>(body: B) -> Result<Bytes, GatewayError>
-where
-    B: hyper::body::Body<Data = Bytes>,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    Limited::new(body, MAX_BODY_BYTES)
-        .collect()
+/// How request bodies are read: within a deadline, and within a budget of bytes being
+/// read at once across every connection (so that many slow or large bodies cannot take
+/// the gateway's memory).
+pub struct BodyLimits {
+    /// The budget, in KiB.
+    budget: Arc<Semaphore>,
+    /// Time allowed for reading one body.
+    timeout: Duration,
+}
+
+/// How long a body waits for room in the budget before the request gets 503.
+const BUDGET_WAIT: Duration = Duration::from_secs(2);
+
+impl BodyLimits {
+    /// At most `budget_bytes` of bodies in reading at once, each read within `timeout`.
+    pub fn new(budget_bytes: usize, timeout: Duration) -> Self {
+        Self {
+            budget: Arc::new(Semaphore::new((budget_bytes / 1024).max(1))),
+            timeout,
+        }
+    }
+
+    /// A request body, whole, up to [`MAX_BODY_BYTES`]: 413 past it (at once when the
+    /// declared length says so), 408 when it does not arrive within the deadline, 503
+    /// when the budget stays full.
+    pub(crate) async fn read<B>(
+        &self,
+        headers: &http::HeaderMap,
+        body: B,
+    ) -> Result<Bytes, GatewayError>
+    where
+        B: hyper::body::Body<Data = Bytes>,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let too_large = || {
+            GatewayError::new(
+                ErrorKind::PayloadTooLarge,
+                format!("request body over {MAX_BODY_BYTES} bytes"),
+            )
+        };
+        let declared = headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+            return Err(too_large());
+        }
+        if declared == Some(0) {
+            return Ok(Bytes::new());
+        }
+        // Room for what it says it will send, or for the most it may send.
+        let reserve = declared.map_or(MAX_BODY_BYTES, |n| n as usize);
+        let kib = u32::try_from(reserve.div_ceil(1024).max(1)).unwrap_or(u32::MAX);
+        let _room = tokio::time::timeout(
+            BUDGET_WAIT,
+            Arc::clone(&self.budget).acquire_many_owned(kib),
+        )
         .await
-        .map(|c| c.to_bytes())
-        .map_err(|e| {
-            GatewayError::invalid(format!(
-                "request body unreadable or over {MAX_BODY_BYTES} bytes"
-            ))
-            .with_cause(e)
+        .ok()
+        .and_then(Result::ok)
+        .ok_or_else(|| {
+            GatewayError::new(
+                ErrorKind::Unavailable,
+                "the gateway is reading too many request bodies at once; retry shortly",
+            )
+        })?;
+        let collected =
+            tokio::time::timeout(self.timeout, Limited::new(body, MAX_BODY_BYTES).collect())
+                .await
+                .map_err(|_| {
+                    GatewayError::new(
+                        ErrorKind::RequestTimeout,
+                        format!("the request body did not arrive within {:?}", self.timeout),
+                    )
+                })?;
+        collected.map(|c| c.to_bytes()).map_err(|e| {
+            if e.is::<LengthLimitError>() {
+                too_large()
+            } else {
+                GatewayError::invalid("request body unreadable").with_cause(e)
+            }
         })
+    }
 }
 
 /// The request's `Content-Length`, 0 when absent or unreadable.

@@ -107,7 +107,7 @@ pub(crate) fn finish(
         request_id = %request_id,
         peer = %conn.peer,
         method = %method,
-        path = %uri.path(),
+        path = %crate::api::failure_log::clip(uri.path()),
         route = outcome.route,
         status,
         tenant = &*tenant_label,

@@ -62,6 +62,19 @@ impl PlacementAuditStore for SqlitePlacementAudit {
             .await
     }
 
+    async fn prune_explained(&self, before: &str) -> Result<u64, GatewayError> {
+        let before = before.to_string();
+        self.db
+            .with(move |conn| {
+                conn.execute(
+                    "DELETE FROM placements WHERE mode = 'explain' AND created_at < ?1",
+                    [before],
+                )
+                .map(|n| n as u64)
+            })
+            .await
+    }
+
     async fn get(&self, id: &str) -> Result<Option<Value>, GatewayError> {
         let id = id.to_string();
         let text: Option<String> = self

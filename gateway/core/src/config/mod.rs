@@ -115,6 +115,47 @@ pub struct ServerConfig {
     /// requests fail fast with 503 and the reason until it answers healthy again.
     #[serde(default = "default_health_probe")]
     pub health_probe_interval_secs: u64,
+    /// Most connections open at once on the API listener; unset: what the process's
+    /// descriptor limit leaves after a reserve for everything else.
+    #[serde(default)]
+    pub max_connections: Option<usize>,
+    /// Most connections open at once from one client address.
+    #[serde(default = "default_max_connections_per_peer")]
+    pub max_connections_per_peer: usize,
+    /// Time allowed for a TLS handshake.
+    #[serde(default = "default_handshake_timeout")]
+    pub handshake_timeout_secs: u64,
+    /// A connection with no request in flight and no bytes moving for this long is closed
+    /// (HTTP/1 and HTTP/2 alike).
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout_secs: u64,
+    /// Time allowed for reading a request body.
+    #[serde(default = "default_body_read_timeout")]
+    pub body_read_timeout_secs: u64,
+    /// Most request-body bytes being read at once across every connection; past it a
+    /// request waits briefly, then gets 503.
+    #[serde(default = "default_max_buffered_body_bytes")]
+    pub max_buffered_body_bytes: usize,
+}
+
+/// The most verified tokens `auth.jwt.token_cache_entries` may keep (the cache allocates
+/// its slots at start: about 16 bytes each, 160 MB at this bound).
+pub const MAX_TOKEN_CACHE_ENTRIES: u64 = 10_000_000;
+
+fn default_max_connections_per_peer() -> usize {
+    512
+}
+fn default_handshake_timeout() -> u64 {
+    10
+}
+fn default_idle_timeout() -> u64 {
+    60
+}
+fn default_body_read_timeout() -> u64 {
+    30
+}
+fn default_max_buffered_body_bytes() -> usize {
+    64 << 20
 }
 
 fn default_health_probe() -> u64 {
@@ -198,6 +239,10 @@ pub struct JwtConfig {
     /// Verified tokens kept in the token cache.
     #[serde(default = "default_token_cache")]
     pub token_cache_entries: u64,
+    /// The longest lifetime a token may have (`exp` - `iat`, or `exp` - now without
+    /// `iat`), in seconds.
+    #[serde(default = "default_max_token_lifetime")]
+    pub max_token_lifetime_secs: u64,
     /// Verification keys. Empty: the development key.
     #[serde(default)]
     pub keys: Vec<JwtKeyConfig>,
@@ -211,6 +256,9 @@ fn default_cooldown() -> u64 {
 }
 fn default_token_cache() -> u64 {
     100_000
+}
+fn default_max_token_lifetime() -> u64 {
+    24 * 3600
 }
 
 /// One `[[auth.jwt.keys]]` entry: exactly one of `pem`, `jwks_file`, `jwks_url`.
@@ -286,7 +334,7 @@ impl Default for InventoryConfig {
 }
 
 /// `[tenants.<id>]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TenantConfig {
     /// Departments (chargeback splits).
@@ -309,6 +357,10 @@ pub struct TenantConfig {
     /// The tenant's plan (`[plans.<name>]`); none: every offering, every region, raw
     /// requests allowed.
     pub plan: Option<String>,
+    /// Whether the tenant's `admin` role makes its holders operators: the admin API
+    /// reaches every tenant, so only the operating team's tenant should be marked so.
+    #[serde(default)]
+    pub operator: bool,
 }
 
 /// One `[[plugins]]` entry.
@@ -416,6 +468,42 @@ impl Config {
         }
         if self.server.max_header_bytes < 8192 {
             err("server.max_header_bytes".into(), "must be at least 8192");
+        }
+        if self.server.max_connections == Some(0) {
+            err("server.max_connections".into(), "must be at least 1");
+        }
+        if self.server.max_connections_per_peer == 0 {
+            err(
+                "server.max_connections_per_peer".into(),
+                "must be at least 1",
+            );
+        }
+        for (key, value) in [
+            ("handshake_timeout_secs", self.server.handshake_timeout_secs),
+            ("idle_timeout_secs", self.server.idle_timeout_secs),
+            ("body_read_timeout_secs", self.server.body_read_timeout_secs),
+        ] {
+            if !(1..=3600).contains(&value) {
+                err(format!("server.{key}"), "must be 1-3600");
+            }
+        }
+        if self.server.max_buffered_body_bytes < (1 << 20) {
+            err(
+                "server.max_buffered_body_bytes".into(),
+                "must be at least 1048576 (one request body of the largest size)",
+            );
+        }
+        if !(1..=MAX_TOKEN_CACHE_ENTRIES).contains(&self.auth.jwt.token_cache_entries) {
+            err(
+                "auth.jwt.token_cache_entries".into(),
+                "must be 1-10000000 (each entry is a slot allocated at start)",
+            );
+        }
+        if !(60..=366 * 24 * 3600).contains(&self.auth.jwt.max_token_lifetime_secs) {
+            err(
+                "auth.jwt.max_token_lifetime_secs".into(),
+                "must be 60-31622400 (a minute to a year)",
+            );
         }
         if self.auth.jwt.leeway_secs > 30 {
             err("auth.jwt.leeway_secs".into(), "must be at most 30");
@@ -574,9 +662,22 @@ mod tests {
     fn semantic_errors_are_all_reported() {
         let text = EMBEDDED_DEFAULT
             .replace("leeway_secs = 30", "leeway_secs = 300")
-            .replace("log_format = \"text\"", "log_format = \"xml\"");
+            .replace("log_format = \"text\"", "log_format = \"xml\"")
+            .replace("idle_timeout_secs = 60", "idle_timeout_secs = 0")
+            .replace(
+                "token_cache_entries = 100000",
+                "token_cache_entries = 9223372036854775807",
+            );
         let errs = Config::parse(&text).unwrap_err();
         let paths: Vec<_> = errs.0.iter().map(|e| e.path.as_str()).collect();
-        assert_eq!(paths, ["server.log_format", "auth.jwt.leeway_secs"]);
+        assert_eq!(
+            paths,
+            [
+                "server.log_format",
+                "server.idle_timeout_secs",
+                "auth.jwt.token_cache_entries",
+                "auth.jwt.leeway_secs"
+            ]
+        );
     }
 }

@@ -1,9 +1,10 @@
 //! Claims: one API operation at a time per instance. While an operation holds an
 //! instance, no other operation may start on it and the inventory sync leaves it alone
-//! (the operation records and meters its own outcome). In-process: each replica of a
-//! scaled-out gateway would need a shared lease instead.
+//! (the operation records and meters its own outcome). Admissions: one quota check and
+//! insert at a time per tenant. In-process: each replica of a scaled-out gateway would
+//! need a shared lease instead.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use skyport_core::error::{ErrorKind, GatewayError};
@@ -71,5 +72,26 @@ mod tests {
         drop(claim);
         assert!(!claims.is_claimed("i-1"));
         assert!(claims.claim("i-1").is_ok());
+    }
+}
+
+/// One admission at a time per tenant: a quota check and the insert that relies on its
+/// answer run under the tenant's lock, so concurrent orders never pass a quota together.
+#[derive(Default)]
+pub struct Admissions {
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl Admissions {
+    /// Waits for `tenant`'s lock; held until the guard is dropped.
+    pub async fn enter(&self, tenant: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = Arc::clone(
+            self.locks
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .entry(tenant.to_string())
+                .or_default(),
+        );
+        lock.lock_owned().await
     }
 }

@@ -2,6 +2,7 @@
 //! API parse their own wire formats, call these, and render the results their own way:
 //! there is one path from a tenant's request to a provider.
 
+pub mod cpu_work;
 pub mod deployments;
 pub mod diagnostics;
 pub mod images;

@@ -95,4 +95,11 @@ pub trait PlacementAuditStore: Send + Sync {
 
     /// The full record of placement `id`.
     async fn get(&self, id: &str) -> Result<Option<Value>, GatewayError>;
+
+    /// Removes the decisions that were only explained, made before `before` (RFC 3339);
+    /// how many. Decisions acted on are kept.
+    async fn prune_explained(&self, before: &str) -> Result<u64, GatewayError>;
 }
+
+/// How long a decision that was only explained is kept.
+pub const EXPLAIN_RETENTION: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);

@@ -115,7 +115,12 @@ pub struct PlacementService {
     audit: Arc<dyn PlacementAuditStore>,
     metrics: Arc<Metrics>,
     clock: SharedClock,
+    /// Explained decisions recorded since start (every [`PRUNE_EVERY`]th prunes old ones).
+    explained: std::sync::atomic::AtomicU64,
 }
+
+/// How many explained decisions are recorded between two prunings of old ones.
+const PRUNE_EVERY: u64 = 100;
 
 impl PlacementService {
     /// Placement over `catalog` and `rules`, among the `regions` the `plugins` serve,
@@ -140,6 +145,7 @@ impl PlacementService {
             audit,
             metrics,
             clock,
+            explained: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -185,6 +191,25 @@ impl PlacementService {
         );
         let id = entry.id.clone();
         self.audit.insert(entry).await?;
+        if mode == Mode::Explain
+            && self
+                .explained
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                % PRUNE_EVERY
+                == 0
+        {
+            let before = self.clock.wall() - audit::EXPLAIN_RETENTION;
+            match self.audit.prune_explained(&rfc3339_millis(before)).await {
+                Ok(0) => {}
+                Ok(pruned) => tracing::info!(
+                    pruned,
+                    "explained placement decisions past their retention removed"
+                ),
+                Err(e) => {
+                    tracing::warn!(error = %e.public, "pruning explained placement decisions failed")
+                }
+            }
+        }
         Ok(id)
     }
 

@@ -141,7 +141,16 @@ pub enum GatherError {
         /// The parameter.
         parameter: String,
     },
+    /// The caller gave a text value longer than [`MAX_PARAM_CHARS`].
+    TooLong {
+        /// The parameter.
+        parameter: String,
+    },
 }
+
+/// The longest text a caller may give a parameter: every decision is stored with its
+/// parameters, so a caller's value must not make the audit grow by megabytes.
+pub const MAX_PARAM_CHARS: usize = 1024;
 
 /// Parameters every compute resource needs.
 pub const REQUIRED_COMPUTE: &[&str] = &["image", "instance_type"];
@@ -194,6 +203,14 @@ pub fn gather(order: &Order<'_>) -> Result<ParamSet, GatherError> {
     for (name, value) in order.preferences {
         if locked(name) || !order.offering.user_params.iter().any(|p| p == name) {
             return Err(GatherError::NotUserSettable {
+                parameter: name.clone(),
+            });
+        }
+        if value
+            .as_text()
+            .is_some_and(|t| t.chars().count() > MAX_PARAM_CHARS)
+        {
+            return Err(GatherError::TooLong {
                 parameter: name.clone(),
             });
         }

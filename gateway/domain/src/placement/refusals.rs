@@ -66,6 +66,10 @@ pub(super) fn gather_error(
             "offering '{name}' does not let you set '{parameter}'; you may set: {}",
             offering.user_params.join(", ")
         )),
+        GatherError::TooLong { parameter } => GatewayError::invalid(format!(
+            "parameter '{parameter}' is longer than {} characters",
+            super::params::MAX_PARAM_CHARS
+        )),
         GatherError::Missing { parameter } => {
             tracing::warn!(offering = %name, tenant = %ctx.tenant, parameter = %parameter,
                 "order stopped: a required parameter has no value and no default");

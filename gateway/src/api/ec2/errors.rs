@@ -86,6 +86,8 @@ fn code_of(kind: ErrorKind, detail: Option<Detail>) -> (StatusCode, &'static str
             (S::SERVICE_UNAVAILABLE, "Unavailable")
         }
         ErrorKind::NotImplemented => (S::BAD_REQUEST, "InvalidAction"),
+        ErrorKind::PayloadTooLarge => (S::PAYLOAD_TOO_LARGE, "RequestEntityTooLarge"),
+        ErrorKind::RequestTimeout => (S::REQUEST_TIMEOUT, "RequestTimeout"),
         ErrorKind::Internal => (S::INTERNAL_SERVER_ERROR, "InternalError"),
     }
 }

@@ -129,6 +129,22 @@ impl FrontDoor for Ec2Api {
         true
     }
 
+    async fn screen(&self, _route: &Ec2Route, head: &Parts) -> Result<(), Ec2Error> {
+        let query = head.uri.query().unwrap_or("");
+        if !sigv4::is_signed(&head.headers, query) {
+            return Err(unsigned());
+        }
+        let parts = sigv4::RequestParts {
+            method: head.method.as_str(),
+            path: head.uri.path(),
+            query,
+            headers: &head.headers,
+            authority: head.uri.authority().map(|a| a.as_str()),
+            body: b"",
+        };
+        Ok(self.auth.screen_sigv4(&parts).await?)
+    }
+
     async fn authenticate(
         &self,
         route: &mut Ec2Route,
@@ -138,11 +154,7 @@ impl FrontDoor for Ec2Api {
     ) -> Result<Principal, Ec2Error> {
         let query = head.uri.query().unwrap_or("");
         if !sigv4::is_signed(&head.headers, query) {
-            return Err(Ec2Error::new(
-                StatusCode::UNAUTHORIZED,
-                "AuthFailure",
-                "this endpoint needs AWS Signature Version 4 (an access key from `skyport keys create`)",
-            ));
+            return Err(unsigned());
         }
         let signed = sigv4::RequestParts {
             method: head.method.as_str(),
@@ -177,14 +189,28 @@ impl FrontDoor for Ec2Api {
                 ),
             ));
         }
-        // Decoded only up to `Action`, borrowed where nothing was escaped: a cached read
-        // needs no more.
+        // A form is text: bytes that are not would make two different requests one cache
+        // key.
+        let form = form(head, body);
+        if std::str::from_utf8(form).is_err() {
+            return Err(Ec2Error::invalid_value(
+                "the request body is not valid UTF-8 (an EC2 Query form is URL-encoded text)",
+            ));
+        }
+        // Decoded only up to `Action` (and a second one, which is refused: the call must
+        // run the action the cache and the limits saw), borrowed where nothing was
+        // escaped: a cached read needs no more.
         let query = head.uri.query().unwrap_or("");
-        let name: Cow<'_, str> = form_urlencoded::parse(query.as_bytes())
-            .chain(form_urlencoded::parse(form(head, body)))
-            .find(|(k, _)| k == "Action")
-            .map(|(_, v)| v)
-            .ok_or_else(|| Ec2Error::missing("Action"))?;
+        let mut actions = form_urlencoded::parse(query.as_bytes())
+            .chain(form_urlencoded::parse(form))
+            .filter(|(k, _)| k == "Action")
+            .map(|(_, v)| v);
+        let name: Cow<'_, str> = actions.next().ok_or_else(|| Ec2Error::missing("Action"))?;
+        if actions.next().is_some() {
+            return Err(Ec2Error::invalid_value(
+                "Action is given more than once; give it once",
+            ));
+        }
         let action = actions::find(&name).ok_or_else(|| Ec2Error::invalid_action(&name))?;
         route.action = Some(action);
         Ok(RouteFacts {
@@ -254,11 +280,26 @@ impl FrontDoor for Ec2Api {
 
     fn render_error(&self, err: Ec2Error, request_id: &str) -> Response<Full<Bytes>> {
         if err.status.is_server_error() || err.cause.is_some() {
-            tracing::warn!(request_id, code = err.code, error = %err.message, cause = ?err.cause, "EC2 request failed");
+            crate::api::failure_log::failed(
+                request_id,
+                err.status,
+                err.code,
+                &err.message,
+                err.cause.as_deref(),
+            );
         }
         xml::xml_response(
             err.status,
             xml::error_document(err.code, &err.message, request_id),
         )
     }
+}
+
+/// The refusal of a request that carries no signature.
+fn unsigned() -> Ec2Error {
+    Ec2Error::new(
+        StatusCode::UNAUTHORIZED,
+        "AuthFailure",
+        "this endpoint needs AWS Signature Version 4 (an access key from `skyport keys create`)",
+    )
 }

@@ -13,6 +13,11 @@ pub struct Params {
     map: BTreeMap<String, String>,
 }
 
+/// The most `Filter.N` one request may give.
+pub const MAX_FILTERS: usize = 50;
+/// The most values one filter may have (EC2's own limit).
+pub const MAX_FILTER_VALUES: usize = 200;
+
 /// One `Filter.N`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Filter {
@@ -114,10 +119,18 @@ impl Params {
     }
 
     /// The numbered entries `prefix.N` (or, with a suffix, `prefix.N.suffix`) in N order.
+    ///
+    /// Only the names under `prefix.` are visited (a range of the sorted map), so reading
+    /// every filter's values is linear in the parameters, not quadratic.
     fn numbered(&self, prefix: &str, suffix: &str) -> Vec<(u32, &str)> {
+        let start = format!("{prefix}.");
         let mut out: Vec<(u32, &str)> = self
             .map
-            .iter()
+            .range::<str, _>((
+                std::ops::Bound::Included(start.as_str()),
+                std::ops::Bound::Unbounded,
+            ))
+            .take_while(|(k, _)| k.starts_with(&start))
             .filter_map(|(k, v)| {
                 let rest = k.strip_prefix(prefix)?.strip_prefix('.')?;
                 let n = if suffix.is_empty() {
@@ -142,13 +155,26 @@ impl Params {
 
     /// `Filter.N.Name` / `Filter.N.Value.M`.
     pub fn filters(&self) -> Result<Vec<Filter>, Ec2Error> {
-        self.numbered("Filter", "Name")
+        let named = self.numbered("Filter", "Name");
+        if named.len() > MAX_FILTERS {
+            return Err(Ec2Error::invalid_value(format!(
+                "{} filters given; at most {MAX_FILTERS} are allowed",
+                named.len()
+            )));
+        }
+        named
             .into_iter()
             .map(|(n, name)| {
                 let values = self.list(&format!("Filter.{n}.Value"));
                 if values.is_empty() {
                     return Err(Ec2Error::invalid_value(format!(
                         "The filter '{name}' has no values"
+                    )));
+                }
+                if values.len() > MAX_FILTER_VALUES {
+                    return Err(Ec2Error::invalid_value(format!(
+                        "The filter '{name}' has {} values; at most {MAX_FILTER_VALUES} are allowed",
+                        values.len()
                     )));
                 }
                 Ok(Filter {
@@ -225,6 +251,41 @@ mod tests {
         );
         assert!(p.tag_specifications("volume").is_err());
         assert_eq!(p.required("Nope").unwrap_err().code, "MissingParameter");
+    }
+
+    #[test]
+    fn filters_past_ec2s_limits_are_refused_naming_the_limit() {
+        let many: String = (1..=51)
+            .map(|n| format!("Filter.{n}.Name=tag%3Ak{n}&Filter.{n}.Value.1=v&"))
+            .collect();
+        let refused = params(&many).filters().unwrap_err();
+        assert!(
+            refused.message.contains("at most 50"),
+            "{}",
+            refused.message
+        );
+        let wide: String = (1..=201)
+            .map(|m| format!("Filter.1.Value.{m}=v{m}&"))
+            .collect();
+        let refused = params(&format!("Filter.1.Name=tag%3Ak&{wide}"))
+            .filters()
+            .unwrap_err();
+        assert!(
+            refused.message.contains("at most 200"),
+            "{}",
+            refused.message
+        );
+        // At the limits, every value is read, each in its filter.
+        let full: String = (1..=50)
+            .flat_map(|n| {
+                std::iter::once(format!("Filter.{n}.Name=tag%3Ak{n}&"))
+                    .chain((1..=200).map(move |m| format!("Filter.{n}.Value.{m}=v{n}-{m}&")))
+            })
+            .collect();
+        let filters = params(&full).filters().unwrap();
+        assert_eq!(filters.len(), 50);
+        assert!(filters.iter().all(|f| f.values.len() == 200));
+        assert_eq!(filters[9].values[199], "v10-200");
     }
 
     #[test]

@@ -203,3 +203,26 @@ async fn throttling_is_ec2s_503_with_when_to_retry() {
     );
     assert_eq!(refused.header("retry-after"), Some("1"));
 }
+
+#[tokio::test]
+async fn a_repeated_action_is_refused_rather_than_run_as_another_than_it_was_cached() {
+    let gw = TestGateway::new().await;
+    let (key, secret) = gw.access_key("demo").await;
+    let twice = gw
+        .ec2(
+            &[
+                ("Action", "DescribeRegions"),
+                ("Action", "DescribeKeyPairs"),
+            ],
+            Some((&key, &secret)),
+            "local-1",
+        )
+        .await;
+    assert_eq!(
+        (twice.status, code(&twice.body)),
+        (400, "InvalidParameterValue"),
+        "{}",
+        twice.body
+    );
+    assert!(twice.body.contains("more than once"), "{}", twice.body);
+}

@@ -10,6 +10,24 @@ use http_body_util::Full;
 pub const API_VERSION: &str = "2016-11-15";
 const NAMESPACE: &str = "http://ec2.amazonaws.com/doc/2016-11-15/";
 
+/// `text` with every character XML 1.0 cannot carry (control characters other than tab,
+/// line feed and carriage return; U+FFFE, U+FFFF) replaced by U+FFFD, so that no stored
+/// value can make a document a client cannot parse.
+fn xml_text(text: &str) -> std::borrow::Cow<'_, str> {
+    let invalid = |c: char| {
+        (c < ' ' && !matches!(c, '\t' | '\n' | '\r')) || matches!(c, '\u{FFFE}' | '\u{FFFF}')
+    };
+    if text.chars().any(invalid) {
+        std::borrow::Cow::Owned(
+            text.chars()
+                .map(|c| if invalid(c) { '\u{FFFD}' } else { c })
+                .collect(),
+        )
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    }
+}
+
 /// A small XML writer: elements nest through closures, text is always escaped.
 pub struct Xml {
     out: String,
@@ -35,7 +53,8 @@ impl Xml {
         self.out.push('<');
         self.out.push_str(tag);
         self.out.push('>');
-        self.out.push_str(&quick_xml::escape::escape(text.as_ref()));
+        self.out
+            .push_str(&quick_xml::escape::escape(xml_text(text.as_ref()).as_ref()));
         self.out.push_str("</");
         self.out.push_str(tag);
         self.out.push('>');
@@ -112,6 +131,17 @@ pub fn error_document(code: &str, message: &str, request_id: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn characters_xml_cannot_carry_are_replaced_not_written() {
+        let doc = Xml::response("DescribeTags", "r-1", |x| {
+            x.leaf("value", "a\u{0}b\u{1b}c\td\u{FFFF}");
+        });
+        assert!(
+            doc.contains("<value>a\u{FFFD}b\u{FFFD}c\td\u{FFFD}</value>"),
+            "{doc}"
+        );
+    }
 
     #[test]
     fn documents_nest_and_escape() {

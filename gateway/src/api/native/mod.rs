@@ -217,7 +217,13 @@ impl FrontDoor for NativeApi {
 
     fn render_error(&self, err: GatewayError, request_id: &str) -> Response<Full<Bytes>> {
         if err.kind == ErrorKind::Internal || err.cause.is_some() {
-            tracing::warn!(request_id, error = %err.public, cause = ?err.cause, "request failed");
+            crate::api::failure_log::failed(
+                request_id,
+                err.kind.status(),
+                err.kind.slug(),
+                &err.public,
+                err.cause.as_deref(),
+            );
         }
         problem::problem_response(&err, request_id)
     }

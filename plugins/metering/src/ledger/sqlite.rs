@@ -29,7 +29,10 @@ fn rfc3339(time: SystemTime) -> String {
 impl SqliteLedger {
     /// Opens (and migrates) `<dir>/ledger.db`.
     pub fn open(dir: &Path) -> Result<Self, LedgerError> {
-        let conn = Connection::open(dir.join("ledger.db"))?;
+        let path = dir.join("ledger.db");
+        owner_only(&path)
+            .map_err(|e| LedgerError(format!("cannot restrict {}: {e}", path.display())))?;
+        let conn = Connection::open(&path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         // 64 MiB of page cache (the default is 2 MiB): the id index stays in memory.
@@ -406,6 +409,27 @@ impl Ledger for SqliteLedger {
     }
 }
 
+/// Makes the ledger and its WAL and shared-memory files readable by their owner only
+/// (created so if missing): SQLite gives the files it creates the database's mode, and
+/// the ledger is every tenant's usage.
+fn owner_only(db: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(db)?;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut path = db.as_os_str().to_owned();
+        path.push(suffix);
+        match std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -466,6 +490,24 @@ mod tests {
         drop(ledger);
         let reopened = SqliteLedger::open(&dir).unwrap();
         assert_eq!(reopened.stats().unwrap().events["api.request"], 3);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn the_ledger_files_are_readable_by_their_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let (mut ledger, dir) = ledger("mode");
+        ledger
+            .ingest(&[event("e-1")], &Limits::default(), now())
+            .unwrap();
+        for file in ["ledger.db", "ledger.db-wal", "ledger.db-shm"] {
+            let mode = std::fs::metadata(dir.join(file))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{file}");
+        }
+        drop(ledger);
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -9,9 +9,6 @@ use crate::catalog::InstanceType;
 use crate::inventory::lifecycle::Initiator;
 use crate::inventory::InstanceRecord;
 
-/// Most tags an instance may carry (as on EC2).
-pub const MAX_TAGS: usize = 50;
-
 /// A state-changing instance action.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
@@ -214,11 +211,7 @@ impl InstanceService {
                 record.tags.remove(key);
             }
         }
-        if record.tags.len() > MAX_TAGS {
-            return Err(GatewayError::invalid(format!(
-                "an instance carries at most {MAX_TAGS} tags"
-            )));
-        }
+        super::tags::check(&record.tags)?;
         self.inventory
             .set_tags(&record.id, record.tags.clone())
             .await?;

@@ -6,6 +6,7 @@ mod actions;
 mod adopt;
 mod observe;
 mod provider;
+pub mod tags;
 #[cfg(test)]
 mod tests;
 
@@ -20,15 +21,16 @@ use skyport_core::metrics::Metrics;
 use skyport_core::tenancy::{TenantContext, TenantDirectory};
 use skyport_plugin_host::Plugins;
 
-pub use actions::{Action, MAX_TAGS};
+pub use actions::Action;
 pub use adopt::Adoption;
 pub use provider::PROVIDER_TIMEOUT;
+pub use tags::MAX_TAGS;
 
 use super::context;
 use crate::catalog::{
     instance_type, parse_instance_type, CatalogService, InstanceType, PlanConfig,
 };
-use crate::inventory::claims::Claims;
+use crate::inventory::claims::{Admissions, Claims};
 use crate::inventory::lifecycle::{Initiator, LifecycleMeter};
 use crate::inventory::{is_instance_id, new_instance_id, InstanceRecord, InventoryStore};
 use crate::placement::Decision;
@@ -89,6 +91,7 @@ impl CreateSpec {
 pub struct InstanceService {
     inventory: Arc<dyn InventoryStore>,
     claims: Claims,
+    admissions: Admissions,
     plugins: Arc<dyn Plugins>,
     tenants: Arc<TenantDirectory>,
     catalog: Arc<CatalogService>,
@@ -112,6 +115,7 @@ impl InstanceService {
         Self {
             inventory,
             claims: Claims::default(),
+            admissions: Admissions::default(),
             plugins,
             tenants,
             catalog,
@@ -225,12 +229,17 @@ impl InstanceService {
         request_id: &str,
         spec: CreateSpec,
     ) -> Result<InstanceRecord, GatewayError> {
+        tags::check(&spec.tags)?;
+        tags::check_name(spec.name.as_deref())?;
+        let department = self.department_for(ctx, spec.department)?;
+        // The token's lookup, the quota check and the insert under the tenant's admission:
+        // concurrent orders never pass a quota together, nor a token twice.
+        let admission = self.admissions.enter(&ctx.tenant).await;
         if let Some(token) = &spec.client_token {
             if let Some(existing) = self.inventory.by_client_token(&ctx.tenant, token).await? {
                 return Ok(existing);
             }
         }
-        let department = self.department_for(ctx, spec.department)?;
         self.check_quota(ctx, &[spec.instance_type]).await?;
         let itype = spec.instance_type;
         let mut record = InstanceRecord {
@@ -250,6 +259,7 @@ impl InstanceService {
             client_token: spec.client_token,
         };
         self.inventory.insert(record.clone()).await?;
+        drop(admission);
         let provider = self.provider(&record.provider, context(ctx, request_id));
         let mut created = provider.create(&record, itype).await;
         if matches!(&created, Err(e) if matches!(e.kind, ErrorKind::Timeout | ErrorKind::Unavailable))
@@ -282,7 +292,11 @@ impl InstanceService {
         ctx: &TenantContext,
         token: &str,
     ) -> Result<Option<InstanceRecord>, GatewayError> {
-        self.inventory.by_client_token(&ctx.tenant, token).await
+        Ok(self
+            .inventory
+            .by_client_token(&ctx.tenant, token)
+            .await?
+            .filter(|r| ctx.sees_department(r.department.as_deref())))
     }
 
     /// The tenant's instance `id` as last recorded: 400 for a malformed id, 404 for an
@@ -301,21 +315,30 @@ impl InstanceService {
         self.inventory
             .get(&ctx.tenant, id)
             .await?
+            .filter(|r| ctx.sees_department(r.department.as_deref()))
             .ok_or_else(|| not_found(id))
     }
 
-    /// The tenant's instance `id` as last recorded, or `None` (also for another tenant's).
+    /// The tenant's instance `id` as last recorded, or `None` (also for another tenant's,
+    /// or another department's when the caller acts for a department).
     pub async fn find(
         &self,
         ctx: &TenantContext,
         id: &str,
     ) -> Result<Option<InstanceRecord>, GatewayError> {
-        self.inventory.get(&ctx.tenant, id).await
+        Ok(self
+            .inventory
+            .get(&ctx.tenant, id)
+            .await?
+            .filter(|r| ctx.sees_department(r.department.as_deref())))
     }
 
-    /// The tenant's instances as last recorded, in id order (nothing asked of providers).
+    /// The tenant's instances as last recorded (the caller's department's only, when it
+    /// acts for one), in id order (nothing asked of providers).
     pub async fn records(&self, ctx: &TenantContext) -> Result<Vec<InstanceRecord>, GatewayError> {
-        self.inventory.list(&ctx.tenant).await
+        let mut records = self.inventory.list(&ctx.tenant).await?;
+        records.retain(|r| ctx.sees_department(r.department.as_deref()));
+        Ok(records)
     }
 
     /// The tenant's instance `id`, refreshed from its provider.
@@ -336,7 +359,7 @@ impl InstanceService {
         request_id: &str,
     ) -> Result<Vec<InstanceRecord>, GatewayError> {
         let mut out = Vec::new();
-        for record in self.inventory.list(&ctx.tenant).await? {
+        for record in self.records(ctx).await? {
             out.push(self.refresh_for_listing(ctx, request_id, record).await?);
         }
         Ok(out)

@@ -128,6 +128,45 @@ async fn another_tenants_instance_is_not_found_and_a_malformed_id_says_so() {
 }
 
 #[tokio::test]
+async fn a_department_caller_neither_sees_nor_touches_another_departments_instance() {
+    let world = World::new().await;
+    let finance = caller("demo", Some("finance"));
+    let created = world
+        .instances
+        .create(&finance, "req-1", spec("local-vmm", "local-1"))
+        .await
+        .unwrap();
+    let engineering = caller("demo", Some("engineering"));
+    let hidden = world
+        .instances
+        .get(&engineering, "req-2", &created.id)
+        .await
+        .unwrap_err();
+    assert_eq!(hidden.kind, ErrorKind::NotFound);
+    let refused = world
+        .instances
+        .act(&engineering, "req-3", &created.id, Action::Terminate)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.kind, ErrorKind::NotFound);
+    assert!(world
+        .instances
+        .list(&engineering, "req-4")
+        .await
+        .unwrap()
+        .is_empty());
+    // Its own department and the tenant as a whole see it.
+    for who in [&finance, &caller("demo", None)] {
+        let seen = world
+            .instances
+            .get(who, "req-5", &created.id)
+            .await
+            .unwrap();
+        assert_eq!(seen.state, "running");
+    }
+}
+
+#[tokio::test]
 async fn quotas_count_live_instances_and_a_terminated_one_frees_its_slot() {
     let world = World::with_config(|c| {
         c.replace(

@@ -17,6 +17,8 @@ use skyport_core::clock::SharedClock;
 use skyport_core::error::{Detail, ErrorKind, GatewayError, Resource};
 use skyport_core::ids::rfc3339_millis;
 
+use super::cpu_work::CpuWork;
+
 /// One stored key pair.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyPair {
@@ -67,12 +69,18 @@ const MAX_NAME: usize = 255;
 pub struct KeyPairService {
     store: Arc<dyn KeyPairStore>,
     clock: SharedClock,
+    /// Key generation's turn on the CPU.
+    cpu: CpuWork,
 }
 
 impl KeyPairService {
     /// Key pairs kept in `store`, created at `clock`'s time.
     pub fn new(store: Arc<dyn KeyPairStore>, clock: SharedClock) -> Self {
-        Self { store, clock }
+        Self {
+            store,
+            clock,
+            cpu: CpuWork::default(),
+        }
     }
 
     /// Creates a key pair; returns it with the private key (PKCS#8 PEM), shown only now.
@@ -83,7 +91,11 @@ impl KeyPairService {
         key_type: KeyType,
     ) -> Result<(KeyPair, String), GatewayError> {
         check_name(name)?;
-        let (public_key, private_pem) = material::generate(key_type)?;
+        // An RSA key takes tens of milliseconds of CPU: off the request workers, in turn.
+        let (public_key, private_pem) = self
+            .cpu
+            .run(tenant, move || material::generate(key_type))
+            .await??;
         let pair = self.insert(tenant, name, &public_key).await?;
         Ok((pair, private_pem))
     }

@@ -30,6 +30,30 @@ where
 {
     a_stored_decision_is_found_whole(new_store().await).await;
     an_unknown_id_is_not_found(new_store().await).await;
+    explained_decisions_are_pruned_and_acted_ones_kept(new_store().await).await;
+}
+
+async fn explained_decisions_are_pruned_and_acted_ones_kept(store: Arc<dyn PlacementAuditStore>) {
+    let at = |mode, time: &str| {
+        AuditEntry::new("demo", "req", mode, &decision("local-vmm"), time.into())
+    };
+    let old_explain = at(Mode::Explain, "2026-11-01T00:00:00.000Z");
+    let old_create = at(Mode::Create, "2026-11-01T00:00:00.000Z");
+    let new_explain = at(Mode::Explain, "2026-11-20T00:00:00.000Z");
+    for entry in [&old_explain, &old_create, &new_explain] {
+        store.insert(entry.clone()).await.unwrap();
+    }
+    let pruned = store
+        .prune_explained("2026-11-10T00:00:00.000Z")
+        .await
+        .unwrap();
+    assert_eq!(
+        pruned, 1,
+        "explained_decisions_are_pruned_and_acted_ones_kept"
+    );
+    assert!(store.get(&old_explain.id).await.unwrap().is_none());
+    assert!(store.get(&old_create.id).await.unwrap().is_some());
+    assert!(store.get(&new_explain.id).await.unwrap().is_some());
 }
 
 async fn a_stored_decision_is_found_whole(store: Arc<dyn PlacementAuditStore>) {

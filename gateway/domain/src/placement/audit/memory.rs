@@ -29,6 +29,13 @@ impl PlacementAuditStore for MemoryPlacementAudit {
         Ok(())
     }
 
+    async fn prune_explained(&self, before: &str) -> Result<u64, GatewayError> {
+        let mut entries = self.entries.lock().unwrap();
+        let count = entries.len();
+        entries.retain(|_, e| e.mode != super::Mode::Explain || e.created_at.as_str() >= before);
+        Ok((count - entries.len()) as u64)
+    }
+
     async fn get(&self, id: &str) -> Result<Option<Value>, GatewayError> {
         Ok(self
             .entries

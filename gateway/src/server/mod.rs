@@ -1,0 +1,206 @@
+//! The TLS listener: accept, handshake (bounded), HTTP/1.1 or HTTP/2 over hyper, graceful
+//! drain on shutdown.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+
+use skyport_auth::mtls::identity_from_certificate;
+
+use crate::api::ec2::Ec2Api;
+use crate::stack::request::ConnInfo;
+use crate::stack::{self};
+use crate::tls::ReloadableTls;
+use crate::wiring::Gateway;
+
+mod accept;
+mod budget;
+pub(crate) mod idle;
+
+pub(crate) use accept::AcceptBackoff;
+
+use budget::{global_limit, ConnectionBudget};
+
+/// Serves `listener` until `shutdown` flips, then drains in-flight requests for up to
+/// `drain` before returning. Connections are admitted within the listener's budget
+/// (globally and per client address) before their handshake, and closed once idle.
+pub async fn serve_tls(
+    listener: TcpListener,
+    gateway: Arc<Gateway>,
+    tls: Arc<ReloadableTls>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    drain: Duration,
+) {
+    let graceful = GracefulShutdown::new();
+    let server = &gateway.services.config.server;
+    let header_timeout = Duration::from_secs(server.header_read_timeout_secs);
+    let handshake_timeout = Duration::from_secs(server.handshake_timeout_secs);
+    let idle_timeout = Duration::from_secs(server.idle_timeout_secs);
+    let max_header_bytes = server.max_header_bytes;
+    let budget = ConnectionBudget::new(
+        global_limit(server.max_connections),
+        server.max_connections_per_peer,
+    );
+    let metrics = Arc::clone(&gateway.stack.metrics);
+    let mut accept_errors = AcceptBackoff::default();
+    let mut refusals = RefusalLog::default();
+    loop {
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    accept_errors.failed(&e).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => break,
+        };
+        accept_errors.accepted();
+        let admitted = match budget.admit(peer.ip()) {
+            Ok(admitted) => admitted,
+            Err(refused) => {
+                metrics
+                    .connections_refused
+                    .get_or_create(&vec![("reason", refused.label().to_string())])
+                    .inc();
+                refusals.refused(refused, peer.ip());
+                drop(tcp);
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = tls.acceptor();
+        let gateway = Arc::clone(&gateway);
+        let trust_domain = gateway.services.config.auth.mtls.trust_domain.clone();
+        let watcher = graceful.watcher();
+        let open = metrics.connections_open.clone();
+        tokio::spawn(async move {
+            let _admitted = admitted;
+            open.inc();
+            let _open = scopeguard(move || {
+                open.dec();
+            });
+            let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => {
+                    tracing::debug!(peer = %peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(peer = %peer, "TLS handshake timed out");
+                    return;
+                }
+            };
+            let identity = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|certs| certs.first())
+                .and_then(|leaf| identity_from_certificate(leaf, &trust_domain));
+            let conn = Arc::new(ConnInfo { peer, identity });
+            let in_flight = Arc::new(idle::InFlight::default());
+            let io = idle::IdleTimeoutIo::new(tls, idle_timeout, Arc::clone(&in_flight));
+            let service = service_fn(move |req| {
+                let (gateway, conn) = (Arc::clone(&gateway), Arc::clone(&conn));
+                let serving = in_flight.serving();
+                async move {
+                    let response = dispatch(&gateway, &conn, req).await;
+                    drop(serving);
+                    Ok::<_, std::convert::Infallible>(response)
+                }
+            });
+            let mut builder = auto::Builder::new(TokioExecutor::new());
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout)
+                .max_buf_size(max_header_bytes);
+            builder
+                .http2()
+                .timer(TokioTimer::new())
+                .max_header_list_size(max_header_bytes as u32)
+                .max_concurrent_streams(MAX_STREAMS)
+                .max_pending_accept_reset_streams(MAX_PENDING_RESETS)
+                .max_local_error_reset_streams(MAX_PENDING_RESETS)
+                .keep_alive_interval(Some(idle_timeout))
+                .keep_alive_timeout(KEEP_ALIVE_TIMEOUT);
+            let connection = builder.serve_connection(TokioIo::new(io), service);
+            if let Err(e) = watcher.watch(connection).await {
+                tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        _ = graceful.shutdown() => tracing::info!("all connections drained"),
+        _ = tokio::time::sleep(drain) => tracing::warn!("drain deadline passed; closing remaining connections"),
+    }
+}
+
+/// Streams one HTTP/2 connection may have open at once.
+const MAX_STREAMS: u32 = 100;
+/// Streams a peer may reset (or make the server reset) before its connection is closed.
+const MAX_PENDING_RESETS: usize = 20;
+/// How long an HTTP/2 keep-alive ping may go unanswered.
+const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Runs `f` when dropped.
+fn scopeguard(f: impl FnOnce()) -> impl Drop {
+    struct Guard<F: FnOnce()>(Option<F>);
+    impl<F: FnOnce()> Drop for Guard<F> {
+        fn drop(&mut self) {
+            if let Some(f) = self.0.take() {
+                f();
+            }
+        }
+    }
+    Guard(Some(f))
+}
+
+/// Logs refused connections at most once a minute (the metric counts every one).
+#[derive(Default)]
+struct RefusalLog {
+    last: Option<tokio::time::Instant>,
+    since: u64,
+}
+
+impl RefusalLog {
+    fn refused(&mut self, reason: budget::Refused, peer: std::net::IpAddr) {
+        self.since += 1;
+        let now = tokio::time::Instant::now();
+        if self
+            .last
+            .is_none_or(|last| now.duration_since(last) >= Duration::from_secs(60))
+        {
+            tracing::warn!(
+                %peer,
+                reason = reason.label(),
+                refused = self.since,
+                "connection refused: the {} connection limit is reached (server.max_connections{})",
+                reason.label(),
+                if reason == budget::Refused::Peer { "_per_peer" } else { "" }
+            );
+            self.last = Some(now);
+            self.since = 0;
+        }
+    }
+}
+
+/// Hands a request to the front door that serves its path, through the one stack.
+async fn dispatch(
+    gateway: &Gateway,
+    conn: &ConnInfo,
+    req: http::Request<hyper::body::Incoming>,
+) -> http::Response<http_body_util::Full<bytes::Bytes>> {
+    if Ec2Api::serves(req.uri().path()) {
+        // Boxed: the EC2 door's future would otherwise enlarge every native request's.
+        Box::pin(stack::handle(&gateway.stack, &gateway.ec2, conn, req)).await
+    } else {
+        stack::handle(&gateway.stack, &gateway.native, conn, req).await
+    }
+}

@@ -1,0 +1,331 @@
+//! The abuse suite: a running gateway attacked as an outsider and as a tenant would, each
+//! attack bounded by a limit of `[server]` (set low here so that each takes seconds), and
+//! a well-behaved tenant served throughout.
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use skyport_e2e::ec2::Moto;
+use skyport_e2e::{default_config, Gateway, GatewayOptions};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// The embedded configuration with low connection and body limits.
+fn limited_config() -> String {
+    let mut config = default_config();
+    for (shipped, low) in [
+        ("# max_connections = 16384", "max_connections = 64"),
+        (
+            "max_connections_per_peer = 512",
+            "max_connections_per_peer = 16",
+        ),
+        ("handshake_timeout_secs = 10", "handshake_timeout_secs = 2"),
+        ("idle_timeout_secs = 60", "idle_timeout_secs = 2"),
+        ("body_read_timeout_secs = 30", "body_read_timeout_secs = 4"),
+        (
+            "max_buffered_body_bytes = 67108864",
+            "max_buffered_body_bytes = 2097152",
+        ),
+    ] {
+        assert!(config.contains(shipped), "{shipped}");
+        config = config.replace(shipped, low);
+    }
+    config
+}
+
+fn limited_gateway() -> Gateway {
+    Gateway::start_with(GatewayOptions {
+        config: Some(limited_config()),
+        ..Default::default()
+    })
+}
+
+/// A TCP connection to `api` from another loopback address (another peer).
+async fn connect_from(peer: &str, api: SocketAddr) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{peer}:0").parse().unwrap()).unwrap();
+    socket.connect(api).await.unwrap()
+}
+
+/// Whether the gateway closes `stream` within `within` (end of stream or reset).
+async fn closed_within(stream: &mut (impl AsyncReadExt + Unpin), within: Duration) -> bool {
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Err(_) => return false,
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => continue,
+        }
+    }
+}
+
+async fn served(gw: &Gateway, token: &str) {
+    let r = gw.get("/v1/regions", token).await;
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn silent_and_idle_connections_are_capped_per_peer_and_closed() {
+    let gw = limited_gateway();
+    let token = gw.token("acme", None, &[]);
+    served(&gw, &token).await;
+
+    // 40 connections from one peer that never say a word: 16 are held (until the
+    // handshake deadline), the rest are closed at once.
+    let mut silent = Vec::new();
+    for _ in 0..40 {
+        silent.push(connect_from("127.0.0.2", gw.api).await);
+    }
+    let mut closed_at_once = 0;
+    for stream in silent.iter_mut() {
+        if closed_within(stream, Duration::from_millis(300)).await {
+            closed_at_once += 1;
+        }
+    }
+    assert!(
+        closed_at_once >= 24,
+        "{closed_at_once} of 40 closed at once"
+    );
+    // Another peer is served meanwhile, and health answers.
+    served(&gw, &token).await;
+    let health = reqwest::get(format!("http://{}/healthz", gw.metrics))
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    // Past the handshake deadline every silent one is gone.
+    for stream in silent.iter_mut() {
+        assert!(closed_within(stream, Duration::from_secs(6)).await);
+    }
+
+    // A handshake and then nothing: closed once idle.
+    let mut quiet = gw.tls_connect(None).await;
+    assert!(closed_within(&mut quiet, Duration::from_secs(6)).await);
+
+    // HTTP/1 keep-alive: one request answered, then idle: closed.
+    let mut kept = gw.tls_connect(None).await;
+    kept.write_all(
+        format!(
+            "GET /v1/regions HTTP/1.1\r\nhost: localhost\r\nauthorization: Bearer {token}\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut head = [0u8; 12];
+    kept.read_exact(&mut head).await.unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
+    assert!(closed_within(&mut kept, Duration::from_secs(6)).await);
+
+    let metrics = gw.metrics_text().await;
+    let refused = metrics
+        .lines()
+        .find(|l| l.starts_with("skyport_connections_refused_total{reason=\"peer\"}"))
+        .and_then(|l| l.split_whitespace().last()?.parse::<u64>().ok())
+        .unwrap_or(0);
+    assert!(refused >= 24, "{metrics}");
+    served(&gw, &token).await;
+}
+
+/// Sends `head` (no body) on a fresh TLS connection; the status line that comes back.
+async fn status_after_head(gw: &Gateway, head: String, wait: Duration) -> Option<String> {
+    let mut stream = gw.tls_connect(None).await;
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(wait, stream.read(&mut buf))
+        .await
+        .ok()?
+        .ok()?;
+    let text = String::from_utf8_lossy(&buf[..n]).to_string();
+    Some(text.lines().next().unwrap_or_default().to_string())
+}
+
+#[tokio::test]
+async fn bodies_are_refused_before_they_are_read_and_read_within_a_deadline_and_a_budget() {
+    let gw = limited_gateway();
+    let token = gw.token("acme", None, &[]);
+
+    // The EC2 door refuses an unsigned request, and an unknown access key, without
+    // waiting for the megabyte of body it announces.
+    let unsigned = "POST / HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/x-www-form-urlencoded\r\ncontent-length: 1000000\r\n\r\n".to_string();
+    let status = status_after_head(&gw, unsigned, Duration::from_secs(5)).await;
+    assert_eq!(status.as_deref(), Some("HTTP/1.1 401 Unauthorized"));
+    let now = time_now();
+    let unknown = format!(
+        "POST / HTTP/1.1\r\nhost: localhost\r\ncontent-length: 1000000\r\nx-amz-date: {now}\r\n\
+         authorization: AWS4-HMAC-SHA256 Credential=AKIANOSUCHKEY0000000/{}/local-1/ec2/aws4_request, \
+         SignedHeaders=host;x-amz-date, Signature={}\r\n\r\n",
+        &now[..8],
+        "0".repeat(64)
+    );
+    let status = status_after_head(&gw, unknown, Duration::from_secs(5)).await;
+    assert_eq!(status.as_deref(), Some("HTTP/1.1 401 Unauthorized"));
+
+    // A body declared past the limit: 413 at once.
+    let large = format!(
+        "POST /v1/instances HTTP/1.1\r\nhost: localhost\r\nauthorization: Bearer {token}\r\ncontent-type: application/json\r\ncontent-length: 5000000\r\n\r\n"
+    );
+    let status = status_after_head(&gw, large, Duration::from_secs(5)).await;
+    assert_eq!(status.as_deref(), Some("HTTP/1.1 413 Payload Too Large"));
+
+    // Two bodies of a megabyte each that never arrive fill the 2 MiB budget: a third
+    // waits 2 s for room and gets 503; the first two get 408 at their 4 s deadline.
+    let slow = |after: u64| {
+        let head = format!(
+            "POST /v1/instances HTTP/1.1\r\nhost: localhost\r\nauthorization: Bearer {token}\r\ncontent-type: application/json\r\ncontent-length: 1048576\r\n\r\n{{"
+        );
+        let gw = &gw;
+        async move {
+            tokio::time::sleep(Duration::from_millis(after)).await;
+            status_after_head(gw, head, Duration::from_secs(10)).await
+        }
+    };
+    let (first, second, third) = tokio::join!(slow(0), slow(200), slow(600));
+    assert_eq!(third.as_deref(), Some("HTTP/1.1 503 Service Unavailable"));
+    assert_eq!(first.as_deref(), Some("HTTP/1.1 408 Request Timeout"));
+    assert_eq!(second.as_deref(), Some("HTTP/1.1 408 Request Timeout"));
+    served(&gw, &token).await;
+}
+
+#[tokio::test]
+async fn concurrent_orders_never_pass_a_quota_together() {
+    let moto = Moto::start();
+    let config = default_config().replacen(
+        "[tenants.acme]\ndepartments = [\"ops\"]",
+        "[tenants.acme]\ndepartments = [\"ops\"]\nmax_instances = 1",
+        1,
+    );
+    assert!(config.contains("max_instances = 1"));
+    let gw = Gateway::start_with(GatewayOptions {
+        config: Some(config),
+        extra: moto.provider_config("aws-us-east-1"),
+    });
+    let acme = gw.token("acme", None, &[]);
+    let order = serde_json::json!({
+        "image": "skyport-tiny", "instance_type": "sp.micro", "region": "aws-us-east-1"
+    });
+    let answers = futures::future::join_all(
+        (0..6).map(|_| gw.post("/v1/instances", &acme, Some(order.clone()))),
+    )
+    .await;
+    let statuses: Vec<u16> = answers.iter().map(|r| r.status().as_u16()).collect();
+    assert_eq!(
+        statuses.iter().filter(|s| (200..300).contains(*s)).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 409).count(),
+        5,
+        "{statuses:?}"
+    );
+    let listed = gw.get_json("/v1/instances", &acme).await;
+    assert_eq!(
+        listed["instances"].as_array().map(Vec::len),
+        Some(1),
+        "{listed}"
+    );
+}
+
+#[tokio::test]
+async fn bad_tokens_do_not_write_the_log_for_their_sender() {
+    use base64::Engine as _;
+    let gw = Gateway::start();
+    let token = gw.token("acme", None, &[]);
+    served(&gw, &token).await;
+    let b64 = |v: serde_json::Value| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+    };
+    // A token naming a key id of 10 KB that no key has.
+    let forged = format!(
+        "{}.{}.{}",
+        b64(serde_json::json!({"alg": "ES256", "typ": "JWT", "kid": "k".repeat(10_000)})),
+        b64(serde_json::json!({"sub": "x", "tenant": "acme"})),
+        "c2lnbmF0dXJl"
+    );
+    let before = gw.log().len();
+    let client = gw.client();
+    for _ in 0..10 {
+        let sent = (0..50).map(|_| {
+            client
+                .get(gw.url("/v1/regions"))
+                .bearer_auth(&forged)
+                .send()
+        });
+        for answer in futures::future::join_all(sent).await {
+            assert_eq!(answer.unwrap().status(), 401);
+        }
+    }
+    served(&gw, &token).await;
+    let grown = gw.log().len() - before;
+    // 500 refusals of 10 KB each: one short access line apiece, a few refusal lines.
+    assert!(grown < 400_000, "the log grew by {grown} bytes");
+    assert!(
+        !gw.log().contains(&"k".repeat(1_000)),
+        "a 10 KB value reached the log"
+    );
+}
+
+#[tokio::test]
+async fn tags_and_names_follow_ec2s_rules_on_the_native_api() {
+    let gw = Gateway::start();
+    let token = gw.token("acme", None, &[]);
+    let many: serde_json::Map<String, serde_json::Value> = (0..10_000)
+        .map(|i| (format!("k{i}"), serde_json::json!("v")))
+        .collect();
+    for (tags, name, says) in [
+        (serde_json::Value::Object(many), None, "at most 50 tags"),
+        (
+            serde_json::json!({"env": {"nested": 1}}),
+            None,
+            "string value",
+        ),
+        (
+            serde_json::json!({"a\u{0}b": "v"}),
+            None,
+            "control character",
+        ),
+        (
+            serde_json::json!({"env": "x\u{1b}y"}),
+            None,
+            "control character",
+        ),
+        (
+            serde_json::json!({"aws:owner": "v"}),
+            None,
+            "reserved namespace",
+        ),
+        (
+            serde_json::json!({}),
+            Some("bell\u{7}"),
+            "no control characters",
+        ),
+    ] {
+        let mut order = serde_json::json!({
+            "image": "skyport-tiny", "instance_type": "sp.micro", "tags": tags
+        });
+        if let Some(name) = name {
+            order["name"] = name.into();
+        }
+        let refused =
+            skyport_e2e::expect_problem(gw.post("/v1/instances", &token, Some(order)).await, 400)
+                .await;
+        let detail = refused["detail"].as_str().unwrap();
+        assert!(detail.contains(says), "{says}: {detail}");
+    }
+    let listed = gw.get_json("/v1/instances", &token).await;
+    assert_eq!(
+        listed["instances"],
+        serde_json::json!([]),
+        "nothing was created"
+    );
+}
+
+/// `YYYYMMDDTHHMMSSZ` now.
+fn time_now() -> String {
+    let out = std::process::Command::new("date")
+        .args(["-u", "+%Y%m%dT%H%M%SZ"])
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
