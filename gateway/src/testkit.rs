@@ -133,6 +133,9 @@ impl TestGateway {
                 config.server.max_buffered_body_bytes,
                 Duration::from_secs(config.server.body_read_timeout_secs),
             ),
+            concurrency: crate::stack::concurrency::TenantConcurrency::new(
+                config.limits.max_concurrent_requests,
+            ),
         };
         Self {
             native: NativeApi::new(Arc::clone(&services), Arc::clone(&auth)),

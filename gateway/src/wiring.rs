@@ -225,6 +225,9 @@ impl Gateway {
                 config.server.max_buffered_body_bytes,
                 Duration::from_secs(config.server.body_read_timeout_secs),
             ),
+            concurrency: crate::stack::concurrency::TenantConcurrency::new(
+                config.limits.max_concurrent_requests,
+            ),
         };
         let gateway = Self {
             stack,

@@ -340,6 +340,23 @@ impl Gateway {
             .unwrap()
     }
 
+    /// An HTTP/2 client (one connection, many streams) trusting the development CA.
+    pub fn http2_client(&self) -> reqwest::Client {
+        self.client_builder()
+            .http2_prior_knowledge()
+            .build()
+            .unwrap()
+    }
+
+    /// The gateway's process id (from `listen.json`).
+    pub fn pid(&self) -> u32 {
+        std::fs::read_to_string(self.state_dir.join("listen.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| v["pid"].as_u64())
+            .expect("listen.json names the gateway's pid") as u32
+    }
+
     fn client_builder(&self) -> reqwest::ClientBuilder {
         let ca = reqwest::Certificate::from_pem(&std::fs::read(self.cert_path("ca.pem")).unwrap())
             .unwrap();

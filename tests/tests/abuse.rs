@@ -187,6 +187,90 @@ async fn bodies_are_refused_before_they_are_read_and_read_within_a_deadline_and_
     served(&gw, &token).await;
 }
 
+/// The resident memory of process `pid`, kB.
+fn rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_http2_flood_of_large_bodies_stays_within_the_body_budget() {
+    let gw = limited_gateway();
+    let acme = gw.token("acme", None, &[]);
+    let demo = gw.token("demo", None, &[]);
+    served(&gw, &demo).await;
+    let before = rss_kb(gw.pid());
+    // 150 streams on one HTTP/2 connection, each with a body of a megabyte.
+    let client = gw.http2_client();
+    let body = format!(r#"{{"pad": "{}"}}"#, "x".repeat((1 << 20) - 16));
+    assert!(body.len() < 1 << 20);
+    let flood = (0..150).map(|_| {
+        client
+            .post(gw.url("/v1/instances"))
+            .bearer_auth(&acme)
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+    });
+    let answers = futures::future::join_all(flood).await;
+    let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
+    for answer in answers {
+        let status = answer.expect("every stream is answered").status().as_u16();
+        *statuses.entry(status).or_default() += 1;
+    }
+    // Each answered in turn: refused as a body (400), or for want of room (503).
+    assert!(
+        statuses.keys().all(|s| [400, 503].contains(s)),
+        "{statuses:?}"
+    );
+    let grown = rss_kb(gw.pid()).saturating_sub(before);
+    assert!(
+        grown < 64 * 1024,
+        "the gateway grew by {grown} kB: {statuses:?}"
+    );
+    served(&gw, &demo).await;
+}
+
+#[tokio::test]
+async fn a_tenant_with_slow_requests_holds_only_its_share() {
+    let config = limited_config().replace(
+        "max_concurrent_requests = 256",
+        "max_concurrent_requests = 2",
+    );
+    assert!(config.contains("max_concurrent_requests = 2"));
+    let gw = Gateway::start_with(GatewayOptions {
+        config: Some(config),
+        ..Default::default()
+    });
+    let acme = gw.token("acme", None, &[]);
+    let demo = gw.token("demo", None, &[]);
+    // Two of acme's requests whose bodies never come hold both of its places...
+    let slow = || {
+        let head = format!(
+            "POST /v1/instances HTTP/1.1\r\nhost: localhost\r\nauthorization: Bearer {acme}\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{{"
+        );
+        let gw = &gw;
+        async move { status_after_head(gw, head, Duration::from_secs(10)).await }
+    };
+    let during = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        // ...so a third is refused at once, while another tenant is served.
+        let third = gw.get("/v1/regions", &acme).await.status().as_u16();
+        let other = gw.get("/v1/regions", &demo).await.status().as_u16();
+        (third, other)
+    };
+    let (first, second, (third, other)) = tokio::join!(slow(), slow(), during);
+    assert_eq!((third, other), (429, 200));
+    assert_eq!(first.as_deref(), Some("HTTP/1.1 408 Request Timeout"));
+    assert_eq!(second.as_deref(), Some("HTTP/1.1 408 Request Timeout"));
+    // Once they are answered, acme is served again.
+    served(&gw, &acme).await;
+}
+
 #[tokio::test]
 async fn concurrent_orders_never_pass_a_quota_together() {
     let moto = Moto::start();
@@ -318,6 +402,100 @@ async fn tags_and_names_follow_ec2s_rules_on_the_native_api() {
         listed["instances"],
         serde_json::json!([]),
         "nothing was created"
+    );
+}
+
+/// Runs `script` with the test environment's Python (boto3 and sqlite3 at hand).
+fn python(script: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new(skyport_e2e::ec2::venv_bin("python"))
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[tokio::test]
+async fn creates_cut_off_by_a_kill_are_adopted_or_removed_at_the_next_start() {
+    let moto = Moto::start();
+    let mut gw = Gateway::start_with(GatewayOptions {
+        extra: moto.provider_config("aws-us-east-1"),
+        ..Default::default()
+    });
+    let demo = gw.token("demo", None, &[]);
+    // Two creates recorded, their answers never: the first one's VM was launched (tagged
+    // with its idempotency key, as the ec2 provider tags), the second made nothing.
+    let (made, nothing) = ("i-00000000000000b01", "i-00000000000000b02");
+    let vm = python(
+        "import boto3, sys\n\
+         ec2 = boto3.client('ec2', endpoint_url=sys.argv[1], region_name='us-east-1',\n\
+             aws_access_key_id='moto-test', aws_secret_access_key='moto-test-secret')\n\
+         r = ec2.run_instances(ImageId='ami-03cf127a', InstanceType='t2.micro', MinCount=1, MaxCount=1,\n\
+             TagSpecifications=[{'ResourceType': 'instance', 'Tags': [\n\
+                 {'Key': 'skyport:idempotency-key', 'Value': sys.argv[2]}]}])\n\
+         print(r['Instances'][0]['InstanceId'])",
+        &[&moto.endpoint, made],
+    );
+    let db = gw.state_dir.join("skyport.db");
+    python(
+        "import sqlite3, sys\n\
+         c = sqlite3.connect(sys.argv[1], timeout=10)\n\
+         for i in sys.argv[2:]: c.execute(\"INSERT INTO instances (id, tenant, provider, region, image, instance_type, state, created_at) \
+                 VALUES (?, 'demo', 'aws-us-east-1', 'aws-us-east-1', 'skyport-tiny', 'sp.micro', 'pending', '2026-12-05T00:00:00.000Z')\", (i,))\n\
+         c.commit()",
+        &[db.to_str().unwrap(), made, nothing],
+    );
+    // The gateway dies and starts again.
+    gw.kill9_and_restart();
+    let mut adopted = serde_json::Value::Null;
+    for _ in 0..100 {
+        adopted = gw.get_json(&format!("/v1/instances/{made}"), &demo).await;
+        if adopted["state"] == "running" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(adopted["state"], "running", "{adopted}");
+    // The recovery goes through the creates in turn: the second is removed soon after.
+    let mut gone = 0;
+    for _ in 0..100 {
+        gone = gw
+            .get(&format!("/v1/instances/{nothing}"), &demo)
+            .await
+            .status()
+            .as_u16();
+        if gone == 404 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(gone, 404);
+    assert!(
+        gw.log()
+            .contains("unfinished create recovered: its VM is adopted"),
+        "{}",
+        gw.log()
+    );
+    // Adopted, it can be terminated like any instance (its VM with it).
+    let r = gw.delete(&format!("/v1/instances/{made}"), &demo).await;
+    assert!(r.status().is_success(), "{}", r.status());
+    let state = python(
+        "import boto3, sys\n\
+         ec2 = boto3.client('ec2', endpoint_url=sys.argv[1], region_name='us-east-1',\n\
+             aws_access_key_id='moto-test', aws_secret_access_key='moto-test-secret')\n\
+         r = ec2.describe_instances(InstanceIds=[sys.argv[2]])\n\
+         print(r['Reservations'][0]['Instances'][0]['State']['Name'])",
+        &[&moto.endpoint, &vm],
+    );
+    assert!(
+        ["shutting-down", "terminated"].contains(&state.as_str()),
+        "{state}"
     );
 }
 

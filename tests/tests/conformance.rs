@@ -31,6 +31,7 @@ fn assert_conforms(code: i32, report: &str) {
     );
     for check in [
         "PASS instance.create@1 again with the same key is the same instance",
+        "PASS instance.find@1 finds the instance by its key, and nothing for another key",
         "PASS instance.get@1 from 8 callers at once",
         "PASS an op it does not serve is UNSUPPORTED_OP (501)",
         "PASS instance.get@1 of an unknown id is NOT_FOUND (404)",

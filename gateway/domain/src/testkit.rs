@@ -36,6 +36,7 @@ const PROVIDER_OPS: &[&str] = &[
     "health@1",
     "regions@1",
     "instance.create@1",
+    "instance.find@1",
     "instance.get@1",
     "instance.start@1",
     "instance.stop@1",
@@ -100,6 +101,13 @@ fn provider(
                 vms.insert(id.clone(), "running".into());
                 by_key.insert(key.to_string(), id.clone());
                 Ok(json!({"id": id, "state": "running"}))
+            }
+            "instance.find@1" => {
+                let key = params["idempotency_key"].as_str().unwrap_or_default();
+                Ok(match by_key.lock().unwrap().get(key) {
+                    Some(id) => json!({"id": id, "state": vms[id]}),
+                    None => Value::Null,
+                })
             }
             "instance.get@1" => Ok(json!({"id": id, "state": known(&vms)?})),
             "instance.start@1" | "instance.stop@1" | "instance.terminate@1" => {

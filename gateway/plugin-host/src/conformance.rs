@@ -452,6 +452,45 @@ pub async fn run(plugins: &dyn Plugins, plugin: &str, clock: SharedClock) -> Rep
     })
     .await;
 
+    if facts.serves("instance.find@1") {
+        let p = &p;
+        let find = |key: String| async move {
+            let found = call(
+                plugins,
+                p,
+                contract::INSTANCE_FIND,
+                json!(contract::FindInstance {
+                    idempotency_key: key
+                }),
+                contract::LISTING_DEADLINE,
+            )
+            .await
+            .map_err(|e| said(contract::INSTANCE_FIND, &e))?;
+            typed::<Option<InstanceView>>(contract::INSTANCE_FIND, found)
+        };
+        kit.check(
+            "instance.find@1 finds the instance by its key, and nothing for another key",
+            async {
+                match find(create.idempotency_key.clone()).await? {
+                    Some(view) if view.id == id => {}
+                    other => {
+                        return Err(format!(
+                            "instance.find@1 of the create's key answered {other:?}, not {id}"
+                        ))
+                    }
+                }
+                match find(format!("{}-never-used", create.idempotency_key)).await? {
+                    None => Ok(((), String::new())),
+                    Some(view) => Err(format!(
+                        "instance.find@1 of a key no create used answered {}",
+                        view.id
+                    )),
+                }
+            },
+        )
+        .await;
+    }
+
     kit.check("instance.get@1 from 8 callers at once", async {
         let answers =
             futures::future::join_all((0..8).map(|_| get_view(plugins, plugin, &id))).await;

@@ -10,8 +10,8 @@
 //!    [`request::MAX_BODY_BYTES`], within a deadline and a budget across connections;
 //! 4. **authenticate** (door) -> a principal;
 //! 5. tenant context: the tenant directory checks tenant and department;
-//! 6. per-tenant rate limit (the door renders a refusal: 429 problem, or EC2's 503
-//!    `RequestLimitExceeded`);
+//! 6. per-tenant rate limit and concurrency limit (the door renders a refusal: 429
+//!    problem, or EC2's 503 `RequestLimitExceeded`);
 //! 7. **admit** (door): the route's facts once the caller is known (EC2: region and
 //!    action); the admin role for admin routes;
 //! 8. read cache, per tenant, for the reads the facts mark cacheable (**cache key**:
@@ -26,6 +26,7 @@
 
 pub mod cache;
 mod cached;
+pub mod concurrency;
 pub mod limit;
 pub mod request;
 mod tail;
@@ -165,6 +166,8 @@ pub struct Stack {
     pub clock: SharedClock,
     /// How request bodies are read.
     pub bodies: request::BodyLimits,
+    /// Requests in flight per tenant.
+    pub concurrency: concurrency::TenantConcurrency,
 }
 
 /// Serves one request through `door` (the server's bodies are hyper's `Incoming`; tests
@@ -238,6 +241,7 @@ where
             return Err(refused.into());
         }
     }
+    let _in_flight = stack.concurrency.enter(&ctx.tenant)?;
     let facts = door.admit(&mut route, ctx, &head, &body)?;
     outcome.route = facts.template;
     if facts.admin && !ctx.is_admin() {

@@ -258,6 +258,18 @@ impl InventoryStore for SqliteInventory {
             })
             .await
     }
+
+    async fn unfinished_creates(&self) -> Result<Vec<InstanceRecord>, GatewayError> {
+        self.db
+            .with(move |c| {
+                let mut stmt = c.prepare(&format!(
+                    "{SELECT} WHERE remote_id IS NULL AND state = 'pending' ORDER BY id"
+                ))?;
+                let rows = stmt.query_map([], row_to_record)?;
+                rows.collect()
+            })
+            .await
+    }
 }
 
 #[cfg(test)]

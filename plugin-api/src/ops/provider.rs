@@ -40,6 +40,13 @@ pub const IMAGES_LIST: &str = "images.list";
 /// `inventory.list@1`: params `{}`, result `Vec<`[`InventoryItem`]`>`: every instance the
 /// provider runs, including ones Skyport did not create.
 pub const INVENTORY_LIST: &str = "inventory.list";
+/// `instance.find@1` (since 1.3, optional): params [`FindInstance`], result
+/// [`InstanceView`] or `null`: the instance a create with this idempotency key made, if
+/// the provider has it. The gateway asks after a restart, for every create it had recorded
+/// but not seen answered: the instance found is adopted, and a create that made nothing is
+/// removed. Without this op such a create stays `pending` until an operator or the tenant
+/// terminates it. Deadline [`LISTING_DEADLINE`].
+pub const INSTANCE_FIND: &str = "instance.find";
 
 /// The ops a provider must serve (`name@version`) to be a placement candidate.
 pub const PLACEMENT_OPS: [&str; 6] = [
@@ -107,6 +114,13 @@ pub struct CreateInstance {
     /// The tenant's tags for the instance.
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
+}
+
+/// Params of [`INSTANCE_FIND`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FindInstance {
+    /// The idempotency key a create carried ([`CreateInstance::idempotency_key`]).
+    pub idempotency_key: String,
 }
 
 /// Params naming one instance by the provider's id.

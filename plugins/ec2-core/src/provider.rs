@@ -9,7 +9,7 @@ use base64::Engine;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use skyport_plugin_api::abi::error_code;
-use skyport_plugin_api::ops::provider::CreateInstance;
+use skyport_plugin_api::ops::provider::{CreateInstance, FindInstance};
 use skyport_plugin_api::{ops, OpCall, PluginError};
 
 use crate::client::{Ec2Client, Secret, Signing};
@@ -38,10 +38,11 @@ pub struct Dialect {
 }
 
 /// The operations every EC2-dialect provider serves (schema version 1).
-pub const OPS: [&str; 13] = [
+pub const OPS: [&str; 14] = [
     "health@1",
     "regions@1",
     "instance.create@1",
+    "instance.find@1",
     "instance.get@1",
     "instance.list@1",
     "instance.start@1",
@@ -281,6 +282,27 @@ impl Provider {
         })
     }
 
+    /// The instance a create with idempotency key `key` (as tagged: its first 64
+    /// characters) launched, if the cloud has it.
+    async fn by_key(&self, key: &str) -> Result<Option<Value>, PluginError> {
+        let key: String = key.chars().take(64).collect();
+        let found = self
+            .ec2(
+                "DescribeInstances",
+                &[
+                    ("Filter.1.Name", "tag:skyport:idempotency-key"),
+                    ("Filter.1.Value.1", key.as_str()),
+                ],
+            )
+            .await?;
+        let view = found
+            .items("reservationSet")
+            .flat_map(|r| r.items("instancesSet"))
+            .next()
+            .map(Self::view);
+        Ok(view)
+    }
+
     async fn create(&self, params: &Value) -> Result<Value, PluginError> {
         let p: CreateInstance = serde_json::from_value(params.clone())
             .map_err(|e| err(error_code::INVALID_INPUT, format!("instance.create: {e}")))?;
@@ -295,21 +317,8 @@ impl Provider {
         // idempotency key it was tagged with (clouds that ignore EC2's ClientToken
         // included), and, on EC2 itself, also held by the ClientToken.
         let key: String = p.idempotency_key.chars().take(64).collect();
-        let earlier = self
-            .ec2(
-                "DescribeInstances",
-                &[
-                    ("Filter.1.Name", "tag:skyport:idempotency-key"),
-                    ("Filter.1.Value.1", key.as_str()),
-                ],
-            )
-            .await?;
-        if let Some(item) = earlier
-            .items("reservationSet")
-            .flat_map(|r| r.items("instancesSet"))
-            .next()
-        {
-            return Ok(Self::view(item));
+        if let Some(earlier) = self.by_key(&key).await? {
+            return Ok(earlier);
         }
         // The instance carries Skyport's id, the key and the tenant's tags.
         let mut tags: Vec<(String, String)> = vec![
@@ -446,6 +455,14 @@ impl Provider {
                 Ok(json!([{"name": self.skyport_region(), "zones": self.zones()}]))
             }
             ("instance.create", 1) => self.create(p).await,
+            ("instance.find", 1) => {
+                let find: FindInstance = serde_json::from_value(p.clone())
+                    .map_err(|e| err(error_code::INVALID_INPUT, format!("instance.find: {e}")))?;
+                Ok(self
+                    .by_key(&find.idempotency_key)
+                    .await?
+                    .unwrap_or(Value::Null))
+            }
             ("instance.get", 1) => self.describe(str_param(p, "id")?).await,
             ("instance.list", 1) | ("inventory.list", 1) => self.list().await,
             ("instance.start", 1) => self.change("StartInstances", str_param(p, "id")?).await,

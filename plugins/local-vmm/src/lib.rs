@@ -28,7 +28,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use skyport_plugin_api::abi::error_code;
-use skyport_plugin_api::ops::provider::CreateInstance;
+use skyport_plugin_api::ops::provider::{CreateInstance, FindInstance};
 use skyport_plugin_api::{export_plugin, ops, Description, Host, OpCall, Plugin, PluginError};
 use tokio::sync::Semaphore;
 
@@ -196,18 +196,29 @@ impl LocalVmm {
         }
     }
 
+    /// The view of the VM a create with idempotency `key` made, if this host has it.
+    fn by_key(&self, key: &str) -> Option<Value> {
+        self.vms
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .find(|vm| vm.idempotency_key.as_deref() == Some(key))
+            .map(|vm| self.view(vm))
+    }
+
+    /// `instance.find@1`: the VM a create with this key made, or `null`.
+    fn find(&self, params: &Value) -> Result<Value, PluginError> {
+        let p: FindInstance = serde_json::from_value(params.clone())
+            .map_err(|e| err(error_code::INVALID_INPUT, format!("instance.find: {e}")))?;
+        Ok(self.by_key(&p.idempotency_key).unwrap_or(Value::Null))
+    }
+
     async fn create(self: &Arc<Self>, params: &Value) -> Result<Value, PluginError> {
         let p: CreateInstance = serde_json::from_value(params.clone())
             .map_err(|e| err(error_code::INVALID_INPUT, format!("instance.create: {e}")))?;
         // A create seen before (a retry after a timeout) answers the VM it made.
-        if let Some(existing) = self
-            .vms
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .find(|vm| vm.idempotency_key.as_deref() == Some(p.idempotency_key.as_str()))
-        {
-            return Ok(self.view(existing));
+        if let Some(existing) = self.by_key(&p.idempotency_key) {
+            return Ok(existing);
         }
         let health = self.health();
         if !health.healthy {

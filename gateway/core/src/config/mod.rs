@@ -296,6 +296,13 @@ pub struct LimitsConfig {
     pub default_requests_per_second: u32,
     /// Burst for tenants without their own.
     pub default_burst: u32,
+    /// Requests of one tenant in the gateway at once.
+    #[serde(default = "default_max_concurrent_requests")]
+    pub max_concurrent_requests: usize,
+}
+
+fn default_max_concurrent_requests() -> usize {
+    256
 }
 
 /// `[cache]`.
@@ -468,6 +475,12 @@ impl Config {
         }
         if self.server.max_header_bytes < 8192 {
             err("server.max_header_bytes".into(), "must be at least 8192");
+        }
+        if self.limits.max_concurrent_requests == 0 {
+            err(
+                "limits.max_concurrent_requests".into(),
+                "must be at least 1",
+            );
         }
         if self.server.max_connections == Some(0) {
             err("server.max_connections".into(), "must be at least 1");

@@ -189,6 +189,18 @@ async fn reconciliation_sees_live_instances_with_a_remote_id(store: Arc<dyn Inve
         ["i-00000000000000001", "i-00000000000000005"],
         "reconciliation_sees_live_instances_with_a_remote_id: every tenant's"
     );
+    let unfinished: Vec<String> = store
+        .unfinished_creates()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(
+        unfinished,
+        ["i-00000000000000002"],
+        "reconciliation_sees_live_instances_with_a_remote_id: unfinished creates"
+    );
 }
 
 async fn idempotency_tokens_are_unique_per_tenant(store: Arc<dyn InventoryStore>) {

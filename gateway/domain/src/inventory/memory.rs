@@ -122,6 +122,19 @@ impl InventoryStore for MemoryInventory {
             .cloned()
             .collect())
     }
+
+    async fn unfinished_creates(&self) -> Result<Vec<InstanceRecord>, GatewayError> {
+        let mut found: Vec<InstanceRecord> = self
+            .records
+            .lock()
+            .unwrap()
+            .values()
+            .filter(|r| r.remote_id.is_none() && r.state == "pending")
+            .cloned()
+            .collect();
+        found.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(found)
+    }
 }
 
 #[cfg(test)]

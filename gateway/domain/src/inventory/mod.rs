@@ -125,6 +125,10 @@ pub trait InventoryStore: Send + Sync {
         &self,
         provider: &str,
     ) -> Result<Vec<InstanceRecord>, GatewayError>;
+
+    /// Every instance still `pending` without a remote id, of every tenant and provider:
+    /// creates recorded whose provider answer was never recorded.
+    async fn unfinished_creates(&self) -> Result<Vec<InstanceRecord>, GatewayError>;
 }
 
 /// A new Skyport instance id: `i-` + 17 lower-case hex digits.

@@ -6,6 +6,7 @@ mod actions;
 mod adopt;
 mod observe;
 mod provider;
+mod recovery;
 pub mod tags;
 #[cfg(test)]
 mod tests;
@@ -24,6 +25,7 @@ use skyport_plugin_host::Plugins;
 pub use actions::Action;
 pub use adopt::Adoption;
 pub use provider::PROVIDER_TIMEOUT;
+pub use recovery::Recovered;
 pub use tags::MAX_TAGS;
 
 use super::context;

@@ -5,8 +5,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use skyport_core::error::{ErrorKind, GatewayError};
 use skyport_plugin_api::ops::provider::{
-    self as contract, ConsoleOutput, ConsoleRequest, CreateInstance, InstanceRef, InstanceView,
-    ResizeInstance,
+    self as contract, ConsoleOutput, ConsoleRequest, CreateInstance, FindInstance, InstanceRef,
+    InstanceView, ResizeInstance,
 };
 use skyport_plugin_api::sdk::CallContext;
 use skyport_plugin_host::Plugins;
@@ -112,6 +112,31 @@ impl Provider<'_> {
             tags,
         };
         self.view(contract::INSTANCE_CREATE, &params).await
+    }
+
+    /// `instance.find@1`: the VM the create of `record` made, if the provider has it.
+    pub(super) async fn find(
+        &self,
+        record: &InstanceRecord,
+    ) -> Result<Option<Observed>, GatewayError> {
+        let found: Option<InstanceView> = self
+            .call(
+                contract::INSTANCE_FIND,
+                &FindInstance {
+                    idempotency_key: record.id.clone(),
+                },
+            )
+            .await?;
+        match found {
+            Some(view) if view.id.is_empty() => Err(GatewayError::new(
+                ErrorKind::Upstream,
+                format!(
+                    "provider '{}' answered instance.find@1 with an empty id",
+                    self.name
+                ),
+            )),
+            found => Ok(found.map(Observed::from)),
+        }
     }
 
     /// `instance.get@1`.

@@ -1,7 +1,8 @@
 //! What an instance's tags may be, on both front doors alike (EC2's rules): at most
 //! [`MAX_TAGS`], keys of 1 to 128 characters and values of at most 256, both text without
 //! control characters, values strings, and no key in the `aws:` or `skyport:` namespaces
-//! (the clouds' and Skyport's own).
+//! (the clouds' and Skyport's own) but the tags Skyport lets callers set
+//! ([`CALLER_SKYPORT_TAGS`]).
 
 use serde_json::{Map, Value};
 use skyport_core::error::GatewayError;
@@ -12,6 +13,9 @@ pub const MAX_TAGS: usize = 50;
 pub const MAX_KEY_CHARS: usize = 128;
 /// Longest tag value, in characters (as on EC2).
 pub const MAX_VALUE_CHARS: usize = 256;
+/// The `skyport:` tags a caller may set: `skyport:offering` orders an offering through
+/// EC2's `RunInstances` and stays on the instance as what was ordered.
+pub const CALLER_SKYPORT_TAGS: &[&str] = &["skyport:offering"];
 
 /// Checks `tags`; the first rule broken, naming the tag.
 pub fn check(tags: &Map<String, Value>) -> Result<(), GatewayError> {
@@ -36,7 +40,9 @@ pub fn check(tags: &Map<String, Value>) -> Result<(), GatewayError> {
             )));
         }
         let lower = key.to_ascii_lowercase();
-        if lower.starts_with("aws:") || lower.starts_with("skyport:") {
+        if lower.starts_with("aws:")
+            || (lower.starts_with("skyport:") && !CALLER_SKYPORT_TAGS.contains(&key.as_str()))
+        {
             return Err(GatewayError::invalid(format!(
                 "tag key '{shown}' is in a reserved namespace (aws:, skyport:)"
             )));
@@ -87,6 +93,7 @@ mod tests {
     #[test]
     fn ec2s_tag_rules_hold_and_each_refusal_names_its_tag() {
         assert!(check(&tags(json!({"env": "dev", "Name": "", "ü": "ok"}))).is_ok());
+        assert!(check(&tags(json!({"skyport:offering": "dev-vm"}))).is_ok());
         let many: Map<String, Value> = (0..51).map(|i| (format!("k{i}"), json!("v"))).collect();
         for (given, says) in [
             (many, "at most 50 tags"),

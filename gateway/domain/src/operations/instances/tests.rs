@@ -479,3 +479,72 @@ async fn an_instance_whose_create_never_finished_can_be_terminated_once_it_canno
     assert_eq!(stop.kind, ErrorKind::Conflict);
     assert!(world.plugins.calls_of("instance.terminate@1").is_empty());
 }
+
+#[tokio::test]
+async fn unfinished_creates_are_adopted_when_their_vm_exists_and_removed_when_not() {
+    use crate::inventory::InventoryStore as _;
+    let world = World::new().await;
+    let pending = |id: &str, provider: &str| InstanceRecord {
+        provider: provider.into(),
+        region: if provider == "ec2" {
+            "aws-us-east-1"
+        } else {
+            "local-1"
+        }
+        .into(),
+        ..crate::inventory::conformance::record(id, "demo")
+    };
+    // The gateway stopped after recording three creates: the provider made the first one's
+    // VM, nothing for the second; the third's provider cannot say.
+    let (made, nothing, unknown) = (
+        "i-00000000000000a01",
+        "i-00000000000000a02",
+        "i-00000000000000a03",
+    );
+    for (id, provider) in [
+        (made, "local-vmm"),
+        (nothing, "local-vmm"),
+        (unknown, "ec2"),
+    ] {
+        world.inventory.insert(pending(id, provider)).await.unwrap();
+    }
+    world
+        .plugins
+        .call_json(
+            "local-vmm",
+            "instance.create",
+            1,
+            serde_json::json!({"skyport_id": made, "idempotency_key": made, "image": "skyport-tiny",
+                "instance_type": "sp.micro", "vcpus": 1, "memory_mib": 128, "tags": {}})
+            .to_string(),
+            Default::default(),
+            std::time::Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+    world.plugins.withdraw_op("ec2", "instance.find@1");
+
+    let unfinished = world.instances.unfinished_creates().await.unwrap();
+    assert_eq!(unfinished.len(), 3);
+    let recovered = world.instances.recover_creates(unfinished).await;
+    assert_eq!(recovered.adopted, [made]);
+    assert_eq!(recovered.removed, [nothing]);
+    assert_eq!(recovered.left, [unknown]);
+    let demo = caller("demo", None);
+    let adopted = world.instances.find(&demo, made).await.unwrap().unwrap();
+    assert_eq!(
+        (adopted.remote_id.as_deref(), adopted.state.as_str()),
+        (Some("vm-1"), "running")
+    );
+    assert!(world
+        .instances
+        .find(&demo, nothing)
+        .await
+        .unwrap()
+        .is_none());
+    // The adopted one is metered from now.
+    assert!(world
+        .lifecycle_events()
+        .iter()
+        .any(|(event, id, _)| id == made && event == "run"));
+}

@@ -1,0 +1,89 @@
+//! Creates the gateway recorded but never saw answered (it stopped, or was killed, between
+//! the inventory row and the provider's answer): at the next start each provider is asked
+//! what the create's idempotency key made (`instance.find@1`). The VM found is adopted into
+//! the record and metered from then on; a create that made nothing is removed, as a create
+//! that failed is. Nothing stays `pending` for ever, and no VM runs unbilled.
+
+use skyport_core::error::GatewayError;
+use skyport_plugin_api::sdk::CallContext;
+
+use super::InstanceService;
+use crate::inventory::lifecycle::Initiator;
+use crate::inventory::InstanceRecord;
+
+/// What became of the unfinished creates.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Recovered {
+    /// Records whose VM was found and adopted.
+    pub adopted: Vec<String>,
+    /// Records removed: their create made nothing.
+    pub removed: Vec<String>,
+    /// Records left pending: the provider does not serve `instance.find@1`, or could not
+    /// answer now.
+    pub left: Vec<String>,
+}
+
+impl InstanceService {
+    /// The creates recorded whose provider answer never was. Taken before the gateway
+    /// serves, so that none of them is a create still in flight.
+    pub async fn unfinished_creates(&self) -> Result<Vec<InstanceRecord>, GatewayError> {
+        self.inventory.unfinished_creates().await
+    }
+
+    /// Resolves `unfinished` (from [`InstanceService::unfinished_creates`]).
+    pub async fn recover_creates(&self, unfinished: Vec<InstanceRecord>) -> Recovered {
+        let mut recovered = Recovered::default();
+        let loaded = self.plugins.loaded();
+        for mut record in unfinished {
+            let finds = loaded
+                .iter()
+                .any(|p| p.name == record.provider && p.serves("instance.find@1"));
+            if !finds {
+                tracing::warn!(instance = %record.id, provider = %record.provider,
+                    "a create was recorded but never answered, and its provider cannot say what it made (no instance.find@1): the instance stays pending until it is terminated");
+                recovered.left.push(record.id);
+                continue;
+            }
+            let provider = self.provider(&record.provider, CallContext::default());
+            match provider.find(&record).await {
+                Ok(Some(found)) => {
+                    record.remote_id = Some(found.id);
+                    record.state = found.state;
+                    if let Err(e) = self
+                        .inventory
+                        .update(&record.id, record.remote_id.clone(), &record.state, None)
+                        .await
+                    {
+                        tracing::warn!(instance = %record.id, error = %e.public, "recording a recovered create failed");
+                        recovered.left.push(record.id);
+                        continue;
+                    }
+                    if matches!(record.state.as_str(), "pending" | "running") {
+                        self.meter.emit(&record, "run", Initiator::Api).await;
+                    }
+                    tracing::info!(instance = %record.id, provider = %record.provider,
+                        remote_id = record.remote_id.as_deref().unwrap_or_default(),
+                        state = %record.state, "unfinished create recovered: its VM is adopted");
+                    recovered.adopted.push(record.id);
+                }
+                Ok(None) => match self.inventory.delete(&record.id).await {
+                    Ok(()) => {
+                        tracing::info!(instance = %record.id, provider = %record.provider,
+                            "unfinished create removed: its provider made nothing");
+                        recovered.removed.push(record.id);
+                    }
+                    Err(e) => {
+                        tracing::warn!(instance = %record.id, error = %e.public, "removing an unfinished create failed");
+                        recovered.left.push(record.id);
+                    }
+                },
+                Err(e) => {
+                    tracing::warn!(instance = %record.id, provider = %record.provider,
+                        error = %e.public, "an unfinished create could not be resolved now; it stays pending");
+                    recovered.left.push(record.id);
+                }
+            }
+        }
+        recovered
+    }
+}
