@@ -9,6 +9,18 @@ use std::time::{Duration, Instant};
 
 use crate::{target_dir, temp_state_dir, Gateway};
 
+/// A credentials file (the AWS shared-credentials format) holding `key_id` and `secret`,
+/// in a fresh directory tagged `tag`.
+fn credentials_file(tag: &str, key_id: &str, secret: &str) -> PathBuf {
+    let creds = temp_state_dir(tag).join("credentials");
+    std::fs::write(
+        &creds,
+        format!("[default]\naws_access_key_id = {key_id}\naws_secret_access_key = {secret}\n"),
+    )
+    .unwrap();
+    creds
+}
+
 /// The project virtualenv (`.venv`, made by `tests/install-deps.sh test`); fails loudly when
 /// it is missing.
 pub fn venv_bin(program: &str) -> PathBuf {
@@ -71,12 +83,7 @@ impl Moto {
     /// A `[[plugins]]` entry for an `ec2` provider named `name` (region `aws-us-east-1`)
     /// in front of this server, with credentials from a file.
     pub fn provider_config(&self, name: &str) -> String {
-        let creds = temp_state_dir("moto-creds").join("credentials");
-        std::fs::write(
-            &creds,
-            "[default]\naws_access_key_id = moto-test\naws_secret_access_key = moto-test-secret\n",
-        )
-        .unwrap();
+        let creds = credentials_file("moto-creds", "moto-test", "moto-test-secret");
         format!(
             r#"
 [[plugins]]
@@ -94,12 +101,7 @@ impl Moto {
     /// The configuration table of an `ec2` provider in front of this server (what a
     /// `[[plugins]]` entry's `config` holds), as a TOML document of its own.
     pub fn plugin_config_document(&self) -> String {
-        let creds = temp_state_dir("moto-creds").join("credentials");
-        std::fs::write(
-            &creds,
-            "[default]\naws_access_key_id = moto-test\naws_secret_access_key = moto-test-secret\n",
-        )
-        .unwrap();
+        let creds = credentials_file("moto-creds", "moto-test", "moto-test-secret");
         format!(
             r#"endpoint = "{}"
 region = "us-east-1"
@@ -243,12 +245,7 @@ impl EucaShim {
     /// The configuration table of a `eucalyptus` provider in front of this shim, as a
     /// TOML document of its own (for the conformance kit's `--config`).
     pub fn plugin_config_document(&self) -> String {
-        let creds = temp_state_dir("euca-creds").join("credentials");
-        std::fs::write(
-            &creds,
-            "[default]\naws_access_key_id = euca-test\naws_secret_access_key = euca-test-secret\n",
-        )
-        .unwrap();
+        let creds = credentials_file("euca-creds", "euca-test", "euca-test-secret");
         format!(
             r#"endpoint = "{}"
 clusters = {{ "euca-1a" = "cluster01" }}
@@ -264,12 +261,7 @@ images = {{ "skyport-tiny" = "emi-03cf127a" }}
     /// A `[[plugins]]` entry for a `eucalyptus` provider named `name` (region `euca-1`,
     /// zone `euca-1a` = cluster `cluster01`).
     pub fn provider_config(&self, name: &str) -> String {
-        let creds = temp_state_dir("euca-creds").join("credentials");
-        std::fs::write(
-            &creds,
-            "[default]\naws_access_key_id = euca-test\naws_secret_access_key = euca-test-secret\n",
-        )
-        .unwrap();
+        let creds = credentials_file("euca-creds", "euca-test", "euca-test-secret");
         format!(
             r#"
 [[plugins]]

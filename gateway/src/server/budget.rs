@@ -2,11 +2,12 @@
 //! number per client address, both taken before the TLS handshake so that a peer that
 //! opens connections and sends nothing costs no more than its share.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::per_key::{PerKeyLimit, Slot};
 
 /// Descriptors kept out of the connection budget for everything else the gateway opens
 /// (the metrics listener, plugin sockets, databases, log files).
@@ -34,27 +35,13 @@ impl Refused {
 /// The listener's connection budget.
 pub(super) struct ConnectionBudget {
     global: Arc<Semaphore>,
-    per_peer: usize,
-    peers: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    per_peer: PerKeyLimit<IpAddr>,
 }
 
 /// One connection's place in the budget; given back on drop.
 pub(super) struct Admitted {
     _global: OwnedSemaphorePermit,
-    peer: IpAddr,
-    peers: Arc<Mutex<HashMap<IpAddr, usize>>>,
-}
-
-impl Drop for Admitted {
-    fn drop(&mut self) {
-        let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(count) = peers.get_mut(&self.peer) {
-            *count -= 1;
-            if *count == 0 {
-                peers.remove(&self.peer);
-            }
-        }
-    }
+    _peer: Slot<IpAddr>,
 }
 
 impl ConnectionBudget {
@@ -62,8 +49,7 @@ impl ConnectionBudget {
     pub(super) fn new(global: usize, per_peer: usize) -> Self {
         Self {
             global: Arc::new(Semaphore::new(global)),
-            per_peer,
-            peers: Arc::default(),
+            per_peer: PerKeyLimit::new(per_peer),
         }
     }
 
@@ -72,16 +58,10 @@ impl ConnectionBudget {
         let global = Arc::clone(&self.global)
             .try_acquire_owned()
             .map_err(|_| Refused::Global)?;
-        let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
-        let count = peers.entry(peer).or_insert(0);
-        if *count >= self.per_peer {
-            return Err(Refused::Peer);
-        }
-        *count += 1;
+        let peer = self.per_peer.take(&peer).ok_or(Refused::Peer)?;
         Ok(Admitted {
             _global: global,
-            peer,
-            peers: Arc::clone(&self.peers),
+            _peer: peer,
         })
     }
 }
