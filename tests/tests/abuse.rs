@@ -102,6 +102,14 @@ async fn silent_and_idle_connections_are_capped_per_peer_and_closed() {
     let mut quiet = gw.tls_connect(None).await;
     assert!(closed_within(&mut quiet, Duration::from_secs(6)).await);
 
+    // HTTP/2: the preface and settings, then nothing (pings move bytes, but serve no
+    // request): closed once idle.
+    let mut h2 = gw.tls_connect(None).await;
+    h2.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .await
+        .unwrap();
+    assert!(closed_within(&mut h2, Duration::from_secs(6)).await);
+
     // HTTP/1 keep-alive: one request answered, then idle: closed.
     let mut kept = gw.tls_connect(None).await;
     kept.write_all(
@@ -222,9 +230,11 @@ async fn an_http2_flood_of_large_bodies_stays_within_the_body_budget() {
         let status = answer.expect("every stream is answered").status().as_u16();
         *statuses.entry(status).or_default() += 1;
     }
-    // Each answered in turn: refused as a body (400), or for want of room (503).
+    // Each answered: refused as a body (400), by the body deadline when the flood's own
+    // flow control held it past 4 s (408), by the tenant's rate limit (429), or for want
+    // of room (503); none left hanging or dropped.
     assert!(
-        statuses.keys().all(|s| [400, 503].contains(s)),
+        statuses.keys().all(|s| [400, 408, 429, 503].contains(s)),
         "{statuses:?}"
     );
     let grown = rss_kb(gw.pid()).saturating_sub(before);

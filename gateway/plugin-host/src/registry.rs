@@ -508,7 +508,7 @@ impl PluginRegistry {
     ) -> Result<(), ReloadError> {
         let regions_op = format!("{}@1", ops::REGIONS);
         let mut answers = Vec::new();
-        for running in [old, new] {
+        for (which, running) in [("old", old), ("new", new)] {
             if !running.ops.contains(&regions_op) {
                 answers.push("none".to_string());
                 continue;
@@ -524,13 +524,23 @@ impl PluginRegistry {
                     CallContext::default(),
                     Duration::from_secs(10),
                 )
-                .await
-                .map_err(|e| {
-                    ReloadError::Unhealthy(format!(
+                .await;
+            let answer = match (which, answer) {
+                (_, Ok(answer)) => answer,
+                // A running version that cannot answer (crashed, down for good) is what a
+                // reload is there to replace: nothing to compare with.
+                ("old", Err(e)) => {
+                    tracing::warn!(plugin = %name, error = %e.public,
+                        "the running version did not answer regions@1; the new one is not compared with it");
+                    return Ok(());
+                }
+                (_, Err(e)) => {
+                    return Err(ReloadError::Unhealthy(format!(
                         "regions@1 failed: {}",
                         e.cause.clone().unwrap_or(e.public.clone())
-                    ))
-                })?;
+                    )))
+                }
+            };
             let regions: Vec<ops::Region> = serde_json::from_value(answer)
                 .map_err(|e| ReloadError::Unhealthy(format!("regions@1 answer malformed: {e}")))?;
             let mut names: Vec<String> = regions

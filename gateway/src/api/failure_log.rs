@@ -45,7 +45,9 @@ pub fn failed(
     cause: Option<&str>,
 ) {
     let (message, cause) = (clip(message), cause.map(clip));
-    if status.is_server_error() {
+    // EC2 answers throttling with 503: the caller's doing, not the gateway's.
+    let caller_caused = !status.is_server_error() || code == "RequestLimitExceeded";
+    if !caller_caused {
         tracing::warn!(request_id = %clip(request_id), status = status.as_u16(), code, error = %message, cause = ?cause, "request failed");
         return;
     }

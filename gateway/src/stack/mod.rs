@@ -229,7 +229,11 @@ where
         door.screen(&route, &head).await?;
         body = stack
             .bodies
-            .read(&head.headers, incoming.take().expect("unread"))
+            .read(
+                conn.peer.ip(),
+                &head.headers,
+                incoming.take().expect("unread"),
+            )
             .await?;
     }
     let principal = door.authenticate(&mut route, &head, &body, conn).await?;
@@ -267,7 +271,10 @@ where
     }
     if facts.takes_body {
         if let Some(incoming) = incoming.take() {
-            body = stack.bodies.read(&head.headers, incoming).await?;
+            body = stack
+                .bodies
+                .read(conn.peer.ip(), &head.headers, incoming)
+                .await?;
         }
     }
     let call = Call {

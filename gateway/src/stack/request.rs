@@ -2,7 +2,7 @@
 //! verified identity, the request id, and the body (bounded); and what it removes: every
 //! client-sent `x-skyport-*` header.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,6 +12,8 @@ use skyport_auth::ServiceIdentity;
 use skyport_core::error::ErrorKind;
 use skyport_core::error::GatewayError;
 use tokio::sync::Semaphore;
+
+use crate::per_key::PerKeyLimit;
 
 /// Largest request body accepted by either front door.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -56,18 +58,24 @@ pub(crate) fn strip_identity_headers(headers: &mut http::HeaderMap) {
 pub struct BodyLimits {
     /// The budget, in KiB.
     budget: Arc<Semaphore>,
+    /// Bodies being read at once per client address (at most [`BODIES_PER_PEER`]), so that
+    /// one address holds at most part of the budget, also before anyone is authenticated.
+    per_peer: PerKeyLimit<IpAddr>,
     /// Time allowed for reading one body.
     timeout: Duration,
 }
 
 /// How long a body waits for room in the budget before the request gets 503.
 const BUDGET_WAIT: Duration = Duration::from_secs(2);
+/// Request bodies one client address may have in reading at once.
+pub const BODIES_PER_PEER: usize = 32;
 
 impl BodyLimits {
     /// At most `budget_bytes` of bodies in reading at once, each read within `timeout`.
     pub fn new(budget_bytes: usize, timeout: Duration) -> Self {
         Self {
             budget: Arc::new(Semaphore::new((budget_bytes / 1024).max(1))),
+            per_peer: PerKeyLimit::new(BODIES_PER_PEER),
             timeout,
         }
     }
@@ -77,6 +85,7 @@ impl BodyLimits {
     /// when the budget stays full.
     pub(crate) async fn read<B>(
         &self,
+        peer: IpAddr,
         headers: &http::HeaderMap,
         body: B,
     ) -> Result<Bytes, GatewayError>
@@ -99,6 +108,14 @@ impl BodyLimits {
         if declared == Some(0) {
             return Ok(Bytes::new());
         }
+        let _reading = self.per_peer.take(&peer).ok_or_else(|| {
+            GatewayError::new(
+                ErrorKind::Unavailable,
+                format!(
+                    "{BODIES_PER_PEER} request bodies from your address are being read already; retry shortly"
+                ),
+            )
+        })?;
         // Room for what it says it will send, or for the most it may send.
         let reserve = declared.map_or(MAX_BODY_BYTES, |n| n as usize);
         let kib = u32::try_from(reserve.div_ceil(1024).max(1)).unwrap_or(u32::MAX);

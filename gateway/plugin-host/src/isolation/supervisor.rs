@@ -520,7 +520,14 @@ impl ProcessPlugin {
             tracing::warn!(plugin = %self.spec.name, pid, "plugin process did not stop within {SHUTDOWN_GRACE:?}; killed");
             let _ = rustix::process::kill_process(process, rustix::process::Signal::KILL);
         }
-        let _ = tokio::time::timeout(Duration::from_secs(5), supervisor).await;
+        if tokio::time::timeout(Duration::from_secs(5), &mut supervisor)
+            .await
+            .is_err()
+        {
+            // Still starting a process or pausing before one: stopped where it is (a
+            // process it holds is killed as its handle is dropped).
+            supervisor.abort();
+        }
     }
 
     /// Serves `first` until it dies, then starts the plugin again with a growing pause,
@@ -609,6 +616,8 @@ impl ProcessPlugin {
         let ended = tokio::select! {
             ended = &mut relay => ended.unwrap_or(Ended::Stream),
             status = child.wait() => {
+                // Reaped: its pid may be another process's from now on.
+                self.pid.store(0, Ordering::SeqCst);
                 exited = status.ok();
                 // What it wrote before it went is still read.
                 match tokio::time::timeout(Duration::from_secs(1), &mut relay).await {
@@ -639,15 +648,19 @@ impl ProcessPlugin {
         });
         let status = match exited {
             Some(status) => Some(status),
-            None => match tokio::time::timeout(Duration::from_secs(10), child.wait()).await {
-                Ok(Ok(status)) => Some(status),
-                _ => {
-                    let _ = child.kill().await;
-                    child.try_wait().ok().flatten()
-                }
-            },
+            None => {
+                let status = match tokio::time::timeout(Duration::from_secs(10), child.wait()).await
+                {
+                    Ok(Ok(status)) => Some(status),
+                    _ => {
+                        let _ = child.kill().await;
+                        child.try_wait().ok().flatten()
+                    }
+                };
+                self.pid.store(0, Ordering::SeqCst);
+                status
+            }
         };
-        self.pid.store(0, Ordering::SeqCst);
         if self.stopping.load(Ordering::SeqCst) {
             return None;
         }

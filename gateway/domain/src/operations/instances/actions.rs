@@ -173,6 +173,8 @@ impl InstanceService {
         if action != Action::Terminate || !settled {
             return Err(wrong_state(format!("instance {id} is still being created")));
         }
+        // Held while it is terminated: a recovery of the same create at start waits.
+        let _claim = self.claims.claim(&id)?;
         let previous = record.state.clone();
         self.inventory
             .update(&record.id, None, "terminated", None)

@@ -239,6 +239,13 @@ impl InstanceService {
         let admission = self.admissions.enter(&ctx.tenant).await;
         if let Some(token) = &spec.client_token {
             if let Some(existing) = self.inventory.by_client_token(&ctx.tenant, token).await? {
+                // Another department's instance is neither shown nor made again.
+                if !ctx.sees_department(existing.department.as_deref()) {
+                    return Err(GatewayError::new(
+                        ErrorKind::Conflict,
+                        "this client token was used for another order; use a token of your own",
+                    ));
+                }
                 return Ok(existing);
             }
         }

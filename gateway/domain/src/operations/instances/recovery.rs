@@ -44,6 +44,19 @@ impl InstanceService {
                 recovered.left.push(record.id);
                 continue;
             }
+            // Claimed while resolved, and looked at again once claimed: a tenant may have
+            // terminated it in between (then it is left as they made it).
+            let Ok(_claim) = self.claims.claim(&record.id) else {
+                recovered.left.push(record.id);
+                continue;
+            };
+            match self.inventory.get(&record.tenant, &record.id).await {
+                Ok(Some(now)) if now.remote_id.is_none() && now.state == "pending" => {}
+                _ => {
+                    recovered.left.push(record.id);
+                    continue;
+                }
+            }
             let provider = self.provider(&record.provider, CallContext::default());
             match provider.find(&record).await {
                 Ok(Some(found)) => {
