@@ -93,6 +93,16 @@ pub fn guest_library() -> PathBuf {
     target_dir().parent().expect("target dir").join("guest")
 }
 
+/// The resident memory of process `pid`, kB.
+pub fn rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap()
+}
+
 /// A fresh state directory under the system temp dir.
 pub fn temp_state_dir(tag: &str) -> PathBuf {
     let nanos = SystemTime::now()

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use skyport_e2e::ec2::Moto;
-use skyport_e2e::{default_config, Gateway, GatewayOptions};
+use skyport_e2e::{default_config, rss_kb, Gateway, GatewayOptions};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The embedded configuration with low connection and body limits.
@@ -193,16 +193,6 @@ async fn bodies_are_refused_before_they_are_read_and_read_within_a_deadline_and_
     assert_eq!(first.as_deref(), Some("HTTP/1.1 408 Request Timeout"));
     assert_eq!(second.as_deref(), Some("HTTP/1.1 408 Request Timeout"));
     served(&gw, &token).await;
-}
-
-/// The resident memory of process `pid`, kB.
-fn rss_kb(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap()
 }
 
 #[tokio::test]

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use skyport_e2e::{expect_problem, fixture, run_cli, Gateway, GatewayOptions};
+use skyport_e2e::{expect_problem, fixture, rss_kb, run_cli, Gateway, GatewayOptions};
 
 fn plugin_entry(name: &str, fixture_name: &str, extra: &str) -> String {
     format!(
@@ -203,20 +203,8 @@ async fn a_leak_past_the_memory_limit_ends_in_the_plugin_not_the_gateway() {
     let pid = plugin_view(&gw, &admin, "chaos").await["pid"]
         .as_u64()
         .unwrap();
-    let rss = |pid: u32| -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .unwrap()
-    };
-    let gateway_pid: u32 = std::fs::read_to_string(gw.state_dir.join("listen.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-        .and_then(|v| v["pid"].as_u64())
-        .unwrap() as u32;
-    let before = rss(gateway_pid);
+    let gateway_pid = gw.pid();
+    let before = rss_kb(gateway_pid);
     // 100 MiB is within the limit; three more are not.
     let r = gw
         .post_json(
@@ -244,7 +232,7 @@ async fn a_leak_past_the_memory_limit_ends_in_the_plugin_not_the_gateway() {
     assert!(body["detail"].as_str().unwrap().contains("crashed"));
     others_are_served(&gw, &admin).await;
     until_restarted(&gw, &admin, "chaos", pid).await;
-    let after = rss(gateway_pid);
+    let after = rss_kb(gateway_pid);
     assert!(
         after < before + 50 * 1024,
         "the gateway grew from {before} kB to {after} kB"
