@@ -4,12 +4,15 @@
 
 CARGO ?= cargo
 
-.PHONY: run test build build-release deps-run deps-test lint bench
+# Seconds each fuzz target runs in `make test` (tests/fuzz/README.md).
+FUZZ_SECONDS ?= 15
+
+.PHONY: run test build build-release deps-run deps-test lint fuzz-short bench
 
 run: deps-run build-release
 	./target/release/skyport serve
 
-test: deps-test lint build
+test: deps-test lint build fuzz-short
 	$(CARGO) test --workspace --all-targets --no-fail-fast
 
 build:
@@ -26,7 +29,11 @@ deps-test:
 
 lint:
 	$(CARGO) fmt --all -- --check
+	rustfmt --edition 2021 --check tests/fuzz/fuzz_targets/*.rs
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fuzz-short:
+	./tests/fuzz/run.sh $(FUZZ_SECONDS)
 
 bench: build-release
 	./bench/pipeline.sh

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Installs, idempotently, what Skyport needs: `run` for the running product (QEMU and the
 # default guest image for the local-vmm provider), `test` for the test suite (the same, plus
-# the AWS CLI, boto3 and moto in .venv).
+# the AWS CLI, boto3 and moto in .venv, and cargo-fuzz on the nightly toolchain).
 # Safe to run again: it only installs what is missing.
 set -eu
 what=${1:-run}
@@ -55,6 +55,18 @@ install_python_tools() {
     echo "$PY_PINS" >"$stamp"
 }
 
+# The fuzz targets (tests/fuzz) build on the nightly toolchain with cargo-fuzz, pinned.
+CARGO_FUZZ_VERSION=0.13.2
+install_fuzz_tools() {
+    if ! cargo +nightly --version >/dev/null 2>&1; then
+        need_cmd rustup "the fuzz targets need the nightly toolchain; install rustup, or a nightly toolchain"
+        rustup toolchain install nightly --profile minimal
+    fi
+    if [ "$(cargo fuzz --version 2>/dev/null)" != "cargo-fuzz $CARGO_FUZZ_VERSION" ]; then
+        cargo install --locked --quiet cargo-fuzz --version "$CARGO_FUZZ_VERSION"
+    fi
+}
+
 need_cmd cargo "install the Rust toolchain (rustup or Debian's cargo) first"
 need_cmd cc "install a C compiler: apt-get install -y build-essential"
 
@@ -66,6 +78,7 @@ run)
 test)
     install_qemu
     install_python_tools
+    install_fuzz_tools
     "$root/plugins/local-vmm/prepare-guest.sh" "$root/target/guest/skyport-tiny" >/dev/null
     ;;
 *)

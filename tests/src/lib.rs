@@ -103,7 +103,8 @@ pub fn rss_kb(pid: u32) -> u64 {
         .unwrap()
 }
 
-/// A fresh state directory under the system temp dir.
+/// A fresh state directory under the system temp dir, private (0700) as `skyport serve`
+/// makes one.
 pub fn temp_state_dir(tag: &str) -> PathBuf {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -111,7 +112,9 @@ pub fn temp_state_dir(tag: &str) -> PathBuf {
         .as_nanos();
     let dir =
         std::env::temp_dir().join(format!("skyport-e2e-{tag}-{}-{nanos}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+        .create(&dir)
+        .unwrap();
     dir
 }
 

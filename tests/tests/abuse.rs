@@ -507,3 +507,68 @@ fn time_now() -> String {
         .unwrap();
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
+
+#[test]
+fn a_new_state_directory_is_private_and_its_secrets_are_the_owners_alone() {
+    use std::os::unix::fs::PermissionsExt;
+    let parent = skyport_e2e::temp_state_dir("private");
+    let state = parent.join("fresh").join("state");
+    let config = parent.join("skyport.toml");
+    std::fs::write(&config, default_config()).unwrap();
+    let mut child = std::process::Command::new(skyport_e2e::skyport_bin())
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--config")
+        .arg(&config)
+        .arg("--state-dir")
+        .arg(&state)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let ready = (0..1200).any(|_| {
+        std::thread::sleep(Duration::from_millis(25));
+        state.join("listen.json").exists()
+    });
+    let mode = |p: &str| {
+        std::fs::metadata(state.join(p))
+            .map(|m| m.permissions().mode() & 0o777)
+            .unwrap_or_else(|e| panic!("{p}: {e}"))
+    };
+    let modes: Vec<(&str, u32)> = [
+        "",
+        "certs",
+        "certs/server-key.pem",
+        "certs/jwt-signing-key.pem",
+        "skyport.db",
+    ]
+    .into_iter()
+    .map(|p| (p, if ready { mode(p) } else { 0 }))
+    .collect();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(ready, "the gateway did not start on a new state directory");
+    for (path, mode) in modes {
+        let wanted = if path.is_empty() || path == "certs" {
+            0o700
+        } else {
+            0o600
+        };
+        assert_eq!(mode, wanted, "{path:?} is {mode:o}");
+    }
+    // Every directory it made on the way is private too.
+    assert_eq!(
+        std::fs::metadata(parent.join("fresh"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o700
+    );
+}

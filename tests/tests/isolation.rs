@@ -264,6 +264,11 @@ async fn a_plugin_run_as_another_user_reads_none_of_the_gateways_secrets() {
     assert_eq!(pong["result"]["home"], home.to_str().unwrap(), "{pong}");
     use std::os::unix::fs::MetadataExt;
     assert_eq!(std::fs::metadata(&home).unwrap().uid(), 65534);
+    // The private state directory (0700) lets it through, and nothing more.
+    assert_eq!(
+        std::fs::metadata(&gw.state_dir).unwrap().mode() & 0o777,
+        0o701
+    );
     for secret in [
         "certs/server-key.pem",
         "certs/jwt-signing-key.pem",

@@ -86,7 +86,11 @@ impl Running {
 }
 
 /// Creates an instance's state directory and gives it to `user`, who runs its process.
-fn own_state_dir(dir: &Path, user: &str) -> Result<(), String> {
+///
+/// The gateway's own directories on the way (`root`, the private state directory, and
+/// below it) are opened to others for search only (`o+x`: a path through, no listing);
+/// a directory above `root` that `user` cannot pass is refused by name.
+fn own_state_dir(dir: &Path, root: &Path, user: &str) -> Result<(), String> {
     let (uid, gid) = crate::isolation::supervisor::lookup_user(user)?;
     std::fs::create_dir_all(dir)
         .map_err(|e| format!("cannot make its state directory {}: {e}", dir.display()))?;
@@ -97,6 +101,12 @@ fn own_state_dir(dir: &Path, user: &str) -> Result<(), String> {
     )
     .map_err(|e| format!("cannot give {} to user {user}: {e}", dir.display()))?;
     for ancestor in dir.ancestors().skip(1) {
+        if ancestor.starts_with(root) {
+            searchable_by_others(ancestor).map_err(|e| {
+                format!("cannot let user {user} through {}: {e}", ancestor.display())
+            })?;
+            continue;
+        }
         searchable_by(ancestor, uid, gid).map_err(|mode| {
             format!(
                 "user {user} cannot reach its state directory: {} (mode {mode:o}) is not \
@@ -104,6 +114,16 @@ fn own_state_dir(dir: &Path, user: &str) -> Result<(), String> {
                 ancestor.display()
             )
         })?;
+    }
+    Ok(())
+}
+
+/// Adds search permission for others to directory `dir` (nothing else), when it lacks it.
+fn searchable_by_others(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir)?.permissions().mode() & 0o7777;
+    if mode & 0o001 == 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode | 0o001))?;
     }
     Ok(())
 }
@@ -342,7 +362,9 @@ impl PluginRegistry {
                 .map_err(|reason| refuse(None, reason))?
         };
         if let Some(user) = &config.user {
-            own_state_dir(&self.state_dir.join(name), user).map_err(|e| refuse(None, e))?;
+            // The gateway's state directory: `self.state_dir` is its `plugins/`.
+            let root = self.state_dir.parent().unwrap_or(&self.state_dir);
+            own_state_dir(&self.state_dir.join(name), root, user).map_err(|e| refuse(None, e))?;
         }
         let spec = ChildSpec {
             exe: self.host_exe.clone(),

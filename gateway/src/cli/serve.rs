@@ -89,8 +89,16 @@ pub(super) fn plugin_dir() -> PathBuf {
 async fn serve(config: Config) -> anyhow::Result<i32> {
     let clock = SystemClock::shared();
     let state_dir = config.server.state_dir.clone();
-    std::fs::create_dir_all(&state_dir)
-        .with_context(|| format!("creating state directory {}", state_dir.display()))?;
+    // Created private (0700): it holds the database, keys and ledgers. One that exists is
+    // left as its operator made it.
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&state_dir)
+            .with_context(|| format!("creating state directory {}", state_dir.display()))?;
+    }
     let certs_dir = state_dir.join("certs");
     let needs_dev = config.tls.cert.is_none() || config.auth.jwt.keys.is_empty();
     if needs_dev {

@@ -20,7 +20,6 @@ mod tags;
 mod tests;
 pub mod xml;
 
-use std::borrow::Cow;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -88,11 +87,6 @@ pub(crate) type ActionResult = Result<String, Ec2Error>;
 
 /// An action.
 pub(crate) type ActionFn = for<'a> fn(&'a Ec2Call<'a>) -> BoxFuture<'a, ActionResult>;
-
-/// Parameters that belong to the signature or the protocol, not to the action.
-fn is_protocol_param(name: &str) -> bool {
-    name.starts_with("X-Amz-") || name == "Action" || name == "Version"
-}
 
 /// The form body of a POST (the query string carries the rest).
 fn form<'b>(head: &Parts, body: &'b Bytes) -> &'b [u8] {
@@ -189,28 +183,8 @@ impl FrontDoor for Ec2Api {
                 ),
             ));
         }
-        // A form is text: bytes that are not would make two different requests one cache
-        // key.
-        let form = form(head, body);
-        if std::str::from_utf8(form).is_err() {
-            return Err(Ec2Error::invalid_value(
-                "the request body is not valid UTF-8 (an EC2 Query form is URL-encoded text)",
-            ));
-        }
-        // Decoded only up to `Action` (and a second one, which is refused: the call must
-        // run the action the cache and the limits saw), borrowed where nothing was
-        // escaped: a cached read needs no more.
         let query = head.uri.query().unwrap_or("");
-        let mut actions = form_urlencoded::parse(query.as_bytes())
-            .chain(form_urlencoded::parse(form))
-            .filter(|(k, _)| k == "Action")
-            .map(|(_, v)| v);
-        let name: Cow<'_, str> = actions.next().ok_or_else(|| Ec2Error::missing("Action"))?;
-        if actions.next().is_some() {
-            return Err(Ec2Error::invalid_value(
-                "Action is given more than once; give it once",
-            ));
-        }
+        let name = query::action(query, form(head, body))?;
         let action = actions::find(&name).ok_or_else(|| Ec2Error::invalid_action(&name))?;
         route.action = Some(action);
         Ok(RouteFacts {
@@ -255,12 +229,7 @@ impl FrontDoor for Ec2Api {
             )));
         };
         let query = call.head.uri.query().unwrap_or("");
-        let params = Params::from_pairs(
-            form_urlencoded::parse(query.as_bytes())
-                .chain(form_urlencoded::parse(form(&call.head, &call.body)))
-                .filter(|(k, _)| !is_protocol_param(k))
-                .map(|(k, v)| (k.into_owned(), v.into_owned())),
-        );
+        let params = Params::from_request(query, form(&call.head, &call.body));
         if params.flag("DryRun", false)? {
             return Err(Ec2Error::new(
                 StatusCode::PRECONDITION_FAILED,

@@ -3,9 +3,41 @@
 //! (`Filter.N.Name`, `Filter.N.Value.M`), tags (`Tag.N.Key`, `Tag.N.Value`) and tag
 //! specifications (`TagSpecification.N.ResourceType`, `TagSpecification.N.Tag.M.Key`).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use super::Ec2Error;
+
+/// Parameters that belong to the signature or the protocol, not to the action.
+fn is_protocol_param(name: &str) -> bool {
+    name.starts_with("X-Amz-") || name == "Action" || name == "Version"
+}
+
+/// The one `Action` of a request whose URL query is `query` and whose form body is `form`
+/// (empty for a GET).
+///
+/// The form must be UTF-8 (bytes that are not would make two different requests one cache
+/// key) and `Action` must be given once: the call must run the action the cache and the
+/// limits saw. Decoded only up to `Action` (and a second one), borrowed where nothing was
+/// escaped: a cached read needs no more.
+pub fn action<'a>(query: &'a str, form: &'a [u8]) -> Result<Cow<'a, str>, Ec2Error> {
+    if std::str::from_utf8(form).is_err() {
+        return Err(Ec2Error::invalid_value(
+            "the request body is not valid UTF-8 (an EC2 Query form is URL-encoded text)",
+        ));
+    }
+    let mut actions = form_urlencoded::parse(query.as_bytes())
+        .chain(form_urlencoded::parse(form))
+        .filter(|(k, _)| k == "Action")
+        .map(|(_, v)| v);
+    let name = actions.next().ok_or_else(|| Ec2Error::missing("Action"))?;
+    if actions.next().is_some() {
+        return Err(Ec2Error::invalid_value(
+            "Action is given more than once; give it once",
+        ));
+    }
+    Ok(name)
+}
 
 /// One request's parameters (signature parameters removed).
 #[derive(Debug, Clone, Default)]
@@ -65,6 +97,18 @@ impl Params {
         Self {
             map: pairs.into_iter().collect(),
         }
+    }
+
+    /// The action's parameters of a request whose URL query is `query` and whose form body
+    /// is `form`: both decoded, the signature's and protocol's own (`X-Amz-*`, `Action`,
+    /// `Version`) left out.
+    pub fn from_request(query: &str, form: &[u8]) -> Self {
+        Self::from_pairs(
+            form_urlencoded::parse(query.as_bytes())
+                .chain(form_urlencoded::parse(form))
+                .filter(|(k, _)| !is_protocol_param(k))
+                .map(|(k, v)| (k.into_owned(), v.into_owned())),
+        )
     }
 
     /// Every (name, value), sorted by name.
@@ -286,6 +330,36 @@ mod tests {
         assert_eq!(filters.len(), 50);
         assert!(filters.iter().all(|f| f.values.len() == 200));
         assert_eq!(filters[9].values[199], "v10-200");
+    }
+
+    #[test]
+    fn the_action_is_read_once_from_text_and_kept_out_of_the_parameters() {
+        assert_eq!(
+            action("Action=DescribeRegions", b"").unwrap(),
+            "DescribeRegions"
+        );
+        assert_eq!(
+            action("", b"Version=2016-11-15&Action=Describe%52egions").unwrap(),
+            "DescribeRegions"
+        );
+        assert_eq!(
+            action("", b"Version=1").unwrap_err().code,
+            "MissingParameter"
+        );
+        assert!(action("Action=A", b"Action=B")
+            .unwrap_err()
+            .message
+            .contains("more than once"));
+        assert!(action("", b"Action=A&x=\xff")
+            .unwrap_err()
+            .message
+            .contains("not valid UTF-8"));
+        let params = Params::from_request(
+            "Action=RunInstances&X-Amz-Signature=abc&MinCount=1",
+            b"Version=2016-11-15&ImageId=ami-1",
+        );
+        let names: Vec<&str> = params.iter().map(|(k, _)| k).collect();
+        assert_eq!(names, ["ImageId", "MinCount"]);
     }
 
     #[test]
