@@ -13,14 +13,15 @@ pub(super) fn uri_encode(s: &str, out: &mut String) {
     }
 }
 
-/// The canonical query string: every pair decoded, re-encoded, sorted; the presigned
-/// signature itself left out.
-pub(super) fn canonical_query(query: &str) -> String {
+/// The canonical query string: every pair decoded, re-encoded, sorted; for a presigned
+/// request, its signature (`X-Amz-Signature`) left out. A request signed in its
+/// Authorization header signs every query parameter, whatever its name.
+pub(super) fn canonical_query(query: &str, presigned: bool) -> String {
     if query.is_empty() {
         return String::new();
     }
     let mut pairs: Vec<(String, String)> = query_pairs(query)
-        .filter(|(k, _)| k != "X-Amz-Signature")
+        .filter(|(k, _)| !(presigned && k == "X-Amz-Signature"))
         .map(|(k, v)| {
             let (mut ek, mut ev) = (String::new(), String::new());
             uri_encode(&k, &mut ek);
@@ -50,7 +51,7 @@ pub fn canonical_request(
         parts.path
     });
     out.push('\n');
-    out.push_str(&canonical_query(parts.query));
+    out.push_str(&canonical_query(parts.query, signed.expires.is_some()));
     out.push('\n');
     for name in signed.signed_header_names() {
         out.push_str(name);
