@@ -20,11 +20,12 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
-/// Requests in flight on one connection, and when that last changed.
+/// Requests in flight on one connection, and when the last one ended.
 #[derive(Debug)]
 pub(crate) struct InFlight {
     count: AtomicUsize,
-    /// Since `opened`, in milliseconds: the last start or end of a request.
+    /// Since `opened`, in milliseconds: the end of the last request (a request's start
+    /// needs no time: while one is in flight the connection is not idle).
     last_change_ms: AtomicU64,
     opened: Instant,
 }
@@ -46,7 +47,6 @@ impl InFlight {
     /// Counts a request until the returned guard is dropped.
     pub(crate) fn serving(self: &Arc<Self>) -> Serving {
         self.count.fetch_add(1, Ordering::SeqCst);
-        self.changed();
         Serving(Arc::clone(self))
     }
 
@@ -69,8 +69,10 @@ impl InFlight {
 
 impl Drop for Serving {
     fn drop(&mut self) {
-        self.0.count.fetch_sub(1, Ordering::SeqCst);
+        // Stamped before the count falls, so that an idle connection's time is never one
+        // from before its last request.
         self.0.changed();
+        self.0.count.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

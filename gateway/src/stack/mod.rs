@@ -227,14 +227,14 @@ where
     let mut incoming = Some(incoming);
     if door.body_before_auth(&route) {
         door.screen(&route, &head).await?;
-        body = stack
-            .bodies
-            .read(
-                conn.peer.ip(),
-                &head.headers,
-                incoming.take().expect("unread"),
-            )
-            .await?;
+        // Boxed, here and below: reading a body (deadlines, budget) is a large future that
+        // every request would otherwise carry, and move, whether it reads one or not.
+        body = Box::pin(stack.bodies.read(
+            conn.peer.ip(),
+            &head.headers,
+            incoming.take().expect("unread"),
+        ))
+        .await?;
     }
     let principal = door.authenticate(&mut route, &head, &body, conn).await?;
     let ctx = &*outcome.tenant.insert(stack.tenants.resolve(principal)?);
@@ -271,10 +271,7 @@ where
     }
     if facts.takes_body {
         if let Some(incoming) = incoming.take() {
-            body = stack
-                .bodies
-                .read(conn.peer.ip(), &head.headers, incoming)
-                .await?;
+            body = Box::pin(stack.bodies.read(conn.peer.ip(), &head.headers, incoming)).await?;
         }
     }
     let call = Call {
