@@ -47,6 +47,7 @@ pub async fn serve_tls(
         server.max_connections_per_peer,
     );
     let metrics = Arc::clone(&gateway.stack.metrics);
+    let handshakes = Arc::new(tokio::sync::Semaphore::new(handshakes_in_progress()));
     let mut accept_errors = AcceptBackoff::default();
     let mut refusals = RefusalLog::default();
     loop {
@@ -79,13 +80,21 @@ pub async fn serve_tls(
         let trust_domain = gateway.services.config.auth.mtls.trust_domain.clone();
         let watcher = graceful.watcher();
         let open = metrics.connections_open.clone();
+        let handshakes = Arc::clone(&handshakes);
         tokio::spawn(async move {
             let _admitted = admitted;
             open.inc();
             let _open = scopeguard(move || {
                 open.dec();
             });
-            let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
+            // A handshake waits for its turn within its deadline: a burst of new
+            // connections takes turns on the CPU instead of crowding out the requests of
+            // connections already open.
+            let handshake = async {
+                let _turn = handshakes.acquire().await.expect("never closed");
+                acceptor.accept(tcp).await
+            };
+            let tls = match tokio::time::timeout(handshake_timeout, handshake).await {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(e)) => {
                     tracing::debug!(peer = %peer, error = %e, "TLS handshake failed");
@@ -140,6 +149,13 @@ pub async fn serve_tls(
         _ = graceful.shutdown() => tracing::info!("all connections drained"),
         _ = tokio::time::sleep(drain) => tracing::warn!("drain deadline passed; closing remaining connections"),
     }
+}
+
+/// TLS handshakes in progress at once: twice the cores the gateway may use (at least 4).
+/// A handshake is CPU work (key exchange and signature); more at once would not finish
+/// sooner, only delay the requests of open connections.
+fn handshakes_in_progress() -> usize {
+    std::thread::available_parallelism().map_or(4, |n| (2 * n.get()).max(4))
 }
 
 /// Streams one HTTP/2 connection may have open at once.

@@ -102,6 +102,47 @@ impl RuleOutcome {
     }
 }
 
+/// The longest condition, in characters.
+pub const MAX_CONDITION_CHARS: usize = 2048;
+/// The deepest nesting of brackets in a condition, and the longest run of unary
+/// operators (`!`, `-`).
+pub const MAX_CONDITION_DEPTH: usize = 32;
+
+/// Refuses a condition the CEL parser would recurse into too deeply: its parser recurses
+/// once per bracket and unary operator, so a deeply nested condition (found by the
+/// `cel_rules` fuzz target) would overflow the stack of whoever loads it.
+fn within_parser_limits(when: &str) -> Result<(), String> {
+    let chars = when.chars().count();
+    if chars > MAX_CONDITION_CHARS {
+        return Err(format!(
+            "the condition has {chars} characters; at most {MAX_CONDITION_CHARS}"
+        ));
+    }
+    let (mut depth, mut deepest, mut unary, mut longest_unary) = (0usize, 0, 0usize, 0);
+    for c in when.chars() {
+        match c {
+            '(' | '[' | '{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            ')' | ']' | '}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        if matches!(c, '!' | '-') {
+            unary += 1;
+            longest_unary = longest_unary.max(unary);
+        } else if !c.is_whitespace() {
+            unary = 0;
+        }
+    }
+    if deepest > MAX_CONDITION_DEPTH || longest_unary > MAX_CONDITION_DEPTH {
+        return Err(format!(
+            "the condition nests more than {MAX_CONDITION_DEPTH} deep (brackets or unary operators)"
+        ));
+    }
+    Ok(())
+}
+
 impl RuleSet {
     /// Compiles `rules`, or says what is wrong with each, by key path under `at`.
     pub fn compile(rules: &[RuleConfig], at: &str) -> Result<Self, Vec<ConfigError>> {
@@ -169,6 +210,10 @@ impl RuleSet {
                         ),
                     );
                 }
+            }
+            if let Err(why) = within_parser_limits(&rule.when) {
+                err(format!("{here}.when"), why);
+                continue;
             }
             match ENV.compile(&rule.when) {
                 Ok(condition) => {
@@ -480,5 +525,35 @@ mod tests {
                 "placement.rules[5].choose.instance_type",
             ]
         );
+    }
+
+    /// Found by the `cel_rules` fuzz target: a condition nested about 85 brackets deep
+    /// overflowed the parser's stack (a crash of whoever loads the configuration or the
+    /// catalog). Such conditions are refused by name before they reach the parser.
+    #[test]
+    fn deeply_nested_conditions_are_refused_before_the_parser() {
+        let nested = format!("{}true{}", "(".repeat(200), ")".repeat(200));
+        let unary = format!("{}true", "!".repeat(200));
+        let long = format!("params.tier == \"{}\"", "x".repeat(3000));
+        let when_errors = |when: &str| -> Vec<String> {
+            RuleSet::compile(&[rule("deep", when, Some(&["local-vmm"]), None)], "r")
+                .err()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|e| e.path == "r[0].when")
+                .map(|e| e.message)
+                .collect()
+        };
+        for when in [nested, unary, long] {
+            let errors = when_errors(&when);
+            assert!(
+                errors
+                    .iter()
+                    .any(|m| m.contains("at most") || m.contains("nests")),
+                "{errors:?}"
+            );
+        }
+        let fine = format!("{}true{}", "(".repeat(32), ")".repeat(32));
+        assert_eq!(when_errors(&fine), Vec::<String>::new());
     }
 }
