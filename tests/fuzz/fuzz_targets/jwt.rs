@@ -32,7 +32,7 @@ fn fixture() -> &'static Fixture {
         std::fs::create_dir_all(&dir).expect("a temporary directory");
         let pem = dir.join("trusted.pem");
         std::fs::write(&pem, key.public_key_pem()).expect("the public key");
-        let config: JwtConfig = toml_config();
+        let config = jwt_config();
         let clock: SharedClock = ManualClock::at_unix(NOW);
         let verifier = JwtVerifier::new(
             &config,
@@ -72,7 +72,7 @@ fn fixture() -> &'static Fixture {
     })
 }
 
-fn toml_config() -> JwtConfig {
+fn jwt_config() -> JwtConfig {
     serde_json::from_value(serde_json::json!({
         "issuer": "fuzz-issuer",
         "audience": "skyport",
