@@ -3,8 +3,10 @@
 //! up for as long as the process runs (a connection the gateway closes is opened again).
 //!
 //! The attacker spreads itself over several loopback source addresses (127.0.0.2 and up),
-//! as a flood from several hosts would, each staying under the gateway's per-address caps:
-//! what is measured is the gateway's capacity, not its per-address refusals.
+//! as a flood from several hosts would, each staying under the gateway's per-address caps on
+//! connections held: what is measured is the gateway's capacity, not its per-address
+//! refusals. A connection refused (past the per-address rate of new connections, say) is
+//! tried again half a second later.
 //!
 //! Usage: `skyport-flood ADDR CA_PEM TOKEN IDLE SLOW`. Prints `ready` once every
 //! connection has been opened once, then a line of counts every second.

@@ -135,10 +135,103 @@ async fn silent_and_idle_connections_are_capped_per_peer_and_closed() {
     served(&gw, &token).await;
 }
 
-/// Sends `head` (no body) on a fresh TLS connection; the status line that comes back.
-async fn status_after_head(gw: &Gateway, head: String, wait: Duration) -> Option<String> {
+#[tokio::test]
+async fn connections_that_stall_their_handshake_keep_no_one_else_waiting() {
+    let gw = limited_gateway();
+    let token = gw.token("demo", None, &[]);
+    // From two other peers: 12 connections that send nothing, and 12 that send the first
+    // bytes of a ClientHello and stop, each held until the 2 s handshake deadline.
+    let mut stalled = Vec::new();
+    for _ in 0..12 {
+        stalled.push(connect_from("127.0.0.3", gw.api).await);
+        let mut half = connect_from("127.0.0.4", gw.api).await;
+        half.write_all(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")
+            .await
+            .unwrap();
+        stalled.push(half);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // A new connection meanwhile: its handshake and request are not kept waiting.
+    for _ in 0..3 {
+        let started = std::time::Instant::now();
+        let mut fresh = gw.tls_connect(None).await;
+        fresh
+            .write_all(
+                format!(
+                    "GET /v1/regions HTTP/1.1\r\nhost: localhost\r\nauthorization: Bearer {token}\r\nconnection: close\r\n\r\n"
+                )
+                .as_bytes(),
+            )
+            .await
+            .unwrap();
+        let mut head = [0u8; 12];
+        fresh.read_exact(&mut head).await.unwrap();
+        assert_eq!(&head, b"HTTP/1.1 200");
+        let took = started.elapsed();
+        assert!(
+            took < Duration::from_secs(1),
+            "a new connection took {took:?}"
+        );
+    }
+    for stream in stalled.iter_mut() {
+        assert!(closed_within(stream, Duration::from_secs(6)).await);
+    }
+}
+
+#[tokio::test]
+async fn an_address_that_reconnects_in_a_loop_is_held_to_its_rate() {
+    let config = limited_config()
+        .replace(
+            "new_connections_per_peer_per_sec = 64",
+            "new_connections_per_peer_per_sec = 10",
+        )
+        .replace(
+            "max_connections_per_peer = 16",
+            "max_connections_per_peer = 64",
+        );
+    let gw = Gateway::start_with(GatewayOptions {
+        config: Some(config),
+        ..Default::default()
+    });
+    let token = gw.token("demo", None, &[]);
+    // 40 connections at once from one address: 20 (its burst, twice its rate) reach their
+    // handshake, the rest are closed at once, before any TLS work.
+    let mut opened = Vec::new();
+    for _ in 0..40 {
+        opened.push(connect_from("127.0.0.5", gw.api).await);
+    }
+    let closed = futures::future::join_all(
+        opened
+            .iter_mut()
+            .map(|stream| closed_within(stream, Duration::from_millis(300))),
+    )
+    .await;
+    let closed_at_once = closed.iter().filter(|closed| **closed).count();
+    assert!(
+        (18..=20).contains(&closed_at_once),
+        "{closed_at_once} of 40 closed at once"
+    );
+    let metrics = gw.metrics_text().await;
+    assert!(
+        metrics.contains("skyport_connections_refused_total{reason=\"peer_rate\"}"),
+        "{metrics}"
+    );
+    // Other addresses are served meanwhile; so is this one once its rate allows.
+    served(&gw, &token).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let mut again = connect_from("127.0.0.5", gw.api).await;
+    assert!(!closed_within(&mut again, Duration::from_millis(300)).await);
+}
+
+/// Sends `request` (a head, and as much of its body as the test likes) on a fresh TLS
+/// connection; the status line that comes back.
+async fn status_after_head(
+    gw: &Gateway,
+    request: impl AsRef<[u8]>,
+    wait: Duration,
+) -> Option<String> {
     let mut stream = gw.tls_connect(None).await;
-    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(request.as_ref()).await.unwrap();
     let mut buf = vec![0u8; 4096];
     let n = tokio::time::timeout(wait, stream.read(&mut buf))
         .await
@@ -176,20 +269,55 @@ async fn bodies_are_refused_before_they_are_read_and_read_within_a_deadline_and_
     let status = status_after_head(&gw, large, Duration::from_secs(5)).await;
     assert_eq!(status.as_deref(), Some("HTTP/1.1 413 Payload Too Large"));
 
-    // Two bodies of a megabyte each that never arrive fill the 2 MiB budget: a third
-    // waits 2 s for room and gets 503; the first two get 408 at their 4 s deadline.
-    let slow = |after: u64| {
-        let head = format!(
-            "POST /v1/instances HTTP/1.1\r\nhost: localhost\r\nauthorization: Bearer {token}\r\ncontent-type: application/json\r\ncontent-length: 1048576\r\n\r\n{{"
-        );
+    // Bodies are charged with the bytes that have arrived: eight bodies announcing a
+    // megabyte each (4 MiB, twice the budget) that send a byte and then nothing hold
+    // almost nothing, so a whole body is read meanwhile; they get 408 at their 4 s deadline.
+    let create = |declared: usize, sent: usize| {
+        let mut request = format!(
+            "POST /v1/instances HTTP/1.1\r\nhost: localhost\r\nauthorization: Bearer {token}\r\ncontent-type: application/json\r\ncontent-length: {declared}\r\n\r\n"
+        )
+        .into_bytes();
+        request.resize(request.len() + sent, b' ');
+        request
+    };
+    let trickles =
+        (0..8).map(|_| status_after_head(&gw, create(1 << 20, 1), Duration::from_secs(10)));
+    let whole = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let json = format!("{{\"pad\": \"{}\"}}", " ".repeat(300_000));
+        let mut body = create(json.len(), 0);
+        body.extend_from_slice(json.as_bytes());
+        status_after_head(&gw, body, Duration::from_secs(3)).await
+    };
+    let (trickled, whole) = tokio::join!(futures::future::join_all(trickles), whole);
+    assert_eq!(whole.as_deref(), Some("HTTP/1.1 400 Bad Request"));
+    for status in trickled {
+        assert_eq!(status.as_deref(), Some("HTTP/1.1 408 Request Timeout"));
+    }
+
+    // Two bodies that send 0.95 MiB each and then stall hold most of the 2 MiB budget: a
+    // third whose bytes would go past it waits 2 s for room, then gets 503, before the
+    // first two reach their 4 s deadline.
+    let stalled = |after: u64| {
+        let request = create(1 << 20, 1_000_000);
         let gw = &gw;
         async move {
             tokio::time::sleep(Duration::from_millis(after)).await;
-            status_after_head(gw, head, Duration::from_secs(10)).await
+            status_after_head(gw, request, Duration::from_secs(10)).await
         }
     };
-    let (first, second, third) = tokio::join!(slow(0), slow(200), slow(600));
+    let third = async {
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        let started = std::time::Instant::now();
+        let status = status_after_head(&gw, create(400_000, 400_000), Duration::from_secs(5)).await;
+        (status, started.elapsed())
+    };
+    let (first, second, (third, waited)) = tokio::join!(stalled(0), stalled(200), third);
     assert_eq!(third.as_deref(), Some("HTTP/1.1 503 Service Unavailable"));
+    assert!(
+        waited >= Duration::from_secs(2) && waited < Duration::from_millis(3100),
+        "503 after {waited:?}"
+    );
     assert_eq!(first.as_deref(), Some("HTTP/1.1 408 Request Timeout"));
     assert_eq!(second.as_deref(), Some("HTTP/1.1 408 Request Timeout"));
     served(&gw, &token).await;

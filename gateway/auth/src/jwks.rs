@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use arc_swap::ArcSwap;
+use aws_lc_rs::signature::{self, ParsedPublicKey, VerificationAlgorithm};
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet, KeyAlgorithm};
-use jsonwebtoken::{Algorithm, DecodingKey};
+use jsonwebtoken::{Algorithm, DecodingKey, DecodingKeyKind};
 
 use skyport_core::clock::SharedClock;
 use skyport_core::config::JwtKeyConfig;
@@ -44,6 +45,45 @@ pub struct VerifyKey {
     pub algorithm: Algorithm,
     /// The key.
     pub key: DecodingKey,
+    /// The key parsed once for aws-lc's verifier, so that a token's signature is checked
+    /// without parsing (and validating) the key again; `None` for an RSA key given as
+    /// modulus and exponent, which jsonwebtoken verifies itself.
+    parsed: Option<ParsedPublicKey>,
+}
+
+impl VerifyKey {
+    /// `key`, for `algorithm` only, parsed once when jsonwebtoken holds it as bytes (EC
+    /// points, Ed25519 keys, RSA PKCS#1 DER: the forms its own verifiers read).
+    pub fn new(
+        kid: Option<String>,
+        algorithm: Algorithm,
+        key: DecodingKey,
+    ) -> anyhow::Result<Self> {
+        let verification: &'static dyn VerificationAlgorithm = match algorithm {
+            Algorithm::ES256 => &signature::ECDSA_P256_SHA256_FIXED,
+            Algorithm::RS256 => &signature::RSA_PKCS1_2048_8192_SHA256,
+            Algorithm::EdDSA => &signature::ED25519,
+            other => anyhow::bail!("algorithm {other:?} is not accepted"),
+        };
+        let parsed = match key.kind() {
+            DecodingKeyKind::SecretOrDer(bytes) => Some(
+                ParsedPublicKey::new(verification, bytes)
+                    .map_err(|e| anyhow::anyhow!("{algorithm:?} public key rejected: {e}"))?,
+            ),
+            DecodingKeyKind::RsaModulusExponent { .. } => None,
+        };
+        Ok(Self {
+            kid,
+            algorithm,
+            key,
+            parsed,
+        })
+    }
+
+    /// The parsed key, when there is one.
+    pub(crate) fn parsed(&self) -> Option<&ParsedPublicKey> {
+        self.parsed.as_ref()
+    }
 }
 
 /// A set of keys looked up by `kid`.
@@ -67,11 +107,9 @@ impl KeySet {
                     .with_context(|| format!("reading JWT key {}", pem.display()))?;
                 let key = decoding_key_from_pem(algorithm, &bytes)
                     .with_context(|| format!("parsing JWT key {}", pem.display()))?;
-                keys.push(Arc::new(VerifyKey {
-                    kid: source.kid.clone(),
-                    algorithm,
-                    key,
-                }));
+                let key = VerifyKey::new(source.kid.clone(), algorithm, key)
+                    .with_context(|| format!("JWT key {}", pem.display()))?;
+                keys.push(Arc::new(key));
             }
             if let Some(file) = &source.jwks_file {
                 let text = std::fs::read_to_string(file)
@@ -138,11 +176,11 @@ fn key_from_jwk(jwk: &Jwk) -> anyhow::Result<VerifyKey> {
             _ => anyhow::bail!("key type not accepted"),
         },
     };
-    Ok(VerifyKey {
-        kid: jwk.common.key_id.clone(),
+    VerifyKey::new(
+        jwk.common.key_id.clone(),
         algorithm,
-        key: DecodingKey::from_jwk(jwk)?,
-    })
+        DecodingKey::from_jwk(jwk)?,
+    )
 }
 
 /// A JWKS URL and the keys last fetched from it.

@@ -6,6 +6,10 @@
 //! request's cost): keyed by the full token, expiring at the token's `exp`, flushed
 //! whenever keys change. A failure is never cached.
 //!
+//! The signature is checked with the key as parsed once at load (aws-lc's
+//! `ParsedPublicKey`), then jsonwebtoken validates the claims; a key jsonwebtoken holds
+//! only as RSA modulus and exponent is left to jsonwebtoken whole.
+//!
 //! The key is chosen by the header's `kid`. Tokens of one issuer share their header
 //! segment, so the `kid` of the last header decoded is remembered with its encoded text: a
 //! token whose header segment is byte for byte the same skips a second decode of the
@@ -15,6 +19,9 @@ use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
+use aws_lc_rs::signature::ParsedPublicKey;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use jsonwebtoken::{decode, decode_header, Algorithm, Validation};
 
 use super::claims::TokenClaims;
@@ -27,7 +34,7 @@ use skyport_core::error::GatewayError;
 /// Verifies bearer tokens against the configured keys.
 pub struct JwtVerifier {
     /// One prepared validation per accepted algorithm (built once, not per request).
-    validations: Vec<(Algorithm, Validation)>,
+    validations: Vec<(Algorithm, Validations)>,
     local_keys: ArcSwap<KeySet>,
     key_sources: Vec<JwtKeyConfig>,
     remote: Option<JwksRemote>,
@@ -41,10 +48,41 @@ pub struct JwtVerifier {
     clock: SharedClock,
 }
 
-/// A token's encoded header segment and the `kid` it decodes to.
+/// How a token's claims are validated for one algorithm.
+struct Validations {
+    /// Signature and claims, by jsonwebtoken (keys it must parse itself).
+    whole: Validation,
+    /// Claims only: the signature was verified with the key parsed at load.
+    claims: Validation,
+}
+
+/// A token's encoded header segment and what it decodes to.
 struct HeaderKid {
     segment: Box<str>,
+    alg: Algorithm,
     kid: Option<String>,
+}
+
+/// Checks `token`'s signature with `key`, parsed at load, as jsonwebtoken would with the
+/// key it parses on every call: the header's `alg` must be the key's, and the signature
+/// (the last segment, base64url without padding) must verify over everything before it.
+fn verify_signature(
+    token: &str,
+    alg: Algorithm,
+    key: &VerifyKey,
+    parsed: &ParsedPublicKey,
+) -> Result<(), GatewayError> {
+    if alg != key.algorithm {
+        return Err(GatewayError::unauthenticated(
+            "token algorithm not accepted for this key",
+        ));
+    }
+    let invalid = || GatewayError::unauthenticated("token signature invalid");
+    let (message, signature) = token.rsplit_once('.').ok_or_else(invalid)?;
+    let signature = URL_SAFE_NO_PAD.decode(signature).map_err(|_| invalid())?;
+    parsed
+        .verify_sig(message.as_bytes(), &signature)
+        .map_err(|_| invalid())
 }
 
 /// The encoded header segment of `token`, split as jsonwebtoken splits it.
@@ -86,7 +124,13 @@ impl JwtVerifier {
                 // would read the system's); their presence is required above.
                 v.validate_nbf = false;
                 v.validate_exp = false;
-                (algorithm, v)
+                let mut claims = v.clone();
+                // Only ever used after `verify_signature` has checked the signature with
+                // the parsed key; jsonwebtoken's replacement (`dangerous::insecure_decode`)
+                // would also skip the `iss`, `aud` and required-claim checks kept here.
+                #[allow(deprecated)]
+                claims.insecure_disable_signature_validation();
+                (algorithm, Validations { whole: v, claims })
             })
             .collect();
         Ok(Self {
@@ -155,12 +199,19 @@ impl JwtVerifier {
                 })?
             }
         };
-        let validation = self
+        let validations = self
             .validations
             .iter()
             .find(|(alg, _)| *alg == key.algorithm)
             .map(|(_, v)| v)
             .ok_or_else(|| GatewayError::internal("no validation for the key's algorithm"))?;
+        let validation = match key.parsed() {
+            Some(parsed) => {
+                verify_signature(token, header.alg, &key, parsed)?;
+                &validations.claims
+            }
+            None => &validations.whole,
+        };
         let data = decode::<TokenClaims>(token, &key.key, validation).map_err(|e| {
             use jsonwebtoken::errors::ErrorKind as K;
             let public = match e.kind() {
@@ -225,6 +276,7 @@ impl JwtVerifier {
             .map_err(|e| GatewayError::unauthenticated("malformed bearer token").with_cause(e))?;
         let decoded = Arc::new(HeaderKid {
             segment: segment.unwrap_or_default().into(),
+            alg: header.alg,
             kid: header.kid,
         });
         self.last_header.store(Some(Arc::clone(&decoded)));
@@ -285,6 +337,62 @@ mod tests {
         let claims = serde_json::json!({"sub": "alice", "tenant": "demo", "iss": config.issuer,
             "aud": config.audience, "nbf": nbf, "exp": exp});
         encode(&header, &claims, key).unwrap()
+    }
+
+    #[tokio::test]
+    async fn signatures_are_checked_with_the_parsed_key_and_claims_still_validated() {
+        let t0 = 1_795_433_941;
+        let (verifier, key) = verifier(ManualClock::at_unix(t0));
+        let good = mint(&key, t0 - 10, t0 + 60);
+        assert_eq!(verifier.verify(&good).await.unwrap().sub, "alice");
+        let (head, signature) = good.rsplit_once('.').unwrap();
+        let (header, _payload) = head.split_once('.').unwrap();
+        // Another payload under the genuine signature.
+        let forged_claims = serde_json::json!({"sub": "mallory", "tenant": "demo",
+            "iss": Config::embedded().auth.jwt.issuer, "aud": Config::embedded().auth.jwt.audience,
+            "exp": t0 + 60});
+        let forged = format!(
+            "{header}.{}.{signature}",
+            URL_SAFE_NO_PAD.encode(forged_claims.to_string())
+        );
+        // A signature from another key, one that is not base64url, none at all.
+        let (_, other_key) = verifier_key_pair();
+        let other = mint(&other_key, t0 - 10, t0 + 60);
+        let not_base64 = format!(
+            "{head}.{}",
+            signature.replace(|c: char| c.is_alphanumeric(), "!")
+        );
+        for token in [forged, other, not_base64, format!("{head}.")] {
+            let refused = verifier.verify(&token).await.unwrap_err();
+            assert_eq!(refused.public, "token signature invalid", "{token}");
+        }
+        // A genuine signature does not excuse the claims: another audience is refused.
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some("k1".into());
+        let claims = serde_json::json!({"sub": "alice", "tenant": "demo",
+            "iss": Config::embedded().auth.jwt.issuer, "aud": "someone-else", "exp": t0 + 60});
+        let elsewhere = encode(&header, &claims, &key).unwrap();
+        let refused = verifier.verify(&elsewhere).await.unwrap_err();
+        assert_eq!(refused.public, "token audience not accepted");
+        // The algorithm is the key's: an HS256 header is refused before any signature.
+        let hs = encode(
+            &Header {
+                kid: Some("k1".into()),
+                ..Header::new(Algorithm::HS256)
+            },
+            &claims,
+            &EncodingKey::from_secret(b"secret"),
+        )
+        .unwrap();
+        let refused = verifier.verify(&hs).await.unwrap_err();
+        assert_eq!(refused.public, "token algorithm not accepted for this key");
+    }
+
+    /// A fresh P-256 key pair, as PEM public key and signing key.
+    fn verifier_key_pair() -> (String, EncodingKey) {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let encoding = EncodingKey::from_ec_pem(key.serialize_pem().as_bytes()).unwrap();
+        (key.public_key_pem(), encoding)
     }
 
     #[tokio::test]

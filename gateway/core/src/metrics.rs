@@ -84,7 +84,7 @@ pub struct Metrics {
     /// Plugin processes started again after a crash (label: plugin).
     pub plugin_restarts: Family<Labels, Counter>,
     /// Connections the API listener closed before their handshake (label: reason,
-    /// `global` or `peer` limit).
+    /// `global` or `peer` limit, `peer_rate`).
     pub connections_refused: Family<Labels, Counter>,
     /// Connections open on the API listener.
     pub connections_open: Gauge,
@@ -132,7 +132,7 @@ impl Metrics {
         let connections_open = Gauge::default();
         registry.register(
             "connections_refused",
-            "API connections closed before their handshake: the listener's or the peer's connection limit was reached",
+            "API connections closed before their handshake: the listener's or the peer's connection limit, or the peer's rate of new connections, was reached",
             connections_refused.clone(),
         );
         registry.register(

@@ -1,13 +1,23 @@
 //! How many connections the API listener holds: at most a global number, and at most a
 //! number per client address, both taken before the TLS handshake so that a peer that
-//! opens connections and sends nothing costs no more than its share.
+//! opens connections and sends nothing costs no more than its share; and how fast one
+//! address may open them, so that a peer reconnecting in a loop (or a thousand
+//! connections ended at once and reopened) spreads its handshakes over time instead of
+//! landing them on the CPU together.
 
 use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
+use governor::middleware::NoOpMiddleware;
+use governor::state::keyed::DashMapStateStore;
+use governor::{Quota, RateLimiter};
+use skyport_core::clock::SharedClock;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::per_key::{PerKeyLimit, Slot};
+use crate::stack::limit::LimiterClock;
 
 /// Descriptors kept out of the connection budget for everything else the gateway opens
 /// (the metrics listener, plugin sockets, databases, log files).
@@ -20,6 +30,8 @@ pub(super) enum Refused {
     Global,
     /// This peer holds its most connections.
     Peer,
+    /// This peer opens connections faster than its rate.
+    PeerRate,
 }
 
 impl Refused {
@@ -28,15 +40,39 @@ impl Refused {
         match self {
             Self::Global => "global",
             Self::Peer => "peer",
+            Self::PeerRate => "peer_rate",
+        }
+    }
+
+    /// The `[server]` setting that refused it.
+    pub(super) fn setting(self) -> &'static str {
+        match self {
+            Self::Global => "max_connections",
+            Self::Peer => "max_connections_per_peer",
+            Self::PeerRate => "new_connections_per_peer_per_sec",
         }
     }
 }
+
+type PeerRateLimiter = RateLimiter<
+    IpAddr,
+    DashMapStateStore<IpAddr>,
+    LimiterClock,
+    NoOpMiddleware<std::time::Duration>,
+>;
 
 /// The listener's connection budget.
 pub(super) struct ConnectionBudget {
     global: Arc<Semaphore>,
     per_peer: PerKeyLimit<IpAddr>,
+    new_per_peer: PeerRateLimiter,
+    /// Admissions since the rate limiter last forgot the addresses back at full burst.
+    since_trim: AtomicU32,
 }
+
+/// Admissions between two trims of the rate limiter's addresses: its memory grows only
+/// with accepted connections, and is trimmed by them.
+const TRIM_EVERY: u32 = 4096;
 
 /// One connection's place in the budget; given back on drop.
 pub(super) struct Admitted {
@@ -45,16 +81,39 @@ pub(super) struct Admitted {
 }
 
 impl ConnectionBudget {
-    /// At most `global` connections, `per_peer` of them from one address.
-    pub(super) fn new(global: usize, per_peer: usize) -> Self {
+    /// At most `global` connections, `per_peer` of them from one address, which opens at
+    /// most `new_per_peer_per_sec` a second (and twice as many at once: a client that opens
+    /// its pool of connections together), by `clock`.
+    pub(super) fn new(
+        global: usize,
+        per_peer: usize,
+        new_per_peer_per_sec: u32,
+        clock: SharedClock,
+    ) -> Self {
+        let rate = NonZeroU32::new(new_per_peer_per_sec).unwrap_or(NonZeroU32::MIN);
+        let burst = rate.saturating_mul(NonZeroU32::new(2).expect("2 is not zero"));
         Self {
             global: Arc::new(Semaphore::new(global)),
             per_peer: PerKeyLimit::new(per_peer),
+            new_per_peer: RateLimiter::new(
+                Quota::per_second(rate).allow_burst(burst),
+                DashMapStateStore::default(),
+                LimiterClock(clock),
+            ),
+            since_trim: AtomicU32::new(0),
         }
     }
 
-    /// A connection from `peer`, if the budget has room for it.
+    /// A connection from `peer`, if its rate and the budget have room for it.
     pub(super) fn admit(&self, peer: IpAddr) -> Result<Admitted, Refused> {
+        if self.since_trim.fetch_add(1, Ordering::Relaxed) >= TRIM_EVERY {
+            self.since_trim.store(0, Ordering::Relaxed);
+            self.new_per_peer.retain_recent();
+            self.new_per_peer.shrink_to_fit();
+        }
+        self.new_per_peer
+            .check_key(&peer)
+            .map_err(|_| Refused::PeerRate)?;
         let global = Arc::clone(&self.global)
             .try_acquire_owned()
             .map_err(|_| Refused::Global)?;
@@ -83,9 +142,13 @@ pub(super) fn global_limit(configured: Option<usize>) -> usize {
 mod tests {
     use super::*;
 
+    use std::time::Duration;
+
+    use skyport_core::clock::{ManualClock, SystemClock};
+
     #[test]
     fn connections_are_counted_globally_and_per_peer_and_given_back_on_drop() {
-        let budget = ConnectionBudget::new(3, 2);
+        let budget = ConnectionBudget::new(3, 2, 1000, SystemClock::shared());
         let a: IpAddr = "127.0.0.2".parse().unwrap();
         let b: IpAddr = "127.0.0.3".parse().unwrap();
         let a1 = budget.admit(a).unwrap();
@@ -96,6 +159,22 @@ mod tests {
         drop(a1);
         let _a3 = budget.admit(a).unwrap();
         assert_eq!(budget.admit(b).err(), Some(Refused::Global));
+    }
+
+    #[test]
+    fn an_address_opens_at_most_its_rate_of_new_connections() {
+        let clock = ManualClock::at_unix(1_700_000_000);
+        let budget = ConnectionBudget::new(1000, 1000, 4, clock.clone());
+        let (a, b): (IpAddr, IpAddr) = ("127.0.0.2".parse().unwrap(), "::1".parse().unwrap());
+        // A burst of twice the rate, then no more.
+        let mut held: Vec<Admitted> = (0..8).map(|_| budget.admit(a).unwrap()).collect();
+        assert_eq!(budget.admit(a).err(), Some(Refused::PeerRate));
+        // Another address has its own rate.
+        held.push(budget.admit(b).unwrap());
+        // A quarter of a second later, one more.
+        clock.advance(Duration::from_millis(250));
+        held.push(budget.admit(a).unwrap());
+        assert_eq!(budget.admit(a).err(), Some(Refused::PeerRate));
     }
 
     #[test]

@@ -21,10 +21,12 @@ use crate::wiring::Gateway;
 mod accept;
 mod budget;
 pub(crate) mod idle;
+mod turns;
 
 pub(crate) use accept::AcceptBackoff;
 
 use budget::{global_limit, ConnectionBudget};
+use turns::CpuTurns;
 
 /// Serves `listener` until `shutdown` flips, then drains in-flight requests for up to
 /// `drain` before returning. Connections are admitted within the listener's budget
@@ -45,9 +47,11 @@ pub async fn serve_tls(
     let budget = ConnectionBudget::new(
         global_limit(server.max_connections),
         server.max_connections_per_peer,
+        server.new_connections_per_peer_per_sec,
+        gateway.services.clock.clone(),
     );
     let metrics = Arc::clone(&gateway.stack.metrics);
-    let handshakes = Arc::new(tokio::sync::Semaphore::new(handshakes_in_progress()));
+    let handshake_turns = CpuTurns::per_core();
     let mut accept_errors = AcceptBackoff::default();
     let mut refusals = RefusalLog::default();
     loop {
@@ -80,20 +84,15 @@ pub async fn serve_tls(
         let trust_domain = gateway.services.config.auth.mtls.trust_domain.clone();
         let watcher = graceful.watcher();
         let open = metrics.connections_open.clone();
-        let handshakes = Arc::clone(&handshakes);
+        let handshake_turns = handshake_turns.clone();
         tokio::spawn(async move {
             let _admitted = admitted;
             open.inc();
             let _open = scopeguard(move || {
                 open.dec();
             });
-            // A handshake waits for its turn within its deadline: a burst of new
-            // connections takes turns on the CPU instead of crowding out the requests of
-            // connections already open.
-            let handshake = async {
-                let _turn = handshakes.acquire().await.expect("never closed");
-                acceptor.accept(tcp).await
-            };
+            // A handshake's CPU work waits for its turn, within its deadline.
+            let handshake = handshake_turns.run(acceptor.accept(tcp));
             let tls = match tokio::time::timeout(handshake_timeout, handshake).await {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(e)) => {
@@ -151,13 +150,6 @@ pub async fn serve_tls(
     }
 }
 
-/// TLS handshakes in progress at once: twice the cores the gateway may use (at least 4).
-/// A handshake is CPU work (key exchange and signature); more at once would not finish
-/// sooner, only delay the requests of open connections.
-fn handshakes_in_progress() -> usize {
-    std::thread::available_parallelism().map_or(4, |n| (2 * n.get()).max(4))
-}
-
 /// Streams one HTTP/2 connection may have open at once.
 const MAX_STREAMS: u32 = 100;
 /// Streams a peer may reset (or make the server reset) before its connection is closed.
@@ -197,9 +189,8 @@ impl RefusalLog {
                 %peer,
                 reason = reason.label(),
                 refused = self.since,
-                "connection refused: the {} connection limit is reached (server.max_connections{})",
-                reason.label(),
-                if reason == budget::Refused::Peer { "_per_peer" } else { "" }
+                "connection refused: server.{} is reached",
+                reason.setting(),
             );
             self.last = Some(now);
             self.since = 0;

@@ -18,7 +18,7 @@ use skyport_core::error::{ErrorKind, GatewayError, RateLimitInfo};
 
 /// The gateway's clock as governor's: instants are monotonic time since the clock's origin.
 #[derive(Clone)]
-struct LimiterClock(SharedClock);
+pub(crate) struct LimiterClock(pub(crate) SharedClock);
 
 impl Clock for LimiterClock {
     type Instant = Duration;

@@ -11,7 +11,7 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use skyport_auth::ServiceIdentity;
 use skyport_core::error::ErrorKind;
 use skyport_core::error::GatewayError;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::per_key::PerKeyLimit;
 
@@ -56,7 +56,7 @@ pub(crate) fn strip_identity_headers(headers: &mut http::HeaderMap) {
 /// read at once across every connection (so that many slow or large bodies cannot take
 /// the gateway's memory).
 pub struct BodyLimits {
-    /// The budget, in KiB.
+    /// The budget, in KiB, charged as a body's bytes arrive.
     budget: Arc<Semaphore>,
     /// Bodies being read at once per client address (at most [`BODIES_PER_PEER`]), so that
     /// one address holds at most part of the budget, also before anyone is authenticated.
@@ -65,7 +65,8 @@ pub struct BodyLimits {
     timeout: Duration,
 }
 
-/// How long a body waits for room in the budget before the request gets 503.
+/// How long a body whose next bytes find no room in the budget waits for it before the
+/// request gets 503.
 const BUDGET_WAIT: Duration = Duration::from_secs(2);
 /// Request bodies one client address may have in reading at once.
 pub const BODIES_PER_PEER: usize = 32;
@@ -81,8 +82,12 @@ impl BodyLimits {
     }
 
     /// A request body, whole, up to [`MAX_BODY_BYTES`]: 413 past it (at once when the
-    /// declared length says so), 408 when it does not arrive within the deadline, 503
-    /// when the budget stays full.
+    /// declared length says so), 408 when it does not arrive within the deadline, 503 when
+    /// its bytes find no room in the budget within [`BUDGET_WAIT`].
+    ///
+    /// The budget is charged with the bytes that have arrived, not those announced: a body
+    /// that trickles in holds only what it has sent, so slow bodies are ended by the
+    /// deadline alone (one refusal each, not one every few seconds as they reconnect).
     pub(crate) async fn read<B>(
         &self,
         peer: IpAddr,
@@ -93,12 +98,6 @@ impl BodyLimits {
         B: hyper::body::Body<Data = Bytes>,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let too_large = || {
-            GatewayError::new(
-                ErrorKind::PayloadTooLarge,
-                format!("request body over {MAX_BODY_BYTES} bytes"),
-            )
-        };
         let declared = headers
             .get(http::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
@@ -116,39 +115,79 @@ impl BodyLimits {
                 ),
             )
         })?;
-        // Room for what it says it will send, or for the most it may send.
-        let reserve = declared.map_or(MAX_BODY_BYTES, |n| n as usize);
-        let kib = u32::try_from(reserve.div_ceil(1024).max(1)).unwrap_or(u32::MAX);
-        let _room = tokio::time::timeout(
-            BUDGET_WAIT,
-            Arc::clone(&self.budget).acquire_many_owned(kib),
-        )
-        .await
-        .ok()
-        .and_then(Result::ok)
-        .ok_or_else(|| {
-            GatewayError::new(
-                ErrorKind::Unavailable,
-                "the gateway is reading too many request bodies at once; retry shortly",
-            )
-        })?;
-        let collected =
-            tokio::time::timeout(self.timeout, Limited::new(body, MAX_BODY_BYTES).collect())
-                .await
-                .map_err(|_| {
+        tokio::time::timeout(self.timeout, self.collect(body))
+            .await
+            .map_err(|_| {
+                GatewayError::new(
+                    ErrorKind::RequestTimeout,
+                    format!("the request body did not arrive within {:?}", self.timeout),
+                )
+            })?
+    }
+
+    /// Every data frame of `body`, each charged to the budget as it arrives.
+    async fn collect<B>(&self, body: B) -> Result<Bytes, GatewayError>
+    where
+        B: hyper::body::Body<Data = Bytes>,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let mut body = std::pin::pin!(Limited::new(body, MAX_BODY_BYTES));
+        let mut chunks: Vec<Bytes> = Vec::new();
+        let mut len = 0usize;
+        let mut held: Option<OwnedSemaphorePermit> = None;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| {
+                if e.is::<LengthLimitError>() {
+                    too_large()
+                } else {
+                    GatewayError::invalid("request body unreadable").with_cause(e)
+                }
+            })?;
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            len += data.len();
+            let held_kib = held.as_ref().map_or(0, OwnedSemaphorePermit::num_permits);
+            let more = len.div_ceil(1024).saturating_sub(held_kib);
+            if more > 0 {
+                let full = || {
                     GatewayError::new(
-                        ErrorKind::RequestTimeout,
-                        format!("the request body did not arrive within {:?}", self.timeout),
+                        ErrorKind::Unavailable,
+                        "the gateway is reading too many request bodies at once; retry shortly",
                     )
-                })?;
-        collected.map(|c| c.to_bytes()).map_err(|e| {
-            if e.is::<LengthLimitError>() {
-                too_large()
-            } else {
-                GatewayError::invalid("request body unreadable").with_cause(e)
+                };
+                let kib = u32::try_from(more).map_err(|_| full())?;
+                // Waiting for room is back-pressure: the body's next bytes stay with the
+                // client (TCP, HTTP/2 flow control) until it is read on or refused.
+                let room = tokio::time::timeout(
+                    BUDGET_WAIT,
+                    Arc::clone(&self.budget).acquire_many_owned(kib),
+                )
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .ok_or_else(full)?;
+                match held.as_mut() {
+                    Some(permit) => permit.merge(room),
+                    None => held = Some(room),
+                }
             }
+            chunks.push(data);
+        }
+        Ok(match chunks.len() {
+            0 => Bytes::new(),
+            1 => chunks.pop().unwrap_or_default(),
+            _ => Bytes::from(chunks.concat()),
         })
     }
+}
+
+/// 413: a body past [`MAX_BODY_BYTES`].
+fn too_large() -> GatewayError {
+    GatewayError::new(
+        ErrorKind::PayloadTooLarge,
+        format!("request body over {MAX_BODY_BYTES} bytes"),
+    )
 }
 
 /// The request's `Content-Length`, 0 when absent or unreadable.
@@ -165,6 +204,94 @@ mod tests {
     use http::HeaderValue;
 
     use super::*;
+
+    type Frame = Result<hyper::body::Frame<Bytes>, std::convert::Infallible>;
+    type Frames = futures::channel::mpsc::UnboundedSender<Frame>;
+    type Streamed = http_body_util::StreamBody<futures::channel::mpsc::UnboundedReceiver<Frame>>;
+
+    /// A body whose frames the test sends as it likes.
+    fn streamed() -> (Frames, Streamed) {
+        let (tx, rx) = futures::channel::mpsc::unbounded();
+        (tx, http_body_util::StreamBody::new(rx))
+    }
+
+    fn send(frames: &Frames, bytes: usize) {
+        frames
+            .unbounded_send(Ok(hyper::body::Frame::data(Bytes::from(vec![b'x'; bytes]))))
+            .unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_budget_is_charged_with_the_bytes_that_arrived_not_those_announced() {
+        let limits = Arc::new(BodyLimits::new(8 * 1024, Duration::from_secs(5)));
+        let peer: IpAddr = "127.0.0.1".parse().unwrap();
+        let mut announced = http::HeaderMap::new();
+        announced.insert(
+            http::header::CONTENT_LENGTH,
+            HeaderValue::from_static("1000000"),
+        );
+        // Slow bodies announcing a megabyte each hold only the byte each has sent.
+        let mut slow = Vec::new();
+        for _ in 0..4 {
+            let (frames, body) = streamed();
+            send(&frames, 1);
+            let limits = Arc::clone(&limits);
+            let headers = announced.clone();
+            slow.push((
+                frames,
+                tokio::spawn(async move { limits.read(peer, &headers, body).await }),
+            ));
+        }
+        tokio::task::yield_now().await;
+        // 4 KiB of room left: a body of 3 KiB fits, whole.
+        let (frames, body) = streamed();
+        send(&frames, 2048);
+        send(&frames, 1024);
+        drop(frames);
+        let read = limits
+            .read(peer, &http::HeaderMap::new(), body)
+            .await
+            .unwrap();
+        assert_eq!(read.len(), 3072);
+        // One whose bytes would go past the budget waits for room, then gets 503, mid-body.
+        let (frames, body) = streamed();
+        send(&frames, 4096);
+        send(&frames, 1024);
+        let refused = limits
+            .read(peer, &http::HeaderMap::new(), body)
+            .await
+            .unwrap_err();
+        assert_eq!(refused.kind, ErrorKind::Unavailable);
+        // The slow ones end, and give back what they held.
+        for (frames, reading) in slow {
+            drop(frames);
+            assert_eq!(reading.await.unwrap().unwrap().len(), 1);
+        }
+        let (frames, body) = streamed();
+        send(&frames, 8 * 1024);
+        drop(frames);
+        assert_eq!(
+            limits
+                .read(peer, &http::HeaderMap::new(), body)
+                .await
+                .unwrap()
+                .len(),
+            8192
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_that_does_not_arrive_within_the_deadline_gets_408() {
+        let limits = BodyLimits::new(1 << 20, Duration::from_secs(30));
+        let (frames, body) = streamed();
+        send(&frames, 10);
+        let late = limits
+            .read("127.0.0.1".parse().unwrap(), &http::HeaderMap::new(), body)
+            .await
+            .unwrap_err();
+        assert_eq!(late.kind, ErrorKind::RequestTimeout);
+        drop(frames);
+    }
 
     #[test]
     fn identity_headers_are_stripped() {

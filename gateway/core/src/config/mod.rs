@@ -122,6 +122,10 @@ pub struct ServerConfig {
     /// Most connections open at once from one client address.
     #[serde(default = "default_max_connections_per_peer")]
     pub max_connections_per_peer: usize,
+    /// New connections one client address may open per second (and twice as many at once);
+    /// past it a connection is closed before its TLS handshake.
+    #[serde(default = "default_new_connections_per_peer_per_sec")]
+    pub new_connections_per_peer_per_sec: u32,
     /// Time allowed for a TLS handshake.
     #[serde(default = "default_handshake_timeout")]
     pub handshake_timeout_secs: u64,
@@ -132,8 +136,8 @@ pub struct ServerConfig {
     /// Time allowed for reading a request body.
     #[serde(default = "default_body_read_timeout")]
     pub body_read_timeout_secs: u64,
-    /// Most request-body bytes being read at once across every connection; past it a
-    /// request waits briefly, then gets 503.
+    /// Most request-body bytes being read at once across every connection, charged as
+    /// they arrive; a body whose next bytes find no room within 2 s gets 503.
     #[serde(default = "default_max_buffered_body_bytes")]
     pub max_buffered_body_bytes: usize,
 }
@@ -144,6 +148,9 @@ pub const MAX_TOKEN_CACHE_ENTRIES: u64 = 10_000_000;
 
 fn default_max_connections_per_peer() -> usize {
     512
+}
+fn default_new_connections_per_peer_per_sec() -> u32 {
+    64
 }
 fn default_handshake_timeout() -> u64 {
     10
@@ -488,6 +495,12 @@ impl Config {
         if self.server.max_connections_per_peer == 0 {
             err(
                 "server.max_connections_per_peer".into(),
+                "must be at least 1",
+            );
+        }
+        if self.server.new_connections_per_peer_per_sec == 0 {
+            err(
+                "server.new_connections_per_peer_per_sec".into(),
                 "must be at least 1",
             );
         }
