@@ -65,6 +65,8 @@ pub struct BodyLimits {
     timeout: Duration,
 }
 
+/// Bytes after which a body counts as streaming, and reserves the most it may send.
+const STREAMING_BYTES: usize = 64 * 1024;
 /// How long a body whose next bytes find no room in the budget waits for it before the
 /// request gets 503.
 const BUDGET_WAIT: Duration = Duration::from_secs(2);
@@ -115,7 +117,8 @@ impl BodyLimits {
                 ),
             )
         })?;
-        tokio::time::timeout(self.timeout, self.collect(body))
+        let most = declared.map_or(MAX_BODY_BYTES, |n| n as usize);
+        tokio::time::timeout(self.timeout, self.collect(body, most))
             .await
             .map_err(|_| {
                 GatewayError::new(
@@ -125,8 +128,13 @@ impl BodyLimits {
             })?
     }
 
-    /// Every data frame of `body`, each charged to the budget as it arrives.
-    async fn collect<B>(&self, body: B) -> Result<Bytes, GatewayError>
+    /// Every data frame of `body`, charged to the budget as it arrives: byte for byte
+    /// while it trickles in, and for the `most` it may send once it has sent
+    /// [`STREAMING_BYTES`]. A body that streams thus reserves the rest of itself at once
+    /// and then reads to its end without waiting again, so bodies that all arrive fast
+    /// finish one after another instead of each holding part of the budget while waiting
+    /// for more; a body that trickles holds only what it has sent.
+    async fn collect<B>(&self, body: B, most: usize) -> Result<Bytes, GatewayError>
     where
         B: hyper::body::Body<Data = Bytes>,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -147,8 +155,13 @@ impl BodyLimits {
                 continue;
             };
             len += data.len();
+            let charged = if len >= STREAMING_BYTES {
+                len.max(most)
+            } else {
+                len
+            };
             let held_kib = held.as_ref().map_or(0, OwnedSemaphorePermit::num_permits);
-            let more = len.div_ceil(1024).saturating_sub(held_kib);
+            let more = charged.div_ceil(1024).saturating_sub(held_kib);
             if more > 0 {
                 let full = || {
                     GatewayError::new(
@@ -278,6 +291,44 @@ mod tests {
                 .len(),
             8192
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn bodies_that_arrive_fast_together_finish_instead_of_starving_each_other() {
+        // Twelve bodies of 128 KiB, 1.5 MiB in all, through a budget of 1 MiB, their
+        // frames interleaved: charged byte for byte to the end, every body would hold part
+        // of the budget and wait for more until all get 503; a body that streams reserves
+        // the rest of itself at once, so they finish one after another.
+        let limits = Arc::new(BodyLimits::new(1 << 20, Duration::from_secs(30)));
+        let mut declared = http::HeaderMap::new();
+        declared.insert(
+            http::header::CONTENT_LENGTH,
+            HeaderValue::from_static("131072"),
+        );
+        let mut senders = Vec::new();
+        let mut readers = Vec::new();
+        for i in 0..12u8 {
+            let (frames, body) = streamed();
+            let (limits, headers) = (Arc::clone(&limits), declared.clone());
+            let peer = IpAddr::from([127, 0, 0, i + 1]);
+            senders.push(frames);
+            readers.push(tokio::spawn(async move {
+                limits.read(peer, &headers, body).await
+            }));
+        }
+        for _ in 0..8 {
+            for frames in &senders {
+                send(frames, 16 * 1024);
+            }
+            for _ in 0..4 {
+                tokio::task::yield_now().await;
+            }
+        }
+        drop(senders);
+        for reader in readers {
+            let body = reader.await.unwrap().expect("every body is read");
+            assert_eq!(body.len(), 128 * 1024);
+        }
     }
 
     #[tokio::test(start_paused = true)]
