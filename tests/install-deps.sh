@@ -23,14 +23,19 @@ as_root() {
 
 # QEMU 7.2 from Debian 12. The machine may carry a newer qemu-utils backport that Breaks
 # bookworm's qemu-system-common, so qemu-utils is pinned to bookworm (a downgrade).
+# The guest image is built from busybox-static, cpio and dropbear-bin; the running local-vmm
+# plugin uses genisoimage (NoCloud seeds), dnsmasq-base (DHCP) and nftables (NAT).
 install_qemu() {
     if command -v qemu-system-x86_64 >/dev/null 2>&1 && command -v qemu-img >/dev/null 2>&1 &&
-        command -v cpio >/dev/null 2>&1 && [ -x /bin/busybox ] && ! ldd /bin/busybox >/dev/null 2>&1; then
+        command -v cpio >/dev/null 2>&1 && [ -x /bin/busybox ] && ! ldd /bin/busybox >/dev/null 2>&1 &&
+        [ -x /usr/sbin/dropbear ] && [ -x /usr/bin/genisoimage ] && [ -x /usr/sbin/dnsmasq ] &&
+        [ -x /usr/sbin/nft ]; then
         return 0
     fi
     as_root apt-get update -q >/dev/null
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-        --allow-downgrades qemu-system-x86 qemu-utils/bookworm busybox-static cpio >/dev/null
+        --allow-downgrades qemu-system-x86 qemu-utils/bookworm busybox-static cpio dropbear-bin \
+        genisoimage dnsmasq-base nftables >/dev/null
     need_cmd qemu-system-x86_64 "the QEMU install failed"
 }
 
@@ -55,6 +60,17 @@ install_python_tools() {
     echo "$PY_PINS" >"$stamp"
 }
 
+# The tests log in to their VMs with a real SSH client (and make its keys with ssh-keygen).
+install_ssh_client() {
+    if command -v ssh >/dev/null 2>&1 && command -v ssh-keygen >/dev/null 2>&1; then
+        return 0
+    fi
+    as_root apt-get update -q >/dev/null
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+        openssh-client >/dev/null
+    need_cmd ssh "the openssh-client install failed"
+}
+
 # The fuzz targets (tests/fuzz) build on the nightly toolchain with cargo-fuzz, pinned.
 CARGO_FUZZ_VERSION=0.13.2
 install_fuzz_tools() {
@@ -77,6 +93,7 @@ run)
     ;;
 test)
     install_qemu
+    install_ssh_client
     install_python_tools
     install_fuzz_tools
     "$root/plugins/local-vmm/prepare-guest.sh" "$root/target/guest/skyport-tiny" >/dev/null

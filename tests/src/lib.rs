@@ -53,18 +53,93 @@ pub fn fixture(name: &str) -> PathBuf {
 }
 
 /// The embedded default configuration, as shipped, with the local-vmm image library
-/// pointed at the guest image the test command prepares (`target/guest`), and one more
-/// tenant, `ops`, an operator tenant of its own: tests whose admin calls must be metered
-/// apart from the tenants they check use `ops` tokens for them.
+/// pointed at the guest image the test command prepares (`target/guest`) and a private
+/// network of this gateway's own ([`test_network`]), and one more tenant, `ops`, an
+/// operator tenant of its own: tests whose admin calls must be metered apart from the
+/// tenants they check use `ops` tokens for them.
 pub fn default_config() -> String {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let shipped = std::fs::read_to_string(repo.join("config/skyport.toml"))
-        .expect("config/skyport.toml")
-        .replace(
-            "image_library = \"var/images\"",
-            &format!("image_library = \"{}\"", guest_library().display()),
-        );
+    let shipped =
+        std::fs::read_to_string(repo.join("config/skyport.toml")).expect("config/skyport.toml");
+    let shipped_vmm = "config = { image_library = \"images\" }";
+    assert!(
+        shipped.contains(shipped_vmm),
+        "the shipped local-vmm config changed"
+    );
+    let shipped = shipped.replace(
+        shipped_vmm,
+        &format!(
+            "config = {{ image_library = \"{}\", {} }}",
+            guest_library().display(),
+            test_network()
+        ),
+    );
     format!("{shipped}\n[tenants.ops]\noperator = true\n")
+}
+
+/// A local-vmm `network = {...}` setting no other gateway of this test run uses: a bridge
+/// and a /24 of its own, so that gateways booting VMs at the same time never share one.
+/// [`release_networks`] removes what it made.
+pub fn test_network() -> String {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 256;
+    let pid = std::process::id();
+    format!(
+        "network = {{ bridge = \"spt{:x}x{n:x}\", cidr = \"10.{}.{n}.0/24\" }}",
+        pid % 0x10000,
+        200 + pid % 50
+    )
+}
+
+/// Stops what local-vmm instances left on the host under `state_dir`: QEMU processes
+/// launched from it, and each private network's dnsmasq, bridge and NAT table (named in
+/// its `network/` directory). VMs and networks outlive a gateway by design; a test's must
+/// not outlive the test.
+pub fn release_networks(state_dir: &Path) {
+    let needle = state_dir.to_string_lossy().into_owned();
+    if let Ok(entries) = std::fs::read_dir("/proc") {
+        for entry in entries.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|p| p.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline);
+            let program = cmdline.split('\0').next().unwrap_or_default();
+            if (program.contains("qemu-system") || program.contains("dnsmasq"))
+                && cmdline.contains(&needle)
+            {
+                let _ = kill(pid, Signal::KILL);
+            }
+        }
+    }
+    let mut pending = vec![state_dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() && !path.is_symlink() {
+                pending.push(path);
+            } else if path.file_name().is_some_and(|n| n == "bridge")
+                && path.parent().is_some_and(|p| p.ends_with("network"))
+            {
+                let bridge = std::fs::read_to_string(&path).unwrap_or_default();
+                let bridge = bridge.trim();
+                if !bridge.is_empty() {
+                    let _ = Command::new("ip").args(["link", "del", bridge]).output();
+                    let table = format!("skyport_{}", bridge.replace('-', "_"));
+                    let _ = Command::new("nft")
+                        .args(["delete", "table", "ip", &table])
+                        .output();
+                }
+            }
+        }
+    }
 }
 
 /// [`default_config`] with tenant `acme` on plan `plan` (defined by the caller's extra
@@ -475,6 +550,7 @@ impl Drop for Gateway {
             let _ = child.kill();
             let _ = child.wait();
         }
+        release_networks(&self.state_dir);
         if !std::thread::panicking() {
             let _ = std::fs::remove_dir_all(&self.state_dir);
         } else {

@@ -11,13 +11,17 @@ fn kit(file: &std::path::Path, config: &str) -> (i32, String) {
     let dir = temp_state_dir("kit");
     let config_file = dir.join("plugin.toml");
     std::fs::write(&config_file, config).unwrap();
+    let state = dir.join("state");
     let out = run_cli(&[
         "plugins",
         "test",
         file.to_str().unwrap(),
         "--config",
         config_file.to_str().unwrap(),
+        "--state-dir",
+        state.to_str().unwrap(),
     ]);
+    skyport_e2e::release_networks(&dir);
     std::fs::remove_dir_all(dir).unwrap();
     out
 }
@@ -46,7 +50,11 @@ fn the_local_vmm_provider_conforms() {
     skyport_e2e::assert_guest_image_prepared();
     let (code, report) = kit(
         &target_dir().join("libskyport_local_vmm.so"),
-        &format!("image_library = \"{}\"\n", guest_library().display()),
+        &format!(
+            "image_library = \"{}\"\n{}\n",
+            guest_library().display(),
+            skyport_e2e::test_network()
+        ),
     );
     assert_conforms(code, &report);
     assert!(

@@ -290,3 +290,54 @@ async fn a_vm_skyport_did_not_create_is_logged_once_listed_and_adopted() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
+
+#[tokio::test]
+async fn a_relative_image_library_is_under_the_state_directory_and_a_missing_one_says_what_to_run()
+{
+    // The shipped setting, `image_library = "images"`, from a gateway whose working
+    // directory is not its state directory.
+    let config = default_config()
+        .replace(
+            &format!(
+                "image_library = \"{}\"",
+                skyport_e2e::guest_library().display()
+            ),
+            "image_library = \"images\"",
+        )
+        .replace(
+            "health_probe_interval_secs = 30",
+            "health_probe_interval_secs = 1",
+        );
+    assert!(config.contains("image_library = \"images\""));
+    let gw = Gateway::start_with(GatewayOptions {
+        config: Some(config),
+        ..Default::default()
+    });
+    let token = gw.token("demo", None, &["admin"]);
+    let providers = gw.get_json("/v1/providers", &token).await;
+    let vmm = &providers["providers"][0];
+    assert_eq!(vmm["health"]["healthy"], false, "{vmm}");
+    let library = gw.state_dir.join("images");
+    let reason = vmm["health"]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains(&format!("no image in {}", library.display()))
+            && reason.contains("prepare-guest.sh"),
+        "{reason}"
+    );
+    // The library appears where the state directory is: the provider becomes healthy.
+    std::fs::create_dir_all(&library).unwrap();
+    std::os::unix::fs::symlink(
+        skyport_e2e::guest_library().join("skyport-tiny"),
+        library.join("skyport-tiny"),
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let providers = gw.get_json("/v1/providers", &token).await;
+        if providers["providers"][0]["health"]["healthy"] == true {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never healthy: {providers}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::Serialize;
 use skyport_core::error::GatewayError;
 use skyport_plugin_api::ops::provider::PLACEMENT_OPS;
-use skyport_plugin_api::ops::{Region, REGIONS};
+use skyport_plugin_api::ops::{Region, ZoneSubnet, REGIONS};
 use skyport_plugin_api::sdk::CallContext;
 use skyport_plugin_host::Plugins;
 
@@ -27,6 +27,13 @@ pub struct RegionView {
     pub providers: Vec<String>,
     /// Zones.
     pub zones: Vec<String>,
+    /// The region's private network (IPv4 CIDR), as its provider says (`regions@1`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cidr: Option<String>,
+    /// The part of that network each zone uses, as its provider says; a zone not listed
+    /// uses the whole network.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub subnets: Vec<ZoneSubnet>,
 }
 
 impl RegionView {
@@ -89,6 +96,8 @@ impl Regions {
                                 kind: "provider",
                                 providers: vec![plugin.name.clone()],
                                 zones: region.zones,
+                                cidr: region.cidr,
+                                subnets: region.subnets,
                             }),
                         }
                     }
@@ -110,6 +119,8 @@ impl Regions {
                 kind: "federated",
                 providers: all,
                 zones: Vec::new(),
+                cidr: None,
+                subnets: Vec::new(),
             },
         );
         Self(regions)

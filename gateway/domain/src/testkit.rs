@@ -63,6 +63,16 @@ pub enum CreateAnswer {
     WithoutId,
 }
 
+/// A fake provider's view of VM `id`: its state and, unless it is terminated, an address
+/// derived from its id (`vm-3` is 10.0.0.3).
+fn view(id: &str, state: &str) -> Value {
+    let host = id.rsplit('-').next().unwrap_or("0");
+    if state == "terminated" {
+        return json!({"id": id, "state": state});
+    }
+    json!({"id": id, "state": state, "network": {"private_ip": format!("10.0.0.{host}")}})
+}
+
 /// A provider that keeps its VMs in `vms`; creates answer as `creates` says.
 fn provider(
     vms: Vms,
@@ -95,21 +105,21 @@ fn provider(
                 let key = params["idempotency_key"].as_str().unwrap_or_default();
                 let mut by_key = by_key.lock().unwrap();
                 if let Some(id) = by_key.get(key) {
-                    return Ok(json!({"id": id, "state": vms[id]}));
+                    return Ok(view(id, &vms[id]));
                 }
                 let id = format!("{prefix}-{}", vms.len() + 1);
                 vms.insert(id.clone(), "running".into());
                 by_key.insert(key.to_string(), id.clone());
-                Ok(json!({"id": id, "state": "running"}))
+                Ok(view(&id, "running"))
             }
             "instance.find@1" => {
                 let key = params["idempotency_key"].as_str().unwrap_or_default();
                 Ok(match by_key.lock().unwrap().get(key) {
-                    Some(id) => json!({"id": id, "state": vms[id]}),
+                    Some(id) => view(id, &vms[id]),
                     None => Value::Null,
                 })
             }
-            "instance.get@1" => Ok(json!({"id": id, "state": known(&vms)?})),
+            "instance.get@1" => Ok(view(&id, &known(&vms)?)),
             "instance.start@1" | "instance.stop@1" | "instance.terminate@1" => {
                 known(&vms)?;
                 let state = match op {
@@ -118,7 +128,7 @@ fn provider(
                     _ => "terminated",
                 };
                 vms.insert(id.clone(), state.into());
-                Ok(json!({"id": id, "state": state}))
+                Ok(view(&id, state))
             }
             "instance.reboot@1" | "instance.resize@1" => {
                 Ok(json!({"id": id, "state": known(&vms)?}))
@@ -244,18 +254,27 @@ impl World {
                 kind: "federated",
                 providers: vec!["local-vmm".into(), "ec2".into()],
                 zones: Vec::new(),
+                cidr: None,
+                subnets: Vec::new(),
             },
             RegionView {
                 name: "local-1".into(),
                 kind: "provider",
                 providers: vec!["local-vmm".into()],
                 zones: vec!["local-1a".into()],
+                cidr: Some("10.0.0.0/24".into()),
+                subnets: Vec::new(),
             },
             RegionView {
                 name: "aws-us-east-1".into(),
                 kind: "provider",
                 providers: vec!["ec2".into()],
                 zones: vec!["us-east-1a".into()],
+                cidr: Some("172.31.0.0/16".into()),
+                subnets: vec![skyport_plugin_api::ops::ZoneSubnet {
+                    zone: "us-east-1a".into(),
+                    cidr: "172.31.0.0/20".into(),
+                }],
             },
         ]));
         let catalog = Arc::new(

@@ -393,6 +393,8 @@ pub async fn run(plugins: &dyn Plugins, plugin: &str, clock: SharedClock) -> Rep
         vcpus: 1,
         memory_mib: 128,
         tags: [("skyport:conformance".to_string(), "true".to_string())].into(),
+        ssh_public_keys: Vec::new(),
+        user_data: None,
     };
     let create_once = || async {
         let view: InstanceView = typed(

@@ -42,6 +42,10 @@ pub struct GatewayHost {
     pub metrics: Arc<Metrics>,
     /// The plugin's own state directory (`<state-dir>/plugins/<name>`), told by `host.info`.
     pub state_dir: std::path::PathBuf,
+    /// The gateway's state directory, against which relative paths in the plugin's
+    /// configuration resolve, as every relative path in the configuration does; told by
+    /// `host.info` as `base_dir`.
+    pub base_dir: std::path::PathBuf,
     /// Gateway-wide host ops, once bound.
     pub ops: HostOpsSlot,
     /// The gateway's runtime, where host ops run.
@@ -112,6 +116,7 @@ impl HostServices for GatewayHost {
                     "plugin_api": format!("{}.{}", skyport_plugin_api::API_MAJOR, skyport_plugin_api::API_MINOR),
                     "caller": self.plugin,
                     "state_dir": self.state_dir,
+                    "base_dir": self.base_dir,
                 })
                 .to_string(),
             )),

@@ -385,6 +385,12 @@ impl PluginRegistry {
             plugin: name.to_string(),
             metrics: Arc::clone(&self.metrics),
             state_dir: self.state_dir.join(name),
+            // `self.state_dir` is the gateway state directory's `plugins/`.
+            base_dir: self
+                .state_dir
+                .parent()
+                .unwrap_or(&self.state_dir)
+                .to_path_buf(),
             ops: Arc::clone(&self.host_ops),
             runtime: tokio::runtime::Handle::current(),
         };

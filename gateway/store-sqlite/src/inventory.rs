@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use rusqlite::{params, OptionalExtension};
 use serde_json::{Map, Value};
 use skyport_core::error::{ErrorKind, GatewayError};
-use skyport_domain::inventory::{InstanceRecord, InventoryStore};
+use skyport_domain::inventory::{InstanceNetwork, InstanceRecord, InventoryStore};
 
 use crate::db::Db;
 
@@ -46,6 +46,7 @@ impl SqliteInventory {
                     "client_token",
                     "ALTER TABLE instances ADD COLUMN client_token TEXT",
                 ),
+                ("network", "ALTER TABLE instances ADD COLUMN network TEXT"),
             ] {
                 let present: bool = conn.query_row(
                     "SELECT count(*) FROM pragma_table_info('instances') WHERE name = ?1",
@@ -67,7 +68,12 @@ impl SqliteInventory {
 
 const SELECT: &str =
     "SELECT id, tenant, department, provider, region, remote_id, image, instance_type,
-    name, tags, state, created_at, key_name, client_token FROM instances";
+    name, tags, state, created_at, key_name, client_token, network FROM instances";
+
+/// The `network` column: the addresses as JSON, or NULL.
+fn network_json(network: Option<&InstanceNetwork>) -> Option<String> {
+    network.map(|n| serde_json::to_string(n).expect("addresses serialise"))
+}
 
 fn row_to_record(row: &rusqlite::Row<'_>) -> Result<InstanceRecord, rusqlite::Error> {
     let tags: String = row.get(9)?;
@@ -86,6 +92,9 @@ fn row_to_record(row: &rusqlite::Row<'_>) -> Result<InstanceRecord, rusqlite::Er
         created_at: row.get(11)?,
         key_name: row.get(12)?,
         client_token: row.get(13)?,
+        network: row
+            .get::<_, Option<String>>(14)?
+            .and_then(|text| serde_json::from_str(&text).ok()),
     })
 }
 
@@ -97,8 +106,8 @@ impl InventoryStore for SqliteInventory {
             .with(move |c| {
                 let done = c.execute(
                     "INSERT INTO instances (id, tenant, department, provider, region, remote_id,
-                     image, instance_type, name, tags, state, created_at, key_name, client_token)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                     image, instance_type, name, tags, state, created_at, key_name, client_token, network)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
                     params![
                         r.id,
                         r.tenant,
@@ -113,7 +122,8 @@ impl InventoryStore for SqliteInventory {
                         r.state,
                         r.created_at,
                         r.key_name,
-                        r.client_token
+                        r.client_token,
+                        network_json(r.network.as_ref())
                     ],
                 );
                 match done {
@@ -200,6 +210,23 @@ impl InventoryStore for SqliteInventory {
                     "UPDATE instances SET remote_id = COALESCE(?2, remote_id), state = ?3,
                      instance_type = COALESCE(?4, instance_type) WHERE id = ?1",
                     params![id, remote_id, state, instance_type],
+                )
+                .map(|_| ())
+            })
+            .await
+    }
+
+    async fn set_network(
+        &self,
+        id: &str,
+        network: Option<InstanceNetwork>,
+    ) -> Result<(), GatewayError> {
+        let (id, network) = (id.to_string(), network_json(network.as_ref()));
+        self.db
+            .with(move |c| {
+                c.execute(
+                    "UPDATE instances SET network = ?2 WHERE id = ?1",
+                    params![id, network],
                 )
                 .map(|_| ())
             })

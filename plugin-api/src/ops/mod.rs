@@ -59,6 +59,24 @@ pub struct Region {
     /// Availability zones in it.
     #[serde(default)]
     pub zones: Vec<String>,
+    /// The region's private network (IPv4 CIDR, e.g. `10.213.0.0/24`), where instances
+    /// get their private addresses: shown to EC2 callers as the region's default VPC.
+    /// Since 1.4.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cidr: Option<String>,
+    /// The part of that network each zone's instances are in (shown as each zone's
+    /// default subnet); a zone not listed uses the whole network. Since 1.4.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subnets: Vec<ZoneSubnet>,
+}
+
+/// One zone's part of its region's network (item of [`Region::subnets`]).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ZoneSubnet {
+    /// The zone.
+    pub zone: String,
+    /// Its IPv4 CIDR, inside the region's.
+    pub cidr: String,
 }
 
 pub mod provider;

@@ -114,7 +114,19 @@ pub struct CreateInstance {
     /// The tenant's tags for the instance.
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
+    /// OpenSSH public keys (`ssh-ed25519 AAAA... comment`) to authorise for the guest's
+    /// login user at first boot (the key pair the caller named). Since 1.4.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ssh_public_keys: Vec<String>,
+    /// User data for the guest's first boot, base64 (standard alphabet, padded), at most
+    /// [`MAX_USER_DATA_BYTES`] once decoded: handed to the guest as cloud-init reads it
+    /// (a NoCloud seed, a metadata service or the cloud's own `UserData`). Since 1.4.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_data: Option<String>,
 }
+
+/// Largest user data, decoded, a create may carry (EC2's limit).
+pub const MAX_USER_DATA_BYTES: usize = 16 * 1024;
 
 /// Params of [`INSTANCE_FIND`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -167,6 +179,38 @@ pub struct InstanceView {
     pub id: String,
     /// Its state now.
     pub state: InstanceState,
+    /// Where it can be reached, as far as the provider knows now (none before its
+    /// addresses are assigned, nor once it is terminated). Since 1.4.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<InstanceNetwork>,
+}
+
+/// An instance's addresses: what the provider (or its cloud) assigned. Every field is
+/// optional; the gateway shows what is given and invents nothing. Since 1.4.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceNetwork {
+    /// Its address on the region's private network (IPv4, dotted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_ip: Option<String>,
+    /// Its public address, where it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_ip: Option<String>,
+    /// The DNS name of its private address, where the provider has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_dns: Option<String>,
+    /// The DNS name of its public address, where the provider has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_dns: Option<String>,
+    /// The MAC address of its network interface.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
+    /// The availability zone it runs in (one of its region's `zones`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone: Option<String>,
+    /// `host:port` where the gateway's host reaches the guest's SSH server, when that is
+    /// not port 22 of `private_ip` (a provider whose guests sit behind forwarded ports).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh_endpoint: Option<String>,
 }
 
 /// One image (item of [`IMAGES_LIST`]).
@@ -218,11 +262,28 @@ mod tests {
             vcpus: 1,
             memory_mib: 256,
             tags: BTreeMap::from([("team".into(), "a".into())]),
+            ssh_public_keys: Vec::new(),
+            user_data: None,
         };
         let json = serde_json::to_value(&params).unwrap();
         assert_eq!(json["skyport_id"], "i-0123");
         assert_eq!(json["tags"]["team"], "a");
-        let back: CreateInstance = serde_json::from_value(json).unwrap();
+        let back: CreateInstance = serde_json::from_value(json.clone()).unwrap();
         assert_eq!(back, params);
+        // A 1.3 plugin's parser sees nothing new when no key or user data is given.
+        assert!(json.get("ssh_public_keys").is_none() && json.get("user_data").is_none());
+    }
+
+    #[test]
+    fn a_view_carries_its_addresses_and_a_1_3_view_has_none() {
+        let view: InstanceView = serde_json::from_str(
+            r#"{"id":"vm-1","state":"running","network":{"private_ip":"10.213.0.10","zone":"local-1a"}}"#,
+        )
+        .unwrap();
+        let network = view.network.unwrap();
+        assert_eq!(network.private_ip.as_deref(), Some("10.213.0.10"));
+        assert_eq!(network.public_ip, None);
+        let old: InstanceView = serde_json::from_str(r#"{"id":"vm-1","state":"running"}"#).unwrap();
+        assert_eq!(old.network, None);
     }
 }

@@ -101,6 +101,28 @@ impl Host {
                 )
             })
     }
+
+    /// Resolves a path from the plugin's configuration as the gateway resolves every
+    /// relative path in its configuration: an absolute path as is, a relative one against
+    /// the gateway's state directory (`host.info@1`'s `base_dir`), so a plugin finds its
+    /// files wherever the gateway was started. Blocks like [`Host::state_dir`]. Since 1.4;
+    /// a host older than 1.4 names no `base_dir`, and the path is then taken as given.
+    pub fn resolve_config_path(
+        &self,
+        path: impl AsRef<std::path::Path>,
+    ) -> Result<std::path::PathBuf, PluginError> {
+        let path = path.as_ref();
+        if path.is_absolute() {
+            return Ok(path.to_path_buf());
+        }
+        let info = futures::executor::block_on(self.call("host.info", 1, serde_json::json!({})))?;
+        Ok(
+            match info.get("base_dir").and_then(serde_json::Value::as_str) {
+                Some(base) => std::path::Path::new(base).join(path),
+                None => path.to_path_buf(),
+            },
+        )
+    }
 }
 
 /// Forwards the plugin's `log` records to the host (each cdylib has its own `log` statics).

@@ -187,11 +187,32 @@ impl Ec2Client {
         })
     }
 
-    /// Calls `action` with `params`, retrying throttling and server errors.
+    /// Calls `action` with `params`, retrying throttling and server errors; a failure is
+    /// logged as a warning.
     pub async fn call(
         &self,
         action: &str,
         params: &[(String, String)],
+    ) -> Result<Element, CallError> {
+        self.call_logged(action, params, log::Level::Warn).await
+    }
+
+    /// [`Ec2Client::call`] for a call whose failure the caller expects and handles (an
+    /// optional action the cloud may not serve, an "already exists" answer): a failure is
+    /// logged at debug level only.
+    pub async fn try_call(
+        &self,
+        action: &str,
+        params: &[(String, String)],
+    ) -> Result<Element, CallError> {
+        self.call_logged(action, params, log::Level::Debug).await
+    }
+
+    async fn call_logged(
+        &self,
+        action: &str,
+        params: &[(String, String)],
+        failure_level: log::Level,
     ) -> Result<Element, CallError> {
         let mut backoff = FIRST_BACKOFF;
         let mut attempt = 1;
@@ -204,7 +225,10 @@ impl Ec2Client {
             };
             if !retry || attempt == ATTEMPTS {
                 if let Err(e) = &result {
-                    log::warn!("ec2: {action} failed after {attempt} attempt(s): {e:?}");
+                    log::log!(
+                        failure_level,
+                        "ec2: {action} failed after {attempt} attempt(s): {e:?}"
+                    );
                 }
                 return result;
             }

@@ -2,21 +2,36 @@
 //! Skyport's names (instance types, images, zones) to the cloud's, and every provider op
 //! on top of [`Ec2Client`]. A dialect ([`Dialect`]) is data: path, API version, signing,
 //! default region, and the image-id prefix the cloud uses.
+//!
+//! Every instance view carries the addresses the cloud reports for it (see
+//! [`crate::network`]), `regions@1` the cloud's default VPC and its default subnets, and a
+//! create hands the cloud the tenant's user data and SSH key (imported as the cloud's own
+//! key pair).
 
 use std::collections::BTreeMap;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use skyport_plugin_api::abi::error_code;
-use skyport_plugin_api::ops::provider::{CreateInstance, FindInstance};
+use skyport_plugin_api::ops::provider::{CreateInstance, FindInstance, MAX_USER_DATA_BYTES};
+use skyport_plugin_api::ops::{Region, ZoneSubnet};
 use skyport_plugin_api::{ops, OpCall, PluginError};
 
-use crate::client::{Ec2Client, Secret, Signing};
+use crate::client::{CallError, Ec2Client, Secret, Signing};
+use crate::network::{self, ZoneMap};
 use crate::xml::Element;
 
 /// The most tags EC2 keeps on one resource.
 const EC2_MAX_TAGS: usize = 50;
+/// How long the cloud's answer about its default VPC is reused by `regions@1`.
+const REGION_NETWORK_TTL: Duration = Duration::from_secs(600);
+/// How long `regions@1` waits for that answer (retries included) before answering without
+/// it: the gateway gives `regions@1` 10 s at startup, and the region must not be lost to a
+/// slow cloud.
+const REGION_NETWORK_BUDGET: Duration = Duration::from_secs(5);
 
 /// What distinguishes one EC2 dialect from another.
 #[derive(Debug, Clone)]
@@ -170,6 +185,55 @@ fn parse_credentials_file(text: &str, profile: &str) -> Option<Secret> {
     })
 }
 
+/// The Skyport region a provider serves: the configured one, else the dialect's name for
+/// the cloud's region.
+fn skyport_region(config: &ProviderConfig, dialect: &Dialect) -> String {
+    config.skyport_region.clone().unwrap_or_else(|| {
+        (dialect.skyport_region)(config.region.as_deref().unwrap_or(dialect.region))
+    })
+}
+
+/// The Skyport zones of `skyport_region`: the clusters' zones, else the configured zones,
+/// else `<skyport_region>a`.
+fn skyport_zones(config: &ProviderConfig, skyport_region: &str) -> Vec<String> {
+    if !config.clusters.is_empty() {
+        config.clusters.keys().cloned().collect()
+    } else if config.zones.is_empty() {
+        vec![format!("{skyport_region}a")]
+    } else {
+        config.zones.clone()
+    }
+}
+
+/// Whether the cloud refused a call for good (it answered, with a client error other than
+/// throttling: an action it does not serve, say), rather than failing to answer.
+fn refuses(e: &CallError) -> bool {
+    match e {
+        CallError::Remote(remote) => {
+            remote.status < 500
+                && !matches!(
+                    remote.code.as_str(),
+                    "RequestLimitExceeded" | "Throttling" | "ThrottlingException"
+                )
+        }
+        CallError::Transport(_) => false,
+    }
+}
+
+/// Checks a create's user data: base64, at most [`MAX_USER_DATA_BYTES`] once decoded.
+fn check_user_data(user_data: &str) -> Result<(), PluginError> {
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(user_data)
+        .map_err(|_| err(error_code::INVALID_INPUT, "user_data is not base64"))?;
+    if decoded.len() > MAX_USER_DATA_BYTES {
+        return Err(err(
+            error_code::INVALID_INPUT,
+            format!("user_data is larger than {MAX_USER_DATA_BYTES} bytes"),
+        ));
+    }
+    Ok(())
+}
+
 fn err(code: &str, message: impl Into<String>) -> PluginError {
     PluginError::new(code, message)
 }
@@ -181,11 +245,24 @@ fn str_param<'a>(params: &'a Value, name: &str) -> Result<&'a str, PluginError> 
         .ok_or_else(|| err(error_code::INVALID_INPUT, format!("missing \"{name}\"")))
 }
 
+/// The region's network as the cloud describes it (its default VPC).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct RegionNetwork {
+    /// The default VPC's IPv4 CIDR.
+    cidr: Option<String>,
+    /// Each Skyport zone's default subnet.
+    subnets: Vec<ZoneSubnet>,
+}
+
 /// One endpoint and region of some EC2 dialect.
 pub struct Provider {
     config: ProviderConfig,
     dialect: Dialect,
     client: Ec2Client,
+    /// The region's Skyport zones and how the cloud's zones map to them.
+    zones: ZoneMap,
+    /// The last answer about the region's network, and when it was had.
+    region_network: Mutex<Option<(Instant, RegionNetwork)>>,
 }
 
 impl Provider {
@@ -225,29 +302,29 @@ impl Provider {
             config.instance_types.len(),
             config.images.len()
         );
+        let cloud_region = config.region.as_deref().unwrap_or(dialect.region);
+        let skyport_region = skyport_region(&config, &dialect);
+        let zones = ZoneMap::new(
+            skyport_zones(&config, &skyport_region),
+            &config.clusters,
+            cloud_region,
+            &skyport_region,
+        );
         Ok(Self {
             config,
             dialect,
             client,
+            zones,
+            region_network: Mutex::new(None),
         })
     }
 
     fn skyport_region(&self) -> String {
-        self.config.skyport_region.clone().unwrap_or_else(|| {
-            (self.dialect.skyport_region)(
-                self.config.region.as_deref().unwrap_or(self.dialect.region),
-            )
-        })
+        skyport_region(&self.config, &self.dialect)
     }
 
     fn zones(&self) -> Vec<String> {
-        if !self.config.clusters.is_empty() {
-            self.config.clusters.keys().cloned().collect()
-        } else if self.config.zones.is_empty() {
-            vec![format!("{}a", self.skyport_region())]
-        } else {
-            self.config.zones.clone()
-        }
+        self.zones.zones().to_vec()
     }
 
     async fn ec2(&self, action: &str, params: &[(&str, &str)]) -> Result<Element, PluginError> {
@@ -274,11 +351,34 @@ impl Provider {
             })
     }
 
-    /// `{id, state}` of an instance item.
-    fn view(item: &Element) -> Value {
-        json!({
+    /// `{id, state, network}` of an instance item (an `InstanceView`): the addresses as
+    /// the cloud reports them, none once the instance is terminated.
+    fn view(&self, item: &Element) -> Value {
+        let mut view = json!({
             "id": item.text_at("instanceId"),
             "state": item.text_at("instanceState/name"),
+        });
+        if let Some(network) = network::instance_network(item, &self.zones) {
+            view["network"] = json!(network);
+        }
+        view
+    }
+
+    /// The instance item of `id` in a `DescribeInstances` reply.
+    async fn describe_item(&self, id: &str) -> Result<Element, PluginError> {
+        let reply = self
+            .ec2("DescribeInstances", &[("InstanceId.1", id)])
+            .await?;
+        let found = reply
+            .items("reservationSet")
+            .flat_map(|r| r.items("instancesSet"))
+            .find(|i| i.text_at("instanceId") == Some(id))
+            .cloned();
+        found.ok_or_else(|| {
+            err(
+                error_code::NOT_FOUND,
+                "the instance does not exist at the provider",
+            )
         })
     }
 
@@ -299,7 +399,7 @@ impl Provider {
             .items("reservationSet")
             .flat_map(|r| r.items("instancesSet"))
             .next()
-            .map(Self::view);
+            .map(|item| self.view(item));
         Ok(view)
     }
 
@@ -313,6 +413,9 @@ impl Provider {
             )
         })?;
         let native = self.native_type(&p.instance_type)?;
+        if let Some(user_data) = &p.user_data {
+            check_user_data(user_data)?;
+        }
         // A retried create answers the instance the first one launched: found by the
         // idempotency key it was tagged with (clouds that ignore EC2's ClientToken
         // included), and, on EC2 itself, also held by the ClientToken.
@@ -357,29 +460,69 @@ impl Provider {
         if let Some(cluster) = self.config.clusters.values().next() {
             run.push(("Placement.AvailabilityZone", cluster.as_str()));
         }
+        // The cloud's key pairs are its own: the tenant's key is imported there first. EC2
+        // launches an instance with one key pair at most (RunInstances takes a single
+        // KeyName), so only the first key is authorised; any others are not passed on.
+        let key_name = match p.ssh_public_keys.first() {
+            Some(key) => Some(self.import_key(key).await?),
+            None => None,
+        };
+        if p.ssh_public_keys.len() > 1 {
+            log::info!(
+                "{}: {} SSH keys given for {}; EC2 takes one key pair, only the first is used",
+                self.dialect.name,
+                p.ssh_public_keys.len(),
+                p.skyport_id
+            );
+        }
+        if let Some(key_name) = &key_name {
+            run.push(("KeyName", key_name.as_str()));
+        }
+        // Already base64, as RunInstances wants it.
+        if let Some(user_data) = &p.user_data {
+            run.push(("UserData", user_data.as_str()));
+        }
         let reply = self.ec2("RunInstances", &run).await?;
         let item = reply
             .items("instancesSet")
             .next()
             .ok_or_else(|| err(error_code::UNAVAILABLE, "the provider launched nothing"))?;
-        Ok(Self::view(item))
+        Ok(self.view(item))
+    }
+
+    /// Imports the OpenSSH public key `key` as one of the cloud's key pairs and returns
+    /// its name there ([`network::key_pair_name`]); a key imported before (the cloud
+    /// answers `InvalidKeyPair.Duplicate`) is simply used again.
+    async fn import_key(&self, key: &str) -> Result<String, PluginError> {
+        let line = key.trim();
+        if line.is_empty() || line.contains(['\n', '\r']) {
+            return Err(err(
+                error_code::INVALID_INPUT,
+                "an SSH public key is one non-empty line",
+            ));
+        }
+        let name = network::key_pair_name(line);
+        let material = base64::engine::general_purpose::STANDARD.encode(line);
+        let params = [
+            ("KeyName".to_string(), name.clone()),
+            ("PublicKeyMaterial".to_string(), material),
+        ];
+        match self.client.try_call("ImportKeyPair", &params).await {
+            Ok(_) => Ok(name),
+            Err(CallError::Remote(remote)) if remote.code == "InvalidKeyPair.Duplicate" => Ok(name),
+            Err(e) => {
+                log::warn!(
+                    "{}: importing key pair {name} failed: {e:?}",
+                    self.dialect.name
+                );
+                Err(e.to_plugin_error("ImportKeyPair"))
+            }
+        }
     }
 
     async fn describe(&self, id: &str) -> Result<Value, PluginError> {
-        let reply = self
-            .ec2("DescribeInstances", &[("InstanceId.1", id)])
-            .await?;
-        let found = reply
-            .items("reservationSet")
-            .flat_map(|r| r.items("instancesSet"))
-            .find(|i| i.text_at("instanceId") == Some(id))
-            .map(Self::view);
-        found.ok_or_else(|| {
-            err(
-                error_code::NOT_FOUND,
-                "the instance does not exist at the provider",
-            )
-        })
+        let item = self.describe_item(id).await?;
+        Ok(self.view(&item))
     }
 
     async fn change(&self, action: &str, id: &str) -> Result<Value, PluginError> {
@@ -389,11 +532,108 @@ impl Provider {
             .next()
             .and_then(|i| i.text_at("currentState/name"))
             .map(str::to_owned);
-        match state {
-            Some(state) => Ok(json!({"id": id, "state": state})),
+        let Some(state) = state else {
             // RebootInstances answers only `return`; the state is unchanged.
-            None => self.describe(id).await,
+            return self.describe(id).await;
+        };
+        let mut view = json!({"id": id, "state": state});
+        if state == "terminated" {
+            return Ok(view);
         }
+        // The state change answers no addresses: they are read back. The change is done
+        // either way, so a failed read answers the new state without them.
+        match self.describe_item(id).await {
+            Ok(item) => {
+                if let Some(network) = network::instance_network(&item, &self.zones) {
+                    view["network"] = json!(network);
+                }
+            }
+            Err(e) => log::warn!(
+                "{}: {action} done, but the addresses could not be read back: {}",
+                self.dialect.name,
+                e.message
+            ),
+        }
+        Ok(view)
+    }
+
+    /// The region's network: the cloud's default VPC (`DescribeVpcs`, `isDefault=true`)
+    /// and its default subnet in each zone (`DescribeSubnets`), reused for
+    /// [`REGION_NETWORK_TTL`]. A cloud that cannot say (no VPCs, as on older Eucalyptus
+    /// clouds, or not answering within [`REGION_NETWORK_BUDGET`]) gives a region without
+    /// them: `regions@1` never fails for this.
+    async fn region_network(&self) -> RegionNetwork {
+        let cached = self
+            .region_network
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if let Some((at, network)) = cached {
+            if at.elapsed() < REGION_NETWORK_TTL {
+                return network;
+            }
+        }
+        let answer =
+            tokio::time::timeout(REGION_NETWORK_BUDGET, self.lookup_region_network()).await;
+        let (network, keep) = match answer {
+            Ok(Ok(network)) => (network, true),
+            Ok(Err(e)) => {
+                log::debug!(
+                    "{}: regions@1 answered without the region's network: {e:?}",
+                    self.dialect.name
+                );
+                // A cloud refusing the calls (no VPC support) says so for a while; a
+                // cloud that failed to answer is asked again next time.
+                (RegionNetwork::default(), refuses(&e))
+            }
+            Err(_) => {
+                log::debug!(
+                    "{}: regions@1 answered without the region's network: no answer within {:?}",
+                    self.dialect.name,
+                    REGION_NETWORK_BUDGET
+                );
+                (RegionNetwork::default(), false)
+            }
+        };
+        if keep {
+            *self
+                .region_network
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Some((Instant::now(), network.clone()));
+        }
+        network
+    }
+
+    async fn lookup_region_network(&self) -> Result<RegionNetwork, CallError> {
+        let filter = |name: &str, value: &str| {
+            vec![
+                ("Filter.1.Name".to_string(), name.to_string()),
+                ("Filter.1.Value.1".to_string(), value.to_string()),
+            ]
+        };
+        let vpcs = self
+            .client
+            .try_call("DescribeVpcs", &filter("isDefault", "true"))
+            .await?;
+        let Some((vpc_id, cidr)) = network::default_vpc(&vpcs) else {
+            return Ok(RegionNetwork::default());
+        };
+        let subnets = match self
+            .client
+            .try_call("DescribeSubnets", &filter("vpc-id", &vpc_id))
+            .await
+        {
+            Ok(reply) => network::zone_subnets(&reply, &vpc_id, &self.zones),
+            Err(e) if refuses(&e) => {
+                log::debug!(
+                    "{}: the default VPC's subnets are unknown: {e:?}",
+                    self.dialect.name
+                );
+                Vec::new()
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(RegionNetwork { cidr, subnets })
     }
 
     async fn list(&self) -> Result<Value, PluginError> {
@@ -409,9 +649,11 @@ impl Provider {
                 .items("reservationSet")
                 .flat_map(|r| r.items("instancesSet"))
             {
-                let mut view = Self::view(item);
-                view["region"] = json!(self.skyport_region());
-                out.push(view);
+                out.push(json!({
+                    "id": item.text_at("instanceId"),
+                    "state": item.text_at("instanceState/name"),
+                    "region": self.skyport_region(),
+                }));
             }
             token = reply
                 .text_at("nextToken")
@@ -452,7 +694,14 @@ impl Provider {
         match (call.op.as_str(), call.version) {
             (ops::HEALTH, 1) => Ok(serde_json::to_value(self.health().await).unwrap_or_default()),
             (ops::REGIONS, 1) => {
-                Ok(json!([{"name": self.skyport_region(), "zones": self.zones()}]))
+                let network = self.region_network().await;
+                let region = Region {
+                    name: self.skyport_region(),
+                    zones: self.zones(),
+                    cidr: network.cidr,
+                    subnets: network.subnets,
+                };
+                Ok(json!([region]))
             }
             ("instance.create", 1) => self.create(p).await,
             ("instance.find", 1) => {
@@ -497,6 +746,337 @@ impl Provider {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{Read, Write};
+    use std::sync::Arc;
+
+    use skyport_plugin_api::sdk::CallContext;
+
+    /// Every request a [`FakeCloud`] got: its form parameters.
+    type Requests = Arc<Mutex<Vec<BTreeMap<String, String>>>>;
+
+    /// A fake EC2 endpoint on a loopback port, answering each request with
+    /// `answer(action, params)` -> (HTTP status, body) and recording it.
+    struct FakeCloud {
+        endpoint: String,
+        requests: Requests,
+    }
+
+    impl FakeCloud {
+        fn start(answer: fn(&str, &BTreeMap<String, String>) -> (u16, String)) -> Self {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let endpoint = format!("http://{}", listener.local_addr().unwrap());
+            let requests = Requests::default();
+            let seen = requests.clone();
+            std::thread::spawn(move || {
+                for stream in listener.incoming() {
+                    let Ok(mut stream) = stream else { continue };
+                    let params = read_form(&mut stream);
+                    let action = params.get("Action").cloned().unwrap_or_default();
+                    let (status, body) = answer(&action, &params);
+                    seen.lock().unwrap().push(params);
+                    let _ = write!(
+                        stream,
+                        "HTTP/1.1 {status} X\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                }
+            });
+            Self { endpoint, requests }
+        }
+
+        /// The requests for `action`.
+        fn asked(&self, action: &str) -> Vec<BTreeMap<String, String>> {
+            self.requests
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|p| p.get("Action").map(String::as_str) == Some(action))
+                .cloned()
+                .collect()
+        }
+    }
+
+    /// The form parameters of one HTTP request.
+    fn read_form(stream: &mut std::net::TcpStream) -> BTreeMap<String, String> {
+        let mut data = Vec::new();
+        let mut buf = [0u8; 4096];
+        let header_end = loop {
+            let n = stream.read(&mut buf).unwrap_or(0);
+            if n == 0 {
+                return BTreeMap::new();
+            }
+            data.extend_from_slice(&buf[..n]);
+            if let Some(at) = data.windows(4).position(|w| w == b"\r\n\r\n") {
+                break at + 4;
+            }
+        };
+        let head = String::from_utf8_lossy(&data[..header_end]).to_lowercase();
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        while data.len() < header_end + length {
+            let n = stream.read(&mut buf).unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            data.extend_from_slice(&buf[..n]);
+        }
+        let body = String::from_utf8_lossy(&data[header_end..]).into_owned();
+        reqwest::Url::parse(&format!("http://x/?{body}"))
+            .unwrap()
+            .query_pairs()
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect()
+    }
+
+    fn provider(endpoint: &str) -> Provider {
+        let creds = std::env::temp_dir().join(format!(
+            "skyport-ec2-core-test-{}-{}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        std::fs::write(
+            &creds,
+            "[default]\naws_access_key_id = AK\naws_secret_access_key = SK\n",
+        )
+        .unwrap();
+        let config = json!({
+            "endpoint": endpoint,
+            "region": "us-east-1",
+            "skyport_region": "aws-us-east-1",
+            "zones": ["aws-us-east-1a", "aws-us-east-1b"],
+            "credentials": {"file": creds.display().to_string()},
+            "instance_types": {"sp.micro": "t2.micro"},
+            "images": {"skyport-tiny": "ami-03cf127a"},
+        });
+        let dialect = Dialect {
+            name: "test",
+            path: "/",
+            api_version: "2016-11-15",
+            signing: Signing::V4,
+            region: "us-east-1",
+            skyport_region: |r| format!("aws-{r}"),
+            image_prefixes: &["ami-"],
+        };
+        let provider = Provider::new(config, dialect).unwrap();
+        let _ = std::fs::remove_file(creds);
+        provider
+    }
+
+    fn op(op: &str, params: Value) -> OpCall {
+        OpCall {
+            id: 1,
+            op: op.into(),
+            version: 1,
+            params,
+            context: CallContext::default(),
+        }
+    }
+
+    const ERROR: &str = "<Response><Errors><Error><Code>{code}</Code><Message>m</Message></Error></Errors><RequestID>r</RequestID></Response>";
+
+    fn error(status: u16, code: &str) -> (u16, String) {
+        (status, ERROR.replace("{code}", code))
+    }
+
+    /// A cloud with a default VPC in two of the Skyport zones' cloud zones and one more.
+    fn vpc_cloud(action: &str, params: &BTreeMap<String, String>) -> (u16, String) {
+        match action {
+            "DescribeVpcs" => {
+                assert_eq!(params["Filter.1.Name"], "isDefault");
+                (200, "<DescribeVpcsResponse><vpcSet><item><vpcId>vpc-1</vpcId><isDefault>true</isDefault><cidrBlock>172.31.0.0/16</cidrBlock></item></vpcSet></DescribeVpcsResponse>".into())
+            }
+            "DescribeSubnets" => {
+                assert_eq!(params["Filter.1.Name"], "vpc-id");
+                assert_eq!(params["Filter.1.Value.1"], "vpc-1");
+                let subnet = |zone: &str, cidr: &str| {
+                    format!("<item><vpcId>vpc-1</vpcId><availabilityZone>{zone}</availabilityZone><cidrBlock>{cidr}</cidrBlock><defaultForAz>true</defaultForAz></item>")
+                };
+                (200, format!("<DescribeSubnetsResponse><subnetSet>{}{}{}</subnetSet></DescribeSubnetsResponse>",
+                    subnet("us-east-1b", "172.31.16.0/20"), subnet("us-east-1a", "172.31.0.0/20"), subnet("us-east-1c", "172.31.32.0/20")))
+            }
+            _ => error(400, "InvalidAction"),
+        }
+    }
+
+    #[tokio::test]
+    async fn regions_carry_the_default_vpc_and_its_subnets_asked_once() {
+        let cloud = FakeCloud::start(vpc_cloud);
+        let provider = provider(&cloud.endpoint);
+        let regions = provider.call(op("regions", json!({}))).await.unwrap();
+        assert_eq!(
+            regions,
+            json!([{
+                "name": "aws-us-east-1",
+                "zones": ["aws-us-east-1a", "aws-us-east-1b"],
+                "cidr": "172.31.0.0/16",
+                "subnets": [
+                    {"zone": "aws-us-east-1a", "cidr": "172.31.0.0/20"},
+                    {"zone": "aws-us-east-1b", "cidr": "172.31.16.0/20"}
+                ]
+            }])
+        );
+        let again = provider.call(op("regions", json!({}))).await.unwrap();
+        assert_eq!(again, regions);
+        assert_eq!(cloud.asked("DescribeVpcs").len(), 1, "cached");
+    }
+
+    #[tokio::test]
+    async fn regions_without_vpcs_or_without_an_answer_still_answer() {
+        // An older Eucalyptus: no VPC actions at all.
+        let cloud = FakeCloud::start(|_, _| error(400, "InvalidAction"));
+        let provider = provider(&cloud.endpoint);
+        let plain =
+            json!([{"name": "aws-us-east-1", "zones": ["aws-us-east-1a", "aws-us-east-1b"]}]);
+        assert_eq!(
+            provider.call(op("regions", json!({}))).await.unwrap(),
+            plain
+        );
+        assert_eq!(
+            provider.call(op("regions", json!({}))).await.unwrap(),
+            plain
+        );
+        assert_eq!(cloud.asked("DescribeVpcs").len(), 1, "a refusal is kept");
+
+        // A cloud that fails (here: always 500) is asked again next time, and the region
+        // is answered within the budget either way.
+        let failing = FakeCloud::start(|_, _| error(500, "InternalError"));
+        let provider = super::tests::provider(&failing.endpoint);
+        let started = Instant::now();
+        assert_eq!(
+            provider.call(op("regions", json!({}))).await.unwrap(),
+            plain
+        );
+        assert!(started.elapsed() <= REGION_NETWORK_BUDGET + Duration::from_secs(1));
+        provider.call(op("regions", json!({}))).await.unwrap();
+        assert!(failing.asked("DescribeVpcs").len() > 1);
+    }
+
+    /// A pending instance with a private address and empty public ones.
+    const ITEM: &str = "<item><instanceId>i-1</instanceId><instanceState><code>0</code><name>pending</name></instanceState><privateIpAddress>172.31.0.9</privateIpAddress><ipAddress/><dnsName></dnsName><placement><availabilityZone>us-east-1a</availabilityZone></placement></item>";
+
+    fn run_reply() -> String {
+        format!("<RunInstancesResponse><instancesSet>{ITEM}</instancesSet></RunInstancesResponse>")
+    }
+
+    fn create_params(keys: &[&str], user_data: Option<&str>) -> Value {
+        json!({
+            "skyport_id": "i-0123456789abcdef0",
+            "idempotency_key": "i-0123456789abcdef0",
+            "image": "skyport-tiny",
+            "instance_type": "sp.micro",
+            "vcpus": 1,
+            "memory_mib": 512,
+            "ssh_public_keys": keys,
+            "user_data": user_data,
+        })
+    }
+
+    #[tokio::test]
+    async fn create_imports_the_first_key_and_passes_the_user_data() {
+        let cloud = FakeCloud::start(|action, _| match action {
+            "DescribeInstances" => (
+                200,
+                "<DescribeInstancesResponse><reservationSet/></DescribeInstancesResponse>".into(),
+            ),
+            // Imported by an earlier create: fine.
+            "ImportKeyPair" => error(400, "InvalidKeyPair.Duplicate"),
+            "RunInstances" => (200, run_reply()),
+            _ => error(400, "InvalidAction"),
+        });
+        let provider = provider(&cloud.endpoint);
+        let key =
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl a@b";
+        let user_data = base64::engine::general_purpose::STANDARD.encode("#!/bin/sh\necho hi\n");
+        let view = provider
+            .call(op(
+                "instance.create",
+                create_params(
+                    &[&format!("{key}\n"), "ssh-ed25519 AAAA second"],
+                    Some(&user_data),
+                ),
+            ))
+            .await
+            .unwrap();
+        assert_eq!(
+            view,
+            json!({"id": "i-1", "state": "pending", "network": {"private_ip": "172.31.0.9", "zone": "aws-us-east-1a"}})
+        );
+        let imported = cloud.asked("ImportKeyPair");
+        assert_eq!(imported.len(), 1, "only the first key");
+        let name = network::key_pair_name(key);
+        assert_eq!(imported[0]["KeyName"], name);
+        assert_eq!(
+            imported[0]["PublicKeyMaterial"],
+            base64::engine::general_purpose::STANDARD.encode(key)
+        );
+        let run = &cloud.asked("RunInstances")[0];
+        assert_eq!(run["KeyName"], name);
+        assert_eq!(run["UserData"], user_data);
+        assert_eq!(run["ClientToken"], "i-0123456789abcdef0");
+    }
+
+    #[tokio::test]
+    async fn create_without_keys_imports_nothing_and_refuses_bad_user_data() {
+        let cloud = FakeCloud::start(|action, _| match action {
+            "DescribeInstances" => (
+                200,
+                "<DescribeInstancesResponse><reservationSet/></DescribeInstancesResponse>".into(),
+            ),
+            "RunInstances" => (200, run_reply()),
+            _ => error(400, "InvalidAction"),
+        });
+        let provider = provider(&cloud.endpoint);
+        provider
+            .call(op("instance.create", create_params(&[], None)))
+            .await
+            .unwrap();
+        assert!(cloud.asked("ImportKeyPair").is_empty());
+        let run = &cloud.asked("RunInstances")[0];
+        assert!(!run.contains_key("KeyName") && !run.contains_key("UserData"));
+
+        let too_big =
+            base64::engine::general_purpose::STANDARD.encode(vec![b'x'; MAX_USER_DATA_BYTES + 1]);
+        for bad in ["not base64!", too_big.as_str()] {
+            let e = provider
+                .call(op("instance.create", create_params(&[], Some(bad))))
+                .await
+                .unwrap_err();
+            assert_eq!(e.code.as_str(), error_code::INVALID_INPUT);
+        }
+        assert_eq!(cloud.asked("RunInstances").len(), 1);
+    }
+
+    #[tokio::test]
+    async fn state_changes_read_the_addresses_back_but_not_once_terminated() {
+        let cloud = FakeCloud::start(|action, _| {
+            match action {
+            "StopInstances" => (200, "<StopInstancesResponse><instancesSet><item><instanceId>i-1</instanceId><currentState><name>stopping</name></currentState></item></instancesSet></StopInstancesResponse>".into()),
+            "TerminateInstances" => (200, "<TerminateInstancesResponse><instancesSet><item><instanceId>i-1</instanceId><currentState><name>terminated</name></currentState></item></instancesSet></TerminateInstancesResponse>".into()),
+            "DescribeInstances" => (200, format!("<DescribeInstancesResponse><reservationSet><item><instancesSet>{ITEM}</instancesSet></item></reservationSet></DescribeInstancesResponse>")),
+            _ => error(400, "InvalidAction"),
+        }
+        });
+        let provider = provider(&cloud.endpoint);
+        let stopped = provider
+            .call(op("instance.stop", json!({"id": "i-1"})))
+            .await
+            .unwrap();
+        assert_eq!(stopped["state"], "stopping");
+        assert_eq!(stopped["network"]["private_ip"], "172.31.0.9");
+        let got = provider
+            .call(op("instance.get", json!({"id": "i-1"})))
+            .await
+            .unwrap();
+        assert_eq!(got["network"]["private_ip"], "172.31.0.9");
+        let gone = provider
+            .call(op("instance.terminate", json!({"id": "i-1"})))
+            .await
+            .unwrap();
+        assert_eq!(gone, json!({"id": "i-1", "state": "terminated"}));
+    }
 
     #[test]
     fn credentials_file_profiles() {

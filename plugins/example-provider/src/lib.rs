@@ -72,6 +72,8 @@ impl Processes {
         InstanceView {
             id: id.to_string(),
             state: instance.state,
+            // Processes on the host have no address of their own.
+            network: None,
         }
     }
 
@@ -186,6 +188,8 @@ impl Plugin for Processes {
             ("regions", 1) => answer(vec![Region {
                 name: self.region.clone(),
                 zones: vec![format!("{}a", self.region)],
+                cidr: None,
+                subnets: Vec::new(),
             }]),
             ("images.list", 1) => answer(
                 self.images

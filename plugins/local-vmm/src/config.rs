@@ -2,6 +2,7 @@
 //! this host: the accelerator and the QEMU programs.
 
 use super::*;
+use crate::network::NetworkConfig;
 
 /// Configuration (`[[plugins]] config = {...}`).
 #[derive(Debug, Clone, Deserialize)]
@@ -33,10 +34,13 @@ pub(crate) struct VmmConfig {
     /// qemu-img binary.
     #[serde(default = "default_qemu_img")]
     pub(crate) qemu_img: String,
+    /// The region's private network.
+    #[serde(default)]
+    pub(crate) network: NetworkConfig,
 }
 
 fn default_library() -> String {
-    "var/images".into()
+    "images".into()
 }
 fn default_accel() -> String {
     "auto".into()

@@ -19,6 +19,8 @@ use skyport_plugin_api::PluginError;
 const KERNEL: &str = "vmlinuz";
 const INITRD: &str = "initramfs.gz";
 const DISK: &str = "disk.qcow2";
+/// The image's extra kernel arguments, one line.
+const CMDLINE: &str = "cmdline";
 
 /// One image as configured or as asked for by `images.register`.
 #[derive(Debug, Clone, Deserialize)]
@@ -33,6 +35,10 @@ pub struct ImageFiles {
     /// Disk template (qcow2 or raw); without one, each VM gets a blank 1 GiB disk.
     #[serde(default)]
     pub disk: Option<PathBuf>,
+    /// Kernel arguments after `console=ttyS0` (e.g. `root=/dev/vda1` for an image whose
+    /// root file system is on its disk).
+    #[serde(default)]
+    pub cmdline: Option<String>,
 }
 
 /// Where an image was registered.
@@ -56,6 +62,9 @@ pub struct Image {
     pub initrd: PathBuf,
     /// qcow2 disk template, if any.
     pub disk: Option<PathBuf>,
+    /// Extra kernel arguments, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cmdline: Option<String>,
     /// Where it was registered.
     pub source: Source,
 }
@@ -112,6 +121,7 @@ impl ImageLibrary {
                 kernel: files.kernel.clone(),
                 initrd: files.initrd.clone(),
                 disk: files.disk.clone(),
+                cmdline: files.cmdline.clone(),
                 source: Source::Config,
             };
             if images.insert(files.name.clone(), image).is_some() {
@@ -145,6 +155,10 @@ impl ImageLibrary {
             kernel,
             initrd,
             disk: disk.is_file().then_some(disk),
+            cmdline: std::fs::read_to_string(dir.join(CMDLINE))
+                .ok()
+                .map(|text| text.trim().to_string())
+                .filter(|text| !text.is_empty()),
             source: Source::Library,
         })
     }
@@ -232,6 +246,11 @@ impl ImageLibrary {
         tokio::fs::copy(&files.initrd, staging.join(INITRD))
             .await
             .map_err(io)?;
+        if let Some(cmdline) = &files.cmdline {
+            tokio::fs::write(staging.join(CMDLINE), cmdline)
+                .await
+                .map_err(io)?;
+        }
         if let Some(disk) = &files.disk {
             // `convert` reads qcow2 or raw (probed), flattens any backing chain and writes a
             // fresh qcow2; an unreadable file fails here, not at the first boot.
@@ -296,6 +315,7 @@ mod tests {
             kernel: lib.join(KERNEL),
             initrd: lib.join(INITRD),
             disk: None,
+            cmdline: Some("root=/dev/vda1".into()),
         };
         let images = ImageLibrary::new(
             dir.join("lib"),
@@ -316,6 +336,10 @@ mod tests {
             ]
         );
         assert!(images.get("tiny").unwrap().disk.is_none());
+        assert_eq!(
+            images.get("custom").unwrap().cmdline.as_deref(),
+            Some("root=/dev/vda1")
+        );
         assert!(images.remove("custom").is_err());
         let missing = ImageFiles {
             kernel: dir.join("nope"),

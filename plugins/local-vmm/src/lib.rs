@@ -16,8 +16,10 @@
 mod config;
 mod images;
 mod inventory;
+mod network;
 mod plugin;
 mod qmp;
+mod seed;
 mod vm;
 
 use std::collections::HashMap;
@@ -34,6 +36,7 @@ use tokio::sync::Semaphore;
 
 use config::{choose_accelerator, find_program, VmmConfig};
 use images::{ImageFiles, ImageLibrary};
+use network::{HostNetwork, Nic};
 use plugin::id_param;
 use vm::{Launcher, VmDir, VmSpec, VmState};
 /// The default image, built by `plugins/local-vmm/prepare-guest.sh`.
@@ -46,6 +49,7 @@ struct LocalVmm {
     state_dir: PathBuf,
     boots: Arc<Semaphore>,
     vms: Arc<Mutex<HashMap<String, VmSpec>>>,
+    network: HostNetwork,
 }
 
 fn err(code: &str, message: impl Into<String>) -> PluginError {
@@ -66,9 +70,17 @@ impl LocalVmm {
                 "{} not found; install qemu-utils",
                 self.config.qemu_img
             ))
+        } else if find_program("genisoimage").is_none() {
+            Some(
+                "genisoimage not found (it makes each VM's first-boot seed); install genisoimage"
+                    .into(),
+            )
+        } else if let Some(reason) = self.network.unusable() {
+            Some(reason)
         } else if self.images.list().is_empty() {
             Some(format!(
-                "no image in {}; run plugins/local-vmm/prepare-guest.sh {}",
+                "no image in {}; run `plugins/local-vmm/prepare-guest.sh {}` from the Skyport \
+                 source tree (`make run` does)",
                 self.images.root().display(),
                 self.images.root().join(DEFAULT_IMAGE).display()
             ))
@@ -86,7 +98,7 @@ impl LocalVmm {
     }
 
     fn view(&self, spec: &VmSpec) -> Value {
-        json!({
+        let mut view = json!({
             "id": spec.id,
             "state": spec.state,
             "image": spec.image,
@@ -94,7 +106,44 @@ impl LocalVmm {
             "vcpus": spec.vcpus,
             "memory_mib": spec.memory_mib,
             "region": self.config.region,
-        })
+        });
+        if let Some(nic) = spec
+            .nic
+            .as_ref()
+            .filter(|_| spec.state != VmState::Terminated)
+        {
+            view["network"] = json!({
+                "private_ip": nic.ip.to_string(),
+                "mac": nic.mac,
+                "zone": self.zone(),
+                "ssh_endpoint": nic.ssh_port.map(|port| format!("127.0.0.1:{port}")),
+            });
+        }
+        view
+    }
+
+    /// The region's one zone.
+    fn zone(&self) -> String {
+        format!("{}a", self.config.region)
+    }
+
+    /// Every VM's NIC, for the DHCP hosts file.
+    fn nics(&self) -> Vec<(String, Nic)> {
+        self.vms
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .filter_map(|spec| spec.nic.clone().map(|nic| (spec.id.clone(), nic)))
+            .collect()
+    }
+
+    /// The QEMU network arguments of VM `spec`, its network set up first.
+    fn network_args(&self, spec: &VmSpec) -> Result<Vec<String>, String> {
+        let Some(nic) = &spec.nic else {
+            return Ok(Vec::new());
+        };
+        self.network.prepare(&self.nics())?;
+        self.network.qemu_args(&spec.id, nic)
     }
 
     /// The VM's spec. A `running` VM whose QEMU has died (killed, crashed, or powered off
@@ -162,9 +211,14 @@ impl LocalVmm {
                 return;
             };
             let Ok(spec) = this.get(&id) else { return };
-            let launched = match this.images.get(&spec.image) {
-                Some(image) => this.launcher.launch(&this.dir(&id), &spec, &image).await,
-                None => Err(format!("image {} is no longer in the library", spec.image)),
+            let launched = match (this.images.get(&spec.image), this.network_args(&spec)) {
+                (Some(image), Ok(network)) => {
+                    this.launcher
+                        .launch(&this.dir(&id), &spec, &image, &network)
+                        .await
+                }
+                (None, _) => Err(format!("image {} is no longer in the library", spec.image)),
+                (_, Err(e)) => Err(format!("its network: {e}")),
             };
             match launched {
                 Ok(pid) => {
@@ -247,6 +301,41 @@ impl LocalVmm {
         let id = format!("vm-{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff);
         let dir = self.dir(&id);
         std::fs::create_dir_all(&dir.0).map_err(|e| err(error_code::INTERNAL, e.to_string()))?;
+        let genisoimage = find_program("genisoimage").ok_or_else(|| {
+            err(
+                error_code::UNAVAILABLE,
+                "genisoimage not found; install genisoimage",
+            )
+        })?;
+        let seeded = seed::write(
+            &dir.0,
+            &seed::Seed {
+                instance_id: &p.skyport_id,
+                hostname: &p.skyport_id,
+                ssh_public_keys: &p.ssh_public_keys,
+                user_data: p.user_data.as_deref(),
+            },
+            &genisoimage,
+        );
+        if let Err(e) = seeded {
+            let _ = std::fs::remove_dir_all(&dir.0);
+            return Err(err(error_code::INVALID_INPUT, e));
+        }
+        // The address is chosen and the VM recorded under one lock: two creates never
+        // get the same address.
+        let mut vms = self.vms.lock().unwrap_or_else(|p| p.into_inner());
+        let taken: Vec<std::net::Ipv4Addr> = vms
+            .values()
+            .filter_map(|spec| spec.nic.as_ref().map(|nic| nic.ip))
+            .collect();
+        let nic = match self.network.allocate(&taken) {
+            Ok(nic) => nic,
+            Err(e) => {
+                drop(vms);
+                let _ = std::fs::remove_dir_all(&dir.0);
+                return Err(err(error_code::LIMIT_EXCEEDED, e));
+            }
+        };
         let spec = VmSpec {
             id: id.clone(),
             image: p.image,
@@ -257,13 +346,16 @@ impl LocalVmm {
             pid: None,
             skyport_id: Some(p.skyport_id),
             idempotency_key: Some(p.idempotency_key),
+            nic: Some(nic),
         };
-        dir.save(&spec).map_err(|e| err(error_code::INTERNAL, e))?;
+        if let Err(e) = dir.save(&spec) {
+            drop(vms);
+            let _ = std::fs::remove_dir_all(&dir.0);
+            return Err(err(error_code::INTERNAL, e));
+        }
         let view = self.view(&spec);
-        self.vms
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id.clone(), spec);
+        vms.insert(id.clone(), spec);
+        drop(vms);
         self.boot(id);
         Ok(view)
     }
@@ -323,6 +415,9 @@ impl LocalVmm {
                 log::warn!("VM {id}: removing {}: {e}", dir.display());
             }
         }
+        // Its address is free again: its tap goes, and DHCP forgets its MAC.
+        self.network.release(id);
+        self.network.publish(&self.nics());
         Ok(self.view(&spec))
     }
 

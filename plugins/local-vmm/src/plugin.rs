@@ -59,7 +59,8 @@ impl Plugin for LocalVmmPlugin {
                                 "name": {"type": "string"},
                                 "kernel": {"type": "string"},
                                 "initrd": {"type": "string"},
-                                "disk": {"type": "string"}
+                                "disk": {"type": "string"},
+                                "cmdline": {"type": "string"}
                             }
                         }
                     },
@@ -69,7 +70,17 @@ impl Plugin for LocalVmmPlugin {
                     "max_concurrent_boots": {"type": "integer", "minimum": 1},
                     "ready_timeout_secs": {"type": "integer", "minimum": 1},
                     "qemu": {"type": "string"},
-                    "qemu_img": {"type": "string"}
+                    "qemu_img": {"type": "string"},
+                    "network": {
+                        "type": "object",
+                        "additionalProperties": false,
+                        "properties": {
+                            "mode": {"enum": ["auto", "bridge", "user"]},
+                            "bridge": {"type": "string"},
+                            "cidr": {"type": "string"},
+                            "nat": {"type": "boolean"}
+                        }
+                    }
                 }
             }),
         }
@@ -78,10 +89,21 @@ impl Plugin for LocalVmmPlugin {
     fn init(config: Value, host: Host) -> Result<Self, PluginError> {
         let config: VmmConfig = serde_json::from_value(config)
             .map_err(|e| err(error_code::INVALID_CONFIG, e.to_string()))?;
+        // Relative paths resolve as every relative path of the configuration does: against
+        // the gateway's state directory, wherever the gateway was started.
         let state_dir = match &config.state_dir {
-            Some(dir) => PathBuf::from(dir),
+            Some(dir) => host.resolve_config_path(dir)?,
             None => host.state_dir()?,
         };
+        let mut configured_images = config.images.clone();
+        for files in &mut configured_images {
+            files.kernel = host.resolve_config_path(&files.kernel)?;
+            files.initrd = host.resolve_config_path(&files.initrd)?;
+            if let Some(disk) = &files.disk {
+                files.disk = Some(host.resolve_config_path(disk)?);
+            }
+        }
+        let image_library = host.resolve_config_path(&config.image_library)?;
         std::fs::create_dir_all(vm::vms_root(&state_dir)).map_err(|e| {
             err(
                 error_code::INVALID_CONFIG,
@@ -98,12 +120,11 @@ impl Plugin for LocalVmmPlugin {
             launcher.accel,
             state_dir.display()
         );
-        let images = ImageLibrary::new(
-            PathBuf::from(&config.image_library),
-            &config.images,
-            config.qemu_img.clone(),
-        )
-        .map_err(|e| err(error_code::INVALID_CONFIG, e))?;
+        let images = ImageLibrary::new(image_library, &configured_images, config.qemu_img.clone())
+            .map_err(|e| err(error_code::INVALID_CONFIG, e))?;
+        let network = HostNetwork::new(config.network.clone(), state_dir.join("network"))
+            .map_err(|e| err(error_code::INVALID_CONFIG, e))?;
+        log::info!("local-vmm: network {}", network.describe());
         let vmm = LocalVmm {
             images,
             boots: Arc::new(Semaphore::new(config.max_concurrent_boots.max(1))),
@@ -111,6 +132,7 @@ impl Plugin for LocalVmmPlugin {
             launcher,
             state_dir,
             vms: Arc::default(),
+            network,
         };
         vmm.reattach();
         let vmm = Arc::new(vmm);
@@ -122,9 +144,11 @@ impl Plugin for LocalVmmPlugin {
         let vmm = &self.0;
         match (call.op.as_str(), call.version) {
             (ops::HEALTH, 1) => Ok(serde_json::to_value(vmm.health()).unwrap_or_default()),
-            (ops::REGIONS, 1) => Ok(
-                json!([{"name": vmm.config.region, "zones": [format!("{}a", vmm.config.region)]}]),
-            ),
+            (ops::REGIONS, 1) => Ok(json!([{
+                "name": vmm.config.region,
+                "zones": [vmm.zone()],
+                "cidr": vmm.network.cidr().to_string(),
+            }])),
             ("instance.create", 1) => vmm.create(&call.params).await,
             ("instance.find", 1) => vmm.find(&call.params),
             ("instance.get", 1) => Ok(vmm.view(&vmm.get(&id_param(&call.params)?)?)),

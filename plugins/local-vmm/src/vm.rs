@@ -12,10 +12,22 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::images::Image;
+use crate::network::Nic;
 use crate::qmp;
 
 /// Serial-console line the guest prints when booted.
 pub const READY_MARKER: &str = "SKYPORT-GUEST-READY";
+
+/// Whether a serial console shows a booted guest: `skyport-tiny`'s ready marker, or the
+/// line cloud-init prints when it has finished (`Cloud-init v. 22.4.2 finished at ...`),
+/// so that any cloud-init image is `running` once its first boot is done.
+pub fn shows_ready(console: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(console);
+    text.contains(READY_MARKER)
+        || text
+            .lines()
+            .any(|line| line.contains("Cloud-init v.") && line.contains(" finished at "))
+}
 
 /// EC2-named states.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,6 +71,9 @@ pub struct VmSpec {
     /// The create's idempotency key: a create with the same key answers this VM.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
+    /// Its network interface and address, kept until it is terminated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nic: Option<Nic>,
 }
 
 /// Paths inside a VM's state directory.
@@ -85,6 +100,10 @@ impl VmDir {
     /// `pid`.
     pub fn pid(&self) -> PathBuf {
         self.0.join("pid")
+    }
+    /// `seed.iso`: the NoCloud seed, when the VM has one.
+    pub fn seed(&self) -> PathBuf {
+        self.0.join("seed.iso")
     }
 
     /// Writes `spec` atomically.
@@ -145,8 +164,15 @@ impl Launcher {
         Ok(())
     }
 
-    /// Creates the disk if missing and starts QEMU; returns its pid.
-    pub async fn launch(&self, dir: &VmDir, spec: &VmSpec, image: &Image) -> Result<u32, String> {
+    /// Creates the disk if missing and starts QEMU with `network` (its NIC's arguments)
+    /// and the VM's NoCloud seed when it has one; returns its pid.
+    pub async fn launch(
+        &self,
+        dir: &VmDir,
+        spec: &VmSpec,
+        image: &Image,
+        network: &[String],
+    ) -> Result<u32, String> {
         self.create_disk(dir, image).await?;
         let _ = std::fs::remove_file(dir.qmp());
         let _ = std::fs::remove_file(dir.pid());
@@ -172,7 +198,11 @@ impl Launcher {
             .arg(&image.kernel)
             .arg("-initrd")
             .arg(&image.initrd)
-            .args(["-append", "console=ttyS0 quiet panic=-1"])
+            .arg("-append")
+            .arg(match &image.cmdline {
+                Some(extra) => format!("console=ttyS0 quiet panic=-1 {extra}"),
+                None => "console=ttyS0 quiet panic=-1".to_string(),
+            })
             .arg("-qmp")
             .arg(format!("unix:{},server=on,wait=off", dir.qmp().display()))
             .arg("-drive")
@@ -181,12 +211,19 @@ impl Launcher {
                 dir.disk().display()
             ))
             .args(["-device", "virtio-balloon-pci"])
+            .args(network)
             .arg("-pidfile")
             .arg(dir.pid())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)
             .process_group(0);
+        if dir.seed().exists() {
+            command.arg("-drive").arg(format!(
+                "file={},if=virtio,format=raw,readonly=on",
+                dir.seed().display()
+            ));
+        }
         let mut child = tokio::process::Command::from(command)
             .spawn()
             .map_err(|e| format!("{}: {e}", self.qemu))?;
@@ -255,13 +292,8 @@ pub fn qemus_under(root: &Path) -> Vec<(u32, String)> {
 pub async fn wait_ready(dir: &VmDir, pid: u32, id: &str, timeout: Duration) -> Result<(), String> {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
-        if let Ok(text) = std::fs::read(dir.serial()) {
-            if text
-                .windows(READY_MARKER.len())
-                .any(|w| w == READY_MARKER.as_bytes())
-            {
-                return Ok(());
-            }
+        if std::fs::read(dir.serial()).is_ok_and(|text| shows_ready(&text)) {
+            return Ok(());
         }
         // Only liveness here: right after spawn the cmdline may not show QEMU's arguments yet.
         if !is_alive(pid) {
@@ -318,4 +350,21 @@ async fn wait_gone(pid: u32, id: &str, timeout: Duration) -> bool {
 /// Where VMs live under the plugin's state directory.
 pub fn vms_root(state_dir: &Path) -> PathBuf {
     state_dir.join("vms")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_guest_is_ready_at_the_tiny_marker_or_when_cloud_init_has_finished() {
+        assert!(shows_ready(b"...\nSKYPORT-GUEST-READY\n"));
+        assert!(shows_ready(
+            b"[  OK  ] Started\nCloud-init v. 22.4.2 finished at Sat, 05 Dec 2026 10:00:00 +0000. Datasource DataSourceNoCloud [seed=/dev/vdb].  Up 41.20 seconds\n"
+        ));
+        assert!(!shows_ready(
+            b"Cloud-init v. 22.4.2 running 'modules:final'\n"
+        ));
+        assert!(!shows_ready(b"SKYPORT-GUEST-NET eth0 10.213.0.10/24\n"));
+    }
 }

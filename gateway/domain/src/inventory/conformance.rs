@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use skyport_core::error::ErrorKind;
 
-use super::{InstanceRecord, InventoryStore};
+use super::{InstanceNetwork, InstanceRecord, InventoryStore};
 
 /// A pending record of `tenant` with id `id`.
 pub fn record(id: &str, tenant: &str) -> InstanceRecord {
@@ -26,6 +26,7 @@ pub fn record(id: &str, tenant: &str) -> InstanceRecord {
         created_at: "2026-11-23T00:00:00.000Z".into(),
         key_name: None,
         client_token: None,
+        network: None,
     }
 }
 
@@ -41,6 +42,7 @@ where
     updates_keep_what_they_do_not_set(new_store().await).await;
     a_change_is_recorded_once(new_store().await).await;
     tags_are_replaced_whole(new_store().await).await;
+    addresses_are_recorded_and_cleared(new_store().await).await;
     reconciliation_sees_live_instances_with_a_remote_id(new_store().await).await;
     idempotency_tokens_are_unique_per_tenant(new_store().await).await;
     a_deleted_record_is_gone(new_store().await).await;
@@ -149,6 +151,56 @@ async fn tags_are_replaced_whole(store: Arc<dyn InventoryStore>) {
         store.get("demo", &r.id).await.unwrap().unwrap().tags,
         replaced,
         "tags_are_replaced_whole"
+    );
+}
+
+async fn addresses_are_recorded_and_cleared(store: Arc<dyn InventoryStore>) {
+    let with_addresses = InstanceRecord {
+        network: Some(InstanceNetwork {
+            private_ip: Some("10.213.0.10".into()),
+            zone: Some("local-1a".into()),
+            ..InstanceNetwork::default()
+        }),
+        ..record("i-00000000000000001", "demo")
+    };
+    store.insert(with_addresses.clone()).await.unwrap();
+    let got = store
+        .get("demo", &with_addresses.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        got.network, with_addresses.network,
+        "addresses_are_recorded_and_cleared: inserted addresses round-trip"
+    );
+    let moved = InstanceNetwork {
+        private_ip: Some("10.213.0.11".into()),
+        public_ip: Some("203.0.113.5".into()),
+        ..InstanceNetwork::default()
+    };
+    store
+        .set_network(&with_addresses.id, Some(moved.clone()))
+        .await
+        .unwrap();
+    let got = store
+        .get("demo", &with_addresses.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        got.network,
+        Some(moved),
+        "addresses_are_recorded_and_cleared: replaced"
+    );
+    store.set_network(&with_addresses.id, None).await.unwrap();
+    let got = store
+        .get("demo", &with_addresses.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        got.network, None,
+        "addresses_are_recorded_and_cleared: cleared"
     );
 }
 

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use serde_json::{Map, Value};
 use skyport_core::error::{ErrorKind, GatewayError};
 
-use super::{InstanceRecord, InventoryStore};
+use super::{InstanceNetwork, InstanceRecord, InventoryStore};
 
 /// Records by id.
 #[derive(Default)]
@@ -95,6 +95,17 @@ impl InventoryStore for MemoryInventory {
             }
             _ => false,
         })
+    }
+
+    async fn set_network(
+        &self,
+        id: &str,
+        network: Option<InstanceNetwork>,
+    ) -> Result<(), GatewayError> {
+        if let Some(r) = self.records.lock().unwrap().get_mut(id) {
+            r.network = network;
+        }
+        Ok(())
     }
 
     async fn set_tags(&self, id: &str, tags: Map<String, Value>) -> Result<(), GatewayError> {

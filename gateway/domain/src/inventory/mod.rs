@@ -21,6 +21,7 @@ use async_trait::async_trait;
 use serde::Serialize;
 use serde_json::{Map, Value};
 use skyport_core::error::GatewayError;
+pub use skyport_plugin_api::ops::provider::InstanceNetwork;
 
 /// One instance as Skyport knows it.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -57,6 +58,9 @@ pub struct InstanceRecord {
     /// token returns this instance instead of creating another.
     #[serde(skip)]
     pub client_token: Option<String>,
+    /// Its addresses, as its provider last reported them (none before they are assigned
+    /// and once it is terminated).
+    pub network: Option<InstanceNetwork>,
 }
 
 impl InstanceRecord {
@@ -112,6 +116,13 @@ pub trait InventoryStore: Send + Sync {
     /// `from` (someone else recorded a change first), so a change is recorded, and
     /// metered, once.
     async fn transition(&self, id: &str, from: &str, to: &str) -> Result<bool, GatewayError>;
+
+    /// Records the addresses instance `id`'s provider reports (`None`: it has none).
+    async fn set_network(
+        &self,
+        id: &str,
+        network: Option<InstanceNetwork>,
+    ) -> Result<(), GatewayError>;
 
     /// Replaces the tags of instance `id`.
     async fn set_tags(&self, id: &str, tags: Map<String, Value>) -> Result<(), GatewayError>;

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use super::{describe, instances, key_pairs, tags, ActionFn};
+use super::{describe, instances, key_pairs, tags, vpcs, ActionFn};
 
 /// One action.
 pub(crate) struct Action {
@@ -129,6 +129,19 @@ static ACTIONS: &[Action] = &[
         "ec2:DescribeAvailabilityZones",
         60,
         a!(describe::availability_zones),
+    ),
+    read(
+        "DescribeVpcs",
+        "ec2:DescribeVpcs",
+        60,
+        a!(vpcs::describe_vpcs),
+    ),
+    // Available address counts follow the tenant's instances.
+    read(
+        "DescribeSubnets",
+        "ec2:DescribeSubnets",
+        2,
+        a!(vpcs::describe_subnets),
     ),
     write("CreateTags", "ec2:CreateTags", a!(tags::create_tags)),
     write("DeleteTags", "ec2:DeleteTags", a!(tags::delete_tags)),

@@ -3,19 +3,20 @@
 
 use serde_json::Value;
 use skyport_domain::catalog::{instance_type, INSTANCE_TYPES};
-use skyport_domain::inventory::{is_instance_id, InstanceRecord};
+use skyport_domain::inventory::{is_instance_id, InstanceNetwork, InstanceRecord};
 
 use super::errors::instance_error;
 use super::model::{
-    image_id, is_image_id, named_instances, owner_id, region_instances, reservation_id, state_code,
-    write_instance, write_state, zone_of,
+    image_id, is_image_id, named_instances, owner_id, placed, region_instances, reservation_id,
+    state_code, write_instance, write_state, zone_of,
 };
+use super::networks::{interface_id, zone_id};
 use super::query::Filter;
 use super::xml::Xml;
 use super::{Ec2Call, Ec2Error};
 
 /// The instance filters Skyport understands (besides `tag:<key>`).
-const INSTANCE_FILTERS: [&str; 9] = [
+const INSTANCE_FILTERS: &[&str] = &[
     "instance-id",
     "instance-state-name",
     "instance-state-code",
@@ -25,6 +26,20 @@ const INSTANCE_FILTERS: [&str; 9] = [
     "key-name",
     "tag-key",
     "tag-value",
+    "vpc-id",
+    "subnet-id",
+    "private-ip-address",
+    "ip-address",
+    "private-dns-name",
+    "dns-name",
+    "network-interface.network-interface-id",
+    "network-interface.vpc-id",
+    "network-interface.subnet-id",
+    "network-interface.mac-address",
+    "network-interface.private-dns-name",
+    "network-interface.addresses.private-ip-address",
+    "network-interface.association.public-ip",
+    "network-interface.addresses.association.public-ip",
 ];
 
 fn instance_filter_matches(
@@ -32,6 +47,15 @@ fn instance_filter_matches(
     f: &Filter,
     r: &InstanceRecord,
 ) -> Result<bool, Ec2Error> {
+    // Network filters match only what the instance shows: nothing before its addresses
+    // are assigned nor once it is terminated.
+    let placed = placed(call, r);
+    let network = |field: fn(&InstanceNetwork) -> Option<&str>| {
+        placed
+            .as_ref()
+            .and_then(|(_, n)| field(n))
+            .is_some_and(|v| f.matches(v))
+    };
     Ok(match f.name.as_str() {
         "instance-id" => f.matches(&r.id),
         "instance-state-name" => f.matches(&r.state),
@@ -40,6 +64,29 @@ fn instance_filter_matches(
         "image-id" => f.matches(&image_id(&r.image)),
         "availability-zone" => f.matches(&zone_of(call, r)),
         "key-name" => r.key_name.as_deref().is_some_and(|k| f.matches(k)),
+        "vpc-id" | "network-interface.vpc-id" => {
+            placed.as_ref().is_some_and(|(p, _)| f.matches(&p.vpc_id))
+        }
+        "subnet-id" | "network-interface.subnet-id" => placed
+            .as_ref()
+            .and_then(|(p, _)| p.subnet_id.as_deref())
+            .is_some_and(|s| f.matches(s)),
+        "network-interface.network-interface-id" => {
+            placed.is_some() && f.matches(&interface_id(&r.id))
+        }
+        "private-ip-address" | "network-interface.addresses.private-ip-address" => {
+            network(|n| n.private_ip.as_deref())
+        }
+        "ip-address"
+        | "network-interface.association.public-ip"
+        | "network-interface.addresses.association.public-ip" => {
+            network(|n| n.public_ip.as_deref())
+        }
+        "private-dns-name" | "network-interface.private-dns-name" => {
+            network(|n| n.private_dns.as_deref())
+        }
+        "dns-name" => network(|n| n.public_dns.as_deref()),
+        "network-interface.mac-address" => network(|n| n.mac.as_deref()),
         "tag-key" => r.tags.keys().any(|k| f.matches(k)),
         "tag-value" => r
             .tags
@@ -335,7 +382,7 @@ pub(super) async fn regions(call: &Ec2Call<'_>) -> Result<String, Ec2Error> {
 
 pub(super) async fn availability_zones(call: &Ec2Call<'_>) -> Result<String, Ec2Error> {
     let wanted = call.params.list("ZoneName");
-    let zones: Vec<(String, String, usize)> = call
+    let zones: Vec<(String, String, String)> = call
         .services
         .regions
         .provider_regions()
@@ -344,7 +391,7 @@ pub(super) async fn availability_zones(call: &Ec2Call<'_>) -> Result<String, Ec2
             r.zones
                 .iter()
                 .enumerate()
-                .map(move |(i, z)| (z.clone(), r.name.clone(), i + 1))
+                .map(move |(i, z)| (z.clone(), r.name.clone(), zone_id(&r.name, i)))
         })
         .filter(|(z, _, _)| wanted.is_empty() || wanted.contains(z))
         .collect();
@@ -359,9 +406,9 @@ pub(super) async fn availability_zones(call: &Ec2Call<'_>) -> Result<String, Ec2
         "DescribeAvailabilityZones",
         call.request_id,
         |x| {
-            x.set("availabilityZoneInfo", &zones, |x, (zone, region, n)| {
+            x.set("availabilityZoneInfo", &zones, |x, (zone, region, id)| {
                 x.leaf("zoneName", zone);
-                x.leaf("zoneId", format!("{region}-az{n}"));
+                x.leaf("zoneId", id);
                 x.leaf("zoneState", "available");
                 x.leaf("regionName", region);
                 x.leaf("groupName", region);

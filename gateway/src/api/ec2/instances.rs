@@ -10,7 +10,7 @@ use skyport_core::ids::rfc3339_millis;
 use skyport_domain::catalog::{instance_type, instance_type_names, InstanceType, ParamValue};
 use skyport_domain::catalog::{Params as OrderParams, RAW};
 use skyport_domain::inventory::InstanceRecord;
-use skyport_domain::operations::instances::{Action, CreateSpec, MAX_TAGS};
+use skyport_domain::operations::instances::{Action, CreateSpec, FirstBoot, MAX_TAGS};
 use skyport_domain::placement;
 use skyport_domain::regions::FEDERATED_REGION;
 
@@ -62,19 +62,23 @@ pub(super) async fn run_instances(call: &Ec2Call<'_>) -> Result<String, Ec2Error
         ));
     }
     let key_name = p.get("KeyName").map(str::to_owned);
+    let mut first_boot = FirstBoot::default();
     if let Some(key) = &key_name {
-        if call
-            .services
-            .key_pairs
-            .get(&call.ctx.tenant, key)
-            .await?
-            .is_none()
-        {
+        let Some(pair) = call.services.key_pairs.get(&call.ctx.tenant, key).await? else {
             return Err(Ec2Error::bad_request(
                 "InvalidKeyPair.NotFound",
                 format!("The key pair '{key}' does not exist"),
             ));
-        }
+        };
+        first_boot.ssh_public_keys.push(pair.public_key);
+    }
+    if let Some(encoded) = p.get("UserData") {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(encoded.trim())
+            .map_err(|_| Ec2Error::invalid_value("Invalid BASE64 encoding of user data."))?;
+        first_boot = first_boot
+            .with_user_data(&bytes)
+            .map_err(|e| Ec2Error::invalid_value(e.public))?;
     }
     let tags = p.tag_specifications("instance")?;
     if tags.len() > MAX_TAGS {
@@ -103,6 +107,7 @@ pub(super) async fn run_instances(call: &Ec2Call<'_>) -> Result<String, Ec2Error
             name,
             tags,
             key_name,
+            first_boot,
             ..CreateSpec::decided(&decision)?
         };
         launch(call, &decided, client_token, min, max).await?

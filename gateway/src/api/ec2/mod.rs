@@ -14,10 +14,12 @@ pub mod errors;
 mod instances;
 mod key_pairs;
 mod model;
+mod networks;
 pub mod query;
 mod tags;
 #[cfg(test)]
 mod tests;
+mod vpcs;
 pub mod xml;
 
 use std::sync::Arc;

@@ -1,11 +1,12 @@
 //! EC2's view of Skyport's resources: instance states as EC2 numbers them, image ids,
-//! account and reservation ids, zones, the `<item>` of an instance, and the instances a
-//! request names in its region.
+//! account and reservation ids, zones, the `<item>` of an instance (with its addresses and
+//! network interface), and the instances a request names in its region.
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use skyport_domain::inventory::{is_instance_id, InstanceRecord};
+use skyport_domain::inventory::{is_instance_id, InstanceNetwork, InstanceRecord};
 
+use super::networks::{attachment_id, interface_id, InstancePlace, RegionNetwork};
 use super::xml::Xml;
 use super::{Ec2Call, Ec2Error};
 
@@ -56,13 +57,30 @@ pub(super) fn owner_id(tenant: &str) -> String {
     format!("{n:012}")
 }
 
-/// The availability zone an instance is in: its region's first zone.
-pub(super) fn zone_of(call: &Ec2Call<'_>, record: &InstanceRecord) -> String {
+/// The network of an instance's region (always a provider region).
+fn network_of<'a>(call: &'a Ec2Call<'_>, record: &InstanceRecord) -> Option<RegionNetwork<'a>> {
     call.services
         .regions
         .get(&record.region)
-        .and_then(|r| r.zones.first().cloned())
+        .and_then(RegionNetwork::of)
+}
+
+/// The availability zone an instance is in: the one its provider reports when its region
+/// has that zone, else its region's first zone.
+pub(super) fn zone_of(call: &Ec2Call<'_>, record: &InstanceRecord) -> String {
+    network_of(call, record)
+        .and_then(|n| n.zone_of(record).map(str::to_owned))
         .unwrap_or_else(|| format!("{}a", record.region))
+}
+
+/// Where an instance is on its region's network, with its addresses: only while it has
+/// addresses and is not terminated (EC2 shows neither VPC, subnet nor addresses then).
+pub(super) fn placed<'r>(
+    call: &Ec2Call<'_>,
+    record: &'r InstanceRecord,
+) -> Option<(InstancePlace, &'r InstanceNetwork)> {
+    let place = network_of(call, record)?.place(record)?;
+    Some((place, record.network.as_ref()?))
 }
 
 /// The reservation id an instance is reported in (one reservation per launch; Skyport
@@ -71,12 +89,26 @@ pub(super) fn reservation_id(instance_id: &str) -> String {
     format!("r-{}", instance_id.trim_start_matches("i-"))
 }
 
+/// The `<item>` of instance `r`, in the order EC2 writes its elements.
 pub(super) fn write_instance(x: &mut Xml, call: &Ec2Call<'_>, r: &InstanceRecord) {
+    let placed = placed(call, r);
+    let addresses = placed.as_ref().map(|(_, n)| *n);
     x.leaf("instanceId", &r.id);
     x.leaf("imageId", image_id(&r.image));
     write_state(x, "instanceState", &r.state);
-    x.leaf("privateDnsName", "");
-    x.leaf("dnsName", "");
+    // EC2 writes both DNS names always, empty when there is none.
+    x.leaf(
+        "privateDnsName",
+        addresses
+            .and_then(|n| n.private_dns.as_deref())
+            .unwrap_or_default(),
+    );
+    x.leaf(
+        "dnsName",
+        addresses
+            .and_then(|n| n.public_dns.as_deref())
+            .unwrap_or_default(),
+    );
     x.leaf("reason", "");
     x.opt("keyName", r.key_name.as_deref());
     x.leaf("amiLaunchIndex", "0");
@@ -87,6 +119,14 @@ pub(super) fn write_instance(x: &mut Xml, call: &Ec2Call<'_>, r: &InstanceRecord
         x.leaf("tenancy", "default");
     });
     x.elem("monitoring", |x| x.leaf("state", "disabled"));
+    if let Some((place, network)) = &placed {
+        x.opt("subnetId", place.subnet_id.as_deref());
+        x.leaf("vpcId", &place.vpc_id);
+        x.opt("privateIpAddress", network.private_ip.as_deref());
+        x.opt("ipAddress", network.public_ip.as_deref());
+        x.leaf("sourceDestCheck", "true");
+    }
+    x.elem("groupSet", |_| {});
     x.leaf("architecture", "x86_64");
     x.leaf("rootDeviceType", "ebs");
     x.leaf("virtualizationType", "hvm");
@@ -98,6 +138,65 @@ pub(super) fn write_instance(x: &mut Xml, call: &Ec2Call<'_>, r: &InstanceRecord
             x.leaf("value", v.as_str().unwrap_or_default());
         });
     }
+    if let Some((place, network)) = &placed {
+        let owner = owner_id(&call.ctx.tenant);
+        x.set("networkInterfaceSet", [()], |x, ()| {
+            write_interface(x, r, place, network, &owner)
+        });
+    }
+}
+
+/// The `<item>` of an instance's one network interface (EC2's primary interface, device
+/// index 0, created and deleted with the instance).
+fn write_interface(
+    x: &mut Xml,
+    r: &InstanceRecord,
+    place: &InstancePlace,
+    network: &InstanceNetwork,
+    owner: &str,
+) {
+    let private_dns = network.private_dns.as_deref().unwrap_or_default();
+    let association = |x: &mut Xml| {
+        if let Some(public_ip) = network.public_ip.as_deref() {
+            x.elem("association", |x| {
+                x.leaf("publicIp", public_ip);
+                x.leaf(
+                    "publicDnsName",
+                    network.public_dns.as_deref().unwrap_or_default(),
+                );
+                // EC2's owner of an address it assigned (rather than an Elastic IP's).
+                x.leaf("ipOwnerId", "amazon");
+            });
+        }
+    };
+    x.leaf("networkInterfaceId", interface_id(&r.id));
+    x.opt("subnetId", place.subnet_id.as_deref());
+    x.leaf("vpcId", &place.vpc_id);
+    x.leaf("description", "");
+    x.leaf("ownerId", owner);
+    x.leaf("status", "in-use");
+    x.opt("macAddress", network.mac.as_deref());
+    x.opt("privateIpAddress", network.private_ip.as_deref());
+    x.leaf("privateDnsName", private_dns);
+    x.leaf("sourceDestCheck", "true");
+    x.elem("groupSet", |_| {});
+    x.elem("attachment", |x| {
+        x.leaf("attachmentId", attachment_id(&r.id));
+        x.leaf("deviceIndex", "0");
+        x.leaf("status", "attached");
+        x.leaf("attachTime", &r.created_at);
+        x.leaf("deleteOnTermination", "true");
+    });
+    association(x);
+    if let Some(private_ip) = network.private_ip.as_deref() {
+        x.set("privateIpAddressesSet", [()], |x, ()| {
+            x.leaf("privateIpAddress", private_ip);
+            x.leaf("privateDnsName", private_dns);
+            x.leaf("primary", "true");
+            association(x);
+        });
+    }
+    x.leaf("interfaceType", "interface");
 }
 
 /// The instances `InstanceId.N` names, in this region: malformed ids and ids that are

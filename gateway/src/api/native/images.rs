@@ -32,7 +32,7 @@ pub(super) async fn admin_list(api: &NativeApi, call: NativeCall<'_>) -> Answer 
     Ok(json_response(StatusCode::OK, &json!({ "images": views })))
 }
 
-/// `POST /admin/images` `{"name", "kernel", "initrd", "disk"?, "provider"?}`: copies the
+/// `POST /admin/images` `{"name", "kernel", "initrd", "disk"?, "cmdline"?, "provider"?}`: copies the
 /// files (absolute paths on the Skyport host) into the provider's image library -> 201.
 pub(super) async fn register(api: &NativeApi, call: NativeCall<'_>) -> Answer {
     let mut params: serde_json::Map<String, Value> = call.json("image registration")?;

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use skyport_core::error::GatewayError;
 use skyport_domain::catalog::{instance_type, parse_instance_type, INSTANCE_TYPES};
 use skyport_domain::inventory::{is_instance_id, InstanceRecord};
-use skyport_domain::operations::instances::{Action, CreateSpec};
+use skyport_domain::operations::instances::{Action, CreateSpec, FirstBoot};
 
 use super::orders::CreateRequest;
 use super::{json_response, Answer, NativeApi, NativeCall};
@@ -28,6 +28,8 @@ pub(super) fn view(record: &InstanceRecord) -> Value {
         "tags": record.tags,
         "department": record.department,
         "created_at": record.created_at,
+        "key_name": record.key_name,
+        "network": record.network,
     })
 }
 
@@ -64,6 +66,22 @@ pub(super) async fn create(api: &NativeApi, call: NativeCall<'_>) -> Answer {
     let department = services
         .instances
         .department_for(call.ctx, req.department.take())?;
+    let mut first_boot = FirstBoot::default();
+    if let Some(key_name) = &req.key_name {
+        first_boot.ssh_public_keys.push(
+            services
+                .key_pairs
+                .get(&call.ctx.tenant, key_name)
+                .await?
+                .ok_or_else(|| {
+                    GatewayError::invalid(format!("key pair '{key_name}' does not exist"))
+                })?
+                .public_key,
+        );
+    }
+    if let Some(user_data) = &req.user_data {
+        first_boot = first_boot.with_user_data(user_data.as_bytes())?;
+    }
     let order = req.order(department.clone())?;
     let (placement_id, decision) = services
         .placement
@@ -73,6 +91,8 @@ pub(super) async fn create(api: &NativeApi, call: NativeCall<'_>) -> Answer {
         name: req.name,
         tags: req.tags,
         department,
+        key_name: req.key_name,
+        first_boot,
         ..CreateSpec::decided(&decision)?
     };
     let record = services

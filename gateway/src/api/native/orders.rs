@@ -29,6 +29,11 @@ pub(super) struct CreateRequest {
     pub(super) tags: serde_json::Map<String, Value>,
     /// The department to charge (checked against the caller's).
     pub(super) department: Option<String>,
+    /// A key pair of the tenant's: its public key is authorised in the guest at first
+    /// boot.
+    pub(super) key_name: Option<String>,
+    /// User data run at the guest's first boot, as text (the EC2 API takes it base64).
+    pub(super) user_data: Option<String>,
 }
 
 impl CreateRequest {

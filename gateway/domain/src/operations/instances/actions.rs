@@ -86,10 +86,11 @@ impl InstanceService {
         self.inventory
             .update(&record.id, None, &new_state, None)
             .await?;
-        let record = InstanceRecord {
+        let mut record = InstanceRecord {
             state: new_state,
             ..record
         };
+        self.record_network(&mut record, answer.network).await?;
         self.meter
             .emit(&record, action.as_str(), Initiator::Api)
             .await;
@@ -179,6 +180,7 @@ impl InstanceService {
         self.inventory
             .update(&record.id, None, "terminated", None)
             .await?;
+        self.inventory.set_network(&record.id, None).await?;
         tracing::warn!(instance = %id, provider = %record.provider, "an instance whose create never finished was terminated; it had no VM on record");
         Ok((
             previous,

@@ -90,6 +90,7 @@ impl InstanceService {
             created_at: rfc3339_millis(self.clock.wall()),
             key_name: None,
             client_token: None,
+            network: live.network,
         };
         self.inventory.insert(record.clone()).await?;
         // Metered from now on if it runs; a stopped one starts its meter when started.

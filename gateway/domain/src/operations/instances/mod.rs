@@ -14,12 +14,15 @@ mod tests;
 use std::sync::Arc;
 use std::time::Duration;
 
+use base64::Engine;
+
 use serde_json::{Map, Value};
 use skyport_core::clock::SharedClock;
 use skyport_core::error::{Detail, ErrorKind, GatewayError, Resource};
 use skyport_core::ids::rfc3339_millis;
 use skyport_core::metrics::Metrics;
 use skyport_core::tenancy::{TenantContext, TenantDirectory};
+use skyport_plugin_api::ops::provider::MAX_USER_DATA_BYTES;
 use skyport_plugin_host::Plugins;
 
 pub use actions::Action;
@@ -65,6 +68,33 @@ pub struct CreateSpec {
     pub key_name: Option<String>,
     /// Idempotency token.
     pub client_token: Option<String>,
+    /// What the guest gets at its first boot.
+    pub first_boot: FirstBoot,
+}
+
+/// What a guest is given at its first boot: the public key of the key pair its create
+/// named, and the caller's user data. Not stored: a provider that needs them again (a
+/// retried create) is sent the same create.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FirstBoot {
+    /// OpenSSH public keys to authorise for the guest's login user.
+    pub ssh_public_keys: Vec<String>,
+    /// User data, base64 (checked by [`FirstBoot::with_user_data`]).
+    pub user_data: Option<String>,
+}
+
+impl FirstBoot {
+    /// Adds user data given as `bytes`: at most [`MAX_USER_DATA_BYTES`], as on EC2.
+    pub fn with_user_data(mut self, bytes: &[u8]) -> Result<Self, GatewayError> {
+        if bytes.len() > MAX_USER_DATA_BYTES {
+            return Err(GatewayError::invalid(format!(
+                "user data is {} bytes; at most {MAX_USER_DATA_BYTES} are allowed",
+                bytes.len()
+            )));
+        }
+        self.user_data = Some(base64::engine::general_purpose::STANDARD.encode(bytes));
+        Ok(self)
+    }
 }
 
 impl CreateSpec {
@@ -85,6 +115,7 @@ impl CreateSpec {
             department: None,
             key_name: None,
             client_token: None,
+            first_boot: FirstBoot::default(),
         })
     }
 }
@@ -266,18 +297,19 @@ impl InstanceService {
             created_at: rfc3339_millis(self.clock.wall()),
             key_name: spec.key_name,
             client_token: spec.client_token,
+            network: None,
         };
         self.inventory.insert(record.clone()).await?;
         drop(admission);
         let provider = self.provider(&record.provider, context(ctx, request_id));
-        let mut created = provider.create(&record, itype).await;
+        let mut created = provider.create(&record, itype, &spec.first_boot).await;
         if matches!(&created, Err(e) if matches!(e.kind, ErrorKind::Timeout | ErrorKind::Unavailable))
         {
             // The provider may have made the VM and not said so: the same create again
             // (same idempotency key) answers that VM instead of leaving it orphaned. After
             // a pause: a plugin being restarted gets a moment to come back.
             tokio::time::sleep(CREATE_RETRY_PAUSE).await;
-            created = provider.create(&record, itype).await;
+            created = provider.create(&record, itype, &spec.first_boot).await;
         }
         let created = match created {
             Ok(created) => created,
@@ -291,6 +323,12 @@ impl InstanceService {
         self.inventory
             .update(&record.id, record.remote_id.clone(), &record.state, None)
             .await?;
+        if created.network.is_some() {
+            record.network = created.network;
+            self.inventory
+                .set_network(&record.id, record.network.clone())
+                .await?;
+        }
         self.meter.emit(&record, "run", Initiator::Api).await;
         Ok(record)
     }

@@ -9,7 +9,7 @@ use skyport_core::tenancy::TenantContext;
 
 use super::{context, InstanceService};
 use crate::inventory::lifecycle::Initiator;
-use crate::inventory::InstanceRecord;
+use crate::inventory::{InstanceNetwork, InstanceRecord};
 
 impl InstanceService {
     /// Refreshes the state from the provider (the source of truth for running VMs).
@@ -29,12 +29,31 @@ impl InstanceService {
             .provider(&record.provider, context(ctx, request_id))
             .get(&remote)
             .await;
-        let observed = match live {
-            Ok(live) => live.state,
-            Err(e) if e.kind == ErrorKind::NotFound => "terminated".to_string(),
+        let (observed, network) = match live {
+            Ok(live) => (live.state, live.network),
+            Err(e) if e.kind == ErrorKind::NotFound => ("terminated".to_string(), None),
             Err(e) => return Err(e),
         };
-        self.observe(record, &observed).await
+        let mut record = self.observe(record, &observed).await?;
+        self.record_network(&mut record, network).await?;
+        Ok(record)
+    }
+
+    /// Records the addresses the provider reports for `record` when they changed; a
+    /// terminated instance has none.
+    pub(super) async fn record_network(
+        &self,
+        record: &mut InstanceRecord,
+        network: Option<InstanceNetwork>,
+    ) -> Result<(), GatewayError> {
+        let network = network.filter(|_| record.state != "terminated");
+        if record.network != network {
+            self.inventory
+                .set_network(&record.id, network.clone())
+                .await?;
+            record.network = network;
+        }
+        Ok(())
     }
 
     /// [`InstanceService::refresh`] for listings: when the provider cannot answer now

@@ -5,12 +5,13 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use skyport_core::error::{ErrorKind, GatewayError};
 use skyport_plugin_api::ops::provider::{
-    self as contract, ConsoleOutput, ConsoleRequest, CreateInstance, FindInstance, InstanceRef,
-    InstanceView, ResizeInstance,
+    self as contract, ConsoleOutput, ConsoleRequest, CreateInstance, FindInstance, InstanceNetwork,
+    InstanceRef, InstanceState, InstanceView, ResizeInstance,
 };
 use skyport_plugin_api::sdk::CallContext;
 use skyport_plugin_host::Plugins;
 
+use super::FirstBoot;
 use crate::catalog::InstanceType;
 use crate::inventory::InstanceRecord;
 
@@ -30,13 +31,21 @@ pub(super) struct Observed {
     pub(super) id: String,
     /// Its EC2-named state.
     pub(super) state: String,
+    /// Its addresses, as the provider reports them.
+    pub(super) network: Option<InstanceNetwork>,
 }
 
 impl From<InstanceView> for Observed {
     fn from(view: InstanceView) -> Self {
+        // A terminated instance has released its addresses, whatever the provider says.
+        let network = match view.state {
+            InstanceState::Terminated => None,
+            _ => view.network.filter(|n| *n != InstanceNetwork::default()),
+        };
         Self {
             id: view.id,
             state: view.state.as_str().to_string(),
+            network,
         }
     }
 }
@@ -86,11 +95,13 @@ impl Provider<'_> {
     }
 
     /// `instance.create@1` for `record` (its id is the idempotency key: one Skyport
-    /// instance is never more than one VM, however often its create is sent).
+    /// instance is never more than one VM, however often its create is sent), with what
+    /// its guest gets at first boot.
     pub(super) async fn create(
         &self,
         record: &InstanceRecord,
         itype: InstanceType,
+        first_boot: &FirstBoot,
     ) -> Result<Observed, GatewayError> {
         let tags = record
             .tags
@@ -110,6 +121,8 @@ impl Provider<'_> {
             vcpus: itype.vcpus,
             memory_mib: itype.memory_mib,
             tags,
+            ssh_public_keys: first_boot.ssh_public_keys.clone(),
+            user_data: first_boot.user_data.clone(),
         };
         self.view(contract::INSTANCE_CREATE, &params).await
     }

@@ -17,7 +17,62 @@ fn spec(provider: &str, region: &str) -> CreateSpec {
         department: None,
         key_name: None,
         client_token: None,
+        first_boot: FirstBoot::default(),
     }
+}
+
+#[tokio::test]
+async fn a_create_hands_its_key_and_user_data_to_the_provider_and_records_its_addresses() {
+    let world = World::new().await;
+    let demo = caller("demo", None);
+    let first_boot = FirstBoot {
+        ssh_public_keys: vec!["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE test".into()],
+        ..FirstBoot::default()
+    }
+    .with_user_data(b"#!/bin/sh\necho hi\n")
+    .unwrap();
+    let created = world
+        .instances
+        .create(
+            &demo,
+            "req-1",
+            CreateSpec {
+                first_boot,
+                ..spec("local-vmm", "local-1")
+            },
+        )
+        .await
+        .unwrap();
+    let sent = &world.plugins.calls_of("instance.create@1")[0].params;
+    assert_eq!(
+        sent["ssh_public_keys"][0],
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE test"
+    );
+    assert_eq!(sent["user_data"], "IyEvYmluL3NoCmVjaG8gaGkK");
+    let address = |r: &InstanceRecord| r.network.as_ref().and_then(|n| n.private_ip.clone());
+    assert_eq!(address(&created).as_deref(), Some("10.0.0.1"));
+    let stored = world.instances.lookup(&demo, &created.id).await.unwrap();
+    assert_eq!(address(&stored).as_deref(), Some("10.0.0.1"), "recorded");
+    let (_, terminated) = world
+        .instances
+        .act(&demo, "req-2", &created.id, Action::Terminate)
+        .await
+        .unwrap();
+    assert_eq!(
+        terminated.network, None,
+        "a terminated instance has no address"
+    );
+    let stored = world.instances.lookup(&demo, &created.id).await.unwrap();
+    assert_eq!(stored.network, None, "and none is recorded");
+}
+
+#[test]
+fn user_data_past_the_ec2_limit_is_refused() {
+    let refused = FirstBoot::default()
+        .with_user_data(&vec![b'x'; MAX_USER_DATA_BYTES + 1])
+        .unwrap_err();
+    assert_eq!(refused.kind, ErrorKind::InvalidInput);
+    assert!(refused.public.contains("16385 bytes"), "{}", refused.public);
 }
 
 #[tokio::test]
@@ -448,6 +503,7 @@ async fn an_instance_whose_create_never_finished_can_be_terminated_once_it_canno
         created_at: "2026-11-23T11:39:01.000Z".into(),
         key_name: None,
         client_token: None,
+        network: None,
     };
     world.inventory.insert(stuck.clone()).await.unwrap();
     // Its create could still be running: 409.
