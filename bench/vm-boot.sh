@@ -13,7 +13,7 @@ B=${CARGO_TARGET_DIR:-target}/release
 G=$(pwd)/target/guest/skyport-tiny
 STATE=$(mktemp -d)
 trap 'kill $SKY 2>/dev/null || true; pkill -f "qemu-system-x86_64 -name bench-" 2>/dev/null || true; pkill -f "$STATE/plugins" 2>/dev/null || true; rm -rf "$STATE"' EXIT
-sed "s|image_library = \"var/images\"|image_library = \"$(pwd)/target/guest\"|" config/skyport.toml >"$STATE/skyport.toml"
+sed "s|image_library = \"images\"|image_library = \"$(pwd)/target/guest\"|" config/skyport.toml >"$STATE/skyport.toml"
 SKYPORT_LOG=warn $B/skyport serve --config "$STATE/skyport.toml" --state-dir "$STATE" \
     --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 2>"$STATE/skyport.log" &
 SKY=$!
