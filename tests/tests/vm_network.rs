@@ -451,3 +451,88 @@ async fn a_vm_from_the_native_api_shows_its_address_and_runs_its_user_data() {
     assert_eq!(after["state"], "terminated", "{after}");
     assert!(after["network"].is_null(), "{after}");
 }
+
+#[tokio::test]
+async fn in_user_mode_a_vm_is_reached_through_its_forwarded_ssh_port_and_health_says_so() {
+    assert_guest_image_prepared();
+    // What a gateway that cannot make a bridge (not root) gets; configured here.
+    let config = skyport_e2e::default_config()
+        .replace("network = { bridge", "network = { mode = \"user\", bridge")
+        .replace(
+            "health_probe_interval_secs = 30",
+            "health_probe_interval_secs = 1",
+        );
+    assert!(config.contains("mode = \"user\""));
+    let gw = Gateway::start_with(skyport_e2e::GatewayOptions {
+        config: Some(config),
+        ..Default::default()
+    });
+    let token = gw.token("demo", None, &["admin"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let notes = loop {
+        let providers = gw.get_json("/v1/providers", &token).await;
+        let vmm = providers["providers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "local-vmm")
+            .cloned()
+            .unwrap();
+        if let Some(notes) = vmm["health"]["notes"].as_array() {
+            break notes.clone();
+        }
+        assert!(Instant::now() < deadline, "no health notes: {vmm}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.as_str().unwrap().contains("user-mode networking")),
+        "{notes:?}"
+    );
+    let key = access_key(&gw, "demo").await;
+    let ssh = SshKey::new();
+    let material = format!("fileb://{}", ssh.public().display());
+    aws(
+        &gw,
+        &key,
+        &[
+            "ec2",
+            "import-key-pair",
+            "--key-name",
+            "mine",
+            "--public-key-material",
+            &material,
+        ],
+    );
+    let created = gw
+        .post(
+            "/v1/instances?wait=running",
+            &token,
+            Some(json!({
+                "image": "skyport-tiny", "instance_type": "sp.micro", "region": "local-1",
+                "key_name": "mine", "user_data": "#!/bin/sh\necho user-mode > /tmp/mode\n",
+            })),
+        )
+        .await;
+    assert_eq!(created.status(), 202);
+    let created: Value = created.json().await.unwrap();
+    let id = created["id"].as_str().unwrap().to_string();
+    let shown = gw.get_json(&format!("/v1/instances/{id}"), &token).await;
+    let endpoint = shown["network"]["ssh_endpoint"]
+        .as_str()
+        .unwrap_or_else(|| panic!("an SSH endpoint: {shown}"));
+    let port: u16 = endpoint
+        .strip_prefix("127.0.0.1:")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("a port of 127.0.0.1: {endpoint}"));
+    assert!(shown["network"]["private_ip"].is_string(), "{shown}");
+    let marker = ssh.wait_for("127.0.0.1", port, "cat /tmp/mode", "user-mode");
+    assert_eq!(marker.trim(), "user-mode");
+    let terminated = gw
+        .delete(&format!("/v1/instances/{id}?wait=terminated"), &token)
+        .await;
+    assert!(terminated.status().is_success(), "{}", terminated.status());
+    // No bridge was made for it.
+    assert!(!network_dir(&gw).join("bridge").exists());
+}

@@ -13,6 +13,7 @@ pub struct HealthCell {
     plugin: String,
     healthy: AtomicBool,
     reason: Mutex<Option<String>>,
+    notes: Mutex<Vec<String>>,
     metrics: Option<Arc<Metrics>>,
 }
 
@@ -23,6 +24,7 @@ impl HealthCell {
             plugin: plugin.to_string(),
             healthy: AtomicBool::new(true),
             reason: Mutex::new(None),
+            notes: Mutex::default(),
             metrics: Some(metrics),
         };
         cell.set(true, None);
@@ -35,6 +37,7 @@ impl HealthCell {
             plugin: plugin.to_string(),
             healthy: AtomicBool::new(true),
             reason: Mutex::new(None),
+            notes: Mutex::default(),
             metrics: None,
         }
     }
@@ -48,7 +51,13 @@ impl HealthCell {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .clone(),
+            notes: self.notes.lock().unwrap_or_else(|p| p.into_inner()).clone(),
         }
+    }
+
+    /// Records what the plugin's last health answer noted.
+    pub fn set_notes(&self, notes: Vec<String>) {
+        *self.notes.lock().unwrap_or_else(|p| p.into_inner()) = notes;
     }
 
     /// Records health.

@@ -19,6 +19,9 @@ pub struct HealthView {
     /// Why not.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// What the plugin says of how it serves (`health@1`'s `notes`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// One loaded plugin instance, as the services see it.

@@ -601,7 +601,10 @@ impl PluginRegistry {
             )
             .await;
         match result.map(serde_json::from_value::<Health>) {
-            Ok(Ok(health)) => handle.health.set(health.healthy, health.reason),
+            Ok(Ok(health)) => {
+                handle.health.set_notes(health.notes);
+                handle.health.set(health.healthy, health.reason)
+            }
             Ok(Err(e)) => handle
                 .health
                 .set(false, Some(format!("health answer malformed: {e}"))),

@@ -64,6 +64,7 @@ impl FakePlugins {
                 health: HealthView {
                     healthy: true,
                     reason: None,
+                    notes: Vec::new(),
                 },
             },
             handler: Arc::new(handler),
@@ -78,6 +79,7 @@ impl FakePlugins {
             HealthView {
                 healthy,
                 reason: reason.map(str::to_owned),
+                notes: Vec::new(),
             },
         );
     }

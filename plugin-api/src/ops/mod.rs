@@ -21,6 +21,10 @@ pub struct Health {
     /// Why not, when unhealthy (e.g. `qemu-system-x86_64 not found; install qemu-system-x86`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// What operators should know of how it serves, healthy or not: a fallback in use, a
+    /// feature off (e.g. `user-mode networking: VMs cannot reach each other`). Since 1.4.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// A batch of metering events, in the order the gateway saw them.

@@ -680,10 +680,12 @@ impl Provider {
             Ok(_) => ops::Health {
                 healthy: true,
                 reason: None,
+                notes: Vec::new(),
             },
             Err(e) => ops::Health {
                 healthy: false,
                 reason: Some(e.message.to_string()),
+                notes: Vec::new(),
             },
         }
     }

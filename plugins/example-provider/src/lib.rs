@@ -184,6 +184,7 @@ impl Plugin for Processes {
             ("health", 1) => answer(Health {
                 healthy: true,
                 reason: None,
+                notes: Vec::new(),
             }),
             ("regions", 1) => answer(vec![Region {
                 name: self.region.clone(),

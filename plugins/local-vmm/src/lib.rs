@@ -90,6 +90,7 @@ impl LocalVmm {
         ops::Health {
             healthy: reason.is_none(),
             reason,
+            notes: vec![format!("network: {}", self.network.describe())],
         }
     }
 
