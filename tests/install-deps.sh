@@ -39,9 +39,10 @@ install_qemu() {
     need_cmd qemu-system-x86_64 "the QEMU install failed"
 }
 
-# The AWS CLI, boto3 and moto (the EC2-compatible server the tests use as a remote cloud),
-# pinned, in a project-local virtualenv (.venv). Rebuilt only when the pins change.
-PY_PINS="moto[server]==5.2.5 awscli==1.46.3 boto3==1.44.5"
+# The AWS CLI, boto3, Apache Libcloud, Ansible (with amazon.aws) and moto (the EC2-compatible
+# server the tests use as a remote cloud), pinned, in a project-local virtualenv (.venv).
+# Rebuilt only when the pins change.
+PY_PINS="moto[server]==5.2.5 awscli==1.46.3 boto3==1.44.5 apache-libcloud==3.9.1 ansible==12.3.0"
 install_python_tools() {
     venv="$root/.venv"
     stamp="$venv/skyport-pins"

@@ -139,7 +139,7 @@ impl TestGateway {
         };
         Self {
             native: NativeApi::new(Arc::clone(&services), Arc::clone(&auth)),
-            ec2: Ec2Api::new(Arc::clone(&services), auth),
+            ec2: Ec2Api::new(Arc::clone(&services), auth, Arc::clone(&world.metrics)),
             world,
             stack,
             services,

@@ -219,7 +219,7 @@ impl Gateway {
             limiter: TenantRateLimiter::from_config(&config, clock.clone()),
             cache: ResponseCache::new(config.cache.max_entries, clock.clone()),
             tap,
-            metrics,
+            metrics: Arc::clone(&metrics),
             clock,
             bodies: crate::stack::request::BodyLimits::new(
                 config.server.max_buffered_body_bytes,
@@ -232,7 +232,7 @@ impl Gateway {
         let gateway = Self {
             stack,
             native: NativeApi::new(Arc::clone(&services), Arc::clone(&auth)),
-            ec2: Ec2Api::new(Arc::clone(&services), auth),
+            ec2: Ec2Api::new(Arc::clone(&services), auth, Arc::clone(&metrics)),
             services,
             jwt,
             sync,
@@ -254,6 +254,11 @@ fn warn_about_unserved(
             if !regions.serves(region) {
                 tracing::warn!(tenant = %tenant, region = %region, "tenants.{tenant}.default_region names no provider region served now; its raw requests are placed as if it were not set");
             }
+        }
+    }
+    for (alias, region) in &config.ec2.region_aliases {
+        if !regions.serves(region) {
+            tracing::warn!(alias = %alias, region = %region, "ec2.region_aliases.{alias} names no provider region served now; requests scoped to it are refused");
         }
     }
     for (rule, provider) in rules.named_providers() {

@@ -107,10 +107,13 @@ def lifecycle(args):
                  "IncorrectInstanceState", 400)
     stop = ec2.stop_instances(InstanceIds=[iid])["StoppingInstances"][0]
     assert stop["PreviousState"]["Name"] == "running", stop
+    # EC2 answers a change with its transitional state, whatever the provider did at once.
+    assert stop["CurrentState"]["Name"] == "stopping", stop
     wait_state(ec2, iid, "stopped")
     ec2.modify_instance_attribute(InstanceId=iid, InstanceType={"Value": "sp.small"})
     start = ec2.start_instances(InstanceIds=[iid])["StartingInstances"][0]
     assert start["PreviousState"]["Name"] == "stopped", start
+    assert start["CurrentState"]["Name"] == "pending", start
     wait_state(ec2, iid, "running")
     described = ec2.describe_instances(InstanceIds=[iid])["Reservations"][0]["Instances"][0]
     assert described["InstanceType"] == "sp.small", described
@@ -133,6 +136,7 @@ def lifecycle(args):
 
     term = ec2.terminate_instances(InstanceIds=[iid])["TerminatingInstances"][0]
     assert term["PreviousState"]["Name"] == "running", term
+    assert term["CurrentState"]["Name"] in ("shutting-down", "terminated"), term
     wait_state(ec2, iid, "terminated")
     # EC2's rules, not the provider's: a terminated instance cannot start.
     expect_error(lambda: ec2.start_instances(InstanceIds=[iid]), "IncorrectInstanceState", 400)

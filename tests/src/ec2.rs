@@ -162,6 +162,36 @@ pub fn scenario(gw: &Gateway, name: &str, mut args: serde_json::Value) -> String
     stdout
 }
 
+/// Runs `tests/ec2/tools.py <scenario>` (Libcloud, SigV2 signers) with the virtualenv's
+/// Python against `gw`, with access key `key`; panics with the script's output unless it
+/// succeeds. Returns its stdout.
+pub fn tool_scenario(gw: &Gateway, name: &str, key: &serde_json::Value) -> String {
+    let args = serde_json::json!({
+        "host": gw.api.ip().to_string(),
+        "port": gw.api.port(),
+        "ca": gw.cert_path("ca.pem").display().to_string(),
+        "key": key,
+    });
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("ec2/tools.py");
+    let out: Output = Command::new(venv_bin("python"))
+        .arg(script)
+        .arg(name)
+        .arg(args.to_string())
+        .env_remove("AWS_PROFILE")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .output()
+        .expect("run python");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "tool scenario {name} failed:\n{stdout}\n{}\n--- gateway log (tail) ---\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        tail(&gw.log(), 60)
+    );
+    stdout
+}
+
 fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")

@@ -324,7 +324,8 @@ async fn a_relative_image_library_is_under_the_state_directory_and_a_missing_one
             && reason.contains("prepare-guest.sh"),
         "{reason}"
     );
-    // The library appears where the state directory is: the provider becomes healthy.
+    // The library appears where the state directory is: the provider becomes healthy and
+    // offers its image in its region, with no restart.
     std::fs::create_dir_all(&library).unwrap();
     std::os::unix::fs::symlink(
         skyport_e2e::guest_library().join("skyport-tiny"),
@@ -340,4 +341,13 @@ async fn a_relative_image_library_is_under_the_state_directory_and_a_missing_one
         assert!(Instant::now() < deadline, "never healthy: {providers}");
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+    let images = gw.get_json("/v1/images", &token).await;
+    assert!(
+        images["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["name"] == "skyport-tiny" && i["region"] == "local-1"),
+        "{images}"
+    );
 }

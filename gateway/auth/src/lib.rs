@@ -13,6 +13,7 @@ pub mod claims;
 pub mod jwks;
 pub mod jwt;
 pub mod mtls;
+pub mod sigv2;
 pub mod sigv4;
 pub mod token_cache;
 
@@ -85,6 +86,45 @@ impl Authenticator {
                 source: IdentitySource::Sigv4,
             },
             signed.region.into_owned(),
+        ))
+    }
+
+    /// Authenticates a SigV2-signed EC2 request: `params` are its decoded query and form
+    /// parameters, `host` its `Host` (or authority) as sent. The key's tenant and
+    /// department are the principal's. SigV2 carries no region: the caller chooses one.
+    pub async fn authenticate_sigv2(
+        &self,
+        method: &str,
+        host: &str,
+        path: &str,
+        params: &[(String, String)],
+    ) -> Result<(Principal, sigv2::SignatureMethod), sigv4::SigV4Error> {
+        let signed = sigv2::parse(params)?;
+        let key = self
+            .access_keys
+            .active(&signed.access_key_id)
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = %e.public, cause = ?e.cause, "access key lookup failed");
+                sigv4::SigV4Error::AuthFailure("access keys cannot be checked now".into())
+            })?
+            .ok_or_else(|| {
+                sigv4::SigV4Error::AuthFailure(
+                    "the access key id you provided does not exist in our records".into(),
+                )
+            })?;
+        let string_to_sign = sigv2::string_to_sign(method, host, path, params);
+        sigv2::verify(&key.secret, &signed, &string_to_sign)?;
+        sigv2::check_time(&signed, self.clock.wall(), self.max_skew)?;
+        Ok((
+            Principal {
+                tenant: key.tenant.clone(),
+                department: key.department.clone(),
+                roles: Vec::new(),
+                subject: signed.access_key_id,
+                source: IdentitySource::Sigv2,
+            },
+            signed.method,
         ))
     }
 

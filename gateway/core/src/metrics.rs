@@ -86,6 +86,10 @@ pub struct Metrics {
     /// Connections the API listener closed before their handshake (label: reason,
     /// `global` or `peer` limit, `peer_rate`).
     pub connections_refused: Family<Labels, Counter>,
+    /// EC2 requests signed with Signature Version 2, by signature method.
+    pub ec2_sigv2_requests: Family<Labels, Counter>,
+    /// EC2 requests refused because Skyport does not serve their action, by action name.
+    pub ec2_unsupported_actions: Family<Labels, Counter>,
     /// Connections open on the API listener.
     pub connections_open: Gauge,
     /// Metrics reported by plugins through the host (labels: plugin, name, then the
@@ -129,6 +133,18 @@ impl Metrics {
         let plugin_crashes = Family::<Labels, Counter>::default();
         let plugin_restarts = Family::<Labels, Counter>::default();
         let connections_refused = Family::<Labels, Counter>::default();
+        let ec2_sigv2_requests = Family::<Labels, Counter>::default();
+        registry.register(
+            "ec2_sigv2_requests",
+            "EC2 requests authenticated with Signature Version 2, by method (HmacSHA256, HmacSHA1)",
+            ec2_sigv2_requests.clone(),
+        );
+        let ec2_unsupported_actions = Family::<Labels, Counter>::default();
+        registry.register(
+            "ec2_unsupported_actions",
+            "EC2 requests refused with InvalidAction, by the action they named (what clients want that Skyport does not serve)",
+            ec2_unsupported_actions.clone(),
+        );
         let connections_open = Gauge::default();
         registry.register(
             "connections_refused",
@@ -239,6 +255,8 @@ impl Metrics {
             plugin_crashes,
             plugin_restarts,
             connections_refused,
+            ec2_sigv2_requests,
+            ec2_unsupported_actions,
             connections_open,
             plugin_reported,
             tap_dropped,

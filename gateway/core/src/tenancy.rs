@@ -17,15 +17,18 @@ pub enum IdentitySource {
     Mtls,
     /// An AWS SigV4-signed request (EC2 Query API access key).
     Sigv4,
+    /// An AWS SigV2-signed request (the same access keys, older tools).
+    Sigv2,
 }
 
 impl IdentitySource {
-    /// `jwt`, `mtls` or `sigv4`.
+    /// `jwt`, `mtls`, `sigv4` or `sigv2`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Jwt => "jwt",
             Self::Mtls => "mtls",
             Self::Sigv4 => "sigv4",
+            Self::Sigv2 => "sigv2",
         }
     }
 }

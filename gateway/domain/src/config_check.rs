@@ -22,6 +22,17 @@ pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
         &crate::catalog::Catalog::from_config(&config),
         &config.tenants,
     ));
+    for (alias, target) in &config.ec2.instance_type_aliases {
+        if crate::catalog::instance_type(target).is_none() {
+            errors.push(skyport_core::config::ConfigError {
+                path: format!("ec2.instance_type_aliases.{alias}"),
+                message: format!(
+                    "'{target}' is not a Skyport instance type; choose one of {}",
+                    crate::catalog::instance_type_names().join(", ")
+                ),
+            });
+        }
+    }
     if let Err(rule_errors) =
         crate::placement::rules::RuleSet::compile(&config.placement.rules, "placement.rules")
     {
@@ -42,6 +53,21 @@ mod tests {
     #[test]
     fn the_embedded_default_passes_the_whole_check() {
         assert!(parse(EMBEDDED_DEFAULT).is_ok());
+    }
+
+    #[test]
+    fn an_instance_type_alias_must_name_a_skyport_type() {
+        let text = format!(
+            "{EMBEDDED_DEFAULT}\n[ec2.instance_type_aliases]\n\"t3.micro\" = \"sp.micro\"\n\"m5.huge\" = \"sp.giant\"\n"
+        );
+        let errors = parse(&text).unwrap_err().0;
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].path, "ec2.instance_type_aliases.m5.huge");
+        assert!(
+            errors[0].message.contains("sp.micro"),
+            "{}",
+            errors[0].message
+        );
     }
 
     #[test]

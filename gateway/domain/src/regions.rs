@@ -7,7 +7,6 @@ use serde::Serialize;
 use skyport_core::error::GatewayError;
 use skyport_plugin_api::ops::provider::PLACEMENT_OPS;
 use skyport_plugin_api::ops::{Region, ZoneSubnet, REGIONS};
-use skyport_plugin_api::sdk::CallContext;
 use skyport_plugin_host::Plugins;
 
 /// Name of the federated region that spans every provider.
@@ -54,9 +53,10 @@ impl Regions {
         Self(regions)
     }
 
-    /// Asks every healthy provider that serves `regions@1` for its regions and merges the
-    /// answers under the federated region. A provider that cannot answer is logged and
-    /// serves no region.
+    /// Asks every provider that serves `regions@1` (healthy or not: a provider unhealthy
+    /// at start, say one without an image yet, serves its region once it is healthy) for
+    /// its regions and merges the answers under the federated region. A provider that
+    /// cannot answer is logged and serves no region.
     pub async fn gather(plugins: &dyn Plugins) -> Self {
         let mut regions: Vec<RegionView> = Vec::new();
         let loaded = plugins.loaded();
@@ -73,13 +73,12 @@ impl Regions {
             if !plugin.serves("regions@1") {
                 continue;
             }
+            // Asked even of an unhealthy provider: its regions exist while it cannot serve.
             let answer = plugins
-                .call(
+                .describe(
                     &plugin.name,
                     REGIONS,
-                    1,
                     serde_json::json!({}),
-                    CallContext::default(),
                     REGIONS_TIMEOUT,
                 )
                 .await

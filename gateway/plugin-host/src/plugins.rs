@@ -115,6 +115,21 @@ pub trait Plugins: Send + Sync {
             .await
     }
 
+    /// [`Plugins::call`] that reaches an unhealthy instance too: for what a plugin says of
+    /// itself rather than work it does, such as its regions, which exist while it cannot
+    /// serve (a provider that starts without an image still serves its region once it
+    /// has one).
+    async fn describe(
+        &self,
+        name: &str,
+        op: &str,
+        params: Value,
+        timeout: Duration,
+    ) -> Result<Value, GatewayError> {
+        self.call(name, op, 1, params, CallContext::default(), timeout)
+            .await
+    }
+
     /// Instance `name`, if loaded.
     fn facts(&self, name: &str) -> Option<PluginFacts> {
         self.loaded().into_iter().find(|p| p.name == name)

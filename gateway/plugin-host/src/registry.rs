@@ -885,6 +885,27 @@ impl Plugins for PluginRegistry {
         self.call_handle(&handle, op, version, params, context, timeout)
             .await
     }
+
+    async fn describe(
+        &self,
+        name: &str,
+        op: &str,
+        params: serde_json::Value,
+        timeout: Duration,
+    ) -> Result<serde_json::Value, GatewayError> {
+        let handle = self.get(name).map(Arc::clone).ok_or_else(|| {
+            GatewayError::not_found(format!("no plugin named '{name}' is loaded"))
+        })?;
+        self.call_handle(
+            &handle,
+            op,
+            1,
+            params.to_string(),
+            CallContext::default(),
+            timeout,
+        )
+        .await
+    }
 }
 
 /// Maps a plugin's typed error to a gateway error. Messages are shown for the codes whose

@@ -246,7 +246,14 @@ where
         }
     }
     let _in_flight = stack.concurrency.enter(&ctx.tenant)?;
-    let facts = door.admit(&mut route, ctx, &head, &body)?;
+    let facts = match door.admit(&mut route, ctx, &head, &body) {
+        Ok(facts) => facts,
+        Err(refused) => {
+            // The door may know more now (the EC2 action a client asked for).
+            outcome.route = door.template(&route);
+            return Err(refused);
+        }
+    };
     outcome.route = facts.template;
     if facts.admin && !ctx.is_admin() {
         return Err(GatewayError::forbidden(

@@ -47,6 +47,10 @@ impl SqliteInventory {
                     "ALTER TABLE instances ADD COLUMN client_token TEXT",
                 ),
                 ("network", "ALTER TABLE instances ADD COLUMN network TEXT"),
+                (
+                    "user_data",
+                    "ALTER TABLE instances ADD COLUMN user_data TEXT",
+                ),
             ] {
                 let present: bool = conn.query_row(
                     "SELECT count(*) FROM pragma_table_info('instances') WHERE name = ?1",
@@ -68,7 +72,7 @@ impl SqliteInventory {
 
 const SELECT: &str =
     "SELECT id, tenant, department, provider, region, remote_id, image, instance_type,
-    name, tags, state, created_at, key_name, client_token, network FROM instances";
+    name, tags, state, created_at, key_name, client_token, network, user_data FROM instances";
 
 /// The `network` column: the addresses as JSON, or NULL.
 fn network_json(network: Option<&InstanceNetwork>) -> Option<String> {
@@ -95,6 +99,7 @@ fn row_to_record(row: &rusqlite::Row<'_>) -> Result<InstanceRecord, rusqlite::Er
         network: row
             .get::<_, Option<String>>(14)?
             .and_then(|text| serde_json::from_str(&text).ok()),
+        user_data: row.get(15)?,
     })
 }
 
@@ -106,8 +111,9 @@ impl InventoryStore for SqliteInventory {
             .with(move |c| {
                 let done = c.execute(
                     "INSERT INTO instances (id, tenant, department, provider, region, remote_id,
-                     image, instance_type, name, tags, state, created_at, key_name, client_token, network)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                     image, instance_type, name, tags, state, created_at, key_name, client_token, network,
+                     user_data)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
                     params![
                         r.id,
                         r.tenant,
@@ -123,7 +129,8 @@ impl InventoryStore for SqliteInventory {
                         r.created_at,
                         r.key_name,
                         r.client_token,
-                        network_json(r.network.as_ref())
+                        network_json(r.network.as_ref()),
+                        r.user_data
                     ],
                 );
                 match done {

@@ -78,6 +78,23 @@ pub struct Config {
     /// Plugins to load, in order.
     #[serde(default)]
     pub plugins: Vec<PluginConfig>,
+    /// The EC2 Query API: AWS names for Skyport's regions and instance types.
+    #[serde(default)]
+    pub ec2: Ec2Config,
+}
+
+/// `[ec2]`: names the EC2 Query API also accepts, for tools that only know AWS's.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ec2Config {
+    /// AWS region names that also name a Skyport region (`"us-east-1" = "local-1"`): a
+    /// SigV4 credential scoped to the alias acts in the region.
+    #[serde(default)]
+    pub region_aliases: BTreeMap<String, String>,
+    /// AWS instance type names that also name a Skyport type (`"t3.micro" = "sp.micro"`),
+    /// accepted wherever an EC2 request names a type.
+    #[serde(default)]
+    pub instance_type_aliases: BTreeMap<String, String>,
 }
 
 /// `[placement]`.
@@ -205,6 +222,29 @@ pub struct AuthConfig {
     /// AWS SigV4 access keys (EC2 Query API).
     #[serde(default)]
     pub sigv4: Sigv4Config,
+    /// AWS Signature Version 2 with the same access keys (older EC2 tools).
+    #[serde(default)]
+    pub sigv2: Sigv2Config,
+}
+
+/// `[auth.sigv2]`: Signature Version 2 on the EC2 Query API, with the same access keys
+/// and time window as SigV4.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sigv2Config {
+    /// Whether SigV2-signed requests are accepted (`AuthFailure` otherwise).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+}
+
+impl Default for Sigv2Config {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// `[auth.sigv4]`.

@@ -27,6 +27,7 @@ pub fn record(id: &str, tenant: &str) -> InstanceRecord {
         key_name: None,
         client_token: None,
         network: None,
+        user_data: None,
     }
 }
 
@@ -53,6 +54,7 @@ async fn a_record_is_found_only_by_its_tenant(store: Arc<dyn InventoryStore>) {
         department: Some("finance".into()),
         key_name: Some("k".into()),
         name: Some("web".into()),
+        user_data: Some("IyEvYmluL3NoCg==".into()),
         ..record("i-00000000000000001", "demo")
     };
     store.insert(r.clone()).await.unwrap();

@@ -61,6 +61,10 @@ pub struct InstanceRecord {
     /// Its addresses, as its provider last reported them (none before they are assigned
     /// and once it is terminated).
     pub network: Option<InstanceNetwork>,
+    /// The user data it was created with, base64 (EC2 `DescribeInstanceAttribute`
+    /// `userData` shows it to its tenant).
+    #[serde(skip)]
+    pub user_data: Option<String>,
 }
 
 impl InstanceRecord {

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use super::{describe, instances, key_pairs, tags, vpcs, ActionFn};
+use super::{addresses, attributes, describe, instances, key_pairs, tags, vpcs, ActionFn};
 
 /// One action.
 pub(crate) struct Action {
@@ -129,6 +129,18 @@ static ACTIONS: &[Action] = &[
         "ec2:DescribeAvailabilityZones",
         60,
         a!(describe::availability_zones),
+    ),
+    read(
+        "DescribeInstanceAttribute",
+        "ec2:DescribeInstanceAttribute",
+        2,
+        a!(attributes::describe_instance_attribute),
+    ),
+    read(
+        "DescribeAddresses",
+        "ec2:DescribeAddresses",
+        60,
+        a!(addresses::describe_addresses),
     ),
     read(
         "DescribeVpcs",

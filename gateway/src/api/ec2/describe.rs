@@ -357,18 +357,31 @@ pub(super) async fn instance_types(call: &Ec2Call<'_>) -> Result<String, Ec2Erro
 
 pub(super) async fn regions(call: &Ec2Call<'_>) -> Result<String, Ec2Error> {
     let wanted = call.params.list("RegionName");
-    for w in &wanted {
-        if call.services.regions.get(w).is_none() {
-            return Err(Ec2Error::invalid_value(format!("Invalid region: {w}")));
-        }
-    }
-    let endpoint = format!("https://{}/", call.services.config.server.listen);
-    let regions: Vec<&String> = call
+    // Every region, then each alias of a served one (`[ec2] region_aliases`).
+    let aliases = call
+        .services
+        .config
+        .ec2
+        .region_aliases
+        .iter()
+        .filter(|(_, region)| call.services.regions.serves(region))
+        .map(|(alias, _)| alias);
+    let known: Vec<&String> = call
         .services
         .regions
         .all()
         .iter()
         .map(|r| &r.name)
+        .chain(aliases)
+        .collect();
+    for w in &wanted {
+        if !known.contains(&w) {
+            return Err(Ec2Error::invalid_value(format!("Invalid region: {w}")));
+        }
+    }
+    let endpoint = format!("https://{}/", call.services.config.server.listen);
+    let regions: Vec<&String> = known
+        .into_iter()
         .filter(|n| wanted.is_empty() || wanted.contains(n))
         .collect();
     Ok(Xml::response("DescribeRegions", call.request_id, |x| {

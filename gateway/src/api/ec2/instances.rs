@@ -48,7 +48,64 @@ async fn resolve_image(call: &Ec2Call<'_>, ami: &str) -> Result<(String, Vec<Str
 /// The tag that orders an offering through `RunInstances` (federated region only).
 const OFFERING_TAG: &str = "skyport:offering";
 
+/// A `RunInstances` request, checked: counts, key pair, user data and tags.
+struct RunRequest {
+    min: i64,
+    max: i64,
+    key_name: Option<String>,
+    first_boot: FirstBoot,
+    name: Option<String>,
+    tags: serde_json::Map<String, Value>,
+}
+
+/// Checks everything `RunInstances` is asked, short of placing it: the request, and the
+/// image, type and zone it names. What `DryRun` answers for.
+pub(super) async fn check_run(call: &Ec2Call<'_>) -> Result<(), Ec2Error> {
+    let request = run_request(call).await?;
+    let offering = request.tags.get(OFFERING_TAG).and_then(Value::as_str);
+    order(call, offering).await.map(|_| ())
+}
+
 pub(super) async fn run_instances(call: &Ec2Call<'_>) -> Result<String, Ec2Error> {
+    let RunRequest {
+        min,
+        max,
+        key_name,
+        first_boot,
+        name,
+        tags,
+    } = run_request(call).await?;
+    let client_token = call.params.get("ClientToken");
+    let earlier = match client_token {
+        Some(token) => launched_with(call, token, max).await?,
+        None => Vec::new(),
+    };
+    let launched = if earlier.is_empty() {
+        let offering = tags.get(OFFERING_TAG).and_then(Value::as_str);
+        let decision = place(call, offering).await?;
+        let decided = CreateSpec {
+            name,
+            tags,
+            key_name,
+            first_boot,
+            ..CreateSpec::decided(&decision)?
+        };
+        launch(call, &decided, client_token, min, max).await?
+    } else {
+        // A retry of a launch that happened: its instances, placed nowhere again.
+        earlier
+    };
+    let owner = owner_id(&call.ctx.tenant);
+    let reservation = reservation_id(&launched[0].id);
+    Ok(Xml::response("RunInstances", call.request_id, |x| {
+        x.leaf("reservationId", &reservation);
+        x.leaf("ownerId", &owner);
+        x.elem("groupSet", |_| {});
+        x.set("instancesSet", &launched, |x, r| write_instance(x, call, r));
+    }))
+}
+
+async fn run_request(call: &Ec2Call<'_>) -> Result<RunRequest, Ec2Error> {
     let p = call.params;
     let min = p
         .int("MinCount", 1..=20)?
@@ -80,7 +137,9 @@ pub(super) async fn run_instances(call: &Ec2Call<'_>) -> Result<String, Ec2Error
             .with_user_data(&bytes)
             .map_err(|e| Ec2Error::invalid_value(e.public))?;
     }
-    let tags = p.tag_specifications("instance")?;
+    // Volumes and network interfaces are part of their instance on Skyport: their tag
+    // specifications (Ansible always sends them) are checked and accepted.
+    let tags = p.tag_specifications("instance", &["volume", "network-interface"])?;
     if tags.len() > MAX_TAGS {
         return Err(Ec2Error::invalid_value(format!(
             "an instance carries at most {} tags",
@@ -95,34 +154,14 @@ pub(super) async fn run_instances(call: &Ec2Call<'_>) -> Result<String, Ec2Error
         .into_iter()
         .map(|(k, v)| (k, Value::String(v)))
         .collect();
-    let client_token = p.get("ClientToken");
-    let earlier = match client_token {
-        Some(token) => launched_with(call, token, max).await?,
-        None => Vec::new(),
-    };
-    let launched = if earlier.is_empty() {
-        let offering = tags.get(OFFERING_TAG).and_then(Value::as_str);
-        let decision = place(call, offering).await?;
-        let decided = CreateSpec {
-            name,
-            tags,
-            key_name,
-            first_boot,
-            ..CreateSpec::decided(&decision)?
-        };
-        launch(call, &decided, client_token, min, max).await?
-    } else {
-        // A retry of a launch that happened: its instances, placed nowhere again.
-        earlier
-    };
-    let owner = owner_id(&call.ctx.tenant);
-    let reservation = reservation_id(&launched[0].id);
-    Ok(Xml::response("RunInstances", call.request_id, |x| {
-        x.leaf("reservationId", &reservation);
-        x.leaf("ownerId", &owner);
-        x.elem("groupSet", |_| {});
-        x.set("instancesSet", &launched, |x, r| write_instance(x, call, r));
-    }))
+    Ok(RunRequest {
+        min,
+        max,
+        key_name,
+        first_boot,
+        name,
+        tags,
+    })
 }
 
 /// The instances an earlier `RunInstances` with `ClientToken` `token` launched, in order.
@@ -201,6 +240,20 @@ async fn place(
     call: &Ec2Call<'_>,
     offering: Option<&str>,
 ) -> Result<placement::Decision, Ec2Error> {
+    let order = order(call, offering).await?;
+    let (_, decision) = call
+        .services
+        .placement
+        .place(call.ctx, call.request_id, &order)
+        .await?;
+    Ok(decision)
+}
+
+/// The order a launch makes ([`place`]): its image, type and zone resolved and checked.
+async fn order(
+    call: &Ec2Call<'_>,
+    offering: Option<&str>,
+) -> Result<placement::OrderRequest, Ec2Error> {
     if offering.is_some() && !call.federated() {
         return Err(Ec2Error::invalid_value(format!(
             "the {OFFERING_TAG} tag orders an offering; send it to region {}",
@@ -221,6 +274,7 @@ async fn place(
     }
     let default_type = offering.is_none().then_some("sp.micro");
     if let Some(itype) = p.get("InstanceType").or(default_type) {
+        let itype = skyport_type_name(call, itype);
         ec2_instance_type(itype)?;
         preferences.insert("instance_type".into(), ParamValue::Text(itype.to_string()));
     }
@@ -242,18 +296,23 @@ async fn place(
     if let Some(region) = region {
         preferences.insert("region".into(), ParamValue::Text(region));
     }
-    let order = placement::OrderRequest {
+    Ok(placement::OrderRequest {
         offering: offering.unwrap_or(RAW).to_string(),
         preferences,
         department: call.ctx.department.clone(),
         image_regions,
-    };
-    let (_, decision) = call
-        .services
-        .placement
-        .place(call.ctx, call.request_id, &order)
-        .await?;
-    Ok(decision)
+    })
+}
+
+/// The Skyport name of instance type `name`: itself, or what `[ec2]
+/// instance_type_aliases` maps it to.
+fn skyport_type_name<'a>(call: &'a Ec2Call<'_>, name: &'a str) -> &'a str {
+    call.services
+        .config
+        .ec2
+        .instance_type_aliases
+        .get(name)
+        .map_or(name, String::as_str)
 }
 
 /// A Skyport instance type by name, or EC2's `InvalidParameterValue`.
@@ -331,7 +390,8 @@ async fn change_state(call: &Ec2Call<'_>, action: Action, name: &str) -> Result<
             .act(call.ctx, call.request_id, &record.id, action)
             .await
             .map_err(instance_error)?;
-        changes.push((after.id, previous, after.state));
+        let reported = transitional(action, &after.state).to_string();
+        changes.push((after.id, previous, reported));
     }
     Ok(Xml::response(name, call.request_id, |x| {
         x.set("instancesSet", &changes, |x, (id, previous, current)| {
@@ -340,6 +400,19 @@ async fn change_state(call: &Ec2Call<'_>, action: Action, name: &str) -> Result<
             write_state(x, "previousState", previous);
         });
     }))
+}
+
+/// The state EC2 answers a state change with: the change's transitional state (`pending`,
+/// `stopping`, `shutting-down`), also when the provider finished it at once; the next
+/// `DescribeInstances` shows where it stands. Tools wait on these answers (Libcloud's
+/// `stop_node` is true only for `stopping`).
+fn transitional(action: Action, now: &str) -> &str {
+    match (action, now) {
+        (Action::Start, "running") => "pending",
+        (Action::Stop, "stopped") => "stopping",
+        (Action::Terminate, "terminated") => "shutting-down",
+        _ => now,
+    }
 }
 
 pub(super) async fn reboot_instances(call: &Ec2Call<'_>) -> Result<String, Ec2Error> {
@@ -401,6 +474,7 @@ pub(super) async fn modify_instance_attribute(call: &Ec2Call<'_>) -> Result<Stri
         }
         _ => return Err(Ec2Error::missing("InstanceType.Value")),
     };
+    let type_name = skyport_type_name(call, type_name);
     let itype = instance_type(type_name).ok_or_else(|| {
         Ec2Error::invalid_value(format!("Invalid value '{type_name}' for InstanceType"))
     })?;

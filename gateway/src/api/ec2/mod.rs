@@ -9,7 +9,10 @@
 //! `<Response><Errors>` envelope with EC2's code and status ([`errors`]).
 
 mod actions;
+mod addresses;
+mod attributes;
 mod describe;
+mod dry_run;
 pub mod errors;
 mod instances;
 mod key_pairs;
@@ -19,6 +22,9 @@ pub mod query;
 mod tags;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tool_calls_tests;
+mod unsupported;
 mod vpcs;
 pub mod xml;
 
@@ -29,7 +35,8 @@ use futures::future::BoxFuture;
 use http::request::Parts;
 use http::{Response, StatusCode};
 use http_body_util::Full;
-use skyport_auth::{sigv4, Authenticator};
+use skyport_auth::{sigv2, sigv4, Authenticator};
+use skyport_core::metrics::Metrics;
 use skyport_core::tenancy::{Principal, TenantContext};
 use skyport_domain::regions::{RegionView, FEDERATED_REGION};
 
@@ -46,18 +53,76 @@ const ENDPOINT: &str = "/ (EC2 Query API)";
 pub struct Ec2Api {
     services: Arc<Services>,
     auth: Arc<Authenticator>,
+    metrics: Arc<Metrics>,
 }
 
 impl Ec2Api {
-    /// The API over `services`, callers authenticated by `auth` (SigV4).
-    pub fn new(services: Arc<Services>, auth: Arc<Authenticator>) -> Self {
-        Self { services, auth }
+    /// The API over `services`, callers authenticated by `auth` (SigV4, and SigV2 unless
+    /// `[auth.sigv2] enabled = false`), counted in `metrics`.
+    pub fn new(services: Arc<Services>, auth: Arc<Authenticator>, metrics: Arc<Metrics>) -> Self {
+        Self {
+            services,
+            auth,
+            metrics,
+        }
     }
 
-    /// Whether `path` is the EC2 endpoint's (`/` or `/services/compute`).
+    /// Whether `path` is the EC2 endpoint's (`/`, `/services/compute`, or
+    /// `/services/Eucalyptus` where Eucalyptus 1.x/2.x tools look for it).
     pub fn serves(path: &str) -> bool {
-        matches!(path.trim_end_matches('/'), "" | "/services/compute")
+        matches!(
+            path.trim_end_matches('/'),
+            "" | "/services/compute" | "/services/Eucalyptus"
+        )
     }
+
+    /// Authenticates a request signed with Signature Version 2 (`params`: its decoded
+    /// query and form). SigV2 names no region: the request acts in the tenant's
+    /// `default_region`, else in the federated region.
+    async fn authenticate_sigv2(
+        &self,
+        route: &mut Ec2Route,
+        head: &Parts,
+        params: &[(String, String)],
+    ) -> Result<Principal, Ec2Error> {
+        if !self.services.config.auth.sigv2.enabled {
+            return Err(Ec2Error::new(
+                StatusCode::UNAUTHORIZED,
+                "AuthFailure",
+                "Signature Version 2 is disabled on this gateway; sign requests with Signature Version 4",
+            ));
+        }
+        let host = head
+            .headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| head.uri.authority().map(|a| a.as_str()))
+            .unwrap_or("");
+        let (principal, method) = self
+            .auth
+            .authenticate_sigv2(head.method.as_str(), host, head.uri.path(), params)
+            .await?;
+        self.metrics
+            .ec2_sigv2_requests
+            .get_or_create(&vec![("method", method.as_str().to_string())])
+            .inc();
+        route.region = self
+            .services
+            .tenants
+            .get(&principal.tenant)
+            .and_then(|t| t.default_region.clone())
+            .filter(|r| self.services.regions.serves(r))
+            .unwrap_or_else(|| FEDERATED_REGION.to_string());
+        Ok(principal)
+    }
+}
+
+/// The decoded parameters of a request: its query string, then its form body.
+fn all_params(head: &Parts, body: &[u8]) -> Vec<(String, String)> {
+    form_urlencoded::parse(head.uri.query().unwrap_or("").as_bytes())
+        .chain(form_urlencoded::parse(body))
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
 }
 
 /// An EC2 request on its way: the credential scope's region once authenticated, the
@@ -65,6 +130,8 @@ impl Ec2Api {
 pub struct Ec2Route {
     region: String,
     action: Option<&'static actions::Action>,
+    /// The log and metrics template of an action Skyport does not serve, once named.
+    refused: Option<&'static str>,
 }
 
 /// What an action gets.
@@ -108,6 +175,7 @@ impl FrontDoor for Ec2Api {
             http::Method::GET | http::Method::POST => Ok(Ec2Route {
                 region: String::new(),
                 action: None,
+                refused: None,
             }),
             ref other => Err(Ec2Error::new(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -117,8 +185,8 @@ impl FrontDoor for Ec2Api {
         }
     }
 
-    fn template(&self, _route: &Ec2Route) -> &'static str {
-        ENDPOINT
+    fn template(&self, route: &Ec2Route) -> &'static str {
+        route.refused.unwrap_or(ENDPOINT)
     }
 
     fn body_before_auth(&self, _route: &Ec2Route) -> bool {
@@ -128,7 +196,15 @@ impl FrontDoor for Ec2Api {
     async fn screen(&self, _route: &Ec2Route, head: &Parts) -> Result<(), Ec2Error> {
         let query = head.uri.query().unwrap_or("");
         if !sigv4::is_signed(&head.headers, query) {
-            return Err(unsigned());
+            // A SigV2 request carries its signature as parameters: in the query (judged
+            // with the rest by `authenticate`) or, for a POST, in the body not read yet.
+            let sigv2_possible =
+                head.method == http::Method::POST || sigv2::is_signed(&all_params(head, b""));
+            return if sigv2_possible {
+                Ok(())
+            } else {
+                Err(unsigned())
+            };
         }
         let parts = sigv4::RequestParts {
             method: head.method.as_str(),
@@ -150,6 +226,10 @@ impl FrontDoor for Ec2Api {
     ) -> Result<Principal, Ec2Error> {
         let query = head.uri.query().unwrap_or("");
         if !sigv4::is_signed(&head.headers, query) {
+            let params = all_params(head, form(head, body));
+            if sigv2::is_signed(&params) {
+                return self.authenticate_sigv2(route, head, &params).await;
+            }
             return Err(unsigned());
         }
         let signed = sigv4::RequestParts {
@@ -174,6 +254,11 @@ impl FrontDoor for Ec2Api {
     ) -> Result<RouteFacts, Ec2Error> {
         let regions = &self.services.regions;
         if regions.get(&route.region).is_none() {
+            if let Some(target) = self.services.config.ec2.region_aliases.get(&route.region) {
+                route.region = target.clone();
+            }
+        }
+        if regions.get(&route.region).is_none() {
             let known: Vec<&str> = regions.all().iter().map(|r| r.name.as_str()).collect();
             return Err(Ec2Error::new(
                 StatusCode::UNAUTHORIZED,
@@ -187,7 +272,15 @@ impl FrontDoor for Ec2Api {
         }
         let query = head.uri.query().unwrap_or("");
         let name = query::action(query, form(head, body))?;
-        let action = actions::find(&name).ok_or_else(|| Ec2Error::invalid_action(&name))?;
+        let Some(action) = actions::find(&name) else {
+            let template = unsupported::template(&name);
+            route.refused = Some(template);
+            self.metrics
+                .ec2_unsupported_actions
+                .get_or_create(&vec![("action", template.to_string())])
+                .inc();
+            return Err(Ec2Error::invalid_action(&name));
+        };
         route.action = Some(action);
         Ok(RouteFacts {
             template: action.route,
@@ -213,7 +306,11 @@ impl FrontDoor for Ec2Api {
             .unwrap_or("")
             .split('&')
             .chain(form.split('&'))
-            .filter(|p| !p.is_empty() && !p.starts_with("X-Amz-"))
+            .filter(|p| {
+                !p.is_empty()
+                    && !p.starts_with("X-Amz-")
+                    && !query::is_sigv2_param(p.split('=').next().unwrap_or(""))
+            })
             .collect();
         unsigned.sort_unstable();
         (format!("ec2/{}", route.region), unsigned.join("&"))
@@ -232,13 +329,7 @@ impl FrontDoor for Ec2Api {
         };
         let query = call.head.uri.query().unwrap_or("");
         let params = Params::from_request(query, form(&call.head, &call.body));
-        if params.flag("DryRun", false)? {
-            return Err(Ec2Error::new(
-                StatusCode::PRECONDITION_FAILED,
-                "DryRunOperation",
-                "Request would have succeeded, but DryRun flag is set.",
-            ));
-        }
+        let dry_run = params.flag("DryRun", false)?;
         let ec2 = Ec2Call {
             services: &self.services,
             ctx: call.ctx,
@@ -246,6 +337,15 @@ impl FrontDoor for Ec2Api {
             region,
             params: &params,
         };
+        if dry_run {
+            // Everything is checked as the action would check it; nothing is done.
+            dry_run::check(action.name, &ec2).await?;
+            return Err(Ec2Error::new(
+                StatusCode::PRECONDITION_FAILED,
+                "DryRunOperation",
+                "Request would have succeeded, but DryRun flag is set.",
+            ));
+        }
         (action.run)(&ec2).await.map(xml::ok)
     }
 
@@ -271,6 +371,6 @@ fn unsigned() -> Ec2Error {
     Ec2Error::new(
         StatusCode::UNAUTHORIZED,
         "AuthFailure",
-        "this endpoint needs AWS Signature Version 4 (an access key from `skyport keys create`)",
+        "this endpoint needs an AWS signature, Version 4 (or 2), with an access key from `skyport keys create`",
     )
 }

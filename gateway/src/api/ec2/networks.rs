@@ -227,6 +227,7 @@ mod tests {
             key_name: None,
             client_token: None,
             network,
+            user_data: None,
         }
     }
 

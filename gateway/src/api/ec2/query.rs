@@ -10,7 +10,21 @@ use super::Ec2Error;
 
 /// Parameters that belong to the signature or the protocol, not to the action.
 fn is_protocol_param(name: &str) -> bool {
-    name.starts_with("X-Amz-") || name == "Action" || name == "Version"
+    name.starts_with("X-Amz-") || name == "Action" || name == "Version" || is_sigv2_param(name)
+}
+
+/// Whether `name` is one of Signature Version 2's parameters (the signing material, not
+/// the action's).
+pub fn is_sigv2_param(name: &str) -> bool {
+    matches!(
+        name,
+        "AWSAccessKeyId"
+            | "Signature"
+            | "SignatureMethod"
+            | "SignatureVersion"
+            | "Timestamp"
+            | "Expires"
+    )
 }
 
 /// The one `Action` of a request whose URL query is `query` and whose form body is `form`
@@ -248,16 +262,27 @@ impl Params {
     pub fn tag_specifications(
         &self,
         resource_type: &str,
+        also: &[&str],
     ) -> Result<Vec<(String, String)>, Ec2Error> {
         let mut out = Vec::new();
         for (n, kind) in self.numbered("TagSpecification", "ResourceType") {
-            if kind != resource_type {
+            let wanted = kind == resource_type;
+            if !wanted && !also.contains(&kind) {
                 return Err(Ec2Error::invalid_value(format!(
                     "'{kind}' is not a valid taggable resource type for this operation"
                 )));
             }
-            for (key, value) in self.tags(&format!("TagSpecification.{n}.Tag")) {
-                out.push((key, value.unwrap_or_default()));
+            let tags = self.tags(&format!("TagSpecification.{n}.Tag"));
+            if let Some((key, _)) = tags
+                .iter()
+                .find(|(k, _)| k.is_empty() || k.len() > 128 || k.starts_with("aws:"))
+            {
+                return Err(Ec2Error::invalid_value(format!(
+                    "Tag key '{key}' for {kind} is invalid: 1-128 characters, not starting with aws:"
+                )));
+            }
+            if wanted {
+                out.extend(tags.into_iter().map(|(k, v)| (k, v.unwrap_or_default())));
             }
         }
         Ok(out)
@@ -290,10 +315,22 @@ mod tests {
             vec![("env".into(), Some("dev".into())), ("gone".into(), None)]
         );
         assert_eq!(
-            p.tag_specifications("instance").unwrap(),
+            p.tag_specifications("instance", &[]).unwrap(),
             vec![("Name".into(), "vm1".into())]
         );
-        assert!(p.tag_specifications("volume").is_err());
+        assert!(p.tag_specifications("volume", &[]).is_err());
+        // Another resource type the action accepts: checked, its tags not the instance's.
+        let both = params(
+            "TagSpecification.1.ResourceType=volume&TagSpecification.1.Tag.1.Key=disk\
+             &TagSpecification.2.ResourceType=instance&TagSpecification.2.Tag.1.Key=Name&TagSpecification.2.Tag.1.Value=vm1",
+        );
+        assert_eq!(
+            both.tag_specifications("instance", &["volume"]).unwrap(),
+            vec![("Name".to_string(), "vm1".to_string())]
+        );
+        let bad =
+            params("TagSpecification.1.ResourceType=volume&TagSpecification.1.Tag.1.Key=aws%3Ax");
+        assert!(bad.tag_specifications("instance", &["volume"]).is_err());
         assert_eq!(p.required("Nope").unwrap_err().code, "MissingParameter");
     }
 

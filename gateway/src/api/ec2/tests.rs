@@ -331,6 +331,7 @@ async fn a_public_address_is_shown_with_its_association_in_ec2s_order() {
         created_at: "2026-11-23T11:39:01.000Z".into(),
         key_name: None,
         client_token: None,
+        user_data: None,
         network: Some(InstanceNetwork {
             private_ip: Some("172.31.5.9".into()),
             public_ip: Some("54.1.2.3".into()),

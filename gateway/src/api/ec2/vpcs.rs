@@ -18,6 +18,7 @@ const VPC_FILTERS: &[&str] = &[
     "cidr-block-association.state",
     "dhcp-options-id",
     "is-default",
+    "isDefault",
     "owner-id",
     "state",
     "tag-key",
@@ -48,7 +49,7 @@ const SUBNET_FILTERS: &[&str] = &[
 
 /// The request's filters, every one of them known (`known` or `tag:<key>`): an unknown
 /// filter is refused as `DescribeInstances` refuses one, naming those Skyport has.
-fn known_filters(
+pub(super) fn known_filters(
     call: &Ec2Call<'_>,
     known: &[&str],
     resources: &str,
@@ -154,7 +155,7 @@ fn vpc_matches(f: &Filter, vpc: &Vpc<'_>, owner: &str) -> bool {
         }
         "cidr-block-association.state" => vpc.cidr.is_some() && f.matches("associated"),
         "dhcp-options-id" => f.matches("default"),
-        "is-default" => f.matches("true"),
+        "is-default" | "isDefault" => f.matches("true"),
         "owner-id" => f.matches(owner),
         "state" => f.matches("available"),
         // Tag filters (any other name was refused): default VPCs carry no tags.

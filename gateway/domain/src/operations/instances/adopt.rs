@@ -91,6 +91,7 @@ impl InstanceService {
             key_name: None,
             client_token: None,
             network: live.network,
+            user_data: None,
         };
         self.inventory.insert(record.clone()).await?;
         // Metered from now on if it runs; a stopped one starts its meter when started.

@@ -73,8 +73,7 @@ pub struct CreateSpec {
 }
 
 /// What a guest is given at its first boot: the public key of the key pair its create
-/// named, and the caller's user data. Not stored: a provider that needs them again (a
-/// retried create) is sent the same create.
+/// named, and the caller's user data (kept with the instance, as EC2 keeps it).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FirstBoot {
     /// OpenSSH public keys to authorise for the guest's login user.
@@ -298,6 +297,7 @@ impl InstanceService {
             key_name: spec.key_name,
             client_token: spec.client_token,
             network: None,
+            user_data: spec.first_boot.user_data.clone(),
         };
         self.inventory.insert(record.clone()).await?;
         drop(admission);

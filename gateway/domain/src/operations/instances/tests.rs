@@ -504,6 +504,7 @@ async fn an_instance_whose_create_never_finished_can_be_terminated_once_it_canno
         key_name: None,
         client_token: None,
         network: None,
+        user_data: None,
     };
     world.inventory.insert(stuck.clone()).await.unwrap();
     // Its create could still be running: 409.
