@@ -2,7 +2,8 @@
 //! virtualenv), against the real gateway: `ec2_instance` runs an instance's whole life,
 //! each step twice (the second changes nothing), in `local-1` (real QEMU) and in the
 //! moto-backed region; the `aws_ec2` inventory plugin finds a running VM by its address and
-//! `ansible` logs in to it over SSH.
+//! `ansible` logs in to it over SSH; the info modules (VPCs, subnets, security groups,
+//! volumes, interfaces, Elastic IPs, images with their attributes, zones) agree with it.
 #![forbid(unsafe_code)]
 
 use std::path::{Path, PathBuf};
@@ -111,6 +112,15 @@ async fn the_aws_ec2_inventory_finds_a_vm_by_its_address_and_ansible_logs_in() {
         &[reachable.to_str().unwrap(), "-e", &extra],
         &dir,
     );
+    // What every info module finds agrees with the instance.
+    let info = playbook("info.yml");
+    let out = ansible(
+        &gw,
+        "ansible-playbook",
+        &[info.to_str().unwrap(), "-e", &extra],
+        &dir,
+    );
+    assert!(out.contains("failed=0"), "{out}");
     std::fs::write(
         dir.join("inventory.aws_ec2.yml"),
         format!(

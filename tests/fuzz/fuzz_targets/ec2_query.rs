@@ -44,7 +44,7 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let mut tag_sets = vec![params.tags("Tag")];
-    if let Ok(specified) = params.tag_specifications("instance") {
+    if let Ok(specified) = params.tag_specifications("instance", &["volume", "network-interface"]) {
         tag_sets.push(specified.into_iter().map(|(k, v)| (k, Some(v))).collect());
     }
     for set in tag_sets {

@@ -4,7 +4,10 @@
 
 use std::time::Duration;
 
-use super::{addresses, attributes, describe, instances, key_pairs, tags, vpcs, ActionFn};
+use super::{
+    addresses, attributes, describe, instances, interfaces, key_pairs, security_groups, tags,
+    volumes, vpcs, ActionFn,
+};
 
 /// One action.
 pub(crate) struct Action {
@@ -135,6 +138,37 @@ static ACTIONS: &[Action] = &[
         "ec2:DescribeInstanceAttribute",
         2,
         a!(attributes::describe_instance_attribute),
+    ),
+    read(
+        "DescribeSecurityGroups",
+        "ec2:DescribeSecurityGroups",
+        60,
+        a!(security_groups::describe_security_groups),
+    ),
+    // Both follow the tenant's instances.
+    read(
+        "DescribeVolumes",
+        "ec2:DescribeVolumes",
+        2,
+        a!(volumes::describe_volumes),
+    ),
+    read(
+        "DescribeNetworkInterfaces",
+        "ec2:DescribeNetworkInterfaces",
+        2,
+        a!(interfaces::describe_network_interfaces),
+    ),
+    read(
+        "DescribeImageAttribute",
+        "ec2:DescribeImageAttribute",
+        10,
+        a!(attributes::describe_image_attribute),
+    ),
+    read(
+        "DescribeVpcAttribute",
+        "ec2:DescribeVpcAttribute",
+        60,
+        a!(attributes::describe_vpc_attribute),
     ),
     read(
         "DescribeAddresses",

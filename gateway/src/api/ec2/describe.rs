@@ -225,8 +225,25 @@ pub(super) async fn instance_status(call: &Ec2Call<'_>) -> Result<String, Ec2Err
     ))
 }
 
+/// The owner alias every image Skyport offers has: they are the platform's, public to
+/// every tenant, as Amazon's own images are on EC2.
+const IMAGE_OWNER_ALIAS: &str = "amazon";
+/// The owner id every image shows.
+const IMAGE_OWNER_ID: &str = "skyport";
+
 pub(super) async fn images(call: &Ec2Call<'_>) -> Result<String, Ec2Error> {
     let wanted = call.params.list("ImageId");
+    // `Owner.N`: images of those owners. No tenant owns an image; the platform owns all.
+    let owners = call.params.list("Owner");
+    if !owners.is_empty()
+        && !owners
+            .iter()
+            .any(|o| o == IMAGE_OWNER_ALIAS || o == IMAGE_OWNER_ID)
+    {
+        return Ok(Xml::response("DescribeImages", call.request_id, |x| {
+            x.elem("imagesSet", |_| {});
+        }));
+    }
     let filters = call.params.filters()?;
     let images = call.services.images.list(call.ctx, call.request_id).await?;
     let mut names: Vec<String> = images
@@ -262,6 +279,12 @@ pub(super) async fn images(call: &Ec2Call<'_>) -> Result<String, Ec2Error> {
                     "image-id" => f.matches(&id),
                     "state" => f.matches("available"),
                     "architecture" => f.matches("x86_64"),
+                    "owner-alias" => f.matches(IMAGE_OWNER_ALIAS),
+                    "owner-id" => f.matches(IMAGE_OWNER_ID),
+                    "is-public" => f.matches("true"),
+                    "image-type" => f.matches("machine"),
+                    "root-device-type" => f.matches("ebs"),
+                    "virtualization-type" => f.matches("hvm"),
                     other => {
                         return Err(Ec2Error::invalid_value(format!(
                             "The filter '{other}' is invalid"
@@ -278,7 +301,8 @@ pub(super) async fn images(call: &Ec2Call<'_>) -> Result<String, Ec2Error> {
             x.leaf("imageId", id);
             x.leaf("imageLocation", format!("skyport/{name}"));
             x.leaf("imageState", "available");
-            x.leaf("imageOwnerId", "skyport");
+            x.leaf("imageOwnerId", IMAGE_OWNER_ID);
+            x.leaf("imageOwnerAlias", IMAGE_OWNER_ALIAS);
             x.leaf("isPublic", "true");
             x.leaf("architecture", "x86_64");
             x.leaf("imageType", "machine");

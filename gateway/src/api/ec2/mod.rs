@@ -15,16 +15,19 @@ mod describe;
 mod dry_run;
 pub mod errors;
 mod instances;
+mod interfaces;
 mod key_pairs;
 mod model;
 mod networks;
 pub mod query;
+mod security_groups;
 mod tags;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod tool_calls_tests;
 mod unsupported;
+mod volumes;
 mod vpcs;
 pub mod xml;
 

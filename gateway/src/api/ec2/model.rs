@@ -6,7 +6,9 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use skyport_domain::inventory::{is_instance_id, InstanceNetwork, InstanceRecord};
 
-use super::networks::{attachment_id, interface_id, InstancePlace, RegionNetwork};
+use super::networks::{
+    attachment_id, interface_id, security_group_id, InstancePlace, RegionNetwork,
+};
 use super::xml::Xml;
 use super::{Ec2Call, Ec2Error};
 
@@ -126,7 +128,7 @@ pub(super) fn write_instance(x: &mut Xml, call: &Ec2Call<'_>, r: &InstanceRecord
         x.opt("ipAddress", network.public_ip.as_deref());
         x.leaf("sourceDestCheck", "true");
     }
-    x.elem("groupSet", |_| {});
+    write_groups(x, r, placed.is_some());
     x.leaf("architecture", "x86_64");
     x.leaf("rootDeviceType", "ebs");
     x.leaf("virtualizationType", "hvm");
@@ -141,19 +143,35 @@ pub(super) fn write_instance(x: &mut Xml, call: &Ec2Call<'_>, r: &InstanceRecord
     if let Some((place, network)) = &placed {
         let owner = owner_id(&call.ctx.tenant);
         x.set("networkInterfaceSet", [()], |x, ()| {
-            write_interface(x, r, place, network, &owner)
+            write_interface(x, r, place, network, &owner, None)
         });
     }
 }
 
+/// The `groupSet` of an instance (or its interface): its VPC's default security group
+/// while it is on the network, as on EC2 (`DescribeSecurityGroups` describes it).
+pub(super) fn write_groups(x: &mut Xml, r: &InstanceRecord, on_network: bool) {
+    if !on_network {
+        x.elem("groupSet", |_| {});
+        return;
+    }
+    x.set("groupSet", [()], |x, ()| {
+        x.leaf("groupId", security_group_id(&r.region));
+        x.leaf("groupName", "default");
+    });
+}
+
 /// The `<item>` of an instance's one network interface (EC2's primary interface, device
-/// index 0, created and deleted with the instance).
-fn write_interface(
+/// index 0, created and deleted with the instance). `zone`: given when the interface is
+/// described on its own (`DescribeNetworkInterfaces`), which also names its zone and
+/// attached instance.
+pub(super) fn write_interface(
     x: &mut Xml,
     r: &InstanceRecord,
     place: &InstancePlace,
     network: &InstanceNetwork,
     owner: &str,
+    zone: Option<&str>,
 ) {
     let private_dns = network.private_dns.as_deref().unwrap_or_default();
     let association = |x: &mut Xml| {
@@ -170,6 +188,7 @@ fn write_interface(
         }
     };
     x.leaf("networkInterfaceId", interface_id(&r.id));
+    x.opt("availabilityZone", zone);
     x.opt("subnetId", place.subnet_id.as_deref());
     x.leaf("vpcId", &place.vpc_id);
     x.leaf("description", "");
@@ -179,9 +198,13 @@ fn write_interface(
     x.opt("privateIpAddress", network.private_ip.as_deref());
     x.leaf("privateDnsName", private_dns);
     x.leaf("sourceDestCheck", "true");
-    x.elem("groupSet", |_| {});
+    write_groups(x, r, true);
     x.elem("attachment", |x| {
         x.leaf("attachmentId", attachment_id(&r.id));
+        if zone.is_some() {
+            x.leaf("instanceId", &r.id);
+            x.leaf("instanceOwnerId", owner);
+        }
         x.leaf("deviceIndex", "0");
         x.leaf("status", "attached");
         x.leaf("attachTime", &r.created_at);
@@ -197,6 +220,10 @@ fn write_interface(
         });
     }
     x.leaf("interfaceType", "interface");
+    if zone.is_some() {
+        // Described on its own, an interface lists its tags (it has none).
+        x.elem("tagSet", |_| {});
+    }
 }
 
 /// The instances `InstanceId.N` names, in this region: malformed ids and ids that are

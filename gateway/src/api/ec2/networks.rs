@@ -48,6 +48,16 @@ pub(super) fn attachment_id(instance_id: &str) -> String {
     derived_id("eni-attach", &format!("eni-attach/{instance_id}"))
 }
 
+/// The id of instance `instance_id`'s root volume.
+pub(super) fn volume_id(instance_id: &str) -> String {
+    derived_id("vol", &format!("vol/{instance_id}"))
+}
+
+/// The id of the default security group of provider region `region`'s VPC.
+pub(super) fn security_group_id(region: &str) -> String {
+    derived_id("sg", &format!("sg/{region}"))
+}
+
 /// Whether `id` has the shape of an EC2 id with `prefix`: `<prefix>-` + 8 or 17 lower-case
 /// hex digits (EC2's short and long id formats).
 pub(super) fn is_id(prefix: &str, id: &str) -> bool {

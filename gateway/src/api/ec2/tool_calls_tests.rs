@@ -152,11 +152,13 @@ async fn state_changes_answer_with_ec2s_transitional_states_and_attributes_are_d
     let guard = attribute("disableApiTermination").await;
     assert!(guard.body.contains("<value>false</value>"));
     let groups = attribute("groupSet").await;
+    // On its region's network, it is in the VPC's default group.
     assert!(
-        groups.body.contains("<groupSet></groupSet>"),
+        groups.body.contains("<groupSet><item><groupId>sg-"),
         "{}",
         groups.body
     );
+    assert!(groups.body.contains("<groupName>default</groupName>"));
     let unknown = attribute("colour").await;
     assert_eq!(code(&unknown.body), "InvalidParameterValue");
     let stop = gw
@@ -248,4 +250,166 @@ async fn aws_names_reach_skyport_regions_and_no_elastic_address_exists() {
         )
         .await;
     assert_eq!(code(&bad_filter.body), "InvalidParameterValue");
+}
+
+#[tokio::test]
+async fn an_instances_volume_interface_and_group_are_described_as_part_of_it() {
+    let gw = TestGateway::new().await;
+    let (key, secret) = gw.access_key("demo").await;
+    let creds = Some((key.as_str(), secret.as_str()));
+    let ami = tiny(&gw, creds).await;
+    let run = gw
+        .ec2(
+            &[
+                ("Action", "RunInstances"),
+                ("ImageId", &ami),
+                ("MinCount", "1"),
+                ("MaxCount", "1"),
+            ],
+            creds,
+            "local-1",
+        )
+        .await;
+    let id = between(&run.body, "<instanceId>", "</instanceId>").to_string();
+    let described = gw
+        .ec2(
+            &[("Action", "DescribeInstances"), ("InstanceId.1", &id)],
+            creds,
+            "local-1",
+        )
+        .await;
+    let eni = between(
+        &described.body,
+        "<networkInterfaceId>",
+        "</networkInterfaceId>",
+    );
+    let vpc = between(&described.body, "<vpcId>", "</vpcId>");
+    assert!(
+        eni.starts_with("eni-") && vpc.starts_with("vpc-"),
+        "{}",
+        described.body
+    );
+    let by_instance = |action: &'static str| {
+        let id = id.clone();
+        let gw = &gw;
+        async move {
+            gw.ec2(
+                &[
+                    ("Action", action),
+                    ("Filter.1.Name", "attachment.instance-id"),
+                    ("Filter.1.Value.1", &id),
+                ],
+                creds,
+                "local-1",
+            )
+            .await
+        }
+    };
+    let interfaces = by_instance("DescribeNetworkInterfaces").await;
+    assert_eq!(
+        between(
+            &interfaces.body,
+            "<networkInterfaceId>",
+            "</networkInterfaceId>"
+        ),
+        eni
+    );
+    assert!(interfaces
+        .body
+        .contains(&format!("<instanceId>{id}</instanceId>")));
+    let volumes = by_instance("DescribeVolumes").await;
+    assert!(
+        volumes.body.contains("<device>/dev/vda</device>"),
+        "{}",
+        volumes.body
+    );
+    assert!(volumes.body.contains("<status>in-use</status>"));
+    let groups = gw
+        .ec2(
+            &[
+                ("Action", "DescribeSecurityGroups"),
+                ("Filter.1.Name", "vpc-id"),
+                ("Filter.1.Value.1", vpc),
+            ],
+            creds,
+            "local-1",
+        )
+        .await;
+    assert_eq!(
+        between(&groups.body, "<groupName>", "</groupName>"),
+        "default"
+    );
+    let unknown_group = gw
+        .ec2(
+            &[
+                ("Action", "DescribeSecurityGroups"),
+                ("GroupId.1", "sg-0000000000000000a"),
+            ],
+            creds,
+            "local-1",
+        )
+        .await;
+    assert_eq!(code(&unknown_group.body), "InvalidGroup.NotFound");
+    let dns = gw
+        .ec2(
+            &[
+                ("Action", "DescribeVpcAttribute"),
+                ("VpcId", vpc),
+                ("Attribute", "enableDnsSupport"),
+            ],
+            creds,
+            "local-1",
+        )
+        .await;
+    assert!(dns
+        .body
+        .contains("<enableDnsSupport><value>true</value></enableDnsSupport>"));
+    let launch = gw
+        .ec2(
+            &[
+                ("Action", "DescribeImageAttribute"),
+                ("ImageId", &ami),
+                ("Attribute", "launchPermission"),
+            ],
+            creds,
+            "local-1",
+        )
+        .await;
+    assert!(
+        launch.body.contains("<group>all</group>"),
+        "{}",
+        launch.body
+    );
+    let owned_by_self = gw
+        .ec2(
+            &[("Action", "DescribeImages"), ("Owner.1", "self")],
+            creds,
+            "local-1",
+        )
+        .await;
+    assert!(
+        !owned_by_self.body.contains("<imageId>"),
+        "no tenant owns an image"
+    );
+    let by_alias = gw
+        .ec2(
+            &[
+                ("Action", "DescribeImages"),
+                ("Filter.1.Name", "owner-alias"),
+                ("Filter.1.Value.1", "amazon"),
+            ],
+            creds,
+            "local-1",
+        )
+        .await;
+    assert!(by_alias.body.contains(&ami));
+    // Terminated: its volume and interface are gone.
+    gw.ec2(
+        &[("Action", "TerminateInstances"), ("InstanceId.1", &id)],
+        creds,
+        "local-1",
+    )
+    .await;
+    let gone = by_instance("DescribeVolumes").await;
+    assert!(!gone.body.contains("<volumeId>"), "{}", gone.body);
 }
