@@ -120,6 +120,22 @@ impl Ec2Api {
     }
 }
 
+/// The largest body an EC2 request without a SigV4 signature may announce and still be
+/// read (to look for a SigV2 signature in it): a query form with the largest user data
+/// (16 KiB, base64) and its other parameters fits.
+const MAX_SIGV2_FORM_BYTES: u64 = 64 * 1024;
+
+/// Whether `head` is a POST announcing a body of at most [`MAX_SIGV2_FORM_BYTES`] (the
+/// form that may hold a SigV2 signature; not every SigV2 client names its content type).
+fn small_form(head: &Parts) -> bool {
+    let length = head
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    head.method == http::Method::POST && length.is_some_and(|n| n <= MAX_SIGV2_FORM_BYTES)
+}
+
 /// The decoded parameters of a request: its query string, then its form body.
 fn all_params(head: &Parts, body: &[u8]) -> Vec<(String, String)> {
     form_urlencoded::parse(head.uri.query().unwrap_or("").as_bytes())
@@ -200,9 +216,11 @@ impl FrontDoor for Ec2Api {
         let query = head.uri.query().unwrap_or("");
         if !sigv4::is_signed(&head.headers, query) {
             // A SigV2 request carries its signature as parameters: in the query (judged
-            // with the rest by `authenticate`) or, for a POST, in the body not read yet.
-            let sigv2_possible =
-                head.method == http::Method::POST || sigv2::is_signed(&all_params(head, b""));
+            // with the rest by `authenticate`) or, for a POST, in a form body not read yet.
+            // Only a body the size of a query form is read to find out: an unsigned
+            // request announcing more is refused before a byte of it is read.
+            // (Also when SigV2 is off: `authenticate` then says so.)
+            let sigv2_possible = sigv2::is_signed(&all_params(head, b"")) || small_form(head);
             return if sigv2_possible {
                 Ok(())
             } else {
