@@ -508,14 +508,16 @@ async fn kill9_in_a_burst_loses_no_acknowledged_event_and_keeps_the_finalized_bi
     }
     assert!(stored.values().all(|n| *n == 1), "an event stored twice");
     // API requests: those still in the tap's queue when the process died are the
-    // documented loss window; none is counted twice.
+    // documented loss window; none is counted twice. Each reader may have had one request
+    // served and metered whose answer the kill cut off before it arrived.
     let metered = events
         .iter()
         .filter(|e| e["type"] == "api.request" && e["attributes"]["route"] == "/v1/whoami")
         .count() as u64;
+    let in_flight = 2;
     assert!(
-        metered <= answered,
-        "{metered} metered for {answered} answered"
+        metered <= answered + in_flight,
+        "{metered} metered for {answered} answered and {in_flight} in flight"
     );
     println!(
         "burst: {answered} requests answered, {metered} metered before the kill, {} lost; {} lifecycle events acknowledged",
