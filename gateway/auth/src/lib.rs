@@ -54,17 +54,11 @@ impl Authenticator {
         }
     }
 
-    /// Authenticates a SigV4-signed EC2 request; returns the principal and the credential
-    /// scope's region. The key's tenant and department are the principal's; SigV4 callers
-    /// hold no roles.
-    pub async fn authenticate_sigv4(
-        &self,
-        parts: &sigv4::RequestParts<'_>,
-    ) -> Result<(Principal, String), sigv4::SigV4Error> {
-        let signed = sigv4::parse(parts)?;
-        let key = self
-            .access_keys
-            .active(&signed.access_key_id)
+    /// Access key `id` while it is active, or the `AuthFailure` both signature versions
+    /// answer (unknown key, or the keys cannot be read now).
+    async fn active_key(&self, id: &str) -> Result<Arc<access_keys::ActiveKey>, sigv4::SigV4Error> {
+        self.access_keys
+            .active(id)
             .await
             .map_err(|e| {
                 tracing::warn!(error = %e.public, cause = ?e.cause, "access key lookup failed");
@@ -74,7 +68,18 @@ impl Authenticator {
                 sigv4::SigV4Error::AuthFailure(
                     "the access key id you provided does not exist in our records".into(),
                 )
-            })?;
+            })
+    }
+
+    /// Authenticates a SigV4-signed EC2 request; returns the principal and the credential
+    /// scope's region. The key's tenant and department are the principal's; SigV4 callers
+    /// hold no roles.
+    pub async fn authenticate_sigv4(
+        &self,
+        parts: &sigv4::RequestParts<'_>,
+    ) -> Result<(Principal, String), sigv4::SigV4Error> {
+        let signed = sigv4::parse(parts)?;
+        let key = self.active_key(&signed.access_key_id).await?;
         sigv4::verify_with_mac(parts, &signed, key.signing_mac(&signed))?;
         sigv4::check_time(&signed, self.clock.wall(), self.max_skew)?;
         Ok((
@@ -100,19 +105,7 @@ impl Authenticator {
         params: &[(String, String)],
     ) -> Result<(Principal, sigv2::SignatureMethod), sigv4::SigV4Error> {
         let signed = sigv2::parse(params)?;
-        let key = self
-            .access_keys
-            .active(&signed.access_key_id)
-            .await
-            .map_err(|e| {
-                tracing::warn!(error = %e.public, cause = ?e.cause, "access key lookup failed");
-                sigv4::SigV4Error::AuthFailure("access keys cannot be checked now".into())
-            })?
-            .ok_or_else(|| {
-                sigv4::SigV4Error::AuthFailure(
-                    "the access key id you provided does not exist in our records".into(),
-                )
-            })?;
+        let key = self.active_key(&signed.access_key_id).await?;
         let string_to_sign = sigv2::string_to_sign(method, host, path, params);
         sigv2::verify(&key.secret, &signed, &string_to_sign)?;
         sigv2::check_time(&signed, self.clock.wall(), self.max_skew)?;
