@@ -142,24 +142,7 @@ pub async fn access_key(gw: &Gateway, tenant: &str) -> serde_json::Value {
 pub fn scenario(gw: &Gateway, name: &str, mut args: serde_json::Value) -> String {
     args["endpoint"] = format!("https://{}", gw.api).into();
     args["ca"] = gw.cert_path("ca.pem").display().to_string().into();
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("ec2/scenarios.py");
-    let out: Output = Command::new(venv_bin("python"))
-        .arg(script)
-        .arg(name)
-        .arg(args.to_string())
-        .env_remove("AWS_PROFILE")
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-        .output()
-        .expect("run python");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "scenario {name} failed:\n{stdout}\n{}\n--- gateway log (tail) ---\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        tail(&gw.log(), 60)
-    );
-    stdout
+    python_script(gw, "ec2/scenarios.py", name, &args)
 }
 
 /// Runs `tests/ec2/tools.py <scenario>` (Libcloud, SigV2 signers) with the virtualenv's
@@ -172,9 +155,15 @@ pub fn tool_scenario(gw: &Gateway, name: &str, key: &serde_json::Value) -> Strin
         "ca": gw.cert_path("ca.pem").display().to_string(),
         "key": key,
     });
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("ec2/tools.py");
+    python_script(gw, "ec2/tools.py", name, &args)
+}
+
+/// Runs `tests/<script> <name> '<args>'` with the virtualenv's Python, no AWS profile;
+/// panics with its output and the gateway's log tail unless it succeeds.
+fn python_script(gw: &Gateway, script: &str, name: &str, args: &serde_json::Value) -> String {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(script);
     let out: Output = Command::new(venv_bin("python"))
-        .arg(script)
+        .arg(&script)
         .arg(name)
         .arg(args.to_string())
         .env_remove("AWS_PROFILE")
@@ -185,7 +174,8 @@ pub fn tool_scenario(gw: &Gateway, name: &str, key: &serde_json::Value) -> Strin
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
-        "tool scenario {name} failed:\n{stdout}\n{}\n--- gateway log (tail) ---\n{}",
+        "{} {name} failed:\n{stdout}\n{}\n--- gateway log (tail) ---\n{}",
+        script.display(),
         String::from_utf8_lossy(&out.stderr),
         tail(&gw.log(), 60)
     );
