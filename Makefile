@@ -12,6 +12,8 @@ FUZZ_SECONDS ?= 15
 run: deps-run build-release
 	./target/release/skyport serve
 
+# A test run is a clean build: incremental caches would only take disk (several GiB).
+test: export CARGO_INCREMENTAL = 0
 test: deps-test lint build fuzz-short
 	$(CARGO) test --workspace --all-targets --no-fail-fast
 
