@@ -72,6 +72,23 @@ install_ssh_client() {
     need_cmd ssh "the openssh-client install failed"
 }
 
+# The scale-out tests start their own PostgreSQL and Redis servers (Debian's, as shipped)
+# on loopback ports with temporary data directories. Installing the packages may start
+# Debian's own instances where an init system runs; the tests never use them.
+install_database_servers() {
+    if ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 && command -v redis-server >/dev/null 2>&1; then
+        return 0
+    fi
+    as_root apt-get update -q >/dev/null
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+        postgresql-15 redis-server >/dev/null
+    ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || {
+        echo "install-deps: the postgresql-15 install failed" >&2
+        exit 1
+    }
+    need_cmd redis-server "the redis-server install failed"
+}
+
 # The fuzz targets (tests/fuzz) build on the nightly toolchain with cargo-fuzz, pinned.
 CARGO_FUZZ_VERSION=0.13.2
 install_fuzz_tools() {
@@ -96,6 +113,7 @@ test)
     install_qemu
     install_ssh_client
     install_python_tools
+    install_database_servers
     install_fuzz_tools
     "$root/plugins/local-vmm/prepare-guest.sh" "$root/target/guest/skyport-tiny" >/dev/null
     ;;

@@ -15,6 +15,7 @@ mod per_key;
 pub mod server;
 pub mod services;
 pub mod stack;
+pub mod storage;
 pub mod tls;
 pub mod wiring;
 

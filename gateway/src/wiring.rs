@@ -29,7 +29,6 @@ use skyport_domain::placement::rules::RuleSet;
 use skyport_domain::placement::PlacementService;
 use skyport_domain::regions::Regions;
 use skyport_plugin_host::{PluginRegistry, Plugins};
-use skyport_store_sqlite as sqlite;
 
 use crate::api::ec2::Ec2Api;
 use crate::api::native::NativeApi;
@@ -37,6 +36,7 @@ use crate::services::Services;
 use crate::stack::cache::ResponseCache;
 use crate::stack::limit::TenantRateLimiter;
 use crate::stack::Stack;
+use crate::storage::Stores;
 
 /// The running gateway's parts.
 pub struct Gateway {
@@ -105,6 +105,7 @@ impl Gateway {
         );
         jwt.prefetch().await;
 
+        let stores = Stores::open(&config).await?;
         let registry = Arc::new(
             PluginRegistry::load_all(
                 &config.plugins,
@@ -127,17 +128,9 @@ impl Gateway {
         );
         let tenants = Arc::new(TenantDirectory::new(config.tenants.clone()));
         let catalog = Arc::new(
-            CatalogService::open(
-                &config,
-                Arc::clone(&tenants),
-                Arc::new(
-                    sqlite::SqliteCatalogChanges::open(&state_dir)
-                        .context("opening the catalog changes")?,
-                ),
-                clock.clone(),
-            )
-            .await
-            .context("reading the catalog changes")?,
+            CatalogService::open(&config, Arc::clone(&tenants), stores.catalog, clock.clone())
+                .await
+                .context("reading the catalog changes")?,
         );
         let rules = RuleSet::compile(&config.placement.rules, "placement.rules")
             .map_err(|errors| anyhow::anyhow!(ConfigErrors(errors)))?;
@@ -148,15 +141,12 @@ impl Gateway {
             Arc::clone(&tenants),
             Arc::clone(&regions),
             Arc::clone(&plugins),
-            Arc::new(
-                sqlite::SqlitePlacementAudit::open(&state_dir)
-                    .context("opening the placement audit")?,
-            ),
+            stores.placements,
             Arc::clone(&metrics),
             clock.clone(),
         ));
         let instances = Arc::new(InstanceService::new(
-            Arc::new(sqlite::SqliteInventory::open(&state_dir).context("opening the inventory")?),
+            stores.inventory,
             Arc::clone(&plugins),
             Arc::clone(&tenants),
             Arc::clone(&catalog),
@@ -170,29 +160,16 @@ impl Gateway {
             Arc::clone(&metrics),
         ));
         registry.bind_host_ops(Arc::new(GatewayHostOps(Arc::downgrade(&sync))));
-        let access_keys = Arc::new(AccessKeys::new(
-            Arc::new(
-                sqlite::SqliteAccessKeys::open(&state_dir).context("opening the access keys")?,
-            ),
-            clock.clone(),
-        ));
+        let access_keys = Arc::new(AccessKeys::new(stores.access_keys, clock.clone()));
         let config = Arc::new(config);
         let services = Arc::new(Services {
             deployments: DeploymentService::new(
                 Arc::clone(&placement),
                 Arc::clone(&instances),
-                Arc::new(
-                    sqlite::SqliteDeployments::open(&state_dir)
-                        .context("opening the deployments")?,
-                ),
+                stores.deployments,
                 clock.clone(),
             ),
-            key_pairs: KeyPairService::new(
-                Arc::new(
-                    sqlite::SqliteKeyPairs::open(&state_dir).context("opening the key pairs")?,
-                ),
-                clock.clone(),
-            ),
+            key_pairs: KeyPairService::new(stores.key_pairs, clock.clone()),
             images: ImageService::new(Arc::clone(&plugins), Arc::clone(&regions)),
             metering: MeteringService::new(Arc::clone(&plugins)),
             diagnostics: Diagnostics::new(Arc::clone(&plugins)),

@@ -231,7 +231,27 @@ impl Gateway {
 
     /// Starts the gateway; `Err` carries its output when it exits or never becomes ready.
     pub fn try_start(options: GatewayOptions) -> Result<Self, String> {
+        Self::try_start_in(temp_state_dir("gw"), options)
+    }
+
+    /// Starts another replica beside `primary`: a state directory of its own holding a copy
+    /// of `primary`'s development certificates and keys, so that both serve the same CA and
+    /// accept the same tokens, as replicas behind one load balancer do.
+    pub fn start_replica(primary: &Gateway, options: GatewayOptions) -> Self {
         let state_dir = temp_state_dir("gw");
+        let certs = state_dir.join("certs");
+        std::fs::create_dir_all(&certs).unwrap();
+        for entry in std::fs::read_dir(primary.state_dir.join("certs")).unwrap() {
+            let entry = entry.unwrap();
+            std::fs::copy(entry.path(), certs.join(entry.file_name())).unwrap();
+        }
+        match Self::try_start_in(state_dir, options) {
+            Ok(gw) => gw,
+            Err(log) => panic!("replica did not start:\n{log}"),
+        }
+    }
+
+    fn try_start_in(state_dir: PathBuf, options: GatewayOptions) -> Result<Self, String> {
         let mut config = options.config.unwrap_or_else(default_config);
         config.push('\n');
         config.push_str(&options.extra);

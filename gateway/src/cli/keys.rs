@@ -5,12 +5,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
 use clap::{Args, Subcommand};
-
-use std::sync::Arc;
-
-use skyport_store_sqlite::SqliteAccessKeys;
 
 use skyport_auth::access_keys::AccessKeys;
 use skyport_auth::TenantDirectory;
@@ -61,10 +56,7 @@ pub(super) fn run(args: KeysArgs) -> anyhow::Result<i32> {
         .build()?;
     runtime.block_on(async move {
         let store = AccessKeys::new(
-            Arc::new(
-                SqliteAccessKeys::open(&config.server.state_dir)
-                    .with_context(|| format!("opening {}", config.server.state_dir.display()))?,
-            ),
+            crate::storage::Stores::access_keys(&config).await?,
             SystemClock::shared(),
         );
         match args.command {

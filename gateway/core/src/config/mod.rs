@@ -15,12 +15,14 @@ use serde::Deserialize;
 
 mod catalog;
 mod placement;
+mod storage;
 
 pub use catalog::{
     BlueprintConfig, OfferingConfig, ParamValue, Params, PlanConfig, ResourceConfig,
     SeparateConfig, Separation, RAW, RESOURCE_TYPES,
 };
 pub use placement::{ChooseAction, ExcludeAction, RuleConfig};
+pub use storage::{StorageBackend, StorageConfig};
 
 /// The embedded default configuration, as shipped.
 pub const EMBEDDED_DEFAULT: &str = include_str!("../../../../config/skyport.toml");
@@ -60,6 +62,9 @@ pub struct Config {
     /// Inventory reconciliation with the providers.
     #[serde(default)]
     pub inventory: InventoryConfig,
+    /// Where the gateway's state is kept.
+    #[serde(default)]
+    pub storage: StorageConfig,
     /// Tenants by id.
     #[serde(default)]
     pub tenants: BTreeMap<String, TenantConfig>,
@@ -667,6 +672,7 @@ impl Config {
                 err(format!("plugins[{i}].user"), "must not be empty");
             }
         }
+        errors.extend(self.storage.check());
         errors
     }
 

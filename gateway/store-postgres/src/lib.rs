@@ -1,0 +1,28 @@
+//! Shared storage for replicas: every gateway store in one PostgreSQL database, each
+//! implementing its trait from the layer that owns it and passing that trait's
+//! conformance suite, as the embedded SQLite stores do. The schema is versioned
+//! ([`schema`]) and migrated at startup.
+#![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub)]
+
+pub mod access_keys;
+pub mod catalog;
+pub mod db;
+pub mod deployments;
+pub mod inventory;
+pub mod key_pairs;
+pub mod placements;
+pub mod schema;
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;
+
+pub use access_keys::PgAccessKeys;
+pub use catalog::PgCatalogChanges;
+pub use db::Pg;
+pub use deployments::PgDeployments;
+pub use inventory::PgInventory;
+pub use key_pairs::PgKeyPairs;
+pub use placements::PgPlacementAudit;
+
+#[cfg(test)]
+mod tests;

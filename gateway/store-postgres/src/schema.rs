@@ -1,0 +1,147 @@
+//! Versioned migrations, run at startup by every replica: under an advisory lock (two
+//! replicas starting together migrate once), each in the transaction that records it. A
+//! replica refuses a database whose schema is newer than the newest it knows: a newer
+//! Skyport migrated it, and this one would misread what it does not know.
+
+use anyhow::Context;
+
+use crate::db::Pg;
+
+/// One step of the schema.
+struct Migration {
+    version: i32,
+    description: &'static str,
+    sql: &'static str,
+}
+
+/// Every migration, oldest first. Append only: a released step never changes.
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    description: "the gateway's stores",
+    sql: "
+        CREATE TABLE instances (
+            id TEXT PRIMARY KEY,
+            tenant TEXT NOT NULL,
+            department TEXT,
+            provider TEXT NOT NULL,
+            region TEXT NOT NULL,
+            remote_id TEXT,
+            image TEXT NOT NULL,
+            instance_type TEXT NOT NULL,
+            name TEXT,
+            tags TEXT NOT NULL DEFAULT '{}',
+            state TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            key_name TEXT,
+            client_token TEXT,
+            network TEXT,
+            user_data TEXT
+        );
+        CREATE INDEX instances_tenant ON instances (tenant, id);
+        CREATE INDEX instances_provider ON instances (provider) WHERE remote_id IS NOT NULL;
+        CREATE UNIQUE INDEX instances_client_token ON instances (tenant, client_token)
+            WHERE client_token IS NOT NULL;
+        CREATE TABLE access_keys (
+            access_key_id TEXT PRIMARY KEY,
+            tenant TEXT NOT NULL,
+            department TEXT,
+            secret TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            revoked_at TEXT
+        );
+        CREATE TABLE key_pairs (
+            tenant TEXT NOT NULL,
+            name TEXT NOT NULL,
+            id TEXT NOT NULL UNIQUE,
+            key_type TEXT NOT NULL,
+            fingerprint TEXT NOT NULL,
+            public_key TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (tenant, name)
+        );
+        CREATE TABLE catalog_objects (
+            kind TEXT NOT NULL,
+            name TEXT NOT NULL,
+            body TEXT,
+            updated_at TEXT NOT NULL,
+            PRIMARY KEY (kind, name)
+        );
+        CREATE TABLE placements (
+            id TEXT PRIMARY KEY,
+            created_at TEXT NOT NULL,
+            tenant TEXT NOT NULL,
+            request_id TEXT NOT NULL,
+            mode TEXT NOT NULL,
+            offering TEXT NOT NULL,
+            provider TEXT NOT NULL,
+            region TEXT NOT NULL,
+            record TEXT NOT NULL
+        );
+        CREATE INDEX placements_explained ON placements (created_at) WHERE mode = 'explain';
+        CREATE TABLE deployments (
+            id TEXT PRIMARY KEY,
+            tenant TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            record TEXT NOT NULL
+        );
+        CREATE INDEX deployments_by_tenant ON deployments (tenant, created_at);
+    ",
+}];
+
+/// The advisory lock migrations run under (any constant; "skyport" in ASCII).
+const MIGRATION_LOCK: i64 = 0x0073_6b79_706f_7274;
+
+/// The newest schema version this build knows.
+pub fn latest() -> i32 {
+    MIGRATIONS.last().map_or(0, |m| m.version)
+}
+
+/// Brings the database to [`latest`]; refuses a newer one. Returns the version found.
+pub async fn migrate(db: &Pg) -> anyhow::Result<i32> {
+    let mut client = db
+        .client("schema")
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let tx = client.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS skyport_schema_migrations (
+            version INTEGER PRIMARY KEY,
+            description TEXT NOT NULL,
+            applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+        )",
+    )
+    .await?;
+    let found: i32 = tx
+        .query_one(
+            "SELECT COALESCE(max(version), 0) FROM skyport_schema_migrations",
+            &[],
+        )
+        .await?
+        .get(0);
+    if found > latest() {
+        anyhow::bail!(
+            "the database's schema is version {found}, newer than this Skyport knows ({}): \
+             a newer Skyport migrated it; run that version (or newer) on every replica",
+            latest()
+        );
+    }
+    for m in MIGRATIONS.iter().filter(|m| m.version > found) {
+        tx.batch_execute(m.sql)
+            .await
+            .with_context(|| format!("schema migration {} ({})", m.version, m.description))?;
+        tx.execute(
+            "INSERT INTO skyport_schema_migrations (version, description) VALUES ($1, $2)",
+            &[&m.version, &m.description],
+        )
+        .await?;
+        tracing::info!(
+            version = m.version,
+            description = m.description,
+            "schema migrated"
+        );
+    }
+    tx.commit().await?;
+    Ok(found)
+}

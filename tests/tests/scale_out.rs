@@ -1,0 +1,140 @@
+//! Scale-out: replicas sharing their state on a real PostgreSQL server (started by the
+//! test on a loopback port, stopped by PID), in front of one remote cloud (moto).
+#![forbid(unsafe_code)]
+
+use serde_json::{json, Value};
+use skyport_e2e::ec2::{access_key, Moto};
+use skyport_e2e::{expect_problem, Gateway, GatewayOptions};
+use skyport_store_postgres::testkit::PostgresServer;
+
+/// The `[storage]` section for database `url` of `server`.
+fn storage(server: &PostgresServer, url: &str) -> String {
+    format!(
+        "\n[storage]\nbackend = \"postgres\"\nurl = \"{url}\"\npassword_file = \"{}\"\n",
+        server.password_file().display()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_share_keys_and_instances_on_postgres() {
+    let server = PostgresServer::start().unwrap();
+    let url = server.create_database("skyport").await.unwrap();
+    let moto = Moto::start();
+    let options = || GatewayOptions {
+        config: None,
+        extra: format!(
+            "{}{}",
+            storage(&server, &url),
+            moto.provider_config("aws-us-east-1")
+        ),
+    };
+    let a = Gateway::start_with(options());
+    let b = Gateway::start_replica(&a, options());
+    let token = a.token("demo", None, &[]);
+
+    // An access key made on A is listed, and revoked, on B.
+    let key = access_key(&a, "demo").await;
+    let id = key["access_key_id"].as_str().unwrap();
+    let admin = b.token("demo", None, &["admin"]);
+    let listed = b.get_json("/admin/keys?tenant=demo", &admin).await;
+    assert!(listed.to_string().contains(id), "{listed}");
+    assert_eq!(
+        b.delete(&format!("/admin/keys/{id}"), &admin)
+            .await
+            .status(),
+        200
+    );
+    let on_a = a.get_json("/admin/keys?tenant=demo", &admin).await;
+    assert!(
+        on_a.to_string().contains("revoked_at\":\"20"),
+        "A sees B's revocation: {on_a}"
+    );
+
+    // An instance created through A is seen, stopped and terminated through B.
+    let created = a
+        .post(
+            "/v1/instances?wait=running",
+            &token,
+            Some(json!({"image": "skyport-tiny", "instance_type": "sp.micro",
+                        "region": "aws-us-east-1", "name": "shared"})),
+        )
+        .await;
+    assert_eq!(created.status(), 202);
+    let created: Value = created.json().await.unwrap();
+    let path = format!("/v1/instances/{}", created["id"].as_str().unwrap());
+    let seen = b.get_json(&path, &token).await;
+    assert_eq!(seen["name"], "shared", "{seen}");
+    assert_eq!(seen["state"], "running", "{seen}");
+    let stopped = b
+        .post(&format!("{path}/stop?wait=stopped"), &token, None)
+        .await;
+    assert_eq!(stopped.status(), 202);
+    let on_a = a.get_json(&path, &token).await;
+    assert_eq!(on_a["state"], "stopped", "{on_a}");
+    let listed_a = a.get_json("/v1/instances", &token).await;
+    let listed_b = b.get_json("/v1/instances", &token).await;
+    assert_eq!(listed_a["instances"], listed_b["instances"]);
+    assert_eq!(b.delete(&path, &token).await.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_refuses_a_newer_schema_and_fails_closed_without_its_database() {
+    let mut server = PostgresServer::start().unwrap();
+    let url = server.create_database("skyport").await.unwrap();
+    let section = storage(&server, &url);
+    let options = || GatewayOptions {
+        config: None,
+        extra: section.clone(),
+    };
+    let gw = Gateway::start_with(options());
+    let token = gw.token("demo", None, &[]);
+    let admin = gw.token("demo", None, &["admin"]);
+
+    // PostgreSQL stopped: a write fails closed with a problem saying so, and nothing is
+    // half-made: once PostgreSQL is back the same write succeeds.
+    server.stop();
+    let refused = gw
+        .post("/admin/keys", &admin, Some(json!({"tenant": "demo"})))
+        .await;
+    let problem = expect_problem(refused, 503).await;
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("database is unavailable"),
+        "{problem}"
+    );
+    server.resume().unwrap();
+    let mut created = 0;
+    for _ in 0..50 {
+        let r = gw
+            .post("/admin/keys", &admin, Some(json!({"tenant": "demo"})))
+            .await;
+        if r.status() == 201 {
+            created += 1;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(created, 1, "the write succeeds once PostgreSQL is back");
+    let keys = gw.get_json("/admin/keys?tenant=demo", &admin).await;
+    assert_eq!(keys["keys"].as_array().unwrap().len(), 1, "{keys}");
+    assert_eq!(gw.get("/v1/regions", &token).await.status(), 200);
+
+    // A newer Skyport migrated the database: a replica refuses to start, saying why.
+    drop(gw);
+    server
+        .execute(
+            "skyport",
+            "INSERT INTO skyport_schema_migrations (version, description) VALUES (9999, 'future')",
+        )
+        .await
+        .unwrap();
+    let refused = Gateway::try_start(options())
+        .err()
+        .expect("a newer schema is refused");
+    assert!(
+        refused.contains("newer than this Skyport knows"),
+        "{refused}"
+    );
+}
