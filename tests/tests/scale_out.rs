@@ -20,8 +20,15 @@ async fn two_replicas_share_keys_and_instances_on_postgres() {
     let server = PostgresServer::start().unwrap();
     let url = server.create_database("skyport").await.unwrap();
     let moto = Moto::start();
+    // acme may run 3 instances at most.
+    let config = skyport_e2e::default_config().replacen(
+        "[tenants.acme]\ndepartments = [\"ops\"]",
+        "[tenants.acme]\ndepartments = [\"ops\"]\nmax_instances = 3",
+        1,
+    );
+    assert!(config.contains("max_instances = 3"));
     let options = || GatewayOptions {
-        config: None,
+        config: Some(config.clone()),
         extra: format!(
             "{}{}",
             storage(&server, &url),
@@ -75,6 +82,42 @@ async fn two_replicas_share_keys_and_instances_on_postgres() {
     let listed_b = b.get_json("/v1/instances", &token).await;
     assert_eq!(listed_a["instances"], listed_b["instances"]);
     assert_eq!(b.delete(&path, &token).await.status(), 200);
+
+    // Eight orders of acme's at once, alternating between the replicas: its quota admits
+    // three.
+    let acme = a.token("acme", None, &[]);
+    let orders = (0..8).map(|i| {
+        let replica = if i % 2 == 0 { &a } else { &b };
+        let token = &acme;
+        async move {
+            let r = replica
+                .post(
+                    "/v1/instances",
+                    token,
+                    Some(json!({"image": "skyport-tiny", "instance_type": "sp.micro",
+                                "region": "aws-us-east-1"})),
+                )
+                .await;
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    });
+    let answers = futures::future::join_all(orders).await;
+    let admitted = answers.iter().filter(|(status, _)| *status == 202).count();
+    assert_eq!(admitted, 3, "{answers:?}");
+    for (status, body) in answers.iter().filter(|(status, _)| *status != 202) {
+        assert!(
+            *status == 409 && body.contains("quota exceeded: max_instances is 3"),
+            "{status} {body}"
+        );
+    }
+    let live: Vec<Value> = b.get_json("/v1/instances", &acme).await["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["state"] != "terminated")
+        .cloned()
+        .collect();
+    assert_eq!(live.len(), 3, "{live:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

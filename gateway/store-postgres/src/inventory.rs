@@ -2,9 +2,12 @@
 //! are a column of it, unique per tenant.
 
 use async_trait::async_trait;
+use deadpool_postgres::GenericClient;
 use serde_json::{Map, Value};
 use skyport_core::error::{ErrorKind, GatewayError};
-use skyport_domain::inventory::{InstanceNetwork, InstanceRecord, InventoryStore};
+use skyport_domain::inventory::{
+    Admission, AdmissionCheck, InstanceNetwork, InstanceRecord, InventoryStore,
+};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
@@ -53,6 +56,47 @@ fn network_json(network: Option<&InstanceNetwork>) -> Option<String> {
     network.map(|n| serde_json::to_string(n).expect("addresses serialise"))
 }
 
+/// Inserts record `r` as a new row; 409 for a duplicate id or idempotency token.
+async fn insert_row(client: &impl GenericClient, r: &InstanceRecord) -> Result<(), GatewayError> {
+    let tags = Value::Object(r.tags.clone()).to_string();
+    let network = network_json(r.network.as_ref());
+    let done = client
+        .execute(
+            "INSERT INTO instances (id, tenant, department, provider, region, remote_id,
+             image, instance_type, name, tags, state, created_at, key_name, client_token,
+             network, user_data)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+            &[
+                &r.id,
+                &r.tenant,
+                &r.department,
+                &r.provider,
+                &r.region,
+                &r.remote_id,
+                &r.image,
+                &r.instance_type,
+                &r.name,
+                &tags,
+                &r.state,
+                &r.created_at,
+                &r.key_name,
+                &r.client_token,
+                &network,
+                &r.user_data,
+            ],
+        )
+        .await;
+    match done {
+        Ok(_) => Ok(()),
+        // Only a duplicate id or idempotency token is the caller's conflict.
+        Err(e) if is_unique_violation(&e) => Err(GatewayError::new(
+            ErrorKind::Conflict,
+            "an instance with this id or idempotency token exists",
+        )),
+        Err(e) => Err(db_error(WHAT, e)),
+    }
+}
+
 fn row_to_record(row: &Row) -> InstanceRecord {
     let tags: String = row.get(9);
     InstanceRecord {
@@ -80,44 +124,51 @@ fn row_to_record(row: &Row) -> InstanceRecord {
 #[async_trait]
 impl InventoryStore for PgInventory {
     async fn insert(&self, r: InstanceRecord) -> Result<(), GatewayError> {
-        let tags = Value::Object(r.tags).to_string();
-        let network = network_json(r.network.as_ref());
         let client = self.db.client(WHAT).await?;
-        let done = client
-            .execute(
-                "INSERT INTO instances (id, tenant, department, provider, region, remote_id,
-                 image, instance_type, name, tags, state, created_at, key_name, client_token,
-                 network, user_data)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
-                &[
-                    &r.id,
-                    &r.tenant,
-                    &r.department,
-                    &r.provider,
-                    &r.region,
-                    &r.remote_id,
-                    &r.image,
-                    &r.instance_type,
-                    &r.name,
-                    &tags,
-                    &r.state,
-                    &r.created_at,
-                    &r.key_name,
-                    &r.client_token,
-                    &network,
-                    &r.user_data,
-                ],
-            )
-            .await;
-        match done {
-            Ok(_) => Ok(()),
-            // Only a duplicate id or idempotency token is the caller's conflict.
-            Err(e) if is_unique_violation(&e) => Err(GatewayError::new(
-                ErrorKind::Conflict,
-                "an instance with this id or idempotency token exists",
-            )),
-            Err(e) => Err(db_error(WHAT, e)),
+        insert_row(&client, &r).await
+    }
+
+    async fn admit(
+        &self,
+        r: InstanceRecord,
+        check: AdmissionCheck,
+    ) -> Result<Admission, GatewayError> {
+        let mut client = self.db.client(WHAT).await?;
+        let tx = client.transaction().await.map_err(|e| db_error(WHAT, e))?;
+        // The tenant's admission lock, held until the transaction ends: every other
+        // admission for the tenant, on any replica, waits here.
+        tx.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+            &[&r.tenant],
+        )
+        .await
+        .map_err(|e| db_error(WHAT, e))?;
+        if let Some(token) = &r.client_token {
+            let existing = tx
+                .query(
+                    &format!("{SELECT} WHERE tenant = $1 AND client_token = $2"),
+                    &[&r.tenant, token],
+                )
+                .await
+                .map_err(|e| db_error(WHAT, e))?;
+            if let Some(row) = existing.first() {
+                return Ok(Admission::Existing(Box::new(row_to_record(row))));
+            }
         }
+        let live: Vec<InstanceRecord> = tx
+            .query(
+                &format!("{SELECT} WHERE tenant = $1 AND state <> 'terminated' ORDER BY id"),
+                &[&r.tenant],
+            )
+            .await
+            .map_err(|e| db_error(WHAT, e))?
+            .iter()
+            .map(row_to_record)
+            .collect();
+        check(&live)?;
+        insert_row(&tx, &r).await?;
+        tx.commit().await.map_err(|e| db_error(WHAT, e))?;
+        Ok(Admission::Inserted)
     }
 
     async fn get(&self, tenant: &str, id: &str) -> Result<Option<InstanceRecord>, GatewayError> {

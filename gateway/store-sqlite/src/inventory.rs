@@ -4,10 +4,12 @@
 use std::path::Path;
 
 use async_trait::async_trait;
-use rusqlite::{params, OptionalExtension};
+use rusqlite::{params, OptionalExtension, TransactionBehavior};
 use serde_json::{Map, Value};
 use skyport_core::error::{ErrorKind, GatewayError};
-use skyport_domain::inventory::{InstanceNetwork, InstanceRecord, InventoryStore};
+use skyport_domain::inventory::{
+    Admission, AdmissionCheck, InstanceNetwork, InstanceRecord, InventoryStore,
+};
 
 use crate::db::Db;
 
@@ -79,6 +81,34 @@ fn network_json(network: Option<&InstanceNetwork>) -> Option<String> {
     network.map(|n| serde_json::to_string(n).expect("addresses serialise"))
 }
 
+/// Inserts record `r` as a new row.
+fn insert_row(c: &rusqlite::Connection, r: &InstanceRecord) -> Result<usize, rusqlite::Error> {
+    c.execute(
+        "INSERT INTO instances (id, tenant, department, provider, region, remote_id,
+         image, instance_type, name, tags, state, created_at, key_name, client_token, network,
+         user_data)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+        params![
+            r.id,
+            r.tenant,
+            r.department,
+            r.provider,
+            r.region,
+            r.remote_id,
+            r.image,
+            r.instance_type,
+            r.name,
+            Value::Object(r.tags.clone()).to_string(),
+            r.state,
+            r.created_at,
+            r.key_name,
+            r.client_token,
+            network_json(r.network.as_ref()),
+            r.user_data
+        ],
+    )
+}
+
 fn row_to_record(row: &rusqlite::Row<'_>) -> Result<InstanceRecord, rusqlite::Error> {
     let tags: String = row.get(9)?;
     Ok(InstanceRecord {
@@ -109,30 +139,7 @@ impl InventoryStore for SqliteInventory {
         let inserted = self
             .db
             .with(move |c| {
-                let done = c.execute(
-                    "INSERT INTO instances (id, tenant, department, provider, region, remote_id,
-                     image, instance_type, name, tags, state, created_at, key_name, client_token, network,
-                     user_data)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
-                    params![
-                        r.id,
-                        r.tenant,
-                        r.department,
-                        r.provider,
-                        r.region,
-                        r.remote_id,
-                        r.image,
-                        r.instance_type,
-                        r.name,
-                        Value::Object(r.tags).to_string(),
-                        r.state,
-                        r.created_at,
-                        r.key_name,
-                        r.client_token,
-                        network_json(r.network.as_ref()),
-                        r.user_data
-                    ],
-                );
+                let done = insert_row(c, &r);
                 match done {
                     Ok(_) => Ok(true),
                     // Only a duplicate id or idempotency token is the caller's conflict;
@@ -158,6 +165,44 @@ impl InventoryStore for SqliteInventory {
                 "an instance with this id or idempotency token exists",
             ))
         }
+    }
+
+    async fn admit(
+        &self,
+        r: InstanceRecord,
+        check: AdmissionCheck,
+    ) -> Result<Admission, GatewayError> {
+        // An immediate transaction holds the database's write lock from its first
+        // statement: every other admission, in this process or another, waits for it.
+        self.db
+            .with(move |c| {
+                let tx = rusqlite::Transaction::new_unchecked(c, TransactionBehavior::Immediate)?;
+                if let Some(token) = &r.client_token {
+                    let existing = tx
+                        .query_row(
+                            &format!("{SELECT} WHERE tenant = ?1 AND client_token = ?2"),
+                            params![r.tenant, token],
+                            row_to_record,
+                        )
+                        .optional()?;
+                    if let Some(existing) = existing {
+                        return Ok(Ok(Admission::Existing(Box::new(existing))));
+                    }
+                }
+                let live: Vec<InstanceRecord> = tx
+                    .prepare(&format!(
+                        "{SELECT} WHERE tenant = ?1 AND state != 'terminated' ORDER BY id"
+                    ))?
+                    .query_map(params![r.tenant], row_to_record)?
+                    .collect::<Result<_, _>>()?;
+                if let Err(refused) = check(&live) {
+                    return Ok(Err(refused));
+                }
+                insert_row(&tx, &r)?;
+                tx.commit()?;
+                Ok(Ok(Admission::Inserted))
+            })
+            .await?
     }
 
     async fn get(&self, tenant: &str, id: &str) -> Result<Option<InstanceRecord>, GatewayError> {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use skyport_core::error::ErrorKind;
 
-use super::{InstanceNetwork, InstanceRecord, InventoryStore};
+use super::{Admission, AdmissionCheck, InstanceNetwork, InstanceRecord, InventoryStore};
 
 /// A pending record of `tenant` with id `id`.
 pub fn record(id: &str, tenant: &str) -> InstanceRecord {
@@ -47,6 +47,117 @@ where
     reconciliation_sees_live_instances_with_a_remote_id(new_store().await).await;
     idempotency_tokens_are_unique_per_tenant(new_store().await).await;
     a_deleted_record_is_gone(new_store().await).await;
+    admission_sees_live_instances_and_may_refuse(new_store().await).await;
+    admission_returns_the_instance_of_a_known_token(new_store().await).await;
+    concurrent_admissions_never_pass_a_quota_together(new_store().await).await;
+}
+
+/// A check that admits while the tenant has fewer than `max` live instances.
+fn at_most(max: usize) -> AdmissionCheck {
+    Box::new(move |live: &[InstanceRecord]| {
+        if live.len() < max {
+            Ok(())
+        } else {
+            Err(skyport_core::error::GatewayError::new(
+                ErrorKind::QuotaExceeded,
+                format!("quota exceeded: {} live", live.len()),
+            ))
+        }
+    })
+}
+
+async fn admission_sees_live_instances_and_may_refuse(store: Arc<dyn InventoryStore>) {
+    let gone = InstanceRecord {
+        state: "terminated".into(),
+        ..record("i-00000000000000001", "demo")
+    };
+    store.insert(gone).await.unwrap();
+    store
+        .insert(record("i-00000000000000009", "acme"))
+        .await
+        .unwrap();
+    // Another tenant's instances and terminated ones are not counted.
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen_by_check = Arc::clone(&seen);
+    let check: AdmissionCheck = Box::new(move |live: &[InstanceRecord]| {
+        *seen_by_check.lock().unwrap() = live.iter().map(|r| r.id.clone()).collect();
+        Ok(())
+    });
+    let second = record("i-00000000000000002", "demo");
+    assert_eq!(
+        store.admit(second.clone(), check).await.unwrap(),
+        Admission::Inserted
+    );
+    assert!(
+        seen.lock().unwrap().is_empty(),
+        "{:?}",
+        seen.lock().unwrap()
+    );
+    assert_eq!(store.get("demo", &second.id).await.unwrap(), Some(second));
+    // Refused: nothing is inserted, and the check's error comes back as it was.
+    let refused = store
+        .admit(record("i-00000000000000003", "demo"), at_most(1))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.kind, ErrorKind::QuotaExceeded);
+    assert_eq!(
+        store.get("demo", "i-00000000000000003").await.unwrap(),
+        None
+    );
+}
+
+async fn admission_returns_the_instance_of_a_known_token(store: Arc<dyn InventoryStore>) {
+    let first = InstanceRecord {
+        client_token: Some("tok".into()),
+        ..record("i-00000000000000001", "demo")
+    };
+    assert_eq!(
+        store.admit(first.clone(), at_most(10)).await.unwrap(),
+        Admission::Inserted
+    );
+    // The same token again: the first instance, even when the quota is now full.
+    let again = InstanceRecord {
+        client_token: Some("tok".into()),
+        ..record("i-00000000000000002", "demo")
+    };
+    assert_eq!(
+        store.admit(again, at_most(1)).await.unwrap(),
+        Admission::Existing(Box::new(first))
+    );
+    assert_eq!(store.list("demo").await.unwrap().len(), 1);
+    // Another tenant's token of the same value is its own.
+    let acme = InstanceRecord {
+        client_token: Some("tok".into()),
+        ..record("i-00000000000000003", "acme")
+    };
+    assert_eq!(
+        store.admit(acme, at_most(1)).await.unwrap(),
+        Admission::Inserted
+    );
+}
+
+async fn concurrent_admissions_never_pass_a_quota_together(store: Arc<dyn InventoryStore>) {
+    let attempts: Vec<_> = (1..=12)
+        .map(|i| {
+            let store = Arc::clone(&store);
+            let r = record(&format!("i-{i:017}"), "demo");
+            tokio::spawn(async move { store.admit(r, at_most(3)).await })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for attempt in attempts {
+        results.push(attempt.await.expect("the admission task ran"));
+    }
+    let inserted = results
+        .iter()
+        .filter(|r| matches!(r, Ok(Admission::Inserted)))
+        .count();
+    let refused = results
+        .iter()
+        .filter(|r| matches!(r, Err(e) if e.kind == ErrorKind::QuotaExceeded))
+        .count();
+    assert_eq!((inserted, refused), (3, 9), "{results:?}");
+    assert_eq!(store.list("demo").await.unwrap().len(), 3);
 }
 
 async fn a_record_is_found_only_by_its_tenant(store: Arc<dyn InventoryStore>) {

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use serde_json::{Map, Value};
 use skyport_core::error::{ErrorKind, GatewayError};
 
-use super::{InstanceNetwork, InstanceRecord, InventoryStore};
+use super::{Admission, AdmissionCheck, InstanceNetwork, InstanceRecord, InventoryStore};
 
 /// Records by id.
 #[derive(Default)]
@@ -31,6 +31,36 @@ impl InventoryStore for MemoryInventory {
         }
         records.insert(record.id.clone(), record);
         Ok(())
+    }
+
+    async fn admit(
+        &self,
+        record: InstanceRecord,
+        check: AdmissionCheck,
+    ) -> Result<Admission, GatewayError> {
+        let mut records = self.records.lock().unwrap();
+        if let Some(token) = &record.client_token {
+            if let Some(existing) = records
+                .values()
+                .find(|r| r.tenant == record.tenant && r.client_token.as_ref() == Some(token))
+            {
+                return Ok(Admission::Existing(Box::new(existing.clone())));
+            }
+        }
+        let live: Vec<InstanceRecord> = records
+            .values()
+            .filter(|r| r.tenant == record.tenant && r.state != "terminated")
+            .cloned()
+            .collect();
+        check(&live)?;
+        if records.contains_key(&record.id) {
+            return Err(GatewayError::new(
+                ErrorKind::Conflict,
+                "an instance with this id or idempotency token exists",
+            ));
+        }
+        records.insert(record.id.clone(), record);
+        Ok(Admission::Inserted)
     }
 
     async fn get(&self, tenant: &str, id: &str) -> Result<Option<InstanceRecord>, GatewayError> {

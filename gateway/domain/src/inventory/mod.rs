@@ -87,12 +87,38 @@ impl InstanceRecord {
     }
 }
 
+/// What [`InventoryStore::admit`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Admission {
+    /// The record was inserted.
+    Inserted,
+    /// The tenant already had this instance for the record's client token; nothing was
+    /// inserted.
+    Existing(Box<InstanceRecord>),
+}
+
+/// The check a create must pass, given the tenant's instances that are not terminated
+/// (its quota); an error refuses the create.
+pub type AdmissionCheck =
+    Box<dyn FnOnce(&[InstanceRecord]) -> Result<(), GatewayError> + Send + 'static>;
+
 /// Where instance records are kept.
 #[async_trait]
 pub trait InventoryStore: Send + Sync {
     /// Inserts a new record; 409 when the tenant already has an instance with its
     /// `client_token`.
     async fn insert(&self, record: InstanceRecord) -> Result<(), GatewayError>;
+
+    /// Inserts `record` if the tenant has no instance for its client token (that one is
+    /// returned instead) and `check` passes on the tenant's instances that are not
+    /// terminated. Atomic against every other `admit` for the same tenant, from any
+    /// process sharing the store: concurrent orders never pass a quota together, nor a
+    /// token twice.
+    async fn admit(
+        &self,
+        record: InstanceRecord,
+        check: AdmissionCheck,
+    ) -> Result<Admission, GatewayError>;
 
     /// The tenant's instance `id`, or `None` (also for another tenant's id).
     async fn get(&self, tenant: &str, id: &str) -> Result<Option<InstanceRecord>, GatewayError>;

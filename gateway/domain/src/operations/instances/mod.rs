@@ -35,9 +35,11 @@ use super::context;
 use crate::catalog::{
     instance_type, parse_instance_type, CatalogService, InstanceType, PlanConfig,
 };
-use crate::inventory::claims::{Admissions, Claims};
+use crate::inventory::claims::Claims;
 use crate::inventory::lifecycle::{Initiator, LifecycleMeter};
-use crate::inventory::{is_instance_id, new_instance_id, InstanceRecord, InventoryStore};
+use crate::inventory::{
+    is_instance_id, new_instance_id, Admission, AdmissionCheck, InstanceRecord, InventoryStore,
+};
 use crate::placement::Decision;
 use provider::Provider;
 
@@ -123,7 +125,6 @@ impl CreateSpec {
 pub struct InstanceService {
     inventory: Arc<dyn InventoryStore>,
     claims: Claims,
-    admissions: Admissions,
     plugins: Arc<dyn Plugins>,
     tenants: Arc<TenantDirectory>,
     catalog: Arc<CatalogService>,
@@ -147,7 +148,6 @@ impl InstanceService {
         Self {
             inventory,
             claims: Claims::default(),
-            admissions: Admissions::default(),
             plugins,
             tenants,
             catalog,
@@ -190,16 +190,13 @@ impl InstanceService {
         Ok(department)
     }
 
-    /// Refuses creating the instances `adding` (all of them together) when that would
-    /// exceed the tenant's quotas (the tighter of its own and its plan's), naming the
-    /// limit and the use.
-    pub async fn check_quota(
-        &self,
-        ctx: &TenantContext,
-        adding: &[InstanceType],
-    ) -> Result<(), GatewayError> {
+    /// The quota check for creating the instances `adding` (all of them together):
+    /// given the tenant's live instances, it refuses when these would exceed the
+    /// tenant's quotas (the tighter of its own and its plan's), naming the limit and the
+    /// use.
+    pub fn quota(&self, ctx: &TenantContext, adding: &[InstanceType]) -> AdmissionCheck {
         let Some(tenant) = self.tenants.get(&ctx.tenant) else {
-            return Ok(());
+            return Box::new(|_| Ok(()));
         };
         let catalog = self.catalog.current();
         let plan = catalog.plan(tenant.plan.as_deref());
@@ -207,6 +204,53 @@ impl InstanceService {
             let planned = plan.and_then(|(_, p)| of_plan(p));
             own.into_iter().chain(planned).min()
         };
+        let limits = [
+            limit(tenant.max_instances, |p| p.max_instances),
+            limit(tenant.max_vcpus, |p| p.max_vcpus),
+            limit(tenant.max_memory_mib, |p| p.max_memory_mib),
+        ];
+        let add = [
+            adding.len() as u32,
+            adding.iter().map(|t| t.vcpus).sum(),
+            adding.iter().map(|t| t.memory_mib).sum(),
+        ];
+        Box::new(move |live: &[InstanceRecord]| {
+            let sizes: Vec<InstanceType> = live
+                .iter()
+                .filter_map(|r| instance_type(&r.instance_type))
+                .collect();
+            let used = [
+                live.len() as u32,
+                sizes.iter().map(|t| t.vcpus).sum(),
+                sizes.iter().map(|t| t.memory_mib).sum(),
+            ];
+            let names = ["max_instances", "max_vcpus", "max_memory_mib"];
+            for i in 0..names.len() {
+                if let Some(limit) = limits[i] {
+                    if used[i] + add[i] > limit {
+                        return Err(GatewayError::new(
+                            ErrorKind::QuotaExceeded,
+                            format!(
+                                "quota exceeded: {} is {limit}, {} in use, this request needs {} more",
+                                names[i], used[i], add[i]
+                            ),
+                        ));
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Refuses creating the instances `adding` (all of them together) when that would
+    /// exceed the tenant's quotas now ([`Self::quota`]). A check before work that creates
+    /// several instances; each create is admitted atomically again.
+    pub async fn check_quota(
+        &self,
+        ctx: &TenantContext,
+        adding: &[InstanceType],
+    ) -> Result<(), GatewayError> {
+        let check = self.quota(ctx, adding);
         let live: Vec<InstanceRecord> = self
             .inventory
             .list(&ctx.tenant)
@@ -214,41 +258,7 @@ impl InstanceService {
             .into_iter()
             .filter(|r| r.state != "terminated")
             .collect();
-        let sizes: Vec<InstanceType> = live
-            .iter()
-            .filter_map(|r| instance_type(&r.instance_type))
-            .collect();
-        let checks = [
-            (
-                "max_instances",
-                limit(tenant.max_instances, |p| p.max_instances),
-                live.len() as u32,
-                adding.len() as u32,
-            ),
-            (
-                "max_vcpus",
-                limit(tenant.max_vcpus, |p| p.max_vcpus),
-                sizes.iter().map(|t| t.vcpus).sum(),
-                adding.iter().map(|t| t.vcpus).sum(),
-            ),
-            (
-                "max_memory_mib",
-                limit(tenant.max_memory_mib, |p| p.max_memory_mib),
-                sizes.iter().map(|t| t.memory_mib).sum(),
-                adding.iter().map(|t| t.memory_mib).sum(),
-            ),
-        ];
-        for (name, limit, used, add) in checks {
-            if let Some(limit) = limit {
-                if used + add > limit {
-                    return Err(GatewayError::new(
-                        ErrorKind::QuotaExceeded,
-                        format!("quota exceeded: {name} is {limit}, {used} in use, this request needs {add} more"),
-                    ));
-                }
-            }
-        }
-        Ok(())
+        check(&live)
     }
 
     /// Creates an instance where placement decided ([`CreateSpec::decided`]), within the
@@ -264,22 +274,6 @@ impl InstanceService {
         tags::check(&spec.tags)?;
         tags::check_name(spec.name.as_deref())?;
         let department = self.department_for(ctx, spec.department)?;
-        // The token's lookup, the quota check and the insert under the tenant's admission:
-        // concurrent orders never pass a quota together, nor a token twice.
-        let admission = self.admissions.enter(&ctx.tenant).await;
-        if let Some(token) = &spec.client_token {
-            if let Some(existing) = self.inventory.by_client_token(&ctx.tenant, token).await? {
-                // Another department's instance is neither shown nor made again.
-                if !ctx.sees_department(existing.department.as_deref()) {
-                    return Err(GatewayError::new(
-                        ErrorKind::Conflict,
-                        "this client token was used for another order; use a token of your own",
-                    ));
-                }
-                return Ok(existing);
-            }
-        }
-        self.check_quota(ctx, &[spec.instance_type]).await?;
         let itype = spec.instance_type;
         let mut record = InstanceRecord {
             id: new_instance_id(),
@@ -299,8 +293,20 @@ impl InstanceService {
             network: None,
             user_data: spec.first_boot.user_data.clone(),
         };
-        self.inventory.insert(record.clone()).await?;
-        drop(admission);
+        // The token's lookup, the quota check and the insert in one admission, atomic in
+        // the store: concurrent orders, on any replica, never pass a quota together, nor
+        // a token twice.
+        let check = self.quota(ctx, &[itype]);
+        if let Admission::Existing(existing) = self.inventory.admit(record.clone(), check).await? {
+            // Another department's instance is neither shown nor made again.
+            if !ctx.sees_department(existing.department.as_deref()) {
+                return Err(GatewayError::new(
+                    ErrorKind::Conflict,
+                    "this client token was used for another order; use a token of your own",
+                ));
+            }
+            return Ok(*existing);
+        }
         let provider = self.provider(&record.provider, context(ctx, request_id));
         let mut created = provider.create(&record, itype, &spec.first_boot).await;
         if matches!(&created, Err(e) if matches!(e.kind, ErrorKind::Timeout | ErrorKind::Unavailable))
