@@ -12,6 +12,7 @@ pub mod api;
 pub mod cli;
 pub mod metrics_listener;
 mod per_key;
+pub mod recovery;
 pub mod server;
 pub mod services;
 pub mod stack;

@@ -118,6 +118,47 @@ async fn two_replicas_share_keys_and_instances_on_postgres() {
         .cloned()
         .collect();
     assert_eq!(live.len(), 3, "{live:?}");
+
+    // A replica died part-way through a deployment: its journal says `creating`, and the
+    // primary it had made carries the deployment's token. The next replica to start
+    // terminates that instance and removes the journal.
+    let made = live[0]["id"].as_str().unwrap().to_string();
+    let journal = json!({"id": "d-00000000000000042", "tenant": "acme", "department": null,
+        "offering": "web-dr", "created_at": "2026-01-01T00:00:00.000Z", "resources": [],
+        "status": "creating", "planned": ["primary", "standby"]});
+    server
+        .execute(
+            "skyport",
+            &format!(
+                "UPDATE instances SET client_token = 'skyport-deployment:d-00000000000000042:primary'
+                 WHERE id = '{made}';
+                 INSERT INTO deployments (id, tenant, created_at, record, status)
+                 VALUES ('d-00000000000000042', 'acme', '2026-01-01T00:00:00.000Z', '{journal}', 'creating');"
+            ),
+        )
+        .await
+        .unwrap();
+    let c = Gateway::start_replica(&a, options());
+    let path = format!("/v1/instances/{made}");
+    let (mut state, mut deployments) = (Value::Null, Value::Null);
+    for _ in 0..100 {
+        state = a.get_json(&path, &acme).await["state"].clone();
+        deployments = b.get_json("/v1/deployments", &acme).await["deployments"].clone();
+        let terminated = state == "terminated" || state == "shutting-down";
+        if terminated && deployments == json!([]) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        state == "terminated" || state == "shutting-down",
+        "{state}\n{}",
+        c.log()
+    );
+    assert_eq!(deployments, json!([]), "the journal is removed");
+    assert!(c
+        .log()
+        .contains("part-made deployments of an earlier run undone"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

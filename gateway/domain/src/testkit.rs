@@ -203,6 +203,8 @@ pub struct World {
     pub instances: Arc<InstanceService>,
     /// Deployments.
     pub deployments: DeploymentService,
+    /// The deployments' store.
+    pub deployment_store: Arc<MemoryDeployments>,
 }
 
 impl World {
@@ -310,10 +312,11 @@ impl World {
             Arc::clone(&metrics),
             clock.clone(),
         ));
+        let deployment_store = Arc::new(MemoryDeployments::default());
         let deployments = DeploymentService::new(
             Arc::clone(&placement),
             Arc::clone(&instances),
-            Arc::new(MemoryDeployments::default()),
+            deployment_store.clone(),
             clock.clone(),
         );
         Self {
@@ -333,6 +336,7 @@ impl World {
             audit,
             placement,
             instances,
+            deployment_store,
             deployments,
         }
     }

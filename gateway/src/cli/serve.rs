@@ -160,26 +160,10 @@ async fn serve(config: Config) -> anyhow::Result<i32> {
     let probe_task = tokio::spawn(Arc::clone(&plugins).probe_every(Duration::from_secs(
         config.server.health_probe_interval_secs,
     )));
-    // Creates an earlier run recorded but never saw answered: taken before the listener
-    // serves (so none of them is in flight), resolved in the background.
-    let recovery_task = {
-        let instances = Arc::clone(&gateway.services.instances);
-        let unfinished = instances.unfinished_creates().await.unwrap_or_else(|e| {
-            tracing::warn!(error = %e.public, "unfinished creates could not be listed");
-            Vec::new()
-        });
-        tokio::spawn(async move {
-            if !unfinished.is_empty() {
-                let recovered = instances.recover_creates(unfinished).await;
-                tracing::info!(
-                    adopted = recovered.adopted.len(),
-                    removed = recovered.removed.len(),
-                    left = recovered.left.len(),
-                    "unfinished creates of an earlier run resolved"
-                );
-            }
-        })
-    };
+    // Creates and deployments an earlier run left unfinished: the cutoff is taken before
+    // the listener serves (so none of them is in flight), resolved in the background.
+    let recovery_task =
+        crate::recovery::spawn(Arc::clone(&gateway.services), config.storage.backend);
     let sync_task =
         Arc::clone(&gateway.sync).spawn(Duration::from_secs(config.inventory.sync_interval_secs));
     let server = tokio::spawn(crate::server::serve_tls(

@@ -15,10 +15,11 @@ struct Migration {
 }
 
 /// Every migration, oldest first. Append only: a released step never changes.
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    description: "the gateway's stores",
-    sql: "
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "the gateway's stores",
+        sql: "
         CREATE TABLE instances (
             id TEXT PRIMARY KEY,
             tenant TEXT NOT NULL,
@@ -86,7 +87,16 @@ const MIGRATIONS: &[Migration] = &[Migration {
         );
         CREATE INDEX deployments_by_tenant ON deployments (tenant, created_at);
     ",
-}];
+    },
+    Migration {
+        version: 2,
+        description: "deployments journalled while they are created",
+        sql: "
+        ALTER TABLE deployments ADD COLUMN status TEXT NOT NULL DEFAULT 'ready';
+        CREATE INDEX deployments_creating ON deployments (created_at) WHERE status = 'creating';
+    ",
+    },
+];
 
 /// The advisory lock migrations run under (any constant; "skyport" in ASCII).
 const MIGRATION_LOCK: i64 = 0x0073_6b79_706f_7274;

@@ -28,6 +28,20 @@ impl SqliteDeployments {
             );
             CREATE INDEX IF NOT EXISTS deployments_by_tenant ON deployments (tenant, created_at);",
         )?;
+        // Added after the first release: deployments journalled while they are created.
+        db.migrate(|conn| {
+            let present: bool = conn.query_row(
+                "SELECT count(*) FROM pragma_table_info('deployments') WHERE name = 'status'",
+                [],
+                |row| row.get::<_, i64>(0).map(|n| n > 0),
+            )?;
+            if !present {
+                conn.execute_batch(
+                    "ALTER TABLE deployments ADD COLUMN status TEXT NOT NULL DEFAULT 'ready'",
+                )?;
+            }
+            Ok(())
+        })?;
         Ok(Self { db })
     }
 }
@@ -40,12 +54,14 @@ impl DeploymentStore for SqliteDeployments {
             deployment.tenant.clone(),
             deployment.created_at.clone(),
             serde_json::to_string(deployment).map_err(GatewayError::internal)?,
+            deployment.status.as_str(),
         );
         self.db
             .with(move |conn| {
                 conn.execute(
-                    "INSERT INTO deployments (id, tenant, created_at, record) VALUES (?1, ?2, ?3, ?4)",
-                    params![row.0, row.1, row.2, row.3],
+                    "INSERT INTO deployments (id, tenant, created_at, record, status)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![row.0, row.1, row.2, row.3, row.4],
                 )
             })
             .await?;
@@ -78,6 +94,50 @@ impl DeploymentStore for SqliteDeployments {
                     "SELECT record FROM deployments WHERE tenant = ?1 ORDER BY created_at, id",
                 )?;
                 let rows = stmt.query_map([tenant], |row| row.get(0))?;
+                rows.collect()
+            })
+            .await?;
+        texts
+            .iter()
+            .map(|t| serde_json::from_str(t).map_err(GatewayError::internal))
+            .collect()
+    }
+
+    async fn update(&self, deployment: &Deployment) -> Result<(), GatewayError> {
+        let row = (
+            deployment.id.clone(),
+            serde_json::to_string(deployment).map_err(GatewayError::internal)?,
+            deployment.status.as_str(),
+        );
+        self.db
+            .with(move |conn| {
+                conn.execute(
+                    "UPDATE deployments SET record = ?2, status = ?3 WHERE id = ?1",
+                    params![row.0, row.1, row.2],
+                )
+            })
+            .await?;
+        Ok(())
+    }
+
+    async fn delete(&self, id: &str) -> Result<(), GatewayError> {
+        let id = id.to_string();
+        self.db
+            .with(move |conn| conn.execute("DELETE FROM deployments WHERE id = ?1", [id]))
+            .await?;
+        Ok(())
+    }
+
+    async fn take_abandoned(&self, before: &str) -> Result<Vec<Deployment>, GatewayError> {
+        let before = before.to_string();
+        let texts: Vec<String> = self
+            .db
+            .with(move |conn| {
+                let mut stmt = conn.prepare(
+                    "UPDATE deployments SET status = 'recovering'
+                     WHERE status = 'creating' AND created_at < ?1 RETURNING record",
+                )?;
+                let rows = stmt.query_map([before], |row| row.get(0))?;
                 rows.collect()
             })
             .await?;

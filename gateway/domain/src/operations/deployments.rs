@@ -3,6 +3,7 @@
 //! before reporting the failure, so a tenant never keeps half a deployment.
 
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -10,7 +11,7 @@ use serde_json::{json, Map, Value};
 use skyport_core::clock::SharedClock;
 use skyport_core::error::GatewayError;
 use skyport_core::ids::rfc3339_millis;
-use skyport_core::tenancy::TenantContext;
+use skyport_core::tenancy::{IdentitySource, TenantContext};
 
 use super::instances::{Action, CreateSpec, InstanceService};
 use crate::placement::{audit::Mode, Decision, OrderRequest, PlacementService};
@@ -52,6 +53,40 @@ pub struct Deployment {
     pub created_at: String,
     /// Its resources, in blueprint order.
     pub resources: Vec<DeployedResource>,
+    /// `creating` while its resources are being made, `ready` once all are.
+    #[serde(default)]
+    pub status: DeploymentStatus,
+    /// While `creating`: every resource the deployment will make, in blueprint order.
+    /// Each is created with idempotency token [`resource_token`], so a deployment
+    /// abandoned part-way (its gateway killed) can be found and undone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub planned: Vec<String>,
+}
+
+/// Where a deployment is in its life.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeploymentStatus {
+    /// Its resources are being created.
+    Creating,
+    /// Every resource was created.
+    #[default]
+    Ready,
+}
+
+impl DeploymentStatus {
+    /// `creating` or `ready`, as stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Creating => "creating",
+            Self::Ready => "ready",
+        }
+    }
+}
+
+/// The idempotency token deployment `id` creates its resource `resource` with.
+pub fn resource_token(id: &str, resource: &str) -> String {
+    format!("skyport-deployment:{id}:{resource}")
 }
 
 /// Where deployments are kept.
@@ -65,6 +100,17 @@ pub trait DeploymentStore: Send + Sync {
 
     /// `tenant`'s deployments, oldest first (by creation time, then id).
     async fn list(&self, tenant: &str) -> Result<Vec<Deployment>, GatewayError>;
+
+    /// Replaces stored deployment `deployment.id` (its status and resources).
+    async fn update(&self, deployment: &Deployment) -> Result<(), GatewayError>;
+
+    /// Deletes deployment `id`.
+    async fn delete(&self, id: &str) -> Result<(), GatewayError>;
+
+    /// Every deployment still `creating` that was created before `before` (RFC 3339), of
+    /// every tenant, each taken by this call: a deployment is returned to one caller
+    /// only, whichever process asks, so one recovery undoes it.
+    async fn take_abandoned(&self, before: &str) -> Result<Vec<Deployment>, GatewayError>;
 }
 
 /// A new deployment id: `d-` and 17 hex digits.
@@ -155,7 +201,10 @@ impl DeploymentService {
 
     /// Places every resource of `order`, checks the tenant's quotas against all of them
     /// together, then creates them in blueprint order. If one fails, the ones already created
-    /// are terminated and the error says which; nothing is left running.
+    /// are terminated and the error says which; nothing is left running. The deployment is
+    /// journalled (`creating`) before its first resource, each resource made with its
+    /// [`resource_token`]: if the gateway dies part-way, [`Self::recover_abandoned`] finds
+    /// and terminates what was made.
     pub async fn create(
         &self,
         ctx: &TenantContext,
@@ -171,30 +220,45 @@ impl DeploymentService {
         let types: Vec<_> = decided.iter().map(|d| d.instance_type).collect();
         self.instances.check_quota(ctx, &types).await?;
 
-        let mut resources: Vec<DeployedResource> = Vec::with_capacity(decisions.len());
+        let mut deployment = Deployment {
+            id: new_deployment_id(),
+            tenant: ctx.tenant.to_string(),
+            department: order.department.clone(),
+            offering: order.offering.clone(),
+            created_at: rfc3339_millis(self.clock.wall()),
+            resources: Vec::with_capacity(decisions.len()),
+            status: DeploymentStatus::Creating,
+            planned: decisions.iter().map(|d| d.resource.clone()).collect(),
+        };
+        self.store.insert(&deployment).await?;
         for (decision, decided) in decisions.iter().zip(decided) {
-            let placement_id = self
+            let created = match self
                 .placement
                 .record(ctx, request_id, Mode::Create, decision)
-                .await?;
-            let created = self
-                .instances
-                .create(
-                    ctx,
-                    request_id,
-                    CreateSpec {
-                        name: spec
-                            .name
-                            .as_ref()
-                            .map(|n| format!("{n}-{}", decision.resource)),
-                        tags: spec.tags.clone(),
-                        department: order.department.clone(),
-                        ..decided
-                    },
-                )
-                .await;
+                .await
+            {
+                Ok(placement_id) => self
+                    .instances
+                    .create(
+                        ctx,
+                        request_id,
+                        CreateSpec {
+                            name: spec
+                                .name
+                                .as_ref()
+                                .map(|n| format!("{n}-{}", decision.resource)),
+                            tags: spec.tags.clone(),
+                            department: order.department.clone(),
+                            client_token: Some(resource_token(&deployment.id, &decision.resource)),
+                            ..decided
+                        },
+                    )
+                    .await
+                    .map(|record| (record, placement_id)),
+                Err(e) => Err(e),
+            };
             match created {
-                Ok(record) => resources.push(DeployedResource {
+                Ok((record, placement_id)) => deployment.resources.push(DeployedResource {
                     resource: decision.resource.clone(),
                     instance: record.id,
                     provider: record.provider,
@@ -202,7 +266,7 @@ impl DeploymentService {
                     placement: placement_id,
                 }),
                 Err(e) => {
-                    let undone = self.roll_back(ctx, request_id, &resources).await;
+                    let undone = self.abandon(ctx, request_id, &deployment).await;
                     return Err(GatewayError {
                         public: format!(
                             "resource '{}' could not be created on {}/{}: {}; {}",
@@ -213,22 +277,71 @@ impl DeploymentService {
                 }
             }
         }
-        let deployment = Deployment {
-            id: new_deployment_id(),
-            tenant: ctx.tenant.to_string(),
-            department: order.department.clone(),
-            offering: order.offering.clone(),
-            created_at: rfc3339_millis(self.clock.wall()),
-            resources,
-        };
-        if let Err(e) = self.store.insert(&deployment).await {
-            let undone = self.roll_back(ctx, request_id, &deployment.resources).await;
+        deployment.status = DeploymentStatus::Ready;
+        deployment.planned.clear();
+        if let Err(e) = self.store.update(&deployment).await {
+            let undone = self.abandon(ctx, request_id, &deployment).await;
             return Err(GatewayError {
                 public: format!("the deployment could not be stored; {undone}"),
                 ..e
             });
         }
         Ok((deployment, decisions))
+    }
+
+    /// Undoes a deployment that could not be finished: its resources terminated, its
+    /// journal removed (unless that fails too: then recovery finds it later). Says what
+    /// was undone.
+    async fn abandon(
+        &self,
+        ctx: &TenantContext,
+        request_id: &str,
+        deployment: &Deployment,
+    ) -> String {
+        let undone = self.roll_back(ctx, request_id, &deployment.resources).await;
+        if let Err(e) = self.store.delete(&deployment.id).await {
+            tracing::warn!(deployment = %deployment.id, error = %e.public,
+                "an abandoned deployment's journal could not be removed; recovery will");
+        }
+        undone
+    }
+
+    /// Undoes every deployment left `creating` since before `before` (its gateway died
+    /// part-way): each resource its journal planned that was made (found by its
+    /// [`resource_token`]) is terminated, and the journal removed. Each deployment is
+    /// taken by one recovery only, whichever replica runs it. Returns the ids undone.
+    pub async fn recover_abandoned(&self, before: SystemTime) -> Result<Vec<String>, GatewayError> {
+        let abandoned = self.store.take_abandoned(&rfc3339_millis(before)).await?;
+        let mut undone = Vec::with_capacity(abandoned.len());
+        for mut deployment in abandoned {
+            let ctx = TenantContext {
+                tenant: deployment.tenant.as_str().into(),
+                department: deployment.department.clone(),
+                roles: Vec::new(),
+                subject: "skyport-recovery".into(),
+                source: IdentitySource::Mtls,
+                operator: false,
+            };
+            deployment.resources.clear();
+            for resource in &deployment.planned {
+                let token = resource_token(&deployment.id, resource);
+                let made = self.instances.by_client_token(&ctx, &token).await?;
+                if let Some(record) = made.filter(|r| r.state != "terminated") {
+                    deployment.resources.push(DeployedResource {
+                        resource: resource.clone(),
+                        instance: record.id,
+                        provider: record.provider,
+                        region: record.region,
+                        placement: String::new(),
+                    });
+                }
+            }
+            let said = self.abandon(&ctx, "recovery", &deployment).await;
+            tracing::warn!(deployment = %deployment.id, tenant = %deployment.tenant, undone = %said,
+                "a deployment its gateway left part-made was undone");
+            undone.push(deployment.id);
+        }
+        Ok(undone)
     }
 
     /// Terminates `created`, most recent first; says what was undone (and what could not be,

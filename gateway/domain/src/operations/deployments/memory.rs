@@ -5,7 +5,7 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use skyport_core::error::GatewayError;
 
-use super::{Deployment, DeploymentStore};
+use super::{Deployment, DeploymentStatus, DeploymentStore};
 
 /// Deployments in a vector.
 #[derive(Default)]
@@ -41,6 +41,28 @@ impl DeploymentStore for MemoryDeployments {
             .collect();
         found.sort_by(|a, b| (&a.created_at, &a.id).cmp(&(&b.created_at, &b.id)));
         Ok(found)
+    }
+
+    async fn update(&self, deployment: &Deployment) -> Result<(), GatewayError> {
+        let mut all = self.deployments.lock().unwrap();
+        if let Some(stored) = all.iter_mut().find(|d| d.id == deployment.id) {
+            *stored = deployment.clone();
+        }
+        Ok(())
+    }
+
+    async fn delete(&self, id: &str) -> Result<(), GatewayError> {
+        self.deployments.lock().unwrap().retain(|d| d.id != id);
+        Ok(())
+    }
+
+    async fn take_abandoned(&self, before: &str) -> Result<Vec<Deployment>, GatewayError> {
+        let mut all = self.deployments.lock().unwrap();
+        let (taken, kept): (Vec<Deployment>, Vec<Deployment>) = all.drain(..).partition(|d| {
+            d.status == DeploymentStatus::Creating && d.created_at.as_str() < before
+        });
+        *all = kept;
+        Ok(taken)
     }
 }
 

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::testkit::{caller, CreateAnswer, World};
+use skyport_core::clock::Clock;
 
 fn web_dr() -> OrderRequest {
     OrderRequest {
@@ -84,6 +85,73 @@ async fn a_failure_part_way_terminates_what_was_created_and_says_so() {
     assert!(world
         .deployments
         .list(&demo, "req-2")
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+#[tokio::test]
+async fn a_deployment_its_gateway_abandoned_is_found_and_undone() {
+    let world = World::new().await;
+    let demo = caller("demo", None);
+    // The gateway died after its journal and the primary's create, before the standby.
+    let id = "d-00000000000000042";
+    let made = world
+        .instances
+        .create(
+            &demo,
+            "req-1",
+            CreateSpec {
+                image: "skyport-tiny".into(),
+                instance_type: crate::catalog::instance_type("sp.micro").unwrap(),
+                provider: "ec2".into(),
+                region: "aws-us-east-1".into(),
+                name: None,
+                tags: Map::new(),
+                department: None,
+                key_name: None,
+                client_token: Some(resource_token(id, "primary")),
+                first_boot: Default::default(),
+            },
+        )
+        .await
+        .unwrap();
+    let journal = Deployment {
+        id: id.into(),
+        tenant: "demo".into(),
+        department: None,
+        offering: "web-dr".into(),
+        created_at: rfc3339_millis(world.clock.wall()),
+        resources: Vec::new(),
+        status: DeploymentStatus::Creating,
+        planned: vec!["primary".into(), "standby".into()],
+    };
+    world.deployment_store.insert(&journal).await.unwrap();
+    // Still in flight (not before the cutoff): left alone.
+    let now = world.clock.wall();
+    assert!(world
+        .deployments
+        .recover_abandoned(now)
+        .await
+        .unwrap()
+        .is_empty());
+    let later = now + std::time::Duration::from_secs(1);
+    assert_eq!(
+        world.deployments.recover_abandoned(later).await.unwrap(),
+        [id]
+    );
+    let after = world.instances.get(&demo, "req-2", &made.id).await.unwrap();
+    assert_eq!(after.state, "terminated");
+    assert!(world
+        .deployments
+        .list(&demo, "req-3")
+        .await
+        .unwrap()
+        .is_empty());
+    // Taken once: nothing is left for another recovery.
+    assert!(world
+        .deployments
+        .recover_abandoned(later)
         .await
         .unwrap()
         .is_empty());
