@@ -193,7 +193,9 @@ impl Gateway {
         ));
         let stack = Stack {
             tenants,
-            limiter: TenantRateLimiter::from_config(&config, clock.clone()),
+            limiter: TenantRateLimiter::connect(&config, clock.clone())
+                .await
+                .context("connecting the rate limiter")?,
             cache: ResponseCache::new(config.cache.max_entries, clock.clone()),
             tap,
             metrics: Arc::clone(&metrics),

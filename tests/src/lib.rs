@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod ec2;
+pub mod redis;
 
 use std::io::Read;
 use std::net::SocketAddr;

@@ -222,3 +222,89 @@ async fn a_replica_refuses_a_newer_schema_and_fails_closed_without_its_database(
         "{refused}"
     );
 }
+
+/// Sends `per_second` requests a second for `seconds`, alternating between `replicas` as
+/// an L4 balancer would; (admitted, throttled, other statuses, elapsed seconds).
+async fn load(
+    replicas: &[&Gateway],
+    token: &str,
+    per_second: u32,
+    seconds: u32,
+) -> (u32, u32, Vec<u16>, f64) {
+    let total = per_second * seconds;
+    let clients: Vec<(reqwest::Client, String)> = replicas
+        .iter()
+        .map(|r| (r.client(), r.url("/v1/whoami")))
+        .collect();
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1) / per_second);
+    let started = std::time::Instant::now();
+    let mut sent = Vec::with_capacity(total as usize);
+    for i in 0..total {
+        tick.tick().await;
+        let (client, url) = clients[i as usize % clients.len()].clone();
+        let request = client.get(url).bearer_auth(token).send();
+        sent.push(tokio::spawn(async move {
+            request.await.map_or(0, |r| r.status().as_u16())
+        }));
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let (mut admitted, mut throttled, mut other) = (0, 0, Vec::new());
+    for status in sent {
+        match status.await.unwrap() {
+            200 => admitted += 1,
+            429 => throttled += 1,
+            s => other.push(s),
+        }
+    }
+    (admitted, throttled, other, elapsed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_on_redis_hold_across_replicas_and_degrade_to_a_share() {
+    let mut redis = skyport_e2e::redis::RedisServer::start();
+    // acme: 20 requests/s, burst 20, shared by both replicas through Redis.
+    let config = skyport_e2e::default_config()
+        .replacen(
+            "[tenants.acme]\ndepartments = [\"ops\"]",
+            "[tenants.acme]\ndepartments = [\"ops\"]\nrequests_per_second = 20\nburst = 20",
+            1,
+        )
+        .replacen("[limits]\n", "[limits]\nbackend = \"redis\"\n", 1);
+    let options = || GatewayOptions {
+        config: Some(config.clone()),
+        extra: format!("\n[limits.redis]\nurl = \"{}\"\n", redis.url()),
+    };
+    let a = Gateway::start_with(options());
+    let b = Gateway::start_replica(&a, options());
+    let acme = a.token("acme", None, &[]);
+
+    // Twice the limit for 10 s, alternating: admitted within 2% of rate x time + burst.
+    let (admitted, throttled, other, elapsed) = load(&[&a, &b], &acme, 40, 10).await;
+    assert!(other.is_empty(), "{other:?}");
+    let expected = 20.0 * elapsed + 20.0;
+    let off = (f64::from(admitted) - expected).abs() / expected;
+    eprintln!("shared buckets: admitted {admitted}, expected {expected:.1} ({elapsed:.2} s)");
+    assert!(
+        off <= 0.02,
+        "admitted {admitted} (throttled {throttled}) in {elapsed:.2} s; expected {expected:.0}"
+    );
+
+    // Redis stopped: no 5xx; each replica keeps its share (half), so both together admit
+    // at most 1.1 x the limit.
+    redis.stop();
+    let (admitted, _, other, elapsed) = load(&[&a, &b], &acme, 40, 5).await;
+    assert!(other.is_empty(), "no 5xx while Redis is down: {other:?}");
+    let limit = 20.0 * elapsed + 20.0;
+    eprintln!("Redis down: admitted {admitted}, limit {limit:.1} ({elapsed:.2} s)");
+    assert!(
+        f64::from(admitted) <= 1.1 * limit,
+        "admitted {admitted} in {elapsed:.2} s without Redis; the limit is {limit:.0}"
+    );
+    assert!(admitted > 0, "the local share admits");
+    assert!(a.log().contains("rate limits: Redis failed"), "{}", a.log());
+
+    // Redis back: the shared buckets serve again.
+    redis.resume();
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(a.get("/v1/whoami", &acme).await.status(), 200);
+}

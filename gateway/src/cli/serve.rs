@@ -157,6 +157,7 @@ async fn serve(config: Config) -> anyhow::Result<i32> {
             }
         })
     };
+    let limits_upkeep = gateway.stack.limiter.spawn_shared_upkeep();
     let probe_task = tokio::spawn(Arc::clone(&plugins).probe_every(Duration::from_secs(
         config.server.health_probe_interval_secs,
     )));
@@ -202,6 +203,9 @@ async fn serve(config: Config) -> anyhow::Result<i32> {
     let _ = shutdown_tx.send(true);
     let _ = server.await;
     retain_task.abort();
+    if let Some(upkeep) = limits_upkeep {
+        upkeep.abort();
+    }
     probe_task.abort();
     sync_task.abort();
     recovery_task.abort();

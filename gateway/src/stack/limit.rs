@@ -1,7 +1,9 @@
-//! Per-tenant rate limiting with governor (GCRA), keyed by the verified tenant only (never
-//! by anything a client can choose). Tenants sharing a quota share one keyed limiter;
-//! state for idle tenants is dropped by `retain_recent` on a timer, so memory stays
-//! bounded. Buckets refill by the injected clock's monotonic time.
+//! Per-tenant rate limiting, keyed by the verified tenant only (never by anything a client
+//! can choose). Each replica's own buckets are governor's (GCRA): tenants sharing a quota
+//! share one keyed limiter; state for idle tenants is dropped by `retain_recent` on a
+//! timer, so memory stays bounded; buckets refill by the injected clock's monotonic time.
+//! With `[limits] backend = "redis"` the buckets are shared by every replica
+//! ([`super::shared_limit`]), and these local ones serve only while Redis cannot.
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
@@ -13,7 +15,7 @@ use governor::middleware::{NoOpMiddleware, StateInformationMiddleware};
 use governor::state::keyed::DashMapStateStore;
 use governor::{Quota, RateLimiter};
 use skyport_core::clock::SharedClock;
-use skyport_core::config::Config;
+use skyport_core::config::{Config, LimitsBackend};
 use skyport_core::error::{ErrorKind, GatewayError, RateLimitInfo};
 
 /// The gateway's clock as governor's: instants are monotonic time since the clock's origin.
@@ -37,18 +39,107 @@ struct QuotaLimiter {
     limiter: KeyedLimiter,
 }
 
-/// The gateway's rate limiter.
+/// Every tenant's rate and burst: its own, or `[limits]`'s defaults.
+#[derive(Debug, Clone)]
+pub(crate) struct Quotas {
+    by_tenant: HashMap<String, (u32, u32)>,
+    default: (u32, u32),
+}
+
+impl Quotas {
+    /// From `[limits]` and each tenant's own rate and burst.
+    pub(crate) fn from_config(config: &Config) -> Self {
+        let default = (
+            config.limits.default_requests_per_second,
+            config.limits.default_burst,
+        );
+        let by_tenant = config
+            .tenants
+            .iter()
+            .map(|(id, t)| {
+                let rate = t.requests_per_second.unwrap_or(default.0);
+                (id.clone(), (rate, t.burst.unwrap_or(default.1)))
+            })
+            .collect();
+        Self { by_tenant, default }
+    }
+
+    /// `tenant`'s (requests per second, burst).
+    pub(crate) fn of(&self, tenant: &str) -> (u32, u32) {
+        self.by_tenant.get(tenant).copied().unwrap_or(self.default)
+    }
+}
+
+/// The gateway's rate limiter: this replica's buckets, or buckets shared on Redis.
 pub struct TenantRateLimiter {
+    local: LocalBuckets,
+    shared: Option<super::shared_limit::SharedBuckets>,
+}
+
+impl TenantRateLimiter {
+    /// This replica's own buckets, from `[limits]` and each tenant's own rate and burst,
+    /// refilled by `clock`.
+    pub fn from_config(config: &Config, clock: SharedClock) -> Self {
+        Self {
+            local: LocalBuckets::new(&Quotas::from_config(config), 1, clock),
+            shared: None,
+        }
+    }
+
+    /// The limiter `[limits]` configures: with `backend = "redis"`, buckets shared by
+    /// every replica (connected now; an unreachable Redis is an error).
+    pub async fn connect(config: &Config, clock: SharedClock) -> anyhow::Result<Self> {
+        let mut limiter = Self::from_config(config, clock.clone());
+        if let (LimitsBackend::Redis, Some(redis)) = (config.limits.backend, &config.limits.redis) {
+            limiter.shared = Some(
+                super::shared_limit::SharedBuckets::connect(
+                    redis,
+                    &config.server.state_dir,
+                    Quotas::from_config(config),
+                    clock,
+                )
+                .await?,
+            );
+        }
+        Ok(limiter)
+    }
+
+    /// Takes one request from `tenant`'s bucket, or refuses with 429 and the wait.
+    pub async fn check(&self, tenant: &Arc<str>) -> Result<RateLimitInfo, GatewayError> {
+        match &self.shared {
+            None => self.local.check(tenant),
+            Some(shared) => shared.check(tenant).await,
+        }
+    }
+
+    /// Drops state of tenants idle long enough to be back at full burst.
+    pub fn retain_recent(&self) {
+        self.local.retain_recent();
+        if let Some(shared) = &self.shared {
+            shared.retain_recent();
+        }
+    }
+
+    /// The shared buckets' background work (replica heartbeats), when there are any.
+    pub fn spawn_shared_upkeep(&self) -> Option<tokio::task::JoinHandle<()>> {
+        self.shared.as_ref().map(|s| s.spawn_upkeep())
+    }
+}
+
+/// One replica's buckets, each tenant's quota divided by `share`.
+pub(crate) struct LocalBuckets {
     limiters: Vec<QuotaLimiter>,
     by_tenant: HashMap<String, usize>,
     default_index: usize,
     clock: LimiterClock,
 }
 
-impl TenantRateLimiter {
-    /// Builds limiters from `[limits]` and each tenant's own rate and burst, refilled by
-    /// `clock`.
-    pub fn from_config(config: &Config, clock: SharedClock) -> Self {
+impl LocalBuckets {
+    /// Buckets for `quotas`, each rate and burst divided by `share` (at least 1 each),
+    /// refilled by `clock`.
+    pub(crate) fn new(quotas: &Quotas, share: u32, clock: SharedClock) -> Self {
+        let share = share.max(1);
+        let divide = |(rate, burst): (u32, u32)| ((rate / share).max(1), (burst / share).max(1));
         let clock = LimiterClock(clock);
         let mut limiters: Vec<QuotaLimiter> = Vec::new();
         let mut index_for = |per_second: u32, burst: u32| -> usize {
@@ -72,19 +163,12 @@ impl TenantRateLimiter {
             });
             limiters.len() - 1
         };
-        let default_index = index_for(
-            config.limits.default_requests_per_second,
-            config.limits.default_burst,
-        );
+        let (rate, burst) = divide(quotas.default);
+        let default_index = index_for(rate, burst);
         let mut by_tenant = HashMap::new();
-        for (id, tenant) in &config.tenants {
-            let i = index_for(
-                tenant
-                    .requests_per_second
-                    .unwrap_or(config.limits.default_requests_per_second),
-                tenant.burst.unwrap_or(config.limits.default_burst),
-            );
-            by_tenant.insert(id.clone(), i);
+        for (id, quota) in &quotas.by_tenant {
+            let (rate, burst) = divide(*quota);
+            by_tenant.insert(id.clone(), index_for(rate, burst));
         }
         Self {
             limiters,
@@ -95,7 +179,7 @@ impl TenantRateLimiter {
     }
 
     /// Takes one request from `tenant`'s bucket, or refuses with 429 and the wait.
-    pub fn check(&self, tenant: &Arc<str>) -> Result<RateLimitInfo, GatewayError> {
+    pub(crate) fn check(&self, tenant: &Arc<str>) -> Result<RateLimitInfo, GatewayError> {
         let q = &self.limiters[*self.by_tenant.get(&**tenant).unwrap_or(&self.default_index)];
         match q.limiter.check_key(tenant) {
             Ok(snapshot) => {
@@ -128,7 +212,7 @@ impl TenantRateLimiter {
     }
 
     /// Drops state of tenants idle long enough to be back at full burst.
-    pub fn retain_recent(&self) {
+    pub(crate) fn retain_recent(&self) {
         for q in &self.limiters {
             q.limiter.retain_recent();
             q.limiter.shrink_to_fit();
@@ -136,7 +220,8 @@ impl TenantRateLimiter {
     }
 }
 
-fn reset_secs(used: u32, per_second: u32) -> u64 {
+/// Seconds until `used` tokens are back at `per_second`.
+pub(crate) fn reset_secs(used: u32, per_second: u32) -> u64 {
     u64::from(used).div_ceil(u64::from(per_second.max(1)))
 }
 
@@ -146,12 +231,16 @@ mod tests {
 
     use super::*;
 
-    fn limiter(clock: SharedClock) -> TenantRateLimiter {
+    fn limiter(clock: SharedClock) -> LocalBuckets {
         let text = skyport_core::config::EMBEDDED_DEFAULT.replace(
             "requests_per_second = 100\nburst = 200",
             "requests_per_second = 2\nburst = 3",
         );
-        TenantRateLimiter::from_config(&Config::parse(&text).unwrap(), clock)
+        LocalBuckets::new(
+            &Quotas::from_config(&Config::parse(&text).unwrap()),
+            1,
+            clock,
+        )
     }
 
     #[test]
@@ -185,5 +274,29 @@ mod tests {
         assert_eq!(limiter.check(&demo).unwrap().remaining, 0);
         clock.advance(Duration::from_secs(10));
         assert_eq!(limiter.check(&demo).unwrap().remaining, 2, "full again");
+    }
+
+    #[test]
+    fn a_share_divides_rate_and_burst() {
+        let clock = ManualClock::at_unix(1_795_433_941);
+        let text = skyport_core::config::EMBEDDED_DEFAULT.replace(
+            "requests_per_second = 100\nburst = 200",
+            "requests_per_second = 4\nburst = 6",
+        );
+        let half = LocalBuckets::new(
+            &Quotas::from_config(&Config::parse(&text).unwrap()),
+            2,
+            clock.clone(),
+        );
+        let demo: Arc<str> = Arc::from("demo");
+        for _ in 0..3 {
+            half.check(&demo).unwrap();
+        }
+        let refused = half.check(&demo).unwrap_err();
+        // Half the rate: a token every 500 ms.
+        assert_eq!(
+            refused.rate_limit.unwrap().retry_after,
+            Some(Duration::from_millis(500))
+        );
     }
 }

@@ -29,6 +29,7 @@ mod cached;
 pub mod concurrency;
 pub mod limit;
 pub mod request;
+pub mod shared_limit;
 mod tail;
 
 use std::future::Future;
@@ -238,7 +239,7 @@ where
     }
     let principal = door.authenticate(&mut route, &head, &body, conn).await?;
     let ctx = &*outcome.tenant.insert(stack.tenants.resolve(principal)?);
-    match stack.limiter.check(&ctx.tenant) {
+    match stack.limiter.check(&ctx.tenant).await {
         Ok(info) => outcome.rate_limit = Some(info),
         Err(refused) => {
             outcome.rate_limit = refused.rate_limit;

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 mod catalog;
+mod limits;
 mod placement;
 mod storage;
 
@@ -21,6 +22,7 @@ pub use catalog::{
     BlueprintConfig, OfferingConfig, ParamValue, Params, PlanConfig, ResourceConfig,
     SeparateConfig, Separation, RAW, RESOURCE_TYPES,
 };
+pub use limits::{LimitsBackend, OnRedisError, RedisLimitsConfig};
 pub use placement::{ChooseAction, ExcludeAction, RuleConfig};
 pub use storage::{StorageBackend, StorageConfig};
 
@@ -351,6 +353,12 @@ pub struct LimitsConfig {
     /// Requests of one tenant in the gateway at once.
     #[serde(default = "default_max_concurrent_requests")]
     pub max_concurrent_requests: usize,
+    /// Where the buckets live: this process (`local`, default) or Redis, shared by
+    /// every replica.
+    #[serde(default)]
+    pub backend: LimitsBackend,
+    /// The shared buckets' Redis, with `backend = "redis"`.
+    pub redis: Option<RedisLimitsConfig>,
 }
 
 fn default_max_concurrent_requests() -> usize {
@@ -673,6 +681,10 @@ impl Config {
             }
         }
         errors.extend(self.storage.check());
+        errors.extend(limits::check(
+            self.limits.backend,
+            self.limits.redis.as_ref(),
+        ));
         errors
     }
 
