@@ -13,6 +13,7 @@ pub mod cli;
 pub mod metrics_listener;
 mod per_key;
 pub mod recovery;
+pub mod redis_link;
 pub mod server;
 pub mod services;
 pub mod stack;

@@ -11,7 +11,7 @@ use skyport_auth::access_keys::AccessKeys;
 use skyport_auth::jwt::JwtVerifier;
 use skyport_auth::Authenticator;
 use skyport_core::clock::SharedClock;
-use skyport_core::config::{Config, ConfigErrors, JwtKeyConfig};
+use skyport_core::config::{CacheCoherence, Config, ConfigErrors, JwtKeyConfig, LimitsBackend};
 use skyport_core::metrics::Metrics;
 use skyport_core::tenancy::TenantDirectory;
 use skyport_domain::catalog::CatalogService;
@@ -32,8 +32,10 @@ use skyport_plugin_host::{PluginRegistry, Plugins};
 
 use crate::api::ec2::Ec2Api;
 use crate::api::native::NativeApi;
+use crate::redis_link::RedisLink;
 use crate::services::Services;
 use crate::stack::cache::ResponseCache;
+use crate::stack::cache_epochs::SharedEpochs;
 use crate::stack::limit::TenantRateLimiter;
 use crate::stack::Stack;
 use crate::storage::Stores;
@@ -106,6 +108,16 @@ impl Gateway {
         jwt.prefetch().await;
 
         let stores = Stores::open(&config).await?;
+        // The Redis replicas share, when something configured uses it.
+        let redis = match &config.redis {
+            Some(r)
+                if config.limits.backend == LimitsBackend::Redis
+                    || config.cache.coherence == CacheCoherence::Redis =>
+            {
+                Some(RedisLink::connect(r, &state_dir).await?)
+            }
+            _ => None,
+        };
         let registry = Arc::new(
             PluginRegistry::load_all(
                 &config.plugins,
@@ -193,10 +205,16 @@ impl Gateway {
         ));
         let stack = Stack {
             tenants,
-            limiter: TenantRateLimiter::connect(&config, clock.clone())
+            limiter: TenantRateLimiter::connect(&config, redis.as_ref(), clock.clone())
                 .await
                 .context("connecting the rate limiter")?,
-            cache: ResponseCache::new(config.cache.max_entries, clock.clone()),
+            cache: match (&redis, config.cache.coherence) {
+                (Some(link), CacheCoherence::Redis) => {
+                    ResponseCache::new(config.cache.max_entries, clock.clone())
+                        .with_shared_epochs(SharedEpochs::new(link.clone()))
+                }
+                _ => ResponseCache::new(config.cache.max_entries, clock.clone()),
+            },
             tap,
             metrics: Arc::clone(&metrics),
             clock,

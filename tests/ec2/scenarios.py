@@ -330,6 +330,38 @@ def offering(args):
     assert "unknown offering" in e.response["Error"]["Message"], e.response["Error"]
 
 
+def coherence(args):
+    """A write through one replica is never followed by an older cached read on another:
+    DescribeInstances (cached 2 s per tenant) on replica B right after RunInstances or
+    TerminateInstances through replica A shows the change, five times over."""
+    a = client(args, args["key"], args["region"])
+    b = client(dict(args, endpoint=args["other_endpoint"]), args["key"], args["region"])
+
+    def live(ec2):
+        reservations = ec2.describe_instances()["Reservations"]
+        return sorted(
+            i["InstanceId"]
+            for r in reservations
+            for i in r["Instances"]
+            if i["State"]["Name"] != "terminated"
+        )
+
+    image = next(i for i in a.describe_images()["Images"] if i["Name"] == "skyport-tiny")
+    made = []
+    for _ in range(5):
+        before = live(b)  # cached on B now
+        iid = a.run_instances(ImageId=image["ImageId"], InstanceType="sp.micro",
+                              MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"]
+        made.append(iid)
+        after = live(b)
+        assert iid in after and iid not in before, (iid, before, after)
+    for iid in made:
+        live(b)
+        a.terminate_instances(InstanceIds=[iid])
+        assert iid not in live(b), iid
+    print(f"coherent after {2 * len(made)} writes")
+
+
 def cleanup(args):
     """Terminates the given instances in their regions."""
     for region, iid in args["per_region"].items():

@@ -18,14 +18,18 @@ fn storage(server: &PostgresServer, url: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_share_keys_and_instances_on_postgres() {
     let server = PostgresServer::start().unwrap();
+    let redis = skyport_e2e::redis::RedisServer::start();
     let url = server.create_database("skyport").await.unwrap();
     let moto = Moto::start();
-    // acme may run 3 instances at most.
-    let config = skyport_e2e::default_config().replacen(
-        "[tenants.acme]\ndepartments = [\"ops\"]",
-        "[tenants.acme]\ndepartments = [\"ops\"]\nmax_instances = 3",
-        1,
-    );
+    // acme may run 3 instances at most; cached reads are coherent across replicas.
+    let config = skyport_e2e::default_config()
+        .replacen(
+            "[tenants.acme]\ndepartments = [\"ops\"]",
+            "[tenants.acme]\ndepartments = [\"ops\"]\nmax_instances = 3",
+            1,
+        )
+        .replacen("[cache]\n", "[cache]\ncoherence = \"redis\"\n", 1)
+        + &format!("\n[redis]\nurl = \"{}\"\n", redis.url());
     assert!(config.contains("max_instances = 3"));
     let options = || GatewayOptions {
         config: Some(config.clone()),
@@ -159,6 +163,16 @@ async fn two_replicas_share_keys_and_instances_on_postgres() {
     assert!(c
         .log()
         .contains("part-made deployments of an earlier run undone"));
+
+    // Reads cached on B (DescribeInstances, 2 s) never outlive a write through A.
+    let demo_key = access_key(&a, "demo").await;
+    let said = skyport_e2e::ec2::scenario(
+        &a,
+        "coherence",
+        json!({"key": demo_key, "region": "aws-us-east-1",
+               "other_endpoint": format!("https://{}", b.api)}),
+    );
+    assert!(said.contains("coherent after 10 writes"), "{said}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -272,7 +286,7 @@ async fn rate_limits_on_redis_hold_across_replicas_and_degrade_to_a_share() {
         .replacen("[limits]\n", "[limits]\nbackend = \"redis\"\n", 1);
     let options = || GatewayOptions {
         config: Some(config.clone()),
-        extra: format!("\n[limits.redis]\nurl = \"{}\"\n", redis.url()),
+        extra: format!("\n[redis]\nurl = \"{}\"\n", redis.url()),
     };
     let a = Gateway::start_with(options());
     let b = Gateway::start_replica(&a, options());

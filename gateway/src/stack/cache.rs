@@ -5,6 +5,10 @@
 //! Any write by a tenant bumps its generation, so its older entries are never served again
 //! and simply age out.
 //!
+//! With `[cache] coherence = "redis"`, the key also holds the tenant's and everyone's
+//! write epochs in Redis ([`super::cache_epochs`]), so a write through any replica
+//! invalidates every replica's entries of that tenant.
+//!
 //! Freshness is judged by the injected clock: an entry is served until its time to live
 //! has passed on the clock's monotonic time. moka's own expiry (the same TTL, on its own
 //! clock) only bounds how long memory is held.
@@ -16,12 +20,16 @@ use std::time::Duration;
 use bytes::Bytes;
 use skyport_core::clock::SharedClock;
 
+use super::cache_epochs::SharedEpochs;
+
 /// What identifies a cached response.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CacheKey {
     tenant: Arc<str>,
     department: Option<String>,
     generation: u64,
+    /// The tenant's and everyone's epochs in Redis (zero without shared epochs).
+    epochs: (u64, u64),
     path: String,
     query: String,
 }
@@ -76,6 +84,7 @@ impl moka::Expiry<CacheKey, Arc<CachedResponse>> for TtlFromEntry {
 pub struct ResponseCache {
     entries: moka::future::Cache<CacheKey, Arc<CachedResponse>>,
     generations: Mutex<HashMap<Arc<str>, u64>>,
+    shared: Option<SharedEpochs>,
     clock: SharedClock,
 }
 
@@ -88,8 +97,15 @@ impl ResponseCache {
                 .expire_after(TtlFromEntry)
                 .build(),
             generations: Mutex::new(HashMap::new()),
+            shared: None,
             clock,
         }
+    }
+
+    /// This cache, coherent across replicas through `epochs`.
+    pub fn with_shared_epochs(mut self, epochs: SharedEpochs) -> Self {
+        self.shared = Some(epochs);
+        self
     }
 
     /// `response`, stamped with when it stops being fresh.
@@ -104,27 +120,33 @@ impl ResponseCache {
     }
 
     /// The key for a read by `tenant`/`department`: `path` names the route (for an EC2
-    /// action, the front door and region), `query` its normalised parameters.
-    pub fn key_for(
+    /// action, the front door and region), `query` its normalised parameters. `None`
+    /// when the read must not be cached now (the shared epochs cannot be read).
+    pub async fn key_for(
         &self,
         tenant: &Arc<str>,
         department: Option<&str>,
         path: String,
         query: String,
-    ) -> CacheKey {
+    ) -> Option<CacheKey> {
+        let epochs = match &self.shared {
+            None => (0, 0),
+            Some(shared) => shared.current(tenant).await?,
+        };
         let generation = *self
             .generations
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(tenant)
             .unwrap_or(&0);
-        CacheKey {
+        Some(CacheKey {
             tenant: Arc::clone(tenant),
             department: department.map(str::to_owned),
             generation,
+            epochs,
             path,
             query,
-        }
+        })
     }
 
     /// A cached response for `key`, if fresh at `now` (the clock's monotonic time, read by
@@ -163,15 +185,24 @@ impl ResponseCache {
     }
 
     /// Drops every entry of every tenant (after a catalog change, which every tenant's
-    /// `/v1/offerings` may show).
-    pub fn invalidate_all(&self) {
+    /// `/v1/offerings` may show), on every replica with shared epochs.
+    pub async fn invalidate_all(&self) {
         self.entries.invalidate_all();
+        if let Some(shared) = &self.shared {
+            shared.bump_everyone().await;
+        }
     }
 
-    /// Makes every earlier entry of `tenant` unreachable (called after any write).
-    pub fn invalidate_tenant(&self, tenant: &Arc<str>) {
-        let mut generations = self.generations.lock().unwrap_or_else(|p| p.into_inner());
-        *generations.entry(Arc::clone(tenant)).or_insert(0) += 1;
+    /// Makes every earlier entry of `tenant` unreachable (called after any write), on
+    /// every replica with shared epochs.
+    pub async fn invalidate_tenant(&self, tenant: &Arc<str>) {
+        {
+            let mut generations = self.generations.lock().unwrap_or_else(|p| p.into_inner());
+            *generations.entry(Arc::clone(tenant)).or_insert(0) += 1;
+        }
+        if let Some(shared) = &self.shared {
+            shared.bump_tenant(tenant).await;
+        }
     }
 }
 
@@ -202,7 +233,7 @@ mod tests {
         let clock = ManualClock::at_unix(1_795_433_941);
         let cache = ResponseCache::new(100, clock.clone());
         let tenant: Arc<str> = Arc::from("a");
-        let key = key(&cache, &tenant, "/v1/regions", "");
+        let key = key(&cache, &tenant, "/v1/regions", "").await;
         fill(&cache, &key).await;
         clock.advance(Duration::from_secs(59));
         assert!(cache.get_at(&key, clock.monotonic()).await.is_some());
@@ -228,7 +259,7 @@ mod tests {
         for _ in 0..8 {
             let (cache, tenant, fills) = (cache.clone(), tenant.clone(), fills.clone());
             tasks.push(tokio::spawn(async move {
-                let key = key(&cache, &tenant, "ec2/x", "q");
+                let key = key(&cache, &tenant, "ec2/x", "q").await;
                 cache
                     .get_or_fill::<(), _>(key, async {
                         fills.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -247,7 +278,7 @@ mod tests {
         assert_eq!(fills.load(std::sync::atomic::Ordering::SeqCst), 1);
         assert_eq!(hits, 7);
         // A failed fill stores nothing.
-        let key = key(&cache, &tenant, "ec2/y", "q");
+        let key = key(&cache, &tenant, "ec2/y", "q").await;
         assert!(cache
             .get_or_fill::<&str, _>(key.clone(), async { Err("provider down") })
             .await
@@ -260,20 +291,23 @@ mod tests {
         let cache = ResponseCache::new(100, SystemClock::shared());
         let (a, b): (Arc<str>, Arc<str>) = (Arc::from("a"), Arc::from("b"));
         let query = normalise_query("y=2&x=1");
-        let key_a = key(&cache, &a, "/v1/regions", &query);
+        let key_a = key(&cache, &a, "/v1/regions", &query).await;
         fill(&cache, &key_a).await;
         assert!(cache.get_at(&key_a, now(&cache)).await.is_some());
-        let key_b = key(&cache, &b, "/v1/regions", &query);
+        let key_b = key(&cache, &b, "/v1/regions", &query).await;
         assert!(cache.get_at(&key_b, now(&cache)).await.is_none());
-        let reordered = key(&cache, &a, "/v1/regions", &normalise_query("x=1&y=2&"));
+        let reordered = key(&cache, &a, "/v1/regions", &normalise_query("x=1&y=2&")).await;
         assert!(cache.get_at(&reordered, now(&cache)).await.is_some());
-        cache.invalidate_tenant(&a);
-        let after_write = key(&cache, &a, "/v1/regions", &query);
+        cache.invalidate_tenant(&a).await;
+        let after_write = key(&cache, &a, "/v1/regions", &query).await;
         assert!(cache.get_at(&after_write, now(&cache)).await.is_none());
     }
 
-    fn key(cache: &ResponseCache, tenant: &Arc<str>, path: &str, query: &str) -> CacheKey {
-        cache.key_for(tenant, None, path.to_owned(), query.to_owned())
+    async fn key(cache: &ResponseCache, tenant: &Arc<str>, path: &str, query: &str) -> CacheKey {
+        cache
+            .key_for(tenant, None, path.to_owned(), query.to_owned())
+            .await
+            .unwrap()
     }
 
     fn now(cache: &ResponseCache) -> Duration {

@@ -18,6 +18,8 @@ use skyport_core::clock::SharedClock;
 use skyport_core::config::{Config, LimitsBackend};
 use skyport_core::error::{ErrorKind, GatewayError, RateLimitInfo};
 
+use crate::redis_link::RedisLink;
+
 /// The gateway's clock as governor's: instants are monotonic time since the clock's origin.
 #[derive(Clone)]
 pub(crate) struct LimiterClock(pub(crate) SharedClock);
@@ -87,14 +89,18 @@ impl TenantRateLimiter {
     }
 
     /// The limiter `[limits]` configures: with `backend = "redis"`, buckets shared by
-    /// every replica (connected now; an unreachable Redis is an error).
-    pub async fn connect(config: &Config, clock: SharedClock) -> anyhow::Result<Self> {
+    /// every replica on `redis`.
+    pub async fn connect(
+        config: &Config,
+        redis: Option<&RedisLink>,
+        clock: SharedClock,
+    ) -> anyhow::Result<Self> {
         let mut limiter = Self::from_config(config, clock.clone());
-        if let (LimitsBackend::Redis, Some(redis)) = (config.limits.backend, &config.limits.redis) {
+        if let (LimitsBackend::Redis, Some(redis)) = (config.limits.backend, redis) {
             limiter.shared = Some(
                 super::shared_limit::SharedBuckets::connect(
                     redis,
-                    &config.server.state_dir,
+                    config.limits.on_redis_error,
                     Quotas::from_config(config),
                     clock,
                 )

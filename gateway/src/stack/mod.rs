@@ -25,6 +25,7 @@
 //!     line, one metering event for every authenticated request ([`tail`]).
 
 pub mod cache;
+pub mod cache_epochs;
 mod cached;
 pub mod concurrency;
 pub mod limit;
@@ -262,13 +263,17 @@ where
         )
         .into());
     }
-    let cacheable = facts.cache_ttl.map(|ttl| {
-        let (path, query) = door.cache_key(&route, &head, &body);
-        let key = stack
-            .cache
-            .key_for(&ctx.tenant, ctx.department.as_deref(), path, query);
-        (key, ttl)
-    });
+    let cacheable = match facts.cache_ttl {
+        Some(ttl) => {
+            let (path, query) = door.cache_key(&route, &head, &body);
+            stack
+                .cache
+                .key_for(&ctx.tenant, ctx.department.as_deref(), path, query)
+                .await
+                .map(|key| (key, ttl))
+        }
+        None => None,
+    };
     if let Some((key, _)) = &cacheable {
         // Freshness is judged at the request's start (the one clock read it makes), so an
         // entry that expires while the request is being authenticated is still served.
@@ -302,11 +307,11 @@ where
     match facts.writes {
         Writes::Nothing => {}
         // A refused write may still have changed something (a batch that failed halfway).
-        Writes::Tenant => stack.cache.invalidate_tenant(&ctx.tenant),
+        Writes::Tenant => stack.cache.invalidate_tenant(&ctx.tenant).await,
         // A catalog change that failed changed nothing: every tenant keeps its entries.
         Writes::Everyone => {
             if served.as_ref().is_ok_and(|r| r.status().is_success()) {
-                stack.cache.invalidate_all();
+                stack.cache.invalidate_all().await;
             }
         }
     }

@@ -10,12 +10,11 @@
 //! admits less, never more.
 //!
 //! When Redis fails (an error, or no answer within `timeout_ms`), a breaker opens for
-//! [`BREAKER_OPEN`] and `[limits.redis] on_error` decides: `local-share` (default)
+//! [`BREAKER_OPEN`] and `[limits] on_redis_error` decides: `local-share` (default)
 //! limits each replica to its share (the limit divided by the replicas last seen
 //! alive, from their heartbeats in Redis), `open` admits, `closed` refuses with 503.
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -25,10 +24,11 @@ use arc_swap::ArcSwap;
 use redis::aio::ConnectionManager;
 use redis::Script;
 use skyport_core::clock::SharedClock;
-use skyport_core::config::{OnRedisError, RedisLimitsConfig};
+use skyport_core::config::OnRedisError;
 use skyport_core::error::{ErrorKind, GatewayError, RateLimitInfo};
 
 use super::limit::{reset_secs, LocalBuckets, Quotas};
+use crate::redis_link::RedisLink;
 
 /// How long a replica may hold tokens it took from Redis before spending them.
 pub const LEASE: Duration = Duration::from_millis(100);
@@ -135,53 +135,17 @@ impl Membership {
     }
 }
 
-/// `url` with `password` in it (percent-encoded).
-fn with_password(url: &str, password: &str) -> String {
-    let encoded: String = form_urlencoded::byte_serialize(password.as_bytes()).collect();
-    match url.strip_prefix("redis://") {
-        Some(rest) => format!("redis://:{encoded}@{rest}"),
-        None => url.to_string(),
-    }
-}
-
 impl SharedBuckets {
-    /// Connects to `config`'s Redis (the password from its file or variable).
+    /// Buckets on `link`'s Redis for `quotas`; while Redis fails, `on_error` decides.
+    /// Registers this replica's heartbeat now.
     pub(crate) async fn connect(
-        config: &RedisLimitsConfig,
-        state_dir: &Path,
+        link: &RedisLink,
+        on_error: OnRedisError,
         quotas: Quotas,
         clock: SharedClock,
     ) -> anyhow::Result<Self> {
-        let password = if let Some(file) = &config.password_file {
-            let path = if file.is_absolute() {
-                file.clone()
-            } else {
-                state_dir.join(file)
-            };
-            let text = std::fs::read_to_string(&path).with_context(|| {
-                format!("limits.redis.password_file: cannot read {}", path.display())
-            })?;
-            Some(text.trim_end_matches(['\n', '\r']).to_string())
-        } else if let Some(var) = &config.password_env {
-            Some(std::env::var(var).with_context(|| {
-                format!("limits.redis.password_env: the variable {var} is not set")
-            })?)
-        } else {
-            None
-        };
-        let url = match &password {
-            Some(p) => with_password(&config.url, p),
-            None => config.url.clone(),
-        };
-        let timeout = Duration::from_millis(config.timeout_ms);
-        let client = redis::Client::open(url).context("limits.redis.url")?;
-        let redis = tokio::time::timeout(Duration::from_secs(5), client.get_connection_manager())
-            .await
-            .map_err(|_| anyhow::anyhow!("no answer"))
-            .and_then(|r| r.map_err(anyhow::Error::from))
-            .with_context(|| format!("connecting to Redis at {}", config.url))?;
         let membership = Arc::new(Membership {
-            redis: redis.clone(),
+            redis: link.connection.clone(),
             heartbeat: Script::new(HEARTBEAT_SCRIPT),
             replica_id: skyport_core::ids::new_id("replica"),
             replicas: AtomicU32::new(1),
@@ -191,12 +155,12 @@ impl SharedBuckets {
         });
         membership.beat().await.context("registering with Redis")?;
         Ok(Self {
-            redis,
+            redis: link.connection.clone(),
             take: Script::new(TAKE),
             quotas,
             leases: Mutex::new(HashMap::new()),
-            on_error: config.on_error,
-            timeout,
+            on_error,
+            timeout: link.timeout,
             open_until: Mutex::new(None),
             membership,
             clock,
@@ -362,13 +326,5 @@ mod tests {
         assert_eq!(batch(100, 200), 5);
         assert_eq!(batch(1000, 100), 25);
         assert_eq!(batch(1, 1), 1);
-    }
-
-    #[test]
-    fn the_password_is_percent_encoded_into_the_url() {
-        assert_eq!(
-            with_password("redis://127.0.0.1:6379/0", "p@ss:w/rd"),
-            "redis://:p%40ss%3Aw%2Frd@127.0.0.1:6379/0"
-        );
     }
 }

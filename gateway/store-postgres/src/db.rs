@@ -24,22 +24,13 @@ pub struct Pg {
 /// The password `[storage]` names: from `password_file` (resolved against `state_dir`,
 /// trailing newline dropped) or the variable `password_env`; `None` when neither is set.
 pub fn password(config: &StorageConfig, state_dir: &Path) -> anyhow::Result<Option<String>> {
-    if let Some(file) = &config.password_file {
-        let path = if file.is_absolute() {
-            file.clone()
-        } else {
-            state_dir.join(file)
-        };
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("storage.password_file: cannot read {}", path.display()))?;
-        return Ok(Some(text.trim_end_matches(['\n', '\r']).to_string()));
-    }
-    if let Some(var) = &config.password_env {
-        let value = std::env::var(var)
-            .with_context(|| format!("storage.password_env: the variable {var} is not set"))?;
-        return Ok(Some(value));
-    }
-    Ok(None)
+    skyport_core::config::read_secret(
+        "storage",
+        config.password_file.as_deref(),
+        config.password_env.as_deref(),
+        state_dir,
+    )
+    .map_err(anyhow::Error::msg)
 }
 
 impl Pg {

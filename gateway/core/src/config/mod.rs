@@ -14,16 +14,16 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 mod catalog;
-mod limits;
 mod placement;
+mod redis;
 mod storage;
 
 pub use catalog::{
     BlueprintConfig, OfferingConfig, ParamValue, Params, PlanConfig, ResourceConfig,
     SeparateConfig, Separation, RAW, RESOURCE_TYPES,
 };
-pub use limits::{LimitsBackend, OnRedisError, RedisLimitsConfig};
 pub use placement::{ChooseAction, ExcludeAction, RuleConfig};
+pub use redis::{CacheCoherence, LimitsBackend, OnRedisError, RedisConfig};
 pub use storage::{StorageBackend, StorageConfig};
 
 /// The embedded default configuration, as shipped.
@@ -67,6 +67,8 @@ pub struct Config {
     /// Where the gateway's state is kept.
     #[serde(default)]
     pub storage: StorageConfig,
+    /// The Redis replicas share (rate limits, cache coherence).
+    pub redis: Option<RedisConfig>,
     /// Tenants by id.
     #[serde(default)]
     pub tenants: BTreeMap<String, TenantConfig>,
@@ -353,12 +355,13 @@ pub struct LimitsConfig {
     /// Requests of one tenant in the gateway at once.
     #[serde(default = "default_max_concurrent_requests")]
     pub max_concurrent_requests: usize,
-    /// Where the buckets live: this process (`local`, default) or Redis, shared by
+    /// Where the buckets live: this process (`local`, default) or `[redis]`, shared by
     /// every replica.
     #[serde(default)]
     pub backend: LimitsBackend,
-    /// The shared buckets' Redis, with `backend = "redis"`.
-    pub redis: Option<RedisLimitsConfig>,
+    /// With `backend = "redis"`: what happens while Redis cannot be reached.
+    #[serde(default)]
+    pub on_redis_error: OnRedisError,
 }
 
 fn default_max_concurrent_requests() -> usize {
@@ -371,6 +374,10 @@ fn default_max_concurrent_requests() -> usize {
 pub struct CacheConfig {
     /// Entries across all tenants.
     pub max_entries: u64,
+    /// How a write invalidates cached reads: in this replica (`local`, default), or on
+    /// every replica through `[redis]`.
+    #[serde(default)]
+    pub coherence: CacheCoherence,
 }
 
 /// `[tap]`.
@@ -681,9 +688,10 @@ impl Config {
             }
         }
         errors.extend(self.storage.check());
-        errors.extend(limits::check(
+        errors.extend(redis::check(
+            self.redis.as_ref(),
             self.limits.backend,
-            self.limits.redis.as_ref(),
+            self.cache.coherence,
         ));
         errors
     }
@@ -701,6 +709,33 @@ impl Config {
             self.server.state_dir.join(p)
         }
     }
+}
+
+/// A password named by configuration `what` (e.g. `storage`): the content of `file`
+/// (resolved against `state_dir`, trailing newlines dropped), or the value of the
+/// environment variable `env`; `None` when neither is set. The error names the key.
+pub fn read_secret(
+    what: &str,
+    file: Option<&Path>,
+    env: Option<&str>,
+    state_dir: &Path,
+) -> Result<Option<String>, String> {
+    if let Some(file) = file {
+        let path = if file.is_absolute() {
+            file.to_path_buf()
+        } else {
+            state_dir.join(file)
+        };
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| format!("{what}.password_file: cannot read {}: {e}", path.display()))?;
+        return Ok(Some(text.trim_end_matches(['\n', '\r']).to_string()));
+    }
+    if let Some(var) = env {
+        let value = std::env::var(var)
+            .map_err(|_| format!("{what}.password_env: the variable {var} is not set"))?;
+        return Ok(Some(value));
+    }
+    Ok(None)
 }
 
 /// The text of configuration file `path`.

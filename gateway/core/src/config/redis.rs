@@ -1,5 +1,5 @@
-//! `[limits]`'s engine: each replica's own buckets, or buckets shared by every replica
-//! on Redis.
+//! `[redis]`: the Redis that replicas share, for rate-limit buckets (`[limits] backend =
+//! "redis"`) and cache coherence (`[cache] coherence = "redis"`).
 
 use std::path::PathBuf;
 
@@ -31,19 +31,27 @@ pub enum OnRedisError {
     Closed,
 }
 
-/// `[limits.redis]`.
+/// How a write invalidates cached reads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CacheCoherence {
+    /// In this replica only.
+    #[default]
+    Local,
+    /// On every replica: a per-tenant epoch in Redis is part of every cache key.
+    Redis,
+}
+
+/// `[redis]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RedisLimitsConfig {
+pub struct RedisConfig {
     /// `redis://HOST:PORT[/DB]`, without a password.
     pub url: String,
     /// A file holding the password (resolved against the state directory).
     pub password_file: Option<PathBuf>,
     /// The environment variable holding the password.
     pub password_env: Option<String>,
-    /// What to do while Redis cannot be reached.
-    #[serde(default)]
-    pub on_error: OnRedisError,
     /// Milliseconds a Redis call may take before it counts as failed.
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
@@ -53,8 +61,12 @@ fn default_timeout_ms() -> u64 {
     50
 }
 
-/// Problems with `[limits]`'s engine settings, each with its key path.
-pub(super) fn check(backend: LimitsBackend, redis: Option<&RedisLimitsConfig>) -> Vec<ConfigError> {
+/// Problems with `[redis]` and what uses it, each with its key path.
+pub(super) fn check(
+    redis: Option<&RedisConfig>,
+    limits: LimitsBackend,
+    cache: CacheCoherence,
+) -> Vec<ConfigError> {
     let mut errors = Vec::new();
     let mut err = |path: &str, message: &str| {
         errors.push(ConfigError {
@@ -62,16 +74,19 @@ pub(super) fn check(backend: LimitsBackend, redis: Option<&RedisLimitsConfig>) -
             message: message.to_string(),
         })
     };
-    match (backend, redis) {
-        (LimitsBackend::Redis, None) => err(
-            "limits.redis",
-            "backend = \"redis\" needs [limits.redis] with a url",
-        ),
-        (LimitsBackend::Local, Some(_)) => err(
-            "limits.backend",
-            "[limits.redis] is set but backend is \"local\"; set backend = \"redis\" or remove it",
-        ),
-        _ => {}
+    if redis.is_none() {
+        if limits == LimitsBackend::Redis {
+            err(
+                "limits.backend",
+                "\"redis\" needs a [redis] table with its url",
+            );
+        }
+        if cache == CacheCoherence::Redis {
+            err(
+                "cache.coherence",
+                "\"redis\" needs a [redis] table with its url",
+            );
+        }
     }
     if let Some(redis) = redis {
         let authority = redis
@@ -79,21 +94,21 @@ pub(super) fn check(backend: LimitsBackend, redis: Option<&RedisLimitsConfig>) -
             .strip_prefix("redis://")
             .map(|rest| rest.split('/').next().unwrap_or(""));
         match authority {
-            None => err("limits.redis.url", "must start with redis://"),
+            None => err("redis.url", "must start with redis://"),
             Some(authority) if authority.contains('@') => err(
-                "limits.redis.url",
+                "redis.url",
                 "must not carry a user or password; put the password in password_file or password_env",
             ),
             Some(_) => {}
         }
         if redis.password_file.is_some() && redis.password_env.is_some() {
             err(
-                "limits.redis.password_file",
+                "redis.password_file",
                 "set password_file or password_env, not both",
             );
         }
         if !(1..=5000).contains(&redis.timeout_ms) {
-            err("limits.redis.timeout_ms", "must be 1-5000");
+            err("redis.timeout_ms", "must be 1-5000");
         }
     }
     errors
@@ -103,33 +118,33 @@ pub(super) fn check(backend: LimitsBackend, redis: Option<&RedisLimitsConfig>) -
 mod tests {
     use super::*;
 
-    fn redis(url: &str) -> RedisLimitsConfig {
-        RedisLimitsConfig {
+    fn redis(url: &str) -> RedisConfig {
+        RedisConfig {
             url: url.into(),
             password_file: None,
             password_env: None,
-            on_error: OnRedisError::LocalShare,
             timeout_ms: 50,
         }
     }
 
     #[test]
-    fn redis_needs_its_table_and_a_url_without_a_password() {
-        assert!(check(LimitsBackend::Local, None).is_empty());
-        assert!(check(
-            LimitsBackend::Redis,
-            Some(&redis("redis://127.0.0.1:6379/0"))
-        )
-        .is_empty());
-        assert_eq!(check(LimitsBackend::Redis, None)[0].path, "limits.redis");
-        let inline = check(LimitsBackend::Redis, Some(&redis("redis://:secret@h:6379")));
-        assert_eq!(inline[0].path, "limits.redis.url");
-        assert!(inline[0].message.contains("password_file"));
-        let scheme = check(LimitsBackend::Redis, Some(&redis("http://h:6379")));
-        assert_eq!(scheme[0].message, "must start with redis://");
+    fn what_uses_redis_needs_it_and_its_url_carries_no_password() {
+        let (local, cache) = (LimitsBackend::Local, CacheCoherence::Local);
+        assert!(check(None, local, cache).is_empty());
+        let good = redis("redis://127.0.0.1:6379/0");
+        assert!(check(Some(&good), LimitsBackend::Redis, CacheCoherence::Redis).is_empty());
         assert_eq!(
-            check(LimitsBackend::Local, Some(&redis("redis://h")))[0].path,
+            check(None, LimitsBackend::Redis, cache)[0].path,
             "limits.backend"
         );
+        assert_eq!(
+            check(None, local, CacheCoherence::Redis)[0].path,
+            "cache.coherence"
+        );
+        let inline = check(Some(&redis("redis://:secret@h:6379")), local, cache);
+        assert_eq!(inline[0].path, "redis.url");
+        assert!(inline[0].message.contains("password_file"));
+        let scheme = check(Some(&redis("http://h:6379")), local, cache);
+        assert_eq!(scheme[0].message, "must start with redis://");
     }
 }
