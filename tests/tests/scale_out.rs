@@ -322,3 +322,75 @@ async fn rate_limits_on_redis_hold_across_replicas_and_degrade_to_a_share() {
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     assert_eq!(a.get("/v1/whoami", &acme).await.status(), 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sqlite_installation_migrates_to_postgres_whole() {
+    // A gateway on the embedded SQLite storage, with a key and a catalog change.
+    let mut sqlite = Gateway::start();
+    let key = access_key(&sqlite, "demo").await;
+    let admin = sqlite.token("demo", None, &["admin"]);
+    let plan = json!({"offerings": ["dev-vm"], "max_instances": 2});
+    let put = sqlite
+        .client()
+        .put(sqlite.url("/admin/plans/migrated"))
+        .bearer_auth(&admin)
+        .json(&plan)
+        .send()
+        .await
+        .unwrap();
+    assert!(put.status().is_success(), "{}", put.text().await.unwrap());
+    sqlite.signal(skyport_e2e::Signal::TERM);
+    assert_eq!(
+        sqlite.wait_exit(std::time::Duration::from_secs(30)),
+        Some(0)
+    );
+
+    let server = PostgresServer::start().unwrap();
+    let url = server.create_database("migrated").await.unwrap();
+    let config_path = sqlite.state_dir.join("postgres.toml");
+    std::fs::write(
+        &config_path,
+        skyport_e2e::default_config() + &storage(&server, &url),
+    )
+    .unwrap();
+    let migrate = || {
+        std::process::Command::new(skyport_e2e::skyport_bin())
+            .args(["storage", "migrate", "--config"])
+            .arg(&config_path)
+            .arg("--from")
+            .arg(&sqlite.state_dir)
+            .output()
+            .unwrap()
+    };
+    let out = migrate();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("access_keys      1 rows"), "{said}");
+    assert!(said.contains("catalog_objects  1 rows"), "{said}");
+
+    // A gateway on PostgreSQL serves what the SQLite one had.
+    let pg = Gateway::start_replica(
+        &sqlite,
+        GatewayOptions {
+            config: None,
+            extra: storage(&server, &url),
+        },
+    );
+    let id = key["access_key_id"].as_str().unwrap();
+    let keys = pg.get_json("/admin/keys?tenant=demo", &admin).await;
+    assert!(keys.to_string().contains(id), "{keys}");
+    let plans = pg.get_json("/admin/plans", &admin).await;
+    assert!(plans.to_string().contains("migrated"), "{plans}");
+
+    // Again: refused, the database is not empty; nothing changes.
+    let again = migrate();
+    assert!(!again.status.success());
+    let why = String::from_utf8_lossy(&again.stderr);
+    assert!(why.contains("already holds"), "{why}");
+    let keys = pg.get_json("/admin/keys?tenant=demo", &admin).await;
+    assert_eq!(keys["keys"].as_array().unwrap().len(), 1, "{keys}");
+}

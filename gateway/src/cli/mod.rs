@@ -7,6 +7,7 @@ mod instances;
 mod keys;
 mod placement;
 pub mod serve;
+mod storage;
 mod token;
 
 use std::path::PathBuf;
@@ -45,6 +46,8 @@ enum Command {
     Bill(bill::BillArgs),
     /// EC2 access keys (SigV4) for tenants: create, list, revoke.
     Keys(keys::KeysArgs),
+    /// Storage tools: `migrate` a SQLite installation to PostgreSQL.
+    Storage(storage::StorageArgs),
     /// Certificate tools.
     Certs {
         #[command(subcommand)]
@@ -131,6 +134,7 @@ pub fn run() -> i32 {
         Command::Placement(args) => placement::run(args),
         Command::Bill(args) => bill::run(args),
         Command::Keys(args) => keys::run(args),
+        Command::Storage(args) => storage::run(args),
         Command::Plugins {
             command: PluginsCommand::Check { file, sha256 },
         } => check::plugin(&file, sha256.as_deref()),

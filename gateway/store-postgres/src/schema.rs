@@ -98,6 +98,124 @@ const MIGRATIONS: &[Migration] = &[
     },
 ];
 
+/// Every table of the gateway's stores and its columns, as both engines lay them out:
+/// what `skyport storage migrate` copies.
+pub const TABLES: &[(&str, &[&str])] = &[
+    (
+        "instances",
+        &[
+            "id",
+            "tenant",
+            "department",
+            "provider",
+            "region",
+            "remote_id",
+            "image",
+            "instance_type",
+            "name",
+            "tags",
+            "state",
+            "created_at",
+            "key_name",
+            "client_token",
+            "network",
+            "user_data",
+        ],
+    ),
+    (
+        "access_keys",
+        &[
+            "access_key_id",
+            "tenant",
+            "department",
+            "secret",
+            "created_at",
+            "revoked_at",
+        ],
+    ),
+    (
+        "key_pairs",
+        &[
+            "tenant",
+            "name",
+            "id",
+            "key_type",
+            "fingerprint",
+            "public_key",
+            "created_at",
+        ],
+    ),
+    ("catalog_objects", &["kind", "name", "body", "updated_at"]),
+    (
+        "placements",
+        &[
+            "id",
+            "created_at",
+            "tenant",
+            "request_id",
+            "mode",
+            "offering",
+            "provider",
+            "region",
+            "record",
+        ],
+    ),
+    (
+        "deployments",
+        &["id", "tenant", "created_at", "record", "status"],
+    ),
+];
+
+/// A table's rows, each value as text (NULL as `None`).
+pub type Rows = Vec<Vec<Option<String>>>;
+
+/// Copies `tables` (name, columns, rows) into `db`, all or nothing, refusing a
+/// database that already holds any of the gateway's rows. Returns the rows copied per
+/// table.
+pub async fn import(
+    db: &Pg,
+    tables: &[(&str, &[&str], Rows)],
+) -> anyhow::Result<Vec<(String, usize)>> {
+    let mut client = db
+        .client("import")
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let tx = client.transaction().await?;
+    for (table, _) in TABLES {
+        let present: i64 = tx
+            .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+            .await?
+            .get(0);
+        anyhow::ensure!(
+            present == 0,
+            "the target database already holds {present} rows in {table}: migrate into an empty one"
+        );
+    }
+    let mut copied = Vec::new();
+    for (table, columns, rows) in tables {
+        let placeholders: Vec<String> = (1..=columns.len()).map(|i| format!("${i}")).collect();
+        let statement = tx
+            .prepare(&format!(
+                "INSERT INTO {table} ({}) VALUES ({})",
+                columns.join(", "),
+                placeholders.join(", ")
+            ))
+            .await?;
+        for row in rows {
+            let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = row
+                .iter()
+                .map(|v| v as &(dyn tokio_postgres::types::ToSql + Sync))
+                .collect();
+            tx.execute(&statement, &params)
+                .await
+                .with_context(|| format!("copying a row of {table}"))?;
+        }
+        copied.push((table.to_string(), rows.len()));
+    }
+    tx.commit().await?;
+    Ok(copied)
+}
+
 /// The advisory lock migrations run under (any constant; "skyport" in ASCII).
 const MIGRATION_LOCK: i64 = 0x0073_6b79_706f_7274;
 

@@ -8,6 +8,7 @@ pub mod access_keys;
 pub mod catalog;
 pub mod db;
 pub mod deployments;
+pub mod dump;
 pub mod inventory;
 pub mod key_pairs;
 pub mod placements;
