@@ -7,12 +7,17 @@ CARGO ?= cargo
 # Seconds each fuzz target runs in `make test` (tests/fuzz/README.md).
 FUZZ_SECONDS ?= 15
 
-.PHONY: run test build build-release deps-run deps-test lint fuzz-short bench
+.PHONY: run cluster test build build-release deps-run deps-test lint fuzz-short bench
 
 run: deps-run build-release
 	./target/release/skyport serve
 
 # A test run is a clean build: incremental caches would only take disk (several GiB).
+# Two replicas sharing PostgreSQL and Redis, for trying scale-out (docs/scale-out.md).
+cluster: deps-run build-release
+	./tests/install-deps.sh cluster
+	./tests/cluster.sh start
+
 test: export CARGO_INCREMENTAL = 0
 test: deps-test lint build fuzz-short
 	$(CARGO) test --workspace --all-targets --no-fail-fast

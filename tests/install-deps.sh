@@ -117,8 +117,11 @@ test)
     install_fuzz_tools
     "$root/plugins/local-vmm/prepare-guest.sh" "$root/target/guest/skyport-tiny" >/dev/null
     ;;
+cluster)
+    install_database_servers
+    ;;
 *)
-    echo "usage: $0 run|test" >&2
+    echo "usage: $0 run|test|cluster" >&2
     exit 2
     ;;
 esac
