@@ -5,6 +5,7 @@
 # Replica 1 also runs local-vmm (QEMU VMs); replica 2 fronts the same state without it.
 #
 #   make cluster              # or: tests/cluster.sh start
+#   tests/cluster.sh engines  # PostgreSQL and Redis only (bench/scale-out.sh uses this)
 #   tests/cluster.sh stop     # stops everything by PID; the data stays in $CLUSTER_DIR
 #
 # Not for production: the database and Redis have no TLS and listen on 127.0.0.1 only.
@@ -44,11 +45,7 @@ wait_for_file() {
     done
 }
 
-start() {
-    [ -x "$bin" ] || {
-        echo "cluster: build first: make build-release" >&2
-        exit 1
-    }
+engines() {
     pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
     [ -n "$pg_bin" ] && command -v redis-server >/dev/null 2>&1 || {
         echo "cluster: PostgreSQL and Redis are needed: tests/install-deps.sh test installs them" >&2
@@ -79,6 +76,15 @@ start() {
     redis-server --bind 127.0.0.1 --port "$redis_port" --save "" --appendonly no \
         --dir "$dir" >"$dir/redis.log" 2>&1 &
     echo $! >"$dir/redis.pid"
+    until redis-cli -p "$redis_port" ping >/dev/null 2>&1; do sleep 0.1; done
+}
+
+start() {
+    [ -x "$bin" ] || {
+        echo "cluster: build first: make build-release" >&2
+        exit 1
+    }
+    engines
 
     shared="
 [storage]
@@ -121,9 +127,10 @@ EOT
 
 case "${1:-start}" in
 start) start ;;
+engines) engines ;;
 stop) stop ;;
 *)
-    echo "usage: $0 start|stop" >&2
+    echo "usage: $0 start|engines|stop" >&2
     exit 2
     ;;
 esac

@@ -202,6 +202,13 @@ async fn a_replica_refuses_a_newer_schema_and_fails_closed_without_its_database(
             .contains("database is unavailable"),
         "{problem}"
     );
+    // Reads that need no stored state keep working; a read of stored state fails closed.
+    assert_eq!(gw.get("/v1/regions", &token).await.status(), 200);
+    let listed = expect_problem(gw.get("/v1/instances", &token).await, 503).await;
+    assert!(
+        listed["detail"].as_str().unwrap().contains("retry shortly"),
+        "{listed}"
+    );
     server.resume().unwrap();
     let mut created = 0;
     for _ in 0..50 {
