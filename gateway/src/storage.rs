@@ -9,6 +9,7 @@ use skyport_auth::access_keys::AccessKeyStore;
 use skyport_core::config::{Config, StorageBackend};
 use skyport_domain::catalog::changes::CatalogChangeStore;
 use skyport_domain::inventory::InventoryStore;
+use skyport_domain::leases::{LeaseStore, SoleHolder};
 use skyport_domain::operations::deployments::DeploymentStore;
 use skyport_domain::operations::key_pairs::KeyPairStore;
 use skyport_domain::placement::audit::PlacementAuditStore;
@@ -29,6 +30,8 @@ pub struct Stores {
     pub placements: Arc<dyn PlacementAuditStore>,
     /// Deployments.
     pub deployments: Arc<dyn DeploymentStore>,
+    /// Leases for run-once work (the gateway's own on SQLite).
+    pub leases: Arc<dyn LeaseStore>,
 }
 
 impl Stores {
@@ -74,6 +77,7 @@ impl Stores {
             deployments: Arc::new(
                 sqlite::SqliteDeployments::open(dir).context("opening the deployments")?,
             ),
+            leases: Arc::new(SoleHolder),
         })
     }
 
@@ -100,7 +104,8 @@ impl Stores {
             key_pairs: Arc::new(postgres::PgKeyPairs::new(db.clone())),
             catalog: Arc::new(postgres::PgCatalogChanges::new(db.clone())),
             placements: Arc::new(postgres::PgPlacementAudit::new(db.clone())),
-            deployments: Arc::new(postgres::PgDeployments::new(db)),
+            deployments: Arc::new(postgres::PgDeployments::new(db.clone())),
+            leases: Arc::new(postgres::PgLeases::new(db)),
         })
     }
 }

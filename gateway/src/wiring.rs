@@ -166,11 +166,20 @@ impl Gateway {
             Arc::clone(&metrics),
             clock.clone(),
         ));
-        let sync = Arc::new(InventorySync::new(
-            Arc::clone(&instances),
-            Arc::clone(&plugins),
-            Arc::clone(&metrics),
-        ));
+        // Replicas sharing the inventory sync each provider once: whoever holds its
+        // lease, for three sync intervals unrenewed.
+        let sync = Arc::new(
+            InventorySync::new(
+                Arc::clone(&instances),
+                Arc::clone(&plugins),
+                Arc::clone(&metrics),
+            )
+            .with_leases(
+                stores.leases,
+                skyport_core::ids::new_id("replica"),
+                Duration::from_secs(3 * config.inventory.sync_interval_secs),
+            ),
+        );
         registry.bind_host_ops(Arc::new(GatewayHostOps(Arc::downgrade(&sync))));
         let access_keys = Arc::new(AccessKeys::new(stores.access_keys, clock.clone()));
         let config = Arc::new(config);

@@ -401,3 +401,57 @@ async fn a_sqlite_installation_migrates_to_postgres_whole() {
     let keys = pg.get_json("/admin/keys?tenant=demo", &admin).await;
     assert_eq!(keys["keys"].as_array().unwrap().len(), 1, "{keys}");
 }
+
+/// Whether `gw` has logged that it syncs `provider`'s inventory.
+fn syncs(gw: &Gateway, provider: &str) -> bool {
+    gw.log().lines().any(|l| {
+        l.contains("inventory sync: this replica syncs the provider") && l.contains(provider)
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_replica_syncs_a_shared_provider_and_another_takes_over_when_it_dies() {
+    let server = PostgresServer::start().unwrap();
+    let url = server.create_database("skyport").await.unwrap();
+    let moto = Moto::start();
+    // Inventory syncs every second: a lease lasts 3 s unrenewed.
+    let shipped = skyport_e2e::default_config();
+    let config = shipped.replacen("sync_interval_secs = 5", "sync_interval_secs = 1", 1);
+    assert_ne!(config, shipped);
+    let options = || GatewayOptions {
+        config: Some(config.clone()),
+        extra: format!(
+            "{}{}",
+            storage(&server, &url),
+            moto.provider_config("aws-us-east-1")
+        ),
+    };
+    let a = Gateway::start_with(options());
+    let b = Gateway::start_replica(&a, options());
+    let mut one = false;
+    for _ in 0..50 {
+        if syncs(&a, "aws-us-east-1") || syncs(&b, "aws-us-east-1") {
+            one = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(one, "a replica syncs the provider:\n{}", a.log());
+    // A few more passes: still exactly one of them.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let (on_a, on_b) = (syncs(&a, "aws-us-east-1"), syncs(&b, "aws-us-east-1"));
+    assert!(on_a != on_b, "exactly one replica syncs: a={on_a} b={on_b}");
+
+    // The syncing replica dies: the other takes over once its lease (3 s) expires.
+    let (survivor, dead) = if on_a { (b, a) } else { (a, b) };
+    drop(dead);
+    let mut taken = false;
+    for _ in 0..100 {
+        if syncs(&survivor, "aws-us-east-1") {
+            taken = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(taken, "the survivor takes over:\n{}", survivor.log());
+}

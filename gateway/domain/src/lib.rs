@@ -20,6 +20,7 @@
 pub mod catalog;
 pub mod config_check;
 pub mod inventory;
+pub mod leases;
 pub mod metering_tap;
 pub mod operations;
 pub mod placement;

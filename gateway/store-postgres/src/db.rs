@@ -137,8 +137,10 @@ fn pool_error(what: &str, e: PoolError) -> GatewayError {
 /// A failed statement: `Unavailable` when the connection or the server is the cause
 /// (closed, shutting down, timed out), internal otherwise.
 pub fn db_error(what: &str, e: tokio_postgres::Error) -> GatewayError {
+    let broken_connection = std::error::Error::source(&e)
+        .is_some_and(|source| source.downcast_ref::<std::io::Error>().is_some());
     let unavailable = e.is_closed()
-        || e.as_db_error().is_none()
+        || broken_connection
         || e.code().is_some_and(|code| {
             [
                 SqlState::ADMIN_SHUTDOWN,

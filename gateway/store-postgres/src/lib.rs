@@ -11,6 +11,7 @@ pub mod db;
 pub mod deployments;
 pub mod inventory;
 pub mod key_pairs;
+pub mod leases;
 pub mod placements;
 pub mod schema;
 #[cfg(any(test, feature = "testkit"))]
@@ -22,6 +23,7 @@ pub use db::Pg;
 pub use deployments::PgDeployments;
 pub use inventory::PgInventory;
 pub use key_pairs::PgKeyPairs;
+pub use leases::PgLeases;
 pub use placements::PgPlacementAudit;
 
 #[cfg(test)]

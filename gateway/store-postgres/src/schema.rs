@@ -96,6 +96,17 @@ const MIGRATIONS: &[Migration] = &[
         CREATE INDEX deployments_creating ON deployments (created_at) WHERE status = 'creating';
     ",
     },
+    Migration {
+        version: 3,
+        description: "leases for run-once work",
+        sql: "
+        CREATE TABLE skyport_leases (
+            name TEXT PRIMARY KEY,
+            holder TEXT NOT NULL,
+            expires_at TIMESTAMPTZ NOT NULL
+        );
+    ",
+    },
 ];
 
 /// Every table of the gateway's stores and its columns, as both engines lay them out:

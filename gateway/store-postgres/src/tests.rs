@@ -62,6 +62,13 @@ async fn every_store_passes_its_conformance_suite_on_postgres() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leases_pass_their_conformance_suite_on_postgres() {
+    let server = PostgresServer::start().unwrap();
+    let store = Arc::new(PgLeases::new(fresh(&server).await));
+    skyport_domain::leases::conformance::run(store, tokio::time::sleep).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrations_run_once_and_a_newer_schema_is_refused() {
     let server = PostgresServer::start().unwrap();
     let url = server.create_database("schema").await.unwrap();

@@ -18,6 +18,7 @@ use skyport_plugin_api::sdk::CallContext;
 use skyport_plugin_host::{PluginFacts, Plugins};
 
 use super::InstanceRecord;
+use crate::leases::{LeaseStore, SoleHolder};
 use crate::operations::instances::{Adoption, InstanceService};
 
 /// Deadline of one `inventory.list` call.
@@ -93,6 +94,14 @@ pub struct InventorySync {
     metrics: Arc<Metrics>,
     /// `provider/id` of every unmanaged VM already logged: each is logged once.
     logged: Mutex<HashSet<String>>,
+    /// Who syncs which provider, when replicas share the inventory.
+    leases: Arc<dyn LeaseStore>,
+    /// This replica, as a lease holder.
+    holder: String,
+    /// How long a provider's sync lease lasts unrenewed.
+    lease_ttl: Duration,
+    /// The providers this replica synced at its last pass.
+    held: Mutex<HashSet<String>>,
 }
 
 impl InventorySync {
@@ -107,7 +116,55 @@ impl InventorySync {
             plugins,
             metrics,
             logged: Mutex::default(),
+            leases: Arc::new(SoleHolder),
+            holder: String::new(),
+            lease_ttl: Duration::ZERO,
+            held: Mutex::default(),
         }
+    }
+
+    /// Syncs each provider only while `holder` holds its lease in `leases`
+    /// (`inventory-sync:<provider>`, `ttl` long, renewed at every pass): replicas sharing
+    /// the inventory sync a provider once, and another takes over when its syncer dies.
+    pub fn with_leases(
+        mut self,
+        leases: Arc<dyn LeaseStore>,
+        holder: String,
+        ttl: Duration,
+    ) -> Self {
+        self.leases = leases;
+        self.holder = holder;
+        self.lease_ttl = ttl;
+        self
+    }
+
+    /// Whether this replica syncs `provider` now (it holds, or has just taken, its lease).
+    async fn holds_lease(&self, provider: &str) -> bool {
+        let held = match self
+            .leases
+            .acquire(
+                &format!("inventory-sync:{provider}"),
+                &self.holder,
+                self.lease_ttl,
+            )
+            .await
+        {
+            Ok(held) => held,
+            Err(e) => {
+                tracing::warn!(provider, error = %e.public, "inventory sync: the lease could not be read; skipping this pass");
+                false
+            }
+        };
+        let mut mine = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        if held && mine.insert(provider.to_string()) {
+            tracing::info!(provider, holder = %self.holder, "inventory sync: this replica syncs the provider");
+        } else if !held && mine.remove(provider) {
+            tracing::info!(
+                provider,
+                "inventory sync: another replica syncs the provider now"
+            );
+        }
+        held
     }
 
     /// The plugins that serve `inventory.list@1`.
@@ -270,7 +327,7 @@ impl InventorySync {
     /// Syncs every healthy provider that serves `inventory.list@1` once.
     pub async fn sync_all(&self) {
         for plugin in self.listing_providers() {
-            if !plugin.health.healthy {
+            if !plugin.health.healthy || !self.holds_lease(&plugin.name).await {
                 continue;
             }
             if let Err(e) = self.sync_provider(&plugin.name).await {

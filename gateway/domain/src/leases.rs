@@ -1,0 +1,34 @@
+//! Leases: run-once work (the inventory sync of a provider) done by one replica at a
+//! time. A holder keeps a lease by renewing it before it expires; when the holder dies,
+//! its lease expires and another replica takes the work over. On embedded storage the
+//! gateway is alone and every lease is its own ([`SoleHolder`]); replicas sharing
+//! PostgreSQL hold them in the database, on its clock.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use skyport_core::error::GatewayError;
+
+#[cfg(any(test, feature = "testkit"))]
+pub mod conformance;
+#[cfg(any(test, feature = "testkit"))]
+pub mod memory;
+
+/// Where leases are kept.
+#[async_trait]
+pub trait LeaseStore: Send + Sync {
+    /// Takes lease `name` for `holder` for `ttl`, or renews it when `holder` has it;
+    /// whether `holder` holds it now. Another holder's lease is taken only once it has
+    /// expired.
+    async fn acquire(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool, GatewayError>;
+}
+
+/// The leases of a gateway alone with its storage: always its own.
+pub struct SoleHolder;
+
+#[async_trait]
+impl LeaseStore for SoleHolder {
+    async fn acquire(&self, _: &str, _: &str, _: Duration) -> Result<bool, GatewayError> {
+        Ok(true)
+    }
+}
