@@ -15,6 +15,17 @@ fn storage(server: &PostgresServer, url: &str) -> String {
     )
 }
 
+/// Replicas A and B of `config`, on storage `storage`, in front of `moto`.
+fn two_replicas(config: &str, storage: &str, moto: &Moto) -> (Gateway, Gateway) {
+    let options = || GatewayOptions {
+        config: Some(config.to_string()),
+        extra: format!("{storage}{}", moto.provider_config("aws-us-east-1")),
+    };
+    let a = Gateway::start_with(options());
+    let b = Gateway::start_replica(&a, options());
+    (a, b)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_share_keys_and_instances_on_postgres() {
     let server = PostgresServer::start().unwrap();
@@ -31,16 +42,7 @@ async fn two_replicas_share_keys_and_instances_on_postgres() {
         .replacen("[cache]\n", "[cache]\ncoherence = \"redis\"\n", 1)
         + &format!("\n[redis]\nurl = \"{}\"\n", redis.url());
     assert!(config.contains("max_instances = 3"));
-    let options = || GatewayOptions {
-        config: Some(config.clone()),
-        extra: format!(
-            "{}{}",
-            storage(&server, &url),
-            moto.provider_config("aws-us-east-1")
-        ),
-    };
-    let a = Gateway::start_with(options());
-    let b = Gateway::start_replica(&a, options());
+    let (a, b) = two_replicas(&config, &storage(&server, &url), &moto);
     let token = a.token("demo", None, &[]);
 
     // An access key made on A is listed, and revoked, on B.
@@ -142,7 +144,17 @@ async fn two_replicas_share_keys_and_instances_on_postgres() {
         )
         .await
         .unwrap();
-    let c = Gateway::start_replica(&a, options());
+    let c = Gateway::start_replica(
+        &a,
+        GatewayOptions {
+            config: Some(config.clone()),
+            extra: format!(
+                "{}{}",
+                storage(&server, &url),
+                moto.provider_config("aws-us-east-1")
+            ),
+        },
+    );
     let path = format!("/v1/instances/{made}");
     let (mut state, mut deployments) = (Value::Null, Value::Null);
     for _ in 0..100 {
@@ -418,16 +430,7 @@ async fn one_replica_syncs_a_shared_provider_and_another_takes_over_when_it_dies
     let shipped = skyport_e2e::default_config();
     let config = shipped.replacen("sync_interval_secs = 5", "sync_interval_secs = 1", 1);
     assert_ne!(config, shipped);
-    let options = || GatewayOptions {
-        config: Some(config.clone()),
-        extra: format!(
-            "{}{}",
-            storage(&server, &url),
-            moto.provider_config("aws-us-east-1")
-        ),
-    };
-    let a = Gateway::start_with(options());
-    let b = Gateway::start_replica(&a, options());
+    let (a, b) = two_replicas(&config, &storage(&server, &url), &moto);
     let mut one = false;
     for _ in 0..50 {
         if syncs(&a, "aws-us-east-1") || syncs(&b, "aws-us-east-1") {
