@@ -8,22 +8,28 @@
 //! by `skyport_domain::config_check`, which every command that loads a configuration calls.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+mod auth;
 mod catalog;
 mod placement;
 mod redis;
+mod server;
 mod storage;
 
+pub use auth::{
+    AuthConfig, JwtConfig, JwtKeyConfig, MtlsConfig, Sigv2Config, Sigv4Config, TlsConfig,
+    MAX_TOKEN_CACHE_ENTRIES,
+};
 pub use catalog::{
     BlueprintConfig, OfferingConfig, ParamValue, Params, PlanConfig, ResourceConfig,
     SeparateConfig, Separation, RAW, RESOURCE_TYPES,
 };
 pub use placement::{ChooseAction, ExcludeAction, RuleConfig};
 pub use redis::{CacheCoherence, LimitsBackend, OnRedisError, RedisConfig};
+pub use server::ServerConfig;
 pub use storage::{StorageBackend, StorageConfig};
 
 /// The embedded default configuration, as shipped.
@@ -113,235 +119,6 @@ pub struct PlacementConfig {
     /// `[[placement.rules]]`, in the order they run (`docs/placement.md`).
     #[serde(default)]
     pub rules: Vec<RuleConfig>,
-}
-
-/// `[server]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ServerConfig {
-    /// TLS listener address.
-    pub listen: SocketAddr,
-    /// Plain-HTTP metrics and health listener address.
-    pub metrics_listen: SocketAddr,
-    /// State directory (certificates, database, plugin state).
-    pub state_dir: PathBuf,
-    /// `text` or `json`.
-    #[serde(default = "default_log_format")]
-    pub log_format: String,
-    /// Connections whose request headers are not complete within this many seconds are closed.
-    #[serde(default = "default_header_timeout")]
-    pub header_read_timeout_secs: u64,
-    /// Requests with larger headers get 431.
-    #[serde(default = "default_max_header_bytes")]
-    pub max_header_bytes: usize,
-    /// How long shutdown waits for in-flight requests.
-    #[serde(default = "default_drain")]
-    pub drain_timeout_secs: u64,
-    /// How often every plugin is asked for its health (`health@1`); an unhealthy provider's
-    /// requests fail fast with 503 and the reason until it answers healthy again.
-    #[serde(default = "default_health_probe")]
-    pub health_probe_interval_secs: u64,
-    /// Most connections open at once on the API listener; unset: what the process's
-    /// descriptor limit leaves after a reserve for everything else.
-    #[serde(default)]
-    pub max_connections: Option<usize>,
-    /// Most connections open at once from one client address.
-    #[serde(default = "default_max_connections_per_peer")]
-    pub max_connections_per_peer: usize,
-    /// New connections one client address may open per second (and twice as many at once);
-    /// past it a connection is closed before its TLS handshake.
-    #[serde(default = "default_new_connections_per_peer_per_sec")]
-    pub new_connections_per_peer_per_sec: u32,
-    /// Time allowed for a TLS handshake.
-    #[serde(default = "default_handshake_timeout")]
-    pub handshake_timeout_secs: u64,
-    /// A connection with no request in flight and no bytes moving for this long is closed
-    /// (HTTP/1 and HTTP/2 alike).
-    #[serde(default = "default_idle_timeout")]
-    pub idle_timeout_secs: u64,
-    /// Time allowed for reading a request body.
-    #[serde(default = "default_body_read_timeout")]
-    pub body_read_timeout_secs: u64,
-    /// Most request-body bytes being read at once across every connection, charged as
-    /// they arrive; a body whose next bytes find no room within 2 s gets 503.
-    #[serde(default = "default_max_buffered_body_bytes")]
-    pub max_buffered_body_bytes: usize,
-}
-
-/// The most verified tokens `auth.jwt.token_cache_entries` may keep (the cache allocates
-/// its slots at start: about 16 bytes each, 160 MB at this bound).
-pub const MAX_TOKEN_CACHE_ENTRIES: u64 = 10_000_000;
-
-fn default_max_connections_per_peer() -> usize {
-    512
-}
-fn default_new_connections_per_peer_per_sec() -> u32 {
-    64
-}
-fn default_handshake_timeout() -> u64 {
-    10
-}
-fn default_idle_timeout() -> u64 {
-    60
-}
-fn default_body_read_timeout() -> u64 {
-    30
-}
-fn default_max_buffered_body_bytes() -> usize {
-    64 << 20
-}
-
-fn default_health_probe() -> u64 {
-    30
-}
-
-fn default_log_format() -> String {
-    "text".into()
-}
-fn default_header_timeout() -> u64 {
-    10
-}
-fn default_max_header_bytes() -> usize {
-    16 * 1024
-}
-fn default_drain() -> u64 {
-    10
-}
-
-/// `[tls]`.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TlsConfig {
-    /// Server certificate chain (PEM).
-    pub cert: Option<PathBuf>,
-    /// Server private key (PEM).
-    pub key: Option<PathBuf>,
-    /// CA that client certificates must chain to; enables optional mTLS.
-    pub client_ca: Option<PathBuf>,
-}
-
-/// `[auth]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AuthConfig {
-    /// JWT bearer tokens.
-    pub jwt: JwtConfig,
-    /// mTLS client identities.
-    pub mtls: MtlsConfig,
-    /// AWS SigV4 access keys (EC2 Query API).
-    #[serde(default)]
-    pub sigv4: Sigv4Config,
-    /// AWS Signature Version 2 with the same access keys (older EC2 tools).
-    #[serde(default)]
-    pub sigv2: Sigv2Config,
-}
-
-/// `[auth.sigv2]`: Signature Version 2 on the EC2 Query API, with the same access keys
-/// and time window as SigV4.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Sigv2Config {
-    /// Whether SigV2-signed requests are accepted (`AuthFailure` otherwise).
-    #[serde(default = "default_true")]
-    pub enabled: bool,
-}
-
-impl Default for Sigv2Config {
-    fn default() -> Self {
-        Self { enabled: true }
-    }
-}
-
-fn default_true() -> bool {
-    true
-}
-
-/// `[auth.sigv4]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Sigv4Config {
-    /// Largest difference between a request's `X-Amz-Date` and the gateway's clock (AWS
-    /// allows 15 minutes).
-    #[serde(default = "default_sigv4_skew")]
-    pub max_skew_secs: u64,
-}
-
-impl Default for Sigv4Config {
-    fn default() -> Self {
-        Self {
-            max_skew_secs: default_sigv4_skew(),
-        }
-    }
-}
-
-fn default_sigv4_skew() -> u64 {
-    900
-}
-
-/// `[auth.jwt]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct JwtConfig {
-    /// Required `iss`.
-    pub issuer: String,
-    /// Required `aud`.
-    pub audience: String,
-    /// Clock leeway for `exp`/`nbf`, at most 30 s.
-    #[serde(default = "default_leeway")]
-    pub leeway_secs: u64,
-    /// Minimum time between two JWKS URL fetches triggered by unknown `kid`s.
-    #[serde(default = "default_cooldown")]
-    pub jwks_refetch_cooldown_secs: u64,
-    /// Verified tokens kept in the token cache.
-    #[serde(default = "default_token_cache")]
-    pub token_cache_entries: u64,
-    /// The longest lifetime a token may have (`exp` - `iat`, or `exp` - now without
-    /// `iat`), in seconds.
-    #[serde(default = "default_max_token_lifetime")]
-    pub max_token_lifetime_secs: u64,
-    /// Verification keys. Empty: the development key.
-    #[serde(default)]
-    pub keys: Vec<JwtKeyConfig>,
-}
-
-fn default_leeway() -> u64 {
-    30
-}
-fn default_cooldown() -> u64 {
-    30
-}
-fn default_token_cache() -> u64 {
-    100_000
-}
-fn default_max_token_lifetime() -> u64 {
-    24 * 3600
-}
-
-/// One `[[auth.jwt.keys]]` entry: exactly one of `pem`, `jwks_file`, `jwks_url`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct JwtKeyConfig {
-    /// Key id matched against the token's `kid` (required with `pem`).
-    pub kid: Option<String>,
-    /// `RS256`, `ES256` or `EdDSA` (required with `pem`; JWKS keys carry or imply it).
-    pub algorithm: Option<String>,
-    /// Public key PEM file.
-    pub pem: Option<PathBuf>,
-    /// JWKS file.
-    pub jwks_file: Option<PathBuf>,
-    /// JWKS URL, refetched on an unknown `kid`.
-    pub jwks_url: Option<String>,
-}
-
-/// `[auth.mtls]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MtlsConfig {
-    /// Trust domain of `spiffe://<domain>/tenant/<tenant>/svc/<name>` URI SANs.
-    pub trust_domain: String,
-    /// Service names whose mTLS identity carries the `admin` role.
-    #[serde(default)]
-    pub admin_services: Vec<String>,
 }
 
 /// `[limits]`.
