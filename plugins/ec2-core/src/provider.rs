@@ -8,30 +8,29 @@
 //! create hands the cloud the tenant's user data and SSH key (imported as the cloud's own
 //! key pair).
 
-use std::collections::BTreeMap;
-use std::sync::{Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::sync::Mutex;
+use std::time::Instant;
 
 use base64::Engine;
-use serde::Deserialize;
 use serde_json::{json, Value};
 use skyport_plugin_api::abi::error_code;
 use skyport_plugin_api::ops::provider::{CreateInstance, FindInstance, MAX_USER_DATA_BYTES};
-use skyport_plugin_api::ops::{Region, ZoneSubnet};
+use skyport_plugin_api::ops::Region;
 use skyport_plugin_api::{ops, OpCall, PluginError};
 
-use crate::client::{CallError, Ec2Client, Secret, Signing};
+use crate::client::{CallError, Ec2Client, Signing};
 use crate::network::{self, ZoneMap};
 use crate::xml::Element;
 
 /// The most tags EC2 keeps on one resource.
 const EC2_MAX_TAGS: usize = 50;
-/// How long the cloud's answer about its default VPC is reused by `regions@1`.
-const REGION_NETWORK_TTL: Duration = Duration::from_secs(600);
-/// How long `regions@1` waits for that answer (retries included) before answering without
-/// it: the gateway gives `regions@1` 10 s at startup, and the region must not be lost to a
-/// slow cloud.
-const REGION_NETWORK_BUDGET: Duration = Duration::from_secs(5);
+
+mod config;
+mod region_network;
+
+pub use config::{credentials_schema, CredentialSource, ProviderConfig};
+use config::{skyport_region, skyport_zones};
+use region_network::RegionNetwork;
 
 /// What distinguishes one EC2 dialect from another.
 #[derive(Debug, Clone)]
@@ -69,141 +68,6 @@ pub const OPS: [&str; 14] = [
     "images.list@1",
     "inventory.list@1",
 ];
-
-/// Configuration (`[[plugins]] config = {...}`), the union of what the dialects accept;
-/// each plugin's JSON Schema admits only its own keys. Credentials are never inline: they
-/// come from a file or from environment variables named here.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ProviderConfig {
-    /// Endpoint URL, e.g. `https://ec2.us-east-1.amazonaws.com`, `http://cloud:8773`.
-    pub endpoint: String,
-    /// Service path (default: the dialect's).
-    pub path: Option<String>,
-    /// API version (default: the dialect's).
-    pub api_version: Option<String>,
-    /// The cloud's region (signed into SigV4 requests), e.g. `us-east-1`.
-    pub region: Option<String>,
-    /// The Skyport region this provider serves (default: the dialect's name for it).
-    pub skyport_region: Option<String>,
-    /// Skyport zones of that region (default `<skyport_region>a`).
-    #[serde(default)]
-    pub zones: Vec<String>,
-    /// Skyport zone -> the cloud's zone (a Eucalyptus cluster); the first is where
-    /// instances are launched.
-    #[serde(default)]
-    pub clusters: BTreeMap<String, String>,
-    /// Where the access key comes from.
-    pub credentials: CredentialSource,
-    /// Skyport instance type -> the endpoint's instance type.
-    pub instance_types: BTreeMap<String, String>,
-    /// Skyport image name -> the endpoint's image id.
-    pub images: BTreeMap<String, String>,
-}
-
-/// Where the endpoint's access key is read from.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CredentialSource {
-    /// An AWS shared-credentials file (`aws_access_key_id`, `aws_secret_access_key`).
-    pub file: Option<String>,
-    /// The profile in that file (default `default`).
-    pub profile: Option<String>,
-    /// Environment variable holding the access key id.
-    pub access_key_id_env: Option<String>,
-    /// Environment variable holding the secret access key.
-    pub secret_access_key_env: Option<String>,
-}
-
-impl CredentialSource {
-    /// Reads the key; the error names the source, never the secret.
-    pub fn load(&self) -> Result<Secret, String> {
-        match (
-            &self.file,
-            &self.access_key_id_env,
-            &self.secret_access_key_env,
-        ) {
-            (Some(file), None, None) => {
-                let text = std::fs::read_to_string(file)
-                    .map_err(|e| format!("credentials file {file}: {e}"))?;
-                let profile = self.profile.as_deref().unwrap_or("default");
-                parse_credentials_file(&text, profile)
-                    .ok_or_else(|| format!("credentials file {file}: profile [{profile}] lacks aws_access_key_id or aws_secret_access_key"))
-            }
-            (None, Some(id_var), Some(secret_var)) => {
-                let read = |var: &str| {
-                    std::env::var(var)
-                        .map_err(|_| format!("environment variable {var} is not set"))
-                };
-                Ok(Secret {
-                    access_key_id: read(id_var)?,
-                    secret_access_key: read(secret_var)?,
-                })
-            }
-            _ => Err("credentials: set either file (and profile) or both access_key_id_env and secret_access_key_env".into()),
-        }
-    }
-}
-
-/// The JSON Schema of `credentials`, the same in every dialect.
-pub fn credentials_schema() -> Value {
-    json!({
-        "type": "object",
-        "additionalProperties": false,
-        "properties": {
-            "file": {"type": "string"},
-            "profile": {"type": "string"},
-            "access_key_id_env": {"type": "string"},
-            "secret_access_key_env": {"type": "string"}
-        }
-    })
-}
-
-/// The `[profile]` section's key pair of an AWS shared-credentials file.
-fn parse_credentials_file(text: &str, profile: &str) -> Option<Secret> {
-    let mut in_profile = false;
-    let (mut id, mut secret) = (None, None);
-    for line in text.lines().map(str::trim) {
-        if line.starts_with('[') && line.ends_with(']') {
-            in_profile = line[1..line.len() - 1].trim() == profile;
-            continue;
-        }
-        if !in_profile {
-            continue;
-        }
-        if let Some((k, v)) = line.split_once('=') {
-            match k.trim() {
-                "aws_access_key_id" => id = Some(v.trim().to_string()),
-                "aws_secret_access_key" => secret = Some(v.trim().to_string()),
-                _ => {}
-            }
-        }
-    }
-    Some(Secret {
-        access_key_id: id?,
-        secret_access_key: secret?,
-    })
-}
-
-/// The Skyport region a provider serves: the configured one, else the dialect's name for
-/// the cloud's region.
-fn skyport_region(config: &ProviderConfig, dialect: &Dialect) -> String {
-    config.skyport_region.clone().unwrap_or_else(|| {
-        (dialect.skyport_region)(config.region.as_deref().unwrap_or(dialect.region))
-    })
-}
-
-/// The Skyport zones of `skyport_region`: the clusters' zones, else the configured zones,
-/// else `<skyport_region>a`.
-fn skyport_zones(config: &ProviderConfig, skyport_region: &str) -> Vec<String> {
-    if !config.clusters.is_empty() {
-        config.clusters.keys().cloned().collect()
-    } else if config.zones.is_empty() {
-        vec![format!("{skyport_region}a")]
-    } else {
-        config.zones.clone()
-    }
-}
 
 /// Whether the cloud refused a call for good (it answered, with a client error other than
 /// throttling: an action it does not serve, say), rather than failing to answer.
@@ -243,15 +107,6 @@ fn str_param<'a>(params: &'a Value, name: &str) -> Result<&'a str, PluginError> 
         .get(name)
         .and_then(Value::as_str)
         .ok_or_else(|| err(error_code::INVALID_INPUT, format!("missing \"{name}\"")))
-}
-
-/// The region's network as the cloud describes it (its default VPC).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-struct RegionNetwork {
-    /// The default VPC's IPv4 CIDR.
-    cidr: Option<String>,
-    /// Each Skyport zone's default subnet.
-    subnets: Vec<ZoneSubnet>,
 }
 
 /// One endpoint and region of some EC2 dialect.
@@ -555,85 +410,6 @@ impl Provider {
             ),
         }
         Ok(view)
-    }
-
-    /// The region's network: the cloud's default VPC (`DescribeVpcs`, `isDefault=true`)
-    /// and its default subnet in each zone (`DescribeSubnets`), reused for
-    /// [`REGION_NETWORK_TTL`]. A cloud that cannot say (no VPCs, as on older Eucalyptus
-    /// clouds, or not answering within [`REGION_NETWORK_BUDGET`]) gives a region without
-    /// them: `regions@1` never fails for this.
-    async fn region_network(&self) -> RegionNetwork {
-        let cached = self
-            .region_network
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        if let Some((at, network)) = cached {
-            if at.elapsed() < REGION_NETWORK_TTL {
-                return network;
-            }
-        }
-        let answer =
-            tokio::time::timeout(REGION_NETWORK_BUDGET, self.lookup_region_network()).await;
-        let (network, keep) = match answer {
-            Ok(Ok(network)) => (network, true),
-            Ok(Err(e)) => {
-                log::debug!(
-                    "{}: regions@1 answered without the region's network: {e:?}",
-                    self.dialect.name
-                );
-                // A cloud refusing the calls (no VPC support) says so for a while; a
-                // cloud that failed to answer is asked again next time.
-                (RegionNetwork::default(), refuses(&e))
-            }
-            Err(_) => {
-                log::debug!(
-                    "{}: regions@1 answered without the region's network: no answer within {:?}",
-                    self.dialect.name,
-                    REGION_NETWORK_BUDGET
-                );
-                (RegionNetwork::default(), false)
-            }
-        };
-        if keep {
-            *self
-                .region_network
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner) = Some((Instant::now(), network.clone()));
-        }
-        network
-    }
-
-    async fn lookup_region_network(&self) -> Result<RegionNetwork, CallError> {
-        let filter = |name: &str, value: &str| {
-            vec![
-                ("Filter.1.Name".to_string(), name.to_string()),
-                ("Filter.1.Value.1".to_string(), value.to_string()),
-            ]
-        };
-        let vpcs = self
-            .client
-            .try_call("DescribeVpcs", &filter("isDefault", "true"))
-            .await?;
-        let Some((vpc_id, cidr)) = network::default_vpc(&vpcs) else {
-            return Ok(RegionNetwork::default());
-        };
-        let subnets = match self
-            .client
-            .try_call("DescribeSubnets", &filter("vpc-id", &vpc_id))
-            .await
-        {
-            Ok(reply) => network::zone_subnets(&reply, &vpc_id, &self.zones),
-            Err(e) if refuses(&e) => {
-                log::debug!(
-                    "{}: the default VPC's subnets are unknown: {e:?}",
-                    self.dialect.name
-                );
-                Vec::new()
-            }
-            Err(e) => return Err(e),
-        };
-        Ok(RegionNetwork { cidr, subnets })
     }
 
     async fn list(&self) -> Result<Value, PluginError> {

@@ -1,5 +1,11 @@
 //! Unit tests of `provider`.
 
+use std::collections::BTreeMap;
+
+use std::time::Duration;
+
+use super::config::parse_credentials_file;
+use super::region_network::REGION_NETWORK_BUDGET;
 use super::*;
 use std::io::{Read, Write};
 use std::sync::Arc;
