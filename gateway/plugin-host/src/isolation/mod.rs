@@ -2,9 +2,11 @@
 //!
 //! - [`wire`]: the messages and their framing on the socket between gateway and child;
 //! - [`child`]: `skyport plugin-host`, the child: limits, the loader, the relay;
-//! - [`supervisor`]: the gateway's side: starting a child, calls and their deadlines,
+//! - [`launch`]: the gateway's side: starting a child and reading its first answer;
+//! - [`supervisor`]: the gateway's side: watching a child, calls and their deadlines,
 //!   crashes, restarts, stuck processes, and the isolated `plugins check`.
 
 pub mod child;
+pub mod launch;
 pub mod supervisor;
 pub mod wire;
