@@ -3,19 +3,31 @@
 //! epochs, each call bounded by `timeout_ms`.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use arc_swap::ArcSwapOption;
 use redis::aio::ConnectionManager;
 use skyport_core::config::RedisConfig;
 
-/// The connection, and how long a call on it may take.
+/// The connection (once Redis has answered), and how long a call on it may take.
 #[derive(Clone)]
 pub struct RedisLink {
-    /// The connection (clones share it).
-    pub connection: ConnectionManager,
+    connection: Arc<ArcSwapOption<ConnectionManager>>,
     /// The longest a call may take before it counts as failed.
     pub timeout: Duration,
+}
+
+/// How often a Redis that did not answer at startup is tried again.
+const RECONNECT_EVERY: Duration = Duration::from_secs(1);
+
+/// A connection to `client`'s Redis, within 5 s.
+async fn open(client: &redis::Client) -> anyhow::Result<ConnectionManager> {
+    tokio::time::timeout(Duration::from_secs(5), client.get_connection_manager())
+        .await
+        .map_err(|_| anyhow::anyhow!("no answer in 5 s"))?
+        .map_err(anyhow::Error::from)
 }
 
 /// `url` with `password` in it (percent-encoded).
@@ -29,7 +41,8 @@ fn with_password(url: &str, password: &str) -> String {
 
 impl RedisLink {
     /// Connects to `config`'s Redis, the password from its file (resolved against
-    /// `state_dir`) or variable. An unreachable Redis is an error naming it.
+    /// `state_dir`) or variable. A Redis that does not answer is logged and tried again
+    /// every second; until then [`Self::connection`] is `None` and its users degrade.
     pub async fn connect(config: &RedisConfig, state_dir: &Path) -> anyhow::Result<Self> {
         let password = skyport_core::config::read_secret(
             "redis",
@@ -43,16 +56,35 @@ impl RedisLink {
             None => config.url.clone(),
         };
         let client = redis::Client::open(url).context("redis.url")?;
-        let connection =
-            tokio::time::timeout(Duration::from_secs(5), client.get_connection_manager())
-                .await
-                .map_err(|_| anyhow::anyhow!("no answer in 5 s"))
-                .and_then(|r| r.map_err(anyhow::Error::from))
-                .with_context(|| format!("connecting to Redis at {}", config.url))?;
-        Ok(Self {
-            connection,
+        let link = Self {
+            connection: Arc::new(ArcSwapOption::empty()),
             timeout: Duration::from_millis(config.timeout_ms),
-        })
+        };
+        match open(&client).await {
+            Ok(connection) => link.connection.store(Some(Arc::new(connection))),
+            Err(e) => {
+                // Started degraded, as if Redis had failed later: connected once it answers.
+                tracing::warn!(redis = %config.url, error = %e,
+                    "Redis does not answer; serving without it until it does");
+                let slot = Arc::clone(&link.connection);
+                tokio::spawn(async move {
+                    loop {
+                        tokio::time::sleep(RECONNECT_EVERY).await;
+                        if let Ok(connection) = open(&client).await {
+                            slot.store(Some(Arc::new(connection)));
+                            tracing::info!("Redis answers now");
+                            return;
+                        }
+                    }
+                });
+            }
+        }
+        Ok(link)
+    }
+
+    /// The connection, once Redis has answered (clones share it).
+    pub fn connection(&self) -> Option<ConnectionManager> {
+        self.connection.load_full().map(|c| (*c).clone())
     }
 }
 

@@ -303,9 +303,10 @@ async fn rate_limits_on_redis_hold_across_replicas_and_degrade_to_a_share() {
             1,
         )
         .replacen("[limits]\n", "[limits]\nbackend = \"redis\"\n", 1);
+    let redis_section = format!("\n[redis]\nurl = \"{}\"\n", redis.url());
     let options = || GatewayOptions {
         config: Some(config.clone()),
-        extra: format!("\n[redis]\nurl = \"{}\"\n", redis.url()),
+        extra: redis_section.clone(),
     };
     let a = Gateway::start_with(options());
     let b = Gateway::start_replica(&a, options());
@@ -336,10 +337,17 @@ async fn rate_limits_on_redis_hold_across_replicas_and_degrade_to_a_share() {
     assert!(admitted > 0, "the local share admits");
     assert!(a.log().contains("rate limits: Redis failed"), "{}", a.log());
 
+    // A replica started while Redis is down starts, serves its share, and connects once
+    // Redis answers.
+    let c = Gateway::start_replica(&a, options());
+    assert_eq!(c.get("/v1/whoami", &acme).await.status(), 200);
+    assert!(c.log().contains("Redis does not answer"), "{}", c.log());
+
     // Redis back: the shared buckets serve again.
     redis.resume();
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     assert_eq!(a.get("/v1/whoami", &acme).await.status(), 200);
+    assert!(c.log().contains("Redis answers now"), "{}", c.log());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

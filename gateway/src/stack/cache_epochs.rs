@@ -30,7 +30,7 @@ impl SharedEpochs {
 
     /// `tenant`'s epoch and everyone's; `None` when Redis does not answer in time.
     pub async fn current(&self, tenant: &str) -> Option<(u64, u64)> {
-        let mut redis = self.link.connection.clone();
+        let mut redis = self.link.connection()?;
         let keys = [tenant_key(tenant), EVERYONE.to_string()];
         let read = redis.mget::<_, Vec<Option<u64>>>(&keys);
         match tokio::time::timeout(self.link.timeout, read).await {
@@ -57,7 +57,11 @@ impl SharedEpochs {
     }
 
     async fn bump(&self, key: &str) {
-        let mut redis = self.link.connection.clone();
+        let Some(mut redis) = self.link.connection() else {
+            tracing::warn!(key,
+                "cache epochs: Redis is not connected; other replicas may serve older reads until their TTL");
+            return;
+        };
         let incr = redis.incr::<_, _, u64>(key, 1);
         match tokio::time::timeout(self.link.timeout, incr).await {
             Ok(Ok(_)) => {}

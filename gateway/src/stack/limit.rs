@@ -104,7 +104,7 @@ impl TenantRateLimiter {
                     Quotas::from_config(config),
                     clock,
                 )
-                .await?,
+                .await,
             );
         }
         Ok(limiter)

@@ -19,9 +19,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::Context;
 use arc_swap::ArcSwap;
-use redis::aio::ConnectionManager;
 use redis::Script;
 use skyport_core::clock::SharedClock;
 use skyport_core::config::OnRedisError;
@@ -87,7 +85,7 @@ struct Lease {
 
 /// Buckets shared by every replica.
 pub struct SharedBuckets {
-    redis: ConnectionManager,
+    redis: RedisLink,
     take: Script,
     quotas: Quotas,
     leases: Mutex<HashMap<Arc<str>, Lease>>,
@@ -102,7 +100,7 @@ pub struct SharedBuckets {
 /// The replicas alive, as their heartbeats in Redis say, and this replica's share of
 /// each limit while Redis cannot be reached.
 struct Membership {
-    redis: ConnectionManager,
+    redis: RedisLink,
     heartbeat: Script,
     replica_id: String,
     /// Replicas last seen alive (this one included).
@@ -116,12 +114,17 @@ struct Membership {
 impl Membership {
     /// Says this replica is alive and learns how many are; rebuilds the local share when
     /// that number changed.
-    async fn beat(&self) -> Result<(), redis::RedisError> {
-        let mut redis = self.redis.clone();
+    async fn beat(&self) -> Result<(), String> {
+        let Some(mut redis) = self.redis.connection() else {
+            return Err("not connected".into());
+        };
         let mut call = self.heartbeat.key("skyport:replicas");
         call.arg(&self.replica_id)
             .arg((HEARTBEAT * 3).as_millis() as u64);
-        let alive: u32 = call.invoke_async(&mut redis).await?;
+        let alive: u32 = call
+            .invoke_async(&mut redis)
+            .await
+            .map_err(|e| e.to_string())?;
         let alive = alive.max(1);
         if self.replicas.swap(alive, Ordering::Relaxed) != alive {
             tracing::info!(replicas = alive, "rate limits: replicas alive");
@@ -137,15 +140,15 @@ impl Membership {
 
 impl SharedBuckets {
     /// Buckets on `link`'s Redis for `quotas`; while Redis fails, `on_error` decides.
-    /// Registers this replica's heartbeat now.
+    /// Registers this replica's heartbeat now when Redis answers.
     pub(crate) async fn connect(
         link: &RedisLink,
         on_error: OnRedisError,
         quotas: Quotas,
         clock: SharedClock,
-    ) -> anyhow::Result<Self> {
+    ) -> Self {
         let membership = Arc::new(Membership {
-            redis: link.connection.clone(),
+            redis: link.clone(),
             heartbeat: Script::new(HEARTBEAT_SCRIPT),
             replica_id: skyport_core::ids::new_id("replica"),
             replicas: AtomicU32::new(1),
@@ -153,9 +156,11 @@ impl SharedBuckets {
             quotas: quotas.clone(),
             clock: clock.clone(),
         });
-        membership.beat().await.context("registering with Redis")?;
-        Ok(Self {
-            redis: link.connection.clone(),
+        if let Err(e) = membership.beat().await {
+            tracing::warn!(error = %e, "rate limits: this replica could not register with Redis yet");
+        }
+        Self {
+            redis: link.clone(),
             take: Script::new(TAKE),
             quotas,
             leases: Mutex::new(HashMap::new()),
@@ -164,7 +169,7 @@ impl SharedBuckets {
             open_until: Mutex::new(None),
             membership,
             clock,
-        })
+        }
     }
 
     /// Takes one request from `tenant`'s shared bucket.
@@ -178,7 +183,10 @@ impl SharedBuckets {
             return self.degraded(tenant);
         }
         let key = format!("skyport:rl:{tenant}");
-        let mut redis = self.redis.clone();
+        let Some(mut redis) = self.redis.connection() else {
+            self.trip(now, "not connected");
+            return self.degraded(tenant);
+        };
         let mut call = self.take.key(key);
         call.arg(rate).arg(burst).arg(batch(rate, burst));
         let answer =
