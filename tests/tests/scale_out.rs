@@ -15,14 +15,18 @@ fn storage(server: &PostgresServer, url: &str) -> String {
     )
 }
 
-/// Replicas A and B of `config`, on storage `storage`, in front of `moto`.
-fn two_replicas(config: &str, storage: &str, moto: &Moto) -> (Gateway, Gateway) {
-    let options = || GatewayOptions {
+/// A replica of `config`, on storage `storage`, in front of `moto`.
+fn replica_options(config: &str, storage: &str, moto: &Moto) -> GatewayOptions {
+    GatewayOptions {
         config: Some(config.to_string()),
         extra: format!("{storage}{}", moto.provider_config("aws-us-east-1")),
-    };
-    let a = Gateway::start_with(options());
-    let b = Gateway::start_replica(&a, options());
+    }
+}
+
+/// Replicas A and B of `config`, on storage `storage`, in front of `moto`.
+fn two_replicas(config: &str, storage: &str, moto: &Moto) -> (Gateway, Gateway) {
+    let a = Gateway::start_with(replica_options(config, storage, moto));
+    let b = Gateway::start_replica(&a, replica_options(config, storage, moto));
     (a, b)
 }
 
@@ -144,17 +148,7 @@ async fn two_replicas_share_keys_and_instances_on_postgres() {
         )
         .await
         .unwrap();
-    let c = Gateway::start_replica(
-        &a,
-        GatewayOptions {
-            config: Some(config.clone()),
-            extra: format!(
-                "{}{}",
-                storage(&server, &url),
-                moto.provider_config("aws-us-east-1")
-            ),
-        },
-    );
+    let c = Gateway::start_replica(&a, replica_options(&config, &storage(&server, &url), &moto));
     let path = format!("/v1/instances/{made}");
     let (mut state, mut deployments) = (Value::Null, Value::Null);
     for _ in 0..100 {

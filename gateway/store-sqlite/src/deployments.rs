@@ -44,6 +44,23 @@ impl SqliteDeployments {
         })?;
         Ok(Self { db })
     }
+
+    /// The deployments whose records `sql` (one parameter, `arg`) returns, in its order.
+    async fn records(&self, sql: &'static str, arg: &str) -> Result<Vec<Deployment>, GatewayError> {
+        let arg = arg.to_string();
+        let texts: Vec<String> = self
+            .db
+            .with(move |conn| {
+                let mut stmt = conn.prepare(sql)?;
+                let rows = stmt.query_map([arg], |row| row.get(0))?;
+                rows.collect()
+            })
+            .await?;
+        texts
+            .iter()
+            .map(|t| serde_json::from_str(t).map_err(GatewayError::internal))
+            .collect()
+    }
 }
 
 #[async_trait]
@@ -86,21 +103,11 @@ impl DeploymentStore for SqliteDeployments {
     }
 
     async fn list(&self, tenant: &str) -> Result<Vec<Deployment>, GatewayError> {
-        let tenant = tenant.to_string();
-        let texts: Vec<String> = self
-            .db
-            .with(move |conn| {
-                let mut stmt = conn.prepare(
-                    "SELECT record FROM deployments WHERE tenant = ?1 ORDER BY created_at, id",
-                )?;
-                let rows = stmt.query_map([tenant], |row| row.get(0))?;
-                rows.collect()
-            })
-            .await?;
-        texts
-            .iter()
-            .map(|t| serde_json::from_str(t).map_err(GatewayError::internal))
-            .collect()
+        self.records(
+            "SELECT record FROM deployments WHERE tenant = ?1 ORDER BY created_at, id",
+            tenant,
+        )
+        .await
     }
 
     async fn update(&self, deployment: &Deployment) -> Result<(), GatewayError> {
@@ -129,22 +136,12 @@ impl DeploymentStore for SqliteDeployments {
     }
 
     async fn take_abandoned(&self, before: &str) -> Result<Vec<Deployment>, GatewayError> {
-        let before = before.to_string();
-        let texts: Vec<String> = self
-            .db
-            .with(move |conn| {
-                let mut stmt = conn.prepare(
-                    "UPDATE deployments SET status = 'recovering'
-                     WHERE status = 'creating' AND created_at < ?1 RETURNING record",
-                )?;
-                let rows = stmt.query_map([before], |row| row.get(0))?;
-                rows.collect()
-            })
-            .await?;
-        texts
-            .iter()
-            .map(|t| serde_json::from_str(t).map_err(GatewayError::internal))
-            .collect()
+        self.records(
+            "UPDATE deployments SET status = 'recovering'
+             WHERE status = 'creating' AND created_at < ?1 RETURNING record",
+            before,
+        )
+        .await
     }
 }
 
