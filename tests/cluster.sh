@@ -98,6 +98,7 @@ url = \"redis://127.0.0.1:$redis_port/0\"
     sed -e 's|^config = { image_library = "images" }|config = { image_library = "'"$root"'/var/images" }|' \
         -e 's|^\[limits\]|[limits]\nbackend = "redis"|' \
         -e 's|^\[cache\]|[cache]\ncoherence = "redis"|' \
+        -e 's|^file = "libskyport_metering.so"|&\nconfig = { ledger = { backend = "postgres", url = "postgres://skyport@127.0.0.1:'"$pg_port"'/skyport", password_file = "'"$dir"'/pg/password" } }|' \
         "$root/config/skyport.toml" >"$dir/replica-1.toml"
     printf '%s' "$shared" >>"$dir/replica-1.toml"
     # Replica 2 without local-vmm: a VM runs where its plugin runs (docs/scale-out.md).

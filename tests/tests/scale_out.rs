@@ -460,3 +460,105 @@ async fn one_replica_syncs_a_shared_provider_and_another_takes_over_when_it_dies
     }
     assert!(taken, "the survivor takes over:\n{}", survivor.log());
 }
+
+/// API requests in tenant `tenant`'s bill within `bills` (an `/admin/bills` answer).
+fn requests_billed(bills: &Value, tenant: &str) -> (u64, Value) {
+    let bill = bills["bills"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|b| b["tenant"] == tenant)
+        .cloned()
+        .unwrap_or(Value::Null);
+    let count = bill["lines"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|line| line["sku"] == "api.requests")
+        .filter_map(|line| {
+            line["description"]
+                .as_str()?
+                .split(' ')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum();
+    (count, bill)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ledger_is_shared_and_keeps_what_it_acknowledged_while_postgres_was_down() {
+    let mut server = PostgresServer::start().unwrap();
+    let url = server.create_database("skyport").await.unwrap();
+    let shipped = "file = \"libskyport_metering.so\"\n";
+    let on_postgres = format!(
+        "file = \"libskyport_metering.so\"\nconfig = {{ ledger = {{ backend = \"postgres\", \
+         url = \"{url}\", password_file = \"{}\" }} }}\n",
+        server.password_file().display()
+    );
+    // acme's operators read the bills: their own requests are not demo's.
+    let config = skyport_e2e::default_config().replacen(
+        "[tenants.acme]\n",
+        "[tenants.acme]\noperator = true\n",
+        1,
+    );
+    assert!(
+        config.contains(shipped) && config.contains("operator = true\ndepartments = [\"ops\"]")
+    );
+    let options = || GatewayOptions {
+        config: Some(config.replacen(shipped, &on_postgres, 1)),
+        extra: storage(&server, &url),
+    };
+    let a = Gateway::start_with(options());
+    let b = Gateway::start_replica(&a, options());
+    let demo = a.token("demo", None, &[]);
+    let admin = a.token("acme", None, &["admin"]);
+    let period = &humantime::format_rfc3339(std::time::SystemTime::now()).to_string()[..7];
+    let bills_path = format!("/admin/bills?period={period}");
+
+    for i in 0..12 {
+        let replica = if i % 3 == 0 { &a } else { &b };
+        assert_eq!(replica.get("/v1/whoami", &demo).await.status(), 200);
+    }
+    let mut counted = 0;
+    for _ in 0..100 {
+        counted = requests_billed(&a.get_json(&bills_path, &admin).await, "demo").0;
+        if counted >= 12 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(counted, 12, "both replicas' requests in one ledger");
+    let (_, from_a) = requests_billed(&a.get_json(&bills_path, &admin).await, "demo");
+    let (_, from_b) = requests_billed(&b.get_json(&bills_path, &admin).await, "demo");
+    assert_eq!(
+        from_a.to_string(),
+        from_b.to_string(),
+        "the same bill from either replica"
+    );
+
+    // PostgreSQL goes away: A keeps answering and acknowledges its requests' events from
+    // its outbox; once PostgreSQL is back they reach the shared ledger, each once.
+    server.stop();
+    for _ in 0..3 {
+        assert_eq!(a.get("/v1/whoami", &demo).await.status(), 200);
+    }
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    server.resume().unwrap();
+    for _ in 0..150 {
+        counted = requests_billed(&b.get_json(&bills_path, &admin).await, "demo").0;
+        if counted >= 15 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let (counted, _) = requests_billed(&b.get_json(&bills_path, &admin).await, "demo");
+    assert_eq!(counted, 15, "none lost, none doubled\n{}", a.log());
+    assert!(
+        a.log().contains("keeping events in the outbox"),
+        "{}",
+        a.log()
+    );
+}

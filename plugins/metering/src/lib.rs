@@ -1,5 +1,6 @@
 //! `metering`: Skyport's metering plugin. It receives the gateway's tap (`meter.batch@1`)
-//! and keeps every event once, durably, in its ledger (`<state>/ledger.db`), refusing and
+//! and keeps every event once, durably, in its ledger (`<state>/ledger.db`, or PostgreSQL
+//! shared by every replica with a local outbox for when it is out of reach), refusing and
 //! auditing what it cannot accept.
 //!
 //! Operations (schema version 1):
@@ -15,6 +16,7 @@
 
 pub mod bill;
 pub mod billing;
+mod config;
 pub mod export;
 pub mod group_sync;
 pub mod ledger;
@@ -24,11 +26,9 @@ pub mod record_types;
 pub mod usage;
 pub mod validate;
 
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use serde::Deserialize;
 use serde_json::{json, Value};
 use skyport_plugin_api::abi::error_code;
 use skyport_plugin_api::ops::{MeterBatch, HEALTH, METER_BATCH};
@@ -36,46 +36,13 @@ use skyport_plugin_api::sdk::clock::{Clock, SharedClock, SystemClock};
 use skyport_plugin_api::{export_plugin, Description, Host, OpCall, Plugin, PluginError};
 use time::OffsetDateTime;
 
+use config::MeteringConfig;
 use period::Period;
 use rating::RateCard;
 
 pub use ledger::{Ledger, SqliteLedger};
 pub use record_types::RecordType;
 pub use validate::Limits;
-
-/// Configuration (`[[plugins]] config = {...}`).
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct MeteringConfig {
-    /// Record types registered at start (in addition to those already in the ledger).
-    #[serde(default = "record_types::built_in")]
-    record_types: Vec<RecordType>,
-    /// How far in the future an event may be stamped.
-    #[serde(default = "default_skew")]
-    max_future_skew_secs: u64,
-    /// Ledger directory; default: the one the host assigns.
-    state_dir: Option<String>,
-    /// Prices; default: the embedded card.
-    rate_card: Option<Value>,
-    /// Length of a usage-record interval, seconds (1 h).
-    #[serde(default = "default_interval")]
-    interval_secs: u64,
-    /// Seconds between two group syncs with the providers' inventories (0: never).
-    #[serde(default = "default_group_sync")]
-    group_sync_secs: u64,
-}
-
-fn default_group_sync() -> u64 {
-    300
-}
-
-fn default_interval() -> u64 {
-    3600
-}
-
-fn default_skew() -> u64 {
-    300
-}
 
 fn err(code: &str, message: impl Into<String>) -> PluginError {
     PluginError::new(code, message)
@@ -218,6 +185,11 @@ impl Plugin for Metering {
                     "record_types": {"type": "array", "items": {"type": "object"}},
                     "max_future_skew_secs": {"type": "integer", "minimum": 0},
                     "state_dir": {"type": "string"},
+                    "ledger": {
+                        "type": "object",
+                        "required": ["backend"],
+                        "properties": {"backend": {"enum": ["sqlite", "postgres"]}}
+                    },
                     "rate_card": {"type": "object"},
                     "interval_secs": {"type": "integer", "minimum": 1, "maximum": 2678400},
                     "group_sync_secs": {"type": "integer", "minimum": 0}
@@ -229,35 +201,23 @@ impl Plugin for Metering {
     fn init(config: Value, host: Host) -> Result<Self, PluginError> {
         let config: MeteringConfig = serde_json::from_value(config)
             .map_err(|e| err(error_code::INVALID_CONFIG, e.to_string()))?;
-        let dir = match &config.state_dir {
-            Some(dir) => PathBuf::from(dir),
-            None => host.state_dir()?,
-        };
-        std::fs::create_dir_all(&dir).map_err(|e| {
-            err(
-                error_code::INVALID_CONFIG,
-                format!("{}: {e}", dir.display()),
-            )
-        })?;
-        let mut ledger = SqliteLedger::open(&dir).map_err(|e| {
-            err(
-                error_code::INVALID_CONFIG,
-                format!("ledger in {}: {e}", dir.display()),
-            )
-        })?;
+        let dir = config.state_dir(&host)?;
         let clock = SystemClock::shared();
-        for record_type in &config.record_types {
-            ledger
-                .register(record_type, clock.wall())
-                .map_err(|e| err(error_code::INVALID_CONFIG, e))?;
-        }
+        let ledger = config.open_ledger(&dir, &host, clock.wall())?;
         let card = match &config.rate_card {
             Some(value) => RateCard::from_json(value),
             None => Ok(RateCard::embedded()),
         }
         .map_err(|e| err(error_code::INVALID_CONFIG, e))?;
-        log::info!("metering: ledger in {}", dir.display());
-        let ledger: Arc<Mutex<Box<dyn Ledger + Send>>> = Arc::new(Mutex::new(Box::new(ledger)));
+        if config.shared() {
+            log::info!(
+                "metering: shared ledger on PostgreSQL, outbox in {}",
+                dir.display()
+            );
+        } else {
+            log::info!("metering: ledger in {}", dir.display());
+        }
+        let ledger: Arc<Mutex<Box<dyn Ledger + Send>>> = Arc::new(Mutex::new(ledger));
         if config.group_sync_secs > 0 {
             tokio::spawn(group_sync_loop(
                 Arc::clone(&ledger),
@@ -265,6 +225,9 @@ impl Plugin for Metering {
                 Duration::from_secs(config.group_sync_secs),
                 clock.clone(),
             ));
+        }
+        if config.shared() {
+            tokio::spawn(drain_loop(Arc::clone(&ledger), clock.clone()));
         }
         Ok(Self {
             ledger,
@@ -385,18 +348,73 @@ impl Plugin for Metering {
     }
 }
 
+/// Moves what the outbox keeps into the shared ledger, every second.
+async fn drain_loop(ledger: Arc<Mutex<Box<dyn Ledger + Send>>>, clock: SharedClock) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let ledger = Arc::clone(&ledger);
+        let clock = Arc::clone(&clock);
+        let _ = tokio::task::spawn_blocking(move || {
+            let mut ledger = ledger.lock().unwrap_or_else(|p| p.into_inner());
+            ledger.drain(clock.wall())
+        })
+        .await;
+    }
+}
+
+/// Who this process is when it claims run-once work on a shared ledger.
+fn holder_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let started = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    format!("{}-{}-{started}", host.trim(), std::process::id())
+}
+
+/// Whether this process may run `work` now (a shared ledger grants it to one replica at
+/// a time, for `ttl`, renewed while the holder keeps running it).
+async fn claim(
+    ledger: &Arc<Mutex<Box<dyn Ledger + Send>>>,
+    work: &'static str,
+    holder: &str,
+    ttl: Duration,
+) -> bool {
+    let ledger = Arc::clone(ledger);
+    let holder = holder.to_string();
+    let claimed = tokio::task::spawn_blocking(move || {
+        let ledger = ledger.lock().unwrap_or_else(|p| p.into_inner());
+        ledger.claim(work, &holder, ttl)
+    })
+    .await;
+    match claimed {
+        Ok(Ok(claimed)) => claimed,
+        Ok(Err(e)) => {
+            log::debug!("{work} skipped: cannot claim it: {e}");
+            false
+        }
+        Err(_) => false,
+    }
+}
+
 /// Runs a group sync every `every`: asks the host for every provider's instances and
-/// reconciles the ledger with them.
+/// reconciles the ledger with them. On a shared ledger one replica at a time does it.
 async fn group_sync_loop(
     ledger: Arc<Mutex<Box<dyn Ledger + Send>>>,
     host: Host,
     every: Duration,
     clock: SharedClock,
 ) {
+    let holder = holder_id();
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+        if !claim(&ledger, "metering.group_sync", &holder, every * 2).await {
+            continue;
+        }
         let listing = match host.call("inventory.instances", 1, json!({})).await {
             Ok(listing) => listing,
             Err(e) => {

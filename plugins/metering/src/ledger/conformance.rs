@@ -13,11 +13,12 @@ use crate::record_types::built_in;
 use crate::validate::Limits;
 
 /// 2026-11-23T12:00:00Z.
-fn noon() -> SystemTime {
+pub(crate) fn noon() -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_435_200)
 }
 
-fn request(id: &str, tenant: &str, department: Option<&str>, time: &str) -> MeterEvent {
+/// An `api.request` event.
+pub(crate) fn request(id: &str, tenant: &str, department: Option<&str>, time: &str) -> MeterEvent {
     MeterEvent {
         id: id.into(),
         record_type: "api.request".into(),
@@ -28,15 +29,18 @@ fn request(id: &str, tenant: &str, department: Option<&str>, time: &str) -> Mete
     }
 }
 
-fn lifecycle(id: &str, instance: &str, state: &str, time: &str) -> MeterEvent {
+/// An `instance.lifecycle` event of demo's finance department: `event` (`run`, `stop`,
+/// ...) of a `sp.micro` on local-vmm.
+pub(crate) fn lifecycle(id: &str, instance: &str, event: &str, time: &str) -> MeterEvent {
     MeterEvent {
         id: id.into(),
         record_type: "instance.lifecycle".into(),
         time: time.into(),
         tenant: "demo".into(),
         department: Some("finance".into()),
-        attributes: json!({"instance_id": instance, "state": state, "instance_type": "sp.micro",
-                           "vcpus": 1, "memory_mib": 128}),
+        attributes: json!({"event": event, "instance_id": instance, "provider": "local-vmm",
+                           "region": "local-1", "instance_type": "sp.micro", "vcpus": 1,
+                           "memory_mib": 128}),
     }
 }
 
@@ -181,7 +185,7 @@ fn queries_see_what_was_stored_and_received_in_their_window(mut ledger: Box<dyn 
         .unwrap();
     let states: Vec<&str> = rows
         .iter()
-        .map(|(_, a, _)| a["state"].as_str().unwrap())
+        .map(|(_, a, _)| a["event"].as_str().unwrap())
         .collect();
     assert_eq!(
         states,
@@ -200,7 +204,7 @@ fn queries_see_what_was_stored_and_received_in_their_window(mut ledger: Box<dyn 
         .map(|h| {
             (
                 h.instance_id,
-                h.attributes["state"].as_str().unwrap().to_string(),
+                h.attributes["event"].as_str().unwrap().to_string(),
             )
         })
         .collect();

@@ -9,16 +9,22 @@
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use skyport_plugin_api::ops::MeterEvent;
 
 use crate::record_types::RecordType;
-use crate::validate::Limits;
+use crate::validate::{check_event, Limits};
 
 #[cfg(any(test, feature = "testkit"))]
 pub mod conformance;
+mod outbox;
+mod postgres;
+#[cfg(test)]
+mod shared_tests;
 mod sqlite;
 
+pub use outbox::SpooledLedger;
+pub use postgres::{PgLedger, PgSettings};
 pub use sqlite::SqliteLedger;
 
 /// A ledger failure (the store could not read or write).
@@ -57,6 +63,69 @@ pub struct Rejection {
     pub id: String,
     /// Why.
     pub reason: String,
+}
+
+/// A batch checked against the registered record types: the events to store (with their
+/// normalised time) and the refusals to audit. What a ledger writes in one transaction,
+/// and what the outbox keeps while the shared ledger is out of reach.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct CheckedBatch {
+    /// Valid events, with their time normalised to the ledger's form.
+    pub valid: Vec<(MeterEvent, String)>,
+    /// Refused events.
+    pub refused: Vec<Refusal>,
+}
+
+/// One refused event, as audited.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Refusal {
+    /// The event's id as sent.
+    pub id: String,
+    /// Its record type as sent.
+    pub record_type: String,
+    /// Why it was refused.
+    pub reason: String,
+    /// The event as sent, cut to 4 KiB.
+    pub raw: String,
+}
+
+impl CheckedBatch {
+    /// Checks `events` against `types` at `now`.
+    pub fn check(
+        events: &[MeterEvent],
+        types: &BTreeMap<String, RecordType>,
+        limits: &Limits,
+        now: SystemTime,
+    ) -> Self {
+        let mut batch = Self::default();
+        for event in events {
+            match check_event(event, types, limits, now) {
+                Ok(time) => batch.valid.push((event.clone(), time)),
+                Err(reason) => {
+                    let mut raw = serde_json::to_string(event).unwrap_or_default();
+                    raw.truncate(4096);
+                    batch.refused.push(Refusal {
+                        id: event.id.clone(),
+                        record_type: event.record_type.clone(),
+                        reason,
+                        raw,
+                    });
+                }
+            }
+        }
+        batch
+    }
+
+    /// The refusals as an ingest outcome reports them.
+    pub fn rejections(&self) -> Vec<Rejection> {
+        self.refused
+            .iter()
+            .map(|r| Rejection {
+                id: r.id.clone(),
+                reason: r.reason.clone(),
+            })
+            .collect()
+    }
 }
 
 /// Counts for operators and tests.
@@ -157,4 +226,26 @@ pub trait Ledger {
 
     /// The tenant's stored events in ledger order (at most `limit`), as JSON.
     fn events(&self, tenant: &str, limit: u32) -> Result<Vec<serde_json::Value>, LedgerError>;
+
+    /// Claims run-once work (`work`, e.g. the group sync) for `holder` until `ttl` from
+    /// now, or renews the claim `holder` already has: true when `holder` may do it. A
+    /// ledger only one process writes needs no claim (the default); a shared one grants
+    /// each piece of work to one holder at a time.
+    fn claim(
+        &self,
+        work: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> Result<bool, LedgerError> {
+        let _ = (work, holder, ttl);
+        Ok(true)
+    }
+
+    /// Moves what was kept aside while the ledger's store was out of reach into it; returns
+    /// how many events were moved (stamped as received at `now`). A ledger that never keeps anything aside has nothing to
+    /// move (the default).
+    fn drain(&mut self, now: SystemTime) -> Result<usize, LedgerError> {
+        let _ = now;
+        Ok(0)
+    }
 }

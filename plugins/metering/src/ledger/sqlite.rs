@@ -412,7 +412,7 @@ impl Ledger for SqliteLedger {
 /// Makes the ledger and its WAL and shared-memory files readable by their owner only
 /// (created so if missing): SQLite gives the files it creates the database's mode, and
 /// the ledger is every tenant's usage.
-fn owner_only(db: &Path) -> std::io::Result<()> {
+pub(super) fn owner_only(db: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     std::fs::OpenOptions::new()
         .create(true)
