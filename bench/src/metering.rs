@@ -15,7 +15,11 @@
 //!    median), its two ledger queries on their own, and the FOCUS CSV rendering. The bill's
 //!    line count and total are checked against values computed here from the generator.
 //!
-//! Usage: skyport-metering-bench [events=1000000] [rounds=3] [batch=512]
+//! `LEDGER=postgres` measures the shared ledger instead, on a PostgreSQL server the
+//! benchmark starts (loopback, `fsync = on`, a fresh database per round); `WRITERS=n`
+//! deals the batches to `n` connections writing at once, as `n` replicas would.
+//!
+//! Usage: [LEDGER=sqlite|postgres] skyport-metering-bench [events=1000000] [rounds=3] [batch=512]
 #![forbid(unsafe_code)]
 
 use std::path::PathBuf;
@@ -25,12 +29,13 @@ use std::time::{Duration, Instant, SystemTime};
 use serde_json::json;
 use skyport_metering::billing::{ledger_time, tenant_bill};
 use skyport_metering::export;
-use skyport_metering::ledger::{Ledger, SqliteLedger};
+use skyport_metering::ledger::{Ledger, PgLedger, PgSettings, SqliteLedger};
 use skyport_metering::period::Period;
 use skyport_metering::rating::RateCard;
 use skyport_metering::record_types::built_in;
 use skyport_metering::validate::Limits;
 use skyport_plugin_api::ops::MeterEvent;
+use skyport_store_postgres::testkit::PostgresServer;
 use time::OffsetDateTime;
 
 const TENANT: &str = "bench";
@@ -270,37 +275,120 @@ struct IngestRound {
     bytes: u64,
 }
 
+/// Where the rounds' ledgers are made.
+enum Store {
+    /// A fresh SQLite ledger per round, in a temporary directory.
+    Sqlite,
+    /// A fresh database per round on a PostgreSQL server of the benchmark's own, with
+    /// commits flushed to the disk, written by `writers` connections at once (replicas).
+    Postgres {
+        server: PostgresServer,
+        writers: usize,
+    },
+}
+
+impl Store {
+    fn from_env() -> Result<Self, String> {
+        match std::env::var("LEDGER").as_deref() {
+            Err(_) | Ok("sqlite") => Ok(Self::Sqlite),
+            Ok("postgres") => Ok(Self::Postgres {
+                server: PostgresServer::start_durable().map_err(|e| e.to_string())?,
+                writers: std::env::var("WRITERS")
+                    .ok()
+                    .and_then(|w| w.parse().ok())
+                    .filter(|w| *w > 0)
+                    .unwrap_or(1),
+            }),
+            Ok(other) => Err(format!("LEDGER={other}: use sqlite or postgres")),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Self::Sqlite => "SQLite: WAL, synchronous=FULL".into(),
+            Self::Postgres { writers, .. } => {
+                format!("PostgreSQL: fsync=on, {writers} writer connection(s)")
+            }
+        }
+    }
+
+    /// A new, empty ledger for round `round` (its files under `dir` for SQLite), through
+    /// as many connections as there are writers.
+    fn fresh(&self, dir: &PathBuf, round: usize) -> Result<Vec<Box<dyn Ledger + Send>>, String> {
+        match self {
+            Self::Sqlite => {
+                let _ = std::fs::remove_dir_all(dir);
+                std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+                Ok(vec![Box::new(
+                    SqliteLedger::open(dir).map_err(|e| e.to_string())?,
+                )])
+            }
+            Self::Postgres { server, writers } => {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| e.to_string())?;
+                let url = runtime
+                    .block_on(server.create_database(&format!("round_{round}")))
+                    .map_err(|e| e.to_string())?;
+                let settings = PgSettings {
+                    url,
+                    password: Some(server.password().to_string()),
+                    connect_timeout: Duration::from_secs(5),
+                    statement_timeout: Duration::from_secs(60),
+                };
+                (0..*writers)
+                    .map(|_| {
+                        PgLedger::open(&settings)
+                            .map(|l| Box::new(l) as Box<dyn Ledger + Send>)
+                            .map_err(|e| e.to_string())
+                    })
+                    .collect()
+            }
+        }
+    }
+}
+
+/// Ingests `events` in batches of `batch`, the batches dealt in turn to `ledgers` (one
+/// thread each, as replicas sharing one ledger would send them); the first ledger is
+/// returned for the bill.
 fn ingest_round(
+    mut ledgers: Vec<Box<dyn Ledger + Send>>,
     dir: &PathBuf,
     events: &[MeterEvent],
     batch: usize,
     now: SystemTime,
-) -> Result<(SqliteLedger, IngestRound), String> {
-    let _ = std::fs::remove_dir_all(dir);
-    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let mut ledger = SqliteLedger::open(dir).map_err(|e| e.to_string())?;
+) -> Result<(Box<dyn Ledger + Send>, IngestRound), String> {
     for t in built_in() {
-        ledger.register(&t, now)?;
-    }
-    let limits = Limits::default();
-    let mut latencies = Vec::with_capacity(events.len() / batch + 1);
-    let started = Instant::now();
-    for chunk in events.chunks(batch) {
-        let t0 = Instant::now();
-        let outcome = ledger
-            .ingest(chunk, &limits, now)
-            .map_err(|e| format!("ingest: {e}"))?;
-        latencies.push(t0.elapsed());
-        if outcome.accepted != chunk.len() {
-            return Err(format!(
-                "batch not fully accepted: {} accepted, {} duplicates, rejected {:?}",
-                outcome.accepted,
-                outcome.duplicates,
-                outcome.rejected.first()
-            ));
+        for ledger in &mut ledgers {
+            ledger.register(&t, now)?;
         }
     }
+    let writers = ledgers.len();
+    let chunks: Vec<&[MeterEvent]> = events.chunks(batch).collect();
+    let started = Instant::now();
+    let mut latencies = std::thread::scope(|scope| {
+        let handles: Vec<_> = ledgers
+            .iter_mut()
+            .enumerate()
+            .map(|(w, ledger)| {
+                let mine: Vec<&[MeterEvent]> =
+                    chunks.iter().skip(w).step_by(writers).copied().collect();
+                scope.spawn(move || write_batches(&mut **ledger, &mine, now))
+            })
+            .collect();
+        let mut all = Vec::new();
+        for handle in handles {
+            all.extend(
+                handle
+                    .join()
+                    .map_err(|_| "a writer panicked".to_string())??,
+            );
+        }
+        Ok::<_, String>(all)
+    })?;
     let elapsed = started.elapsed();
+    let ledger = ledgers.swap_remove(0);
     let stored: u64 = ledger
         .stats()
         .map_err(|e| e.to_string())?
@@ -325,6 +413,33 @@ fn ingest_round(
             bytes: dir_size(dir),
         },
     ))
+}
+
+/// Ingests `chunks` one after the other (each acknowledged before the next, as the tap
+/// sends them); each one's latency.
+fn write_batches(
+    ledger: &mut dyn Ledger,
+    chunks: &[&[MeterEvent]],
+    now: SystemTime,
+) -> Result<Vec<Duration>, String> {
+    let limits = Limits::default();
+    let mut latencies = Vec::with_capacity(chunks.len());
+    for chunk in chunks {
+        let t0 = Instant::now();
+        let outcome = ledger
+            .ingest(chunk, &limits, now)
+            .map_err(|e| format!("ingest: {e}"))?;
+        latencies.push(t0.elapsed());
+        if outcome.accepted != chunk.len() {
+            return Err(format!(
+                "batch not fully accepted: {} accepted, {} duplicates, rejected {:?}",
+                outcome.accepted,
+                outcome.duplicates,
+                outcome.rejected.first()
+            ));
+        }
+    }
+    Ok(latencies)
 }
 
 fn arg(args: &[String], i: usize, default: usize) -> Result<usize, String> {
@@ -368,13 +483,16 @@ fn run() -> Result<(), String> {
     );
 
     let base = std::env::temp_dir().join(format!("skyport-metering-bench-{}", std::process::id()));
-    let result = measure(&work, &base, rounds, batch, period, now, now_odt);
+    let store = Store::from_env()?;
+    let result = measure(&work, &store, &base, rounds, batch, period, now, now_odt);
     let _ = std::fs::remove_dir_all(&base);
     result
 }
 
+#[allow(clippy::too_many_arguments)]
 fn measure(
     work: &Workload,
+    store: &Store,
     base: &std::path::Path,
     rounds: usize,
     batch: usize,
@@ -392,7 +510,8 @@ fn measure(
         if r > 1 {
             let _ = std::fs::remove_dir_all(base.join(format!("round-{}", r - 1)));
         }
-        let (l, round) = ingest_round(&dir, &work.events, batch, now)?;
+        let fresh = store.fresh(&dir, r)?;
+        let (l, round) = ingest_round(fresh, &dir, &work.events, batch, now)?;
         eprintln!(
             "ingest round {r}: {:.0} events/s ({:.2} s; batch p50 {:.2} ms, p99 {:.2} ms, max {:.1} ms; {:.0} MiB on disk)",
             round.rate,
@@ -418,7 +537,7 @@ fn measure(
     let focus = export::handler("focus")?;
     for r in 1..=rounds {
         let t = Instant::now();
-        let b = tenant_bill(&ledger, &card, TENANT, None, period, now_odt)?;
+        let b = tenant_bill(&*ledger, &card, TENANT, None, period, now_odt)?;
         bill_s.push(t.elapsed().as_secs_f64());
 
         let t = Instant::now();
@@ -476,7 +595,8 @@ fn measure(
         work.api_events, work.lifecycle_events, work.instances
     );
     println!(
-        "batch {batch}, {rounds} rounds, fresh ledger per ingest round (WAL, synchronous=FULL)"
+        "batch {batch}, {rounds} rounds, fresh ledger per ingest round ({})",
+        store.describe()
     );
     println!(
         "{:<36} {:>12} {:>12} {:>12} {:>10}",

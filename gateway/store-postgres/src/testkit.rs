@@ -23,6 +23,8 @@ pub struct PostgresServer {
     /// The account the server runs as when the test runs as root (PostgreSQL refuses
     /// root): `postgres`'s uid and gid.
     account: Option<(u32, u32)>,
+    /// Whether commits reach the disk (`fsync`): off for tests, on for benchmarks.
+    durable: bool,
 }
 
 /// The directory of Debian's PostgreSQL server binaries (the newest installed).
@@ -66,7 +68,19 @@ fn free_port() -> anyhow::Result<u16> {
 
 impl PostgresServer {
     /// A new cluster, started; the password of [`USER`] is in [`Self::password_file`].
+    /// Commits are not flushed to the disk (`fsync = off`): a test's data need not survive
+    /// the host.
     pub fn start() -> anyhow::Result<Self> {
+        Self::start_with(false)
+    }
+
+    /// Like [`Self::start`], with commits flushed to the disk as in production
+    /// (`fsync = on`): for benchmarks of durable writes.
+    pub fn start_durable() -> anyhow::Result<Self> {
+        Self::start_with(true)
+    }
+
+    fn start_with(durable: bool) -> anyhow::Result<Self> {
         let bin = server_bin()?;
         let dir = std::env::temp_dir().join(skyport_core::ids::new_id("skyport-pg"));
         std::fs::create_dir_all(&dir)?;
@@ -88,6 +102,7 @@ impl PostgresServer {
             port: 0,
             child: None,
             account,
+            durable,
         };
         let out = server
             .command("initdb")
@@ -137,15 +152,18 @@ impl PostgresServer {
         if let Some((uid, gid)) = self.account {
             std::os::unix::fs::chown(self.dir.join("server.log"), Some(uid), Some(gid))?;
         }
-        let child = self
-            .command("postgres")
+        let mut command = self.command("postgres");
+        command
             .arg("-D")
             .arg(self.data_dir())
             .args(["-p", &self.port.to_string()])
             .args(["-c", "listen_addresses=127.0.0.1"])
             .args(["-c", "unix_socket_directories="])
-            .args(["-c", "max_connections=300"])
-            .args(["-c", "fsync=off", "-c", "full_page_writes=off"])
+            .args(["-c", "max_connections=300"]);
+        if !self.durable {
+            command.args(["-c", "fsync=off", "-c", "full_page_writes=off"]);
+        }
+        let child = command
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
