@@ -9,6 +9,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod api;
+pub mod catalog_refresh;
 pub mod cli;
 pub mod metrics_listener;
 mod per_key;

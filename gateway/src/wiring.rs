@@ -157,15 +157,20 @@ impl Gateway {
             Arc::clone(&metrics),
             clock.clone(),
         ));
-        let instances = Arc::new(InstanceService::new(
-            stores.inventory,
-            Arc::clone(&plugins),
-            Arc::clone(&tenants),
-            Arc::clone(&catalog),
-            LifecycleMeter::new(tap.clone(), clock.clone()),
-            Arc::clone(&metrics),
-            clock.clone(),
-        ));
+        // Who this replica is in the shared leases (creates in flight, inventory syncs).
+        let replica = skyport_core::ids::new_id("replica");
+        let instances = Arc::new(
+            InstanceService::new(
+                stores.inventory,
+                Arc::clone(&plugins),
+                Arc::clone(&tenants),
+                Arc::clone(&catalog),
+                LifecycleMeter::new(tap.clone(), clock.clone()),
+                Arc::clone(&metrics),
+                clock.clone(),
+            )
+            .with_leases(Arc::clone(&stores.leases), replica.clone()),
+        );
         // Replicas sharing the inventory sync each provider once: whoever holds its
         // lease, for three sync intervals unrenewed.
         let sync = Arc::new(
@@ -176,7 +181,7 @@ impl Gateway {
             )
             .with_leases(
                 stores.leases,
-                skyport_core::ids::new_id("replica"),
+                replica,
                 Duration::from_secs(3 * config.inventory.sync_interval_secs),
             ),
         );

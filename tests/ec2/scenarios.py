@@ -362,6 +362,86 @@ def coherence(args):
     print(f"coherent after {2 * len(made)} writes")
 
 
+def failover(args):
+    """kill -9 of replica A in the middle of a burst of RunInstances (each with a
+    ClientToken of its own) and DescribeInstances through A: the creates A never answered
+    are retried through B with the same tokens until B answers them (409-like
+    IncorrectInstanceState while A's lease on a create it began stands). Every token ends
+    as exactly one instance, the same through either replica, and the cloud runs exactly
+    one VM per token. Prints {"instances": [...], "retried": n}."""
+    import os
+    import signal
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    no_retries = botocore.config.Config(retries={"total_max_attempts": 1},
+                                        connect_timeout=5, read_timeout=60)
+    a = boto3.client("ec2", region_name=args["region"], endpoint_url=args["endpoint"],
+                     aws_access_key_id=args["key"]["access_key_id"],
+                     aws_secret_access_key=args["key"]["secret_access_key"],
+                     verify=args["ca"], config=no_retries)
+    b = client(dict(args, endpoint=args["other_endpoint"]), args["key"], args["region"])
+    image = next(i for i in b.describe_images()["Images"] if i["Name"] == "skyport-tiny")
+    tokens = [f"burst-{i}" for i in range(args["creates"])]
+    answered, lock, killed = {}, threading.Lock(), threading.Event()
+
+    def run(ec2, token):
+        return ec2.run_instances(ImageId=image["ImageId"], InstanceType="sp.micro",
+                                 MinCount=1, MaxCount=1,
+                                 ClientToken=token)["Instances"][0]["InstanceId"]
+
+    def create_on_a(token):
+        try:
+            iid = run(a, token)
+        except Exception:  # A is gone: refused, reset or cut off
+            return
+        with lock:
+            answered[token] = iid
+            if len(answered) == args["kill_after"]:
+                os.kill(args["pid"], signal.SIGKILL)
+                killed.set()
+
+    def describe_on_a(_):
+        try:
+            a.describe_instances()
+        except Exception:
+            pass
+
+    with ThreadPoolExecutor(4) as pool:
+        for i, token in enumerate(tokens):
+            pool.submit(create_on_a, token)
+            pool.submit(describe_on_a, i)
+    assert killed.is_set(), f"A answered only {len(answered)} creates"
+    retried = [t for t in tokens if t not in answered]
+    assert retried, "every create was answered before A died"
+
+    final, deadline = {}, time.time() + 120
+    for token in tokens:
+        while True:
+            try:
+                final[token] = run(b, token)
+                break
+            except ClientError as e:
+                busy = e.response["Error"]["Code"] == "IncorrectInstanceState"
+                if not busy or time.time() > deadline:
+                    raise
+                assert "still being created" in e.response["Error"]["Message"], e.response
+                time.sleep(1)
+    for token, iid in answered.items():
+        assert final[token] == iid, (token, iid, final[token])
+    assert len(set(final.values())) == len(tokens), final
+
+    cloud = boto3.client("ec2", region_name="us-east-1", endpoint_url=args["moto"],
+                         aws_access_key_id="testing", aws_secret_access_key="testing")
+    vms = [i for r in cloud.describe_instances(
+               Filters=[{"Name": "tag:skyport:managed", "Values": ["true"]}])["Reservations"]
+           for i in r["Instances"] if i["State"]["Name"] != "terminated"]
+    keys = sorted(t["Value"] for i in vms for t in i.get("Tags", [])
+                  if t["Key"] == "skyport:idempotency-key")
+    assert len(vms) == len(tokens) and len(set(keys)) == len(vms), (len(vms), keys)
+    print(json.dumps({"instances": sorted(final.values()), "retried": len(retried)}))
+
+
 def cleanup(args):
     """Terminates the given instances in their regions."""
     for region, iid in args["per_region"].items():

@@ -4,6 +4,7 @@
 
 pub mod ec2;
 pub mod redis;
+pub mod replicas;
 
 use std::io::Read;
 use std::net::SocketAddr;

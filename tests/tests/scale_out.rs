@@ -4,16 +4,9 @@
 
 use serde_json::{json, Value};
 use skyport_e2e::ec2::{access_key, Moto};
+use skyport_e2e::replicas::{bill_of, bills_path, storage, with_shared_ledger};
 use skyport_e2e::{expect_problem, Gateway, GatewayOptions};
 use skyport_store_postgres::testkit::PostgresServer;
-
-/// The `[storage]` section for database `url` of `server`.
-fn storage(server: &PostgresServer, url: &str) -> String {
-    format!(
-        "\n[storage]\nbackend = \"postgres\"\nurl = \"{url}\"\npassword_file = \"{}\"\n",
-        server.password_file().display()
-    )
-}
 
 /// A replica of `config`, on storage `storage`, in front of `moto`.
 fn replica_options(config: &str, storage: &str, moto: &Moto) -> GatewayOptions {
@@ -66,6 +59,33 @@ async fn two_replicas_share_keys_and_instances_on_postgres() {
         on_a.to_string().contains("revoked_at\":\"20"),
         "A sees B's revocation: {on_a}"
     );
+
+    // An offering added through A is in force on B within its refresh (2 s).
+    let big = json!({"description": "A large VM", "blueprint": "single-vm",
+                     "params": {"tier": "prod"},
+                     "defaults": {"image": "skyport-tiny", "instance_type": "sp.large"}});
+    let put = a
+        .client()
+        .put(a.url("/admin/offerings/big-vm"))
+        .bearer_auth(&admin)
+        .json(&big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 201);
+    let mut on_b = 0;
+    for _ in 0..50 {
+        on_b = b
+            .get("/admin/offerings/big-vm", &admin)
+            .await
+            .status()
+            .as_u16();
+        if on_b == 200 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(on_b, 200, "B serves the offering A added");
 
     // An instance created through A is seen, stopped and terminated through B.
     let created = a
@@ -461,61 +481,20 @@ async fn one_replica_syncs_a_shared_provider_and_another_takes_over_when_it_dies
     assert!(taken, "the survivor takes over:\n{}", survivor.log());
 }
 
-/// API requests in tenant `tenant`'s bill within `bills` (an `/admin/bills` answer).
-fn requests_billed(bills: &Value, tenant: &str) -> (u64, Value) {
-    let bill = bills["bills"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|b| b["tenant"] == tenant)
-        .cloned()
-        .unwrap_or(Value::Null);
-    let count = bill["lines"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|line| line["sku"] == "api.requests")
-        .filter_map(|line| {
-            line["description"]
-                .as_str()?
-                .split(' ')
-                .next()?
-                .parse::<u64>()
-                .ok()
-        })
-        .sum();
-    (count, bill)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_ledger_is_shared_and_keeps_what_it_acknowledged_while_postgres_was_down() {
     let mut server = PostgresServer::start().unwrap();
     let url = server.create_database("skyport").await.unwrap();
-    let shipped = "file = \"libskyport_metering.so\"\n";
-    let on_postgres = format!(
-        "file = \"libskyport_metering.so\"\nconfig = {{ ledger = {{ backend = \"postgres\", \
-         url = \"{url}\", password_file = \"{}\" }} }}\n",
-        server.password_file().display()
-    );
-    // acme's operators read the bills: their own requests are not demo's.
-    let config = skyport_e2e::default_config().replacen(
-        "[tenants.acme]\n",
-        "[tenants.acme]\noperator = true\n",
-        1,
-    );
-    assert!(
-        config.contains(shipped) && config.contains("operator = true\ndepartments = [\"ops\"]")
-    );
+    let config = with_shared_ledger(&skyport_e2e::default_config(), &server, &url);
     let options = || GatewayOptions {
-        config: Some(config.replacen(shipped, &on_postgres, 1)),
+        config: Some(config.clone()),
         extra: storage(&server, &url),
     };
     let a = Gateway::start_with(options());
     let b = Gateway::start_replica(&a, options());
     let demo = a.token("demo", None, &[]);
     let admin = a.token("acme", None, &["admin"]);
-    let period = &humantime::format_rfc3339(std::time::SystemTime::now()).to_string()[..7];
-    let bills_path = format!("/admin/bills?period={period}");
+    let bills_path = bills_path();
 
     for i in 0..12 {
         let replica = if i % 3 == 0 { &a } else { &b };
@@ -523,15 +502,15 @@ async fn the_ledger_is_shared_and_keeps_what_it_acknowledged_while_postgres_was_
     }
     let mut counted = 0;
     for _ in 0..100 {
-        counted = requests_billed(&a.get_json(&bills_path, &admin).await, "demo").0;
+        counted = bill_of(&a.get_json(&bills_path, &admin).await, "demo").0;
         if counted >= 12 {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert_eq!(counted, 12, "both replicas' requests in one ledger");
-    let (_, from_a) = requests_billed(&a.get_json(&bills_path, &admin).await, "demo");
-    let (_, from_b) = requests_billed(&b.get_json(&bills_path, &admin).await, "demo");
+    let (_, from_a) = bill_of(&a.get_json(&bills_path, &admin).await, "demo");
+    let (_, from_b) = bill_of(&b.get_json(&bills_path, &admin).await, "demo");
     assert_eq!(
         from_a.to_string(),
         from_b.to_string(),
@@ -547,14 +526,14 @@ async fn the_ledger_is_shared_and_keeps_what_it_acknowledged_while_postgres_was_
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;
     server.resume().unwrap();
     for _ in 0..150 {
-        counted = requests_billed(&b.get_json(&bills_path, &admin).await, "demo").0;
+        counted = bill_of(&b.get_json(&bills_path, &admin).await, "demo").0;
         if counted >= 15 {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
-    let (counted, _) = requests_billed(&b.get_json(&bills_path, &admin).await, "demo");
+    let (counted, _) = bill_of(&b.get_json(&bills_path, &admin).await, "demo");
     assert_eq!(counted, 15, "none lost, none doubled\n{}", a.log());
     assert!(
         a.log().contains("keeping events in the outbox"),

@@ -21,6 +21,10 @@ pub trait LeaseStore: Send + Sync {
     /// whether `holder` holds it now. Another holder's lease is taken only once it has
     /// expired.
     async fn acquire(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool, GatewayError>;
+
+    /// Gives lease `name` up if `holder` has it (work that is done: nothing is left to
+    /// take over); another holder's lease is left as it is.
+    async fn release(&self, name: &str, holder: &str) -> Result<(), GatewayError>;
 }
 
 /// The leases of a gateway alone with its storage: always its own.
@@ -30,5 +34,9 @@ pub struct SoleHolder;
 impl LeaseStore for SoleHolder {
     async fn acquire(&self, _: &str, _: &str, _: Duration) -> Result<bool, GatewayError> {
         Ok(true)
+    }
+
+    async fn release(&self, _: &str, _: &str) -> Result<(), GatewayError> {
+        Ok(())
     }
 }

@@ -167,6 +167,10 @@ async fn serve(config: Config) -> anyhow::Result<i32> {
         crate::recovery::spawn(Arc::clone(&gateway.services), config.storage.backend);
     let sync_task =
         Arc::clone(&gateway.sync).spawn(Duration::from_secs(config.inventory.sync_interval_secs));
+    let catalog_task = crate::catalog_refresh::spawn(
+        Arc::clone(&gateway.services.catalog),
+        config.storage.backend,
+    );
     let server = tokio::spawn(crate::server::serve_tls(
         listener,
         Arc::clone(&gateway),
@@ -209,6 +213,9 @@ async fn serve(config: Config) -> anyhow::Result<i32> {
     probe_task.abort();
     sync_task.abort();
     recovery_task.abort();
+    if let Some(task) = catalog_task {
+        task.abort();
+    }
     let _ = metrics_task.await;
     // The tap's senders go with the gateway, which lets the forwarder finish.
     drop(gateway);

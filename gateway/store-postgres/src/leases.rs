@@ -42,4 +42,15 @@ impl LeaseStore for PgLeases {
             .await?;
         Ok(!rows.is_empty())
     }
+
+    async fn release(&self, name: &str, holder: &str) -> Result<(), GatewayError> {
+        self.db
+            .execute(
+                "leases",
+                "DELETE FROM skyport_leases WHERE name = $1 AND holder = $2",
+                &[&name, &holder],
+            )
+            .await?;
+        Ok(())
+    }
 }

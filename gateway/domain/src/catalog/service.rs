@@ -17,6 +17,11 @@ use super::{validate, Catalog};
 /// The catalog in force and its changes.
 pub struct CatalogService {
     in_force: ArcSwap<Catalog>,
+    /// The configuration's catalog, under the changes.
+    configured: Catalog,
+    /// The stored changes `in_force` was made from, as the store lists them: another
+    /// replica's change shows as a difference ([`CatalogService::refresh`]).
+    applied: std::sync::Mutex<Vec<Change>>,
     store: Arc<dyn CatalogChangeStore>,
     /// Changes are applied one at a time.
     writes: tokio::sync::Mutex<()>,
@@ -37,17 +42,35 @@ impl CatalogService {
         let configured = Catalog::from_config(config);
         let changes = store.load().await?;
         let in_force = if changes.is_empty() {
-            configured
+            configured.clone()
         } else {
-            overlaid(configured, &changes, &tenants)
+            overlaid(configured.clone(), &changes, &tenants)
         };
         Ok(Self {
             in_force: ArcSwap::from_pointee(in_force),
+            configured,
+            applied: std::sync::Mutex::new(changes),
             store,
             writes: tokio::sync::Mutex::new(()),
             tenants,
             clock,
         })
+    }
+
+    /// Reads the stored changes again and, when they differ from those in force (another
+    /// replica sharing the store changed the catalog), puts the catalog they make in
+    /// force; whether it did.
+    pub async fn refresh(&self) -> Result<bool, GatewayError> {
+        let changes = self.store.load().await?;
+        let _one_at_a_time = self.writes.lock().await;
+        if *self.applied.lock().unwrap_or_else(|p| p.into_inner()) == changes {
+            return Ok(false);
+        }
+        let next = overlaid(self.configured.clone(), &changes, &self.tenants);
+        self.in_force.store(Arc::new(next));
+        *self.applied.lock().unwrap_or_else(|p| p.into_inner()) = changes;
+        tracing::info!("catalog changed in the shared store: the new catalog is in force");
+        Ok(true)
     }
 
     /// The catalog in force now.
@@ -132,6 +155,12 @@ impl CatalogService {
             .save(change, &rfc3339_millis(self.clock.wall()))
             .await?;
         self.in_force.store(Arc::new(next));
+        {
+            // As the store now lists it: the object's earlier change replaced, this one last.
+            let mut applied = self.applied.lock().unwrap_or_else(|p| p.into_inner());
+            applied.retain(|c| !(c.kind == change.kind && c.name == change.name));
+            applied.push(change.clone());
+        }
         tracing::info!(
             object = %format!("{}.{}", change.kind.plural(), change.name),
             change = if change.body.is_some() { "put" } else { "delete" },
@@ -178,6 +207,37 @@ mod tests {
         CatalogService::open(&config, tenants, store, ManualClock::at_unix(1_795_433_941))
             .await
             .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_change_another_replica_stored_is_put_in_force_by_a_refresh() {
+        let store = Arc::new(MemoryCatalogChanges::default());
+        let (here, there) = (
+            service(Arc::clone(&store)).await,
+            service(Arc::clone(&store)).await,
+        );
+        there
+            .put(
+                Kind::Offering,
+                "big-vm",
+                json!({"blueprint": "single-vm", "params": {"cpus": 8}}),
+            )
+            .await
+            .unwrap();
+        assert!(!here.current().offerings.contains_key("big-vm"));
+        assert!(here.refresh().await.unwrap(), "the change is seen");
+        assert_eq!(
+            here.object(Kind::Offering, "big-vm").unwrap()["params"]["cpus"],
+            8
+        );
+        assert!(!here.refresh().await.unwrap(), "and taken once");
+        assert!(
+            !there.refresh().await.unwrap(),
+            "a replica's own change is already in force"
+        );
+        there.delete(Kind::Offering, "big-vm").await.unwrap();
+        assert!(here.refresh().await.unwrap());
+        assert!(!here.current().offerings.contains_key("big-vm"));
     }
 
     #[tokio::test]

@@ -45,13 +45,33 @@ impl LifecycleMeter {
     /// so the API call that caused the change answers only then: a created VM is never
     /// unbilled.
     pub async fn emit(&self, record: &InstanceRecord, event: &str, initiated_by: Initiator) {
+        let id = time_ordered_uuid(self.clock.wall()).to_string();
+        self.emit_as(id, record, event, initiated_by).await;
+    }
+
+    /// Emits `record`'s `run` event like [`LifecycleMeter::emit`], under an id derived
+    /// from the instance's (`<instance id>.run`): a create finished twice (resumed by a
+    /// retry on another replica after its first replica metered it and died, or recovered
+    /// at start) meters its `run` again as a duplicate, which the ledger stores once.
+    pub async fn emit_run(&self, record: &InstanceRecord, initiated_by: Initiator) {
+        let id = format!("{}.run", record.id);
+        self.emit_as(id, record, "run", initiated_by).await;
+    }
+
+    async fn emit_as(
+        &self,
+        id: String,
+        record: &InstanceRecord,
+        event: &str,
+        initiated_by: Initiator,
+    ) {
         let mut attributes = record.meter_attributes();
         attributes.insert("event".into(), json!(event));
         attributes.insert("state".into(), json!(record.state));
         attributes.insert("initiated_by".into(), json!(initiated_by.as_str()));
         let now = self.clock.wall();
         let event = MeterEvent {
-            id: time_ordered_uuid(now).to_string(),
+            id,
             record_type: "instance.lifecycle".into(),
             time: rfc3339_millis(now),
             tenant: record.tenant.clone(),

@@ -24,4 +24,9 @@ where
     wait(Duration::from_millis(1600)).await;
     assert!(store.acquire("sync:a", "replica-2", ttl).await.unwrap());
     assert!(!store.acquire("sync:a", "replica-1", ttl).await.unwrap());
+    // Only its holder gives a lease up; then anyone takes it at once.
+    store.release("sync:a", "replica-1").await.unwrap();
+    assert!(!store.acquire("sync:a", "replica-3", ttl).await.unwrap());
+    store.release("sync:a", "replica-2").await.unwrap();
+    assert!(store.acquire("sync:a", "replica-3", ttl).await.unwrap());
 }

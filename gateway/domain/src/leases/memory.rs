@@ -40,6 +40,14 @@ impl LeaseStore for MemoryLeases {
         }
         Ok(free)
     }
+
+    async fn release(&self, name: &str, holder: &str) -> Result<(), GatewayError> {
+        let mut leases = self.leases.lock().unwrap();
+        if leases.get(name).is_some_and(|(h, _)| h == holder) {
+            leases.remove(name);
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

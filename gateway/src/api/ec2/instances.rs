@@ -92,8 +92,18 @@ pub(super) async fn run_instances(call: &Ec2Call<'_>) -> Result<String, Ec2Error
         };
         launch(call, &decided, client_token, min, max).await?
     } else {
-        // A retry of a launch that happened: its instances, placed nowhere again.
-        earlier
+        // A retry of a launch that happened: its instances, placed nowhere again. A create
+        // whose replica died before the provider answered is resumed here.
+        let mut resumed = Vec::with_capacity(earlier.len());
+        for record in earlier {
+            resumed.push(
+                call.services
+                    .instances
+                    .resume(call.ctx, call.request_id, record, &first_boot)
+                    .await?,
+            );
+        }
+        resumed
     };
     let owner = owner_id(&call.ctx.tenant);
     let reservation = reservation_id(&launched[0].id);

@@ -96,7 +96,7 @@ impl InstanceService {
         self.inventory.insert(record.clone()).await?;
         // Metered from now on if it runs; a stopped one starts its meter when started.
         if matches!(record.state.as_str(), "pending" | "running") {
-            self.meter.emit(&record, "run", Initiator::Api).await;
+            self.meter.emit_run(&record, Initiator::Api).await;
         }
         tracing::info!(
             instance = %record.id,

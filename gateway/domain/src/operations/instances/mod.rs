@@ -40,6 +40,7 @@ use crate::inventory::lifecycle::{Initiator, LifecycleMeter};
 use crate::inventory::{
     is_instance_id, new_instance_id, Admission, AdmissionCheck, InstanceRecord, InventoryStore,
 };
+use crate::leases::{LeaseStore, SoleHolder};
 use crate::placement::Decision;
 use provider::Provider;
 
@@ -131,7 +132,15 @@ pub struct InstanceService {
     meter: LifecycleMeter,
     metrics: Arc<Metrics>,
     clock: SharedClock,
+    /// Where a create in flight is leased (`create:<id>`), so that a retry through another
+    /// replica resumes it only once its creator is gone; and who this gateway is there.
+    leases: Arc<dyn LeaseStore>,
+    holder: String,
 }
+
+/// How long a create's lease lasts unrenewed; its creator renews it every third of that
+/// while the provider works, so a replica that dies gives its creates up this long after.
+pub const CREATE_LEASE: Duration = Duration::from_secs(15);
 
 impl InstanceService {
     /// Instances recorded in `inventory`, run by `plugins`, within the quotas of
@@ -154,7 +163,16 @@ impl InstanceService {
             meter,
             metrics,
             clock,
+            leases: Arc::new(SoleHolder),
+            holder: "sole".into(),
         }
+    }
+
+    /// Leases creates in flight in `leases` as `holder` (replicas sharing their storage).
+    pub fn with_leases(mut self, leases: Arc<dyn LeaseStore>, holder: String) -> Self {
+        self.leases = leases;
+        self.holder = holder;
+        self
     }
 
     /// The provider `record` lives on, called for `ctx`'s request `request_id`.
@@ -275,7 +293,7 @@ impl InstanceService {
         tags::check_name(spec.name.as_deref())?;
         let department = self.department_for(ctx, spec.department)?;
         let itype = spec.instance_type;
-        let mut record = InstanceRecord {
+        let record = InstanceRecord {
             id: new_instance_id(),
             tenant: ctx.tenant.to_string(),
             department,
@@ -297,25 +315,125 @@ impl InstanceService {
         // the store: concurrent orders, on any replica, never pass a quota together, nor
         // a token twice.
         let check = self.quota(ctx, &[itype]);
-        if let Admission::Existing(existing) = self.inventory.admit(record.clone(), check).await? {
-            // Another department's instance is neither shown nor made again.
-            if !ctx.sees_department(existing.department.as_deref()) {
-                return Err(GatewayError::new(
-                    ErrorKind::Conflict,
-                    "this client token was used for another order; use a token of your own",
-                ));
+        let record = match self.inventory.admit(record.clone(), check).await? {
+            Admission::Inserted => record,
+            Admission::Existing(existing) => {
+                // Another department's instance is neither shown nor made again.
+                if !ctx.sees_department(existing.department.as_deref()) {
+                    return Err(GatewayError::new(
+                        ErrorKind::Conflict,
+                        "this client token was used for another order; use a token of your own",
+                    ));
+                }
+                return self
+                    .resume(ctx, request_id, *existing, &spec.first_boot)
+                    .await;
             }
-            return Ok(*existing);
+        };
+        self.lease_and_finish(ctx, request_id, record, itype, &spec.first_boot)
+            .await
+    }
+
+    /// `record` (found by its client token) as a retry of its create should answer it:
+    /// as it is when the provider answered its create; otherwise (its creator died before
+    /// the answer) its create resumed here, with the same idempotency key, once the
+    /// creator's lease has expired; 409 before.
+    pub async fn resume(
+        &self,
+        ctx: &TenantContext,
+        request_id: &str,
+        record: InstanceRecord,
+        first_boot: &FirstBoot,
+    ) -> Result<InstanceRecord, GatewayError> {
+        if record.remote_id.is_some() || record.state != "pending" {
+            return Ok(record);
         }
+        let itype = instance_type(&record.instance_type).ok_or_else(|| {
+            GatewayError::internal(format!(
+                "instance {} has an unknown type {}",
+                record.id, record.instance_type
+            ))
+        })?;
+        let id = record.id.clone();
+        let resumed = self
+            .lease_and_finish(ctx, request_id, record, itype, first_boot)
+            .await;
+        if resumed.is_ok() {
+            tracing::info!(instance = %id, "a create never answered was resumed by its retry");
+        }
+        resumed
+    }
+
+    /// Claims `record` here and leases it among replicas, then finishes its create while
+    /// renewing the lease; 409 while another operation or replica holds it.
+    async fn lease_and_finish(
+        &self,
+        ctx: &TenantContext,
+        request_id: &str,
+        record: InstanceRecord,
+        itype: InstanceType,
+        first_boot: &FirstBoot,
+    ) -> Result<InstanceRecord, GatewayError> {
+        let _claim = self
+            .claims
+            .claim(&record.id)
+            .map_err(|_| in_progress(&record.id))?;
+        let lease = format!("create:{}", record.id);
+        if !self
+            .leases
+            .acquire(&lease, &self.holder, CREATE_LEASE)
+            .await?
+        {
+            return Err(in_progress(&record.id));
+        }
+        let finished = self
+            .while_leased(
+                &lease,
+                self.finish_create(ctx, request_id, record, itype, first_boot),
+            )
+            .await;
+        if let Err(e) = self.leases.release(&lease, &self.holder).await {
+            tracing::debug!(lease, error = %e.public, "releasing a create's lease failed; it expires");
+        }
+        finished
+    }
+
+    /// Runs `work` while renewing lease `name` every third of [`CREATE_LEASE`].
+    async fn while_leased<T>(&self, name: &str, work: impl std::future::Future<Output = T>) -> T {
+        let renew = async {
+            loop {
+                tokio::time::sleep(CREATE_LEASE / 3).await;
+                if let Err(e) = self.leases.acquire(name, &self.holder, CREATE_LEASE).await {
+                    tracing::warn!(lease = name, error = %e.public, "renewing a create's lease failed");
+                }
+            }
+        };
+        tokio::select! {
+            done = work => done,
+            _ = renew => unreachable!("renewing a lease never ends"),
+        }
+    }
+
+    /// The provider's part of a create admitted as `record`: the call (made once more,
+    /// with the same idempotency key, when it timed out), the answer recorded, the `run`
+    /// event. A create that fails leaves no record.
+    async fn finish_create(
+        &self,
+        ctx: &TenantContext,
+        request_id: &str,
+        mut record: InstanceRecord,
+        itype: InstanceType,
+        first_boot: &FirstBoot,
+    ) -> Result<InstanceRecord, GatewayError> {
         let provider = self.provider(&record.provider, context(ctx, request_id));
-        let mut created = provider.create(&record, itype, &spec.first_boot).await;
+        let mut created = provider.create(&record, itype, first_boot).await;
         if matches!(&created, Err(e) if matches!(e.kind, ErrorKind::Timeout | ErrorKind::Unavailable))
         {
             // The provider may have made the VM and not said so: the same create again
             // (same idempotency key) answers that VM instead of leaving it orphaned. After
             // a pause: a plugin being restarted gets a moment to come back.
             tokio::time::sleep(CREATE_RETRY_PAUSE).await;
-            created = provider.create(&record, itype, &spec.first_boot).await;
+            created = provider.create(&record, itype, first_boot).await;
         }
         let created = match created {
             Ok(created) => created,
@@ -326,6 +444,9 @@ impl InstanceService {
         };
         record.remote_id = Some(created.id);
         record.state = created.state;
+        // Metered before it is recorded as answered: a replica that dies in between
+        // leaves the create to be resumed, which meters the same `run` again, once.
+        self.meter.emit_run(&record, Initiator::Api).await;
         self.inventory
             .update(&record.id, record.remote_id.clone(), &record.state, None)
             .await?;
@@ -335,7 +456,6 @@ impl InstanceService {
                 .set_network(&record.id, record.network.clone())
                 .await?;
         }
-        self.meter.emit(&record, "run", Initiator::Api).await;
         Ok(record)
     }
 
@@ -456,6 +576,17 @@ impl InstanceService {
 /// How long a create that timed out or found its provider unavailable waits before it
 /// asks once more.
 const CREATE_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// 409: the create of `id` is being made (here, or by another replica that holds its
+/// lease); a retry with the same client token answers it once it is made.
+fn in_progress(id: &str) -> GatewayError {
+    GatewayError::new(
+        ErrorKind::Conflict,
+        format!(
+            "instance {id} is still being created; retry with the same client token in a few seconds"
+        ),
+    )
+}
 
 /// 404 for instance `id`.
 fn not_found(id: &str) -> GatewayError {

@@ -34,7 +34,7 @@ impl InstanceService {
     pub async fn recover_creates(&self, unfinished: Vec<InstanceRecord>) -> Recovered {
         let mut recovered = Recovered::default();
         let loaded = self.plugins.loaded();
-        for mut record in unfinished {
+        for record in unfinished {
             let finds = loaded
                 .iter()
                 .any(|p| p.name == record.provider && p.serves("instance.find@1"));
@@ -50,53 +50,78 @@ impl InstanceService {
                 recovered.left.push(record.id);
                 continue;
             };
-            match self.inventory.get(&record.tenant, &record.id).await {
-                Ok(Some(now)) if now.remote_id.is_none() && now.state == "pending" => {}
+            // Leased like a create, so a retry resuming it on another replica and this
+            // sweep never resolve it together.
+            let lease = format!("create:{}", record.id);
+            match self
+                .leases
+                .acquire(&lease, &self.holder, super::CREATE_LEASE)
+                .await
+            {
+                Ok(true) => {}
                 _ => {
                     recovered.left.push(record.id);
                     continue;
                 }
             }
-            let provider = self.provider(&record.provider, CallContext::default());
-            match provider.find(&record).await {
-                Ok(Some(found)) => {
-                    record.remote_id = Some(found.id);
-                    record.state = found.state;
-                    if let Err(e) = self
-                        .inventory
-                        .update(&record.id, record.remote_id.clone(), &record.state, None)
-                        .await
-                    {
-                        tracing::warn!(instance = %record.id, error = %e.public, "recording a recovered create failed");
-                        recovered.left.push(record.id);
-                        continue;
-                    }
-                    if matches!(record.state.as_str(), "pending" | "running") {
-                        self.meter.emit(&record, "run", Initiator::Api).await;
-                    }
-                    tracing::info!(instance = %record.id, provider = %record.provider,
-                        remote_id = record.remote_id.as_deref().unwrap_or_default(),
-                        state = %record.state, "unfinished create recovered: its VM is adopted");
-                    recovered.adopted.push(record.id);
-                }
-                Ok(None) => match self.inventory.delete(&record.id).await {
-                    Ok(()) => {
-                        tracing::info!(instance = %record.id, provider = %record.provider,
-                            "unfinished create removed: its provider made nothing");
-                        recovered.removed.push(record.id);
-                    }
-                    Err(e) => {
-                        tracing::warn!(instance = %record.id, error = %e.public, "removing an unfinished create failed");
-                        recovered.left.push(record.id);
-                    }
-                },
-                Err(e) => {
-                    tracing::warn!(instance = %record.id, provider = %record.provider,
-                        error = %e.public, "an unfinished create could not be resolved now; it stays pending");
-                    recovered.left.push(record.id);
-                }
+            self.resolve_unfinished(record, &mut recovered).await;
+            if let Err(e) = self.leases.release(&lease, &self.holder).await {
+                tracing::debug!(lease, error = %e.public, "releasing a create's lease failed; it expires");
             }
         }
         recovered
+    }
+
+    /// Resolves one unfinished create, claimed and leased, into `recovered`: its VM found
+    /// and adopted, or the record removed; left as it is when looked at again it is no
+    /// longer unfinished (a tenant terminated it), or when its provider cannot say now.
+    async fn resolve_unfinished(&self, mut record: InstanceRecord, recovered: &mut Recovered) {
+        match self.inventory.get(&record.tenant, &record.id).await {
+            Ok(Some(now)) if now.remote_id.is_none() && now.state == "pending" => {}
+            _ => {
+                recovered.left.push(record.id);
+                return;
+            }
+        }
+        let provider = self.provider(&record.provider, CallContext::default());
+        match provider.find(&record).await {
+            Ok(Some(found)) => {
+                record.remote_id = Some(found.id);
+                record.state = found.state;
+                if matches!(record.state.as_str(), "pending" | "running") {
+                    // Before it is recorded as answered, as a create meters it.
+                    self.meter.emit_run(&record, Initiator::Api).await;
+                }
+                if let Err(e) = self
+                    .inventory
+                    .update(&record.id, record.remote_id.clone(), &record.state, None)
+                    .await
+                {
+                    tracing::warn!(instance = %record.id, error = %e.public, "recording a recovered create failed");
+                    recovered.left.push(record.id);
+                    return;
+                }
+                tracing::info!(instance = %record.id, provider = %record.provider,
+                    remote_id = record.remote_id.as_deref().unwrap_or_default(),
+                    state = %record.state, "unfinished create recovered: its VM is adopted");
+                recovered.adopted.push(record.id);
+            }
+            Ok(None) => match self.inventory.delete(&record.id).await {
+                Ok(()) => {
+                    tracing::info!(instance = %record.id, provider = %record.provider,
+                        "unfinished create removed: its provider made nothing");
+                    recovered.removed.push(record.id);
+                }
+                Err(e) => {
+                    tracing::warn!(instance = %record.id, error = %e.public, "removing an unfinished create failed");
+                    recovered.left.push(record.id);
+                }
+            },
+            Err(e) => {
+                tracing::warn!(instance = %record.id, provider = %record.provider,
+                    error = %e.public, "an unfinished create could not be resolved now; it stays pending");
+                recovered.left.push(record.id);
+            }
+        }
     }
 }

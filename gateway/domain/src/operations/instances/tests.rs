@@ -489,22 +489,8 @@ async fn an_instance_whose_create_never_finished_can_be_terminated_once_it_canno
     let demo = caller("demo", None);
     // What a crash between the inventory row and the provider's answer leaves.
     let stuck = InstanceRecord {
-        id: "i-0000000000000000a".into(),
-        tenant: "demo".into(),
-        department: None,
-        provider: "local-vmm".into(),
-        region: "local-1".into(),
-        remote_id: None,
-        image: "skyport-tiny".into(),
-        instance_type: "sp.micro".into(),
-        name: None,
-        tags: Map::new(),
-        state: "pending".into(),
         created_at: "2026-11-23T11:39:01.000Z".into(),
-        key_name: None,
-        client_token: None,
-        network: None,
-        user_data: None,
+        ..crate::inventory::conformance::record("i-0000000000000000a", "demo")
     };
     world.inventory.insert(stuck.clone()).await.unwrap();
     // Its create could still be running: 409.
@@ -604,4 +590,80 @@ async fn unfinished_creates_are_adopted_when_their_vm_exists_and_removed_when_no
         .lifecycle_events()
         .iter()
         .any(|(event, id, _)| id == made && event == "run"));
+}
+
+#[tokio::test]
+async fn a_create_a_dead_replica_left_unanswered_is_resumed_by_a_retry_once_its_lease_expires() {
+    let world = World::new().await;
+    let demo = caller("demo", None);
+    let with_token = || CreateSpec {
+        client_token: Some("token-1".into()),
+        ..spec("local-vmm", "local-1")
+    };
+    let leases = Arc::new(crate::leases::memory::MemoryLeases::new(
+        world.clock.clone(),
+    ));
+    let replica_b = InstanceService::new(
+        world.inventory.clone(),
+        world.plugins.clone(),
+        Arc::clone(&world.tenants),
+        Arc::clone(&world.catalog),
+        LifecycleMeter::new(world.tap.clone(), world.clock.clone()),
+        Arc::clone(&world.metrics),
+        world.clock.clone(),
+    )
+    .with_leases(leases.clone(), "replica-b".into());
+
+    // Replica A admitted the create and leased it, then died before the provider answered.
+    let record = InstanceRecord {
+        client_token: Some("token-1".into()),
+        ..crate::inventory::conformance::record(&new_instance_id(), "demo")
+    };
+    let check = world
+        .instances
+        .quota(&demo, &[instance_type("sp.micro").unwrap()]);
+    world.inventory.admit(record.clone(), check).await.unwrap();
+    let lease = format!("create:{}", record.id);
+    assert!(leases
+        .acquire(&lease, "replica-a", CREATE_LEASE)
+        .await
+        .unwrap());
+
+    // The client's retry through B while A's lease stands: 409, nothing made.
+    let early = replica_b
+        .create(&demo, "req-2", with_token())
+        .await
+        .unwrap_err();
+    assert_eq!(early.kind, ErrorKind::Conflict);
+    assert!(
+        early.public.contains("still being created"),
+        "{}",
+        early.public
+    );
+    assert!(world.plugins.calls_of("instance.create@1").is_empty());
+
+    // Once it has expired, the retry resumes the create with the same idempotency key and
+    // meters its `run` once; a further retry answers it as made.
+    world.clock.advance(CREATE_LEASE + Duration::from_secs(1));
+    let resumed = replica_b
+        .create(&demo, "req-3", with_token())
+        .await
+        .unwrap();
+    assert_eq!(resumed.id, record.id);
+    assert_eq!(resumed.state, "running");
+    let creates = world.plugins.calls_of("instance.create@1");
+    assert_eq!(creates.len(), 1);
+    assert_eq!(creates[0].params["idempotency_key"], record.id.as_str());
+    let again = replica_b
+        .create(&demo, "req-4", with_token())
+        .await
+        .unwrap();
+    assert_eq!(again.remote_id, resumed.remote_id);
+    assert_eq!(world.plugins.calls_of("instance.create@1").len(), 1);
+    let runs: Vec<_> = world
+        .lifecycle_events()
+        .into_iter()
+        .filter(|(event, id, _)| event == "run" && *id == record.id)
+        .collect();
+    assert_eq!(runs.len(), 1, "{runs:?}");
 }
