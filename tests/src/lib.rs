@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod ec2;
+pub mod plugin_host;
 pub mod redis;
 pub mod replicas;
 

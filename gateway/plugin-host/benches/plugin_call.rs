@@ -72,6 +72,7 @@ async fn measure(file: &Path, dir: &Path, host_exe: &Path, isolation: Isolation)
         sha256: None,
         config: toml::Value::Table(Default::default()),
         isolation,
+        remote: None,
         max_memory_mib: None,
         max_open_files: None,
         user: None,

@@ -109,17 +109,12 @@ impl HostServices for GatewayHost {
             }
         }
         let result = match (request.op.as_str(), request.version) {
-            ("host.info", 1) => RResult::ROk(RString::from(
-                serde_json::json!({
-                    "gateway": "skyport",
-                    "gateway_version": env!("CARGO_PKG_VERSION"),
-                    "plugin_api": format!("{}.{}", skyport_plugin_api::API_MAJOR, skyport_plugin_api::API_MINOR),
-                    "caller": self.plugin,
-                    "state_dir": self.state_dir,
-                    "base_dir": self.base_dir,
-                })
-                .to_string(),
-            )),
+            ("host.info", 1) => RResult::ROk(RString::from(host_info(
+                "skyport",
+                &self.plugin,
+                &self.state_dir,
+                &self.base_dir,
+            ))),
             (op, version) => RResult::RErr(PluginError::new(
                 error_code::UNSUPPORTED_OP,
                 format!("the host does not serve {op}@{version}"),
@@ -127,6 +122,26 @@ impl HostServices for GatewayHost {
         };
         completion.complete(result);
     }
+}
+
+/// `host.info@1`'s answer from host `host` (the gateway, or a plugin host) to plugin
+/// `caller`, whose state directory is `state_dir` and whose relative paths resolve
+/// against `base_dir`.
+pub fn host_info(
+    host: &str,
+    caller: &str,
+    state_dir: &std::path::Path,
+    base_dir: &std::path::Path,
+) -> String {
+    serde_json::json!({
+        "gateway": host,
+        "gateway_version": env!("CARGO_PKG_VERSION"),
+        "plugin_api": format!("{}.{}", skyport_plugin_api::API_MAJOR, skyport_plugin_api::API_MINOR),
+        "caller": caller,
+        "state_dir": state_dir,
+        "base_dir": base_dir,
+    })
+    .to_string()
 }
 
 /// The plugin's labels: a JSON object of string (or scalar) values. Keys are reduced to

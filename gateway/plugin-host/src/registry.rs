@@ -27,6 +27,7 @@ use skyport_core::metrics::Metrics;
 
 use crate::health::HealthCell;
 use crate::host::GatewayHost;
+use crate::isolation::remote::RemotePlugin;
 use crate::isolation::supervisor::{check_in_child, ChildSpec, ProcessPlugin, START_TIMEOUT};
 use crate::isolation::wire::Limits;
 use crate::loader::{load_library, pin_copy, validate_config, ManifestInfo, Refusal};
@@ -34,6 +35,7 @@ use crate::plugins::{callable, HealthView, PluginFacts, Plugins};
 
 mod calls;
 mod reload;
+mod remote;
 mod state_dir;
 
 pub use reload::{ReloadError, Reloaded, DRAIN_LIMIT};
@@ -45,6 +47,8 @@ enum Backend {
     InProcess(PluginBox),
     /// In a supervised process of its own.
     Process(Arc<ProcessPlugin>),
+    /// In a plugin host on another machine.
+    Remote(Arc<RemotePlugin>),
 }
 
 /// One running version of a plugin instance: what it loaded and where it runs. A reload
@@ -70,6 +74,7 @@ impl Running {
         match &self.backend {
             Backend::InProcess(_) => Some(std::process::id()),
             Backend::Process(process) => process.pid(),
+            Backend::Remote(_) => None,
         }
     }
 
@@ -88,6 +93,7 @@ impl Running {
                 }
             }
             Backend::Process(process) => process.shutdown().await,
+            Backend::Remote(remote) => remote.shutdown().await,
         }
     }
 }
@@ -207,7 +213,8 @@ impl PluginRegistry {
                     .map(|s| s.to_string_lossy().trim_start_matches("lib").to_string())
                     .unwrap_or_default()
             });
-            if !file.exists() && !config.required {
+            // A remote plugin's library is on its plugin host's machine, not this one.
+            if !file.exists() && !config.required && config.isolation != Isolation::Remote {
                 tracing::warn!(plugin = %fallback, file = %file.display(), "plugin \"{fallback}\" ({}) skipped: not built or not installed", file.display());
                 continue;
             }
@@ -290,6 +297,9 @@ impl PluginRegistry {
             file: file.to_path_buf(),
             reason,
         };
+        if config.isolation == Isolation::Remote {
+            return self.start_remote(name, config, file, health).await;
+        }
         let config_json = serde_json::to_value(&config.config)
             .map_err(|e| refuse(None, format!("config cannot be converted to JSON: {e}")))?;
         let pinned = {
@@ -324,19 +334,7 @@ impl PluginRegistry {
             user: config.user.clone(),
             env: config.env.clone(),
         };
-        let host = GatewayHost {
-            plugin: name.to_string(),
-            metrics: Arc::clone(&self.metrics),
-            state_dir: self.state_dir.join(name),
-            // `self.state_dir` is the gateway state directory's `plugins/`.
-            base_dir: self
-                .state_dir
-                .parent()
-                .unwrap_or(&self.state_dir)
-                .to_path_buf(),
-            ops: Arc::clone(&self.host_ops),
-            runtime: tokio::runtime::Handle::current(),
-        };
+        let host = self.gateway_host(name);
         let (backend, manifest, description, sha256) = match config.isolation {
             Isolation::Process => {
                 let (plugin, loaded) = ProcessPlugin::start(spec, Arc::clone(health), host).await?;
@@ -347,6 +345,7 @@ impl PluginRegistry {
                     loaded.sha256,
                 )
             }
+            Isolation::Remote => unreachable!("started by start_remote"),
             Isolation::InProcess => {
                 // Checked in a child first: a library that crashes while loading takes
                 // only that child down. Then these same bytes are loaded here.
@@ -374,15 +373,44 @@ impl PluginRegistry {
                 )
             }
         };
+        Ok(Self::running(name, manifest, description, sha256, backend))
+    }
+
+    /// The host services plugin instance `name` gets.
+    fn gateway_host(&self, name: &str) -> GatewayHost {
+        GatewayHost {
+            plugin: name.to_string(),
+            metrics: Arc::clone(&self.metrics),
+            state_dir: self.state_dir.join(name),
+            base_dir: self.base_dir().to_path_buf(),
+            ops: Arc::clone(&self.host_ops),
+            runtime: tokio::runtime::Handle::current(),
+        }
+    }
+
+    /// The gateway's state directory (`self.state_dir` is its `plugins/`), against which
+    /// relative paths in a plugin's entry resolve.
+    fn base_dir(&self) -> &Path {
+        self.state_dir.parent().unwrap_or(&self.state_dir)
+    }
+
+    /// A running version of instance `name`.
+    fn running(
+        name: &str,
+        manifest: ManifestInfo,
+        description: skyport_plugin_api::Description,
+        sha256: String,
+        backend: Backend,
+    ) -> Arc<Running> {
         warn_if_newer(name, &manifest);
-        Ok(Arc::new(Running {
+        Arc::new(Running {
             manifest,
             ops: description.ops,
             summary: description.summary,
             sha256,
             backend,
             in_flight: AtomicUsize::new(0),
-        }))
+        })
     }
 
     /// Asks a plugin for its health and records the answer.

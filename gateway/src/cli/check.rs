@@ -82,6 +82,7 @@ pub(super) fn conformance(
         sha256: None,
         config,
         isolation,
+        remote: None,
         max_memory_mib: None,
         max_open_files: None,
         user: None,

@@ -53,10 +53,14 @@ enum Command {
         #[command(subcommand)]
         command: CertsCommand,
     },
-    /// Host one plugin in this process, talking to the gateway over standard input (the
-    /// gateway starts it; not for interactive use).
-    #[command(hide = true)]
-    PluginHost,
+    /// Host one plugin in this process. Without options: talking to the gateway over
+    /// standard input (the gateway starts it so). With `--serve FILE`: on this machine
+    /// for every gateway that connects over mutual TLS (docs/scale-out.md).
+    PluginHost {
+        /// The host's configuration (listen address, TLS, the plugin and its config).
+        #[arg(long, value_name = "FILE")]
+        serve: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -153,7 +157,10 @@ pub fn run() -> i32 {
         Command::Certs {
             command: CertsCommand::Init { out },
         } => certs::init(&out),
-        Command::PluginHost => Ok(skyport_plugin_host::isolation::child::run()),
+        Command::PluginHost { serve: None } => Ok(skyport_plugin_host::isolation::child::run()),
+        Command::PluginHost { serve: Some(file) } => {
+            Ok(skyport_plugin_host::isolation::remote_host::run(&file))
+        }
     };
     match result {
         Ok(code) => code,

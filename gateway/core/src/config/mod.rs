@@ -15,6 +15,7 @@ use serde::Deserialize;
 mod auth;
 mod catalog;
 mod placement;
+mod plugins;
 mod redis;
 mod server;
 mod storage;
@@ -28,6 +29,7 @@ pub use catalog::{
     SeparateConfig, Separation, RAW, RESOURCE_TYPES,
 };
 pub use placement::{ChooseAction, ExcludeAction, RuleConfig};
+pub use plugins::{Isolation, PluginConfig, RemotePluginConfig};
 pub use redis::{CacheCoherence, LimitsBackend, OnRedisError, RedisConfig};
 pub use server::ServerConfig;
 pub use storage::{StorageBackend, StorageConfig};
@@ -214,56 +216,6 @@ pub struct TenantConfig {
     pub operator: bool,
 }
 
-/// One `[[plugins]]` entry.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PluginConfig {
-    /// Instance name; defaults to the plugin's own name.
-    pub name: Option<String>,
-    /// Library file; relative names resolve against the executable's directory.
-    pub file: PathBuf,
-    /// Refuse to start when this plugin cannot be loaded.
-    #[serde(default)]
-    pub required: bool,
-    /// Expected sha256 of the file, hex.
-    pub sha256: Option<String>,
-    /// Plugin configuration, validated against the plugin's schema.
-    #[serde(default = "empty_table")]
-    pub config: toml::Value,
-    /// Where the plugin's code runs: its own supervised process (the default) or inside
-    /// the gateway.
-    #[serde(default)]
-    pub isolation: Isolation,
-    /// Largest heap (data segment) of the plugin's process, MiB (process isolation).
-    pub max_memory_mib: Option<u64>,
-    /// Most descriptors the plugin's process may hold open (process isolation).
-    pub max_open_files: Option<u64>,
-    /// The user the plugin's process runs as (process isolation; the gateway must be
-    /// root to switch). None: the gateway's own user.
-    pub user: Option<String>,
-    /// Names of the gateway's environment variables passed to the plugin's process, on
-    /// top of `PATH`, `HOME`, `LANG`, `LC_ALL`, `TZ` and `TMPDIR` (everything else is
-    /// scrubbed).
-    #[serde(default)]
-    pub env: Vec<String>,
-}
-
-/// Where a plugin's code runs.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Isolation {
-    /// A child process of its own, supervised and restarted: a crash, a blocked thread or
-    /// a leak stays in it.
-    #[default]
-    Process,
-    /// Inside the gateway process (the lowest latency, for plugins the operator trusts).
-    InProcess,
-}
-
-fn empty_table() -> toml::Value {
-    toml::Value::Table(Default::default())
-}
-
 impl Config {
     /// The embedded default.
     pub fn embedded() -> Self {
@@ -435,35 +387,7 @@ impl Config {
         if self.inventory.sync_interval_secs == 0 {
             err("inventory.sync_interval_secs".into(), "must be at least 1");
         }
-        for (i, plugin) in self.plugins.iter().enumerate() {
-            if let Some(sha) = &plugin.sha256 {
-                if sha.len() != 64 || !sha.chars().all(|c| c.is_ascii_hexdigit()) {
-                    err(format!("plugins[{i}].sha256"), "must be 64 hex digits");
-                }
-            }
-            if !plugin.config.is_table() {
-                err(format!("plugins[{i}].config"), "must be a table");
-            }
-            if plugin.max_memory_mib == Some(0) || plugin.max_open_files == Some(0) {
-                err(
-                    format!("plugins[{i}]"),
-                    "max_memory_mib and max_open_files must be positive",
-                );
-            }
-            if plugin.isolation == Isolation::InProcess
-                && (plugin.max_memory_mib.is_some()
-                    || plugin.max_open_files.is_some()
-                    || plugin.user.is_some())
-            {
-                err(
-                    format!("plugins[{i}].isolation"),
-                    "max_memory_mib, max_open_files and user need isolation = \"process\"",
-                );
-            }
-            if plugin.user.as_deref() == Some("") {
-                err(format!("plugins[{i}].user"), "must not be empty");
-            }
-        }
+        errors.extend(plugins::check(&self.plugins));
         errors.extend(self.storage.check());
         errors.extend(redis::check(
             self.redis.as_ref(),

@@ -58,20 +58,12 @@ struct RemoteHost {
 
 impl HostServices for RemoteHost {
     fn log(&self, level: LogLevel, target: RStr<'_>, message: RStr<'_>) {
-        self.outbox.send(&FromChild::Log {
-            level: level as u8,
-            target: target.to_string(),
-            message: message.to_string(),
-        });
+        self.outbox.send(&FromChild::log(level, target, message));
     }
 
     fn metric(&self, kind: MetricKind, name: RStr<'_>, value: f64, labels: RStr<'_>) {
-        self.outbox.send(&FromChild::Metric {
-            kind: kind as u8,
-            name: name.to_string(),
-            value,
-            labels: labels.to_string(),
-        });
+        self.outbox
+            .send(&FromChild::metric(kind, name, value, labels));
     }
 
     fn call(&self, request: OpRequest, completion: CompletionBox) {
@@ -80,12 +72,7 @@ impl HostServices for RemoteHost {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(id, completion);
-        self.outbox.send(&FromChild::HostCall {
-            id,
-            op: request.op.to_string(),
-            version: request.version,
-            params: request.params.to_string(),
-        });
+        self.outbox.send(&FromChild::host_call(id, &request));
     }
 }
 

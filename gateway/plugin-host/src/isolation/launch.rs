@@ -2,11 +2,10 @@
 //! its first answer (the plugin loaded, or refused), and its standard error relayed to
 //! the gateway's log. [`super::supervisor`] watches it from then on.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
-use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -134,13 +133,7 @@ pub(super) async fn launch(
     let (first_tx, first_rx) = oneshot::channel::<FirstAnswer>();
     let (frames_tx, frames_rx) = mpsc::unbounded_channel();
     tokio::spawn(write_frames(write_half, frames_rx));
-    let connection = Arc::new(Connection {
-        outbox: frames_tx,
-        pending: Mutex::new(HashMap::new()),
-        closed: AtomicBool::new(false),
-        first: Mutex::new(Some(first_tx)),
-        pid: child.id(),
-    });
+    let connection = Connection::new(frames_tx, first_tx, child.id());
     let relay = tokio::spawn(relay(read_half, Arc::clone(&connection), host));
     let init = ToChild::Init {
         purpose,

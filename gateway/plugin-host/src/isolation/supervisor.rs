@@ -22,16 +22,16 @@ use skyport_plugin_api::abi::{
     OpResult, PluginError,
 };
 use skyport_plugin_api::sdk::CompletionReceiver;
-use tokio::io::{AsyncWriteExt, BufReader};
-use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
+pub(super) use super::launch::FirstAnswer;
 pub use super::launch::{
     check_in_child, describe_exit, lookup_user, signal_name, ChildSpec, Loaded,
 };
-use super::launch::{launch, read_frame, FirstAnswer, Running};
+use super::launch::{launch, read_frame, Running};
 use super::wire::{self, FromChild, Purpose, ToChild, WireResult};
 use crate::health::HealthCell;
 use crate::host::GatewayHost;
@@ -68,7 +68,7 @@ pub(super) struct Pending {
 /// stops reading. Senders never wait: a call or a cancel dropped half way never leaves
 /// half a frame on the socket.
 pub(super) async fn write_frames(
-    mut writer: OwnedWriteHalf,
+    mut writer: impl AsyncWrite + Unpin,
     mut frames: mpsc::UnboundedReceiver<Vec<u8>>,
 ) {
     while let Some(frame) = frames.recv().await {
@@ -92,13 +92,35 @@ pub(super) struct Connection {
 }
 
 impl Connection {
+    /// A connection whose frames go to `outbox` and whose first answer goes to `first`.
+    pub(super) fn new(
+        outbox: mpsc::UnboundedSender<Vec<u8>>,
+        first: oneshot::Sender<FirstAnswer>,
+        pid: Option<u32>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            outbox,
+            pending: Mutex::new(HashMap::new()),
+            closed: AtomicBool::new(false),
+            first: Mutex::new(Some(first)),
+            pid,
+        })
+    }
+
+    /// Asks the plugin to stop work on call `id`, if there is a connection.
+    pub(super) fn cancel_on(connection: Option<Arc<Self>>, id: u64) {
+        if let Some(connection) = connection {
+            connection.send(&ToChild::Cancel { id });
+        }
+    }
+
     /// Queues `message`; false once the child no longer reads.
     pub(super) fn send(&self, message: &ToChild) -> bool {
         self.outbox.send(wire::encode(message)).is_ok()
     }
 
     /// Fails every call in flight with `error`; the ops that were in flight.
-    fn fail_all(&self, error: impl Fn(&str) -> PluginError) -> Vec<String> {
+    pub(super) fn fail_all(&self, error: impl Fn(&str) -> PluginError) -> Vec<String> {
         self.closed.store(true, Ordering::SeqCst);
         let drained: Vec<Pending> = lock(&self.pending).drain().map(|(_, p)| p).collect();
         drained
@@ -109,6 +131,38 @@ impl Connection {
             })
             .collect()
     }
+}
+
+/// Sends a call on `connection` (none: `unavailable`); the receiver resolves with its
+/// result, or with `UNAVAILABLE` if the connection ends first. Never waits: the frame is
+/// queued whole.
+pub(super) fn start_call_on(
+    connection: Option<Arc<Connection>>,
+    request: &OpRequest,
+    timeout: Duration,
+    unavailable: impl Fn() -> PluginError,
+) -> Result<CompletionReceiver, PluginError> {
+    let connection = connection.ok_or_else(&unavailable)?;
+    let (tx, rx) = oneshot::channel();
+    {
+        let mut pending = lock(&connection.pending);
+        if connection.closed.load(Ordering::SeqCst) {
+            return Err(unavailable());
+        }
+        pending.insert(
+            request.id,
+            Pending {
+                op: format!("{}@{}", request.op, request.version),
+                deadline: Instant::now() + timeout,
+                result: tx,
+            },
+        );
+    }
+    if !connection.send(&ToChild::from(request)) {
+        lock(&connection.pending).remove(&request.id);
+        return Err(unavailable());
+    }
+    Ok(rx)
 }
 
 /// Answers a plugin's host call over the connection.
@@ -191,27 +245,7 @@ impl ProcessPlugin {
             )
             .retryable()
         };
-        let connection = self.current.load_full().ok_or_else(unavailable)?;
-        let (tx, rx) = oneshot::channel();
-        {
-            let mut pending = lock(&connection.pending);
-            if connection.closed.load(Ordering::SeqCst) {
-                return Err(unavailable());
-            }
-            pending.insert(
-                request.id,
-                Pending {
-                    op: format!("{}@{}", request.op, request.version),
-                    deadline: Instant::now() + timeout,
-                    result: tx,
-                },
-            );
-        }
-        if !connection.send(&ToChild::from(request)) {
-            lock(&connection.pending).remove(&request.id);
-            return Err(unavailable());
-        }
-        Ok(rx)
+        start_call_on(self.current.load_full(), request, timeout, unavailable)
     }
 
     /// From now on crashes and restarts are reported to `health` (a reloaded version,
@@ -227,9 +261,7 @@ impl ProcessPlugin {
 
     /// Asks the plugin to stop work on call `id`.
     pub fn cancel(&self, id: u64) {
-        if let Some(connection) = self.current.load_full() {
-            connection.send(&ToChild::Cancel { id });
-        }
+        Connection::cancel_on(self.current.load_full(), id);
     }
 
     /// Marks this process as on its way out (a reload replaced it): it finishes its calls
@@ -437,7 +469,7 @@ impl ProcessPlugin {
 
 /// Reads a process's messages until its stream ends, or until a call is stuck.
 pub(super) async fn relay(
-    read_half: OwnedReadHalf,
+    read_half: impl AsyncRead + Unpin,
     connection: Arc<Connection>,
     host: Option<Arc<GatewayHost>>,
 ) -> Ended {

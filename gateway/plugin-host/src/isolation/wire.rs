@@ -7,8 +7,9 @@
 
 use std::io::{self, Read, Write};
 
+use abi_stable::std_types::RStr;
 use serde::{Deserialize, Serialize};
-use skyport_plugin_api::abi::{OpRequest, OpResult, PluginError};
+use skyport_plugin_api::abi::{LogLevel, MetricKind, OpRequest, OpResult, PluginError};
 use skyport_plugin_api::Description;
 
 use crate::loader::ManifestInfo;
@@ -149,6 +150,37 @@ pub enum FromChild {
         /// Parameters, JSON.
         params: String,
     },
+}
+
+impl FromChild {
+    /// A plugin's log line, as sent to the gateway.
+    pub fn log(level: LogLevel, target: RStr<'_>, message: RStr<'_>) -> Self {
+        Self::Log {
+            level: level as u8,
+            target: target.to_string(),
+            message: message.to_string(),
+        }
+    }
+
+    /// A plugin's metric sample, as sent to the gateway.
+    pub fn metric(kind: MetricKind, name: RStr<'_>, value: f64, labels: RStr<'_>) -> Self {
+        Self::Metric {
+            kind: kind as u8,
+            name: name.to_string(),
+            value,
+            labels: labels.to_string(),
+        }
+    }
+
+    /// A plugin's host call `request`, under host-call id `id`.
+    pub fn host_call(id: u64, request: &OpRequest) -> Self {
+        Self::HostCall {
+            id,
+            op: request.op.to_string(),
+            version: request.version,
+            params: request.params.to_string(),
+        }
+    }
 }
 
 /// A result as it crosses the socket.

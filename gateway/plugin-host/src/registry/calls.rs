@@ -60,14 +60,8 @@ impl PluginRegistry {
                 instance.start(request, completion);
                 receiver
             }
-            Backend::Process(process) => match process.start_call(&request, timeout) {
-                Ok(receiver) => receiver,
-                Err(refused) => {
-                    let (tx, rx) = tokio::sync::oneshot::channel();
-                    let _ = tx.send(OpResult::RErr(refused));
-                    rx
-                }
-            },
+            Backend::Process(process) => refused_as_result(process.start_call(&request, timeout)),
+            Backend::Remote(remote) => refused_as_result(remote.start_call(&request, timeout)),
         };
         let outcome = tokio::time::timeout(timeout, receiver).await;
         self.metrics
@@ -79,6 +73,7 @@ impl PluginRegistry {
                 match &running.backend {
                     Backend::InProcess(instance) => instance.cancel(id),
                     Backend::Process(process) => process.cancel(id),
+                    Backend::Remote(remote) => remote.cancel(id),
                 }
                 (
                     error_code::TIMEOUT.to_string(),
@@ -127,6 +122,17 @@ impl PluginRegistry {
 
 /// Maps a plugin's typed error to a gateway error. Messages are shown for the codes whose
 /// messages plugins write for callers (see `PluginError::message`).
+/// A call's receiver, or one already holding the refusal to start it.
+fn refused_as_result(
+    started: Result<CompletionReceiver, skyport_plugin_api::abi::PluginError>,
+) -> CompletionReceiver {
+    started.unwrap_or_else(|refused| {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let _ = tx.send(OpResult::RErr(refused));
+        rx
+    })
+}
+
 pub(super) fn map_plugin_error(
     plugin: &str,
     op: &str,

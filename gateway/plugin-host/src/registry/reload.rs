@@ -104,8 +104,10 @@ impl PluginRegistry {
             Arc::clone(&new).shutdown(name).await;
             return Err(changed);
         }
-        if let Backend::Process(process) = &new.backend {
-            process.report_health_to(Arc::clone(&handle.health));
+        match &new.backend {
+            Backend::Process(process) => process.report_health_to(Arc::clone(&handle.health)),
+            Backend::Remote(remote) => remote.report_health_to(Arc::clone(&handle.health)),
+            Backend::InProcess(_) => {}
         }
         handle.running.store(Arc::clone(&new));
         handle.health.set(true, None);
