@@ -5,14 +5,17 @@
 # loaded at once, each against a lone replica.
 #
 # Request: cached, authenticated GET /v1/regions, the same token (the pipeline's hot
-# path: with coherence every cached read reads the tenant's epoch from Redis). Servers on
+# path: with strict coherence every cached read reads the tenant's epoch from Redis). Servers on
 # CPU 0, the load generator on CPU 1. CPU per request from /proc/<pid>/stat (utime +
 # stime, the gateway and its plugin processes) around each closed-loop run (wrk, 64
 # connections); open-loop p99 from oha at a fixed rate with coordinated-omission
 # correction. Medians over the rounds. The tenant's rate limit is far above what one core
 # serves, so a replica takes tokens from Redis once per 100 ms lease.
 #
-# Usage: bench/scale-out.sh [seconds-per-run] [rounds] [open-loop req/s]
+# COHERENCE=redis-strict measures the strict cache coherence (the epochs read from Redis
+# on every cached read) instead of the pushed one (the default, `redis`).
+#
+# Usage: [COHERENCE=redis|redis-strict] bench/scale-out.sh [seconds-per-run] [rounds] [open-loop req/s]
 set -eu
 cd "$(dirname "$0")/.."
 DUR=${1:-5}
@@ -43,7 +46,7 @@ sed -e 's/requests_per_second = 100/requests_per_second = 10000000/' \
     -e 's/libskyport_metering.so"/libskyport_metering_not_loaded.so"/' \
     -e 's/libskyport_local_vmm.so"/libskyport_local_vmm_not_loaded.so"/' \
     config/skyport.toml >"$STATE/sqlite.toml"
-sed -e 's|^\[limits\]|[limits]\nbackend = "redis"|' -e 's|^\[cache\]|[cache]\ncoherence = "redis"|' \
+sed -e 's|^\[limits\]|[limits]\nbackend = "redis"|' -e 's|^\[cache\]|[cache]\ncoherence = "'"${COHERENCE:-redis}"'"|' \
     "$STATE/sqlite.toml" >"$STATE/shared.toml"
 cat >>"$STATE/shared.toml" <<EOT
 

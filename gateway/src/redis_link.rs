@@ -15,6 +15,8 @@ use skyport_core::config::RedisConfig;
 #[derive(Clone)]
 pub struct RedisLink {
     connection: Arc<ArcSwapOption<ConnectionManager>>,
+    /// For connections of their own (a subscription cannot share the multiplexed one).
+    client: redis::Client,
     /// The longest a call may take before it counts as failed.
     pub timeout: Duration,
 }
@@ -58,6 +60,7 @@ impl RedisLink {
         let client = redis::Client::open(url).context("redis.url")?;
         let link = Self {
             connection: Arc::new(ArcSwapOption::empty()),
+            client: client.clone(),
             timeout: Duration::from_millis(config.timeout_ms),
         };
         match open(&client).await {
@@ -80,6 +83,11 @@ impl RedisLink {
             }
         }
         Ok(link)
+    }
+
+    /// The client, for a connection of one's own.
+    pub fn client(&self) -> redis::Client {
+        self.client.clone()
     }
 
     /// The connection, once Redis has answered (clones share it).

@@ -35,7 +35,7 @@ use crate::api::native::NativeApi;
 use crate::redis_link::RedisLink;
 use crate::services::Services;
 use crate::stack::cache::ResponseCache;
-use crate::stack::cache_epochs::SharedEpochs;
+use crate::stack::cache_epochs::{EpochMode, SharedEpochs};
 use crate::stack::limit::TenantRateLimiter;
 use crate::stack::Stack;
 use crate::storage::Stores;
@@ -112,7 +112,7 @@ impl Gateway {
         let redis = match &config.redis {
             Some(r)
                 if config.limits.backend == LimitsBackend::Redis
-                    || config.cache.coherence == CacheCoherence::Redis =>
+                    || config.cache.coherence != CacheCoherence::Local =>
             {
                 Some(RedisLink::connect(r, &state_dir).await?)
             }
@@ -222,12 +222,19 @@ impl Gateway {
             limiter: TenantRateLimiter::connect(&config, redis.as_ref(), clock.clone())
                 .await
                 .context("connecting the rate limiter")?,
-            cache: match (&redis, config.cache.coherence) {
-                (Some(link), CacheCoherence::Redis) => {
-                    ResponseCache::new(config.cache.max_entries, clock.clone())
-                        .with_shared_epochs(SharedEpochs::new(link.clone()))
+            cache: {
+                let cache = ResponseCache::new(config.cache.max_entries, clock.clone());
+                let mode = match config.cache.coherence {
+                    CacheCoherence::Local => None,
+                    CacheCoherence::Redis => Some(EpochMode::Pushed),
+                    CacheCoherence::RedisStrict => Some(EpochMode::Strict),
+                };
+                match (&redis, mode) {
+                    (Some(link), Some(mode)) => {
+                        cache.with_shared_epochs(SharedEpochs::new(link.clone(), mode))
+                    }
+                    _ => cache,
                 }
-                _ => ResponseCache::new(config.cache.max_entries, clock.clone()),
             },
             tap,
             metrics: Arc::clone(&metrics),

@@ -190,15 +190,21 @@ async fn two_replicas_share_keys_and_instances_on_postgres() {
         .log()
         .contains("part-made deployments of an earlier run undone"));
 
-    // Reads cached on B (DescribeInstances, 2 s) never outlive a write through A.
+    // Reads cached on B (DescribeInstances, 2 s) never outlive a write through A: with
+    // the epochs pushed to B, and on D, which reads them from Redis for every read.
     let demo_key = access_key(&a, "demo").await;
-    let said = skyport_e2e::ec2::scenario(
-        &a,
-        "coherence",
-        json!({"key": demo_key, "region": "aws-us-east-1",
-               "other_endpoint": format!("https://{}", b.api)}),
-    );
-    assert!(said.contains("coherent after 10 writes"), "{said}");
+    let strict = config.replacen("coherence = \"redis\"", "coherence = \"redis-strict\"", 1);
+    assert!(strict.contains("redis-strict"));
+    let d = Gateway::start_replica(&a, replica_options(&strict, &storage(&server, &url), &moto));
+    for other in [&b, &d] {
+        let said = skyport_e2e::ec2::scenario(
+            &a,
+            "coherence",
+            json!({"key": demo_key, "region": "aws-us-east-1",
+                   "other_endpoint": format!("https://{}", other.api)}),
+        );
+        assert!(said.contains("coherent after 10 writes"), "{said}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

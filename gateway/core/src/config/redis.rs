@@ -33,13 +33,19 @@ pub enum OnRedisError {
 
 /// How a write invalidates cached reads.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum CacheCoherence {
     /// In this replica only.
     #[default]
     Local,
-    /// On every replica: a per-tenant epoch in Redis is part of every cache key.
+    /// On every replica: a per-tenant epoch in Redis is part of every cache key, pushed
+    /// to every replica when a write moves it (Redis pub/sub): no Redis round trip on a
+    /// cached read; another replica sees the write within the push's delivery.
     Redis,
+    /// As `Redis`, with the epochs read from Redis on every cached read: a read after a
+    /// write never sees the state before it, whichever replica answers, for one Redis
+    /// round trip per cached read.
+    RedisStrict,
 }
 
 /// `[redis]`.
@@ -81,10 +87,10 @@ pub(super) fn check(
                 "\"redis\" needs a [redis] table with its url",
             );
         }
-        if cache == CacheCoherence::Redis {
+        if cache != CacheCoherence::Local {
             err(
                 "cache.coherence",
-                "\"redis\" needs a [redis] table with its url",
+                "\"redis\" and \"redis-strict\" need a [redis] table with its url",
             );
         }
     }
