@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime};
 use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::error::SqlState;
 use postgres::types::Type;
-use postgres::{Client, NoTls};
+use postgres::{Client, GenericClient, NoTls};
 use skyport_plugin_api::ops::MeterEvent;
 
 use super::{CheckedBatch, IngestOutcome, Ledger, LedgerError, LedgerStats, LifecycleHead};
@@ -169,23 +169,29 @@ impl PgLedger {
     /// Writes a checked batch in one transaction, received at `received_at`; returns how
     /// many of its valid events were new.
     ///
-    /// The events are streamed in with `COPY` (binary), the fastest way into the table.
-    /// When an id is already stored (a retry, or an id twice in the batch) the copy fails
-    /// as a whole and the batch is written again with `INSERT ... ON CONFLICT (id) DO
-    /// NOTHING`, which skips the known ids.
+    /// The events are streamed in with `COPY` (binary), the fastest way into the table;
+    /// a batch without refusals to audit is that one statement. When an id is already
+    /// stored (a retry, or an id twice in the batch) the copy fails as a whole and the
+    /// batch is written again with `INSERT ... ON CONFLICT (id) DO NOTHING`, which skips
+    /// the known ids.
     pub fn write(&self, batch: &CheckedBatch, received_at: &str) -> Result<usize, LedgerError> {
         self.with_client(|client| {
-            {
+            let copied = if batch.refused.is_empty() {
+                // One statement is its own transaction: the copy commits as it completes,
+                // one round trip in all.
+                copy_events(client, batch, received_at)
+            } else {
                 let mut tx = client.transaction()?;
-                match copy_events(&mut tx, batch, received_at) {
-                    Ok(stored) => {
-                        audit_refusals(&mut tx, batch, received_at)?;
-                        tx.commit()?;
-                        return Ok(stored);
-                    }
-                    Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {}
-                    Err(e) => return Err(e.into()),
-                }
+                copy_events(&mut tx, batch, received_at).and_then(|stored| {
+                    audit_refusals(&mut tx, batch, received_at)?;
+                    tx.commit()?;
+                    Ok(stored)
+                })
+            };
+            match copied {
+                Ok(stored) => return Ok(stored),
+                Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {}
+                Err(e) => return Err(e.into()),
             }
             let mut tx = client.transaction()?;
             let stored = insert_new_events(&mut tx, batch, received_at)?;
@@ -210,7 +216,7 @@ const EVENT_COLUMNS: &str = "id, type, time, tenant, department, attributes, rec
 
 /// Streams `batch`'s valid events into the table; fails as a whole on a known id.
 fn copy_events(
-    tx: &mut postgres::Transaction<'_>,
+    tx: &mut impl GenericClient,
     batch: &CheckedBatch,
     received_at: &str,
 ) -> Result<usize, postgres::Error> {
