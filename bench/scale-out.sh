@@ -5,17 +5,17 @@
 # loaded at once, each against a lone replica.
 #
 # Request: cached, authenticated GET /v1/regions, the same token (the pipeline's hot
-# path: with strict coherence every cached read reads the tenant's epoch from Redis). Servers on
+# path: with coherence = "redis" every cached read reads the tenant's epoch from Redis). Servers on
 # CPU 0, the load generator on CPU 1. CPU per request from /proc/<pid>/stat (utime +
 # stime, the gateway and its plugin processes) around each closed-loop run (wrk, 64
 # connections); open-loop p99 from oha at a fixed rate with coordinated-omission
 # correction. Medians over the rounds. The tenant's rate limit is far above what one core
 # serves, so a replica takes tokens from Redis once per 100 ms lease.
 #
-# COHERENCE=redis-strict measures the strict cache coherence (the epochs read from Redis
-# on every cached read) instead of the pushed one (the default, `redis`).
+# COHERENCE=redis-pushed measures the cache coherence with the epochs pushed to every
+# replica instead of read from Redis on every cached read (the default, `redis`).
 #
-# Usage: [COHERENCE=redis|redis-strict] bench/scale-out.sh [seconds-per-run] [rounds] [open-loop req/s]
+# Usage: [COHERENCE=redis|redis-pushed] bench/scale-out.sh [seconds-per-run] [rounds] [open-loop req/s]
 set -eu
 cd "$(dirname "$0")/.."
 DUR=${1:-5}

@@ -226,8 +226,8 @@ impl Gateway {
                 let cache = ResponseCache::new(config.cache.max_entries, clock.clone());
                 let mode = match config.cache.coherence {
                     CacheCoherence::Local => None,
-                    CacheCoherence::Redis => Some(EpochMode::Pushed),
-                    CacheCoherence::RedisStrict => Some(EpochMode::Strict),
+                    CacheCoherence::Redis => Some(EpochMode::Strict),
+                    CacheCoherence::RedisPushed => Some(EpochMode::Pushed),
                 };
                 match (&redis, mode) {
                     (Some(link), Some(mode)) => {

@@ -4,16 +4,16 @@
 //! older entries of that tenant unreachable.
 //!
 //! How a replica learns the epochs:
-//! - `[cache] coherence = "redis"` ([`EpochMode::Pushed`]): a write moves the epoch and
-//!   publishes the new value on [`CHANNEL`] in one script; every replica keeps the values
-//!   it has seen, subscribed to the channel, and reads an epoch from Redis only the first
-//!   time it needs it. A cached read costs no Redis round trip. Another replica sees a
-//!   write once the push reaches it (well under a millisecond on a LAN, before any client
-//!   could ask it). While the subscription is down the replica does not cache at all, and
+//! - `[cache] coherence = "redis"` ([`EpochMode::Strict`]): both epochs are read from
+//!   Redis (one `MGET`) for every cached read: a read after a write never sees the state
+//!   before it, whichever replica answers.
+//! - `"redis-pushed"` ([`EpochMode::Pushed`]): a write moves the epoch and publishes the
+//!   new value on [`CHANNEL`] in one script; every replica keeps the values it has seen,
+//!   subscribed to the channel, and reads an epoch from Redis only the first time it
+//!   needs it. A cached read costs no Redis round trip. Another replica sees a write once
+//!   the push reaches it and is processed there (on a busy host, after the writer has
+//!   answered). While the subscription is down the replica does not cache at all, and
 //!   forgets what it knew: pushes may have been missed.
-//! - `"redis-strict"` ([`EpochMode::Strict`]): both epochs are read from Redis (one
-//!   `MGET`) for every cached read: a read after a write never sees the state before it,
-//!   whichever replica answers.
 //!
 //! When Redis cannot answer, reads are not cached (they go to the provider) rather than
 //! risk a stale answer.

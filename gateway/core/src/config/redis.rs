@@ -38,14 +38,14 @@ pub enum CacheCoherence {
     /// In this replica only.
     #[default]
     Local,
-    /// On every replica: a per-tenant epoch in Redis is part of every cache key, pushed
-    /// to every replica when a write moves it (Redis pub/sub): no Redis round trip on a
-    /// cached read; another replica sees the write within the push's delivery.
+    /// On every replica: a per-tenant epoch in Redis is part of every cache key, read
+    /// from Redis on every cached read: a read after a write never sees the state before
+    /// it, whichever replica answers, for one Redis round trip per cached read.
     Redis,
-    /// As `Redis`, with the epochs read from Redis on every cached read: a read after a
-    /// write never sees the state before it, whichever replica answers, for one Redis
-    /// round trip per cached read.
-    RedisStrict,
+    /// As `Redis`, with the epochs pushed to every replica when a write moves them (Redis
+    /// pub/sub): no Redis round trip on a cached read; another replica sees a write once
+    /// the push reaches it.
+    RedisPushed,
 }
 
 /// `[redis]`.
@@ -90,7 +90,7 @@ pub(super) fn check(
         if cache != CacheCoherence::Local {
             err(
                 "cache.coherence",
-                "\"redis\" and \"redis-strict\" need a [redis] table with its url",
+                "\"redis\" and \"redis-pushed\" need a [redis] table with its url",
             );
         }
     }
