@@ -20,9 +20,8 @@ use super::wire::{self, Limits, Purpose, ToChild};
 use crate::host::GatewayHost;
 use crate::loader::{ManifestInfo, Refusal};
 
-use super::supervisor::{
-    lock, relay, write_frames, Connection, Ended, BASE_ENV, START_TIMEOUT, STDERR_LINE, STDERR_TAIL,
-};
+use super::connection::{lock, relay, write_frames, Connection, Ended};
+use super::supervisor::{BASE_ENV, START_TIMEOUT, STDERR_LINE, STDERR_TAIL};
 
 /// Everything needed to start one plugin instance's process.
 #[derive(Debug, Clone)]

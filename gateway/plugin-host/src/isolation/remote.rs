@@ -20,9 +20,8 @@ use skyport_plugin_api::sdk::CompletionReceiver;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 
-use super::supervisor::{
-    lock, relay, start_call_on, write_frames, Connection, Ended, Loaded, START_TIMEOUT,
-};
+use super::connection::{lock, relay, start_call_on, write_frames, Connection, Ended};
+use super::supervisor::{Loaded, START_TIMEOUT};
 use super::wire::{Limits, Purpose, ToChild};
 use crate::health::HealthCell;
 use crate::host::GatewayHost;

@@ -29,8 +29,8 @@ use tokio::io::BufReader;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
+use super::connection::{lock, write_frames};
 use super::launch::read_frame;
-use super::supervisor::{lock, write_frames};
 use super::wire::{self, FromChild, ToChild, WireResult};
 use crate::host::host_info;
 use crate::loader::{load_library, validate_config};

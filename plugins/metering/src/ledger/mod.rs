@@ -19,6 +19,7 @@ use crate::validate::{check_event, Limits};
 pub mod conformance;
 mod outbox;
 mod postgres;
+mod postgres_batch;
 #[cfg(test)]
 mod shared_tests;
 mod sqlite;
