@@ -219,9 +219,7 @@ impl Gateway {
         ));
         let stack = Stack {
             tenants,
-            limiter: TenantRateLimiter::connect(&config, redis.as_ref(), clock.clone())
-                .await
-                .context("connecting the rate limiter")?,
+            limiter: TenantRateLimiter::connect(&config, redis.as_ref(), clock.clone()).await,
             cache: {
                 let cache = ResponseCache::new(config.cache.max_entries, clock.clone());
                 let mode = match config.cache.coherence {

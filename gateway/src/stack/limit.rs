@@ -90,11 +90,7 @@ impl TenantRateLimiter {
 
     /// The limiter `[limits]` configures: with `backend = "redis"`, buckets shared by
     /// every replica on `redis`.
-    pub async fn connect(
-        config: &Config,
-        redis: Option<&RedisLink>,
-        clock: SharedClock,
-    ) -> anyhow::Result<Self> {
+    pub async fn connect(config: &Config, redis: Option<&RedisLink>, clock: SharedClock) -> Self {
         let mut limiter = Self::from_config(config, clock.clone());
         if let (LimitsBackend::Redis, Some(redis)) = (config.limits.backend, redis) {
             limiter.shared = Some(
@@ -107,7 +103,7 @@ impl TenantRateLimiter {
                 .await,
             );
         }
-        Ok(limiter)
+        limiter
     }
 
     /// Takes one request from `tenant`'s bucket, or refuses with 429 and the wait.
