@@ -86,10 +86,9 @@ struct Sessions {
     /// Each session's frame queue, by session id (the lowest is the longest connected).
     outboxes: Mutex<BTreeMap<u64, mpsc::UnboundedSender<Vec<u8>>>>,
     next_call: AtomicU64,
-    /// Host-wide call id -> (session, the session's call id).
+    /// Host-wide call id -> (session, the session's call id), while the call is in
+    /// flight (a cancel looks its call up here: cancels are rare, the map small).
     calls: Mutex<HashMap<u64, (u64, u64)>>,
-    /// (session, the session's call id) -> host-wide call id, for cancels.
-    by_session: Mutex<HashMap<(u64, u64), u64>>,
     next_host_call: AtomicU64,
     host_calls: Mutex<HashMap<u64, CompletionBox>>,
 }
@@ -121,7 +120,6 @@ impl CompletionSink for SessionCompletion {
         let Some((session, id)) = lock(&self.sessions.calls).remove(&self.global) else {
             return;
         };
-        lock(&self.sessions.by_session).remove(&(session, id));
         self.sessions.send_to(
             session,
             &FromChild::Complete {
@@ -367,7 +365,6 @@ async fn session(
             })) => {
                 let global = sessions.next_call.fetch_add(1, Ordering::Relaxed);
                 lock(&sessions.calls).insert(global, (id, call));
-                lock(&sessions.by_session).insert((id, call), global);
                 let completion = CompletionSink_TO::from_value(
                     SessionCompletion {
                         global,
@@ -388,7 +385,10 @@ async fn session(
                 );
             }
             Ok(Some(ToChild::Cancel { id: call })) => {
-                let global = lock(&sessions.by_session).get(&(id, call)).copied();
+                let global = lock(&sessions.calls)
+                    .iter()
+                    .find(|(_, mine)| **mine == (id, call))
+                    .map(|(global, _)| *global);
                 if let Some(global) = global {
                     instance.cancel(global);
                 }
@@ -409,5 +409,4 @@ async fn session(
     }
     lock(&sessions.outboxes).remove(&id);
     lock(&sessions.calls).retain(|_, (session, _)| *session != id);
-    lock(&sessions.by_session).retain(|(session, _), _| *session != id);
 }

@@ -34,6 +34,9 @@ pub struct SpooledLedger {
     outbox: Connection,
     /// No attempt on the shared ledger before this instant.
     down_until: Option<Instant>,
+    /// Whether the outbox may hold batches: read at open, set when one is kept, cleared
+    /// once drained (so a batch written straight through costs no outbox query).
+    holding: bool,
 }
 
 fn rfc3339(time: SystemTime) -> String {
@@ -56,11 +59,14 @@ impl SpooledLedger {
                 kept_at TEXT NOT NULL
             );",
         )?;
-        Ok(Self {
+        let mut ledger = Self {
             shared,
             outbox,
             down_until: None,
-        })
+            holding: true,
+        };
+        ledger.holding = ledger.kept()? > 0;
+        Ok(ledger)
     }
 
     /// How many batches wait in the outbox.
@@ -87,12 +93,13 @@ impl SpooledLedger {
     }
 
     /// Keeps `batch` in the outbox, durably.
-    fn keep(&self, batch: &CheckedBatch, now: SystemTime) -> Result<(), LedgerError> {
+    fn keep(&mut self, batch: &CheckedBatch, now: SystemTime) -> Result<(), LedgerError> {
         let text = serde_json::to_string(batch).map_err(|e| LedgerError(e.to_string()))?;
         self.outbox.execute(
             "INSERT INTO outbox (batch, kept_at) VALUES (?1, ?2)",
             params![text, rfc3339(now)],
         )?;
+        self.holding = true;
         Ok(())
     }
 }
@@ -210,6 +217,9 @@ impl Ledger for SpooledLedger {
     /// Moves the kept batches into the shared ledger, oldest first, stamped as received
     /// at `now`; stops at the first that fails (it stays kept).
     fn drain(&mut self, now: SystemTime) -> Result<usize, LedgerError> {
+        if !self.holding {
+            return Ok(0);
+        }
         let mut moved = 0;
         loop {
             let oldest: Option<(i64, String)> = self
@@ -221,6 +231,7 @@ impl Ledger for SpooledLedger {
                 )
                 .optional()?;
             let Some((seq, text)) = oldest else {
+                self.holding = false;
                 if moved > 0 {
                     log::info!("metering outbox drained into the shared ledger ({moved} events)");
                 }
