@@ -8,11 +8,11 @@
 //! instance's whole life: create, running, listed, terminated. The instance is real: run
 //! the kit against a test account or a local backend.
 
-use std::future::Future;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
+use skyport_core::clock::SharedClock;
 use skyport_core::error::{ErrorKind, GatewayError};
 use skyport_plugin_api::ops::provider::{
     self as contract, CreateInstance, ImageView, InstanceRef, InstanceState, InstanceView,
@@ -21,103 +21,15 @@ use skyport_plugin_api::ops::provider::{
 use skyport_plugin_api::ops::{Health, Region};
 use skyport_plugin_api::sdk::CallContext;
 
-use skyport_core::clock::SharedClock;
-
 use crate::plugins::Plugins;
+
+mod report;
+
+use report::Kit;
+pub use report::{Check, Report};
 
 /// How long the kit waits for a created instance to run, and a terminated one to go.
 pub const STATE_WAIT: Duration = Duration::from_secs(180);
-
-/// One check and how it went.
-#[derive(Debug, Clone)]
-pub struct Check {
-    /// What was checked.
-    pub name: String,
-    /// `Ok(detail)` or `Err(what is wrong)`.
-    pub outcome: Result<String, String>,
-    /// How long it took.
-    pub took: Duration,
-}
-
-/// Every check run against one plugin.
-#[derive(Debug, Clone)]
-pub struct Report {
-    /// The plugin instance tested.
-    pub plugin: String,
-    /// The checks, in order.
-    pub checks: Vec<Check>,
-}
-
-impl Report {
-    /// Whether every check passed.
-    pub fn passed(&self) -> bool {
-        self.checks.iter().all(|c| c.outcome.is_ok())
-    }
-
-    /// One line per check, then a summary line.
-    pub fn render(&self) -> String {
-        let mut out = String::new();
-        for check in &self.checks {
-            let ms = check.took.as_millis();
-            match &check.outcome {
-                Ok(detail) if detail.is_empty() => {
-                    out += &format!("PASS {} ({ms} ms)\n", check.name)
-                }
-                Ok(detail) => out += &format!("PASS {} ({ms} ms): {detail}\n", check.name),
-                Err(wrong) => out += &format!("FAIL {} ({ms} ms): {wrong}\n", check.name),
-            }
-        }
-        let failed = self.checks.iter().filter(|c| c.outcome.is_err()).count();
-        out += &format!(
-            "{}: {} of {} checks passed{}\n",
-            self.plugin,
-            self.checks.len() - failed,
-            self.checks.len(),
-            if failed == 0 {
-                "; it conforms to the provider contract"
-            } else {
-                ""
-            }
-        );
-        out
-    }
-}
-
-/// Runs the checks one after the other, recording each.
-struct Kit {
-    clock: SharedClock,
-    plugin: String,
-    checks: Vec<Check>,
-}
-
-impl Kit {
-    async fn check<F, T>(&mut self, name: &str, run: F) -> Option<T>
-    where
-        F: Future<Output = Result<(T, String), String>>,
-    {
-        let started = self.clock.monotonic();
-        let outcome = run.await;
-        let took = self.clock.monotonic().saturating_sub(started);
-        let (value, outcome) = match outcome {
-            Ok((value, detail)) => (Some(value), Ok(detail)),
-            Err(wrong) => (None, Err(wrong)),
-        };
-        self.checks.push(Check {
-            name: name.to_string(),
-            outcome,
-            took,
-        });
-        value
-    }
-
-    fn skip(&mut self, name: &str, why: &str) {
-        self.checks.push(Check {
-            name: name.to_string(),
-            outcome: Err(format!("not run: {why}")),
-            took: Duration::ZERO,
-        });
-    }
-}
 
 /// `op@1` with `params`, within the contract's `deadline`.
 async fn call(
