@@ -5,17 +5,14 @@
 # loaded at once, each against a lone replica.
 #
 # Request: cached, authenticated GET /v1/regions, the same token (the pipeline's hot
-# path: with coherence = "redis" every cached read reads the tenant's epoch from Redis). Servers on
-# CPU 0, the load generator on CPU 1. CPU per request from /proc/<pid>/stat (utime +
-# stime, the gateway and its plugin processes) around each closed-loop run (wrk, 64
-# connections); open-loop p99 from oha at a fixed rate with coordinated-omission
+# path: with coherence = "redis" a cached read checks the tenant's epoch as pushed to the
+# replica, with no Redis round trip). Servers on CPU 0, the load generator on CPU 1. CPU
+# per request from /proc/<pid>/stat (utime + stime, the gateway and its plugin processes)
+# around each closed-loop run (wrk, 64 connections); open-loop p99 from oha at a fixed rate with coordinated-omission
 # correction. Medians over the rounds. The tenant's rate limit is far above what one core
 # serves, so a replica takes tokens from Redis once per 100 ms lease.
 #
-# COHERENCE=redis-pushed measures the cache coherence with the epochs pushed to every
-# replica instead of read from Redis on every cached read (the default, `redis`).
-#
-# Usage: [COHERENCE=redis|redis-pushed] bench/scale-out.sh [seconds-per-run] [rounds] [open-loop req/s]
+# Usage: bench/scale-out.sh [seconds-per-run] [rounds] [open-loop req/s]
 set -eu
 cd "$(dirname "$0")/.."
 DUR=${1:-5}
@@ -46,7 +43,7 @@ sed -e 's/requests_per_second = 100/requests_per_second = 10000000/' \
     -e 's/libskyport_metering.so"/libskyport_metering_not_loaded.so"/' \
     -e 's/libskyport_local_vmm.so"/libskyport_local_vmm_not_loaded.so"/' \
     config/skyport.toml >"$STATE/sqlite.toml"
-sed -e 's|^\[limits\]|[limits]\nbackend = "redis"|' -e 's|^\[cache\]|[cache]\ncoherence = "'"${COHERENCE:-redis}"'"|' \
+sed -e 's|^\[limits\]|[limits]\nbackend = "redis"|' -e 's|^\[cache\]|[cache]\ncoherence = "redis"|' \
     "$STATE/sqlite.toml" >"$STATE/shared.toml"
 cat >>"$STATE/shared.toml" <<EOT
 

@@ -35,7 +35,7 @@ use crate::api::native::NativeApi;
 use crate::redis_link::RedisLink;
 use crate::services::Services;
 use crate::stack::cache::ResponseCache;
-use crate::stack::cache_epochs::{EpochMode, SharedEpochs};
+use crate::stack::cache_epochs::SharedEpochs;
 use crate::stack::limit::TenantRateLimiter;
 use crate::stack::Stack;
 use crate::storage::Stores;
@@ -157,7 +157,8 @@ impl Gateway {
             Arc::clone(&metrics),
             clock.clone(),
         ));
-        // Who this replica is in the shared leases (creates in flight, inventory syncs).
+        // Who this replica is in the shared leases (creates in flight, inventory syncs) and
+        // in the cache coherence.
         let replica = skyport_core::ids::new_id("replica");
         let instances = Arc::new(
             InstanceService::new(
@@ -181,7 +182,7 @@ impl Gateway {
             )
             .with_leases(
                 stores.leases,
-                replica,
+                replica.clone(),
                 Duration::from_secs(3 * config.inventory.sync_interval_secs),
             ),
         );
@@ -222,15 +223,10 @@ impl Gateway {
             limiter: TenantRateLimiter::connect(&config, redis.as_ref(), clock.clone()).await,
             cache: {
                 let cache = ResponseCache::new(config.cache.max_entries, clock.clone());
-                let mode = match config.cache.coherence {
-                    CacheCoherence::Local => None,
-                    CacheCoherence::Redis => Some(EpochMode::Strict),
-                    CacheCoherence::RedisPushed => Some(EpochMode::Pushed),
-                };
-                match (&redis, mode) {
-                    (Some(link), Some(mode)) => {
-                        cache.with_shared_epochs(SharedEpochs::new(link.clone(), mode))
-                    }
+                match (&redis, config.cache.coherence) {
+                    (Some(link), CacheCoherence::Redis) => cache.with_shared_epochs(
+                        SharedEpochs::new(link.clone(), &replica, clock.clone()),
+                    ),
                     _ => cache,
                 }
             },

@@ -38,14 +38,12 @@ pub enum CacheCoherence {
     /// In this replica only.
     #[default]
     Local,
-    /// On every replica: a per-tenant epoch in Redis is part of every cache key, read
-    /// from Redis on every cached read: a read after a write never sees the state before
-    /// it, whichever replica answers, for one Redis round trip per cached read.
+    /// On every replica: a per-tenant epoch in Redis is part of every cache key, pushed to
+    /// every replica when a write moves it; the write answers once every replica holds the
+    /// new epoch (or has stopped serving cached reads): a read after a write never sees the
+    /// state before it, whichever replica answers, and a cached read costs no Redis round
+    /// trip.
     Redis,
-    /// As `Redis`, with the epochs pushed to every replica when a write moves them (Redis
-    /// pub/sub): no Redis round trip on a cached read; another replica sees a write once
-    /// the push reaches it.
-    RedisPushed,
 }
 
 /// `[redis]`.
@@ -90,7 +88,7 @@ pub(super) fn check(
         if cache != CacheCoherence::Local {
             err(
                 "cache.coherence",
-                "\"redis\" and \"redis-pushed\" need a [redis] table with its url",
+                "\"redis\" needs a [redis] table with its url",
             );
         }
     }
