@@ -17,7 +17,7 @@ use skyport_core::clock::SharedClock;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::per_key::{PerKeyLimit, Slot};
-use crate::stack::limit::LimiterClock;
+use crate::stack::local_limit::LimiterClock;
 
 /// Descriptors kept out of the connection budget for everything else the gateway opens
 /// (the metrics listener, plugin sockets, databases, log files).

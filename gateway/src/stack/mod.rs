@@ -30,6 +30,7 @@ mod cached;
 pub mod concurrency;
 mod door;
 pub mod limit;
+pub mod local_limit;
 pub mod request;
 pub mod shared_limit;
 mod tail;

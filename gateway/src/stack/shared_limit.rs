@@ -25,7 +25,7 @@ use skyport_core::clock::SharedClock;
 use skyport_core::config::OnRedisError;
 use skyport_core::error::{ErrorKind, GatewayError, RateLimitInfo};
 
-use super::limit::{reset_secs, LocalBuckets, Quotas};
+use super::local_limit::{reset_secs, LocalBuckets, Quotas};
 use crate::redis_link::RedisLink;
 
 /// How long a replica may hold tokens it took from Redis before spending them.

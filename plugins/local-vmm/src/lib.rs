@@ -18,6 +18,7 @@ mod images;
 mod inventory;
 mod network;
 mod plugin;
+mod programs;
 mod qmp;
 mod seed;
 mod vm;
@@ -34,7 +35,8 @@ use skyport_plugin_api::ops::provider::{CreateInstance, FindInstance};
 use skyport_plugin_api::{export_plugin, ops, Description, Host, OpCall, Plugin, PluginError};
 use tokio::sync::Semaphore;
 
-use config::{choose_accelerator, find_program, VmmConfig};
+use config::{choose_accelerator, VmmConfig};
+use programs::find_program;
 use images::{ImageFiles, ImageLibrary};
 use network::{HostNetwork, Nic};
 use plugin::id_param;

@@ -225,7 +225,7 @@ impl HostNetwork {
                 Mode::User("the plugin does not run as root, so it cannot make a bridge".into())
             } else if !Path::new("/dev/net/tun").exists() {
                 Mode::User("/dev/net/tun is missing".into())
-            } else if super::config::find_program("ip").is_none() {
+            } else if crate::programs::find_program("ip").is_none() {
                 Mode::User("`ip` (iproute2) is not installed".into())
             } else {
                 Mode::Bridge
@@ -256,7 +256,7 @@ impl HostNetwork {
     /// Why VMs cannot be networked now (bridge mode without dnsmasq), if so.
     pub(crate) fn unusable(&self) -> Option<String> {
         match self.mode() {
-            Mode::Bridge if super::config::find_program("dnsmasq").is_none() => Some(
+            Mode::Bridge if crate::programs::find_program("dnsmasq").is_none() => Some(
                 "dnsmasq not found; install dnsmasq-base (tests/install-deps.sh run does)".into(),
             ),
             _ => None,
@@ -391,7 +391,7 @@ impl HostNetwork {
         if !self.config.nat {
             return;
         }
-        if super::config::find_program("nft").is_none() {
+        if crate::programs::find_program("nft").is_none() {
             self.note("no NAT to the outside: nft not found (install nftables)");
             return;
         }
@@ -461,7 +461,7 @@ impl HostNetwork {
         // A dnsmasq still serving this bridge for a state directory that is gone would
         // hold its address: it is replaced.
         self.stop_stale_dnsmasq();
-        let dnsmasq = super::config::find_program("dnsmasq")
+        let dnsmasq = crate::programs::find_program("dnsmasq")
             .ok_or("dnsmasq not found; install dnsmasq-base (tests/install-deps.sh run does)")?;
         let gateway = self.cidr.gateway().to_string();
         let out = Command::new(dnsmasq)

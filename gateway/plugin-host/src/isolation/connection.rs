@@ -15,15 +15,32 @@ use skyport_plugin_api::abi::{
     OpResult, PluginError,
 };
 use skyport_plugin_api::sdk::CompletionReceiver;
+use skyport_plugin_api::Description;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use super::launch::{read_frame, FirstAnswer, Loaded};
-use super::supervisor::STUCK_GRACE;
-use super::wire::{self, FromChild, ToChild, WireResult};
+use super::wire::{self, read_frame, FromChild, ToChild, WireResult};
 use crate::host::GatewayHost;
+use crate::loader::ManifestInfo;
+
+/// How long past its deadline a call may stay unanswered before its process is replaced.
+pub const STUCK_GRACE: Duration = Duration::from_secs(10);
+
+/// What a child reported once its library was loaded.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The manifest.
+    pub manifest: ManifestInfo,
+    /// The description.
+    pub description: Description,
+    /// sha256 of the loaded bytes.
+    pub sha256: String,
+}
+
+/// The child's first answer: loaded, or refused.
+pub(super) type FirstAnswer = Result<Loaded, (String, Option<String>, String)>;
 
 /// A call waiting for its result.
 pub(super) struct Pending {

@@ -9,19 +9,27 @@ use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use skyport_plugin_api::Description;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::net::UnixStream;
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 use tokio::sync::oneshot;
 
-use super::wire::{self, Limits, Purpose, ToChild};
+use super::wire::{Limits, Purpose, ToChild};
 use crate::host::GatewayHost;
-use crate::loader::{ManifestInfo, Refusal};
+use crate::loader::Refusal;
 
-use super::connection::{lock, relay, write_frames, Connection, Ended};
-use super::supervisor::{BASE_ENV, START_TIMEOUT, STDERR_LINE, STDERR_TAIL};
+use super::connection::{lock, relay, write_frames, Connection, Ended, FirstAnswer, Loaded};
+
+/// How long a child may take to load its library and run the plugin's `init`.
+pub const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// Lines of a child's standard error kept for the report of its death.
+pub(super) const STDERR_TAIL: usize = 20;
+/// The longest line of a child's standard error logged as one line (longer ones are cut
+/// into pieces of this size).
+pub(super) const STDERR_LINE: u64 = 4096;
+/// Environment variables every child gets (everything else is scrubbed).
+pub(super) const BASE_ENV: [&str; 6] = ["PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR"];
 
 /// Everything needed to start one plugin instance's process.
 #[derive(Debug, Clone)]
@@ -48,17 +56,6 @@ pub struct ChildSpec {
     pub env: Vec<String>,
 }
 
-/// What a child reported once its library was loaded.
-#[derive(Debug, Clone)]
-pub struct Loaded {
-    /// The manifest.
-    pub manifest: ManifestInfo,
-    /// The description.
-    pub description: Description,
-    /// sha256 of the loaded bytes.
-    pub sha256: String,
-}
-
 /// A started child that answered `Ready`, with its messages being relayed.
 pub(super) struct Running {
     pub(super) child: Child,
@@ -67,9 +64,6 @@ pub(super) struct Running {
     pub(super) loaded: Loaded,
     pub(super) stderr: Arc<Mutex<VecDeque<String>>>,
 }
-
-/// The child's first answer: loaded, or refused.
-pub(super) type FirstAnswer = Result<Loaded, (String, Option<String>, String)>;
 
 /// Starts `spec`'s process for `purpose`, relays its messages (to `host`, if any) and
 /// waits for its first answer.
@@ -230,25 +224,6 @@ async fn relay_stderr(
         }
         tail.push_back(line);
     }
-}
-
-pub(super) async fn read_frame<T: for<'de> serde::Deserialize<'de>>(
-    reader: &mut (impl AsyncReadExt + Unpin),
-) -> std::io::Result<Option<T>> {
-    let mut header = [0u8; 4];
-    match reader.read_exact(&mut header).await {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(e),
-    }
-    let len = wire::frame_len(header)?;
-    // Grown as bytes arrive: a header alone never reserves its announced length.
-    let mut body = Vec::with_capacity(len.min(wire::INITIAL_BODY));
-    reader.take(len as u64).read_to_end(&mut body).await?;
-    if body.len() < len {
-        return Err(std::io::ErrorKind::UnexpectedEof.into());
-    }
-    wire::decode(&body).map(Some)
 }
 
 /// The name of the signal that ended a process, if one did.

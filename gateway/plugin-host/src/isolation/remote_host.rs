@@ -30,7 +30,6 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 use super::connection::{lock, write_frames};
-use super::launch::read_frame;
 use super::wire::{self, FromChild, ToChild, WireResult};
 use crate::host::host_info;
 use crate::loader::{load_library, validate_config};
@@ -346,7 +345,7 @@ async fn session(
     let mut reader = BufReader::new(read_half);
     let (outbox, frames) = mpsc::unbounded_channel();
     tokio::spawn(write_frames(write_half, frames));
-    match read_frame::<ToChild>(&mut reader).await {
+    match wire::read_frame::<ToChild>(&mut reader).await {
         Ok(Some(ToChild::Init { .. })) => {}
         _ => return,
     }
@@ -354,7 +353,7 @@ async fn session(
     let id = sessions.next_session.fetch_add(1, Ordering::Relaxed);
     lock(&sessions.outboxes).insert(id, outbox);
     loop {
-        match read_frame::<ToChild>(&mut reader).await {
+        match wire::read_frame::<ToChild>(&mut reader).await {
             Ok(Some(ToChild::Start {
                 id: call,
                 op,

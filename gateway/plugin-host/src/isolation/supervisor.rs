@@ -20,8 +20,9 @@ use skyport_plugin_api::sdk::CompletionReceiver;
 use tokio::time::Instant;
 
 use super::connection::{lock, start_call_on, Connection, Ended};
+pub use super::connection::{Loaded, STUCK_GRACE};
 pub use super::launch::{
-    check_in_child, describe_exit, lookup_user, signal_name, ChildSpec, Loaded,
+    check_in_child, describe_exit, lookup_user, signal_name, ChildSpec, START_TIMEOUT,
 };
 use super::launch::{launch, Running};
 use super::wire::{Purpose, ToChild};
@@ -29,25 +30,14 @@ use crate::health::HealthCell;
 use crate::host::GatewayHost;
 use crate::loader::Refusal;
 
-/// How long a child may take to load its library and run the plugin's `init`.
-pub const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a process told to stop may take before it is killed.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-/// How long past its deadline a call may stay unanswered before its process is replaced.
-pub const STUCK_GRACE: Duration = Duration::from_secs(10);
 /// Crashes within [`CRASH_WINDOW`] after which a plugin stays down.
 pub const MAX_CRASHES: usize = 5;
 /// See [`MAX_CRASHES`].
 pub const CRASH_WINDOW: Duration = Duration::from_secs(300);
-/// Lines of a child's standard error kept for the report of its death.
-pub(super) const STDERR_TAIL: usize = 20;
-/// The longest line of a child's standard error logged as one line (longer ones are cut
-/// into pieces of this size).
-pub(super) const STDERR_LINE: u64 = 4096;
 /// How long a process must have served for its next crash to restart it without waiting.
 const CALM_UPTIME: Duration = Duration::from_secs(60);
-/// Environment variables every child gets (everything else is scrubbed).
-pub(super) const BASE_ENV: [&str; 6] = ["PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR"];
 
 /// One plugin instance running in processes of its own, one at a time.
 pub struct ProcessPlugin {

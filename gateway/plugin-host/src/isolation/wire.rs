@@ -7,6 +7,8 @@
 
 use std::io::{self, Read, Write};
 
+use tokio::io::AsyncReadExt;
+
 use abi_stable::std_types::RStr;
 use serde::{Deserialize, Serialize};
 use skyport_plugin_api::abi::{LogLevel, MetricKind, OpRequest, OpResult, PluginError};
@@ -292,6 +294,26 @@ pub fn read_blocking<T: for<'de> Deserialize<'de>>(
 /// Writes one frame (blocking).
 pub fn write_blocking<T: Serialize>(writer: &mut impl Write, message: &T) -> io::Result<()> {
     writer.write_all(&encode(message))
+}
+
+/// The next frame on `reader`; `None` at a clean end of stream.
+pub(super) async fn read_frame<T: for<'de> serde::Deserialize<'de>>(
+    reader: &mut (impl AsyncReadExt + Unpin),
+) -> std::io::Result<Option<T>> {
+    let mut header = [0u8; 4];
+    match reader.read_exact(&mut header).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let len = frame_len(header)?;
+    // Grown as bytes arrive: a header alone never reserves its announced length.
+    let mut body = Vec::with_capacity(len.min(INITIAL_BODY));
+    reader.take(len as u64).read_to_end(&mut body).await?;
+    if body.len() < len {
+        return Err(std::io::ErrorKind::UnexpectedEof.into());
+    }
+    decode(&body).map(Some)
 }
 
 #[cfg(test)]
