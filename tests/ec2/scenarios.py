@@ -10,6 +10,8 @@ and regions.
 
 import datetime
 import json
+import os
+import signal
 import sys
 import time
 
@@ -366,6 +368,19 @@ def coherence(args):
         assert iid not in live(b), iid
     # The reads above were served from B's cache (else coherence would be trivial).
     assert any(hits), hits
+    if args.get("stall_pid"):
+        # B stalled (SIGSTOP) while A writes: A answers without B's acknowledgement, and B,
+        # resumed, does not answer from before the write (its lease ran out meanwhile).
+        live(b)
+        live(b)
+        os.kill(args["stall_pid"], signal.SIGSTOP)
+        try:
+            iid = a.run_instances(ImageId=image["ImageId"], InstanceType="sp.micro",
+                                  MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"]
+        finally:
+            os.kill(args["stall_pid"], signal.SIGCONT)
+        assert iid in live(b), iid
+        a.terminate_instances(InstanceIds=[iid])
     print(f"coherent after {2 * len(made)} writes, {sum(hits)} of {len(hits)} reads cached")
 
 

@@ -192,14 +192,21 @@ async fn two_replicas_share_keys_and_instances_on_postgres() {
 
     // Reads cached on B (DescribeInstances, 2 s) never outlive a write through A: the
     // write answers once B holds its epoch, and a cached read on B costs no Redis call.
+    // Then B is stalled (SIGSTOP) during a write: A answers without B's acknowledgement,
+    // and B, resumed, still does not answer from before the write.
     let demo_key = access_key(&a, "demo").await;
     let said = skyport_e2e::ec2::scenario(
         &a,
         "coherence",
-        json!({"key": demo_key, "region": "aws-us-east-1",
+        json!({"key": demo_key, "region": "aws-us-east-1", "stall_pid": b.pid(),
                "other_endpoint": format!("https://{}", b.api)}),
     );
     assert!(said.contains("coherent after 10 writes"), "{said}");
+    assert!(
+        a.log().contains("not every replica acknowledged a write"),
+        "A waited for the stalled B: {}",
+        a.log()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

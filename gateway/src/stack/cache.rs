@@ -20,7 +20,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use skyport_core::clock::SharedClock;
 
-use super::cache_epochs::SharedEpochs;
+use super::cache_epochs::{Epochs, SharedEpochs};
 
 /// What identifies a cached response.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -28,8 +28,9 @@ pub struct CacheKey {
     tenant: Arc<str>,
     department: Option<String>,
     generation: u64,
-    /// The tenant's and everyone's epochs in Redis (zero without shared epochs).
-    epochs: (u64, u64),
+    /// The tenant's and everyone's epochs in Redis, in this replica's view of them (zero
+    /// without shared epochs).
+    epochs: Epochs,
     path: String,
     query: String,
 }
@@ -130,7 +131,7 @@ impl ResponseCache {
         query: String,
     ) -> Option<CacheKey> {
         let epochs = match &self.shared {
-            None => (0, 0),
+            None => Epochs::default(),
             Some(shared) => shared.current(tenant).await?,
         };
         let generation = *self

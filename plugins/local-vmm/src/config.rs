@@ -76,4 +76,3 @@ pub(crate) fn choose_accelerator(configured: &str) -> String {
         _ => "tcg,tb-size=64".into(),
     }
 }
-

@@ -36,10 +36,10 @@ use skyport_plugin_api::{export_plugin, ops, Description, Host, OpCall, Plugin, 
 use tokio::sync::Semaphore;
 
 use config::{choose_accelerator, VmmConfig};
-use programs::find_program;
 use images::{ImageFiles, ImageLibrary};
 use network::{HostNetwork, Nic};
 use plugin::id_param;
+use programs::find_program;
 use vm::{Launcher, VmDir, VmSpec, VmState};
 /// The default image, built by `plugins/local-vmm/prepare-guest.sh`.
 const DEFAULT_IMAGE: &str = "skyport-tiny";
