@@ -5,9 +5,10 @@
 #    against the spine's JWT path (cached GET /v1/regions), both through Skyport: wrk,
 #    64 keep-alive connections, Skyport pinned to CPU 0 and wrk to CPU 1; after a warm-up,
 #    alternating rounds, each JWT round paired with the SigV4 round after it; medians of
-#    the pairs' ratios (throughput, and the gateway's CPU per request from /proc). A SigV4
-#    request carries no nonce, so one request signed by botocore is replayed for the whole run (within the 15-minute date window); every replay is
-#    verified in full (signature recomputed, key looked up).
+#    the pairs' ratios (throughput, and the CPU per request of the gateway and its plugin
+#    processes, from /proc). A SigV4 request carries no nonce, so one request signed by
+#    botocore is replayed for the whole run (within the 15-minute date window); every
+#    replay is verified in full (signature recomputed, key looked up).
 # 2. Per-call overhead Skyport adds over calling moto directly: boto3 DescribeInstances
 #    for one instance, alternately straight to moto and through Skyport's aws-us-east-1
 #    region (each call through Skyport carries a unique filter value, so the read cache
@@ -77,13 +78,12 @@ print('wrk.method = "POST"\nwrk.body = "%s"\nwrk.headers = {%s}' % (body, header
 PY
 TOKEN=$($B/skyport token --tenant demo --ttl 36000 --state-dir "$STATE")
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$SKY/stat"; }
-HZ=$(getconf CLK_TCK)
+. bench/cpu.sh
 # run ARGS... -> "req/s cpu_us_per_request" of one wrk run against Skyport.
 run() {
-    before=$(cpu_ticks)
+    before=$(cpu_ticks $SKY)
     out=$(taskset -c 1 wrk -t1 -c64 -d"${DUR}s" "$@")
-    after=$(cpu_ticks)
+    after=$(cpu_ticks $SKY)
     echo "$out" | awk -v a="$after" -v b="$before" -v hz="$HZ" '
         /requests in/ {n = $1} /Requests\/sec/ {r = $2}
         END {printf "%d %.1f\n", r, (a - b) * 1e6 / hz / n}'

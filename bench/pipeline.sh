@@ -80,15 +80,7 @@ end
 LUA
 export TOKENS="$STATE/tokens.txt"
 
-# CPU ticks of a process and its children (a gateway's plugin processes are its cost).
-cpu_ticks() {
-    t=$(awk '{print $14 + $15}' "/proc/$1/stat")
-    for c in $(ps -o pid= --ppid "$1"); do
-        t=$((t + $(awk '{print $14 + $15}' "/proc/$c/stat" 2>/dev/null || echo 0)))
-    done
-    echo "$t"
-}
-HZ=$(getconf CLK_TCK)
+. bench/cpu.sh
 
 # run NAME PID URL MODE -> prints "NAME rps cpu_us_per_req p50 p99"
 run() {

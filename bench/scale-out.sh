@@ -74,14 +74,7 @@ serve replica "$STATE/shared.toml"
 TOKEN=$("$B/skyport" token --tenant demo --ttl 36000 --state-dir "$STATE/sqlite")
 C="$STATE/sqlite/certs"
 
-cpu_ticks() {
-    t=$(awk '{print $14 + $15}' "/proc/$1/stat")
-    for c in $(ps -o pid= --ppid "$1"); do
-        t=$((t + $(awk '{print $14 + $15}' "/proc/$c/stat" 2>/dev/null || echo 0)))
-    done
-    echo "$t"
-}
-HZ=$(getconf CLK_TCK)
+. bench/cpu.sh
 median() { sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
 # load CONNECTIONS URL -> the number of requests wrk completed
 load() {

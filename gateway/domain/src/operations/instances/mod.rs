@@ -142,6 +142,11 @@ pub struct InstanceService {
 /// while the provider works, so a replica that dies gives its creates up this long after.
 pub const CREATE_LEASE: Duration = Duration::from_secs(15);
 
+/// The lease that a create of instance `id` (or its recovery) holds.
+pub fn create_lease(id: &str) -> String {
+    format!("create:{id}")
+}
+
 impl InstanceService {
     /// Instances recorded in `inventory`, run by `plugins`, within the quotas of
     /// `tenants` and their plans in `catalog`, every change metered by `meter`.
@@ -378,7 +383,7 @@ impl InstanceService {
             .claims
             .claim(&record.id)
             .map_err(|_| in_progress(&record.id))?;
-        let lease = format!("create:{}", record.id);
+        let lease = create_lease(&record.id);
         if !self
             .leases
             .acquire(&lease, &self.holder, CREATE_LEASE)

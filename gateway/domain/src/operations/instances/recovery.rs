@@ -52,7 +52,7 @@ impl InstanceService {
             };
             // Leased like a create, so a retry resuming it on another replica and this
             // sweep never resolve it together.
-            let lease = format!("create:{}", record.id);
+            let lease = super::create_lease(&record.id);
             match self
                 .leases
                 .acquire(&lease, &self.holder, super::CREATE_LEASE)

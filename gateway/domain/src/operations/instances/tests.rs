@@ -623,7 +623,7 @@ async fn a_create_a_dead_replica_left_unanswered_is_resumed_by_a_retry_once_its_
         .instances
         .quota(&demo, &[instance_type("sp.micro").unwrap()]);
     world.inventory.admit(record.clone(), check).await.unwrap();
-    let lease = format!("create:{}", record.id);
+    let lease = super::create_lease(&record.id);
     assert!(leases
         .acquire(&lease, "replica-a", CREATE_LEASE)
         .await
