@@ -249,14 +249,7 @@ fn read_socket(
                     },
                     TD_Opaque,
                 );
-                let request = OpRequest {
-                    id,
-                    op: op.into(),
-                    version,
-                    params: params.into(),
-                    context: context.into(),
-                    deadline_unix_ms,
-                };
+                let request = wire::op_request(id, op, version, params, context, deadline_unix_ms);
                 match instance.get() {
                     Some(instance) => instance.start(request, completion),
                     // The gateway sends calls only after `Ready`.

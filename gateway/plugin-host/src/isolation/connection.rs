@@ -283,14 +283,7 @@ fn dispatch(message: FromChild, connection: &Arc<Connection>, host: Option<&Gate
                 },
                 TD_Opaque,
             );
-            let request = OpRequest {
-                id,
-                op: op.into(),
-                version,
-                params: params.into(),
-                context: "{}".into(),
-                deadline_unix_ms: 0,
-            };
+            let request = wire::op_request(id, op, version, params, "{}".into(), 0);
             match host {
                 Some(host) => host.call(request, completion),
                 None => completion.complete(OpResult::RErr(PluginError::new(

@@ -372,14 +372,7 @@ async fn session(
                     TD_Opaque,
                 );
                 instance.start(
-                    OpRequest {
-                        id: global,
-                        op: op.into(),
-                        version,
-                        params: params.into(),
-                        context: context.into(),
-                        deadline_unix_ms,
-                    },
+                    wire::op_request(global, op, version, params, context, deadline_unix_ms),
                     completion,
                 );
             }

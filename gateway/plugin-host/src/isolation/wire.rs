@@ -296,6 +296,25 @@ pub fn write_blocking<T: Serialize>(writer: &mut impl Write, message: &T) -> io:
     writer.write_all(&encode(message))
 }
 
+/// The call `id` a frame's fields describe, as the plugin (or the host) receives it.
+pub fn op_request(
+    id: u64,
+    op: String,
+    version: u32,
+    params: String,
+    context: String,
+    deadline_unix_ms: u64,
+) -> OpRequest {
+    OpRequest {
+        id,
+        op: op.into(),
+        version,
+        params: params.into(),
+        context: context.into(),
+        deadline_unix_ms,
+    }
+}
+
 /// The next frame on `reader`; `None` at a clean end of stream.
 pub(super) async fn read_frame<T: for<'de> serde::Deserialize<'de>>(
     reader: &mut (impl AsyncReadExt + Unpin),
