@@ -1,7 +1,8 @@
 #!/bin/sh
 # Installs, idempotently, what Skyport needs: `run` for the running product (QEMU and the
 # default guest image for the local-vmm provider), `test` for the test suite (the same, plus
-# the AWS CLI, boto3 and moto in .venv, and cargo-fuzz on the nightly toolchain).
+# the AWS CLI, boto3 and moto in .venv, the FOCUS validator in .venv-focus, and cargo-fuzz
+# on the nightly toolchain).
 # Safe to run again: it only installs what is missing.
 set -eu
 what=${1:-run}
@@ -61,6 +62,46 @@ install_python_tools() {
     echo "$PY_PINS" >"$stamp"
 }
 
+# The FinOps Foundation's FOCUS validator, which checks the FOCUS export in the tests
+# (tests/tests/focus.rs), in its own virtualenv (.venv-focus): version 2.2.1, the first with
+# the FOCUS 1.2 rules, needs Python 3.12 or newer (Debian 12 ships 3.11, so a python3.12 or
+# python3.13 on PATH or under pyenv is used). Its pyarrow needs numpy 2 although it pins
+# numpy below 2, so numpy 2 is installed after it. It reads ISO currency codes from
+# focus_validator/rules/currency_codes.csv under its working directory (otherwise it would
+# download them): .venv-focus/workdir holds a copy of the list it ships.
+FOCUS_PINS="focus-validator==2.2.1 numpy==2.5.5"
+find_python312() {
+    # pyenv's shims are on PATH for every version it has, runnable or not: try each.
+    for candidate in python3.13 python3.12 "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.1[2-9]*/bin/python3; do
+        if "$candidate" -c 'import sys, venv; assert sys.version_info >= (3, 12)' >/dev/null 2>&1; then
+            echo "$candidate"
+            return 0
+        fi
+    done
+    return 1
+}
+install_focus_validator() {
+    venv="$root/.venv-focus"
+    stamp="$venv/skyport-pins"
+    if [ -x "$venv/bin/focus-validator" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$FOCUS_PINS" ]; then
+        return 0
+    fi
+    python=$(find_python312) || {
+        echo "install-deps: the FOCUS validator needs Python 3.12 or newer (python3.12 or python3.13 on PATH, or under pyenv); none was found" >&2
+        exit 1
+    }
+    rm -rf "$venv"
+    "$python" -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check "focus-validator==2.2.1"
+    # pip warns of the pin it overrides (on stderr); the import below checks the result.
+    "$venv/bin/pip" install -q --disable-pip-version-check "numpy==2.5.5" 2>/dev/null
+    "$venv/bin/python" -c 'import numpy, pyarrow, focus_validator; assert numpy.__version__ == "2.5.5"'
+    package=$("$venv/bin/python" -c 'import focus_validator, os; print(os.path.dirname(focus_validator.__file__))')
+    mkdir -p "$venv/workdir/focus_validator/rules"
+    cp "$package/rules/currency_codes.csv" "$venv/workdir/focus_validator/rules/"
+    echo "$FOCUS_PINS" >"$stamp"
+}
+
 # The tests log in to their VMs with a real SSH client (and make its keys with ssh-keygen).
 install_ssh_client() {
     if command -v ssh >/dev/null 2>&1 && command -v ssh-keygen >/dev/null 2>&1; then
@@ -113,6 +154,7 @@ test)
     install_qemu
     install_ssh_client
     install_python_tools
+    install_focus_validator
     install_database_servers
     install_fuzz_tools
     "$root/plugins/local-vmm/prepare-guest.sh" "$root/target/guest/skyport-tiny" >/dev/null

@@ -629,6 +629,18 @@ pub fn run_cli(args: &[&str]) -> (i32, String) {
     )
 }
 
+/// `YYYY-MM` of the month before the current one (UTC), and the current one.
+pub fn previous_and_current_period() -> (String, String) {
+    let now = humantime::format_rfc3339(std::time::SystemTime::now()).to_string();
+    let (year, month): (i32, u32) = (now[..4].parse().unwrap(), now[5..7].parse().unwrap());
+    let previous = if month == 1 {
+        format!("{}-12", year - 1)
+    } else {
+        format!("{year}-{:02}", month - 1)
+    };
+    (previous, now[..7].to_string())
+}
+
 /// A bill amount (`"12.34"`) in cents.
 pub fn cents(amount: &serde_json::Value) -> i64 {
     let text = amount.as_str().expect("amounts are strings");

@@ -7,7 +7,9 @@ use std::str::FromStr;
 
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde_json::{json, Value};
-use skyport_e2e::{default_config, expect_problem, Gateway, GatewayOptions};
+use skyport_e2e::{
+    default_config, expect_problem, previous_and_current_period, Gateway, GatewayOptions,
+};
 
 /// Prices large enough that seconds of use show in cents: 1.00/s for sp.micro, 2.00/s for
 /// sp.small, 0.01 per request.
@@ -52,7 +54,15 @@ async fn a_vm_lifecycle_and_api_calls_are_billed_to_the_cent_and_only_to_their_t
         ..Default::default()
     });
     let demo = gw.token("demo", Some("finance"), &[]);
-    let created = gw.create_running(&demo, "sp.micro").await;
+    let created = gw
+        .post_json(
+            "/v1/instances?wait=running",
+            &demo,
+            Some(json!({"image": "skyport-tiny", "instance_type": "sp.micro",
+                        "tags": {"project": "apollo"}})),
+        )
+        .await;
+    assert_eq!(created["state"], "running", "{created}");
     let path = format!("/v1/instances/{}", created["id"].as_str().unwrap());
     gw.post_json(&format!("{path}/stop?wait=stopped"), &demo, None)
         .await;
@@ -133,6 +143,24 @@ async fn a_vm_lifecycle_and_api_calls_are_billed_to_the_cent_and_only_to_their_t
         dec(&providers["local-vmm"]) + dec(&providers["skyport"]),
         total
     );
+    // The instance's tags reach its lines, and the cost by tag adds up to the total.
+    assert_eq!(micro["tags"], json!({"project": "apollo"}), "{micro}");
+    assert_eq!(small["tags"], json!({"project": "apollo"}), "{small}");
+    assert!(api.get("tags").is_none(), "{api}");
+    let by_tag = gw
+        .get_json(
+            &format!("/v1/bill?period={period}&group_by=tag:project"),
+            &demo,
+        )
+        .await;
+    let groups = &by_tag["grouped"]["groups"];
+    assert_eq!(by_tag["grouped"]["by"], "tag:project", "{by_tag}");
+    let apollo = compute_cost(3600, micro_ms) + compute_cost(7200, small_ms);
+    assert!(
+        (dec(&groups["apollo"]) - apollo).abs() < Decimal::new(1, 2),
+        "{by_tag}"
+    );
+    assert_eq!(dec(&groups["apollo"]) + dec(&groups["(untagged)"]), total);
 
     // The same bill as FOCUS 1.2 CSV and as CSR lines.
     let focus = gw
@@ -198,7 +226,13 @@ async fn a_vm_lifecycle_and_api_calls_are_billed_to_the_cent_and_only_to_their_t
         403,
     )
     .await;
-    for bad in ["period=2026-13", "period=2026-11&format=xml", "colour=red"] {
+    for bad in [
+        "period=2026-13",
+        "period=2026-11&format=xml",
+        "colour=red",
+        "group_by=colour",
+        "group_by=tag:project&format=focus",
+    ] {
         expect_problem(gw.get(&format!("/v1/bill?{bad}"), &demo).await, 400).await;
     }
 
@@ -213,18 +247,6 @@ async fn a_vm_lifecycle_and_api_calls_are_billed_to_the_cent_and_only_to_their_t
     let records = usage["usage"].as_array().unwrap();
     assert!(!records.is_empty(), "{usage:#}");
     assert!(records.iter().all(|r| r["instance_id"] == created["id"]));
-}
-
-/// `YYYY-MM` of the month before the current one, and the current one.
-fn previous_and_current_period() -> (String, String) {
-    let now = humantime::format_rfc3339(std::time::SystemTime::now()).to_string();
-    let (year, month): (i32, u32) = (now[..4].parse().unwrap(), now[5..7].parse().unwrap());
-    let previous = if month == 1 {
-        format!("{}-12", year - 1)
-    } else {
-        format!("{year}-{:02}", month - 1)
-    };
-    (previous, now[..7].to_string())
 }
 
 fn lifecycle(id: &str, instance: &str, event: &str, time: &str) -> Value {

@@ -34,6 +34,8 @@ pub struct InstanceUsage {
     pub region: String,
     /// Department billed.
     pub department: Option<String>,
+    /// Its tags, as its latest lifecycle event carried them.
+    pub tags: BTreeMap<String, String>,
     /// Running slices (any period; the bill keeps what falls in its own).
     pub slices: Vec<Slice>,
 }
@@ -81,6 +83,9 @@ pub struct BillLine {
     /// `Correction` for a late change to a finalized period; absent for regular lines.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub charge_class: Option<String>,
+    /// The resource's tags (none for API requests).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
 }
 
 /// Subtotals.
@@ -116,6 +121,9 @@ pub struct Bill {
     pub subtotals: Subtotals,
     /// Sum of the lines, rounded to the minor unit.
     pub total: Decimal,
+    /// Whether the period is finalized: its bill no longer changes, and it is the
+    /// statement its lines are charged on.
+    pub finalized: bool,
 }
 
 /// Rounds to the currency's minor unit, half away from zero.
@@ -292,6 +300,7 @@ pub fn build_bill(inputs: &BillInputs<'_>) -> Result<Bill, String> {
                 cost: (rate.price * hours).normalize(),
                 exceptions: slice.exceptions.clone(),
                 charge_class: None,
+                tags: instance.tags.clone(),
             });
         }
     }
@@ -317,6 +326,7 @@ pub fn build_bill(inputs: &BillInputs<'_>) -> Result<Bill, String> {
             cost: (rate.price * thousands).normalize(),
             exceptions: vec![],
             charge_class: None,
+            tags: BTreeMap::new(),
         });
     }
     Ok(Bill::from_lines(
@@ -378,6 +388,7 @@ impl Bill {
                 departments: largest_remainder(total, &by_department),
             },
             total,
+            finalized: false,
         }
     }
 }
@@ -411,6 +422,7 @@ mod tests {
             provider: provider.into(),
             region: format!("{provider}-1"),
             department: department.map(str::to_owned),
+            tags: BTreeMap::new(),
             slices,
         }
     }

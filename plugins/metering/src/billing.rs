@@ -29,6 +29,22 @@ pub fn ledger_time(time: OffsetDateTime) -> String {
     )
 }
 
+/// The `tags` attribute of a lifecycle event as text pairs (a value that is not text is
+/// shown as JSON).
+fn tags_of(attributes: &serde_json::Value) -> BTreeMap<String, String> {
+    let Some(tags) = attributes["tags"].as_object() else {
+        return BTreeMap::new();
+    };
+    tags.iter()
+        .map(|(key, value)| {
+            let text = value
+                .as_str()
+                .map_or_else(|| value.to_string(), str::to_owned);
+            (key.clone(), text)
+        })
+        .collect()
+}
+
 /// Every instance of `tenant` with its running slices up to `until`, from the events
 /// received before `received_before`.
 pub fn instance_usage(
@@ -63,11 +79,14 @@ pub fn instance_usage(
                     provider: text("provider"),
                     region: text("region"),
                     department,
+                    tags: BTreeMap::new(),
                     slices: Vec::new(),
                 },
                 Vec::new(),
             )
         });
+        // Rows come in event order: the latest event's tags are the instance's.
+        entry.0.tags = tags_of(&attributes);
         entry.1.push(event);
     }
     Ok(instances
@@ -148,10 +167,11 @@ pub fn tenant_bill(
     now: OffsetDateTime,
 ) -> Result<Bill, String> {
     let finalized = finalized(ledger)?;
-    let horizon = finalized
+    let finalized_at = finalized
         .iter()
         .find(|(p, _)| *p == period)
-        .map_or(now, |(_, at)| *at);
+        .map(|(_, at)| *at);
+    let horizon = finalized_at.unwrap_or(now);
     let mut bill = regular_bill(
         ledger,
         card,
@@ -193,6 +213,7 @@ pub fn tenant_bill(
         lines.extend(corrections);
         bill = Bill::from_lines(tenant, department, period, &card.currency, lines);
     }
+    bill.finalized = finalized_at.is_some();
     Ok(bill)
 }
 
@@ -334,7 +355,8 @@ mod tests {
         };
         let final_october = bill_of(&ledger, october, datetime!(2026-11-05 0:00 UTC));
         assert!(
-            final_october.contains(r#""total":"0.01""#),
+            final_october.contains(r#""total":"0.01""#)
+                && final_october.contains(r#""finalized":true"#),
             "{final_october}"
         );
 
@@ -355,6 +377,7 @@ mod tests {
         );
         let november_bill = tenant_bill(&ledger, &card, "demo", None, november, now).unwrap();
         assert_eq!(november_bill.lines.len(), 1, "{november_bill:?}");
+        assert!(!november_bill.finalized);
         let correction = &november_bill.lines[0];
         assert_eq!(correction.charge_class.as_deref(), Some("Correction"));
         assert_eq!(correction.resource_id.as_deref(), Some("i-2"));
@@ -377,6 +400,49 @@ mod tests {
         let all = all_bills(&ledger, &card, november, now).unwrap();
         assert_eq!(all.len(), 1);
         assert_eq!(all[0].tenant, "demo");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// A line carries the tags of its instance's latest lifecycle event.
+    #[test]
+    fn lines_carry_the_latest_tags() {
+        let (mut ledger, dir) = ledger("tags");
+        let tagged = |id: &str, event: &str, time, tags: serde_json::Value| {
+            let mut e = lifecycle(id, "i-1", event, time);
+            e.attributes["tags"] = tags;
+            e
+        };
+        ingest(
+            &mut ledger,
+            &[
+                tagged(
+                    "e1",
+                    "run",
+                    datetime!(2026-11-02 10:00 UTC),
+                    serde_json::json!({"project": "old"}),
+                ),
+                tagged(
+                    "e2",
+                    "stop",
+                    datetime!(2026-11-02 11:00 UTC),
+                    serde_json::json!({"project": "apollo", "tier": 2}),
+                ),
+            ],
+            datetime!(2026-11-02 11:00:01 UTC),
+        );
+        let period = Period::parse("2026-11").unwrap();
+        let bill = tenant_bill(
+            &ledger,
+            &RateCard::embedded(),
+            "demo",
+            None,
+            period,
+            datetime!(2026-11-03 0:00 UTC),
+        )
+        .unwrap();
+        let tags = &bill.lines[0].tags;
+        assert_eq!(tags["project"], "apollo");
+        assert_eq!(tags["tier"], "2");
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -19,6 +19,7 @@ pub mod billing;
 mod config;
 pub mod export;
 pub mod group_sync;
+pub mod grouping;
 pub mod ledger;
 pub mod period;
 pub mod rating;
@@ -290,8 +291,21 @@ impl Plugin for Metering {
                 Ok(Value::Array(events))
             }
             ("bill.get", 1) => {
+                let group_by = match call.params["group_by"].as_str() {
+                    Some(text) => Some(
+                        grouping::GroupBy::parse(text)
+                            .map_err(|e| err(error_code::INVALID_INPUT, e))?,
+                    ),
+                    None => None,
+                };
                 let bill = self.bill(&call.params).await?;
-                serde_json::to_value(bill).map_err(|e| err(error_code::INTERNAL, e.to_string()))
+                let grouped = group_by.map(|by| grouping::group(&bill, &by));
+                let mut value = serde_json::to_value(bill)
+                    .map_err(|e| err(error_code::INTERNAL, e.to_string()))?;
+                if let Some(grouped) = grouped {
+                    value["grouped"] = json!(grouped);
+                }
+                Ok(value)
             }
             ("bill.render", 1) => {
                 let format = call.params["format"].as_str().unwrap_or("json");

@@ -69,11 +69,12 @@ pub struct InstanceRecord {
 
 impl InstanceRecord {
     /// What metering records and the metering plugin's inventory view say about an
-    /// instance: its id, provider, region, type and the type's size. Callers add their own
+    /// instance: its id, provider, region, type, the type's size, and its tags when it has
+    /// any (the bill shows a line's tags as of its latest event). Callers add their own
     /// fields (event, state, tenant).
     pub fn meter_attributes(&self) -> Map<String, Value> {
         let size = crate::catalog::instance_type(&self.instance_type);
-        let Value::Object(map) = serde_json::json!({
+        let Value::Object(mut map) = serde_json::json!({
             "instance_id": self.id,
             "provider": self.provider,
             "region": self.region,
@@ -83,6 +84,9 @@ impl InstanceRecord {
         }) else {
             unreachable!("a json! object literal is an object")
         };
+        if !self.tags.is_empty() {
+            map.insert("tags".into(), Value::Object(self.tags.clone()));
+        }
         map
     }
 }

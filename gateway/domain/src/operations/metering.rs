@@ -21,6 +21,20 @@ pub struct RenderedBill {
     pub body: String,
 }
 
+/// What a tenant asks of its bill (`GET /v1/bill`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BillRequest<'a> {
+    /// `YYYY-MM`; the current period when absent.
+    pub period: Option<&'a str>,
+    /// One department's view, when given.
+    pub department: Option<&'a str>,
+    /// `json`, `focus` or `csr`.
+    pub format: &'a str,
+    /// `provider`, `region`, `department` or `tag:KEY`: the cost by group beside the
+    /// bill (JSON only).
+    pub group_by: Option<&'a str>,
+}
+
 /// The metering operations.
 pub struct MeteringService {
     plugins: Arc<dyn Plugins>,
@@ -64,22 +78,33 @@ impl MeteringService {
             .await
     }
 
-    /// The tenant's bill for `period` (default: the current one) in `format` (`json`,
-    /// `focus` or `csr`), of `department` when given.
+    /// The tenant's bill as `request` asks for it.
     pub async fn bill(
         &self,
         ctx: &TenantContext,
         request_id: &str,
-        period: Option<&str>,
-        department: Option<&str>,
-        format: &str,
+        request: BillRequest<'_>,
     ) -> Result<RenderedBill, GatewayError> {
-        let department = department_scope(ctx, department)?;
-        let mut params =
-            json!({"tenant": &*ctx.tenant, "department": department, "format": format});
-        if let Some(period) = period {
+        let department = department_scope(ctx, request.department)?;
+        let mut params = json!({"tenant": &*ctx.tenant, "department": department});
+        if let Some(period) = request.period {
             params["period"] = Value::from(period);
         }
+        if let Some(group_by) = request.group_by {
+            if request.format != "json" {
+                return Err(GatewayError::invalid(format!(
+                    "group_by applies to format=json, not format={}",
+                    request.format
+                )));
+            }
+            params["group_by"] = Value::from(group_by);
+            let bill = self.call(ctx, request_id, "bill.get", params).await?;
+            return Ok(RenderedBill {
+                content_type: "application/json".into(),
+                body: bill.to_string(),
+            });
+        }
+        params["format"] = Value::from(request.format);
         let rendered = self.call(ctx, request_id, "bill.render", params).await?;
         Ok(RenderedBill {
             content_type: rendered["content_type"]

@@ -6,23 +6,25 @@ use http::{Response, StatusCode};
 use http_body_util::Full;
 use serde_json::{json, Value};
 use skyport_core::error::GatewayError;
+use skyport_domain::operations::metering::BillRequest;
 
 use super::{check_params, json_response, param, Answer, NativeApi, NativeCall};
 
-/// `GET /v1/bill?period=YYYY-MM[&department=D][&format=json|focus|csr]`.
+/// `GET /v1/bill?period=YYYY-MM[&department=D][&format=json|focus|csr]
+/// [&group_by=provider|region|department|tag:KEY]`.
 pub(super) async fn bill(api: &NativeApi, call: NativeCall<'_>) -> Answer {
     let query = call.query();
-    check_params(&query, &["period", "department", "format"])?;
+    check_params(&query, &["period", "department", "format", "group_by"])?;
+    let request = BillRequest {
+        period: param(&query, "period"),
+        department: param(&query, "department"),
+        format: param(&query, "format").unwrap_or("json"),
+        group_by: param(&query, "group_by"),
+    };
     let bill = api
         .services
         .metering
-        .bill(
-            call.ctx,
-            call.request_id,
-            param(&query, "period"),
-            param(&query, "department"),
-            param(&query, "format").unwrap_or("json"),
-        )
+        .bill(call.ctx, call.request_id, request)
         .await?;
     Response::builder()
         .status(StatusCode::OK)

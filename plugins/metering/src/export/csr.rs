@@ -118,6 +118,7 @@ mod tests {
             provider: "local-vmm".into(),
             region: "local-1".into(),
             department: Some("finance".into()),
+            tags: Default::default(),
             slices: running_slices(
                 &[
                     event(datetime!(2026-11-03 0:00 UTC), "run"),

@@ -85,6 +85,19 @@ fn row(bill: &Bill, line: &BillLine) -> Vec<String> {
     };
     let exceptions: Vec<String> = line.exceptions.iter().map(|e| format!("{e:?}")).collect();
     let list_cost = line.unit_price * line.pricing_quantity;
+    // Only a finalized period's bill is a statement the charges are on; an open period's
+    // charges are on no invoice yet, so their InvoiceId is null (FOCUS InvoiceId-C-004).
+    let invoice = if bill.finalized {
+        format!("{}-{}", bill.tenant, bill.period)
+    } else {
+        String::new()
+    };
+    // A JSON object of the resource's tags, or null.
+    let tags = if line.tags.is_empty() {
+        String::new()
+    } else {
+        serde_json::to_string(&line.tags).unwrap_or_default()
+    };
     vec![
         d(line.cost),
         bill.tenant.clone(),
@@ -121,7 +134,7 @@ fn row(bill: &Bill, line: &BillLine) -> Vec<String> {
         consumed,
         consumed_unit.into(),
         d(line.unit_price),
-        format!("{}-{}", bill.tenant, bill.period),
+        invoice,
         d(line.unit_price),
         opt(&line.region),
         opt(&line.region),
@@ -138,7 +151,7 @@ fn row(bill: &Bill, line: &BillLine) -> Vec<String> {
         format!("{}@{}", line.sku, line.provider),
         opt(&line.department),
         opt(&line.department),
-        String::new(),
+        tags,
         opt(&line.department),
         exceptions.join(";"),
     ]
@@ -188,6 +201,7 @@ mod tests {
                 provider: "local-vmm".into(),
                 region: "local-1".into(),
                 department: Some("finance".into()),
+                tags: BTreeMap::from([("project".into(), "apollo".into())]),
                 slices: slices.clone(),
             },
             InstanceUsage {
@@ -195,6 +209,7 @@ mod tests {
                 provider: "aws-us-east-1".into(),
                 region: "aws-us-east-1".into(),
                 department: None,
+                tags: BTreeMap::new(),
                 slices,
             },
         ];
@@ -227,7 +242,15 @@ mod tests {
     /// ListUnitPrice x PricingQuantity, and costs per InvoiceId that sum to the bill.
     #[test]
     fn every_row_follows_the_focus_rules() {
-        let bill = sample_bill();
+        let mut bill = sample_bill();
+        // An open period's charges are on no invoice yet.
+        let open = Focus.render(&bill).unwrap();
+        let mut reader = csv::Reader::from_reader(open.as_bytes());
+        let invoice = COLUMNS.iter().position(|c| *c == "InvoiceId").unwrap();
+        for record in reader.records() {
+            assert_eq!(&record.unwrap()[invoice], "", "{open}");
+        }
+        bill.finalized = true;
         let text = Focus.render(&bill).unwrap();
         let mut reader = csv::Reader::from_reader(text.as_bytes());
         let header: Vec<String> = reader
@@ -303,6 +326,15 @@ mod tests {
         // Publisher: the operator for local VMs, the cloud's name otherwise.
         assert!(text.contains(",Skyport,Skyport,Compute,Skyport Compute,"));
         assert!(text.contains(",Skyport,aws-us-east-1,Compute,"));
+        // Tags as a JSON object, null where there are none.
+        assert!(
+            text.contains(r#","{""project"":""apollo""}",finance,"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(",sp.small,sp.small@aws-us-east-1,,,,,"),
+            "{text}"
+        );
         // Sub-second charge periods: start rounded down, exclusive end rounded up.
         assert!(text.contains("2026-11-03T02:00:01Z,2026-11-03T00:00:00Z"));
     }

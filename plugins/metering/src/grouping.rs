@@ -1,0 +1,168 @@
+//! A bill's cost grouped by one dimension (`bill.get@1` with `group_by`): provider, region,
+//! department, or the value of one tag. Groups are the bill's rounded total split by
+//! largest remainder, so they always add up to it exactly.
+
+use std::collections::BTreeMap;
+
+use rust_decimal::Decimal;
+use serde::Serialize;
+
+use crate::bill::{largest_remainder, Bill, BillLine, NO_DEPARTMENT};
+
+/// Group of lines without a region (API requests).
+pub const NO_REGION: &str = "(none)";
+/// Group of lines whose resource does not carry the tag (and of API requests).
+pub const UNTAGGED: &str = "(untagged)";
+
+/// What a bill is grouped by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroupBy {
+    /// The provider instance.
+    Provider,
+    /// The region.
+    Region,
+    /// The department.
+    Department,
+    /// The value of tag `KEY` (`tag:KEY`).
+    Tag(String),
+}
+
+impl GroupBy {
+    /// Parses `provider`, `region`, `department` or `tag:KEY`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text {
+            "provider" => Ok(Self::Provider),
+            "region" => Ok(Self::Region),
+            "department" => Ok(Self::Department),
+            _ => match text.strip_prefix("tag:") {
+                Some(key) if !key.is_empty() && key.len() <= 128 => Ok(Self::Tag(key.into())),
+                _ => Err(format!(
+                    "group_by '{text}' is not available; use provider, region, department or \
+                     tag:KEY (a tag key of 1-128 characters)"
+                )),
+            },
+        }
+    }
+
+    fn key_of(&self, line: &BillLine) -> String {
+        match self {
+            Self::Provider => line.provider.clone(),
+            Self::Region => line.region.clone().unwrap_or_else(|| NO_REGION.into()),
+            Self::Department => line
+                .department
+                .clone()
+                .unwrap_or_else(|| NO_DEPARTMENT.into()),
+            Self::Tag(key) => line
+                .tags
+                .get(key)
+                .cloned()
+                .unwrap_or_else(|| UNTAGGED.into()),
+        }
+    }
+
+    fn name(&self) -> String {
+        match self {
+            Self::Provider => "provider".into(),
+            Self::Region => "region".into(),
+            Self::Department => "department".into(),
+            Self::Tag(key) => format!("tag:{key}"),
+        }
+    }
+}
+
+/// A bill's cost by group.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Grouped {
+    /// What the groups are (`provider`, `tag:project`, ...).
+    pub by: String,
+    /// Rounded cost per group; they add up to the bill's total.
+    pub groups: BTreeMap<String, Decimal>,
+}
+
+/// `bill`'s cost grouped `by`.
+pub fn group(bill: &Bill, by: &GroupBy) -> Grouped {
+    let mut exact: BTreeMap<String, Decimal> = BTreeMap::new();
+    for line in &bill.lines {
+        *exact.entry(by.key_of(line)).or_insert(Decimal::ZERO) += line.cost;
+    }
+    Grouped {
+        by: by.name(),
+        groups: largest_remainder(bill.total, &exact),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bill::Bill;
+    use crate::period::Period;
+
+    fn line(provider: &str, cost: &str, tags: &[(&str, &str)]) -> BillLine {
+        let period = Period::parse("2026-11").unwrap();
+        BillLine {
+            provider: provider.into(),
+            region: (provider != "skyport").then(|| format!("{provider}-1")),
+            department: None,
+            resource_id: None,
+            sku: "sp.micro".into(),
+            description: String::new(),
+            charge_period_start: period.start(),
+            charge_period_end: period.end(),
+            pricing_quantity: Decimal::ONE,
+            pricing_unit: "Hours".into(),
+            unit_price: cost.parse().unwrap(),
+            cost: cost.parse().unwrap(),
+            exceptions: vec![],
+            charge_class: None,
+            tags: tags
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn tag_groups_add_up_to_the_total() {
+        let lines = vec![
+            line("local-vmm", "0.003333", &[("project", "apollo")]),
+            line("ec2", "0.003333", &[("project", "apollo")]),
+            line("ec2", "0.003334", &[("project", "zeus")]),
+            line("skyport", "0.0049", &[]),
+        ];
+        let bill = Bill::from_lines(
+            "acme",
+            None,
+            Period::parse("2026-11").unwrap(),
+            "USD",
+            lines,
+        );
+        let grouped = group(&bill, &GroupBy::parse("tag:project").unwrap());
+        assert_eq!(grouped.by, "tag:project");
+        let total: Decimal = grouped.groups.values().sum();
+        assert_eq!(total, bill.total);
+        assert_eq!(
+            grouped.groups.keys().collect::<Vec<_>>(),
+            ["(untagged)", "apollo", "zeus"]
+        );
+        let regions = group(&bill, &GroupBy::Region);
+        assert_eq!(regions.groups.values().sum::<Decimal>(), bill.total);
+        assert!(regions.groups.contains_key(NO_REGION));
+    }
+
+    #[test]
+    fn unknown_groupings_are_refused_with_the_choices() {
+        for bad in [
+            "tag:",
+            "offering",
+            "Provider",
+            &format!("tag:{}", "k".repeat(129)),
+        ] {
+            let message = GroupBy::parse(bad).unwrap_err();
+            assert!(message.contains("use provider, region"), "{message}");
+        }
+        assert_eq!(
+            GroupBy::parse("tag:cost center").unwrap(),
+            GroupBy::Tag("cost center".into())
+        );
+    }
+}
