@@ -7,6 +7,7 @@ use skyport_auth::access_keys::AccessKeys;
 use skyport_core::clock::SharedClock;
 use skyport_core::config::Config;
 use skyport_core::tenancy::TenantDirectory;
+use skyport_domain::budgets::BudgetService;
 use skyport_domain::catalog::CatalogService;
 use skyport_domain::inventory::sync::InventorySync;
 use skyport_domain::operations::deployments::DeploymentService;
@@ -34,6 +35,8 @@ pub struct Services {
     pub placement: Arc<PlacementService>,
     /// Instances.
     pub instances: Arc<InstanceService>,
+    /// Budgets.
+    pub budgets: Arc<BudgetService>,
     /// Deployments.
     pub deployments: DeploymentService,
     /// SSH key pairs.

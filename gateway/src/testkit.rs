@@ -87,6 +87,7 @@ impl TestGateway {
             catalog: Arc::clone(&world.catalog),
             placement: Arc::clone(&world.placement),
             instances: Arc::clone(&world.instances),
+            budgets: Arc::clone(&world.budgets),
             deployments: skyport_domain::operations::deployments::DeploymentService::new(
                 Arc::clone(&world.placement),
                 Arc::clone(&world.instances),

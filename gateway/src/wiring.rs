@@ -14,6 +14,7 @@ use skyport_core::clock::SharedClock;
 use skyport_core::config::{CacheCoherence, Config, ConfigErrors, JwtKeyConfig, LimitsBackend};
 use skyport_core::metrics::Metrics;
 use skyport_core::tenancy::TenantDirectory;
+use skyport_domain::budgets::{check_all, BudgetService};
 use skyport_domain::catalog::CatalogService;
 use skyport_domain::inventory::host_op::GatewayHostOps;
 use skyport_domain::inventory::lifecycle::LifecycleMeter;
@@ -160,6 +161,19 @@ impl Gateway {
         // Who this replica is in the shared leases (creates in flight, inventory syncs) and
         // in the cache coherence.
         let replica = skyport_core::ids::new_id("replica");
+        let budgets = Arc::new(BudgetService::new(
+            check_all(&config.budgets, &tenants).map_err(|problems| {
+                anyhow::anyhow!(ConfigErrors(
+                    problems
+                        .into_iter()
+                        .map(|(path, message)| skyport_core::config::ConfigError { path, message })
+                        .collect()
+                ))
+            })?,
+            Arc::clone(&stores.inventory),
+            Arc::clone(&plugins),
+            clock.clone(),
+        ));
         let instances = Arc::new(
             InstanceService::new(
                 stores.inventory,
@@ -170,7 +184,8 @@ impl Gateway {
                 Arc::clone(&metrics),
                 clock.clone(),
             )
-            .with_leases(Arc::clone(&stores.leases), replica.clone()),
+            .with_leases(Arc::clone(&stores.leases), replica.clone())
+            .with_budgets(Arc::clone(&budgets)),
         );
         // Replicas sharing the inventory sync each provider once: whoever holds its
         // lease, for three sync intervals unrenewed.
@@ -207,6 +222,7 @@ impl Gateway {
             catalog,
             placement,
             instances,
+            budgets,
             sync: Arc::clone(&sync),
             plugins: registry,
             clock: clock.clone(),

@@ -22,6 +22,8 @@ pub enum ErrorKind {
     Conflict,
     /// The request would exceed one of the tenant's quotas (409).
     QuotaExceeded,
+    /// The order would take an enforced budget past its amount (409).
+    BudgetExceeded,
     /// Rate limited (429).
     Throttled,
     /// A provider failed (502).
@@ -50,7 +52,7 @@ impl ErrorKind {
             Self::NotFound => S::NOT_FOUND,
             Self::MethodNotAllowed => S::METHOD_NOT_ALLOWED,
             Self::InvalidInput => S::BAD_REQUEST,
-            Self::Conflict | Self::QuotaExceeded => S::CONFLICT,
+            Self::Conflict | Self::QuotaExceeded | Self::BudgetExceeded => S::CONFLICT,
             Self::Throttled => S::TOO_MANY_REQUESTS,
             Self::Upstream => S::BAD_GATEWAY,
             Self::Timeout => S::GATEWAY_TIMEOUT,
@@ -72,6 +74,7 @@ impl ErrorKind {
             Self::InvalidInput => "Invalid Input",
             Self::Conflict => "Conflict",
             Self::QuotaExceeded => "Quota Exceeded",
+            Self::BudgetExceeded => "Budget Exceeded",
             Self::Throttled => "Too Many Requests",
             Self::Upstream => "Upstream Error",
             Self::Timeout => "Timeout",
@@ -93,6 +96,7 @@ impl ErrorKind {
             Self::InvalidInput => "invalid-input",
             Self::Conflict => "conflict",
             Self::QuotaExceeded => "quota-exceeded",
+            Self::BudgetExceeded => "budget-exceeded",
             Self::Throttled => "throttled",
             Self::Upstream => "upstream",
             Self::Timeout => "timeout",

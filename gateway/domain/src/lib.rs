@@ -1,6 +1,8 @@
 //! Skyport's domain: what the gateway does for a tenant, whichever front door the
 //! request came through, over stores and plugins it reaches only through traits.
 //!
+//! - [`budgets`]: what tenants and departments may spend per month, and the admission
+//!   check that prices every order;
 //! - [`catalog`]: instance types, blueprints, offerings and plans, and their changes at
 //!   run time ([`catalog::CatalogService`]);
 //! - [`placement`]: where an order goes, and why ([`placement::PlacementService`]);
@@ -17,6 +19,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod budgets;
 pub mod catalog;
 pub mod config_check;
 pub mod inventory;

@@ -16,6 +16,7 @@ use skyport_core::tenancy::{IdentitySource, TenantContext, TenantDirectory};
 use skyport_plugin_host::testkit::FakePlugins;
 use skyport_plugin_host::Plugins;
 
+use crate::budgets::BudgetService;
 use crate::catalog::changes::memory::MemoryCatalogChanges;
 use crate::catalog::CatalogService;
 use crate::inventory::lifecycle::LifecycleMeter;
@@ -147,9 +148,17 @@ fn provider(
     }
 }
 
-/// Hourly prices: `local-vmm` 0.02, `ec2` 0.01, so `ec2` is the cheaper.
-fn metering(op: &str, params: &Value) -> Result<Value, GatewayError> {
+/// Hourly prices: `local-vmm` 0.02, `ec2` 0.01, so `ec2` is the cheaper. Bills total
+/// `spent` (in EUR), whoever asks.
+fn metering(
+    spent: Arc<Mutex<String>>,
+) -> impl Fn(&str, &Value) -> Result<Value, GatewayError> + Send + Sync + 'static {
+    move |op, params| metering_answer(&spent.lock().unwrap(), op, params)
+}
+
+fn metering_answer(spent: &str, op: &str, params: &Value) -> Result<Value, GatewayError> {
     match op {
+        "bill.get@1" => Ok(json!({"tenant": params["tenant"], "currency": "EUR", "total": spent})),
         "meter.batch@1" => Ok(json!({"stored": true})),
         "rates.get@1" => {
             let rates: Vec<Value> = params["pairs"]
@@ -205,6 +214,10 @@ pub struct World {
     pub deployments: DeploymentService,
     /// The deployments' store.
     pub deployment_store: Arc<MemoryDeployments>,
+    /// Budgets.
+    pub budgets: Arc<BudgetService>,
+    /// What every bill totals, as the fake metering plugin answers.
+    pub spent: Arc<Mutex<String>>,
 }
 
 impl World {
@@ -226,6 +239,7 @@ impl World {
         let clock = ManualClock::at_unix(1_795_433_941);
         let (local_vms, ec2_vms) = (Vms::default(), Vms::default());
         let local_creates: Arc<Mutex<CreateAnswer>> = Arc::default();
+        let spent = Arc::new(Mutex::new("0.00".to_string()));
         let plugins = Arc::new(
             FakePlugins::new()
                 .with(
@@ -243,8 +257,8 @@ impl World {
                 .with(
                     "metering",
                     "metering",
-                    &["meter.batch@1", "rates.get@1"],
-                    metering,
+                    &["meter.batch@1", "rates.get@1", "bill.get@1"],
+                    metering(spent.clone()),
                 ),
         );
         let dyn_plugins: Arc<dyn Plugins> = plugins.clone();
@@ -303,15 +317,24 @@ impl World {
             Arc::clone(&metrics),
             clock.clone(),
         ));
-        let instances = Arc::new(InstanceService::new(
+        let budgets = Arc::new(BudgetService::new(
+            crate::budgets::check_all(&config.budgets, &tenants).expect("test budgets"),
             inventory.clone(),
             Arc::clone(&dyn_plugins),
-            Arc::clone(&tenants),
-            Arc::clone(&catalog),
-            LifecycleMeter::new(tap.clone(), clock.clone()),
-            Arc::clone(&metrics),
             clock.clone(),
         ));
+        let instances = Arc::new(
+            InstanceService::new(
+                inventory.clone(),
+                Arc::clone(&dyn_plugins),
+                Arc::clone(&tenants),
+                Arc::clone(&catalog),
+                LifecycleMeter::new(tap.clone(), clock.clone()),
+                Arc::clone(&metrics),
+                clock.clone(),
+            )
+            .with_budgets(Arc::clone(&budgets)),
+        );
         let deployment_store = Arc::new(MemoryDeployments::default());
         let deployments = DeploymentService::new(
             Arc::clone(&placement),
@@ -338,6 +361,8 @@ impl World {
             instances,
             deployment_store,
             deployments,
+            budgets,
+            spent,
         }
     }
 

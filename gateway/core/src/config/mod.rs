@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 mod auth;
+mod budgets;
 mod catalog;
 mod placement;
 mod plugins;
@@ -24,6 +25,7 @@ pub use auth::{
     AuthConfig, JwtConfig, JwtKeyConfig, MtlsConfig, Sigv2Config, Sigv4Config, TlsConfig,
     MAX_TOKEN_CACHE_ENTRIES,
 };
+pub use budgets::{BudgetConfig, BudgetMode};
 pub use catalog::{
     BlueprintConfig, OfferingConfig, ParamValue, Params, PlanConfig, ResourceConfig,
     SeparateConfig, Separation, RAW, RESOURCE_TYPES,
@@ -98,6 +100,9 @@ pub struct Config {
     /// The EC2 Query API: AWS names for Skyport's regions and instance types.
     #[serde(default)]
     pub ec2: Ec2Config,
+    /// Budgets (governance): spending limits per tenant or department and month.
+    #[serde(default)]
+    pub budgets: Vec<BudgetConfig>,
 }
 
 /// `[ec2]`: names the EC2 Query API also accepts, for tools that only know AWS's.

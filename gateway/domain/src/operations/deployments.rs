@@ -13,7 +13,7 @@ use skyport_core::error::GatewayError;
 use skyport_core::ids::rfc3339_millis;
 use skyport_core::tenancy::{IdentitySource, TenantContext};
 
-use super::instances::{Action, CreateSpec, InstanceService};
+use super::instances::{Action, Adding, CreateSpec, InstanceService};
 use crate::placement::{audit::Mode, Decision, OrderRequest, PlacementService};
 
 #[cfg(any(test, feature = "testkit"))]
@@ -217,8 +217,17 @@ impl DeploymentService {
             .iter()
             .map(CreateSpec::decided)
             .collect::<Result<Vec<_>, _>>()?;
-        let types: Vec<_> = decided.iter().map(|d| d.instance_type).collect();
-        self.instances.check_quota(ctx, &types).await?;
+        let adding: Vec<Adding<'_>> = decided
+            .iter()
+            .map(|d| Adding {
+                instance_type: d.instance_type,
+                provider: &d.provider,
+            })
+            .collect();
+        let department = order.department.as_deref().or(ctx.department.as_deref());
+        self.instances
+            .check_admission(ctx, request_id, department, &adding)
+            .await?;
 
         let mut deployment = Deployment {
             id: new_deployment_id(),

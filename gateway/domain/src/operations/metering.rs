@@ -35,6 +35,39 @@ pub struct BillRequest<'a> {
     pub group_by: Option<&'a str>,
 }
 
+/// Calls `op@1` with `params` on the first loaded metering plugin that serves it, for
+/// `ctx`'s request `request_id`, within `timeout`; 503 when none is loaded.
+pub async fn call_metering(
+    plugins: &dyn Plugins,
+    ctx: &TenantContext,
+    request_id: &str,
+    op: &str,
+    params: Value,
+    timeout: std::time::Duration,
+) -> Result<Value, GatewayError> {
+    let wanted = format!("{op}@1");
+    let plugin = plugins
+        .loaded()
+        .into_iter()
+        .find(|p| p.serves(&wanted))
+        .ok_or_else(|| {
+            GatewayError::new(
+                ErrorKind::Unavailable,
+                format!("no metering plugin serving {wanted} is loaded"),
+            )
+        })?;
+    plugins
+        .call(
+            &plugin.name,
+            op,
+            1,
+            params,
+            call_context(ctx, request_id),
+            timeout,
+        )
+        .await
+}
+
 /// The metering operations.
 pub struct MeteringService {
     plugins: Arc<dyn Plugins>,
@@ -54,28 +87,15 @@ impl MeteringService {
         op: &str,
         params: Value,
     ) -> Result<Value, GatewayError> {
-        let wanted = format!("{op}@1");
-        let plugin = self
-            .plugins
-            .loaded()
-            .into_iter()
-            .find(|p| p.serves(&wanted))
-            .ok_or_else(|| {
-                GatewayError::new(
-                    ErrorKind::Unavailable,
-                    format!("no metering plugin serving {wanted} is loaded"),
-                )
-            })?;
-        self.plugins
-            .call(
-                &plugin.name,
-                op,
-                1,
-                params,
-                call_context(ctx, request_id),
-                PROVIDER_TIMEOUT,
-            )
-            .await
+        call_metering(
+            &*self.plugins,
+            ctx,
+            request_id,
+            op,
+            params,
+            PROVIDER_TIMEOUT,
+        )
+        .await
     }
 
     /// The tenant's bill as `request` asks for it.

@@ -80,6 +80,7 @@ fn code_of(kind: ErrorKind, detail: Option<Detail>) -> (StatusCode, &'static str
         }
         ErrorKind::Conflict => (S::BAD_REQUEST, "IncorrectInstanceState"),
         ErrorKind::QuotaExceeded => (S::BAD_REQUEST, "InstanceLimitExceeded"),
+        ErrorKind::BudgetExceeded => (S::BAD_REQUEST, "BudgetExceeded"),
         // botocore retries 503 RequestLimitExceeded with backoff.
         ErrorKind::Throttled => (S::SERVICE_UNAVAILABLE, "RequestLimitExceeded"),
         ErrorKind::Upstream | ErrorKind::Timeout | ErrorKind::Unavailable => {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use http::Method;
 
-use super::{admin, catalog, deployments, identity, images, instances, keys, metering};
+use super::{admin, budgets, catalog, deployments, identity, images, instances, keys, metering};
 use super::{placement, Handler};
 use crate::stack::Writes;
 
@@ -139,6 +139,7 @@ pub(crate) static ROUTES: &[Route] = &[
     write(POST, "/v1/deployments", true, h!(deployments::create)),
     get("/v1/deployments/{id}", h!(deployments::get)),
     get("/v1/bill", h!(metering::bill)),
+    get("/v1/budgets", h!(budgets::list)),
     get("/v1/usage", h!(metering::usage)),
     admin(get("/admin/plugins", h!(admin::plugins))),
     admin(write(

@@ -5,6 +5,7 @@ use skyport_core::error::{Detail, ErrorKind, GatewayError, Resource};
 use skyport_core::tenancy::TenantContext;
 
 use super::{context, InstanceService};
+use crate::budgets::OrderItem;
 use crate::catalog::InstanceType;
 use crate::inventory::lifecycle::Initiator;
 use crate::inventory::InstanceRecord;
@@ -77,6 +78,9 @@ impl InstanceService {
         let Some(remote) = record.remote_id.clone() else {
             return self.act_on_unfinished(record, action).await;
         };
+        if action == Action::Start && record.state == "stopped" {
+            self.check_start_budget(ctx, request_id, &record).await?;
+        }
         let claim = self.claims.claim(&record.id)?;
         let answer = self
             .provider(&record.provider, context(ctx, request_id))
@@ -96,6 +100,27 @@ impl InstanceService {
             .await;
         drop(claim);
         Ok((previous, record))
+    }
+
+    /// Refuses starting stopped `record` when its hours to the month's end would take an
+    /// `enforce` budget past its amount (its quota is already counted: stopped instances
+    /// count).
+    async fn check_start_budget(
+        &self,
+        ctx: &TenantContext,
+        request_id: &str,
+        record: &InstanceRecord,
+    ) -> Result<(), GatewayError> {
+        let Some(budgets) = &self.budgets else {
+            return Ok(());
+        };
+        let item = OrderItem {
+            instance_type: record.instance_type.clone(),
+            provider: record.provider.clone(),
+        };
+        budgets
+            .check_now(ctx, request_id, record.department.as_deref(), &[item])
+            .await
     }
 
     /// Changes the type of a stopped instance (409 otherwise, whatever the provider would

@@ -3,6 +3,7 @@
 //! VMs. Every state change an operation causes is metered here ([`LifecycleMeter`]).
 
 mod actions;
+mod admission;
 mod adopt;
 mod observe;
 mod provider;
@@ -26,19 +27,19 @@ use skyport_plugin_api::ops::provider::MAX_USER_DATA_BYTES;
 use skyport_plugin_host::Plugins;
 
 pub use actions::Action;
+pub use admission::Adding;
 pub use adopt::Adoption;
 pub use provider::PROVIDER_TIMEOUT;
 pub use recovery::Recovered;
 pub use tags::MAX_TAGS;
 
 use super::context;
-use crate::catalog::{
-    instance_type, parse_instance_type, CatalogService, InstanceType, PlanConfig,
-};
+use crate::budgets::BudgetService;
+use crate::catalog::{instance_type, parse_instance_type, CatalogService, InstanceType};
 use crate::inventory::claims::Claims;
 use crate::inventory::lifecycle::{Initiator, LifecycleMeter};
 use crate::inventory::{
-    is_instance_id, new_instance_id, Admission, AdmissionCheck, InstanceRecord, InventoryStore,
+    is_instance_id, new_instance_id, Admission, InstanceRecord, InventoryStore,
 };
 use crate::leases::{LeaseStore, SoleHolder};
 use crate::placement::Decision;
@@ -136,6 +137,8 @@ pub struct InstanceService {
     /// replica resumes it only once its creator is gone; and who this gateway is there.
     leases: Arc<dyn LeaseStore>,
     holder: String,
+    /// The budgets orders are checked against, when there are any.
+    budgets: Option<Arc<BudgetService>>,
 }
 
 /// How long a create's lease lasts unrenewed; its creator renews it every third of that
@@ -170,6 +173,7 @@ impl InstanceService {
             clock,
             leases: Arc::new(SoleHolder),
             holder: "sole".into(),
+            budgets: None,
         }
     }
 
@@ -213,77 +217,6 @@ impl InstanceService {
         Ok(department)
     }
 
-    /// The quota check for creating the instances `adding` (all of them together):
-    /// given the tenant's live instances, it refuses when these would exceed the
-    /// tenant's quotas (the tighter of its own and its plan's), naming the limit and the
-    /// use.
-    pub fn quota(&self, ctx: &TenantContext, adding: &[InstanceType]) -> AdmissionCheck {
-        let Some(tenant) = self.tenants.get(&ctx.tenant) else {
-            return Box::new(|_| Ok(()));
-        };
-        let catalog = self.catalog.current();
-        let plan = catalog.plan(tenant.plan.as_deref());
-        let limit = |own: Option<u32>, of_plan: fn(&PlanConfig) -> Option<u32>| {
-            let planned = plan.and_then(|(_, p)| of_plan(p));
-            own.into_iter().chain(planned).min()
-        };
-        let limits = [
-            limit(tenant.max_instances, |p| p.max_instances),
-            limit(tenant.max_vcpus, |p| p.max_vcpus),
-            limit(tenant.max_memory_mib, |p| p.max_memory_mib),
-        ];
-        let add = [
-            adding.len() as u32,
-            adding.iter().map(|t| t.vcpus).sum(),
-            adding.iter().map(|t| t.memory_mib).sum(),
-        ];
-        Box::new(move |live: &[InstanceRecord]| {
-            let sizes: Vec<InstanceType> = live
-                .iter()
-                .filter_map(|r| instance_type(&r.instance_type))
-                .collect();
-            let used = [
-                live.len() as u32,
-                sizes.iter().map(|t| t.vcpus).sum(),
-                sizes.iter().map(|t| t.memory_mib).sum(),
-            ];
-            let names = ["max_instances", "max_vcpus", "max_memory_mib"];
-            for i in 0..names.len() {
-                if let Some(limit) = limits[i] {
-                    if used[i] + add[i] > limit {
-                        return Err(GatewayError::new(
-                            ErrorKind::QuotaExceeded,
-                            format!(
-                                "quota exceeded: {} is {limit}, {} in use, this request needs {} more",
-                                names[i], used[i], add[i]
-                            ),
-                        ));
-                    }
-                }
-            }
-            Ok(())
-        })
-    }
-
-    /// Refuses creating the instances `adding` (all of them together) when that would
-    /// exceed the tenant's quotas now ([`Self::quota`]). A check before work that creates
-    /// several instances; each create is admitted atomically again.
-    pub async fn check_quota(
-        &self,
-        ctx: &TenantContext,
-        adding: &[InstanceType],
-    ) -> Result<(), GatewayError> {
-        let check = self.quota(ctx, adding);
-        let live: Vec<InstanceRecord> = self
-            .inventory
-            .list(&ctx.tenant)
-            .await?
-            .into_iter()
-            .filter(|r| r.state != "terminated")
-            .collect();
-        check(&live)
-    }
-
     /// Creates an instance where placement decided ([`CreateSpec::decided`]), within the
     /// tenant's quotas: the inventory row first (so a crash in between is visible), then
     /// the provider call, then the `run` lifecycle event. A repeated `client_token`
@@ -316,10 +249,16 @@ impl InstanceService {
             network: None,
             user_data: spec.first_boot.user_data.clone(),
         };
-        // The token's lookup, the quota check and the insert in one admission, atomic in
-        // the store: concurrent orders, on any replica, never pass a quota together, nor
-        // a token twice.
-        let check = self.quota(ctx, &[itype]);
+        // The token's lookup, the quota and budget checks and the insert in one admission,
+        // atomic in the store: concurrent orders, on any replica, never pass a quota or a
+        // budget together, nor a token twice.
+        let adding = Adding {
+            instance_type: itype,
+            provider: &record.provider,
+        };
+        let check = self
+            .admission(ctx, request_id, record.department.as_deref(), &[adding])
+            .await?;
         let record = match self.inventory.admit(record.clone(), check).await? {
             Admission::Inserted => record,
             Admission::Existing(existing) => {

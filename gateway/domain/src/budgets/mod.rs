@@ -1,0 +1,502 @@
+//! Budgets: what a tenant, or one of its departments, may spend per calendar month, and
+//! the admission check that prices every order before anything is created.
+//!
+//! - **Spent** is the month's bill so far (the metering plugin's `bill.get@1`).
+//! - **Committed** is what the instances running now will cost to the month's end, at the
+//!   rate card's hourly prices (`rates.get@1`).
+//! - **Forecast** is spent plus committed: the month's bill if nothing changes.
+//! - An order (create, deployment, EC2 `RunInstances`, start of a stopped instance) costs
+//!   its hourly price to the month's end. One that would take an `enforce` budget's
+//!   forecast past its amount is refused, naming the budget, what is left and what the
+//!   order would cost. The check runs inside the inventory's atomic admission, over the
+//!   instances as they are at that moment, so concurrent orders never pass it together.
+
+mod costs;
+mod month;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use rust_decimal::Decimal;
+use serde::Serialize;
+
+use skyport_core::clock::SharedClock;
+use skyport_core::config::{BudgetConfig, BudgetMode};
+use skyport_core::error::{ErrorKind, GatewayError};
+use skyport_core::tenancy::{TenantContext, TenantDirectory};
+use skyport_plugin_host::Plugins;
+
+pub use costs::{Costs, PricePair, Spent, PRICE_TTL, SPENT_TTL};
+pub use month::Month;
+
+use crate::inventory::{AdmissionCheck, InstanceRecord, InventoryStore};
+
+/// Where a budget warns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Threshold {
+    /// A percentage of the amount (`"80%"`).
+    Percent(Decimal),
+    /// An amount (`"50.00"`).
+    Amount(Decimal),
+}
+
+impl Threshold {
+    /// Parses `"80%"` (more than 0, at most 1000) or `"50.00"` (more than 0).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let bad = || {
+            format!(
+                "threshold '{text}': use a percentage (\"80%\") or an amount in whole cents \
+                 (\"50.00\") above 0"
+            )
+        };
+        let (number, percent) = match text.trim().strip_suffix('%') {
+            Some(number) => (number.trim(), true),
+            None => (text.trim(), false),
+        };
+        let value: Decimal = number.parse().map_err(|_| bad())?;
+        if value <= Decimal::ZERO
+            || (percent && value > Decimal::from(1000))
+            || (!percent && value.scale() > 2)
+        {
+            return Err(bad());
+        }
+        Ok(if percent {
+            Self::Percent(value)
+        } else {
+            Self::Amount(value)
+        })
+    }
+
+    /// The amount it stands for in a budget of `amount` (exact, not rounded: 50% of
+    /// 0.01 is 0.005, which a spend of 0.00 has not reached).
+    pub fn of(&self, amount: Decimal) -> Decimal {
+        match self {
+            Self::Percent(p) => (amount * p / Decimal::from(100)).normalize(),
+            Self::Amount(a) => *a,
+        }
+    }
+
+    /// As configured (`80%`, `50.00`).
+    pub fn label(&self) -> String {
+        match self {
+            Self::Percent(p) => format!("{}%", p.normalize()),
+            Self::Amount(a) => a.to_string(),
+        }
+    }
+}
+
+/// A checked budget.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Budget {
+    /// As configured (or set through `/admin/budgets`).
+    pub config: BudgetConfig,
+    /// Its thresholds, parsed.
+    pub thresholds: Vec<Threshold>,
+}
+
+impl Budget {
+    /// Checks `config` against the tenants it may name.
+    pub fn check(config: BudgetConfig, tenants: &TenantDirectory) -> Result<Self, String> {
+        let name_ok = (1..=63).contains(&config.name.len())
+            && config
+                .name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_'));
+        if !name_ok {
+            return Err(format!(
+                "budget name '{}': use 1-63 of [a-z0-9_-]",
+                config.name
+            ));
+        }
+        if config.amount <= Decimal::ZERO || config.amount.scale() > 2 {
+            return Err(format!(
+                "budget '{}': amount must be above 0, in whole cents (\"100.00\")",
+                config.name
+            ));
+        }
+        if tenants.get(&config.tenant).is_none() {
+            return Err(format!(
+                "budget '{}': tenant '{}' is not configured",
+                config.name, config.tenant
+            ));
+        }
+        tenants
+            .check_member(&config.tenant, config.department.as_deref())
+            .map_err(|e| format!("budget '{}': {}", config.name, e.public))?;
+        let thresholds = config
+            .thresholds
+            .iter()
+            .map(|t| Threshold::parse(t).map_err(|e| format!("budget '{}': {e}", config.name)))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self { config, thresholds })
+    }
+
+    /// Whether it governs an order of `tenant` billed to `department`: a tenant-wide
+    /// budget governs all of the tenant's, a department's only that department's.
+    pub fn governs(&self, tenant: &str, department: Option<&str>) -> bool {
+        self.config.tenant == tenant
+            && (self.config.department.is_none() || self.config.department.as_deref() == department)
+    }
+}
+
+/// Checks every budget in `configs`: each problem with its key path.
+pub fn check_all(
+    configs: &[BudgetConfig],
+    tenants: &TenantDirectory,
+) -> Result<Vec<Budget>, Vec<(String, String)>> {
+    let mut budgets = Vec::with_capacity(configs.len());
+    let mut problems = Vec::new();
+    let mut names = BTreeSet::new();
+    for (i, config) in configs.iter().enumerate() {
+        if !names.insert(config.name.as_str()) {
+            problems.push((
+                format!("budgets[{i}].name"),
+                format!("budget '{}' is defined twice", config.name),
+            ));
+            continue;
+        }
+        match Budget::check(config.clone(), tenants) {
+            Ok(budget) => budgets.push(budget),
+            Err(message) => problems.push((format!("budgets[{i}]"), message)),
+        }
+    }
+    if problems.is_empty() {
+        Ok(budgets)
+    } else {
+        Err(problems)
+    }
+}
+
+/// One thing an order would run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderItem {
+    /// Instance type.
+    pub instance_type: String,
+    /// Provider instance, as placement decided.
+    pub provider: String,
+}
+
+/// A threshold and whether the month's spend has reached it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ThresholdStatus {
+    /// As configured.
+    pub threshold: String,
+    /// The amount it stands for.
+    pub amount: Decimal,
+    /// Whether the spend so far has reached it.
+    pub fired: bool,
+}
+
+/// A budget and where the month stands (`GET /v1/budgets`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BudgetStatus {
+    /// Name.
+    pub name: String,
+    /// Tenant.
+    pub tenant: String,
+    /// Department; absent for a tenant-wide budget.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub department: Option<String>,
+    /// `alert` or `enforce`.
+    pub mode: BudgetMode,
+    /// The month (`YYYY-MM`).
+    pub period: String,
+    /// The bill's currency.
+    pub currency: String,
+    /// What may be spent this month.
+    pub amount: Decimal,
+    /// Spent so far (the bill's total).
+    pub spent: Decimal,
+    /// What the running instances will cost to the month's end.
+    pub committed: Decimal,
+    /// Spent plus committed.
+    pub forecast: Decimal,
+    /// Amount less forecast (negative once exceeded).
+    pub remaining: Decimal,
+    /// Its thresholds.
+    pub thresholds: Vec<ThresholdStatus>,
+}
+
+/// `amount` to the cent, showing both digits (`0.00`), as the bill shows money.
+fn cents(amount: Decimal) -> Decimal {
+    let mut rounded =
+        amount.round_dp_with_strategy(2, rust_decimal::RoundingStrategy::MidpointAwayFromZero);
+    rounded.rescale(2);
+    rounded
+}
+
+/// Whether an instance in `state` is billed from now on (running, or about to).
+fn billed(state: &str) -> bool {
+    matches!(state, "pending" | "running" | "rebooting" | "stopping")
+}
+
+/// The budgets in force, and their checks.
+pub struct BudgetService {
+    budgets: ArcSwap<Vec<Budget>>,
+    inventory: Arc<dyn InventoryStore>,
+    costs: Costs,
+    clock: SharedClock,
+}
+
+impl BudgetService {
+    /// `budgets`, checked against the instances in `inventory` and the costs the metering
+    /// plugin among `plugins` answers.
+    pub fn new(
+        budgets: Vec<Budget>,
+        inventory: Arc<dyn InventoryStore>,
+        plugins: Arc<dyn Plugins>,
+        clock: SharedClock,
+    ) -> Self {
+        Self {
+            budgets: ArcSwap::from_pointee(budgets),
+            inventory,
+            costs: Costs::new(plugins, clock.clone()),
+            clock,
+        }
+    }
+
+    /// Every budget in force.
+    pub fn list(&self) -> Arc<Vec<Budget>> {
+        self.budgets.load_full()
+    }
+
+    /// Puts `budgets` in force.
+    pub fn replace(&self, budgets: Vec<Budget>) {
+        self.budgets.store(Arc::new(budgets));
+    }
+
+    /// The budgets the caller sees: all of its tenant's with a tenant-wide credential,
+    /// its department's only with a department's.
+    fn visible(&self, ctx: &TenantContext) -> Vec<Budget> {
+        self.list()
+            .iter()
+            .filter(|b| b.config.tenant == *ctx.tenant)
+            .filter(|b| ctx.department.is_none() || b.config.department == ctx.department)
+            .cloned()
+            .collect()
+    }
+
+    /// Where each budget the caller sees stands this month.
+    pub async fn status(
+        &self,
+        ctx: &TenantContext,
+        request_id: &str,
+    ) -> Result<Vec<BudgetStatus>, GatewayError> {
+        let budgets = self.visible(ctx);
+        if budgets.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = self.clock.wall();
+        let month = Month::of(now);
+        let live = self.live(&ctx.tenant).await?;
+        let prices = self.prices_for(ctx, request_id, &live, &[]).await?;
+        let hours_left = month.hours_left(now);
+        let mut out = Vec::with_capacity(budgets.len());
+        for budget in budgets {
+            let spent = self
+                .costs
+                .spent(ctx, request_id, budget.config.department.as_deref())
+                .await?;
+            let committed = cents(committed(&budget, &live, &prices, hours_left));
+            let forecast = cents(spent.amount + committed);
+            out.push(BudgetStatus {
+                thresholds: budget
+                    .thresholds
+                    .iter()
+                    .map(|t| ThresholdStatus {
+                        threshold: t.label(),
+                        amount: t.of(budget.config.amount),
+                        fired: spent.amount >= t.of(budget.config.amount),
+                    })
+                    .collect(),
+                name: budget.config.name,
+                tenant: budget.config.tenant,
+                department: budget.config.department,
+                mode: budget.config.mode,
+                period: month.label(),
+                currency: spent.currency,
+                amount: budget.config.amount,
+                spent: cents(spent.amount),
+                committed,
+                forecast,
+                remaining: cents(budget.config.amount - forecast),
+            });
+        }
+        Ok(out)
+    }
+
+    /// The check an order of `items` billed to `department` must pass inside the
+    /// inventory's admission, when an `enforce` budget governs it; `None` when none does.
+    pub async fn admission(
+        &self,
+        ctx: &TenantContext,
+        request_id: &str,
+        department: Option<&str>,
+        items: &[OrderItem],
+    ) -> Result<Option<AdmissionCheck>, GatewayError> {
+        let enforced: Vec<Budget> = self
+            .list()
+            .iter()
+            .filter(|b| b.config.mode == BudgetMode::Enforce && b.governs(&ctx.tenant, department))
+            .cloned()
+            .collect();
+        if enforced.is_empty() {
+            return Ok(None);
+        }
+        let now = self.clock.wall();
+        let month = Month::of(now);
+        let hours_left = month.hours_left(now);
+        let live = self.live(&ctx.tenant).await?;
+        let prices = self.prices_for(ctx, request_id, &live, items).await?;
+        let mut order_cost = Decimal::ZERO;
+        for item in items {
+            let pair = (item.instance_type.clone(), item.provider.clone());
+            let price = prices.get(&pair).ok_or_else(|| {
+                GatewayError::new(
+                    ErrorKind::Unavailable,
+                    format!(
+                        "the rate card has no hourly price for {} at {}, so the order cannot \
+                         be checked against budget '{}'",
+                        item.instance_type, item.provider, enforced[0].config.name
+                    ),
+                )
+            })?;
+            order_cost += *price * hours_left;
+        }
+        let mut checks = Vec::with_capacity(enforced.len());
+        for budget in enforced {
+            let spent = self
+                .costs
+                .spent(ctx, request_id, budget.config.department.as_deref())
+                .await?;
+            checks.push((budget, spent));
+        }
+        let label = month.label();
+        Ok(Some(Box::new(move |live: &[InstanceRecord]| {
+            for (budget, spent) in &checks {
+                let committed = committed(budget, live, &prices, hours_left);
+                let left = budget.config.amount - spent.amount - committed;
+                if order_cost > left {
+                    return Err(refusal(budget, spent, committed, left, order_cost, &label));
+                }
+            }
+            Ok(())
+        })))
+    }
+
+    /// Refuses `items` billed to `department` when that would take an `enforce` budget
+    /// past its amount now, over the tenant's instances as they are (not atomic with
+    /// concurrent orders: for starts of stopped instances, which the inventory admits
+    /// by no insert).
+    pub async fn check_now(
+        &self,
+        ctx: &TenantContext,
+        request_id: &str,
+        department: Option<&str>,
+        items: &[OrderItem],
+    ) -> Result<(), GatewayError> {
+        match self.admission(ctx, request_id, department, items).await? {
+            Some(check) => check(&self.live(&ctx.tenant).await?),
+            None => Ok(()),
+        }
+    }
+
+    /// The tenant's instances that are not terminated.
+    async fn live(&self, tenant: &str) -> Result<Vec<InstanceRecord>, GatewayError> {
+        Ok(self
+            .inventory
+            .list(tenant)
+            .await?
+            .into_iter()
+            .filter(|r| r.state != "terminated")
+            .collect())
+    }
+
+    /// Hourly prices of every type at every provider among `live` and `items` (all the
+    /// instance types at those providers, so that an instance a concurrent order adds is
+    /// priced too).
+    async fn prices_for(
+        &self,
+        ctx: &TenantContext,
+        request_id: &str,
+        live: &[InstanceRecord],
+        items: &[OrderItem],
+    ) -> Result<HashMap<PricePair, Decimal>, GatewayError> {
+        let providers: BTreeSet<&str> = live
+            .iter()
+            .map(|r| r.provider.as_str())
+            .chain(items.iter().map(|i| i.provider.as_str()))
+            .collect();
+        let pairs = providers
+            .iter()
+            .flat_map(|provider| {
+                crate::catalog::INSTANCE_TYPES
+                    .iter()
+                    .map(|t| (t.name.to_string(), provider.to_string()))
+            })
+            .collect();
+        self.costs.prices(ctx, request_id, &pairs).await
+    }
+}
+
+/// What the billed instances among `live` that `budget` governs cost to the month's end;
+/// one whose price is unknown (a provider a concurrent order brought in) is priced at the
+/// highest price known, so the check errs on the side of the budget.
+fn committed(
+    budget: &Budget,
+    live: &[InstanceRecord],
+    prices: &HashMap<PricePair, Decimal>,
+    hours_left: Decimal,
+) -> Decimal {
+    let highest = prices.values().max().copied().unwrap_or_default();
+    let mut by_pair: BTreeMap<(&str, &str), u32> = BTreeMap::new();
+    for record in live.iter().filter(|r| billed(&r.state)) {
+        if budget.governs(&record.tenant, record.department.as_deref()) {
+            *by_pair
+                .entry((record.instance_type.as_str(), record.provider.as_str()))
+                .or_default() += 1;
+        }
+    }
+    by_pair
+        .into_iter()
+        .map(|((sku, provider), count)| {
+            let price = prices
+                .get(&(sku.to_string(), provider.to_string()))
+                .copied()
+                .unwrap_or(highest);
+            price * Decimal::from(count) * hours_left
+        })
+        .sum()
+}
+
+fn refusal(
+    budget: &Budget,
+    spent: &Spent,
+    committed: Decimal,
+    left: Decimal,
+    order_cost: Decimal,
+    month: &str,
+) -> GatewayError {
+    let currency = &spent.currency;
+    let scope = match &budget.config.department {
+        Some(department) => format!("department '{department}'"),
+        None => format!("tenant '{}'", budget.config.tenant),
+    };
+    GatewayError::new(
+        ErrorKind::BudgetExceeded,
+        format!(
+            "budget '{}' of {scope} would be exceeded: {} {currency} for {month}, {} spent and \
+             {} committed to the end of the month by running instances, so {} {currency} is \
+             left; this order would cost {} {currency} to the end of the month",
+            budget.config.name,
+            budget.config.amount,
+            spent.amount,
+            cents(committed),
+            cents(left.max(Decimal::ZERO)),
+            cents(order_cost),
+        ),
+    )
+}

@@ -1,0 +1,274 @@
+//! Budgets over the fake world: a local-vmm hour is 0.02 EUR, an ec2 hour 0.01, and the
+//! world's clock (2026-11-23T11:39:01Z) leaves 180.35 hours in November, so one local
+//! `sp.micro` commits 3.61 EUR to the month's end.
+
+use std::sync::Arc;
+
+use rust_decimal::Decimal;
+use serde_json::Map;
+use skyport_core::config::{BudgetConfig, BudgetMode};
+use skyport_core::error::{ErrorKind, GatewayError};
+use skyport_core::tenancy::TenantContext;
+use skyport_core::tenancy::TenantDirectory;
+
+use super::*;
+use crate::catalog::instance_type;
+use crate::inventory::InstanceRecord;
+use crate::operations::instances::{Action, CreateSpec, FirstBoot};
+use crate::testkit::{caller, World};
+
+fn budget(name: &str, department: Option<&str>, amount: &str, mode: BudgetMode) -> BudgetConfig {
+    BudgetConfig {
+        name: name.into(),
+        tenant: "demo".into(),
+        department: department.map(str::to_owned),
+        amount: amount.parse().unwrap(),
+        thresholds: vec!["50%".into(), "1.00".into()],
+        mode,
+    }
+}
+
+async fn world_with(budgets: Vec<BudgetConfig>) -> World {
+    let world = World::new().await;
+    world
+        .budgets
+        .replace(check_all(&budgets, &world.tenants).unwrap());
+    world
+}
+
+fn local_micro(department: &str) -> CreateSpec {
+    CreateSpec {
+        image: "skyport-tiny".into(),
+        instance_type: instance_type("sp.micro").unwrap(),
+        provider: "local-vmm".into(),
+        region: "local-1".into(),
+        name: None,
+        tags: Map::new(),
+        department: Some(department.into()),
+        key_name: None,
+        client_token: None,
+        first_boot: FirstBoot::default(),
+    }
+}
+
+/// Orders a local `sp.micro` for `department` as `ctx`.
+async fn order(
+    world: &World,
+    ctx: &TenantContext,
+    department: &str,
+) -> Result<InstanceRecord, GatewayError> {
+    world
+        .instances
+        .create(ctx, "order", local_micro(department))
+        .await
+}
+
+#[test]
+fn thresholds_and_budgets_are_checked_with_clear_messages() {
+    assert_eq!(
+        Threshold::parse("80%").unwrap().of(Decimal::from(200)),
+        Decimal::from(160)
+    );
+    assert_eq!(Threshold::parse(" 12.50 ").unwrap().label(), "12.50");
+    for bad in ["0%", "-5", "1001%", "eighty", "", "0.001"] {
+        assert!(Threshold::parse(bad)
+            .unwrap_err()
+            .contains("use a percentage"));
+    }
+    let tenants = TenantDirectory::new(
+        crate::config_check::parse(skyport_core::config::EMBEDDED_DEFAULT)
+            .unwrap()
+            .tenants,
+    );
+    let cases = [
+        (
+            budget("Bad Name", None, "1.00", BudgetMode::Alert),
+            "use 1-63",
+        ),
+        (
+            budget("cents", None, "1.001", BudgetMode::Alert),
+            "whole cents",
+        ),
+        (budget("zero", None, "0", BudgetMode::Alert), "above 0"),
+        (
+            BudgetConfig {
+                tenant: "nobody".into(),
+                ..budget("who", None, "1.00", BudgetMode::Alert)
+            },
+            "tenant 'nobody' is not configured",
+        ),
+        (
+            budget("dept", Some("sales"), "1.00", BudgetMode::Alert),
+            "sales",
+        ),
+        (
+            BudgetConfig {
+                thresholds: vec!["lots".into()],
+                ..budget("thresholds", None, "1.00", BudgetMode::Alert)
+            },
+            "threshold 'lots'",
+        ),
+    ];
+    for (config, expected) in cases {
+        let problems = check_all(&[config], &tenants).unwrap_err();
+        assert!(problems[0].1.contains(expected), "{problems:?}");
+    }
+    let twice = [
+        budget("same", None, "1.00", BudgetMode::Alert),
+        budget("same", None, "2.00", BudgetMode::Alert),
+    ];
+    let problems = check_all(&twice, &tenants).unwrap_err();
+    assert_eq!(problems[0].0, "budgets[1].name");
+}
+
+#[tokio::test]
+async fn an_enforced_department_budget_refuses_the_order_that_would_cross_it() {
+    let world = world_with(vec![
+        budget("finance-cap", Some("finance"), "5.00", BudgetMode::Enforce),
+        budget("demo-watch", None, "1.00", BudgetMode::Alert),
+    ])
+    .await;
+    let demo = caller("demo", None);
+    order(&world, &demo, "finance").await.unwrap();
+    let refused = order(&world, &demo, "finance").await.unwrap_err();
+    assert_eq!(refused.kind, ErrorKind::BudgetExceeded);
+    for part in [
+        "budget 'finance-cap' of department 'finance'",
+        "5.00 EUR for 2026-11",
+        "0.00 spent and 3.61 committed",
+        "1.39 EUR is left",
+        "this order would cost 3.61 EUR",
+    ] {
+        assert!(refused.public.contains(part), "{part}: {}", refused.public);
+    }
+    assert_eq!(world.local_vms.lock().unwrap().len(), 1, "nothing created");
+    // Another department orders freely; the tenant-wide budget only alerts.
+    order(&world, &demo, "engineering").await.unwrap();
+    // Spend so far counts: with 2.00 spent, not even the first would fit.
+    *world.spent.lock().unwrap() = "2.00".into();
+    let fresh = world_with(vec![budget(
+        "finance-cap",
+        Some("finance"),
+        "5.00",
+        BudgetMode::Enforce,
+    )])
+    .await;
+    *fresh.spent.lock().unwrap() = "2.00".into();
+    let refused = order(&fresh, &demo, "finance").await.unwrap_err();
+    assert!(
+        refused.public.contains("3.00 EUR is left"),
+        "{}",
+        refused.public
+    );
+}
+
+#[tokio::test]
+async fn concurrent_orders_never_pass_a_budget_together() {
+    let world = Arc::new(
+        world_with(vec![budget(
+            "finance-cap",
+            Some("finance"),
+            "10.00",
+            BudgetMode::Enforce,
+        )])
+        .await,
+    );
+    let demo = caller("demo", Some("finance"));
+    let orders = (0..10).map(|i| {
+        let world = Arc::clone(&world);
+        let demo = demo.clone();
+        tokio::spawn(async move {
+            world
+                .instances
+                .create(&demo, &format!("r{i}"), local_micro("finance"))
+                .await
+        })
+    });
+    let mut passed = 0;
+    for order in orders {
+        match order.await.unwrap() {
+            Ok(_) => passed += 1,
+            Err(e) => assert_eq!(e.kind, ErrorKind::BudgetExceeded, "{e:?}"),
+        }
+    }
+    // 10.00 holds two 3.61 commitments, not three.
+    assert_eq!(passed, 2);
+}
+
+#[tokio::test]
+async fn starting_a_stopped_instance_is_an_order_too() {
+    let world = world_with(vec![]).await;
+    let demo = caller("demo", None);
+    let first = order(&world, &demo, "finance").await.unwrap();
+    world
+        .instances
+        .act(&demo, "r2", &first.id, Action::Stop)
+        .await
+        .unwrap();
+    order(&world, &demo, "finance").await.unwrap();
+    world.budgets.replace(
+        check_all(
+            &[budget(
+                "finance-cap",
+                Some("finance"),
+                "5.00",
+                BudgetMode::Enforce,
+            )],
+            &world.tenants,
+        )
+        .unwrap(),
+    );
+    let refused = world
+        .instances
+        .act(&demo, "r4", &first.id, Action::Start)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.kind, ErrorKind::BudgetExceeded, "{refused:?}");
+    let still = world.instances.lookup(&demo, &first.id).await.unwrap();
+    assert_eq!(still.state, "stopped");
+}
+
+#[tokio::test]
+async fn status_shows_spend_commitments_forecast_and_fired_thresholds() {
+    let world = world_with(vec![
+        budget("finance-cap", Some("finance"), "10.00", BudgetMode::Enforce),
+        budget("demo-watch", None, "100.00", BudgetMode::Alert),
+    ])
+    .await;
+    *world.spent.lock().unwrap() = "2.00".into();
+    let demo = caller("demo", None);
+    order(&world, &demo, "finance").await.unwrap();
+    let all = world.budgets.status(&demo, "r2").await.unwrap();
+    assert_eq!(all.len(), 2);
+    let finance = &all[0];
+    assert_eq!(finance.name, "finance-cap");
+    assert_eq!(
+        (finance.period.as_str(), finance.currency.as_str()),
+        ("2026-11", "EUR")
+    );
+    let money = |s: &str| s.parse::<Decimal>().unwrap();
+    assert_eq!(finance.spent, money("2.00"));
+    assert_eq!(finance.committed, money("3.61"));
+    assert_eq!(finance.forecast, money("5.61"));
+    assert_eq!(finance.remaining, money("4.39"));
+    let fired: Vec<(&str, bool)> = finance
+        .thresholds
+        .iter()
+        .map(|t| (t.threshold.as_str(), t.fired))
+        .collect();
+    assert_eq!(fired, [("50%", false), ("1.00", true)]);
+    // A department's credential sees its department's budgets only.
+    let engineering = caller("demo", Some("engineering"));
+    assert!(world
+        .budgets
+        .status(&engineering, "r3")
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(world
+        .budgets
+        .status(&caller("acme", None), "r4")
+        .await
+        .unwrap()
+        .is_empty());
+}

@@ -1,0 +1,187 @@
+//! Governance end to end: an `enforce` budget prices every order before anything is
+//! created and refuses the one that would cross it (native API and EC2 Query API alike),
+//! while another department orders freely; `GET /v1/budgets` shows where each stands.
+#![forbid(unsafe_code)]
+
+use serde_json::{json, Value};
+use skyport_e2e::ec2::aws_cli;
+use skyport_e2e::{default_config, expect_problem, Gateway, GatewayOptions};
+
+/// A price no order fits in a budget of cents, unless the month ends within a second.
+const RATE_CARD: &str = r#"rate_card = { currency = "USD", rates = [
+  { sku = "sp.micro", unit = "hour", price = "36" },
+  { sku = "api.requests", unit = "1000-requests", price = "0.001" } ] }"#;
+
+const BUDGETS: &str = r#"
+[[budgets]]
+name = "finance-cap"
+tenant = "demo"
+department = "finance"
+amount = "0.01"
+thresholds = ["50%", "0.01"]
+mode = "enforce"
+
+[[budgets]]
+name = "demo-watch"
+tenant = "demo"
+amount = "1000.00"
+thresholds = ["80%"]
+"#;
+
+fn governed_gateway() -> Gateway {
+    let config = default_config().replace(
+        "file = \"libskyport_metering.so\"",
+        &format!(
+            "file = \"libskyport_metering.so\"\nconfig = {{ {} }}",
+            RATE_CARD.replace('\n', " ")
+        ),
+    ) + BUDGETS;
+    Gateway::start_with(GatewayOptions {
+        config: Some(config),
+        ..Default::default()
+    })
+}
+
+async fn access_key(gw: &Gateway, department: &str) -> Value {
+    let admin = gw.token("demo", None, &["admin"]);
+    let response = gw
+        .post(
+            "/admin/keys",
+            &admin,
+            Some(json!({"tenant": "demo", "department": department})),
+        )
+        .await;
+    assert_eq!(response.status(), 201);
+    response.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn an_enforced_department_budget_refuses_orders_on_both_front_doors() {
+    skyport_e2e::assert_guest_image_prepared();
+    let gw = governed_gateway();
+    let finance = gw.token("demo", Some("finance"), &[]);
+    let order = json!({"image": "skyport-tiny", "instance_type": "sp.micro"});
+
+    // Native: 409 problem naming the budget, what is left and what the order would cost.
+    let refused = expect_problem(
+        gw.post("/v1/instances", &finance, Some(order.clone()))
+            .await,
+        409,
+    )
+    .await;
+    assert_eq!(
+        refused["type"], "https://skyport.dev/problems/budget-exceeded",
+        "{refused}"
+    );
+    let detail = refused["detail"].as_str().unwrap();
+    for part in [
+        "budget 'finance-cap' of department 'finance'",
+        "0.01 USD for",
+        "is left",
+        "this order would cost",
+    ] {
+        assert!(detail.contains(part), "{part}: {detail}");
+    }
+
+    // EC2: the unmodified AWS CLI shows the error code and message.
+    let key = access_key(&gw, "finance").await;
+    let (code, images, stderr) = aws_cli(&gw, &key, "local-1", &["ec2", "describe-images"]);
+    assert_eq!(code, 0, "{stderr}");
+    let images: Value = serde_json::from_str(&images).unwrap();
+    let image_id = images["Images"][0]["ImageId"].as_str().unwrap().to_string();
+    let (code, _, stderr) = aws_cli(
+        &gw,
+        &key,
+        "local-1",
+        &[
+            "ec2",
+            "run-instances",
+            "--image-id",
+            &image_id,
+            "--instance-type",
+            "sp.micro",
+            "--count",
+            "1",
+        ],
+    );
+    assert_ne!(code, 0);
+    assert!(
+        stderr.contains("(BudgetExceeded)") && stderr.contains("finance-cap"),
+        "{stderr}"
+    );
+
+    // Nothing was created for finance.
+    let listed = gw.get_json("/v1/instances", &finance).await;
+    assert_eq!(listed["instances"], json!([]), "{listed}");
+
+    // Engineering orders freely, under the tenant-wide budget that only alerts.
+    let engineering = gw.token("demo", Some("engineering"), &[]);
+    let created = gw
+        .post_json(
+            "/v1/instances?wait=running",
+            &engineering,
+            Some(order.clone()),
+        )
+        .await;
+    assert_eq!(created["state"], "running", "{created}");
+
+    // Where each budget stands: finance commits nothing; the tenant-wide one counts the
+    // engineering instance's hours to the month's end.
+    let demo = gw.token("demo", None, &[]);
+    let budgets = gw.get_json("/v1/budgets", &demo).await;
+    let all = budgets["budgets"].as_array().unwrap();
+    assert_eq!(all.len(), 2, "{budgets:#}");
+    let by_name = |name: &str| all.iter().find(|b| b["name"] == name).unwrap().clone();
+    let cap = by_name("finance-cap");
+    assert_eq!(
+        (
+            &cap["mode"],
+            &cap["amount"],
+            &cap["committed"],
+            &cap["currency"]
+        ),
+        (
+            &json!("enforce"),
+            &json!("0.01"),
+            &json!("0.00"),
+            &json!("USD")
+        ),
+        "{cap:#}"
+    );
+    let watch = by_name("demo-watch");
+    let committed: f64 = watch["committed"].as_str().unwrap().parse().unwrap();
+    assert!(committed > 0.0, "{watch:#}");
+    assert_eq!(watch["thresholds"][0]["threshold"], "80%");
+    // A department's credential sees its own budgets only.
+    let seen = gw.get_json("/v1/budgets", &finance).await;
+    assert_eq!(seen["budgets"].as_array().unwrap().len(), 1, "{seen:#}");
+    assert_eq!(seen["budgets"][0]["name"], "finance-cap");
+
+    let id = created["id"].as_str().unwrap();
+    assert_eq!(
+        gw.delete(&format!("/v1/instances/{id}"), &engineering)
+            .await
+            .status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn a_budget_that_names_an_unknown_department_is_refused_at_start() {
+    let config = default_config()
+        + r#"
+[[budgets]]
+name = "sales-cap"
+tenant = "demo"
+department = "sales"
+amount = "10.00"
+mode = "enforce"
+"#;
+    let Err(log) = Gateway::try_start(GatewayOptions {
+        config: Some(config),
+        ..Default::default()
+    }) else {
+        panic!("a gateway started with a budget for an unknown department");
+    };
+    assert!(log.contains("budgets[0]") && log.contains("sales"), "{log}");
+}
