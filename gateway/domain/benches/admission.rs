@@ -1,0 +1,158 @@
+//! Admission check time with budgets: 1,000 enforced budgets (500 tenants, each with a
+//! tenant-wide and a department budget), every tenant with 10 running instances, and 100
+//! orders in flight at once on a multi-threaded runtime. Each sample is one order's
+//! whole admission as a create runs it: the quota check and, with budgets, pricing the
+//! order, the spend so far and every governing budget's check over the tenant's live
+//! instances (prices and spend cached, as between orders; the first order of each tenant
+//! warms them). The baseline is the same orders with no budget (the quota check alone),
+//! measured in the same run.
+//!
+//! Run: `cargo bench -p skyport-domain --bench admission --features testkit`
+#![forbid(unsafe_code)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::Map;
+use skyport_core::config::{BudgetConfig, BudgetMode};
+use skyport_domain::budgets::check_all;
+use skyport_domain::catalog::instance_type;
+use skyport_domain::inventory::{InstanceRecord, InventoryStore};
+use skyport_domain::operations::instances::Adding;
+use skyport_domain::testkit::{caller, World};
+
+const TENANTS: usize = 500;
+const LIVE_PER_TENANT: usize = 10;
+const IN_FLIGHT: usize = 100;
+const ORDERS_PER_TASK: usize = 200;
+
+fn tenants_config() -> String {
+    (0..TENANTS)
+        .map(|t| format!("[tenants.t{t}]\ndepartments = [\"d0\", \"d1\"]\n"))
+        .collect()
+}
+
+fn budgets() -> Vec<BudgetConfig> {
+    (0..TENANTS)
+        .flat_map(|t| {
+            [None, Some("d0")].map(|department| BudgetConfig {
+                name: format!("b{t}-{}", department.unwrap_or("all")),
+                tenant: format!("t{t}"),
+                department: department.map(str::to_owned),
+                amount: "100000.00".parse().unwrap(),
+                thresholds: vec!["80%".into()],
+                mode: BudgetMode::Enforce,
+            })
+        })
+        .collect()
+}
+
+async fn world() -> Arc<World> {
+    let world = World::with_config(|c| c + &tenants_config()).await;
+    for t in 0..TENANTS {
+        for i in 0..LIVE_PER_TENANT {
+            let record = InstanceRecord {
+                id: format!("i-{t:08x}{i:09x}"),
+                tenant: format!("t{t}"),
+                department: Some(format!("d{}", i % 2)),
+                provider: if i % 2 == 0 { "local-vmm" } else { "ec2" }.into(),
+                region: "local-1".into(),
+                remote_id: Some(format!("vm-{i}")),
+                image: "skyport-tiny".into(),
+                instance_type: "sp.micro".into(),
+                name: None,
+                tags: Map::new(),
+                state: "running".into(),
+                created_at: "2026-11-23T11:00:00.000Z".into(),
+                key_name: None,
+                client_token: None,
+                network: None,
+                user_data: None,
+            };
+            world
+                .inventory
+                .admit(record, Box::new(|_| Ok(())))
+                .await
+                .unwrap();
+        }
+    }
+    Arc::new(world)
+}
+
+/// Every order's admission time, `IN_FLIGHT` orders at once.
+async fn run(world: &Arc<World>) -> Vec<Duration> {
+    let tasks = (0..IN_FLIGHT).map(|task| {
+        let world = Arc::clone(world);
+        tokio::spawn(async move {
+            let mut samples = Vec::with_capacity(ORDERS_PER_TASK);
+            let micro = instance_type("sp.micro").unwrap();
+            for n in 0..ORDERS_PER_TASK {
+                let tenant = format!("t{}", (task * ORDERS_PER_TASK + n) % TENANTS);
+                let ctx = caller(&tenant, Some("d0"));
+                let adding = [Adding {
+                    instance_type: micro,
+                    provider: "local-vmm",
+                }];
+                #[allow(clippy::disallowed_methods)] // a benchmark times itself
+                let started = Instant::now();
+                let check = world
+                    .instances
+                    .admission(&ctx, "bench", Some("d0"), &adding)
+                    .await
+                    .unwrap();
+                let live = world.inventory.list(&tenant).await.unwrap();
+                check(&live).unwrap();
+                samples.push(started.elapsed());
+            }
+            samples
+        })
+    });
+    let mut all = Vec::new();
+    for task in tasks.collect::<Vec<_>>() {
+        all.extend(task.await.unwrap());
+    }
+    all.sort();
+    all
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn report(label: &str, samples: &[Duration]) -> (Duration, Duration) {
+    let (p50, p99) = (percentile(samples, 0.5), percentile(samples, 0.99));
+    println!(
+        "{label:<40} p50 {:>8.1} µs   p99 {:>8.1} µs   ({} orders)",
+        p50.as_secs_f64() * 1e6,
+        p99.as_secs_f64() * 1e6,
+        samples.len()
+    );
+    (p50, p99)
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let world = world().await;
+        let budgets = check_all(&budgets(), &world.tenants).unwrap();
+        // Warm the caches (prices and spend) as a running gateway's earlier orders would.
+        world.budgets.replace(budgets.clone());
+        run(&world).await;
+        for round in 1..=3 {
+            world.budgets.replace(Vec::new());
+            let base = run(&world).await;
+            let (b50, b99) = report(&format!("round {round}: quota only (baseline)"), &base);
+            world.budgets.replace(budgets.clone());
+            let with = run(&world).await;
+            let (w50, w99) = report(&format!("round {round}: quota + 1,000 budgets"), &with);
+            println!(
+                "  added by budgets: p50 {:.1} µs, p99 {:.1} µs",
+                (w50.as_secs_f64() - b50.as_secs_f64()) * 1e6,
+                (w99.as_secs_f64() - b99.as_secs_f64()) * 1e6
+            );
+        }
+    });
+}
