@@ -8,6 +8,7 @@ use anyhow::Context;
 use skyport_auth::access_keys::AccessKeyStore;
 use skyport_core::config::{Config, StorageBackend};
 use skyport_domain::catalog::changes::CatalogChangeStore;
+use skyport_domain::instance_leases::InstanceLeaseStore;
 use skyport_domain::inventory::InventoryStore;
 use skyport_domain::leases::{LeaseStore, SoleHolder};
 use skyport_domain::operations::deployments::DeploymentStore;
@@ -32,6 +33,8 @@ pub struct Stores {
     pub deployments: Arc<dyn DeploymentStore>,
     /// Leases for run-once work (the gateway's own on SQLite).
     pub leases: Arc<dyn LeaseStore>,
+    /// Instances' leases (when they are stopped or terminated).
+    pub instance_leases: Arc<dyn InstanceLeaseStore>,
 }
 
 impl Stores {
@@ -78,6 +81,9 @@ impl Stores {
                 sqlite::SqliteDeployments::open(dir).context("opening the deployments")?,
             ),
             leases: Arc::new(SoleHolder),
+            instance_leases: Arc::new(
+                sqlite::SqliteInstanceLeases::open(dir).context("opening the instance leases")?,
+            ),
         })
     }
 
@@ -105,7 +111,8 @@ impl Stores {
             catalog: Arc::new(postgres::PgCatalogChanges::new(db.clone())),
             placements: Arc::new(postgres::PgPlacementAudit::new(db.clone())),
             deployments: Arc::new(postgres::PgDeployments::new(db.clone())),
-            leases: Arc::new(postgres::PgLeases::new(db)),
+            leases: Arc::new(postgres::PgLeases::new(db.clone())),
+            instance_leases: Arc::new(postgres::PgInstanceLeases::new(db)),
         })
     }
 }

@@ -185,7 +185,8 @@ impl Gateway {
                 clock.clone(),
             )
             .with_leases(Arc::clone(&stores.leases), replica.clone())
-            .with_budgets(Arc::clone(&budgets)),
+            .with_budgets(Arc::clone(&budgets))
+            .with_instance_leases(stores.instance_leases),
         );
         // Replicas sharing the inventory sync each provider once: whoever holds its
         // lease, for three sync intervals unrenewed.

@@ -167,6 +167,106 @@ async fn an_enforced_department_budget_refuses_orders_on_both_front_doors() {
 }
 
 #[tokio::test]
+async fn a_lease_stops_its_instance_at_expiry_and_extends_only_within_the_plan() {
+    skyport_e2e::assert_guest_image_prepared();
+    let config = default_config()
+        .replace(
+            "sync_interval_secs = 5",
+            "sync_interval_secs = 5\nlease_check_secs = 1",
+        )
+        .replace("[plans.standard]", "[plans.standard]\nmax_lease_secs = 120");
+    assert!(
+        config.contains("lease_check_secs = 1"),
+        "the [inventory] table changed"
+    );
+    let gw = Gateway::start_with(GatewayOptions {
+        config: Some(config),
+        ..Default::default()
+    });
+    let demo = gw.token("demo", None, &[]);
+    let created = gw
+        .post_json(
+            "/v1/instances?wait=running",
+            &demo,
+            Some(json!({"image": "skyport-tiny", "instance_type": "sp.micro",
+                        "lease": {"duration_secs": 40, "on_expiry": "stop",
+                                  "warn_before_secs": 5}})),
+        )
+        .await;
+    assert_eq!(created["state"], "running", "{created}");
+    let lease = &created["lease"];
+    // (The boot may have taken long enough under load for the warning to have fired.)
+    assert_eq!(
+        (&lease["on_expiry"], &lease["expired"]),
+        (&json!("stop"), &json!(false)),
+        "{created:#}"
+    );
+    let path = format!("/v1/instances/{}", created["id"].as_str().unwrap());
+
+    // Extended by 10 s: within the plan's 120; by 80 more: beyond it.
+    let extended = gw
+        .post_json(
+            &format!("{path}/lease"),
+            &demo,
+            Some(json!({"extend_secs": 10})),
+        )
+        .await;
+    assert!(
+        extended["lease"]["expires_at"].as_str() > lease["expires_at"].as_str(),
+        "{extended:#}"
+    );
+    let refused = expect_problem(
+        gw.post(
+            &format!("{path}/lease"),
+            &demo,
+            Some(json!({"extend_secs": 80})),
+        )
+        .await,
+        403,
+    )
+    .await;
+    assert!(
+        refused["detail"]
+            .as_str()
+            .unwrap()
+            .contains("at most 120 s"),
+        "{refused}"
+    );
+    // Another tenant cannot see or extend it.
+    let acme = gw.token("acme", None, &[]);
+    expect_problem(
+        gw.post(
+            &format!("{path}/lease"),
+            &acme,
+            Some(json!({"extend_secs": 1})),
+        )
+        .await,
+        404,
+    )
+    .await;
+
+    // At expiry (50 s after the create, looked at every second) the VM is stopped.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    let stopped = loop {
+        let now = gw.get_json(&path, &demo).await;
+        if now["state"] == "stopped" || std::time::Instant::now() > deadline {
+            break now;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    };
+    assert_eq!(stopped["state"], "stopped", "{stopped:#}\n{}", gw.log());
+    assert_eq!(
+        (&stopped["lease"]["warned"], &stopped["lease"]["expired"]),
+        (&json!(true), &json!(true)),
+        "{stopped:#}"
+    );
+    let log = gw.log();
+    assert!(log.contains("lease warning"), "{log}");
+    assert!(log.contains("lease expired"), "{log}");
+    assert_eq!(gw.delete(&path, &demo).await.status(), 200);
+}
+
+#[tokio::test]
 async fn a_budget_that_names_an_unknown_department_is_refused_at_start() {
     let config = default_config()
         + r#"

@@ -6,6 +6,8 @@
 //! - [`catalog`]: instance types, blueprints, offerings and plans, and their changes at
 //!   run time ([`catalog::CatalogService`]);
 //! - [`placement`]: where an order goes, and why ([`placement::PlacementService`]);
+//! - [`instance_leases`]: how long an instance may run before it is stopped or
+//!   terminated;
 //! - [`inventory`]: Skyport's record of every instance ([`inventory::InventoryStore`]),
 //!   its claims, lifecycle metering and the sync with what providers report;
 //! - [`operations`]: instances, deployments, key pairs, images, metering and operators'
@@ -22,6 +24,7 @@
 pub mod budgets;
 pub mod catalog;
 pub mod config_check;
+pub mod instance_leases;
 pub mod inventory;
 pub mod leases;
 pub mod metering_tap;

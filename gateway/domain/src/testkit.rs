@@ -19,6 +19,7 @@ use skyport_plugin_host::Plugins;
 use crate::budgets::BudgetService;
 use crate::catalog::changes::memory::MemoryCatalogChanges;
 use crate::catalog::CatalogService;
+use crate::instance_leases::memory::MemoryInstanceLeases;
 use crate::inventory::lifecycle::LifecycleMeter;
 use crate::inventory::memory::MemoryInventory;
 use crate::metering_tap::MeteringTap;
@@ -216,6 +217,8 @@ pub struct World {
     pub deployment_store: Arc<MemoryDeployments>,
     /// Budgets.
     pub budgets: Arc<BudgetService>,
+    /// Instance leases' store.
+    pub instance_leases: Arc<MemoryInstanceLeases>,
     /// What every bill totals, as the fake metering plugin answers.
     pub spent: Arc<Mutex<String>>,
 }
@@ -317,6 +320,7 @@ impl World {
             Arc::clone(&metrics),
             clock.clone(),
         ));
+        let instance_leases = Arc::new(MemoryInstanceLeases::default());
         let budgets = Arc::new(BudgetService::new(
             crate::budgets::check_all(&config.budgets, &tenants).expect("test budgets"),
             inventory.clone(),
@@ -333,7 +337,8 @@ impl World {
                 Arc::clone(&metrics),
                 clock.clone(),
             )
-            .with_budgets(Arc::clone(&budgets)),
+            .with_budgets(Arc::clone(&budgets))
+            .with_instance_leases(instance_leases.clone()),
         );
         let deployment_store = Arc::new(MemoryDeployments::default());
         let deployments = DeploymentService::new(
@@ -362,6 +367,7 @@ impl World {
             deployment_store,
             deployments,
             budgets,
+            instance_leases,
             spent,
         }
     }

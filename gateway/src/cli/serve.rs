@@ -167,6 +167,8 @@ async fn serve(config: Config) -> anyhow::Result<i32> {
         crate::recovery::spawn(Arc::clone(&gateway.services), config.storage.backend);
     let sync_task =
         Arc::clone(&gateway.sync).spawn(Duration::from_secs(config.inventory.sync_interval_secs));
+    let lease_task = Arc::clone(&gateway.services.instances)
+        .spawn_lease_upkeep(Duration::from_secs(config.inventory.lease_check_secs));
     let catalog_task = crate::catalog_refresh::spawn(
         Arc::clone(&gateway.services.catalog),
         config.storage.backend,
@@ -212,6 +214,7 @@ async fn serve(config: Config) -> anyhow::Result<i32> {
     }
     probe_task.abort();
     sync_task.abort();
+    lease_task.abort();
     recovery_task.abort();
     if let Some(task) = catalog_task {
         task.abort();

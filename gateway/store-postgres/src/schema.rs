@@ -107,6 +107,24 @@ const MIGRATIONS: &[Migration] = &[
         );
     ",
     },
+    Migration {
+        version: 4,
+        description: "instance leases",
+        sql: "
+        CREATE TABLE instance_leases (
+            instance_id TEXT PRIMARY KEY,
+            tenant TEXT NOT NULL,
+            granted_at TEXT NOT NULL,
+            expires_at TEXT NOT NULL,
+            warn_at TEXT NOT NULL,
+            on_expiry TEXT NOT NULL,
+            state TEXT NOT NULL,
+            due_at TEXT
+        );
+        CREATE INDEX instance_leases_due ON instance_leases (due_at) WHERE due_at IS NOT NULL;
+        CREATE INDEX instance_leases_by_tenant ON instance_leases (tenant);
+    ",
+    },
 ];
 
 /// Every table of the gateway's stores and its columns, as both engines lay them out:
@@ -157,6 +175,19 @@ pub const TABLES: &[(&str, &[&str])] = &[
         ],
     ),
     ("catalog_objects", &["kind", "name", "body", "updated_at"]),
+    (
+        "instance_leases",
+        &[
+            "instance_id",
+            "tenant",
+            "granted_at",
+            "expires_at",
+            "warn_at",
+            "on_expiry",
+            "state",
+            "due_at",
+        ],
+    ),
     (
         "placements",
         &[

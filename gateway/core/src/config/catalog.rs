@@ -110,6 +110,55 @@ pub struct OfferingConfig {
     /// Parameters a caller may choose when ordering it.
     #[serde(default)]
     pub user_params: Vec<String>,
+    /// The lease its instances get unless the order carries its own: they are stopped
+    /// or terminated when it expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<LeaseTerms>,
+}
+
+/// How long an instance may run before it is stopped or terminated, and what then.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeaseTerms {
+    /// Seconds from the create to the expiry (at least 1).
+    pub duration_secs: u64,
+    /// What happens at expiry: `stop` (default) or `terminate`.
+    #[serde(default)]
+    pub on_expiry: LeaseAction,
+    /// Seconds before the expiry that its warning fires (default: a tenth of the
+    /// duration, at most an hour).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warn_before_secs: Option<u64>,
+}
+
+impl LeaseTerms {
+    /// Seconds before the expiry that the warning fires.
+    pub fn warn_before(&self) -> u64 {
+        self.warn_before_secs
+            .unwrap_or((self.duration_secs / 10).min(3600))
+            .min(self.duration_secs)
+    }
+}
+
+/// What a lease's expiry does to its instance.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LeaseAction {
+    /// Stop it (it can be started again, with a new lease or none).
+    #[default]
+    Stop,
+    /// Terminate it.
+    Terminate,
+}
+
+impl LeaseAction {
+    /// `stop` or `terminate`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Stop => "stop",
+            Self::Terminate => "terminate",
+        }
+    }
 }
 
 /// `[plans.<name>]`: what the tenants on it may use.
@@ -138,6 +187,10 @@ pub struct PlanConfig {
     /// Most memory (MiB) over its live instances.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_memory_mib: Option<u32>,
+    /// Longest lease (seconds from the create to the expiry, extensions included) its
+    /// tenants may hold; none: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_lease_secs: Option<u64>,
 }
 
 fn allowed() -> bool {

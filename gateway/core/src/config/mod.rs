@@ -27,8 +27,8 @@ pub use auth::{
 };
 pub use budgets::{BudgetConfig, BudgetMode};
 pub use catalog::{
-    BlueprintConfig, OfferingConfig, ParamValue, Params, PlanConfig, ResourceConfig,
-    SeparateConfig, Separation, RAW, RESOURCE_TYPES,
+    BlueprintConfig, LeaseAction, LeaseTerms, OfferingConfig, ParamValue, Params, PlanConfig,
+    ResourceConfig, SeparateConfig, Separation, RAW, RESOURCE_TYPES,
 };
 pub use placement::{ChooseAction, ExcludeAction, RuleConfig};
 pub use plugins::{Isolation, PluginConfig, RemotePluginConfig};
@@ -181,12 +181,21 @@ pub struct InventoryConfig {
     /// Seconds between two comparisons of every provider's `inventory.list` with the
     /// inventory (changes a provider made by itself are recorded and metered then).
     pub sync_interval_secs: u64,
+    /// Seconds between two looks at the instances' leases (warnings and expiries fire
+    /// within this much of their time).
+    #[serde(default = "default_lease_check_secs")]
+    pub lease_check_secs: u64,
+}
+
+fn default_lease_check_secs() -> u64 {
+    15
 }
 
 impl Default for InventoryConfig {
     fn default() -> Self {
         Self {
             sync_interval_secs: 5,
+            lease_check_secs: default_lease_check_secs(),
         }
     }
 }
@@ -388,6 +397,9 @@ impl Config {
                 "tap".into(),
                 "queue_capacity and batch_max_events must be positive",
             );
+        }
+        if !(1..=3600).contains(&self.inventory.lease_check_secs) {
+            err("inventory.lease_check_secs".into(), "must be 1-3600");
         }
         if self.inventory.sync_interval_secs == 0 {
             err("inventory.sync_interval_secs".into(), "must be at least 1");

@@ -48,6 +48,7 @@ fn local_micro(department: &str) -> CreateSpec {
         key_name: None,
         client_token: None,
         first_boot: FirstBoot::default(),
+        lease: None,
     }
 }
 

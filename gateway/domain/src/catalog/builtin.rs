@@ -31,6 +31,7 @@ static RAW_OFFERING: LazyLock<OfferingConfig> = LazyLock::new(|| OfferingConfig 
     params: Params::new(),
     defaults: Params::new(),
     user_params: RAW_USER_PARAMS.iter().map(|p| p.to_string()).collect(),
+    lease: None,
 });
 
 /// The built-in offering `raw` and its blueprint.

@@ -259,6 +259,7 @@ impl DeploymentService {
                             tags: spec.tags.clone(),
                             department: order.department.clone(),
                             client_token: Some(resource_token(&deployment.id, &decision.resource)),
+                            lease: self.instances.lease_terms(&decision.offering, None),
                             ..decided
                         },
                     )

@@ -305,6 +305,7 @@ mod tests {
             max_instances: None,
             max_vcpus: None,
             max_memory_mib: None,
+            max_lease_secs: None,
         };
         let params = ParamSet::from_params(&Params::from([(
             "region".to_string(),

@@ -273,6 +273,7 @@ mod tests {
                     params: Params::new(),
                     defaults: Params::new(),
                     user_params: vec!["instance_type".into(), "region".into()],
+                    lease: None,
                 },
                 context: params(&[("tenant", "demo")]),
                 preferences: Params::new(),

@@ -88,6 +88,10 @@ pub(super) async fn run_instances(call: &Ec2Call<'_>) -> Result<String, Ec2Error
             tags,
             key_name,
             first_boot,
+            lease: call
+                .services
+                .instances
+                .lease_terms(&decision.offering, None),
             ..CreateSpec::decided(&decision)?
         };
         launch(call, &decided, client_token, min, max).await?

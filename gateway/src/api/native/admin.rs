@@ -95,7 +95,7 @@ pub(super) async fn adopt(api: &NativeApi, call: NativeCall<'_>) -> Answer {
         .await?;
     Ok(json_response(
         StatusCode::CREATED,
-        &super::instances::view(&record),
+        &super::instances::view(&record, None),
     ))
 }
 

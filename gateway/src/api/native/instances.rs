@@ -1,20 +1,32 @@
 //! The native instance API (`/v1/instances`, `/v1/instance-types`): JSON in, JSON out,
 //! over the shared instance operations.
 
+use std::collections::HashMap;
+
 use http::StatusCode;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use skyport_core::error::GatewayError;
 use skyport_domain::catalog::{instance_type, parse_instance_type, INSTANCE_TYPES};
+use skyport_domain::instance_leases::{ms_text, InstanceLease};
 use skyport_domain::inventory::{is_instance_id, InstanceRecord};
 use skyport_domain::operations::instances::{Action, CreateSpec, FirstBoot};
 
 use super::orders::CreateRequest;
 use super::{json_response, Answer, NativeApi, NativeCall};
 
-/// The JSON view of an instance.
-pub(super) fn view(record: &InstanceRecord) -> Value {
+/// The JSON view of an instance, with its lease when it has one.
+pub(super) fn view(record: &InstanceRecord, lease: Option<&InstanceLease>) -> Value {
     let t = instance_type(&record.instance_type);
+    let lease = lease.map(|l| {
+        json!({
+            "expires_at": ms_text(l.expires_ms),
+            "warn_at": ms_text(l.warn_ms),
+            "on_expiry": l.on_expiry,
+            "warned": l.warned,
+            "expired": l.expired,
+        })
+    });
     json!({
         "id": record.id,
         "state": record.state,
@@ -30,7 +42,49 @@ pub(super) fn view(record: &InstanceRecord) -> Value {
         "created_at": record.created_at,
         "key_name": record.key_name,
         "network": record.network,
+        "lease": lease,
     })
+}
+
+/// [`view`] of the caller's `record`, with its lease looked up.
+async fn viewed(
+    api: &NativeApi,
+    call: &NativeCall<'_>,
+    record: &InstanceRecord,
+) -> Result<Value, GatewayError> {
+    let lease = api
+        .services
+        .instances
+        .lease_of(call.ctx, &record.id)
+        .await?;
+    Ok(view(record, lease.as_ref()))
+}
+
+/// `POST /v1/instances/{id}/lease` `{"extend_secs": N}`: extends the instance's lease
+/// within the plan's limit; 200 with the instance.
+pub(super) async fn extend_lease(api: &NativeApi, call: NativeCall<'_>) -> Answer {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Extension {
+        extend_secs: u64,
+    }
+    let extension: Extension = call.json("lease extension")?;
+    let instances = &api.services.instances;
+    instances
+        .extend_lease(
+            call.ctx,
+            call.request_id,
+            call.param(0),
+            extension.extend_secs,
+        )
+        .await?;
+    let record = instances
+        .get(call.ctx, call.request_id, call.param(0))
+        .await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &viewed(api, &call, &record).await?,
+    ))
 }
 
 /// `GET /v1/instance-types`.
@@ -93,6 +147,9 @@ pub(super) async fn create(api: &NativeApi, call: NativeCall<'_>) -> Answer {
         department,
         key_name: req.key_name,
         first_boot,
+        lease: services
+            .instances
+            .lease_terms(&decision.offering, req.lease),
         ..CreateSpec::decided(&decision)?
     };
     let record = services
@@ -100,7 +157,7 @@ pub(super) async fn create(api: &NativeApi, call: NativeCall<'_>) -> Answer {
         .create(call.ctx, call.request_id, spec)
         .await?;
     let record = waited(api, &call, record).await?;
-    let mut body = view(&record);
+    let mut body = viewed(api, &call, &record).await?;
     body["placement"] = super::orders::summary(&placement_id, &decision);
     Ok(json_response(StatusCode::ACCEPTED, &body))
 }
@@ -113,7 +170,10 @@ pub(super) async fn get(api: &NativeApi, call: NativeCall<'_>) -> Answer {
         .get(call.ctx, call.request_id, call.param(0))
         .await?;
     let record = waited(api, &call, record).await?;
-    Ok(json_response(StatusCode::OK, &view(&record)))
+    Ok(json_response(
+        StatusCode::OK,
+        &viewed(api, &call, &record).await?,
+    ))
 }
 
 /// Largest page of `GET /v1/instances`.
@@ -152,6 +212,12 @@ pub(super) async fn list(api: &NativeApi, call: NativeCall<'_>) -> Answer {
         }
     }
     let instances = &api.services.instances;
+    let leases: HashMap<String, InstanceLease> = instances
+        .leases_of(call.ctx)
+        .await?
+        .into_iter()
+        .map(|l| (l.instance_id.clone(), l))
+        .collect();
     let mut out = Vec::new();
     let mut next_token = None;
     for record in instances
@@ -180,7 +246,7 @@ pub(super) async fn list(api: &NativeApi, call: NativeCall<'_>) -> Answer {
                 .and_then(|v: &Value| v["id"].as_str().map(str::to_owned));
             break;
         }
-        out.push(view(&record));
+        out.push(view(&record, leases.get(&record.id)));
     }
     let mut body = json!({ "instances": out });
     if let Some(token) = next_token {
@@ -202,7 +268,7 @@ async fn run_action(
         .act(call.ctx, call.request_id, call.param(0), action)
         .await?;
     let record = waited(api, &call, record).await?;
-    Ok(json_response(status, &view(&record)))
+    Ok(json_response(status, &viewed(api, &call, &record).await?))
 }
 
 /// `POST /v1/instances/{id}/{start|stop|reboot}` -> 202.
@@ -231,7 +297,10 @@ pub(super) async fn resize(api: &NativeApi, call: NativeCall<'_>) -> Answer {
         .instances
         .resize(call.ctx, call.request_id, call.param(0), itype)
         .await?;
-    Ok(json_response(StatusCode::OK, &view(&record)))
+    Ok(json_response(
+        StatusCode::OK,
+        &viewed(api, &call, &record).await?,
+    ))
 }
 
 /// `GET /v1/instances/{id}/console`: the tail of the serial console.

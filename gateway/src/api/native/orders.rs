@@ -34,6 +34,9 @@ pub(super) struct CreateRequest {
     pub(super) key_name: Option<String>,
     /// User data run at the guest's first boot, as text (the EC2 API takes it base64).
     pub(super) user_data: Option<String>,
+    /// How long the instance may run before it is stopped or terminated (else its
+    /// offering's lease, if any).
+    pub(super) lease: Option<skyport_core::config::LeaseTerms>,
 }
 
 impl CreateRequest {

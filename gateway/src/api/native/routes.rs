@@ -126,6 +126,12 @@ pub(crate) static ROUTES: &[Route] = &[
         h!(instances::terminate),
     ),
     get("/v1/instances/{id}/console", h!(instances::console)),
+    write(
+        POST,
+        "/v1/instances/{id}/lease",
+        true,
+        h!(instances::extend_lease),
+    ),
     shown_as(
         "/v1/instances/{id}/{action}",
         write(

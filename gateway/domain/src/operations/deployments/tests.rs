@@ -112,6 +112,7 @@ async fn a_deployment_its_gateway_abandoned_is_found_and_undone() {
                 key_name: None,
                 client_token: Some(resource_token(id, "primary")),
                 first_boot: Default::default(),
+                lease: None,
             },
         )
         .await

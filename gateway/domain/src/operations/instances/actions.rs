@@ -56,7 +56,7 @@ impl Action {
 }
 
 /// 409 for instance `id`, which is `why`.
-fn wrong_state(why: String) -> GatewayError {
+pub(super) fn wrong_state(why: String) -> GatewayError {
     GatewayError::new(ErrorKind::Conflict, why).with_detail(Detail::WrongState(Resource::Instance))
 }
 

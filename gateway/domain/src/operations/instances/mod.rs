@@ -5,6 +5,9 @@
 mod actions;
 mod admission;
 mod adopt;
+mod lease;
+#[cfg(test)]
+mod lease_tests;
 mod observe;
 mod provider;
 mod recovery;
@@ -19,6 +22,7 @@ use base64::Engine;
 
 use serde_json::{Map, Value};
 use skyport_core::clock::SharedClock;
+use skyport_core::config::LeaseTerms;
 use skyport_core::error::{Detail, ErrorKind, GatewayError, Resource};
 use skyport_core::ids::rfc3339_millis;
 use skyport_core::metrics::Metrics;
@@ -36,6 +40,7 @@ pub use tags::MAX_TAGS;
 use super::context;
 use crate::budgets::BudgetService;
 use crate::catalog::{instance_type, parse_instance_type, CatalogService, InstanceType};
+use crate::instance_leases::InstanceLeaseStore;
 use crate::inventory::claims::Claims;
 use crate::inventory::lifecycle::{Initiator, LifecycleMeter};
 use crate::inventory::{
@@ -74,6 +79,8 @@ pub struct CreateSpec {
     pub client_token: Option<String>,
     /// What the guest gets at its first boot.
     pub first_boot: FirstBoot,
+    /// How long it may run before it is stopped or terminated; none: no lease.
+    pub lease: Option<LeaseTerms>,
 }
 
 /// What a guest is given at its first boot: the public key of the key pair its create
@@ -119,6 +126,7 @@ impl CreateSpec {
             key_name: None,
             client_token: None,
             first_boot: FirstBoot::default(),
+            lease: None,
         })
     }
 }
@@ -139,6 +147,8 @@ pub struct InstanceService {
     holder: String,
     /// The budgets orders are checked against, when there are any.
     budgets: Option<Arc<BudgetService>>,
+    /// Where instances' leases are kept.
+    instance_leases: Option<Arc<dyn InstanceLeaseStore>>,
 }
 
 /// How long a create's lease lasts unrenewed; its creator renews it every third of that
@@ -174,6 +184,7 @@ impl InstanceService {
             leases: Arc::new(SoleHolder),
             holder: "sole".into(),
             budgets: None,
+            instance_leases: None,
         }
     }
 
@@ -229,6 +240,9 @@ impl InstanceService {
     ) -> Result<InstanceRecord, GatewayError> {
         tags::check(&spec.tags)?;
         tags::check_name(spec.name.as_deref())?;
+        if let Some(terms) = &spec.lease {
+            self.check_lease(ctx, terms)?;
+        }
         let department = self.department_for(ctx, spec.department)?;
         let itype = spec.instance_type;
         let record = InstanceRecord {
@@ -260,7 +274,12 @@ impl InstanceService {
             .admission(ctx, request_id, record.department.as_deref(), &[adding])
             .await?;
         let record = match self.inventory.admit(record.clone(), check).await? {
-            Admission::Inserted => record,
+            Admission::Inserted => {
+                if let Some(terms) = &spec.lease {
+                    self.grant_lease(&record, terms).await?;
+                }
+                record
+            }
             Admission::Existing(existing) => {
                 // Another department's instance is neither shown nor made again.
                 if !ctx.sees_department(existing.department.as_deref()) {

@@ -6,7 +6,7 @@ use super::*;
 use crate::catalog::instance_type;
 use crate::testkit::{caller, CreateAnswer, World};
 
-fn spec(provider: &str, region: &str) -> CreateSpec {
+pub(super) fn spec(provider: &str, region: &str) -> CreateSpec {
     CreateSpec {
         image: "skyport-tiny".into(),
         instance_type: instance_type("sp.micro").unwrap(),
@@ -18,6 +18,7 @@ fn spec(provider: &str, region: &str) -> CreateSpec {
         key_name: None,
         client_token: None,
         first_boot: FirstBoot::default(),
+        lease: None,
     }
 }
 

@@ -1,0 +1,272 @@
+//! Instance leases as the instance operations apply them: granted at the create (from the
+//! order, else its offering), shown on the instance, extended by the tenant within its
+//! plan's limit, and expired by one replica's periodic look ([`InstanceService::run_leases`]):
+//! the warning fires first, then the instance is stopped or terminated.
+
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use skyport_core::config::{LeaseAction, LeaseTerms};
+use skyport_core::error::GatewayError;
+use skyport_core::tenancy::{IdentitySource, TenantContext};
+
+use super::actions::wrong_state;
+use super::{Action, InstanceService};
+use crate::instance_leases::{InstanceLease, InstanceLeaseStore};
+use crate::inventory::InstanceRecord;
+
+/// The coordination lease of the replica that looks at the instance leases.
+const UPKEEP_LEASE: &str = "instance-leases";
+
+/// The longest lease an order may ask for without a plan limit: a year.
+const MAX_LEASE_SECS: u64 = 366 * 24 * 3600;
+
+impl InstanceService {
+    /// Keeps instances' leases in `store` (without one, orders with a lease are refused).
+    pub fn with_instance_leases(mut self, store: Arc<dyn InstanceLeaseStore>) -> Self {
+        self.instance_leases = Some(store);
+        self
+    }
+
+    /// The lease an order of `offering` gets: the order's own (`asked`), else the
+    /// offering's.
+    pub fn lease_terms(&self, offering: &str, asked: Option<LeaseTerms>) -> Option<LeaseTerms> {
+        asked.or_else(|| {
+            self.catalog
+                .current()
+                .offering(offering)
+                .and_then(|(o, _)| o.lease)
+        })
+    }
+
+    /// The longest lease the caller's plan allows, in seconds.
+    fn max_lease_secs(&self, ctx: &TenantContext) -> u64 {
+        let catalog = self.catalog.current();
+        let plan = self.tenants.plan_of(&ctx.tenant);
+        catalog
+            .plan(plan)
+            .and_then(|(_, p)| p.max_lease_secs)
+            .unwrap_or(MAX_LEASE_SECS)
+    }
+
+    /// Refuses `terms` that the caller may not hold: a zero duration, a warning longer
+    /// than the lease, or a lease longer than the plan allows.
+    pub(super) fn check_lease(
+        &self,
+        ctx: &TenantContext,
+        terms: &LeaseTerms,
+    ) -> Result<(), GatewayError> {
+        if self.instance_leases.is_none() {
+            return Err(GatewayError::invalid(
+                "this gateway keeps no instance leases",
+            ));
+        }
+        if terms.duration_secs == 0 {
+            return Err(GatewayError::invalid(
+                "a lease's duration_secs must be at least 1",
+            ));
+        }
+        if terms
+            .warn_before_secs
+            .is_some_and(|w| w > terms.duration_secs)
+        {
+            return Err(GatewayError::invalid(
+                "a lease's warn_before_secs must not be longer than its duration_secs",
+            ));
+        }
+        let max = self.max_lease_secs(ctx);
+        if terms.duration_secs > max {
+            return Err(GatewayError::forbidden(format!(
+                "a lease of {} s is longer than your plan allows ({max} s)",
+                terms.duration_secs
+            )));
+        }
+        Ok(())
+    }
+
+    /// Records `terms` as the lease of `record`, just created.
+    pub(super) async fn grant_lease(
+        &self,
+        record: &InstanceRecord,
+        terms: &LeaseTerms,
+    ) -> Result<(), GatewayError> {
+        let Some(store) = &self.instance_leases else {
+            return Ok(());
+        };
+        let now = self.now_ms();
+        let expires_ms = now + secs_ms(terms.duration_secs);
+        store
+            .put(&InstanceLease {
+                instance_id: record.id.clone(),
+                tenant: record.tenant.clone(),
+                granted_ms: now,
+                expires_ms,
+                warn_ms: expires_ms - secs_ms(terms.warn_before()),
+                on_expiry: terms.on_expiry,
+                warned: false,
+                expired: false,
+            })
+            .await
+    }
+
+    /// The lease of the caller's instance `id`, if it has one.
+    pub async fn lease_of(
+        &self,
+        ctx: &TenantContext,
+        id: &str,
+    ) -> Result<Option<InstanceLease>, GatewayError> {
+        match &self.instance_leases {
+            Some(store) => store.get(&ctx.tenant, id).await,
+            None => Ok(None),
+        }
+    }
+
+    /// Every lease of the caller's tenant.
+    pub async fn leases_of(&self, ctx: &TenantContext) -> Result<Vec<InstanceLease>, GatewayError> {
+        match &self.instance_leases {
+            Some(store) => store.of_tenant(&ctx.tenant).await,
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Extends the lease of the caller's instance `id` by `secs`, within the plan's
+    /// limit (counted from the create); its warning fires again before the new expiry.
+    /// 404 for another tenant's, 409 without a lease or once it expired.
+    pub async fn extend_lease(
+        &self,
+        ctx: &TenantContext,
+        request_id: &str,
+        id: &str,
+        secs: u64,
+    ) -> Result<InstanceLease, GatewayError> {
+        let record = self.get(ctx, request_id, id).await?;
+        let store = self
+            .instance_leases
+            .as_ref()
+            .ok_or_else(|| GatewayError::invalid("this gateway keeps no instance leases"))?;
+        let mut lease = store
+            .get(&ctx.tenant, &record.id)
+            .await?
+            .ok_or_else(|| wrong_state(format!("instance {id} has no lease")))?;
+        if lease.expired {
+            return Err(wrong_state(format!(
+                "the lease of instance {id} expired; it cannot be extended"
+            )));
+        }
+        if secs == 0 || secs > MAX_LEASE_SECS {
+            return Err(GatewayError::invalid(format!(
+                "extend_secs must be 1-{MAX_LEASE_SECS}"
+            )));
+        }
+        let warn_before = lease.expires_ms - lease.warn_ms;
+        let expires_ms = lease.expires_ms + secs_ms(secs);
+        let max = self.max_lease_secs(ctx);
+        let total_secs = ((expires_ms - lease.granted_ms) / 1000) as u64;
+        if total_secs > max {
+            return Err(GatewayError::forbidden(format!(
+                "your plan allows leases of at most {max} s from the create; extended by \
+                 {secs} s this one would last {total_secs} s"
+            )));
+        }
+        lease.expires_ms = expires_ms;
+        lease.warn_ms = expires_ms - warn_before;
+        lease.warned = false;
+        store.put(&lease).await?;
+        Ok(lease)
+    }
+
+    /// One look at the leases that are due: each warning due fires once (logged, counted
+    /// as a `lease.warning`), each lease expired stops or terminates its instance. Returns
+    /// how many leases expired. Run by one replica at a time.
+    pub async fn run_leases(&self) -> Result<usize, GatewayError> {
+        let Some(store) = &self.instance_leases else {
+            return Ok(0);
+        };
+        let now = self.now_ms();
+        let mut expired = 0;
+        for lease in store.due(now).await? {
+            if lease.expires_ms > now {
+                if store
+                    .mark(&lease.instance_id, lease.expires_ms, false)
+                    .await?
+                {
+                    tracing::warn!(instance = %lease.instance_id, tenant = %lease.tenant,
+                        on_expiry = lease.on_expiry.as_str(),
+                        expires_in_secs = (lease.expires_ms - now) / 1000,
+                        "lease warning: the instance's lease expires soon");
+                }
+                continue;
+            }
+            if !store
+                .mark(&lease.instance_id, lease.expires_ms, true)
+                .await?
+            {
+                continue; // extended meanwhile
+            }
+            expired += 1;
+            let ctx = TenantContext {
+                tenant: lease.tenant.as_str().into(),
+                department: None,
+                roles: Vec::new(),
+                subject: "skyport-lease".into(),
+                source: IdentitySource::Mtls,
+                operator: false,
+            };
+            let action = match lease.on_expiry {
+                LeaseAction::Stop => Action::Stop,
+                LeaseAction::Terminate => Action::Terminate,
+            };
+            match self
+                .act(&ctx, "lease-expiry", &lease.instance_id, action)
+                .await
+            {
+                Ok((_, record)) => tracing::info!(instance = %record.id, tenant = %lease.tenant,
+                    action = lease.on_expiry.as_str(), state = %record.state,
+                    "lease expired: the instance was acted on"),
+                Err(e) => tracing::warn!(instance = %lease.instance_id, error = %e.public,
+                    "lease expired, but its action failed (the instance may be stopped or \
+                     terminated already)"),
+            }
+        }
+        Ok(expired)
+    }
+
+    /// Looks at the leases every `every`, on one replica at a time (whoever holds the
+    /// `instance-leases` lease, for three looks unrenewed).
+    pub fn spawn_lease_upkeep(self: Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(every);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                match self
+                    .leases
+                    .acquire(UPKEEP_LEASE, &self.holder, every * 3)
+                    .await
+                {
+                    Ok(true) => {
+                        if let Err(e) = self.run_leases().await {
+                            tracing::warn!(error = %e.public, "looking at the instance leases failed");
+                        }
+                    }
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::debug!(error = %e.public, "the instance-leases lease is unavailable")
+                    }
+                }
+            }
+        })
+    }
+
+    fn now_ms(&self) -> i64 {
+        self.clock
+            .wall()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO)
+            .as_millis() as i64
+    }
+}
+
+fn secs_ms(secs: u64) -> i64 {
+    (secs.min(MAX_LEASE_SECS * 2) * 1000) as i64
+}
