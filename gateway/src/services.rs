@@ -7,6 +7,7 @@ use skyport_auth::access_keys::AccessKeys;
 use skyport_core::clock::SharedClock;
 use skyport_core::config::Config;
 use skyport_core::tenancy::TenantDirectory;
+use skyport_domain::approvals::ApprovalService;
 use skyport_domain::budgets::BudgetService;
 use skyport_domain::catalog::CatalogService;
 use skyport_domain::inventory::sync::InventorySync;
@@ -37,6 +38,8 @@ pub struct Services {
     pub instances: Arc<InstanceService>,
     /// Budgets.
     pub budgets: Arc<BudgetService>,
+    /// Orders waiting for approval.
+    pub approvals: ApprovalService,
     /// Deployments.
     pub deployments: DeploymentService,
     /// SSH key pairs.

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use skyport_auth::access_keys::AccessKeyStore;
 use skyport_core::config::{Config, StorageBackend};
+use skyport_domain::approvals::ApprovalStore;
 use skyport_domain::catalog::changes::CatalogChangeStore;
 use skyport_domain::instance_leases::InstanceLeaseStore;
 use skyport_domain::inventory::InventoryStore;
@@ -35,6 +36,8 @@ pub struct Stores {
     pub leases: Arc<dyn LeaseStore>,
     /// Instances' leases (when they are stopped or terminated).
     pub instance_leases: Arc<dyn InstanceLeaseStore>,
+    /// Orders waiting for approval.
+    pub approvals: Arc<dyn ApprovalStore>,
 }
 
 impl Stores {
@@ -84,6 +87,9 @@ impl Stores {
             instance_leases: Arc::new(
                 sqlite::SqliteInstanceLeases::open(dir).context("opening the instance leases")?,
             ),
+            approvals: Arc::new(
+                sqlite::SqliteApprovals::open(dir).context("opening the approvals")?,
+            ),
         })
     }
 
@@ -112,7 +118,8 @@ impl Stores {
             placements: Arc::new(postgres::PgPlacementAudit::new(db.clone())),
             deployments: Arc::new(postgres::PgDeployments::new(db.clone())),
             leases: Arc::new(postgres::PgLeases::new(db.clone())),
-            instance_leases: Arc::new(postgres::PgInstanceLeases::new(db)),
+            instance_leases: Arc::new(postgres::PgInstanceLeases::new(db.clone())),
+            approvals: Arc::new(postgres::PgApprovals::new(db)),
         })
     }
 }

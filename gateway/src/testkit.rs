@@ -88,6 +88,11 @@ impl TestGateway {
             placement: Arc::clone(&world.placement),
             instances: Arc::clone(&world.instances),
             budgets: Arc::clone(&world.budgets),
+            approvals: skyport_domain::approvals::ApprovalService::new(
+                Arc::new(skyport_domain::approvals::memory::MemoryApprovals::default()),
+                clock.clone(),
+                Duration::from_secs(7 * 24 * 3600),
+            ),
             deployments: skyport_domain::operations::deployments::DeploymentService::new(
                 Arc::clone(&world.placement),
                 Arc::clone(&world.instances),

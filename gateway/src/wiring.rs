@@ -14,6 +14,7 @@ use skyport_core::clock::SharedClock;
 use skyport_core::config::{CacheCoherence, Config, ConfigErrors, JwtKeyConfig, LimitsBackend};
 use skyport_core::metrics::Metrics;
 use skyport_core::tenancy::TenantDirectory;
+use skyport_domain::approvals::ApprovalService;
 use skyport_domain::budgets::{check_all, BudgetService};
 use skyport_domain::catalog::CatalogService;
 use skyport_domain::inventory::host_op::GatewayHostOps;
@@ -224,6 +225,11 @@ impl Gateway {
             placement,
             instances,
             budgets,
+            approvals: ApprovalService::new(
+                stores.approvals,
+                clock.clone(),
+                Duration::from_secs(config.approvals.expire_after_secs),
+            ),
             sync: Arc::clone(&sync),
             plugins: registry,
             clock: clock.clone(),

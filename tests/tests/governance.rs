@@ -267,6 +267,126 @@ async fn a_lease_stops_its_instance_at_expiry_and_extends_only_within_the_plan()
 }
 
 #[tokio::test]
+async fn an_order_waits_for_approval_then_is_created_or_denied() {
+    skyport_e2e::assert_guest_image_prepared();
+    let config = default_config().replace(
+        "user_params = [\"image\", \"instance_type\"]\n\n[offerings.web-dr]",
+        "user_params = [\"image\", \"instance_type\"]\nrequires_approval = true\n\n[offerings.web-dr]",
+    );
+    assert!(
+        config.contains("requires_approval = true"),
+        "prod-vm changed shape"
+    );
+    let gw = Gateway::start_with(GatewayOptions {
+        config: Some(config),
+        ..Default::default()
+    });
+    let demo = gw.token("demo", Some("finance"), &[]);
+    let admin = gw.token("ops", None, &["admin"]);
+    let order = |tag: &str| {
+        json!({"offering": "prod-vm", "params": {"instance_type": "sp.micro"},
+               "tags": {"purpose": tag}})
+    };
+
+    // Two orders of prod-vm wait; nothing is placed or created.
+    let first = gw
+        .post_json("/v1/instances", &demo, Some(order("approve")))
+        .await;
+    let second = gw
+        .post_json("/v1/instances", &demo, Some(order("deny")))
+        .await;
+    for pending in [&first, &second] {
+        assert_eq!(
+            pending["order"]["status"], "pending_approval",
+            "{pending:#}"
+        );
+        assert_eq!(pending["order"]["offering"], "prod-vm");
+    }
+    let (first_id, second_id) = (
+        first["order"]["id"].as_str().unwrap().to_string(),
+        second["order"]["id"].as_str().unwrap().to_string(),
+    );
+    let listed = gw.get_json("/v1/instances", &demo).await;
+    assert_eq!(listed["instances"], json!([]), "{listed:#}");
+    let mine = gw.get_json("/v1/orders", &demo).await;
+    assert_eq!(mine["orders"].as_array().unwrap().len(), 2, "{mine:#}");
+    // Another tenant sees none of them; a tenant cannot approve.
+    let acme = gw.token("acme", None, &[]);
+    expect_problem(gw.get(&format!("/v1/orders/{first_id}"), &acme).await, 404).await;
+    expect_problem(
+        gw.post(&format!("/admin/orders/{first_id}/approve"), &demo, None)
+            .await,
+        403,
+    )
+    .await;
+    let queue = gw
+        .get_json("/admin/orders?status=pending_approval", &admin)
+        .await;
+    assert_eq!(queue["orders"].as_array().unwrap().len(), 2, "{queue:#}");
+
+    // Denied: kept with its reason, nothing created; a denial needs a reason.
+    expect_problem(
+        gw.post(
+            &format!("/admin/orders/{second_id}/deny"),
+            &admin,
+            Some(json!({})),
+        )
+        .await,
+        400,
+    )
+    .await;
+    let denied = gw
+        .post_json(
+            &format!("/admin/orders/{second_id}/deny"),
+            &admin,
+            Some(json!({"reason": "not this quarter"})),
+        )
+        .await;
+    assert_eq!(denied["order"]["status"], "denied", "{denied:#}");
+    let seen = gw.get_json(&format!("/v1/orders/{second_id}"), &demo).await;
+    assert_eq!(
+        (&seen["status"], &seen["reason"]),
+        (&json!("denied"), &json!("not this quarter"))
+    );
+
+    // Approved: placed and created as the tenant's order, once.
+    let approved = gw
+        .post_json(
+            &format!("/admin/orders/{first_id}/approve"),
+            &admin,
+            Some(json!({"reason": "ok"})),
+        )
+        .await;
+    assert_eq!(approved["order"]["status"], "approved", "{approved:#}");
+    let instance_id = approved["order"]["instance_id"].as_str().unwrap();
+    assert_eq!(approved["instance"]["id"], instance_id);
+    assert_eq!(approved["instance"]["tags"], json!({"purpose": "approve"}));
+    assert_eq!(approved["instance"]["department"], "finance");
+    assert_eq!(approved["instance"]["placement"]["offering"], "prod-vm");
+    expect_problem(
+        gw.post(&format!("/admin/orders/{first_id}/approve"), &admin, None)
+            .await,
+        409,
+    )
+    .await;
+    let path = format!("/v1/instances/{instance_id}?wait=running");
+    let running = gw.get_json(&path, &demo).await;
+    assert_eq!(running["state"], "running", "{running:#}");
+    let listed = gw.get_json("/v1/instances", &demo).await;
+    assert_eq!(
+        listed["instances"].as_array().unwrap().len(),
+        1,
+        "{listed:#}"
+    );
+    assert_eq!(
+        gw.delete(&format!("/v1/instances/{instance_id}"), &demo)
+            .await
+            .status(),
+        200
+    );
+}
+
+#[tokio::test]
 async fn a_budget_that_names_an_unknown_department_is_refused_at_start() {
     let config = default_config()
         + r#"

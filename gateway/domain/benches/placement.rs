@@ -105,6 +105,7 @@ fn run(label: &str, rule_count: usize, firing: bool) -> (Duration, Duration) {
         defaults: Params::from([("cpus".to_string(), ParamValue::Int(2))]),
         user_params: vec!["instance_type".into(), "memory_mib".into()],
         lease: None,
+        requires_approval: false,
     };
     let sites: Vec<Site> = (0..PROVIDERS)
         .map(|i| Site {

@@ -1,6 +1,7 @@
 //! Skyport's domain: what the gateway does for a tenant, whichever front door the
 //! request came through, over stores and plugins it reaches only through traits.
 //!
+//! - [`approvals`]: orders that wait for an approver;
 //! - [`budgets`]: what tenants and departments may spend per month, and the admission
 //!   check that prices every order;
 //! - [`catalog`]: instance types, blueprints, offerings and plans, and their changes at
@@ -21,6 +22,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod approvals;
 pub mod budgets;
 pub mod catalog;
 pub mod config_check;

@@ -6,6 +6,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod access_keys;
+pub mod approvals;
 pub mod catalog;
 pub mod db;
 pub mod deployments;
@@ -19,6 +20,7 @@ pub mod schema;
 pub mod testkit;
 
 pub use access_keys::PgAccessKeys;
+pub use approvals::PgApprovals;
 pub use catalog::PgCatalogChanges;
 pub use db::Pg;
 pub use deployments::PgDeployments;

@@ -125,6 +125,20 @@ const MIGRATIONS: &[Migration] = &[
         CREATE INDEX instance_leases_by_tenant ON instance_leases (tenant);
     ",
     },
+    Migration {
+        version: 5,
+        description: "orders waiting for approval",
+        sql: "
+        CREATE TABLE approval_orders (
+            id TEXT PRIMARY KEY,
+            tenant TEXT NOT NULL,
+            status TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            record TEXT NOT NULL
+        );
+        CREATE INDEX approval_orders_by_tenant ON approval_orders (tenant, created_at);
+    ",
+    },
 ];
 
 /// Every table of the gateway's stores and its columns, as both engines lay them out:
@@ -175,6 +189,10 @@ pub const TABLES: &[(&str, &[&str])] = &[
         ],
     ),
     ("catalog_objects", &["kind", "name", "body", "updated_at"]),
+    (
+        "approval_orders",
+        &["id", "tenant", "status", "created_at", "record"],
+    ),
     (
         "instance_leases",
         &[

@@ -5,6 +5,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod access_keys;
+pub mod approvals;
 pub mod catalog;
 pub mod db;
 pub mod deployments;
@@ -15,6 +16,7 @@ pub mod key_pairs;
 pub mod placements;
 
 pub use access_keys::SqliteAccessKeys;
+pub use approvals::SqliteApprovals;
 pub use catalog::SqliteCatalogChanges;
 pub use deployments::SqliteDeployments;
 pub use instance_leases::SqliteInstanceLeases;

@@ -114,6 +114,10 @@ pub struct OfferingConfig {
     /// or terminated when it expires.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease: Option<LeaseTerms>,
+    /// Whether its orders wait for an approver (`pending_approval`) before anything is
+    /// placed or created.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub requires_approval: bool,
 }
 
 /// How long an instance may run before it is stopped or terminated, and what then.

@@ -103,6 +103,25 @@ pub struct Config {
     /// Budgets (governance): spending limits per tenant or department and month.
     #[serde(default)]
     pub budgets: Vec<BudgetConfig>,
+    /// Orders that wait for an approver.
+    #[serde(default)]
+    pub approvals: ApprovalsConfig,
+}
+
+/// `[approvals]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalsConfig {
+    /// Seconds an order may wait for a decision before it expires.
+    pub expire_after_secs: u64,
+}
+
+impl Default for ApprovalsConfig {
+    fn default() -> Self {
+        Self {
+            expire_after_secs: 7 * 24 * 3600,
+        }
+    }
 }
 
 /// `[ec2]`: names the EC2 Query API also accepts, for tools that only know AWS's.
@@ -397,6 +416,9 @@ impl Config {
                 "tap".into(),
                 "queue_capacity and batch_max_events must be positive",
             );
+        }
+        if self.approvals.expire_after_secs == 0 {
+            err("approvals.expire_after_secs".into(), "must be at least 1");
         }
         if !(1..=3600).contains(&self.inventory.lease_check_secs) {
             err("inventory.lease_check_secs".into(), "must be 1-3600");

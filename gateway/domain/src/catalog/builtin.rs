@@ -32,6 +32,7 @@ static RAW_OFFERING: LazyLock<OfferingConfig> = LazyLock::new(|| OfferingConfig 
     defaults: Params::new(),
     user_params: RAW_USER_PARAMS.iter().map(|p| p.to_string()).collect(),
     lease: None,
+    requires_approval: false,
 });
 
 /// The built-in offering `raw` and its blueprint.

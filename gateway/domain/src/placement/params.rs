@@ -274,6 +274,7 @@ mod tests {
                     defaults: Params::new(),
                     user_params: vec!["instance_type".into(), "region".into()],
                     lease: None,
+                    requires_approval: false,
                 },
                 context: params(&[("tenant", "demo")]),
                 preferences: Params::new(),

@@ -7,6 +7,7 @@ use http::StatusCode;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use skyport_core::error::GatewayError;
+use skyport_core::tenancy::TenantContext;
 use skyport_domain::catalog::{instance_type, parse_instance_type, INSTANCE_TYPES};
 use skyport_domain::instance_leases::{ms_text, InstanceLease};
 use skyport_domain::inventory::{is_instance_id, InstanceRecord};
@@ -95,37 +96,85 @@ pub(super) async fn instance_types(_api: &NativeApi, _call: NativeCall<'_>) -> A
     ))
 }
 
+/// `record` once it reached the state `wait` names, if any.
+async fn waited_for(
+    api: &NativeApi,
+    ctx: &TenantContext,
+    request_id: &str,
+    record: InstanceRecord,
+    wait: Option<&str>,
+) -> Result<InstanceRecord, GatewayError> {
+    match wait {
+        None => Ok(record),
+        Some(target) => {
+            api.services
+                .instances
+                .wait_for(ctx, request_id, record, target)
+                .await
+        }
+    }
+}
+
 /// `record` once it reached the state `?wait=` names, if any.
 async fn waited(
     api: &NativeApi,
     call: &NativeCall<'_>,
     record: InstanceRecord,
 ) -> Result<InstanceRecord, GatewayError> {
-    match call.query_value("wait") {
-        None => Ok(record),
-        Some(target) => {
-            api.services
-                .instances
-                .wait_for(call.ctx, call.request_id, record, &target)
-                .await
-        }
-    }
+    let wait = call.query_value("wait");
+    waited_for(api, call.ctx, call.request_id, record, wait.as_deref()).await
+}
+
+/// Whether an order of an offering that requires approval waits for one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Approval {
+    /// As its offering says: kept as `pending_approval` when the offering requires it.
+    AsOffering,
+    /// Given (an approver approved it): created now.
+    Given,
 }
 
 /// `POST /v1/instances[?wait=running]`: placed like any order (by offering, or raw as the
-/// built-in offering `raw`), then created; 202 with the placement's summary.
+/// built-in offering `raw`), then created; 202 with the placement's summary. An order of
+/// an offering that requires approval is kept as `pending_approval` instead (202 with
+/// the order).
 pub(super) async fn create(api: &NativeApi, call: NativeCall<'_>) -> Answer {
-    let mut req: CreateRequest = call.json("instance request")?;
+    let body: Value = call.json("instance request")?;
+    let wait = call.query_value("wait");
+    let created = create_instance(
+        api,
+        call.ctx,
+        call.request_id,
+        body,
+        Approval::AsOffering,
+        wait.as_deref(),
+    )
+    .await?;
+    Ok(json_response(StatusCode::ACCEPTED, &created))
+}
+
+/// Orders the instance `body` describes (`POST /v1/instances`'s body) for `ctx`: its
+/// view with the placement's summary, or the order kept for approval (`{"order"}`).
+pub(super) async fn create_instance(
+    api: &NativeApi,
+    ctx: &TenantContext,
+    request_id: &str,
+    body: Value,
+    approval: Approval,
+    wait: Option<&str>,
+) -> Result<Value, GatewayError> {
+    let mut req: CreateRequest = serde_json::from_value(body.clone())
+        .map_err(|e| GatewayError::invalid(format!("invalid instance request: {e}")))?;
     let services = &api.services;
     let department = services
         .instances
-        .department_for(call.ctx, req.department.take())?;
+        .department_for(ctx, req.department.take())?;
     let mut first_boot = FirstBoot::default();
     if let Some(key_name) = &req.key_name {
         first_boot.ssh_public_keys.push(
             services
                 .key_pairs
-                .get(&call.ctx.tenant, key_name)
+                .get(&ctx.tenant, key_name)
                 .await?
                 .ok_or_else(|| {
                     GatewayError::invalid(format!("key pair '{key_name}' does not exist"))
@@ -137,10 +186,19 @@ pub(super) async fn create(api: &NativeApi, call: NativeCall<'_>) -> Answer {
         first_boot = first_boot.with_user_data(user_data.as_bytes())?;
     }
     let order = req.order(department.clone())?;
-    let (placement_id, decision) = services
-        .placement
-        .place(call.ctx, call.request_id, &order)
-        .await?;
+    let requires_approval = services
+        .catalog
+        .current()
+        .offering(&order.offering)
+        .is_some_and(|(o, _)| o.requires_approval);
+    if requires_approval && approval == Approval::AsOffering {
+        let pending = services
+            .approvals
+            .submit(ctx, &order.offering, department, body)
+            .await?;
+        return Ok(json!({ "order": pending }));
+    }
+    let (placement_id, decision) = services.placement.place(ctx, request_id, &order).await?;
     let spec = CreateSpec {
         name: req.name,
         tags: req.tags,
@@ -152,14 +210,12 @@ pub(super) async fn create(api: &NativeApi, call: NativeCall<'_>) -> Answer {
             .lease_terms(&decision.offering, req.lease),
         ..CreateSpec::decided(&decision)?
     };
-    let record = services
-        .instances
-        .create(call.ctx, call.request_id, spec)
-        .await?;
-    let record = waited(api, &call, record).await?;
-    let mut body = viewed(api, &call, &record).await?;
+    let record = services.instances.create(ctx, request_id, spec).await?;
+    let record = waited_for(api, ctx, request_id, record, wait).await?;
+    let lease = services.instances.lease_of(ctx, &record.id).await?;
+    let mut body = view(&record, lease.as_ref());
     body["placement"] = super::orders::summary(&placement_id, &decision);
-    Ok(json_response(StatusCode::ACCEPTED, &body))
+    Ok(body)
 }
 
 /// `GET /v1/instances/{id}[?wait=state]`.

@@ -4,6 +4,7 @@
 //! query strings to the domain's operations and back, nothing more.
 
 mod admin;
+mod approvals;
 mod budgets;
 mod catalog;
 mod deployments;

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use http::Method;
 
-use super::{admin, budgets, catalog, deployments, identity, images, instances, keys, metering};
+use super::{
+    admin, approvals, budgets, catalog, deployments, identity, images, instances, keys, metering,
+};
 use super::{placement, Handler};
 use crate::stack::Writes;
 
@@ -146,6 +148,21 @@ pub(crate) static ROUTES: &[Route] = &[
     get("/v1/deployments/{id}", h!(deployments::get)),
     get("/v1/bill", h!(metering::bill)),
     get("/v1/budgets", h!(budgets::list)),
+    get("/v1/orders", h!(approvals::list)),
+    get("/v1/orders/{id}", h!(approvals::get)),
+    admin(get("/admin/orders", h!(approvals::queue))),
+    admin(write(
+        POST,
+        "/admin/orders/{id}/approve",
+        true,
+        h!(approvals::approve),
+    )),
+    admin(write(
+        POST,
+        "/admin/orders/{id}/deny",
+        true,
+        h!(approvals::deny),
+    )),
     get("/v1/usage", h!(metering::usage)),
     admin(get("/admin/plugins", h!(admin::plugins))),
     admin(write(

@@ -1,0 +1,98 @@
+//! The approval workflow over the memory store and a manual clock.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use skyport_core::clock::ManualClock;
+use skyport_core::error::ErrorKind;
+
+use super::memory::MemoryApprovals;
+use super::{ApprovalService, OrderStatus};
+use crate::testkit::caller;
+
+fn service() -> (ApprovalService, Arc<ManualClock>) {
+    let clock = ManualClock::at_unix(1_795_433_941);
+    let service = ApprovalService::new(
+        Arc::new(MemoryApprovals::default()),
+        clock.clone(),
+        Duration::from_secs(3600),
+    );
+    (service, clock)
+}
+
+#[tokio::test]
+async fn an_undecided_order_expires_with_its_reason_and_cannot_be_decided() {
+    let (approvals, clock) = service();
+    let demo = caller("demo", Some("finance"));
+    let order = approvals
+        .submit(
+            &demo,
+            "prod-vm",
+            Some("finance".into()),
+            json!({"offering": "prod-vm"}),
+        )
+        .await
+        .unwrap();
+    assert!(order.id.starts_with("ord-"));
+    clock.advance(Duration::from_secs(3599));
+    assert_eq!(
+        approvals.get(&demo, &order.id).await.unwrap().status,
+        OrderStatus::PendingApproval
+    );
+    clock.advance(Duration::from_secs(2));
+    let expired = approvals.get(&demo, &order.id).await.unwrap();
+    assert_eq!(expired.status, OrderStatus::Expired);
+    assert_eq!(
+        expired.reason.as_deref(),
+        Some("no approver decided within 3600 s")
+    );
+    let refused = approvals
+        .decide(&order.id, "ops", true, None)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.kind, ErrorKind::Conflict);
+    assert!(refused.public.contains("is expired"), "{}", refused.public);
+}
+
+#[tokio::test]
+async fn orders_are_seen_by_their_tenant_and_department_only() {
+    let (approvals, _) = service();
+    let finance = caller("demo", Some("finance"));
+    let order = approvals
+        .submit(&finance, "prod-vm", Some("finance".into()), json!({}))
+        .await
+        .unwrap();
+    for other in [caller("acme", None), caller("demo", Some("engineering"))] {
+        let hidden = approvals.get(&other, &order.id).await.unwrap_err();
+        assert_eq!(hidden.kind, ErrorKind::NotFound);
+        assert!(approvals.list(&other).await.unwrap().is_empty());
+    }
+    assert_eq!(
+        approvals.list(&caller("demo", None)).await.unwrap().len(),
+        1
+    );
+    assert_eq!(
+        approvals.get(&finance, "not-an-id").await.unwrap_err().kind,
+        ErrorKind::NotFound
+    );
+    // Decided once; the outcome recorded.
+    let approved = approvals
+        .decide(&order.id, "ops", true, None)
+        .await
+        .unwrap();
+    let done = approvals
+        .finish(approved, Err("no provider could serve it".into()))
+        .await
+        .unwrap();
+    assert_eq!(done.status, OrderStatus::Failed);
+    assert_eq!(
+        approvals
+            .get(&finance, &order.id)
+            .await
+            .unwrap()
+            .reason
+            .as_deref(),
+        Some("no provider could serve it")
+    );
+}

@@ -1,0 +1,98 @@
+//! [`ApprovalStore`] in the shared database (table `approval_orders`).
+
+use async_trait::async_trait;
+use skyport_core::error::GatewayError;
+use skyport_domain::approvals::{ApprovalStore, OrderStatus, PendingOrder};
+
+use crate::db::Pg;
+
+/// Orders waiting for approval, shared by every replica.
+pub struct PgApprovals {
+    db: Pg,
+}
+
+impl PgApprovals {
+    /// The table in `db` (migrated by [`crate::schema::migrate`]).
+    pub fn new(db: Pg) -> Self {
+        Self { db }
+    }
+}
+
+const WHAT: &str = "approvals";
+
+fn record(order: &PendingOrder) -> String {
+    serde_json::to_string(order).expect("an order serialises")
+}
+
+fn parse(text: String) -> Result<PendingOrder, GatewayError> {
+    serde_json::from_str(&text).map_err(GatewayError::internal)
+}
+
+#[async_trait]
+impl ApprovalStore for PgApprovals {
+    async fn insert(&self, order: &PendingOrder) -> Result<(), GatewayError> {
+        self.db
+            .execute(
+                WHAT,
+                "INSERT INTO approval_orders (id, tenant, status, created_at, record)
+                 VALUES ($1, $2, $3, $4, $5)",
+                &[
+                    &order.id,
+                    &order.tenant,
+                    &order.status.as_str(),
+                    &order.created_at,
+                    &record(order),
+                ],
+            )
+            .await
+            .map(|_| ())
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<PendingOrder>, GatewayError> {
+        let rows = self
+            .db
+            .query(
+                WHAT,
+                "SELECT record FROM approval_orders WHERE id = $1",
+                &[&id],
+            )
+            .await?;
+        rows.first().map(|r| parse(r.get(0))).transpose()
+    }
+
+    async fn list(
+        &self,
+        tenant: Option<&str>,
+        status: Option<OrderStatus>,
+    ) -> Result<Vec<PendingOrder>, GatewayError> {
+        let status = status.map(OrderStatus::as_str);
+        let rows = self
+            .db
+            .query(
+                WHAT,
+                "SELECT record FROM approval_orders
+                 WHERE ($1::TEXT IS NULL OR tenant = $1) AND ($2::TEXT IS NULL OR status = $2)
+                 ORDER BY created_at, id",
+                &[&tenant, &status],
+            )
+            .await?;
+        rows.iter().map(|r| parse(r.get(0))).collect()
+    }
+
+    async fn update(&self, order: &PendingOrder, from: OrderStatus) -> Result<bool, GatewayError> {
+        self.db
+            .execute(
+                WHAT,
+                "UPDATE approval_orders SET status = $2, record = $3
+                 WHERE id = $1 AND status = $4",
+                &[
+                    &order.id,
+                    &order.status.as_str(),
+                    &record(order),
+                    &from.as_str(),
+                ],
+            )
+            .await
+            .map(|n| n == 1)
+    }
+}
