@@ -92,6 +92,7 @@ async fn run(world: &Arc<World>) -> Vec<Duration> {
                 let adding = [Adding {
                     instance_type: micro,
                     provider: "local-vmm",
+                    lease_secs: None,
                 }];
                 #[allow(clippy::disallowed_methods)] // a benchmark times itself
                 let started = Instant::now();

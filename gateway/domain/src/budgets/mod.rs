@@ -6,7 +6,8 @@
 //!   rate card's hourly prices (`rates.get@1`).
 //! - **Forecast** is spent plus committed: the month's bill if nothing changes.
 //! - An order (create, deployment, EC2 `RunInstances`, start of a stopped instance) costs
-//!   its hourly price to the month's end. One that would take an `enforce` budget's
+//!   its hourly price to the month's end (or its lease's, when that comes first). One
+//!   that would take an `enforce` budget's
 //!   forecast past its amount is refused, naming the budget, what is left and what the
 //!   order would cost. The check runs inside the inventory's atomic admission, over the
 //!   instances as they are at that moment, so concurrent orders never pass it together.
@@ -177,6 +178,8 @@ pub struct OrderItem {
     pub instance_type: String,
     /// Provider instance, as placement decided.
     pub provider: String,
+    /// Seconds it may run (its lease), when that ends before the month does.
+    pub lease_secs: Option<u64>,
 }
 
 /// A threshold and whether the month's spend has reached it.
@@ -364,7 +367,11 @@ impl BudgetService {
                     ),
                 )
             })?;
-            order_cost += *price * hours_left;
+            let hours = match item.lease_secs {
+                Some(secs) => hours_left.min(Decimal::from(secs) / Decimal::from(3600)),
+                None => hours_left,
+            };
+            order_cost += *price * hours;
         }
         let mut checks = Vec::with_capacity(enforced.len());
         for budget in enforced {

@@ -164,6 +164,33 @@ async fn an_enforced_department_budget_refuses_the_order_that_would_cross_it() {
 }
 
 #[tokio::test]
+async fn a_leased_order_costs_its_hours_to_its_lease_only() {
+    let world = world_with(vec![budget(
+        "finance-cap",
+        Some("finance"),
+        "1.00",
+        BudgetMode::Enforce,
+    )])
+    .await;
+    let demo = caller("demo", None);
+    // Without a lease: 3.61 EUR to the month's end, beyond 1.00. With a 10-hour lease:
+    // 0.20 EUR, within it.
+    assert_eq!(
+        order(&world, &demo, "finance").await.unwrap_err().kind,
+        ErrorKind::BudgetExceeded
+    );
+    let leased = CreateSpec {
+        lease: Some(skyport_core::config::LeaseTerms {
+            duration_secs: 36_000,
+            on_expiry: skyport_core::config::LeaseAction::Stop,
+            warn_before_secs: None,
+        }),
+        ..local_micro("finance")
+    };
+    world.instances.create(&demo, "r1", leased).await.unwrap();
+}
+
+#[tokio::test]
 async fn concurrent_orders_never_pass_a_budget_together() {
     let world = Arc::new(
         world_with(vec![budget(

@@ -217,11 +217,16 @@ impl DeploymentService {
             .iter()
             .map(CreateSpec::decided)
             .collect::<Result<Vec<_>, _>>()?;
+        let lease_secs = self
+            .instances
+            .lease_terms(&order.offering, None)
+            .map(|t| t.duration_secs);
         let adding: Vec<Adding<'_>> = decided
             .iter()
             .map(|d| Adding {
                 instance_type: d.instance_type,
                 provider: &d.provider,
+                lease_secs,
             })
             .collect();
         let department = order.department.as_deref().or(ctx.department.as_deref());

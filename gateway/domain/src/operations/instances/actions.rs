@@ -117,6 +117,7 @@ impl InstanceService {
         let item = OrderItem {
             instance_type: record.instance_type.clone(),
             provider: record.provider.clone(),
+            lease_secs: None,
         };
         budgets
             .check_now(ctx, request_id, record.department.as_deref(), &[item])

@@ -18,6 +18,8 @@ pub struct Adding<'a> {
     pub instance_type: InstanceType,
     /// Its provider instance.
     pub provider: &'a str,
+    /// Seconds its lease lets it run, if it has one.
+    pub lease_secs: Option<u64>,
 }
 
 impl InstanceService {
@@ -99,6 +101,7 @@ impl InstanceService {
             .map(|a| OrderItem {
                 instance_type: a.instance_type.name.to_string(),
                 provider: a.provider.to_string(),
+                lease_secs: a.lease_secs,
             })
             .collect();
         let Some(budget) = budgets

@@ -269,6 +269,7 @@ impl InstanceService {
         let adding = Adding {
             instance_type: itype,
             provider: &record.provider,
+            lease_secs: spec.lease.map(|t| t.duration_secs),
         };
         let check = self
             .admission(ctx, request_id, record.department.as_deref(), &[adding])
