@@ -15,7 +15,7 @@ use skyport_core::config::{CacheCoherence, Config, ConfigErrors, JwtKeyConfig, L
 use skyport_core::metrics::Metrics;
 use skyport_core::tenancy::TenantDirectory;
 use skyport_domain::approvals::ApprovalService;
-use skyport_domain::budgets::{check_all, BudgetService};
+use skyport_domain::budgets::BudgetService;
 use skyport_domain::catalog::CatalogService;
 use skyport_domain::inventory::host_op::GatewayHostOps;
 use skyport_domain::inventory::lifecycle::LifecycleMeter;
@@ -163,14 +163,8 @@ impl Gateway {
         // in the cache coherence.
         let replica = skyport_core::ids::new_id("replica");
         let budgets = Arc::new(BudgetService::new(
-            check_all(&config.budgets, &tenants).map_err(|problems| {
-                anyhow::anyhow!(ConfigErrors(
-                    problems
-                        .into_iter()
-                        .map(|(path, message)| skyport_core::config::ConfigError { path, message })
-                        .collect()
-                ))
-            })?,
+            Arc::clone(&catalog),
+            Arc::clone(&tenants),
             Arc::clone(&stores.inventory),
             Arc::clone(&plugins),
             clock.clone(),

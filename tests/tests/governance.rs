@@ -157,6 +157,43 @@ async fn an_enforced_department_budget_refuses_orders_on_both_front_doors() {
     assert_eq!(seen["budgets"].as_array().unwrap().len(), 1, "{seen:#}");
     assert_eq!(seen["budgets"][0]["name"], "finance-cap");
 
+    // Operators change budgets at run time, validated like the catalog.
+    let admin = gw.token("ops", None, &["admin"]);
+    let raised = gw
+        .client()
+        .put(gw.url("/admin/budgets/finance-cap"))
+        .bearer_auth(&admin)
+        .json(
+            &json!({"tenant": "demo", "department": "finance", "amount": "2.50",
+                      "mode": "alert"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(raised.status(), 200);
+    let seen = gw.get_json("/v1/budgets", &finance).await;
+    assert_eq!(
+        (&seen["budgets"][0]["amount"], &seen["budgets"][0]["mode"]),
+        (&json!("2.50"), &json!("alert")),
+        "{seen:#}"
+    );
+    let bad = gw
+        .client()
+        .put(gw.url("/admin/budgets/sales-cap"))
+        .bearer_auth(&admin)
+        .json(&json!({"tenant": "demo", "department": "sales", "amount": "1.00"}))
+        .send()
+        .await
+        .unwrap();
+    let problem = expect_problem(bad, 400).await;
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("budgets.sales-cap"),
+        "{problem}"
+    );
+
     let id = created["id"].as_str().unwrap();
     assert_eq!(
         gw.delete(&format!("/v1/instances/{id}"), &engineering)
@@ -403,5 +440,8 @@ mode = "enforce"
     }) else {
         panic!("a gateway started with a budget for an unknown department");
     };
-    assert!(log.contains("budgets[0]") && log.contains("sales"), "{log}");
+    assert!(
+        log.contains("budgets.sales-cap") && log.contains("does not belong"),
+        "{log}"
+    );
 }

@@ -14,8 +14,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Map;
-use skyport_core::config::{BudgetConfig, BudgetMode};
-use skyport_domain::budgets::check_all;
 use skyport_domain::catalog::instance_type;
 use skyport_domain::inventory::{InstanceRecord, InventoryStore};
 use skyport_domain::operations::instances::Adding;
@@ -32,23 +30,32 @@ fn tenants_config() -> String {
         .collect()
 }
 
-fn budgets() -> Vec<BudgetConfig> {
+/// `[[budgets]]`: a tenant-wide and a department budget per tenant, all enforced.
+fn budgets_config() -> String {
     (0..TENANTS)
         .flat_map(|t| {
-            [None, Some("d0")].map(|department| BudgetConfig {
-                name: format!("b{t}-{}", department.unwrap_or("all")),
-                tenant: format!("t{t}"),
-                department: department.map(str::to_owned),
-                amount: "100000.00".parse().unwrap(),
-                thresholds: vec!["80%".into()],
-                mode: BudgetMode::Enforce,
+            [None, Some("d0")].map(|department| {
+                let name = format!("b{t}-{}", department.unwrap_or("all"));
+                let department = department
+                    .map(|d| format!("department = \"{d}\"\n"))
+                    .unwrap_or_default();
+                format!(
+                    "[[budgets]]\nname = \"{name}\"\ntenant = \"t{t}\"\n{department}\
+                     amount = \"100000.00\"\nthresholds = [\"80%\"]\nmode = \"enforce\"\n"
+                )
             })
         })
         .collect()
 }
 
-async fn world() -> Arc<World> {
-    let world = World::with_config(|c| c + &tenants_config()).await;
+/// A world of `TENANTS` tenants, with the budgets when `with_budgets`.
+async fn world(with_budgets: bool) -> Arc<World> {
+    let budgets = if with_budgets {
+        budgets_config()
+    } else {
+        String::new()
+    };
+    let world = World::with_config(|c| c + &tenants_config() + &budgets).await;
     for t in 0..TENANTS {
         for i in 0..LIVE_PER_TENANT {
             let record = InstanceRecord {
@@ -137,17 +144,14 @@ fn main() {
         .build()
         .unwrap();
     runtime.block_on(async {
-        let world = world().await;
-        let budgets = check_all(&budgets(), &world.tenants).unwrap();
+        let (plain, governed) = (world(false).await, world(true).await);
+        assert_eq!(governed.budgets.list().1.len(), 2 * TENANTS);
         // Warm the caches (prices and spend) as a running gateway's earlier orders would.
-        world.budgets.replace(budgets.clone());
-        run(&world).await;
+        run(&governed).await;
         for round in 1..=3 {
-            world.budgets.replace(Vec::new());
-            let base = run(&world).await;
+            let base = run(&plain).await;
             let (b50, b99) = report(&format!("round {round}: quota only (baseline)"), &base);
-            world.budgets.replace(budgets.clone());
-            let with = run(&world).await;
+            let with = run(&governed).await;
             let (w50, w99) = report(&format!("round {round}: quota + 1,000 budgets"), &with);
             println!(
                 "  added by budgets: p50 {:.1} µs, p99 {:.1} µs",

@@ -33,16 +33,7 @@ pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
             });
         }
     }
-    if let Err(problems) = crate::budgets::check_all(
-        &config.budgets,
-        &skyport_core::tenancy::TenantDirectory::new(config.tenants.clone()),
-    ) {
-        errors.extend(
-            problems
-                .into_iter()
-                .map(|(path, message)| skyport_core::config::ConfigError { path, message }),
-        );
-    }
+    errors.extend(crate::budgets::duplicate_names(&config.budgets));
     if let Err(rule_errors) =
         crate::placement::rules::RuleSet::compile(&config.placement.rules, "placement.rules")
     {

@@ -322,7 +322,8 @@ impl World {
         ));
         let instance_leases = Arc::new(MemoryInstanceLeases::default());
         let budgets = Arc::new(BudgetService::new(
-            crate::budgets::check_all(&config.budgets, &tenants).expect("test budgets"),
+            Arc::clone(&catalog),
+            Arc::clone(&tenants),
             inventory.clone(),
             Arc::clone(&dyn_plugins),
             clock.clone(),

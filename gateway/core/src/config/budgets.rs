@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct BudgetConfig {
-    /// Its name: 1-63 of `[a-z0-9_-]`, unique.
+    /// Its name: 1-63 of `[a-z0-9_-]`, unique (through `/admin/budgets/{name}`, the
+    /// path names it).
+    #[serde(default)]
     pub name: String,
     /// The tenant it governs.
     pub tenant: String,

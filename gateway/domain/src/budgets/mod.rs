@@ -33,6 +33,7 @@ use skyport_plugin_host::Plugins;
 pub use costs::{Costs, PricePair, Spent, PRICE_TTL, SPENT_TTL};
 pub use month::Month;
 
+use crate::catalog::{Catalog, CatalogService};
 use crate::inventory::{AdmissionCheck, InstanceRecord, InventoryStore};
 
 /// Where a budget warns.
@@ -143,32 +144,35 @@ impl Budget {
     }
 }
 
-/// Checks every budget in `configs`: each problem with its key path.
-pub fn check_all(
-    configs: &[BudgetConfig],
-    tenants: &TenantDirectory,
-) -> Result<Vec<Budget>, Vec<(String, String)>> {
-    let mut budgets = Vec::with_capacity(configs.len());
-    let mut problems = Vec::new();
+/// `[[budgets]]` entries that reuse an earlier entry's name, each with its key path (the
+/// catalog checks each budget itself).
+pub fn duplicate_names(configs: &[BudgetConfig]) -> Vec<skyport_core::config::ConfigError> {
     let mut names = BTreeSet::new();
-    for (i, config) in configs.iter().enumerate() {
-        if !names.insert(config.name.as_str()) {
-            problems.push((
-                format!("budgets[{i}].name"),
-                format!("budget '{}' is defined twice", config.name),
-            ));
-            continue;
-        }
-        match Budget::check(config.clone(), tenants) {
-            Ok(budget) => budgets.push(budget),
-            Err(message) => problems.push((format!("budgets[{i}]"), message)),
-        }
-    }
-    if problems.is_empty() {
-        Ok(budgets)
-    } else {
-        Err(problems)
-    }
+    configs
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| !names.insert(b.name.as_str()))
+        .map(|(i, b)| skyport_core::config::ConfigError {
+            path: format!("budgets[{i}].name"),
+            message: format!("budget '{}' is defined twice", b.name),
+        })
+        .collect()
+}
+
+/// Every budget of `catalog`, checked (a budget that does not check, which the catalog's
+/// validation refuses, is left out and logged).
+pub fn from_catalog(catalog: &Catalog, tenants: &TenantDirectory) -> Vec<Budget> {
+    catalog
+        .budgets
+        .values()
+        .filter_map(|config| match Budget::check(config.clone(), tenants) {
+            Ok(budget) => Some(budget),
+            Err(message) => {
+                tracing::warn!(%message, "a budget in the catalog does not check; it is ignored");
+                None
+            }
+        })
+        .collect()
 }
 
 /// One thing an order would run.
@@ -236,25 +240,34 @@ fn billed(state: &str) -> bool {
     matches!(state, "pending" | "running" | "rebooting" | "stopping")
 }
 
-/// The budgets in force, and their checks.
+/// The budgets in force (the catalog's: configured, laid over by `/admin/budgets`), and
+/// their checks.
 pub struct BudgetService {
-    budgets: ArcSwap<Vec<Budget>>,
+    catalog: Arc<CatalogService>,
+    tenants: Arc<TenantDirectory>,
+    /// The budgets of the catalog last seen, checked once per catalog.
+    checked: ArcSwap<(Arc<Catalog>, Vec<Budget>)>,
     inventory: Arc<dyn InventoryStore>,
     costs: Costs,
     clock: SharedClock,
 }
 
 impl BudgetService {
-    /// `budgets`, checked against the instances in `inventory` and the costs the metering
-    /// plugin among `plugins` answers.
+    /// The budgets of `catalog` (of `tenants`), checked against the instances in
+    /// `inventory` and the costs the metering plugin among `plugins` answers.
     pub fn new(
-        budgets: Vec<Budget>,
+        catalog: Arc<CatalogService>,
+        tenants: Arc<TenantDirectory>,
         inventory: Arc<dyn InventoryStore>,
         plugins: Arc<dyn Plugins>,
         clock: SharedClock,
     ) -> Self {
+        let current = catalog.current();
+        let budgets = from_catalog(&current, &tenants);
         Self {
-            budgets: ArcSwap::from_pointee(budgets),
+            catalog,
+            tenants,
+            checked: ArcSwap::from_pointee((current, budgets)),
             inventory,
             costs: Costs::new(plugins, clock.clone()),
             clock,
@@ -262,19 +275,23 @@ impl BudgetService {
     }
 
     /// Every budget in force.
-    pub fn list(&self) -> Arc<Vec<Budget>> {
-        self.budgets.load_full()
-    }
-
-    /// Puts `budgets` in force.
-    pub fn replace(&self, budgets: Vec<Budget>) {
-        self.budgets.store(Arc::new(budgets));
+    pub fn list(&self) -> Arc<(Arc<Catalog>, Vec<Budget>)> {
+        let current = self.catalog.current();
+        let checked = self.checked.load_full();
+        if Arc::ptr_eq(&checked.0, &current) {
+            return checked;
+        }
+        let budgets = from_catalog(&current, &self.tenants);
+        let fresh = Arc::new((current, budgets));
+        self.checked.store(Arc::clone(&fresh));
+        fresh
     }
 
     /// The budgets the caller sees: all of its tenant's with a tenant-wide credential,
     /// its department's only with a department's.
     fn visible(&self, ctx: &TenantContext) -> Vec<Budget> {
         self.list()
+            .1
             .iter()
             .filter(|b| b.config.tenant == *ctx.tenant)
             .filter(|b| ctx.department.is_none() || b.config.department == ctx.department)
@@ -342,6 +359,7 @@ impl BudgetService {
     ) -> Result<Option<AdmissionCheck>, GatewayError> {
         let enforced: Vec<Budget> = self
             .list()
+            .1
             .iter()
             .filter(|b| b.config.mode == BudgetMode::Enforce && b.governs(&ctx.tenant, department))
             .cloned()

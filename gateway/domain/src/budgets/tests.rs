@@ -12,6 +12,7 @@ use skyport_core::tenancy::TenantContext;
 use skyport_core::tenancy::TenantDirectory;
 
 use super::*;
+use crate::catalog::changes::Kind;
 use crate::catalog::instance_type;
 use crate::inventory::InstanceRecord;
 use crate::operations::instances::{Action, CreateSpec, FirstBoot};
@@ -30,10 +31,20 @@ fn budget(name: &str, department: Option<&str>, amount: &str, mode: BudgetMode) 
 
 async fn world_with(budgets: Vec<BudgetConfig>) -> World {
     let world = World::new().await;
+    set_budgets(&world, budgets).await;
     world
-        .budgets
-        .replace(check_all(&budgets, &world.tenants).unwrap());
-    world
+}
+
+/// Puts `budgets` in force through the catalog, as `/admin/budgets` does.
+async fn set_budgets(world: &World, budgets: Vec<BudgetConfig>) {
+    for budget in budgets {
+        let name = budget.name.clone();
+        world
+            .catalog
+            .put(Kind::Budget, &name, serde_json::to_value(budget).unwrap())
+            .await
+            .unwrap();
+    }
 }
 
 fn local_micro(department: &str) -> CreateSpec {
@@ -111,15 +122,62 @@ fn thresholds_and_budgets_are_checked_with_clear_messages() {
         ),
     ];
     for (config, expected) in cases {
-        let problems = check_all(&[config], &tenants).unwrap_err();
-        assert!(problems[0].1.contains(expected), "{problems:?}");
+        let problem = Budget::check(config, &tenants).unwrap_err();
+        assert!(problem.contains(expected), "{problem}");
     }
     let twice = [
         budget("same", None, "1.00", BudgetMode::Alert),
         budget("same", None, "2.00", BudgetMode::Alert),
     ];
-    let problems = check_all(&twice, &tenants).unwrap_err();
-    assert_eq!(problems[0].0, "budgets[1].name");
+    let problems = duplicate_names(&twice);
+    assert_eq!(problems[0].path, "budgets[1].name");
+}
+
+#[tokio::test]
+async fn admins_manage_budgets_through_the_catalog_with_its_validation() {
+    let world = world_with(vec![]).await;
+    let put = |name: &str, body: serde_json::Value| {
+        let catalog = std::sync::Arc::clone(&world.catalog);
+        let name = name.to_string();
+        async move { catalog.put(Kind::Budget, &name, body).await }
+    };
+    // The path names it; a body naming another is refused, as is a bad budget.
+    let (new, stored) = put(
+        "finance-cap",
+        serde_json::json!({"tenant": "demo", "department": "finance", "amount": "5.00",
+                           "mode": "enforce"}),
+    )
+    .await
+    .unwrap();
+    assert!(new);
+    assert_eq!(stored["name"], "finance-cap");
+    assert_eq!(world.budgets.list().1.len(), 1, "in force at once");
+    let other = put(
+        "x",
+        serde_json::json!({"name": "y", "tenant": "demo", "amount": "1.00"}),
+    )
+    .await
+    .unwrap_err();
+    assert!(other.public.contains("budgets.x.name"), "{}", other.public);
+    let bad = put(
+        "sales",
+        serde_json::json!({"tenant": "demo", "department": "sales", "amount": "1.00"}),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(bad.kind, ErrorKind::InvalidInput);
+    assert!(
+        bad.public.contains("budgets.sales") && bad.public.contains("does not belong"),
+        "{}",
+        bad.public
+    );
+    assert!(world.catalog.object(Kind::Budget, "sales").is_err());
+    world
+        .catalog
+        .delete(Kind::Budget, "finance-cap")
+        .await
+        .unwrap();
+    assert!(world.budgets.list().1.is_empty());
 }
 
 #[tokio::test]
@@ -234,18 +292,16 @@ async fn starting_a_stopped_instance_is_an_order_too() {
         .await
         .unwrap();
     order(&world, &demo, "finance").await.unwrap();
-    world.budgets.replace(
-        check_all(
-            &[budget(
-                "finance-cap",
-                Some("finance"),
-                "5.00",
-                BudgetMode::Enforce,
-            )],
-            &world.tenants,
-        )
-        .unwrap(),
-    );
+    set_budgets(
+        &world,
+        vec![budget(
+            "finance-cap",
+            Some("finance"),
+            "5.00",
+            BudgetMode::Enforce,
+        )],
+    )
+    .await;
     let refused = world
         .instances
         .act(&demo, "r4", &first.id, Action::Start)
@@ -268,7 +324,9 @@ async fn status_shows_spend_commitments_forecast_and_fired_thresholds() {
     order(&world, &demo, "finance").await.unwrap();
     let all = world.budgets.status(&demo, "r2").await.unwrap();
     assert_eq!(all.len(), 2);
-    let finance = &all[0];
+    // By name.
+    assert_eq!(all[0].name, "demo-watch");
+    let finance = &all[1];
     assert_eq!(finance.name, "finance-cap");
     assert_eq!(
         (finance.period.as_str(), finance.currency.as_str()),

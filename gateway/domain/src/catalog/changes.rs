@@ -11,14 +11,14 @@ use serde_json::Value;
 use skyport_core::config::ConfigError;
 use skyport_core::error::GatewayError;
 
-use super::{BlueprintConfig, Catalog, OfferingConfig, PlanConfig};
+use super::{BlueprintConfig, BudgetConfig, Catalog, OfferingConfig, PlanConfig};
 
 #[cfg(any(test, feature = "testkit"))]
 pub mod conformance;
 #[cfg(any(test, feature = "testkit"))]
 pub mod memory;
 
-/// The three kinds of catalog object.
+/// The kinds of catalog object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     /// `[blueprints.*]`, `/admin/blueprints`.
@@ -27,6 +27,8 @@ pub enum Kind {
     Offering,
     /// `[plans.*]`, `/admin/plans`.
     Plan,
+    /// `[[budgets]]`, `/admin/budgets`.
+    Budget,
 }
 
 impl Kind {
@@ -36,6 +38,7 @@ impl Kind {
             "blueprints" => Some(Self::Blueprint),
             "offerings" => Some(Self::Offering),
             "plans" => Some(Self::Plan),
+            "budgets" => Some(Self::Budget),
             _ => None,
         }
     }
@@ -46,6 +49,7 @@ impl Kind {
             Self::Blueprint => "blueprint",
             Self::Offering => "offering",
             Self::Plan => "plan",
+            Self::Budget => "budget",
         }
     }
 
@@ -55,6 +59,7 @@ impl Kind {
             Self::Blueprint => "blueprints",
             Self::Offering => "offerings",
             Self::Plan => "plans",
+            Self::Budget => "budgets",
         }
     }
 }
@@ -79,6 +84,25 @@ impl Catalog {
             Kind::Blueprint => apply(&mut self.blueprints, change, &at),
             Kind::Offering => apply(&mut self.offerings, change, &at),
             Kind::Plan => apply(&mut self.plans, change, &at),
+            Kind::Budget => {
+                apply(&mut self.budgets, change, &at)?;
+                if let Some(budget) = self.budgets.get_mut(&change.name) {
+                    if budget.name.is_empty() {
+                        budget.name = change.name.clone();
+                    } else if budget.name != change.name {
+                        let message = format!(
+                            "the body names budget '{}', the path '{}'",
+                            budget.name, change.name
+                        );
+                        self.budgets.remove(&change.name);
+                        return Err(ConfigError {
+                            path: format!("{at}.name"),
+                            message,
+                        });
+                    }
+                }
+                Ok(())
+            }
         }
     }
 
@@ -95,6 +119,7 @@ impl Catalog {
             Kind::Blueprint => self.blueprints.get(name).map(|o| serde_json::json!(o)),
             Kind::Offering => self.offerings.get(name).map(|o| serde_json::json!(o)),
             Kind::Plan => self.plans.get(name).map(|o| serde_json::json!(o)),
+            Kind::Budget => self.budgets.get(name).map(|o| serde_json::json!(o)),
         }
     }
 
@@ -111,6 +136,7 @@ impl Catalog {
             Kind::Blueprint => all(&self.blueprints),
             Kind::Offering => all(&self.offerings),
             Kind::Plan => all(&self.plans),
+            Kind::Budget => all(&self.budgets),
         }
     }
 }
@@ -148,6 +174,7 @@ const _: fn() = || {
     both::<BlueprintConfig>();
     both::<OfferingConfig>();
     both::<PlanConfig>();
+    both::<BudgetConfig>();
 };
 
 /// Where the administrators' catalog changes are kept.

@@ -27,7 +27,7 @@ pub use instance_types::{
 };
 pub use service::CatalogService;
 pub use skyport_core::config::{
-    BlueprintConfig, OfferingConfig, ParamValue, Params, PlanConfig, ResourceConfig,
+    BlueprintConfig, BudgetConfig, OfferingConfig, ParamValue, Params, PlanConfig, ResourceConfig,
     SeparateConfig, Separation, RESOURCE_TYPES,
 };
 pub use validate::{valid_param_name, validate, TEXT_PARAMS};
@@ -42,6 +42,8 @@ pub struct Catalog {
     pub offerings: BTreeMap<String, OfferingConfig>,
     /// What each tenant may use, by name.
     pub plans: BTreeMap<String, PlanConfig>,
+    /// What tenants and departments may spend, by name.
+    pub budgets: BTreeMap<String, BudgetConfig>,
 }
 
 impl Catalog {
@@ -51,6 +53,11 @@ impl Catalog {
             blueprints: config.blueprints.clone(),
             offerings: config.offerings.clone(),
             plans: config.plans.clone(),
+            budgets: config
+                .budgets
+                .iter()
+                .map(|b| (b.name.clone(), b.clone()))
+                .collect(),
         }
     }
 

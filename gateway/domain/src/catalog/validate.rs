@@ -166,6 +166,15 @@ pub fn validate(config: &Catalog, tenants: &BTreeMap<String, TenantConfig>) -> V
             }
         }
     }
+
+    if !config.budgets.is_empty() {
+        let directory = skyport_core::tenancy::TenantDirectory::new(tenants.clone());
+        for (name, budget) in &config.budgets {
+            if let Err(message) = crate::budgets::Budget::check(budget.clone(), &directory) {
+                err(format!("budgets.{name}"), message);
+            }
+        }
+    }
     errors
 }
 

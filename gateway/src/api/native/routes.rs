@@ -198,14 +198,14 @@ pub(crate) static ROUTES: &[Route] = &[
     admin(shown_as(
         "/admin/{catalog}",
         get(
-            "/admin/{catalog=blueprints|offerings|plans}",
+            "/admin/{catalog=blueprints|offerings|plans|budgets}",
             h!(catalog::admin_list),
         ),
     )),
     admin(shown_as(
         "/admin/{catalog}/{name}",
         get(
-            "/admin/{catalog=blueprints|offerings|plans}/{name}",
+            "/admin/{catalog=blueprints|offerings|plans|budgets}/{name}",
             h!(catalog::admin_get),
         ),
     )),
@@ -215,7 +215,7 @@ pub(crate) static ROUTES: &[Route] = &[
             writes: Writes::Everyone,
             ..write(
                 PUT,
-                "/admin/{catalog=blueprints|offerings|plans}/{name}",
+                "/admin/{catalog=blueprints|offerings|plans|budgets}/{name}",
                 true,
                 h!(catalog::admin_put),
             )
@@ -227,7 +227,7 @@ pub(crate) static ROUTES: &[Route] = &[
             writes: Writes::Everyone,
             ..write(
                 DELETE,
-                "/admin/{catalog=blueprints|offerings|plans}/{name}",
+                "/admin/{catalog=blueprints|offerings|plans|budgets}/{name}",
                 false,
                 h!(catalog::admin_delete),
             )
