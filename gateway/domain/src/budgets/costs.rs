@@ -57,6 +57,16 @@ impl Costs {
         }
     }
 
+    /// The provider plugins loaded now.
+    pub fn providers(&self) -> Vec<String> {
+        self.plugins
+            .loaded()
+            .into_iter()
+            .filter(|p| p.is_provider())
+            .map(|p| p.name)
+            .collect()
+    }
+
     /// The current month's spend so far of the caller's tenant (of `department` when
     /// given).
     pub async fn spent(

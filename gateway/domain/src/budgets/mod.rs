@@ -370,8 +370,9 @@ impl BudgetService {
         let now = self.clock.wall();
         let month = Month::of(now);
         let hours_left = month.hours_left(now);
-        let live = self.live(&ctx.tenant).await?;
-        let prices = self.prices_for(ctx, request_id, &live, items).await?;
+        // Priced at every loaded provider (and the order's): no inventory read before the
+        // admission's own.
+        let prices = self.prices_for(ctx, request_id, &[], items).await?;
         let mut order_cost = Decimal::ZERO;
         for item in items {
             let pair = (item.instance_type.clone(), item.provider.clone());
@@ -440,9 +441,9 @@ impl BudgetService {
             .collect())
     }
 
-    /// Hourly prices of every type at every provider among `live` and `items` (all the
-    /// instance types at those providers, so that an instance a concurrent order adds is
-    /// priced too).
+    /// Hourly prices of every type at every loaded provider plugin and every provider
+    /// among `live` and `items` (all the instance types there, so that an instance a
+    /// concurrent order adds is priced too).
     async fn prices_for(
         &self,
         ctx: &TenantContext,
@@ -450,10 +451,12 @@ impl BudgetService {
         live: &[InstanceRecord],
         items: &[OrderItem],
     ) -> Result<HashMap<PricePair, Decimal>, GatewayError> {
+        let loaded = self.costs.providers();
         let providers: BTreeSet<&str> = live
             .iter()
             .map(|r| r.provider.as_str())
             .chain(items.iter().map(|i| i.provider.as_str()))
+            .chain(loaded.iter().map(String::as_str))
             .collect();
         let pairs = providers
             .iter()
