@@ -162,13 +162,16 @@ impl Gateway {
         // Who this replica is in the shared leases (creates in flight, inventory syncs) and
         // in the cache coherence.
         let replica = skyport_core::ids::new_id("replica");
-        let budgets = Arc::new(BudgetService::new(
-            Arc::clone(&catalog),
-            Arc::clone(&tenants),
-            Arc::clone(&stores.inventory),
-            Arc::clone(&plugins),
-            clock.clone(),
-        ));
+        let budgets = Arc::new(
+            BudgetService::new(
+                Arc::clone(&catalog),
+                Arc::clone(&tenants),
+                Arc::clone(&stores.inventory),
+                Arc::clone(&plugins),
+                clock.clone(),
+            )
+            .with_instance_leases(Arc::clone(&stores.instance_leases)),
+        );
         let instances = Arc::new(
             InstanceService::new(
                 stores.inventory,

@@ -321,13 +321,16 @@ impl World {
             clock.clone(),
         ));
         let instance_leases = Arc::new(MemoryInstanceLeases::default());
-        let budgets = Arc::new(BudgetService::new(
-            Arc::clone(&catalog),
-            Arc::clone(&tenants),
-            inventory.clone(),
-            Arc::clone(&dyn_plugins),
-            clock.clone(),
-        ));
+        let budgets = Arc::new(
+            BudgetService::new(
+                Arc::clone(&catalog),
+                Arc::clone(&tenants),
+                inventory.clone(),
+                Arc::clone(&dyn_plugins),
+                clock.clone(),
+            )
+            .with_instance_leases(instance_leases.clone()),
+        );
         let instances = Arc::new(
             InstanceService::new(
                 inventory.clone(),

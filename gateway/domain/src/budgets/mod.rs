@@ -19,6 +19,7 @@ mod tests;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use rust_decimal::Decimal;
@@ -34,6 +35,7 @@ pub use costs::{Costs, PricePair, Spent, PRICE_TTL, SPENT_TTL};
 pub use month::Month;
 
 use crate::catalog::{Catalog, CatalogService};
+use crate::instance_leases::InstanceLeaseStore;
 use crate::inventory::{AdmissionCheck, InstanceRecord, InventoryStore};
 
 /// Where a budget warns.
@@ -248,11 +250,41 @@ pub struct BudgetService {
     /// The budgets of the catalog last seen, checked once per catalog.
     checked: ArcSwap<(Arc<Catalog>, Vec<Budget>)>,
     inventory: Arc<dyn InventoryStore>,
+    /// Where instances' leases are kept (a leased instance commits only to its expiry).
+    instance_leases: Option<Arc<dyn InstanceLeaseStore>>,
     costs: Costs,
     clock: SharedClock,
 }
 
 impl BudgetService {
+    /// Counts running instances' commitments only to their lease's expiry, from `store`.
+    pub fn with_instance_leases(mut self, store: Arc<dyn InstanceLeaseStore>) -> Self {
+        self.instance_leases = Some(store);
+        self
+    }
+
+    /// The horizon of the tenant's running instances as of `now`.
+    async fn horizon(&self, tenant: &str, now: SystemTime) -> Result<Horizon, GatewayError> {
+        let hours_left = Month::of(now).hours_left(now);
+        let mut leased = HashMap::new();
+        if let Some(store) = &self.instance_leases {
+            let now_ms = now
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_millis() as i64;
+            for lease in store.of_tenant(tenant).await? {
+                if !lease.expired {
+                    let ms = (lease.expires_ms - now_ms).max(0);
+                    leased.insert(
+                        lease.instance_id,
+                        Decimal::from(ms) / Decimal::from(3_600_000u32),
+                    );
+                }
+            }
+        }
+        Ok(Horizon { hours_left, leased })
+    }
+
     /// The budgets of `catalog` (of `tenants`), checked against the instances in
     /// `inventory` and the costs the metering plugin among `plugins` answers.
     pub fn new(
@@ -269,6 +301,7 @@ impl BudgetService {
             tenants,
             checked: ArcSwap::from_pointee((current, budgets)),
             inventory,
+            instance_leases: None,
             costs: Costs::new(plugins, clock.clone()),
             clock,
         }
@@ -313,14 +346,14 @@ impl BudgetService {
         let month = Month::of(now);
         let live = self.live(&ctx.tenant).await?;
         let prices = self.prices_for(ctx, request_id, &live, &[]).await?;
-        let hours_left = month.hours_left(now);
+        let horizon = self.horizon(&ctx.tenant, now).await?;
         let mut out = Vec::with_capacity(budgets.len());
         for budget in budgets {
             let spent = self
                 .costs
                 .spent(ctx, request_id, budget.config.department.as_deref())
                 .await?;
-            let committed = cents(committed(&budget, &live, &prices, hours_left));
+            let committed = cents(committed(&budget, &live, &prices, &horizon));
             let forecast = cents(spent.amount + committed);
             out.push(BudgetStatus {
                 thresholds: budget
@@ -370,6 +403,7 @@ impl BudgetService {
         let now = self.clock.wall();
         let month = Month::of(now);
         let hours_left = month.hours_left(now);
+        let horizon = self.horizon(&ctx.tenant, now).await?;
         // Priced at every loaded provider (and the order's): no inventory read before the
         // admission's own.
         let prices = self.prices_for(ctx, request_id, &[], items).await?;
@@ -403,7 +437,7 @@ impl BudgetService {
         let label = month.label();
         Ok(Some(Box::new(move |live: &[InstanceRecord]| {
             for (budget, spent) in &checks {
-                let committed = committed(budget, live, &prices, hours_left);
+                let committed = committed(budget, live, &prices, &horizon);
                 let left = budget.config.amount - spent.amount - committed;
                 if order_cost > left {
                     return Err(refusal(budget, spent, committed, left, order_cost, &label));
@@ -477,27 +511,44 @@ fn committed(
     budget: &Budget,
     live: &[InstanceRecord],
     prices: &HashMap<PricePair, Decimal>,
-    hours_left: Decimal,
+    horizon: &Horizon,
 ) -> Decimal {
     let highest = prices.values().max().copied().unwrap_or_default();
-    let mut by_pair: BTreeMap<(&str, &str), u32> = BTreeMap::new();
+    let mut hours_by_pair: BTreeMap<(&str, &str), Decimal> = BTreeMap::new();
     for record in live.iter().filter(|r| billed(&r.state)) {
         if budget.governs(&record.tenant, record.department.as_deref()) {
-            *by_pair
+            *hours_by_pair
                 .entry((record.instance_type.as_str(), record.provider.as_str()))
-                .or_default() += 1;
+                .or_default() += horizon.hours_of(&record.id);
         }
     }
-    by_pair
+    hours_by_pair
         .into_iter()
-        .map(|((sku, provider), count)| {
+        .map(|((sku, provider), hours)| {
             let price = prices
                 .get(&(sku.to_string(), provider.to_string()))
                 .copied()
                 .unwrap_or(highest);
-            price * Decimal::from(count) * hours_left
+            price * hours
         })
         .sum()
+}
+
+/// How long running instances are committed for: to the month's end, or to their
+/// lease's when that comes first.
+struct Horizon {
+    /// Hours to the month's end.
+    hours_left: Decimal,
+    /// Hours to each leased instance's expiry, by instance id.
+    leased: HashMap<String, Decimal>,
+}
+
+impl Horizon {
+    fn hours_of(&self, instance_id: &str) -> Decimal {
+        self.leased
+            .get(instance_id)
+            .map_or(self.hours_left, |h| (*h).min(self.hours_left))
+    }
 }
 
 fn refusal(
@@ -517,8 +568,8 @@ fn refusal(
         ErrorKind::BudgetExceeded,
         format!(
             "budget '{}' of {scope} would be exceeded: {} {currency} for {month}, {} spent and \
-             {} committed to the end of the month by running instances, so {} {currency} is \
-             left; this order would cost {} {currency} to the end of the month",
+             {} committed by running instances until the month ends (or their leases do), so \
+             {} {currency} is left; this order would cost {} {currency} until then",
             budget.config.name,
             budget.config.amount,
             spent.amount,

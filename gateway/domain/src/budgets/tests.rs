@@ -246,6 +246,9 @@ async fn a_leased_order_costs_its_hours_to_its_lease_only() {
         ..local_micro("finance")
     };
     world.instances.create(&demo, "r1", leased).await.unwrap();
+    // Running, it commits its 10 hours only, not the month's 180.
+    let status = world.budgets.status(&demo, "r2").await.unwrap();
+    assert_eq!(status[0].committed, "0.20".parse::<Decimal>().unwrap());
 }
 
 #[tokio::test]
