@@ -78,6 +78,28 @@ impl InstanceLeaseStore for PgInstanceLeases {
         self.select("due_at <= $1", &ms_text(now_ms)).await
     }
 
+    async fn extend(&self, lease: &InstanceLease, from: i64) -> Result<bool, GatewayError> {
+        let [id, _, _, expires, warn, on_expiry, state] = lease.to_columns();
+        self.db
+            .execute(
+                WHAT,
+                "UPDATE instance_leases
+                 SET expires_at = $2, warn_at = $3, on_expiry = $4, state = $5, due_at = $6
+                 WHERE instance_id = $1 AND expires_at = $7 AND state <> 'expired'",
+                &[
+                    &id,
+                    &expires,
+                    &warn,
+                    &on_expiry,
+                    &state,
+                    &lease.due_text(),
+                    &ms_text(from),
+                ],
+            )
+            .await
+            .map(|n| n == 1)
+    }
+
     async fn mark(&self, id: &str, expires_ms: i64, expired: bool) -> Result<bool, GatewayError> {
         self.db
             .execute(

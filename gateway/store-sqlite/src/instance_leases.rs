@@ -94,6 +94,22 @@ impl InstanceLeaseStore for SqliteInstanceLeases {
         self.select("due_at <= ?1", ms_text(now_ms)).await
     }
 
+    async fn extend(&self, lease: &InstanceLease, from: i64) -> Result<bool, GatewayError> {
+        let [id, _, _, expires, warn, on_expiry, state] = lease.to_columns();
+        let (due, from) = (lease.due_text(), ms_text(from));
+        self.db
+            .with(move |c| {
+                c.execute(
+                    "UPDATE instance_leases
+                     SET expires_at = ?2, warn_at = ?3, on_expiry = ?4, state = ?5, due_at = ?6
+                     WHERE instance_id = ?1 AND expires_at = ?7 AND state <> 'expired'",
+                    params![id, expires, warn, on_expiry, state, due, from],
+                )
+                .map(|n| n == 1)
+            })
+            .await
+    }
+
     async fn mark(&self, id: &str, expires_ms: i64, expired: bool) -> Result<bool, GatewayError> {
         let (id, expires) = (id.to_string(), ms_text(expires_ms));
         self.db

@@ -238,7 +238,7 @@ fn cents(amount: Decimal) -> Decimal {
 }
 
 /// Whether an instance in `state` is billed from now on (running, or about to).
-fn billed(state: &str) -> bool {
+pub fn billed(state: &str) -> bool {
     matches!(state, "pending" | "running" | "rebooting" | "stopping")
 }
 
@@ -435,11 +435,16 @@ impl BudgetService {
             checks.push((budget, spent));
         }
         let label = month.label();
+        let department_caller = ctx.department.is_some();
         Ok(Some(Box::new(move |live: &[InstanceRecord]| {
             for (budget, spent) in &checks {
                 let committed = committed(budget, live, &prices, &horizon);
                 let left = budget.config.amount - spent.amount - committed;
                 if order_cost > left {
+                    // A department's credential never sees the tenant's figures.
+                    if department_caller && budget.config.department.is_none() {
+                        return Err(tenant_refusal(budget, spent, order_cost, &label));
+                    }
                     return Err(refusal(budget, spent, committed, left, order_cost, &label));
                 }
             }
@@ -549,6 +554,26 @@ impl Horizon {
             .get(instance_id)
             .map_or(self.hours_left, |h| (*h).min(self.hours_left))
     }
+}
+
+/// The refusal a department's credential gets from a tenant-wide budget: its name and
+/// what the order would cost, none of the tenant's figures.
+fn tenant_refusal(
+    budget: &Budget,
+    spent: &Spent,
+    order_cost: Decimal,
+    month: &str,
+) -> GatewayError {
+    GatewayError::new(
+        ErrorKind::BudgetExceeded,
+        format!(
+            "the tenant-wide budget '{}' for {month} would be exceeded; this order would cost \
+             {} {}",
+            budget.config.name,
+            cents(order_cost),
+            spent.currency
+        ),
+    )
 }
 
 fn refusal(

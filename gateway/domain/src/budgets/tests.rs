@@ -249,6 +249,35 @@ async fn a_leased_order_costs_its_hours_to_its_lease_only() {
     // Running, it commits its 10 hours only, not the month's 180.
     let status = world.budgets.status(&demo, "r2").await.unwrap();
     assert_eq!(status[0].committed, "0.20".parse::<Decimal>().unwrap());
+    // Extending the lease is an order too: 100 hours more (2.00) is beyond what is left.
+    let id = world.inventory.list("demo").await.unwrap()[0].id.clone();
+    let refused = world
+        .instances
+        .extend_lease(&demo, "r3", &id, 360_000)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.kind, ErrorKind::BudgetExceeded, "{refused:?}");
+    world
+        .instances
+        .extend_lease(&demo, "r4", &id, 3_600)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_department_credential_never_sees_the_tenant_figures_in_a_refusal() {
+    let world = world_with(vec![budget("demo-cap", None, "1.00", BudgetMode::Enforce)]).await;
+    *world.spent.lock().unwrap() = "0.50".into();
+    let finance = caller("demo", Some("finance"));
+    let refused = order(&world, &finance, "finance").await.unwrap_err();
+    assert_eq!(refused.kind, ErrorKind::BudgetExceeded);
+    assert!(
+        refused.public.contains("tenant-wide budget 'demo-cap'")
+            && refused.public.contains("3.61 EUR")
+            && !refused.public.contains("0.50"),
+        "{}",
+        refused.public
+    );
 }
 
 #[tokio::test]

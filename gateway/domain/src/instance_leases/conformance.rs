@@ -54,8 +54,23 @@ pub async fn run(store: &dyn InstanceLeaseStore) {
     assert!(store.mark("i-2", 5_000, true).await.unwrap());
     assert_eq!(ids(store.due(9_950).await.unwrap()), ["i-1"]);
 
+    // An extension applies only to the lease it was read from.
+    assert!(store
+        .extend(&lease("i-1", "demo", 30_000), 10_000)
+        .await
+        .unwrap());
+    assert!(!store
+        .extend(&lease("i-1", "demo", 40_000), 10_000)
+        .await
+        .unwrap());
+    assert!(
+        !store
+            .extend(&lease("i-2", "demo", 9_000), 5_000)
+            .await
+            .unwrap(),
+        "expired"
+    );
     // A lease extended since it was read is not marked.
-    store.put(&lease("i-1", "demo", 30_000)).await.unwrap();
     assert!(!store.mark("i-1", 10_000, true).await.unwrap());
     let extended = store.get("demo", "i-1").await.unwrap().unwrap();
     assert!(!extended.expired && extended.expires_ms == 30_000);

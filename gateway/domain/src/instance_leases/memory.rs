@@ -49,6 +49,17 @@ impl InstanceLeaseStore for MemoryInstanceLeases {
         Ok(due)
     }
 
+    async fn extend(&self, lease: &InstanceLease, from: i64) -> Result<bool, GatewayError> {
+        let mut leases = self.leases.lock().unwrap();
+        match leases.get_mut(&lease.instance_id) {
+            Some(stored) if stored.expires_ms == from && !stored.expired => {
+                *stored = lease.clone();
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
     async fn mark(&self, id: &str, expires_ms: i64, expired: bool) -> Result<bool, GatewayError> {
         let mut leases = self.leases.lock().unwrap();
         match leases.get_mut(id) {

@@ -137,6 +137,14 @@ pub trait InstanceLeaseStore: Send + Sync {
     /// first.
     async fn due(&self, now_ms: i64) -> Result<Vec<InstanceLease>, GatewayError>;
 
+    /// Replaces the lease of `lease.instance_id` with `lease` (an extension) if it still
+    /// expires at `from_expires_ms` and has not expired: whether it did.
+    async fn extend(
+        &self,
+        lease: &InstanceLease,
+        from_expires_ms: i64,
+    ) -> Result<bool, GatewayError>;
+
     /// Marks instance `instance_id`'s lease warned (`expired` false) or expired (true),
     /// unless it was changed (extended) since it was read as `expires_ms`: whether it was
     /// marked.

@@ -212,6 +212,9 @@ impl DeploymentService {
         order: &OrderRequest,
         spec: DeploymentSpec,
     ) -> Result<(Deployment, Vec<Decision>), GatewayError> {
+        if self.instances.requires_approval(&order.offering) {
+            return Err(InstanceService::approval_refusal(&order.offering));
+        }
         let decisions = self.placement.decide(ctx, request_id, order).await?;
         let decided = decisions
             .iter()

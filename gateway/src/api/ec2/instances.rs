@@ -10,7 +10,9 @@ use skyport_core::ids::rfc3339_millis;
 use skyport_domain::catalog::{instance_type, instance_type_names, InstanceType, ParamValue};
 use skyport_domain::catalog::{Params as OrderParams, RAW};
 use skyport_domain::inventory::InstanceRecord;
-use skyport_domain::operations::instances::{Action, CreateSpec, FirstBoot, MAX_TAGS};
+use skyport_domain::operations::instances::{
+    Action, CreateSpec, FirstBoot, InstanceService, MAX_TAGS,
+};
 use skyport_domain::placement;
 use skyport_domain::regions::FEDERATED_REGION;
 
@@ -83,6 +85,13 @@ pub(super) async fn run_instances(call: &Ec2Call<'_>) -> Result<String, Ec2Error
     let launched = if earlier.is_empty() {
         let offering = tags.get(OFFERING_TAG).and_then(Value::as_str);
         let decision = place(call, offering).await?;
+        if call
+            .services
+            .instances
+            .requires_approval(&decision.offering)
+        {
+            return Err(InstanceService::approval_refusal(&decision.offering).into());
+        }
         let decided = CreateSpec {
             name,
             tags,

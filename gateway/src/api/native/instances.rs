@@ -186,12 +186,7 @@ pub(super) async fn create_instance(
         first_boot = first_boot.with_user_data(user_data.as_bytes())?;
     }
     let order = req.order(department.clone())?;
-    let requires_approval = services
-        .catalog
-        .current()
-        .offering(&order.offering)
-        .is_some_and(|(o, _)| o.requires_approval);
-    if requires_approval && approval == Approval::AsOffering {
+    if approval == Approval::AsOffering && services.instances.requires_approval(&order.offering) {
         let pending = services
             .approvals
             .submit(ctx, &order.offering, department, body)

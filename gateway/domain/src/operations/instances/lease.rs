@@ -12,6 +12,7 @@ use skyport_core::tenancy::{IdentitySource, TenantContext};
 
 use super::actions::wrong_state;
 use super::{Action, InstanceService};
+use crate::budgets::{billed, OrderItem};
 use crate::instance_leases::{InstanceLease, InstanceLeaseStore};
 use crate::inventory::InstanceRecord;
 
@@ -28,15 +29,48 @@ impl InstanceService {
         self
     }
 
-    /// The lease an order of `offering` gets: the order's own (`asked`), else the
+    /// The lease an order of `offering` gets: the order's own (`asked`) within the
+    /// offering's (no longer, and terminated when the offering's terminates), else the
     /// offering's.
     pub fn lease_terms(&self, offering: &str, asked: Option<LeaseTerms>) -> Option<LeaseTerms> {
-        asked.or_else(|| {
-            self.catalog
-                .current()
-                .offering(offering)
-                .and_then(|(o, _)| o.lease)
-        })
+        let offered = self
+            .catalog
+            .current()
+            .offering(offering)
+            .and_then(|(o, _)| o.lease);
+        match (asked, offered) {
+            (Some(asked), Some(offered)) => {
+                let duration_secs = asked.duration_secs.min(offered.duration_secs);
+                Some(LeaseTerms {
+                    duration_secs,
+                    on_expiry: match offered.on_expiry {
+                        LeaseAction::Terminate => LeaseAction::Terminate,
+                        LeaseAction::Stop => asked.on_expiry,
+                    },
+                    warn_before_secs: asked.warn_before_secs.map(|w| w.min(duration_secs)),
+                })
+            }
+            (asked, offered) => asked.or(offered),
+        }
+    }
+
+    /// Whether orders of `offering` wait for an approver; only `POST /v1/instances` can
+    /// keep an order waiting, so the other front doors refuse them with
+    /// [`Self::approval_refusal`].
+    pub fn requires_approval(&self, offering: &str) -> bool {
+        self.catalog
+            .current()
+            .offering(offering)
+            .is_some_and(|(o, _)| o.requires_approval)
+    }
+
+    /// The refusal of an order of `offering`, which requires approval, made where it
+    /// cannot wait for one.
+    pub fn approval_refusal(offering: &str) -> GatewayError {
+        GatewayError::forbidden(format!(
+            "offering '{offering}' requires approval: order it with POST /v1/instances, where \
+             it waits for an approver"
+        ))
     }
 
     /// The longest lease the caller's plan allows, in seconds.
@@ -158,7 +192,18 @@ impl InstanceService {
                 "extend_secs must be 1-{MAX_LEASE_SECS}"
             )));
         }
-        let warn_before = lease.expires_ms - lease.warn_ms;
+        // The added time is an order too: priced against the budgets while it runs.
+        if let Some(budgets) = self.budgets.as_ref().filter(|_| billed(&record.state)) {
+            let item = OrderItem {
+                instance_type: record.instance_type.clone(),
+                provider: record.provider.clone(),
+                lease_secs: Some(secs),
+            };
+            budgets
+                .check_now(ctx, request_id, record.department.as_deref(), &[item])
+                .await?;
+        }
+        let (from_ms, warn_before) = (lease.expires_ms, lease.expires_ms - lease.warn_ms);
         let expires_ms = lease.expires_ms + secs_ms(secs);
         let max = self.max_lease_secs(ctx);
         let total_secs = ((expires_ms - lease.granted_ms) / 1000) as u64;
@@ -171,7 +216,12 @@ impl InstanceService {
         lease.expires_ms = expires_ms;
         lease.warn_ms = expires_ms - warn_before;
         lease.warned = false;
-        store.put(&lease).await?;
+        if !store.extend(&lease, from_ms).await? {
+            return Err(wrong_state(format!(
+                "the lease of instance {id} changed meanwhile (it expired, or was extended); \
+                 read it again"
+            )));
+        }
         Ok(lease)
     }
 
@@ -197,13 +247,13 @@ impl InstanceService {
                 }
                 continue;
             }
-            if !store
-                .mark(&lease.instance_id, lease.expires_ms, true)
-                .await?
-            {
-                continue; // extended meanwhile
+            // Acted on only while the lease is still the one read (not extended since),
+            // and marked expired only once its action took (or its instance is already
+            // where the action would put it): a failed action is tried again next time.
+            let current = store.get(&lease.tenant, &lease.instance_id).await?;
+            if current.as_ref().map(|l| l.expires_ms) != Some(lease.expires_ms) {
+                continue;
             }
-            expired += 1;
             let ctx = TenantContext {
                 tenant: lease.tenant.as_str().into(),
                 department: None,
@@ -216,16 +266,39 @@ impl InstanceService {
                 LeaseAction::Stop => Action::Stop,
                 LeaseAction::Terminate => Action::Terminate,
             };
-            match self
+            let done = match self
                 .act(&ctx, "lease-expiry", &lease.instance_id, action)
                 .await
             {
-                Ok((_, record)) => tracing::info!(instance = %record.id, tenant = %lease.tenant,
-                    action = lease.on_expiry.as_str(), state = %record.state,
-                    "lease expired: the instance was acted on"),
-                Err(e) => tracing::warn!(instance = %lease.instance_id, error = %e.public,
-                    "lease expired, but its action failed (the instance may be stopped or \
-                     terminated already)"),
+                Ok((_, record)) => {
+                    tracing::info!(instance = %record.id, tenant = %lease.tenant,
+                        action = lease.on_expiry.as_str(), state = %record.state,
+                        "lease expired: the instance was acted on");
+                    true
+                }
+                Err(e) => {
+                    let state = self
+                        .inventory
+                        .get(&lease.tenant, &lease.instance_id)
+                        .await?
+                        .map(|r| r.state);
+                    let already = matches!(
+                        (state.as_deref(), lease.on_expiry),
+                        (None | Some("terminated"), _) | (Some("stopped"), LeaseAction::Stop)
+                    );
+                    if !already {
+                        tracing::warn!(instance = %lease.instance_id, error = %e.public,
+                            "lease expired, but its action failed; it is tried again");
+                    }
+                    already
+                }
+            };
+            if done
+                && store
+                    .mark(&lease.instance_id, lease.expires_ms, true)
+                    .await?
+            {
+                expired += 1;
             }
         }
         Ok(expired)

@@ -165,3 +165,73 @@ async fn leases_beyond_the_plan_or_malformed_are_refused_before_anything_is_crea
     }
     assert!(world.local_vms.lock().unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn an_instance_already_stopped_at_expiry_expires_its_lease_once() {
+    let (world, demo, created) = leased_instance(LeaseAction::Stop).await;
+    world
+        .instances
+        .act(&demo, "r2", &created.id, Action::Stop)
+        .await
+        .unwrap();
+    world.clock.advance(Duration::from_secs(101));
+    assert_eq!(world.instances.run_leases().await.unwrap(), 1);
+    assert!(
+        world
+            .instances
+            .lease_of(&demo, &created.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .expired
+    );
+    assert_eq!(world.instances.run_leases().await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn an_order_leases_within_its_offering_and_gated_offerings_are_refused_elsewhere() {
+    let world = World::with_config(|c| {
+        c.replace(
+            "user_params = [\"image\", \"instance_type\", \"region\"]",
+            "user_params = [\"image\", \"instance_type\", \"region\"]\n\
+             lease = { duration_secs = 3600, on_expiry = \"terminate\" }",
+        )
+        .replace(
+            "[offerings.web-dr]",
+            "[offerings.web-dr]\nrequires_approval = true",
+        )
+    })
+    .await;
+    let asked = LeaseTerms {
+        duration_secs: 7200,
+        on_expiry: LeaseAction::Stop,
+        warn_before_secs: Some(7000),
+    };
+    let terms = world.instances.lease_terms("dev-vm", Some(asked)).unwrap();
+    assert_eq!(
+        (terms.duration_secs, terms.on_expiry, terms.warn_before_secs),
+        (3600, LeaseAction::Terminate, Some(3600))
+    );
+    assert_eq!(
+        world.instances.lease_terms("prod-vm", Some(asked)),
+        Some(asked)
+    );
+    assert!(world.instances.requires_approval("web-dr"));
+    let order = crate::placement::OrderRequest {
+        offering: "web-dr".into(),
+        preferences: Default::default(),
+        department: None,
+        image_regions: None,
+    };
+    let refused = world
+        .deployments
+        .create(&caller("demo", None), "r1", &order, Default::default())
+        .await
+        .unwrap_err();
+    assert_eq!(refused.kind, ErrorKind::Forbidden);
+    assert!(
+        refused.public.contains("requires approval"),
+        "{}",
+        refused.public
+    );
+}

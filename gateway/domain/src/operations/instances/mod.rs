@@ -277,7 +277,15 @@ impl InstanceService {
         let record = match self.inventory.admit(record.clone(), check).await? {
             Admission::Inserted => {
                 if let Some(terms) = &spec.lease {
-                    self.grant_lease(&record, terms).await?;
+                    // A create whose lease could not be kept is undone: never an
+                    // instance priced as leased running without one.
+                    if let Err(e) = self.grant_lease(&record, terms).await {
+                        if let Err(undo) = self.inventory.delete(&record.id).await {
+                            tracing::warn!(instance = %record.id, error = %undo.public,
+                                "removing a create whose lease failed failed too");
+                        }
+                        return Err(e);
+                    }
                 }
                 record
             }
