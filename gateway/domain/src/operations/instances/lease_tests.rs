@@ -26,6 +26,19 @@ async fn world() -> World {
         .await
 }
 
+/// The lease of demo's instance `created`.
+async fn lease_now(
+    world: &World,
+    created: &InstanceRecord,
+) -> crate::instance_leases::InstanceLease {
+    world
+        .instances
+        .lease_of(&caller("demo", None), &created.id)
+        .await
+        .unwrap()
+        .unwrap()
+}
+
 /// A world whose plan allows 300 s leases, and demo's instance on a 100 s lease.
 async fn leased_instance(on_expiry: LeaseAction) -> (World, TenantContext, InstanceRecord) {
     let world = world().await;
@@ -41,12 +54,7 @@ async fn leased_instance(on_expiry: LeaseAction) -> (World, TenantContext, Insta
 #[tokio::test]
 async fn a_lease_warns_then_stops_its_instance_at_expiry() {
     let (world, demo, created) = leased_instance(LeaseAction::Stop).await;
-    let lease = world
-        .instances
-        .lease_of(&demo, &created.id)
-        .await
-        .unwrap()
-        .unwrap();
+    let lease = lease_now(&world, &created).await;
     assert_eq!(lease.expires_ms - lease.granted_ms, 100_000);
     assert_eq!(
         lease.expires_ms - lease.warn_ms,
@@ -62,37 +70,16 @@ async fn a_lease_warns_then_stops_its_instance_at_expiry() {
 
     world.clock.advance(Duration::from_secs(89));
     assert_eq!(world.instances.run_leases().await.unwrap(), 0);
-    assert!(
-        !world
-            .instances
-            .lease_of(&demo, &created.id)
-            .await
-            .unwrap()
-            .unwrap()
-            .warned
-    );
+    assert!(!lease_now(&world, &created).await.warned);
     world.clock.advance(Duration::from_secs(2));
     assert_eq!(world.instances.run_leases().await.unwrap(), 0);
-    assert!(
-        world
-            .instances
-            .lease_of(&demo, &created.id)
-            .await
-            .unwrap()
-            .unwrap()
-            .warned
-    );
+    assert!(lease_now(&world, &created).await.warned);
 
     world.clock.advance(Duration::from_secs(10));
     assert_eq!(world.instances.run_leases().await.unwrap(), 1);
     let after = world.instances.lookup(&demo, &created.id).await.unwrap();
     assert_eq!(after.state, "stopped");
-    let lease = world
-        .instances
-        .lease_of(&demo, &created.id)
-        .await
-        .unwrap()
-        .unwrap();
+    let lease = lease_now(&world, &created).await;
     assert!(lease.expired);
     // Once expired, nothing more happens, and it cannot be extended.
     assert_eq!(world.instances.run_leases().await.unwrap(), 0);
@@ -176,15 +163,7 @@ async fn an_instance_already_stopped_at_expiry_expires_its_lease_once() {
         .unwrap();
     world.clock.advance(Duration::from_secs(101));
     assert_eq!(world.instances.run_leases().await.unwrap(), 1);
-    assert!(
-        world
-            .instances
-            .lease_of(&demo, &created.id)
-            .await
-            .unwrap()
-            .unwrap()
-            .expired
-    );
+    assert!(lease_now(&world, &created).await.expired);
     assert_eq!(world.instances.run_leases().await.unwrap(), 0);
 }
 
