@@ -20,14 +20,6 @@ impl PgApprovals {
 
 const WHAT: &str = "approvals";
 
-fn record(order: &PendingOrder) -> String {
-    serde_json::to_string(order).expect("an order serialises")
-}
-
-fn parse(text: String) -> Result<PendingOrder, GatewayError> {
-    serde_json::from_str(&text).map_err(GatewayError::internal)
-}
-
 #[async_trait]
 impl ApprovalStore for PgApprovals {
     async fn insert(&self, order: &PendingOrder) -> Result<(), GatewayError> {
@@ -41,7 +33,7 @@ impl ApprovalStore for PgApprovals {
                     &order.tenant,
                     &order.status.as_str(),
                     &order.created_at,
-                    &record(order),
+                    &order.to_record(),
                 ],
             )
             .await
@@ -57,7 +49,9 @@ impl ApprovalStore for PgApprovals {
                 &[&id],
             )
             .await?;
-        rows.first().map(|r| parse(r.get(0))).transpose()
+        rows.first()
+            .map(|r| PendingOrder::from_record(r.get(0)))
+            .transpose()
     }
 
     async fn list(
@@ -76,7 +70,9 @@ impl ApprovalStore for PgApprovals {
                 &[&tenant, &status],
             )
             .await?;
-        rows.iter().map(|r| parse(r.get(0))).collect()
+        rows.iter()
+            .map(|r| PendingOrder::from_record(r.get(0)))
+            .collect()
     }
 
     async fn update(&self, order: &PendingOrder, from: OrderStatus) -> Result<bool, GatewayError> {
@@ -88,7 +84,7 @@ impl ApprovalStore for PgApprovals {
                 &[
                     &order.id,
                     &order.status.as_str(),
-                    &record(order),
+                    &order.to_record(),
                     &from.as_str(),
                 ],
             )

@@ -34,14 +34,6 @@ impl SqliteApprovals {
     }
 }
 
-fn record(order: &PendingOrder) -> String {
-    serde_json::to_string(order).expect("an order serialises")
-}
-
-fn parse(text: String) -> Result<PendingOrder, GatewayError> {
-    serde_json::from_str(&text).map_err(GatewayError::internal)
-}
-
 #[async_trait]
 impl ApprovalStore for SqliteApprovals {
     async fn insert(&self, order: &PendingOrder) -> Result<(), GatewayError> {
@@ -50,7 +42,7 @@ impl ApprovalStore for SqliteApprovals {
             order.tenant.clone(),
             order.status.as_str(),
             order.created_at.clone(),
-            record(order),
+            order.to_record(),
         );
         self.db
             .with(move |c| {
@@ -77,7 +69,7 @@ impl ApprovalStore for SqliteApprovals {
                 .optional()
             })
             .await?;
-        found.map(parse).transpose()
+        found.map(|t| PendingOrder::from_record(&t)).transpose()
     }
 
     async fn list(
@@ -98,11 +90,11 @@ impl ApprovalStore for SqliteApprovals {
                 rows.collect::<Result<Vec<String>, _>>()
             })
             .await?;
-        rows.into_iter().map(parse).collect()
+        rows.iter().map(|t| PendingOrder::from_record(t)).collect()
     }
 
     async fn update(&self, order: &PendingOrder, from: OrderStatus) -> Result<bool, GatewayError> {
-        let (id, status, body) = (order.id.clone(), order.status.as_str(), record(order));
+        let (id, status, body) = (order.id.clone(), order.status.as_str(), order.to_record());
         self.db
             .with(move |c| {
                 c.execute(

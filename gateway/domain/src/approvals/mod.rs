@@ -75,6 +75,18 @@ pub struct PendingOrder {
     pub instance_id: Option<String>,
 }
 
+impl PendingOrder {
+    /// The order as the stores keep it: one JSON text.
+    pub fn to_record(&self) -> String {
+        serde_json::to_string(self).expect("an order serialises")
+    }
+
+    /// An order read back from [`PendingOrder::to_record`]'s text.
+    pub fn from_record(text: &str) -> Result<Self, GatewayError> {
+        serde_json::from_str(text).map_err(GatewayError::internal)
+    }
+}
+
 /// Where orders waiting for approval are kept.
 #[async_trait]
 pub trait ApprovalStore: Send + Sync {
