@@ -20,6 +20,7 @@ pub mod services;
 pub mod stack;
 pub mod storage;
 pub mod tls;
+pub mod webhook_client;
 pub mod wiring;
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use skyport_core::tenancy::TenantDirectory;
 use skyport_domain::approvals::ApprovalService;
 use skyport_domain::budgets::BudgetService;
 use skyport_domain::catalog::CatalogService;
+use skyport_domain::events::EventService;
 use skyport_domain::inventory::sync::InventorySync;
 use skyport_domain::operations::deployments::DeploymentService;
 use skyport_domain::operations::diagnostics::Diagnostics;
@@ -40,6 +41,8 @@ pub struct Services {
     pub budgets: Arc<BudgetService>,
     /// Orders waiting for approval.
     pub approvals: ApprovalService,
+    /// Events and the webhooks they go to.
+    pub events: Arc<EventService>,
     /// Deployments.
     pub deployments: DeploymentService,
     /// SSH key pairs.

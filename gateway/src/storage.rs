@@ -9,6 +9,7 @@ use skyport_auth::access_keys::AccessKeyStore;
 use skyport_core::config::{Config, StorageBackend};
 use skyport_domain::approvals::ApprovalStore;
 use skyport_domain::catalog::changes::CatalogChangeStore;
+use skyport_domain::events::EventStore;
 use skyport_domain::instance_leases::InstanceLeaseStore;
 use skyport_domain::inventory::InventoryStore;
 use skyport_domain::leases::{LeaseStore, SoleHolder};
@@ -38,6 +39,8 @@ pub struct Stores {
     pub instance_leases: Arc<dyn InstanceLeaseStore>,
     /// Orders waiting for approval.
     pub approvals: Arc<dyn ApprovalStore>,
+    /// Webhook subscriptions and the outbox of deliveries.
+    pub events: Arc<dyn EventStore>,
 }
 
 impl Stores {
@@ -90,6 +93,7 @@ impl Stores {
             approvals: Arc::new(
                 sqlite::SqliteApprovals::open(dir).context("opening the approvals")?,
             ),
+            events: Arc::new(sqlite::SqliteEvents::open(dir).context("opening the webhooks")?),
         })
     }
 
@@ -119,7 +123,8 @@ impl Stores {
             deployments: Arc::new(postgres::PgDeployments::new(db.clone())),
             leases: Arc::new(postgres::PgLeases::new(db.clone())),
             instance_leases: Arc::new(postgres::PgInstanceLeases::new(db.clone())),
-            approvals: Arc::new(postgres::PgApprovals::new(db)),
+            approvals: Arc::new(postgres::PgApprovals::new(db.clone())),
+            events: Arc::new(postgres::PgEvents::new(db)),
         })
     }
 }

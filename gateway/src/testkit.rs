@@ -93,6 +93,10 @@ impl TestGateway {
                 clock.clone(),
                 Duration::from_secs(7 * 24 * 3600),
             ),
+            events: Arc::new(skyport_domain::events::EventService::new(
+                Arc::new(skyport_domain::events::memory::MemoryEvents::default()),
+                clock.clone(),
+            )),
             deployments: skyport_domain::operations::deployments::DeploymentService::new(
                 Arc::clone(&world.placement),
                 Arc::clone(&world.instances),

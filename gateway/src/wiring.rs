@@ -17,9 +17,12 @@ use skyport_core::tenancy::TenantDirectory;
 use skyport_domain::approvals::ApprovalService;
 use skyport_domain::budgets::BudgetService;
 use skyport_domain::catalog::CatalogService;
+use skyport_domain::events::dispatch::{DispatchSettings, Dispatcher};
+use skyport_domain::events::EventService;
 use skyport_domain::inventory::host_op::GatewayHostOps;
 use skyport_domain::inventory::lifecycle::LifecycleMeter;
 use skyport_domain::inventory::sync::InventorySync;
+use skyport_domain::leases::LeaseStore;
 use skyport_domain::metering_tap::{MeteringTap, TapReceiver};
 use skyport_domain::operations::deployments::DeploymentService;
 use skyport_domain::operations::diagnostics::Diagnostics;
@@ -56,6 +59,12 @@ pub struct Gateway {
     pub jwt: Arc<JwtVerifier>,
     /// The inventory sync, run on a timer.
     pub sync: Arc<InventorySync>,
+    /// Sends the outbox's webhook deliveries.
+    pub dispatcher: Arc<Dispatcher>,
+    /// Where run-once work is leased, and who this replica is there.
+    pub leases: Arc<dyn LeaseStore>,
+    /// This replica's name in the leases.
+    pub replica: String,
 }
 
 /// The JWT key sources in force: the configured ones (paths resolved against the state
@@ -172,6 +181,12 @@ impl Gateway {
             )
             .with_instance_leases(Arc::clone(&stores.instance_leases)),
         );
+        let events = Arc::new(EventService::new(stores.events, clock.clone()));
+        let dispatcher = Dispatcher::new(
+            Arc::clone(&events),
+            Arc::new(crate::webhook_client::HttpsTransport::new(&config)?),
+            DispatchSettings::from(&config.webhooks),
+        );
         let instances = Arc::new(
             InstanceService::new(
                 stores.inventory,
@@ -184,7 +199,8 @@ impl Gateway {
             )
             .with_leases(Arc::clone(&stores.leases), replica.clone())
             .with_budgets(Arc::clone(&budgets))
-            .with_instance_leases(stores.instance_leases),
+            .with_instance_leases(stores.instance_leases)
+            .with_events(Arc::clone(&events)),
         );
         // Replicas sharing the inventory sync each provider once: whoever holds its
         // lease, for three sync intervals unrenewed.
@@ -195,7 +211,7 @@ impl Gateway {
                 Arc::clone(&metrics),
             )
             .with_leases(
-                stores.leases,
+                Arc::clone(&stores.leases),
                 replica.clone(),
                 Duration::from_secs(3 * config.inventory.sync_interval_secs),
             ),
@@ -226,7 +242,9 @@ impl Gateway {
                 stores.approvals,
                 clock.clone(),
                 Duration::from_secs(config.approvals.expire_after_secs),
-            ),
+            )
+            .with_events(Arc::clone(&events)),
+            events,
             sync: Arc::clone(&sync),
             plugins: registry,
             clock: clock.clone(),
@@ -268,6 +286,9 @@ impl Gateway {
             services,
             jwt,
             sync,
+            dispatcher,
+            leases: stores.leases,
+            replica,
         };
         Ok((gateway, tap_receiver))
     }

@@ -6,6 +6,7 @@ pub mod ec2;
 pub mod plugin_host;
 pub mod redis;
 pub mod replicas;
+pub mod webhook_receiver;
 
 use std::io::Read;
 use std::net::SocketAddr;

@@ -15,6 +15,8 @@
 //!   diagnostics, the operations both front ends call;
 //! - [`metering_tap`]: how events reach the metering plugins;
 //! - [`regions`]: the regions providers serve, and the federated one;
+//! - [`events`]: what happens, published to the webhooks tenants and operators
+//!   subscribe, through a durable outbox;
 //! - [`config_check`]: the configuration checks that need the catalog and the rules.
 //!
 //! Every store is a trait with a conformance suite (feature `testkit`, which also brings
@@ -26,6 +28,7 @@ pub mod approvals;
 pub mod budgets;
 pub mod catalog;
 pub mod config_check;
+pub mod events;
 pub mod instance_leases;
 pub mod inventory;
 pub mod leases;

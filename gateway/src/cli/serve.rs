@@ -169,6 +169,14 @@ async fn serve(config: Config) -> anyhow::Result<i32> {
         Arc::clone(&gateway.sync).spawn(Duration::from_secs(config.inventory.sync_interval_secs));
     let lease_task = Arc::clone(&gateway.services.instances)
         .spawn_lease_upkeep(Duration::from_secs(config.inventory.lease_check_secs));
+    let dispatch_task =
+        Arc::clone(&gateway.dispatcher).spawn(Arc::clone(&gateway.leases), gateway.replica.clone());
+    let budget_task = Arc::clone(&gateway.services.budgets).spawn_threshold_watch(
+        Arc::clone(&gateway.services.events),
+        Arc::clone(&gateway.leases),
+        gateway.replica.clone(),
+        Duration::from_secs(config.inventory.budget_check_secs),
+    );
     let catalog_task = crate::catalog_refresh::spawn(
         Arc::clone(&gateway.services.catalog),
         config.storage.backend,
@@ -215,6 +223,8 @@ async fn serve(config: Config) -> anyhow::Result<i32> {
     probe_task.abort();
     sync_task.abort();
     lease_task.abort();
+    dispatch_task.abort();
+    budget_task.abort();
     recovery_task.abort();
     if let Some(task) = catalog_task {
         task.abort();

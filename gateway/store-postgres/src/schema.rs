@@ -139,6 +139,35 @@ const MIGRATIONS: &[Migration] = &[
         CREATE INDEX approval_orders_by_tenant ON approval_orders (tenant, created_at);
     ",
     },
+    Migration {
+        version: 6,
+        description: "webhook subscriptions, the outbox and event marks",
+        sql: "
+        CREATE TABLE webhook_subscriptions (
+            id TEXT PRIMARY KEY,
+            tenant TEXT,
+            created_at TEXT NOT NULL,
+            record TEXT NOT NULL
+        );
+        CREATE TABLE webhook_deliveries (
+            id TEXT PRIMARY KEY,
+            subscription_id TEXT NOT NULL,
+            status TEXT NOT NULL,
+            next_attempt_at TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            finished_at TEXT,
+            record TEXT NOT NULL
+        );
+        CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_at)
+            WHERE status = 'pending';
+        CREATE INDEX webhook_deliveries_by_subscription
+            ON webhook_deliveries (subscription_id, created_at);
+        CREATE TABLE event_marks (
+            key TEXT PRIMARY KEY,
+            at TEXT NOT NULL
+        );
+    ",
+    },
 ];
 
 /// Every table of the gateway's stores and its columns, as both engines lay them out:
@@ -224,6 +253,23 @@ pub const TABLES: &[(&str, &[&str])] = &[
         "deployments",
         &["id", "tenant", "created_at", "record", "status"],
     ),
+    (
+        "webhook_subscriptions",
+        &["id", "tenant", "created_at", "record"],
+    ),
+    (
+        "webhook_deliveries",
+        &[
+            "id",
+            "subscription_id",
+            "status",
+            "next_attempt_at",
+            "created_at",
+            "finished_at",
+            "record",
+        ],
+    ),
+    ("event_marks", &["key", "at"]),
 ];
 
 /// A table's rows, each value as text (NULL as `None`).

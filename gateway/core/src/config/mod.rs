@@ -20,6 +20,7 @@ mod plugins;
 mod redis;
 mod server;
 mod storage;
+mod webhooks;
 
 pub use auth::{
     AuthConfig, JwtConfig, JwtKeyConfig, MtlsConfig, Sigv2Config, Sigv4Config, TlsConfig,
@@ -35,6 +36,7 @@ pub use plugins::{Isolation, PluginConfig, RemotePluginConfig};
 pub use redis::{CacheCoherence, LimitsBackend, OnRedisError, RedisConfig};
 pub use server::ServerConfig;
 pub use storage::{StorageBackend, StorageConfig};
+pub use webhooks::WebhooksConfig;
 
 /// The embedded default configuration, as shipped.
 pub const EMBEDDED_DEFAULT: &str = include_str!("../../../../config/skyport.toml");
@@ -106,6 +108,9 @@ pub struct Config {
     /// Orders that wait for an approver.
     #[serde(default)]
     pub approvals: ApprovalsConfig,
+    /// Event webhooks: retries, timeouts and the endpoints' CAs.
+    #[serde(default)]
+    pub webhooks: WebhooksConfig,
 }
 
 /// `[approvals]`.
@@ -204,10 +209,18 @@ pub struct InventoryConfig {
     /// within this much of their time).
     #[serde(default = "default_lease_check_secs")]
     pub lease_check_secs: u64,
+    /// Seconds between two looks at the budgets' thresholds (a threshold's event fires
+    /// within this much of the bill reaching it).
+    #[serde(default = "default_budget_check_secs")]
+    pub budget_check_secs: u64,
 }
 
 fn default_lease_check_secs() -> u64 {
     15
+}
+
+fn default_budget_check_secs() -> u64 {
+    60
 }
 
 impl Default for InventoryConfig {
@@ -215,6 +228,7 @@ impl Default for InventoryConfig {
         Self {
             sync_interval_secs: 5,
             lease_check_secs: default_lease_check_secs(),
+            budget_check_secs: default_budget_check_secs(),
         }
     }
 }
@@ -423,11 +437,15 @@ impl Config {
         if !(1..=3600).contains(&self.inventory.lease_check_secs) {
             err("inventory.lease_check_secs".into(), "must be 1-3600");
         }
+        if !(1..=3600).contains(&self.inventory.budget_check_secs) {
+            err("inventory.budget_check_secs".into(), "must be 1-3600");
+        }
         if self.inventory.sync_interval_secs == 0 {
             err("inventory.sync_interval_secs".into(), "must be at least 1");
         }
         errors.extend(plugins::check(&self.plugins));
         errors.extend(self.storage.check());
+        errors.extend(self.webhooks.check());
         errors.extend(redis::check(
             self.redis.as_ref(),
             self.limits.backend,

@@ -11,12 +11,14 @@ use skyport_core::ids::{has_id_shape, new_id, rfc3339_millis};
 use skyport_core::tenancy::{IdentitySource, TenantContext};
 
 use super::{ApprovalStore, OrderStatus, PendingOrder};
+use crate::events::{Event, EventService};
 
 /// Orders waiting for approval.
 pub struct ApprovalService {
     store: Arc<dyn ApprovalStore>,
     clock: SharedClock,
     expire_after: Duration,
+    events: Option<Arc<EventService>>,
 }
 
 impl ApprovalService {
@@ -26,7 +28,41 @@ impl ApprovalService {
             store,
             clock,
             expire_after,
+            events: None,
         }
+    }
+
+    /// Also publishes every change of an order (`order.pending_approval`,
+    /// `order.approved`, `order.denied`, `order.expired`, `order.failed`) to `events`.
+    pub fn with_events(mut self, events: Arc<EventService>) -> Self {
+        self.events = Some(events);
+        self
+    }
+
+    /// Publishes `order`'s new status; its id is the order's and the status, so a
+    /// change published twice is delivered once.
+    async fn announce(&self, order: &PendingOrder) {
+        let Some(events) = &self.events else {
+            return;
+        };
+        let mut data = serde_json::to_value(order).unwrap_or_default();
+        if let Some(object) = data.as_object_mut() {
+            object.remove("request");
+        }
+        events
+            .publish_or_log(Event {
+                id: format!("{}.{}", order.id, order.status.as_str()),
+                kind: format!("order.{}", order.status.as_str()),
+                subject: Some(order.id.clone()),
+                time: order
+                    .decided_at
+                    .clone()
+                    .unwrap_or_else(|| order.created_at.clone()),
+                tenant: Some(order.tenant.clone()),
+                department: order.department.clone(),
+                data,
+            })
+            .await;
     }
 
     /// Keeps the caller's order of `offering` (its body, `request`) until an approver
@@ -54,6 +90,7 @@ impl ApprovalService {
         };
         self.store.insert(&order).await?;
         tracing::info!(order = %order.id, tenant = %order.tenant, offering, "order waits for approval");
+        self.announce(&order).await;
         Ok(order)
     }
 
@@ -130,6 +167,9 @@ impl ApprovalService {
         }
         tracing::info!(order = %decided.id, tenant = %decided.tenant, approver,
             status = decided.status.as_str(), "order decided");
+        if decided.status == OrderStatus::Denied {
+            self.announce(&decided).await;
+        }
         Ok(decided)
     }
 
@@ -147,6 +187,7 @@ impl ApprovalService {
             }
         }
         self.store.update(&order, OrderStatus::Approved).await?;
+        self.announce(&order).await;
         Ok(order)
     }
 
@@ -195,6 +236,7 @@ impl ApprovalService {
             .update(&expired, OrderStatus::PendingApproval)
             .await?
         {
+            self.announce(&expired).await;
             return Ok(expired);
         }
         self.store

@@ -16,6 +16,7 @@ mod costs;
 mod month;
 #[cfg(test)]
 mod tests;
+mod thresholds;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;

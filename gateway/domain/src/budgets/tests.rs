@@ -390,3 +390,57 @@ async fn status_shows_spend_commitments_forecast_and_fired_thresholds() {
         .unwrap()
         .is_empty());
 }
+
+#[tokio::test]
+async fn each_threshold_is_announced_once_per_month() {
+    use crate::events::memory::MemoryEvents;
+    use crate::events::{DeliveryQuery, EventService, EventStore, NewSubscription};
+
+    let world = world_with(vec![budget(
+        "finance-cap",
+        Some("finance"),
+        "10.00",
+        BudgetMode::Enforce,
+    )])
+    .await;
+    let store = Arc::new(MemoryEvents::default());
+    let events = EventService::new(store.clone(), world.clock.clone());
+    let sub = events
+        .subscribe(
+            &caller("demo", Some("finance")),
+            false,
+            NewSubscription {
+                url: "https://finance.example/hooks".into(),
+                events: vec!["budget.*".into()],
+                description: None,
+            },
+        )
+        .await
+        .unwrap();
+    *world.spent.lock().unwrap() = "2.00".into();
+    assert_eq!(world.budgets.announce_thresholds(&events).await, 1, "1.00");
+    assert_eq!(world.budgets.announce_thresholds(&events).await, 0, "once");
+    // The spend cache holds figures for 5 s.
+    world.clock.advance(std::time::Duration::from_secs(6));
+    *world.spent.lock().unwrap() = "6.00".into();
+    assert_eq!(world.budgets.announce_thresholds(&events).await, 1, "50%");
+    let delivered = store
+        .deliveries(&DeliveryQuery {
+            subscription_id: Some(sub.id),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut thresholds: Vec<String> = delivered
+        .iter()
+        .map(|d| {
+            let event: serde_json::Value = serde_json::from_str(&d.payload).unwrap();
+            assert_eq!(event["type"], "io.skyport.budget.threshold");
+            assert_eq!(event["data"]["budget"], "finance-cap");
+            event["data"]["threshold"].as_str().unwrap().to_string()
+        })
+        .collect();
+    thresholds.sort();
+    assert_eq!(thresholds, ["1.00", "50%"]);
+}

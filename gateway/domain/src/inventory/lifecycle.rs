@@ -1,4 +1,7 @@
-//! Lifecycle events: one metering event per instance change, whoever made it.
+//! Lifecycle events: one metering event per instance change, whoever made it, also
+//! published to the webhooks that want `instance.lifecycle`.
+
+use std::sync::Arc;
 
 use serde_json::json;
 use skyport_core::clock::SharedClock;
@@ -6,6 +9,7 @@ use skyport_core::ids::{rfc3339_millis, time_ordered_uuid};
 use skyport_plugin_api::ops::MeterEvent;
 
 use super::InstanceRecord;
+use crate::events::{Event, EventService};
 use crate::metering_tap::MeteringTap;
 
 /// Who made a change: a caller through the API, or the provider by itself (a guest that
@@ -27,17 +31,28 @@ impl Initiator {
     }
 }
 
-/// Meters instance changes through the tap, timed by the clock.
+/// Meters instance changes through the tap, timed by the clock, and publishes them.
 #[derive(Clone)]
 pub struct LifecycleMeter {
     tap: MeteringTap,
     clock: SharedClock,
+    events: Option<Arc<EventService>>,
 }
 
 impl LifecycleMeter {
     /// A meter sending through `tap`, events timed by `clock`.
     pub fn new(tap: MeteringTap, clock: SharedClock) -> Self {
-        Self { tap, clock }
+        Self {
+            tap,
+            clock,
+            events: None,
+        }
+    }
+
+    /// Also publishes every change as an `instance.lifecycle` event to `events`.
+    pub fn with_events(mut self, events: Arc<EventService>) -> Self {
+        self.events = Some(events);
+        self
     }
 
     /// Emits one `instance.lifecycle` event for `record` (in its new state) and returns
@@ -78,6 +93,20 @@ impl LifecycleMeter {
             department: record.department.clone(),
             attributes: serde_json::Value::Object(attributes),
         };
+        if let Some(events) = &self.events {
+            let data = event.attributes.clone();
+            events
+                .publish_or_log(Event {
+                    id: event.id.clone(),
+                    kind: "instance.lifecycle".into(),
+                    subject: Some(record.id.clone()),
+                    time: event.time.clone(),
+                    tenant: Some(record.tenant.clone()),
+                    department: record.department.clone(),
+                    data,
+                })
+                .await;
+        }
         self.tap.record_durable(event).await;
     }
 }

@@ -18,6 +18,7 @@ mod placement;
 pub(crate) mod routes;
 #[cfg(test)]
 mod tests;
+mod webhooks;
 
 use std::sync::Arc;
 

@@ -9,6 +9,7 @@ use http::Method;
 
 use super::{
     admin, approvals, budgets, catalog, deployments, identity, images, instances, keys, metering,
+    webhooks,
 };
 use super::{placement, Handler};
 use crate::stack::Writes;
@@ -162,6 +163,34 @@ pub(crate) static ROUTES: &[Route] = &[
         "/admin/orders/{id}/deny",
         true,
         h!(approvals::deny),
+    )),
+    get("/v1/webhooks", h!(webhooks::list)),
+    write(POST, "/v1/webhooks", true, h!(webhooks::subscribe)),
+    get("/v1/webhooks/{id}", h!(webhooks::get)),
+    write(DELETE, "/v1/webhooks/{id}", false, h!(webhooks::delete)),
+    get("/v1/webhooks/{id}/deliveries", h!(webhooks::deliveries)),
+    admin(get("/admin/webhooks", h!(webhooks::admin_list))),
+    admin(write(
+        POST,
+        "/admin/webhooks",
+        true,
+        h!(webhooks::admin_subscribe),
+    )),
+    admin(get(
+        "/admin/webhooks/deliveries",
+        h!(webhooks::admin_deliveries),
+    )),
+    admin(write(
+        POST,
+        "/admin/webhooks/deliveries/{id}/retry",
+        false,
+        h!(webhooks::admin_retry),
+    )),
+    admin(write(
+        DELETE,
+        "/admin/webhooks/{id}",
+        false,
+        h!(webhooks::admin_delete),
     )),
     get("/v1/usage", h!(metering::usage)),
     admin(get("/admin/plugins", h!(admin::plugins))),

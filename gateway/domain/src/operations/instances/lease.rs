@@ -8,11 +8,13 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use skyport_core::config::{LeaseAction, LeaseTerms};
 use skyport_core::error::GatewayError;
+use skyport_core::ids::rfc3339_millis;
 use skyport_core::tenancy::{IdentitySource, TenantContext};
 
 use super::actions::wrong_state;
 use super::{Action, InstanceService};
 use crate::budgets::{billed, OrderItem};
+use crate::events::Event;
 use crate::instance_leases::{InstanceLease, InstanceLeaseStore};
 use crate::inventory::InstanceRecord;
 
@@ -244,6 +246,7 @@ impl InstanceService {
                         on_expiry = lease.on_expiry.as_str(),
                         expires_in_secs = (lease.expires_ms - now) / 1000,
                         "lease warning: the instance's lease expires soon");
+                    self.announce_lease(&lease, "lease.warning").await;
                 }
                 continue;
             }
@@ -299,6 +302,7 @@ impl InstanceService {
                     .await?
             {
                 expired += 1;
+                self.announce_lease(&lease, "lease.expired").await;
             }
         }
         Ok(expired)
@@ -329,6 +333,35 @@ impl InstanceService {
                 }
             }
         })
+    }
+
+    /// Publishes `kind` (`lease.warning`, `lease.expired`) for `lease`; its id names the
+    /// instance, the expiry and the kind, so a look repeated by another replica is
+    /// delivered once.
+    async fn announce_lease(&self, lease: &InstanceLease, kind: &str) {
+        let Some(events) = &self.events else {
+            return;
+        };
+        let department = match self.inventory.get(&lease.tenant, &lease.instance_id).await {
+            Ok(record) => record.and_then(|r| r.department),
+            Err(_) => None,
+        };
+        let at = |ms: i64| rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64));
+        events
+            .publish_or_log(Event {
+                id: format!("{}.{}.{}", lease.instance_id, kind, lease.expires_ms),
+                kind: kind.into(),
+                subject: Some(lease.instance_id.clone()),
+                time: rfc3339_millis(self.clock.wall()),
+                tenant: Some(lease.tenant.clone()),
+                department,
+                data: serde_json::json!({
+                    "instance_id": lease.instance_id,
+                    "expires_at": at(lease.expires_ms),
+                    "on_expiry": lease.on_expiry.as_str(),
+                }),
+            })
+            .await;
     }
 
     fn now_ms(&self) -> i64 {

@@ -149,6 +149,8 @@ pub struct InstanceService {
     budgets: Option<Arc<BudgetService>>,
     /// Where instances' leases are kept.
     instance_leases: Option<Arc<dyn InstanceLeaseStore>>,
+    /// Where lease warnings and expiries are published.
+    events: Option<Arc<crate::events::EventService>>,
 }
 
 /// How long a create's lease lasts unrenewed; its creator renews it every third of that
@@ -185,7 +187,15 @@ impl InstanceService {
             holder: "sole".into(),
             budgets: None,
             instance_leases: None,
+            events: None,
         }
+    }
+
+    /// Publishes every lifecycle change, lease warning and lease expiry to `events`.
+    pub fn with_events(mut self, events: Arc<crate::events::EventService>) -> Self {
+        self.meter = self.meter.with_events(Arc::clone(&events));
+        self.events = Some(events);
+        self
     }
 
     /// Leases creates in flight in `leases` as `holder` (replicas sharing their storage).
