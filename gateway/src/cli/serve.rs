@@ -171,6 +171,14 @@ async fn serve(config: Config) -> anyhow::Result<i32> {
         .spawn_lease_upkeep(Duration::from_secs(config.inventory.lease_check_secs));
     let dispatch_task =
         Arc::clone(&gateway.dispatcher).spawn(Arc::clone(&gateway.leases), gateway.replica.clone());
+    let health_events = skyport_domain::events::health::HealthWatch::new(
+        Arc::clone(&plugins) as Arc<dyn skyport_plugin_host::Plugins>,
+        Arc::clone(&gateway.services.events),
+        gateway.replica.clone(),
+    )
+    .spawn(Duration::from_secs(
+        config.server.health_probe_interval_secs,
+    ));
     let budget_task = Arc::clone(&gateway.services.budgets).spawn_threshold_watch(
         Arc::clone(&gateway.services.events),
         Arc::clone(&gateway.leases),
@@ -224,6 +232,7 @@ async fn serve(config: Config) -> anyhow::Result<i32> {
     sync_task.abort();
     lease_task.abort();
     dispatch_task.abort();
+    health_events.abort();
     budget_task.abort();
     recovery_task.abort();
     if let Some(task) = catalog_task {

@@ -21,6 +21,7 @@ use skyport_core::error::GatewayError;
 #[cfg(any(test, feature = "testkit"))]
 pub mod conformance;
 pub mod dispatch;
+pub mod health;
 #[cfg(any(test, feature = "testkit"))]
 pub mod memory;
 mod service;

@@ -363,3 +363,68 @@ async fn subscriptions_are_seen_and_removed_by_their_tenant_only() {
 async fn the_memory_store_passes_the_conformance_suite() {
     conformance::run(&MemoryEvents::default()).await;
 }
+
+#[tokio::test]
+async fn provider_health_changes_reach_operators_only() {
+    use super::health::HealthWatch;
+    let world = crate::testkit::World::new().await;
+    let store = Arc::new(MemoryEvents::default());
+    let events = Arc::new(EventService::new(store.clone(), world.clock.clone()));
+    let subscribe = |ctx: TenantContext, operator: bool| {
+        let events = Arc::clone(&events);
+        async move {
+            events
+                .subscribe(
+                    &ctx,
+                    operator,
+                    NewSubscription {
+                        url: "https://hooks.example/in".into(),
+                        events: vec!["*".into()],
+                        description: None,
+                    },
+                )
+                .await
+                .unwrap()
+        }
+    };
+    let ops = subscribe(ctx("ops", None), true).await;
+    let tenant = subscribe(ctx("demo", None), false).await;
+    let mut watch = HealthWatch::new(world.plugins.clone(), Arc::clone(&events), "r1".into());
+    assert_eq!(
+        watch.look().await,
+        0,
+        "healthy from the start: nothing to say"
+    );
+    world
+        .plugins
+        .set_health("local-vmm", false, Some("probe timed out"));
+    assert_eq!(watch.look().await, 1);
+    assert_eq!(watch.look().await, 0, "once per change");
+    world.clock.advance(Duration::from_secs(1));
+    world.plugins.set_health("local-vmm", true, None);
+    assert_eq!(watch.look().await, 1);
+    let of = |id: String| {
+        let store = Arc::clone(&store);
+        async move {
+            store
+                .deliveries(&DeliveryQuery {
+                    subscription_id: Some(id),
+                    limit: 10,
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+        }
+    };
+    let to_ops = of(ops.id).await;
+    let healthy: Vec<Value> = to_ops
+        .iter()
+        .rev()
+        .map(|d| serde_json::from_str::<Value>(&d.payload).unwrap()["data"]["healthy"].clone())
+        .collect();
+    assert_eq!(healthy, [json!(false), json!(true)]);
+    assert!(
+        of(tenant.id).await.is_empty(),
+        "tenants never see platform events"
+    );
+}
