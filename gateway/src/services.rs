@@ -20,6 +20,7 @@ use skyport_domain::operations::key_pairs::KeyPairService;
 use skyport_domain::operations::metering::MeteringService;
 use skyport_domain::placement::PlacementService;
 use skyport_domain::regions::Regions;
+use skyport_domain::sla::SlaService;
 use skyport_plugin_host::PluginRegistry;
 
 /// What the front doors translate requests into: the domain's services, and the facts of
@@ -43,6 +44,8 @@ pub struct Services {
     pub approvals: ApprovalService,
     /// Events and the webhooks they go to.
     pub events: Arc<EventService>,
+    /// The providers' service level.
+    pub sla: Arc<SlaService>,
     /// Deployments.
     pub deployments: DeploymentService,
     /// SSH key pairs.

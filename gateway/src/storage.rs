@@ -16,6 +16,7 @@ use skyport_domain::leases::{LeaseStore, SoleHolder};
 use skyport_domain::operations::deployments::DeploymentStore;
 use skyport_domain::operations::key_pairs::KeyPairStore;
 use skyport_domain::placement::audit::PlacementAuditStore;
+use skyport_domain::sla::SlaStore;
 use skyport_store_postgres as postgres;
 use skyport_store_sqlite as sqlite;
 
@@ -41,6 +42,8 @@ pub struct Stores {
     pub approvals: Arc<dyn ApprovalStore>,
     /// Webhook subscriptions and the outbox of deliveries.
     pub events: Arc<dyn EventStore>,
+    /// The providers' SLA minute samples.
+    pub sla: Arc<dyn SlaStore>,
 }
 
 impl Stores {
@@ -50,6 +53,19 @@ impl Stores {
             StorageBackend::Sqlite => Self::open_sqlite(config),
             StorageBackend::Postgres => Self::open_postgres(config).await,
         }
+    }
+
+    /// Only the SLA samples (for `skyport sla`).
+    pub async fn sla(config: &Config) -> anyhow::Result<Arc<dyn SlaStore>> {
+        Ok(match config.storage.backend {
+            StorageBackend::Sqlite => Arc::new(
+                sqlite::SqliteSla::open(&config.server.state_dir)
+                    .with_context(|| format!("opening {}", config.server.state_dir.display()))?,
+            ),
+            StorageBackend::Postgres => {
+                Arc::new(postgres::PgSla::new(Self::connect_postgres(config).await?))
+            }
+        })
     }
 
     /// Only the access keys (for `skyport keys`).
@@ -94,6 +110,7 @@ impl Stores {
                 sqlite::SqliteApprovals::open(dir).context("opening the approvals")?,
             ),
             events: Arc::new(sqlite::SqliteEvents::open(dir).context("opening the webhooks")?),
+            sla: Arc::new(sqlite::SqliteSla::open(dir).context("opening the SLA samples")?),
         })
     }
 
@@ -124,7 +141,8 @@ impl Stores {
             leases: Arc::new(postgres::PgLeases::new(db.clone())),
             instance_leases: Arc::new(postgres::PgInstanceLeases::new(db.clone())),
             approvals: Arc::new(postgres::PgApprovals::new(db.clone())),
-            events: Arc::new(postgres::PgEvents::new(db)),
+            events: Arc::new(postgres::PgEvents::new(db.clone())),
+            sla: Arc::new(postgres::PgSla::new(db)),
         })
     }
 }

@@ -97,6 +97,15 @@ impl TestGateway {
                 Arc::new(skyport_domain::events::memory::MemoryEvents::default()),
                 clock.clone(),
             )),
+            sla: Arc::new(skyport_domain::sla::SlaService::new(
+                Arc::new(skyport_domain::sla::SlaRecorder::new(
+                    Arc::new(skyport_domain::sla::memory::MemorySla::default()),
+                    "test".into(),
+                    clock.clone(),
+                )),
+                config.sla.availability_target,
+                clock.clone(),
+            )),
             deployments: skyport_domain::operations::deployments::DeploymentService::new(
                 Arc::clone(&world.placement),
                 Arc::clone(&world.instances),

@@ -33,6 +33,7 @@ use skyport_domain::operations::metering::MeteringService;
 use skyport_domain::placement::rules::RuleSet;
 use skyport_domain::placement::PlacementService;
 use skyport_domain::regions::Regions;
+use skyport_domain::sla::{SlaRecorder, SlaService};
 use skyport_plugin_host::{PluginRegistry, Plugins};
 
 use crate::api::ec2::Ec2Api;
@@ -187,6 +188,11 @@ impl Gateway {
             Arc::new(crate::webhook_client::HttpsTransport::new(&config)?),
             DispatchSettings::from(&config.webhooks),
         );
+        let sla = Arc::new(SlaService::new(
+            Arc::new(SlaRecorder::new(stores.sla, replica.clone(), clock.clone())),
+            config.sla.availability_target,
+            clock.clone(),
+        ));
         let instances = Arc::new(
             InstanceService::new(
                 stores.inventory,
@@ -200,7 +206,8 @@ impl Gateway {
             .with_leases(Arc::clone(&stores.leases), replica.clone())
             .with_budgets(Arc::clone(&budgets))
             .with_instance_leases(stores.instance_leases)
-            .with_events(Arc::clone(&events)),
+            .with_events(Arc::clone(&events))
+            .with_sla(Arc::clone(sla.recorder())),
         );
         // Replicas sharing the inventory sync each provider once: whoever holds its
         // lease, for three sync intervals unrenewed.
@@ -245,6 +252,7 @@ impl Gateway {
             )
             .with_events(Arc::clone(&events)),
             events,
+            sla,
             sync: Arc::clone(&sync),
             plugins: registry,
             clock: clock.clone(),

@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use skyport_e2e::webhook_receiver::{verify, WebhookReceiver};
-use skyport_e2e::{default_config, expect_problem, temp_state_dir, Gateway, GatewayOptions};
+use skyport_e2e::{
+    default_config, expect_problem, run_cli, temp_state_dir, Gateway, GatewayOptions, Signal,
+};
 
 /// One cent per API request, so that a few requests cross a threshold.
 const RATE_CARD: &str = r#"rate_card = { currency = "USD", rates = [
@@ -297,6 +299,24 @@ async fn signed_cloudevents_reach_only_their_tenant_once_each_across_an_outage_a
     assert_eq!(dead["deliveries"], json!([]), "{dead}");
     expect_problem(gw.get("/admin/webhooks/deliveries", &demo).await, 403).await;
 
+    // The providers' SLA counts the VM's ops: the API now, the CLI from storage once
+    // the gateway has written its minutes (at the latest when it stops).
+    let sla = gw.get_json("/admin/sla", &ops).await;
+    let local = sla["sites"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["provider"] == "local-vmm" && s["region"] == "local-1")
+        .unwrap_or_else(|| panic!("{sla:#}"))
+        .clone();
+    // (Those before the SIGKILL, in a minute not yet written, went with the process.)
+    assert!(local["calls"].as_u64().unwrap() >= 1, "{local}");
+    assert_eq!(local["errors"], 0, "{local}");
+    assert!(local["p99_ms"].as_u64().is_some(), "{local}");
+    assert_eq!(sla["target"], "99.5", "{sla}");
+    expect_problem(gw.get("/admin/sla?period=2026-13", &ops).await, 400).await;
+    expect_problem(gw.get("/admin/sla", &demo).await, 403).await;
+
     // Unsubscribing stops deliveries.
     let deleted = gw.delete(&format!("/v1/webhooks/{demo_id}"), &demo).await;
     assert_eq!(deleted.status(), 200);
@@ -304,5 +324,23 @@ async fn signed_cloudevents_reach_only_their_tenant_once_each_across_an_outage_a
         .as_array()
         .unwrap()
         .is_empty());
+
+    gw.signal(Signal::TERM);
+    assert_eq!(gw.wait_exit(Duration::from_secs(30)), Some(0));
+    let state_dir = gw.state_dir.to_string_lossy().into_owned();
+    let config = gw.state_dir.join("skyport.toml");
+    let (code, table) = run_cli(&[
+        "sla",
+        "--config",
+        config.to_str().unwrap(),
+        "--state-dir",
+        &state_dir,
+    ]);
+    assert_eq!(code, 0, "{table}");
+    let line = table
+        .lines()
+        .find(|l| l.starts_with("local-vmm") && l.contains("local-1"))
+        .unwrap_or_else(|| panic!("{table}"));
+    assert!(line.ends_with("ok"), "{table}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -14,6 +14,7 @@
 //! - [`operations`]: instances, deployments, key pairs, images, metering and operators'
 //!   diagnostics, the operations both front ends call;
 //! - [`metering_tap`]: how events reach the metering plugins;
+//! - [`sla`]: the providers' service level (availability, errors, latency) per month;
 //! - [`regions`]: the regions providers serve, and the federated one;
 //! - [`events`]: what happens, published to the webhooks tenants and operators
 //!   subscribe, through a durable outbox;
@@ -36,6 +37,7 @@ pub mod metering_tap;
 pub mod operations;
 pub mod placement;
 pub mod regions;
+pub mod sla;
 
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;

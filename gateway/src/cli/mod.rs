@@ -7,6 +7,7 @@ mod instances;
 mod keys;
 mod placement;
 pub mod serve;
+mod sla;
 mod storage;
 mod token;
 
@@ -46,6 +47,9 @@ enum Command {
     Bill(bill::BillArgs),
     /// EC2 access keys (SigV4) for tenants: create, list, revoke.
     Keys(keys::KeysArgs),
+    /// The providers' service level for a month: availability, errors, latency (exit 3
+    /// when a provider region is below the target).
+    Sla(sla::SlaArgs),
     /// Storage tools: `migrate` a SQLite installation to PostgreSQL.
     Storage(storage::StorageArgs),
     /// Certificate tools.
@@ -138,6 +142,7 @@ pub fn run() -> i32 {
         Command::Placement(args) => placement::run(args),
         Command::Bill(args) => bill::run(args),
         Command::Keys(args) => keys::run(args),
+        Command::Sla(args) => sla::run(args),
         Command::Storage(args) => storage::run(args),
         Command::Plugins {
             command: PluginsCommand::Check { file, sha256 },

@@ -171,14 +171,29 @@ async fn serve(config: Config) -> anyhow::Result<i32> {
         .spawn_lease_upkeep(Duration::from_secs(config.inventory.lease_check_secs));
     let dispatch_task =
         Arc::clone(&gateway.dispatcher).spawn(Arc::clone(&gateway.leases), gateway.replica.clone());
+    let sla = &gateway.services.sla;
+    let sites = gateway
+        .services
+        .regions
+        .sites()
+        .map(|(p, r)| (p.to_string(), r.to_string()))
+        .collect();
     let health_events = skyport_domain::events::health::HealthWatch::new(
         Arc::clone(&plugins) as Arc<dyn skyport_plugin_host::Plugins>,
         Arc::clone(&gateway.services.events),
         gateway.replica.clone(),
     )
+    .with_sla(Arc::clone(sla.recorder()), sites)
     .spawn(Duration::from_secs(
         config.server.health_probe_interval_secs,
     ));
+    let sla_flush = Arc::clone(sla.recorder()).spawn(Duration::from_secs(15));
+    let sla_breaches = Arc::clone(sla).spawn_breach_watch(
+        Arc::clone(&gateway.services.events),
+        Arc::clone(&gateway.leases),
+        gateway.replica.clone(),
+        Duration::from_secs(60),
+    );
     let budget_task = Arc::clone(&gateway.services.budgets).spawn_threshold_watch(
         Arc::clone(&gateway.services.events),
         Arc::clone(&gateway.leases),
@@ -233,6 +248,11 @@ async fn serve(config: Config) -> anyhow::Result<i32> {
     lease_task.abort();
     dispatch_task.abort();
     health_events.abort();
+    sla_flush.abort();
+    sla_breaches.abort();
+    if let Err(e) = gateway.services.sla.recorder().flush(true).await {
+        tracing::warn!(error = %e.public, "the last SLA samples could not be written");
+    }
     budget_task.abort();
     recovery_task.abort();
     if let Some(task) = catalog_task {

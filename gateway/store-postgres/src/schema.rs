@@ -168,6 +168,20 @@ const MIGRATIONS: &[Migration] = &[
         );
     ",
     },
+    Migration {
+        version: 7,
+        description: "the providers' SLA minute samples",
+        sql: "
+        CREATE TABLE sla_minutes (
+            minute TEXT NOT NULL,
+            provider TEXT NOT NULL,
+            region TEXT NOT NULL,
+            replica TEXT NOT NULL,
+            record TEXT NOT NULL
+        );
+        CREATE INDEX sla_minutes_by_minute ON sla_minutes (minute);
+    ",
+    },
 ];
 
 /// Every table of the gateway's stores and its columns, as both engines lay them out:
@@ -270,6 +284,10 @@ pub const TABLES: &[(&str, &[&str])] = &[
         ],
     ),
     ("event_marks", &["key", "at"]),
+    (
+        "sla_minutes",
+        &["minute", "provider", "region", "replica", "record"],
+    ),
 ];
 
 /// A table's rows, each value as text (NULL as `None`).

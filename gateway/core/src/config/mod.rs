@@ -111,6 +111,26 @@ pub struct Config {
     /// Event webhooks: retries, timeouts and the endpoints' CAs.
     #[serde(default)]
     pub webhooks: WebhooksConfig,
+    /// The providers' service level: the target availability.
+    #[serde(default)]
+    pub sla: SlaConfig,
+}
+
+/// `[sla]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SlaConfig {
+    /// Availability each provider and region should reach in a month, in percent of the
+    /// minutes observed: below it, the month's report says so and `sla.breach` fires.
+    pub availability_target: rust_decimal::Decimal,
+}
+
+impl Default for SlaConfig {
+    fn default() -> Self {
+        Self {
+            availability_target: rust_decimal::Decimal::new(995, 1),
+        }
+    }
 }
 
 /// `[approvals]`.
@@ -437,6 +457,14 @@ impl Config {
         if !(1..=3600).contains(&self.inventory.lease_check_secs) {
             err("inventory.lease_check_secs".into(), "must be 1-3600");
         }
+        if self.sla.availability_target <= rust_decimal::Decimal::ZERO
+            || self.sla.availability_target > rust_decimal::Decimal::ONE_HUNDRED
+        {
+            err(
+                "sla.availability_target".into(),
+                "must be a percentage above 0 and at most 100",
+            );
+        }
         if !(1..=3600).contains(&self.inventory.budget_check_secs) {
             err("inventory.budget_check_secs".into(), "must be 1-3600");
         }
@@ -446,6 +474,7 @@ impl Config {
         errors.extend(plugins::check(&self.plugins));
         errors.extend(self.storage.check());
         errors.extend(self.webhooks.check());
+
         errors.extend(redis::check(
             self.redis.as_ref(),
             self.limits.backend,

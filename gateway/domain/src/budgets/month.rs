@@ -36,6 +36,19 @@ impl Month {
         }
     }
 
+    /// The month `text` (`YYYY-MM`) names.
+    pub fn parse(text: &str) -> Option<Self> {
+        let (year, month) = text.split_once('-')?;
+        if year.len() != 4 || month.len() != 2 {
+            return None;
+        }
+        let month = CivilMonth::try_from(month.parse::<u8>().ok()?).ok()?;
+        let day = Date::from_calendar_date(year.parse().ok()?, month, 1).ok()?;
+        Some(Self::of(SystemTime::from(
+            day.with_time(Time::MIDNIGHT).assume_utc(),
+        )))
+    }
+
     /// `YYYY-MM`, as the bill names it.
     pub fn label(&self) -> String {
         format!("{:04}-{:02}", self.year, self.month)

@@ -28,10 +28,11 @@ use super::signing::sign;
 use super::{Delivery, DeliveryStatus, EventService, Subscription};
 use crate::leases::LeaseStore;
 
-/// Deliveries claimed at once.
+/// Deliveries claimed at once, at most.
 const CLAIM_BATCH: usize = 512;
-/// Deliveries in flight at once, across subscriptions.
-const MAX_IN_FLIGHT: usize = 512;
+/// Deliveries held here at once (in flight or waiting), across subscriptions: the
+/// outbox is claimed from again once at least half a batch of room is free.
+const MAX_HELD: usize = 2 * CLAIM_BATCH;
 /// How long delivered deliveries are kept (for `GET .../deliveries`).
 const KEEP_DELIVERED: Duration = Duration::from_secs(7 * 24 * 3600);
 /// The coordination lease under which one replica dispatches.
@@ -101,7 +102,8 @@ impl DispatchSettings {
 struct Flight {
     in_flight: HashMap<String, usize>,
     waiting: HashMap<String, VecDeque<Delivery>>,
-    total: usize,
+    /// Deliveries in flight or waiting.
+    held: usize,
 }
 
 /// Sends the outbox's due deliveries.
@@ -194,18 +196,18 @@ impl Dispatcher {
     pub async fn tick(self: &Arc<Self>) -> usize {
         let (skip, room) = {
             let flight = self.flight.lock().unwrap();
+            // A subscription with a full queue waiting here is not claimed for: a hanging
+            // endpoint's backlog stays in the outbox, not in memory.
             let cap = self.settings.max_in_flight_per_subscription;
-            let mut skip: Vec<String> = flight.waiting.keys().cloned().collect();
-            skip.extend(
-                flight
-                    .in_flight
-                    .iter()
-                    .filter(|(_, n)| **n >= cap)
-                    .map(|(s, _)| s.clone()),
-            );
-            (skip, MAX_IN_FLIGHT.saturating_sub(flight.total))
+            let skip: Vec<String> = flight
+                .waiting
+                .iter()
+                .filter(|(_, queue)| queue.len() >= cap)
+                .map(|(s, _)| s.clone())
+                .collect();
+            (skip, MAX_HELD.saturating_sub(flight.held))
         };
-        if room == 0 {
+        if room < CLAIM_BATCH / 2 {
             return 0;
         }
         let now = self.clock.wall();
@@ -245,9 +247,9 @@ impl Dispatcher {
             for delivery in claimed {
                 let sub = delivery.subscription_id.clone();
                 let busy = *flight.in_flight.get(&sub).unwrap_or(&0);
+                flight.held += 1;
                 if busy < cap {
                     *flight.in_flight.entry(sub).or_default() += 1;
-                    flight.total += 1;
                     start.push(delivery);
                 } else {
                     flight.waiting.entry(sub).or_default().push_back(delivery);
@@ -346,8 +348,9 @@ impl Dispatcher {
 
     /// A send to `subscription` finished: start its next waiting delivery, if any.
     fn finished(self: &Arc<Self>, subscription: &str) {
-        let next = {
+        let (next, wake) = {
             let mut flight = self.flight.lock().unwrap();
+            flight.held -= 1;
             let next = match flight.waiting.get_mut(subscription) {
                 Some(queue) => {
                     let next = queue.pop_front();
@@ -359,7 +362,6 @@ impl Dispatcher {
                 None => None,
             };
             if next.is_none() {
-                flight.total -= 1;
                 if let Some(n) = flight.in_flight.get_mut(subscription) {
                     *n -= 1;
                     if *n == 0 {
@@ -367,17 +369,21 @@ impl Dispatcher {
                     }
                 }
             }
-            next
+            // Wake the claimer when half a batch of room has just become free.
+            (
+                next,
+                flight.held == MAX_HELD - CLAIM_BATCH / 2 || flight.held == 0,
+            )
         };
-        match next {
-            Some(delivery) => {
-                let this = Arc::clone(self);
-                tokio::spawn(async move {
-                    let subscriptions = this.events.subscriptions().await.unwrap_or_default();
-                    this.start(delivery, &subscriptions);
-                });
-            }
-            None => self.room.notify_one(),
+        if let Some(delivery) = next {
+            let this = Arc::clone(self);
+            tokio::spawn(async move {
+                let subscriptions = this.events.subscriptions().await.unwrap_or_default();
+                this.start(delivery, &subscriptions);
+            });
+        }
+        if wake {
+            self.room.notify_one();
         }
     }
 
@@ -419,7 +425,7 @@ impl Dispatcher {
     /// Waits until nothing is in flight or waiting (tests, shutdown).
     pub async fn idle(&self) {
         loop {
-            if self.flight.lock().unwrap().total == 0 {
+            if self.flight.lock().unwrap().held == 0 {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(5)).await;

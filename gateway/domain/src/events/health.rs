@@ -1,6 +1,6 @@
 //! `provider.health` events: every replica watches the health of the plugins it has
 //! loaded (what its probes and calls found) and publishes each change, for operators'
-//! subscriptions.
+//! subscriptions; each look also counts as a probe for the providers' SLA.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,6 +11,7 @@ use skyport_core::ids::{rfc3339_millis, time_ordered_uuid};
 use skyport_plugin_host::Plugins;
 
 use super::{Event, EventService};
+use crate::sla::SlaRecorder;
 
 /// Watches `plugins`' health as `replica`.
 pub struct HealthWatch {
@@ -19,6 +20,14 @@ pub struct HealthWatch {
     replica: String,
     /// Each plugin's health when last looked at.
     last: HashMap<String, bool>,
+    /// Where each look is counted as a probe of every region a provider serves.
+    sla: Option<SlaProbes>,
+}
+
+/// The SLA recorder, and the (provider, region) pairs a look probes.
+struct SlaProbes {
+    recorder: Arc<SlaRecorder>,
+    sites: Vec<(String, String)>,
 }
 
 impl HealthWatch {
@@ -30,7 +39,15 @@ impl HealthWatch {
             events,
             replica,
             last: HashMap::new(),
+            sla: None,
         }
+    }
+
+    /// Also counts each look at a provider as a probe of each of its `sites` (provider,
+    /// region) in `recorder`: the SLA's availability.
+    pub fn with_sla(mut self, recorder: Arc<SlaRecorder>, sites: Vec<(String, String)>) -> Self {
+        self.sla = Some(SlaProbes { recorder, sites });
+        self
     }
 
     /// Publishes a `provider.health` event for each plugin whose health changed since
@@ -39,6 +56,11 @@ impl HealthWatch {
         let mut published = 0;
         for plugin in self.plugins.loaded() {
             let healthy = plugin.health.healthy;
+            if let Some(SlaProbes { recorder, sites }) = &self.sla {
+                for (_, region) in sites.iter().filter(|(p, _)| *p == plugin.name) {
+                    recorder.record_probe(&plugin.name, region, healthy);
+                }
+            }
             let before = self.last.insert(plugin.name.clone(), healthy);
             if before == Some(healthy) || (before.is_none() && healthy) {
                 continue;

@@ -18,10 +18,11 @@ pub const EVENT_TYPES: &[&str] = &[
     "lease.warning",
     "lease.expired",
     "provider.health",
+    "sla.breach",
 ];
 
 /// Event types that concern no tenant: only operators' subscriptions may name them.
-pub const OPERATOR_EVENT_TYPES: &[&str] = &["provider.health"];
+pub const OPERATOR_EVENT_TYPES: &[&str] = &["provider.health", "sla.breach"];
 
 /// A subscription as its owner asks for it (`POST /v1/webhooks`, `POST /admin/webhooks`).
 #[derive(Debug, Clone, Deserialize)]

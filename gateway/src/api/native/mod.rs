@@ -16,6 +16,7 @@ mod metering;
 mod orders;
 mod placement;
 pub(crate) mod routes;
+mod sla;
 #[cfg(test)]
 mod tests;
 mod webhooks;

@@ -9,7 +9,7 @@ use http::Method;
 
 use super::{
     admin, approvals, budgets, catalog, deployments, identity, images, instances, keys, metering,
-    webhooks,
+    sla, webhooks,
 };
 use super::{placement, Handler};
 use crate::stack::Writes;
@@ -169,6 +169,7 @@ pub(crate) static ROUTES: &[Route] = &[
     get("/v1/webhooks/{id}", h!(webhooks::get)),
     write(DELETE, "/v1/webhooks/{id}", false, h!(webhooks::delete)),
     get("/v1/webhooks/{id}/deliveries", h!(webhooks::deliveries)),
+    admin(get("/admin/sla", h!(sla::report))),
     admin(get("/admin/webhooks", h!(webhooks::admin_list))),
     admin(write(
         POST,

@@ -83,7 +83,7 @@ impl InstanceService {
         }
         let claim = self.claims.claim(&record.id)?;
         let answer = self
-            .provider(&record.provider, context(ctx, request_id))
+            .provider(&record.provider, &record.region, context(ctx, request_id))
             .act(action.op(), &remote)
             .await?;
         let new_state = answer.state;
@@ -142,7 +142,7 @@ impl InstanceService {
         }
         let remote = record.remote_id.clone().unwrap_or_default();
         let _claim = self.claims.claim(&record.id)?;
-        self.provider(&record.provider, context(ctx, request_id))
+        self.provider(&record.provider, &record.region, context(ctx, request_id))
             .resize(&remote, itype)
             .await?;
         self.inventory
@@ -174,7 +174,7 @@ impl InstanceService {
             .clone()
             .ok_or_else(|| wrong_state(format!("instance {id} is still being created")))?;
         let output = self
-            .provider(&record.provider, context(ctx, request_id))
+            .provider(&record.provider, &record.region, context(ctx, request_id))
             .console(&remote)
             .await?;
         Ok((record, output))

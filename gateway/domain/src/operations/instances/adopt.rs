@@ -72,7 +72,11 @@ impl InstanceService {
             ));
         }
         let live = self
-            .provider(&adoption.provider, context(operator, request_id))
+            .provider(
+                &adoption.provider,
+                &adoption.region,
+                context(operator, request_id),
+            )
             .get(&adoption.remote_id)
             .await?;
         let record = InstanceRecord {

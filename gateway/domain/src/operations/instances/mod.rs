@@ -151,6 +151,8 @@ pub struct InstanceService {
     instance_leases: Option<Arc<dyn InstanceLeaseStore>>,
     /// Where lease warnings and expiries are published.
     events: Option<Arc<crate::events::EventService>>,
+    /// What counts the providers' op outcomes and latencies.
+    sla: Option<Arc<crate::sla::SlaRecorder>>,
 }
 
 /// How long a create's lease lasts unrenewed; its creator renews it every third of that
@@ -188,7 +190,14 @@ impl InstanceService {
             budgets: None,
             instance_leases: None,
             events: None,
+            sla: None,
         }
+    }
+
+    /// Counts every provider op's outcome and latency in `recorder` (the providers' SLA).
+    pub fn with_sla(mut self, recorder: Arc<crate::sla::SlaRecorder>) -> Self {
+        self.sla = Some(recorder);
+        self
     }
 
     /// Publishes every lifecycle change, lease warning and lease expiry to `events`.
@@ -209,12 +218,16 @@ impl InstanceService {
     fn provider<'a>(
         &'a self,
         name: &'a str,
+        region: &'a str,
         context: skyport_plugin_api::sdk::CallContext,
     ) -> Provider<'a> {
         Provider {
             plugins: &*self.plugins,
             name,
+            region,
             context,
+            sla: self.sla.as_deref(),
+            clock: &self.clock,
         }
     }
 
@@ -407,7 +420,7 @@ impl InstanceService {
         itype: InstanceType,
         first_boot: &FirstBoot,
     ) -> Result<InstanceRecord, GatewayError> {
-        let provider = self.provider(&record.provider, context(ctx, request_id));
+        let provider = self.provider(&record.provider, &record.region, context(ctx, request_id));
         let mut created = provider.create(&record, itype, first_boot).await;
         if matches!(&created, Err(e) if matches!(e.kind, ErrorKind::Timeout | ErrorKind::Unavailable))
         {

@@ -26,7 +26,7 @@ impl InstanceService {
             return Ok(record);
         }
         let live = self
-            .provider(&record.provider, context(ctx, request_id))
+            .provider(&record.provider, &record.region, context(ctx, request_id))
             .get(&remote)
             .await;
         let (observed, network) = match live {

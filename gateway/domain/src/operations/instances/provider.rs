@@ -3,6 +3,7 @@
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use skyport_core::clock::SharedClock;
 use skyport_core::error::{ErrorKind, GatewayError};
 use skyport_plugin_api::ops::provider::{
     self as contract, ConsoleOutput, ConsoleRequest, CreateInstance, FindInstance, InstanceNetwork,
@@ -14,6 +15,7 @@ use skyport_plugin_host::Plugins;
 use super::FirstBoot;
 use crate::catalog::InstanceType;
 use crate::inventory::InstanceRecord;
+use crate::sla::{provider_failed, SlaRecorder};
 
 /// Deadline of one provider call.
 pub const PROVIDER_TIMEOUT: std::time::Duration = contract::INSTANCE_DEADLINE;
@@ -22,7 +24,12 @@ pub const PROVIDER_TIMEOUT: std::time::Duration = contract::INSTANCE_DEADLINE;
 pub(super) struct Provider<'a> {
     pub(super) plugins: &'a dyn Plugins,
     pub(super) name: &'a str,
+    /// The region the instance is in (for the SLA).
+    pub(super) region: &'a str,
     pub(super) context: CallContext,
+    /// Counts each op's outcome and latency, when the SLA is recorded.
+    pub(super) sla: Option<&'a SlaRecorder>,
+    pub(super) clock: &'a SharedClock,
 }
 
 /// What a provider says of one of its VMs (a validated [`InstanceView`]).
@@ -59,6 +66,7 @@ impl Provider<'_> {
         params: &impl Serialize,
     ) -> Result<T, GatewayError> {
         let params = serde_json::to_string(params).expect("contract params serialise");
+        let started = self.clock.monotonic();
         let answer = self
             .plugins
             .call_json(
@@ -69,8 +77,13 @@ impl Provider<'_> {
                 self.context.clone(),
                 PROVIDER_TIMEOUT,
             )
-            .await?;
-        serde_json::from_value(answer).map_err(|e| {
+            .await;
+        if let Some(sla) = self.sla {
+            let failed = matches!(&answer, Err(e) if provider_failed(e.kind));
+            let took = self.clock.monotonic().saturating_sub(started);
+            sla.record_call(self.name, self.region, failed, took);
+        }
+        serde_json::from_value(answer?).map_err(|e| {
             GatewayError::new(
                 ErrorKind::Upstream,
                 format!(

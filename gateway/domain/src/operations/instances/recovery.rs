@@ -83,7 +83,7 @@ impl InstanceService {
                 return;
             }
         }
-        let provider = self.provider(&record.provider, CallContext::default());
+        let provider = self.provider(&record.provider, &record.region, CallContext::default());
         match provider.find(&record).await {
             Ok(Some(found)) => {
                 record.remote_id = Some(found.id);

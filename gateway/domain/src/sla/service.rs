@@ -1,0 +1,116 @@
+//! Monthly reports, and breaches as events.
+
+use std::sync::Arc;
+
+use rust_decimal::Decimal;
+use serde_json::json;
+use skyport_core::clock::SharedClock;
+use skyport_core::error::GatewayError;
+use skyport_core::ids::rfc3339_millis;
+
+use super::{report, SlaRecorder, SlaReport};
+use crate::budgets::Month;
+use crate::events::{Event, EventService};
+
+/// The providers' service level.
+pub struct SlaService {
+    recorder: Arc<SlaRecorder>,
+    target: Decimal,
+    clock: SharedClock,
+}
+
+impl SlaService {
+    /// Reports from `recorder`'s store (and its minutes not yet written), against
+    /// `target` (percent).
+    pub fn new(recorder: Arc<SlaRecorder>, target: Decimal, clock: SharedClock) -> Self {
+        Self {
+            recorder,
+            target,
+            clock,
+        }
+    }
+
+    /// The recorder that counts ops and probes.
+    pub fn recorder(&self) -> &Arc<SlaRecorder> {
+        &self.recorder
+    }
+
+    /// The report of `period` (`YYYY-MM`; the current month when `None`).
+    pub async fn report(&self, period: Option<&str>) -> Result<SlaReport, GatewayError> {
+        let month = match period {
+            None => Month::of(self.clock.wall()),
+            Some(text) => Month::parse(text).ok_or_else(|| {
+                GatewayError::invalid(format!("period '{text}' is not a month (YYYY-MM)"))
+            })?,
+        };
+        let (from, to) = (rfc3339_millis(month.start), rfc3339_millis(month.end));
+        let mut samples = self.recorder.store().between(&from, &to).await?;
+        samples.extend(
+            self.recorder
+                .pending()
+                .into_iter()
+                .filter(|s| s.minute >= from && s.minute < to),
+        );
+        Ok(report(&month.label(), &samples, self.target))
+    }
+
+    /// Publishes `sla.breach` for each provider region below the target this month, once
+    /// per region and month: how many it published.
+    pub async fn announce_breaches(&self, events: &EventService) -> Result<usize, GatewayError> {
+        let report = self.report(None).await?;
+        let mut published = 0;
+        for site in report.sites.iter().filter(|s| s.breached) {
+            let key = format!(
+                "sla.breach/{}/{}/{}",
+                site.provider, site.region, report.period
+            );
+            let event = Event {
+                id: key.clone(),
+                kind: "sla.breach".into(),
+                subject: Some(format!("{}/{}", site.provider, site.region)),
+                time: rfc3339_millis(self.clock.wall()),
+                tenant: None,
+                department: None,
+                data: json!({ "period": report.period, "site": site }),
+            };
+            if events.publish_once(&key, event).await? {
+                tracing::warn!(provider = %site.provider, region = %site.region,
+                    availability = ?site.availability, target = %site.target,
+                    "a provider region is below its availability target");
+                published += 1;
+            }
+        }
+        Ok(published)
+    }
+}
+
+impl SlaService {
+    /// Looks for breaches every `every`, on whichever replica holds the `sla-breaches`
+    /// lease in `leases` as `holder`.
+    pub fn spawn_breach_watch(
+        self: Arc<Self>,
+        events: Arc<EventService>,
+        leases: Arc<dyn crate::leases::LeaseStore>,
+        holder: String,
+        every: std::time::Duration,
+    ) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(every);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                match leases.acquire("sla-breaches", &holder, every * 3).await {
+                    Ok(true) => {
+                        if let Err(e) = self.announce_breaches(&events).await {
+                            tracing::warn!(error = %e.public, "looking for SLA breaches failed");
+                        }
+                    }
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::debug!(error = %e.public, "the sla-breaches lease is unavailable")
+                    }
+                }
+            }
+        })
+    }
+}
