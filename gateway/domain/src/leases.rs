@@ -4,6 +4,8 @@
 //! gateway is alone and every lease is its own ([`SoleHolder`]); replicas sharing
 //! PostgreSQL hold them in the database, on its clock.
 
+use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -39,4 +41,34 @@ impl LeaseStore for SoleHolder {
     async fn release(&self, _: &str, _: &str) -> Result<(), GatewayError> {
         Ok(())
     }
+}
+
+/// Runs `work` every `every` on whichever replica holds lease `name` in `leases` as
+/// `holder` (for three periods unrenewed: another replica takes it over that long after
+/// its holder dies), until the task is dropped.
+pub fn every_on_one_replica<F, Fut>(
+    leases: Arc<dyn LeaseStore>,
+    name: &'static str,
+    holder: String,
+    every: Duration,
+    mut work: F,
+) -> tokio::task::JoinHandle<()>
+where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            match leases.acquire(name, &holder, every * 3).await {
+                Ok(true) => work().await,
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::debug!(lease = name, error = %e.public, "the lease is unavailable")
+                }
+            }
+        }
+    })
 }

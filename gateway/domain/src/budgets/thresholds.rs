@@ -12,7 +12,7 @@ use skyport_core::tenancy::{IdentitySource, TenantContext};
 
 use super::BudgetService;
 use crate::events::{Event, EventService};
-use crate::leases::LeaseStore;
+use crate::leases::{every_on_one_replica, LeaseStore};
 
 /// The coordination lease under which one replica looks.
 const WATCH_LEASE: &str = "budget-thresholds";
@@ -95,22 +95,11 @@ impl BudgetService {
         holder: String,
         every: Duration,
     ) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(every);
-            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                ticks.tick().await;
-                if self.list().1.is_empty() {
-                    continue;
-                }
-                match leases.acquire(WATCH_LEASE, &holder, every * 3).await {
-                    Ok(true) => {
-                        self.announce_thresholds(&events).await;
-                    }
-                    Ok(false) => {}
-                    Err(e) => {
-                        tracing::debug!(error = %e.public, "the budget-thresholds lease is unavailable")
-                    }
+        every_on_one_replica(leases, WATCH_LEASE, holder, every, move || {
+            let (this, events) = (Arc::clone(&self), Arc::clone(&events));
+            async move {
+                if !this.list().1.is_empty() {
+                    this.announce_thresholds(&events).await;
                 }
             }
         })

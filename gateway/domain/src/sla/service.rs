@@ -94,21 +94,11 @@ impl SlaService {
         holder: String,
         every: std::time::Duration,
     ) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(every);
-            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                ticks.tick().await;
-                match leases.acquire("sla-breaches", &holder, every * 3).await {
-                    Ok(true) => {
-                        if let Err(e) = self.announce_breaches(&events).await {
-                            tracing::warn!(error = %e.public, "looking for SLA breaches failed");
-                        }
-                    }
-                    Ok(false) => {}
-                    Err(e) => {
-                        tracing::debug!(error = %e.public, "the sla-breaches lease is unavailable")
-                    }
+        crate::leases::every_on_one_replica(leases, "sla-breaches", holder, every, move || {
+            let (this, events) = (Arc::clone(&self), Arc::clone(&events));
+            async move {
+                if let Err(e) = this.announce_breaches(&events).await {
+                    tracing::warn!(error = %e.public, "looking for SLA breaches failed");
                 }
             }
         })

@@ -311,25 +311,12 @@ impl InstanceService {
     /// Looks at the leases every `every`, on one replica at a time (whoever holds the
     /// `instance-leases` lease, for three looks unrenewed).
     pub fn spawn_lease_upkeep(self: Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(every);
-            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                ticks.tick().await;
-                match self
-                    .leases
-                    .acquire(UPKEEP_LEASE, &self.holder, every * 3)
-                    .await
-                {
-                    Ok(true) => {
-                        if let Err(e) = self.run_leases().await {
-                            tracing::warn!(error = %e.public, "looking at the instance leases failed");
-                        }
-                    }
-                    Ok(false) => {}
-                    Err(e) => {
-                        tracing::debug!(error = %e.public, "the instance-leases lease is unavailable")
-                    }
+        let (leases, holder) = (Arc::clone(&self.leases), self.holder.clone());
+        crate::leases::every_on_one_replica(leases, UPKEEP_LEASE, holder, every, move || {
+            let this = Arc::clone(&self);
+            async move {
+                if let Err(e) = this.run_leases().await {
+                    tracing::warn!(error = %e.public, "looking at the instance leases failed");
                 }
             }
         })
