@@ -19,8 +19,10 @@ cluster: deps-run build-release
 	./tests/cluster.sh start
 
 test: export CARGO_INCREMENTAL = 0
+# Unit and crate tests first; then the end-to-end binaries, two at a time (tests/run-e2e.sh).
 test: deps-test lint build fuzz-short
-	$(CARGO) test --workspace --all-targets --no-fail-fast
+	$(CARGO) test --workspace --all-targets --no-fail-fast --exclude skyport-e2e
+	./tests/run-e2e.sh
 
 build:
 	$(CARGO) build --workspace --all-targets

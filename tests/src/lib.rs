@@ -81,18 +81,37 @@ pub fn default_config() -> String {
     format!("{shipped}\n[tenants.ops]\noperator = true\n")
 }
 
-/// A local-vmm `network = {...}` setting no other gateway of this test run uses: a bridge
-/// and a /24 of its own, so that gateways booting VMs at the same time never share one.
-/// [`release_networks`] removes what it made.
+/// A local-vmm `network = {...}` setting no other gateway of any test run on this host
+/// uses while this process lives: a bridge and a /24 of their own, so that gateways
+/// booting VMs at the same time (test binaries run side by side included) never share
+/// one. A slot is held by an advisory lock on `<tmp>/skyport-e2e-net-<slot>.lock`, which
+/// the kernel releases when the process ends, however it ends. [`release_networks`]
+/// removes what the gateway made.
 pub fn test_network() -> String {
-    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 256;
-    let pid = std::process::id();
-    format!(
-        "network = {{ bridge = \"spt{:x}x{n:x}\", cidr = \"10.{}.{n}.0/24\" }}",
-        pid % 0x10000,
-        200 + pid % 50
-    )
+    use std::sync::Mutex;
+    static HELD: Mutex<Vec<std::fs::File>> = Mutex::new(Vec::new());
+    let mut held = HELD.lock().unwrap();
+    for slot in 0..50 * 256u32 {
+        let path = std::env::temp_dir().join(format!("skyport-e2e-net-{slot}.lock"));
+        let Ok(file) = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+        else {
+            continue;
+        };
+        if rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
+            continue;
+        }
+        held.push(file);
+        return format!(
+            "network = {{ bridge = \"sptn{slot:x}\", cidr = \"10.{}.{}.0/24\" }}",
+            200 + slot / 256,
+            slot % 256
+        );
+    }
+    panic!("no free test network slot: 12,800 locks under the temp dir are held");
 }
 
 /// Stops what local-vmm instances left on the host under `state_dir`: QEMU processes
