@@ -445,3 +445,87 @@ mode = "enforce"
         "{log}"
     );
 }
+
+#[tokio::test]
+async fn an_order_past_a_budgets_approval_threshold_waits_and_ec2_is_refused() {
+    skyport_e2e::assert_guest_image_prepared();
+    let config = default_config().replace(
+        "file = \"libskyport_metering.so\"",
+        &format!(
+            "file = \"libskyport_metering.so\"\nconfig = {{ {} }}",
+            RATE_CARD.replace('\n', " ")
+        ),
+    ) + r#"
+[[budgets]]
+name = "engineering-gate"
+tenant = "demo"
+department = "engineering"
+amount = "100000.00"
+approval_above = "1%"
+"#;
+    let gw = Gateway::start_with(GatewayOptions {
+        config: Some(config),
+        ..Default::default()
+    });
+    let engineering = gw.token("demo", Some("engineering"), &[]);
+    let order = json!({"image": "skyport-tiny", "instance_type": "sp.micro",
+                       "tags": {"purpose": "gated"}});
+
+    // The native order waits, with the reason; nothing is created.
+    let waiting = gw
+        .post_json("/v1/instances", &engineering, Some(order))
+        .await;
+    let pending = &waiting["order"];
+    assert_eq!(pending["status"], "pending_approval", "{waiting}");
+    let reason = pending["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("'engineering-gate'") && reason.contains("approval threshold 1%"),
+        "{reason}"
+    );
+    let listed = gw.get_json("/v1/instances", &engineering).await;
+    assert_eq!(listed["instances"], json!([]), "{listed}");
+
+    // EC2 cannot wait: refused with the reason, which the AWS CLI shows.
+    let key = access_key(&gw, "engineering").await;
+    let (code, images, stderr) = aws_cli(&gw, &key, "local-1", &["ec2", "describe-images"]);
+    assert_eq!(code, 0, "{stderr}");
+    let images: Value = serde_json::from_str(&images).unwrap();
+    let image_id = images["Images"][0]["ImageId"].as_str().unwrap().to_string();
+    let (code, _, stderr) = aws_cli(
+        &gw,
+        &key,
+        "local-1",
+        &[
+            "ec2",
+            "run-instances",
+            "--image-id",
+            &image_id,
+            "--instance-type",
+            "sp.micro",
+        ],
+    );
+    assert_ne!(code, 0);
+    assert!(
+        stderr.contains("engineering-gate") && stderr.contains("POST /v1/instances"),
+        "{stderr}"
+    );
+
+    // Approved, it is created as ordered (the gate is not asked twice).
+    let admin = gw.token("ops", None, &["admin"]);
+    let approved = gw
+        .post_json(
+            &format!("/admin/orders/{}/approve", pending["id"].as_str().unwrap()),
+            &admin,
+            Some(json!({"reason": "capacity planned"})),
+        )
+        .await;
+    assert_eq!(approved["order"]["status"], "approved", "{approved}");
+    let instance = approved["instance"]["id"].as_str().unwrap();
+    assert_eq!(approved["instance"]["tags"]["purpose"], "gated");
+    assert_eq!(
+        gw.delete(&format!("/v1/instances/{instance}"), &engineering)
+            .await
+            .status(),
+        200
+    );
+}

@@ -26,6 +26,11 @@ pub struct BudgetConfig {
     /// forecast past the amount is refused.
     #[serde(default)]
     pub mode: BudgetMode,
+    /// Where orders start to need an approver: a percentage of the amount (`"80%"`) or an
+    /// amount. An order that would take the month's forecast past it waits as
+    /// `pending_approval` (native API) or is refused where it cannot wait.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval_above: Option<String>,
 }
 
 /// What a budget does when it would be exceeded.

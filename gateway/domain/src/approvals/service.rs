@@ -66,13 +66,15 @@ impl ApprovalService {
     }
 
     /// Keeps the caller's order of `offering` (its body, `request`) until an approver
-    /// decides.
+    /// decides; `why` it waits when its offering is not the reason (a budget's approval
+    /// threshold), shown as its `reason`.
     pub async fn submit(
         &self,
         ctx: &TenantContext,
         offering: &str,
         department: Option<String>,
         request: Value,
+        why: Option<String>,
     ) -> Result<PendingOrder, GatewayError> {
         let order = PendingOrder {
             id: new_id("ord"),
@@ -82,7 +84,7 @@ impl ApprovalService {
             offering: offering.to_string(),
             request,
             status: OrderStatus::PendingApproval,
-            reason: None,
+            reason: why,
             created_at: rfc3339_millis(self.clock.wall()),
             decided_at: None,
             decided_by: None,

@@ -31,6 +31,7 @@ async fn an_undecided_order_expires_with_its_reason_and_cannot_be_decided() {
             "prod-vm",
             Some("finance".into()),
             json!({"offering": "prod-vm"}),
+            None,
         )
         .await
         .unwrap();
@@ -60,7 +61,7 @@ async fn orders_are_seen_by_their_tenant_and_department_only() {
     let (approvals, _) = service();
     let finance = caller("demo", Some("finance"));
     let order = approvals
-        .submit(&finance, "prod-vm", Some("finance".into()), json!({}))
+        .submit(&finance, "prod-vm", Some("finance".into()), json!({}), None)
         .await
         .unwrap();
     for other in [caller("acme", None), caller("demo", Some("engineering"))] {

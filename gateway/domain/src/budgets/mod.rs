@@ -100,6 +100,8 @@ pub struct Budget {
     pub config: BudgetConfig,
     /// Its thresholds, parsed.
     pub thresholds: Vec<Threshold>,
+    /// Where orders start to need an approver, parsed.
+    pub approval_above: Option<Threshold>,
 }
 
 impl Budget {
@@ -136,7 +138,19 @@ impl Budget {
             .iter()
             .map(|t| Threshold::parse(t).map_err(|e| format!("budget '{}': {e}", config.name)))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Self { config, thresholds })
+        let approval_above = config
+            .approval_above
+            .as_deref()
+            .map(|t| {
+                Threshold::parse(t)
+                    .map_err(|e| format!("budget '{}': approval_above: {e}", config.name))
+            })
+            .transpose()?;
+        Ok(Self {
+            config,
+            thresholds,
+            approval_above,
+        })
     }
 
     /// Whether it governs an order of `tenant` billed to `department`: a tenant-wide
@@ -228,6 +242,36 @@ pub struct BudgetStatus {
     pub remaining: Decimal,
     /// Its thresholds.
     pub thresholds: Vec<ThresholdStatus>,
+}
+
+/// What `items` cost to the month's end (`hours_left`), or to their lease's end when that
+/// comes first, at `prices`; 503 naming `budget` when one has no price.
+fn order_cost(
+    items: &[OrderItem],
+    prices: &HashMap<(String, String), Decimal>,
+    hours_left: Decimal,
+    budget: &Budget,
+) -> Result<Decimal, GatewayError> {
+    let mut cost = Decimal::ZERO;
+    for item in items {
+        let pair = (item.instance_type.clone(), item.provider.clone());
+        let price = prices.get(&pair).ok_or_else(|| {
+            GatewayError::new(
+                ErrorKind::Unavailable,
+                format!(
+                    "the rate card has no hourly price for {} at {}, so the order cannot be \
+                     checked against budget '{}'",
+                    item.instance_type, item.provider, budget.config.name
+                ),
+            )
+        })?;
+        let hours = match item.lease_secs {
+            Some(secs) => hours_left.min(Decimal::from(secs) / Decimal::from(3600)),
+            None => hours_left,
+        };
+        cost += *price * hours;
+    }
+    Ok(cost)
 }
 
 /// `amount` to the cent, showing both digits (`0.00`), as the bill shows money.
@@ -403,30 +447,11 @@ impl BudgetService {
         }
         let now = self.clock.wall();
         let month = Month::of(now);
-        let hours_left = month.hours_left(now);
         let horizon = self.horizon(&ctx.tenant, now).await?;
         // Priced at every loaded provider (and the order's): no inventory read before the
         // admission's own.
         let prices = self.prices_for(ctx, request_id, &[], items).await?;
-        let mut order_cost = Decimal::ZERO;
-        for item in items {
-            let pair = (item.instance_type.clone(), item.provider.clone());
-            let price = prices.get(&pair).ok_or_else(|| {
-                GatewayError::new(
-                    ErrorKind::Unavailable,
-                    format!(
-                        "the rate card has no hourly price for {} at {}, so the order cannot \
-                         be checked against budget '{}'",
-                        item.instance_type, item.provider, enforced[0].config.name
-                    ),
-                )
-            })?;
-            let hours = match item.lease_secs {
-                Some(secs) => hours_left.min(Decimal::from(secs) / Decimal::from(3600)),
-                None => hours_left,
-            };
-            order_cost += *price * hours;
-        }
+        let order_cost = order_cost(items, &prices, month.hours_left(now), &enforced[0])?;
         let mut checks = Vec::with_capacity(enforced.len());
         for budget in enforced {
             let spent = self
@@ -451,6 +476,54 @@ impl BudgetService {
             }
             Ok(())
         })))
+    }
+
+    /// Why an order of `items` billed to `department` needs an approver: it would take
+    /// the month's forecast of a budget past that budget's `approval_above` (`None`: it
+    /// does not). Checked against the tenant's instances as they are, before the order
+    /// is placed in the queue or created.
+    pub async fn approval_needed(
+        &self,
+        ctx: &TenantContext,
+        request_id: &str,
+        department: Option<&str>,
+        items: &[OrderItem],
+    ) -> Result<Option<String>, GatewayError> {
+        let gated: Vec<Budget> = self
+            .list()
+            .1
+            .iter()
+            .filter(|b| b.approval_above.is_some() && b.governs(&ctx.tenant, department))
+            .cloned()
+            .collect();
+        if gated.is_empty() {
+            return Ok(None);
+        }
+        let now = self.clock.wall();
+        let month = Month::of(now);
+        let live = self.live(&ctx.tenant).await?;
+        let prices = self.prices_for(ctx, request_id, &live, items).await?;
+        let horizon = self.horizon(&ctx.tenant, now).await?;
+        let cost = order_cost(items, &prices, month.hours_left(now), &gated[0])?;
+        for budget in gated {
+            let spent = self
+                .costs
+                .spent(ctx, request_id, budget.config.department.as_deref())
+                .await?;
+            let forecast = spent.amount + committed(&budget, &live, &prices, &horizon) + cost;
+            let threshold = budget.approval_above.expect("filtered on it");
+            if forecast > threshold.of(budget.config.amount) {
+                return Ok(Some(format!(
+                    "this order ({} {}) takes budget '{}' past its approval threshold {} for {}",
+                    cents(cost),
+                    spent.currency,
+                    budget.config.name,
+                    threshold.label(),
+                    month.label()
+                )));
+            }
+        }
+        Ok(None)
     }
 
     /// Refuses `items` billed to `department` when that would take an `enforce` budget

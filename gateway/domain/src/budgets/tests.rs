@@ -26,6 +26,7 @@ fn budget(name: &str, department: Option<&str>, amount: &str, mode: BudgetMode) 
         amount: amount.parse().unwrap(),
         thresholds: vec!["50%".into(), "1.00".into()],
         mode,
+        approval_above: None,
     }
 }
 
@@ -119,6 +120,13 @@ fn thresholds_and_budgets_are_checked_with_clear_messages() {
                 ..budget("thresholds", None, "1.00", BudgetMode::Alert)
             },
             "threshold 'lots'",
+        ),
+        (
+            BudgetConfig {
+                approval_above: Some("most".into()),
+                ..budget("approvals", None, "1.00", BudgetMode::Alert)
+            },
+            "approval_above: threshold 'most'",
         ),
     ];
     for (config, expected) in cases {
@@ -443,4 +451,42 @@ async fn each_threshold_is_announced_once_per_month() {
         .collect();
     thresholds.sort();
     assert_eq!(thresholds, ["1.00", "50%"]);
+}
+
+#[tokio::test]
+async fn an_order_past_a_budgets_approval_threshold_needs_an_approver() {
+    let world = world_with(vec![BudgetConfig {
+        approval_above: Some("50%".into()),
+        ..budget("finance-gate", Some("finance"), "10.00", BudgetMode::Alert)
+    }])
+    .await;
+    let finance = caller("demo", Some("finance"));
+    let micro = OrderItem {
+        instance_type: "sp.micro".into(),
+        provider: "local-vmm".into(),
+        lease_secs: None,
+    };
+    // 3.61 EUR to the month's end: below 5.00 with nothing spent.
+    let gate = |ctx: TenantContext, department: &'static str| {
+        let (budgets, item) = (Arc::clone(&world.budgets), micro.clone());
+        async move {
+            budgets
+                .approval_needed(&ctx, "r1", Some(department), &[item])
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(gate(finance.clone(), "finance").await, None);
+    *world.spent.lock().unwrap() = "2.00".into();
+    world.clock.advance(std::time::Duration::from_secs(6));
+    let why = gate(finance.clone(), "finance").await.unwrap();
+    assert!(
+        why.contains("3.61 EUR") && why.contains("'finance-gate'") && why.contains("50%"),
+        "{why}"
+    );
+    // Another department's orders are not its business.
+    assert_eq!(
+        gate(caller("demo", Some("research")), "research").await,
+        None
+    );
 }

@@ -233,6 +233,21 @@ impl DeploymentService {
             })
             .collect();
         let department = order.department.as_deref().or(ctx.department.as_deref());
+        for decision in &decisions {
+            let why = self
+                .instances
+                .budget_approval(
+                    ctx,
+                    request_id,
+                    department,
+                    decision.instance_type(),
+                    &decision.provider,
+                )
+                .await?;
+            if let Some(why) = why {
+                return Err(InstanceService::budget_approval_refusal(&why));
+            }
+        }
         self.instances
             .check_admission(ctx, request_id, department, &adding)
             .await?;

@@ -92,6 +92,20 @@ pub(super) async fn run_instances(call: &Ec2Call<'_>) -> Result<String, Ec2Error
         {
             return Err(InstanceService::approval_refusal(&decision.offering).into());
         }
+        let why = call
+            .services
+            .instances
+            .budget_approval(
+                call.ctx,
+                call.request_id,
+                call.ctx.department.as_deref(),
+                decision.instance_type(),
+                &decision.provider,
+            )
+            .await?;
+        if let Some(why) = why {
+            return Err(InstanceService::budget_approval_refusal(&why).into());
+        }
         let decided = CreateSpec {
             name,
             tags,

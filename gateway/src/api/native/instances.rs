@@ -189,11 +189,30 @@ pub(super) async fn create_instance(
     if approval == Approval::AsOffering && services.instances.requires_approval(&order.offering) {
         let pending = services
             .approvals
-            .submit(ctx, &order.offering, department, body)
+            .submit(ctx, &order.offering, department, body, None)
             .await?;
         return Ok(json!({ "order": pending }));
     }
     let (placement_id, decision) = services.placement.place(ctx, request_id, &order).await?;
+    if approval == Approval::AsOffering {
+        let why = services
+            .instances
+            .budget_approval(
+                ctx,
+                request_id,
+                department.as_deref(),
+                decision.instance_type(),
+                &decision.provider,
+            )
+            .await?;
+        if let Some(why) = why {
+            let pending = services
+                .approvals
+                .submit(ctx, &order.offering, department, body, Some(why))
+                .await?;
+            return Ok(json!({ "order": pending }));
+        }
+    }
     let spec = CreateSpec {
         name: req.name,
         tags: req.tags,

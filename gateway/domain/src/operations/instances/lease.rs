@@ -66,6 +66,37 @@ impl InstanceService {
             .is_some_and(|(o, _)| o.requires_approval)
     }
 
+    /// Why an order of `instance_type` at `provider`, billed to `department`, needs an
+    /// approver because of a budget's `approval_above` (`None`: it does not).
+    pub async fn budget_approval(
+        &self,
+        ctx: &TenantContext,
+        request_id: &str,
+        department: Option<&str>,
+        instance_type: &str,
+        provider: &str,
+    ) -> Result<Option<String>, GatewayError> {
+        let Some(budgets) = &self.budgets else {
+            return Ok(None);
+        };
+        let item = OrderItem {
+            instance_type: instance_type.to_string(),
+            provider: provider.to_string(),
+            lease_secs: None,
+        };
+        budgets
+            .approval_needed(ctx, request_id, department, &[item])
+            .await
+    }
+
+    /// The refusal of an order that needs an approver (`why`), made where it cannot wait
+    /// for one.
+    pub fn budget_approval_refusal(why: &str) -> GatewayError {
+        GatewayError::forbidden(format!(
+            "{why}: it needs an approver; order it with POST /v1/instances, where it waits for one"
+        ))
+    }
+
     /// The refusal of an order of `offering`, which requires approval, made where it
     /// cannot wait for one.
     pub fn approval_refusal(offering: &str) -> GatewayError {
