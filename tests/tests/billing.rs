@@ -172,6 +172,25 @@ async fn a_vm_lifecycle_and_api_calls_are_billed_to_the_cent_and_only_to_their_t
         "{by_tag}"
     );
 
+    // By offering: the VM was a raw order (the built-in offering `raw`).
+    assert_eq!(micro["offering"], "raw", "{micro}");
+    let by_offering = gw
+        .get_json(
+            &format!("/v1/bill?period={period}&group_by=offering"),
+            &demo,
+        )
+        .await;
+    let groups = &by_offering["grouped"]["groups"];
+    assert_eq!(
+        dec(&groups["raw"]) + dec(&groups["(none)"]),
+        dec(&by_offering["total"]),
+        "{by_offering}"
+    );
+    assert!(
+        (dec(&groups["raw"]) - apollo).abs() < Decimal::new(1, 2),
+        "{by_offering}"
+    );
+
     // The same bill as FOCUS 1.2 CSV and as CSR lines.
     let focus = gw
         .get(&format!("/v1/bill?period={period}&format=focus"), &demo)

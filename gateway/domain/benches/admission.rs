@@ -75,6 +75,7 @@ async fn world(with_budgets: bool) -> Arc<World> {
                 client_token: None,
                 network: None,
                 user_data: None,
+                offering: None,
             };
             world
                 .inventory

@@ -49,7 +49,8 @@ const WHAT: &str = "inventory";
 
 const SELECT: &str =
     "SELECT id, tenant, department, provider, region, remote_id, image, instance_type,
-    name, tags, state, created_at, key_name, client_token, network, user_data FROM instances";
+    name, tags, state, created_at, key_name, client_token, network, user_data, offering
+    FROM instances";
 
 /// The `network` column: the addresses as JSON, or NULL.
 fn network_json(network: Option<&InstanceNetwork>) -> Option<String> {
@@ -64,8 +65,9 @@ async fn insert_row(client: &impl GenericClient, r: &InstanceRecord) -> Result<(
         .execute(
             "INSERT INTO instances (id, tenant, department, provider, region, remote_id,
              image, instance_type, name, tags, state, created_at, key_name, client_token,
-             network, user_data)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+             network, user_data, offering)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
+                     $17)",
             &[
                 &r.id,
                 &r.tenant,
@@ -83,6 +85,7 @@ async fn insert_row(client: &impl GenericClient, r: &InstanceRecord) -> Result<(
                 &r.client_token,
                 &network,
                 &r.user_data,
+                &r.offering,
             ],
         )
         .await;
@@ -118,6 +121,7 @@ fn row_to_record(row: &Row) -> InstanceRecord {
             .get::<_, Option<String>>(14)
             .and_then(|text| serde_json::from_str(&text).ok()),
         user_data: row.get(15),
+        offering: row.get(16),
     }
 }
 

@@ -182,6 +182,11 @@ const MIGRATIONS: &[Migration] = &[
         CREATE INDEX sla_minutes_by_minute ON sla_minutes (minute);
     ",
     },
+    Migration {
+        version: 8,
+        description: "the offering an instance was ordered as",
+        sql: "ALTER TABLE instances ADD COLUMN offering TEXT;",
+    },
 ];
 
 /// Every table of the gateway's stores and its columns, as both engines lay them out:
@@ -206,6 +211,7 @@ pub const TABLES: &[(&str, &[&str])] = &[
             "client_token",
             "network",
             "user_data",
+            "offering",
         ],
     ),
     (

@@ -53,6 +53,7 @@ impl SqliteInventory {
                     "user_data",
                     "ALTER TABLE instances ADD COLUMN user_data TEXT",
                 ),
+                ("offering", "ALTER TABLE instances ADD COLUMN offering TEXT"),
             ] {
                 let present: bool = conn.query_row(
                     "SELECT count(*) FROM pragma_table_info('instances') WHERE name = ?1",
@@ -74,7 +75,8 @@ impl SqliteInventory {
 
 const SELECT: &str =
     "SELECT id, tenant, department, provider, region, remote_id, image, instance_type,
-    name, tags, state, created_at, key_name, client_token, network, user_data FROM instances";
+    name, tags, state, created_at, key_name, client_token, network, user_data, offering
+    FROM instances";
 
 /// The `network` column: the addresses as JSON, or NULL.
 fn network_json(network: Option<&InstanceNetwork>) -> Option<String> {
@@ -86,8 +88,8 @@ fn insert_row(c: &rusqlite::Connection, r: &InstanceRecord) -> Result<usize, rus
     c.execute(
         "INSERT INTO instances (id, tenant, department, provider, region, remote_id,
          image, instance_type, name, tags, state, created_at, key_name, client_token, network,
-         user_data)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+         user_data, offering)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
         params![
             r.id,
             r.tenant,
@@ -104,7 +106,8 @@ fn insert_row(c: &rusqlite::Connection, r: &InstanceRecord) -> Result<usize, rus
             r.key_name,
             r.client_token,
             network_json(r.network.as_ref()),
-            r.user_data
+            r.user_data,
+            r.offering
         ],
     )
 }
@@ -130,6 +133,7 @@ fn row_to_record(row: &rusqlite::Row<'_>) -> Result<InstanceRecord, rusqlite::Er
             .get::<_, Option<String>>(14)?
             .and_then(|text| serde_json::from_str(&text).ok()),
         user_data: row.get(15)?,
+        offering: row.get(16)?,
     })
 }
 

@@ -36,6 +36,8 @@ pub struct InstanceUsage {
     pub department: Option<String>,
     /// Its tags, as its latest lifecycle event carried them.
     pub tags: BTreeMap<String, String>,
+    /// The offering it was ordered as, when its events name one.
+    pub offering: Option<String>,
     /// Running slices (any period; the bill keeps what falls in its own).
     pub slices: Vec<Slice>,
 }
@@ -86,6 +88,10 @@ pub struct BillLine {
     /// The resource's tags (none for API requests).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub tags: BTreeMap<String, String>,
+    /// The offering the resource was ordered as (none for API requests and raw orders
+    /// metered before offerings were recorded).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offering: Option<String>,
 }
 
 /// Subtotals.
@@ -301,6 +307,7 @@ pub fn build_bill(inputs: &BillInputs<'_>) -> Result<Bill, String> {
                 exceptions: slice.exceptions.clone(),
                 charge_class: None,
                 tags: instance.tags.clone(),
+                offering: instance.offering.clone(),
             });
         }
     }
@@ -327,6 +334,7 @@ pub fn build_bill(inputs: &BillInputs<'_>) -> Result<Bill, String> {
             exceptions: vec![],
             charge_class: None,
             tags: BTreeMap::new(),
+            offering: None,
         });
     }
     Ok(Bill::from_lines(
@@ -423,6 +431,7 @@ mod tests {
             region: format!("{provider}-1"),
             department: department.map(str::to_owned),
             tags: BTreeMap::new(),
+            offering: None,
             slices,
         }
     }

@@ -80,6 +80,7 @@ pub fn instance_usage(
                     region: text("region"),
                     department,
                     tags: BTreeMap::new(),
+                    offering: None,
                     slices: Vec::new(),
                 },
                 Vec::new(),
@@ -87,6 +88,9 @@ pub fn instance_usage(
         });
         // Rows come in event order: the latest event's tags are the instance's.
         entry.0.tags = tags_of(&attributes);
+        if let Some(offering) = attributes["offering"].as_str() {
+            entry.0.offering = Some(offering.to_string());
+        }
         entry.1.push(event);
     }
     Ok(instances

@@ -13,6 +13,8 @@ use crate::bill::{largest_remainder, Bill, BillLine, NO_DEPARTMENT};
 pub const NO_REGION: &str = "(none)";
 /// Group of lines whose resource does not carry the tag (and of API requests).
 pub const UNTAGGED: &str = "(untagged)";
+/// Group of lines without an offering (API requests).
+pub const NO_OFFERING: &str = "(none)";
 
 /// What a bill is grouped by.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,6 +25,8 @@ pub enum GroupBy {
     Region,
     /// The department.
     Department,
+    /// The offering the resource was ordered as.
+    Offering,
     /// The value of tag `KEY` (`tag:KEY`).
     Tag(String),
 }
@@ -34,11 +38,12 @@ impl GroupBy {
             "provider" => Ok(Self::Provider),
             "region" => Ok(Self::Region),
             "department" => Ok(Self::Department),
+            "offering" => Ok(Self::Offering),
             _ => match text.strip_prefix("tag:") {
                 Some(key) if !key.is_empty() && key.len() <= 128 => Ok(Self::Tag(key.into())),
                 _ => Err(format!(
-                    "group_by '{text}' is not available; use provider, region, department or \
-                     tag:KEY (a tag key of 1-128 characters)"
+                    "group_by '{text}' is not available; use provider, region, department, \
+                     offering or tag:KEY (a tag key of 1-128 characters)"
                 )),
             },
         }
@@ -52,6 +57,7 @@ impl GroupBy {
                 .department
                 .clone()
                 .unwrap_or_else(|| NO_DEPARTMENT.into()),
+            Self::Offering => line.offering.clone().unwrap_or_else(|| NO_OFFERING.into()),
             Self::Tag(key) => line
                 .tags
                 .get(key)
@@ -65,6 +71,7 @@ impl GroupBy {
             Self::Provider => "provider".into(),
             Self::Region => "region".into(),
             Self::Department => "department".into(),
+            Self::Offering => "offering".into(),
             Self::Tag(key) => format!("tag:{key}"),
         }
     }
@@ -118,6 +125,7 @@ mod tests {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            offering: (provider != "skyport").then(|| "dev-vm".into()),
         }
     }
 
@@ -144,6 +152,12 @@ mod tests {
             grouped.groups.keys().collect::<Vec<_>>(),
             ["(untagged)", "apollo", "zeus"]
         );
+        let offerings = group(&bill, &GroupBy::parse("offering").unwrap());
+        assert_eq!(offerings.groups.values().sum::<Decimal>(), bill.total);
+        assert_eq!(
+            offerings.groups.keys().collect::<Vec<_>>(),
+            ["(none)", "dev-vm"]
+        );
         let regions = group(&bill, &GroupBy::Region);
         assert_eq!(regions.groups.values().sum::<Decimal>(), bill.total);
         assert!(regions.groups.contains_key(NO_REGION));
@@ -153,7 +167,7 @@ mod tests {
     fn unknown_groupings_are_refused_with_the_choices() {
         for bad in [
             "tag:",
-            "offering",
+            "offerings",
             "Provider",
             &format!("tag:{}", "k".repeat(129)),
         ] {

@@ -61,6 +61,7 @@ fn local_micro(department: &str) -> CreateSpec {
         client_token: None,
         first_boot: FirstBoot::default(),
         lease: None,
+        offering: None,
     }
 }
 

@@ -28,6 +28,7 @@ pub fn record(id: &str, tenant: &str) -> InstanceRecord {
         client_token: None,
         network: None,
         user_data: None,
+        offering: Some("dev-vm".into()),
     }
 }
 

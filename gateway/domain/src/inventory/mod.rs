@@ -65,6 +65,10 @@ pub struct InstanceRecord {
     /// `userData` shows it to its tenant).
     #[serde(skip)]
     pub user_data: Option<String>,
+    /// The offering it was ordered as (`raw` for a raw order); `None` for instances
+    /// adopted or made before offerings were recorded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offering: Option<String>,
 }
 
 impl InstanceRecord {
@@ -86,6 +90,9 @@ impl InstanceRecord {
         };
         if !self.tags.is_empty() {
             map.insert("tags".into(), Value::Object(self.tags.clone()));
+        }
+        if let Some(offering) = &self.offering {
+            map.insert("offering".into(), Value::from(offering.clone()));
         }
         map
     }

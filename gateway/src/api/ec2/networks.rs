@@ -238,6 +238,7 @@ mod tests {
             client_token: None,
             network,
             user_data: None,
+            offering: None,
         }
     }
 

@@ -332,6 +332,7 @@ async fn a_public_address_is_shown_with_its_association_in_ec2s_order() {
         key_name: None,
         client_token: None,
         user_data: None,
+        offering: None,
         network: Some(InstanceNetwork {
             private_ip: Some("172.31.5.9".into()),
             public_ip: Some("54.1.2.3".into()),

@@ -11,7 +11,7 @@ use skyport_domain::operations::metering::BillRequest;
 use super::{check_params, json_response, param, Answer, NativeApi, NativeCall};
 
 /// `GET /v1/bill?period=YYYY-MM[&department=D][&format=json|focus|csr]
-/// [&group_by=provider|region|department|tag:KEY]`.
+/// [&group_by=provider|region|department|offering|tag:KEY]`.
 pub(super) async fn bill(api: &NativeApi, call: NativeCall<'_>) -> Answer {
     let query = call.query();
     check_params(&query, &["period", "department", "format", "group_by"])?;

@@ -119,6 +119,7 @@ mod tests {
             region: "local-1".into(),
             department: Some("finance".into()),
             tags: Default::default(),
+            offering: None,
             slices: running_slices(
                 &[
                     event(datetime!(2026-11-03 0:00 UTC), "run"),

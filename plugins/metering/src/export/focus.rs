@@ -202,6 +202,7 @@ mod tests {
                 region: "local-1".into(),
                 department: Some("finance".into()),
                 tags: BTreeMap::from([("project".into(), "apollo".into())]),
+                offering: Some("dev-vm".into()),
                 slices: slices.clone(),
             },
             InstanceUsage {
@@ -210,6 +211,7 @@ mod tests {
                 region: "aws-us-east-1".into(),
                 department: None,
                 tags: BTreeMap::new(),
+                offering: None,
                 slices,
             },
         ];

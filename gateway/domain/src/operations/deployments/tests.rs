@@ -113,6 +113,7 @@ async fn a_deployment_its_gateway_abandoned_is_found_and_undone() {
                 client_token: Some(resource_token(id, "primary")),
                 first_boot: Default::default(),
                 lease: None,
+                offering: None,
             },
         )
         .await

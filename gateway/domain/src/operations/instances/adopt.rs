@@ -96,6 +96,7 @@ impl InstanceService {
             client_token: None,
             network: live.network,
             user_data: None,
+            offering: None,
         };
         self.inventory.insert(record.clone()).await?;
         // Metered from now on if it runs; a stopped one starts its meter when started.

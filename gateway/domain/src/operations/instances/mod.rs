@@ -81,6 +81,8 @@ pub struct CreateSpec {
     pub first_boot: FirstBoot,
     /// How long it may run before it is stopped or terminated; none: no lease.
     pub lease: Option<LeaseTerms>,
+    /// The offering it is ordered as (recorded on the instance, and in its bill lines).
+    pub offering: Option<String>,
 }
 
 /// What a guest is given at its first boot: the public key of the key pair its create
@@ -127,6 +129,7 @@ impl CreateSpec {
             client_token: None,
             first_boot: FirstBoot::default(),
             lease: None,
+            offering: Some(decision.offering.clone()),
         })
     }
 }
@@ -285,6 +288,7 @@ impl InstanceService {
             client_token: spec.client_token,
             network: None,
             user_data: spec.first_boot.user_data.clone(),
+            offering: spec.offering.clone(),
         };
         // The token's lookup, the quota and budget checks and the insert in one admission,
         // atomic in the store: concurrent orders, on any replica, never pass a quota or a

@@ -19,6 +19,7 @@ pub(super) fn spec(provider: &str, region: &str) -> CreateSpec {
         client_token: None,
         first_boot: FirstBoot::default(),
         lease: None,
+        offering: Some("dev-vm".into()),
     }
 }
 
