@@ -55,7 +55,7 @@ PY
 count=$(wc -l <"$logs/binaries")
 jobs=${E2E_JOBS:-2}
 echo "e2e: $count test binaries, $jobs at a time; logs in $logs"
-xargs -P "$jobs" -L 1 "$0" --one <"$logs/binaries"
+xargs -P "$jobs" -L 1 "$root/tests/run-e2e.sh" --one <"$logs/binaries"
 
 echo "e2e: time per binary (seconds), longest first:"
 sort -rn "$logs/summary" | sed 's/^/  /'

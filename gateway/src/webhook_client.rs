@@ -1,6 +1,6 @@
 //! The HTTPS client deliveries go out on: the system's roots plus `[webhooks] ca_file`,
 //! a deadline per attempt, no redirects (a signed delivery goes where it was subscribed,
-//! nowhere else), connections kept alive per endpoint.
+//! nowhere else), connections kept alive per endpoint (as many as were in flight).
 
 use std::time::Duration;
 
@@ -23,7 +23,6 @@ impl HttpsTransport {
             .connect_timeout(Duration::from_secs(webhooks.timeout_secs.min(10)))
             .redirect(reqwest::redirect::Policy::none())
             .https_only(true)
-            .pool_max_idle_per_host(webhooks.max_in_flight_per_subscription)
             .user_agent(concat!("skyport-webhooks/", env!("CARGO_PKG_VERSION")));
         if let Some(ca_file) = &webhooks.ca_file {
             let path = config.state_path(ca_file);

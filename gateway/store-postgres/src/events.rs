@@ -176,11 +176,13 @@ impl EventStore for PgEvents {
         };
         delivery.status = DeliveryStatus::Pending;
         delivery.finished_at = None;
+        delivery.created_at = now.to_string();
         self.db
             .execute(
                 WHAT,
                 "UPDATE webhook_deliveries
-                 SET status = 'pending', next_attempt_at = $2, finished_at = NULL, record = $3
+                 SET status = 'pending', next_attempt_at = $2, created_at = $2,
+                     finished_at = NULL, record = $3
                  WHERE id = $1 AND status = 'dead'",
                 &[&id, &now, &delivery.to_record()],
             )

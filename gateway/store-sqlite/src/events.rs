@@ -243,12 +243,14 @@ impl EventStore for SqliteEvents {
         };
         delivery.status = DeliveryStatus::Pending;
         delivery.finished_at = None;
+        delivery.created_at = now.clone();
         let record = delivery.to_record();
         self.db
             .with(move |c| {
                 c.execute(
                     "UPDATE webhook_deliveries
-                     SET status = 'pending', next_attempt_at = ?2, finished_at = NULL, record = ?3
+                     SET status = 'pending', next_attempt_at = ?2, created_at = ?2,
+                         finished_at = NULL, record = ?3
                      WHERE id = ?1 AND status = 'dead'",
                     params![id, now, record],
                 )

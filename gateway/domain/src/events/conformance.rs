@@ -140,6 +140,7 @@ pub async fn run(store: &dyn EventStore) {
     let revived = store.delivery(&c.id).await.unwrap().unwrap();
     assert_eq!(revived.status, DeliveryStatus::Pending);
     assert_eq!(revived.next_attempt_at, T9);
+    assert_eq!(revived.created_at, T9, "its retry period starts again");
 
     // Delivered ones are purged when old; others never.
     assert_eq!(store.purge_delivered(T1).await.unwrap(), 0);

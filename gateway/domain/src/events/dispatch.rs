@@ -4,8 +4,8 @@
 //!   delivery is due again only when its claim runs out, so a dispatcher killed mid-send
 //!   leaves it to be sent again (at least once; receivers deduplicate on `webhook-id`).
 //! - At most `max_in_flight_per_subscription` are in flight to one subscription; the
-//!   rest of its claimed deliveries wait here, and the subscription is claimed for again
-//!   only once they are gone. A slow or failing endpoint so holds back its own
+//!   rest of its claimed deliveries wait here, and a subscription with four times that
+//!   many waiting is not claimed for until they drain. A slow or failing endpoint so holds back its own
 //!   deliveries only, never requests (publishing only writes the outbox) nor other
 //!   subscriptions.
 //! - Outcomes are written in batches ([`EventStore::settle`]): delivered on a 2xx;
@@ -13,7 +13,7 @@
 //!   with up to 10% jitter), and dead-lettered once the delivery is older than
 //!   `retry_for`.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -104,6 +104,9 @@ struct Flight {
     waiting: HashMap<String, VecDeque<Delivery>>,
     /// Deliveries in flight or waiting.
     held: usize,
+    /// Their ids: a delivery claimed again while held (its claim ran out while it
+    /// waited here) is not held twice.
+    ids: HashSet<String>,
 }
 
 /// Sends the outbox's due deliveries.
@@ -196,13 +199,13 @@ impl Dispatcher {
     pub async fn tick(self: &Arc<Self>) -> usize {
         let (skip, room) = {
             let flight = self.flight.lock().unwrap();
-            // A subscription with a full queue waiting here is not claimed for: a hanging
+            // A subscription with a deep queue waiting here is not claimed for: a hanging
             // endpoint's backlog stays in the outbox, not in memory.
-            let cap = self.settings.max_in_flight_per_subscription;
+            let deep = 4 * self.settings.max_in_flight_per_subscription;
             let skip: Vec<String> = flight
                 .waiting
                 .iter()
-                .filter(|(_, queue)| queue.len() >= cap)
+                .filter(|(_, queue)| queue.len() >= deep)
                 .map(|(s, _)| s.clone())
                 .collect();
             (skip, MAX_HELD.saturating_sub(flight.held))
@@ -245,6 +248,9 @@ impl Dispatcher {
             let mut flight = self.flight.lock().unwrap();
             let cap = self.settings.max_in_flight_per_subscription;
             for delivery in claimed {
+                if !flight.ids.insert(delivery.id.clone()) {
+                    continue;
+                }
                 let sub = delivery.subscription_id.clone();
                 let busy = *flight.in_flight.get(&sub).unwrap_or(&0);
                 flight.held += 1;
@@ -262,22 +268,36 @@ impl Dispatcher {
         count
     }
 
-    /// Sends `delivery` in a task of its own.
+    /// Sends `delivery` in a task of its own. A subscription missing from `subscriptions`
+    /// (a cached list) is looked up in the store before the delivery is given up as
+    /// deleted: another replica may have made it moments ago.
     fn start(self: &Arc<Self>, delivery: Delivery, subscriptions: &[Subscription]) {
-        let subscription = subscriptions
+        let cached = subscriptions
             .iter()
             .find(|s| s.id == delivery.subscription_id)
             .cloned();
         let this = Arc::clone(self);
         tokio::spawn(async move {
-            let outcome = match &subscription {
-                Some(s) => this.send(s, &delivery).await,
-                None => Err("the subscription was deleted".to_string()),
+            let found = match cached {
+                Some(s) => Ok(Some(s)),
+                None => this
+                    .events
+                    .store()
+                    .subscriptions()
+                    .await
+                    .map(|all| all.into_iter().find(|s| s.id == delivery.subscription_id))
+                    .map_err(|e| format!("reading the subscription failed: {}", e.public)),
             };
-            let settled = this.settle_one(delivery, outcome, subscription.is_none());
+            let (outcome, gone) = match &found {
+                Ok(Some(s)) => (this.send(s, &delivery).await, false),
+                Ok(None) => (Err("the subscription was deleted".to_string()), true),
+                Err(e) => (Err(e.clone()), false),
+            };
+            let settled = this.settle_one(delivery, outcome, gone);
             let sub = settled.subscription_id.clone();
+            let id = settled.id.clone();
             let _ = this.settled.send(settled);
-            this.finished(&sub);
+            this.finished(&sub, &id);
         });
     }
 
@@ -347,10 +367,11 @@ impl Dispatcher {
     }
 
     /// A send to `subscription` finished: start its next waiting delivery, if any.
-    fn finished(self: &Arc<Self>, subscription: &str) {
+    fn finished(self: &Arc<Self>, subscription: &str, id: &str) {
         let (next, wake) = {
             let mut flight = self.flight.lock().unwrap();
             flight.held -= 1;
+            flight.ids.remove(id);
             let next = match flight.waiting.get_mut(subscription) {
                 Some(queue) => {
                     let next = queue.pop_front();
@@ -378,6 +399,7 @@ impl Dispatcher {
         if let Some(delivery) = next {
             let this = Arc::clone(self);
             tokio::spawn(async move {
+                // A failed read leaves the list empty: `start` then asks the store.
                 let subscriptions = this.events.subscriptions().await.unwrap_or_default();
                 this.start(delivery, &subscriptions);
             });

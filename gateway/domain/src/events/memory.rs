@@ -116,6 +116,7 @@ impl EventStore for MemoryEvents {
             Some(d) if d.status == DeliveryStatus::Dead => {
                 d.status = DeliveryStatus::Pending;
                 d.next_attempt_at = now.to_string();
+                d.created_at = now.to_string();
                 d.finished_at = None;
                 Ok(true)
             }

@@ -225,7 +225,8 @@ pub trait EventStore: Send + Sync {
     /// Delivery `id`.
     async fn delivery(&self, id: &str) -> Result<Option<Delivery>, GatewayError>;
 
-    /// Puts dead delivery `id` back in the outbox, due at `now`: whether it was dead.
+    /// Puts dead delivery `id` back in the outbox, due at `now`, its retry period starting
+    /// again (`created_at` is `now`): whether it was dead.
     async fn revive(&self, id: &str, now: &str) -> Result<bool, GatewayError>;
 
     /// Removes deliveries delivered before `before`: how many.

@@ -14,6 +14,7 @@ use skyport_core::ids::rfc3339_millis;
 use skyport_core::tenancy::{IdentitySource, TenantContext};
 
 use super::instances::{Action, Adding, CreateSpec, InstanceService};
+use crate::budgets::OrderItem;
 use crate::placement::{audit::Mode, Decision, OrderRequest, PlacementService};
 
 #[cfg(any(test, feature = "testkit"))]
@@ -233,20 +234,20 @@ impl DeploymentService {
             })
             .collect();
         let department = order.department.as_deref().or(ctx.department.as_deref());
-        for decision in &decisions {
-            let why = self
-                .instances
-                .budget_approval(
-                    ctx,
-                    request_id,
-                    department,
-                    decision.instance_type(),
-                    &decision.provider,
-                )
-                .await?;
-            if let Some(why) = why {
-                return Err(InstanceService::budget_approval_refusal(&why));
-            }
+        let items: Vec<OrderItem> = adding
+            .iter()
+            .map(|a| OrderItem {
+                instance_type: a.instance_type.name.to_string(),
+                provider: a.provider.to_string(),
+                lease_secs: a.lease_secs,
+            })
+            .collect();
+        let why = self
+            .instances
+            .budget_approval(ctx, request_id, department, &items)
+            .await?;
+        if let Some(why) = why {
+            return Err(InstanceService::budget_approval_refusal(&why));
         }
         self.instances
             .check_admission(ctx, request_id, department, &adding)

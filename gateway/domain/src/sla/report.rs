@@ -32,7 +32,10 @@ pub struct SiteReport {
     pub p99_ms: Option<u64>,
     /// The availability target.
     pub target: Decimal,
-    /// Whether availability is below the target.
+    /// Unavailable minutes the target allows in the whole month.
+    pub allowed_unavailable_minutes: u64,
+    /// Whether the month can no longer meet the target: more minutes were unavailable
+    /// than it allows (minutes nobody observed count as available).
     pub breached: bool,
 }
 
@@ -47,8 +50,19 @@ pub struct SlaReport {
     pub sites: Vec<SiteReport>,
 }
 
-/// The report of `period` from its `samples` (any replicas'), against `target`.
-pub fn report(period: &str, samples: &[MinuteSample], target: Decimal) -> SlaReport {
+/// The report of `period` (a month of `month_minutes` minutes) from its `samples` (any
+/// replicas'), against `target`.
+pub fn report(
+    period: &str,
+    samples: &[MinuteSample],
+    target: Decimal,
+    month_minutes: u64,
+) -> SlaReport {
+    let allowed = ((Decimal::ONE_HUNDRED - target) * Decimal::from(month_minutes)
+        / Decimal::ONE_HUNDRED)
+        .floor()
+        .try_into()
+        .unwrap_or(0u64);
     // Each minute once per site, the replicas' counts added.
     let mut minutes: BTreeMap<(&str, &str, &str), MinuteSample> = BTreeMap::new();
     for s in samples {
@@ -78,7 +92,8 @@ pub fn report(period: &str, samples: &[MinuteSample], target: Decimal) -> SlaRep
                     region,
                     minutes_observed: observed,
                     minutes_available: available,
-                    breached: availability.is_some_and(|a| a < target),
+                    breached: observed - available > allowed,
+                    allowed_unavailable_minutes: allowed,
                     availability,
                     calls: total.calls,
                     errors: total.errors,

@@ -51,11 +51,18 @@ impl SlaService {
                 .into_iter()
                 .filter(|s| s.minute >= from && s.minute < to),
         );
-        Ok(report(&month.label(), &samples, self.target))
+        let minutes = month
+            .end
+            .duration_since(month.start)
+            .unwrap_or_default()
+            .as_secs()
+            / 60;
+        Ok(report(&month.label(), &samples, self.target, minutes))
     }
 
-    /// Publishes `sla.breach` for each provider region below the target this month, once
-    /// per region and month: how many it published.
+    /// Publishes `sla.breach` for each provider region that can no longer meet the target
+    /// this month (more unavailable minutes than the month allows), once per region and
+    /// month: how many it published.
     pub async fn announce_breaches(&self, events: &EventService) -> Result<usize, GatewayError> {
         let report = self.report(None).await?;
         let mut published = 0;

@@ -50,7 +50,8 @@ fn availability_counts_minutes_across_replicas_and_latency_takes_bucket_bounds()
     samples.push(r2);
     samples.push(MinuteSample::new("local-vmm", "local-1", minute(0), "r1"));
 
-    let report = report("2026-12", &samples, dec("99.5"));
+    // A 1,000-minute month at 99.5% allows 5 unavailable minutes: 2 are not a breach.
+    let report = report("2026-12", &samples, dec("99.5"), 1_000);
     assert_eq!(report.sites.len(), 2);
     let ec2 = &report.sites[0];
     assert_eq!(
@@ -59,7 +60,10 @@ fn availability_counts_minutes_across_replicas_and_latency_takes_bucket_bounds()
     );
     assert_eq!((ec2.minutes_observed, ec2.minutes_available), (10, 8));
     assert_eq!(ec2.availability, Some(dec("80")));
-    assert!(ec2.breached);
+    assert_eq!(ec2.allowed_unavailable_minutes, 5);
+    assert!(!ec2.breached, "the month can still meet its target");
+    let tight = super::report("2026-12", &samples, dec("99.9"), 1_000);
+    assert!(tight.sites[0].breached, "1 minute allowed, 2 unavailable");
     assert_eq!((ec2.calls, ec2.errors), (13, 4));
     assert_eq!(ec2.error_rate, Some(dec("30.769")));
     assert_eq!(ec2.p50_ms, Some(100));
@@ -109,7 +113,8 @@ async fn a_breach_is_published_once_per_site_and_month() {
         "r1".into(),
         clock.clone(),
     ));
-    let sla = SlaService::new(Arc::clone(&recorder), dec("99.9"), clock.clone());
+    // 99.999% of December's 44,640 minutes allows none unavailable.
+    let sla = SlaService::new(Arc::clone(&recorder), dec("99.999"), clock.clone());
     let store = Arc::new(MemoryEvents::default());
     let events = EventService::new(store.clone(), clock.clone());
     let ops = TenantContext {

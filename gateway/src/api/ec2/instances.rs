@@ -7,6 +7,7 @@ use base64::Engine;
 use serde_json::Value;
 use skyport_core::error::ErrorKind;
 use skyport_core::ids::rfc3339_millis;
+use skyport_domain::budgets::OrderItem;
 use skyport_domain::catalog::{instance_type, instance_type_names, InstanceType, ParamValue};
 use skyport_domain::catalog::{Params as OrderParams, RAW};
 use skyport_domain::inventory::InstanceRecord;
@@ -92,6 +93,17 @@ pub(super) async fn run_instances(call: &Ec2Call<'_>) -> Result<String, Ec2Error
         {
             return Err(InstanceService::approval_refusal(&decision.offering).into());
         }
+        let item = OrderItem {
+            instance_type: decision.instance_type().to_string(),
+            provider: decision.provider.clone(),
+            lease_secs: call
+                .services
+                .instances
+                .lease_terms(&decision.offering, None)
+                .map(|l| l.duration_secs),
+        };
+        // Every instance the launch may make is priced.
+        let items = vec![item; usize::try_from(max).unwrap_or(1)];
         let why = call
             .services
             .instances
@@ -99,8 +111,7 @@ pub(super) async fn run_instances(call: &Ec2Call<'_>) -> Result<String, Ec2Error
                 call.ctx,
                 call.request_id,
                 call.ctx.department.as_deref(),
-                decision.instance_type(),
-                &decision.provider,
+                &items,
             )
             .await?;
         if let Some(why) = why {

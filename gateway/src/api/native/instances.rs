@@ -8,6 +8,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use skyport_core::error::GatewayError;
 use skyport_core::tenancy::TenantContext;
+use skyport_domain::budgets::OrderItem;
 use skyport_domain::catalog::{instance_type, parse_instance_type, INSTANCE_TYPES};
 use skyport_domain::instance_leases::{ms_text, InstanceLease};
 use skyport_domain::inventory::{is_instance_id, InstanceRecord};
@@ -194,16 +195,18 @@ pub(super) async fn create_instance(
         return Ok(json!({ "order": pending }));
     }
     let (placement_id, decision) = services.placement.place(ctx, request_id, &order).await?;
+    let lease = services
+        .instances
+        .lease_terms(&decision.offering, req.lease.take());
     if approval == Approval::AsOffering {
+        let item = OrderItem {
+            instance_type: decision.instance_type().to_string(),
+            provider: decision.provider.clone(),
+            lease_secs: lease.as_ref().map(|l| l.duration_secs),
+        };
         let why = services
             .instances
-            .budget_approval(
-                ctx,
-                request_id,
-                department.as_deref(),
-                decision.instance_type(),
-                &decision.provider,
-            )
+            .budget_approval(ctx, request_id, department.as_deref(), &[item])
             .await?;
         if let Some(why) = why {
             let pending = services
@@ -219,9 +222,7 @@ pub(super) async fn create_instance(
         department,
         key_name: req.key_name,
         first_boot,
-        lease: services
-            .instances
-            .lease_terms(&decision.offering, req.lease),
+        lease,
         ..CreateSpec::decided(&decision)?
     };
     let record = services.instances.create(ctx, request_id, spec).await?;

@@ -66,27 +66,24 @@ impl InstanceService {
             .is_some_and(|(o, _)| o.requires_approval)
     }
 
-    /// Why an order of `instance_type` at `provider`, billed to `department`, needs an
-    /// approver because of a budget's `approval_above` (`None`: it does not).
+    /// Why an order of `items`, billed to `department`, needs an approver because of a
+    /// budget's `approval_above` (`None`: it does not). Every item of one order is priced
+    /// together (each instance of an EC2 launch, each resource of a deployment).
     pub async fn budget_approval(
         &self,
         ctx: &TenantContext,
         request_id: &str,
         department: Option<&str>,
-        instance_type: &str,
-        provider: &str,
+        items: &[OrderItem],
     ) -> Result<Option<String>, GatewayError> {
-        let Some(budgets) = &self.budgets else {
-            return Ok(None);
-        };
-        let item = OrderItem {
-            instance_type: instance_type.to_string(),
-            provider: provider.to_string(),
-            lease_secs: None,
-        };
-        budgets
-            .approval_needed(ctx, request_id, department, &[item])
-            .await
+        match &self.budgets {
+            Some(budgets) => {
+                budgets
+                    .approval_needed(ctx, request_id, department, items)
+                    .await
+            }
+            None => Ok(None),
+        }
     }
 
     /// The refusal of an order that needs an approver (`why`), made where it cannot wait
@@ -269,15 +266,17 @@ impl InstanceService {
         let mut expired = 0;
         for lease in store.due(now).await? {
             if lease.expires_ms > now {
-                if store
-                    .mark(&lease.instance_id, lease.expires_ms, false)
-                    .await?
+                // The event is in the outbox before the warning is marked: a failed write
+                // is tried again at the next look, and a repeated one is delivered once.
+                if self.announce_lease(&lease, "lease.warning").await
+                    && store
+                        .mark(&lease.instance_id, lease.expires_ms, false)
+                        .await?
                 {
                     tracing::warn!(instance = %lease.instance_id, tenant = %lease.tenant,
                         on_expiry = lease.on_expiry.as_str(),
                         expires_in_secs = (lease.expires_ms - now) / 1000,
                         "lease warning: the instance's lease expires soon");
-                    self.announce_lease(&lease, "lease.warning").await;
                 }
                 continue;
             }
@@ -328,12 +327,12 @@ impl InstanceService {
                 }
             };
             if done
+                && self.announce_lease(&lease, "lease.expired").await
                 && store
                     .mark(&lease.instance_id, lease.expires_ms, true)
                     .await?
             {
                 expired += 1;
-                self.announce_lease(&lease, "lease.expired").await;
             }
         }
         Ok(expired)
@@ -353,33 +352,41 @@ impl InstanceService {
         })
     }
 
-    /// Publishes `kind` (`lease.warning`, `lease.expired`) for `lease`; its id names the
-    /// instance, the expiry and the kind, so a look repeated by another replica is
-    /// delivered once.
-    async fn announce_lease(&self, lease: &InstanceLease, kind: &str) {
+    /// Publishes `kind` (`lease.warning`, `lease.expired`) for `lease`, once: its key and
+    /// id name the instance, the expiry and the kind, so a look repeated (by another
+    /// replica, or after a failed mark) publishes nothing new. Whether the event is in
+    /// the outbox (or there is no outbox).
+    async fn announce_lease(&self, lease: &InstanceLease, kind: &str) -> bool {
         let Some(events) = &self.events else {
-            return;
+            return true;
         };
         let department = match self.inventory.get(&lease.tenant, &lease.instance_id).await {
             Ok(record) => record.and_then(|r| r.department),
             Err(_) => None,
         };
         let at = |ms: i64| rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64));
-        events
-            .publish_or_log(Event {
-                id: format!("{}.{}.{}", lease.instance_id, kind, lease.expires_ms),
-                kind: kind.into(),
-                subject: Some(lease.instance_id.clone()),
-                time: rfc3339_millis(self.clock.wall()),
-                tenant: Some(lease.tenant.clone()),
-                department,
-                data: serde_json::json!({
-                    "instance_id": lease.instance_id,
-                    "expires_at": at(lease.expires_ms),
-                    "on_expiry": lease.on_expiry.as_str(),
-                }),
-            })
-            .await;
+        let id = format!("{}.{}.{}", lease.instance_id, kind, lease.expires_ms);
+        let event = Event {
+            id: id.clone(),
+            kind: kind.into(),
+            subject: Some(lease.instance_id.clone()),
+            time: rfc3339_millis(self.clock.wall()),
+            tenant: Some(lease.tenant.clone()),
+            department,
+            data: serde_json::json!({
+                "instance_id": lease.instance_id,
+                "expires_at": at(lease.expires_ms),
+                "on_expiry": lease.on_expiry.as_str(),
+            }),
+        };
+        match events.publish_once(&id, event).await {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::warn!(instance = %lease.instance_id, kind, error = %e.public,
+                    "a lease event could not be put in the outbox; tried again at the next look");
+                false
+            }
+        }
     }
 
     fn now_ms(&self) -> i64 {

@@ -78,21 +78,24 @@ impl Provider<'_> {
                 PROVIDER_TIMEOUT,
             )
             .await;
+        let took = self.clock.monotonic().saturating_sub(started);
+        let result = answer.and_then(|answer| {
+            serde_json::from_value(answer).map_err(|e| {
+                GatewayError::new(
+                    ErrorKind::Upstream,
+                    format!(
+                        "provider '{}' answered {op}@1 with a malformed result",
+                        self.name
+                    ),
+                )
+                .with_cause(format!("{}: {op}@1: {e}", self.name))
+            })
+        });
         if let Some(sla) = self.sla {
-            let failed = matches!(&answer, Err(e) if provider_failed(e.kind));
-            let took = self.clock.monotonic().saturating_sub(started);
+            let failed = matches!(&result, Err(e) if provider_failed(e.kind));
             sla.record_call(self.name, self.region, failed, took);
         }
-        serde_json::from_value(answer?).map_err(|e| {
-            GatewayError::new(
-                ErrorKind::Upstream,
-                format!(
-                    "provider '{}' answered {op}@1 with a malformed result",
-                    self.name
-                ),
-            )
-            .with_cause(format!("{}: {op}@1: {e}", self.name))
-        })
+        result
     }
 
     /// An [`InstanceView`] answer, with a non-empty id.
