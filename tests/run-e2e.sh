@@ -29,16 +29,20 @@ rm -rf "$logs"
 mkdir -p "$logs"
 cd "$root"
 # Built (the suite's build did it already) and listed: "<name> <executable>" per binary.
-cargo test -p skyport-e2e --tests --no-run --message-format=json-render-diagnostics \
+# Asked of the whole workspace, so that dependencies keep the features the workspace
+# build unified (`-p skyport-e2e` alone would rebuild some without dev-only features).
+cargo test --workspace --tests --no-run --message-format=json-render-diagnostics \
     >"$logs/build.json"
-python3 - "$logs/build.json" "$@" >"$logs/binaries" <<'PY'
-import json, sys
-wanted = set(sys.argv[2:])
+python3 - "$logs/build.json" "$root/tests/Cargo.toml" "$@" >"$logs/binaries" <<'PY'
+import json, os, sys
+manifest = os.path.realpath(sys.argv[2])
+wanted = set(sys.argv[3:])
 found = {}
 for line in open(sys.argv[1]):
     m = json.loads(line)
     if m.get("reason") == "compiler-artifact" and m.get("executable") \
-            and m["target"]["kind"] == ["test"]:
+            and m["target"]["kind"] == ["test"] \
+            and os.path.realpath(m["manifest_path"]) == manifest:
         found[m["target"]["name"]] = m["executable"]
 missing = wanted - set(found)
 if missing:
