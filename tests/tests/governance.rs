@@ -319,7 +319,15 @@ async fn an_order_waits_for_approval_then_is_created_or_denied() {
         ..Default::default()
     });
     let demo = gw.token("demo", Some("finance"), &[]);
-    let admin = gw.token("ops", None, &["admin"]);
+    // Approvers: the `approver` role of an operator tenant, for the queue only.
+    let admin = gw.token("ops", None, &["approver"]);
+    expect_problem(gw.get("/admin/plugins", &admin).await, 403).await;
+    expect_problem(
+        gw.get("/admin/orders", &gw.token("acme", None, &["approver"]))
+            .await,
+        403,
+    )
+    .await;
     let order = |tag: &str| {
         json!({"offering": "prod-vm", "params": {"instance_type": "sp.micro"},
                "tags": {"purpose": tag}})

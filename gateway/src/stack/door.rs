@@ -21,6 +21,8 @@ pub struct RouteFacts {
     pub template: &'static str,
     /// Whether the `admin` role is required.
     pub admin: bool,
+    /// Whether, instead, the `approver` role of an operator tenant is enough.
+    pub approvers: bool,
     /// What the request invalidates.
     pub writes: Writes,
     /// Cached for this long, when this request is a cacheable read.

@@ -162,10 +162,18 @@ where
         }
     };
     outcome.route = facts.template;
-    if facts.admin && !ctx.is_admin() {
-        return Err(GatewayError::forbidden(
-            "the admin API requires the admin role of an operator tenant (`operator = true`)",
-        )
+    let approver = || {
+        facts.approvers
+            && ctx.roles.iter().any(|r| r == "approver")
+            && stack.tenants.get(&ctx.tenant).is_some_and(|t| t.operator)
+    };
+    if facts.admin && !ctx.is_admin() && !approver() {
+        return Err(GatewayError::forbidden(if facts.approvers {
+            "the approval queue requires the admin or approver role of an operator tenant \
+             (`operator = true`)"
+        } else {
+            "the admin API requires the admin role of an operator tenant (`operator = true`)"
+        })
         .into());
     }
     let cacheable = match facts.cache_ttl {

@@ -306,6 +306,7 @@ impl FrontDoor for Ec2Api {
         Ok(RouteFacts {
             template: action.route,
             admin: false,
+            approvers: false,
             writes: if action.writes {
                 Writes::Tenant
             } else {

@@ -189,6 +189,7 @@ impl FrontDoor for NativeApi {
         Ok(RouteFacts {
             template: route.template,
             admin: route.admin,
+            approvers: route.approvers,
             writes: route.writes,
             cache_ttl: route.cache_ttl.filter(|_| head.method == http::Method::GET),
             takes_body: route.takes_body,

@@ -25,6 +25,8 @@ pub(crate) struct Route {
     pub(crate) template: &'static str,
     /// Whether the `admin` role is required.
     pub(crate) admin: bool,
+    /// Whether the `approver` role of an operator tenant is enough (the approval queue).
+    pub(crate) approvers: bool,
     /// What it invalidates in the read cache.
     pub(crate) writes: Writes,
     /// Read-cache TTL of its GETs.
@@ -43,6 +45,7 @@ const fn route(methods: &'static [Method], pattern: &'static str, handler: Handl
         pattern,
         template: pattern,
         admin: false,
+        approvers: false,
         writes: Writes::Nothing,
         cache_ttl: None,
         takes_body: false,
@@ -89,6 +92,15 @@ const fn post(pattern: &'static str, handler: Handler) -> Route {
 const fn admin(route: Route) -> Route {
     Route {
         admin: true,
+        ..route
+    }
+}
+
+/// Operators, or approvers (the `approver` role of an operator tenant).
+const fn approvers(route: Route) -> Route {
+    Route {
+        admin: true,
+        approvers: true,
         ..route
     }
 }
@@ -151,14 +163,14 @@ pub(crate) static ROUTES: &[Route] = &[
     get("/v1/budgets", h!(budgets::list)),
     get("/v1/orders", h!(approvals::list)),
     get("/v1/orders/{id}", h!(approvals::get)),
-    admin(get("/admin/orders", h!(approvals::queue))),
-    admin(write(
+    approvers(get("/admin/orders", h!(approvals::queue))),
+    approvers(write(
         POST,
         "/admin/orders/{id}/approve",
         true,
         h!(approvals::approve),
     )),
-    admin(write(
+    approvers(write(
         POST,
         "/admin/orders/{id}/deny",
         true,
@@ -449,6 +461,12 @@ mod tests {
                 route.pattern.starts_with("/admin/"),
                 route.admin,
                 "{}",
+                route.pattern
+            );
+            assert_eq!(
+                route.approvers,
+                route.pattern.starts_with("/admin/orders"),
+                "only the approval queue is open to approvers: {}",
                 route.pattern
             );
         }
