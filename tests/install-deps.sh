@@ -1,8 +1,8 @@
 #!/bin/sh
 # Installs, idempotently, what Skyport needs: `run` for the running product (QEMU and the
 # default guest image for the local-vmm provider), `test` for the test suite (the same, plus
-# the AWS CLI, boto3 and moto in .venv, the FOCUS validator in .venv-focus, and cargo-fuzz
-# on the nightly toolchain).
+# the AWS CLI, boto3 and moto in .venv, the FOCUS validator in .venv-focus, Chromium and its
+# driver with axe-core in .node, and cargo-fuzz on the nightly toolchain).
 # Safe to run again: it only installs what is missing.
 set -eu
 what=${1:-run}
@@ -130,6 +130,30 @@ install_database_servers() {
     need_cmd redis-server "the redis-server install failed"
 }
 
+# The console's browser tests drive Debian's Chromium through its chromedriver (a tool's
+# own browser download cannot be relied on), and check each page with axe-core, pinned,
+# from the npm registry into .node (Debian's nodejs and npm install it).
+AXE_CORE_VERSION=4.14.1
+install_browser_tools() {
+    if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1 ||
+        ! command -v npm >/dev/null 2>&1; then
+        as_root apt-get update -q >/dev/null
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+            chromium chromium-driver npm >/dev/null
+        need_cmd chromium "the chromium install failed"
+        need_cmd chromedriver "the chromium-driver install failed"
+    fi
+    axe="$root/.node/node_modules/axe-core"
+    if [ "$(cat "$axe/skyport-pin" 2>/dev/null)" != "$AXE_CORE_VERSION" ]; then
+        npm install --silent --no-audit --no-fund --prefix "$root/.node" "axe-core@$AXE_CORE_VERSION" >/dev/null
+        [ -f "$axe/axe.min.js" ] || {
+            echo "install-deps: axe-core $AXE_CORE_VERSION did not install" >&2
+            exit 1
+        }
+        echo "$AXE_CORE_VERSION" >"$axe/skyport-pin"
+    fi
+}
+
 # The fuzz targets (tests/fuzz) build on the nightly toolchain with cargo-fuzz, pinned.
 CARGO_FUZZ_VERSION=0.13.2
 install_fuzz_tools() {
@@ -156,6 +180,7 @@ test)
     install_python_tools
     install_focus_validator
     install_database_servers
+    install_browser_tools
     install_fuzz_tools
     "$root/plugins/local-vmm/prepare-guest.sh" "$root/target/guest/skyport-tiny" >/dev/null
     ;;

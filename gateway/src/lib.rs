@@ -3,7 +3,9 @@
 //! A request reads top to bottom through these modules: [`server`] (TLS, HTTP) ->
 //! [`stack`] (the one request pipeline) -> [`api`] (the front door: native or EC2) ->
 //! the domain's services (`skyport-domain`) -> the plugins (`skyport-plugin-host`).
-//! [`wiring`] builds all of it from the configuration; [`cli`] is the command line.
+//! [`console`] serves the web console's files and sign-in on the same listener; its pages
+//! call the native API like any client. [`wiring`] builds all of it from the
+//! configuration; [`cli`] is the command line.
 // Nothing in this crate needs `unsafe`; the plugin loader's lives in skyport-plugin-host.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
@@ -11,6 +13,7 @@
 pub mod api;
 pub mod catalog_refresh;
 pub mod cli;
+pub mod console;
 pub mod metrics_listener;
 mod per_key;
 pub mod recovery;

@@ -20,6 +20,7 @@ use skyport_domain::operations::key_pairs::KeyPairService;
 use skyport_domain::operations::metering::MeteringService;
 use skyport_domain::placement::PlacementService;
 use skyport_domain::regions::Regions;
+use skyport_domain::sessions::SessionService;
 use skyport_domain::sla::SlaService;
 use skyport_plugin_host::PluginRegistry;
 
@@ -46,6 +47,8 @@ pub struct Services {
     pub events: Arc<EventService>,
     /// The providers' service level.
     pub sla: Arc<SlaService>,
+    /// Web console sessions.
+    pub sessions: Arc<SessionService>,
     /// Deployments.
     pub deployments: DeploymentService,
     /// SSH key pairs.

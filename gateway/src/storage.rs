@@ -16,6 +16,7 @@ use skyport_domain::leases::{LeaseStore, SoleHolder};
 use skyport_domain::operations::deployments::DeploymentStore;
 use skyport_domain::operations::key_pairs::KeyPairStore;
 use skyport_domain::placement::audit::PlacementAuditStore;
+use skyport_domain::sessions::SessionStore;
 use skyport_domain::sla::SlaStore;
 use skyport_store_postgres as postgres;
 use skyport_store_sqlite as sqlite;
@@ -44,6 +45,8 @@ pub struct Stores {
     pub events: Arc<dyn EventStore>,
     /// The providers' SLA minute samples.
     pub sla: Arc<dyn SlaStore>,
+    /// Web console sessions.
+    pub sessions: Arc<dyn SessionStore>,
 }
 
 impl Stores {
@@ -111,6 +114,9 @@ impl Stores {
             ),
             events: Arc::new(sqlite::SqliteEvents::open(dir).context("opening the webhooks")?),
             sla: Arc::new(sqlite::SqliteSla::open(dir).context("opening the SLA samples")?),
+            sessions: Arc::new(
+                sqlite::SqliteSessions::open(dir).context("opening the console sessions")?,
+            ),
         })
     }
 
@@ -142,7 +148,8 @@ impl Stores {
             instance_leases: Arc::new(postgres::PgInstanceLeases::new(db.clone())),
             approvals: Arc::new(postgres::PgApprovals::new(db.clone())),
             events: Arc::new(postgres::PgEvents::new(db.clone())),
-            sla: Arc::new(postgres::PgSla::new(db)),
+            sla: Arc::new(postgres::PgSla::new(db.clone())),
+            sessions: Arc::new(postgres::PgSessions::new(db)),
         })
     }
 }

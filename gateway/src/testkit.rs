@@ -106,6 +106,11 @@ impl TestGateway {
                 config.sla.availability_target,
                 clock.clone(),
             )),
+            sessions: Arc::new(skyport_domain::sessions::SessionService::new(
+                Arc::new(skyport_domain::sessions::memory::MemorySessions::default()),
+                clock.clone(),
+                skyport_domain::sessions::SessionTimeouts::from(&config.console),
+            )),
             deployments: skyport_domain::operations::deployments::DeploymentService::new(
                 Arc::clone(&world.placement),
                 Arc::clone(&world.instances),

@@ -33,11 +33,13 @@ use skyport_domain::operations::metering::MeteringService;
 use skyport_domain::placement::rules::RuleSet;
 use skyport_domain::placement::PlacementService;
 use skyport_domain::regions::Regions;
+use skyport_domain::sessions::{SessionService, SessionTimeouts};
 use skyport_domain::sla::{SlaRecorder, SlaService};
 use skyport_plugin_host::{PluginRegistry, Plugins};
 
 use crate::api::ec2::Ec2Api;
 use crate::api::native::NativeApi;
+use crate::console::Console;
 use crate::redis_link::RedisLink;
 use crate::services::Services;
 use crate::stack::cache::ResponseCache;
@@ -54,6 +56,8 @@ pub struct Gateway {
     pub native: NativeApi,
     /// The EC2 Query API.
     pub ec2: Ec2Api,
+    /// The web console.
+    pub console: Console,
     /// The services behind both.
     pub services: Arc<Services>,
     /// The JWT verifier (reloaded on SIGHUP).
@@ -253,6 +257,11 @@ impl Gateway {
             .with_events(Arc::clone(&events)),
             events,
             sla,
+            sessions: Arc::new(SessionService::new(
+                stores.sessions,
+                clock.clone(),
+                SessionTimeouts::from(&config.console),
+            )),
             sync: Arc::clone(&sync),
             plugins: registry,
             clock: clock.clone(),
@@ -290,6 +299,12 @@ impl Gateway {
         let gateway = Self {
             stack,
             native: NativeApi::new(Arc::clone(&services), Arc::clone(&auth)),
+            console: Console::new(
+                Arc::clone(&services),
+                Arc::clone(&auth),
+                Arc::clone(&jwt),
+                config.auth.jwt.keys.is_empty(),
+            ),
             ec2: Ec2Api::new(Arc::clone(&services), auth, Arc::clone(&metrics)),
             services,
             jwt,

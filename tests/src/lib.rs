@@ -2,6 +2,7 @@
 //! loopback ports and talks to it as a client would (TLS with the development CA).
 #![forbid(unsafe_code)]
 
+pub mod browser;
 pub mod ec2;
 pub mod plugin_host;
 pub mod redis;

@@ -24,7 +24,17 @@ pub struct TokenClaims {
     /// Issued at, seconds since the epoch, when the token says.
     #[serde(default, deserialize_with = "optional_numeric_date")]
     pub iat: Option<u64>,
+    /// Token id, when the token has one.
+    #[serde(default)]
+    pub jti: Option<String>,
+    /// What the token is for, when it is not an API token: `console-sign-in` for a
+    /// one-time development sign-in link (`skyport console`), refused by the API.
+    #[serde(default)]
+    pub skyport_use: Option<String>,
 }
+
+/// [`TokenClaims::skyport_use`] of a development console sign-in link.
+pub const CONSOLE_SIGN_IN: &str = "console-sign-in";
 
 /// A JWT NumericDate (RFC 7519 section 2): seconds since the epoch, which may carry a
 /// fraction; Skyport judges whole seconds, so the fraction is dropped. Read straight from

@@ -163,6 +163,11 @@ impl Authenticator {
                 })?
                 .trim();
             let claims = self.jwt.verify(token).await?;
+            if claims.skyport_use.is_some() {
+                return Err(GatewayError::unauthenticated(
+                    "this token is a console sign-in link, not an API token",
+                ));
+            }
             return Ok(Principal {
                 tenant: claims.tenant.clone(),
                 department: claims.dept.clone(),

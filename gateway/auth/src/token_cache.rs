@@ -120,6 +120,8 @@ mod tests {
             exp,
             nbf: None,
             iat: None,
+            jti: None,
+            skyport_use: None,
         })
     }
 

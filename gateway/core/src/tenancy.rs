@@ -19,16 +19,19 @@ pub enum IdentitySource {
     Sigv4,
     /// An AWS SigV2-signed request (the same access keys, older tools).
     Sigv2,
+    /// A web console session (its cookie).
+    Console,
 }
 
 impl IdentitySource {
-    /// `jwt`, `mtls`, `sigv4` or `sigv2`.
+    /// `jwt`, `mtls`, `sigv4`, `sigv2` or `console`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Jwt => "jwt",
             Self::Mtls => "mtls",
             Self::Sigv4 => "sigv4",
             Self::Sigv2 => "sigv2",
+            Self::Console => "console",
         }
     }
 }

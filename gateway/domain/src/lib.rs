@@ -37,6 +37,7 @@ pub mod metering_tap;
 pub mod operations;
 pub mod placement;
 pub mod regions;
+pub mod sessions;
 pub mod sla;
 
 #[cfg(any(test, feature = "testkit"))]

@@ -3,6 +3,7 @@
 mod bill;
 mod certs;
 mod check;
+mod console;
 mod instances;
 mod keys;
 mod placement;
@@ -29,6 +30,9 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Print a development JWT signed with the key under <state-dir>/certs/.
     Token(token::TokenArgs),
+    /// Print a one-time development sign-in link to the web console (only while the
+    /// gateway uses the development JWT key).
+    Console(console::ConsoleArgs),
     /// Plugin tools.
     Plugins {
         #[command(subcommand)]
@@ -138,6 +142,7 @@ pub fn run() -> i32 {
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Token(args) => token::run(args),
+        Command::Console(args) => console::run(args),
         Command::Instances(args) => instances::run(args),
         Command::Placement(args) => placement::run(args),
         Command::Bill(args) => bill::run(args),

@@ -43,7 +43,7 @@ pub(super) struct TokenArgs {
 }
 
 /// The claims of a development token.
-fn dev_claims(
+pub(super) fn dev_claims(
     config: &Config,
     sub: &str,
     tenant: &str,
@@ -74,7 +74,7 @@ fn dev_claims(
 }
 
 /// The development signing key under `state_dir/certs` and its header.
-fn dev_key(state_dir: &std::path::Path) -> anyhow::Result<(Header, EncodingKey)> {
+pub(super) fn dev_key(state_dir: &std::path::Path) -> anyhow::Result<(Header, EncodingKey)> {
     let key_path = state_dir
         .join("certs")
         .join(dev_certs::files::JWT_SIGNING_KEY);

@@ -13,6 +13,7 @@ use tokio::net::TcpListener;
 use skyport_auth::mtls::identity_from_certificate;
 
 use crate::api::ec2::Ec2Api;
+use crate::console::Console;
 use crate::stack::request::ConnInfo;
 use crate::stack::{self};
 use crate::tls::ReloadableTls;
@@ -204,7 +205,10 @@ async fn dispatch(
     conn: &ConnInfo,
     req: http::Request<hyper::body::Incoming>,
 ) -> http::Response<http_body_util::Full<bytes::Bytes>> {
-    if Ec2Api::serves(req.uri().path()) {
+    if Console::serves(req.uri().path()) {
+        // Boxed, as the EC2 door's below.
+        Box::pin(gateway.console.handle(conn, req)).await
+    } else if Ec2Api::serves(req.uri().path()) {
         // Boxed: the EC2 door's future would otherwise enlarge every native request's.
         Box::pin(stack::handle(&gateway.stack, &gateway.ec2, conn, req)).await
     } else {

@@ -17,6 +17,7 @@ pub mod key_pairs;
 pub mod leases;
 pub mod placements;
 pub mod schema;
+pub mod sessions;
 pub mod sla;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
@@ -32,6 +33,7 @@ pub use inventory::PgInventory;
 pub use key_pairs::PgKeyPairs;
 pub use leases::PgLeases;
 pub use placements::PgPlacementAudit;
+pub use sessions::PgSessions;
 pub use sla::PgSla;
 
 #[cfg(test)]

@@ -187,6 +187,22 @@ const MIGRATIONS: &[Migration] = &[
         description: "the offering an instance was ordered as",
         sql: "ALTER TABLE instances ADD COLUMN offering TEXT;",
     },
+    Migration {
+        version: 9,
+        description: "web console sessions and used sign-in tickets",
+        sql: "
+        CREATE TABLE console_sessions (
+            id_hash TEXT PRIMARY KEY,
+            created_ms BIGINT NOT NULL,
+            last_seen_ms BIGINT NOT NULL,
+            record TEXT NOT NULL
+        );
+        CREATE TABLE console_tickets (
+            jti TEXT PRIMARY KEY,
+            expires_ms BIGINT NOT NULL
+        );
+    ",
+    },
 ];
 
 /// Every table of the gateway's stores and its columns, as both engines lay them out:

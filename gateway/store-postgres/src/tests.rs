@@ -58,6 +58,7 @@ async fn every_store_passes_its_conformance_suite_on_postgres() {
     skyport_domain::approvals::conformance::run(&PgApprovals::new(fresh(s).await)).await;
     skyport_domain::events::conformance::run(&PgEvents::new(fresh(s).await)).await;
     skyport_domain::sla::conformance::run(&PgSla::new(fresh(s).await)).await;
+    skyport_domain::sessions::conformance::run(&PgSessions::new(fresh(s).await)).await;
     skyport_domain::instance_leases::conformance::run(&PgInstanceLeases::new(fresh(s).await)).await;
     skyport_domain::operations::deployments::conformance::run(|| async move {
         Arc::new(PgDeployments::new(fresh(s).await)) as _

@@ -26,6 +26,7 @@ pub fn rows(
     crate::SqliteApprovals::open(state_dir)?;
     crate::SqliteEvents::open(state_dir)?;
     crate::SqliteSla::open(state_dir)?;
+    crate::SqliteSessions::open(state_dir)?;
     let conn =
         rusqlite::Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
     let sql = format!("SELECT {} FROM {table} ORDER BY rowid", columns.join(", "));

@@ -15,6 +15,7 @@ pub mod instance_leases;
 pub mod inventory;
 pub mod key_pairs;
 pub mod placements;
+pub mod sessions;
 pub mod sla;
 
 pub use access_keys::SqliteAccessKeys;
@@ -26,6 +27,7 @@ pub use instance_leases::SqliteInstanceLeases;
 pub use inventory::SqliteInventory;
 pub use key_pairs::SqliteKeyPairs;
 pub use placements::SqlitePlacementAudit;
+pub use sessions::SqliteSessions;
 pub use sla::SqliteSla;
 
 /// A new empty directory for one test's database.

@@ -15,6 +15,7 @@ use serde::Deserialize;
 mod auth;
 mod budgets;
 mod catalog;
+mod console;
 mod placement;
 mod plugins;
 mod redis;
@@ -31,6 +32,7 @@ pub use catalog::{
     BlueprintConfig, LeaseAction, LeaseTerms, OfferingConfig, ParamValue, Params, PlanConfig,
     ResourceConfig, SeparateConfig, Separation, RAW, RESOURCE_TYPES,
 };
+pub use console::ConsoleConfig;
 pub use placement::{ChooseAction, ExcludeAction, RuleConfig};
 pub use plugins::{Isolation, PluginConfig, RemotePluginConfig};
 pub use redis::{CacheCoherence, LimitsBackend, OnRedisError, RedisConfig};
@@ -114,6 +116,9 @@ pub struct Config {
     /// The providers' service level: the target availability.
     #[serde(default)]
     pub sla: SlaConfig,
+    /// The web console: whether it is served, and its sessions' timeouts.
+    #[serde(default)]
+    pub console: ConsoleConfig,
 }
 
 /// `[sla]`.
@@ -474,6 +479,7 @@ impl Config {
         errors.extend(plugins::check(&self.plugins));
         errors.extend(self.storage.check());
         errors.extend(self.webhooks.check());
+        errors.extend(self.console.check());
 
         errors.extend(redis::check(
             self.redis.as_ref(),

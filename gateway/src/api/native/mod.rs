@@ -1,5 +1,6 @@
 //! The native JSON API (`/v1/*`) and the admin API (`/admin/*`): one front door
-//! authenticated by JWT bearer tokens or mTLS client certificates, routed by one table
+//! authenticated by JWT bearer tokens, mTLS client certificates or the web console's
+//! session cookie (whose writes carry its CSRF token), routed by one table
 //! ([`routes`]), every error an RFC 9457 problem document. Handlers translate JSON and
 //! query strings to the domain's operations and back, nothing more.
 
@@ -32,6 +33,7 @@ use serde::de::DeserializeOwned;
 use skyport_auth::Authenticator;
 use skyport_core::error::{ErrorKind, GatewayError};
 use skyport_core::tenancy::{Principal, TenantContext};
+use skyport_domain::sessions::SessionService;
 
 use super::problem;
 use crate::services::Services;
@@ -173,6 +175,14 @@ impl FrontDoor for NativeApi {
         _body: &Bytes,
         conn: &ConnInfo,
     ) -> Result<Principal, GatewayError> {
+        crate::console::csrf::refuse_cross_site(head)?;
+        if !head.headers.contains_key(http::header::AUTHORIZATION) {
+            if let Some(secret) = crate::console::session_cookie(&head.headers) {
+                let session = self.services.sessions.session(secret).await?;
+                crate::console::csrf::require_token(head, secret)?;
+                return Ok(SessionService::principal(&session));
+            }
+        }
         self.auth
             .authenticate(&head.headers, conn.identity.as_ref())
             .await

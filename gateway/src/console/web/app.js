@@ -1,0 +1,74 @@
+// The console's shell: who is signed in, the navigation, and the pages by URL fragment
+// (`#/instances`, `#/order`, `#/instances/{id}`).
+
+import { loadSession, currentSession, signOut } from "./api.js";
+import { h, fill, errorBox } from "./dom.js";
+import * as instances from "./instances.js";
+import * as order from "./order.js";
+
+const page = document.getElementById("page");
+const nav = document.getElementById("nav");
+const who = document.getElementById("who");
+const notice = document.getElementById("notice");
+
+/** Tenant pages, in the navigation's order: [fragment, title, module]. */
+const TENANT_PAGES = [
+  ["instances", "Instances", instances],
+  ["order", "Order", order],
+];
+
+let leaving = null;
+
+/** Shows `text` in the status line (read out by screen readers). */
+export function announce(text) {
+  notice.textContent = text;
+}
+
+function drawChrome(session) {
+  const current = (location.hash.slice(2).split("/")[0]) || "instances";
+  fill(nav, TENANT_PAGES.map(([id, title]) =>
+    h("a", { href: `#/${id}`, "aria-current": id === current ? "page" : null }, title)));
+  fill(who,
+    h("span", {}, `${session.subject} · ${session.tenant}${session.department ? " / " + session.department : ""}`),
+    session.csrf_token
+      ? h("button", { type: "button", class: "link", onclick: async () => { await signOut(); route(); } }, "Sign out")
+      : null);
+}
+
+function signedOut() {
+  fill(nav);
+  fill(who);
+  document.title = "Sign in - Skyport";
+  fill(page,
+    h("h1", {}, "Sign in"),
+    h("p", {}, "You are not signed in, or your session has ended."),
+    h("p", {}, "Sign in through your organisation's identity provider, or, on a development gateway, open the one-time link that this command prints:"),
+    h("pre", {}, "skyport console --tenant demo"));
+}
+
+async function route() {
+  if (leaving) leaving();
+  leaving = null;
+  const session = currentSession() || (await loadSession());
+  if (!session) return signedOut();
+  drawChrome(session);
+  const [name, ...rest] = (location.hash.slice(2) || "instances").split("/");
+  const entry = TENANT_PAGES.find(([id]) => id === name);
+  if (!entry) {
+    fill(page, h("h1", {}, "Not found"), h("p", {}, "There is no such page."));
+    return;
+  }
+  const [, title, module] = entry;
+  document.title = `${title} - Skyport`;
+  fill(page, h("h1", {}, title));
+  try {
+    leaving = (await module.show(page, rest, { announce, session })) || null;
+  } catch (err) {
+    page.append(errorBox(err));
+  }
+  page.focus();
+}
+
+window.addEventListener("hashchange", () => { announce(""); route(); });
+window.addEventListener("skyport:signed-out", () => { if (leaving) leaving(); leaving = null; signedOut(); });
+route();

@@ -1,0 +1,231 @@
+//! A real browser for the console's tests: Debian's headless Chromium, driven over
+//! WebDriver by its `chromedriver`, trusting exactly one gateway's server certificate,
+//! with axe-core (installed by `tests/install-deps.sh test`) for accessibility checks.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use crate::Gateway;
+
+/// A headless Chromium session and the chromedriver that runs it.
+pub struct Browser {
+    /// The WebDriver session.
+    pub client: Client,
+    driver: Child,
+    profile: PathBuf,
+}
+
+/// How long [`Browser::wait_for`] waits by default.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+fn require(tool: &str) -> PathBuf {
+    let path = PathBuf::from("/usr/bin").join(tool);
+    assert!(
+        path.exists(),
+        "{tool} is missing: run tests/install-deps.sh test (make test does)"
+    );
+    path
+}
+
+/// The axe-core script `tests/install-deps.sh test` installs.
+fn axe_source() -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../.node/node_modules/axe-core/axe.min.js");
+    std::fs::read_to_string(&path).unwrap_or_else(|_| {
+        panic!(
+            "{} is missing: run tests/install-deps.sh test (make test does)",
+            path.display()
+        )
+    })
+}
+
+/// The base64 SHA-256 of `gateway`'s server certificate's public key, which Chromium is
+/// told to trust (and nothing else untrusted).
+fn server_spki(gateway: &Gateway) -> String {
+    let pem = std::fs::read(gateway.cert_path("server.pem")).unwrap();
+    let (_, pem) = x509_parser::pem::parse_x509_pem(&pem).unwrap();
+    let cert = pem.parse_x509().unwrap();
+    base64::engine::general_purpose::STANDARD
+        .encode(Sha256::digest(cert.tbs_certificate.subject_pki.raw))
+}
+
+impl Browser {
+    /// A new browser (a profile of its own) for `gateway`'s console.
+    pub async fn start(gateway: &Gateway) -> Self {
+        let chromium = require("chromium");
+        let chromedriver = require("chromedriver");
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let driver = Command::new(chromedriver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting chromedriver");
+        let profile = crate::temp_state_dir("chromium");
+        let caps = json!({
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": chromium,
+                "args": [
+                    "--headless=new",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-dev-shm-usage",
+                    "--no-first-run",
+                    "--window-size=1280,900",
+                    format!("--user-data-dir={}", profile.display()),
+                    format!("--ignore-certificate-errors-spki-list={}", server_spki(gateway)),
+                ],
+            },
+        });
+        let mut builder =
+            ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new());
+        builder.capabilities(caps.as_object().unwrap().clone());
+        let started = Instant::now();
+        let client = loop {
+            match builder.connect(&format!("http://127.0.0.1:{port}")).await {
+                Ok(client) => break client,
+                Err(e) if started.elapsed() < Duration::from_secs(30) => {
+                    let _ = e;
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => panic!("chromedriver did not start a session: {e}"),
+            }
+        };
+        Self {
+            client,
+            driver,
+            profile,
+        }
+    }
+
+    /// Opens `url`.
+    pub async fn goto(&self, url: &str) {
+        self.client.goto(url).await.unwrap();
+    }
+
+    /// The value of JavaScript expression `expr` in the page.
+    pub async fn eval(&self, expr: &str) -> Value {
+        self.client
+            .execute(&format!("return ({expr});"), vec![])
+            .await
+            .unwrap_or_else(|e| panic!("evaluating {expr}: {e}"))
+    }
+
+    /// Waits until `expr` is truthy in the page, and returns its value; panics with the
+    /// page's text after `timeout`.
+    pub async fn wait_for_within(&self, expr: &str, timeout: Duration) -> Value {
+        let started = Instant::now();
+        loop {
+            if let Ok(v) = self
+                .client
+                .execute(&format!("return ({expr});"), vec![])
+                .await
+            {
+                if !matches!(v, Value::Null | Value::Bool(false)) && v != json!("") && v != json!(0)
+                {
+                    return v;
+                }
+            }
+            if started.elapsed() > timeout {
+                let text = self.eval("document.body.innerText").await;
+                panic!("waited {timeout:?} for `{expr}`; the page reads:\n{text}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// [`Browser::wait_for_within`] [`WAIT`].
+    pub async fn wait_for(&self, expr: &str) -> Value {
+        self.wait_for_within(expr, WAIT).await
+    }
+
+    /// Clicks the element `css` selects (waiting for it to be there and enabled).
+    pub async fn click(&self, css: &str) {
+        self.wait_for(&format!(
+            "document.querySelector({0}) && !document.querySelector({0}).disabled",
+            json!(css)
+        ))
+        .await;
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap_or_else(|e| panic!("clicking {css}: {e}"));
+    }
+
+    /// Types `text` into the element `css` selects.
+    pub async fn type_into(&self, css: &str, text: &str) {
+        self.wait_for(&format!("document.querySelector({})", json!(css)))
+            .await;
+        let el = self.client.find(Locator::Css(css)).await.unwrap();
+        el.clear().await.unwrap();
+        el.send_keys(text).await.unwrap();
+    }
+
+    /// The status of `fetch(path)` from the page, as the page's own script would see it,
+    /// with `init` (a JSON object of fetch options).
+    pub async fn fetch_status(&self, path: &str, init: Value) -> u16 {
+        self.client
+            .execute_async(
+                "const [path, init, done] = arguments; \
+                 fetch(path, init).then(r => done(r.status), e => done(String(e)));",
+                vec![json!(path), init],
+            )
+            .await
+            .unwrap()
+            .as_u64()
+            .unwrap_or(0) as u16
+    }
+
+    /// axe-core's serious and critical violations on the current page (rule ids with the
+    /// first offending element of each).
+    pub async fn accessibility_violations(&self) -> Vec<String> {
+        let _: Value = self
+            .client
+            .execute(&format!("{};return true;", axe_source()), vec![])
+            .await
+            .unwrap();
+        let found = self
+            .client
+            .execute_async(
+                "const done = arguments[0]; \
+                 axe.run(document, { resultTypes: ['violations'] }).then(r => done(r.violations.filter( \
+                   v => v.impact === 'serious' || v.impact === 'critical').map( \
+                   v => v.id + ': ' + v.help + ' at ' + (v.nodes[0] && v.nodes[0].html))), \
+                   e => done(['axe failed: ' + e]));",
+                vec![],
+            )
+            .await
+            .unwrap();
+        serde_json::from_value(found).unwrap()
+    }
+
+    /// Ends the session and the driver.
+    pub async fn stop(mut self) {
+        let _ = self.client.clone().close().await;
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+        let _ = std::fs::remove_dir_all(&self.profile);
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}

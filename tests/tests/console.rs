@@ -1,0 +1,324 @@
+//! The web console in a real browser (Debian's headless Chromium over WebDriver): a
+//! tenant signs in with a development link, orders `dev-vm` with its price and placement
+//! shown first, watches it reach `running`, and stops it; a hostile tag renders inert;
+//! another tenant's instance is out of reach, also by editing the URL; a form another site
+//! posts is refused; sign-out ends the session; and axe-core finds no serious or critical
+//! accessibility violation on any page.
+#![forbid(unsafe_code)]
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use skyport_e2e::browser::Browser;
+use skyport_e2e::{expect_problem, run_cli, Gateway};
+
+const HOSTILE: &str = "<img src=x onerror=alert(1)>";
+
+/// A one-time sign-in link for `tenant`, printed by `skyport console`.
+fn sign_in_link(gw: &Gateway, tenant: &str, roles: &[&str]) -> String {
+    let state_dir = gw.state_dir.display().to_string();
+    let url = gw.url("");
+    let mut args = vec![
+        "console",
+        "--tenant",
+        tenant,
+        "--state-dir",
+        &state_dir,
+        "--url",
+        &url,
+    ];
+    let roles = roles.join(",");
+    if !roles.is_empty() {
+        args.extend(["--roles", &roles]);
+    }
+    let (code, out) = run_cli(&args);
+    assert_eq!(code, 0, "skyport console: {out}");
+    let link = out.trim().to_string();
+    assert!(
+        link.starts_with(&gw.url("/console/signin?ticket=")),
+        "{link}"
+    );
+    link
+}
+
+/// Every serious or critical axe-core violation on the page, none expected.
+async fn assert_accessible(browser: &Browser, page: &str) {
+    let violations = browser.accessibility_violations().await;
+    assert!(
+        violations.is_empty(),
+        "{page}: accessibility violations:\n{}",
+        violations.join("\n")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_orders_watches_and_stops_a_vm_in_the_browser() {
+    skyport_e2e::assert_guest_image_prepared();
+    let gw = Gateway::start();
+    let browser = Browser::start(&gw).await;
+
+    // Signed out: the console says how to sign in.
+    browser.goto(&gw.url("/console/")).await;
+    browser
+        .wait_for("document.querySelector('h1')?.textContent === 'Sign in'")
+        .await;
+    assert_accessible(&browser, "sign-in").await;
+    // The checker itself finds what it should: an unlabelled field.
+    browser
+        .eval("document.querySelector('main').appendChild(document.createElement('input')) && true")
+        .await;
+    let found = browser.accessibility_violations().await;
+    assert!(found.iter().any(|v| v.starts_with("label")), "{found:?}");
+    browser
+        .eval("document.querySelector('main input').remove() || true")
+        .await;
+
+    // The development link signs in once, into a Secure, HttpOnly, SameSite=Strict cookie.
+    let link = sign_in_link(&gw, "demo", &[]);
+    browser.goto(&link).await;
+    browser
+        .wait_for("document.querySelector('h1')?.textContent === 'Instances'")
+        .await;
+    assert_eq!(
+        browser.eval("document.cookie").await,
+        json!(""),
+        "scripts cannot read the session cookie"
+    );
+    let cookies = browser.client.get_all_cookies().await.unwrap();
+    let session = cookies
+        .iter()
+        .find(|c| c.name() == "__Host-skyport_session")
+        .expect("session cookie");
+    assert_eq!(session.http_only(), Some(true));
+    assert_eq!(session.secure(), Some(true));
+    assert_eq!(format!("{:?}", session.same_site()), "Some(Strict)");
+    let reused = gw.client().get(&link).send().await.unwrap();
+    assert_eq!(reused.status(), 401, "a link opens one session");
+    assert!(reused.text().await.unwrap().contains("used already"));
+    assert_accessible(&browser, "instances (empty)").await;
+
+    // Order dev-vm: price and placement first, then the order, then its boot.
+    browser.goto(&gw.url("/console/#/order")).await;
+    browser
+        .wait_for("document.querySelector('#order-offering')")
+        .await;
+    assert_eq!(
+        browser
+            .eval("document.querySelector('#order-offering').value")
+            .await,
+        json!("dev-vm")
+    );
+    assert_accessible(&browser, "order").await;
+    browser.type_into("#order-name", "web-1").await;
+    browser
+        .type_into("#order-tags", &format!("note={HOSTILE}\nteam=web"))
+        .await;
+    assert_eq!(
+        browser
+            .eval("document.querySelector('#order-submit').disabled")
+            .await,
+        json!(true),
+        "nothing is ordered before its price is shown"
+    );
+    browser.click("#order-explain").await;
+    let shown = browser
+        .wait_for("document.querySelector('section[aria-label=\"Price and placement\"] .panel')?.innerText")
+        .await;
+    let shown = shown.as_str().unwrap();
+    assert!(
+        shown.contains("local-vmm") && shown.contains("local-1"),
+        "{shown}"
+    );
+    assert!(shown.contains("0.0050 USD per hour"), "{shown}");
+    assert_accessible(&browser, "order, explained").await;
+    browser.click("#order-submit").await;
+    let id = browser
+        .wait_for("location.hash.startsWith('#/instances/i-') && location.hash.slice(12)")
+        .await;
+    let id = id.as_str().unwrap().to_string();
+    browser
+        .wait_for("document.querySelector('h1')?.textContent === 'web-1'")
+        .await;
+    // The boot is shown while it runs, and the page sees it end.
+    browser
+        .wait_for_within(
+            "document.querySelector('.state')?.textContent === 'running'",
+            Duration::from_secs(120),
+        )
+        .await;
+    assert_accessible(&browser, "instance").await;
+
+    // The hostile tag is text: no element made of it, no script run.
+    browser.goto(&gw.url("/console/#/instances")).await;
+    let chip = browser
+        .wait_for("[...document.querySelectorAll('.tag')].map(t => t.textContent).find(t => t.startsWith('note='))")
+        .await;
+    assert_eq!(chip, json!(format!("note={HOSTILE}")));
+    assert_eq!(
+        browser
+            .eval("document.querySelectorAll('img').length")
+            .await,
+        json!(0)
+    );
+    assert!(
+        browser.client.get_alert_text().await.is_err(),
+        "no alert was opened"
+    );
+    assert_accessible(&browser, "instances").await;
+
+    // The list's filter.
+    browser.type_into("#filter-text", "team=web").await;
+    browser
+        .wait_for("document.querySelector('caption')?.textContent === '1 of 1 instances'")
+        .await;
+    browser.type_into("#filter-text", "nothing-like-it").await;
+    browser
+        .wait_for("document.querySelector('caption')?.textContent === '0 of 1 instances'")
+        .await;
+
+    // Stop it from its page.
+    browser
+        .goto(&gw.url(&format!("/console/#/instances/{id}")))
+        .await;
+    browser.click("button[aria-label='Stop web-1']").await;
+    browser
+        .wait_for_within(
+            "document.querySelector('.state')?.textContent === 'stopped'",
+            Duration::from_secs(60),
+        )
+        .await;
+    let token = gw.token("demo", None, &[]);
+    let stopped = gw.get_json(&format!("/v1/instances/{id}"), &token).await;
+    assert_eq!(stopped["state"], "stopped");
+    assert_eq!(
+        stopped["tags"]["note"], HOSTILE,
+        "the tag is stored as typed"
+    );
+
+    // At 360 px nothing but the tables' own regions scrolls sideways.
+    browser.client.set_window_size(360, 800).await.unwrap();
+    browser.goto(&gw.url("/console/#/instances")).await;
+    browser.wait_for("document.querySelector('table')").await;
+    let width = browser
+        .eval("document.documentElement.scrollWidth")
+        .await
+        .as_u64()
+        .unwrap();
+    let viewport = browser
+        .eval("document.documentElement.clientWidth")
+        .await
+        .as_u64()
+        .unwrap();
+    assert!(
+        width <= viewport,
+        "the page is {width} px wide at {viewport} px"
+    );
+
+    // Sign out: the cookie no longer opens anything.
+    browser.click("header button.link").await;
+    browser
+        .wait_for("document.querySelector('h1')?.textContent === 'Sign in'")
+        .await;
+    assert_eq!(browser.fetch_status("/v1/whoami", json!({})).await, 401);
+
+    gw.delete(&format!("/v1/instances/{id}"), &token).await;
+    browser.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_sees_only_its_tenant_and_other_sites_cannot_write_with_it() {
+    skyport_e2e::assert_guest_image_prepared();
+    let gw = Gateway::start();
+    let acme = gw.token("acme", None, &[]);
+    let theirs = gw.create_running(&acme, "sp.micro").await;
+    let theirs = theirs["id"].as_str().unwrap().to_string();
+
+    let browser = Browser::start(&gw).await;
+    browser.goto(&sign_in_link(&gw, "demo", &[])).await;
+    browser
+        .wait_for("document.querySelector('caption')?.textContent === '0 of 0 instances'")
+        .await;
+
+    // Editing the URL to acme's instance shows the API's refusal, not the instance.
+    browser
+        .goto(&gw.url(&format!("/console/#/instances/{theirs}")))
+        .await;
+    let error = browser
+        .wait_for("document.querySelector('.error')?.textContent")
+        .await;
+    assert!(error.as_str().unwrap().contains("not found"), "{error}");
+    let text = browser
+        .eval("document.querySelector('main').innerText")
+        .await;
+    assert!(!text.as_str().unwrap().contains("running"), "{text}");
+    assert_eq!(
+        browser
+            .fetch_status(&format!("/v1/instances/{theirs}"), json!({}))
+            .await,
+        404
+    );
+
+    // The page's own write without its CSRF token is refused, and with it goes through.
+    let explain = |headers: Value| json!({"method": "POST", "headers": headers, "body": "{\"offering\":\"dev-vm\"}"});
+    assert_eq!(
+        browser
+            .fetch_status("/v1/placement/explain", explain(json!({})))
+            .await,
+        403
+    );
+    let csrf = browser
+        .client
+        .execute_async(
+            "const done = arguments[0]; fetch('/console/session').then(r => r.json()).then(s => done(s.csrf_token));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        browser
+            .fetch_status(
+                "/v1/placement/explain",
+                explain(json!({"x-csrf-token": csrf}))
+            )
+            .await,
+        200
+    );
+
+    // A form another site posts at the API is refused, and orders nothing.
+    let form = format!(
+        "data:text/html,<form method=post action='{}' enctype=text/plain>\
+         <input name='{{\"offering\":\"dev-vm\",\"x\":\"' value='\"}}'></form>",
+        gw.url("/v1/instances")
+    );
+    browser.goto(&form).await;
+    browser
+        .client
+        .execute("document.forms[0].submit(); return true;", vec![])
+        .await
+        .unwrap();
+    let refused = browser
+        .wait_for("location.href.startsWith('https://') && document.body.innerText")
+        .await;
+    let refused = refused.as_str().unwrap();
+    assert!(
+        refused.contains("\"status\":401") || refused.contains("\"status\":403"),
+        "{refused}"
+    );
+    let demo = gw.token("demo", None, &[]);
+    let listed = gw.get_json("/v1/instances", &demo).await;
+    assert_eq!(listed["instances"], json!([]), "nothing was ordered");
+
+    // A sign-in link is not an API token, and an API token is not a sign-in link.
+    let link = sign_in_link(&gw, "demo", &[]);
+    let ticket = link.split("ticket=").nth(1).unwrap();
+    expect_problem(gw.get("/v1/whoami", ticket).await, 401).await;
+    let refused = gw
+        .client()
+        .get(gw.url(&format!("/console/signin?ticket={demo}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+    browser.stop().await;
+    gw.delete(&format!("/v1/instances/{theirs}"), &acme).await;
+}
