@@ -20,6 +20,8 @@ pub struct Browser {
     pub client: Client,
     driver: Child,
     profile: PathBuf,
+    /// Where the browser saves downloads.
+    pub downloads: PathBuf,
 }
 
 /// How long [`Browser::wait_for`] waits by default.
@@ -73,6 +75,8 @@ impl Browser {
             .spawn()
             .expect("starting chromedriver");
         let profile = crate::temp_state_dir("chromium");
+        let downloads = profile.join("downloads");
+        std::fs::create_dir_all(&downloads).unwrap();
         let caps = json!({
             "browserName": "chrome",
             "goog:chromeOptions": {
@@ -87,6 +91,10 @@ impl Browser {
                     format!("--user-data-dir={}", profile.display()),
                     format!("--ignore-certificate-errors-spki-list={}", server_spki(gateway)),
                 ],
+                "prefs": {
+                    "download.default_directory": downloads,
+                    "download.prompt_for_download": false,
+                },
             },
         });
         let mut builder =
@@ -107,6 +115,7 @@ impl Browser {
             client,
             driver,
             profile,
+            downloads,
         }
     }
 
@@ -212,6 +221,23 @@ impl Browser {
             .await
             .unwrap();
         serde_json::from_value(found).unwrap()
+    }
+
+    /// The file named `name` once the browser has finished saving it.
+    pub async fn downloaded(&self, name: &str) -> String {
+        let path = self.downloads.join(name);
+        let started = Instant::now();
+        while started.elapsed() < WAIT {
+            if let Ok(text) = std::fs::read_to_string(&path) {
+                return text;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let saved: Vec<_> = std::fs::read_dir(&self.downloads)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        panic!("{name} was not downloaded; the directory holds {saved:?}");
     }
 
     /// Ends the session and the driver.

@@ -10,9 +10,19 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use skyport_e2e::browser::Browser;
-use skyport_e2e::{expect_problem, run_cli, Gateway};
+use skyport_e2e::{default_config, expect_problem, run_cli, Gateway, GatewayOptions};
 
 const HOSTILE: &str = "<img src=x onerror=alert(1)>";
+
+/// A budget for tenant demo, for the budgets page.
+const BUDGET: &str = r#"
+[[budgets]]
+name = "demo-month"
+tenant = "demo"
+amount = "50.00"
+thresholds = ["0.5", "0.8"]
+mode = "alert"
+"#;
 
 /// A one-time sign-in link for `tenant`, printed by `skyport console`.
 fn sign_in_link(gw: &Gateway, tenant: &str, roles: &[&str]) -> String {
@@ -54,7 +64,10 @@ async fn assert_accessible(browser: &Browser, page: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenant_orders_watches_and_stops_a_vm_in_the_browser() {
     skyport_e2e::assert_guest_image_prepared();
-    let gw = Gateway::start();
+    let gw = Gateway::start_with(GatewayOptions {
+        config: Some(default_config() + BUDGET),
+        ..Default::default()
+    });
     let browser = Browser::start(&gw).await;
 
     // Signed out: the console says how to sign in.
@@ -195,6 +208,86 @@ async fn a_tenant_orders_watches_and_stops_a_vm_in_the_browser() {
         "the tag is stored as typed"
     );
 
+    // The bill: its cost per day drawn, the VM's line, and the FOCUS file.
+    browser.goto(&gw.url("/console/#/bill")).await;
+    let line = browser
+        .wait_for(&format!(
+            "[...document.querySelectorAll('td')].some(td => td.textContent === {})",
+            json!(id)
+        ))
+        .await;
+    assert_eq!(line, json!(true));
+    assert!(
+        browser
+            .eval("document.querySelectorAll('svg.chart rect.bar').length")
+            .await
+            .as_u64()
+            .unwrap()
+            >= 1,
+        "a bar for today"
+    );
+    assert_accessible(&browser, "bill").await;
+    let name = browser
+        .eval("document.querySelector('#download-focus').getAttribute('download')")
+        .await;
+    browser.click("#download-focus").await;
+    let focus = browser.downloaded(name.as_str().unwrap()).await;
+    let header = focus.lines().next().unwrap();
+    assert!(
+        header.contains("BilledCost") && header.contains("ChargePeriodStart"),
+        "{header}"
+    );
+    assert!(focus.contains(&id), "the VM is in the FOCUS file");
+
+    // Budgets: the burn-down and the forecast.
+    browser.goto(&gw.url("/console/#/budgets")).await;
+    browser
+        .wait_for("document.querySelector('svg.chart polyline.forecast')")
+        .await;
+    assert_accessible(&browser, "budgets").await;
+    for page in ["orders", "deployments"] {
+        browser.goto(&gw.url(&format!("/console/#/{page}"))).await;
+        browser
+            .wait_for("document.querySelector('main table')")
+            .await;
+        assert_accessible(&browser, page).await;
+    }
+
+    // An access key: made, its secret shown once, then revoked.
+    browser.goto(&gw.url("/console/#/keys")).await;
+    browser.click("#key-create").await;
+    let secret = browser
+        .wait_for("document.querySelector('#new-key-secret')?.textContent")
+        .await;
+    let key_id = browser
+        .eval("document.querySelector('#new-key-id').textContent")
+        .await;
+    let (secret, key_id) = (secret.as_str().unwrap(), key_id.as_str().unwrap());
+    assert_eq!(secret.len(), 40, "{secret}");
+    assert_accessible(&browser, "keys, a key just made").await;
+    browser.goto(&gw.url("/console/#/instances")).await;
+    browser.goto(&gw.url("/console/#/keys")).await;
+    browser
+        .wait_for(&format!(
+            "document.querySelector('main').innerText.includes({})",
+            json!(key_id)
+        ))
+        .await;
+    let page_text = browser.eval("document.body.innerText").await;
+    assert!(
+        !page_text.as_str().unwrap().contains(secret),
+        "the secret is shown once"
+    );
+    browser
+        .click(&format!("button[aria-label='Revoke {key_id}']"))
+        .await;
+    browser.client.accept_alert().await.unwrap();
+    browser
+        .wait_for("document.querySelector('main').innerText.includes('revoked 20')")
+        .await;
+    let keys = gw.get_json("/v1/keys", &token).await;
+    assert!(keys["keys"][0]["revoked_at"].is_string(), "{keys}");
+
     // At 360 px nothing but the tables' own regions scrolls sideways.
     browser.client.set_window_size(360, 800).await.unwrap();
     browser.goto(&gw.url("/console/#/instances")).await;
@@ -307,6 +400,33 @@ async fn a_session_sees_only_its_tenant_and_other_sites_cannot_write_with_it() {
     let demo = gw.token("demo", None, &[]);
     let listed = gw.get_json("/v1/instances", &demo).await;
     assert_eq!(listed["instances"], json!([]), "nothing was ordered");
+
+    // acme's access key is neither listed nor revocable from demo's session, and acme's
+    // VM is not on demo's bill.
+    let acme_key = gw.post_json("/v1/keys", &acme, None).await;
+    let acme_key = acme_key["access_key_id"].as_str().unwrap().to_string();
+    browser.goto(&gw.url("/console/#/keys")).await;
+    browser
+        .wait_for("document.querySelector('caption')?.textContent === '0 access keys'")
+        .await;
+    let revoke = json!({"method": "DELETE", "headers": {"x-csrf-token": csrf}});
+    assert_eq!(
+        browser
+            .fetch_status(&format!("/v1/keys/{acme_key}"), revoke)
+            .await,
+        404
+    );
+    let listed = gw.get_json("/v1/keys", &acme).await;
+    assert!(listed["keys"][0]["revoked_at"].is_null(), "{listed}");
+    browser.goto(&gw.url("/console/#/bill")).await;
+    browser.wait_for("document.querySelector('p.total')").await;
+    let bill_text = browser
+        .eval("document.querySelector('main').innerText")
+        .await;
+    assert!(
+        !bill_text.as_str().unwrap().contains(&theirs),
+        "{bill_text}"
+    );
 
     // A sign-in link is not an API token, and an API token is not a sign-in link.
     let link = sign_in_link(&gw, "demo", &[]);

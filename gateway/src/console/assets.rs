@@ -38,6 +38,12 @@ const ASSETS: &[Asset] = &[
     asset!("dom.js", JS),
     asset!("instances.js", JS),
     asset!("order.js", JS),
+    asset!("chart.js", JS),
+    asset!("deployments.js", JS),
+    asset!("orders.js", JS),
+    asset!("bill.js", JS),
+    asset!("budgets.js", JS),
+    asset!("keys.js", JS),
 ];
 
 /// Each file's `ETag`, in [`ASSETS`] order.

@@ -5,6 +5,11 @@ import { loadSession, currentSession, signOut } from "./api.js";
 import { h, fill, errorBox } from "./dom.js";
 import * as instances from "./instances.js";
 import * as order from "./order.js";
+import * as deployments from "./deployments.js";
+import * as orders from "./orders.js";
+import * as bill from "./bill.js";
+import * as budgets from "./budgets.js";
+import * as keys from "./keys.js";
 
 const page = document.getElementById("page");
 const nav = document.getElementById("nav");
@@ -15,6 +20,11 @@ const notice = document.getElementById("notice");
 const TENANT_PAGES = [
   ["instances", "Instances", instances],
   ["order", "Order", order],
+  ["deployments", "Deployments", deployments],
+  ["orders", "Approvals", orders],
+  ["bill", "Bill", bill],
+  ["budgets", "Budgets", budgets],
+  ["keys", "Access keys", keys],
 ];
 
 let leaving = null;
