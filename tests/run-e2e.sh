@@ -49,7 +49,7 @@ if missing:
     sys.exit("e2e: no such test binary: " + " ".join(sorted(missing)))
 # The longest first (as measured on a 2-core machine), so that the short ones fill in
 # beside them; binaries not listed run after these, by name.
-order = ["instances", "ansible", "governance", "scale_out", "ec2_api", "vm_network",
+order = ["instances", "ansible", "console", "governance", "scale_out", "ec2_api", "vm_network",
          "local_vmm", "eucalyptus", "abuse", "out_of_tree", "failover", "isolation",
          "webhooks", "ec2_tools", "billing", "metering", "remote_plugins", "deployments"]
 for name in sorted(found, key=lambda n: (order.index(n) if n in order else len(order), n)):

@@ -49,6 +49,7 @@ fn free_port() -> u16 {
 /// A moto server on a loopback port; killed on drop.
 pub struct Moto {
     child: Child,
+    port: u16,
     /// `http://127.0.0.1:<port>`.
     pub endpoint: String,
 }
@@ -57,6 +58,14 @@ impl Moto {
     /// Starts `moto_server` and waits until it answers.
     pub fn start() -> Self {
         let port = free_port();
+        Self {
+            child: Self::spawn(port),
+            port,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    fn spawn(port: u16) -> Child {
         let log = temp_state_dir("moto").join("moto.log");
         let child = Command::new(venv_bin("moto_server"))
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
@@ -65,10 +74,6 @@ impl Moto {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn moto_server");
-        let moto = Self {
-            child,
-            endpoint: format!("http://127.0.0.1:{port}"),
-        };
         let deadline = Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(
@@ -77,7 +82,18 @@ impl Moto {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
-        moto
+        child
+    }
+
+    /// Stops the server: the cloud becomes unreachable.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts a new, empty server on the same port, after [`Moto::stop`].
+    pub fn restart(&mut self) {
+        self.child = Self::spawn(self.port);
     }
 
     /// A `[[plugins]]` entry for an `ec2` provider named `name` (region `aws-us-east-1`)

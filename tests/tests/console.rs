@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use skyport_e2e::browser::Browser;
+use skyport_e2e::ec2::Moto;
 use skyport_e2e::{default_config, expect_problem, run_cli, Gateway, GatewayOptions};
 
 const HOSTILE: &str = "<img src=x onerror=alert(1)>";
@@ -441,4 +442,201 @@ async fn a_session_sees_only_its_tenant_and_other_sites_cannot_write_with_it() {
     assert_eq!(refused.status(), 401);
     browser.stop().await;
     gw.delete(&format!("/v1/instances/{theirs}"), &acme).await;
+}
+
+/// The health shown for plugin `name` on the providers page, once it starts with `prefix`.
+async fn plugin_health(browser: &Browser, name: &str, prefix: &str) {
+    browser
+        .wait_for_within(
+            &format!(
+                "document.querySelector('[data-plugin={}]')?.textContent.startsWith({})",
+                json!(name),
+                json!(prefix)
+            ),
+            Duration::from_secs(90),
+        )
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_runs_the_gateway_from_the_console() {
+    skyport_e2e::assert_guest_image_prepared();
+    let mut moto = Moto::start();
+    let config = default_config().replace(
+        "user_params = [\"image\", \"instance_type\"]\n\n[offerings.web-dr]",
+        "user_params = [\"image\", \"instance_type\"]\nrequires_approval = true\n\n[offerings.web-dr]",
+    );
+    assert!(
+        config.contains("requires_approval = true"),
+        "prod-vm changed shape"
+    );
+    let gw = Gateway::start_with(GatewayOptions {
+        config: Some(config),
+        extra: moto.provider_config("aws-us-east-1"),
+    });
+    let demo = gw.token("demo", None, &[]);
+    let browser = Browser::start(&gw).await;
+    browser.goto(&sign_in_link(&gw, "ops", &["admin"])).await;
+    browser
+        .wait_for("document.querySelector('nav a[href=\"#/providers\"]')")
+        .await;
+
+    // A plugin turns unhealthy when its cloud goes away, and healthy when it is back.
+    browser.goto(&gw.url("/console/#/providers")).await;
+    plugin_health(&browser, "aws-us-east-1", "healthy").await;
+    assert_accessible(&browser, "providers").await;
+    moto.stop();
+    plugin_health(&browser, "aws-us-east-1", "unhealthy").await;
+    moto.restart();
+    plugin_health(&browser, "aws-us-east-1", "healthy").await;
+    assert_eq!(
+        browser
+            .eval("document.querySelector('[data-plugin=\"local-vmm\"]').textContent")
+            .await,
+        json!("healthy"),
+        "the other provider never wavered"
+    );
+
+    // The catalog editor: a bad edit shows the API's validation message and changes
+    // nothing; a good one is saved.
+    browser.goto(&gw.url("/console/#/catalog")).await;
+    browser
+        .wait_for("document.querySelector('#catalog-body').value.includes('single-vm')")
+        .await;
+    assert_eq!(
+        browser
+            .eval("document.querySelector('#catalog-name').value")
+            .await,
+        json!("dev-vm")
+    );
+    assert_accessible(&browser, "catalog").await;
+    let original = gw
+        .get_json(
+            "/admin/offerings/dev-vm",
+            &gw.token("ops", None, &["admin"]),
+        )
+        .await;
+    let mut bad = original.clone();
+    bad["blueprint"] = json!("no-such-blueprint");
+    browser.type_into("#catalog-body", &bad.to_string()).await;
+    browser.click("#catalog-save").await;
+    let error = browser
+        .wait_for("document.querySelector('.error')?.textContent")
+        .await;
+    assert!(
+        error
+            .as_str()
+            .unwrap()
+            .contains("offerings.dev-vm.blueprint: no blueprint 'no-such-blueprint'"),
+        "{error}"
+    );
+    let admin = gw.token("ops", None, &["admin"]);
+    assert_eq!(
+        gw.get_json("/admin/offerings/dev-vm", &admin).await,
+        original
+    );
+    let mut good = original.clone();
+    good["description"] = json!("A small VM, edited in the console");
+    browser.type_into("#catalog-body", &good.to_string()).await;
+    browser.click("#catalog-save").await;
+    browser
+        .wait_for("document.querySelector('#notice').textContent === 'Saved offerings dev-vm'")
+        .await;
+    assert_eq!(
+        gw.get_json("/admin/offerings/dev-vm", &admin).await["description"],
+        "A small VM, edited in the console"
+    );
+
+    // The placement audit finds demo's decision.
+    let explained = gw
+        .post_json(
+            "/v1/placement/explain",
+            &demo,
+            Some(json!({"offering": "dev-vm"})),
+        )
+        .await;
+    browser.goto(&gw.url("/console/#/placements")).await;
+    browser.type_into("#search-tenant", "demo").await;
+    browser.click("#search-run").await;
+    browser
+        .wait_for(&format!(
+            "[...document.querySelectorAll('td')].some(td => td.textContent === {})",
+            json!(explained["id"])
+        ))
+        .await;
+    assert_accessible(&browser, "placement audit").await;
+
+    // The approval queue: demo's order for prod-vm waits, and is denied with a reason.
+    let ordered = gw
+        .post_json("/v1/instances", &demo, Some(json!({"offering": "prod-vm"})))
+        .await;
+    let order = ordered["order"]["id"].as_str().unwrap().to_string();
+    browser.goto(&gw.url("/console/#/queue")).await;
+    browser
+        .click(&format!("button[aria-label='Deny {order}']"))
+        .await;
+    browser
+        .client
+        .send_alert_text("not this month")
+        .await
+        .unwrap();
+    browser.client.accept_alert().await.unwrap();
+    browser
+        .wait_for(&format!(
+            "document.querySelector('#notice').textContent === 'Order {order}: denied'"
+        ))
+        .await;
+    let denied = gw.get_json(&format!("/v1/orders/{order}"), &demo).await;
+    assert_eq!(denied["status"], "denied");
+    assert_eq!(denied["reason"], "not this month");
+    assert_accessible(&browser, "approval queue").await;
+
+    for page in ["tenants", "webhooks", "sla"] {
+        browser.goto(&gw.url(&format!("/console/#/{page}"))).await;
+        browser
+            .wait_for("document.querySelector('main table')")
+            .await;
+        assert_accessible(&browser, page).await;
+    }
+    let sla = browser
+        .eval("document.querySelector('main').innerText")
+        .await;
+    assert!(
+        sla.as_str().unwrap().contains("local-vmm / local-1"),
+        "{sla}"
+    );
+
+    // An approver sees the queue and no other operators' page; a tenant's user sees none,
+    // and the API refuses them whatever the page shows.
+    browser.click("header button.link").await;
+    browser
+        .wait_for("document.querySelector('h1')?.textContent === 'Sign in'")
+        .await;
+    browser.goto(&sign_in_link(&gw, "ops", &["approver"])).await;
+    browser.wait_for("document.querySelector('nav a')").await;
+    let nav = browser
+        .eval("document.querySelector('nav').innerText")
+        .await;
+    let nav = nav.as_str().unwrap();
+    assert!(
+        nav.contains("Approval queue") && !nav.contains("Providers"),
+        "{nav}"
+    );
+    assert_eq!(browser.fetch_status("/admin/plugins", json!({})).await, 403);
+    browser.goto(&gw.url("/console/#/providers")).await;
+    browser
+        .wait_for("document.querySelector('h1')?.textContent === 'Not found'")
+        .await;
+    browser.click("header button.link").await;
+    browser
+        .wait_for("document.querySelector('h1')?.textContent === 'Sign in'")
+        .await;
+    browser.goto(&sign_in_link(&gw, "demo", &[])).await;
+    browser.wait_for("document.querySelector('nav a')").await;
+    let nav = browser
+        .eval("document.querySelector('nav').innerText")
+        .await;
+    assert!(!nav.as_str().unwrap().contains("Approval queue"), "{nav}");
+    assert_eq!(browser.fetch_status("/admin/orders", json!({})).await, 403);
+    browser.stop().await;
 }

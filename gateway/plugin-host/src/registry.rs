@@ -168,6 +168,15 @@ pub struct PluginRegistry {
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl PluginRegistry {
+    /// How many times plugin `name`'s process has been restarted after a crash since the
+    /// gateway started (0 for a plugin in the gateway's own process).
+    pub fn restarts(&self, name: &str) -> u64 {
+        self.metrics
+            .plugin_restarts
+            .get_or_create(&vec![("plugin", name.to_string())])
+            .get()
+    }
+
     /// An empty registry; call deadlines and durations are read from `clock`.
     pub fn empty(metrics: Arc<Metrics>, clock: SharedClock) -> Self {
         Self {

@@ -44,6 +44,13 @@ const ASSETS: &[Asset] = &[
     asset!("bill.js", JS),
     asset!("budgets.js", JS),
     asset!("keys.js", JS),
+    asset!("providers.js", JS),
+    asset!("tenants.js", JS),
+    asset!("catalog.js", JS),
+    asset!("placements.js", JS),
+    asset!("approvals.js", JS),
+    asset!("webhooks.js", JS),
+    asset!("sla.js", JS),
 ];
 
 /// Each file's `ETag`, in [`ASSETS`] order.

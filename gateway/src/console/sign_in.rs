@@ -101,6 +101,7 @@ impl Console {
                 "roles": record.roles,
                 "subject": record.subject,
                 "operator": ctx.operator,
+                "operator_tenant": self.operator_tenant(&record.tenant),
                 "via": record.via,
                 "csrf_token": csrf_token(secret),
                 "idle_timeout_secs": timeouts.idle.as_secs(),
@@ -121,6 +122,7 @@ impl Console {
                 "roles": principal.roles,
                 "subject": principal.subject,
                 "operator": ctx.operator,
+                "operator_tenant": self.operator_tenant(&principal.tenant),
                 "via": "mtls",
                 "csrf_token": null,
             }));
@@ -128,6 +130,14 @@ impl Console {
         Err(GatewayError::unauthenticated(
             "not signed in: open a sign-in link (`skyport console`) or present a client certificate",
         ))
+    }
+
+    /// Whether `tenant` is an operator tenant (whose approvers use the approval queue).
+    fn operator_tenant(&self, tenant: &str) -> bool {
+        self.services
+            .tenants
+            .get(tenant)
+            .is_some_and(|t| t.operator)
     }
 
     /// `POST /console/signout`: ends the session and removes its cookie (204), from the

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use serde_json::Value;
 use skyport_core::error::GatewayError;
-use skyport_domain::placement::audit::{AuditEntry, PlacementAuditStore};
+use skyport_domain::placement::audit::{AuditEntry, AuditFilter, PlacementAuditStore};
 
 use crate::db::Pg;
 
@@ -63,5 +63,35 @@ impl PlacementAuditStore for PgPlacementAudit {
                 &[&before],
             )
             .await
+    }
+
+    async fn search(&self, f: &AuditFilter) -> Result<Vec<Value>, GatewayError> {
+        let rows = self
+            .db
+            .query(
+                WHAT,
+                "SELECT record FROM placements
+                 WHERE ($1::TEXT IS NULL OR tenant = $1) AND ($2::TEXT IS NULL OR offering = $2)
+                   AND ($3::TEXT IS NULL OR provider = $3) AND ($4::TEXT IS NULL OR region = $4)
+                   AND ($5::TEXT IS NULL OR mode = $5) AND ($6::TEXT IS NULL OR request_id = $6)
+                   AND ($7::TEXT IS NULL OR created_at >= $7)
+                   AND ($8::TEXT IS NULL OR created_at < $8)
+                 ORDER BY created_at DESC, id DESC LIMIT $9",
+                &[
+                    &f.tenant,
+                    &f.offering,
+                    &f.provider,
+                    &f.region,
+                    &f.mode,
+                    &f.request_id,
+                    &f.since,
+                    &f.until,
+                    &(f.limit as i64),
+                ],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| serde_json::from_str(row.get(0)).map_err(GatewayError::internal))
+            .collect()
     }
 }

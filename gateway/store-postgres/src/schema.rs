@@ -203,6 +203,11 @@ const MIGRATIONS: &[Migration] = &[
         );
     ",
     },
+    Migration {
+        version: 10,
+        description: "placement decisions searched by time",
+        sql: "CREATE INDEX placements_by_time ON placements (created_at);",
+    },
 ];
 
 /// Every table of the gateway's stores and its columns, as both engines lay them out:

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use rusqlite::{params, OptionalExtension};
 use serde_json::Value;
 use skyport_core::error::GatewayError;
-use skyport_domain::placement::audit::{AuditEntry, PlacementAuditStore};
+use skyport_domain::placement::audit::{AuditEntry, AuditFilter, PlacementAuditStore};
 
 use crate::db::Db;
 
@@ -31,7 +31,8 @@ impl SqlitePlacementAudit {
                 provider TEXT NOT NULL,
                 region TEXT NOT NULL,
                 record TEXT NOT NULL
-            );",
+            );
+            CREATE INDEX IF NOT EXISTS placements_by_time ON placements (created_at);",
         )?;
         Ok(Self { db })
     }
@@ -88,6 +89,42 @@ impl PlacementAuditStore for SqlitePlacementAudit {
             .await?;
         text.map(|t| serde_json::from_str(&t).map_err(GatewayError::internal))
             .transpose()
+    }
+
+    async fn search(&self, filter: &AuditFilter) -> Result<Vec<Value>, GatewayError> {
+        let f = filter.clone();
+        let texts: Vec<String> = self
+            .db
+            .with(move |conn| {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT record FROM placements
+                     WHERE (?1 IS NULL OR tenant = ?1) AND (?2 IS NULL OR offering = ?2)
+                       AND (?3 IS NULL OR provider = ?3) AND (?4 IS NULL OR region = ?4)
+                       AND (?5 IS NULL OR mode = ?5) AND (?6 IS NULL OR request_id = ?6)
+                       AND (?7 IS NULL OR created_at >= ?7) AND (?8 IS NULL OR created_at < ?8)
+                     ORDER BY created_at DESC, id DESC LIMIT ?9",
+                )?;
+                let rows = stmt.query_map(
+                    params![
+                        f.tenant,
+                        f.offering,
+                        f.provider,
+                        f.region,
+                        f.mode,
+                        f.request_id,
+                        f.since,
+                        f.until,
+                        f.limit as i64
+                    ],
+                    |row| row.get(0),
+                )?;
+                rows.collect()
+            })
+            .await?;
+        texts
+            .iter()
+            .map(|t| serde_json::from_str(t).map_err(GatewayError::internal))
+            .collect()
     }
 }
 

@@ -99,6 +99,56 @@ pub trait PlacementAuditStore: Send + Sync {
     /// Removes the decisions that were only explained, made before `before` (RFC 3339);
     /// how many. Decisions acted on are kept.
     async fn prune_explained(&self, before: &str) -> Result<u64, GatewayError>;
+
+    /// The records `filter` selects, newest first, at most `filter.limit`.
+    async fn search(&self, filter: &AuditFilter) -> Result<Vec<Value>, GatewayError>;
+}
+
+/// What [`PlacementAuditStore::search`] selects: every given field must match exactly.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    /// The tenant.
+    pub tenant: Option<String>,
+    /// The offering.
+    pub offering: Option<String>,
+    /// The provider chosen.
+    pub provider: Option<String>,
+    /// The region chosen.
+    pub region: Option<String>,
+    /// `explain` or `create`.
+    pub mode: Option<String>,
+    /// The request that made it.
+    pub request_id: Option<String>,
+    /// Made at or after (RFC 3339).
+    pub since: Option<String>,
+    /// Made before (RFC 3339).
+    pub until: Option<String>,
+    /// The most records returned (1-500).
+    pub limit: usize,
+}
+
+/// The most records one search returns.
+pub const MAX_SEARCH_LIMIT: usize = 500;
+
+impl AuditFilter {
+    /// Whether `entry` is selected (for stores that filter in memory).
+    pub fn selects(&self, entry: &AuditEntry) -> bool {
+        let is = |want: &Option<String>, have: &str| want.as_deref().is_none_or(|w| w == have);
+        is(&self.tenant, &entry.tenant)
+            && is(&self.offering, &entry.offering)
+            && is(&self.provider, &entry.provider)
+            && is(&self.region, &entry.region)
+            && is(&self.mode, entry.mode.as_str())
+            && is(&self.request_id, &entry.request_id)
+            && self
+                .since
+                .as_deref()
+                .is_none_or(|s| entry.created_at.as_str() >= s)
+            && self
+                .until
+                .as_deref()
+                .is_none_or(|u| entry.created_at.as_str() < u)
+    }
 }
 
 /// How long a decision that was only explained is kept.

@@ -221,6 +221,14 @@ impl PlacementService {
             .ok_or_else(|| GatewayError::not_found(format!("no placement '{id}'")))
     }
 
+    /// The stored decisions `filter` selects, newest first (the placement audit's search).
+    pub async fn audit_search(
+        &self,
+        filter: &audit::AuditFilter,
+    ) -> Result<Vec<serde_json::Value>, GatewayError> {
+        self.audit.search(filter).await
+    }
+
     /// Decides an order of one resource and records the decision as acted on: what a
     /// create does before creating. Returns the placement id and the decision.
     pub async fn place(

@@ -28,6 +28,7 @@ pub(super) async fn plugins(api: &NativeApi, _call: NativeCall<'_>) -> Answer {
                 "isolation": p.isolation,
                 "pid": running.pid(),
                 "health": p.health(),
+                "restarts": registry.restarts(&p.name),
             })
         })
         .collect();

@@ -5,7 +5,10 @@ use http::StatusCode;
 use serde_json::{json, Value};
 
 use super::orders::CreateRequest;
-use super::{json_response, Answer, NativeApi, NativeCall};
+use skyport_core::error::GatewayError;
+use skyport_domain::placement::audit::{AuditFilter, MAX_SEARCH_LIMIT};
+
+use super::{check_params, json_response, param, Answer, NativeApi, NativeCall};
 
 /// `POST /v1/placement/explain`: the decisions a create with the same body would reach
 /// (`POST /v1/instances` for an offering of one resource, `POST /v1/deployments` for one of
@@ -37,6 +40,62 @@ pub(super) async fn explain(api: &NativeApi, call: NativeCall<'_>) -> Answer {
         Err(many) => json!({"offering": order.offering, "resources": many}),
     };
     Ok(json_response(StatusCode::OK, &body))
+}
+
+/// `GET /admin/placements[?tenant=&offering=&provider=&region=&mode=&request_id=&since=
+/// &until=&limit=]`: stored decisions, newest first (`limit` 1-500, 50 by default).
+pub(super) async fn search(api: &NativeApi, call: NativeCall<'_>) -> Answer {
+    const FIELDS: [&str; 9] = [
+        "tenant",
+        "offering",
+        "provider",
+        "region",
+        "mode",
+        "request_id",
+        "since",
+        "until",
+        "limit",
+    ];
+    let query = call.query();
+    check_params(&query, &FIELDS)?;
+    let get = |name: &str| {
+        param(&query, name)
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+    };
+    let limit = match get("limit") {
+        None => 50,
+        Some(text) => text
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_SEARCH_LIMIT).contains(n))
+            .ok_or_else(|| {
+                GatewayError::invalid(format!(
+                    "limit must be a number from 1 to {MAX_SEARCH_LIMIT}"
+                ))
+            })?,
+    };
+    if let Some(mode) = get("mode").filter(|m| m != "explain" && m != "create") {
+        return Err(GatewayError::invalid(format!(
+            "mode '{mode}' is not one of explain, create"
+        )));
+    }
+    let filter = AuditFilter {
+        tenant: get("tenant"),
+        offering: get("offering"),
+        provider: get("provider"),
+        region: get("region"),
+        mode: get("mode"),
+        request_id: get("request_id"),
+        since: get("since"),
+        until: get("until"),
+        limit,
+    };
+    let found = api.services.placement.audit_search(&filter).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({ "placements": found }),
+    ))
 }
 
 /// `GET /admin/placements/{id}`: the full stored record of one placement decision.

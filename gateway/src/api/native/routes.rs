@@ -236,6 +236,7 @@ pub(crate) static ROUTES: &[Route] = &[
         )
     }),
     admin(get("/admin/tenants", h!(admin::tenants))),
+    admin(get("/admin/placements", h!(placement::search))),
     admin(get("/admin/placements/{id}", h!(placement::record))),
     admin(shown_as(
         "/admin/{catalog}",

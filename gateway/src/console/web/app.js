@@ -10,6 +10,13 @@ import * as orders from "./orders.js";
 import * as bill from "./bill.js";
 import * as budgets from "./budgets.js";
 import * as keys from "./keys.js";
+import * as providers from "./providers.js";
+import * as tenants from "./tenants.js";
+import * as catalog from "./catalog.js";
+import * as placements from "./placements.js";
+import * as approvals from "./approvals.js";
+import * as webhooks from "./webhooks.js";
+import * as sla from "./sla.js";
 
 const page = document.getElementById("page");
 const nav = document.getElementById("nav");
@@ -27,6 +34,28 @@ const TENANT_PAGES = [
   ["keys", "Access keys", keys],
 ];
 
+/** Operators' pages (the admin role of an operator tenant). */
+const OPERATOR_PAGES = [
+  ["providers", "Providers", providers],
+  ["tenants", "Tenants and plans", tenants],
+  ["catalog", "Catalog", catalog],
+  ["placements", "Placement audit", placements],
+  ["queue", "Approval queue", approvals],
+  ["webhooks", "Webhooks", webhooks],
+  ["sla", "Provider SLA", sla],
+];
+
+/** The pages `session` may open: the tenant's, and the operators' for an operator (the
+ * admin role of an operator tenant); an approver of an operator tenant gets the approval
+ * queue alone. The API checks every call whatever is shown here. */
+function pagesOf(session) {
+  if (session.operator) return [...TENANT_PAGES, ...OPERATOR_PAGES];
+  if (session.operator_tenant && (session.roles || []).includes("approver")) {
+    return [...TENANT_PAGES, OPERATOR_PAGES.find(([id]) => id === "queue")];
+  }
+  return TENANT_PAGES;
+}
+
 let leaving = null;
 
 /** Shows `text` in the status line (read out by screen readers). */
@@ -36,7 +65,7 @@ export function announce(text) {
 
 function drawChrome(session) {
   const current = (location.hash.slice(2).split("/")[0]) || "instances";
-  fill(nav, TENANT_PAGES.map(([id, title]) =>
+  fill(nav, pagesOf(session).map(([id, title]) =>
     h("a", { href: `#/${id}`, "aria-current": id === current ? "page" : null }, title)));
   fill(who,
     h("span", {}, `${session.subject} · ${session.tenant}${session.department ? " / " + session.department : ""}`),
@@ -63,7 +92,7 @@ async function route() {
   if (!session) return signedOut();
   drawChrome(session);
   const [name, ...rest] = (location.hash.slice(2) || "instances").split("/");
-  const entry = TENANT_PAGES.find(([id]) => id === name);
+  const entry = pagesOf(session).find(([id]) => id === name);
   if (!entry) {
     fill(page, h("h1", {}, "Not found"), h("p", {}, "There is no such page."));
     return;

@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use super::{AuditEntry, Mode, PlacementAuditStore};
+use super::{AuditEntry, AuditFilter, Mode, PlacementAuditStore};
 use crate::placement::params::ParamSet;
 use crate::placement::Decision;
 
@@ -31,6 +31,94 @@ where
     a_stored_decision_is_found_whole(new_store().await).await;
     an_unknown_id_is_not_found(new_store().await).await;
     explained_decisions_are_pruned_and_acted_ones_kept(new_store().await).await;
+    searches_select_by_every_field_newest_first(new_store().await).await;
+}
+
+async fn searches_select_by_every_field_newest_first(store: Arc<dyn PlacementAuditStore>) {
+    let at = |tenant: &str, provider: &str, mode, time: &str| {
+        AuditEntry::new(tenant, "req-1", mode, &decision(provider), time.into())
+    };
+    let a = at(
+        "demo",
+        "local-vmm",
+        Mode::Create,
+        "2026-11-01T00:00:00.000Z",
+    );
+    let b = at("demo", "ec2", Mode::Explain, "2026-11-02T00:00:00.000Z");
+    let c = at(
+        "acme",
+        "local-vmm",
+        Mode::Create,
+        "2026-11-03T00:00:00.000Z",
+    );
+    for entry in [&a, &b, &c] {
+        store.insert(entry.clone()).await.unwrap();
+    }
+    let ids = |found: Vec<serde_json::Value>| -> Vec<String> {
+        found
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let search = |f: AuditFilter| {
+        let store = store.clone();
+        async move { ids(store.search(&f).await.unwrap()) }
+    };
+    let all = AuditFilter {
+        limit: 10,
+        ..Default::default()
+    };
+    assert_eq!(
+        search(all.clone()).await,
+        [c.id.clone(), b.id.clone(), a.id.clone()],
+        "newest first"
+    );
+    assert_eq!(
+        search(AuditFilter {
+            limit: 2,
+            ..all.clone()
+        })
+        .await,
+        [c.id.clone(), b.id.clone()],
+        "limited"
+    );
+    let demo = AuditFilter {
+        tenant: Some("demo".into()),
+        ..all.clone()
+    };
+    assert_eq!(search(demo.clone()).await, [b.id.clone(), a.id.clone()]);
+    assert_eq!(
+        search(AuditFilter {
+            provider: Some("local-vmm".into()),
+            ..demo.clone()
+        })
+        .await,
+        vec![a.id.clone()]
+    );
+    assert_eq!(
+        search(AuditFilter {
+            mode: Some("explain".into()),
+            ..all.clone()
+        })
+        .await,
+        vec![b.id.clone()]
+    );
+    assert_eq!(
+        search(AuditFilter {
+            since: Some("2026-11-02T00:00:00.000Z".into()),
+            until: Some("2026-11-03T00:00:00.000Z".into()),
+            ..all.clone()
+        })
+        .await,
+        vec![b.id.clone()]
+    );
+    let nothing = AuditFilter {
+        offering: Some("prod-vm".into()),
+        request_id: Some("req-1".into()),
+        region: Some("local-1".into()),
+        ..all
+    };
+    assert!(search(nothing).await.is_empty());
 }
 
 async fn explained_decisions_are_pruned_and_acted_ones_kept(store: Arc<dyn PlacementAuditStore>) {

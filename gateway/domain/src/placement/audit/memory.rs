@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 use skyport_core::error::GatewayError;
 
-use super::{AuditEntry, PlacementAuditStore};
+use super::{AuditEntry, AuditFilter, PlacementAuditStore};
 
 /// Records by id.
 #[derive(Default)]
@@ -43,6 +43,17 @@ impl PlacementAuditStore for MemoryPlacementAudit {
             .unwrap()
             .get(id)
             .map(|e| e.record.clone()))
+    }
+
+    async fn search(&self, filter: &AuditFilter) -> Result<Vec<Value>, GatewayError> {
+        let entries = self.entries.lock().unwrap();
+        let mut found: Vec<&AuditEntry> = entries.values().filter(|e| filter.selects(e)).collect();
+        found.sort_by(|a, b| (&b.created_at, &b.id).cmp(&(&a.created_at, &a.id)));
+        Ok(found
+            .into_iter()
+            .take(filter.limit)
+            .map(|e| e.record.clone())
+            .collect())
     }
 }
 
