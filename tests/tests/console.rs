@@ -162,6 +162,24 @@ async fn a_tenant_orders_watches_and_stops_a_vm_in_the_browser() {
         .await;
     assert_accessible(&browser, "instance").await;
 
+    // Its tags, edited on its page.
+    browser
+        .type_into(
+            "#tags-edit",
+            &format!("note={HOSTILE}\nteam=web\nowner=ana"),
+        )
+        .await;
+    browser.click("#tags-save").await;
+    browser
+        .wait_for("document.querySelector('#notice').textContent === 'Tags saved'")
+        .await;
+    let token = gw.token("demo", None, &[]);
+    let tagged = gw.get_json(&format!("/v1/instances/{id}"), &token).await;
+    assert_eq!(
+        tagged["tags"],
+        json!({"note": HOSTILE, "team": "web", "owner": "ana"})
+    );
+
     // The hostile tag is text: no element made of it, no script run.
     browser.goto(&gw.url("/console/#/instances")).await;
     let chip = browser
@@ -201,7 +219,6 @@ async fn a_tenant_orders_watches_and_stops_a_vm_in_the_browser() {
             Duration::from_secs(60),
         )
         .await;
-    let token = gw.token("demo", None, &[]);
     let stopped = gw.get_json(&format!("/v1/instances/{id}"), &token).await;
     assert_eq!(stopped["state"], "stopped");
     assert_eq!(

@@ -374,6 +374,36 @@ pub(super) async fn resize(api: &NativeApi, call: NativeCall<'_>) -> Answer {
     ))
 }
 
+/// `PUT /v1/instances/{id}/tags` `{"tags": {"key": "value"}}`: the instance's tags become
+/// exactly these (400 for a value that is not a string, or tags past the limits); the
+/// instance.
+pub(super) async fn put_tags(api: &NativeApi, call: NativeCall<'_>) -> Answer {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Tags {
+        tags: std::collections::BTreeMap<String, String>,
+    }
+    let wanted: Tags = call.json("tags")?;
+    let instances = &api.services.instances;
+    let current = instances
+        .get(call.ctx, call.request_id, call.param(0))
+        .await?;
+    let remove: Vec<(String, Option<String>)> = current
+        .tags
+        .keys()
+        .filter(|k| !wanted.tags.contains_key(*k))
+        .map(|k| (k.clone(), None))
+        .collect();
+    let set: Vec<(String, String)> = wanted.tags.into_iter().collect();
+    let record = instances
+        .change_tags(call.ctx, call.param(0), &set, &remove)
+        .await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &viewed(api, &call, &record).await?,
+    ))
+}
+
 /// `GET /v1/instances/{id}/console`: the tail of the serial console.
 pub(super) async fn console(api: &NativeApi, call: NativeCall<'_>) -> Answer {
     let (record, output) = api

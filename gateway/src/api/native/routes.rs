@@ -142,6 +142,12 @@ pub(crate) static ROUTES: &[Route] = &[
     ),
     get("/v1/instances/{id}/console", h!(instances::console)),
     write(
+        PUT,
+        "/v1/instances/{id}/tags",
+        true,
+        h!(instances::put_tags),
+    ),
+    write(
         POST,
         "/v1/instances/{id}/lease",
         true,

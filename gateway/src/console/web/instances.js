@@ -79,8 +79,14 @@ async function showList(page, { announce }) {
   let timer = null;
   async function load() {
     try {
-      const body = await api("GET", "/v1/instances");
-      all = body.instances;
+      const pages = [];
+      let next = null;
+      do {
+        const body = await api("GET", `/v1/instances?limit=1000${next ? `&next_token=${encodeURIComponent(next)}` : ""}`);
+        pages.push(...body.instances);
+        next = body.next_token;
+      } while (next);
+      all = pages;
       fill(errors);
       draw();
     } catch (err) {
@@ -143,9 +149,32 @@ async function showOne(page, id, { announce }) {
         });
       } }, field("Instance type", size),
       instance.state === "stopped" ? null : h("p", {}, "Stop the instance to resize it."), h("div", {}, resize)),
+      h("h2", {}, "Tags"), tagEditor(instance),
       h("h2", {}, "Console output"), showOutput, output);
     clearTimeout(timer);
     if (MOVING.has(instance.state)) timer = setTimeout(load, 1500);
+  }
+
+  function tagEditor(instance) {
+    const text = h("textarea", { id: "tags-edit", rows: 4 },
+      Object.entries(instance.tags || {}).map(([k, v]) => `${k}=${v}`).join("\n"));
+    const save = h("button", { type: "submit", id: "tags-save" }, "Save tags");
+    return h("form", { class: "stack", onsubmit: (e) => {
+      e.preventDefault();
+      act(save, errors, async () => {
+        const tags = {};
+        for (const [n, raw] of text.value.split("\n").entries()) {
+          const line = raw.trim();
+          if (!line) continue;
+          const at = line.indexOf("=");
+          if (at < 1) throw new Error(`Tags, line ${n + 1}: write key=value`);
+          tags[line.slice(0, at).trim()] = line.slice(at + 1).trim();
+        }
+        await api("PUT", `${path}/tags`, { tags });
+        announce("Tags saved");
+        await load();
+      });
+    } }, h("label", {}, "Tags (key=value, one per line)", text), h("div", {}, save));
   }
   await load();
   return () => clearTimeout(timer);
