@@ -304,7 +304,7 @@ impl Gateway {
                 Arc::clone(&auth),
                 Arc::clone(&jwt),
                 config.auth.jwt.keys.is_empty(),
-            ),
+            )?,
             ec2: Ec2Api::new(Arc::clone(&services), auth, Arc::clone(&metrics)),
             services,
             jwt,

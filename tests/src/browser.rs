@@ -53,7 +53,12 @@ fn axe_source() -> String {
 fn server_spki(gateway: &Gateway) -> String {
     let pem = std::fs::read(gateway.cert_path("server.pem")).unwrap();
     let (_, pem) = x509_parser::pem::parse_x509_pem(&pem).unwrap();
-    let cert = pem.parse_x509().unwrap();
+    spki_of(&pem.contents)
+}
+
+/// The base64 SHA-256 of DER certificate `der`'s public key.
+fn spki_of(der: &[u8]) -> String {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).unwrap();
     base64::engine::general_purpose::STANDARD
         .encode(Sha256::digest(cert.tbs_certificate.subject_pki.raw))
 }
@@ -61,6 +66,13 @@ fn server_spki(gateway: &Gateway) -> String {
 impl Browser {
     /// A new browser (a profile of its own) for `gateway`'s console.
     pub async fn start(gateway: &Gateway) -> Self {
+        Self::start_trusting(gateway, &[]).await
+    }
+
+    /// [`Browser::start`], also trusting the servers of certificates `also` (DER).
+    pub async fn start_trusting(gateway: &Gateway, also: &[&[u8]]) -> Self {
+        let mut trusted = vec![server_spki(gateway)];
+        trusted.extend(also.iter().map(|der| spki_of(der)));
         let chromium = require("chromium");
         let chromedriver = require("chromedriver");
         let port = TcpListener::bind("127.0.0.1:0")
@@ -89,7 +101,7 @@ impl Browser {
                     "--no-first-run",
                     "--window-size=1280,900",
                     format!("--user-data-dir={}", profile.display()),
-                    format!("--ignore-certificate-errors-spki-list={}", server_spki(gateway)),
+                    format!("--ignore-certificate-errors-spki-list={}", trusted.join(",")),
                 ],
                 "prefs": {
                     "download.default_directory": downloads,

@@ -4,6 +4,7 @@
 
 pub mod browser;
 pub mod ec2;
+pub mod oidc_provider;
 pub mod plugin_host;
 pub mod redis;
 pub mod replicas;

@@ -11,7 +11,10 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use skyport_e2e::browser::Browser;
 use skyport_e2e::ec2::Moto;
-use skyport_e2e::{default_config, expect_problem, run_cli, Gateway, GatewayOptions};
+use skyport_e2e::oidc_provider::OidcProvider;
+use skyport_e2e::{
+    default_config, expect_problem, run_cli, temp_state_dir, Gateway, GatewayOptions,
+};
 
 const HOSTILE: &str = "<img src=x onerror=alert(1)>";
 
@@ -446,6 +449,31 @@ async fn a_session_sees_only_its_tenant_and_other_sites_cannot_write_with_it() {
         "{bill_text}"
     );
 
+    // A browser presenting demo's client certificate is signed in by it, and a write
+    // another site starts over it is refused.
+    let mtls = gw.mtls_client(
+        &gw.cert_path("client-demo.pem"),
+        &gw.cert_path("client-demo-key.pem"),
+    );
+    let by_cert: Value = mtls
+        .get(gw.url("/console/session"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(by_cert["via"], "mtls", "{by_cert}");
+    assert_eq!(by_cert["tenant"], "demo", "{by_cert}");
+    let write = |site: &'static str| {
+        mtls.post(gw.url("/v1/placement/explain"))
+            .header("sec-fetch-site", site)
+            .json(&json!({"offering": "dev-vm"}))
+            .send()
+    };
+    assert_eq!(write("cross-site").await.unwrap().status(), 403);
+    assert_eq!(write("same-origin").await.unwrap().status(), 200);
+
     // A sign-in link is not an API token, and an API token is not a sign-in link.
     let link = sign_in_link(&gw, "demo", &[]);
     let ticket = link.split("ticket=").nth(1).unwrap();
@@ -655,5 +683,114 @@ async fn an_operator_runs_the_gateway_from_the_console() {
         .await;
     assert!(!nav.as_str().unwrap().contains("Approval queue"), "{nav}");
     assert_eq!(browser.fetch_status("/admin/orders", json!({})).await, 403);
+    browser.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn people_sign_in_through_the_identity_provider_with_pkce() {
+    let idp = OidcProvider::start(&temp_state_dir("idp")).await;
+    let gw = Gateway::start_with(GatewayOptions {
+        config: Some(idp.configure(&default_config())),
+        ..Default::default()
+    });
+    idp.sign_in_as(json!({"tenant": "acme", "dept": "ops", "sub": "ana@example.com"}));
+    let browser = Browser::start_trusting(&gw, &[&idp.cert_der]).await;
+    browser.goto(&gw.url("/console/")).await;
+    browser.click("#sign-in-oidc").await;
+    browser
+        .wait_for("document.querySelector('h1')?.textContent === 'Instances'")
+        .await;
+    let who = browser
+        .eval("document.querySelector('#who').innerText")
+        .await;
+    assert!(
+        who.as_str()
+            .unwrap()
+            .contains("ana@example.com · acme / ops"),
+        "{who}"
+    );
+    assert_eq!(browser.fetch_status("/v1/whoami", json!({})).await, 200);
+
+    // The provider saw a PKCE challenge (S256) and, at the token endpoint, its verifier.
+    let (authorization, exchange) = idp.seen(|s| {
+        assert_eq!(s.authorizations.len(), 1);
+        assert_eq!(s.exchanges.len(), 1);
+        (s.authorizations[0].clone(), s.exchanges[0].clone())
+    });
+    assert_eq!(authorization["code_challenge_method"], "S256");
+    assert_eq!(
+        authorization["redirect_uri"],
+        gw.url("/console/oidc/callback")
+    );
+    assert!(authorization["scope"].split(' ').any(|s| s == "openid"));
+    assert_eq!(exchange.1, 200);
+    assert_eq!(exchange.0["code_verifier"].len(), 43);
+    assert!(!authorization
+        .values()
+        .any(|v| v == &exchange.0["code_verifier"]));
+
+    // A code can be exchanged once, and only by the browser that started the sign-in.
+    let callback = gw.url(&format!(
+        "/console/oidc/callback?code={}&state={}",
+        exchange.0["code"], authorization["state"]
+    ));
+    let replayed = gw.client().get(&callback).send().await.unwrap();
+    assert_eq!(replayed.status(), 401);
+    assert!(replayed
+        .text()
+        .await
+        .unwrap()
+        .contains("did not start here"));
+    let forged = gw
+        .client()
+        .get(&callback)
+        .header("cookie", "__Host-skyport_oidc=another-state.verifier")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 401);
+    assert!(forged
+        .text()
+        .await
+        .unwrap()
+        .contains("state does not match"));
+
+    // With the provider's keys configured, development links are off.
+    let state_dir = gw.state_dir.display().to_string();
+    let config_file = gw.state_dir.join("skyport.toml").display().to_string();
+    let (code, _) = run_cli(&[
+        "console",
+        "--tenant",
+        "demo",
+        "--state-dir",
+        &state_dir,
+        "--config",
+        &config_file,
+    ]);
+    assert_ne!(code, 0, "skyport console refuses");
+    let dev = gw.sign(&skyport_e2e::standard_claims("demo"));
+    let refused = gw
+        .client()
+        .get(gw.url(&format!("/console/signin?ticket={dev}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 403);
+    assert!(refused.text().await.unwrap().contains("links are off"));
+
+    // A provider's user of no configured tenant gets the gateway's refusal in the page.
+    browser.click("header button.link").await;
+    idp.sign_in_as(json!({"tenant": "nobody", "sub": "eve@example.com"}));
+    browser.click("#sign-in-oidc").await;
+    let refusal = browser
+        .wait_for("document.querySelector('[role=alert]')?.textContent")
+        .await;
+    assert!(
+        refusal
+            .as_str()
+            .unwrap()
+            .contains("tenant 'nobody' is not registered"),
+        "{refusal}"
+    );
     browser.stop().await;
 }

@@ -9,6 +9,7 @@
 mod assets;
 mod cookie;
 pub(crate) mod csrf;
+mod oidc;
 mod sign_in;
 
 use std::sync::Arc;
@@ -36,22 +37,27 @@ pub struct Console {
     jwt: Arc<JwtVerifier>,
     /// Whether development sign-in links are accepted (the development JWT key is in use).
     dev_links: bool,
+    /// The identity provider, when `[console.oidc]` names one.
+    oidc: Option<oidc::Oidc>,
 }
 
 impl Console {
-    /// The console over `services`; development links verified by `jwt` when `dev_links`.
+    /// The console over `services`; development links verified by `jwt` when `dev_links`;
+    /// sign-in through the identity provider of `[console.oidc]`, when there is one.
     pub fn new(
         services: Arc<Services>,
         auth: Arc<Authenticator>,
         jwt: Arc<JwtVerifier>,
         dev_links: bool,
-    ) -> Self {
-        Self {
+    ) -> anyhow::Result<Self> {
+        let oidc = oidc::Oidc::new(&services.config)?;
+        Ok(Self {
             services,
             auth,
             jwt,
             dev_links,
-        }
+            oidc,
+        })
     }
 
     /// Whether `path` is the console's.
@@ -83,6 +89,9 @@ impl Console {
             (&Method::GET | &Method::HEAD, "/console/signin") => self.sign_in_link(head).await,
             (&Method::GET | &Method::HEAD, "/console/session") => self.session(conn, head).await,
             (&Method::POST, "/console/signout") => self.sign_out(head).await,
+            (&Method::GET, "/console/oidc/login") => self.oidc_login(head).await,
+            (&Method::GET, "/console/oidc/callback") => self.oidc_callback(head).await,
+            (&Method::GET | &Method::HEAD, "/console/signin-options") => self.sign_in_options(),
             (&Method::GET | &Method::HEAD, _) => match path.strip_prefix("/console/assets/") {
                 Some(name) => assets::asset(name, head),
                 None => sign_in::page(

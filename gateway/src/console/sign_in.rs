@@ -132,6 +132,18 @@ impl Console {
         ))
     }
 
+    /// `GET /console/signin-options`: how one can sign in here (for the sign-in page).
+    pub(super) fn sign_in_options(&self) -> Response<Full<Bytes>> {
+        crate::api::native::json_response(
+            StatusCode::OK,
+            &json!({
+                "oidc": self.oidc.is_some(),
+                "dev_links": self.dev_links,
+                "client_certificates": self.services.config.tls.client_ca.is_some(),
+            }),
+        )
+    }
+
     /// Whether `tenant` is an operator tenant (whose approvers use the approval queue).
     fn operator_tenant(&self, tenant: &str) -> bool {
         self.services

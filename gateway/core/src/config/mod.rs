@@ -32,7 +32,7 @@ pub use catalog::{
     BlueprintConfig, LeaseAction, LeaseTerms, OfferingConfig, ParamValue, Params, PlanConfig,
     ResourceConfig, SeparateConfig, Separation, RAW, RESOURCE_TYPES,
 };
-pub use console::ConsoleConfig;
+pub use console::{ConsoleConfig, OidcConfig};
 pub use placement::{ChooseAction, ExcludeAction, RuleConfig};
 pub use plugins::{Isolation, PluginConfig, RemotePluginConfig};
 pub use redis::{CacheCoherence, LimitsBackend, OnRedisError, RedisConfig};
@@ -480,6 +480,14 @@ impl Config {
         errors.extend(self.storage.check());
         errors.extend(self.webhooks.check());
         errors.extend(self.console.check());
+        if self.console.oidc.is_some() && self.auth.jwt.keys.is_empty() {
+            errors.push(ConfigError {
+                path: "console.oidc".into(),
+                message: "the identity provider's keys must be in [[auth.jwt.keys]]: the console \
+                          verifies its access tokens as the API does"
+                    .into(),
+            });
+        }
 
         errors.extend(redis::check(
             self.redis.as_ref(),

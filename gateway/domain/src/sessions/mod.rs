@@ -21,8 +21,8 @@ pub mod memory;
 mod service;
 
 pub use service::{
-    csrf_matches, csrf_token, SessionService, SessionTimeouts, SignedIn, CSRF_HEADER,
-    SESSION_COOKIE,
+    constant_time_eq, csrf_matches, csrf_token, random_secret, SessionService, SessionTimeouts,
+    SignedIn, CSRF_HEADER, SESSION_COOKIE,
 };
 
 /// One console session, as stored.

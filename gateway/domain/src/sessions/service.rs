@@ -98,9 +98,7 @@ impl SessionService {
                 now,
             )
             .await?;
-        let mut bytes = [0u8; 32];
-        rand::rng().fill_bytes(&mut bytes);
-        let secret = URL_SAFE_NO_PAD.encode(bytes);
+        let secret = random_secret();
         let record = SessionRecord {
             id_hash: id_hash(&secret),
             tenant: principal.tenant.clone(),
@@ -169,6 +167,13 @@ impl SessionService {
     }
 }
 
+/// 256 random bits, base64url: a session secret, a sign-in's state or PKCE verifier.
+pub fn random_secret() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
 /// The store's key for cookie value `secret`.
 fn id_hash(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
@@ -185,12 +190,15 @@ pub fn csrf_token(secret: &str) -> String {
 
 /// Whether `sent` is the CSRF token of `secret`, compared in constant time.
 pub fn csrf_matches(secret: &str, sent: &str) -> bool {
-    let expected = csrf_token(secret);
-    expected.len() == sent.len()
-        && expected
-            .bytes()
-            .zip(sent.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+    constant_time_eq(&csrf_token(secret), sent)
+}
+
+/// Whether `a` and `b` are equal, compared in constant time (for secrets).
+pub fn constant_time_eq(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
             == 0
 }
 

@@ -74,15 +74,28 @@ function drawChrome(session) {
       : null);
 }
 
-function signedOut() {
+async function signedOut() {
   fill(nav);
   fill(who);
   document.title = "Sign in - Skyport";
-  fill(page,
-    h("h1", {}, "Sign in"),
-    h("p", {}, "You are not signed in, or your session has ended."),
-    h("p", {}, "Sign in through your organisation's identity provider, or, on a development gateway, open the one-time link that this command prints:"),
-    h("pre", {}, "skyport console --tenant demo"));
+  fill(page, h("h1", {}, "Sign in"), h("p", {}, "You are not signed in, or your session has ended."));
+  let ways = {};
+  try {
+    ways = await (await fetch("/console/signin-options")).json();
+  } catch {
+    // The page still says how a development gateway signs in.
+  }
+  if (ways.oidc) {
+    page.append(h("p", {}, h("a", { href: "/console/oidc/login", class: "button primary", id: "sign-in-oidc" },
+      "Sign in with your organisation's account")));
+  }
+  if (ways.dev_links) {
+    page.append(h("p", {}, "On this development gateway, open the one-time link that this command prints:"),
+      h("pre", {}, "skyport console --tenant demo"));
+  }
+  if (ways.client_certificates) {
+    page.append(h("p", {}, "A browser that presents a client certificate this gateway trusts is signed in by it."));
+  }
 }
 
 async function route() {
