@@ -131,9 +131,36 @@ impl Browser {
         }
     }
 
-    /// Opens `url`.
+    /// Opens `url`, again when the load was dropped by a network change on this host
+    /// (other tests' VM networks come and go; Chromium then fails requests in flight
+    /// with ERR_NETWORK_CHANGED). Only for loads that may be repeated: see
+    /// [`Browser::goto_once`].
     pub async fn goto(&self, url: &str) {
+        for _ in 0..5 {
+            self.client.goto(url).await.unwrap();
+            if !self.on_error_page().await {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        panic!(
+            "{url} did not load: {}",
+            self.eval("document.body.innerText").await
+        );
+    }
+
+    /// Opens `url` once: whether the load was dropped on the way (`false`).
+    pub async fn goto_once(&self, url: &str) -> bool {
         self.client.goto(url).await.unwrap();
+        !self.on_error_page().await
+    }
+
+    /// Whether the page is Chromium's own error page (a load that failed).
+    async fn on_error_page(&self) -> bool {
+        self.client
+            .current_url()
+            .await
+            .is_ok_and(|u| u.scheme() == "chrome-error")
     }
 
     /// The value of JavaScript expression `expr` in the page.
@@ -162,6 +189,10 @@ impl Browser {
             if started.elapsed() > timeout {
                 let text = self.eval("document.body.innerText").await;
                 panic!("waited {timeout:?} for `{expr}`; the page reads:\n{text}");
+            }
+            if self.on_error_page().await {
+                // A page load dropped by a network change: every console page is a GET.
+                let _ = self.client.refresh().await;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

@@ -186,6 +186,18 @@ pub(super) async fn create_instance(
     if let Some(user_data) = &req.user_data {
         first_boot = first_boot.with_user_data(user_data.as_bytes())?;
     }
+    let client_token = req.client_token.take();
+    if let Some(token) = &client_token {
+        if token.is_empty() || token.len() > 64 || !token.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(GatewayError::invalid(
+                "client_token must be 1-64 printable ASCII characters",
+            ));
+        }
+        if let Some(earlier) = services.instances.by_client_token(ctx, token).await? {
+            let lease = services.instances.lease_of(ctx, &earlier.id).await?;
+            return Ok(view(&earlier, lease.as_ref()));
+        }
+    }
     let order = req.order(department.clone())?;
     if approval == Approval::AsOffering && services.instances.requires_approval(&order.offering) {
         let pending = services
@@ -223,6 +235,7 @@ pub(super) async fn create_instance(
         key_name: req.key_name,
         first_boot,
         lease,
+        client_token,
         ..CreateSpec::decided(&decision)?
     };
     let record = services.instances.create(ctx, request_id, spec).await?;

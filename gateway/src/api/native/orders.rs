@@ -37,6 +37,9 @@ pub(super) struct CreateRequest {
     /// How long the instance may run before it is stopped or terminated (else its
     /// offering's lease, if any).
     pub(super) lease: Option<skyport_core::config::LeaseTerms>,
+    /// An idempotency token (1-64 printable ASCII characters): the same order sent again
+    /// with it answers with the instance it created instead of creating another.
+    pub(super) client_token: Option<String>,
 }
 
 impl CreateRequest {

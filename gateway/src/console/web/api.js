@@ -13,7 +13,7 @@ export class ApiError extends Error {
 
 /** Who is signed in (`GET /console/session`), or null. */
 export async function loadSession() {
-  const response = await fetch("/console/session", { credentials: "same-origin" });
+  const response = await send("/console/session", { credentials: "same-origin" }, true);
   session = response.ok ? await response.json() : null;
   return session;
 }
@@ -32,17 +32,41 @@ async function problem(response) {
   }
 }
 
-/** Calls `method path` with JSON `body`; the JSON answer, or an ApiError. */
-export async function api(method, path, body) {
+/** Methods a request can be sent again with, when no answer came (a PUT replaces). */
+const REPEATABLE = new Set(["GET", "HEAD", "PUT"]);
+
+const pause = (ms) => new Promise((done) => setTimeout(done, ms));
+
+/** `fetch`, sent again (up to 3 times) when no answer came and sending it again is safe:
+ * a browser on the gateway's own host drops requests in flight whenever an address
+ * changes on it (ERR_NETWORK_CHANGED), and local VMs' networks come and go there. */
+async function send(path, init, repeatable) {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await fetch(path, init);
+    } catch (err) {
+      if (!repeatable || attempt >= 3) {
+        throw new ApiError(0, repeatable
+          ? `The gateway could not be reached (${err.message}).`
+          : `The connection was interrupted before the gateway answered (${err.message}); reload to see whether it was done.`);
+      }
+      await pause(250 * (attempt + 1));
+    }
+  }
+}
+
+/** Calls `method path` with JSON `body`; the JSON answer, or an ApiError. `options.repeatable`
+ * marks a POST that changes nothing (an explanation) as safe to send again. */
+export async function api(method, path, body, options = {}) {
   const headers = { accept: "application/json" };
   if (method !== "GET" && session && session.csrf_token) headers["x-csrf-token"] = session.csrf_token;
   if (body !== undefined) headers["content-type"] = "application/json";
-  const response = await fetch(path, {
+  const response = await send(path, {
     method,
     headers,
     credentials: "same-origin",
     body: body === undefined ? undefined : JSON.stringify(body),
-  });
+  }, REPEATABLE.has(method) || options.repeatable === true);
   if (response.status === 401) {
     session = null;
     window.dispatchEvent(new Event("skyport:signed-out"));

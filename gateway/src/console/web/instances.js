@@ -27,9 +27,13 @@ function actionButtons(instance, refresh, where, announce) {
     const button = h("button", { type: "button", class: cls, "aria-label": `${label} ${instance.name || instance.id}` }, label);
     button.addEventListener("click", () => act(button, where, async () => {
       if (label === "Terminate" && !window.confirm(`Terminate ${instance.name || instance.id}? Its disk is deleted.`)) return;
-      await api(method, path);
-      announce(`${label}: ${instance.name || instance.id}`);
-      await refresh();
+      try {
+        await api(method, path);
+        announce(`${label}: ${instance.name || instance.id}`);
+      } finally {
+        // Also when no answer came: the page shows the state the gateway reports.
+        await refresh();
+      }
     }));
     return button;
   };
@@ -74,6 +78,7 @@ async function showList(page, { announce }) {
         tags(i.tags),
         actionButtons(i, load, errors, announce),
       ])));
+    if (list.hasAttribute("aria-busy")) performance.mark("skyport:instances-drawn");
     list.removeAttribute("aria-busy");
   };
   let timer = null;

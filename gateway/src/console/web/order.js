@@ -60,6 +60,10 @@ export async function show(page, _rest, { announce }) {
     for (const c of Object.values(controls)) c.addEventListener("change", stale);
   };
 
+  // One order, one token: sent again (the answer lost on the way), it answers with the
+  // instance it made instead of making another.
+  const clientToken = crypto.randomUUID();
+
   function request() {
     const body = { offering: offering.value, params: {}, tags: parseTags(tagsBox.value) };
     if (name.value.trim()) body.name = name.value.trim();
@@ -79,7 +83,8 @@ export async function show(page, _rest, { announce }) {
       const body = request();
       delete body.name;
       delete body.tags;
-      const d = await api("POST", "/v1/placement/explain", body);
+      delete body.client_token;
+      const d = await api("POST", "/v1/placement/explain", body, { repeatable: true });
       const monthly = (Number(d.price_per_hour ?? d.candidates?.[0]?.price ?? 0) * 730).toFixed(2);
       const price = d.candidates.find((c) => c.provider === d.provider && c.region === d.region);
       fill(explained,
@@ -106,7 +111,7 @@ export async function show(page, _rest, { announce }) {
     fill(errors);
     submit.disabled = true;
     try {
-      const created = await api("POST", "/v1/instances", request());
+      const created = await api("POST", "/v1/instances", { ...request(), client_token: clientToken }, { repeatable: true });
       if (created.order) {
         announce(`Order ${created.order.id} waits for approval${created.order.reason ? ": " + created.order.reason : ""}`);
         location.hash = "#/instances";
