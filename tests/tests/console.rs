@@ -705,6 +705,59 @@ async fn an_operator_runs_the_gateway_from_the_console() {
         .await;
     assert!(!nav.as_str().unwrap().contains("Approval queue"), "{nav}");
     assert_eq!(browser.fetch_status("/admin/orders", json!({})).await, 403);
+
+    // demo deploys web-dr (a primary and a standby in two regions) from the order page.
+    browser.goto(&gw.url("/console/#/order")).await;
+    browser
+        .wait_for("document.querySelector('#order-offering')")
+        .await;
+    browser
+        .client
+        .execute(
+            "const s = document.querySelector('#order-offering'); s.value = 'web-dr'; \
+             s.dispatchEvent(new Event('change')); return true;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    browser.type_into("#order-name", "shop").await;
+    browser.click("#order-explain").await;
+    let shown = browser
+        .wait_for("document.querySelector('section[aria-label=\"Price and placement\"] table')?.innerText")
+        .await;
+    let shown = shown.as_str().unwrap();
+    assert!(
+        shown.contains("primary") && shown.contains("standby") && shown.contains("aws-us-east-1"),
+        "{shown}"
+    );
+    browser.click("#order-submit").await;
+    browser
+        .wait_for("location.hash === '#/deployments' && document.querySelector('caption')?.textContent === '1 deployments'")
+        .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let deployed = loop {
+        let deployed = gw.get_json("/v1/deployments", &demo).await;
+        if deployed["deployments"][0]["status"] != "creating" {
+            break deployed;
+        }
+        assert!(std::time::Instant::now() < deadline, "{deployed}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(deployed["deployments"][0]["status"], "ready", "{deployed}");
+    let resources = deployed["deployments"][0]["resources"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(resources.len(), 2, "{deployed}");
+    for r in &resources {
+        let id = r["instance"].as_str().unwrap();
+        assert_eq!(
+            gw.delete(&format!("/v1/instances/{id}"), &demo)
+                .await
+                .status(),
+            200
+        );
+    }
     browser.stop().await;
 }
 

@@ -118,7 +118,26 @@ pub async fn serve_tls(
                 let (gateway, conn) = (Arc::clone(&gateway), Arc::clone(&conn));
                 let serving = in_flight.serving();
                 async move {
-                    let response = dispatch(&gateway, &conn, req).await;
+                    let response = if is_write(req.method()) {
+                        // A write runs to its end even when its client goes away: hyper
+                        // drops a request's future with its connection, which would stop a
+                        // write between its steps (a VM made and not yet recorded).
+                        let task =
+                            tokio::spawn(async move { dispatch(&gateway, &conn, req).await });
+                        match task.await {
+                            Ok(response) => response,
+                            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                            Err(_) => crate::api::problem::problem_response(
+                                &skyport_core::error::GatewayError::new(
+                                    skyport_core::error::ErrorKind::Unavailable,
+                                    "the gateway is stopping",
+                                ),
+                                "-",
+                            ),
+                        }
+                    } else {
+                        dispatch(&gateway, &conn, req).await
+                    };
                     drop(serving);
                     Ok::<_, std::convert::Infallible>(response)
                 }
@@ -197,6 +216,15 @@ impl RefusalLog {
             self.since = 0;
         }
     }
+}
+
+/// Whether a request may change something (anything but GET, HEAD and OPTIONS; the EC2
+/// Query API's GETs that act are rare and short, and run as reads do).
+fn is_write(method: &http::Method) -> bool {
+    !matches!(
+        *method,
+        http::Method::GET | http::Method::HEAD | http::Method::OPTIONS
+    )
 }
 
 /// Hands a request to the front door that serves its path, through the one stack.

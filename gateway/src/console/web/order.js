@@ -23,7 +23,8 @@ export async function show(page, _rest, { announce }) {
     api("GET", "/v1/offerings"),
     api("GET", "/v1/instance-types"),
   ]);
-  const single = catalog.offerings.filter((o) => o.resources.length === 1);
+  const single = catalog.offerings;
+  const several = (name) => (single.find((o) => o.name === name)?.resources.length || 1) > 1;
   if (!single.length) {
     page.append(h("p", {}, "Your plan offers nothing to order here."));
     return;
@@ -84,7 +85,13 @@ export async function show(page, _rest, { announce }) {
       delete body.name;
       delete body.tags;
       delete body.client_token;
-      const d = await api("POST", "/v1/placement/explain", body, { repeatable: true });
+      const answer = await api("POST", "/v1/placement/explain", body, { repeatable: true });
+      if (answer.resources) {
+        showDeployment(answer);
+        submit.disabled = false;
+        return;
+      }
+      const d = answer;
       const monthly = (Number(d.price_per_hour ?? d.candidates?.[0]?.price ?? 0) * 730).toFixed(2);
       const price = d.candidates.find((c) => c.provider === d.provider && c.region === d.region);
       fill(explained,
@@ -106,10 +113,44 @@ export async function show(page, _rest, { announce }) {
     }
   });
 
+  /** The placement of each resource of an offering of several, and their price together. */
+  function showDeployment(answer) {
+    const chosen = (d) => d.candidates.find((c) => c.provider === d.provider && c.region === d.region);
+    const total = answer.resources.reduce((n, d) => n + Number(chosen(d)?.price || 0), 0);
+    const currency = answer.resources[0]?.currency || "";
+    fill(explained,
+      h("h2", {}, "Price and placement"),
+      h("div", { class: "panel" }, facts([
+        ["Resources", String(answer.resources.length)],
+        ["Price", `${total.toFixed(4)} ${currency} per hour together (about ${(total * 730).toFixed(2)} per month)`],
+      ])),
+      table("Each resource's placement", ["Resource", "Provider", "Region", `Price per hour (${currency})`],
+        answer.resources.map((d) => [d.resource, d.provider, d.region, chosen(d)?.price || "—"])));
+  }
+
   const form = h("form", { class: "stack", id: "order-form", onsubmit: async (e) => {
     e.preventDefault();
     fill(errors);
     submit.disabled = true;
+    if (several(offering.value)) {
+      try {
+        const body = request();
+        const deployed = await api("POST", "/v1/deployments", body);
+        announce(`Deployed ${deployed.offering}: ${deployed.resources.length} instances are booting`);
+        location.hash = "#/deployments";
+      } catch (err) {
+        if (err.status === 0) {
+          // No answer came (the VMs' networks appearing can drop it on this host): the
+          // deployments page shows whether it was made.
+          announce("The connection was interrupted before the gateway answered: your deployments are shown as the gateway has them.");
+          location.hash = "#/deployments";
+          return;
+        }
+        fill(errors, errorBox(err));
+        submit.disabled = false;
+      }
+      return;
+    }
     try {
       const created = await api("POST", "/v1/instances", { ...request(), client_token: clientToken }, { repeatable: true });
       if (created.order) {
