@@ -490,7 +490,8 @@ impl Gateway {
             .expect("listen.json names the gateway's pid") as u32
     }
 
-    fn client_builder(&self) -> reqwest::ClientBuilder {
+    /// A client builder trusting only the development CA.
+    pub fn client_builder(&self) -> reqwest::ClientBuilder {
         let ca = reqwest::Certificate::from_pem(&std::fs::read(self.cert_path("ca.pem")).unwrap())
             .unwrap();
         reqwest::Client::builder()

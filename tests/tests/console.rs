@@ -870,3 +870,63 @@ async fn people_sign_in_through_the_identity_provider_with_pkce() {
     );
     browser.stop().await;
 }
+
+/// The session cookie a development link sets (read from the link's own answer).
+async fn session_cookie(gw: &Gateway, tenant: &str) -> String {
+    let client = gw
+        .client_builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let answer = client
+        .get(sign_in_link(gw, tenant, &[]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 303);
+    let cookie = answer.headers()["set-cookie"].to_str().unwrap();
+    cookie.split(';').next().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_end_when_idle_and_at_their_longest_lifetime() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let gw = Gateway::start_with(GatewayOptions {
+        config: Some(
+            default_config() + "\n[console]\nidle_timeout_secs = 3\nabsolute_timeout_secs = 5\n",
+        ),
+        ..Default::default()
+    });
+    let whoami = |cookie: String| {
+        let client = gw.client();
+        let url = gw.url("/v1/whoami");
+        async move {
+            let r = client
+                .get(url)
+                .header("cookie", cookie)
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    // Used every second, a session outlives its 3-second idle timeout...
+    let used = session_cookie(&gw, "demo").await;
+    for _ in 0..4 {
+        assert_eq!(whoami(used.clone()).await.0, 200);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    // ...until its 5 seconds are up.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (status, ended) = whoami(used).await;
+    assert_eq!(status, 401, "{ended}");
+    assert!(ended.contains("longest lifetime"), "{ended}");
+
+    // Left alone for longer than 3 seconds, a session ends.
+    let idle = session_cookie(&gw, "demo").await;
+    assert_eq!(whoami(idle.clone()).await.0, 200);
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let (status, ended) = whoami(idle).await;
+    assert_eq!(status, 401, "{ended}");
+    assert!(ended.contains("without use"), "{ended}");
+}

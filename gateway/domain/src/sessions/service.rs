@@ -20,7 +20,8 @@ pub const SESSION_COOKIE: &str = "__Host-skyport_session";
 /// The request header that carries a session's CSRF token on every write.
 pub const CSRF_HEADER: &str = "x-csrf-token";
 
-/// A session's last request is written again only after this long.
+/// A session's last request is written again only after this long (or a tenth of the idle
+/// timeout, when that is shorter).
 const TOUCH_EVERY: Duration = Duration::from_secs(60);
 
 /// How long sessions last.
@@ -133,7 +134,8 @@ impl SessionService {
                 "the console session reached its longest lifetime: sign in again"
             }));
         }
-        if now - record.last_seen_ms >= TOUCH_EVERY.as_millis() as i64 {
+        let touch_every = TOUCH_EVERY.min(self.timeouts.idle / 10);
+        if now - record.last_seen_ms >= touch_every.as_millis() as i64 {
             self.store.touch(&hash, now).await?;
         }
         Ok(record)
