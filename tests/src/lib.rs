@@ -180,6 +180,19 @@ pub fn config_with_acme_plan(plan: &str) -> String {
     )
 }
 
+/// The embedded default ([`default_config`]) with `prod-vm` requiring approval.
+pub fn config_with_prod_vm_approval() -> String {
+    let config = default_config().replace(
+        "user_params = [\"image\", \"instance_type\"]\n\n[offerings.web-dr]",
+        "user_params = [\"image\", \"instance_type\"]\nrequires_approval = true\n\n[offerings.web-dr]",
+    );
+    assert!(
+        config.contains("requires_approval = true"),
+        "prod-vm changed shape"
+    );
+    config
+}
+
 /// Fails loudly unless the guest image `skyport-tiny` (with its disk template) is prepared.
 pub fn assert_guest_image_prepared() {
     assert!(

@@ -529,16 +529,8 @@ async fn an_operator_runs_the_gateway_from_the_console() {
     let _one = ONE_AT_A_TIME.lock().await;
     skyport_e2e::assert_guest_image_prepared();
     let mut moto = Moto::start();
-    let config = default_config().replace(
-        "user_params = [\"image\", \"instance_type\"]\n\n[offerings.web-dr]",
-        "user_params = [\"image\", \"instance_type\"]\nrequires_approval = true\n\n[offerings.web-dr]",
-    );
-    assert!(
-        config.contains("requires_approval = true"),
-        "prod-vm changed shape"
-    );
     let gw = Gateway::start_with(GatewayOptions {
-        config: Some(config),
+        config: Some(skyport_e2e::config_with_prod_vm_approval()),
         extra: moto.provider_config("aws-us-east-1"),
     });
     let demo = gw.token("demo", None, &[]);

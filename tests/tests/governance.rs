@@ -306,16 +306,8 @@ async fn a_lease_stops_its_instance_at_expiry_and_extends_only_within_the_plan()
 #[tokio::test]
 async fn an_order_waits_for_approval_then_is_created_or_denied() {
     skyport_e2e::assert_guest_image_prepared();
-    let config = default_config().replace(
-        "user_params = [\"image\", \"instance_type\"]\n\n[offerings.web-dr]",
-        "user_params = [\"image\", \"instance_type\"]\nrequires_approval = true\n\n[offerings.web-dr]",
-    );
-    assert!(
-        config.contains("requires_approval = true"),
-        "prod-vm changed shape"
-    );
     let gw = Gateway::start_with(GatewayOptions {
-        config: Some(config),
+        config: Some(skyport_e2e::config_with_prod_vm_approval()),
         ..Default::default()
     });
     let demo = gw.token("demo", Some("finance"), &[]);

@@ -22,7 +22,6 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use skyport_core::config::{Config, OidcConfig};
 use skyport_core::error::{ErrorKind, GatewayError};
-use skyport_core::tenancy::{IdentitySource, Principal};
 use skyport_domain::sessions::{constant_time_eq, random_secret};
 use tokio::sync::OnceCell;
 
@@ -339,14 +338,7 @@ impl Console {
                 "the identity provider's token is not an access token",
             ));
         }
-        let principal = Principal {
-            tenant: claims.tenant.clone(),
-            department: claims.dept.clone(),
-            roles: claims.roles.clone(),
-            subject: claims.sub.clone(),
-            source: IdentitySource::Jwt,
-        };
-        self.services.tenants.resolve(principal.clone())?;
+        let principal = self.known_principal(&claims)?;
         Ok(self
             .services
             .sessions

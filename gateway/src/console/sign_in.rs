@@ -8,7 +8,7 @@ use http::request::Parts;
 use http::{header, Response, StatusCode};
 use http_body_util::Full;
 use serde_json::json;
-use skyport_auth::claims::CONSOLE_SIGN_IN;
+use skyport_auth::claims::{TokenClaims, CONSOLE_SIGN_IN};
 use skyport_core::error::GatewayError;
 use skyport_core::tenancy::{IdentitySource, Principal};
 use skyport_domain::sessions::{csrf_token, SessionService};
@@ -64,6 +64,17 @@ impl Console {
                 ))
             }
         };
+        let principal = self.known_principal(&claims)?;
+        let sessions = &self.services.sessions;
+        sessions
+            .use_ticket(&jti, (claims.exp as i64).saturating_mul(1000))
+            .await?;
+        Ok(sessions.sign_in(&principal, "dev-link").await?.secret)
+    }
+
+    /// Who verified `claims` name, once the tenant (and department) is known to exist: a
+    /// session is opened only for them.
+    pub(super) fn known_principal(&self, claims: &TokenClaims) -> Result<Principal, GatewayError> {
         let principal = Principal {
             tenant: claims.tenant.clone(),
             department: claims.dept.clone(),
@@ -71,13 +82,8 @@ impl Console {
             subject: claims.sub.clone(),
             source: IdentitySource::Jwt,
         };
-        // The tenant (and department) must exist before a session is opened for them.
         self.services.tenants.resolve(principal.clone())?;
-        let sessions = &self.services.sessions;
-        sessions
-            .use_ticket(&jti, (claims.exp as i64).saturating_mul(1000))
-            .await?;
-        Ok(sessions.sign_in(&principal, "dev-link").await?.secret)
+        Ok(principal)
     }
 
     /// `GET /console/session`: who the browser is signed in as, how, until when, and the
