@@ -58,6 +58,9 @@ pub struct Gateway {
     pub ec2: Ec2Api,
     /// The web console.
     pub console: Console,
+    /// Writes in progress (each runs to its end even when its client goes away); waited
+    /// for at shutdown before the plugins stop.
+    pub writes: tokio_util::task::TaskTracker,
     /// The services behind both.
     pub services: Arc<Services>,
     /// The JWT verifier (reloaded on SIGHUP).
@@ -306,6 +309,7 @@ impl Gateway {
                 config.auth.jwt.keys.is_empty(),
             )?,
             ec2: Ec2Api::new(Arc::clone(&services), auth, Arc::clone(&metrics)),
+            writes: tokio_util::task::TaskTracker::new(),
             services,
             jwt,
             sync,

@@ -624,6 +624,12 @@ async fn an_operator_runs_the_gateway_from_the_console() {
         ))
         .await;
     assert_accessible(&browser, "placement audit").await;
+    let since = |t: &str| format!("/admin/placements?tenant=demo&since={t}");
+    let found = gw.get_json(&since("2020-01-01T00:00:00Z"), &admin).await;
+    assert_eq!(found["placements"][0]["id"], explained["id"], "{found}");
+    let later = gw.get_json(&since("2099-01-01T00:00:00Z"), &admin).await;
+    assert_eq!(later["placements"], json!([]));
+    expect_problem(gw.get(&since("yesterday"), &admin).await, 400).await;
 
     // The approval queue: demo's order for prod-vm waits, and is denied with a reason.
     let ordered = gw

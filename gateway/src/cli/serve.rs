@@ -239,6 +239,20 @@ async fn serve(config: Config) -> anyhow::Result<i32> {
     readiness.set(false);
     let _ = shutdown_tx.send(true);
     let _ = server.await;
+    // Writes whose clients went away run on: the plugins stop only once they are done.
+    gateway.writes.close();
+    if tokio::time::timeout(
+        Duration::from_secs(config.server.drain_timeout_secs),
+        gateway.writes.wait(),
+    )
+    .await
+    .is_err()
+    {
+        tracing::warn!(
+            left = gateway.writes.len(),
+            "writes still running at the drain deadline were stopped"
+        );
+    }
     retain_task.abort();
     if let Some(upkeep) = limits_upkeep {
         upkeep.abort();

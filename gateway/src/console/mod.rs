@@ -86,7 +86,8 @@ impl Console {
         match (&head.method, path) {
             (&Method::GET | &Method::HEAD, "/console") => redirect("/console/"),
             (&Method::GET | &Method::HEAD, "/console/") => assets::index(),
-            (&Method::GET | &Method::HEAD, "/console/signin") => self.sign_in_link(head).await,
+            // GET only: a HEAD (a link checker's) must not use the link up.
+            (&Method::GET, "/console/signin") => self.sign_in_link(head).await,
             (&Method::GET | &Method::HEAD, "/console/session") => self.session(conn, head).await,
             (&Method::POST, "/console/signout") => self.sign_out(head).await,
             (&Method::GET, "/console/oidc/login") => self.oidc_login(head).await,

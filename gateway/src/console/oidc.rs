@@ -274,9 +274,14 @@ impl Console {
             GatewayError::not_found("this gateway has no identity provider configured")
         })?;
         if let Some(error) = query(head, "error") {
-            let detail = query(head, "error_description").unwrap_or_default();
+            // Only the code: the description is whatever the link's author wrote.
+            let code: String = error
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .take(64)
+                .collect();
             return Err(GatewayError::unauthenticated(format!(
-                "the identity provider refused the sign-in: {error} {detail}"
+                "the identity provider refused the sign-in ({code})"
             )));
         }
         let (Some(code), Some(state)) = (query(head, "code"), query(head, "state")) else {
@@ -339,6 +344,7 @@ impl Console {
             ));
         }
         let principal = self.known_principal(&claims)?;
+        tracing::info!(tenant = %principal.tenant, subject = %principal.subject, via = "oidc", "console sign-in");
         Ok(self
             .services
             .sessions

@@ -67,9 +67,13 @@ impl Console {
         let principal = self.known_principal(&claims)?;
         let sessions = &self.services.sessions;
         sessions
-            .use_ticket(&jti, (claims.exp as i64).saturating_mul(1000))
+            // Kept past the verifier's leeway (at most 30 s after `exp`), so that it is
+            // refused for as long as the token itself is accepted.
+            .use_ticket(&jti, (claims.exp as i64 + 60).saturating_mul(1000))
             .await?;
-        Ok(sessions.sign_in(&principal, "dev-link").await?.secret)
+        let signed = sessions.sign_in(&principal, "dev-link").await?;
+        tracing::info!(tenant = %principal.tenant, subject = %principal.subject, via = "dev-link", "console sign-in");
+        Ok(signed.secret)
     }
 
     /// Who verified `claims` name, once the tenant (and department) is known to exist: a
@@ -166,6 +170,7 @@ impl Console {
             if let Some(secret) = cookie::session_cookie(&head.headers) {
                 csrf::require_token(head, secret)?;
                 self.services.sessions.sign_out(secret).await?;
+                tracing::info!("console sign-out");
             }
             Ok::<_, GatewayError>(())
         };

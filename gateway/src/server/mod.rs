@@ -122,8 +122,9 @@ pub async fn serve_tls(
                         // A write runs to its end even when its client goes away: hyper
                         // drops a request's future with its connection, which would stop a
                         // write between its steps (a VM made and not yet recorded).
+                        let writes = gateway.writes.clone();
                         let task =
-                            tokio::spawn(async move { dispatch(&gateway, &conn, req).await });
+                            writes.spawn(async move { dispatch(&gateway, &conn, req).await });
                         match task.await {
                             Ok(response) => response,
                             Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),

@@ -87,7 +87,7 @@ pub(super) async fn tenant_create(api: &NativeApi, call: NativeCall<'_>) -> Answ
         .access_keys
         .create(&call.ctx.tenant, department.as_deref())
         .await?;
-    tracing::info!(access_key_id = %new.key.access_key_id, tenant = %new.key.tenant, "access key created by its tenant");
+    tracing::info!(access_key_id = %new.key.access_key_id, tenant = %new.key.tenant, subject = %call.ctx.subject, "access key created by its tenant");
     Ok(json_response(StatusCode::CREATED, &json!(new)))
 }
 
@@ -120,6 +120,6 @@ pub(super) async fn tenant_revoke(api: &NativeApi, call: NativeCall<'_>) -> Answ
         return Err(GatewayError::not_found(format!("no access key {id}")));
     }
     let key = api.services.access_keys.revoke(id).await?;
-    tracing::info!(access_key_id = %key.access_key_id, tenant = %key.tenant, "access key revoked by its tenant");
+    tracing::info!(access_key_id = %key.access_key_id, tenant = %key.tenant, subject = %call.ctx.subject, "access key revoked by its tenant");
     Ok(json_response(StatusCode::OK, &json!(key)))
 }

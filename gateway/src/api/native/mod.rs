@@ -177,7 +177,9 @@ impl FrontDoor for NativeApi {
     ) -> Result<Principal, GatewayError> {
         crate::console::csrf::refuse_cross_site(head)?;
         if !head.headers.contains_key(http::header::AUTHORIZATION) {
-            if let Some(secret) = crate::console::session_cookie(&head.headers) {
+            if let Some(secret) = crate::console::session_cookie(&head.headers)
+                .filter(|_| self.services.config.console.enabled)
+            {
                 let session = self.services.sessions.session(secret).await?;
                 crate::console::csrf::require_token(head, secret)?;
                 return Ok(SessionService::principal(&session));

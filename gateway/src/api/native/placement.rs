@@ -80,6 +80,21 @@ pub(super) async fn search(api: &NativeApi, call: NativeCall<'_>) -> Answer {
             "mode '{mode}' is not one of explain, create"
         )));
     }
+    // Times as stored (RFC 3339 in UTC, milliseconds), so that they compare as text.
+    let time = |name: &str| -> Result<Option<String>, GatewayError> {
+        get(name)
+            .map(|text| {
+                humantime::parse_rfc3339_weak(&text)
+                    .map(skyport_core::ids::rfc3339_millis)
+                    .map_err(|_| {
+                        GatewayError::invalid(format!(
+                            "{name} must be an RFC 3339 time in UTC, e.g. 2026-12-01T00:00:00Z"
+                        ))
+                    })
+            })
+            .transpose()
+    };
+    let (since, until) = (time("since")?, time("until")?);
     let filter = AuditFilter {
         tenant: get("tenant"),
         offering: get("offering"),
@@ -87,8 +102,8 @@ pub(super) async fn search(api: &NativeApi, call: NativeCall<'_>) -> Answer {
         region: get("region"),
         mode: get("mode"),
         request_id: get("request_id"),
-        since: get("since"),
-        until: get("until"),
+        since,
+        until,
         limit,
     };
     let found = api.services.placement.audit_search(&filter).await?;
