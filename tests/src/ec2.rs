@@ -66,12 +66,13 @@ impl Moto {
     }
 
     fn spawn(port: u16) -> Child {
-        let log = temp_state_dir("moto").join("moto.log");
+        // Its request log (on stderr) goes to the file too: a run makes thousands of lines.
+        let log = std::fs::File::create(temp_state_dir("moto").join("moto.log")).unwrap();
         let child = Command::new(venv_bin("moto_server"))
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&log).unwrap())
-            .stderr(Stdio::inherit())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
             .spawn()
             .expect("spawn moto_server");
         let deadline = Instant::now() + Duration::from_secs(30);
