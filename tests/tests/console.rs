@@ -329,24 +329,65 @@ async fn a_tenant_orders_watches_and_stops_a_vm_in_the_browser() {
     let keys = gw.get_json("/v1/keys", &token).await;
     assert!(keys["keys"][0]["revoked_at"].is_string(), "{keys}");
 
-    // At 360 px nothing but the tables' own regions scrolls sideways.
-    browser.client.set_window_size(360, 800).await.unwrap();
+    // The keyboard: before the navigation's first link is the skip link, which moves the
+    // focus to the page's content (and leaves the route alone); the next Tab reaches the
+    // page's first link.
     browser.goto(&gw.url("/console/#/instances")).await;
     browser.wait_for("document.querySelector('table')").await;
-    let width = browser
-        .eval("document.documentElement.scrollWidth")
-        .await
-        .as_u64()
-        .unwrap();
-    let viewport = browser
-        .eval("document.documentElement.clientWidth")
-        .await
-        .as_u64()
-        .unwrap();
-    assert!(
-        width <= viewport,
-        "the page is {width} px wide at {viewport} px"
+    browser
+        .eval("document.querySelector('nav a').focus() || true")
+        .await;
+    let key = |k: &'static str| {
+        let browser = &browser;
+        async move {
+            browser
+                .client
+                .active_element()
+                .await
+                .unwrap()
+                .send_keys(k)
+                .await
+                .unwrap();
+        }
+    };
+    key("\u{E008}\u{E004}").await; // Shift+Tab
+    assert_eq!(
+        browser.eval("document.activeElement.textContent").await,
+        json!("Skip to content")
     );
+    key("\u{E007}").await; // Enter
+    assert_eq!(
+        browser.eval("document.activeElement.id").await,
+        json!("page")
+    );
+    assert_eq!(browser.eval("location.hash").await, json!("#/instances"));
+    key("\u{E004}").await;
+    assert_eq!(
+        browser.eval("document.activeElement.textContent").await,
+        json!("Order an instance")
+    );
+
+    // At 640 px (200% zoom of a 1280-pixel window) and at 360 px, nothing but the tables'
+    // own regions scrolls sideways.
+    for window in [640, 360] {
+        browser.client.set_window_size(window, 800).await.unwrap();
+        browser.goto(&gw.url("/console/#/instances")).await;
+        browser.wait_for("document.querySelector('table')").await;
+        let width = browser
+            .eval("document.documentElement.scrollWidth")
+            .await
+            .as_u64()
+            .unwrap();
+        let viewport = browser
+            .eval("document.documentElement.clientWidth")
+            .await
+            .as_u64()
+            .unwrap();
+        assert!(
+            width <= viewport,
+            "the page is {width} px wide at {viewport} px"
+        );
+    }
 
     // Sign out: the cookie no longer opens anything.
     browser.click("header button.link").await;

@@ -121,6 +121,12 @@ async function route() {
   page.focus();
 }
 
+// The skip link moves the focus to the page's content; the URL fragment is the router's.
+document.querySelector("a.skip").addEventListener("click", (event) => {
+  event.preventDefault();
+  page.focus();
+});
+
 window.addEventListener("hashchange", () => { announce(""); route(); });
 window.addEventListener("skyport:signed-out", () => { if (leaving) leaving(); leaving = null; signedOut(); });
 route();
