@@ -131,22 +131,31 @@ impl PgLedger {
         Ok(ledger)
     }
 
-    /// Runs `f` on the connection, connecting first if there is none; forgets a
-    /// connection that broke, so the next call connects again.
+    /// Runs `f` on the connection, connecting first if there is none. A connection found
+    /// broken by `f` (the server restarted since it was made) is replaced and `f` runs
+    /// once more on the new one: every ledger call is safe to repeat (reads, and writes
+    /// whose events are deduplicated by id).
     fn with_client<T>(
         &self,
-        f: impl FnOnce(&mut Client) -> Result<T, LedgerError>,
+        f: impl Fn(&mut Client) -> Result<T, LedgerError>,
     ) -> Result<T, LedgerError> {
         let mut slot = self.client.borrow_mut();
-        if slot.as_ref().is_none_or(Client::is_closed) {
-            *slot = Some(self.config.connect(NoTls)?);
+        let mut fresh = false;
+        loop {
+            if slot.as_ref().is_none_or(Client::is_closed) {
+                *slot = Some(self.config.connect(NoTls)?);
+                fresh = true;
+            }
+            let client = slot.as_mut().expect("connected above");
+            let result = f(client);
+            if result.is_err() && client.is_closed() {
+                *slot = None;
+                if !fresh {
+                    continue;
+                }
+            }
+            return result;
         }
-        let client = slot.as_mut().expect("connected above");
-        let result = f(client);
-        if result.is_err() && client.is_closed() {
-            *slot = None;
-        }
-        result
     }
 
     /// The record types known here.
