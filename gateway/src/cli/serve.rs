@@ -212,6 +212,10 @@ async fn serve(config: Config) -> anyhow::Result<i32> {
         Duration::from_secs(config.server.drain_timeout_secs),
     ));
 
+    // The handlers are in place before anyone learns where the gateway listens: a SIGTERM
+    // sent as soon as it is ready drains and stops it, rather than killing it.
+    let mut hangup = signal(SignalKind::hangup())?;
+    let mut terminate = signal(SignalKind::terminate())?;
     write_listen_file(&state_dir, api_addr, metrics_addr)?;
     readiness.set(true);
     print_banner(
@@ -222,9 +226,6 @@ async fn serve(config: Config) -> anyhow::Result<i32> {
         metrics_addr,
         &plugins,
     );
-
-    let mut hangup = signal(SignalKind::hangup())?;
-    let mut terminate = signal(SignalKind::terminate())?;
     loop {
         tokio::select! {
             _ = hangup.recv() => {
