@@ -5,7 +5,7 @@
 # console.rs); then the console's files compressed (gzip -9), as a CDN-less network would
 # carry them if compressed.
 #
-# Usage: bench/console.sh
+# Usage: [SKYPORT_BENCH_INSTANCES=n] bench/console.sh   (n instances, 1,000 unless set)
 set -eu
 cd "$(dirname "$0")/.."
 ./tests/install-deps.sh test >/dev/null

@@ -11,7 +11,13 @@ use skyport_e2e::browser::Browser;
 use skyport_e2e::ec2::Moto;
 use skyport_e2e::{default_config, run_cli, Gateway, GatewayOptions};
 
-const INSTANCES: usize = 1000;
+/// How many instances demo has (`SKYPORT_BENCH_INSTANCES`, 1,000 unless set).
+fn instances() -> usize {
+    std::env::var("SKYPORT_BENCH_INSTANCES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1000)
+}
 const LOADS: usize = 9;
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -69,6 +75,28 @@ async fn measure(gw: &Gateway, browser: &Browser, tenant: &str, rows: usize) -> 
     (median(fcp), median(drawn), median(bytes))
 }
 
+/// The median time, in ms, of `LOADS` `GET /v1/instances?limit=1000` as `tenant`, as an
+/// API client sees it (the page's own read, without the browser).
+async fn api_listing(gw: &Gateway, tenant: &str, rows: usize) -> f64 {
+    let token = gw.token(tenant, None, &[]);
+    let client = gw.client();
+    let mut times = Vec::new();
+    for _ in 0..LOADS {
+        let started = Instant::now();
+        let r = client
+            .get(gw.url("/v1/instances?limit=1000"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let body: Value = r.json().await.unwrap();
+        times.push(started.elapsed().as_secs_f64() * 1000.0);
+        assert_eq!(body["instances"].as_array().unwrap().len(), rows);
+    }
+    median(times)
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let moto = Moto::start();
@@ -90,8 +118,9 @@ async fn main() {
     // Four at a time: moto (one Python process) is the slow part, and a provider busier
     // than its health probe allows answers 503 for a while; those are sent again.
     let mut made = 0;
-    while made < INSTANCES {
-        let batch: Vec<_> = (made..(made + 4).min(INSTANCES))
+    let count = instances();
+    while made < count {
+        let batch: Vec<_> = (made..(made + 4).min(count))
             .map(|i| {
                 client
                     .post(gw.url("/v1/instances"))
@@ -114,24 +143,32 @@ async fn main() {
             all_made &= status.is_success();
         }
         if all_made {
-            made = (made + 4).min(INSTANCES);
+            made = (made + 4).min(count);
         } else {
             tokio::time::sleep(std::time::Duration::from_secs(2)).await;
         }
     }
     eprintln!(
-        "console bench: {INSTANCES} instances made in {:.1} s",
+        "console bench: {count} instances made in {:.1} s",
         started.elapsed().as_secs_f64()
+    );
+    let base_api = api_listing(&gw, "acme", 0).await;
+    let api = api_listing(&gw, "demo", count).await;
+    eprintln!(
+        "console bench: GET /v1/instances {api:.0} ms with {count}, {base_api:.0} ms with none"
     );
     let browser = Browser::start(&gw).await;
     let (base_fcp, base_drawn, base_bytes) = measure(&gw, &browser, "acme", 0).await;
-    let (fcp, drawn, bytes) = measure(&gw, &browser, "demo", INSTANCES).await;
+    let (fcp, drawn, bytes) = measure(&gw, &browser, "demo", count).await;
     println!("console instances page, median of {LOADS} loads (Chromium, loopback):");
     println!(
-        "  {INSTANCES} instances: first contentful paint {fcp:.0} ms, table drawn {drawn:.0} ms, console files {bytes:.0} bytes transferred"
+        "  {count} instances: first contentful paint {fcp:.0} ms, table drawn {drawn:.0} ms, console files {bytes:.0} bytes transferred"
     );
     println!(
         "  0 instances (baseline): first contentful paint {base_fcp:.0} ms, table drawn {base_drawn:.0} ms, console files {base_bytes:.0} bytes"
+    );
+    println!(
+        "  GET /v1/instances?limit=1000 (the page's read): {api:.0} ms with {count}, {base_api:.0} ms with none"
     );
     println!(
         "  ratios: first contentful paint {:.2}x, table drawn {:.2}x",

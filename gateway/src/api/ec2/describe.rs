@@ -145,32 +145,28 @@ async fn select_instances(
             INSTANCE_FILTERS.join(", ")
         )));
     }
-    let mut out = Vec::new();
-    let mut next = None;
-    for record in candidates
+    let candidates: Vec<InstanceRecord> = candidates
         .into_iter()
         .filter(|r| after.as_deref().is_none_or(|a| r.id.as_str() > a))
-    {
-        let record = call
-            .services
-            .instances
-            .refresh_for_listing(call.ctx, call.request_id, record)
-            .await
-            .map_err(instance_error)?;
-        let mut matched = keep(&record)?;
+        .collect();
+    let keep = |record: &InstanceRecord| -> Result<bool, Ec2Error> {
+        let mut matched = keep(record)?;
         for f in &filters {
-            matched = matched && instance_filter_matches(call, f, &record)?;
+            matched = matched && instance_filter_matches(call, f, record)?;
         }
-        if !matched {
-            continue;
-        }
-        if out.len() == max {
-            next = out.last().map(|r: &InstanceRecord| r.id.clone());
-            break;
-        }
-        out.push(record);
-    }
-    Ok((out, next))
+        Ok(matched)
+    };
+    call.services
+        .instances
+        .listing_page(
+            call.ctx,
+            call.request_id,
+            candidates,
+            max,
+            keep,
+            instance_error,
+        )
+        .await
 }
 
 pub(super) async fn instances(call: &Ec2Call<'_>) -> Result<String, Ec2Error> {

@@ -302,36 +302,29 @@ pub(super) async fn list(api: &NativeApi, call: NativeCall<'_>) -> Answer {
         .into_iter()
         .map(|l| (l.instance_id.clone(), l))
         .collect();
-    let mut out = Vec::new();
-    let mut next_token = None;
-    for record in instances
+    let candidates: Vec<_> = instances
         .records(call.ctx)
         .await?
         .into_iter()
         .filter(|r| after.is_none_or(|a| r.id.as_str() > a))
-    {
-        let record = instances
-            .refresh_for_listing(call.ctx, call.request_id, record)
-            .await?;
-        let keep = query.iter().all(|(k, v)| match k.as_str() {
+        .collect();
+    let keep = |record: &InstanceRecord| -> Result<bool, GatewayError> {
+        Ok(query.iter().all(|(k, v)| match k.as_str() {
             "state" => record.state == *v,
             "region" => record.region == *v,
             k if k.starts_with("tag:") => {
                 record.tags.get(&k[4..]).and_then(Value::as_str) == Some(v.as_str())
             }
             _ => true,
-        });
-        if !keep {
-            continue;
-        }
-        if out.len() == limit {
-            next_token = out
-                .last()
-                .and_then(|v: &Value| v["id"].as_str().map(str::to_owned));
-            break;
-        }
-        out.push(view(&record, leases.get(&record.id)));
-    }
+        }))
+    };
+    let (page, next_token) = instances
+        .listing_page(call.ctx, call.request_id, candidates, limit, keep, |e| e)
+        .await?;
+    let out: Vec<Value> = page
+        .iter()
+        .map(|record| view(record, leases.get(&record.id)))
+        .collect();
     let mut body = json!({ "instances": out });
     if let Some(token) = next_token {
         body["next_token"] = json!(token);

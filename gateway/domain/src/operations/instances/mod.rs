@@ -33,6 +33,7 @@ use skyport_plugin_host::Plugins;
 pub use actions::Action;
 pub use admission::Adding;
 pub use adopt::Adoption;
+pub use observe::LISTING_BATCH_MIN;
 pub use provider::PROVIDER_TIMEOUT;
 pub use recovery::Recovered;
 pub use tags::MAX_TAGS;
@@ -530,11 +531,8 @@ impl InstanceService {
         ctx: &TenantContext,
         request_id: &str,
     ) -> Result<Vec<InstanceRecord>, GatewayError> {
-        let mut out = Vec::new();
-        for record in self.records(ctx).await? {
-            out.push(self.refresh_for_listing(ctx, request_id, record).await?);
-        }
-        Ok(out)
+        let records = self.records(ctx).await?;
+        self.refresh_listing(ctx, request_id, records).await
     }
 
     /// Polls until `record` reaches `target` (`running`, `stopped` or `terminated`), at

@@ -4,6 +4,8 @@
 //! and metered once, whether a read notices it first or the inventory sync does
 //! ([`InstanceService::observe`]).
 
+use std::collections::HashMap;
+
 use skyport_core::error::{ErrorKind, GatewayError};
 use skyport_core::tenancy::TenantContext;
 
@@ -67,17 +69,116 @@ impl InstanceService {
         record: InstanceRecord,
     ) -> Result<InstanceRecord, GatewayError> {
         match self.refresh(ctx, request_id, record.clone()).await {
-            Err(e)
-                if matches!(
-                    e.kind,
-                    ErrorKind::Unavailable | ErrorKind::Timeout | ErrorKind::Upstream
-                ) =>
-            {
+            Err(e) if shows_last_known(&e) => {
                 tracing::debug!(request_id, instance = %record.id, provider = %record.provider, error = %e.public, "listing shows the last known state");
                 Ok(record)
             }
             other => other,
         }
+    }
+
+    /// [`InstanceService::refresh_for_listing`] for many records at once, in their order.
+    /// A provider holding at least [`LISTING_BATCH_MIN`] of them to refresh (and serving
+    /// `inventory.list@1`) is asked once for its whole inventory instead of once per
+    /// instance: a record the listing reports in its recorded state is shown as it is;
+    /// one it reports otherwise, or does not report, or a running one with no addresses
+    /// recorded is asked for on its own (which records the change). When that provider
+    /// cannot answer now, its records show their last known state.
+    pub async fn refresh_listing(
+        &self,
+        ctx: &TenantContext,
+        request_id: &str,
+        records: Vec<InstanceRecord>,
+    ) -> Result<Vec<InstanceRecord>, GatewayError> {
+        let mut wanted: HashMap<&str, (usize, &str)> = HashMap::new();
+        for record in records.iter().filter(|r| needs_refresh(r)) {
+            wanted
+                .entry(&record.provider)
+                .or_insert((0, &record.region))
+                .0 += 1;
+        }
+        // Per provider listed: the states it reports, or `None` when it cannot answer now.
+        let mut listings: HashMap<String, Option<HashMap<String, String>>> = HashMap::new();
+        for (name, (count, region)) in wanted {
+            let lists = self
+                .plugins
+                .facts(name)
+                .is_some_and(|p| p.serves("inventory.list@1"));
+            if count < LISTING_BATCH_MIN || !lists {
+                continue;
+            }
+            let listing = match self
+                .provider(name, region, context(ctx, request_id))
+                .inventory_states()
+                .await
+            {
+                Ok(states) => Some(states),
+                Err(e) if shows_last_known(&e) => {
+                    tracing::debug!(request_id, provider = name, error = %e.public, "listing shows the last known states");
+                    None
+                }
+                // Anything else: each instance is asked for on its own.
+                Err(_) => continue,
+            };
+            listings.insert(name.to_string(), listing);
+        }
+        let mut out = Vec::with_capacity(records.len());
+        for record in records {
+            if !needs_refresh(&record) {
+                out.push(record);
+                continue;
+            }
+            let current = match listings.get(&record.provider) {
+                None => false,
+                Some(None) => true,
+                Some(Some(states)) => {
+                    let listed = record.remote_id.as_deref().and_then(|id| states.get(id));
+                    listed == Some(&record.state)
+                        && !(record.state == "running" && record.network.is_none())
+                }
+            };
+            if current {
+                out.push(record);
+            } else {
+                out.push(self.refresh_for_listing(ctx, request_id, record).await?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The page of `candidates` (in id order) that `keep` keeps, refreshed by
+    /// [`InstanceService::refresh_listing`] `limit + 1` at a time, at most `limit` long,
+    /// with the id to continue after when more are kept. `GatewayError`s become `E` by
+    /// `error`.
+    pub async fn listing_page<E>(
+        &self,
+        ctx: &TenantContext,
+        request_id: &str,
+        candidates: Vec<InstanceRecord>,
+        limit: usize,
+        mut keep: impl FnMut(&InstanceRecord) -> Result<bool, E>,
+        error: impl Fn(GatewayError) -> E,
+    ) -> Result<(Vec<InstanceRecord>, Option<String>), E> {
+        let mut out: Vec<InstanceRecord> = Vec::new();
+        let mut candidates = candidates.into_iter().peekable();
+        while candidates.peek().is_some() {
+            let chunk: Vec<InstanceRecord> = candidates.by_ref().take(limit + 1).collect();
+            let refreshed = self
+                .refresh_listing(ctx, request_id, chunk)
+                .await
+                .map_err(&error)?;
+            for record in refreshed {
+                if !keep(&record)? {
+                    continue;
+                }
+                if out.len() == limit {
+                    let next = out.last().map(|r| r.id.clone());
+                    return Ok((out, next));
+                }
+                out.push(record);
+            }
+        }
+        Ok((out, None))
     }
 
     /// Records that `record`'s provider now reports it `observed` (`terminated` when the
@@ -134,4 +235,23 @@ impl InstanceService {
     ) -> Result<Vec<InstanceRecord>, GatewayError> {
         self.inventory.active_for_provider(provider).await
     }
+}
+
+/// A provider with at least this many of a listing's instances to refresh is asked once
+/// for its inventory (`inventory.list@1`) rather than once per instance.
+pub const LISTING_BATCH_MIN: usize = 4;
+
+/// Whether a listing asks `record`'s provider for its state (it has one there and is not
+/// terminated).
+fn needs_refresh(record: &InstanceRecord) -> bool {
+    record.remote_id.is_some() && record.state != "terminated"
+}
+
+/// Whether a listing shows the last known state rather than failing on `e`: the provider
+/// cannot answer now (unhealthy, unreachable, timing out).
+fn shows_last_known(e: &GatewayError) -> bool {
+    matches!(
+        e.kind,
+        ErrorKind::Unavailable | ErrorKind::Timeout | ErrorKind::Upstream
+    )
 }

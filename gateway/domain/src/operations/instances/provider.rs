@@ -1,6 +1,8 @@
 //! The provider ops the instance operations call, in one place: their names, payloads and
 //! answers (`instance.*@1`, see `docs/plugin-authoring.md`).
 
+use std::collections::HashMap;
+
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use skyport_core::clock::SharedClock;
@@ -166,6 +168,23 @@ impl Provider<'_> {
             )),
             found => Ok(found.map(Observed::from)),
         }
+    }
+
+    /// `inventory.list@1`: the state of every VM the provider manages, by its id (the
+    /// processes it runs but does not manage, `"orphan": true`, left out). Malformed items
+    /// are skipped: an instance missing from the answer is asked for on its own.
+    pub(super) async fn inventory_states(&self) -> Result<HashMap<String, String>, GatewayError> {
+        let listed: Vec<serde_json::Value> = self
+            .call(contract::INVENTORY_LIST, &serde_json::json!({}))
+            .await?;
+        Ok(listed
+            .iter()
+            .filter(|vm| vm["orphan"].as_bool() != Some(true))
+            .filter_map(|vm| {
+                let state: InstanceState = serde_json::from_value(vm["state"].clone()).ok()?;
+                Some((vm["id"].as_str()?.to_string(), state.as_str().to_string()))
+            })
+            .collect())
     }
 
     /// `instance.get@1`.

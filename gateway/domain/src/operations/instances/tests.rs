@@ -359,6 +359,130 @@ async fn a_listing_shows_the_last_known_state_of_an_unreachable_provider() {
     assert_eq!(single.unwrap_err().kind, ErrorKind::Unavailable);
 }
 
+/// `count` instances of demo's on `local-vmm`, in id order.
+async fn local_instances(world: &World, count: usize) -> Vec<InstanceRecord> {
+    let demo = caller("demo", None);
+    for i in 0..count {
+        world
+            .instances
+            .create(
+                &demo,
+                &format!("req-create-{i}"),
+                spec("local-vmm", "local-1"),
+            )
+            .await
+            .unwrap();
+    }
+    world.instances.records(&demo).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_listing_asks_a_provider_holding_several_instances_once_and_each_changed_one_alone() {
+    let world = World::new().await;
+    let demo = caller("demo", None);
+    let made = local_instances(&world, 6).await;
+    let remote = |i: usize| made[i].remote_id.clone().unwrap();
+    {
+        let mut vms = world.local_vms.lock().unwrap();
+        vms.insert(remote(1), "stopped".into()); // stopped from inside the guest
+        vms.remove(&remote(4)); // gone from the provider
+    }
+    let gets_before = world.plugins.calls_of("instance.get@1").len();
+    let listed = world.instances.list(&demo, "req-list").await.unwrap();
+    let states: Vec<&str> = listed.iter().map(|r| r.state.as_str()).collect();
+    assert_eq!(
+        states,
+        [
+            "running",
+            "stopped",
+            "running",
+            "running",
+            "terminated",
+            "running"
+        ]
+    );
+    assert_eq!(world.plugins.calls_of("inventory.list@1").len(), 1);
+    // Only the two the listing reported otherwise were asked for on their own.
+    let asked: Vec<String> = world.plugins.calls_of("instance.get@1")[gets_before..]
+        .iter()
+        .map(|c| c.params["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(asked, [remote(1), remote(4)]);
+    // The changes are recorded, and the addresses kept.
+    let recorded = world.instances.records(&demo).await.unwrap();
+    assert_eq!(recorded[1].state, "stopped");
+    assert_eq!(recorded[4].state, "terminated");
+    assert!(recorded[0].network.is_some());
+}
+
+#[tokio::test]
+async fn a_listing_asks_each_instance_alone_when_few_or_when_the_provider_does_not_list() {
+    let world = World::new().await;
+    let demo = caller("demo", None);
+    local_instances(&world, LISTING_BATCH_MIN - 1).await;
+    let gets_before = world.plugins.calls_of("instance.get@1").len();
+    world.instances.list(&demo, "req-1").await.unwrap();
+    assert!(world.plugins.calls_of("inventory.list@1").is_empty());
+    assert_eq!(
+        world.plugins.calls_of("instance.get@1").len() - gets_before,
+        LISTING_BATCH_MIN - 1
+    );
+    local_instances(&world, 1).await;
+    world.plugins.withdraw_op("local-vmm", "inventory.list@1");
+    let gets_before = world.plugins.calls_of("instance.get@1").len();
+    world.instances.list(&demo, "req-2").await.unwrap();
+    assert!(world.plugins.calls_of("inventory.list@1").is_empty());
+    assert_eq!(
+        world.plugins.calls_of("instance.get@1").len() - gets_before,
+        LISTING_BATCH_MIN
+    );
+}
+
+#[tokio::test]
+async fn a_listing_of_many_shows_the_last_known_states_of_an_unreachable_provider() {
+    let world = World::new().await;
+    let demo = caller("demo", None);
+    local_instances(&world, LISTING_BATCH_MIN + 1).await;
+    world.local_vms.lock().unwrap().clear();
+    world
+        .plugins
+        .set_health("local-vmm", false, Some("unreachable"));
+    let listed = world.instances.list(&demo, "req-1").await.unwrap();
+    assert!(listed.iter().all(|r| r.state == "running"), "{listed:?}");
+}
+
+#[tokio::test]
+async fn a_listing_page_refreshes_what_it_shows_and_says_where_to_go_on() {
+    let world = World::new().await;
+    let demo = caller("demo", None);
+    let made = local_instances(&world, 7).await;
+    world
+        .local_vms
+        .lock()
+        .unwrap()
+        .insert(made[5].remote_id.clone().unwrap(), "stopped".into());
+    let running = |r: &InstanceRecord| Ok::<_, GatewayError>(r.state == "running");
+    let (page, next) = world
+        .instances
+        .listing_page(&demo, "req-1", made.clone(), 3, running, |e| e)
+        .await
+        .unwrap();
+    let ids = |v: &[InstanceRecord]| v.iter().map(|r| r.id.clone()).collect::<Vec<_>>();
+    assert_eq!(ids(&page), ids(&made[..3]));
+    assert_eq!(next.as_deref(), Some(made[2].id.as_str()));
+    let (page, next) = world
+        .instances
+        .listing_page(&demo, "req-2", made[3..].to_vec(), 3, running, |e| e)
+        .await
+        .unwrap();
+    // The one stopped from inside is refreshed and filtered out.
+    assert_eq!(
+        ids(&page),
+        [made[3].id.clone(), made[4].id.clone(), made[6].id.clone()]
+    );
+    assert_eq!(next, None);
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_wait_gives_up_after_its_limit_on_a_paused_clock() {
     let world = World::new().await;
