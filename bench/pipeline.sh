@@ -11,9 +11,10 @@
 # A second measurement loads both servers at the same time (each by its own wrk), which
 # keeps the ratio steady on a shared machine.
 #
-# METERING=on loads the metering plugin (every request's event is then stored durably in
-# its ledger); the default, off, measures the pipeline without it. ISOLATION says where the
-# metering plugin runs: process (its own process, the shipped default) or in-process.
+# By default the gateway runs as shipped (config/skyport.toml, what `make run` starts):
+# the metering plugin loaded, every request's event stored durably in its ledger.
+# METERING=off measures the pipeline without it. ISOLATION says where the metering plugin
+# runs: process (its own process, the shipped default) or in-process.
 # Skyport's CPU is the gateway's plus its plugin processes'.
 #
 # Usage: [METERING=on|off] [ISOLATION=process|in-process] bench/pipeline.sh [seconds-per-run] [rounds]
@@ -21,7 +22,7 @@ set -eu
 cd "$(dirname "$0")/.."
 DUR=${1:-5}
 ROUNDS=${2:-3}
-METERING=${METERING:-off}
+METERING=${METERING:-on}
 ISOLATION=${ISOLATION:-process}
 
 command -v wrk >/dev/null 2>&1 || {
