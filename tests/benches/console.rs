@@ -9,7 +9,7 @@ use std::time::Instant;
 use serde_json::{json, Value};
 use skyport_e2e::browser::Browser;
 use skyport_e2e::ec2::Moto;
-use skyport_e2e::{default_config, run_cli, Gateway, GatewayOptions};
+use skyport_e2e::{default_config, Gateway, GatewayOptions};
 
 /// How many instances demo has (`SKYPORT_BENCH_INSTANCES`, 1,000 unless set).
 fn instances() -> usize {
@@ -27,19 +27,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 /// Loads the instances page `LOADS` times as `tenant` sees it: (FCP ms, drawn ms, bytes).
 async fn measure(gw: &Gateway, browser: &Browser, tenant: &str, rows: usize) -> (f64, f64, f64) {
-    let state_dir = gw.state_dir.display().to_string();
-    let url = gw.url("");
-    let (code, link) = run_cli(&[
-        "console",
-        "--tenant",
-        tenant,
-        "--state-dir",
-        &state_dir,
-        "--url",
-        &url,
-    ]);
-    assert_eq!(code, 0, "{link}");
-    browser.goto(link.trim()).await;
+    browser.sign_in(gw, tenant, &[]).await;
     let caption = format!("{rows} of {rows} instances");
     let (mut fcp, mut drawn, mut bytes) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..=LOADS {

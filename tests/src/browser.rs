@@ -149,6 +149,19 @@ impl Browser {
         );
     }
 
+    /// Signs in as `tenant` (with `roles`) with a new development link, again with a new
+    /// link when the load was dropped on the way (the dropped one may have been used).
+    pub async fn sign_in(&self, gw: &Gateway, tenant: &str, roles: &[&str]) {
+        for _ in 0..5 {
+            if self.goto_once(&console_link(gw, tenant, roles)).await
+                && self.eval("location.pathname === '/console/'").await == json!(true)
+            {
+                return;
+            }
+        }
+        panic!("could not sign in as {tenant}");
+    }
+
     /// Opens `url` once: whether the load was dropped on the way (`false`).
     pub async fn goto_once(&self, url: &str) -> bool {
         self.client.goto(url).await.unwrap();
@@ -297,4 +310,32 @@ impl Drop for Browser {
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
+}
+
+/// A one-time console sign-in link for `tenant` (with `roles`), as `skyport console`
+/// prints it.
+pub fn console_link(gw: &Gateway, tenant: &str, roles: &[&str]) -> String {
+    let state_dir = gw.state_dir.display().to_string();
+    let url = gw.url("");
+    let mut args = vec![
+        "console",
+        "--tenant",
+        tenant,
+        "--state-dir",
+        &state_dir,
+        "--url",
+        &url,
+    ];
+    let roles = roles.join(",");
+    if !roles.is_empty() {
+        args.extend(["--roles", &roles]);
+    }
+    let (code, out) = crate::run_cli(&args);
+    assert_eq!(code, 0, "skyport console: {out}");
+    let link = out.trim().to_string();
+    assert!(
+        link.starts_with(&gw.url("/console/signin?ticket=")),
+        "{link}"
+    );
+    link
 }

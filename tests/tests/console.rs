@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use skyport_e2e::browser::Browser;
+use skyport_e2e::browser::{console_link, Browser};
 use skyport_e2e::ec2::Moto;
 use skyport_e2e::oidc_provider::OidcProvider;
 use skyport_e2e::{
@@ -31,47 +31,6 @@ mode = "alert"
 /// The tests of this file run one at a time: each gateway's VM network appearing is an
 /// address change on this host, which makes Chromium drop the requests it has in flight.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// Signs `browser` in as `tenant` with a new development link, again with a new link when
-/// the load was dropped on the way (the dropped one may have been used).
-async fn sign_in(browser: &Browser, gw: &Gateway, tenant: &str, roles: &[&str]) {
-    for _ in 0..5 {
-        if browser.goto_once(&sign_in_link(gw, tenant, roles)).await
-            && browser.eval("location.pathname === '/console/'").await == json!(true)
-        {
-            return;
-        }
-    }
-    panic!("could not sign in as {tenant}");
-}
-
-/// A one-time sign-in link for `tenant`, printed by `skyport console`.
-fn sign_in_link(gw: &Gateway, tenant: &str, roles: &[&str]) -> String {
-    let state_dir = gw.state_dir.display().to_string();
-    let url = gw.url("");
-    let mut args = vec![
-        "console",
-        "--tenant",
-        tenant,
-        "--state-dir",
-        &state_dir,
-        "--url",
-        &url,
-    ];
-    let roles = roles.join(",");
-    if !roles.is_empty() {
-        args.extend(["--roles", &roles]);
-    }
-    let (code, out) = run_cli(&args);
-    assert_eq!(code, 0, "skyport console: {out}");
-    let link = out.trim().to_string();
-    assert!(
-        link.starts_with(&gw.url("/console/signin?ticket=")),
-        "{link}"
-    );
-    link
-}
-
 /// Every serious or critical axe-core violation on the page, none expected.
 async fn assert_accessible(browser: &Browser, page: &str) {
     let violations = browser.accessibility_violations().await;
@@ -109,7 +68,7 @@ async fn a_tenant_orders_watches_and_stops_a_vm_in_the_browser() {
         .await;
 
     // The development link signs in once, into a Secure, HttpOnly, SameSite=Strict cookie.
-    sign_in(&browser, &gw, "demo", &[]).await;
+    browser.sign_in(&gw, "demo", &[]).await;
     browser
         .wait_for("document.querySelector('h1')?.textContent === 'Instances'")
         .await;
@@ -126,7 +85,7 @@ async fn a_tenant_orders_watches_and_stops_a_vm_in_the_browser() {
     assert_eq!(session.http_only(), Some(true));
     assert_eq!(session.secure(), Some(true));
     assert_eq!(format!("{:?}", session.same_site()), "Some(Strict)");
-    let link = sign_in_link(&gw, "demo", &[]);
+    let link = console_link(&gw, "demo", &[]);
     let used = gw.client().get(&link).send().await.unwrap();
     assert_eq!(used.url().path(), "/console/", "the link signed in");
     let reused = gw.client().get(&link).send().await.unwrap();
@@ -410,7 +369,7 @@ async fn a_session_sees_only_its_tenant_and_other_sites_cannot_write_with_it() {
     let theirs = theirs["id"].as_str().unwrap().to_string();
 
     let browser = Browser::start(&gw).await;
-    sign_in(&browser, &gw, "demo", &[]).await;
+    browser.sign_in(&gw, "demo", &[]).await;
     browser
         .wait_for("document.querySelector('caption')?.textContent === '0 of 0 instances'")
         .await;
@@ -537,7 +496,7 @@ async fn a_session_sees_only_its_tenant_and_other_sites_cannot_write_with_it() {
     assert_eq!(write("same-origin").await.unwrap().status(), 200);
 
     // A sign-in link is not an API token, and an API token is not a sign-in link.
-    let link = sign_in_link(&gw, "demo", &[]);
+    let link = console_link(&gw, "demo", &[]);
     let ticket = link.split("ticket=").nth(1).unwrap();
     expect_problem(gw.get("/v1/whoami", ticket).await, 401).await;
     let refused = gw
@@ -576,7 +535,7 @@ async fn an_operator_runs_the_gateway_from_the_console() {
     });
     let demo = gw.token("demo", None, &[]);
     let browser = Browser::start(&gw).await;
-    sign_in(&browser, &gw, "ops", &["admin"]).await;
+    browser.sign_in(&gw, "ops", &["admin"]).await;
     browser
         .wait_for("document.querySelector('nav a[href=\"#/providers\"]')")
         .await;
@@ -718,7 +677,7 @@ async fn an_operator_runs_the_gateway_from_the_console() {
     browser
         .wait_for("document.querySelector('h1')?.textContent === 'Sign in'")
         .await;
-    sign_in(&browser, &gw, "ops", &["approver"]).await;
+    browser.sign_in(&gw, "ops", &["approver"]).await;
     browser.wait_for("document.querySelector('nav a')").await;
     let nav = browser
         .eval("document.querySelector('nav').innerText")
@@ -737,7 +696,7 @@ async fn an_operator_runs_the_gateway_from_the_console() {
     browser
         .wait_for("document.querySelector('h1')?.textContent === 'Sign in'")
         .await;
-    sign_in(&browser, &gw, "demo", &[]).await;
+    browser.sign_in(&gw, "demo", &[]).await;
     browser.wait_for("document.querySelector('nav a')").await;
     let nav = browser
         .eval("document.querySelector('nav').innerText")
@@ -918,7 +877,7 @@ async fn session_cookie(gw: &Gateway, tenant: &str) -> String {
         .build()
         .unwrap();
     let answer = client
-        .get(sign_in_link(gw, tenant, &[]))
+        .get(console_link(gw, tenant, &[]))
         .send()
         .await
         .unwrap();
