@@ -927,4 +927,27 @@ async fn sessions_end_when_idle_and_at_their_longest_lifetime() {
     let (status, ended) = whoami(idle).await;
     assert_eq!(status, 401, "{ended}");
     assert!(ended.contains("without use"), "{ended}");
+
+    // An address trying links in a loop is slowed down (429 past its burst); the rest of
+    // the console still answers it.
+    let client = gw.client();
+    let mut answers = Vec::new();
+    for _ in 0..40 {
+        let r = client
+            .get(gw.url("/console/signin?ticket=not-a-ticket"))
+            .send()
+            .await
+            .unwrap();
+        let retry_after = r.headers().get("retry-after").cloned();
+        answers.push((r.status().as_u16(), retry_after));
+    }
+    let (first, _) = &answers[0];
+    assert_ne!(*first, 429, "the first try is answered on its merits");
+    let refused: Vec<_> = answers.iter().filter(|(s, _)| *s == 429).collect();
+    assert!(!refused.is_empty(), "{answers:?}");
+    assert!(refused
+        .iter()
+        .all(|(_, after)| after.as_ref().is_some_and(|v| v == "1")));
+    let page = client.get(gw.url("/console/")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
 }

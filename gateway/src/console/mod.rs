@@ -11,6 +11,7 @@ mod cookie;
 pub(crate) mod csrf;
 mod oidc;
 mod sign_in;
+mod sign_in_rate;
 
 use std::sync::Arc;
 
@@ -39,6 +40,8 @@ pub struct Console {
     dev_links: bool,
     /// The identity provider, when `[console.oidc]` names one.
     oidc: Option<oidc::Oidc>,
+    /// How often each address may try to sign in.
+    sign_in_rate: sign_in_rate::SignInRate,
 }
 
 impl Console {
@@ -51,12 +54,14 @@ impl Console {
         dev_links: bool,
     ) -> anyhow::Result<Self> {
         let oidc = oidc::Oidc::new(&services.config)?;
+        let sign_in_rate = sign_in_rate::SignInRate::new(services.clock.clone());
         Ok(Self {
             services,
             auth,
             jwt,
             dev_links,
             oidc,
+            sign_in_rate,
         })
     }
 
@@ -83,6 +88,21 @@ impl Console {
 
     async fn route(&self, conn: &ConnInfo, head: &http::request::Parts) -> Response<Full<Bytes>> {
         let path = head.uri.path();
+        let signs_in = matches!(
+            path,
+            "/console/signin" | "/console/oidc/login" | "/console/oidc/callback"
+        );
+        if signs_in && !self.sign_in_rate.allows(conn.peer.ip()) {
+            let mut refused = sign_in::page(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many sign-ins",
+                "This address has tried to sign in too often. Wait a moment and try again.",
+            );
+            refused
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return refused;
+        }
         match (&head.method, path) {
             (&Method::GET | &Method::HEAD, "/console") => redirect("/console/"),
             (&Method::GET | &Method::HEAD, "/console/") => assets::index(),
