@@ -390,19 +390,15 @@ pub(super) async fn put_tags(api: &NativeApi, call: NativeCall<'_>) -> Answer {
         tags: std::collections::BTreeMap<String, String>,
     }
     let wanted: Tags = call.json("tags")?;
-    let instances = &api.services.instances;
-    let current = instances
-        .get(call.ctx, call.request_id, call.param(0))
-        .await?;
-    let remove: Vec<(String, Option<String>)> = current
+    let tags = wanted
         .tags
-        .keys()
-        .filter(|k| !wanted.tags.contains_key(*k))
-        .map(|k| (k.clone(), None))
+        .into_iter()
+        .map(|(k, v)| (k, Value::String(v)))
         .collect();
-    let set: Vec<(String, String)> = wanted.tags.into_iter().collect();
-    let record = instances
-        .change_tags(call.ctx, call.param(0), &set, &remove)
+    let record = api
+        .services
+        .instances
+        .replace_tags(call.ctx, call.param(0), tags)
         .await?;
     Ok(json_response(
         StatusCode::OK,

@@ -1,6 +1,6 @@
 //! Changing an instance: start, stop, reboot, terminate, resize, tags; and its console.
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 use skyport_core::error::{Detail, ErrorKind, GatewayError, Resource};
 use skyport_core::tenancy::TenantContext;
 
@@ -215,6 +215,21 @@ impl InstanceService {
                 ..record
             },
         ))
+    }
+
+    /// Makes the tags of the tenant's instance `id` exactly `tags`, in one write (no
+    /// provider call): of two replacements at once, the later one wins whole.
+    pub async fn replace_tags(
+        &self,
+        ctx: &TenantContext,
+        id: &str,
+        tags: Map<String, Value>,
+    ) -> Result<InstanceRecord, GatewayError> {
+        let mut record = self.lookup(ctx, id).await?;
+        super::tags::check(&tags)?;
+        self.inventory.set_tags(&record.id, tags.clone()).await?;
+        record.tags = tags;
+        Ok(record)
     }
 
     /// Adds or overwrites `set` and removes `remove` (a key, optionally only when its

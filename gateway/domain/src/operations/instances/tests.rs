@@ -185,6 +185,52 @@ async fn another_tenants_instance_is_not_found_and_a_malformed_id_says_so() {
 }
 
 #[tokio::test]
+async fn replaced_tags_are_exactly_the_new_ones_and_checked_first() {
+    let world = World::new().await;
+    let demo = caller("demo", None);
+    let created = local_instances(&world, 1).await.remove(0);
+    let tags = |pairs: &[(&str, &str)]| -> Map<String, Value> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
+            .collect()
+    };
+    world
+        .instances
+        .replace_tags(&demo, &created.id, tags(&[("a", "1"), ("b", "2")]))
+        .await
+        .unwrap();
+    let replaced = world
+        .instances
+        .replace_tags(&demo, &created.id, tags(&[("b", "3")]))
+        .await
+        .unwrap();
+    assert_eq!(replaced.tags, tags(&[("b", "3")]));
+    let stored = world.instances.lookup(&demo, &created.id).await.unwrap();
+    assert_eq!(stored.tags, tags(&[("b", "3")]));
+    // Past the limits: refused, and the tags stay as they were.
+    let too_many: Map<String, Value> = (0..=MAX_TAGS)
+        .map(|i| (format!("k{i}"), Value::from("v")))
+        .collect();
+    let refused = world
+        .instances
+        .replace_tags(&demo, &created.id, too_many)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.kind, ErrorKind::InvalidInput);
+    let stored = world.instances.lookup(&demo, &created.id).await.unwrap();
+    assert_eq!(stored.tags, tags(&[("b", "3")]));
+    // Another tenant's instance is not found.
+    let acme = caller("acme", None);
+    let hidden = world
+        .instances
+        .replace_tags(&acme, &created.id, tags(&[]))
+        .await
+        .unwrap_err();
+    assert_eq!(hidden.kind, ErrorKind::NotFound);
+}
+
+#[tokio::test]
 async fn a_department_caller_neither_sees_nor_touches_another_departments_instance() {
     let world = World::new().await;
     let finance = caller("demo", Some("finance"));
