@@ -33,7 +33,7 @@ use skyport_plugin_host::Plugins;
 pub use actions::Action;
 pub use admission::Adding;
 pub use adopt::Adoption;
-pub use observe::LISTING_BATCH_MIN;
+pub use observe::{LISTING_BATCH_MIN, LISTING_FRESH_FOR};
 pub use provider::PROVIDER_TIMEOUT;
 pub use recovery::Recovered;
 pub use tags::MAX_TAGS;
@@ -157,6 +157,9 @@ pub struct InstanceService {
     events: Option<Arc<crate::events::EventService>>,
     /// What counts the providers' op outcomes and latencies.
     sla: Option<Arc<crate::sla::SlaRecorder>>,
+    /// Each provider's last `inventory.list`, shared by the listings of every tenant for
+    /// [`observe::LISTING_FRESH_FOR`] (see [`InstanceService::refresh_listing`]).
+    listings: observe::ProviderListings,
 }
 
 /// How long a create's lease lasts unrenewed; its creator renews it every third of that
@@ -195,6 +198,7 @@ impl InstanceService {
             instance_leases: None,
             events: None,
             sla: None,
+            listings: observe::ProviderListings::new(),
         }
     }
 

@@ -5,6 +5,10 @@
 //! ([`InstanceService::observe`]).
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use moka::future::Cache;
 
 use skyport_core::error::{ErrorKind, GatewayError};
 use skyport_core::tenancy::TenantContext;
@@ -80,7 +84,9 @@ impl InstanceService {
     /// [`InstanceService::refresh_for_listing`] for many records at once, in their order.
     /// A provider holding at least [`LISTING_BATCH_MIN`] of them to refresh (and serving
     /// `inventory.list@1`) is asked once for its whole inventory instead of once per
-    /// instance: a record the listing reports in its recorded state is shown as it is;
+    /// instance, and that answer serves every tenant's listings for
+    /// [`LISTING_FRESH_FOR`] (listings at once share one call): a record the listing
+    /// reports in its recorded state is shown as it is;
     /// one it reports otherwise, or does not report, or a running one with no addresses
     /// recorded is asked for on its own (which records the change). When that provider
     /// cannot answer now, its records show their last known state.
@@ -98,7 +104,7 @@ impl InstanceService {
                 .0 += 1;
         }
         // Per provider listed: the states it reports, or `None` when it cannot answer now.
-        let mut listings: HashMap<String, Option<HashMap<String, String>>> = HashMap::new();
+        let mut listings: HashMap<String, Option<Arc<HashMap<String, String>>>> = HashMap::new();
         for (name, (count, region)) in wanted {
             let lists = self
                 .plugins
@@ -107,9 +113,12 @@ impl InstanceService {
             if count < LISTING_BATCH_MIN || !lists {
                 continue;
             }
+            let provider = self.provider(name, region, context(ctx, request_id));
             let listing = match self
-                .provider(name, region, context(ctx, request_id))
-                .inventory_states()
+                .listings
+                .get_with(name, async {
+                    provider.inventory_states().await.map(Arc::new)
+                })
                 .await
             {
                 Ok(states) => Some(states),
@@ -240,6 +249,40 @@ impl InstanceService {
 /// A provider with at least this many of a listing's instances to refresh is asked once
 /// for its inventory (`inventory.list@1`) rather than once per instance.
 pub const LISTING_BATCH_MIN: usize = 4;
+
+/// How long a provider's `inventory.list` answer serves listings. It lists every instance
+/// the provider runs, for every tenant: consoles refreshing their pages must not each ask
+/// for it. A state the answer reports differently from the inventory is asked for on its
+/// own, so only a change the provider made by itself within this time goes unseen.
+pub const LISTING_FRESH_FOR: Duration = Duration::from_secs(1);
+
+/// Each provider's last `inventory.list` answer (remote id -> state), kept
+/// [`LISTING_FRESH_FOR`]; callers at once share one call, and a failed call is not kept.
+pub(super) struct ProviderListings(Cache<String, Arc<HashMap<String, String>>>);
+
+impl ProviderListings {
+    pub(super) fn new() -> Self {
+        Self(
+            Cache::builder()
+                .max_capacity(1024)
+                .time_to_live(LISTING_FRESH_FOR)
+                .build(),
+        )
+    }
+
+    /// `provider`'s listing: the one kept, else `list`'s answer (shared with the callers
+    /// that ask meanwhile).
+    async fn get_with(
+        &self,
+        provider: &str,
+        list: impl std::future::Future<Output = Result<Arc<HashMap<String, String>>, GatewayError>>,
+    ) -> Result<Arc<HashMap<String, String>>, GatewayError> {
+        self.0
+            .try_get_with_by_ref(provider, list)
+            .await
+            .map_err(|e| (*e).clone())
+    }
+}
 
 /// Whether a listing asks `record`'s provider for its state (it has one there and is not
 /// terminated).

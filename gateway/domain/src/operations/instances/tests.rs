@@ -462,6 +462,44 @@ async fn a_listing_asks_a_provider_holding_several_instances_once_and_each_chang
 }
 
 #[tokio::test]
+async fn listings_at_once_share_one_inventory_call_and_still_see_changes_made_through_skyport() {
+    let world = World::new().await;
+    let demo = caller("demo", None);
+    let acme = caller("acme", None);
+    let made = local_instances(&world, LISTING_BATCH_MIN).await;
+    for i in 0..LISTING_BATCH_MIN {
+        world
+            .instances
+            .create(
+                &acme,
+                &format!("req-acme-{i}"),
+                spec("local-vmm", "local-1"),
+            )
+            .await
+            .unwrap();
+    }
+    let (a, b) = tokio::join!(
+        world.instances.list(&demo, "req-demo"),
+        world.instances.list(&acme, "req-acme")
+    );
+    assert_eq!(
+        (a.unwrap().len(), b.unwrap().len()),
+        (LISTING_BATCH_MIN, LISTING_BATCH_MIN)
+    );
+    assert_eq!(world.plugins.calls_of("inventory.list@1").len(), 1);
+    // A stop made through Skyport since: the kept listing says running, the inventory
+    // says otherwise, so the instance is asked for on its own.
+    world
+        .instances
+        .act(&demo, "req-stop", &made[0].id, Action::Stop)
+        .await
+        .unwrap();
+    let listed = world.instances.list(&demo, "req-again").await.unwrap();
+    assert_eq!(listed[0].state, "stopped");
+    assert_eq!(world.plugins.calls_of("inventory.list@1").len(), 1);
+}
+
+#[tokio::test]
 async fn a_listing_asks_each_instance_alone_when_few_or_when_the_provider_does_not_list() {
     let world = World::new().await;
     let demo = caller("demo", None);
