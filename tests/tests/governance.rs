@@ -325,10 +325,17 @@ async fn an_order_waits_for_approval_then_is_created_or_denied() {
                "tags": {"purpose": tag}})
     };
 
-    // Two orders of prod-vm wait; nothing is placed or created.
+    // Two orders of prod-vm wait; nothing is placed or created. The first carries a
+    // client token: sent again, it is the same order, not a second one in the queue.
+    let mut tokened = order("approve");
+    tokened["client_token"] = json!("approve-order-1");
     let first = gw
-        .post_json("/v1/instances", &demo, Some(order("approve")))
+        .post_json("/v1/instances", &demo, Some(tokened.clone()))
         .await;
+    let resent = gw
+        .post_json("/v1/instances", &demo, Some(tokened.clone()))
+        .await;
+    assert_eq!(resent["order"]["id"], first["order"]["id"], "{resent:#}");
     let second = gw
         .post_json("/v1/instances", &demo, Some(order("deny")))
         .await;
@@ -397,6 +404,9 @@ async fn an_order_waits_for_approval_then_is_created_or_denied() {
     assert_eq!(approved["order"]["status"], "approved", "{approved:#}");
     let instance_id = approved["order"]["instance_id"].as_str().unwrap();
     assert_eq!(approved["instance"]["id"], instance_id);
+    // Sent again now, the tokened order answers with the instance its approval made.
+    let resent = gw.post_json("/v1/instances", &demo, Some(tokened)).await;
+    assert_eq!(resent["id"], instance_id, "{resent:#}");
     assert_eq!(approved["instance"]["tags"], json!({"purpose": "approve"}));
     assert_eq!(approved["instance"]["department"], "finance");
     assert_eq!(approved["instance"]["placement"]["offering"], "prod-vm");

@@ -67,7 +67,9 @@ impl ApprovalService {
 
     /// Keeps the caller's order of `offering` (its body, `request`) until an approver
     /// decides; `why` it waits when its offering is not the reason (a budget's approval
-    /// threshold), shown as its `reason`.
+    /// threshold), shown as its `reason`. An order whose body carries a `client_token`
+    /// the tenant already ordered with is that earlier order, whatever became of it: a
+    /// client sending its order again does not queue it twice.
     pub async fn submit(
         &self,
         ctx: &TenantContext,
@@ -76,6 +78,17 @@ impl ApprovalService {
         request: Value,
         why: Option<String>,
     ) -> Result<PendingOrder, GatewayError> {
+        if let Some(token) = request["client_token"].as_str() {
+            let earlier = self
+                .store
+                .list(Some(&ctx.tenant), None)
+                .await?
+                .into_iter()
+                .find(|o| o.request["client_token"].as_str() == Some(token));
+            if let Some(earlier) = earlier {
+                return self.expired_if_due(earlier).await;
+            }
+        }
         let order = PendingOrder {
             id: new_id("ord"),
             tenant: ctx.tenant.to_string(),

@@ -97,3 +97,49 @@ async fn orders_are_seen_by_their_tenant_and_department_only() {
         Some("no provider could serve it")
     );
 }
+
+#[tokio::test]
+async fn an_order_sent_again_with_its_client_token_is_the_same_order() {
+    let (approvals, _) = service();
+    let demo = caller("demo", None);
+    let body = json!({"offering": "prod-vm", "client_token": "order-1"});
+    let first = approvals
+        .submit(&demo, "prod-vm", None, body.clone(), None)
+        .await
+        .unwrap();
+    let again = approvals
+        .submit(&demo, "prod-vm", None, body, None)
+        .await
+        .unwrap();
+    assert_eq!(again.id, first.id);
+    // Another token, no token, or another tenant with the same token: new orders.
+    let other = approvals
+        .submit(
+            &demo,
+            "prod-vm",
+            None,
+            json!({"client_token": "order-2"}),
+            None,
+        )
+        .await
+        .unwrap();
+    let untokened = approvals
+        .submit(&demo, "prod-vm", None, json!({}), None)
+        .await
+        .unwrap();
+    let acme = caller("acme", None);
+    let acmes = approvals
+        .submit(
+            &acme,
+            "prod-vm",
+            None,
+            json!({"client_token": "order-1"}),
+            None,
+        )
+        .await
+        .unwrap();
+    let ids = [&first.id, &other.id, &untokened.id, &acmes.id];
+    let distinct: std::collections::HashSet<_> = ids.iter().collect();
+    assert_eq!(distinct.len(), 4, "{ids:?}");
+    assert_eq!(approvals.list(&demo).await.unwrap().len(), 3);
+}
