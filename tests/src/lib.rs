@@ -683,3 +683,17 @@ pub fn cents(amount: &serde_json::Value) -> i64 {
     let (units, frac) = text.split_once('.').expect("amounts have two decimals");
     units.parse::<i64>().unwrap() * 100 + frac.parse::<i64>().unwrap()
 }
+
+/// How many requests the ledger events in `events` account for (each `api.request.count`
+/// its `count`, each `api.request` one), only those on `route` when given.
+pub fn requests_metered(events: &[serde_json::Value], route: Option<&str>) -> u64 {
+    events
+        .iter()
+        .filter(|e| route.is_none_or(|r| e["attributes"]["route"] == r))
+        .map(|e| match e["type"].as_str() {
+            Some("api.request.count") => e["attributes"]["count"].as_u64().unwrap_or(0),
+            Some("api.request") => 1,
+            _ => 0,
+        })
+        .sum()
+}

@@ -104,7 +104,7 @@ async fn a_vm_lifecycle_and_api_calls_are_billed_to_the_cent_and_only_to_their_t
         .collect();
     assert_eq!(kinds, ["run", "stop", "resize", "start", "terminate"]);
     let period = &lifecycle[0]["time"].as_str().unwrap()[..7];
-    let requests = events.iter().filter(|e| e["type"] == "api.request").count() as i64;
+    let requests = skyport_e2e::requests_metered(events, None) as i64;
 
     let bill = gw
         .get_json(&format!("/v1/bill?period={period}"), &demo)
@@ -561,10 +561,7 @@ async fn kill9_in_a_burst_loses_no_acknowledged_event_and_keeps_the_finalized_bi
     // API requests: those still in the tap's queue when the process died are the
     // documented loss window; none is counted twice. Each reader may have had one request
     // served and metered whose answer the kill cut off before it arrived.
-    let metered = events
-        .iter()
-        .filter(|e| e["type"] == "api.request" && e["attributes"]["route"] == "/v1/whoami")
-        .count() as u64;
+    let metered = skyport_e2e::requests_metered(events, Some("/v1/whoami"));
     let in_flight = 2;
     assert!(
         metered <= answered + in_flight,

@@ -1,5 +1,5 @@
 //! The metering plugin behind the gateway's tap: a durable ledger that stores every event
-//! once, refuses bad events with an audit entry, and the tap's retries of unacknowledged
+//! once (requests as counts), refuses bad events with an audit entry, and the tap's retries of unacknowledged
 //! batches.
 #![forbid(unsafe_code)]
 
@@ -16,14 +16,14 @@ async fn metering_op(gw: &Gateway, admin: &str, op: &str, params: Value) -> Valu
         .clone()
 }
 
-/// The tenant's ledger events of `record_type`, polled until at least `at_least` are there
-/// (the tap flushes every 100 ms) or 10 s passed.
-async fn ledger_events(
+/// The tenant's ledger events of `record_type`, polled until `enough` says they are (the
+/// tap flushes every 100 ms) or 10 s passed.
+async fn poll_ledger(
     gw: &Gateway,
     admin: &str,
     tenant: &str,
     record_type: &str,
-    at_least: usize,
+    enough: impl Fn(&[Value]) -> bool,
 ) -> Vec<Value> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
@@ -35,11 +35,34 @@ async fn ledger_events(
             .filter(|e| e["type"] == record_type)
             .cloned()
             .collect();
-        if found.len() >= at_least || std::time::Instant::now() > deadline {
+        if enough(&found) || std::time::Instant::now() > deadline {
             return found;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
+}
+
+/// The tenant's ledger events of `record_type`, once at least `at_least` are there.
+async fn ledger_events(
+    gw: &Gateway,
+    admin: &str,
+    tenant: &str,
+    record_type: &str,
+    at_least: usize,
+) -> Vec<Value> {
+    poll_ledger(gw, admin, tenant, record_type, |found| {
+        found.len() >= at_least
+    })
+    .await
+}
+
+/// The tenant's request counts (`api.request.count` events), once they account for at
+/// least `at_least` requests.
+async fn request_counts(gw: &Gateway, admin: &str, tenant: &str, at_least: u64) -> Vec<Value> {
+    poll_ledger(gw, admin, tenant, "api.request.count", |found| {
+        skyport_e2e::requests_metered(found, None) >= at_least
+    })
+    .await
 }
 
 fn event(id: &str, record_type: &str, time: &str, attributes: Value) -> Value {
@@ -66,15 +89,24 @@ async fn the_ledger_stores_each_request_once_and_audits_refused_events() {
     for _ in 0..5 {
         assert_eq!(gw.get("/v1/whoami", &demo).await.status(), 200);
     }
-    let requests = ledger_events(&gw, &admin, "demo", "api.request", 5).await;
-    assert_eq!(requests.len(), 5, "{requests:?}");
-    assert!(requests
+    // Counted, not one event each: at most one event per minute they straddle.
+    let counts = request_counts(&gw, &admin, "demo", 5).await;
+    assert_eq!(
+        skyport_e2e::requests_metered(&counts, None),
+        5,
+        "{counts:?}"
+    );
+    assert!((1..=2).contains(&counts.len()), "{counts:?}");
+    assert!(counts
         .iter()
         .all(|e| e["attributes"]["route"] == "/v1/whoami"
             && e["attributes"]["status"] == 200
-            && e["department"] == "finance"));
+            && e["attributes"]["method"] == "GET"
+            && e["attributes"]["identity_source"] == "jwt"
+            && e["department"] == "finance"
+            && e["time"].as_str().unwrap().ends_with(":00.000Z")));
     let types = metering_op(&gw, &admin, "record_types.list", json!({})).await;
-    assert_eq!(types.as_array().unwrap().len(), 2, "{types}");
+    assert_eq!(types.as_array().unwrap().len(), 3, "{types}");
 
     // A batch straight to the plugin: one good event, its duplicate, and three bad ones.
     let now = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
@@ -146,7 +178,7 @@ async fn the_ledger_stores_each_request_once_and_audits_refused_events() {
     let listed = gw.get_json("/admin/record-types", &admin).await;
     assert_eq!(
         listed["record_types"].as_array().unwrap().len(),
-        3,
+        4,
         "{listed}"
     );
     skyport_e2e::expect_problem(gw.get("/admin/record-types", &demo).await, 403).await;
@@ -159,7 +191,7 @@ async fn the_ledger_stores_each_request_once_and_audits_refused_events() {
     .await;
     assert_eq!(stored["accepted"], 1, "{stored}");
     // acme's own admin requests are in acme's ledger, never in demo's.
-    assert!(ledger_events(&gw, &admin, "demo", "api.request", 0)
+    assert!(request_counts(&gw, &admin, "demo", 0)
         .await
         .iter()
         .all(|e| e["tenant"] == "demo"));
@@ -187,12 +219,14 @@ async fn unacknowledged_batches_are_retried_and_count_once() {
             .json()
             .await
             .unwrap();
-        dump["result"]
+        let demo: Vec<Value> = dump["result"]
             .as_array()
             .unwrap()
             .iter()
-            .filter(|e| e["tenant"] == "demo" && e["attributes"]["route"] == "/v1/whoami")
-            .count()
+            .filter(|e| e["tenant"] == "demo")
+            .cloned()
+            .collect();
+        skyport_e2e::requests_metered(&demo, Some("/v1/whoami"))
     };
     while count().await < 3 && std::time::Instant::now() < deadline {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
@@ -206,9 +240,7 @@ async fn unacknowledged_batches_are_retried_and_count_once() {
     assert!(gw.log().contains("kept for retry"), "{}", gw.log());
     // The real ledger, which never failed, has them once too.
     assert_eq!(
-        ledger_events(&gw, &admin, "demo", "api.request", 3)
-            .await
-            .len(),
+        skyport_e2e::requests_metered(&request_counts(&gw, &admin, "demo", 3).await, None),
         3
     );
 }

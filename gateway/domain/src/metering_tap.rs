@@ -1,25 +1,27 @@
 //! The metering tap: how events reach every loaded metering plugin (`meter.batch@1`).
 //!
-//! - [`MeteringTap::record`] (every request's `api.request` event) never blocks: it queues
-//!   the event in a bounded queue; when the queue is full the event is dropped and counted
-//!   (`skyport_tap_dropped_total`). The forwarder drains the queue on a timer
-//!   ([`FLUSH_INTERVAL`]) rather than waiting on it: a waiting receiver would be woken,
-//!   across threads, by every request.
-//! - The request path queues an [`ApiRequestEvent`] of plain values; the forwarder writes a
-//!   whole batch as `meter.batch@1` JSON text once, straight from those values, and sends
-//!   that text to every metering plugin. The text is byte for byte what a [`MeterBatch`] of
-//!   [`MeterEvent`]s serialised through a `serde_json::Value` gives (keys in sorted order),
-//!   without building a JSON tree per event. With no metering plugin loaded, queued events
-//!   are drained and nothing is written.
+//! - [`MeteringTap::record`] (every authenticated request) never blocks: it queues an
+//!   [`ApiRequestEvent`] of plain values in a bounded queue; when the queue is full the
+//!   request is dropped and counted (`skyport_tap_dropped_total`). The forwarder drains the
+//!   queue on a timer ([`FLUSH_INTERVAL`]) rather than waiting on it: a waiting receiver
+//!   would be woken, across threads, by every request.
+//! - The forwarder counts what it drained: one `api.request.count` event per tenant,
+//!   department, route, method, status, identity source and minute, carrying how many
+//!   requests that was and their bytes. So a plugin stores a few records per flush, not one
+//!   per request; the bill sums the counts. The events are written as `meter.batch@1` JSON
+//!   text in one pass, byte for byte what a [`MeterBatch`] of [`MeterEvent`]s serialised
+//!   through a `serde_json::Value` gives (keys in sorted order). With no metering plugin
+//!   loaded, queued requests are drained and nothing is written.
 //! - [`MeteringTap::record_durable`] (lifecycle events) hands the event to every metering
 //!   plugin at once and returns after each acknowledged it (that is, stored it durably), so
 //!   the API call that caused it answers only then.
 //! - A batch a plugin does not acknowledge is kept, per plugin, and retried with the same
-//!   sequence number every tick; plugins store by event id, so a retry counts once. The
-//!   retry backlog is bounded by the queue capacity (oldest batches dropped and counted
-//!   beyond it). At shutdown the forwarder keeps retrying until its deadline.
+//!   sequence number and event ids every tick; plugins store by event id, so a retry counts
+//!   once. The retry backlog is bounded by the queue capacity, in requests (oldest batches
+//!   dropped and counted beyond it). At shutdown the forwarder keeps retrying until its
+//!   deadline.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::fmt::Display;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -31,6 +33,7 @@ use skyport_plugin_api::ops::{MeterBatch, MeterEvent, METER_BATCH};
 use skyport_plugin_api::sdk::CallContext;
 use tokio::sync::mpsc;
 
+use skyport_core::ids::time_ordered_uuid;
 use skyport_core::metrics::Metrics;
 use skyport_plugin_host::Plugins;
 
@@ -39,29 +42,21 @@ pub const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
 /// Deadline of one `meter.batch` call.
 const SINK_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Record type of [`ApiRequestEvent`].
-pub const API_REQUEST: &str = "api.request";
+/// Record type of the tap's events: [`RequestCount`].
+pub const API_REQUEST_COUNT: &str = "api.request.count";
 
-/// One `api.request` event, as the request path records it: plain values, no JSON.
-///
-/// A metering plugin receives it as a [`MeterEvent`]: `id`, `type` (`api.request`), `time`
-/// (RFC 3339 UTC, milliseconds), `tenant`, `department` (when known) and `attributes`
-/// `{request_id, identity_source, route, method, status, bytes_in, bytes_out, latency_us}`.
+/// One answered request, as the request path records it: plain values, no JSON, no id.
 #[derive(Debug, Clone)]
 pub struct ApiRequestEvent {
-    /// Event id (a time-ordered UUID).
-    pub id: uuid::Uuid,
     /// When the request was answered.
     pub time: SystemTime,
     /// Tenant billed.
     pub tenant: Arc<str>,
     /// Department inside the tenant, when known.
     pub department: Option<String>,
-    /// The request's `x-request-id`.
-    pub request_id: String,
-    /// How the caller proved who it is (`jwt` or `mtls`).
+    /// How the caller proved who it is (`jwt`, `mtls`, `sigv4`, ...).
     pub identity_source: &'static str,
-    /// Route template, e.g. `/v1/instances/{id}`.
+    /// Route template (e.g. `/v1/instances/{id}`) or EC2 action.
     pub route: &'static str,
     /// HTTP method.
     pub method: http::Method,
@@ -71,8 +66,102 @@ pub struct ApiRequestEvent {
     pub bytes_in: u64,
     /// Response body bytes.
     pub bytes_out: u64,
-    /// Time to answer, in microseconds.
-    pub latency_us: u64,
+}
+
+/// What requests with the same [`CountKey`] have in common.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct CountKey {
+    /// Whole minutes since the Unix epoch.
+    minute: u64,
+    tenant: Arc<str>,
+    department: Option<String>,
+    identity_source: &'static str,
+    route: &'static str,
+    method: http::Method,
+    status: u16,
+}
+
+/// The requests of one [`CountKey`] drained in one flush: one `api.request.count` event.
+///
+/// A metering plugin receives it as a [`MeterEvent`]: `id` (a time-ordered UUID), `type`
+/// (`api.request.count`), `time` (the start of the minute the requests were answered in,
+/// RFC 3339 UTC with milliseconds), `tenant`, `department` (when known) and `attributes`
+/// `{count, route, method, status, identity_source, bytes_in, bytes_out}`.
+#[derive(Debug, Clone)]
+pub struct RequestCount {
+    id: uuid::Uuid,
+    key: CountKey,
+    count: u64,
+    bytes_in: u64,
+    bytes_out: u64,
+}
+
+impl RequestCount {
+    fn time(&self) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(self.key.minute * 60)
+    }
+}
+
+/// Running totals of one [`CountKey`].
+#[derive(Default)]
+struct Totals {
+    count: u64,
+    bytes_in: u64,
+    bytes_out: u64,
+    /// When the last of them was answered.
+    latest: Option<SystemTime>,
+}
+
+/// Counts `events` (draining them) per [`CountKey`], in a stable order (minute, tenant,
+/// department, route, method, status, identity source). Each count gets a new id stamped
+/// with the time its last request was answered.
+fn count_requests(events: &mut Vec<ApiRequestEvent>) -> Vec<RequestCount> {
+    let mut counts: HashMap<CountKey, Totals> = HashMap::new();
+    for event in events.drain(..) {
+        let minute = event
+            .time
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() / 60);
+        let key = CountKey {
+            minute,
+            tenant: event.tenant,
+            department: event.department,
+            identity_source: event.identity_source,
+            route: event.route,
+            method: event.method,
+            status: event.status,
+        };
+        let totals = counts.entry(key).or_default();
+        totals.count += 1;
+        totals.bytes_in = totals.bytes_in.saturating_add(event.bytes_in);
+        totals.bytes_out = totals.bytes_out.saturating_add(event.bytes_out);
+        totals.latest = totals.latest.max(Some(event.time));
+    }
+    let mut out: Vec<RequestCount> = counts
+        .into_iter()
+        .map(|(key, totals)| RequestCount {
+            id: time_ordered_uuid(totals.latest.unwrap_or(SystemTime::UNIX_EPOCH)),
+            key,
+            count: totals.count,
+            bytes_in: totals.bytes_in,
+            bytes_out: totals.bytes_out,
+        })
+        .collect();
+    out.sort_by(|a, b| {
+        let order = |c: &RequestCount| {
+            (
+                c.key.minute,
+                Arc::clone(&c.key.tenant),
+                c.key.department.clone(),
+                c.key.route,
+                c.key.method.to_string(),
+                c.key.status,
+                c.key.identity_source,
+            )
+        };
+        order(a).cmp(&order(b))
+    });
+    out
 }
 
 /// Serialises a `Display` value as a JSON string without an intermediate `String`.
@@ -84,64 +173,70 @@ impl<T: Display> Serialize for AsString<T> {
     }
 }
 
-/// `attributes` of an [`ApiRequestEvent`], keys in sorted order.
+/// `attributes` of a [`RequestCount`], keys in sorted order.
 #[derive(Serialize)]
-struct ApiRequestAttributes<'a> {
+struct RequestCountAttributes<'a> {
     bytes_in: u64,
     bytes_out: u64,
+    count: u64,
     identity_source: &'a str,
-    latency_us: u64,
     method: &'a str,
-    request_id: &'a str,
     route: &'a str,
     status: u16,
 }
 
-impl Serialize for ApiRequestEvent {
+impl Serialize for RequestCount {
     /// The [`MeterEvent`] wire form, keys in sorted order (as a `serde_json::Value` map
     /// writes them).
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut event = serializer.serialize_struct("MeterEvent", 6)?;
         event.serialize_field(
             "attributes",
-            &ApiRequestAttributes {
+            &RequestCountAttributes {
                 bytes_in: self.bytes_in,
                 bytes_out: self.bytes_out,
-                identity_source: self.identity_source,
-                latency_us: self.latency_us,
-                method: self.method.as_str(),
-                request_id: &self.request_id,
-                route: self.route,
-                status: self.status,
+                count: self.count,
+                identity_source: self.key.identity_source,
+                method: self.key.method.as_str(),
+                route: self.key.route,
+                status: self.key.status,
             },
         )?;
-        match &self.department {
+        match &self.key.department {
             Some(department) => event.serialize_field("department", department)?,
             None => event.skip_field("department")?,
         }
         event.serialize_field("id", &AsString(self.id.hyphenated()))?;
-        event.serialize_field("tenant", &*self.tenant)?;
+        event.serialize_field("tenant", &*self.key.tenant)?;
         event.serialize_field(
             "time",
-            &AsString(humantime::format_rfc3339_millis(self.time)),
+            &AsString(humantime::format_rfc3339_millis(self.time())),
         )?;
-        event.serialize_field("type", API_REQUEST)?;
+        event.serialize_field("type", API_REQUEST_COUNT)?;
         event.end()
     }
 }
 
-/// `meter.batch@1` params for `events`: the JSON text of a [`MeterBatch`], keys in sorted
+/// `meter.batch@1` params for `counts`: the JSON text of a [`MeterBatch`], keys in sorted
 /// order, written in one pass.
-fn batch_json(sequence: u64, events: &[ApiRequestEvent]) -> String {
+fn batch_json(sequence: u64, counts: &[RequestCount]) -> String {
     #[derive(Serialize)]
     struct Batch<'a> {
-        events: &'a [ApiRequestEvent],
+        events: &'a [RequestCount],
         sequence: u64,
     }
-    // About 350 bytes an event: one allocation for most batches.
-    let mut out = Vec::with_capacity(64 + events.len() * 384);
+    // About 330 bytes an event: one allocation for most batches.
+    let mut out = Vec::with_capacity(64 + counts.len() * 384);
     // Plain data into a Vec cannot fail to serialise, and serde_json writes UTF-8.
-    if serde_json::to_writer(&mut out, &Batch { events, sequence }).is_err() {
+    if serde_json::to_writer(
+        &mut out,
+        &Batch {
+            events: counts,
+            sequence,
+        },
+    )
+    .is_err()
+    {
         return String::new();
     }
     String::from_utf8(out).unwrap_or_default()
@@ -151,6 +246,7 @@ fn batch_json(sequence: u64, events: &[ApiRequestEvent]) -> String {
 #[derive(Clone)]
 struct Pending {
     sequence: u64,
+    /// Requests (or lifecycle events) it accounts for: what is counted as dropped if it is.
     events: usize,
     params: String,
 }
@@ -330,7 +426,7 @@ impl MeteringTap {
     }
 }
 
-/// Forwards queued events in batches, and retries unacknowledged ones, until every sender
+/// Forwards queued requests, counted, in batches, and retries unacknowledged ones, until every sender
 /// is gone, the queue is drained and the backlog is empty (or the caller's deadline ends
 /// this task).
 pub async fn forward_batches(receiver: TapReceiver, batch_max: usize) {
@@ -358,13 +454,14 @@ pub async fn forward_batches(receiver: TapReceiver, batch_max: usize) {
                 buffer.clear();
                 continue;
             }
+            let requests = buffer.len();
+            let counts = count_requests(&mut buffer);
             let sequence = shared.next_sequence();
             let batch = Pending {
                 sequence,
-                events: buffer.len(),
-                params: batch_json(sequence, &buffer),
+                events: requests,
+                params: batch_json(sequence, &counts),
             };
-            buffer.clear();
             shared.deliver_to_all(batch).await;
         }
     }
@@ -374,60 +471,120 @@ pub async fn forward_batches(receiver: TapReceiver, batch_max: usize) {
 mod tests {
     use super::*;
 
-    fn event(department: Option<&str>, request_id: &str, status: u16) -> ApiRequestEvent {
-        let time = SystemTime::UNIX_EPOCH + Duration::from_millis(1_795_433_941_123);
+    /// 2026-11-23T11:39:01.123Z plus `millis`.
+    fn at(millis: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_millis(1_795_433_941_123 + millis)
+    }
+
+    fn request(
+        time: SystemTime,
+        tenant: &str,
+        department: Option<&str>,
+        status: u16,
+        bytes_out: u64,
+    ) -> ApiRequestEvent {
         ApiRequestEvent {
-            id: skyport_core::ids::time_ordered_uuid(time),
             time,
-            tenant: Arc::from("demo"),
+            tenant: Arc::from(tenant),
             department: department.map(str::to_owned),
-            request_id: request_id.to_string(),
             identity_source: "jwt",
             route: "/v1/instances/{id}",
             method: http::Method::DELETE,
             status,
             bytes_in: 17,
-            bytes_out: u64::MAX,
-            latency_us: 1234,
+            bytes_out,
         }
     }
 
-    /// The event as the request path used to build it: a `MeterEvent` with a JSON map.
-    fn as_meter_event(e: &ApiRequestEvent) -> MeterEvent {
+    /// The count as a `MeterEvent` with a JSON map, the way a plugin reads it.
+    fn as_meter_event(c: &RequestCount) -> MeterEvent {
         MeterEvent {
-            id: e.id.to_string(),
-            record_type: "api.request".into(),
-            time: skyport_core::ids::rfc3339_millis(e.time),
-            tenant: e.tenant.to_string(),
-            department: e.department.clone(),
+            id: c.id.to_string(),
+            record_type: "api.request.count".into(),
+            time: skyport_core::ids::rfc3339_millis(c.time()),
+            tenant: c.key.tenant.to_string(),
+            department: c.key.department.clone(),
             attributes: serde_json::json!({
-                "request_id": e.request_id,
-                "identity_source": e.identity_source,
-                "route": e.route,
-                "method": e.method.as_str(),
-                "status": e.status,
-                "bytes_in": e.bytes_in,
-                "bytes_out": e.bytes_out,
-                "latency_us": e.latency_us,
+                "count": c.count,
+                "identity_source": c.key.identity_source,
+                "route": c.key.route,
+                "method": c.key.method.as_str(),
+                "status": c.key.status,
+                "bytes_in": c.bytes_in,
+                "bytes_out": c.bytes_out,
             }),
         }
     }
 
     #[test]
-    fn a_batch_is_byte_for_byte_a_meter_batch_through_a_value() {
-        let events = vec![
-            event(Some("fin\"ance"), "req-1", 200),
-            event(None, "r\\q\u{e9}\u{1}", 429),
+    fn requests_are_counted_per_tenant_department_status_and_minute() {
+        // 11:39:01.123 + 58.876 s is 11:39:59.999; + 59 s is 11:40:00.123.
+        let mut events = vec![
+            request(at(0), "demo", Some("finance"), 200, 100),
+            request(at(5), "demo", Some("finance"), 200, 50),
+            request(at(58_876), "demo", Some("finance"), 200, 1),
+            request(at(59_000), "demo", Some("finance"), 200, 7),
+            request(at(6), "demo", None, 200, 1),
+            request(at(7), "demo", Some("finance"), 429, 1),
+            request(at(8), "acme", Some("finance"), 200, 1),
         ];
+        let counts = count_requests(&mut events);
+        assert!(events.is_empty(), "drained");
+        let summary: Vec<String> = counts
+            .iter()
+            .map(|c| {
+                format!(
+                    "{} {} {:?} {}: {} requests, {} in, {} out",
+                    skyport_core::ids::rfc3339_millis(c.time()),
+                    c.key.tenant,
+                    c.key.department,
+                    c.key.status,
+                    c.count,
+                    c.bytes_in,
+                    c.bytes_out
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                "2026-11-23T11:39:00.000Z acme Some(\"finance\") 200: 1 requests, 17 in, 1 out",
+                "2026-11-23T11:39:00.000Z demo None 200: 1 requests, 17 in, 1 out",
+                "2026-11-23T11:39:00.000Z demo Some(\"finance\") 200: 3 requests, 51 in, 151 out",
+                "2026-11-23T11:39:00.000Z demo Some(\"finance\") 429: 1 requests, 17 in, 1 out",
+                "2026-11-23T11:40:00.000Z demo Some(\"finance\") 200: 1 requests, 17 in, 7 out",
+            ]
+        );
+        // Ids are unique, and stamped with the last request's time.
+        let ids: std::collections::BTreeSet<_> = counts.iter().map(|c| c.id).collect();
+        assert_eq!(ids.len(), counts.len());
+        let stamp = counts[2].id.get_timestamp().unwrap().to_unix();
+        assert_eq!(stamp, (1_795_433_999, 999_000_000));
+        // Byte counts saturate rather than wrap.
+        let mut huge = vec![
+            request(at(0), "demo", None, 200, u64::MAX),
+            request(at(1), "demo", None, 200, 5),
+        ];
+        assert_eq!(count_requests(&mut huge)[0].bytes_out, u64::MAX);
+    }
+
+    #[test]
+    fn a_batch_is_byte_for_byte_a_meter_batch_through_a_value() {
+        let mut events = vec![
+            request(at(0), "demo", Some("fin\"ance"), 200, 3),
+            request(at(1), "demo", Some("r\\q\u{e9}\u{1}"), 429, 4),
+        ];
+        let counts = count_requests(&mut events);
         let reference = MeterBatch {
             sequence: 42,
-            events: events.iter().map(as_meter_event).collect(),
+            events: counts.iter().map(as_meter_event).collect(),
         };
-        let text = batch_json(42, &events);
+        let text = batch_json(42, &counts);
         assert_eq!(text, serde_json::to_value(&reference).unwrap().to_string());
         let parsed: MeterBatch = serde_json::from_str(&text).unwrap();
         assert_eq!(parsed, reference);
-        assert_eq!(parsed.events[0].time, "2026-11-23T11:39:01.123Z");
+        assert_eq!(parsed.events[0].time, "2026-11-23T11:39:00.000Z");
+        assert_eq!(parsed.events[0].attributes["count"], 1);
         assert_eq!(batch_json(1, &[]), r#"{"events":[],"sequence":1}"#);
     }
 }

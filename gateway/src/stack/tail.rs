@@ -9,7 +9,6 @@ use bytes::Bytes;
 use http::{HeaderValue, Method, Response};
 use http_body_util::Full;
 use skyport_core::error::RateLimitInfo;
-use skyport_core::ids::time_ordered_uuid;
 use skyport_core::metrics::{RequestLabels, RouteLabels, TenantLabel, TenantLabels};
 use skyport_core::tenancy::TenantContext;
 use skyport_domain::metering_tap::ApiRequestEvent;
@@ -120,18 +119,15 @@ pub(crate) fn finish(
     if let Some(ctx) = outcome.tenant {
         let now = stack.clock.wall();
         stack.tap.record(ApiRequestEvent {
-            id: time_ordered_uuid(now),
             time: now,
             tenant: ctx.tenant,
             department: ctx.department,
-            request_id,
             identity_source: ctx.source.as_str(),
             route: outcome.route,
             method,
             status,
             bytes_in,
             bytes_out,
-            latency_us: elapsed.as_micros() as u64,
         });
     }
     response

@@ -20,13 +20,21 @@ pub struct RecordType {
     pub group_key: Vec<String>,
 }
 
+/// Record type of one request, as gateways before request counting sent it (and still
+/// accepted from any sender): the bill counts each as one request.
+pub const API_REQUEST: &str = "api.request";
+/// Record type of a gateway's request counts: `attributes.count` requests of one tenant,
+/// department, route, method, status and identity source, answered in the minute that
+/// starts at the event's time. The bill adds up the counts.
+pub const API_REQUEST_COUNT: &str = "api.request.count";
+
 /// The types every Skyport gateway emits, registered at start unless the configuration
 /// registers them differently.
 pub fn built_in() -> Vec<RecordType> {
     let strings = |items: &[&str]| items.iter().map(|s| s.to_string()).collect();
     vec![
         RecordType {
-            id: "api.request".into(),
+            id: API_REQUEST.into(),
             primary_key: vec![],
             state_key: strings(&["route", "status"]),
             group_key: strings(&["tenant", "department"]),
@@ -35,6 +43,12 @@ pub fn built_in() -> Vec<RecordType> {
             id: "instance.lifecycle".into(),
             primary_key: strings(&["instance_id"]),
             state_key: strings(&["state", "instance_type", "vcpus", "memory_mib"]),
+            group_key: strings(&["tenant", "department"]),
+        },
+        RecordType {
+            id: API_REQUEST_COUNT.into(),
+            primary_key: vec![],
+            state_key: strings(&["route", "status"]),
             group_key: strings(&["tenant", "department"]),
         },
     ]

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use skyport_plugin_api::ops::MeterEvent;
 
-use crate::record_types::RecordType;
+use crate::record_types::{RecordType, API_REQUEST_COUNT};
 
 /// Bounds an event must respect.
 #[derive(Debug, Clone)]
@@ -78,6 +78,16 @@ pub fn check_event(
                 return Err(format!("quantity {key} = {n} is negative or absurd"));
             }
         }
+    }
+    if event.record_type == API_REQUEST_COUNT
+        && attributes
+            .get("count")
+            .and_then(serde_json::Value::as_u64)
+            .is_none_or(|n| n < 1)
+    {
+        return Err(format!(
+            "malformed: {API_REQUEST_COUNT} events need a whole 'count' of at least 1"
+        ));
     }
     Ok(humantime::format_rfc3339_millis(time).to_string())
 }
@@ -153,6 +163,27 @@ mod tests {
                 "must be an object",
             ),
         ];
+        let counted = |count: serde_json::Value| MeterEvent {
+            record_type: API_REQUEST_COUNT.into(),
+            attributes: serde_json::json!({"count": count, "route": "/v1/whoami"}),
+            ..event("2026-11-23T12:00:00Z", serde_json::json!({}))
+        };
+        assert!(check_event(&counted(serde_json::json!(3)), &types, &limits, now).is_ok());
+        let cases = cases.into_iter().chain([
+            (counted(serde_json::json!(0)), "whole 'count' of at least 1"),
+            (
+                counted(serde_json::json!(1.5)),
+                "whole 'count' of at least 1",
+            ),
+            (
+                counted(serde_json::json!("2")),
+                "whole 'count' of at least 1",
+            ),
+            (
+                counted(serde_json::Value::Null),
+                "whole 'count' of at least 1",
+            ),
+        ]);
         for (e, needle) in cases {
             let reason = check_event(&e, &types, &limits, now).unwrap_err();
             assert!(reason.contains(needle), "{reason} lacks {needle}");

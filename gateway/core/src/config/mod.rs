@@ -217,9 +217,9 @@ pub struct CacheConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TapConfig {
-    /// Events the tap queue holds before it drops (and counts) new ones.
+    /// Requests the tap queue holds before it drops (and counts) new ones.
     pub queue_capacity: usize,
-    /// Largest batch handed to a metering plugin.
+    /// Most requests counted into one batch handed to a metering plugin.
     pub batch_max_events: usize,
 }
 

@@ -29,6 +29,21 @@ pub(crate) fn request(id: &str, tenant: &str, department: Option<&str>, time: &s
     }
 }
 
+/// An `api.request.count` event: `count` requests of one minute.
+pub(crate) fn request_count(
+    id: &str,
+    tenant: &str,
+    department: Option<&str>,
+    time: &str,
+    count: u64,
+) -> MeterEvent {
+    MeterEvent {
+        record_type: "api.request.count".into(),
+        attributes: json!({"route": "/v1/whoami", "status": 200, "count": count}),
+        ..request(id, tenant, department, time)
+    }
+}
+
 /// An `instance.lifecycle` event of demo's finance department: `event` (`run`, `stop`,
 /// ...) of a `sp.micro` on local-vmm.
 pub(crate) fn lifecycle(id: &str, instance: &str, event: &str, time: &str) -> MeterEvent {
@@ -124,7 +139,12 @@ fn record_types_are_registered_once(mut ledger: Box<dyn Ledger + Send>) {
     let types = ledger.record_types().unwrap();
     assert_eq!(
         types.keys().map(String::as_str).collect::<Vec<_>>(),
-        ["api.request", "instance.lifecycle", "storage.volume"]
+        [
+            "api.request",
+            "api.request.count",
+            "instance.lifecycle",
+            "storage.volume"
+        ]
     );
     assert_eq!(types["instance.lifecycle"], built_in().remove(1));
 }
@@ -157,6 +177,15 @@ fn queries_see_what_was_stored_and_received_in_their_window(mut ledger: Box<dyn 
                 request("r-2", "demo", Some("finance"), "2026-11-23T11:00:00.000Z"),
                 request("r-3", "demo", None, "2026-11-23T11:30:00.000Z"),
                 request("r-4", "acme", None, "2026-11-22T11:30:00.000Z"),
+                request_count(
+                    "c-1",
+                    "demo",
+                    Some("finance"),
+                    "2026-11-23T11:31:00.000Z",
+                    40,
+                ),
+                request_count("c-2", "demo", None, "2026-11-23T09:00:00.000Z", 7),
+                request_count("c-3", "acme", None, "2026-11-22T11:31:00.000Z", 5),
                 lifecycle("l-1", "i-1", "running", "2026-11-23T09:00:00.000Z"),
                 lifecycle("l-2", "i-1", "stopped", "2026-11-23T10:00:00.000Z"),
             ],
@@ -196,7 +225,9 @@ fn queries_see_what_was_stored_and_received_in_their_window(mut ledger: Box<dyn 
     let counts = ledger
         .api_request_counts("demo", "2026-11-23T10:30:00.000Z", day.1, received_by_noon)
         .unwrap();
-    assert_eq!(counts, [(None, 1), (Some("finance".to_string()), 1)]);
+    // One request each, plus finance's count of 40; demo's count of 7 is before 10:30
+    // and acme's is the day before.
+    assert_eq!(counts, [(None, 1), (Some("finance".to_string()), 41)]);
     let mut heads: Vec<(String, String)> = ledger
         .lifecycle_heads()
         .unwrap()

@@ -196,8 +196,9 @@ pub trait Ledger {
         received_before: &str,
     ) -> Result<Vec<(Option<String>, serde_json::Value, String)>, LedgerError>;
 
-    /// The tenant's `api.request` events stamped in `[from, to)` and received before
-    /// `received_before`, counted per department (by department).
+    /// The tenant's requests stamped in `[from, to)` and received before
+    /// `received_before`, per department (by department): each `api.request` event counts
+    /// one, each `api.request.count` event its `count`.
     fn api_request_counts(
         &self,
         tenant: &str,

@@ -411,9 +411,12 @@ impl Ledger for PgLedger {
     ) -> Result<Vec<(Option<String>, u64)>, LedgerError> {
         Ok(self
             .rows(
-                "SELECT department, COUNT(*) FROM metering_events
-                 WHERE tenant = $1 AND type = 'api.request' AND time >= $2 AND time < $3
-                   AND received_at < $4
+                "SELECT department,
+                        SUM(CASE type WHEN 'api.request' THEN 1
+                            ELSE (attributes::jsonb ->> 'count')::bigint END)::bigint
+                 FROM metering_events
+                 WHERE tenant = $1 AND type IN ('api.request', 'api.request.count')
+                   AND time >= $2 AND time < $3 AND received_at < $4
                  GROUP BY department ORDER BY department NULLS FIRST",
                 &[&tenant, &from, &to, &received_before],
             )?

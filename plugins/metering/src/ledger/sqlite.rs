@@ -281,7 +281,7 @@ impl Ledger for SqliteLedger {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// The tenant's `api.request` events stamped in `[from, to)` and received before
+    /// The tenant's requests stamped in `[from, to)` and received before
     /// `received_before` (ledger times), counted per department.
     fn api_request_counts(
         &self,
@@ -291,9 +291,12 @@ impl Ledger for SqliteLedger {
         received_before: &str,
     ) -> Result<Vec<(Option<String>, u64)>, LedgerError> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT department, COUNT(*) FROM events
-             WHERE tenant = ?1 AND type = 'api.request' AND time >= ?2 AND time < ?3
-               AND received_at < ?4
+            "SELECT department,
+                    SUM(CASE type WHEN 'api.request' THEN 1
+                        ELSE CAST(json_extract(attributes, '$.count') AS INTEGER) END)
+             FROM events
+             WHERE tenant = ?1 AND type IN ('api.request', 'api.request.count')
+               AND time >= ?2 AND time < ?3 AND received_at < ?4
              GROUP BY department ORDER BY department",
         )?;
         let rows = stmt.query_map(params![tenant, from, to, received_before], |row| {
@@ -577,7 +580,7 @@ mod tests {
             .contains("use 1-63"));
         drop(ledger);
         let reopened = SqliteLedger::open(&dir).unwrap();
-        assert_eq!(reopened.record_types().unwrap().len(), 2);
+        assert_eq!(reopened.record_types().unwrap().len(), 3);
         std::fs::remove_dir_all(dir).unwrap();
     }
 }
