@@ -436,35 +436,53 @@ pub async fn forward_batches(receiver: TapReceiver, batch_max: usize) {
     while open || !shared.backlog_is_empty() {
         tokio::time::sleep(FLUSH_INTERVAL).await;
         shared.retry_backlog().await;
-        while open {
-            match rx.try_recv() {
-                Ok(event) => {
-                    buffer.push(event);
-                    if buffer.len() < batch_max {
-                        continue;
-                    }
-                }
-                Err(mpsc::error::TryRecvError::Empty) => {}
-                Err(mpsc::error::TryRecvError::Disconnected) => open = false,
-            }
+        // What is queued now, in batches of at most `batch_max` requests. Requests that
+        // arrive while a batch is delivered wait for the next tick: one durable write per
+        // tick under load, not one per delivery.
+        loop {
+            let full = drain(&mut rx, &mut buffer, batch_max, &mut open);
             if buffer.is_empty() {
                 break;
             }
             if shared.sinks.is_empty() {
                 buffer.clear();
-                continue;
+            } else {
+                let requests = buffer.len();
+                let counts = count_requests(&mut buffer);
+                let sequence = shared.next_sequence();
+                let batch = Pending {
+                    sequence,
+                    events: requests,
+                    params: batch_json(sequence, &counts),
+                };
+                shared.deliver_to_all(batch).await;
             }
-            let requests = buffer.len();
-            let counts = count_requests(&mut buffer);
-            let sequence = shared.next_sequence();
-            let batch = Pending {
-                sequence,
-                events: requests,
-                params: batch_json(sequence, &counts),
-            };
-            shared.deliver_to_all(batch).await;
+            if !full {
+                break;
+            }
         }
     }
+}
+
+/// Moves queued requests into `buffer` until it holds `batch_max` (true) or the queue is
+/// empty (false); clears `open` when every sender is gone.
+fn drain(
+    rx: &mut mpsc::Receiver<ApiRequestEvent>,
+    buffer: &mut Vec<ApiRequestEvent>,
+    batch_max: usize,
+    open: &mut bool,
+) -> bool {
+    while buffer.len() < batch_max {
+        match rx.try_recv() {
+            Ok(event) => buffer.push(event),
+            Err(mpsc::error::TryRecvError::Empty) => return false,
+            Err(mpsc::error::TryRecvError::Disconnected) => {
+                *open = false;
+                return false;
+            }
+        }
+    }
+    true
 }
 
 #[cfg(test)]
@@ -586,5 +604,81 @@ mod tests {
         assert_eq!(parsed.events[0].time, "2026-11-23T11:39:00.000Z");
         assert_eq!(parsed.events[0].attributes["count"], 1);
         assert_eq!(batch_json(1, &[]), r#"{"events":[],"sequence":1}"#);
+    }
+
+    /// A metering plugin that takes 30 ms to store each batch, and keeps what it got.
+    struct SlowSink {
+        batches: Mutex<Vec<MeterBatch>>,
+    }
+
+    #[async_trait::async_trait]
+    impl Plugins for SlowSink {
+        fn loaded(&self) -> Vec<skyport_plugin_host::PluginFacts> {
+            vec![skyport_plugin_host::PluginFacts {
+                name: "meter".into(),
+                kind: "metering",
+                ops: vec!["meter.batch@1".into()],
+                health: skyport_plugin_host::HealthView {
+                    healthy: true,
+                    reason: None,
+                    notes: Vec::new(),
+                },
+            }]
+        }
+
+        async fn call_json(
+            &self,
+            _name: &str,
+            _op: &str,
+            _version: u32,
+            params: String,
+            _context: CallContext,
+            _timeout: Duration,
+        ) -> Result<serde_json::Value, skyport_core::error::GatewayError> {
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            let batch: MeterBatch = serde_json::from_str(&params).unwrap();
+            self.batches.lock().unwrap().push(batch);
+            Ok(serde_json::json!({}))
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn under_steady_load_each_tick_sends_one_batch_and_every_request_is_counted_once() {
+        let sink = Arc::new(SlowSink {
+            batches: Mutex::default(),
+        });
+        let (tap, receiver) = MeteringTap::new(
+            10_000,
+            Arc::clone(&sink) as Arc<dyn Plugins>,
+            Arc::new(Metrics::default()),
+        );
+        let forwarder = tokio::spawn(forward_batches(receiver, 10_000));
+        // One request a millisecond for a second, while each delivery takes 30 ms.
+        for i in 0..1000 {
+            tap.record(request(at(i), "demo", None, 200, 1));
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        drop(tap);
+        forwarder.await.unwrap();
+        let batches = sink.batches.lock().unwrap();
+        let counted: u64 = batches
+            .iter()
+            .flat_map(|b| &b.events)
+            .map(|e| e.attributes["count"].as_u64().unwrap())
+            .sum();
+        assert_eq!(counted, 1000);
+        // One batch per tick (100 ms, plus the 30 ms delivery): 8 in that second. Before, a
+        // batch left as soon as the previous one was stored, with whatever had arrived
+        // meanwhile: about 33 here, each one durable write.
+        assert!(
+            (7..=11).contains(&batches.len()),
+            "{} batches",
+            batches.len()
+        );
+        let sequences: Vec<u64> = batches.iter().map(|b| b.sequence).collect();
+        assert!(
+            sequences.windows(2).all(|w| w[1] == w[0] + 1),
+            "{sequences:?}"
+        );
     }
 }
