@@ -15,6 +15,7 @@ pub mod catalog_refresh;
 pub mod cli;
 pub mod console;
 pub mod metrics_listener;
+mod peer_rate;
 mod per_key;
 pub mod recovery;
 pub mod redis_link;

@@ -41,7 +41,7 @@ pub struct Console {
     /// The identity provider, when `[console.oidc]` names one.
     oidc: Option<oidc::Oidc>,
     /// How often each address may try to sign in.
-    sign_in_rate: sign_in_rate::SignInRate,
+    sign_in_rate: crate::peer_rate::PeerRate,
 }
 
 impl Console {
@@ -54,7 +54,7 @@ impl Console {
         dev_links: bool,
     ) -> anyhow::Result<Self> {
         let oidc = oidc::Oidc::new(&services.config)?;
-        let sign_in_rate = sign_in_rate::SignInRate::new(services.clock.clone());
+        let sign_in_rate = sign_in_rate::sign_in_rate(services.clock.clone());
         Ok(Self {
             services,
             auth,

@@ -7,17 +7,13 @@
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
-use governor::middleware::NoOpMiddleware;
-use governor::state::keyed::DashMapStateStore;
-use governor::{Quota, RateLimiter};
 use skyport_core::clock::SharedClock;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::peer_rate::PeerRate;
 use crate::per_key::{PerKeyLimit, Slot};
-use crate::stack::local_limit::LimiterClock;
 
 /// Descriptors kept out of the connection budget for everything else the gateway opens
 /// (the metrics listener, plugin sockets, databases, log files).
@@ -54,25 +50,12 @@ impl Refused {
     }
 }
 
-type PeerRateLimiter = RateLimiter<
-    IpAddr,
-    DashMapStateStore<IpAddr>,
-    LimiterClock,
-    NoOpMiddleware<std::time::Duration>,
->;
-
 /// The listener's connection budget.
 pub(super) struct ConnectionBudget {
     global: Arc<Semaphore>,
     per_peer: PerKeyLimit<IpAddr>,
-    new_per_peer: PeerRateLimiter,
-    /// Admissions since the rate limiter last forgot the addresses back at full burst.
-    since_trim: AtomicU32,
+    new_per_peer: PeerRate,
 }
-
-/// Admissions between two trims of the rate limiter's addresses: its memory grows only
-/// with accepted connections, and is trimmed by them.
-const TRIM_EVERY: u32 = 4096;
 
 /// One connection's place in the budget; given back on drop.
 pub(super) struct Admitted {
@@ -95,25 +78,15 @@ impl ConnectionBudget {
         Self {
             global: Arc::new(Semaphore::new(global)),
             per_peer: PerKeyLimit::new(per_peer),
-            new_per_peer: RateLimiter::new(
-                Quota::per_second(rate).allow_burst(burst),
-                DashMapStateStore::default(),
-                LimiterClock(clock),
-            ),
-            since_trim: AtomicU32::new(0),
+            new_per_peer: PeerRate::new(rate, burst, clock),
         }
     }
 
     /// A connection from `peer`, if its rate and the budget have room for it.
     pub(super) fn admit(&self, peer: IpAddr) -> Result<Admitted, Refused> {
-        if self.since_trim.fetch_add(1, Ordering::Relaxed) >= TRIM_EVERY {
-            self.since_trim.store(0, Ordering::Relaxed);
-            self.new_per_peer.retain_recent();
-            self.new_per_peer.shrink_to_fit();
+        if !self.new_per_peer.allows(peer) {
+            return Err(Refused::PeerRate);
         }
-        self.new_per_peer
-            .check_key(&peer)
-            .map_err(|_| Refused::PeerRate)?;
         let global = Arc::clone(&self.global)
             .try_acquire_owned()
             .map_err(|_| Refused::Global)?;
