@@ -16,8 +16,9 @@ use crate::record_types::{self, RecordType};
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct MeteringConfig {
-    /// Record types registered at start (in addition to those already in the ledger).
-    #[serde(default = "record_types::built_in")]
+    /// Record types registered at start, beside the built-in ones (which a type here with
+    /// the same id replaces) and those already in the ledger.
+    #[serde(default)]
     pub record_types: Vec<RecordType>,
     /// How far in the future an event may be stamped.
     #[serde(default = "default_skew")]
@@ -89,6 +90,19 @@ fn invalid(message: impl Into<String>) -> PluginError {
 }
 
 impl MeteringConfig {
+    /// The record types to register at start: those configured, then each built-in one
+    /// the configuration does not name. A configuration that lists its own types keeps
+    /// the gateway's (`api.request.count` above all: without it, requests go unbilled).
+    pub(crate) fn registrations(&self) -> Vec<RecordType> {
+        let mut types = self.record_types.clone();
+        for built_in in record_types::built_in() {
+            if !types.iter().any(|t| t.id == built_in.id) {
+                types.push(built_in);
+            }
+        }
+        types
+    }
+
     /// The state directory, created if missing.
     pub fn state_dir(&self, host: &Host) -> Result<PathBuf, PluginError> {
         let dir = match &self.state_dir {
@@ -129,7 +143,7 @@ impl MeteringConfig {
                                 })?)
                             }
                         };
-                    for record_type in &self.record_types {
+                    for record_type in &self.registrations() {
                         ledger.register(record_type, now).map_err(invalid)?;
                     }
                     Ok(ledger)
@@ -191,5 +205,39 @@ impl MeteringConfig {
     /// Whether the ledger is shared between replicas.
     pub fn shared(&self) -> bool {
         matches!(self.ledger, LedgerConfig::Postgres { .. })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn configured_record_types_add_to_the_built_in_ones_and_replace_those_they_name() {
+        let config: MeteringConfig = serde_json::from_value(serde_json::json!({
+            "record_types": [
+                {"id": "storage.volume", "primary_key": ["volume_id"]},
+                {"id": "api.request", "state_key": ["route"]},
+            ]
+        }))
+        .unwrap();
+        let types = config.registrations();
+        let ids: Vec<&str> = types.iter().map(|t| t.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                "storage.volume",
+                "api.request",
+                "instance.lifecycle",
+                "api.request.count"
+            ]
+        );
+        assert_eq!(
+            types[1].state_key,
+            ["route"],
+            "the configured definition wins"
+        );
+        let defaults: MeteringConfig = serde_json::from_value(serde_json::json!({})).unwrap();
+        assert_eq!(defaults.registrations(), record_types::built_in());
     }
 }
