@@ -22,22 +22,44 @@ const WHAT: &str = "approvals";
 
 #[async_trait]
 impl ApprovalStore for PgApprovals {
-    async fn insert(&self, order: &PendingOrder) -> Result<(), GatewayError> {
-        self.db
+    async fn insert(&self, order: &PendingOrder) -> Result<PendingOrder, GatewayError> {
+        let token = order.client_token();
+        // ON CONFLICT waits for a concurrent insert of the same token to commit, so the
+        // read after it sees that order.
+        let stored = self
+            .db
             .execute(
                 WHAT,
-                "INSERT INTO approval_orders (id, tenant, status, created_at, record)
-                 VALUES ($1, $2, $3, $4, $5)",
+                "INSERT INTO approval_orders (id, tenant, status, created_at, record, client_token)
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
                 &[
                     &order.id,
                     &order.tenant,
                     &order.status.as_str(),
                     &order.created_at,
                     &order.to_record(),
+                    &token,
                 ],
             )
-            .await
-            .map(|_| ())
+            .await?;
+        if stored == 1 {
+            return Ok(order.clone());
+        }
+        let rows = self
+            .db
+            .query(
+                WHAT,
+                "SELECT record FROM approval_orders WHERE tenant = $1 AND client_token = $2",
+                &[&order.tenant, &token],
+            )
+            .await?;
+        match rows.first() {
+            Some(row) => PendingOrder::from_record(row.get(0)),
+            None => Err(GatewayError::internal(format!(
+                "approvals: an order {} is already stored",
+                order.id
+            ))),
+        }
     }
 
     async fn get(&self, id: &str) -> Result<Option<PendingOrder>, GatewayError> {

@@ -208,6 +208,15 @@ const MIGRATIONS: &[Migration] = &[
         description: "placement decisions searched by time",
         sql: "CREATE INDEX placements_by_time ON placements (created_at);",
     },
+    Migration {
+        version: 11,
+        description: "one order waiting for approval per tenant and client token",
+        sql: "
+        ALTER TABLE approval_orders ADD COLUMN client_token TEXT;
+        CREATE UNIQUE INDEX approval_orders_client_token
+            ON approval_orders (tenant, client_token) WHERE client_token IS NOT NULL;
+    ",
+    },
 ];
 
 /// Every table of the gateway's stores and its columns, as both engines lay them out:
@@ -261,7 +270,14 @@ pub const TABLES: &[(&str, &[&str])] = &[
     ("catalog_objects", &["kind", "name", "body", "updated_at"]),
     (
         "approval_orders",
-        &["id", "tenant", "status", "created_at", "record"],
+        &[
+            "id",
+            "tenant",
+            "status",
+            "created_at",
+            "record",
+            "client_token",
+        ],
     ),
     (
         "instance_leases",

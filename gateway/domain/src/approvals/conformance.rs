@@ -81,6 +81,40 @@ pub async fn run(store: &dyn ApprovalStore) {
             .unwrap()),
         ["ord-1"]
     );
+
+    // One order per tenant and client token; inserting returns what is stored.
+    let with_token = |id: &str, tenant: &str, token: &str| {
+        let mut o = order(id, tenant, "2026-12-05T10:00:03.000Z");
+        o.request["client_token"] = json!(token);
+        o
+    };
+    let first = with_token("ord-t1", "demo", "tok-1");
+    assert_eq!(store.insert(&first).await.unwrap(), first);
+    let resent = with_token("ord-t2", "demo", "tok-1");
+    assert_eq!(store.insert(&resent).await.unwrap(), first);
+    assert_eq!(store.get("ord-t2").await.unwrap(), None);
+    for other in [
+        with_token("ord-t3", "acme", "tok-1"),
+        with_token("ord-t4", "demo", "tok-2"),
+        order("ord-t5", "demo", "2026-12-05T10:00:03.000Z"),
+        order("ord-t6", "demo", "2026-12-05T10:00:03.000Z"),
+    ] {
+        assert_eq!(store.insert(&other).await.unwrap(), other, "{}", other.id);
+    }
+    // Its decision does not free the token.
+    let mut denied = first.clone();
+    denied.status = OrderStatus::Denied;
+    assert!(store
+        .update(&denied, OrderStatus::PendingApproval)
+        .await
+        .unwrap());
+    assert_eq!(
+        store
+            .insert(&with_token("ord-t7", "demo", "tok-1"))
+            .await
+            .unwrap(),
+        denied
+    );
 }
 
 #[cfg(test)]

@@ -15,9 +15,18 @@ pub struct MemoryApprovals {
 
 #[async_trait]
 impl ApprovalStore for MemoryApprovals {
-    async fn insert(&self, order: &PendingOrder) -> Result<(), GatewayError> {
-        self.orders.lock().unwrap().push(order.clone());
-        Ok(())
+    async fn insert(&self, order: &PendingOrder) -> Result<PendingOrder, GatewayError> {
+        let mut orders = self.orders.lock().unwrap();
+        if let Some(token) = order.client_token() {
+            let earlier = orders
+                .iter()
+                .find(|o| o.tenant == order.tenant && o.client_token() == Some(token));
+            if let Some(earlier) = earlier {
+                return Ok(earlier.clone());
+            }
+        }
+        orders.push(order.clone());
+        Ok(order.clone())
     }
 
     async fn get(&self, id: &str) -> Result<Option<PendingOrder>, GatewayError> {

@@ -85,13 +85,21 @@ impl PendingOrder {
     pub fn from_record(text: &str) -> Result<Self, GatewayError> {
         serde_json::from_str(text).map_err(GatewayError::internal)
     }
+
+    /// The `client_token` its body carries: one order per tenant and token.
+    pub fn client_token(&self) -> Option<&str> {
+        self.request["client_token"].as_str()
+    }
 }
 
 /// Where orders waiting for approval are kept.
 #[async_trait]
 pub trait ApprovalStore: Send + Sync {
-    /// Records a new order.
-    async fn insert(&self, order: &PendingOrder) -> Result<(), GatewayError>;
+    /// Records a new order and returns it; but when the tenant already has an order with
+    /// the same [`PendingOrder::client_token`], stores nothing and returns that one. The
+    /// check and the write are one step: of two inserts with one token at once, one is
+    /// stored and both return it.
+    async fn insert(&self, order: &PendingOrder) -> Result<PendingOrder, GatewayError>;
 
     /// Order `id`, whoever's it is.
     async fn get(&self, id: &str) -> Result<Option<PendingOrder>, GatewayError>;

@@ -78,17 +78,6 @@ impl ApprovalService {
         request: Value,
         why: Option<String>,
     ) -> Result<PendingOrder, GatewayError> {
-        if let Some(token) = request["client_token"].as_str() {
-            let earlier = self
-                .store
-                .list(Some(&ctx.tenant), None)
-                .await?
-                .into_iter()
-                .find(|o| o.request["client_token"].as_str() == Some(token));
-            if let Some(earlier) = earlier {
-                return self.expired_if_due(earlier).await;
-            }
-        }
         let order = PendingOrder {
             id: new_id("ord"),
             tenant: ctx.tenant.to_string(),
@@ -103,7 +92,11 @@ impl ApprovalService {
             decided_by: None,
             instance_id: None,
         };
-        self.store.insert(&order).await?;
+        let stored = self.store.insert(&order).await?;
+        if stored.id != order.id {
+            // Sent again with the same client_token: the earlier order.
+            return self.expired_if_due(stored).await;
+        }
         tracing::info!(order = %order.id, tenant = %order.tenant, offering, "order waits for approval");
         self.announce(&order).await;
         Ok(order)

@@ -142,4 +142,12 @@ async fn an_order_sent_again_with_its_client_token_is_the_same_order() {
     let distinct: std::collections::HashSet<_> = ids.iter().collect();
     assert_eq!(distinct.len(), 4, "{ids:?}");
     assert_eq!(approvals.list(&demo).await.unwrap().len(), 3);
+    // Two sends of one order at once queue it once.
+    let body = json!({"offering": "prod-vm", "client_token": "order-3"});
+    let (a, b) = tokio::join!(
+        approvals.submit(&demo, "prod-vm", None, body.clone(), None),
+        approvals.submit(&demo, "prod-vm", None, body, None),
+    );
+    assert_eq!(a.unwrap().id, b.unwrap().id);
+    assert_eq!(approvals.list(&demo).await.unwrap().len(), 4);
 }
