@@ -11,7 +11,7 @@ use http_body_util::Full;
 use skyport_core::error::RateLimitInfo;
 use skyport_core::metrics::{RequestLabels, RouteLabels, TenantLabel, TenantLabels};
 use skyport_core::tenancy::TenantContext;
-use skyport_domain::metering_tap::ApiRequestEvent;
+use skyport_domain::metering_tap::{method_label, ApiRequestEvent};
 
 use super::request::{ConnInfo, X_REQUEST_ID};
 use super::Stack;
@@ -124,7 +124,7 @@ pub(crate) fn finish(
             department: ctx.department,
             identity_source: ctx.source.as_str(),
             route: outcome.route,
-            method,
+            method: method_label(&method),
             status,
             bytes_in,
             bytes_out,
