@@ -22,7 +22,7 @@ use crate::record_types::RecordType;
 use crate::validate::Limits;
 
 /// The schema version this plugin writes.
-const SCHEMA_VERSION: i32 = 1;
+const SCHEMA_VERSION: i32 = 2;
 
 /// Serialises migrations between replicas starting at once (any fixed key).
 const MIGRATION_LOCK: i64 = 0x736b_7970_6d65_7465;
@@ -71,6 +71,15 @@ CREATE TABLE metering_leases (
     expires_at TIMESTAMPTZ NOT NULL
 );
 "#;
+
+/// Request counts apart, so that a bill reads them without the other events.
+const SCHEMA_V2: &str = "
+CREATE INDEX metering_events_request_counts ON metering_events (tenant, time)
+    WHERE type = 'api.request.count';
+";
+
+/// Each schema version's DDL, in order.
+const MIGRATIONS: [(i32, &str); 2] = [(1, SCHEMA_V1), (2, SCHEMA_V2)];
 
 /// How to reach the shared ledger.
 #[derive(Debug, Clone)]
@@ -235,13 +244,16 @@ fn migrate(client: &mut Client) -> Result<(), LedgerError> {
                  {SCHEMA_VERSION}: upgrade the plugin before it writes to this database"
             )))
         }
-        Some(_) => {}
-        None => {
-            tx.batch_execute(SCHEMA_V1)?;
-            tx.execute(
-                "INSERT INTO metering_schema (version) VALUES ($1)",
-                &[&SCHEMA_VERSION],
-            )?;
+        found => {
+            for (version, ddl) in MIGRATIONS {
+                if found.is_none_or(|v| v < version) {
+                    tx.batch_execute(ddl)?;
+                    tx.execute(
+                        "INSERT INTO metering_schema (version) VALUES ($1)",
+                        &[&version],
+                    )?;
+                }
+            }
         }
     }
     tx.commit()?;
@@ -411,12 +423,17 @@ impl Ledger for PgLedger {
     ) -> Result<Vec<(Option<String>, u64)>, LedgerError> {
         Ok(self
             .rows(
-                "SELECT department,
-                        SUM(CASE type WHEN 'api.request' THEN 1
-                            ELSE (attributes::jsonb ->> 'count')::bigint END)::bigint
-                 FROM metering_events
-                 WHERE tenant = $1 AND type IN ('api.request', 'api.request.count')
-                   AND time >= $2 AND time < $3 AND received_at < $4
+                "SELECT department, SUM(n)::bigint FROM (
+                     SELECT department, COUNT(*) AS n FROM metering_events
+                     WHERE tenant = $1 AND type = 'api.request' AND time >= $2 AND time < $3
+                       AND received_at < $4
+                     GROUP BY department
+                     UNION ALL
+                     SELECT department, SUM((attributes::jsonb ->> 'count')::bigint) AS n
+                     FROM metering_events
+                     WHERE tenant = $1 AND type = 'api.request.count' AND time >= $2
+                       AND time < $3 AND received_at < $4
+                     GROUP BY department) AS requests
                  GROUP BY department ORDER BY department NULLS FIRST",
                 &[&tenant, &from, &to, &received_before],
             )?

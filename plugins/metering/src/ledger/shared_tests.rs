@@ -186,7 +186,40 @@ fn a_ledger_schema_newer_than_the_plugin_is_refused() {
     assert!(
         refused
             .0
-            .contains("schema is version 99, newer than this plugin's 1"),
+            .contains("schema is version 99, newer than this plugin's 2"),
         "{refused}"
     );
+}
+
+#[test]
+fn a_version_1_ledger_is_brought_to_version_2() {
+    let server = PostgresServer::start().unwrap();
+    let settings = database(&server);
+    drop(PgLedger::open(&settings).unwrap());
+    let database = settings.url.rsplit('/').next().unwrap().to_string();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // Back to what version 1 made.
+    runtime
+        .block_on(server.execute(
+            &database,
+            "DROP INDEX metering_events_request_counts;
+             DELETE FROM metering_schema WHERE version = 2;",
+        ))
+        .unwrap();
+    drop(PgLedger::open(&settings).unwrap());
+    // The index is back (dropping it again succeeds), and the version is recorded.
+    runtime
+        .block_on(server.execute(
+            &database,
+            "DROP INDEX metering_events_request_counts;
+             DO $$ BEGIN
+                 IF (SELECT max(version) FROM metering_schema) <> 2 THEN
+                     RAISE EXCEPTION 'not migrated';
+                 END IF;
+             END $$;",
+        ))
+        .unwrap();
 }

@@ -54,6 +54,9 @@ impl SqliteLedger {
                 received_at TEXT NOT NULL
             );
             CREATE INDEX IF NOT EXISTS events_tenant_time ON events (tenant, time);
+            -- Request counts apart, so that a bill reads them without the other events.
+            CREATE INDEX IF NOT EXISTS events_request_counts ON events (tenant, time)
+                WHERE type = 'api.request.count';
             CREATE TABLE IF NOT EXISTS sync_seen (
                 instance_id TEXT PRIMARY KEY,
                 last_seen TEXT NOT NULL
@@ -291,12 +294,18 @@ impl Ledger for SqliteLedger {
         received_before: &str,
     ) -> Result<Vec<(Option<String>, u64)>, LedgerError> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT department,
-                    SUM(CASE type WHEN 'api.request' THEN 1
-                        ELSE CAST(json_extract(attributes, '$.count') AS INTEGER) END)
-             FROM events
-             WHERE tenant = ?1 AND type IN ('api.request', 'api.request.count')
-               AND time >= ?2 AND time < ?3 AND received_at < ?4
+            "SELECT department, SUM(n) FROM (
+                 SELECT department, COUNT(*) AS n FROM events
+                 WHERE tenant = ?1 AND type = 'api.request' AND time >= ?2 AND time < ?3
+                   AND received_at < ?4
+                 GROUP BY department
+                 UNION ALL
+                 SELECT department,
+                        SUM(CAST(json_extract(attributes, '$.count') AS INTEGER)) AS n
+                 FROM events
+                 WHERE tenant = ?1 AND type = 'api.request.count' AND time >= ?2
+                   AND time < ?3 AND received_at < ?4
+                 GROUP BY department)
              GROUP BY department ORDER BY department",
         )?;
         let rows = stmt.query_map(params![tenant, from, to, received_before], |row| {
