@@ -169,19 +169,28 @@ fn run_once_work_is_claimed_by_one_replica_at_a_time() {
     assert!(!a.claim("metering.group_sync", "a", ttl).unwrap());
 }
 
+/// A ledger opened once (so at the plugin's schema version) on a new database; and a
+/// way to run SQL in that database as its owner.
+fn opened_ledger(server: &PostgresServer) -> (PgSettings, impl Fn(&str) + '_) {
+    let settings = database(server);
+    drop(PgLedger::open(&settings).unwrap());
+    let database = settings.url.rsplit('/').next().unwrap().to_string();
+    let sql = move |statements: &str| {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(server.execute(&database, statements))
+            .unwrap();
+    };
+    (settings, sql)
+}
+
 #[test]
 fn a_ledger_schema_newer_than_the_plugin_is_refused() {
     let server = PostgresServer::start().unwrap();
-    let settings = database(&server);
-    drop(PgLedger::open(&settings).unwrap());
-    let database = settings.url.rsplit('/').next().unwrap().to_string();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime
-        .block_on(server.execute(&database, "UPDATE metering_schema SET version = 99"))
-        .unwrap();
+    let (settings, sql) = opened_ledger(&server);
+    sql("UPDATE metering_schema SET version = 99");
     let refused = PgLedger::open(&settings).err().expect("refused");
     assert!(
         refused
@@ -194,32 +203,16 @@ fn a_ledger_schema_newer_than_the_plugin_is_refused() {
 #[test]
 fn a_version_1_ledger_is_brought_to_version_2() {
     let server = PostgresServer::start().unwrap();
-    let settings = database(&server);
-    drop(PgLedger::open(&settings).unwrap());
-    let database = settings.url.rsplit('/').next().unwrap().to_string();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let (settings, sql) = opened_ledger(&server);
     // Back to what version 1 made.
-    runtime
-        .block_on(server.execute(
-            &database,
-            "DROP INDEX metering_events_request_counts;
-             DELETE FROM metering_schema WHERE version = 2;",
-        ))
-        .unwrap();
+    sql("DROP INDEX metering_events_request_counts;
+         DELETE FROM metering_schema WHERE version = 2;");
     drop(PgLedger::open(&settings).unwrap());
     // The index is back (dropping it again succeeds), and the version is recorded.
-    runtime
-        .block_on(server.execute(
-            &database,
-            "DROP INDEX metering_events_request_counts;
-             DO $$ BEGIN
-                 IF (SELECT max(version) FROM metering_schema) <> 2 THEN
-                     RAISE EXCEPTION 'not migrated';
-                 END IF;
-             END $$;",
-        ))
-        .unwrap();
+    sql("DROP INDEX metering_events_request_counts;
+         DO $$ BEGIN
+             IF (SELECT max(version) FROM metering_schema) <> 2 THEN
+                 RAISE EXCEPTION 'not migrated';
+             END IF;
+         END $$;");
 }
