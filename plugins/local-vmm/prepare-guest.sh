@@ -1,13 +1,21 @@
 #!/bin/sh
-# prepare-guest.sh OUTDIR -> OUTDIR/{vmlinuz,initramfs.gz,disk.qcow2}: the `skyport-tiny` image.
+# prepare-guest.sh OUTDIR -> OUTDIR/{vmlinuz,initramfs.gz,disk.qcow2,snapshot-boot}: the
+# `skyport-tiny` image (`snapshot-boot` says its guest supports snapshot boots, below).
 #
 # Built from this host's Debian packages: the distribution kernel (extracted from its .deb,
 # not installed), a busybox initramfs with dropbear (and the shared libraries it links), and
 # a disk template (qcow2, 1 GiB virtual) whose first line is `SKYPORT-DISK skyport-tiny`:
 # every VM's disk is a qcow2 overlay on it. The initramfs is the root filesystem (RAM); its
 # /init runs at every boot, printing markers on the serial console (ttyS0), in this order:
-#   1. loads the virtio modules (PCI, block, balloon, memory, network), isofs, and the ACPI
-#      button; the power button powers the guest off (SKYPORT-GUEST-POWEROFF).
+#   1. loads the virtio modules (PCI, block, balloon, memory, network), isofs, the ACPI
+#      button and qemu_fw_cfg; the power button powers the guest off (SKYPORT-GUEST-POWEROFF).
+#      Snapshot point: booted with the kernel argument `skyport.snapshot` and the fw_cfg file
+#      opt/skyport/mac holding 00:00:00:00:00:00 (a template), it prints
+#      `SKYPORT-GUEST-SNAPSHOT-POINT` and waits, polling that file every 20 ms. local-vmm
+#      saves the machine there; a VM restored from the save has its own MAC in the file,
+#      so its guest goes on: it drops its page caches (its disks are not the template's),
+#      sets the clock from the RTC, gives eth0 that MAC, prints
+#      `SKYPORT-GUEST-RESTORED <mac>`, and carries on with step 2 as a booted guest would.
 #   2. reads a NoCloud seed if one is attached: the first block device other than vda whose
 #      ISO9660 volume label is `cidata` (genisoimage -V cidata -J -r), mounted read-only.
 #      From `meta-data` (YAML, read with sed/awk): `instance-id`, `local-hostname` (set as
@@ -36,7 +44,7 @@
 # Idempotent and reproducible (fixed timestamps, sorted cpio, gzip -n); RECIPE changes
 # whenever the output would.
 set -eu
-RECIPE=3
+RECIPE=4
 OUT=${1:?usage: prepare-guest.sh OUTDIR}
 if [ "$(cat "$OUT/recipe" 2>/dev/null)" = "$RECIPE" ]; then echo "$OUT"; exit 0; fi
 command -v qemu-img >/dev/null || { echo "prepare-guest: qemu-img not found; install qemu-utils" >&2; exit 1; }
@@ -56,7 +64,8 @@ mkdir k; dpkg-deb --fsys-tarfile ./"$KPKG"_*.deb | tar -x -C k --wildcards \
   './lib/modules/*/kernel/drivers/net/virtio_net.ko' './lib/modules/*/kernel/drivers/net/net_failover.ko' \
   './lib/modules/*/kernel/net/core/failover.ko' \
   './lib/modules/*/kernel/fs/isofs/isofs.ko' './lib/modules/*/kernel/drivers/cdrom/cdrom.ko' \
-  './lib/modules/*/kernel/drivers/acpi/button.ko' './lib/modules/*/kernel/drivers/input/evdev.ko'
+  './lib/modules/*/kernel/drivers/acpi/button.ko' './lib/modules/*/kernel/drivers/input/evdev.ko' \
+  './lib/modules/*/kernel/drivers/firmware/qemu_fw_cfg.ko'
 R=root; mkdir -p $R/bin $R/lib/modules $R/dev $R/proc $R/sys $R/tmp $R/run $R/mnt $R/etc/dropbear \
   $R/root $R/var/log $R/usr/sbin
 ln -s ../run $R/var/run
@@ -106,7 +115,7 @@ mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
 mkdir -p /dev/pts; mount -t devpts -o gid=5,mode=620,ptmxmode=666 devpts /dev/pts
 for m in virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci \
          virtio_blk virtio_balloon virtio_mem failover net_failover virtio_net cdrom isofs \
-         button evdev; do
+         button evdev qemu_fw_cfg; do
   insmod /lib/modules/$m.ko 2>/dev/null
 done
 for e in /sys/class/input/event*; do
@@ -114,6 +123,20 @@ for e in /sys/class/input/event*; do
     ( head -c 1 /dev/input/${e##*/} >/dev/null; echo SKYPORT-GUEST-POWEROFF; poweroff -f ) &
   fi
 done
+
+# Snapshot point. A template boot (kernel argument skyport.snapshot, fw_cfg file
+# opt/skyport/mac = 00:00:00:00:00:00) waits here, every module loaded, for the host to save
+# the machine. A VM restored from that save has its own MAC in the file: it goes on from
+# here with fresh page caches (its disks are its own), the clock from the RTC, and its MAC.
+mac_file=/sys/firmware/qemu_fw_cfg/by_name/opt/skyport/mac/raw
+if grep -qw skyport.snapshot /proc/cmdline && [ -e $mac_file ]; then
+  echo SKYPORT-GUEST-SNAPSHOT-POINT
+  while mac=$(cat $mac_file); [ "$mac" = 00:00:00:00:00:00 ]; do sleep 0.02; done
+  echo 3 > /proc/sys/vm/drop_caches
+  hwclock -s -u 2>/dev/null
+  [ -e /sys/class/net/eth0 ] && ip link set eth0 address "$mac"
+  echo "SKYPORT-GUEST-RESTORED $mac"
+fi
 disk=$(head -c 512 /dev/vda 2>/dev/null | head -n 1)
 
 # NoCloud seed: an ISO9660 volume labelled cidata on any disk but vda.
@@ -218,4 +241,5 @@ printf 'SKYPORT-DISK skyport-tiny\n' > disk.raw; truncate -s 1G disk.raw
 qemu-img convert -q -f raw -O qcow2 disk.raw disk.qcow2
 cp k/boot/vmlinuz-* "$OUT/vmlinuz.tmp"; mv initramfs.gz "$OUT/initramfs.gz.new"; mv disk.qcow2 "$OUT/disk.qcow2.new"
 mv "$OUT/vmlinuz.tmp" "$OUT/vmlinuz"; mv "$OUT/initramfs.gz.new" "$OUT/initramfs.gz"
-mv "$OUT/disk.qcow2.new" "$OUT/disk.qcow2"; echo "$RECIPE" > "$OUT/recipe"; echo "$OUT"
+mv "$OUT/disk.qcow2.new" "$OUT/disk.qcow2"; : > "$OUT/snapshot-boot"
+echo "$RECIPE" > "$OUT/recipe"; echo "$OUT"

@@ -351,3 +351,158 @@ async fn a_relative_image_library_is_under_the_state_directory_and_a_missing_one
         "{images}"
     );
 }
+
+/// The console line that starts with `marker`, if the guest printed one.
+fn console_line<'a>(console: &'a str, marker: &str) -> Option<&'a str> {
+    console.lines().find(|line| line.starts_with(marker))
+}
+
+/// When a snapshot was taken (seconds since the epoch), by name.
+async fn snapshot_taken_at(gw: &Gateway, admin: &str, name: &str) -> Option<u64> {
+    let list = op_ok(gw, admin, "snapshots.list", json!({})).await;
+    let found = list.as_array()?.iter().find(|s| s["name"] == name)?.clone();
+    assert!(found.get("failed").is_none(), "{found}");
+    assert!(found["bytes"].as_u64().unwrap() > 1 << 20, "{found}");
+    found["taken_at"].as_u64()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vms_start_from_a_snapshot_of_their_image_each_as_its_own_machine() {
+    assert_qemu_installed();
+    // A library of this test's own: the image changed below is this test's copy.
+    let tiny = skyport_e2e::guest_library().join("skyport-tiny");
+    let library = skyport_e2e::temp_state_dir("snapshot-library");
+    std::os::unix::fs::symlink(&tiny, library.join("skyport-tiny")).unwrap();
+    let shared = format!(
+        "image_library = \"{}\"",
+        skyport_e2e::guest_library().display()
+    );
+    let config = default_config().replace(
+        &shared,
+        &format!("image_library = \"{}\"", library.display()),
+    );
+    assert!(config.contains(&library.display().to_string()));
+    let gw = Gateway::start_with(GatewayOptions {
+        config: Some(config),
+        ..Default::default()
+    });
+    let admin = gw.token("demo", None, &["admin"]);
+    let file = |name: &str| tiny.join(name).display().to_string();
+    for (name, snapshot_boot) in [("tiny-snap", true), ("tiny-cold", false)] {
+        let register = json!({"name": name, "kernel": file("vmlinuz"), "initrd": file("initramfs.gz"),
+                              "disk": file("disk.qcow2"), "snapshot_boot": snapshot_boot});
+        let created = gw.post("/admin/images", &admin, Some(register)).await;
+        assert_eq!(created.status(), 201, "{}", created.text().await.unwrap());
+    }
+    let images = op_ok(&gw, &admin, "images.list", json!({})).await;
+    let snapshot_boot = |name: &str| {
+        images
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["name"] == name)
+            .unwrap()["snapshot_boot"]
+            .clone()
+    };
+    assert_eq!(snapshot_boot("tiny-snap"), true);
+    assert_eq!(snapshot_boot("tiny-cold"), false);
+
+    let create = |n: u32, image: &'static str| {
+        let gw = &gw;
+        let admin = &admin;
+        async move {
+            let created = op_ok(
+                gw,
+                admin,
+                "instance.create",
+                json!({"skyport_id": format!("i-00000000000005a{n}"), "idempotency_key": format!("snap-{n}"),
+                       "image": image, "instance_type": "sp.micro", "vcpus": 1, "memory_mib": 128}),
+            )
+            .await;
+            let id = created["id"].as_str().unwrap().to_string();
+            let vm = wait_state(gw, admin, &id, "running").await;
+            let console = op_ok(gw, admin, "instance.console", json!({"id": id})).await;
+            (vm, console["output"].as_str().unwrap().to_string())
+        }
+    };
+    // The first VM waits for the snapshot to be taken, then starts from it, as its own
+    // machine: its own identity from its seed, its own MAC and address.
+    let (first, first_console) = create(1, "tiny-snap").await;
+    assert_eq!(
+        first["boot"],
+        "snapshot",
+        "{first}\n{first_console}\nsnapshots: {}",
+        op_ok(&gw, &admin, "snapshots.list", json!({})).await
+    );
+    let mac = first["network"]["mac"].as_str().unwrap();
+    let ip = first["network"]["private_ip"].as_str().unwrap();
+    assert_eq!(
+        console_line(&first_console, "SKYPORT-GUEST-RESTORED"),
+        Some(format!("SKYPORT-GUEST-RESTORED {mac}").as_str()),
+        "{first_console}"
+    );
+    assert!(
+        console_line(&first_console, "SKYPORT-GUEST-SEED").is_some_and(
+            |l| l.contains("instance-id=i-00000000000005a1 hostname=i-00000000000005a1")
+        ),
+        "{first_console}"
+    );
+    assert!(
+        console_line(&first_console, "SKYPORT-GUEST-NET")
+            .is_some_and(|l| l.contains(&format!(" {ip}/")) && l.ends_with(mac)),
+        "{first_console}"
+    );
+    let snapshot = "tiny-snap@128m-1cpu";
+    let taken = snapshot_taken_at(&gw, &admin, snapshot)
+        .await
+        .expect("the snapshot is listed");
+
+    // The second starts from the same snapshot, not taken again, and is another machine.
+    let (second, second_console) = create(2, "tiny-snap").await;
+    assert_eq!(second["boot"], "snapshot", "{second}");
+    assert_ne!(second["network"]["mac"], first["network"]["mac"]);
+    assert!(
+        console_line(&second_console, "SKYPORT-GUEST-SEED")
+            .is_some_and(|l| l.contains("instance-id=i-00000000000005a2")),
+        "{second_console}"
+    );
+    assert!(
+        console_line(&second_console, "SKYPORT-GUEST-RESTORED")
+            .is_some_and(|l| l.ends_with(second["network"]["mac"].as_str().unwrap())),
+        "{second_console}"
+    );
+    assert_eq!(snapshot_taken_at(&gw, &admin, snapshot).await, Some(taken));
+    let dir = |vm: &Value| {
+        gw.state_dir
+            .join("plugins/local-vmm/vms")
+            .join(vm["id"].as_str().unwrap())
+    };
+    assert!(dir(&first).join("disk.qcow2").is_file() && dir(&second).join("disk.qcow2").is_file());
+
+    // A changed image: the snapshot is taken again before the next VM starts from it.
+    let initrd = library.join("tiny-snap/initramfs.gz");
+    std::fs::File::options()
+        .write(true)
+        .open(&initrd)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now())
+        .unwrap();
+    let (third, _) = create(3, "tiny-snap").await;
+    assert_eq!(third["boot"], "snapshot", "{third}");
+    let retaken = snapshot_taken_at(&gw, &admin, snapshot).await.unwrap();
+    assert!(retaken > taken, "taken at {taken}, then {retaken}");
+
+    // An image without snapshot boots boots cold.
+    let (cold, cold_console) = create(4, "tiny-cold").await;
+    assert_eq!(cold["boot"], "cold", "{cold}");
+    assert!(
+        !cold_console.contains("SKYPORT-GUEST-RESTORED"),
+        "{cold_console}"
+    );
+    assert!(cold_console.contains("SKYPORT-GUEST-READY"));
+
+    for vm in [&first, &second, &third, &cold] {
+        let gone = op_ok(&gw, &admin, "instance.terminate", json!({"id": vm["id"]})).await;
+        assert_eq!(gone["state"], "terminated");
+    }
+}

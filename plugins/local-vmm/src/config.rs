@@ -34,6 +34,10 @@ pub(crate) struct VmmConfig {
     /// qemu-img binary.
     #[serde(default = "default_qemu_img")]
     pub(crate) qemu_img: String,
+    /// Whether VMs of images that support it start from a snapshot (see `snapshot.rs`);
+    /// `false` boots every VM cold.
+    #[serde(default = "default_snapshots")]
+    pub(crate) snapshots: bool,
     /// The region's private network.
     #[serde(default)]
     pub(crate) network: NetworkConfig,
@@ -47,6 +51,9 @@ fn default_accel() -> String {
 }
 fn default_region() -> String {
     "local-1".into()
+}
+fn default_snapshots() -> bool {
+    true
 }
 fn default_boots() -> usize {
     2

@@ -21,6 +21,8 @@ const INITRD: &str = "initramfs.gz";
 const DISK: &str = "disk.qcow2";
 /// The image's extra kernel arguments, one line.
 const CMDLINE: &str = "cmdline";
+/// Present when the image's guest stops at a snapshot point (see `snapshot.rs`).
+const SNAPSHOT_BOOT: &str = "snapshot-boot";
 
 /// One image as configured or as asked for by `images.register`.
 #[derive(Debug, Clone, Deserialize)]
@@ -39,6 +41,10 @@ pub struct ImageFiles {
     /// root file system is on its disk).
     #[serde(default)]
     pub cmdline: Option<String>,
+    /// Whether the guest stops at a snapshot point when booted with `skyport.snapshot`
+    /// (as `skyport-tiny`'s does), so that VMs may start from a snapshot.
+    #[serde(default)]
+    pub snapshot_boot: bool,
 }
 
 /// Where an image was registered.
@@ -65,6 +71,8 @@ pub struct Image {
     /// Extra kernel arguments, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cmdline: Option<String>,
+    /// Whether its VMs may start from a snapshot (its guest supports it).
+    pub snapshot_boot: bool,
     /// Where it was registered.
     pub source: Source,
 }
@@ -122,6 +130,7 @@ impl ImageLibrary {
                 initrd: files.initrd.clone(),
                 disk: files.disk.clone(),
                 cmdline: files.cmdline.clone(),
+                snapshot_boot: files.snapshot_boot,
                 source: Source::Config,
             };
             if images.insert(files.name.clone(), image).is_some() {
@@ -159,6 +168,7 @@ impl ImageLibrary {
                 .ok()
                 .map(|text| text.trim().to_string())
                 .filter(|text| !text.is_empty()),
+            snapshot_boot: dir.join(SNAPSHOT_BOOT).is_file(),
             source: Source::Library,
         })
     }
@@ -251,6 +261,11 @@ impl ImageLibrary {
                 .await
                 .map_err(io)?;
         }
+        if files.snapshot_boot {
+            tokio::fs::write(staging.join(SNAPSHOT_BOOT), b"")
+                .await
+                .map_err(io)?;
+        }
         if let Some(disk) = &files.disk {
             // `convert` reads qcow2 or raw (probed), flattens any backing chain and writes a
             // fresh qcow2; an unreadable file fails here, not at the first boot.
@@ -316,6 +331,7 @@ mod tests {
             initrd: lib.join(INITRD),
             disk: None,
             cmdline: Some("root=/dev/vda1".into()),
+            snapshot_boot: false,
         };
         let images = ImageLibrary::new(
             dir.join("lib"),

@@ -9,8 +9,9 @@
 //! - `instance.console` `{id, tail_bytes?}` -> `{output}`
 //! - `instance.list` -> every VM with its state; `inventory.list` -> the same plus orphan
 //!   QEMU processes
-//! - `images.list`, `images.register` `{name, kernel, initrd, disk?}`, `images.remove`
-//!   `{name}`
+//! - `images.list`, `images.register` `{name, kernel, initrd, disk?, cmdline?,
+//!   snapshot_boot?}`, `images.remove` `{name}`
+//! - `snapshots.list` -> the booted snapshots VMs start from (`snapshot.rs`)
 #![forbid(unsafe_code)]
 
 mod config;
@@ -21,6 +22,7 @@ mod plugin;
 mod programs;
 mod qmp;
 mod seed;
+mod snapshot;
 mod vm;
 
 use std::collections::HashMap;
@@ -36,11 +38,12 @@ use skyport_plugin_api::{export_plugin, ops, Description, Host, OpCall, Plugin, 
 use tokio::sync::Semaphore;
 
 use config::{choose_accelerator, VmmConfig};
-use images::{ImageFiles, ImageLibrary};
+use images::{Image, ImageFiles, ImageLibrary};
 use network::{HostNetwork, Nic};
 use plugin::id_param;
 use programs::find_program;
-use vm::{Launcher, VmDir, VmSpec, VmState};
+use snapshot::Snapshots;
+use vm::{Boot, BootKind, Launcher, VmDir, VmSpec, VmState};
 /// The default image, built by `plugins/local-vmm/prepare-guest.sh`.
 const DEFAULT_IMAGE: &str = "skyport-tiny";
 
@@ -52,7 +55,11 @@ struct LocalVmm {
     boots: Arc<Semaphore>,
     vms: Arc<Mutex<HashMap<String, VmSpec>>>,
     network: HostNetwork,
+    snapshots: Snapshots,
 }
+
+/// How long a VM restored from a snapshot may take to say so before it boots cold instead.
+const RESTORE_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn err(code: &str, message: impl Into<String>) -> PluginError {
     PluginError::new(code, message)
@@ -109,6 +116,7 @@ impl LocalVmm {
             "vcpus": spec.vcpus,
             "memory_mib": spec.memory_mib,
             "region": self.config.region,
+            "boot": spec.boot,
         });
         if let Some(nic) = spec
             .nic
@@ -215,11 +223,7 @@ impl LocalVmm {
             };
             let Ok(spec) = this.get(&id) else { return };
             let launched = match (this.images.get(&spec.image), this.network_args(&spec)) {
-                (Some(image), Ok(network)) => {
-                    this.launcher
-                        .launch(&this.dir(&id), &spec, &image, &network)
-                        .await
-                }
+                (Some(image), Ok(network)) => this.launch(&spec, &image, &network).await,
                 (None, _) => Err(format!("image {} is no longer in the library", spec.image)),
                 (_, Err(e)) => Err(format!("its network: {e}")),
             };
@@ -234,6 +238,83 @@ impl LocalVmm {
                 }
             }
         });
+    }
+
+    /// Starts `spec`'s QEMU: restored from its image's snapshot when there is one for its
+    /// shape (taken first, in this boot slot, when missing or stale), else booted cold.
+    /// Returns its pid, recorded (with how it started) while it is `pending`.
+    async fn launch(
+        &self,
+        spec: &VmSpec,
+        image: &Image,
+        network: &[String],
+    ) -> Result<u32, String> {
+        let id = &spec.id;
+        let dir = self.dir(id);
+        if let Some(state) = self.snapshot_state(spec, image, network).await {
+            let mac = spec.nic.as_ref().map_or("", |nic| nic.mac.as_str());
+            let boot = Boot::Restore { state: &state, mac };
+            match self.launcher.launch(&dir, spec, image, network, boot).await {
+                Ok(pid) => {
+                    self.set_boot(id, pid, BootKind::Snapshot);
+                    let restored = ("restored", snapshot::shows_restored as fn(&[u8]) -> bool);
+                    match vm::wait_console(&dir, pid, id, RESTORE_TIMEOUT, restored).await {
+                        Ok(()) => return Ok(pid),
+                        Err(e) => {
+                            log::warn!(
+                                "VM {id}: restoring it from its snapshot failed ({e}); it boots \
+                                 cold, and the snapshot is taken again when next needed"
+                            );
+                            let _ = vm::power_off(&dir, pid, id, Duration::ZERO).await;
+                            self.snapshots
+                                .discard(&image.name, spec.memory_mib, spec.vcpus)
+                                .await;
+                        }
+                    }
+                }
+                Err(e) => log::warn!("VM {id}: restoring it from its snapshot: {e}"),
+            }
+        }
+        let pid = self
+            .launcher
+            .launch(&dir, spec, image, network, Boot::Cold)
+            .await?;
+        self.set_boot(id, pid, BootKind::Cold);
+        Ok(pid)
+    }
+
+    /// The snapshot `spec` may start from: its image supports snapshots (and they are on),
+    /// it has a NIC and a seed of the size every seed has.
+    async fn snapshot_state(
+        &self,
+        spec: &VmSpec,
+        image: &Image,
+        network: &[String],
+    ) -> Option<PathBuf> {
+        let seed_fits =
+            std::fs::metadata(self.dir(&spec.id).seed()).is_ok_and(|m| m.len() == seed::SEED_BYTES);
+        if !self.config.snapshots || !image.snapshot_boot || network.is_empty() || !seed_fits {
+            return None;
+        }
+        let timeout = Duration::from_secs(self.config.ready_timeout_secs);
+        self.snapshots
+            .state_for(&self.launcher, image, spec.memory_mib, spec.vcpus, timeout)
+            .await
+            .map_err(|e| log::debug!("VM {}: boots cold: no snapshot: {e}", spec.id))
+            .ok()
+    }
+
+    /// Records that `id`'s QEMU `pid` started as `boot`; the VM is `pending`.
+    fn set_boot(&self, id: &str, pid: u32, boot: BootKind) {
+        let mut vms = self.vms.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(spec) = vms.get_mut(id) {
+            spec.state = VmState::Pending;
+            spec.pid = Some(pid);
+            spec.boot = Some(boot);
+            if let Err(e) = self.dir(id).save(spec) {
+                log::error!("VM {id}: {e}");
+            }
+        }
     }
 
     /// Waits for the guest's ready marker: `running` then, else powered off and `stopped`.
@@ -350,6 +431,7 @@ impl LocalVmm {
             skyport_id: Some(p.skyport_id),
             idempotency_key: Some(p.idempotency_key),
             nic: Some(nic),
+            boot: None,
         };
         if let Err(e) = dir.save(&spec) {
             drop(vms);
@@ -460,7 +542,8 @@ impl LocalVmm {
         Ok(self.view(entry))
     }
 
-    /// Images: name, whether it has a disk template, and where it was registered.
+    /// Images: name, whether it has a disk template, whether its VMs may start from a
+    /// snapshot, and where it was registered.
     fn images(&self) -> Value {
         Value::Array(
             self.images
@@ -471,6 +554,7 @@ impl LocalVmm {
                         "name": i.name,
                         "kind": "kernel+initrd",
                         "disk_template": i.disk.is_some(),
+                        "snapshot_boot": i.snapshot_boot,
                         "source": i.source,
                     })
                 })
@@ -494,6 +578,7 @@ impl LocalVmm {
             ));
         }
         self.images.remove(name)?;
+        self.snapshots.forget(name);
         Ok(json!({"name": name, "removed": true}))
     }
 

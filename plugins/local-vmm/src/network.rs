@@ -143,6 +143,12 @@ impl std::fmt::Display for Cidr {
 }
 
 /// The MAC of the VM with address `ip`.
+/// The NIC's `-device` argument: on the netdev `net0`, with MAC `mac`. A snapshot's
+/// template has the same device, so that VMs restore from it.
+pub(crate) fn nic_device(mac: &str) -> String {
+    format!("virtio-net-pci,netdev=net0,mac={mac}")
+}
+
 pub(crate) fn mac_for(ip: Ipv4Addr) -> String {
     let [_, b, c, d] = ip.octets();
     format!("52:54:00:{b:02x}:{c:02x}:{d:02x}")
@@ -343,7 +349,7 @@ impl HostNetwork {
             "-netdev".into(),
             netdev,
             "-device".into(),
-            format!("virtio-net-pci,netdev=net0,mac={}", nic.mac),
+            nic_device(&nic.mac),
         ])
     }
 

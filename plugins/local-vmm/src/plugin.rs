@@ -41,6 +41,7 @@ impl Plugin for LocalVmmPlugin {
                 "instance.resume@1",
                 "instance.debug.cmdline@1",
                 "inventory.list@1",
+                "snapshots.list@1",
             ]
             .map(String::from)
             .to_vec(),
@@ -60,7 +61,8 @@ impl Plugin for LocalVmmPlugin {
                                 "kernel": {"type": "string"},
                                 "initrd": {"type": "string"},
                                 "disk": {"type": "string"},
-                                "cmdline": {"type": "string"}
+                                "cmdline": {"type": "string"},
+                                "snapshot_boot": {"type": "boolean"}
                             }
                         }
                     },
@@ -71,6 +73,7 @@ impl Plugin for LocalVmmPlugin {
                     "ready_timeout_secs": {"type": "integer", "minimum": 1},
                     "qemu": {"type": "string"},
                     "qemu_img": {"type": "string"},
+                    "snapshots": {"type": "boolean"},
                     "network": {
                         "type": "object",
                         "additionalProperties": false,
@@ -126,6 +129,7 @@ impl Plugin for LocalVmmPlugin {
             .map_err(|e| err(error_code::INVALID_CONFIG, e))?;
         log::info!("local-vmm: network {}", network.describe());
         let vmm = LocalVmm {
+            snapshots: Snapshots::new(&state_dir),
             images,
             boots: Arc::new(Semaphore::new(config.max_concurrent_boots.max(1))),
             config,
@@ -154,6 +158,7 @@ impl Plugin for LocalVmmPlugin {
             ("instance.get", 1) => Ok(vmm.view(&vmm.get(&id_param(&call.params)?)?)),
             ("instance.list", 1) => Ok(vmm.list()),
             ("inventory.list", 1) => Ok(vmm.inventory()),
+            ("snapshots.list", 1) => Ok(vmm.snapshots.list()),
             ("instance.stop", 1) => vmm.stop(&id_param(&call.params)?).await,
             ("instance.start", 1) => vmm.start(&id_param(&call.params)?).await,
             ("instance.terminate", 1) => vmm.terminate(&id_param(&call.params)?).await,
@@ -165,7 +170,8 @@ impl Plugin for LocalVmmPlugin {
                 let image = vmm.images.register(&files).await?;
                 log::info!("image {} registered", image.name);
                 Ok(
-                    json!({"name": image.name, "disk_template": image.disk.is_some(), "source": image.source}),
+                    json!({"name": image.name, "disk_template": image.disk.is_some(),
+                           "snapshot_boot": image.snapshot_boot, "source": image.source}),
                 )
             }
             ("images.remove", 1) => {

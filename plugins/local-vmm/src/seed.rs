@@ -106,7 +106,26 @@ pub(crate) fn write(dir: &Path, seed: &Seed<'_>, genisoimage: &Path) -> Result<P
             String::from_utf8_lossy(&out.stderr).trim()
         ));
     }
+    pad(&iso)?;
     Ok(iso)
+}
+
+/// Every seed's size (padded with zeros, which ISO 9660 ignores): a guest restored from a
+/// snapshot sees the size its template's seed had, so every seed must have it. A seed
+/// with the largest user data and many keys is well under it.
+pub(crate) const SEED_BYTES: u64 = 1 << 20;
+
+fn pad(iso: &Path) -> Result<(), String> {
+    let file = std::fs::File::options()
+        .write(true)
+        .open(iso)
+        .map_err(|e| format!("{}: {e}", iso.display()))?;
+    let len = file.metadata().map_err(|e| e.to_string())?.len();
+    if len < SEED_BYTES {
+        file.set_len(SEED_BYTES)
+            .map_err(|e| format!("padding {}: {e}", iso.display()))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -140,5 +159,22 @@ mod tests {
             authorized_key("ssh-ed25519 AAAA x: {y} bob").unwrap(),
             "ssh-ed25519 AAAA bob"
         );
+    }
+
+    #[test]
+    fn every_seed_is_padded_to_one_size_and_a_larger_one_is_left_whole() {
+        let dir = std::env::temp_dir().join(format!("seed-pad-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let small = dir.join("small.iso");
+        std::fs::write(&small, b"CD001").unwrap();
+        pad(&small).unwrap();
+        let bytes = std::fs::read(&small).unwrap();
+        assert_eq!(bytes.len() as u64, SEED_BYTES);
+        assert!(bytes.starts_with(b"CD001") && bytes[5..].iter().all(|b| *b == 0));
+        let large = dir.join("large.iso");
+        std::fs::write(&large, vec![1u8; SEED_BYTES as usize + 1]).unwrap();
+        pad(&large).unwrap();
+        assert_eq!(std::fs::metadata(&large).unwrap().len(), SEED_BYTES + 1);
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }

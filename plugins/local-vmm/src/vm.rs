@@ -74,6 +74,19 @@ pub struct VmSpec {
     /// Its network interface and address, kept until it is terminated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nic: Option<Nic>,
+    /// How its QEMU last started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot: Option<BootKind>,
+}
+
+/// How a VM's QEMU started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BootKind {
+    /// Its guest booted from its kernel.
+    Cold,
+    /// Restored from its image's snapshot.
+    Snapshot,
 }
 
 /// Paths inside a VM's state directory.
@@ -135,7 +148,7 @@ pub struct Launcher {
 impl Launcher {
     /// Creates the VM's disk if missing: a qcow2 overlay on the image's disk template, or a
     /// blank 1 GiB qcow2 for an image without one. The disk outlives stop and start.
-    async fn create_disk(&self, dir: &VmDir, image: &Image) -> Result<(), String> {
+    pub(crate) async fn create_disk(&self, dir: &VmDir, image: &Image) -> Result<(), String> {
         if dir.disk().exists() {
             return Ok(());
         }
@@ -165,31 +178,57 @@ impl Launcher {
     }
 
     /// Creates the disk if missing and starts QEMU with `network` (its NIC's arguments)
-    /// and the VM's NoCloud seed when it has one; returns its pid.
+    /// and the VM's NoCloud seed when it has one, booting as `boot` says; returns its pid.
     pub async fn launch(
         &self,
         dir: &VmDir,
         spec: &VmSpec,
         image: &Image,
         network: &[String],
+        boot: Boot<'_>,
     ) -> Result<u32, String> {
         self.create_disk(dir, image).await?;
+        let machine = Machine {
+            name: &spec.id,
+            memory_mib: spec.memory_mib,
+            vcpus: spec.vcpus,
+            image,
+            network,
+        };
+        self.spawn(dir, &machine, boot)
+    }
+
+    /// Starts QEMU for `machine` in `dir` (disk, seed, console, QMP and pid files there).
+    pub(crate) fn spawn(
+        &self,
+        dir: &VmDir,
+        machine: &Machine<'_>,
+        boot: Boot<'_>,
+    ) -> Result<u32, String> {
         let _ = std::fs::remove_file(dir.qmp());
         let _ = std::fs::remove_file(dir.pid());
         // The previous boot's console holds its ready marker; QEMU truncates the file only
         // once it opens it, so a readiness check in between would see the old marker.
         let _ = std::fs::remove_file(dir.serial());
         let stderr = std::fs::File::create(dir.0.join("stderr.log")).map_err(|e| e.to_string())?;
+        let image = machine.image;
+        let mut append = "console=ttyS0 quiet panic=-1".to_string();
+        if let Some(extra) = &image.cmdline {
+            append = format!("{append} {extra}");
+        }
+        if matches!(boot, Boot::Template) {
+            append.push_str(" skyport.snapshot");
+        }
         let mut command = std::process::Command::new(&self.qemu);
         command
             .arg("-name")
-            .arg(&spec.id)
+            .arg(machine.name)
             .args(["-machine", "q35", "-accel", &self.accel])
             .args([
                 "-m",
-                &spec.memory_mib.to_string(),
+                &machine.memory_mib.to_string(),
                 "-smp",
-                &spec.vcpus.to_string(),
+                &machine.vcpus.to_string(),
             ])
             .args(["-nodefaults", "-no-user-config", "-display", "none"])
             .arg("-serial")
@@ -199,10 +238,7 @@ impl Launcher {
             .arg("-initrd")
             .arg(&image.initrd)
             .arg("-append")
-            .arg(match &image.cmdline {
-                Some(extra) => format!("console=ttyS0 quiet panic=-1 {extra}"),
-                None => "console=ttyS0 quiet panic=-1".to_string(),
-            })
+            .arg(append)
             .arg("-qmp")
             .arg(format!("unix:{},server=on,wait=off", dir.qmp().display()))
             .arg("-drive")
@@ -211,7 +247,7 @@ impl Launcher {
                 dir.disk().display()
             ))
             .args(["-device", "virtio-balloon-pci"])
-            .args(network)
+            .args(machine.network)
             .arg("-pidfile")
             .arg(dir.pid())
             .stdin(Stdio::null())
@@ -223,6 +259,18 @@ impl Launcher {
                 "file={},if=virtio,format=raw,readonly=on",
                 dir.seed().display()
             ));
+        }
+        match boot {
+            Boot::Cold => {}
+            Boot::Template => {
+                command.args(["-device", "vmgenid", "-fw_cfg"]);
+                command.arg(format!("name={MAC_FW_CFG},string={TEMPLATE_MAC}"));
+            }
+            Boot::Restore { state, mac } => {
+                command.args(["-device", "vmgenid", "-fw_cfg"]);
+                command.arg(format!("name={MAC_FW_CFG},string={mac}"));
+                command.arg("-incoming").arg(restore_uri(state)?);
+            }
         }
         let mut child = tokio::process::Command::from(command)
             .spawn()
@@ -237,6 +285,58 @@ impl Launcher {
         });
         Ok(pid)
     }
+}
+
+/// What a QEMU process runs: one VM, or a snapshot's template.
+pub(crate) struct Machine<'a> {
+    /// `-name`: the VM's id.
+    pub(crate) name: &'a str,
+    /// Memory in MiB.
+    pub(crate) memory_mib: u32,
+    /// vCPUs.
+    pub(crate) vcpus: u32,
+    /// What it boots.
+    pub(crate) image: &'a Image,
+    /// Its NIC's arguments (`-netdev ... -device virtio-net-pci,...`).
+    pub(crate) network: &'a [String],
+}
+
+/// How a VM starts.
+#[derive(Debug, Clone, Copy)]
+pub enum Boot<'a> {
+    /// The guest boots from its kernel.
+    Cold,
+    /// A snapshot's template: the guest stops at its snapshot point and waits there for
+    /// the fw_cfg file `opt/skyport/mac` to hold anything but [`TEMPLATE_MAC`].
+    Template,
+    /// Restored from the migration stream `state`, taken of a template with the same
+    /// devices; `mac` (the VM's own) in fw_cfg tells the guest to go on.
+    Restore {
+        /// The snapshot's migration stream.
+        state: &'a Path,
+        /// The VM's MAC address.
+        mac: &'a str,
+    },
+}
+
+/// The fw_cfg file a snapshot's guest waits on (and reads its MAC from).
+pub const MAC_FW_CFG: &str = "opt/skyport/mac";
+/// What that file holds in a template: a template has no identity yet.
+pub const TEMPLATE_MAC: &str = "00:00:00:00:00:00";
+
+/// `-incoming`'s URI for reading `state`: QEMU 7.2 has no `file:` migration, so `exec:`
+/// (a shell command) with the path single-quoted.
+fn restore_uri(state: &Path) -> Result<String, String> {
+    Ok(format!("exec:cat {}", shell_quoted(state)?))
+}
+
+/// `path` single-quoted for `/bin/sh`; a path with a quote in it is refused.
+pub(crate) fn shell_quoted(path: &Path) -> Result<String, String> {
+    let text = path
+        .to_str()
+        .filter(|text| !text.contains('\''))
+        .ok_or_else(|| format!("{}: not a path a shell command can carry", path.display()))?;
+    Ok(format!("'{text}'"))
 }
 
 /// Whether process `pid` exists and has not exited (a zombie has exited).
@@ -290,9 +390,21 @@ pub fn qemus_under(root: &Path) -> Vec<(u32, String)> {
 
 /// Waits until the serial console shows the ready marker, the process dies, or `timeout`.
 pub async fn wait_ready(dir: &VmDir, pid: u32, id: &str, timeout: Duration) -> Result<(), String> {
+    wait_console(dir, pid, id, timeout, ("ready", shows_ready)).await
+}
+
+/// Waits until the serial console shows what `shown` looks for (`what` names it in the
+/// error), the process dies, or `timeout`.
+pub async fn wait_console(
+    dir: &VmDir,
+    pid: u32,
+    id: &str,
+    timeout: Duration,
+    (what, shown): (&str, fn(&[u8]) -> bool),
+) -> Result<(), String> {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
-        if std::fs::read(dir.serial()).is_ok_and(|text| shows_ready(&text)) {
+        if std::fs::read(dir.serial()).is_ok_and(|text| shown(&text)) {
             return Ok(());
         }
         // Only liveness here: right after spawn the cmdline may not show QEMU's arguments yet.
@@ -300,13 +412,13 @@ pub async fn wait_ready(dir: &VmDir, pid: u32, id: &str, timeout: Duration) -> R
             let stderr = std::fs::read_to_string(dir.0.join("stderr.log")).unwrap_or_default();
             let status = std::fs::read_to_string(dir.0.join("exit-status")).unwrap_or_default();
             return Err(format!(
-                "QEMU {id} exited during boot ({}): {}",
+                "QEMU {id} exited before the guest was {what} ({}): {}",
                 status.trim(),
                 stderr.lines().last().unwrap_or("")
             ));
         }
         if tokio::time::Instant::now() > deadline {
-            return Err(format!("guest not ready within {timeout:?}"));
+            return Err(format!("guest not {what} within {timeout:?}"));
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
