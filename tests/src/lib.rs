@@ -560,6 +560,27 @@ impl Gateway {
         &self,
         client_identity: Option<(&Path, &Path)>,
     ) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+        self.tls_connect_alpn(client_identity, b"http/1.1").await
+    }
+
+    /// A raw HTTP/2 connection (ALPN `h2`, no client certificate), its frames driven by a
+    /// task of its own: streams are opened, sent and read frame by frame, as a client such
+    /// as curl does (request headers first, the body after, the response read as it comes).
+    pub async fn h2_connect(&self) -> h2::client::SendRequest<bytes::Bytes> {
+        let tls = self.tls_connect_alpn(None, b"h2").await;
+        assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]), "ALPN h2");
+        let (send, connection) = h2::client::handshake(tls).await.expect("HTTP/2 handshake");
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        send.ready().await.expect("HTTP/2 connection ready")
+    }
+
+    async fn tls_connect_alpn(
+        &self,
+        client_identity: Option<(&Path, &Path)>,
+        alpn: &[u8],
+    ) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
         use rustls_pki_types::pem::PemObject;
         use rustls_pki_types::{CertificateDer, PrivateKeyDer};
         let mut roots = rustls::RootCertStore::empty();
@@ -583,7 +604,7 @@ impl Gateway {
                 .unwrap(),
             None => builder.with_no_client_auth(),
         };
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        config.alpn_protocols = vec![alpn.to_vec()];
         let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
         let tcp = tokio::net::TcpStream::connect(self.api).await.unwrap();
         connector

@@ -293,3 +293,58 @@ async fn the_admin_role_of_a_tenant_that_is_not_an_operator_reaches_no_admin_rou
     let operator = gw.token("demo", None, &["admin"]);
     assert_eq!(gw.get("/admin/plugins", &operator).await.status(), 200);
 }
+
+/// A refusal that is ready before the request's body has arrived (no token: 401; a tenant
+/// token on an admin route: 403) waits for that body over HTTP/2 before it is sent. An
+/// HTTP/2 client sends the headers first and the body after, as curl does: answered and
+/// reset (RST_STREAM `NO_ERROR`, as RFC 9113 §8.1 allows) while it had not sent its body,
+/// curl 7.x failed with error 92 instead of showing the problem. Here every body is sent
+/// only once the refusal is surely ready; each is taken, and each stream ends with the
+/// whole problem document.
+#[tokio::test]
+async fn early_refusals_over_http2_take_the_body_the_client_is_still_sending() {
+    let gw = Gateway::start();
+    let tenant = gw.token("demo", None, &[]);
+    let mut h2 = gw.h2_connect().await;
+    for i in 0..20 {
+        let (path, token, status) = if i % 2 == 0 {
+            (
+                "/admin/plugins/metering/ops/ledger.events",
+                Some(&tenant),
+                403,
+            )
+        } else {
+            ("/v1/instances", None, 401)
+        };
+        let mut request = hyper::Request::post(gw.url(path))
+            .header("content-type", "application/json")
+            .header("content-length", "7");
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        h2 = h2.ready().await.expect("a stream to open");
+        let (response, mut body) = h2
+            .send_request(request.body(()).unwrap(), false)
+            .expect("request headers sent");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        body.send_data(bytes::Bytes::from_static(br#"{"x":1}"#), true)
+            .unwrap_or_else(|e| panic!("request {i} ({status}): its body was not taken: {e}"));
+        let response = response.await.expect("answered");
+        assert_eq!(response.status().as_u16(), status, "request {i}");
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/problem+json",
+            "request {i}"
+        );
+        let mut received = response.into_body();
+        let mut document = Vec::new();
+        while let Some(chunk) = received.data().await {
+            let chunk = chunk.unwrap_or_else(|e| panic!("request {i}: the problem cut: {e}"));
+            let _ = received.flow_control().release_capacity(chunk.len());
+            document.extend_from_slice(&chunk);
+        }
+        let problem: serde_json::Value = serde_json::from_slice(&document).unwrap();
+        assert_eq!(problem["status"], status, "{problem}");
+        assert!(problem["detail"].is_string(), "{problem}");
+    }
+}

@@ -22,7 +22,10 @@
 //!     that succeeded);
 //! 11. errors rendered in the door's wire format (**render error**: door);
 //! 12. the tail: `RateLimit-*` and `x-skyport-cache` headers, metrics, one access-log
-//!     line, one metering event for every authenticated request ([`tail`]).
+//!     line, one metering event for every authenticated request ([`tail`]);
+//! 13. over HTTP/2, the body of a request answered without it (a refusal before the body)
+//!     read to its end, bounded, before the answer leaves
+//!     ([`request::BodyLimits::drain_unread`]).
 
 pub mod cache;
 pub mod cache_epochs;
@@ -96,6 +99,7 @@ where
     });
     request::strip_identity_headers(req.headers_mut());
     let (head, body) = req.into_parts();
+    let (version, declared) = (head.version, request::declared_length(&head.headers));
     let received = Received {
         request_id,
         method: head.method.clone(),
@@ -109,9 +113,24 @@ where
         rate_limit: None,
         cache: None,
     };
-    let served = serve(stack, door, conn, head, body, &received, &mut outcome).await;
+    let mut incoming = Some(body);
+    let served = serve(
+        stack,
+        door,
+        conn,
+        head,
+        &mut incoming,
+        &received,
+        &mut outcome,
+    )
+    .await;
     let response = served.unwrap_or_else(|e| door.render_error(e, &received.request_id));
-    tail::finish(stack, conn, received, outcome, response)
+    let response = tail::finish(stack, conn, received, outcome, response);
+    if let Some(unread) = incoming {
+        // Answered without its body: over HTTP/2, the client finishes sending it first.
+        stack.bodies.drain_unread(version, declared, unread).await;
+    }
+    response
 }
 
 async fn serve<D, B>(
@@ -119,7 +138,7 @@ async fn serve<D, B>(
     door: &D,
     conn: &ConnInfo,
     head: Parts,
-    incoming: B,
+    incoming: &mut Option<B>,
     received: &Received,
     outcome: &mut Outcome,
 ) -> Result<Response<Full<Bytes>>, D::Error>
@@ -131,7 +150,6 @@ where
     let mut route = door.route(&head)?;
     outcome.route = door.template(&route);
     let mut body = Bytes::new();
-    let mut incoming = Some(incoming);
     if door.body_before_auth(&route) {
         door.screen(&route, &head).await?;
         // Boxed, here and below: reading a body (deadlines, budget) is a large future that

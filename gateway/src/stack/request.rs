@@ -72,6 +72,9 @@ const STREAMING_BYTES: usize = 64 * 1024;
 const BUDGET_WAIT: Duration = Duration::from_secs(2);
 /// Request bodies one client address may have in reading at once.
 pub const BODIES_PER_PEER: usize = 32;
+/// Longest an answer waits for the rest of a request body it did not read
+/// ([`BodyLimits::drain_unread`]); the body deadline, when shorter, bounds it too.
+const DRAIN_WAIT: Duration = Duration::from_secs(2);
 
 impl BodyLimits {
     /// At most `budget_bytes` of bodies in reading at once, each read within `timeout`.
@@ -100,9 +103,7 @@ impl BodyLimits {
         B: hyper::body::Body<Data = Bytes>,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let declared = headers
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        let declared = declared_length(headers);
         if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
             return Err(too_large());
         }
@@ -193,6 +194,41 @@ impl BodyLimits {
             _ => Bytes::from(chunks.concat()),
         })
     }
+
+    /// Reads to its end, and drops, the body of an HTTP/2 request that was answered
+    /// without it (refused before its body: 401, 403, 429...; or a route that takes
+    /// none), before the answer is sent: at most [`MAX_BODY_BYTES`] (none when the
+    /// declared length is larger), for at most [`DRAIN_WAIT`] (or the body deadline when
+    /// shorter); what is left then is left.
+    ///
+    /// Why: answered before its body ended, a stream is finished by h2 with `RST_STREAM`
+    /// `NO_ERROR` (h2's `maybe_cancel`, when hyper drops the stream's last handle after
+    /// sending the answer), as RFC 9113 §8.1 allows; but a client that had not sent all its
+    /// body by then may take that for a failure: curl 7.x sends a small body after the
+    /// headers, and fails with error 92 ("Stream error in the HTTP/2 framing layer")
+    /// instead of showing the answer. Read first, the request is complete and the stream
+    /// ends without a reset. HTTP/1.1 is left as it is: hyper reads what has arrived of an
+    /// unread body and otherwise closes the connection after the answer, and reading the
+    /// body would defeat `Expect: 100-continue`.
+    pub(crate) async fn drain_unread<B>(
+        &self,
+        version: http::Version,
+        declared: Option<u64>,
+        body: B,
+    ) where
+        B: hyper::body::Body<Data = Bytes>,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        if version != http::Version::HTTP_2
+            || body.is_end_stream()
+            || declared.is_some_and(|n| n > MAX_BODY_BYTES as u64)
+        {
+            return;
+        }
+        let mut body = std::pin::pin!(Limited::new(body, MAX_BODY_BYTES));
+        let drain = async { while let Some(Ok(_)) = body.frame().await {} };
+        let _ = tokio::time::timeout(DRAIN_WAIT.min(self.timeout), drain).await;
+    }
 }
 
 /// 413: a body past [`MAX_BODY_BYTES`].
@@ -205,11 +241,15 @@ fn too_large() -> GatewayError {
 
 /// The request's `Content-Length`, 0 when absent or unreadable.
 pub(crate) fn content_length(headers: &http::HeaderMap) -> u64 {
+    declared_length(headers).unwrap_or(0)
+}
+
+/// The request's `Content-Length`, when present and readable.
+pub(crate) fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
     headers
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok())
-        .unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -342,6 +382,50 @@ mod tests {
             .unwrap_err();
         assert_eq!(late.kind, ErrorKind::RequestTimeout);
         drop(frames);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unread_http2_body_is_read_to_its_end_within_bounds_before_the_answer() {
+        let limits = Arc::new(BodyLimits::new(1 << 20, Duration::from_secs(30)));
+        let h2 = http::Version::HTTP_2;
+        // The rest of a body the client is still sending is waited for, to its end.
+        let (frames, body) = streamed();
+        send(&frames, 7);
+        let start = tokio::time::Instant::now();
+        let draining = tokio::spawn({
+            let limits = Arc::clone(&limits);
+            async move { limits.drain_unread(h2, Some(14), body).await }
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!draining.is_finished(), "waits for the rest");
+        send(&frames, 7);
+        drop(frames);
+        draining.await.unwrap();
+        assert_eq!(start.elapsed(), Duration::from_millis(100));
+        // One that never ends is waited for DRAIN_WAIT, no longer.
+        let (frames, body) = streamed();
+        let start = tokio::time::Instant::now();
+        limits.drain_unread(h2, None, body).await;
+        assert_eq!(start.elapsed(), DRAIN_WAIT);
+        drop(frames);
+        // Past MAX_BODY_BYTES, reading stops at once.
+        let (frames, body) = streamed();
+        send(&frames, MAX_BODY_BYTES + 1);
+        let start = tokio::time::Instant::now();
+        limits.drain_unread(h2, None, body).await;
+        assert_eq!(start.elapsed(), Duration::ZERO);
+        drop(frames);
+        // Nothing is read of a body declared larger than that, nor over HTTP/1.1.
+        for (version, declared) in [
+            (h2, Some(MAX_BODY_BYTES as u64 + 1)),
+            (http::Version::HTTP_11, Some(7)),
+        ] {
+            let (frames, body) = streamed();
+            let start = tokio::time::Instant::now();
+            limits.drain_unread(version, declared, body).await;
+            assert_eq!(start.elapsed(), Duration::ZERO, "{version:?} {declared:?}");
+            drop(frames);
+        }
     }
 
     #[test]
