@@ -31,16 +31,8 @@ impl SqliteApprovals {
                 ON approval_orders (tenant, created_at);",
         )?;
         // Added after the first release: one order per tenant and client token.
+        db.add_missing_columns("approval_orders", &[("client_token", "TEXT")])?;
         db.migrate(|conn| {
-            let present: bool = conn.query_row(
-                "SELECT count(*) FROM pragma_table_info('approval_orders')
-                 WHERE name = 'client_token'",
-                [],
-                |row| row.get::<_, i64>(0).map(|n| n > 0),
-            )?;
-            if !present {
-                conn.execute_batch("ALTER TABLE approval_orders ADD COLUMN client_token TEXT")?;
-            }
             conn.execute_batch(
                 "CREATE UNIQUE INDEX IF NOT EXISTS approval_orders_client_token
                  ON approval_orders (tenant, client_token) WHERE client_token IS NOT NULL;",

@@ -65,6 +65,26 @@ impl Db {
         Ok(f(&conn)?)
     }
 
+    /// Adds to `table` each of `columns` (name, column definition) it does not have yet:
+    /// columns added after the first release, added in place to older databases.
+    pub fn add_missing_columns(&self, table: &str, columns: &[(&str, &str)]) -> anyhow::Result<()> {
+        self.migrate(|conn| {
+            for (column, definition) in columns {
+                let present: bool = conn.query_row(
+                    "SELECT count(*) FROM pragma_table_info(?1) WHERE name = ?2",
+                    rusqlite::params![table, column],
+                    |row| row.get::<_, i64>(0).map(|n| n > 0),
+                )?;
+                if !present {
+                    conn.execute_batch(&format!(
+                        "ALTER TABLE {table} ADD COLUMN {column} {definition}"
+                    ))?;
+                }
+            }
+            Ok(())
+        })
+    }
+
     /// Runs `f` on the connection on the blocking pool.
     pub async fn with<T: Send + 'static>(
         &self,

@@ -29,19 +29,10 @@ impl SqliteDeployments {
             CREATE INDEX IF NOT EXISTS deployments_by_tenant ON deployments (tenant, created_at);",
         )?;
         // Added after the first release: deployments journalled while they are created.
-        db.migrate(|conn| {
-            let present: bool = conn.query_row(
-                "SELECT count(*) FROM pragma_table_info('deployments') WHERE name = 'status'",
-                [],
-                |row| row.get::<_, i64>(0).map(|n| n > 0),
-            )?;
-            if !present {
-                conn.execute_batch(
-                    "ALTER TABLE deployments ADD COLUMN status TEXT NOT NULL DEFAULT 'ready'",
-                )?;
-            }
-            Ok(())
-        })?;
+        db.add_missing_columns(
+            "deployments",
+            &[("status", "TEXT NOT NULL DEFAULT 'ready'")],
+        )?;
         Ok(Self { db })
     }
 

@@ -41,29 +41,17 @@ impl SqliteInventory {
             CREATE INDEX IF NOT EXISTS instances_tenant ON instances (tenant, id);",
         )?;
         // Columns added after the first release: added in place to older databases.
+        db.add_missing_columns(
+            "instances",
+            &[
+                ("key_name", "TEXT"),
+                ("client_token", "TEXT"),
+                ("network", "TEXT"),
+                ("user_data", "TEXT"),
+                ("offering", "TEXT"),
+            ],
+        )?;
         db.migrate(|conn| {
-            for (column, ddl) in [
-                ("key_name", "ALTER TABLE instances ADD COLUMN key_name TEXT"),
-                (
-                    "client_token",
-                    "ALTER TABLE instances ADD COLUMN client_token TEXT",
-                ),
-                ("network", "ALTER TABLE instances ADD COLUMN network TEXT"),
-                (
-                    "user_data",
-                    "ALTER TABLE instances ADD COLUMN user_data TEXT",
-                ),
-                ("offering", "ALTER TABLE instances ADD COLUMN offering TEXT"),
-            ] {
-                let present: bool = conn.query_row(
-                    "SELECT count(*) FROM pragma_table_info('instances') WHERE name = ?1",
-                    params![column],
-                    |row| row.get::<_, i64>(0).map(|n| n > 0),
-                )?;
-                if !present {
-                    conn.execute_batch(ddl)?;
-                }
-            }
             conn.execute_batch(
                 "CREATE UNIQUE INDEX IF NOT EXISTS instances_client_token
                  ON instances (tenant, client_token) WHERE client_token IS NOT NULL;",

@@ -115,6 +115,16 @@ pub async fn run(store: &dyn ApprovalStore) {
             .unwrap(),
         denied
     );
+    // Two inserts with one token at once: one order is stored, and both answer it.
+    let (r1, r2) = (
+        with_token("ord-r1", "demo", "tok-race"),
+        with_token("ord-r2", "demo", "tok-race"),
+    );
+    let (a, b) = tokio::join!(store.insert(&r1), store.insert(&r2));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a, b);
+    let lost = if a.id == "ord-r1" { "ord-r2" } else { "ord-r1" };
+    assert_eq!(store.get(lost).await.unwrap(), None);
 }
 
 #[cfg(test)]
