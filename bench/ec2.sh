@@ -2,7 +2,8 @@
 # EC2 front-door benchmark, two measurements in one run:
 #
 # 1. Throughput of SigV4-authenticated, cached DescribeInstances (POST /, form body)
-#    against the spine's JWT path (cached GET /v1/regions), both through Skyport: wrk,
+#    and DescribeRegions (the same read as the JWT one: the tenant's regions) against the
+#    spine's JWT path (cached GET /v1/regions), all through Skyport: wrk,
 #    64 keep-alive connections, Skyport pinned to CPU 0 and wrk to CPU 1; after a warm-up,
 #    alternating rounds, each JWT round paired with the SigV4 round after it; medians of
 #    the pairs' ratios (throughput, and the CPU per request of the gateway and its plugin
@@ -61,7 +62,7 @@ export SK=$(awk '/^secret_access_key/ {print $2}' "$STATE/key.txt")
 export ENDPOINT="https://$ADDR" CA="$STATE/certs/ca.pem" MOTO="http://127.0.0.1:$MOTO_PORT"
 
 # One instance at moto, through Skyport; then the signed request wrk replays.
-$PY - >"$STATE/wrk.lua" <<'PY'
+STATE=$STATE $PY - <<'PY'
 import os, boto3, botocore.auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
@@ -69,12 +70,16 @@ sky = boto3.client("ec2", region_name="aws-us-east-1", endpoint_url=os.environ["
                    aws_access_key_id=os.environ["AK"], aws_secret_access_key=os.environ["SK"], verify=os.environ["CA"])
 ami = sky.describe_images()["Images"][0]["ImageId"]
 sky.run_instances(ImageId=ami, InstanceType="sp.micro", MinCount=1, MaxCount=1)
-body = "Action=DescribeInstances&Version=2016-11-15"
-req = AWSRequest(method="POST", url=os.environ["ENDPOINT"] + "/", data=body,
-                 headers={"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"})
-botocore.auth.SigV4Auth(Credentials(os.environ["AK"], os.environ["SK"]), "ec2", "aws-us-east-1").add_auth(req)
-headers = ", ".join('["%s"] = "%s"' % (k, v) for k, v in req.headers.items() if k.lower() != "host")
-print('wrk.method = "POST"\nwrk.body = "%s"\nwrk.headers = {%s}' % (body, headers))
+def signed(action, path):
+    body = "Action=%s&Version=2016-11-15" % action
+    req = AWSRequest(method="POST", url=os.environ["ENDPOINT"] + "/", data=body,
+                     headers={"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"})
+    botocore.auth.SigV4Auth(Credentials(os.environ["AK"], os.environ["SK"]), "ec2", "aws-us-east-1").add_auth(req)
+    headers = ", ".join('["%s"] = "%s"' % (k, v) for k, v in req.headers.items() if k.lower() != "host")
+    with open(path, "w") as f:
+        f.write('wrk.method = "POST"\nwrk.body = "%s"\nwrk.headers = {%s}\n' % (body, headers))
+signed("DescribeInstances", os.environ["STATE"] + "/wrk.lua")
+signed("DescribeRegions", os.environ["STATE"] + "/wrk-regions.lua")
 PY
 TOKEN=$($B/skyport token --tenant demo --ttl 36000 --state-dir "$STATE")
 
@@ -94,21 +99,26 @@ median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+
 # ran first.
 run -H "Authorization: Bearer $TOKEN" "https://$ADDR/v1/regions" >/dev/null
 run -s "$STATE/wrk.lua" "https://$ADDR/" >/dev/null
+run -s "$STATE/wrk-regions.lua" "https://$ADDR/" >/dev/null
 # Rounds alternate the two paths; each round's pair gives one ratio, and the ratios'
 # median is the figure (the machine's speed drifts between rounds, a pair's much less).
 : >"$STATE/pairs"
 for r in $(seq "$ROUNDS"); do
     jwt=$(run -H "Authorization: Bearer $TOKEN" "https://$ADDR/v1/regions")
     sig=$(run -s "$STATE/wrk.lua" "https://$ADDR/")
-    echo "$jwt $sig" >>"$STATE/pairs"
+    reg=$(run -s "$STATE/wrk-regions.lua" "https://$ADDR/")
+    echo "$jwt $sig $reg" >>"$STATE/pairs"
 done
 col() { awk -v c="$1" '{print $c}' "$STATE/pairs"; }
 echo "cached reads, closed loop (wrk -c64, ${DUR}s x $ROUNDS alternating rounds, medians):"
 echo "  JWT   GET /v1/regions                $(col 1 | median) req/s, $(col 2 | median) us CPU/req   (rounds: $(col 1 | tr '\n' ' '))"
 echo "  SigV4 POST / DescribeInstances       $(col 3 | median) req/s, $(col 4 | median) us CPU/req   (rounds: $(col 3 | tr '\n' ' '))"
+echo "  SigV4 POST / DescribeRegions         $(col 5 | median) req/s, $(col 6 | median) us CPU/req   (rounds: $(col 5 | tr '\n' ' '))"
 R=$(awk '{print $1 / $3}' "$STATE/pairs" | median)
 C=$(awk '{print $4 / $2}' "$STATE/pairs" | median)
 awk -v r="$R" -v c="$C" 'BEGIN {printf "  JWT/SigV4 throughput ratio %.2fx (target: at most 1.3x); SigV4/JWT CPU per request %.2fx (medians over the pairs of rounds)\n", r, c}'
+RR=$(awk '{print $6 / $2}' "$STATE/pairs" | median)
+awk -v c="$RR" 'BEGIN {printf "  the same read, the tenant'"'"'s regions: SigV4 DescribeRegions / JWT GET /v1/regions CPU per request %.2fx (target: at most 1.15x)\n", c}'
 
 CALLS=$CALLS $PY - <<'PY'
 import os, statistics, time, boto3
