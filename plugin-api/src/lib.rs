@@ -56,6 +56,6 @@ mod tests {
     #[test]
     fn api_version_constants_follow_the_crate_version() {
         assert_eq!(super::API_MAJOR, 1);
-        assert_eq!(super::API_MINOR, 4);
+        assert_eq!(super::API_MINOR, 5);
     }
 }

@@ -18,7 +18,7 @@ fn plugins_check_gives_a_one_line_verdict_for_each_fixture() {
     assert_eq!(code, 0, "{out}");
     assert_eq!(out.lines().count(), 1, "{out}");
     assert!(out.starts_with("plugin \"echo\" 0.1.0 ("), "{out}");
-    assert!(out.contains("ok: provider for plugin-api 1.4"), "{out}");
+    assert!(out.contains("ok: provider for plugin-api 1.5"), "{out}");
 
     let (code, out) = run_cli(&["plugins", "check", fixture("api-v2").to_str().unwrap()]);
     assert_eq!(code, 1);

@@ -37,24 +37,34 @@ fn main() {
         "{} missing: cargo build --release -p skyport-gateway",
         host_exe.display()
     );
-    // Both isolation modes in one run, alternately, so that both see the same machine.
-    let mut rounds: Vec<(&str, Vec<Duration>)> =
-        vec![("in-process", Vec::new()), ("process", Vec::new())];
+    // Both isolation modes, and an op polled on the plugin's runtime (`echo@1`) against one
+    // declared to answer at once (`echo.at-once@1`), in one run, alternately, so that all
+    // see the same machine.
+    let mut rounds: Vec<(&str, &str, Vec<Duration>)> = Vec::new();
+    // `SKYPORT_BENCH_ONLY=<mode>:<op>` runs one arm (to profile it).
+    let only = std::env::var("SKYPORT_BENCH_ONLY").ok();
+    for mode in ["in-process", "process"] {
+        for op in ["echo", "echo.at-once"] {
+            if only.as_ref().is_none_or(|o| *o == format!("{mode}:{op}")) {
+                rounds.push((mode, op, Vec::new()));
+            }
+        }
+    }
     for _ in 0..3 {
-        for (mode, samples) in rounds.iter_mut() {
+        for (mode, op, samples) in rounds.iter_mut() {
             let isolation = if *mode == "process" {
                 Isolation::Process
             } else {
                 Isolation::InProcess
             };
-            samples.extend(runtime.block_on(measure(&file, dir, &host_exe, isolation)));
+            samples.extend(runtime.block_on(measure(&file, dir, &host_exe, isolation, op)));
         }
     }
-    for (mode, mut samples) in rounds {
+    for (mode, op, mut samples) in rounds {
         samples.sort();
         let pct = |p: f64| samples[((samples.len() as f64 - 1.0) * p) as usize];
         println!(
-            "plugin_call echo@1 {mode}: n={} median={:?} p90={:?} p99={:?}",
+            "plugin_call {op}@1 {mode}: n={} median={:?} p90={:?} p99={:?}",
             samples.len(),
             pct(0.5),
             pct(0.9),
@@ -64,7 +74,13 @@ fn main() {
 }
 
 /// 20,000 timed calls after 2,000 untimed ones, on a fresh registry.
-async fn measure(file: &Path, dir: &Path, host_exe: &Path, isolation: Isolation) -> Vec<Duration> {
+async fn measure(
+    file: &Path,
+    dir: &Path,
+    host_exe: &Path,
+    isolation: Isolation,
+    op: &str,
+) -> Vec<Duration> {
     let config = PluginConfig {
         name: Some("echo".into()),
         file: file.to_path_buf(),
@@ -92,7 +108,7 @@ async fn measure(file: &Path, dir: &Path, host_exe: &Path, isolation: Isolation)
     let call = || {
         registry.call(
             "echo",
-            "echo",
+            op,
             1,
             params.clone(),
             CallContext::default(),

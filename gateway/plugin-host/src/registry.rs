@@ -33,6 +33,7 @@ use crate::isolation::wire::Limits;
 use crate::loader::{load_library, pin_copy, validate_config, ManifestInfo, Refusal};
 use crate::plugins::{callable, HealthView, PluginFacts, Plugins};
 
+mod call_series;
 mod calls;
 mod reload;
 mod remote;
@@ -158,6 +159,7 @@ pub struct PluginRegistry {
     refusals: Vec<Refusal>,
     next_call: AtomicU64,
     metrics: Arc<Metrics>,
+    call_series: call_series::CallSeries,
     state_dir: PathBuf,
     host_exe: PathBuf,
     host_ops: crate::host::HostOpsSlot,
@@ -183,6 +185,7 @@ impl PluginRegistry {
             plugins: Vec::new(),
             refusals: Vec::new(),
             next_call: AtomicU64::new(1),
+            call_series: call_series::CallSeries::new(Arc::clone(&metrics)),
             metrics,
             state_dir: PathBuf::from("plugins"),
             host_exe: PathBuf::from("skyport"),

@@ -1,8 +1,11 @@
 //! The SDK's implementation of the ABI's [`PluginInstance`] around an author's [`Plugin`].
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::Context;
 use std::time::Duration;
 
 use abi_stable::std_types::{RResult, RString};
@@ -80,7 +83,8 @@ impl<P: Plugin> Instance<P> {
         let inflight = Arc::clone(&self.inflight);
         let plugin = Arc::clone(&self.plugin);
         let op_name = format!("{}@{}", call.op, call.version);
-        let task = async move {
+        let at_once = self.plugin.answers_at_once(&call.op, call.version);
+        let mut task: Pin<Box<dyn Future<Output = ()> + Send>> = Box::pin(async move {
             let work = AssertUnwindSafe(async move { plugin.call(call).await }).catch_unwind();
             let result = match Abortable::new(work, registration).await {
                 Ok(Ok(result)) => result,
@@ -92,9 +96,23 @@ impl<P: Plugin> Instance<P> {
             };
             lock(&inflight).remove(&id);
             once.finish(result);
-        };
-        // Every poll, the first included, runs on this plugin's own runtime: no plugin code
-        // runs on the host's thread, so an op that blocks stalls only this plugin.
+        });
+        // An op the plugin says answers at once is polled first here, on the caller's
+        // thread inside this plugin's runtime context: ready, it completes without a thread
+        // hop; not ready, the runtime polls it again with its own waker. Every other op is
+        // polled only on this plugin's runtime, so that one that blocks stalls only the
+        // plugin.
+        if at_once {
+            let _context = self.handle.enter();
+            let waker = futures::task::noop_waker();
+            if task
+                .as_mut()
+                .poll(&mut Context::from_waker(&waker))
+                .is_ready()
+            {
+                return Ok(());
+            }
+        }
         self.handle.spawn(task);
         Ok(())
     }
@@ -135,5 +153,81 @@ impl<P: Plugin> PluginInstance for Instance<P> {
                 runtime.shutdown_timeout(Duration::from_secs(5));
             }
         }));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sdk::completion::completion_channel;
+    use crate::sdk::Description;
+    use crate::Host;
+
+    /// Answers every call with the name of the thread that polled it to the end.
+    struct Probe;
+
+    impl Plugin for Probe {
+        fn describe() -> Description {
+            Description {
+                name: "probe".into(),
+                version: "0".into(),
+                kind: "provider".into(),
+                summary: String::new(),
+                ops: vec!["now@1".into(), "later@1".into()],
+                config_schema: serde_json::json!({}),
+            }
+        }
+
+        fn init(_: serde_json::Value, _: Host) -> Result<Self, PluginError> {
+            Ok(Self)
+        }
+
+        async fn call(self: Arc<Self>, _: OpCall) -> Result<serde_json::Value, PluginError> {
+            let thread = std::thread::current();
+            Ok(serde_json::json!(thread.name().unwrap_or("unnamed")))
+        }
+
+        fn answers_at_once(&self, op: &str, version: u32) -> bool {
+            (op, version) == ("now", 1)
+        }
+    }
+
+    fn request(op: &str) -> OpRequest {
+        OpRequest {
+            id: 1,
+            op: op.into(),
+            version: 1,
+            params: "{}".into(),
+            context: "{}".into(),
+            deadline_unix_ms: 0,
+        }
+    }
+
+    #[test]
+    fn an_op_that_answers_at_once_completes_on_the_callers_thread_and_others_on_the_plugins() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("plugin-runtime")
+            .build()
+            .unwrap();
+        let instance = Instance::new(Probe, runtime);
+        let caller = std::thread::Builder::new().name("caller".into());
+        caller
+            .spawn(move || {
+                let (completion, mut done) = completion_channel();
+                instance.start(request("now"), completion);
+                // Completed before `start` returned, on this thread.
+                let answer = done.try_recv().expect("completed within start");
+                assert_eq!(answer.into_result().unwrap().as_str(), "\"caller\"");
+
+                let (completion, done) = completion_channel();
+                instance.start(request("later"), completion);
+                let answer = done.blocking_recv().unwrap();
+                assert_eq!(answer.into_result().unwrap().as_str(), "\"plugin-runtime\"");
+                instance.shutdown();
+            })
+            .unwrap()
+            .join()
+            .unwrap();
     }
 }

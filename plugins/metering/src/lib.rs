@@ -243,6 +243,12 @@ impl Plugin for Metering {
         })
     }
 
+    /// `rates.get` is a lookup in the rate card, in memory, that never blocks: it answers
+    /// without a hop to this plugin's runtime (placement and budgets ask it per order).
+    fn answers_at_once(&self, op: &str, version: u32) -> bool {
+        (op, version) == ("rates.get", 1)
+    }
+
     async fn call(self: Arc<Self>, call: OpCall) -> Result<Value, PluginError> {
         match (call.op.as_str(), call.version) {
             (HEALTH, 1) => Ok(json!({"healthy": true})),

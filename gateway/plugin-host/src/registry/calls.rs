@@ -64,10 +64,8 @@ impl PluginRegistry {
             Backend::Remote(remote) => refused_as_result(remote.start_call(&request, timeout)),
         };
         let outcome = tokio::time::timeout(timeout, receiver).await;
-        self.metrics
-            .plugin_call_seconds
-            .get_or_create(&vec![("plugin", name.to_string())])
-            .observe(self.clock.monotonic().saturating_sub(started).as_secs_f64());
+        let took = self.clock.monotonic().saturating_sub(started);
+        self.call_series.observe(name, took.as_secs_f64());
         let (code, result) = match outcome {
             Err(_elapsed) => {
                 match &running.backend {
@@ -108,14 +106,7 @@ impl PluginRegistry {
                 (err.code.to_string(), Err(map_plugin_error(name, op, &err)))
             }
         };
-        self.metrics
-            .plugin_calls
-            .get_or_create(&vec![
-                ("plugin", name.to_string()),
-                ("op", op.to_string()),
-                ("outcome", code),
-            ])
-            .inc();
+        self.call_series.count(name, op, &code);
         result
     }
 }
