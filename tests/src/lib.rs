@@ -241,6 +241,7 @@ pub struct Gateway {
     /// Metrics address.
     pub metrics: SocketAddr,
     log_path: PathBuf,
+    relative_state_dir: bool,
 }
 
 /// Options for [`Gateway::start_with`].
@@ -289,7 +290,22 @@ impl Gateway {
         }
     }
 
+    /// Starts the gateway with `options` as `make run` starts it: in its state directory's
+    /// parent, with a relative `--state-dir` (`./<name>`, as `./var`).
+    pub fn start_with_relative_state_dir(options: GatewayOptions) -> Self {
+        Self::try_start_in_as(temp_state_dir("gw"), options, true)
+            .unwrap_or_else(|log| panic!("gateway did not start:\n{log}"))
+    }
+
     fn try_start_in(state_dir: PathBuf, options: GatewayOptions) -> Result<Self, String> {
+        Self::try_start_in_as(state_dir, options, false)
+    }
+
+    fn try_start_in_as(
+        state_dir: PathBuf,
+        options: GatewayOptions,
+        relative_state_dir: bool,
+    ) -> Result<Self, String> {
         let mut config = options.config.unwrap_or_else(default_config);
         config.push('\n');
         config.push_str(&options.extra);
@@ -298,6 +314,7 @@ impl Gateway {
         let log_path = state_dir.join("gateway.log");
         let mut gw = Self {
             child: None,
+            relative_state_dir,
             state_dir,
             api: "0.0.0.0:0".parse().unwrap(),
             metrics: "0.0.0.0:0".parse().unwrap(),
@@ -331,12 +348,25 @@ impl Gateway {
             .append(true)
             .open(&self.log_path)
             .unwrap();
-        let child = Command::new(skyport_bin())
+        let mut command = Command::new(skyport_bin());
+        command
             .arg("serve")
             .arg("--config")
             .arg(self.state_dir.join("skyport.toml"))
-            .arg("--state-dir")
-            .arg(&self.state_dir)
+            .arg("--state-dir");
+        match (
+            self.relative_state_dir,
+            self.state_dir.parent(),
+            self.state_dir.file_name(),
+        ) {
+            (true, Some(parent), Some(name)) => {
+                command.arg(Path::new(".").join(name)).current_dir(parent);
+            }
+            _ => {
+                command.arg(&self.state_dir);
+            }
+        }
+        let child = command
             .arg("--listen")
             .arg("127.0.0.1:0")
             .arg("--metrics-listen")

@@ -382,7 +382,9 @@ async fn vms_start_from_a_snapshot_of_their_image_each_as_its_own_machine() {
         &format!("image_library = \"{}\"", library.display()),
     );
     assert!(config.contains(&library.display().to_string()));
-    let gw = Gateway::start_with(GatewayOptions {
+    // Started as `make run` starts it, with a relative state directory (`./var`): the
+    // plugin hands its paths to programs that do not run where the gateway was started.
+    let gw = Gateway::start_with_relative_state_dir(GatewayOptions {
         config: Some(config),
         ..Default::default()
     });

@@ -98,6 +98,14 @@ impl Plugin for LocalVmmPlugin {
             Some(dir) => host.resolve_config_path(dir)?,
             None => host.state_dir()?,
         };
+        // Absolute: the programs it is handed to do not all run where the gateway was
+        // started (dnsmasq changes to `/` before it writes its pid file).
+        let state_dir = std::path::absolute(&state_dir).map_err(|e| {
+            err(
+                error_code::INVALID_CONFIG,
+                format!("{}: {e}", state_dir.display()),
+            )
+        })?;
         let mut configured_images = config.images.clone();
         for files in &mut configured_images {
             files.kernel = host.resolve_config_path(&files.kernel)?;
