@@ -26,6 +26,25 @@ use skyport_core::clock::SharedClock;
 use skyport_core::error::GatewayError;
 pub use skyport_core::tenancy::{IdentitySource, Principal, TenantContext, TenantDirectory};
 
+/// A SigV4 request whose head is checked ([`Authenticator::sigv4_head`]), waiting for its
+/// body.
+#[derive(Clone)]
+pub struct SigV4Head {
+    verification: sigv4::PendingVerification,
+    key: Arc<access_keys::ActiveKey>,
+    access_key_id: String,
+    region: String,
+}
+
+impl std::fmt::Debug for SigV4Head {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigV4Head")
+            .field("access_key_id", &self.access_key_id)
+            .field("region", &self.region)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Authenticates requests.
 pub struct Authenticator {
     jwt: Arc<jwt::JwtVerifier>,
@@ -73,24 +92,59 @@ impl Authenticator {
 
     /// Authenticates a SigV4-signed EC2 request; returns the principal and the credential
     /// scope's region. The key's tenant and department are the principal's; SigV4 callers
-    /// hold no roles.
+    /// hold no roles. ([`Authenticator::sigv4_head`] then [`Authenticator::sigv4_body`].)
     pub async fn authenticate_sigv4(
         &self,
         parts: &sigv4::RequestParts<'_>,
     ) -> Result<(Principal, String), sigv4::SigV4Error> {
+        let head = self.sigv4_head(parts).await?;
+        self.sigv4_body(head, parts)
+    }
+
+    /// What can be checked of a SigV4 request before its body is read, checked once: its
+    /// signing material is well formed, its time is within the window, its access key
+    /// exists and is active, and all its signature covers but the body is hashed. A request
+    /// that fails here is refused without reading its body; one that passes is finished
+    /// by [`Authenticator::sigv4_body`].
+    pub async fn sigv4_head(
+        &self,
+        parts: &sigv4::RequestParts<'_>,
+    ) -> Result<SigV4Head, sigv4::SigV4Error> {
         let signed = sigv4::parse(parts)?;
-        let key = self.active_key(&signed.access_key_id).await?;
-        sigv4::verify_with_mac(parts, &signed, key.signing_mac(&signed))?;
         sigv4::check_time(&signed, self.clock.wall(), self.max_skew)?;
+        let key = self.active_key(&signed.access_key_id).await?;
+        let verification =
+            sigv4::PendingVerification::new(parts, &signed, key.signing_mac(&signed))?;
+        Ok(SigV4Head {
+            verification,
+            key,
+            access_key_id: signed.access_key_id.into_owned(),
+            region: signed.region.into_owned(),
+        })
+    }
+
+    /// Finishes what [`Authenticator::sigv4_head`] began with the request's body
+    /// (`parts.body`); returns the principal and the credential scope's region.
+    pub fn sigv4_body(
+        &self,
+        head: SigV4Head,
+        parts: &sigv4::RequestParts<'_>,
+    ) -> Result<(Principal, String), sigv4::SigV4Error> {
+        if let Err(refused) = head.verification.finish(parts.body) {
+            if let (sigv4::SigV4Error::Mismatch(_), Ok(signed)) = (&refused, sigv4::parse(parts)) {
+                sigv4::explain_mismatch(parts, &signed);
+            }
+            return Err(refused);
+        }
         Ok((
             Principal {
-                tenant: key.tenant.clone(),
-                department: key.department.clone(),
+                tenant: head.key.tenant.clone(),
+                department: head.key.department.clone(),
                 roles: Vec::new(),
-                subject: signed.access_key_id.into_owned(),
+                subject: head.access_key_id,
                 source: IdentitySource::Sigv4,
             },
-            signed.region.into_owned(),
+            head.region,
         ))
     }
 
@@ -119,25 +173,6 @@ impl Authenticator {
             },
             signed.method,
         ))
-    }
-
-    /// What can be checked of a SigV4 request before its body is read: its signing
-    /// material is well formed, its time is within the window, and its access key exists
-    /// and is active. A request that fails here is refused without reading its body.
-    pub async fn screen_sigv4(
-        &self,
-        parts: &sigv4::RequestParts<'_>,
-    ) -> Result<(), sigv4::SigV4Error> {
-        let signed = sigv4::parse(parts)?;
-        sigv4::check_time(&signed, self.clock.wall(), self.max_skew)?;
-        match self.access_keys.active(&signed.access_key_id).await {
-            Ok(Some(_)) => Ok(()),
-            Ok(None) => Err(sigv4::SigV4Error::AuthFailure(
-                "the access key id you provided does not exist in our records".into(),
-            )),
-            // Judged again, with the body, by authenticate_sigv4.
-            Err(_) => Ok(()),
-        }
     }
 
     /// The JWT verifier (for reloads and metrics).

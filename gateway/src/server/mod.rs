@@ -22,11 +22,13 @@ use crate::wiring::Gateway;
 mod accept;
 mod budget;
 pub(crate) mod idle;
+mod run_to_end;
 mod turns;
 
 pub(crate) use accept::AcceptBackoff;
 
 use budget::{global_limit, ConnectionBudget};
+use run_to_end::run_to_end;
 use turns::CpuTurns;
 
 /// Serves `listener` until `shutdown` flips, then drains in-flight requests for up to
@@ -119,23 +121,10 @@ pub async fn serve_tls(
                 let serving = in_flight.serving();
                 async move {
                     let response = if is_write(req.method()) {
-                        // A write runs to its end even when its client goes away: hyper
-                        // drops a request's future with its connection, which would stop a
-                        // write between its steps (a VM made and not yet recorded).
+                        // A write runs to its end even when its client goes away.
                         let writes = gateway.writes.clone();
-                        let task =
-                            writes.spawn(async move { dispatch(&gateway, &conn, req).await });
-                        match task.await {
-                            Ok(response) => response,
-                            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-                            Err(_) => crate::api::problem::problem_response(
-                                &skyport_core::error::GatewayError::new(
-                                    skyport_core::error::ErrorKind::Unavailable,
-                                    "the gateway is stopping",
-                                ),
-                                "-",
-                            ),
-                        }
+                        run_to_end(&writes, async move { dispatch(&gateway, &conn, req).await })
+                            .await
                     } else {
                         dispatch(&gateway, &conn, req).await
                     };

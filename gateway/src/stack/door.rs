@@ -61,10 +61,11 @@ pub trait FrontDoor: Send + Sync + 'static {
 
     /// What can be refused before the body is read, for doors whose authentication reads
     /// it (a missing or unknown credential): an unauthenticated caller never makes the
-    /// gateway buffer a body.
+    /// gateway buffer a body. What it checked may be kept in the route for
+    /// [`FrontDoor::authenticate`].
     fn screen(
         &self,
-        _route: &Self::Route,
+        _route: &mut Self::Route,
         _head: &Parts,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send {
         async { Ok(()) }

@@ -151,7 +151,7 @@ where
     outcome.route = door.template(&route);
     let mut body = Bytes::new();
     if door.body_before_auth(&route) {
-        door.screen(&route, &head).await?;
+        door.screen(&mut route, &head).await?;
         // Boxed, here and below: reading a body (deadlines, budget) is a large future that
         // every request would otherwise carry, and move, whether it reads one or not.
         body = Box::pin(stack.bodies.read(

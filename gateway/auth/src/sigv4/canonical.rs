@@ -43,19 +43,77 @@ pub fn canonical_request(
     signed: &SignedRequest,
 ) -> Result<String, SigV4Error> {
     let mut out = String::with_capacity(256);
-    out.push_str(parts.method);
-    out.push('\n');
-    out.push_str(if parts.path.is_empty() {
+    let payload = write_canonical_head(parts, signed, |piece| out.push_str(piece))?;
+    let mut hex_buffer = [0u8; 64];
+    out.push_str(payload.line(parts.body, &mut hex_buffer)?);
+    Ok(out)
+}
+
+/// What a request declares of its payload in `x-amz-content-sha256`.
+#[derive(Debug, Clone)]
+pub(super) enum Payload {
+    /// Nothing: the payload line is the body's SHA-256.
+    Undeclared,
+    /// `UNSIGNED-PAYLOAD`: allowed only without a body.
+    Unsigned,
+    /// A hash, which must be the body's.
+    Declared(String),
+}
+
+impl Payload {
+    /// The canonical request's last line for `body`, written into `buffer` when it is a
+    /// hash; refused when the body is not what was declared.
+    pub(super) fn line<'b>(
+        &self,
+        body: &[u8],
+        buffer: &'b mut [u8; 64],
+    ) -> Result<&'b str, SigV4Error> {
+        if let Payload::Unsigned = self {
+            // The EC2 Query API carries its action and parameters in the body: a
+            // signature that does not cover it would let anyone who sees one request
+            // send another.
+            if !body.is_empty() {
+                return Err(SigV4Error::AuthFailure(
+                    "x-amz-content-sha256: UNSIGNED-PAYLOAD is refused for a request with a \
+                     body; sign the payload (its SHA-256)"
+                        .into(),
+                ));
+            }
+            return Ok("UNSIGNED-PAYLOAD");
+        }
+        let actual = sha256_hex(body, buffer);
+        if let Payload::Declared(declared) = self {
+            if !declared.eq_ignore_ascii_case(actual) {
+                return Err(SigV4Error::Mismatch(
+                    "x-amz-content-sha256 does not match the body".into(),
+                ));
+            }
+        }
+        Ok(actual)
+    }
+}
+
+/// Feeds `sink` the canonical request of `parts` under `signed` up to its last line, the
+/// payload's, which needs the body (`parts.body` is not read): what can be hashed before
+/// the body arrives.
+pub(super) fn write_canonical_head(
+    parts: &RequestParts<'_>,
+    signed: &SignedRequest,
+    mut sink: impl FnMut(&str),
+) -> Result<Payload, SigV4Error> {
+    sink(parts.method);
+    sink("\n");
+    sink(if parts.path.is_empty() {
         "/"
     } else {
         parts.path
     });
-    out.push('\n');
-    out.push_str(&canonical_query(parts.query, signed.expires.is_some()));
-    out.push('\n');
+    sink("\n");
+    sink(&canonical_query(parts.query, signed.expires.is_some()));
+    sink("\n");
     for name in signed.signed_header_names() {
-        out.push_str(name);
-        out.push(':');
+        sink(name);
+        sink(":");
         let mut values = parts.headers.get_all(name).iter().peekable();
         if values.peek().is_none() {
             if name != "host" {
@@ -64,54 +122,39 @@ pub fn canonical_request(
             let host = parts
                 .authority
                 .ok_or_else(|| auth_failure("the signed host header is missing"))?;
-            out.push_str(host);
+            sink(host);
         }
         for (i, value) in values.enumerate() {
             let value = value
                 .to_str()
                 .map_err(|_| auth_failure(format!("signed header {name} is not valid text")))?;
             if i > 0 {
-                out.push(',');
+                sink(",");
             }
             // Trimmed, inner runs of spaces collapsed; most values already are.
             for (j, word) in value.split_whitespace().enumerate() {
                 if j > 0 {
-                    out.push(' ');
+                    sink(" ");
                 }
-                out.push_str(word);
+                sink(word);
             }
         }
-        out.push('\n');
+        sink("\n");
     }
-    out.push('\n');
-    out.push_str(&signed.signed_headers);
-    out.push('\n');
-    let declared = parts
-        .headers
-        .get(X_AMZ_CONTENT_SHA256)
-        .and_then(|v| v.to_str().ok());
-    if declared == Some("UNSIGNED-PAYLOAD") {
-        // The EC2 Query API carries its action and parameters in the body: a signature
-        // that does not cover it would let anyone who sees one request send another.
-        if !parts.body.is_empty() {
-            return Err(SigV4Error::AuthFailure(
-                "x-amz-content-sha256: UNSIGNED-PAYLOAD is refused for a request with a body; \
-                 sign the payload (its SHA-256)"
-                    .into(),
-            ));
-        }
-        out.push_str("UNSIGNED-PAYLOAD");
-        return Ok(out);
-    }
-    let mut hex_buffer = [0u8; 64];
-    let actual = sha256_hex(parts.body, &mut hex_buffer);
-    if declared.is_some_and(|d| !d.eq_ignore_ascii_case(actual)) {
-        return Err(SigV4Error::Mismatch(
-            "x-amz-content-sha256 does not match the body".into(),
-        ));
-    }
-    out.push_str(actual);
-    Ok(out)
+    sink("\n");
+    sink(&signed.signed_headers);
+    sink("\n");
+    Ok(
+        match parts
+            .headers
+            .get(X_AMZ_CONTENT_SHA256)
+            .and_then(|v| v.to_str().ok())
+        {
+            None => Payload::Undeclared,
+            Some("UNSIGNED-PAYLOAD") => Payload::Unsigned,
+            Some(declared) => Payload::Declared(declared.to_string()),
+        },
+    )
 }
 
 /// The lower-case hex SHA-256 of `data`, written into `buffer` (no allocation).
@@ -129,17 +172,15 @@ pub(super) fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
 /// The string to sign for `canonical`.
 pub fn string_to_sign(signed: &SignedRequest, canonical: &str) -> String {
     let mut out = Vec::with_capacity(128);
-    write_string_to_sign(signed, canonical, |part| out.extend_from_slice(part));
+    let mut hex_buffer = [0u8; 64];
+    write_string_to_sign_head(signed, |part| out.extend_from_slice(part));
+    out.extend_from_slice(sha256_hex(canonical.as_bytes(), &mut hex_buffer).as_bytes());
     String::from_utf8(out).expect("the string to sign is text")
 }
 
-/// Feeds the string to sign for `canonical` to `sink`, piece by piece (no allocation).
-pub(super) fn write_string_to_sign(
-    signed: &SignedRequest,
-    canonical: &str,
-    mut sink: impl FnMut(&[u8]),
-) {
-    let mut hex_buffer = [0u8; 64];
+/// Feeds `sink` the string to sign up to its last line, the canonical request's hash, piece
+/// by piece (no allocation).
+pub(super) fn write_string_to_sign_head(signed: &SignedRequest, mut sink: impl FnMut(&[u8])) {
     for part in [
         ALGORITHM,
         "\n",
@@ -151,7 +192,6 @@ pub(super) fn write_string_to_sign(
         "/",
         SERVICE,
         "/aws4_request\n",
-        sha256_hex(canonical.as_bytes(), &mut hex_buffer),
     ] {
         sink(part.as_bytes());
     }

@@ -21,11 +21,13 @@ mod request;
 mod tests;
 mod verify;
 
+use canonical::hmac;
 pub use canonical::{canonical_request, string_to_sign};
-use canonical::{hmac, write_string_to_sign};
 use request::{auth_failure, query_pairs};
 pub use request::{check_time, is_signed, parse};
-pub use verify::{sign, signing_key, signing_mac, verify, verify_with_mac};
+pub use verify::{
+    explain_mismatch, sign, signing_key, signing_mac, verify, verify_with_mac, PendingVerification,
+};
 #[cfg(test)]
 use {canonical::canonical_query, request::parse_amz_date};
 

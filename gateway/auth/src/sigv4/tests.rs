@@ -240,27 +240,10 @@ fn requests_the_aws_sdk_signs_verify() {
 /// holds the action, so a signature that skips it would sign nothing that matters.
 #[test]
 fn unsigned_payload_is_refused_for_a_request_with_a_body() {
-    let signed = SignedRequest {
-        access_key_id: "AK".into(),
-        scope_date: "20150830".into(),
-        region: "us-east-1".into(),
-        amz_date: "20150830T123600Z".into(),
-        signed_headers: "host;x-amz-content-sha256;x-amz-date".into(),
-        signature: "".into(),
-        expires: None,
-    };
-    let mut headers = http::HeaderMap::new();
-    headers.insert("host", "ec2.amazonaws.com".parse().unwrap());
-    headers.insert("x-amz-date", "20150830T123600Z".parse().unwrap());
+    let signed = claims("host;x-amz-content-sha256;x-amz-date");
+    let mut headers = signed_headers();
     headers.insert("x-amz-content-sha256", "UNSIGNED-PAYLOAD".parse().unwrap());
-    let parts = |body: &'static [u8]| RequestParts {
-        method: "POST",
-        path: "/",
-        query: "",
-        headers: &headers,
-        authority: None,
-        body,
-    };
+    let parts = |body: &'static [u8]| post(&headers, body);
     let canonical = canonical_request(&parts(b""), &signed).unwrap();
     assert!(canonical.ends_with("\nUNSIGNED-PAYLOAD"), "{canonical}");
     let refused = canonical_request(&parts(b"Action=CreateKeyPair&KeyName=k"), &signed);
@@ -268,4 +251,61 @@ fn unsigned_payload_is_refused_for_a_request_with_a_body() {
         matches!(&refused, Err(SigV4Error::AuthFailure(m)) if m.contains("UNSIGNED-PAYLOAD")),
         "{refused:?}"
     );
+}
+
+/// Split where the body starts, a verification checks the body it is finished with: the
+/// head hashed before the body arrives, then the signed body verifies and any other does
+/// not.
+#[test]
+fn a_verification_begun_on_the_head_is_finished_by_the_body() {
+    let mut signed = claims("host;x-amz-date");
+    let headers = signed_headers();
+    let parts = |body: &'static [u8]| post(&headers, body);
+    let body: &[u8] = b"Action=DescribeRegions&Version=2016-11-15";
+    let secret = "secret";
+    let canonical = canonical_request(&parts(body), &signed).unwrap();
+    signed.signature = sign(secret, &signed, &string_to_sign(&signed, &canonical)).into();
+    // The head's share sees no body.
+    let pending = PendingVerification::new(&parts(b""), &signed, signing_mac(secret, &signed))
+        .expect("the head is well formed");
+    assert_eq!(pending.clone().finish(body), Ok(()));
+    for other in [&b""[..], b"Action=DescribeRegions&Version=2016-11-16"] {
+        assert!(matches!(
+            pending.clone().finish(other),
+            Err(SigV4Error::Mismatch(_))
+        ));
+    }
+}
+
+/// The claims of a request signed on 2015-08-30 in us-east-1 over `signed_headers`.
+fn claims(signed_headers: &str) -> SignedRequest<'static> {
+    SignedRequest {
+        access_key_id: "AK".into(),
+        scope_date: "20150830".into(),
+        region: "us-east-1".into(),
+        amz_date: "20150830T123600Z".into(),
+        signed_headers: signed_headers.to_string().into(),
+        signature: "".into(),
+        expires: None,
+    }
+}
+
+/// `host` and `x-amz-date` as [`claims`] signs them.
+fn signed_headers() -> http::HeaderMap {
+    let mut headers = http::HeaderMap::new();
+    headers.insert("host", "ec2.amazonaws.com".parse().unwrap());
+    headers.insert("x-amz-date", "20150830T123600Z".parse().unwrap());
+    headers
+}
+
+/// A `POST /` with `headers` and `body`.
+fn post<'a>(headers: &'a http::HeaderMap, body: &'a [u8]) -> RequestParts<'a> {
+    RequestParts {
+        method: "POST",
+        path: "/",
+        query: "",
+        headers,
+        authority: None,
+        body,
+    }
 }

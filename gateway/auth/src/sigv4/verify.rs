@@ -41,21 +41,82 @@ pub fn verify(
 pub fn verify_with_mac(
     parts: &RequestParts<'_>,
     signed: &SignedRequest,
-    mut mac: HmacSha256,
+    mac: HmacSha256,
 ) -> Result<(), SigV4Error> {
-    let mut claimed = [0u8; 32];
-    hex::decode_to_slice(signed.signature.as_bytes(), &mut claimed)
-        .map_err(|_| SigV4Error::Mismatch("the signature is not a 64-digit hex string".into()))?;
-    let canonical = canonical_request(parts, signed)?;
-    write_string_to_sign(signed, &canonical, |part| mac.update(part));
-    // `verify_slice` compares in constant time.
-    if mac.verify_slice(&claimed).is_ok() {
-        return Ok(());
+    let verified = PendingVerification::new(parts, signed, mac)?.finish(parts.body);
+    if let Err(SigV4Error::Mismatch(_)) = &verified {
+        explain_mismatch(parts, signed);
     }
-    // The canonical request holds no secret; it is what a client author needs to find
-    // where their signer differs.
-    tracing::debug!(access_key_id = %signed.access_key_id, canonical_request = %canonical, "SigV4 signature mismatch");
-    Err(SigV4Error::Mismatch(
-        "the request signature we calculated does not match the signature you provided; check your secret access key and signing method".into(),
-    ))
+    verified
+}
+
+/// A verification split where the body starts: [`PendingVerification::new`] hashes all
+/// the signature covers but the body, from the request's head (before its body is read);
+/// [`PendingVerification::finish`] hashes the body and compares. The canonical request is
+/// hashed once its head is written; the head is not kept.
+#[derive(Clone)]
+pub struct PendingVerification {
+    /// The canonical request's hash, fed up to its last line (the payload's).
+    canonical: Sha256,
+    /// What the request declares of its payload.
+    payload: canonical::Payload,
+    /// Keyed with the signing key, fed the string to sign up to its last line.
+    mac: HmacSha256,
+    /// The signature the request carries.
+    claimed: [u8; 32],
+}
+
+impl PendingVerification {
+    /// The head's share of verifying `signed` (`parts.body` is not read), with `mac`, the
+    /// scope's [`signing_mac`].
+    pub fn new(
+        parts: &RequestParts<'_>,
+        signed: &SignedRequest,
+        mut mac: HmacSha256,
+    ) -> Result<Self, SigV4Error> {
+        let mut claimed = [0u8; 32];
+        hex::decode_to_slice(signed.signature.as_bytes(), &mut claimed).map_err(|_| {
+            SigV4Error::Mismatch("the signature is not a 64-digit hex string".into())
+        })?;
+        // Written out, then hashed at once: cheaper than feeding the hash piece by piece.
+        let mut head = String::with_capacity(512);
+        let payload = canonical::write_canonical_head(parts, signed, |piece| head.push_str(piece))?;
+        let mut canonical = Sha256::new();
+        canonical.update(head.as_bytes());
+        canonical::write_string_to_sign_head(signed, |piece| mac.update(piece));
+        Ok(Self {
+            canonical,
+            payload,
+            mac,
+            claimed,
+        })
+    }
+
+    /// Hashes `body` into the canonical request and compares the signature it yields with
+    /// the request's, in constant time.
+    pub fn finish(mut self, body: &[u8]) -> Result<(), SigV4Error> {
+        let mut hex_buffer = [0u8; 64];
+        self.canonical
+            .update(self.payload.line(body, &mut hex_buffer)?.as_bytes());
+        hex::encode_to_slice(self.canonical.finalize(), &mut hex_buffer)
+            .expect("64 bytes hold a SHA-256 in hex");
+        self.mac.update(&hex_buffer);
+        // `verify_slice` compares in constant time.
+        self.mac.verify_slice(&self.claimed).map_err(|_| {
+            SigV4Error::Mismatch(
+                "the request signature we calculated does not match the signature you provided; check your secret access key and signing method".into(),
+            )
+        })
+    }
+}
+
+/// Logs the canonical request of a request whose signature did not match, at debug level:
+/// it holds no secret, and it is what a client author needs to find where their signer
+/// differs.
+pub fn explain_mismatch(parts: &RequestParts<'_>, signed: &SignedRequest) {
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        if let Ok(canonical) = canonical_request(parts, signed) {
+            tracing::debug!(access_key_id = %signed.access_key_id, canonical_request = %canonical, "SigV4 signature mismatch");
+        }
+    }
 }

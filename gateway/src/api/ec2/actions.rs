@@ -208,14 +208,40 @@ static ACTIONS: &[Action] = &[
     write("DeleteKeyPair", "ec2:DeleteKeyPair", a!(key_pairs::delete)),
 ];
 
+/// The actions sorted by name, searched by halves (every EC2 request looks its action up).
+static BY_NAME: std::sync::LazyLock<Vec<&'static Action>> = std::sync::LazyLock::new(|| {
+    let mut sorted: Vec<&'static Action> = ACTIONS.iter().collect();
+    sorted.sort_unstable_by_key(|a| a.name);
+    sorted
+});
+
 /// The action named `name`.
 pub(crate) fn find(name: &str) -> Option<&'static Action> {
-    ACTIONS.iter().find(|a| a.name == name)
+    BY_NAME
+        .binary_search_by(|a| a.name.cmp(name))
+        .ok()
+        .map(|i| BY_NAME[i])
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_action_is_found_by_its_name_and_only_by_it() {
+        for action in ACTIONS {
+            assert!(std::ptr::eq(find(action.name).unwrap(), action));
+        }
+        for name in [
+            "",
+            "describeregions",
+            "DescribeRegion",
+            "DescribeRegionsX",
+            "Zzz",
+        ] {
+            assert!(find(name).is_none(), "{name}");
+        }
+    }
 
     #[test]
     fn every_action_is_routed_as_itself_and_only_reads_are_cached() {

@@ -148,6 +148,8 @@ fn all_params(head: &Parts, body: &[u8]) -> Vec<(String, String)> {
 /// action once admitted.
 pub struct Ec2Route {
     region: String,
+    /// A SigV4 request's head, checked by `screen`, waiting for the body.
+    sigv4: Option<skyport_auth::SigV4Head>,
     action: Option<&'static actions::Action>,
     /// The log and metrics template of an action Skyport does not serve, once named.
     refused: Option<&'static str>,
@@ -193,6 +195,7 @@ impl FrontDoor for Ec2Api {
         match head.method {
             http::Method::GET | http::Method::POST => Ok(Ec2Route {
                 region: String::new(),
+                sigv4: None,
                 action: None,
                 refused: None,
             }),
@@ -212,7 +215,7 @@ impl FrontDoor for Ec2Api {
         true
     }
 
-    async fn screen(&self, _route: &Ec2Route, head: &Parts) -> Result<(), Ec2Error> {
+    async fn screen(&self, route: &mut Ec2Route, head: &Parts) -> Result<(), Ec2Error> {
         let query = head.uri.query().unwrap_or("");
         if !sigv4::is_signed(&head.headers, query) {
             // A SigV2 request carries its signature as parameters: in the query (judged
@@ -227,15 +230,8 @@ impl FrontDoor for Ec2Api {
                 Err(unsigned())
             };
         }
-        let parts = sigv4::RequestParts {
-            method: head.method.as_str(),
-            path: head.uri.path(),
-            query,
-            headers: &head.headers,
-            authority: head.uri.authority().map(|a| a.as_str()),
-            body: b"",
-        };
-        Ok(self.auth.screen_sigv4(&parts).await?)
+        route.sigv4 = Some(self.auth.sigv4_head(&signed_parts(head, b"")).await?);
+        Ok(())
     }
 
     async fn authenticate(
@@ -245,23 +241,22 @@ impl FrontDoor for Ec2Api {
         body: &Bytes,
         _conn: &ConnInfo,
     ) -> Result<Principal, Ec2Error> {
-        let query = head.uri.query().unwrap_or("");
-        if !sigv4::is_signed(&head.headers, query) {
-            let params = all_params(head, form(head, body));
-            if sigv2::is_signed(&params) {
-                return self.authenticate_sigv2(route, head, &params).await;
+        let (principal, region) = match route.sigv4.take() {
+            // Screened: its head is checked already.
+            Some(checked) => self.auth.sigv4_body(checked, &signed_parts(head, body))?,
+            None if sigv4::is_signed(&head.headers, head.uri.query().unwrap_or("")) => {
+                self.auth
+                    .authenticate_sigv4(&signed_parts(head, body))
+                    .await?
             }
-            return Err(unsigned());
-        }
-        let signed = sigv4::RequestParts {
-            method: head.method.as_str(),
-            path: head.uri.path(),
-            query,
-            headers: &head.headers,
-            authority: head.uri.authority().map(|a| a.as_str()),
-            body,
+            None => {
+                let params = all_params(head, form(head, body));
+                if sigv2::is_signed(&params) {
+                    return self.authenticate_sigv2(route, head, &params).await;
+                }
+                return Err(unsigned());
+            }
         };
-        let (principal, region) = self.auth.authenticate_sigv4(&signed).await?;
         route.region = region;
         Ok(principal)
     }
@@ -385,6 +380,18 @@ impl FrontDoor for Ec2Api {
             err.status,
             xml::error_document(err.code, &err.message, request_id),
         )
+    }
+}
+
+/// What a SigV4 signature covers of a request whose head is `head` and body `body`.
+fn signed_parts<'a>(head: &'a Parts, body: &'a [u8]) -> sigv4::RequestParts<'a> {
+    sigv4::RequestParts {
+        method: head.method.as_str(),
+        path: head.uri.path(),
+        query: head.uri.query().unwrap_or(""),
+        headers: &head.headers,
+        authority: head.uri.authority().map(|a| a.as_str()),
+        body,
     }
 }
 
