@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::{target_dir, temp_state_dir, Gateway};
+use crate::{temp_state_dir, Gateway};
 
 /// A credentials file (the AWS shared-credentials format) holding `key_id` and `secret`,
 /// in a fresh directory tagged `tag`.
@@ -24,11 +24,9 @@ fn credentials_file(tag: &str, key_id: &str, secret: &str) -> PathBuf {
 /// The project virtualenv (`.venv`, made by `tests/install-deps.sh test`); fails loudly when
 /// it is missing.
 pub fn venv_bin(program: &str) -> PathBuf {
-    let bin = target_dir()
-        .parent()
-        .and_then(|t| t.parent())
-        .expect("repository root")
-        .join(".venv/bin")
+    // The repository's root, wherever the build's target directory is.
+    let bin = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../.venv/bin")
         .join(program);
     assert!(
         bin.exists(),

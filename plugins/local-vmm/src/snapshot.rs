@@ -7,7 +7,7 @@
 //! `<state>/snapshots/<image>@<memory>m-<vcpus>cpu/` holds `state` (the stream),
 //! `snapshot.json` (what it was taken of, and when) and the template's `serial.log`. The
 //! key is the image's files (size and modification time), its kernel arguments, QEMU's
-//! version, the accelerator, the shape and [`FORMAT`]: when any of them changes, the
+//! binary (size and modification time) and version, the accelerator, the shape and [`FORMAT`]: when any of them changes, the
 //! snapshot is taken again before it is used. One that could not be taken is recorded in
 //! `failed.json` with its key, so that VMs of that shape boot cold without trying again
 //! for ten minutes, or until something in the key changes.
@@ -32,7 +32,7 @@ use crate::vm::{self, Boot, Launcher, Machine, VmDir};
 use crate::{qmp, seed};
 
 /// The version of the template/guest protocol: a new one retakes every snapshot.
-pub(crate) const FORMAT: u32 = 1;
+pub(crate) const FORMAT: u32 = 2;
 /// What the guest prints at its snapshot point.
 pub(crate) const SNAPSHOT_POINT_MARKER: &str = "SKYPORT-GUEST-SNAPSHOT-POINT";
 /// What a guest restored from a snapshot prints once it has its own MAC.
@@ -63,6 +63,8 @@ pub(crate) struct SnapshotKey {
     image: String,
     files: Vec<FileStamp>,
     cmdline: Option<String>,
+    /// The QEMU binary: an upgrade that keeps the version line is still another QEMU.
+    qemu_binary: FileStamp,
     qemu: String,
     accel: String,
     memory_mib: u32,
@@ -117,7 +119,8 @@ pub(crate) struct Snapshots {
     root: PathBuf,
     /// One taker at a time per snapshot: VMs that need it meanwhile wait for it.
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
-    qemu_version: tokio::sync::OnceCell<String>,
+    /// QEMU's `--version` line, with the binary it was asked of.
+    qemu_version: tokio::sync::Mutex<Option<(FileStamp, String)>>,
 }
 
 /// The directory name of `image`'s snapshot for a shape.
@@ -129,9 +132,12 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Option<T> {
     serde_json::from_slice(&std::fs::read(path).ok()?).ok()
 }
 
+/// Writes `value` to `path` whole or not at all (a temporary file renamed over it).
 fn write_json(path: &Path, value: &impl Serialize) -> Result<(), String> {
     let text = serde_json::to_vec_pretty(value).map_err(|e| e.to_string())?;
-    std::fs::write(path, text).map_err(|e| format!("writing {}: {e}", path.display()))
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, text).map_err(|e| format!("writing {}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, path).map_err(|e| format!("writing {}: {e}", path.display()))
 }
 
 fn now_secs() -> u64 {
@@ -149,9 +155,7 @@ impl Snapshots {
             log::warn!(
                 "local-vmm: killing template QEMU pid {pid} ({name}) left by a previous run"
             );
-            if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
-                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
-            }
+            vm::kill(pid);
         }
         if let Ok(entries) = std::fs::read_dir(&root) {
             for entry in entries.flatten() {
@@ -163,7 +167,7 @@ impl Snapshots {
         Self {
             root,
             locks: Mutex::default(),
-            qemu_version: tokio::sync::OnceCell::new(),
+            qemu_version: tokio::sync::Mutex::default(),
         }
     }
 
@@ -172,24 +176,30 @@ impl Snapshots {
         Arc::clone(locks.entry(name.to_string()).or_default())
     }
 
-    /// QEMU's `--version` line, asked once.
-    async fn qemu_version(&self, launcher: &Launcher) -> Result<String, String> {
-        self.qemu_version
-            .get_or_try_init(|| async {
-                let out = tokio::process::Command::new(&launcher.qemu)
-                    .arg("--version")
-                    .output()
-                    .await
-                    .map_err(|e| format!("{}: {e}", launcher.qemu))?;
-                let text = String::from_utf8_lossy(&out.stdout);
-                let line = text.lines().next().unwrap_or("").trim().to_string();
-                if !out.status.success() || line.is_empty() {
-                    return Err(format!("{} --version failed", launcher.qemu));
-                }
-                Ok(line)
-            })
+    /// The QEMU binary as it is now, and its `--version` line: asked again only when the
+    /// binary changed (one `stat` a boot otherwise).
+    async fn qemu(&self, launcher: &Launcher) -> Result<(FileStamp, String), String> {
+        let binary = find_program(&launcher.qemu)
+            .ok_or_else(|| format!("{} is not installed", launcher.qemu))?;
+        let stamp = FileStamp::of(&binary)?;
+        let mut known = self.qemu_version.lock().await;
+        if let Some((asked, version)) = known.as_ref() {
+            if *asked == stamp {
+                return Ok((stamp, version.clone()));
+            }
+        }
+        let out = tokio::process::Command::new(&binary)
+            .arg("--version")
+            .output()
             .await
-            .cloned()
+            .map_err(|e| format!("{}: {e}", binary.display()))?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let line = text.lines().next().unwrap_or("").trim().to_string();
+        if !out.status.success() || line.is_empty() {
+            return Err(format!("{} --version failed", binary.display()));
+        }
+        *known = Some((stamp.clone(), line.clone()));
+        Ok((stamp, line))
     }
 
     /// What `image`'s snapshot for this shape depends on, as things are now.
@@ -209,12 +219,14 @@ impl Snapshots {
         .flatten()
         .map(|path| FileStamp::of(path))
         .collect::<Result<_, _>>()?;
+        let (qemu_binary, qemu) = self.qemu(launcher).await?;
         Ok(SnapshotKey {
             format: FORMAT,
             image: image.name.clone(),
             files,
             cmdline: image.cmdline.clone(),
-            qemu: self.qemu_version(launcher).await?,
+            qemu_binary,
+            qemu,
             accel: launcher.accel.clone(),
             memory_mib,
             vcpus,
@@ -491,22 +503,28 @@ mod tests {
         }
     }
 
+    /// A stand-in QEMU at `path` that answers `--version` with `version`.
+    fn fake_qemu(path: &Path, version: &str) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::write(path, format!("#!/bin/sh\necho '{version}'\n")).unwrap();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
     #[tokio::test]
     async fn the_key_changes_with_the_image_files_qemu_and_the_shape() {
         let dir = std::env::temp_dir().join(format!("snapshot-key-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let image = image(&dir);
+        let qemu = dir.join("qemu-system-x86_64");
+        fake_qemu(&qemu, "QEMU emulator version 7.2.0");
         let launcher = Launcher {
-            qemu: "true".into(),
+            qemu: qemu.to_string_lossy().into_owned(),
             qemu_img: "qemu-img".into(),
             accel: "tcg".into(),
         };
         let snapshots = Snapshots::new(&dir);
-        snapshots
-            .qemu_version
-            .set("QEMU emulator version 7.2.0".into())
-            .unwrap();
         let key = snapshots.key(&launcher, &image, 128, 1).await.unwrap();
+        assert_eq!(key.qemu, "QEMU emulator version 7.2.0");
         assert_eq!(key, snapshots.key(&launcher, &image, 128, 1).await.unwrap());
         assert_ne!(key, snapshots.key(&launcher, &image, 256, 1).await.unwrap());
         assert_ne!(key, snapshots.key(&launcher, &image, 128, 2).await.unwrap());
@@ -520,24 +538,24 @@ mod tests {
             .unwrap();
         file.set_modified(UNIX_EPOCH + Duration::from_secs(1))
             .unwrap();
-        assert_ne!(
-            rebuilt,
-            snapshots.key(&launcher, &image, 128, 1).await.unwrap()
+        let touched = snapshots.key(&launcher, &image, 128, 1).await.unwrap();
+        assert_ne!(rebuilt, touched);
+        // QEMU upgraded under the running plugin: its version is asked again.
+        fake_qemu(&qemu, "QEMU emulator version 8.0.0 (Debian 1:8.0.0+dfsg-1)");
+        let upgraded = snapshots.key(&launcher, &image, 128, 1).await.unwrap();
+        assert_eq!(
+            upgraded.qemu,
+            "QEMU emulator version 8.0.0 (Debian 1:8.0.0+dfsg-1)"
         );
-        // Another QEMU is another key.
-        let other_qemu = Snapshots::new(&dir);
-        other_qemu
-            .qemu_version
-            .set("QEMU emulator version 8.0.0".into())
+        // A rebuild that keeps the version line is still another QEMU.
+        // (Read-only, and closed before it runs: a file open for writing cannot be run.)
+        std::fs::File::open(&qemu)
+            .unwrap()
+            .set_modified(UNIX_EPOCH + Duration::from_secs(2))
             .unwrap();
-        assert_ne!(
-            other_qemu
-                .key(&launcher, &image, 128, 1)
-                .await
-                .unwrap()
-                .qemu,
-            key.qemu
-        );
+        let rebuilt_qemu = snapshots.key(&launcher, &image, 128, 1).await.unwrap();
+        assert_eq!(rebuilt_qemu.qemu, upgraded.qemu);
+        assert_ne!(rebuilt_qemu, upgraded);
         std::fs::remove_dir_all(dir).unwrap();
     }
 

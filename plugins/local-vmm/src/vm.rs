@@ -424,6 +424,13 @@ pub async fn wait_console(
     }
 }
 
+/// SIGKILL to `pid`, which the caller has verified is one of the plugin's QEMUs.
+pub fn kill(pid: u32) {
+    if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+    }
+}
+
 /// Stops QEMU: ACPI power-down, then `quit`, then SIGKILL. Returns once the process is gone.
 pub async fn power_off(dir: &VmDir, pid: u32, id: &str, grace: Duration) -> Result<(), String> {
     if !is_our_qemu(pid, id) {
@@ -437,10 +444,8 @@ pub async fn power_off(dir: &VmDir, pid: u32, id: &str, grace: Duration) -> Resu
     if wait_gone(pid, id, Duration::from_secs(5)).await {
         return Ok(());
     }
-    // kill(2) on a pid we verified is this VM's QEMU.
-    if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
-        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
-    }
+    // On a pid we verified is this VM's QEMU.
+    kill(pid);
     if wait_gone(pid, id, Duration::from_secs(5)).await {
         Ok(())
     } else {
