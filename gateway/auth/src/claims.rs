@@ -27,10 +27,56 @@ pub struct TokenClaims {
     /// Token id, when the token has one.
     #[serde(default)]
     pub jti: Option<String>,
+    /// Issuer (required: the verifier refuses a token without it).
+    #[serde(default)]
+    pub iss: Option<String>,
+    /// Audience (required, as `iss`).
+    #[serde(default)]
+    pub aud: Option<Audience>,
     /// What the token is for, when it is not an API token: `console-sign-in` for a
     /// one-time development sign-in link (`skyport console`), refused by the API.
     #[serde(default)]
     pub skyport_use: Option<String>,
+}
+
+/// A token's `aud`: one audience, or several (RFC 7519 section 4.1.3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Audience(pub Vec<String>);
+
+impl Audience {
+    /// Whether `audience` is one of the token's.
+    pub fn names(&self, audience: &str) -> bool {
+        self.0.iter().any(|a| a == audience)
+    }
+}
+
+impl<'de> Deserialize<'de> for Audience {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Names;
+        impl<'de> serde::de::Visitor<'de> for Names {
+            type Value = Audience;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an audience or a list of audiences")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Audience, E> {
+                Ok(Audience(vec![s.to_string()]))
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Audience, A::Error> {
+                let mut names = Vec::new();
+                while let Some(name) = seq.next_element::<String>()? {
+                    names.push(name);
+                }
+                Ok(Audience(names))
+            }
+        }
+        d.deserialize_any(Names)
+    }
 }
 
 /// [`TokenClaims::skyport_use`] of a development console sign-in link.
@@ -98,6 +144,18 @@ mod tests {
         assert_eq!((c.exp, c.nbf), (1_795_433_941, Some(1_795_433_000)));
         let c = claims(r#""exp": 1795433941"#).unwrap();
         assert_eq!((c.exp, c.nbf), (1_795_433_941, None));
+    }
+
+    #[test]
+    fn the_audience_is_one_name_or_a_list_of_them() {
+        let one = claims(r#""exp": 1, "aud": "skyport""#).unwrap();
+        assert!(one.aud.unwrap().names("skyport"));
+        let many = claims(r#""exp": 1, "aud": ["a", "skyport"]"#).unwrap();
+        let aud = many.aud.unwrap();
+        assert!(aud.names("skyport") && aud.names("a") && !aud.names("b"));
+        assert!(claims(r#""exp": 1, "aud": 7"#).is_err());
+        assert!(claims(r#""exp": 1, "aud": ["a", 7]"#).is_err());
+        assert!(claims(r#""exp": 1"#).unwrap().aud.is_none());
     }
 
     #[test]

@@ -7,8 +7,10 @@
 //! whenever keys change. A failure is never cached.
 //!
 //! The signature is checked with the key as parsed once at load (aws-lc's
-//! `ParsedPublicKey`), then jsonwebtoken validates the claims; a key jsonwebtoken holds
-//! only as RSA modulus and exponent is left to jsonwebtoken whole.
+//! `ParsedPublicKey`), then the claims are decoded once and checked here (`iss`, `aud` and
+//! the required claims, as jsonwebtoken checks them; its `decode` would decode the header
+//! twice and the claims twice more); a key jsonwebtoken holds only as RSA modulus and
+//! exponent is left to jsonwebtoken whole.
 //!
 //! The key is chosen by the header's `kid`. Tokens of one issuer share their header
 //! segment, so the `kid` of the last header decoded is remembered with its encoded text: a
@@ -33,8 +35,13 @@ use skyport_core::error::GatewayError;
 
 /// Verifies bearer tokens against the configured keys.
 pub struct JwtVerifier {
-    /// One prepared validation per accepted algorithm (built once, not per request).
-    validations: Vec<(Algorithm, Validations)>,
+    /// One prepared validation per accepted algorithm (built once, not per request), for
+    /// the keys jsonwebtoken must parse itself.
+    validations: Vec<(Algorithm, Validation)>,
+    /// The accepted issuer.
+    issuer: String,
+    /// The accepted audience.
+    audience: String,
     local_keys: ArcSwap<KeySet>,
     key_sources: Vec<JwtKeyConfig>,
     remote: Option<JwksRemote>,
@@ -46,14 +53,6 @@ pub struct JwtVerifier {
     /// The longest lifetime (`exp` - `iat`, or `exp` - now) a token may have, in seconds.
     max_lifetime: u64,
     clock: SharedClock,
-}
-
-/// How a token's claims are validated for one algorithm.
-struct Validations {
-    /// Signature and claims, by jsonwebtoken (keys it must parse itself).
-    whole: Validation,
-    /// Claims only: the signature was verified with the key parsed at load.
-    claims: Validation,
 }
 
 /// A token's encoded header segment and what it decodes to.
@@ -83,6 +82,23 @@ fn verify_signature(
     parsed
         .verify_sig(message.as_bytes(), &signature)
         .map_err(|_| invalid())
+}
+
+/// A token jsonwebtoken refused, with what the caller may be told.
+fn refusal(e: jsonwebtoken::errors::Error) -> GatewayError {
+    use jsonwebtoken::errors::ErrorKind as K;
+    let public = match e.kind() {
+        K::ExpiredSignature => "token expired".to_string(),
+        K::ImmatureSignature => "token not valid yet (nbf)".to_string(),
+        K::InvalidIssuer => "token issuer not accepted".to_string(),
+        K::InvalidAudience => "token audience not accepted".to_string(),
+        K::InvalidAlgorithm => "token algorithm not accepted for this key".to_string(),
+        K::InvalidSignature => "token signature invalid".to_string(),
+        K::MissingRequiredClaim(c) => format!("token lacks the {c} claim"),
+        K::Json(j) => format!("token claims invalid: {j}"),
+        _ => "token invalid".to_string(),
+    };
+    GatewayError::unauthenticated(public).with_cause(e)
 }
 
 /// The encoded header segment of `token`, split as jsonwebtoken splits it.
@@ -124,17 +140,13 @@ impl JwtVerifier {
                 // would read the system's); their presence is required above.
                 v.validate_nbf = false;
                 v.validate_exp = false;
-                let mut claims = v.clone();
-                // Only ever used after `verify_signature` has checked the signature with
-                // the parsed key; jsonwebtoken's replacement (`dangerous::insecure_decode`)
-                // would also skip the `iss`, `aud` and required-claim checks kept here.
-                #[allow(deprecated)]
-                claims.insecure_disable_signature_validation();
-                (algorithm, Validations { whole: v, claims })
+                (algorithm, v)
             })
             .collect();
         Ok(Self {
             validations,
+            issuer: config.issuer.clone(),
+            audience: config.audience.clone(),
             local_keys: ArcSwap::from_pointee(local),
             key_sources: keys,
             remote,
@@ -199,44 +211,35 @@ impl JwtVerifier {
                 })?
             }
         };
-        let validations = self
-            .validations
-            .iter()
-            .find(|(alg, _)| *alg == key.algorithm)
-            .map(|(_, v)| v)
-            .ok_or_else(|| GatewayError::internal("no validation for the key's algorithm"))?;
-        let validation = match key.parsed() {
+        let claims = match key.parsed() {
             Some(parsed) => {
                 verify_signature(token, header.alg, &key, parsed)?;
-                &validations.claims
+                self.decode_claims(token)?
             }
-            None => &validations.whole,
+            None => {
+                let validation = self
+                    .validations
+                    .iter()
+                    .find(|(alg, _)| *alg == key.algorithm)
+                    .map(|(_, v)| v)
+                    .ok_or_else(|| {
+                        GatewayError::internal("no validation for the key's algorithm")
+                    })?;
+                decode::<TokenClaims>(token, &key.key, validation)
+                    .map_err(refusal)?
+                    .claims
+            }
         };
-        let data = decode::<TokenClaims>(token, &key.key, validation).map_err(|e| {
-            use jsonwebtoken::errors::ErrorKind as K;
-            let public = match e.kind() {
-                K::ExpiredSignature => "token expired".to_string(),
-                K::ImmatureSignature => "token not valid yet (nbf)".to_string(),
-                K::InvalidIssuer => "token issuer not accepted".to_string(),
-                K::InvalidAudience => "token audience not accepted".to_string(),
-                K::InvalidAlgorithm => "token algorithm not accepted for this key".to_string(),
-                K::InvalidSignature => "token signature invalid".to_string(),
-                K::MissingRequiredClaim(c) => format!("token lacks the {c} claim"),
-                K::Json(j) => format!("token claims invalid: {j}"),
-                _ => "token invalid".to_string(),
-            };
-            GatewayError::unauthenticated(public).with_cause(e)
-        })?;
-        if data.claims.tenant.is_empty() {
+        if claims.tenant.is_empty() {
             return Err(GatewayError::unauthenticated("token tenant claim is empty"));
         }
-        if data.claims.sub.trim().is_empty() {
+        if claims.sub.trim().is_empty() {
             return Err(GatewayError::unauthenticated("token sub claim is empty"));
         }
         // A token that lives longer than the gateway allows is refused however it was
         // signed: a leaked one must not stay good for years.
-        let lifetime = data.claims.exp.saturating_sub(
-            data.claims
+        let lifetime = claims.exp.saturating_sub(
+            claims
                 .iat
                 .unwrap_or(now)
                 .min(now.saturating_add(self.leeway)),
@@ -248,18 +251,52 @@ impl JwtVerifier {
             )));
         }
         // RFC 7519 §4.1.4 and §4.1.5, with the configured leeway.
-        if data.claims.exp.saturating_add(self.leeway) < now {
+        if claims.exp.saturating_add(self.leeway) < now {
             return Err(GatewayError::unauthenticated("token expired"));
         }
-        if data
-            .claims
+        if claims
             .nbf
             .is_some_and(|nbf| nbf > now.saturating_add(self.leeway))
         {
             return Err(GatewayError::unauthenticated("token not valid yet (nbf)"));
         }
-        let claims = Arc::new(data.claims);
+        let claims = Arc::new(claims);
         self.cache.insert(hash, token, Arc::clone(&claims));
+        Ok(claims)
+    }
+
+    /// The claims of `token`, whose signature is verified: decoded once, then checked as
+    /// jsonwebtoken's validation would (`exp`, `iss`, `aud` and `sub` present, `iss` the
+    /// accepted issuer, `aud` naming the accepted audience; `exp` and `nbf` are judged by
+    /// the caller against the injected clock).
+    fn decode_claims(&self, token: &str) -> Result<TokenClaims, GatewayError> {
+        let payload = token
+            .rsplit_once('.')
+            .and_then(|(message, _signature)| message.rsplit_once('.'))
+            .map(|(_header, payload)| payload)
+            .ok_or_else(|| GatewayError::unauthenticated("token invalid"))?;
+        let json = URL_SAFE_NO_PAD
+            .decode(payload)
+            .map_err(|e| GatewayError::unauthenticated("token invalid").with_cause(e))?;
+        // A JSON object, as RFC 7519 requires (serde would also fill the claims from an
+        // array, by position).
+        if json.trim_ascii_start().first() != Some(&b'{') {
+            return Err(GatewayError::unauthenticated(
+                "token claims invalid: the claims must be a JSON object",
+            ));
+        }
+        let claims: TokenClaims = serde_json::from_slice(&json).map_err(|e| {
+            GatewayError::unauthenticated(format!("token claims invalid: {e}")).with_cause(e)
+        })?;
+        let lacks = |claim| GatewayError::unauthenticated(format!("token lacks the {claim} claim"));
+        let issuer = claims.iss.as_deref().ok_or_else(|| lacks("iss"))?;
+        let audience = claims.aud.as_ref().ok_or_else(|| lacks("aud"))?;
+        if issuer != self.issuer {
+            return Err(GatewayError::unauthenticated("token issuer not accepted"));
+        }
+        if !audience.names(&self.audience) {
+            return Err(GatewayError::unauthenticated("token audience not accepted"));
+        }
         Ok(claims)
     }
 
@@ -393,6 +430,64 @@ mod tests {
         let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
         let encoding = EncodingKey::from_ec_pem(key.serialize_pem().as_bytes()).unwrap();
         (key.public_key_pem(), encoding)
+    }
+
+    /// The claims checked here, not by jsonwebtoken, get jsonwebtoken's verdict: each set of
+    /// claims, signed with the verifier's key, is judged by both (jsonwebtoken with its
+    /// full validation, as for keys it parses itself).
+    #[tokio::test]
+    async fn claims_are_judged_as_jsonwebtoken_judges_them() {
+        let t0 = 1_795_433_941;
+        let (verifier, key) = verifier(ManualClock::at_unix(t0));
+        let config = Config::embedded().auth.jwt;
+        let (iss, aud) = (config.issuer.as_str(), config.audience.as_str());
+        let exp = t0 + 60;
+        let cases = [
+            serde_json::json!({"sub": "a", "tenant": "t", "iss": iss, "aud": aud, "exp": exp}),
+            serde_json::json!({"sub": "a", "tenant": "t", "iss": iss, "aud": ["x", aud], "exp": exp}),
+            serde_json::json!({"sub": "a", "tenant": "t", "iss": iss, "aud": ["x", "y"], "exp": exp}),
+            serde_json::json!({"sub": "a", "tenant": "t", "iss": iss, "aud": [], "exp": exp}),
+            serde_json::json!({"sub": "a", "tenant": "t", "iss": iss, "aud": "x", "exp": exp}),
+            serde_json::json!({"sub": "a", "tenant": "t", "iss": iss, "exp": exp}),
+            serde_json::json!({"sub": "a", "tenant": "t", "aud": aud, "exp": exp}),
+            serde_json::json!({"sub": "a", "tenant": "t", "iss": "x", "aud": aud, "exp": exp}),
+            serde_json::json!({"sub": "a", "tenant": "t", "iss": 7, "aud": aud, "exp": exp}),
+            serde_json::json!({"sub": "a", "tenant": "t", "iss": iss, "aud": 7, "exp": exp}),
+            serde_json::json!({"tenant": "t", "iss": iss, "aud": aud, "exp": exp}),
+            serde_json::json!({"sub": "a", "tenant": "t", "iss": iss, "aud": aud}),
+            serde_json::json!({"sub": "a", "iss": iss, "aud": aud, "exp": exp}),
+            serde_json::json!({"sub": "a", "tenant": "t", "iss": iss, "aud": aud, "exp": exp,
+                "extra": {"nested": [1, 2]}}),
+        ];
+        let known = verifier.find_key(Some("k1")).unwrap();
+        let (_, whole) = verifier
+            .validations
+            .iter()
+            .find(|(alg, _)| *alg == Algorithm::ES256)
+            .unwrap();
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some("k1".into());
+        // Claims as an array, which serde would read by position: refused by both.
+        let by_position = serde_json::json!(["a", "t", null, [], exp, null, null, null, iss, aud]);
+        for claims in cases.into_iter().chain([by_position]) {
+            let token = encode(&header, &claims, &key).unwrap();
+            let ours = verifier.verify(&token).await.map(|c| c.sub.clone());
+            let theirs = decode::<TokenClaims>(&token, &known.key, whole)
+                .map(|data| data.claims.sub)
+                .map_err(refusal);
+            match (&ours, &theirs) {
+                (Ok(a), Ok(b)) => assert_eq!(a, b, "{claims}"),
+                (Err(a), Err(b)) if claims.is_array() => {
+                    assert!(a.public.starts_with("token claims invalid"), "{}", a.public);
+                    assert!(b.public.starts_with("token claims invalid"), "{}", b.public);
+                }
+                (a, b) => assert_eq!(
+                    a.as_ref().map_err(|e| &e.public),
+                    b.as_ref().map_err(|e| &e.public),
+                    "{claims}"
+                ),
+            }
+        }
     }
 
     #[tokio::test]

@@ -28,9 +28,11 @@ pub use skyport_core::tenancy::{IdentitySource, Principal, TenantContext, Tenant
 
 /// A SigV4 request whose head is checked ([`Authenticator::sigv4_head`]), waiting for its
 /// body.
-#[derive(Clone)]
 pub struct SigV4Head {
     verification: sigv4::PendingVerification,
+    /// When it was signed, and for how long a presigned request holds.
+    signed_at: std::time::SystemTime,
+    expires: Option<u64>,
     key: Arc<access_keys::ActiveKey>,
     access_key_id: String,
     region: String,
@@ -111,12 +113,15 @@ impl Authenticator {
         parts: &sigv4::RequestParts<'_>,
     ) -> Result<SigV4Head, sigv4::SigV4Error> {
         let signed = sigv4::parse(parts)?;
-        sigv4::check_time(&signed, self.clock.wall(), self.max_skew)?;
+        let signed_at = sigv4::signed_at(&signed)?;
+        sigv4::check_time_at(signed_at, signed.expires, self.clock.wall(), self.max_skew)?;
         let key = self.active_key(&signed.access_key_id).await?;
         let verification =
             sigv4::PendingVerification::new(parts, &signed, key.signing_mac(&signed))?;
         Ok(SigV4Head {
             verification,
+            signed_at,
+            expires: signed.expires,
             key,
             access_key_id: signed.access_key_id.into_owned(),
             region: signed.region.into_owned(),
@@ -130,6 +135,13 @@ impl Authenticator {
         head: SigV4Head,
         parts: &sigv4::RequestParts<'_>,
     ) -> Result<(Principal, String), sigv4::SigV4Error> {
+        // Judged again: the body may have taken its time (a presigned URL may expire).
+        sigv4::check_time_at(
+            head.signed_at,
+            head.expires,
+            self.clock.wall(),
+            self.max_skew,
+        )?;
         if let Err(refused) = head.verification.finish(parts.body) {
             if let (sigv4::SigV4Error::Mismatch(_), Ok(signed)) = (&refused, sigv4::parse(parts)) {
                 sigv4::explain_mismatch(parts, &signed);

@@ -121,6 +121,8 @@ mod tests {
             nbf: None,
             iat: None,
             jti: None,
+            iss: None,
+            aud: None,
             skyport_use: None,
         })
     }

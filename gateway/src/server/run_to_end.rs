@@ -8,6 +8,7 @@
 //! case, costs no task spawn, no cross-thread wake-up and no copy of its future.
 
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -46,9 +47,19 @@ where
             .running
             .as_mut()
             .expect("a RunToEnd is not polled after it ends");
-        let output = std::task::ready!(future.as_mut().poll(cx));
-        self.running = None;
-        Poll::Ready(output)
+        // A future that panicked has ended too: it is not moved onto a task of its own
+        // (where it would only panic again), and its panic goes on to the caller.
+        match std::panic::catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(cx))) {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(output)) => {
+                self.running = None;
+                Poll::Ready(output)
+            }
+            Err(panic) => {
+                self.running = None;
+                std::panic::resume_unwind(panic)
+            }
+        }
     }
 }
 
@@ -62,12 +73,9 @@ where
             return;
         };
         // Its first poll on the new task registers that task's waker; the old one's wakes
-        // nothing. Outside a runtime (one being torn down) there is nowhere to run it.
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => {
-                token.task_tracker().spawn_on(future, &runtime);
-            }
-            Err(_) => tracing::warn!("a write was stopped: its runtime is gone"),
+        // nothing. (A runtime being torn down drops it, as it drops every task.)
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            token.task_tracker().spawn_on(future, &runtime);
         }
     }
 }
@@ -116,6 +124,19 @@ mod tests {
             .await
             .expect("the moved future ends");
         assert!(ended.load(Ordering::SeqCst));
+    }
+
+    #[tokio::test]
+    async fn a_panic_reaches_the_caller_once_and_nothing_runs_on() {
+        let tracker = TaskTracker::new();
+        let mut run = run_to_end(&tracker, async { panic!("the write failed") });
+        let waker = futures::task::noop_waker();
+        let panicked = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            let _ = Pin::new(&mut run).poll(&mut Context::from_waker(&waker));
+        }));
+        assert!(panicked.is_err());
+        drop(run);
+        assert!(tracker.is_empty(), "nothing was moved onto a task");
     }
 
     #[tokio::test]

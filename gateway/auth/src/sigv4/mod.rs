@@ -24,7 +24,7 @@ mod verify;
 use canonical::hmac;
 pub use canonical::{canonical_request, string_to_sign};
 use request::{auth_failure, query_pairs};
-pub use request::{check_time, is_signed, parse};
+pub use request::{check_time, check_time_at, is_signed, parse, signed_at};
 pub use verify::{
     explain_mismatch, sign, signing_key, signing_mac, verify, verify_with_mac, PendingVerification,
 };

@@ -173,8 +173,21 @@ pub fn check_time(
     now: SystemTime,
     max_skew: Duration,
 ) -> Result<(), SigV4Error> {
-    let at = parse_amz_date(&signed.amz_date)
-        .ok_or_else(|| auth_failure("X-Amz-Date is not a valid date"))?;
+    check_time_at(signed_at(signed)?, signed.expires, now, max_skew)
+}
+
+/// When `signed` says it was signed (its `X-Amz-Date`).
+pub fn signed_at(signed: &SignedRequest) -> Result<SystemTime, SigV4Error> {
+    parse_amz_date(&signed.amz_date).ok_or_else(|| auth_failure("X-Amz-Date is not a valid date"))
+}
+
+/// [`check_time`] for a request signed `at`, presigned for `expires` seconds if it was.
+pub fn check_time_at(
+    at: SystemTime,
+    expires: Option<u64>,
+    now: SystemTime,
+    max_skew: Duration,
+) -> Result<(), SigV4Error> {
     let ahead = at.duration_since(now).unwrap_or_default();
     if ahead > max_skew {
         return Err(SigV4Error::Expired(format!(
@@ -184,12 +197,12 @@ pub fn check_time(
         )));
     }
     let behind = now.duration_since(at).unwrap_or_default();
-    let allowed = match signed.expires {
+    let allowed = match expires {
         Some(expires) => Duration::from_secs(expires),
         None => max_skew,
     };
     if behind > allowed {
-        return Err(SigV4Error::Expired(match signed.expires {
+        return Err(SigV4Error::Expired(match expires {
             Some(_) => "the presigned request has expired".to_string(),
             None => format!(
                 "the request's X-Amz-Date is {}s behind the server's clock (at most {}s allowed)",
