@@ -101,11 +101,16 @@ fn refusal(e: jsonwebtoken::errors::Error) -> GatewayError {
     GatewayError::unauthenticated(public).with_cause(e)
 }
 
+/// The encoded header and payload segments of `token`, split as jsonwebtoken splits it
+/// (the signature after the last `.`, the payload after the last `.` before it).
+fn segments(token: &str) -> Option<(&str, &str)> {
+    let (message, _signature) = token.rsplit_once('.')?;
+    message.rsplit_once('.')
+}
+
 /// The encoded header segment of `token`, split as jsonwebtoken splits it.
 fn header_segment(token: &str) -> Option<&str> {
-    let (message, _signature) = token.rsplit_once('.')?;
-    let (header, _payload) = message.rsplit_once('.')?;
-    Some(header)
+    segments(token).map(|(header, _payload)| header)
 }
 
 impl JwtVerifier {
@@ -270,11 +275,8 @@ impl JwtVerifier {
     /// accepted issuer, `aud` naming the accepted audience; `exp` and `nbf` are judged by
     /// the caller against the injected clock).
     fn decode_claims(&self, token: &str) -> Result<TokenClaims, GatewayError> {
-        let payload = token
-            .rsplit_once('.')
-            .and_then(|(message, _signature)| message.rsplit_once('.'))
-            .map(|(_header, payload)| payload)
-            .ok_or_else(|| GatewayError::unauthenticated("token invalid"))?;
+        let (_header, payload) =
+            segments(token).ok_or_else(|| GatewayError::unauthenticated("token invalid"))?;
         let json = URL_SAFE_NO_PAD
             .decode(payload)
             .map_err(|e| GatewayError::unauthenticated("token invalid").with_cause(e))?;

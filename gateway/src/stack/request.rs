@@ -141,9 +141,7 @@ impl BodyLimits {
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let mut body = std::pin::pin!(Limited::new(body, MAX_BODY_BYTES));
-        // Most bodies arrive as one frame: kept as it is, with no list to hold it.
-        let mut first: Option<Bytes> = None;
-        let mut later: Vec<Bytes> = Vec::new();
+        let mut chunks: Vec<Bytes> = Vec::new();
         let mut len = 0usize;
         let mut held: Option<OwnedSemaphorePermit> = None;
         while let Some(frame) = body.frame().await {
@@ -188,21 +186,12 @@ impl BodyLimits {
                     None => held = Some(room),
                 }
             }
-            match first {
-                None => first = Some(data),
-                Some(_) => later.push(data),
-            }
+            chunks.push(data);
         }
-        Ok(match first {
-            None => Bytes::new(),
-            Some(one) if later.is_empty() => one,
-            Some(first) => {
-                let mut whole = Vec::with_capacity(len);
-                for chunk in std::iter::once(first).chain(later) {
-                    whole.extend_from_slice(&chunk);
-                }
-                Bytes::from(whole)
-            }
+        Ok(match chunks.len() {
+            0 => Bytes::new(),
+            1 => chunks.pop().unwrap_or_default(),
+            _ => Bytes::from(chunks.concat()),
         })
     }
 
