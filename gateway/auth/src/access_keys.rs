@@ -2,7 +2,8 @@
 //! once, at creation, and never logged. Keys are created and revoked by `skyport keys` and
 //! the admin API ([`AccessKeys`]); lookups are cached for [`LOOKUP_TTL`], so a key revoked
 //! from the command line (another process) stops working within that time, and one
-//! revoked through the admin API at once.
+//! revoked through the admin API at once. The keys used lately are found first in a
+//! lock-free table of their own (`recent`), held to the same TTL.
 //!
 //! Where keys are kept is an [`AccessKeyStore`] (the embedded default keeps them in the
 //! gateway database, readable by its owner only); `conformance` (feature `testkit`) is
@@ -24,6 +25,7 @@ use crate::sigv4::HmacSha256;
 pub mod conformance;
 #[cfg(any(test, feature = "testkit"))]
 pub mod memory;
+mod recent;
 
 /// How long a looked-up key (or its absence) is trusted before the database is asked again.
 pub const LOOKUP_TTL: Duration = Duration::from_secs(5);
@@ -59,6 +61,10 @@ pub struct ActiveKey {
     /// Derived SigV4 signing keys by (scope date, region): four HMACs saved on every
     /// request after the first of a day and region.
     signing_keys: std::sync::Mutex<SigningKeys>,
+    /// The key's id.
+    access_key_id: Box<str>,
+    /// When the store was asked for it (monotonic): how long it may be trusted.
+    looked_up: Duration,
 }
 
 impl std::fmt::Debug for ActiveKey {
@@ -71,6 +77,23 @@ impl std::fmt::Debug for ActiveKey {
 }
 
 impl ActiveKey {
+    fn new(
+        access_key_id: &str,
+        tenant: String,
+        department: Option<String>,
+        secret: String,
+        looked_up: Duration,
+    ) -> Self {
+        Self {
+            tenant,
+            department,
+            secret,
+            signing_keys: Default::default(),
+            access_key_id: access_key_id.into(),
+            looked_up,
+        }
+    }
+
     /// An HMAC keyed with the SigV4 signing key of `signed`'s scope, derived once per date
     /// and region.
     pub fn signing_mac(&self, signed: &crate::sigv4::SignedRequest) -> HmacSha256 {
@@ -158,6 +181,8 @@ pub trait AccessKeyStore: Send + Sync {
 pub struct AccessKeys {
     store: Arc<dyn AccessKeyStore>,
     cache: moka::future::Cache<String, Option<Arc<ActiveKey>>>,
+    /// The keys used lately, in front of `cache`.
+    recent: recent::RecentKeys,
     clock: SharedClock,
 }
 
@@ -186,6 +211,7 @@ impl AccessKeys {
                 .max_capacity(CACHE_BYTES)
                 .time_to_live(LOOKUP_TTL)
                 .build(),
+            recent: recent::RecentKeys::new(),
             clock,
         }
     }
@@ -226,6 +252,7 @@ impl AccessKeys {
         let at = rfc3339_millis(self.clock.wall());
         let revocation = self.store.revoke(access_key_id, &at).await?;
         self.cache.invalidate(access_key_id).await;
+        self.recent.forget(access_key_id);
         match revocation {
             Revocation::Revoked(key) => Ok(key),
             Revocation::AlreadyRevoked(_) => Err(GatewayError::new(
@@ -247,16 +274,37 @@ impl AccessKeys {
             // No key has such an id: nothing to look up or to remember.
             return Ok(None);
         }
+        let now = self.clock.monotonic();
+        if let Some(key) = self.recent.get(access_key_id, now) {
+            return Ok(Some(key));
+        }
+        // Boxed: moka's lookup is a kilobyte of future, which every caller's future would
+        // otherwise carry (and copy) even when `recent` answers.
+        let found = Box::pin(self.look_up(access_key_id, now)).await?;
+        if let Some(key) = &found {
+            self.recent.put(Arc::clone(key));
+        }
+        Ok(found)
+    }
+
+    /// Key `access_key_id` from the lookup cache, else from the store (then cached); `now`
+    /// is when it is being looked up (monotonic).
+    async fn look_up(
+        &self,
+        access_key_id: &str,
+        now: Duration,
+    ) -> Result<Option<Arc<ActiveKey>>, GatewayError> {
         if let Some(hit) = self.cache.get(access_key_id).await {
             return Ok(hit);
         }
         let found = self.store.secret(access_key_id).await?.map(|s| {
-            Arc::new(ActiveKey {
-                tenant: s.tenant,
-                department: s.department,
-                secret: s.secret,
-                signing_keys: Default::default(),
-            })
+            Arc::new(ActiveKey::new(
+                access_key_id,
+                s.tenant,
+                s.department,
+                s.secret,
+                now,
+            ))
         });
         self.cache
             .insert(access_key_id.to_string(), found.clone())

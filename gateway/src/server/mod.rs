@@ -123,8 +123,7 @@ pub async fn serve_tls(
                     let response = if is_write(req.method()) {
                         // A write runs to its end even when its client goes away.
                         let writes = gateway.writes.clone();
-                        run_to_end(&writes, async move { dispatch(&gateway, &conn, req).await })
-                            .await
+                        run_to_end(&writes, dispatch_write(gateway, conn, req)).await
                     } else {
                         dispatch(&gateway, &conn, req).await
                     };
@@ -217,19 +216,60 @@ fn is_write(method: &http::Method) -> bool {
     )
 }
 
+/// The front door that serves a path.
+enum Door {
+    Console,
+    Ec2,
+    Native,
+}
+
+impl Door {
+    fn of(path: &str) -> Self {
+        if Console::serves(path) {
+            Door::Console
+        } else if Ec2Api::serves(path) {
+            Door::Ec2
+        } else {
+            Door::Native
+        }
+    }
+}
+
+/// The response of a request, however it ends.
+type Answer = http::Response<http_body_util::Full<bytes::Bytes>>;
+
 /// Hands a request to the front door that serves its path, through the one stack.
 async fn dispatch(
     gateway: &Gateway,
     conn: &ConnInfo,
     req: http::Request<hyper::body::Incoming>,
-) -> http::Response<http_body_util::Full<bytes::Bytes>> {
-    if Console::serves(req.uri().path()) {
+) -> Answer {
+    match Door::of(req.uri().path()) {
         // Boxed, as the EC2 door's below.
-        Box::pin(gateway.console.handle(conn, req)).await
-    } else if Ec2Api::serves(req.uri().path()) {
+        Door::Console => Box::pin(gateway.console.handle(conn, req)).await,
         // Boxed: the EC2 door's future would otherwise enlarge every native request's.
-        Box::pin(stack::handle(&gateway.stack, &gateway.ec2, conn, req)).await
-    } else {
-        stack::handle(&gateway.stack, &gateway.native, conn, req).await
+        Door::Ec2 => Box::pin(stack::handle(&gateway.stack, &gateway.ec2, conn, req)).await,
+        Door::Native => stack::handle(&gateway.stack, &gateway.native, conn, req).await,
+    }
+}
+
+/// [`dispatch`] for a write, boxed as [`run_to_end`] takes it: each door's future is
+/// boxed where it is made, at its own size (one copy, not one of `dispatch`'s whole size
+/// and then another of the EC2 door's).
+fn dispatch_write(
+    gateway: Arc<Gateway>,
+    conn: Arc<ConnInfo>,
+    req: http::Request<hyper::body::Incoming>,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Answer> + Send>> {
+    match Door::of(req.uri().path()) {
+        Door::Console => Box::pin(async move { gateway.console.handle(&conn, req).await }),
+        Door::Ec2 => {
+            Box::pin(async move { stack::handle(&gateway.stack, &gateway.ec2, &conn, req).await })
+        }
+        Door::Native => {
+            Box::pin(
+                async move { stack::handle(&gateway.stack, &gateway.native, &conn, req).await },
+            )
+        }
     }
 }

@@ -16,18 +16,19 @@ use tokio_util::task::task_tracker::TaskTrackerToken;
 use tokio_util::task::TaskTracker;
 
 /// `future`, counted in `tracker` until it ends, run to its end even if dropped first.
-pub(crate) fn run_to_end<F>(tracker: &TaskTracker, future: F) -> RunToEnd<F>
+/// It comes boxed (where it is made, so that it is copied once), as a task would need it.
+pub(crate) fn run_to_end<F>(tracker: &TaskTracker, future: Pin<Box<F>>) -> RunToEnd<F>
 where
-    F: Future + Send + 'static,
+    F: Future + Send + ?Sized + 'static,
     F::Output: Send + 'static,
 {
     RunToEnd {
-        running: Some((Box::pin(future), tracker.token())),
+        running: Some((future, tracker.token())),
     }
 }
 
 /// See [`run_to_end`].
-pub(crate) struct RunToEnd<F: Future + Send + 'static>
+pub(crate) struct RunToEnd<F: Future + Send + ?Sized + 'static>
 where
     F::Output: Send + 'static,
 {
@@ -37,7 +38,7 @@ where
 
 impl<F> Future for RunToEnd<F>
 where
-    F: Future + Send + 'static,
+    F: Future + Send + ?Sized + 'static,
     F::Output: Send + 'static,
 {
     type Output = F::Output;
@@ -65,7 +66,7 @@ where
 
 impl<F> Drop for RunToEnd<F>
 where
-    F: Future + Send + 'static,
+    F: Future + Send + ?Sized + 'static,
     F::Output: Send + 'static,
 {
     fn drop(&mut self) {
@@ -90,7 +91,7 @@ mod tests {
     #[tokio::test]
     async fn a_future_that_ends_inline_leaves_nothing_in_the_tracker() {
         let tracker = TaskTracker::new();
-        let run = run_to_end(&tracker, async { 7 });
+        let run = run_to_end(&tracker, Box::pin(async { 7 }));
         assert_eq!(tracker.len(), 1, "counted while it runs");
         assert_eq!(run.await, 7);
         assert!(tracker.is_empty());
@@ -105,11 +106,14 @@ mod tests {
             Arc::new(AtomicBool::new(false)),
         );
         let (one, end) = (Arc::clone(&step_one), Arc::clone(&ended));
-        let mut run = run_to_end(&tracker, async move {
-            one.store(true, Ordering::SeqCst);
-            let _ = released.await;
-            end.store(true, Ordering::SeqCst);
-        });
+        let mut run = run_to_end(
+            &tracker,
+            Box::pin(async move {
+                one.store(true, Ordering::SeqCst);
+                let _ = released.await;
+                end.store(true, Ordering::SeqCst);
+            }),
+        );
         // One poll: the first step is done, the second waits.
         let waker = futures::task::noop_waker();
         assert!(Pin::new(&mut run)
@@ -129,7 +133,7 @@ mod tests {
     #[tokio::test]
     async fn a_panic_reaches_the_caller_once_and_nothing_runs_on() {
         let tracker = TaskTracker::new();
-        let mut run = run_to_end(&tracker, async { panic!("the write failed") });
+        let mut run = run_to_end(&tracker, Box::pin(async { panic!("the write failed") }));
         let waker = futures::task::noop_waker();
         let panicked = std::panic::catch_unwind(AssertUnwindSafe(|| {
             let _ = Pin::new(&mut run).poll(&mut Context::from_waker(&waker));
@@ -144,9 +148,10 @@ mod tests {
         let tracker = TaskTracker::new();
         let ran = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&ran);
-        drop(run_to_end(&tracker, async move {
-            flag.store(true, Ordering::SeqCst)
-        }));
+        drop(run_to_end(
+            &tracker,
+            Box::pin(async move { flag.store(true, Ordering::SeqCst) }),
+        ));
         tracker.close();
         tracker.wait().await;
         assert!(ran.load(Ordering::SeqCst));

@@ -132,11 +132,15 @@ pub(super) fn write_canonical_head(
                 sink(",");
             }
             // Trimmed, inner runs of spaces collapsed; most values already are.
-            for (j, word) in value.split_whitespace().enumerate() {
-                if j > 0 {
-                    sink(" ");
+            if is_trimmed(value) {
+                sink(value);
+            } else {
+                for (j, word) in value.split_whitespace().enumerate() {
+                    if j > 0 {
+                        sink(" ");
+                    }
+                    sink(word);
                 }
-                sink(word);
             }
         }
         sink("\n");
@@ -155,6 +159,17 @@ pub(super) fn write_canonical_head(
             Some(declared) => Payload::Declared(declared.to_string()),
         },
     )
+}
+
+/// Whether a header value is already as the canonical request holds it: no space at
+/// either end, no tab, no two spaces in a row (a header value's text has no other
+/// whitespace).
+fn is_trimmed(value: &str) -> bool {
+    let bytes = value.as_bytes();
+    bytes.first() != Some(&b' ')
+        && bytes.last() != Some(&b' ')
+        && !bytes.contains(&b'\t')
+        && !bytes.windows(2).any(|pair| pair == b"  ")
 }
 
 /// The lower-case hex SHA-256 of `data`, written into `buffer` (no allocation).

@@ -309,3 +309,37 @@ fn post<'a>(headers: &'a http::HeaderMap, body: &'a [u8]) -> RequestParts<'a> {
         body,
     }
 }
+
+/// Header values enter the canonical request trimmed, runs of spaces and tabs one space,
+/// several values of one name joined by commas; values already so are taken whole.
+#[test]
+fn header_values_are_trimmed_and_their_spaces_collapsed() {
+    let cases = [
+        ("a b c", "a b c"),
+        ("  a   b\tc  ", "a b c"),
+        (" a", "a"),
+        ("a ", "a"),
+        ("a\tb", "a b"),
+        ("a  b", "a b"),
+        ("", ""),
+    ];
+    for (value, expected) in cases {
+        let mut headers = signed_headers();
+        headers.insert("x-custom", value.parse().unwrap());
+        let canonical =
+            canonical_request(&post(&headers, b""), &claims("host;x-amz-date;x-custom")).unwrap();
+        assert!(
+            canonical.contains(&format!("\nx-custom:{expected}\n\n")),
+            "{value:?}: {canonical}"
+        );
+    }
+    let mut headers = signed_headers();
+    headers.append("x-custom", "one".parse().unwrap());
+    headers.append("x-custom", " two  too ".parse().unwrap());
+    let canonical =
+        canonical_request(&post(&headers, b""), &claims("host;x-amz-date;x-custom")).unwrap();
+    assert!(
+        canonical.contains("\nx-custom:one,two too\n\n"),
+        "{canonical}"
+    );
+}

@@ -316,7 +316,8 @@ impl FrontDoor for Ec2Api {
     /// signature parameters themselves are left out, so re-signed requests share entries.
     /// Only successful non-`DryRun` calls are ever stored.
     fn cache_key(&self, route: &Ec2Route, head: &Parts, body: &Bytes) -> (String, String) {
-        let form = String::from_utf8_lossy(form(head, body));
+        // `admit` refused a form that is not UTF-8 before any cache lookup.
+        let form = std::str::from_utf8(form(head, body)).unwrap_or_default();
         let mut unsigned: Vec<&str> = head
             .uri
             .query()

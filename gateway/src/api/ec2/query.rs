@@ -40,10 +40,10 @@ pub fn action<'a>(query: &'a str, form: &'a [u8]) -> Result<Cow<'a, str>, Ec2Err
             "the request body is not valid UTF-8 (an EC2 Query form is URL-encoded text)",
         ));
     }
-    let mut actions = form_urlencoded::parse(query.as_bytes())
-        .chain(form_urlencoded::parse(form))
-        .filter(|(k, _)| k == "Action")
-        .map(|(_, v)| v);
+    let mut actions = raw_pairs(query.as_bytes())
+        .chain(raw_pairs(form))
+        .filter(|(name, _, _)| decoded_is(name, "Action"))
+        .map(|(_, value, pair)| decoded_value(value, pair));
     let name = actions.next().ok_or_else(|| Ec2Error::missing("Action"))?;
     if actions.next().is_some() {
         return Err(Ec2Error::invalid_value(
@@ -51,6 +51,38 @@ pub fn action<'a>(query: &'a str, form: &'a [u8]) -> Result<Cow<'a, str>, Ec2Err
         ));
     }
     Ok(name)
+}
+
+/// The pairs of a form as `form_urlencoded` splits them (at `&`, then at the first `=`),
+/// nothing decoded: each pair's raw name, raw value, and the whole pair.
+fn raw_pairs(form: &[u8]) -> impl Iterator<Item = (&[u8], &[u8], &[u8])> {
+    form.split(|&b| b == b'&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| match pair.iter().position(|&b| b == b'=') {
+            Some(at) => (&pair[..at], &pair[at + 1..], pair),
+            None => (pair, &pair[pair.len()..], pair),
+        })
+}
+
+/// Whether a pair's raw part (`+` and `%XX` not yet decoded) decodes to `expected`.
+fn decoded_is(raw: &[u8], expected: &str) -> bool {
+    if raw.contains(&b'%') || raw.contains(&b'+') {
+        form_urlencoded::parse(raw)
+            .next()
+            .is_some_and(|(decoded, _)| decoded == expected)
+    } else {
+        raw == expected.as_bytes()
+    }
+}
+
+/// A pair's value, decoded: borrowed when nothing in it is escaped (`pair` is the whole
+/// pair, decoded as `form_urlencoded` would when something is).
+fn decoded_value<'a>(raw: &'a [u8], pair: &'a [u8]) -> Cow<'a, str> {
+    if raw.contains(&b'%') || raw.contains(&b'+') {
+        let value = form_urlencoded::parse(pair).next().map(|(_, v)| v);
+        return Cow::Owned(value.map(Cow::into_owned).unwrap_or_default());
+    }
+    String::from_utf8_lossy(raw)
 }
 
 /// One request's parameters (signature parameters removed).
@@ -369,6 +401,41 @@ mod tests {
         assert_eq!(filters[9].values[199], "v10-200");
     }
 
+    /// The raw scan finds the action `form_urlencoded` finds, escapes and all.
+    #[test]
+    fn the_action_is_the_one_a_form_parser_finds() {
+        let reference = |query: &str, form: &[u8]| -> Vec<String> {
+            form_urlencoded::parse(query.as_bytes())
+                .chain(form_urlencoded::parse(form))
+                .filter(|(k, _)| k == "Action")
+                .map(|(_, v)| v.into_owned())
+                .collect()
+        };
+        let forms: [&[u8]; 12] = [
+            b"Action=DescribeRegions&Version=2016-11-15",
+            b"Version=2016-11-15&Action=Describe%52egions",
+            b"Action=a+b%2Bc%3D",
+            b"Action=%E2%82%AC",
+            b"Action=%zz&X=1",
+            b"Act%69on=X",
+            b"Action+=X&Action=Y",
+            b"=Action&Action=",
+            b"&&&Action=1&&",
+            b"Action",
+            b"action=x&ACTION=y",
+            b"",
+        ];
+        for form in forms {
+            for query in ["", "Action=Q", "X=%41ction"] {
+                let expected = reference(query, form);
+                match action(query, form) {
+                    Ok(found) => assert_eq!(expected, [found.into_owned()], "{query} {form:?}"),
+                    Err(_) => assert_ne!(expected.len(), 1, "{query} {form:?}"),
+                }
+            }
+        }
+    }
+
     #[test]
     fn the_action_is_read_once_from_text_and_kept_out_of_the_parameters() {
         assert_eq!(
@@ -384,6 +451,17 @@ mod tests {
             "MissingParameter"
         );
         assert!(action("Action=A", b"Action=B")
+            .unwrap_err()
+            .message
+            .contains("more than once"));
+        // Escapes anywhere, in the name or the value, decode as a form's do.
+        assert_eq!(
+            action("", b"Act%69on=Run+Instances%21&Version=1").unwrap(),
+            "Run Instances!"
+        );
+        assert_eq!(action("&&Action=A=B&", b"").unwrap(), "A=B");
+        assert_eq!(action("Action", b"").unwrap(), "");
+        assert!(action("Action=A", b"A%63tion=B")
             .unwrap_err()
             .message
             .contains("more than once"));
