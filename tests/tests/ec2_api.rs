@@ -107,27 +107,29 @@ async fn signature_date_action_id_errors_and_throttling_with_retry() {
     );
 }
 
-#[tokio::test]
-async fn keys_from_the_cli_work_and_revocation_takes_effect() {
-    let gw = Gateway::start();
-    let state_dir = gw.state_dir.display().to_string();
-    let (code, out) = skyport_e2e::run_cli(&[
-        "keys",
-        "create",
-        "--tenant",
-        "demo",
-        "--dept",
-        "finance",
-        "--state-dir",
-        &state_dir,
-    ]);
+/// A key made by `skyport keys create ARGS --state-dir STATE_DIR`, as `aws_cli` takes it.
+fn cli_key(args: &[&str], state_dir: &str) -> serde_json::Value {
+    let command: Vec<&str> = ["keys", "create"]
+        .iter()
+        .chain(args)
+        .chain(&["--state-dir", state_dir])
+        .copied()
+        .collect();
+    let (code, out) = skyport_e2e::run_cli(&command);
     assert_eq!(code, 0, "{out}");
     let field = |name: &str| {
         out.lines()
             .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_string()))
             .unwrap()
     };
-    let key = json!({"access_key_id": field("access_key_id"), "secret_access_key": field("secret_access_key")});
+    json!({"access_key_id": field("access_key_id"), "secret_access_key": field("secret_access_key")})
+}
+
+#[tokio::test]
+async fn keys_from_the_cli_work_and_revocation_takes_effect() {
+    let gw = Gateway::start();
+    let state_dir = gw.state_dir.display().to_string();
+    let key = cli_key(&["--tenant", "demo", "--dept", "finance"], &state_dir);
     let (code, out, err) = aws_cli(&gw, &key, "local-1", &["ec2", "describe-regions"]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("local-1"));
@@ -174,4 +176,28 @@ async fn keys_from_the_cli_work_and_revocation_takes_effect() {
             .status(),
         409
     );
+
+    // Revoked from the command line (another process) right after use: the running
+    // gateway, which holds the key among its recent ones, stops honouring it within the
+    // lookup TTL (5 s).
+    let key = cli_key(&["--tenant", "demo"], &state_dir);
+    let (code, _, err) = aws_cli(&gw, &key, "local-1", &["ec2", "describe-regions"]);
+    assert_eq!(code, 0, "{err}");
+    let id = key["access_key_id"].as_str().unwrap();
+    let (code, out) = skyport_e2e::run_cli(&["keys", "revoke", id, "--state-dir", &state_dir]);
+    assert_eq!(code, 0, "{out}");
+    let revoked = std::time::Instant::now();
+    let refused_after = loop {
+        let (code, _, err) = aws_cli(&gw, &key, "local-1", &["ec2", "describe-regions"]);
+        if code != 0 {
+            assert!(err.contains("AuthFailure"), "{err}");
+            break revoked.elapsed();
+        }
+        assert!(
+            revoked.elapsed() < std::time::Duration::from_secs(12),
+            "a key revoked from the command line is still honoured after 12 s (the TTL is 5 s)"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    };
+    eprintln!("refused {refused_after:?} after the command line revoked it");
 }

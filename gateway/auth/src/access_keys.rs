@@ -337,6 +337,19 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_key_revoked_through_the_service_is_refused_at_once_even_when_just_used() {
+        let clock = ManualClock::at_unix(1_795_433_941);
+        let keys = AccessKeys::new(Arc::new(MemoryAccessKeys::default()), clock.clone());
+        let id = keys.create("demo", None).await.unwrap().key.access_key_id;
+        // Used twice (the second found among the recent keys), then revoked with no time
+        // passing: neither the recent keys nor the lookup cache may still answer.
+        assert!(keys.active(&id).await.unwrap().is_some());
+        assert!(keys.active(&id).await.unwrap().is_some());
+        keys.revoke(&id).await.unwrap();
+        assert!(keys.active(&id).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
     async fn a_key_is_created_looked_up_and_revoked_once() {
         let clock = ManualClock::at_unix(1_795_433_941);
         let keys = AccessKeys::new(Arc::new(MemoryAccessKeys::default()), clock.clone());

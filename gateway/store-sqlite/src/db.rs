@@ -21,13 +21,22 @@ pub struct Db {
 /// (created so if missing): SQLite gives the files it creates the database's mode, and
 /// what they hold (access-key secrets among it) is no other user's to read, such as a
 /// plugin's process running as another user.
+///
+/// The database file is opened here only when it does not exist yet. Closing any
+/// descriptor of a file drops every POSIX lock the process holds on it, SQLite's
+/// included: a store opened after another (each store has its own connection) would
+/// otherwise release the locks of the connections before it. Another process (`skyport
+/// keys`) would then take itself for the database's only user and, closing, remove the
+/// WAL file those connections still read: they would no longer see anything it wrote.
 fn restrict_to_owner(db: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(db)?;
+    if !db.exists() {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(db)?;
+    }
     for suffix in ["", "-wal", "-shm"] {
         let mut path = db.as_os_str().to_owned();
         path.push(suffix);
