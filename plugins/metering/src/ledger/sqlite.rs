@@ -424,13 +424,19 @@ impl Ledger for SqliteLedger {
 /// Makes the ledger and its WAL and shared-memory files readable by their owner only
 /// (created so if missing): SQLite gives the files it creates the database's mode, and
 /// the ledger is every tenant's usage.
+///
+/// The file is opened here only when it does not exist yet: closing any descriptor of a
+/// file drops every POSIX lock the process holds on it, and a connection already open on
+/// it (a ledger opened again in the same process) would lose SQLite's.
 pub(super) fn owner_only(db: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(db)?;
+    if !db.exists() {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(db)?;
+    }
     for suffix in ["", "-wal", "-shm"] {
         let mut path = db.as_os_str().to_owned();
         path.push(suffix);
