@@ -137,9 +137,15 @@ AXE_CORE_VERSION=4.14.1
 install_browser_tools() {
     if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1 ||
         ! command -v npm >/dev/null 2>&1; then
+        # npm only when missing: a machine whose Node.js comes from elsewhere (NodeSource's
+        # nodejs ships its own npm) conflicts with Debian's npm package.
+        packages="chromium chromium-driver"
+        command -v npm >/dev/null 2>&1 || packages="$packages npm"
         as_root apt-get update -q >/dev/null
+        # shellcheck disable=SC2086 # the packages are separate words
         as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-            chromium chromium-driver npm >/dev/null
+            $packages >/dev/null
+        need_cmd npm "the npm install failed"
         need_cmd chromium "the chromium install failed"
         need_cmd chromedriver "the chromium-driver install failed"
     fi
