@@ -162,6 +162,44 @@ impl Browser {
         panic!("could not sign in as {tenant}");
     }
 
+    /// Opens `url`, clicks `css` there and waits until `expr` is truthy, and returns its
+    /// value; all of it again from `url` when a load on the way was dropped by a network
+    /// change. For a click that starts a chain of redirects that cannot be repeated one by
+    /// one (a sign-in at an identity provider: its code is used once), which is why
+    /// [`Browser::wait_for`]'s reload of a dropped page is not enough.
+    pub async fn click_through(&self, url: &str, css: &str, expr: &str) -> Value {
+        for _ in 0..5 {
+            self.goto(url).await;
+            self.click(css).await;
+            let started = Instant::now();
+            while started.elapsed() < WAIT {
+                if self.on_error_page().await {
+                    break;
+                }
+                if let Ok(v) = self
+                    .client
+                    .execute(&format!("return ({expr});"), vec![])
+                    .await
+                {
+                    if !matches!(v, Value::Null | Value::Bool(false))
+                        && v != json!("")
+                        && v != json!(0)
+                    {
+                        return v;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            if !self.on_error_page().await {
+                let text = self.eval("document.body.innerText").await;
+                panic!(
+                    "waited {WAIT:?} for `{expr}` after clicking {css}; the page reads:\n{text}"
+                );
+            }
+        }
+        panic!("clicking {css} on {url} never got past a dropped load");
+    }
+
     /// Opens `url` once: whether the load was dropped on the way (`false`).
     pub async fn goto_once(&self, url: &str) -> bool {
         self.client.goto(url).await.unwrap();
