@@ -19,10 +19,11 @@
 #    (valgrind), and the same two reads are counted in instructions a request (after a
 #    warm-up, N of each on 8 connections): a figure the machine's noise does not move.
 #    valgrind's CPU lacks the SHA extensions, so SHA-256 runs in software there; the
-#    count is also given without it.
+#    count is also given without it. With KEEP=DIR, the two profiles (callgrind.out.1, JWT;
+#    callgrind.out.2, SigV4) are kept in DIR, for callgrind_annotate.
 #
 # Usage: bench/ec2.sh [seconds-per-run=5] [rounds=9] [calls=100]
-#        COUNT=instructions bench/ec2.sh [requests=2000]
+#        COUNT=instructions [KEEP=dir] bench/ec2.sh [requests=2000]
 set -eu
 cd "$(dirname "$0")/.."
 DUR=${1:-5}
@@ -139,6 +140,10 @@ if [ "$COUNT" = instructions ]; then
     echo "  JWT   GET /v1/regions          $J"
     echo "  SigV4 POST / DescribeRegions   $S ($SX without software SHA-256's block function)"
     awk -v j="$J" -v s="$S" -v x="$SX" 'BEGIN {printf "  SigV4 / JWT: %.2fx (%.2fx without software SHA-256)\n", s / j, x / j}'
+    if [ -n "${KEEP:-}" ]; then
+        mkdir -p "$KEEP" && cp "$STATE"/callgrind.out.1 "$STATE"/callgrind.out.2 "$KEEP"/
+        echo "  profiles kept: $KEEP/callgrind.out.1 (JWT), $KEEP/callgrind.out.2 (SigV4)"
+    fi
     exit 0
 fi
 

@@ -3,6 +3,7 @@
 //! it is dropped; a key whose count falls to zero is forgotten, so the map holds only the
 //! keys that hold something.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::{Arc, Mutex};
@@ -25,10 +26,11 @@ impl<K: Hash + Eq> Drop for Slot<K> {
     fn drop(&mut self) {
         let Some(key) = self.key.take() else { return };
         let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(count) = counts.get_mut(&key) {
-            *count -= 1;
-            if *count == 0 {
-                counts.remove(&key);
+        // One lookup (one hash of the key) for both the count and its removal.
+        if let Entry::Occupied(mut count) = counts.entry(key) {
+            *count.get_mut() -= 1;
+            if *count.get() == 0 {
+                count.remove();
             }
         }
     }

@@ -46,6 +46,9 @@ pub struct CachedResponse {
     pub body: Bytes,
     /// Time to live.
     pub ttl: Duration,
+    /// Where the body spells the id of the request that filled the entry, in answers that
+    /// carry their request's id (EC2's `<requestId>`): each reader gets its own there.
+    pub request_id_at: Option<std::ops::Range<usize>>,
     /// When it stops being fresh, on the cache clock's monotonic time (set when stored).
     expires_at: Duration,
 }
@@ -63,8 +66,22 @@ impl CachedResponse {
             content_type,
             body,
             ttl,
+            request_id_at: None,
             expires_at: Duration::ZERO,
         }
+    }
+
+    /// The body as the answer of the request whose id is written `request_id` there: the
+    /// filling request's id, where the body spells it, replaced.
+    pub fn body_for(&self, request_id: &str) -> Bytes {
+        let Some(at) = self.request_id_at.clone() else {
+            return self.body.clone();
+        };
+        let mut body = Vec::with_capacity(self.body.len() - at.len() + request_id.len());
+        body.extend_from_slice(&self.body[..at.start]);
+        body.extend_from_slice(request_id.as_bytes());
+        body.extend_from_slice(&self.body[at.end..]);
+        Bytes::from(body)
     }
 }
 
@@ -227,6 +244,30 @@ mod tests {
             Bytes::from_static(b"{}"),
             Duration::from_secs(60),
         )
+    }
+
+    #[test]
+    fn a_cached_body_carries_each_readers_request_id_where_it_spells_one() {
+        let mut entry = CachedResponse::new(
+            http::StatusCode::OK,
+            http::HeaderValue::from_static("text/xml"),
+            Bytes::from_static(b"<r><requestId>filler</requestId><x/></r>"),
+            Duration::from_secs(60),
+        );
+        assert_eq!(
+            entry.body_for("reader"),
+            entry.body,
+            "spells none: as stored"
+        );
+        entry.request_id_at = Some(14..20);
+        assert_eq!(
+            entry.body_for("a-longer-reader"),
+            Bytes::from_static(b"<r><requestId>a-longer-reader</requestId><x/></r>")
+        );
+        assert_eq!(
+            entry.body_for("r"),
+            Bytes::from_static(b"<r><requestId>r</requestId><x/></r>")
+        );
     }
 
     #[tokio::test]

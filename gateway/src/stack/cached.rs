@@ -30,6 +30,7 @@ pub(super) async fn fill<D: FrontDoor>(
     key: CacheKey,
     ttl: Duration,
 ) -> (Result<Response<Full<Bytes>>, D::Error>, bool) {
+    let request_id = call.request_id;
     let filling = async {
         let response = door.call(route, call).await.map_err(Unstored::Failed)?;
         let content_type = response
@@ -42,18 +43,21 @@ pub(super) async fn fill<D: FrontDoor>(
             Ok(collected) => collected.to_bytes(),
             Err(never) => match never {},
         };
-        let entry = CachedResponse::new(status, content_type, body, ttl);
+        let mut entry = CachedResponse::new(status, content_type, body, ttl);
+        entry.request_id_at = door.request_id_in(&entry.body);
         if status == http::StatusCode::OK {
             Ok(entry)
         } else {
             Err(Unstored::Passed(entry))
         }
     };
-    match stack.cache.get_or_fill(key, filling).await {
-        Ok((entry, hit)) => (Ok(response(&entry)), hit),
+    let outcome = stack.cache.get_or_fill(key, filling).await;
+    let id = door.request_id_text(request_id);
+    match outcome {
+        Ok((entry, hit)) => (Ok(response(&entry, &id)), hit),
         Err(unstored) => match (*unstored).clone() {
             Unstored::Failed(e) => (Err(e), false),
-            Unstored::Passed(entry) => (Ok(response(&entry)), false),
+            Unstored::Passed(entry) => (Ok(response(&entry, &id)), false),
         },
     }
 }
@@ -68,12 +72,19 @@ pub(super) fn count(metrics: &Metrics, hit: bool) -> &'static str {
     result
 }
 
-/// The response a cache entry holds.
-pub(super) fn response(hit: &CachedResponse) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(hit.body.clone()));
+/// Headers a cached answer's map holds without growing: its own and the tail's (six), and
+/// also a client's request headers, since hyper keeps a response's map, emptied, for the
+/// next request's headers on the connection (an SDK sends nine or ten, which a map sized
+/// for six would be grown again for).
+const HEADER_ROOM: usize = 12;
+
+/// The response a cache entry holds, as the answer of the request whose id the door
+/// writes as `request_id` ([`FrontDoor::request_id_text`]).
+pub(super) fn response(hit: &CachedResponse, request_id: &str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(hit.body_for(request_id)));
     *response.status_mut() = hit.status;
-    response
-        .headers_mut()
-        .insert(http::header::CONTENT_TYPE, hit.content_type.clone());
+    let headers = response.headers_mut();
+    *headers = http::HeaderMap::with_capacity(HEADER_ROOM);
+    headers.insert(http::header::CONTENT_TYPE, hit.content_type.clone());
     response
 }

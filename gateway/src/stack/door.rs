@@ -94,6 +94,19 @@ pub trait FrontDoor: Send + Sync + 'static {
     /// adds tenant, department and generation).
     fn cache_key(&self, route: &Self::Route, head: &Parts, body: &Bytes) -> (String, String);
 
+    /// Where a cacheable answer's body spells its request's id (EC2's `<requestId>`),
+    /// found once when it is cached: a cached answer then carries each reader's own id
+    /// there (as [`FrontDoor::request_id_text`] writes it), not the filling request's.
+    /// `None`, the default: nowhere.
+    fn request_id_in(&self, _body: &[u8]) -> Option<std::ops::Range<usize>> {
+        None
+    }
+
+    /// `request_id` as the door's answers spell it in their body (escaped for XML, say).
+    fn request_id_text<'i>(&self, request_id: &'i str) -> std::borrow::Cow<'i, str> {
+        std::borrow::Cow::Borrowed(request_id)
+    }
+
     /// Serves the request.
     fn call(
         &self,

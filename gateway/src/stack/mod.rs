@@ -104,7 +104,7 @@ where
         request_id,
         method: head.method.clone(),
         uri: head.uri.clone(),
-        bytes_in: request::content_length(&head.headers),
+        bytes_in: declared.unwrap_or(0),
         started,
     };
     let mut outcome = Outcome {
@@ -210,7 +210,8 @@ where
         // entry that expires while the request is being authenticated is still served.
         if let Some(hit) = stack.cache.get_at(key, received.started).await {
             outcome.cache = Some(cached::count(&stack.metrics, true));
-            return Ok(cached::response(&hit));
+            let id = door.request_id_text(&received.request_id);
+            return Ok(cached::response(&hit, &id));
         }
     }
     if facts.takes_body {

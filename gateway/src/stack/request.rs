@@ -239,11 +239,6 @@ fn too_large() -> GatewayError {
     )
 }
 
-/// The request's `Content-Length`, 0 when absent or unreadable.
-pub(crate) fn content_length(headers: &http::HeaderMap) -> u64 {
-    declared_length(headers).unwrap_or(0)
-}
-
 /// The request's `Content-Length`, when present and readable.
 pub(crate) fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
     headers

@@ -114,7 +114,7 @@ pub(super) fn write_canonical_head(
     for name in signed.signed_header_names() {
         sink(name);
         sink(":");
-        let mut values = parts.headers.get_all(name).iter().peekable();
+        let mut values = signed_values(parts.headers, name).iter().peekable();
         if values.peek().is_none() {
             if name != "host" {
                 return Err(auth_failure(format!("signed header {name} is missing")));
@@ -159,6 +159,20 @@ pub(super) fn write_canonical_head(
             Some(declared) => Payload::Declared(declared.to_string()),
         },
     )
+}
+
+/// The values of the signed header `name` (lower case). The names every SDK signs are
+/// looked up by their known names, which saves parsing and checking them on each request.
+fn signed_values<'h>(
+    headers: &'h http::HeaderMap,
+    name: &str,
+) -> http::header::GetAll<'h, http::HeaderValue> {
+    match name {
+        "host" => headers.get_all(http::header::HOST),
+        "x-amz-date" => headers.get_all(X_AMZ_DATE),
+        "content-type" => headers.get_all(http::header::CONTENT_TYPE),
+        other => headers.get_all(other),
+    }
 }
 
 /// Whether a header value is already as the canonical request holds it: no space at

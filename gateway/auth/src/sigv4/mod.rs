@@ -75,7 +75,7 @@ pub struct SignedRequest<'a> {
     /// Signed header names, lower case, `;`-separated in the order given (as they enter
     /// the canonical request); see [`SignedRequest::signed_header_names`].
     pub signed_headers: Cow<'a, str>,
-    /// Hex signature, lower case.
+    /// Hex signature, as sent (read as the 32 bytes it spells, so of either case).
     pub signature: Cow<'a, str>,
     /// Presigned lifetime (query form only).
     pub expires: Option<u64>,

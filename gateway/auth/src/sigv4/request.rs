@@ -132,7 +132,7 @@ pub(super) fn build<'a>(
         region: Cow::Borrowed(region),
         amz_date: Cow::Borrowed(amz_date),
         signed_headers,
-        signature: lower_case(signature),
+        signature: Cow::Borrowed(signature),
         expires,
     })
 }

@@ -36,6 +36,12 @@ fn canonical_request_and_constant_time_verification() {
         ..signed.clone()
     };
     assert_eq!(verify(&parts, &good, secret), Ok(()));
+    // Hex in capitals spells the same signature.
+    let capitals = SignedRequest {
+        signature: sig.to_ascii_uppercase().into(),
+        ..signed.clone()
+    };
+    assert_eq!(verify(&parts, &capitals, secret), Ok(()));
     let mut flipped = sig.into_bytes();
     flipped[0] = if flipped[0] == b'0' { b'1' } else { b'0' };
     let bad = SignedRequest {
@@ -89,7 +95,10 @@ fn header_parsing_checks_scope_and_service() {
     );
     let signed = parts(&headers).unwrap();
     assert_eq!(signed.region, "local-1");
-    assert_eq!(signed.signature, "abcd");
+    assert_eq!(
+        signed.signature, "ABCD",
+        "as sent; hex of either case is read the same"
+    );
     headers.insert(
         "authorization",
         "AWS4-HMAC-SHA256 Credential=AK/20261123/local-1/s3/aws4_request, SignedHeaders=host;x-amz-date, Signature=ab"

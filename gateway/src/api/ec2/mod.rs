@@ -318,20 +318,19 @@ impl FrontDoor for Ec2Api {
     fn cache_key(&self, route: &Ec2Route, head: &Parts, body: &Bytes) -> (String, String) {
         // `admit` refused a form that is not UTF-8 before any cache lookup.
         let form = std::str::from_utf8(form(head, body)).unwrap_or_default();
-        let mut unsigned: Vec<&str> = head
-            .uri
-            .query()
-            .unwrap_or("")
-            .split('&')
-            .chain(form.split('&'))
-            .filter(|p| {
-                !p.is_empty()
-                    && !p.starts_with("X-Amz-")
-                    && !query::is_sigv2_param(p.split('=').next().unwrap_or(""))
-            })
-            .collect();
-        unsigned.sort_unstable();
-        (format!("ec2/{}", route.region), unsigned.join("&"))
+        let unsigned = unsigned_parameters(head.uri.query().unwrap_or(""), form);
+        let mut path = String::with_capacity(4 + route.region.len());
+        path.push_str("ec2/");
+        path.push_str(&route.region);
+        (path, unsigned)
+    }
+
+    fn request_id_in(&self, body: &[u8]) -> Option<std::ops::Range<usize>> {
+        xml::request_id_in(body)
+    }
+
+    fn request_id_text<'i>(&self, request_id: &'i str) -> std::borrow::Cow<'i, str> {
+        xml::id_text(request_id)
     }
 
     async fn call(
@@ -382,6 +381,30 @@ impl FrontDoor for Ec2Api {
             xml::error_document(err.code, &err.message, request_id),
         )
     }
+}
+
+/// The raw parameters of `query` and `form` but the signature's, sorted and joined with
+/// `&`: what a read's cache key holds of its request.
+fn unsigned_parameters(query: &str, form: &str) -> String {
+    let mut unsigned: Vec<&str> = Vec::with_capacity(8);
+    for pair in query.split('&').chain(form.split('&')) {
+        let name = pair.split_once('=').map_or(pair, |(name, _)| name);
+        if !pair.is_empty() && !name.starts_with("X-Amz-") && !query::is_sigv2_param(name) {
+            unsigned.push(pair);
+        }
+    }
+    // Clients send their parameters in one order, mostly sorted already.
+    if !unsigned.is_sorted() {
+        unsigned.sort_unstable();
+    }
+    let mut joined = String::with_capacity(query.len() + form.len() + 1);
+    for (i, pair) in unsigned.iter().enumerate() {
+        if i > 0 {
+            joined.push('&');
+        }
+        joined.push_str(pair);
+    }
+    joined
 }
 
 /// What a SigV4 signature covers of a request whose head is `head` and body `body`.

@@ -73,6 +73,20 @@ async fn a_signed_read_is_served_then_cached_per_tenant() {
         Some("hit"),
         "re-signed, same parameters"
     );
+    // A cached answer carries its own request's id, not the one that filled the cache.
+    let request_id = |body: &str| {
+        body.split("<requestId>")
+            .nth(1)
+            .and_then(|rest| rest.split("</requestId>").next())
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(
+        Some(request_id(&again.body).as_str()),
+        again.header("x-request-id")
+    );
+    assert_ne!(request_id(&again.body), request_id(&regions.body));
+    assert_eq!(again.body.len(), regions.body.len());
     let (acme_key, acme_secret) = gw.access_key("acme").await;
     let theirs = gw
         .ec2(
@@ -765,4 +779,38 @@ async fn the_federated_region_lists_every_provider_regions_vpc() {
         .ec2(&[("Action", "DescribeVpcs")], creds, "aws-us-east-1")
         .await;
     assert_eq!(values(&one_region.body, "vpcId"), [vpc_id("aws-us-east-1")]);
+}
+
+#[test]
+fn a_read_is_cached_by_its_parameters_in_any_order_without_its_signature() {
+    let key = super::unsigned_parameters;
+    let sorted = "Action=DescribeInstances&Filter.1.Name=tag%3Ateam&Version=2016-11-15";
+    assert_eq!(key("", sorted), sorted);
+    assert_eq!(
+        key(
+            "Version=2016-11-15",
+            "Filter.1.Name=tag%3Ateam&Action=DescribeInstances"
+        ),
+        sorted,
+        "query and form together, in any order"
+    );
+    // SigV4's presigned parameters and SigV2's are left out; empty pairs too.
+    assert_eq!(
+        key(
+            "X-Amz-Signature=abc&X-Amz-Date=20261206T000000Z",
+            "Action=DescribeInstances&&Signature=x&SignatureVersion=2&AWSAccessKeyId=AK&\
+             Timestamp=t&Version=2016-11-15&Filter.1.Name=tag%3Ateam&SignatureMethod=m&Expires=e"
+        ),
+        sorted
+    );
+    // A parameter named like a signature's only in part is kept; a value is not a name.
+    assert_eq!(
+        key("", "SignatureX=1&Action=Signature"),
+        "Action=Signature&SignatureX=1"
+    );
+    assert_ne!(
+        key("", "Action=DescribeInstances&Version=2016-11-15"),
+        key("", sorted)
+    );
+    assert_eq!(key("", ""), "");
 }

@@ -93,6 +93,28 @@ impl Xml {
     }
 }
 
+/// `id` (visible ASCII: a request id) as element text, escaped where it needs to be; the
+/// ids Skyport makes (UUIDs) need nothing, and are not copied.
+pub fn id_text(id: &str) -> std::borrow::Cow<'_, str> {
+    if id.bytes().any(|b| b"<>&'\"".contains(&b)) {
+        quick_xml::escape::escape(id)
+    } else {
+        std::borrow::Cow::Borrowed(id)
+    }
+}
+
+/// Where a response document spells its request id: the text of its first
+/// `<requestId>`, which [`Xml::response`] writes before anything else.
+pub fn request_id_in(document: &[u8]) -> Option<std::ops::Range<usize>> {
+    const OPEN: &[u8] = b"<requestId>";
+    const CLOSE: &[u8] = b"</requestId>";
+    let start = document.windows(OPEN.len()).position(|w| w == OPEN)? + OPEN.len();
+    let len = document[start..]
+        .windows(CLOSE.len())
+        .position(|w| w == CLOSE)?;
+    Some(start..start + len)
+}
+
 /// The content type of every EC2 response.
 pub const CONTENT_TYPE: &str = "text/xml;charset=UTF-8";
 
@@ -140,6 +162,27 @@ mod tests {
         assert!(
             doc.contains("<value>a\u{FFFD}b\u{FFFD}c\td\u{FFFD}</value>"),
             "{doc}"
+        );
+    }
+
+    #[test]
+    fn a_document_says_where_its_request_id_is() {
+        let doc = Xml::response("DescribeTags", "r&1", |x| x.leaf("requestId", "later"));
+        let at = request_id_in(doc.as_bytes()).unwrap();
+        assert_eq!(&doc[at.clone()], "r&amp;1", "the first one, as written");
+        assert_eq!(
+            &doc[at],
+            id_text("r&1"),
+            "as a cached answer's reader's id is written"
+        );
+        assert!(matches!(
+            id_text("0190c2a4-5e7b-7c3d-9a1b-2c3d4e5f6a7b"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+        assert_eq!(request_id_in(b"<a><requestId>unclosed</a>"), None);
+        assert_eq!(
+            request_id_in(error_document("X", "y", "r").as_bytes()),
+            None
         );
     }
 
