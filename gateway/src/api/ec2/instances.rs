@@ -83,6 +83,9 @@ pub(super) async fn run_instances(call: &Ec2Call<'_>) -> Result<String, Ec2Error
         Some(token) => launched_with(call, token, max).await?,
         None => Vec::new(),
     };
+    if let Some(first) = earlier.first() {
+        same_launch(call, first)?;
+    }
     let launched = if earlier.is_empty() {
         let offering = tags.get(OFFERING_TAG).and_then(Value::as_str);
         let decision = place(call, offering).await?;
@@ -210,6 +213,27 @@ async fn run_request(call: &Ec2Call<'_>) -> Result<RunRequest, Ec2Error> {
         name,
         tags,
     })
+}
+
+/// Refuses a `RunInstances` whose `ClientToken` launched `earlier` with another image,
+/// instance type or key pair (EC2's `IdempotentParameterMismatch`): a token names one
+/// request, and a retry that asks for something else is a mistake, not that request.
+fn same_launch(call: &Ec2Call<'_>, earlier: &InstanceRecord) -> Result<(), Ec2Error> {
+    let p = call.params;
+    let differs = p
+        .get("ImageId")
+        .is_some_and(|ami| ami != image_id(&earlier.image))
+        || p.get("InstanceType")
+            .is_some_and(|itype| itype != earlier.instance_type)
+        || p.get("KeyName") != earlier.key_name.as_deref();
+    if differs {
+        return Err(Ec2Error::bad_request(
+            "IdempotentParameterMismatch",
+            "The client token you have provided is associated with a request with other \
+             parameters (image, instance type or key pair); use a new token for a new request",
+        ));
+    }
+    Ok(())
 }
 
 /// The instances an earlier `RunInstances` with `ClientToken` `token` launched, in order.

@@ -814,3 +814,62 @@ fn a_read_is_cached_by_its_parameters_in_any_order_without_its_signature() {
     );
     assert_eq!(key("", ""), "");
 }
+
+#[tokio::test]
+async fn a_client_token_names_one_launch_and_refuses_another() {
+    let gw = TestGateway::new().await;
+    let (key, secret) = gw.access_key("demo").await;
+    let creds = Some((key.as_str(), secret.as_str()));
+    let images = gw
+        .ec2(&[("Action", "DescribeImages")], creds, "local-1")
+        .await;
+    let ami = images
+        .body
+        .split("<imageId>")
+        .nth(1)
+        .and_then(|r| r.split("</imageId>").next())
+        .unwrap()
+        .to_string();
+    let run = |itype: &'static str| {
+        let ami = ami.clone();
+        let gw = &gw;
+        async move {
+            gw.ec2(
+                &[
+                    ("Action", "RunInstances"),
+                    ("ImageId", &ami),
+                    ("InstanceType", itype),
+                    ("MinCount", "1"),
+                    ("MaxCount", "1"),
+                    ("ClientToken", "deploy-42"),
+                ],
+                creds,
+                "local-1",
+            )
+            .await
+        }
+    };
+    let instance_id = |body: &str| {
+        body.split("<instanceId>")
+            .nth(1)
+            .and_then(|r| r.split("</instanceId>").next())
+            .unwrap()
+            .to_string()
+    };
+    let first = run("sp.micro").await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    let retried = run("sp.micro").await;
+    assert_eq!(retried.status, 200, "{}", retried.body);
+    assert_eq!(instance_id(&retried.body), instance_id(&first.body));
+    let other = run("sp.small").await;
+    assert_eq!(
+        (other.status, code(&other.body)),
+        (400, "IdempotentParameterMismatch"),
+        "{}",
+        other.body
+    );
+    let described = gw
+        .ec2(&[("Action", "DescribeInstances")], creds, "local-1")
+        .await;
+    assert_eq!(described.body.matches("<instanceId>").count(), 1);
+}
