@@ -11,6 +11,31 @@ fn code(body: &str) -> &str {
         .unwrap_or("")
 }
 
+/// A test gateway, an access key of tenant `demo`, and the id of the first image `demo`
+/// sees in `local-1`.
+async fn demo_with_an_image() -> (TestGateway, (String, String), String) {
+    let gw = TestGateway::new().await;
+    let (key, secret) = gw.access_key("demo").await;
+    let images = gw
+        .ec2(
+            &[("Action", "DescribeImages")],
+            Some((&key, &secret)),
+            "local-1",
+        )
+        .await;
+    let ami = first(&images.body, "imageId");
+    (gw, (key, secret), ami)
+}
+
+/// The text of the first `<tag>` element in `body`.
+fn first(body: &str, tag: &str) -> String {
+    body.split(&format!("<{tag}>"))
+        .nth(1)
+        .and_then(|rest| rest.split(&format!("</{tag}>")).next())
+        .unwrap_or_else(|| panic!("no <{tag}> in {body}"))
+        .to_string()
+}
+
 #[tokio::test]
 async fn an_unsigned_or_badly_signed_request_is_an_auth_failure_in_ec2_form() {
     let gw = TestGateway::new().await;
@@ -74,13 +99,7 @@ async fn a_signed_read_is_served_then_cached_per_tenant() {
         "re-signed, same parameters"
     );
     // A cached answer carries its own request's id, not the one that filled the cache.
-    let request_id = |body: &str| {
-        body.split("<requestId>")
-            .nth(1)
-            .and_then(|rest| rest.split("</requestId>").next())
-            .unwrap()
-            .to_string()
-    };
+    let request_id = |body: &str| first(body, "requestId");
     assert_eq!(
         Some(request_id(&again.body).as_str()),
         again.header("x-request-id")
@@ -100,19 +119,8 @@ async fn a_signed_read_is_served_then_cached_per_tenant() {
 
 #[tokio::test]
 async fn run_describe_and_refuse_in_ec2_terms() {
-    let gw = TestGateway::new().await;
-    let (key, secret) = gw.access_key("demo").await;
+    let (gw, (key, secret), ami) = demo_with_an_image().await;
     let creds = Some((key.as_str(), secret.as_str()));
-    let images = gw
-        .ec2(&[("Action", "DescribeImages")], creds, "local-1")
-        .await;
-    let ami = images
-        .body
-        .split("<imageId>")
-        .nth(1)
-        .and_then(|r| r.split("</imageId>").next())
-        .unwrap()
-        .to_string();
     let run = gw
         .ec2(
             &[
@@ -127,13 +135,7 @@ async fn run_describe_and_refuse_in_ec2_terms() {
         )
         .await;
     assert_eq!(run.status, 200, "{}", run.body);
-    let id = run
-        .body
-        .split("<instanceId>")
-        .nth(1)
-        .and_then(|r| r.split("</instanceId>").next())
-        .unwrap()
-        .to_string();
+    let id = first(&run.body, "instanceId");
     let described = gw
         .ec2(
             &[("Action", "DescribeInstances"), ("InstanceId.1", &id)],
@@ -817,19 +819,8 @@ fn a_read_is_cached_by_its_parameters_in_any_order_without_its_signature() {
 
 #[tokio::test]
 async fn a_client_token_names_one_launch_and_refuses_another() {
-    let gw = TestGateway::new().await;
-    let (key, secret) = gw.access_key("demo").await;
+    let (gw, (key, secret), ami) = demo_with_an_image().await;
     let creds = Some((key.as_str(), secret.as_str()));
-    let images = gw
-        .ec2(&[("Action", "DescribeImages")], creds, "local-1")
-        .await;
-    let ami = images
-        .body
-        .split("<imageId>")
-        .nth(1)
-        .and_then(|r| r.split("</imageId>").next())
-        .unwrap()
-        .to_string();
     let run = |itype: &'static str| {
         let ami = ami.clone();
         let gw = &gw;
@@ -849,13 +840,7 @@ async fn a_client_token_names_one_launch_and_refuses_another() {
             .await
         }
     };
-    let instance_id = |body: &str| {
-        body.split("<instanceId>")
-            .nth(1)
-            .and_then(|r| r.split("</instanceId>").next())
-            .unwrap()
-            .to_string()
-    };
+    let instance_id = |body: &str| first(body, "instanceId");
     let first = run("sp.micro").await;
     assert_eq!(first.status, 200, "{}", first.body);
     let retried = run("sp.micro").await;
