@@ -65,6 +65,9 @@ pub struct ActiveKey {
     access_key_id: Box<str>,
     /// When the store was asked for it (monotonic): how long it may be trusted.
     looked_up: Duration,
+    /// Set when it is revoked through this gateway: a request that found it before then
+    /// and is still reading its body is refused too.
+    revoked: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for ActiveKey {
@@ -91,7 +94,13 @@ impl ActiveKey {
             signing_keys: Default::default(),
             access_key_id: access_key_id.into(),
             looked_up,
+            revoked: Default::default(),
         }
+    }
+
+    /// Whether it was revoked through this gateway since it was looked up.
+    pub fn is_revoked(&self) -> bool {
+        self.revoked.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// An HMAC keyed with the SigV4 signing key of `signed`'s scope, derived once per date
@@ -251,8 +260,15 @@ impl AccessKeys {
     pub async fn revoke(&self, access_key_id: &str) -> Result<AccessKey, GatewayError> {
         let at = rfc3339_millis(self.clock.wall());
         let revocation = self.store.revoke(access_key_id, &at).await?;
-        self.cache.invalidate(access_key_id).await;
-        self.recent.forget(access_key_id);
+        // Requests in flight hold the key they found: it says it is revoked now.
+        let cached = self.cache.remove(access_key_id).await.flatten();
+        for key in cached
+            .iter()
+            .chain(self.recent.forget(access_key_id).iter())
+        {
+            key.revoked
+                .store(true, std::sync::atomic::Ordering::Release);
+        }
         match revocation {
             Revocation::Revoked(key) => Ok(key),
             Revocation::AlreadyRevoked(_) => Err(GatewayError::new(
@@ -347,6 +363,22 @@ mod tests {
         assert!(keys.active(&id).await.unwrap().is_some());
         keys.revoke(&id).await.unwrap();
         assert!(keys.active(&id).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_request_holding_a_key_learns_it_was_revoked() {
+        let clock = ManualClock::at_unix(1_795_433_941);
+        let keys = AccessKeys::new(Arc::new(MemoryAccessKeys::default()), clock.clone());
+        let id = keys.create("demo", None).await.unwrap().key.access_key_id;
+        let other = keys.create("demo", None).await.unwrap().key.access_key_id;
+        // What a request reading its body holds (found once among the recent keys too).
+        let held = keys.active(&id).await.unwrap().unwrap();
+        assert!(keys.active(&id).await.unwrap().is_some());
+        let held_other = keys.active(&other).await.unwrap().unwrap();
+        assert!(!held.is_revoked());
+        keys.revoke(&id).await.unwrap();
+        assert!(held.is_revoked(), "the key it holds says so");
+        assert!(!held_other.is_revoked(), "another key does not");
     }
 
     #[tokio::test]

@@ -142,6 +142,12 @@ impl Authenticator {
             self.clock.wall(),
             self.max_skew,
         )?;
+        if head.key.is_revoked() {
+            // Revoked while its body was on its way.
+            return Err(sigv4::SigV4Error::AuthFailure(
+                "the access key id you provided does not exist in our records".into(),
+            ));
+        }
         if let Err(refused) = head.verification.finish(parts.body) {
             if let (sigv4::SigV4Error::Mismatch(_), Ok(signed)) = (&refused, sigv4::parse(parts)) {
                 sigv4::explain_mismatch(parts, &signed);

@@ -56,16 +56,17 @@ impl RecentKeys {
         self.slot(&key.access_key_id).store(Some(key));
     }
 
-    /// Forgets key `id`, if its slot holds it.
-    pub(super) fn forget(&self, id: &str) {
+    /// Forgets key `id`, if its slot holds it; returns what it held.
+    pub(super) fn forget(&self, id: &str) -> Option<Arc<ActiveKey>> {
         let slot = self.slot(id);
         if slot
             .load()
             .as_ref()
             .is_some_and(|key| *key.access_key_id == *id)
         {
-            slot.store(None);
+            return slot.swap(None);
         }
+        None
     }
 }
 
