@@ -22,8 +22,15 @@
 #    count is also given without it. With KEEP=DIR, the two profiles (callgrind.out.1, JWT;
 #    callgrind.out.2, SigV4) are kept in DIR, for callgrind_annotate.
 #
+# 4. With COUNT=open-loop, instead of 1 and 2: the two reads at the same offered load (oha
+#    at a fixed RATE, default 30,000 req/s, 64 connections; gateway on CPU 0, oha on CPU 1),
+#    in alternating rounds; the gateway's CPU per answered request, and the median of the
+#    pairs' ratios. Unlike the closed loop, neither path is charged more of the load
+#    generator's wake-ups for being the slower one.
+#
 # Usage: bench/ec2.sh [seconds-per-run=5] [rounds=9] [calls=100]
 #        COUNT=instructions [KEEP=dir] bench/ec2.sh [requests=2000]
+#        COUNT=open-loop [RATE=30000] bench/ec2.sh [seconds-per-run=8] [rounds=7]
 set -eu
 cd "$(dirname "$0")/.."
 DUR=${1:-5}
@@ -36,18 +43,19 @@ command -v wrk >/dev/null 2>&1 || {
 }
 command -v taskset >/dev/null 2>&1 || { echo "taskset (util-linux) is required" >&2; exit 1; }
 COUNT=${COUNT:-time}
+RUN_GATEWAY="taskset -c 0"
+if [ "$COUNT" != time ]; then
+    command -v oha >/dev/null 2>&1 || [ -x "$HOME/.cargo/bin/oha" ] || cargo install --locked oha
+    OHA=$(command -v oha || echo "$HOME/.cargo/bin/oha")
+fi
 if [ "$COUNT" = instructions ]; then
     REQUESTS=${1:-2000}
     command -v valgrind >/dev/null 2>&1 || {
         apt-get update -q >/dev/null
         DEBIAN_FRONTEND=noninteractive apt-get install -y -q valgrind >/dev/null
     }
-    command -v oha >/dev/null 2>&1 || [ -x "$HOME/.cargo/bin/oha" ] || cargo install --locked oha
-    OHA=$(command -v oha || echo "$HOME/.cargo/bin/oha")
     # The gateway starts uninstrumented (fast); counting is switched on for the reads.
     RUN_GATEWAY="valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file=STATE/callgrind.out"
-else
-    RUN_GATEWAY="taskset -c 0"
 fi
 ./tests/install-deps.sh test >/dev/null
 PY=.venv/bin/python
@@ -106,24 +114,60 @@ signed("DescribeRegions", os.environ["STATE"] + "/wrk-regions.lua")
 PY
 TOKEN=$($B/skyport token --tenant demo --ttl 36000 --state-dir "$STATE")
 
-if [ "$COUNT" = instructions ]; then
+if [ "$COUNT" != time ]; then
     SIGNED_DATE=$(sed -n 's/.*\["X-Amz-Date"\] = "\([^"]*\)".*/\1/p' "$STATE/wrk-regions.lua")
     SIGNED_AUTH=$(sed -n 's/.*\["Authorization"\] = "\([^"]*\)".*/\1/p' "$STATE/wrk-regions.lua")
-    # oha N -> N JWT (GET /v1/regions) or SigV4 (DescribeRegions) reads on 8 connections.
-    jwt() { $OHA --no-tui -n "$1" -c 8 --cacert "$CA" -H "Authorization: Bearer $TOKEN" "https://$ADDR/v1/regions" >/dev/null; }
+    # jwt|sigv4 OHA-ARGS... -> oha's report of JWT (GET /v1/regions) or SigV4
+    # (DescribeRegions) reads, oha on CPU 1.
+    jwt() { taskset -c 1 $OHA --no-tui "$@" --cacert "$CA" -H "Authorization: Bearer $TOKEN" "https://$ADDR/v1/regions"; }
     sigv4() {
-        $OHA --no-tui -n "$1" -c 8 --cacert "$CA" -m POST \
+        taskset -c 1 $OHA --no-tui "$@" --cacert "$CA" -m POST \
             -H "Content-Type: application/x-www-form-urlencoded; charset=utf-8" \
             -H "X-Amz-Date: $SIGNED_DATE" -H "Authorization: $SIGNED_AUTH" \
-            -d "Action=DescribeRegions&Version=2016-11-15" "https://$ADDR/" >/dev/null
+            -d "Action=DescribeRegions&Version=2016-11-15" "https://$ADDR/"
     }
+fi
+
+if [ "$COUNT" = open-loop ]; then
+    . bench/cpu.sh
+    RATE=${RATE:-30000}
+    SECS=${1:-8}
+    ROUNDS=${2:-7}
+    jwt -n 20000 -c 64 >/dev/null
+    sigv4 -n 20000 -c 64 >/dev/null
+    : >"$STATE/open"
+    for r in $(seq "$ROUNDS"); do
+        for path in jwt sigv4; do
+            before=$(cpu_ticks $SKY)
+            out=$($path -z "${SECS}s" -q "$RATE" -c 64)
+            after=$(cpu_ticks $SKY)
+            # The gateway's CPU per answered request, and the answers that were not 200.
+            echo "$out" | awk -v a="$after" -v b="$before" -v hz="$HZ" -v p="$path" '
+                /^ *\[[0-9]+\] [0-9]+ responses/ {gsub(/[][]/, "", $1); n += $2; if ($1 != 200) bad += $2}
+                END {printf "%s %.2f %d\n", p, (a - b) * 1e6 / hz / n, bad}' >>"$STATE/open"
+        done
+    done
+    col() { awk -v p="$1" '$1 == p {print $2}' "$STATE/open"; }
+    median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+    echo "the same read at the same offered load ($RATE req/s, oha -q, 64 connections, ${SECS}s x $ROUNDS alternating rounds):"
+    echo "  JWT   GET /v1/regions          $(col jwt | median) us CPU/req (rounds: $(col jwt | tr '\n' ' '))"
+    echo "  SigV4 POST / DescribeRegions   $(col sigv4 | median) us CPU/req (rounds: $(col sigv4 | tr '\n' ' '))"
+    echo "  answers other than 200: $(awk '{n += $3} END {print n + 0}' "$STATE/open")"
+    col jwt >"$STATE/open.jwt"
+    col sigv4 | paste "$STATE/open.jwt" - | awk '{print $2 / $1}' | sort -n >"$STATE/open.ratios"
+    awk '{a[NR]=$1} END {m = (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2
+        printf "  SigV4 / JWT CPU per request %.2fx (median of the pairs, range %.2f-%.2f; target: at most 1.15x)\n", m, a[1], a[NR]}' "$STATE/open.ratios"
+    exit 0
+fi
+
+if [ "$COUNT" = instructions ]; then
     callgrind_control -i on $SKY >/dev/null 2>&1
-    jwt 500
-    sigv4 500
+    jwt -n 500 -c 8 >/dev/null
+    sigv4 -n 500 -c 8 >/dev/null
     callgrind_control -z $SKY >/dev/null 2>&1
-    jwt "$REQUESTS"
+    jwt -n "$REQUESTS" -c 8 >/dev/null
     callgrind_control -d jwt $SKY >/dev/null 2>&1
-    sigv4 "$REQUESTS"
+    sigv4 -n "$REQUESTS" -c 8 >/dev/null
     callgrind_control -d sigv4 $SKY >/dev/null 2>&1
     callgrind_control -i off $SKY >/dev/null 2>&1
     # instructions FILE [exclude-regex] -> instructions a request in one dump.
