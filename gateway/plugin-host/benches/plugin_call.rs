@@ -40,6 +40,9 @@ fn main() {
     // Both isolation modes, and an op polled on the plugin's runtime (`echo@1`) against one
     // declared to answer at once (`echo.at-once@1`), in one run, alternately, so that all
     // see the same machine.
+    // A state directory of its own (plugins are pinned into it), removed at the end.
+    let state =
+        std::env::temp_dir().join(format!("skyport-bench-plugin-call-{}", std::process::id()));
     let mut rounds: Vec<(&str, &str, Vec<Duration>)> = Vec::new();
     // `SKYPORT_BENCH_ONLY=<mode>:<op>` runs one arm (to profile it).
     let only = std::env::var("SKYPORT_BENCH_ONLY").ok();
@@ -57,9 +60,10 @@ fn main() {
             } else {
                 Isolation::InProcess
             };
-            samples.extend(runtime.block_on(measure(&file, dir, &host_exe, isolation, op)));
+            samples.extend(runtime.block_on(measure(&file, dir, &state, &host_exe, isolation, op)));
         }
     }
+    let _ = std::fs::remove_dir_all(&state);
     for (mode, op, mut samples) in rounds {
         samples.sort();
         let pct = |p: f64| samples[((samples.len() as f64 - 1.0) * p) as usize];
@@ -77,6 +81,7 @@ fn main() {
 async fn measure(
     file: &Path,
     dir: &Path,
+    state: &Path,
     host_exe: &Path,
     isolation: Isolation,
     op: &str,
@@ -97,7 +102,7 @@ async fn measure(
     let registry = PluginRegistry::load_all(
         &[config],
         dir,
-        &std::env::temp_dir(),
+        state,
         host_exe,
         Arc::new(Metrics::new()),
         skyport_core::clock::SystemClock::shared(),
