@@ -51,13 +51,11 @@ pub(super) async fn fill<D: FrontDoor>(
             Err(Unstored::Passed(entry))
         }
     };
-    let outcome = stack.cache.get_or_fill(key, filling).await;
-    let id = door.request_id_text(request_id);
-    match outcome {
-        Ok((entry, hit)) => (Ok(response(&entry, &id)), hit),
+    match stack.cache.get_or_fill(key, filling).await {
+        Ok((entry, hit)) => (Ok(response(door, &entry, request_id)), hit),
         Err(unstored) => match (*unstored).clone() {
             Unstored::Failed(e) => (Err(e), false),
-            Unstored::Passed(entry) => (Ok(response(&entry, &id)), false),
+            Unstored::Passed(entry) => (Ok(response(door, &entry, request_id)), false),
         },
     }
 }
@@ -78,10 +76,18 @@ pub(super) fn count(metrics: &Metrics, hit: bool) -> &'static str {
 /// for six would be grown again for).
 const HEADER_ROOM: usize = 12;
 
-/// The response a cache entry holds, as the answer of the request whose id the door
-/// writes as `request_id` ([`FrontDoor::request_id_text`]).
-pub(super) fn response(hit: &CachedResponse, request_id: &str) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(hit.body_for(request_id)));
+/// The response a cache entry holds, as `door`'s answer of request `request_id` (its id
+/// written where the entry's body spells one, as [`FrontDoor::request_id_text`] writes it).
+pub(super) fn response<D: FrontDoor>(
+    door: &D,
+    hit: &CachedResponse,
+    request_id: &str,
+) -> Response<Full<Bytes>> {
+    let body = match hit.request_id_at {
+        Some(_) => hit.body_for(&door.request_id_text(request_id)),
+        None => hit.body.clone(),
+    };
+    let mut response = Response::new(Full::new(body));
     *response.status_mut() = hit.status;
     let headers = response.headers_mut();
     *headers = http::HeaderMap::with_capacity(HEADER_ROOM);

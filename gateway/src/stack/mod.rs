@@ -210,8 +210,7 @@ where
         // entry that expires while the request is being authenticated is still served.
         if let Some(hit) = stack.cache.get_at(key, received.started).await {
             outcome.cache = Some(cached::count(&stack.metrics, true));
-            let id = door.request_id_text(&received.request_id);
-            return Ok(cached::response(&hit, &id));
+            return Ok(cached::response(door, &hit, &received.request_id));
         }
     }
     if facts.takes_body {
