@@ -80,15 +80,20 @@ impl Browser {
             .local_addr()
             .unwrap()
             .port();
+        let profile = crate::temp_state_dir("chromium");
+        let downloads = profile.join("downloads");
+        std::fs::create_dir_all(&downloads).unwrap();
+        // Chromium's own scratch directories go in the profile too, so that they leave
+        // with it even when the browser is killed.
+        let scratch = profile.join("tmp");
+        std::fs::create_dir_all(&scratch).unwrap();
         let driver = Command::new(chromedriver)
             .arg(format!("--port={port}"))
+            .env("TMPDIR", &scratch)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("starting chromedriver");
-        let profile = crate::temp_state_dir("chromium");
-        let downloads = profile.join("downloads");
-        std::fs::create_dir_all(&downloads).unwrap();
         let caps = json!({
             "browserName": "chrome",
             "goog:chromeOptions": {

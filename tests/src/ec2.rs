@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 use crate::{temp_state_dir, Gateway};
 
 /// A credentials file (the AWS shared-credentials format) holding `key_id` and `secret`,
-/// in a fresh directory tagged `tag`.
-fn credentials_file(tag: &str, key_id: &str, secret: &str) -> PathBuf {
-    let creds = temp_state_dir(tag).join("credentials");
+/// at `path`.
+fn credentials_file(path: PathBuf, key_id: &str, secret: &str) -> PathBuf {
+    let creds = path;
     std::fs::write(
         &creds,
         format!("[default]\naws_access_key_id = {key_id}\naws_secret_access_key = {secret}\n"),
@@ -44,10 +44,12 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// A moto server on a loopback port; killed on drop.
+/// A moto server on a loopback port; killed on drop, and its directory (log, credentials
+/// files) removed unless the test is failing.
 pub struct Moto {
     child: Child,
     port: u16,
+    dir: PathBuf,
     /// `http://127.0.0.1:<port>`.
     pub endpoint: String,
 }
@@ -56,16 +58,18 @@ impl Moto {
     /// Starts `moto_server` and waits until it answers.
     pub fn start() -> Self {
         let port = free_port();
+        let dir = temp_state_dir("moto");
         Self {
-            child: Self::spawn(port),
+            child: Self::spawn(port, &dir),
             port,
+            dir,
             endpoint: format!("http://127.0.0.1:{port}"),
         }
     }
 
-    fn spawn(port: u16) -> Child {
+    fn spawn(port: u16, dir: &std::path::Path) -> Child {
         // Its request log (on stderr) goes to the file too: a run makes thousands of lines.
-        let log = std::fs::File::create(temp_state_dir("moto").join("moto.log")).unwrap();
+        let log = std::fs::File::create(dir.join("moto.log")).unwrap();
         let child = Command::new(venv_bin("moto_server"))
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdin(Stdio::null())
@@ -92,13 +96,17 @@ impl Moto {
 
     /// Starts a new, empty server on the same port, after [`Moto::stop`].
     pub fn restart(&mut self) {
-        self.child = Self::spawn(self.port);
+        self.child = Self::spawn(self.port, &self.dir);
     }
 
     /// A `[[plugins]]` entry for an `ec2` provider named `name` (region `aws-us-east-1`)
     /// in front of this server, with credentials from a file.
     pub fn provider_config(&self, name: &str) -> String {
-        let creds = credentials_file("moto-creds", "moto-test", "moto-test-secret");
+        let creds = credentials_file(
+            self.dir.join("credentials"),
+            "moto-test",
+            "moto-test-secret",
+        );
         format!(
             r#"
 [[plugins]]
@@ -116,7 +124,11 @@ impl Moto {
     /// The configuration table of an `ec2` provider in front of this server (what a
     /// `[[plugins]]` entry's `config` holds), as a TOML document of its own.
     pub fn plugin_config_document(&self) -> String {
-        let creds = credentials_file("moto-creds", "moto-test", "moto-test-secret");
+        let creds = credentials_file(
+            self.dir.join("credentials"),
+            "moto-test",
+            "moto-test-secret",
+        );
         format!(
             r#"endpoint = "{}"
 region = "us-east-1"
@@ -135,6 +147,9 @@ impl Drop for Moto {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
 
@@ -234,7 +249,7 @@ pub fn aws_cli(
 /// both killed on drop.
 pub struct EucaShim {
     child: Child,
-    _moto: Moto,
+    moto: Moto,
     /// `http://127.0.0.1:<port>` (the plugin appends `/services/compute`).
     pub endpoint: String,
 }
@@ -266,7 +281,7 @@ impl EucaShim {
         }
         Self {
             child,
-            _moto: moto,
+            moto,
             endpoint: format!("http://127.0.0.1:{port}"),
         }
     }
@@ -280,7 +295,11 @@ impl EucaShim {
     /// The configuration table of a `eucalyptus` provider in front of this shim, as a
     /// TOML document of its own (for the conformance kit's `--config`).
     pub fn plugin_config_document(&self) -> String {
-        let creds = credentials_file("euca-creds", "euca-test", "euca-test-secret");
+        let creds = credentials_file(
+            self.moto.dir.join("euca-credentials"),
+            "euca-test",
+            "euca-test-secret",
+        );
         format!(
             r#"endpoint = "{}"
 clusters = {{ "euca-1a" = "cluster01" }}
@@ -296,7 +315,11 @@ images = {{ "skyport-tiny" = "emi-03cf127a" }}
     /// A `[[plugins]]` entry for a `eucalyptus` provider named `name` (region `euca-1`,
     /// zone `euca-1a` = cluster `cluster01`).
     pub fn provider_config(&self, name: &str) -> String {
-        let creds = credentials_file("euca-creds", "euca-test", "euca-test-secret");
+        let creds = credentials_file(
+            self.moto.dir.join("euca-credentials"),
+            "euca-test",
+            "euca-test-secret",
+        );
         format!(
             r#"
 [[plugins]]

@@ -117,9 +117,9 @@ pub fn test_network() -> String {
 }
 
 /// Stops what local-vmm instances left on the host under `state_dir`: QEMU processes
-/// launched from it, and each private network's dnsmasq, bridge and NAT table (named in
-/// its `network/` directory). VMs and networks outlive a gateway by design; a test's must
-/// not outlive the test.
+/// launched from it, and each private network's dnsmasq, bridge (with the VMs' taps on it)
+/// and NAT table (named in its `network/` directory). VMs and networks outlive a gateway
+/// by design; a test's must not outlive the test.
 pub fn release_networks(state_dir: &Path) {
     let needle = state_dir.to_string_lossy().into_owned();
     if let Ok(entries) = std::fs::read_dir("/proc") {
@@ -156,6 +156,15 @@ pub fn release_networks(state_dir: &Path) {
                 let bridge = std::fs::read_to_string(&path).unwrap_or_default();
                 let bridge = bridge.trim();
                 if !bridge.is_empty() {
+                    // The VMs' taps outlive their killed QEMU: remove them with the bridge.
+                    let ports = std::fs::read_dir(format!("/sys/class/net/{bridge}/brif"));
+                    for port in ports.into_iter().flatten().flatten() {
+                        let _ = Command::new("ip")
+                            .arg("link")
+                            .arg("del")
+                            .arg(port.file_name())
+                            .output();
+                    }
                     let _ = Command::new("ip").args(["link", "del", bridge]).output();
                     let table = format!("skyport_{}", bridge.replace('-', "_"));
                     let _ = Command::new("nft")

@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -69,11 +69,14 @@ pub struct OidcProvider {
     pub public_key_file: PathBuf,
     state: Arc<State>,
     task: JoinHandle<()>,
+    dir: PathBuf,
 }
 
 impl OidcProvider {
-    /// Makes its keys in `dir` and starts listening on a free loopback port.
-    pub async fn start(dir: &Path) -> Self {
+    /// Makes its keys in a directory of its own (removed on drop) and starts listening on
+    /// a free loopback port.
+    pub async fn start() -> Self {
+        let dir = crate::temp_state_dir("idp");
         let ca_key = KeyPair::generate().unwrap();
         let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
         ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -143,6 +146,7 @@ impl OidcProvider {
             public_key_file,
             state,
             task,
+            dir,
         }
     }
 
@@ -181,6 +185,7 @@ impl OidcProvider {
 impl Drop for OidcProvider {
     fn drop(&mut self) {
         self.task.abort();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

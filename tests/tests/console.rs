@@ -12,9 +12,7 @@ use serde_json::{json, Value};
 use skyport_e2e::browser::{console_link, Browser};
 use skyport_e2e::ec2::Moto;
 use skyport_e2e::oidc_provider::OidcProvider;
-use skyport_e2e::{
-    default_config, expect_problem, run_cli, temp_state_dir, Gateway, GatewayOptions,
-};
+use skyport_e2e::{default_config, expect_problem, run_cli, Gateway, GatewayOptions};
 
 const HOSTILE: &str = "<img src=x onerror=alert(1)>";
 
@@ -762,7 +760,7 @@ async fn an_operator_runs_the_gateway_from_the_console() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn people_sign_in_through_the_identity_provider_with_pkce() {
     let _one = ONE_AT_A_TIME.lock().await;
-    let idp = OidcProvider::start(&temp_state_dir("idp")).await;
+    let idp = OidcProvider::start().await;
     let gw = Gateway::start_with(GatewayOptions {
         config: Some(idp.configure(&default_config())),
         ..Default::default()

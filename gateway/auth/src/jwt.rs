@@ -352,9 +352,12 @@ mod tests {
     /// A verifier with one ES256 key on `clock`, and that key's encoding half.
     fn verifier(clock: Arc<ManualClock>) -> (JwtVerifier, EncodingKey) {
         let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-        let dir = std::env::temp_dir().join(skyport_core::ids::new_id("skyport-jwt"));
-        std::fs::create_dir_all(&dir).unwrap();
-        let pem = dir.join("jwt.pem");
+        // The verifier reads the key when it is made; the directory goes when this returns.
+        let dir = tempfile::Builder::new()
+            .prefix("skyport-jwt-")
+            .tempdir()
+            .unwrap();
+        let pem = dir.path().join("jwt.pem");
         std::fs::write(&pem, key.public_key_pem()).unwrap();
         let config = Config::embedded().auth.jwt;
         let source = JwtKeyConfig {

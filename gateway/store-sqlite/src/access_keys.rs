@@ -138,8 +138,10 @@ mod tests {
 
     #[tokio::test]
     async fn sqlite_access_keys_pass_the_conformance_suite() {
-        skyport_auth::access_keys::conformance::run(|| async {
-            let dir = crate::test_dir("access-keys");
+        let dirs = crate::TestDirs::default();
+        let dirs = &dirs;
+        skyport_auth::access_keys::conformance::run(move || async move {
+            let dir = dirs.make("access-keys");
             Arc::new(SqliteAccessKeys::open(&dir).unwrap()) as Arc<dyn AccessKeyStore>
         })
         .await;
@@ -147,10 +149,11 @@ mod tests {
 
     #[test]
     fn the_database_holding_secrets_is_readable_by_its_owner_only() {
-        let dir = crate::test_dir("access-keys-mode");
+        let guard = crate::test_dir("access-keys-mode");
+        let dir = guard.path();
         // Another store opens the database first, as the gateway does.
-        let _inventory = crate::SqliteInventory::open(&dir).unwrap();
-        SqliteAccessKeys::open(&dir).unwrap();
+        let _inventory = crate::SqliteInventory::open(dir).unwrap();
+        SqliteAccessKeys::open(dir).unwrap();
         for file in ["skyport.db", "skyport.db-wal", "skyport.db-shm"] {
             let mode = std::fs::metadata(dir.join(file))
                 .unwrap()

@@ -143,13 +143,16 @@ mod tests {
 
     #[tokio::test]
     async fn sqlite_approvals_pass_the_conformance_suite() {
-        let store = SqliteApprovals::open(&crate::test_dir("approvals")).unwrap();
+        let guard = crate::test_dir("approvals");
+        let dir = guard.path();
+        let store = SqliteApprovals::open(dir).unwrap();
         skyport_domain::approvals::conformance::run(&store).await;
     }
 
     #[tokio::test]
     async fn a_table_from_before_client_tokens_gains_the_column_and_keeps_its_orders() {
-        let dir = crate::test_dir("approvals-upgrade");
+        let guard = crate::test_dir("approvals-upgrade");
+        let dir = guard.path();
         let old = rusqlite::Connection::open(dir.join("skyport.db")).unwrap();
         old.execute_batch(
             "CREATE TABLE approval_orders (id TEXT PRIMARY KEY, tenant TEXT NOT NULL,
@@ -176,7 +179,7 @@ mod tests {
         )
         .unwrap();
         drop(old);
-        let store = SqliteApprovals::open(&dir).unwrap();
+        let store = SqliteApprovals::open(dir).unwrap();
         assert_eq!(store.get("ord-old").await.unwrap(), Some(kept.clone()));
         // Orders from before have no token on record: a new one with it is stored.
         let new = PendingOrder {

@@ -89,8 +89,10 @@ mod tests {
 
     #[tokio::test]
     async fn sqlite_catalog_changes_pass_the_conformance_suite() {
-        skyport_domain::catalog::changes::conformance::run(|| async {
-            let dir = crate::test_dir("catalog");
+        let dirs = crate::TestDirs::default();
+        let dirs = &dirs;
+        skyport_domain::catalog::changes::conformance::run(move || async move {
+            let dir = dirs.make("catalog");
             Arc::new(SqliteCatalogChanges::open(&dir).unwrap()) as Arc<dyn CatalogChangeStore>
         })
         .await;

@@ -144,8 +144,10 @@ mod tests {
 
     #[tokio::test]
     async fn sqlite_deployments_pass_the_conformance_suite() {
-        skyport_domain::operations::deployments::conformance::run(|| async {
-            let dir = crate::test_dir("deployments");
+        let dirs = crate::TestDirs::default();
+        let dirs = &dirs;
+        skyport_domain::operations::deployments::conformance::run(move || async move {
+            let dir = dirs.make("deployments");
             Arc::new(SqliteDeployments::open(&dir).unwrap()) as Arc<dyn DeploymentStore>
         })
         .await;

@@ -339,7 +339,9 @@ mod tests {
 
     #[tokio::test]
     async fn sqlite_events_pass_the_conformance_suite() {
-        let store = SqliteEvents::open(&crate::test_dir("events")).unwrap();
+        let guard = crate::test_dir("events");
+        let dir = guard.path();
+        let store = SqliteEvents::open(dir).unwrap();
         skyport_domain::events::conformance::run(&store).await;
     }
 }

@@ -133,8 +133,9 @@ mod tests {
 
     #[tokio::test]
     async fn sqlite_instance_leases_pass_the_conformance_suite() {
-        let dir = crate::test_dir("instance-leases");
-        let store = SqliteInstanceLeases::open(&dir).unwrap();
+        let guard = crate::test_dir("instance-leases");
+        let dir = guard.path();
+        let store = SqliteInstanceLeases::open(dir).unwrap();
         skyport_domain::instance_leases::conformance::run(&store).await;
     }
 }

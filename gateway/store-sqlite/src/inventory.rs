@@ -351,8 +351,10 @@ mod tests {
 
     #[tokio::test]
     async fn sqlite_inventory_passes_the_conformance_suite() {
-        skyport_domain::inventory::conformance::run(|| async {
-            let dir = crate::test_dir("inventory");
+        let dirs = crate::TestDirs::default();
+        let dirs = &dirs;
+        skyport_domain::inventory::conformance::run(move || async move {
+            let dir = dirs.make("inventory");
             Arc::new(SqliteInventory::open(&dir).unwrap()) as Arc<dyn InventoryStore>
         })
         .await;
@@ -360,14 +362,15 @@ mod tests {
 
     #[tokio::test]
     async fn records_survive_a_reopen() {
-        let dir = crate::test_dir("inventory-reopen");
+        let guard = crate::test_dir("inventory-reopen");
+        let dir = guard.path();
         let record = skyport_domain::inventory::conformance::record("i-00000000000000001", "demo");
-        SqliteInventory::open(&dir)
+        SqliteInventory::open(dir)
             .unwrap()
             .insert(record.clone())
             .await
             .unwrap();
-        let reopened = SqliteInventory::open(&dir).unwrap();
+        let reopened = SqliteInventory::open(dir).unwrap();
         assert_eq!(
             reopened.get("demo", &record.id).await.unwrap(),
             Some(record)

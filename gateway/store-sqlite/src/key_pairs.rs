@@ -122,8 +122,10 @@ mod tests {
 
     #[tokio::test]
     async fn sqlite_key_pairs_pass_the_conformance_suite() {
-        skyport_domain::operations::key_pairs::conformance::run(|| async {
-            let dir = crate::test_dir("key-pairs");
+        let dirs = crate::TestDirs::default();
+        let dirs = &dirs;
+        skyport_domain::operations::key_pairs::conformance::run(move || async move {
+            let dir = dirs.make("key-pairs");
             Arc::new(SqliteKeyPairs::open(&dir).unwrap()) as Arc<dyn KeyPairStore>
         })
         .await;

@@ -30,10 +30,28 @@ pub use placements::SqlitePlacementAudit;
 pub use sessions::SqliteSessions;
 pub use sla::SqliteSla;
 
-/// A new empty directory for one test's database.
+/// A new empty directory for one test's database, removed when the guard drops.
 #[cfg(test)]
-fn test_dir(tag: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(skyport_core::ids::new_id(&format!("skyport-{tag}")));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+fn test_dir(tag: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("skyport-{tag}-"))
+        .tempdir()
+        .unwrap()
+}
+
+/// Directories for the stores a conformance suite makes one after another, all removed
+/// when the test ends (a store must not outlive its directory).
+#[cfg(test)]
+#[derive(Default)]
+struct TestDirs(std::sync::Mutex<Vec<tempfile::TempDir>>);
+
+#[cfg(test)]
+impl TestDirs {
+    /// A new empty directory tagged `tag`, removed with `self`.
+    fn make(&self, tag: &str) -> std::path::PathBuf {
+        let dir = test_dir(tag);
+        let path = dir.path().to_path_buf();
+        self.0.lock().unwrap().push(dir);
+        path
+    }
 }

@@ -136,8 +136,10 @@ mod tests {
 
     #[tokio::test]
     async fn sqlite_placement_audit_passes_the_conformance_suite() {
-        skyport_domain::placement::audit::conformance::run(|| async {
-            let dir = crate::test_dir("placements");
+        let dirs = crate::TestDirs::default();
+        let dirs = &dirs;
+        skyport_domain::placement::audit::conformance::run(move || async move {
+            let dir = dirs.make("placements");
             Arc::new(SqlitePlacementAudit::open(&dir).unwrap()) as Arc<dyn PlacementAuditStore>
         })
         .await;

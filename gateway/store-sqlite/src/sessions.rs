@@ -141,7 +141,9 @@ mod tests {
 
     #[tokio::test]
     async fn sqlite_sessions_pass_the_conformance_suite() {
-        let store = SqliteSessions::open(&crate::test_dir("sessions")).unwrap();
+        let guard = crate::test_dir("sessions");
+        let dir = guard.path();
+        let store = SqliteSessions::open(dir).unwrap();
         skyport_domain::sessions::conformance::run(&store).await;
     }
 }

@@ -87,7 +87,9 @@ mod tests {
 
     #[tokio::test]
     async fn sqlite_sla_passes_the_conformance_suite() {
-        let store = SqliteSla::open(&crate::test_dir("sla")).unwrap();
+        let guard = crate::test_dir("sla");
+        let dir = guard.path();
+        let store = SqliteSla::open(dir).unwrap();
         skyport_domain::sla::conformance::run(&store).await;
     }
 }

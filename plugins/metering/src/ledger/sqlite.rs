@@ -531,25 +531,17 @@ mod tests {
 
     #[test]
     fn the_sqlite_ledger_passes_the_conformance_suite() {
+        // Every ledger's directory lives until the suite ends, then goes.
+        let dirs = std::cell::RefCell::new(Vec::new());
         super::super::conformance::run(|| {
-            let dir = std::env::temp_dir().join(format!(
-                "ledger-conformance-{}-{}",
-                std::process::id(),
-                next_suffix()
-            ));
-            // A directory left by an earlier run with the same process id must not
-            // hand the suite a ledger that already holds events.
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir).unwrap();
-            Box::new(SqliteLedger::open(&dir).unwrap()) as Box<dyn Ledger + Send>
+            let dir = tempfile::Builder::new()
+                .prefix("ledger-conformance-")
+                .tempdir()
+                .unwrap();
+            let ledger = SqliteLedger::open(dir.path()).unwrap();
+            dirs.borrow_mut().push(dir);
+            Box::new(ledger) as Box<dyn Ledger + Send>
         });
-    }
-
-    /// A number not handed out before in this process.
-    fn next_suffix() -> u64 {
-        use std::sync::atomic::{AtomicU64, Ordering};
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        NEXT.fetch_add(1, Ordering::Relaxed)
     }
 
     #[test]
