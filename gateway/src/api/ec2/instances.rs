@@ -84,7 +84,7 @@ pub(super) async fn run_instances(call: &Ec2Call<'_>) -> Result<String, Ec2Error
         None => Vec::new(),
     };
     if let Some(first) = earlier.first() {
-        same_launch(call, first)?;
+        same_launch(call, first, &first_boot)?;
     }
     let launched = if earlier.is_empty() {
         let offering = tags.get(OFFERING_TAG).and_then(Value::as_str);
@@ -216,21 +216,27 @@ async fn run_request(call: &Ec2Call<'_>) -> Result<RunRequest, Ec2Error> {
 }
 
 /// Refuses a `RunInstances` whose `ClientToken` launched `earlier` with another image,
-/// instance type or key pair (EC2's `IdempotentParameterMismatch`): a token names one
-/// request, and a retry that asks for something else is a mistake, not that request.
-fn same_launch(call: &Ec2Call<'_>, earlier: &InstanceRecord) -> Result<(), Ec2Error> {
+/// instance type, key pair or user data (EC2's `IdempotentParameterMismatch`): a token
+/// names one request, and a retry that asks for something else is a mistake, not that
+/// request. Tags are not compared: the instance's may have changed since its launch.
+fn same_launch(
+    call: &Ec2Call<'_>,
+    earlier: &InstanceRecord,
+    first_boot: &FirstBoot,
+) -> Result<(), Ec2Error> {
     let p = call.params;
     let differs = p
         .get("ImageId")
         .is_some_and(|ami| ami != image_id(&earlier.image))
         || p.get("InstanceType")
             .is_some_and(|itype| itype != earlier.instance_type)
-        || p.get("KeyName") != earlier.key_name.as_deref();
+        || p.get("KeyName") != earlier.key_name.as_deref()
+        || first_boot.user_data != earlier.user_data;
     if differs {
         return Err(Ec2Error::bad_request(
             "IdempotentParameterMismatch",
             "The client token you have provided is associated with a request with other \
-             parameters (image, instance type or key pair); use a new token for a new request",
+             parameters (image, instance type, key pair or user data); use a new token for a new request",
         ));
     }
     Ok(())

@@ -821,7 +821,9 @@ fn a_read_is_cached_by_its_parameters_in_any_order_without_its_signature() {
 async fn a_client_token_names_one_launch_and_refuses_another() {
     let (gw, (key, secret), ami) = demo_with_an_image().await;
     let creds = Some((key.as_str(), secret.as_str()));
-    let run = |itype: &'static str| {
+    // User data is compared by its bytes: the retry spells "#!/bin/sh\n" with whitespace
+    // around its base64, and is the same launch.
+    let run = |itype: &'static str, user_data: &'static str| {
         let ami = ami.clone();
         let gw = &gw;
         async move {
@@ -832,6 +834,7 @@ async fn a_client_token_names_one_launch_and_refuses_another() {
                     ("InstanceType", itype),
                     ("MinCount", "1"),
                     ("MaxCount", "1"),
+                    ("UserData", user_data),
                     ("ClientToken", "deploy-42"),
                 ],
                 creds,
@@ -841,18 +844,23 @@ async fn a_client_token_names_one_launch_and_refuses_another() {
         }
     };
     let instance_id = |body: &str| first(body, "instanceId");
-    let first = run("sp.micro").await;
+    let first = run("sp.micro", "IyEvYmluL3NoCg==").await;
     assert_eq!(first.status, 200, "{}", first.body);
-    let retried = run("sp.micro").await;
+    let retried = run("sp.micro", " IyEvYmluL3NoCg==\n").await;
     assert_eq!(retried.status, 200, "{}", retried.body);
     assert_eq!(instance_id(&retried.body), instance_id(&first.body));
-    let other = run("sp.small").await;
-    assert_eq!(
-        (other.status, code(&other.body)),
-        (400, "IdempotentParameterMismatch"),
-        "{}",
-        other.body
-    );
+    for (itype, user_data) in [
+        ("sp.small", "IyEvYmluL3NoCg=="),
+        ("sp.micro", "IyEvYmluL2Jhc2gK"),
+    ] {
+        let other = run(itype, user_data).await;
+        assert_eq!(
+            (other.status, code(&other.body)),
+            (400, "IdempotentParameterMismatch"),
+            "{itype} {user_data}: {}",
+            other.body
+        );
+    }
     let described = gw
         .ec2(&[("Action", "DescribeInstances")], creds, "local-1")
         .await;
