@@ -141,6 +141,9 @@ impl BodyLimits {
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let mut body = std::pin::pin!(Limited::new(body, MAX_BODY_BYTES));
+        // Most bodies arrive in one frame: the first is kept apart, and a list is made
+        // only for a second.
+        let mut first: Option<Bytes> = None;
         let mut chunks: Vec<Bytes> = Vec::new();
         let mut len = 0usize;
         let mut held: Option<OwnedSemaphorePermit> = None;
@@ -171,27 +174,35 @@ impl BodyLimits {
                     )
                 };
                 let kib = u32::try_from(more).map_err(|_| full())?;
-                // Waiting for room is back-pressure: the body's next bytes stay with the
-                // client (TCP, HTTP/2 flow control) until it is read on or refused.
-                let room = tokio::time::timeout(
-                    BUDGET_WAIT,
-                    Arc::clone(&self.budget).acquire_many_owned(kib),
-                )
-                .await
-                .ok()
-                .and_then(Result::ok)
-                .ok_or_else(full)?;
+                // Room at once needs no timer; otherwise waiting for it is back-pressure:
+                // the body's next bytes stay with the client (TCP, HTTP/2 flow control)
+                // until it is read on or refused.
+                let room = match Arc::clone(&self.budget).try_acquire_many_owned(kib) {
+                    Ok(room) => room,
+                    Err(_) => tokio::time::timeout(
+                        BUDGET_WAIT,
+                        Arc::clone(&self.budget).acquire_many_owned(kib),
+                    )
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+                    .ok_or_else(full)?,
+                };
                 match held.as_mut() {
                     Some(permit) => permit.merge(room),
                     None => held = Some(room),
                 }
             }
-            chunks.push(data);
+            match first.take() {
+                None if chunks.is_empty() => first = Some(data),
+                None => chunks.push(data),
+                Some(earlier) => chunks.extend([earlier, data]),
+            }
         }
-        Ok(match chunks.len() {
-            0 => Bytes::new(),
-            1 => chunks.pop().unwrap_or_default(),
-            _ => Bytes::from(chunks.concat()),
+        Ok(match first {
+            Some(only) => only,
+            None if chunks.is_empty() => Bytes::new(),
+            None => Bytes::from(chunks.concat()),
         })
     }
 

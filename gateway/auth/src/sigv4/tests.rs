@@ -352,3 +352,24 @@ fn header_values_are_trimmed_and_their_spaces_collapsed() {
         "{canonical}"
     );
 }
+
+/// The byte scan that splits a credential scope and a signed-header list yields what
+/// `str::split` yields, empty pieces and text beyond ASCII included.
+#[test]
+fn ascii_pieces_split_as_str_split_does() {
+    for text in [
+        "",
+        "/",
+        "//",
+        "AKID/20150830/us-east-1/ec2/aws4_request",
+        "/leading",
+        "trailing/",
+        "a//b",
+        "ünï/cødé/",
+        "no separator",
+    ] {
+        let pieces: Vec<&str> = request::ascii_pieces(text, b'/').collect();
+        let split: Vec<&str> = text.split('/').collect();
+        assert_eq!(pieces, split, "{text:?}");
+    }
+}
