@@ -156,5 +156,8 @@ impl Drop for PluginHost {
     fn drop(&mut self) {
         self.kill();
         release_networks(&self.dir);
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }

@@ -699,4 +699,5 @@ fn a_new_state_directory_is_private_and_its_secrets_are_the_owners_alone() {
             & 0o777,
         0o700
     );
+    let _ = std::fs::remove_dir_all(&parent);
 }

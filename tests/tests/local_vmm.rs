@@ -494,7 +494,7 @@ async fn vms_start_from_a_snapshot_of_their_image_each_as_its_own_machine() {
     let retaken = snapshot_taken_at(&gw, &admin, snapshot).await.unwrap();
     assert!(retaken > taken, "taken at {taken}, then {retaken}");
 
-    // An image without snapshot boots boots cold.
+    // An image without snapshot boots cold.
     let (cold, cold_console) = create(4, "tiny-cold").await;
     assert_eq!(cold["boot"], "cold", "{cold}");
     assert!(
@@ -507,4 +507,6 @@ async fn vms_start_from_a_snapshot_of_their_image_each_as_its_own_machine() {
         let gone = op_ok(&gw, &admin, "instance.terminate", json!({"id": vm["id"]})).await;
         assert_eq!(gone["state"], "terminated");
     }
+    drop(gw);
+    let _ = std::fs::remove_dir_all(&library);
 }
