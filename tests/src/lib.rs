@@ -117,8 +117,8 @@ pub fn test_network() -> String {
 }
 
 /// Stops what local-vmm instances left on the host under `state_dir`: QEMU processes
-/// launched from it, and each private network's dnsmasq, bridge (with the VMs' taps on it)
-/// and NAT table (named in its `network/` directory). VMs and networks outlive a gateway
+/// launched from it, each VM's tap, and each private network's dnsmasq, bridge (with the
+/// VMs' taps on it) and NAT table (named in its `network/` directory). VMs and networks outlive a gateway
 /// by design; a test's must not outlive the test.
 pub fn release_networks(state_dir: &Path) {
     let needle = state_dir.to_string_lossy().into_owned();
@@ -149,6 +149,17 @@ pub fn release_networks(state_dir: &Path) {
         for entry in entries.flatten() {
             let path = entry.path();
             if path.is_dir() && !path.is_symlink() {
+                // A VM's directory (`vms/vm-<hex>`) names its tap (`sp<hex>`), which may
+                // have come loose from its bridge.
+                let vm = path
+                    .file_name()
+                    .and_then(|n| n.to_str()?.strip_prefix("vm-"));
+                if let Some(hex) = vm.filter(|_| dir.ends_with("vms")) {
+                    let tap = format!("sp{hex}");
+                    if Path::new("/sys/class/net").join(&tap).exists() {
+                        let _ = Command::new("ip").args(["link", "del", &tap]).output();
+                    }
+                }
                 pending.push(path);
             } else if path.file_name().is_some_and(|n| n == "bridge")
                 && path.parent().is_some_and(|p| p.ends_with("network"))
