@@ -12,13 +12,12 @@ use crate::{temp_state_dir, Gateway};
 /// A credentials file (the AWS shared-credentials format) holding `key_id` and `secret`,
 /// at `path`.
 fn credentials_file(path: PathBuf, key_id: &str, secret: &str) -> PathBuf {
-    let creds = path;
     std::fs::write(
-        &creds,
+        &path,
         format!("[default]\naws_access_key_id = {key_id}\naws_secret_access_key = {secret}\n"),
     )
     .unwrap();
-    creds
+    path
 }
 
 /// The project virtualenv (`.venv`, made by `tests/install-deps.sh test`); fails loudly when

@@ -246,7 +246,7 @@ async fn dispatch(
 ) -> Answer {
     match Door::of(req.uri().path()) {
         // Boxed, as the EC2 door's below.
-        Door::Console => Box::pin(console(gateway, conn, req)).await,
+        Door::Console => Box::pin(serve_console(gateway, conn, req)).await,
         // Boxed: the EC2 door's future would otherwise enlarge every native request's.
         Door::Ec2 => Box::pin(stack::handle(&gateway.stack, &gateway.ec2, conn, req)).await,
         Door::Native => stack::handle(&gateway.stack, &gateway.native, conn, req).await,
@@ -257,7 +257,7 @@ async fn dispatch(
 /// drained before the answer goes, as the stack drains what its doors leave unread
 /// (`BodyLimits::drain_unread`: over HTTP/2, answering first would reset the stream of a
 /// client still sending it).
-async fn console(
+async fn serve_console(
     gateway: &Gateway,
     conn: &ConnInfo,
     req: http::Request<hyper::body::Incoming>,
@@ -285,7 +285,7 @@ fn dispatch_write(
     req: http::Request<hyper::body::Incoming>,
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Answer> + Send>> {
     match Door::of(req.uri().path()) {
-        Door::Console => Box::pin(async move { console(&gateway, &conn, req).await }),
+        Door::Console => Box::pin(async move { serve_console(&gateway, &conn, req).await }),
         Door::Ec2 => {
             Box::pin(async move { stack::handle(&gateway.stack, &gateway.ec2, &conn, req).await })
         }

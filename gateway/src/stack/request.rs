@@ -195,15 +195,11 @@ impl BodyLimits {
             }
             match first.take() {
                 None if chunks.is_empty() => first = Some(data),
-                None => chunks.push(data),
-                Some(earlier) => chunks.extend([earlier, data]),
+                earlier => chunks.extend(earlier.into_iter().chain([data])),
             }
         }
-        Ok(match first {
-            Some(only) => only,
-            None if chunks.is_empty() => Bytes::new(),
-            None => Bytes::from(chunks.concat()),
-        })
+        // No frame at all concatenates to nothing, without allocating.
+        Ok(first.unwrap_or_else(|| Bytes::from(chunks.concat())))
     }
 
     /// Reads to its end, and drops, the body of an HTTP/2 request that was answered
@@ -337,6 +333,31 @@ mod tests {
                 .len(),
             8192
         );
+    }
+
+    #[tokio::test]
+    async fn a_body_is_its_frames_in_order_whether_it_comes_in_none_one_or_several() {
+        let limits = BodyLimits::new(8 * 1024, Duration::from_secs(5));
+        let peer: IpAddr = "127.0.0.1".parse().unwrap();
+        for pieces in [
+            &[][..],
+            &["Action=DescribeRegions"],
+            &["Act", "ion=", "Describe"],
+        ] {
+            let (frames, body) = streamed();
+            for piece in pieces {
+                let data = Bytes::copy_from_slice(piece.as_bytes());
+                frames
+                    .unbounded_send(Ok(hyper::body::Frame::data(data)))
+                    .unwrap();
+            }
+            drop(frames);
+            let read = limits
+                .read(peer, &http::HeaderMap::new(), body)
+                .await
+                .unwrap();
+            assert_eq!(read, pieces.concat().as_bytes(), "{pieces:?}");
+        }
     }
 
     #[tokio::test(start_paused = true)]

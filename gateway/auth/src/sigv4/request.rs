@@ -23,7 +23,8 @@ pub(super) fn query_pairs(query: &str) -> impl Iterator<Item = (String, String)>
 pub fn parse<'a>(parts: &RequestParts<'a>) -> Result<SignedRequest<'a>, SigV4Error> {
     if let Some(value) = parts.headers.get(http::header::AUTHORIZATION) {
         // Text is all a parse needs (a field that is not ASCII matches no key, date or
-        // signature); UTF-8 is checked words at a time, visible ASCII byte by byte.
+        // signature). UTF-8 is checked words at a time; `to_str`'s visible-ASCII check
+        // goes byte by byte.
         let value = std::str::from_utf8(value.as_bytes())
             .map_err(|_| auth_failure("the Authorization header is not valid text"))?;
         let rest = value
