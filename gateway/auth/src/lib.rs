@@ -85,11 +85,7 @@ impl Authenticator {
                 tracing::warn!(error = %e.public, cause = ?e.cause, "access key lookup failed");
                 sigv4::SigV4Error::AuthFailure("access keys cannot be checked now".into())
             })?
-            .ok_or_else(|| {
-                sigv4::SigV4Error::AuthFailure(
-                    "the access key id you provided does not exist in our records".into(),
-                )
-            })
+            .ok_or_else(unknown_key)
     }
 
     /// Authenticates a SigV4-signed EC2 request; returns the principal and the credential
@@ -143,10 +139,8 @@ impl Authenticator {
             self.max_skew,
         )?;
         if head.key.is_revoked() {
-            // Revoked while its body was on its way.
-            return Err(sigv4::SigV4Error::AuthFailure(
-                "the access key id you provided does not exist in our records".into(),
-            ));
+            // Revoked while its body was on its way: refused as an unknown key is.
+            return Err(unknown_key());
         }
         if let Err(refused) = head.verification.finish(parts.body) {
             if let (sigv4::SigV4Error::Mismatch(_), Ok(signed)) = (&refused, sigv4::parse(parts)) {
@@ -247,4 +241,12 @@ impl Authenticator {
             "authentication required: send a Bearer token or a client certificate",
         ))
     }
+}
+
+/// EC2's refusal of an access key it does not know, or no longer knows (revoked): both
+/// signature versions answer it, in the same words.
+fn unknown_key() -> sigv4::SigV4Error {
+    sigv4::SigV4Error::AuthFailure(
+        "the access key id you provided does not exist in our records".into(),
+    )
 }
