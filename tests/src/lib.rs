@@ -239,12 +239,19 @@ pub fn rss_kb(pid: u32) -> u64 {
 /// A fresh state directory under the system temp dir, private (0700) as `skyport serve`
 /// makes one.
 pub fn temp_state_dir(tag: &str) -> PathBuf {
+    // The time alone is not unique: two tests of one binary, on two threads, once got the
+    // same nanoseconds, and so one state directory (two gateways, one CA each). A number
+    // this process hands out once makes it so.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nth = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_nanos();
-    let dir =
-        std::env::temp_dir().join(format!("skyport-e2e-{tag}-{}-{nanos}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!(
+        "skyport-e2e-{tag}-{}-{nanos}-{nth}",
+        std::process::id()
+    ));
     std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
         .create(&dir)
         .unwrap();
