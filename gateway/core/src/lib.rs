@@ -6,7 +6,8 @@
 //! - [`error`]: the one error type, [`error::GatewayError`];
 //! - [`config`]: the configuration schema and the checks it can make alone;
 //! - [`tenancy`]: principals, tenant contexts and the tenant directory;
-//! - [`metrics`]: the Prometheus registry.
+//! - [`metrics`]: the Prometheus registry;
+//! - [`text`]: byte scans of short request text.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
@@ -16,3 +17,4 @@ pub mod error;
 pub mod ids;
 pub mod metrics;
 pub mod tenancy;
+pub mod text;

@@ -4,6 +4,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -119,7 +120,12 @@ impl BodyLimits {
             )
         })?;
         let most = declared.map_or(MAX_BODY_BYTES, |n| n as usize);
-        tokio::time::timeout(self.timeout, self.collect(body, most))
+        let mut collect = std::pin::pin!(self.collect(body, most));
+        // A body that is all here (a small form comes with its head) needs no timer.
+        if let Poll::Ready(read) = futures::poll!(collect.as_mut()) {
+            return read;
+        }
+        tokio::time::timeout(self.timeout, collect)
             .await
             .map_err(|_| {
                 GatewayError::new(

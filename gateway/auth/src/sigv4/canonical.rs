@@ -188,7 +188,8 @@ fn is_trimmed(value: &str) -> bool {
 
 /// The lower-case hex SHA-256 of `data`, written into `buffer` (no allocation).
 pub(super) fn sha256_hex<'b>(data: &[u8], buffer: &'b mut [u8; 64]) -> &'b str {
-    hex::encode_to_slice(Sha256::digest(data), buffer).expect("64 bytes hold a SHA-256 in hex");
+    const_hex::encode_to_slice(Sha256::digest(data), buffer)
+        .expect("64 bytes hold a SHA-256 in hex");
     std::str::from_utf8(buffer).expect("hex is ASCII")
 }
 

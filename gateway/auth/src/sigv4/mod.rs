@@ -84,7 +84,7 @@ pub struct SignedRequest<'a> {
 impl SignedRequest<'_> {
     /// The signed header names, lower case, in the order given.
     pub fn signed_header_names(&self) -> impl Iterator<Item = &str> {
-        request::ascii_pieces(&self.signed_headers, b';')
+        skyport_core::text::ascii_pieces(&self.signed_headers, b';')
     }
 
     /// The same claims, owning their text.

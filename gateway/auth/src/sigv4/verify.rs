@@ -16,7 +16,7 @@ pub fn signing_key(secret: &str, signed: &SignedRequest) -> Vec<u8> {
 
 /// The hex signature of `string_to_sign` with `secret` (used by clients and tests).
 pub fn sign(secret: &str, signed: &SignedRequest, string_to_sign: &str) -> String {
-    hex::encode(hmac(
+    const_hex::encode(hmac(
         &signing_key(secret, signed),
         string_to_sign.as_bytes(),
     ))
@@ -75,7 +75,7 @@ impl PendingVerification {
         mut mac: HmacSha256,
     ) -> Result<Self, SigV4Error> {
         let mut claimed = [0u8; 32];
-        hex::decode_to_slice(signed.signature.as_bytes(), &mut claimed).map_err(|_| {
+        const_hex::decode_to_slice(signed.signature.as_bytes(), &mut claimed).map_err(|_| {
             SigV4Error::Mismatch("the signature is not a 64-digit hex string".into())
         })?;
         // Written out, then hashed at once: cheaper than feeding the hash piece by piece.
@@ -98,7 +98,7 @@ impl PendingVerification {
         let mut hex_buffer = [0u8; 64];
         self.canonical
             .update(self.payload.line(body, &mut hex_buffer)?.as_bytes());
-        hex::encode_to_slice(self.canonical.finalize(), &mut hex_buffer)
+        const_hex::encode_to_slice(self.canonical.finalize(), &mut hex_buffer)
             .expect("64 bytes hold a SHA-256 in hex");
         self.mac.update(&hex_buffer);
         // `verify_slice` compares in constant time.

@@ -41,6 +41,7 @@ use http_body_util::Full;
 use skyport_auth::{sigv2, sigv4, Authenticator};
 use skyport_core::metrics::Metrics;
 use skyport_core::tenancy::{Principal, TenantContext};
+use skyport_core::text::{ascii_pieces, ascii_split_once};
 use skyport_domain::regions::{RegionView, FEDERATED_REGION};
 
 use crate::services::Services;
@@ -387,8 +388,8 @@ impl FrontDoor for Ec2Api {
 /// `&`: what a read's cache key holds of its request.
 fn unsigned_parameters(query: &str, form: &str) -> String {
     let mut unsigned: Vec<&str> = Vec::with_capacity(8);
-    for pair in query.split('&').chain(form.split('&')) {
-        let name = pair.split_once('=').map_or(pair, |(name, _)| name);
+    for pair in ascii_pieces(query, b'&').chain(ascii_pieces(form, b'&')) {
+        let name = ascii_split_once(pair, b'=').map_or(pair, |(name, _)| name);
         if !pair.is_empty() && !name.starts_with("X-Amz-") && !query::is_sigv2_param(name) {
             unsigned.push(pair);
         }

@@ -82,7 +82,11 @@ fn decoded_value<'a>(raw: &'a [u8], pair: &'a [u8]) -> Cow<'a, str> {
         let value = form_urlencoded::parse(pair).next().map(|(_, v)| v);
         return Cow::Owned(value.map(Cow::into_owned).unwrap_or_default());
     }
-    String::from_utf8_lossy(raw)
+    // Checked words at a time; the lossy conversion only for a value that is not text.
+    match std::str::from_utf8(raw) {
+        Ok(text) => Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(raw),
+    }
 }
 
 /// One request's parameters (signature parameters removed).
