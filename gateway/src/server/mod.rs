@@ -20,6 +20,8 @@ use crate::tls::ReloadableTls;
 use crate::wiring::Gateway;
 
 mod accept;
+#[cfg(test)]
+mod body_wake_tests;
 mod budget;
 pub(crate) mod idle;
 mod run_to_end;
