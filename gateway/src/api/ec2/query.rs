@@ -6,6 +6,8 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
+use skyport_core::text::{ascii_pieces, ascii_split_once};
+
 use super::Ec2Error;
 
 /// Parameters that belong to the signature or the protocol, not to the action.
@@ -35,12 +37,12 @@ pub fn is_sigv2_param(name: &str) -> bool {
 /// limits saw. Decoded only up to `Action` (and a second one), borrowed where nothing was
 /// escaped: a cached read needs no more.
 pub fn action<'a>(query: &'a str, form: &'a [u8]) -> Result<Cow<'a, str>, Ec2Error> {
-    if std::str::from_utf8(form).is_err() {
+    let Ok(form) = std::str::from_utf8(form) else {
         return Err(Ec2Error::invalid_value(
             "the request body is not valid UTF-8 (an EC2 Query form is URL-encoded text)",
         ));
-    }
-    let mut actions = raw_pairs(query.as_bytes())
+    };
+    let mut actions = raw_pairs(query)
         .chain(raw_pairs(form))
         .filter(|(name, _, _)| decoded_is(name, "Action"))
         .map(|(_, value, pair)| decoded_value(value, pair));
@@ -55,38 +57,41 @@ pub fn action<'a>(query: &'a str, form: &'a [u8]) -> Result<Cow<'a, str>, Ec2Err
 
 /// The pairs of a form as `form_urlencoded` splits them (at `&`, then at the first `=`),
 /// nothing decoded: each pair's raw name, raw value, and the whole pair.
-fn raw_pairs(form: &[u8]) -> impl Iterator<Item = (&[u8], &[u8], &[u8])> {
-    form.split(|&b| b == b'&')
+fn raw_pairs(form: &str) -> impl Iterator<Item = (&str, &str, &str)> {
+    ascii_pieces(form, b'&')
         .filter(|pair| !pair.is_empty())
-        .map(|pair| match pair.iter().position(|&b| b == b'=') {
-            Some(at) => (&pair[..at], &pair[at + 1..], pair),
-            None => (pair, &pair[pair.len()..], pair),
+        .map(|pair| match ascii_split_once(pair, b'=') {
+            Some((name, value)) => (name, value, pair),
+            None => (pair, "", pair),
         })
 }
 
+/// Whether a raw part has escapes (`+` or `%XX`) to decode.
+fn is_escaped(raw: &str) -> bool {
+    raw.as_bytes().contains(&b'%') || raw.as_bytes().contains(&b'+')
+}
+
 /// Whether a pair's raw part (`+` and `%XX` not yet decoded) decodes to `expected`.
-fn decoded_is(raw: &[u8], expected: &str) -> bool {
-    if raw.contains(&b'%') || raw.contains(&b'+') {
-        form_urlencoded::parse(raw)
+fn decoded_is(raw: &str, expected: &str) -> bool {
+    if is_escaped(raw) {
+        form_urlencoded::parse(raw.as_bytes())
             .next()
             .is_some_and(|(decoded, _)| decoded == expected)
     } else {
-        raw == expected.as_bytes()
+        raw == expected
     }
 }
 
 /// A pair's value, decoded: borrowed when nothing in it is escaped (`pair` is the whole
 /// pair, decoded as `form_urlencoded` would when something is).
-fn decoded_value<'a>(raw: &'a [u8], pair: &'a [u8]) -> Cow<'a, str> {
-    if raw.contains(&b'%') || raw.contains(&b'+') {
-        let value = form_urlencoded::parse(pair).next().map(|(_, v)| v);
+fn decoded_value<'a>(raw: &'a str, pair: &'a str) -> Cow<'a, str> {
+    if is_escaped(raw) {
+        let value = form_urlencoded::parse(pair.as_bytes())
+            .next()
+            .map(|(_, v)| v);
         return Cow::Owned(value.map(Cow::into_owned).unwrap_or_default());
     }
-    // Checked words at a time; the lossy conversion only for a value that is not text.
-    match std::str::from_utf8(raw) {
-        Ok(text) => Cow::Borrowed(text),
-        Err(_) => String::from_utf8_lossy(raw),
-    }
+    Cow::Borrowed(raw)
 }
 
 /// One request's parameters (signature parameters removed).
