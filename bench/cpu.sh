@@ -10,3 +10,10 @@ cpu_ticks() {
     echo "$t"
 }
 HZ=$(getconf CLK_TCK)
+
+# cpu_ticks_split PID -> "USER SYSTEM": the two parts of cpu_ticks.
+cpu_ticks_split() {
+    for p in "$1" $(ps -o pid= --ppid "$1"); do
+        awk '{print $14, $15}' "/proc/$p/stat" 2>/dev/null
+    done | awk '{u += $1; s += $2} END {print u + 0, s + 0}'
+}

@@ -25,8 +25,10 @@
 # 4. With COUNT=open-loop, instead of 1 and 2: the two reads at the same offered load (oha
 #    at a fixed RATE, default 30,000 req/s, 64 connections; gateway on CPU 0, oha on CPU 1),
 #    in alternating rounds; the gateway's CPU per answered request, and the median of the
-#    pairs' ratios. Unlike the closed loop, neither path is charged more of the load
-#    generator's wake-ups for being the slower one.
+#    pairs' ratios; the same for its user-space and kernel parts; and the load generator's
+#    sleeps per request. Over loopback the kernel's part includes waking the load
+#    generator's thread when an answer reaches it, and the slower answers find it asleep
+#    more often: the split shows how much of a difference is the gateway's own work.
 #
 # Usage: bench/ec2.sh [seconds-per-run=5] [rounds=9] [calls=100]
 #        COUNT=instructions [KEEP=dir] bench/ec2.sh [requests=2000]
@@ -42,6 +44,11 @@ command -v wrk >/dev/null 2>&1 || {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk >/dev/null
 }
 command -v taskset >/dev/null 2>&1 || { echo "taskset (util-linux) is required" >&2; exit 1; }
+CLIENT_TIME=
+if [ "${COUNT:-time}" = open-loop ] && [ ! -x /usr/bin/time ]; then
+    apt-get update -q >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q time >/dev/null
+fi
 COUNT=${COUNT:-time}
 RUN_GATEWAY="taskset -c 0"
 if [ "$COUNT" != time ]; then
@@ -119,9 +126,10 @@ if [ "$COUNT" != time ]; then
     SIGNED_AUTH=$(sed -n 's/.*\["Authorization"\] = "\([^"]*\)".*/\1/p' "$STATE/wrk-regions.lua")
     # jwt|sigv4 OHA-ARGS... -> oha's report of JWT (GET /v1/regions) or SigV4
     # (DescribeRegions) reads, oha on CPU 1.
-    jwt() { taskset -c 1 $OHA --no-tui "$@" --cacert "$CA" -H "Authorization: Bearer $TOKEN" "https://$ADDR/v1/regions"; }
+    # (With CLIENT_TIME set, oha runs under it: GNU time, for its context switches.)
+    jwt() { $CLIENT_TIME taskset -c 1 $OHA --no-tui "$@" --cacert "$CA" -H "Authorization: Bearer $TOKEN" "https://$ADDR/v1/regions"; }
     sigv4() {
-        taskset -c 1 $OHA --no-tui "$@" --cacert "$CA" -m POST \
+        $CLIENT_TIME taskset -c 1 $OHA --no-tui "$@" --cacert "$CA" -m POST \
             -H "Content-Type: application/x-www-form-urlencoded; charset=utf-8" \
             -H "X-Amz-Date: $SIGNED_DATE" -H "Authorization: $SIGNED_AUTH" \
             -d "Action=DescribeRegions&Version=2016-11-15" "https://$ADDR/"
@@ -138,25 +146,35 @@ if [ "$COUNT" = open-loop ]; then
     : >"$STATE/open"
     for r in $(seq "$ROUNDS"); do
         for path in jwt sigv4; do
-            before=$(cpu_ticks $SKY)
-            out=$($path -z "${SECS}s" -q "$RATE" -c 64)
-            after=$(cpu_ticks $SKY)
-            # The gateway's CPU per answered request, and the answers that were not 200.
-            echo "$out" | awk -v a="$after" -v b="$before" -v hz="$HZ" -v p="$path" '
+            before=$(cpu_ticks_split $SKY)
+            out=$(CLIENT_TIME="/usr/bin/time -f %w -o $STATE/client" $path -z "${SECS}s" -q "$RATE" -c 64)
+            after=$(cpu_ticks_split $SKY)
+            # The gateway's CPU per answered request (all, user, system), the answers that
+            # were not 200, and the load generator's sleeps (voluntary context switches)
+            # per answered request.
+            echo "$out" | awk -v a="$after" -v b="$before" -v hz="$HZ" -v p="$path" -v w="$(cat "$STATE/client")" '
                 /^ *\[[0-9]+\] [0-9]+ responses/ {gsub(/[][]/, "", $1); n += $2; if ($1 != 200) bad += $2}
-                END {printf "%s %.2f %d\n", p, (a - b) * 1e6 / hz / n, bad}' >>"$STATE/open"
+                END {split(a, x, " "); split(b, y, " "); u = (x[1] - y[1]) * 1e6 / hz / n; s = (x[2] - y[2]) * 1e6 / hz / n
+                     printf "%s %.2f %d %.2f %.2f %.3f\n", p, u + s, bad, u, s, w / n}' >>"$STATE/open"
         done
     done
-    col() { awk -v p="$1" '$1 == p {print $2}' "$STATE/open"; }
+    col() { awk -v p="$1" -v c="${2:-2}" '$1 == p {print $c}' "$STATE/open"; }
     median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+    # pairs COLUMN -> the median of the rounds' SigV4 / JWT ratios of that column, and their range.
+    pairs() {
+        col jwt "$1" >"$STATE/open.jwt"
+        col sigv4 "$1" | paste "$STATE/open.jwt" - | awk '{print $2 / $1}' | sort -n |
+            awk '{a[NR]=$1} END {m = (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2
+                printf "%.2fx (median of the pairs, range %.2f-%.2f)", m, a[1], a[NR]}'
+    }
     echo "the same read at the same offered load ($RATE req/s, oha -q, 64 connections, ${SECS}s x $ROUNDS alternating rounds):"
     echo "  JWT   GET /v1/regions          $(col jwt | median) us CPU/req (rounds: $(col jwt | tr '\n' ' '))"
     echo "  SigV4 POST / DescribeRegions   $(col sigv4 | median) us CPU/req (rounds: $(col sigv4 | tr '\n' ' '))"
     echo "  answers other than 200: $(awk '{n += $3} END {print n + 0}' "$STATE/open")"
-    col jwt >"$STATE/open.jwt"
-    col sigv4 | paste "$STATE/open.jwt" - | awk '{print $2 / $1}' | sort -n >"$STATE/open.ratios"
-    awk '{a[NR]=$1} END {m = (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2
-        printf "  SigV4 / JWT CPU per request %.2fx (median of the pairs, range %.2f-%.2f; target: at most 1.15x)\n", m, a[1], a[NR]}' "$STATE/open.ratios"
+    echo "  SigV4 / JWT CPU per request $(pairs 2); target: at most 1.15x"
+    echo "  of which user space: JWT $(col jwt 4 | median) us, SigV4 $(col sigv4 4 | median) us: $(pairs 4)"
+    echo "  and the kernel: JWT $(col jwt 5 | median) us, SigV4 $(col sigv4 5 | median) us: $(pairs 5)"
+    echo "  the load generator's sleeps a request (oha's voluntary context switches): JWT $(col jwt 6 | median), SigV4 $(col sigv4 6 | median)"
     exit 0
 fi
 
