@@ -299,6 +299,23 @@ impl Browser {
             .unwrap_or(0) as u16
     }
 
+    /// Makes the browser fail every request whose URL matches one of `patterns` (`*` is
+    /// a wildcard) as a network error, as a dropped connection would; `&[]` lets all
+    /// through again. Through the DevTools protocol, which chromedriver relays.
+    pub async fn block_urls(&self, patterns: &[&str]) {
+        self.devtools("Network.enable", json!({})).await;
+        self.devtools("Network.setBlockedURLs", json!({ "urls": patterns }))
+            .await;
+    }
+
+    /// Runs DevTools protocol command `cmd` with `params` in the page.
+    async fn devtools(&self, cmd: &'static str, params: Value) {
+        self.client
+            .issue_cmd(DevTools { cmd, params })
+            .await
+            .unwrap_or_else(|e| panic!("DevTools {cmd}: {e}"));
+    }
+
     /// axe-core's serious and critical violations on the current page (rule ids with the
     /// first offending element of each).
     pub async fn accessibility_violations(&self) -> Vec<String> {
@@ -381,4 +398,29 @@ pub fn console_link(gw: &Gateway, tenant: &str, roles: &[&str]) -> String {
         "{link}"
     );
     link
+}
+
+/// A DevTools protocol command, sent through chromedriver's `goog/cdp/execute`.
+#[derive(Debug)]
+struct DevTools {
+    cmd: &'static str,
+    params: Value,
+}
+
+impl fantoccini::wd::WebDriverCompatibleCommand for DevTools {
+    fn endpoint(
+        &self,
+        base: &url::Url,
+        session: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base.join(&format!(
+            "session/{}/goog/cdp/execute",
+            session.unwrap_or_default()
+        ))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        let body = json!({ "cmd": self.cmd, "params": self.params });
+        (http::Method::POST, Some(body.to_string()))
+    }
 }

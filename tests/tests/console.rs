@@ -372,6 +372,40 @@ async fn a_session_sees_only_its_tenant_and_other_sites_cannot_write_with_it() {
         .wait_for("document.querySelector('caption')?.textContent === '0 of 0 instances'")
         .await;
 
+    // A console module lost on the way every time (a connection dropped by a network
+    // change on this host) leaves the page saying so after three reloads, not at
+    // "Loading…"; its Reload button then brings the console up whole.
+    // (A query makes each a new document: a change of fragment alone loads nothing.)
+    browser.block_urls(&["*/console/assets/keys.js"]).await;
+    browser.goto(&gw.url("/console/?lost=always#/keys")).await;
+    browser
+        .wait_for("document.querySelector('h1')?.textContent === 'The console did not load'")
+        .await;
+    unblock_and_click_to_keys(&browser).await;
+    // Lost once, the module arrives with the reload the page makes by itself.
+    browser.block_urls(&["*/console/assets/keys.js"]).await;
+    browser.goto(&gw.url("/console/?lost=once#/keys")).await;
+    browser.block_urls(&[]).await;
+    browser
+        .wait_for("document.querySelector('caption')?.textContent === '0 access keys'")
+        .await;
+    assert_eq!(
+        browser
+            .eval("performance.getEntriesByType('navigation')[0].type")
+            .await,
+        "reload"
+    );
+    // The session unreadable even after the console's repeats: the page says so, and its
+    // Try again button reads it again.
+    browser.block_urls(&["*/console/session"]).await;
+    browser.goto(&gw.url("/console/?lost=session#/keys")).await;
+    browser
+        .wait_for(
+            "document.querySelector('h1')?.textContent === 'The gateway could not be reached'",
+        )
+        .await;
+    unblock_and_click_to_keys(&browser).await;
+
     // Editing the URL to acme's instance shows the API's refusal, not the instance.
     browser
         .goto(&gw.url(&format!("/console/#/instances/{theirs}")))
@@ -506,6 +540,16 @@ async fn a_session_sees_only_its_tenant_and_other_sites_cannot_write_with_it() {
     assert_eq!(refused.status(), 401);
     browser.stop().await;
     gw.delete(&format!("/v1/instances/{theirs}"), &acme).await;
+}
+
+/// Lets every request through again, clicks the page's one button (Reload, Try again),
+/// and waits for the access keys page to come up whole.
+async fn unblock_and_click_to_keys(browser: &Browser) {
+    browser.block_urls(&[]).await;
+    browser.click("main button").await;
+    browser
+        .wait_for("document.querySelector('caption')?.textContent === '0 access keys'")
+        .await;
 }
 
 /// The health shown for plugin `name` on the providers page, once it starts with `prefix`.

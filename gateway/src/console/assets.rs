@@ -33,6 +33,7 @@ const ASSETS: &[Asset] = &[
     asset!("index.html", "text/html; charset=utf-8"),
     asset!("console.css", "text/css; charset=utf-8"),
     asset!("favicon.svg", "image/svg+xml"),
+    asset!("boot.js", JS),
     asset!("app.js", JS),
     asset!("api.js", JS),
     asset!("dom.js", JS),

@@ -101,7 +101,15 @@ async function signedOut() {
 async function route() {
   if (leaving) leaving();
   leaving = null;
-  const session = currentSession() || (await loadSession());
+  let session;
+  try {
+    session = currentSession() || (await loadSession());
+  } catch (err) {
+    // No answer even after `send`'s repeats: say so, rather than stay at "Loading…".
+    fill(page, h("h1", {}, "The gateway could not be reached"), errorBox(err),
+      h("button", { type: "button", onclick: () => route() }, "Try again"));
+    return;
+  }
   if (!session) return signedOut();
   drawChrome(session);
   const [name, ...rest] = (location.hash.slice(2) || "instances").split("/");
@@ -126,6 +134,13 @@ document.querySelector("a.skip").addEventListener("click", (event) => {
   event.preventDefault();
   page.focus();
 });
+
+// Every module arrived: boot.js's count of reloads for lost modules starts again.
+try {
+  sessionStorage.removeItem("skyport.console.reloads");
+} catch {
+  // Without storage boot.js gives up at the first lost module: nothing to clear.
+}
 
 window.addEventListener("hashchange", () => { announce(""); route(); });
 window.addEventListener("skyport:signed-out", () => { if (leaving) leaving(); leaving = null; signedOut(); });
