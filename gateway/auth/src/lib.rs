@@ -88,15 +88,26 @@ impl Authenticator {
             .ok_or_else(unknown_key)
     }
 
-    /// Authenticates a SigV4-signed EC2 request; returns the principal and the credential
-    /// scope's region. The key's tenant and department are the principal's; SigV4 callers
-    /// hold no roles. ([`Authenticator::sigv4_head`] then [`Authenticator::sigv4_body`].)
+    /// Authenticates a SigV4-signed EC2 request whose body is in hand (`parts.body`),
+    /// `signed` being its signature material ([`sigv4::parse_if_signed`]): its time is
+    /// within the window, its access key exists and is active, and its signature matches,
+    /// all in one pass. Returns the principal and the credential scope's region. The key's
+    /// tenant and department are the principal's; SigV4 callers hold no roles. (For a
+    /// body still on its way: [`Authenticator::sigv4_head`], then
+    /// [`Authenticator::sigv4_body`].)
     pub async fn authenticate_sigv4(
         &self,
         parts: &sigv4::RequestParts<'_>,
+        signed: sigv4::SignedRequest<'_>,
     ) -> Result<(Principal, String), sigv4::SigV4Error> {
-        let head = self.sigv4_head(parts).await?;
-        self.sigv4_body(head, parts)
+        let signed_at = sigv4::signed_at(&signed)?;
+        sigv4::check_time_at(signed_at, signed.expires, self.clock.wall(), self.max_skew)?;
+        let key = self.active_key(&signed.access_key_id).await?;
+        sigv4::verify_with_mac(parts, &signed, key.signing_mac(&signed))?;
+        Ok((
+            sigv4_principal(&key, signed.access_key_id.into_owned()),
+            signed.region.into_owned(),
+        ))
     }
 
     /// What can be checked of a SigV4 request before its body is read, checked once: its
@@ -148,16 +159,7 @@ impl Authenticator {
             }
             return Err(refused);
         }
-        Ok((
-            Principal {
-                tenant: head.key.tenant.clone(),
-                department: head.key.department.clone(),
-                roles: Vec::new(),
-                subject: head.access_key_id,
-                source: IdentitySource::Sigv4,
-            },
-            head.region,
-        ))
+        Ok((sigv4_principal(&head.key, head.access_key_id), head.region))
     }
 
     /// Authenticates a SigV2-signed EC2 request: `params` are its decoded query and form
@@ -249,4 +251,16 @@ fn unknown_key() -> sigv4::SigV4Error {
     sigv4::SigV4Error::AuthFailure(
         "the access key id you provided does not exist in our records".into(),
     )
+}
+
+/// The principal of a request signed (SigV4) with `key`, whose id is `access_key_id`: the
+/// key's tenant and department; SigV4 callers hold no roles.
+fn sigv4_principal(key: &access_keys::ActiveKey, access_key_id: String) -> Principal {
+    Principal {
+        tenant: key.tenant.clone(),
+        department: key.department.clone(),
+        roles: Vec::new(),
+        subject: access_key_id,
+        source: IdentitySource::Sigv4,
+    }
 }

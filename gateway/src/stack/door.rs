@@ -61,8 +61,10 @@ pub trait FrontDoor: Send + Sync + 'static {
 
     /// What can be refused before the body is read, for doors whose authentication reads
     /// it (a missing or unknown credential): an unauthenticated caller never makes the
-    /// gateway buffer a body. What it checked may be kept in the route for
-    /// [`FrontDoor::authenticate`].
+    /// gateway wait for, or buffer, a body. What it checked may be kept in the route for
+    /// [`FrontDoor::authenticate`]. Not called for a body that came whole with its head
+    /// (there is nothing to spare then): `authenticate` must judge everything itself when
+    /// the route holds nothing from here.
     fn screen(
         &self,
         _route: &mut Self::Route,

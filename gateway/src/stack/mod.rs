@@ -90,7 +90,7 @@ pub async fn handle<D, B>(
 ) -> Response<Full<Bytes>>
 where
     D: FrontDoor,
-    B: hyper::body::Body<Data = Bytes> + Send,
+    B: hyper::body::Body<Data = Bytes> + Send + Unpin,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let started = stack.clock.monotonic();
@@ -104,7 +104,7 @@ where
         request_id,
         method: head.method.clone(),
         uri: head.uri.clone(),
-        bytes_in: declared.unwrap_or(0),
+        declared,
         started,
     };
     let mut outcome = Outcome {
@@ -144,22 +144,31 @@ async fn serve<D, B>(
 ) -> Result<Response<Full<Bytes>>, D::Error>
 where
     D: FrontDoor,
-    B: hyper::body::Body<Data = Bytes> + Send,
+    B: hyper::body::Body<Data = Bytes> + Send + Unpin,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let mut route = door.route(&head)?;
     outcome.route = door.template(&route);
     let mut body = Bytes::new();
     if door.body_before_auth(&route) {
-        door.screen(&mut route, &head).await?;
-        // Boxed, here and below: reading a body (deadlines, budget) is a large future that
-        // every request would otherwise carry, and move, whether it reads one or not.
-        body = Box::pin(stack.bodies.read(
-            conn.peer.ip(),
-            &head.headers,
-            incoming.take().expect("unread"),
-        ))
-        .await?;
+        let unread = incoming.take().expect("unread");
+        body = match stack.bodies.arrival(received.declared, unread).await? {
+            // Here whole with its head (a small form): holding it costs nothing, so there
+            // is nothing for the screen to spare; `authenticate` judges head and body.
+            request::Arrival::Whole(whole) => whole,
+            request::Arrival::Coming { first, rest } => {
+                if let Err(refused) = door.screen(&mut route, &head).await {
+                    // Answered without the rest of its body, as any refusal before it.
+                    *incoming = Some(rest);
+                    return Err(refused);
+                }
+                let coming = request::Arrival::Coming { first, rest };
+                stack
+                    .bodies
+                    .finish(conn.peer.ip(), received.declared, coming)
+                    .await?
+            }
+        };
     }
     let principal = door.authenticate(&mut route, &head, &body, conn).await?;
     let ctx = &*outcome.tenant.insert(stack.tenants.resolve(principal)?);
@@ -215,7 +224,10 @@ where
     }
     if facts.takes_body {
         if let Some(incoming) = incoming.take() {
-            body = Box::pin(stack.bodies.read(conn.peer.ip(), &head.headers, incoming)).await?;
+            body = stack
+                .bodies
+                .read(conn.peer.ip(), received.declared, incoming)
+                .await?;
         }
     }
     let call = Call {

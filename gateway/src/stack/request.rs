@@ -2,7 +2,9 @@
 //! verified identity, the request id, and the body (bounded); and what it removes: every
 //! client-sent `x-skyport-*` header.
 
+use std::future::poll_fn;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
@@ -53,6 +55,20 @@ pub(crate) fn strip_identity_headers(headers: &mut http::HeaderMap) {
     }
 }
 
+/// How much of a request body had arrived when it was first asked for
+/// ([`BodyLimits::arrival`]).
+pub(crate) enum Arrival<B> {
+    /// All of it, with its head.
+    Whole(Bytes),
+    /// Still coming: the data that came first, if any, and the rest of the body.
+    Coming {
+        /// The first data, already taken from the body.
+        first: Option<Bytes>,
+        /// The body, from where the first data ended.
+        rest: B,
+    },
+}
+
 /// How request bodies are read: within a deadline, and within a budget of bytes being
 /// read at once across every connection (so that many slow or large bodies cannot take
 /// the gateway's memory).
@@ -88,8 +104,9 @@ impl BodyLimits {
     }
 
     /// A request body, whole, up to [`MAX_BODY_BYTES`]: 413 past it (at once when the
-    /// declared length says so), 408 when it does not arrive within the deadline, 503 when
-    /// its bytes find no room in the budget within [`BUDGET_WAIT`].
+    /// `declared` length says so), 408 when it does not arrive within the deadline, 503
+    /// when its bytes find no room in the budget within [`BUDGET_WAIT`].
+    /// ([`BodyLimits::arrival`], then [`BodyLimits::finish`].)
     ///
     /// The budget is charged with the bytes that have arrived, not those announced: a body
     /// that trickles in holds only what it has sent, so slow bodies are ended by the
@@ -97,20 +114,92 @@ impl BodyLimits {
     pub(crate) async fn read<B>(
         &self,
         peer: IpAddr,
-        headers: &http::HeaderMap,
+        declared: Option<u64>,
+        body: B,
+    ) -> Result<Bytes, GatewayError>
+    where
+        B: hyper::body::Body<Data = Bytes> + Unpin,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let arrival = self.arrival(declared, body).await?;
+        self.finish(peer, declared, arrival).await
+    }
+
+    /// How much of a body is here when it is first asked for (one look, no waiting): 413
+    /// at once when the `declared` length, or what came, is past [`MAX_BODY_BYTES`].
+    ///
+    /// A body that is all here (a small form comes with its head) is taken as it is: its
+    /// bytes are in memory already, within the connection's read buffer or the stream's
+    /// flow-control window, and it waits for nothing, so it takes no part of the budget,
+    /// nor a place among its address's bodies in reading, and needs no timer.
+    pub(crate) async fn arrival<B>(
+        &self,
+        declared: Option<u64>,
+        mut body: B,
+    ) -> Result<Arrival<B>, GatewayError>
+    where
+        B: hyper::body::Body<Data = Bytes> + Unpin,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+            return Err(too_large());
+        }
+        if declared == Some(0) {
+            return Ok(Arrival::Whole(Bytes::new()));
+        }
+        let first = poll_fn(|cx| Poll::Ready(Pin::new(&mut body).poll_frame(cx))).await;
+        let first = match first {
+            Poll::Pending => None,
+            Poll::Ready(None) => return Ok(Arrival::Whole(Bytes::new())),
+            Poll::Ready(Some(frame)) => {
+                let data = frame.map_err(unreadable)?.into_data().unwrap_or_default();
+                if data.len() > MAX_BODY_BYTES {
+                    return Err(too_large());
+                }
+                if body.is_end_stream() {
+                    return Ok(Arrival::Whole(data));
+                }
+                Some(data)
+            }
+        };
+        Ok(Arrival::Coming { first, rest: body })
+    }
+
+    /// The whole body of `arrival`: as it is when it was all here; otherwise the rest is
+    /// read within the deadline, the budget and its address's bodies in reading.
+    pub(crate) async fn finish<B>(
+        &self,
+        peer: IpAddr,
+        declared: Option<u64>,
+        arrival: Arrival<B>,
+    ) -> Result<Bytes, GatewayError>
+    where
+        B: hyper::body::Body<Data = Bytes>,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        match arrival {
+            Arrival::Whole(body) => Ok(body),
+            // Boxed: reading the rest (deadline, budget) is a large future that every body
+            // here whole would otherwise carry, and move.
+            Arrival::Coming { first, rest } => {
+                Box::pin(self.read_rest(peer, declared, first, rest)).await
+            }
+        }
+    }
+
+    /// [`BodyLimits::finish`] of a body not all here: `first`, its first data if any came,
+    /// then the rest, within the deadline, the budget and its address's bodies in reading.
+    async fn read_rest<B>(
+        &self,
+        peer: IpAddr,
+        declared: Option<u64>,
+        first: Option<Bytes>,
         body: B,
     ) -> Result<Bytes, GatewayError>
     where
         B: hyper::body::Body<Data = Bytes>,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let declared = declared_length(headers);
-        if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
-            return Err(too_large());
-        }
-        if declared == Some(0) {
-            return Ok(Bytes::new());
-        }
         let _reading = self.per_peer.take(&peer).ok_or_else(|| {
             GatewayError::new(
                 ErrorKind::Unavailable,
@@ -120,12 +209,7 @@ impl BodyLimits {
             )
         })?;
         let most = declared.map_or(MAX_BODY_BYTES, |n| n as usize);
-        let mut collect = std::pin::pin!(self.collect(body, most));
-        // A body that is all here (a small form comes with its head) needs no timer.
-        if let Poll::Ready(read) = futures::poll!(collect.as_mut()) {
-            return read;
-        }
-        tokio::time::timeout(self.timeout, collect)
+        tokio::time::timeout(self.timeout, self.collect(first, body, most))
             .await
             .map_err(|_| {
                 GatewayError::new(
@@ -135,77 +219,95 @@ impl BodyLimits {
             })?
     }
 
-    /// Every data frame of `body`, charged to the budget as it arrives: byte for byte
-    /// while it trickles in, and for the `most` it may send once it has sent
+    /// `first`, then every data frame of `body`, charged to the budget as it arrives: byte
+    /// for byte while it trickles in, and for the `most` it may send once it has sent
     /// [`STREAMING_BYTES`]. A body that streams thus reserves the rest of itself at once
     /// and then reads to its end without waiting again, so bodies that all arrive fast
     /// finish one after another instead of each holding part of the budget while waiting
     /// for more; a body that trickles holds only what it has sent.
-    async fn collect<B>(&self, body: B, most: usize) -> Result<Bytes, GatewayError>
+    async fn collect<B>(
+        &self,
+        first: Option<Bytes>,
+        body: B,
+        most: usize,
+    ) -> Result<Bytes, GatewayError>
     where
         B: hyper::body::Body<Data = Bytes>,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let mut body = std::pin::pin!(Limited::new(body, MAX_BODY_BYTES));
-        // Most bodies arrive in one frame: the first is kept apart, and a list is made
-        // only for a second.
-        let mut first: Option<Bytes> = None;
+        let mut len = first.as_ref().map_or(0, Bytes::len);
+        let mut body = std::pin::pin!(Limited::new(body, MAX_BODY_BYTES - len));
+        let mut arrived = first;
         let mut chunks: Vec<Bytes> = Vec::new();
-        let mut len = 0usize;
         let mut held: Option<OwnedSemaphorePermit> = None;
+        self.charge(len, most, &mut held).await?;
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|e| {
                 if e.is::<LengthLimitError>() {
                     too_large()
                 } else {
-                    GatewayError::invalid("request body unreadable").with_cause(e)
+                    unreadable(e)
                 }
             })?;
             let Ok(data) = frame.into_data() else {
                 continue;
             };
             len += data.len();
-            let charged = if len >= STREAMING_BYTES {
-                len.max(most)
-            } else {
-                len
-            };
-            let held_kib = held.as_ref().map_or(0, OwnedSemaphorePermit::num_permits);
-            let more = charged.div_ceil(1024).saturating_sub(held_kib);
-            if more > 0 {
-                let full = || {
-                    GatewayError::new(
-                        ErrorKind::Unavailable,
-                        "the gateway is reading too many request bodies at once; retry shortly",
-                    )
-                };
-                let kib = u32::try_from(more).map_err(|_| full())?;
-                // Room at once needs no timer; otherwise waiting for it is back-pressure:
-                // the body's next bytes stay with the client (TCP, HTTP/2 flow control)
-                // until it is read on or refused.
-                let room = match Arc::clone(&self.budget).try_acquire_many_owned(kib) {
-                    Ok(room) => room,
-                    Err(_) => tokio::time::timeout(
-                        BUDGET_WAIT,
-                        Arc::clone(&self.budget).acquire_many_owned(kib),
-                    )
-                    .await
-                    .ok()
-                    .and_then(Result::ok)
-                    .ok_or_else(full)?,
-                };
-                match held.as_mut() {
-                    Some(permit) => permit.merge(room),
-                    None => held = Some(room),
-                }
-            }
-            match first.take() {
-                None if chunks.is_empty() => first = Some(data),
+            self.charge(len, most, &mut held).await?;
+            // Most bodies arrive in one frame: a list is made only for a second.
+            match arrived.take() {
+                None if chunks.is_empty() => arrived = Some(data),
                 earlier => chunks.extend(earlier.into_iter().chain([data])),
             }
         }
         // No frame at all concatenates to nothing, without allocating.
-        Ok(first.unwrap_or_else(|| Bytes::from(chunks.concat())))
+        Ok(arrived.unwrap_or_else(|| Bytes::from(chunks.concat())))
+    }
+
+    /// Charges the budget for a body that has sent `len` bytes of at most `most`, on top
+    /// of what it `held` already: waits up to [`BUDGET_WAIT`] for room, then 503.
+    async fn charge(
+        &self,
+        len: usize,
+        most: usize,
+        held: &mut Option<OwnedSemaphorePermit>,
+    ) -> Result<(), GatewayError> {
+        let charged = if len >= STREAMING_BYTES {
+            len.max(most)
+        } else {
+            len
+        };
+        let held_kib = held.as_ref().map_or(0, OwnedSemaphorePermit::num_permits);
+        let more = charged.div_ceil(1024).saturating_sub(held_kib);
+        if more == 0 {
+            return Ok(());
+        }
+        let full = || {
+            GatewayError::new(
+                ErrorKind::Unavailable,
+                "the gateway is reading too many request bodies at once; retry shortly",
+            )
+        };
+        let kib = u32::try_from(more).map_err(|_| full())?;
+        // Room at once needs no timer; otherwise waiting for it is back-pressure: the
+        // body's next bytes stay with the client (TCP, HTTP/2 flow control) until it is
+        // read on or refused.
+        let room = match Arc::clone(&self.budget).try_acquire_many_owned(kib) {
+            Ok(room) => room,
+            Err(_) => tokio::time::timeout(
+                BUDGET_WAIT,
+                Arc::clone(&self.budget).acquire_many_owned(kib),
+            )
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .ok_or_else(full)?,
+        };
+        match held.as_mut() {
+            Some(permit) => permit.merge(room),
+            None => *held = Some(room),
+        }
+        Ok(())
     }
 
     /// Reads to its end, and drops, the body of an HTTP/2 request that was answered
@@ -242,6 +344,11 @@ impl BodyLimits {
         let drain = async { while let Some(Ok(_)) = body.frame().await {} };
         let _ = tokio::time::timeout(DRAIN_WAIT.min(self.timeout), drain).await;
     }
+}
+
+/// 400: a body that could not be read (the connection failed or broke the framing).
+fn unreadable(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> GatewayError {
+    GatewayError::invalid("request body unreadable").with_cause(e.into())
 }
 
 /// 413: a body past [`MAX_BODY_BYTES`].
@@ -286,21 +393,16 @@ mod tests {
     async fn the_budget_is_charged_with_the_bytes_that_arrived_not_those_announced() {
         let limits = Arc::new(BodyLimits::new(8 * 1024, Duration::from_secs(5)));
         let peer: IpAddr = "127.0.0.1".parse().unwrap();
-        let mut announced = http::HeaderMap::new();
-        announced.insert(
-            http::header::CONTENT_LENGTH,
-            HeaderValue::from_static("1000000"),
-        );
+        let announced = Some(1_000_000);
         // Slow bodies announcing a megabyte each hold only the byte each has sent.
         let mut slow = Vec::new();
         for _ in 0..4 {
             let (frames, body) = streamed();
             send(&frames, 1);
             let limits = Arc::clone(&limits);
-            let headers = announced.clone();
             slow.push((
                 frames,
-                tokio::spawn(async move { limits.read(peer, &headers, body).await }),
+                tokio::spawn(async move { limits.read(peer, announced, body).await }),
             ));
         }
         tokio::task::yield_now().await;
@@ -309,19 +411,13 @@ mod tests {
         send(&frames, 2048);
         send(&frames, 1024);
         drop(frames);
-        let read = limits
-            .read(peer, &http::HeaderMap::new(), body)
-            .await
-            .unwrap();
+        let read = limits.read(peer, None, body).await.unwrap();
         assert_eq!(read.len(), 3072);
         // One whose bytes would go past the budget waits for room, then gets 503, mid-body.
         let (frames, body) = streamed();
         send(&frames, 4096);
         send(&frames, 1024);
-        let refused = limits
-            .read(peer, &http::HeaderMap::new(), body)
-            .await
-            .unwrap_err();
+        let refused = limits.read(peer, None, body).await.unwrap_err();
         assert_eq!(refused.kind, ErrorKind::Unavailable);
         // The slow ones end, and give back what they held.
         for (frames, reading) in slow {
@@ -331,14 +427,42 @@ mod tests {
         let (frames, body) = streamed();
         send(&frames, 8 * 1024);
         drop(frames);
-        assert_eq!(
-            limits
-                .read(peer, &http::HeaderMap::new(), body)
-                .await
-                .unwrap()
-                .len(),
-            8192
-        );
+        assert_eq!(limits.read(peer, None, body).await.unwrap().len(), 8192);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_here_whole_is_taken_without_a_place_in_reading_or_the_budget() {
+        let limits = Arc::new(BodyLimits::new(64 * 1024, Duration::from_secs(5)));
+        let peer: IpAddr = "127.0.0.1".parse().unwrap();
+        // The address holds its most of bodies in reading...
+        let mut slow = Vec::new();
+        for _ in 0..BODIES_PER_PEER {
+            let (frames, body) = streamed();
+            send(&frames, 1);
+            let limits = Arc::clone(&limits);
+            slow.push((
+                frames,
+                tokio::spawn(async move { limits.read(peer, None, body).await }),
+            ));
+        }
+        tokio::task::yield_now().await;
+        let (frames, body) = streamed();
+        send(&frames, 1);
+        let refused = limits.read(peer, None, body).await.unwrap_err();
+        assert_eq!(refused.kind, ErrorKind::Unavailable, "{refused:?}");
+        drop(frames);
+        // ...and a body that is all here is still taken, as it came.
+        let whole = http_body_util::Full::new(Bytes::from_static(b"Action=DescribeRegions"));
+        let read = limits.read(peer, Some(22), whole).await.unwrap();
+        assert_eq!(read, "Action=DescribeRegions");
+        // One larger than the most a body may be is refused all the same.
+        let huge = http_body_util::Full::new(Bytes::from(vec![b'x'; MAX_BODY_BYTES + 1]));
+        let refused = limits.read(peer, None, huge).await.unwrap_err();
+        assert_eq!(refused.kind, ErrorKind::PayloadTooLarge);
+        for (frames, reading) in slow {
+            drop(frames);
+            assert_eq!(reading.await.unwrap().unwrap().len(), 1);
+        }
     }
 
     #[tokio::test]
@@ -358,10 +482,7 @@ mod tests {
                     .unwrap();
             }
             drop(frames);
-            let read = limits
-                .read(peer, &http::HeaderMap::new(), body)
-                .await
-                .unwrap();
+            let read = limits.read(peer, None, body).await.unwrap();
             assert_eq!(read, pieces.concat().as_bytes(), "{pieces:?}");
         }
     }
@@ -373,20 +494,16 @@ mod tests {
         // of the budget and wait for more until all get 503; a body that streams reserves
         // the rest of itself at once, so they finish one after another.
         let limits = Arc::new(BodyLimits::new(1 << 20, Duration::from_secs(30)));
-        let mut declared = http::HeaderMap::new();
-        declared.insert(
-            http::header::CONTENT_LENGTH,
-            HeaderValue::from_static("131072"),
-        );
+        let declared = Some(131_072);
         let mut senders = Vec::new();
         let mut readers = Vec::new();
         for i in 0..12u8 {
             let (frames, body) = streamed();
-            let (limits, headers) = (Arc::clone(&limits), declared.clone());
+            let limits = Arc::clone(&limits);
             let peer = IpAddr::from([127, 0, 0, i + 1]);
             senders.push(frames);
             readers.push(tokio::spawn(async move {
-                limits.read(peer, &headers, body).await
+                limits.read(peer, declared, body).await
             }));
         }
         for _ in 0..8 {
@@ -410,7 +527,7 @@ mod tests {
         let (frames, body) = streamed();
         send(&frames, 10);
         let late = limits
-            .read("127.0.0.1".parse().unwrap(), &http::HeaderMap::new(), body)
+            .read("127.0.0.1".parse().unwrap(), None, body)
             .await
             .unwrap_err();
         assert_eq!(late.kind, ErrorKind::RequestTimeout);

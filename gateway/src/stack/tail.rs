@@ -36,7 +36,8 @@ pub(crate) struct Received {
     pub(crate) request_id: String,
     pub(crate) method: Method,
     pub(crate) uri: http::Uri,
-    pub(crate) bytes_in: u64,
+    /// Its body's declared length (`Content-Length`), when present and readable.
+    pub(crate) declared: Option<u64>,
     /// When it arrived, on the stack clock's monotonic time.
     pub(crate) started: Duration,
 }
@@ -53,9 +54,10 @@ pub(crate) fn finish(
         request_id,
         method,
         uri,
-        bytes_in,
+        declared,
         started,
     } = received;
+    let bytes_in = declared.unwrap_or(0);
     let headers = response.headers_mut();
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         headers.insert(X_REQUEST_ID, value);

@@ -10,11 +10,30 @@ pub(super) fn auth_failure(message: impl Into<String>) -> SigV4Error {
 
 /// Whether the request carries SigV4 material at all (header or presigned form).
 pub fn is_signed(headers: &http::HeaderMap, query: &str) -> bool {
-    // Its first bytes say so; the whole value is checked when it is parsed.
-    headers
-        .get(http::header::AUTHORIZATION)
-        .is_some_and(|v| v.as_bytes().starts_with(b"AWS4-"))
-        || query_pairs(query).any(|(k, _)| k == "X-Amz-Signature")
+    is_sigv4(headers.get(http::header::AUTHORIZATION)) || is_presigned(query)
+}
+
+/// Whether an `Authorization` header says SigV4. Its first bytes say so; the whole value
+/// is checked when it is parsed.
+fn is_sigv4(authorization: Option<&http::HeaderValue>) -> bool {
+    authorization.is_some_and(|v| v.as_bytes().starts_with(b"AWS4-"))
+}
+
+/// Whether `query` carries a presigned request's signature.
+fn is_presigned(query: &str) -> bool {
+    query_pairs(query).any(|(k, _)| k == "X-Amz-Signature")
+}
+
+/// The SigV4 material of a request, or `None` when it carries none: [`is_signed`], then
+/// [`parse`], with one look at the `Authorization` header.
+pub fn parse_if_signed<'a>(
+    parts: &RequestParts<'a>,
+) -> Result<Option<SignedRequest<'a>>, SigV4Error> {
+    let authorization = parts.headers.get(http::header::AUTHORIZATION);
+    if !is_sigv4(authorization) && !is_presigned(parts.query) {
+        return Ok(None);
+    }
+    parse_with(parts, authorization).map(Some)
 }
 
 pub(super) fn query_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
@@ -23,7 +42,15 @@ pub(super) fn query_pairs(query: &str) -> impl Iterator<Item = (String, String)>
 
 /// Parses the SigV4 material of a request (header form first, then presigned).
 pub fn parse<'a>(parts: &RequestParts<'a>) -> Result<SignedRequest<'a>, SigV4Error> {
-    if let Some(value) = parts.headers.get(http::header::AUTHORIZATION) {
+    parse_with(parts, parts.headers.get(http::header::AUTHORIZATION))
+}
+
+/// [`parse`], with the request's `Authorization` header already looked up.
+fn parse_with<'a>(
+    parts: &RequestParts<'a>,
+    authorization: Option<&'a http::HeaderValue>,
+) -> Result<SignedRequest<'a>, SigV4Error> {
+    if let Some(value) = authorization {
         // Text is all a parse needs (a field that is not ASCII matches no key, date or
         // signature). UTF-8 is checked words at a time; `to_str`'s visible-ASCII check
         // goes byte by byte.

@@ -149,8 +149,10 @@ fn all_params(head: &Parts, body: &[u8]) -> Vec<(String, String)> {
 /// action once admitted.
 pub struct Ec2Route {
     region: String,
-    /// A SigV4 request's head, checked by `screen`, waiting for the body.
-    sigv4: Option<skyport_auth::SigV4Head>,
+    /// A SigV4 request's head, checked by `screen`, waiting for the body. Boxed: it holds
+    /// three hash states, and only a request whose body is still on its way has one, so
+    /// every route, moved at each step, stays small.
+    sigv4: Option<Box<skyport_auth::SigV4Head>>,
     action: Option<&'static actions::Action>,
     /// The log and metrics template of an action Skyport does not serve, once named.
     refused: Option<&'static str>,
@@ -231,7 +233,9 @@ impl FrontDoor for Ec2Api {
                 Err(unsigned())
             };
         }
-        route.sigv4 = Some(self.auth.sigv4_head(&signed_parts(head, b"")).await?);
+        route.sigv4 = Some(Box::new(
+            self.auth.sigv4_head(&signed_parts(head, b"")).await?,
+        ));
         Ok(())
     }
 
@@ -244,18 +248,20 @@ impl FrontDoor for Ec2Api {
     ) -> Result<Principal, Ec2Error> {
         let (principal, region) = match route.sigv4.take() {
             // Screened: its head is checked already.
-            Some(checked) => self.auth.sigv4_body(checked, &signed_parts(head, body))?,
-            None if sigv4::is_signed(&head.headers, head.uri.query().unwrap_or("")) => {
-                self.auth
-                    .authenticate_sigv4(&signed_parts(head, body))
-                    .await?
-            }
+            Some(checked) => self.auth.sigv4_body(*checked, &signed_parts(head, body))?,
+            // Not screened (its body came whole with its head), or not SigV4.
             None => {
-                let params = all_params(head, form(head, body));
-                if sigv2::is_signed(&params) {
-                    return self.authenticate_sigv2(route, head, &params).await;
+                let parts = signed_parts(head, body);
+                match sigv4::parse_if_signed(&parts)? {
+                    Some(signed) => self.auth.authenticate_sigv4(&parts, signed).await?,
+                    None => {
+                        let params = all_params(head, form(head, body));
+                        if sigv2::is_signed(&params) {
+                            return self.authenticate_sigv2(route, head, &params).await;
+                        }
+                        return Err(unsigned());
+                    }
                 }
-                return Err(unsigned());
             }
         };
         route.region = region;
@@ -387,25 +393,40 @@ impl FrontDoor for Ec2Api {
 /// The raw parameters of `query` and `form` but the signature's, sorted and joined with
 /// `&`: what a read's cache key holds of its request.
 fn unsigned_parameters(query: &str, form: &str) -> String {
-    let mut unsigned: Vec<&str> = Vec::with_capacity(8);
-    for pair in ascii_pieces(query, b'&').chain(ascii_pieces(form, b'&')) {
-        let name = ascii_split_once(pair, b'=').map_or(pair, |(name, _)| name);
-        if !pair.is_empty() && !name.starts_with("X-Amz-") && !query::is_sigv2_param(name) {
-            unsigned.push(pair);
-        }
-    }
-    // Clients send their parameters in one order, mostly sorted already.
-    if !unsigned.is_sorted() {
-        unsigned.sort_unstable();
-    }
+    let unsigned = || {
+        ascii_pieces(query, b'&')
+            .chain(ascii_pieces(form, b'&'))
+            .filter(|pair| {
+                let name = ascii_split_once(pair, b'=').map_or(*pair, |(name, _)| name);
+                !pair.is_empty() && !name.starts_with("X-Amz-") && !query::is_sigv2_param(name)
+            })
+    };
     let mut joined = String::with_capacity(query.len() + form.len() + 1);
-    for (i, pair) in unsigned.iter().enumerate() {
-        if i > 0 {
-            joined.push('&');
+    // Clients send their parameters in one order, mostly sorted already: joined as they
+    // come while they are, sorted in a list only when they are not.
+    let mut last: Option<&str> = None;
+    for pair in unsigned() {
+        if last.is_some_and(|last| last > pair) {
+            let mut pairs: Vec<&str> = unsigned().collect();
+            pairs.sort_unstable();
+            joined.clear();
+            for pair in pairs {
+                push_pair(&mut joined, pair);
+            }
+            return joined;
         }
-        joined.push_str(pair);
+        push_pair(&mut joined, pair);
+        last = Some(pair);
     }
     joined
+}
+
+/// Appends `pair` to `joined` parameters, after a `&` unless it is the first.
+fn push_pair(joined: &mut String, pair: &str) {
+    if !joined.is_empty() {
+        joined.push('&');
+    }
+    joined.push_str(pair);
 }
 
 /// What a SigV4 signature covers of a request whose head is `head` and body `body`.
