@@ -208,16 +208,16 @@ pub(super) fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
 
 /// The string to sign for `canonical`.
 pub fn string_to_sign(signed: &SignedRequest, canonical: &str) -> String {
-    let mut out = Vec::with_capacity(128);
+    let mut out = String::with_capacity(128);
     let mut hex_buffer = [0u8; 64];
-    write_string_to_sign_head(signed, |part| out.extend_from_slice(part));
-    out.extend_from_slice(sha256_hex(canonical.as_bytes(), &mut hex_buffer).as_bytes());
-    String::from_utf8(out).expect("the string to sign is text")
+    write_string_to_sign_head(signed, |part| out.push_str(part));
+    out.push_str(sha256_hex(canonical.as_bytes(), &mut hex_buffer));
+    out
 }
 
 /// Feeds `sink` the string to sign up to its last line, the canonical request's hash, piece
 /// by piece (no allocation).
-pub(super) fn write_string_to_sign_head(signed: &SignedRequest, mut sink: impl FnMut(&[u8])) {
+pub(super) fn write_string_to_sign_head(signed: &SignedRequest, mut sink: impl FnMut(&str)) {
     for part in [
         ALGORITHM,
         "\n",
@@ -230,7 +230,7 @@ pub(super) fn write_string_to_sign_head(signed: &SignedRequest, mut sink: impl F
         SERVICE,
         "/aws4_request\n",
     ] {
-        sink(part.as_bytes());
+        sink(part);
     }
 }
 

@@ -51,14 +51,15 @@ pub fn verify_with_mac(
 }
 
 /// What a canonical request's head usually takes (its buffer's first size).
-const CANONICAL_HEAD_BYTES: usize = 512;
+const SIGNED_TEXT_BYTES: usize = 512;
 /// The most a thread keeps of a longer one's buffer.
-const MAX_KEPT_HEAD: usize = 8 * 1024;
+const MAX_KEPT_TEXT: usize = 8 * 1024;
 
 thread_local! {
-    /// The canonical request's head being written, on this thread.
-    static CANONICAL_HEAD: std::cell::RefCell<String> =
-        std::cell::RefCell::new(String::with_capacity(CANONICAL_HEAD_BYTES));
+    /// The signed text being written, on this thread: the canonical request's head, then
+    /// the string to sign's.
+    static SIGNED_TEXT: std::cell::RefCell<String> =
+        std::cell::RefCell::new(String::with_capacity(SIGNED_TEXT_BYTES));
 }
 
 /// A verification split where the body starts: [`PendingVerification::new`] hashes all
@@ -89,20 +90,22 @@ impl PendingVerification {
         const_hex::decode_to_slice(signed.signature.as_bytes(), &mut claimed).map_err(|_| {
             SigV4Error::Mismatch("the signature is not a 64-digit hex string".into())
         })?;
-        // Written out, then hashed at once: cheaper than feeding the hash piece by piece;
+        // Written out, then hashed at once: cheaper than feeding a hash piece by piece;
         // into this thread's buffer, which each verification on it reuses.
         let mut canonical = Sha256::new();
-        let payload = CANONICAL_HEAD.with_borrow_mut(|head| {
-            head.clear();
+        let payload = SIGNED_TEXT.with_borrow_mut(|text| {
+            text.clear();
             let payload =
-                canonical::write_canonical_head(parts, signed, |piece| head.push_str(piece));
-            canonical.update(head.as_bytes());
-            if head.capacity() > MAX_KEPT_HEAD {
-                *head = String::with_capacity(CANONICAL_HEAD_BYTES);
+                canonical::write_canonical_head(parts, signed, |piece| text.push_str(piece));
+            canonical.update(text.as_bytes());
+            text.clear();
+            canonical::write_string_to_sign_head(signed, |piece| text.push_str(piece));
+            mac.update(text.as_bytes());
+            if text.capacity() > MAX_KEPT_TEXT {
+                *text = String::with_capacity(SIGNED_TEXT_BYTES);
             }
             payload
         })?;
-        canonical::write_string_to_sign_head(signed, |piece| mac.update(piece));
         Ok(Self {
             canonical,
             payload,
