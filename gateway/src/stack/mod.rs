@@ -152,7 +152,14 @@ where
     let mut body = Bytes::new();
     if door.body_before_auth(&route) {
         let unread = incoming.take().expect("unread");
-        body = match stack.bodies.arrival(received.declared, unread).await? {
+        // A client waiting for `100 Continue` has sent no body yet, and a look would ask
+        // for it before the screen.
+        let look = !head.headers.contains_key(http::header::EXPECT);
+        body = match stack
+            .bodies
+            .arrival(received.declared, unread, look)
+            .await?
+        {
             // Here whole with its head (a small form): holding it costs nothing, so there
             // is nothing for the screen to spare; `authenticate` judges head and body.
             request::Arrival::Whole(whole) => whole,

@@ -121,12 +121,14 @@ impl BodyLimits {
         B: hyper::body::Body<Data = Bytes> + Unpin,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let arrival = self.arrival(declared, body).await?;
+        let arrival = self.arrival(declared, body, true).await?;
         self.finish(peer, declared, arrival).await
     }
 
-    /// How much of a body is here when it is first asked for (one look, no waiting): 413
-    /// at once when the `declared` length, or what came, is past [`MAX_BODY_BYTES`].
+    /// How much of a body is here when it is first asked for (one look, no waiting, and
+    /// none at all unless `look`: over HTTP/1.1 a look at the body of a request that
+    /// expects `100 Continue` sends it): 413 at once when the `declared` length, or what
+    /// came, is past [`MAX_BODY_BYTES`].
     ///
     /// A body that is all here (a small form comes with its head) is taken as it is: its
     /// bytes are in memory already, within the connection's read buffer or the stream's
@@ -136,6 +138,7 @@ impl BodyLimits {
         &self,
         declared: Option<u64>,
         mut body: B,
+        look: bool,
     ) -> Result<Arrival<B>, GatewayError>
     where
         B: hyper::body::Body<Data = Bytes> + Unpin,
@@ -146,6 +149,12 @@ impl BodyLimits {
         }
         if declared == Some(0) {
             return Ok(Arrival::Whole(Bytes::new()));
+        }
+        if !look {
+            return Ok(Arrival::Coming {
+                first: None,
+                rest: body,
+            });
         }
         let first = poll_fn(|cx| Poll::Ready(Pin::new(&mut body).poll_frame(cx))).await;
         let first = match first {
