@@ -29,9 +29,11 @@ rm -rf "$logs"
 mkdir -p "$logs"
 cd "$root"
 # Built (the suite's build did it already) and listed: "<name> <executable>" per binary.
-# Asked of the whole workspace, so that dependencies keep the features the workspace
-# build unified (`-p skyport-e2e` alone would rebuild some without dev-only features).
-cargo test --workspace --tests --no-run --message-format=json-render-diagnostics \
+# Asked of the whole workspace, as `make build` asks it, so that dependencies keep the
+# features the workspace build unified (`-p skyport-e2e` alone would rebuild some without
+# dev-only features), and so that the `skyport` binary the tests start is the code's
+# (`--tests` alone does not build it, and a run after an edit would test the old one).
+cargo build --workspace --all-targets --message-format=json-render-diagnostics \
     >"$logs/build.json"
 python3 - "$logs/build.json" "$root/tests/Cargo.toml" "$@" >"$logs/binaries" <<'PY'
 import json, os, sys
